@@ -1,0 +1,47 @@
+//! Block sizes of the five GEMM loops, derived from the cache sizes and the microkernel shape.
+
+use super::cache::CacheSizes;
+use super::microkernel::Microkernel;
+
+/// Block sizes: `kc` (depth of a packed panel), `mc` (rows of a packed A block), `nc` (columns of
+/// a packed B block). `mc` is a multiple of the kernel's MR, `nc` of its NR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Blocking {
+    pub mc: usize,
+    pub kc: usize,
+    pub nc: usize,
+}
+
+impl Blocking {
+    /// Sizes that keep a KC x NR micro-panel of B in half of L1, an MC x KC block of A in half
+    /// of L2, and a KC x NC block of B in half of this core's share of L3.
+    pub(crate) fn derive(kernel: &Microkernel, caches: &CacheSizes) -> Blocking {
+        const F32: usize = std::mem::size_of::<f32>();
+        let kc = round_down(caches.l1d / 2 / (kernel.nr * F32), 8).clamp(64, 1024);
+        let mc = round_down(caches.l2 / 2 / (kc * F32), kernel.mr).clamp(kernel.mr, 4096);
+        let nc =
+            round_down(caches.l3_per_core / 2 / (kc * F32), kernel.nr).clamp(kernel.nr * 8, 8192);
+        let env = |name: &str, d: usize| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(d)
+        };
+        Blocking {
+            mc: env("TMP_MC", mc),
+            kc: env("TMP_KC", kc),
+            nc: env("TMP_NC", nc),
+        }
+    }
+}
+
+fn round_down(x: usize, multiple: usize) -> usize {
+    (x / multiple) * multiple
+}
+
+/// Splits `len` into the fewest chunks of at most `max`, all of equal size rounded up to a
+/// multiple of `align` (the last chunk takes what remains). Even chunks avoid a tiny last block.
+pub(crate) fn even_chunk(len: usize, max: usize, align: usize) -> usize {
+    let chunks = len.div_ceil(max).max(1);
+    len.div_ceil(chunks).div_ceil(align) * align
+}

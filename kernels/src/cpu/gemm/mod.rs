@@ -1,0 +1,388 @@
+//! Single-precision GEMM: `C = alpha * op(A) * op(B) + beta * C`, BLIS style.
+//!
+//! Operands are strided views ([`MatRef`], [`MatMut`]): a transposed operand is the same data
+//! with its strides swapped ([`MatRef::t`]), so it costs no copy; packing absorbs any layout.
+//! The kernel is chosen once per process by CPU feature detection ([`Isa::detect`]), or forced
+//! per call with [`CpuOptions::isa`] (tests run every kernel the CPU supports).
+//!
+//! Layout of this module: [`cache`] (CPUID cache sizes) -> `blocking` (NC, KC, MC) -> `pack`
+//! (panels) -> `microkernel` (MR x NR register tiles per ISA) -> `loops` (the five loops and
+//! threads); [`sgemm_reference`] is the plain triple loop everything is tested against.
+
+pub mod cache;
+
+mod blocking;
+mod loops;
+mod microkernel;
+mod pack;
+mod reference;
+
+pub use blocking::Blocking;
+pub use reference::sgemm_reference;
+
+use crate::cpu::isa::Isa;
+use crate::cpu::options::CpuOptions;
+use crate::cpu::threads::{for_each_task, Shared};
+use crate::{Error, Result};
+use cache::CacheSizes;
+use loops::{Problem, StridedMut};
+use microkernel::Microkernel;
+use pack::Strided;
+
+/// A read-only matrix view: element (i, j) is `data[i * row_stride + j * col_stride]`.
+#[derive(Debug, Clone, Copy)]
+pub struct MatRef<'a> {
+    pub data: &'a [f32],
+    pub rows: usize,
+    pub cols: usize,
+    pub row_stride: usize,
+    pub col_stride: usize,
+}
+
+/// A mutable matrix view: element (i, j) is `data[i * row_stride + j * col_stride]`.
+#[derive(Debug)]
+pub struct MatMut<'a> {
+    pub data: &'a mut [f32],
+    pub rows: usize,
+    pub cols: usize,
+    pub row_stride: usize,
+    pub col_stride: usize,
+}
+
+impl<'a> MatRef<'a> {
+    /// A dense row-major `rows x cols` matrix.
+    pub fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        MatRef {
+            data,
+            rows,
+            cols,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+
+    /// A matrix with explicit strides (in elements).
+    pub fn strided(
+        data: &'a [f32],
+        rows: usize,
+        cols: usize,
+        row_stride: usize,
+        col_stride: usize,
+    ) -> Self {
+        MatRef {
+            data,
+            rows,
+            cols,
+            row_stride,
+            col_stride,
+        }
+    }
+
+    /// The transpose, `cols x rows`, sharing the same data.
+    pub fn t(self) -> Self {
+        MatRef {
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            ..self
+        }
+    }
+
+    /// Element (i, j); panics when out of the slice.
+    pub fn get(&self, i: usize, j: usize) -> f32 {
+        self.data[i * self.row_stride + j * self.col_stride]
+    }
+
+    fn required_len(&self) -> usize {
+        extent(self.rows, self.cols, self.row_stride, self.col_stride)
+    }
+
+    fn strided_ptr(&self) -> Strided {
+        Strided {
+            ptr: self.data.as_ptr(),
+            rs: self.row_stride,
+            cs: self.col_stride,
+        }
+    }
+}
+
+impl<'a> MatMut<'a> {
+    /// A dense row-major `rows x cols` matrix.
+    pub fn row_major(data: &'a mut [f32], rows: usize, cols: usize) -> Self {
+        MatMut {
+            data,
+            rows,
+            cols,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+
+    /// A matrix with explicit strides (in elements).
+    pub fn strided(
+        data: &'a mut [f32],
+        rows: usize,
+        cols: usize,
+        row_stride: usize,
+        col_stride: usize,
+    ) -> Self {
+        MatMut {
+            data,
+            rows,
+            cols,
+            row_stride,
+            col_stride,
+        }
+    }
+
+    /// The transpose, `cols x rows`, sharing the same data.
+    pub fn t(self) -> Self {
+        MatMut {
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            ..self
+        }
+    }
+
+    /// Index into `data` of element (i, j).
+    pub fn index(&self, i: usize, j: usize) -> usize {
+        i * self.row_stride + j * self.col_stride
+    }
+
+    fn required_len(&self) -> usize {
+        extent(self.rows, self.cols, self.row_stride, self.col_stride)
+    }
+}
+
+/// Number of elements spanned by a `rows x cols` matrix with these strides (0 when empty).
+fn extent(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
+    if rows == 0 || cols == 0 {
+        0
+    } else {
+        (rows - 1) * rs + (cols - 1) * cs + 1
+    }
+}
+
+/// The block sizes the `isa` kernel uses on this CPU.
+pub fn blocking(isa: Isa) -> Blocking {
+    Blocking::derive(&Microkernel::for_isa(isa), &CacheSizes::detect())
+}
+
+/// The element strides of one batch of a strided-batched GEMM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchStrides {
+    /// Number of independent GEMMs.
+    pub count: usize,
+    /// Distance in elements between consecutive A matrices (0 broadcasts one A).
+    pub a: usize,
+    /// Distance in elements between consecutive B matrices (0 broadcasts one B).
+    pub b: usize,
+    /// Distance in elements between consecutive C matrices.
+    pub c: usize,
+}
+
+/// `C = alpha * A * B + beta * C` for `A: m x k`, `B: k x n`, `C: m x n`, any strides.
+///
+/// With `beta == 0` C is written without being read, so NaN already in C is ignored.
+/// Errors name the shapes when they disagree, when a slice is too short for its shape and
+/// strides, when C's strides make two elements alias, or when the kernel is not supported.
+pub fn sgemm(
+    alpha: f32,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    beta: f32,
+    c: MatMut<'_>,
+    opts: &CpuOptions,
+) -> Result<()> {
+    let batch = BatchStrides {
+        count: 1,
+        a: 0,
+        b: 0,
+        c: 0,
+    };
+    sgemm_batched(&batch, alpha, a, b, beta, c, opts)
+}
+
+/// `batch.count` independent GEMMs `C_i = alpha * A_i * B_i + beta * C_i`, where `A_i` is `a`
+/// shifted by `i * batch.a` elements (likewise B and C). `a`, `b`, `c` describe the first
+/// matrix of each operand; their slices must hold every batch.
+///
+/// Used by attention: B*H heads of `T x d` times `d x T` in one call. Batches run in parallel
+/// (one thread each) when there are at least as many batches as threads.
+pub fn sgemm_batched(
+    batch: &BatchStrides,
+    alpha: f32,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    beta: f32,
+    c: MatMut<'_>,
+    opts: &CpuOptions,
+) -> Result<()> {
+    const OP: &str = "sgemm";
+    opts.validate(OP)?;
+    let kernel = Microkernel::for_isa(opts.isa);
+    check_shapes(&a, &b, &c)?;
+    let spans = |one: usize, stride: usize| {
+        if one == 0 || batch.count == 0 {
+            0
+        } else {
+            (batch.count - 1) * stride + one
+        }
+    };
+    for (operand, needed, len) in [
+        ("A", spans(a.required_len(), batch.a), a.data.len()),
+        ("B", spans(b.required_len(), batch.b), b.data.len()),
+        ("C", spans(c.required_len(), batch.c), c.data.len()),
+    ] {
+        if needed > len {
+            return Err(Error::OutOfBounds {
+                op: OP,
+                operand,
+                needed,
+                len,
+            });
+        }
+    }
+    check_no_alias(&c, batch)?;
+    if batch.count == 0 {
+        return Ok(());
+    }
+    let blk = Blocking::derive(&kernel, &CacheSizes::detect());
+    let problem = Problem {
+        m: a.rows,
+        n: b.cols,
+        k: a.cols,
+        alpha,
+        a: a.strided_ptr(),
+        b: b.strided_ptr(),
+        beta,
+        c: StridedMut {
+            ptr: c.data.as_mut_ptr(),
+            rs: c.row_stride,
+            cs: c.col_stride,
+        },
+    };
+    // SAFETY: every operand was checked to lie inside its slice for every batch, C's elements
+    // are distinct, and C is borrowed mutably so it aliases neither A nor B.
+    unsafe { run_batched(&kernel, &blk, problem, batch, opts.threads) };
+    Ok(())
+}
+
+/// The unchecked strided-batched GEMM behind [`sgemm_batched`].
+///
+/// # Safety
+/// For every batch `i < batch.count`, the `m x k`, `k x n` and `m x n` matrices at `a + i *
+/// batch.a`, `b + i * batch.b`, `c + i * batch.c` with the given strides must lie in valid
+/// allocations; no two elements of any C may alias each other or any element of A or B; the
+/// kernel of `opts.isa` must be supported by the CPU (see [`Isa::is_supported`]).
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn sgemm_batched_unchecked(
+    batch: &BatchStrides,
+    (m, n, k): (usize, usize, usize),
+    alpha: f32,
+    (a, rsa, csa): (*const f32, usize, usize),
+    (b, rsb, csb): (*const f32, usize, usize),
+    beta: f32,
+    (c, rsc, csc): (*mut f32, usize, usize),
+    opts: &CpuOptions,
+) {
+    let kernel = Microkernel::for_isa(opts.isa);
+    let blk = Blocking::derive(&kernel, &CacheSizes::detect());
+    let problem = Problem {
+        m,
+        n,
+        k,
+        alpha,
+        a: Strided {
+            ptr: a,
+            rs: rsa,
+            cs: csa,
+        },
+        b: Strided {
+            ptr: b,
+            rs: rsb,
+            cs: csb,
+        },
+        beta,
+        c: StridedMut {
+            ptr: c,
+            rs: rsc,
+            cs: csc,
+        },
+    };
+    run_batched(&kernel, &blk, problem, batch, opts.threads.max(1));
+}
+
+unsafe fn run_batched(
+    kernel: &Microkernel,
+    blk: &Blocking,
+    p: Problem,
+    batch: &BatchStrides,
+    threads: usize,
+) {
+    let at = |p: Problem, i: usize| Problem {
+        a: Strided {
+            ptr: p.a.ptr.add(i * batch.a),
+            ..p.a
+        },
+        b: Strided {
+            ptr: p.b.ptr.add(i * batch.b),
+            ..p.b
+        },
+        c: StridedMut {
+            ptr: p.c.ptr.add(i * batch.c),
+            ..p.c
+        },
+        ..p
+    };
+    if batch.count >= threads && threads > 1 {
+        let shared = Shared(p);
+        for_each_task(threads, batch.count, |i| {
+            loops::run(kernel, blk, at(shared.get(), i), 1)
+        });
+    } else {
+        for i in 0..batch.count {
+            loops::run(kernel, blk, at(p, i), threads);
+        }
+    }
+}
+
+fn check_shapes(a: &MatRef<'_>, b: &MatRef<'_>, c: &MatMut<'_>) -> Result<()> {
+    if a.cols != b.rows || c.rows != a.rows || c.cols != b.cols {
+        return Err(Error::Shape {
+            op: "sgemm",
+            detail: format!(
+                "A is {}x{}, B is {}x{}, C is {}x{}: need A m x k, B k x n, C m x n",
+                a.rows, a.cols, b.rows, b.cols, c.rows, c.cols
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// C's elements (in every batch) must be pairwise distinct, or threads would race on them.
+fn check_no_alias(c: &MatMut<'_>, batch: &BatchStrides) -> Result<()> {
+    let mut dims = [
+        (c.rows, c.row_stride),
+        (c.cols, c.col_stride),
+        (batch.count, batch.c),
+    ];
+    dims.sort_unstable_by_key(|&(_, stride)| stride);
+    let mut span = 1;
+    for (n, stride) in dims.into_iter().filter(|&(n, _)| n > 1) {
+        if stride < span {
+            return Err(Error::Overlap {
+                op: "sgemm",
+                detail: format!(
+                    "C is {}x{} with strides ({}, {}) in {} batches {} apart: elements alias",
+                    c.rows, c.cols, c.row_stride, c.col_stride, batch.count, batch.c
+                ),
+            });
+        }
+        span = stride * (n - 1) + span;
+    }
+    Ok(())
+}

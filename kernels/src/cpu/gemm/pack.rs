@@ -1,0 +1,207 @@
+//! Packing: copying blocks of A and B into the contiguous, zero-padded panel layouts the
+//! microkernel streams through, whatever the operands' strides (this is where a transposed
+//! operand is absorbed at no extra cost).
+
+use std::cell::Cell;
+
+/// A strided read-only matrix: element (i, j) is at `ptr + i * rs + j * cs`.
+#[derive(Clone, Copy)]
+pub(crate) struct Strided {
+    pub ptr: *const f32,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl Strided {
+    /// The element pointer of (i, j).
+    #[inline(always)]
+    pub(crate) unsafe fn at(self, i: usize, j: usize) -> *const f32 {
+        self.ptr.add(i * self.rs + j * self.cs)
+    }
+
+    /// The same matrix seen transposed (rows and columns swapped, no data moved).
+    pub(crate) fn t(self) -> Strided {
+        Strided {
+            ptr: self.ptr,
+            rs: self.cs,
+            cs: self.rs,
+        }
+    }
+}
+
+/// Packs rows `0..rows` (`rows <= panels * mr`) and columns `0..kc` of `a` into panels of `mr`
+/// rows: `dst[panel * mr * kc + p * mr + i] = a(panel * mr + i, p)`, rows past the end are zero.
+///
+/// The same routine packs B: B's column panels are the row panels of B transposed.
+pub(crate) unsafe fn pack_panels(src: Strided, rows: usize, kc: usize, mr: usize, dst: *mut f32) {
+    for (panel, r0) in (0..rows).step_by(mr).enumerate() {
+        let live = mr.min(rows - r0);
+        let out = dst.add(panel * mr * kc);
+        let src = Strided {
+            ptr: src.at(r0, 0),
+            ..src
+        };
+        if src.rs == 1 {
+            pack_contiguous_rows(src, live, kc, mr, out);
+        } else if live == mr && src.cs == 1 && transpose::available() {
+            transpose::pack(src, kc, mr, out);
+        } else {
+            pack_scalar(src, live, kc, mr, out);
+        }
+    }
+}
+
+/// The panel's rows are adjacent in memory: one short copy per column.
+unsafe fn pack_contiguous_rows(src: Strided, live: usize, kc: usize, mr: usize, out: *mut f32) {
+    for p in 0..kc {
+        let (from, to) = (src.at(0, p), out.add(p * mr));
+        for i in 0..mr {
+            *to.add(i) = if i < live { *from.add(i) } else { 0.0 };
+        }
+    }
+}
+
+/// Any strides, element by element; rows past `live` are zero.
+unsafe fn pack_scalar(src: Strided, live: usize, kc: usize, mr: usize, out: *mut f32) {
+    for p in 0..kc {
+        for i in 0..mr {
+            *out.add(p * mr + i) = if i < live { *src.at(i, p) } else { 0.0 };
+        }
+    }
+}
+
+/// Packing of row-contiguous panels (A row-major, or B stored transposed) by 8x8 AVX2
+/// transposes: eight rows by eight columns loaded, transposed in registers, stored as eight
+/// columns of the panel.
+mod transpose {
+    use super::Strided;
+
+    /// Whether this CPU has AVX2 (every AVX-512 CPU does).
+    pub(super) fn available() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        return crate::cpu::isa::Isa::Avx2Fma.is_supported();
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    }
+
+    /// Packs one full panel of `mr` rows whose columns are contiguous (`src.cs == 1`).
+    ///
+    /// # Safety
+    /// AVX2 must be available; `src` must hold `mr x kc` elements; `out` `mr * kc` floats.
+    pub(super) unsafe fn pack(src: Strided, kc: usize, mr: usize, out: *mut f32) {
+        #[cfg(target_arch = "x86_64")]
+        x86::pack(src, kc, mr, out);
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (src, kc, mr, out);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    mod x86 {
+        use super::Strided;
+        use std::arch::x86_64::*;
+
+        #[target_feature(enable = "avx2")]
+        pub(super) unsafe fn pack(src: Strided, kc: usize, mr: usize, out: *mut f32) {
+            let full = kc / 8 * 8;
+            for p in (0..full).step_by(8) {
+                for g in (0..mr).step_by(8) {
+                    let live = 8.min(mr - g);
+                    let mut rows = [_mm256_setzero_ps(); 8];
+                    for (i, row) in rows.iter_mut().enumerate().take(live) {
+                        *row = _mm256_loadu_ps(src.at(g + i, p));
+                    }
+                    let cols = transpose8x8(rows);
+                    for (q, col) in cols.iter().enumerate() {
+                        let to = out.add((p + q) * mr + g);
+                        if live == 8 {
+                            _mm256_storeu_ps(to, *col);
+                        } else {
+                            let mut lanes = [0.0f32; 8];
+                            _mm256_storeu_ps(lanes.as_mut_ptr(), *col);
+                            std::ptr::copy_nonoverlapping(lanes.as_ptr(), to, live);
+                        }
+                    }
+                }
+            }
+            for p in full..kc {
+                for i in 0..mr {
+                    *out.add(p * mr + i) = *src.at(i, p);
+                }
+            }
+        }
+
+        /// Rows in, columns out.
+        #[inline(always)]
+        unsafe fn transpose8x8(r: [__m256; 8]) -> [__m256; 8] {
+            let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+            let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+            let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+            let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+            let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+            let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+            let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+            let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+            let s0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+            let s1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+            let s2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+            let s3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+            let s4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+            let s5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+            let s6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+            let s7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+            [
+                _mm256_permute2f128_ps::<0x20>(s0, s4),
+                _mm256_permute2f128_ps::<0x20>(s1, s5),
+                _mm256_permute2f128_ps::<0x20>(s2, s6),
+                _mm256_permute2f128_ps::<0x20>(s3, s7),
+                _mm256_permute2f128_ps::<0x31>(s0, s4),
+                _mm256_permute2f128_ps::<0x31>(s1, s5),
+                _mm256_permute2f128_ps::<0x31>(s2, s6),
+                _mm256_permute2f128_ps::<0x31>(s3, s7),
+            ]
+        }
+    }
+}
+
+/// A 64-byte aligned scratch buffer that only ever grows.
+#[derive(Default)]
+pub(crate) struct PackBuffer {
+    lines: Vec<CacheLine>,
+}
+
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct CacheLine([f32; 16]);
+
+impl PackBuffer {
+    /// A pointer to at least `len` writable floats, growing the buffer if needed.
+    fn reserve(&mut self, len: usize) -> *mut f32 {
+        let lines = len.div_ceil(16);
+        if self.lines.len() < lines {
+            self.lines.resize(lines, CacheLine([0.0; 16]));
+        }
+        self.lines.as_mut_ptr().cast()
+    }
+}
+
+thread_local! {
+    /// Packed A block of the current thread (MC x KC).
+    pub(crate) static PACK_A: Cell<PackBuffer> = Cell::new(PackBuffer::default());
+    /// Packed B panel of the calling thread (KC x NC), shared with the workers.
+    pub(crate) static PACK_B: Cell<PackBuffer> = Cell::new(PackBuffer::default());
+}
+
+/// Runs `f` with this thread's buffer `key` holding at least `len` floats.
+///
+/// The buffer is taken out for the call and put back after, so a re-entrant use on the same
+/// thread gets a fresh buffer instead of aliasing this one.
+pub(crate) fn with_buffer<R>(
+    key: &'static std::thread::LocalKey<Cell<PackBuffer>>,
+    len: usize,
+    f: impl FnOnce(*mut f32) -> R,
+) -> R {
+    let mut buf = key.take();
+    let result = f(buf.reserve(len));
+    key.set(buf);
+    result
+}

@@ -1,0 +1,62 @@
+//! Threads for the CPU kernels: one rayon pool per requested thread count, built once.
+//!
+//! A kernel asked for 1 thread runs on the caller and never touches a pool. Pools are created
+//! on first use and kept for the life of the process, so a steady-state call builds nothing.
+
+use rayon::prelude::*;
+use rayon::ThreadPool;
+use std::sync::Mutex;
+
+/// The pool with exactly `threads` workers, created on first request.
+fn pool(threads: usize) -> &'static ThreadPool {
+    static POOLS: Mutex<Vec<(usize, &'static ThreadPool)>> = Mutex::new(Vec::new());
+    let mut pools = POOLS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some((_, p)) = pools.iter().find(|(n, _)| *n == threads) {
+        return p;
+    }
+    let built = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(move |i| format!("smelt-{threads}t-{i}"))
+        .build()
+        .unwrap_or_else(|e| panic!("smelt: cannot start a pool of {threads} threads: {e}"));
+    let leaked: &'static ThreadPool = Box::leak(Box::new(built));
+    pools.push((threads, leaked));
+    leaked
+}
+
+/// Runs `task(i)` for every `i` in `0..tasks`, spread over `threads` threads.
+///
+/// `threads <= 1` (or a single task) runs everything on the calling thread, in order.
+pub fn for_each_task(threads: usize, tasks: usize, task: impl Fn(usize) + Sync + Send) {
+    if threads <= 1 || tasks <= 1 {
+        (0..tasks).for_each(task);
+        return;
+    }
+    pool(threads).install(|| (0..tasks).into_par_iter().with_max_len(1).for_each(task));
+}
+
+/// The number of threads the machine offers (at least 1).
+pub fn available() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// A value holding raw pointers that may cross to worker threads.
+///
+/// Wrap pointers into buffers that tasks access disjointly (each task its own tiles or rows);
+/// the task reads it back with [`Shared::get`], a method call, so the closure captures the
+/// whole wrapper and not the raw field.
+#[derive(Clone, Copy)]
+pub(crate) struct Shared<T>(pub T);
+// SAFETY: users only dereference the pointers on disjoint regions, and `for_each_task` joins
+// every task before returning, so nothing outlives the buffers.
+unsafe impl<T> Send for Shared<T> {}
+unsafe impl<T> Sync for Shared<T> {}
+
+impl<T: Copy> Shared<T> {
+    /// The wrapped value.
+    pub(crate) fn get(self) -> T {
+        self.0
+    }
+}

@@ -1,0 +1,45 @@
+//! The one error type of the kernels crate.
+
+use std::fmt;
+
+/// What went wrong in a kernel call; every message names the operation and the shapes involved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// Operand shapes do not agree, e.g. `gemm: A is 3x4 but B is 5x2`.
+    Shape { op: &'static str, detail: String },
+    /// A slice is too short for the shape and strides it is described with.
+    OutOfBounds {
+        op: &'static str,
+        operand: &'static str,
+        needed: usize,
+        len: usize,
+    },
+    /// Strides that would make an output element alias another one.
+    Overlap { op: &'static str, detail: String },
+    /// A requested instruction set is not supported by this CPU.
+    Unsupported { op: &'static str, detail: String },
+}
+
+/// Result alias for kernel calls.
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Shape { op, detail } => write!(f, "{op}: shape mismatch: {detail}"),
+            Error::OutOfBounds {
+                op,
+                operand,
+                needed,
+                len,
+            } => write!(
+                f,
+                "{op}: operand {operand} needs a slice of at least {needed} elements for its shape and strides, got {len}"
+            ),
+            Error::Overlap { op, detail } => write!(f, "{op}: overlapping output: {detail}"),
+            Error::Unsupported { op, detail } => write!(f, "{op}: unsupported: {detail}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
