@@ -1,0 +1,467 @@
+//! SGEMM against an f64 triple loop: odd sizes, all transposes, alpha/beta, strides, threads,
+//! every microkernel this CPU supports, and the errors of the checked API.
+
+use smelt_kernels::cpu::gemm::{sgemm, sgemm_batched, BatchStrides, MatMut, MatRef};
+use smelt_kernels::cpu::{CpuOptions, Isa};
+use smelt_kernels::Error;
+
+const SIZES: [usize; 12] = [1, 2, 7, 15, 16, 17, 31, 33, 63, 65, 127, 129];
+
+/// Deterministic values in [-1, 1).
+fn random(len: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// A stored `rows x cols` operand, row-major or transposed (stored `cols x rows`).
+fn view(data: &[f32], rows: usize, cols: usize, transposed: bool) -> MatRef<'_> {
+    if transposed {
+        MatRef::row_major(data, cols, rows).t()
+    } else {
+        MatRef::row_major(data, rows, cols)
+    }
+}
+
+/// `alpha * A * B + beta * C0` in f64, plus the error bound `sum |alpha a b| + |beta c|`
+/// for each element, both row-major `m x n`.
+fn expected(
+    alpha: f32,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    beta: f32,
+    c0: &[f32],
+) -> (Vec<f64>, Vec<f64>) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let mut value = vec![0.0; m * n];
+    let mut scale = vec![0.0; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let (mut sum, mut abs) = (0.0f64, 0.0f64);
+            for p in 0..k {
+                let prod = a.get(i, p) as f64 * b.get(p, j) as f64;
+                sum += prod;
+                abs += prod.abs();
+            }
+            let prior = if beta == 0.0 {
+                0.0
+            } else {
+                beta as f64 * c0[i * n + j] as f64
+            };
+            value[i * n + j] = alpha as f64 * sum + prior;
+            scale[i * n + j] = (alpha as f64 * abs).abs() + prior.abs();
+        }
+    }
+    (value, scale)
+}
+
+/// Every element within a few f32 roundings of the exact value, relative to its magnitude.
+fn assert_close(got: &[f32], want: &(Vec<f64>, Vec<f64>), what: &str) {
+    for (idx, (&g, (&w, &s))) in got.iter().zip(want.0.iter().zip(&want.1)).enumerate() {
+        let err = (g as f64 - w).abs();
+        assert!(
+            err <= 1e-6 * s + 1e-30 && g.is_finite(),
+            "{what}: element {idx}: got {g}, want {w} (error {err:e}, scale {s:e})"
+        );
+    }
+}
+
+fn all_options() -> Vec<CpuOptions> {
+    Isa::supported()
+        .flat_map(|isa| [1, 2].map(|t| CpuOptions::threads(t).isa(isa)))
+        .collect()
+}
+
+#[test]
+fn every_odd_size_and_transpose_matches_f64() {
+    let opts = all_options();
+    for &m in &SIZES {
+        for &n in &SIZES {
+            for &k in &SIZES {
+                let a_data = random(m * k, (m * 7 + k) as u64);
+                let b_data = random(k * n, (k * 13 + n) as u64);
+                for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+                    let a = view(&a_data, m, k, ta);
+                    let b = view(&b_data, k, n, tb);
+                    let want = expected(1.0, a, b, 0.0, &[]);
+                    for o in &opts {
+                        let mut c = vec![f32::NAN; m * n];
+                        sgemm(1.0, a, b, 0.0, MatMut::row_major(&mut c, m, n), o).unwrap();
+                        let what = format!("{m}x{k}x{n} ta={ta} tb={tb} {o:?}");
+                        assert_close(&c, &want, &what);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_dimension_of_1000_matches_f64() {
+    let shapes = [
+        (1000, 33, 17),
+        (17, 1000, 33),
+        (33, 17, 1000),
+        (1000, 65, 1000),
+        (129, 1000, 127),
+    ];
+    for (m, k, n) in shapes {
+        let a_data = random(m * k, 1);
+        let b_data = random(k * n, 2);
+        for tb in [false, true] {
+            let a = view(&a_data, m, k, false);
+            let b = view(&b_data, k, n, tb);
+            let want = expected(1.0, a, b, 0.0, &[]);
+            for o in all_options() {
+                let mut c = vec![0.0; m * n];
+                sgemm(1.0, a, b, 0.0, MatMut::row_major(&mut c, m, n), &o).unwrap();
+                assert_close(&c, &want, &format!("{m}x{k}x{n} tb={tb} {o:?}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn cube_of_1000_on_two_threads_matches_f64() {
+    let n = 1000;
+    let a_data = random(n * n, 3);
+    let b_data = random(n * n, 4);
+    let (a, b) = (view(&a_data, n, n, false), view(&b_data, n, n, true));
+    let want = expected(1.0, a, b, 0.0, &[]);
+    let mut c = vec![0.0; n * n];
+    sgemm(
+        1.0,
+        a,
+        b,
+        0.0,
+        MatMut::row_major(&mut c, n, n),
+        &CpuOptions::threads(2),
+    )
+    .unwrap();
+    assert_close(&c, &want, "1000^3 on 2 threads");
+}
+
+#[test]
+fn alpha_and_beta_scale_the_product_and_c() {
+    let (m, k, n) = (33, 65, 17);
+    let a_data = random(m * k, 5);
+    let b_data = random(k * n, 6);
+    let c0 = random(m * n, 7);
+    let (a, b) = (view(&a_data, m, k, false), view(&b_data, k, n, false));
+    for (alpha, beta) in [
+        (0.5, -1.5),
+        (-2.0, 1.0),
+        (1.0, 0.25),
+        (0.0, 3.0),
+        (0.0, 0.0),
+    ] {
+        let want = expected(alpha, a, b, beta, &c0);
+        for o in all_options() {
+            let mut c = c0.clone();
+            sgemm(alpha, a, b, beta, MatMut::row_major(&mut c, m, n), &o).unwrap();
+            assert_close(&c, &want, &format!("alpha={alpha} beta={beta} {o:?}"));
+        }
+    }
+}
+
+#[test]
+fn beta_zero_ignores_nan_and_inf_already_in_c() {
+    let (m, k, n) = (17, 31, 33);
+    let a_data = random(m * k, 8);
+    let b_data = random(k * n, 9);
+    let (a, b) = (view(&a_data, m, k, false), view(&b_data, k, n, false));
+    let want = expected(1.0, a, b, 0.0, &[]);
+    for o in all_options() {
+        let mut c: Vec<f32> = (0..m * n)
+            .map(|i| if i % 2 == 0 { f32::NAN } else { f32::INFINITY })
+            .collect();
+        sgemm(1.0, a, b, 0.0, MatMut::row_major(&mut c, m, n), &o).unwrap();
+        assert_close(&c, &want, &format!("NaN in C {o:?}"));
+    }
+}
+
+#[test]
+fn k_zero_scales_c_by_beta() {
+    let (m, n) = (7, 15);
+    let c0 = random(m * n, 10);
+    for o in all_options() {
+        let mut c = c0.clone();
+        let a = MatRef::row_major(&[], m, 0);
+        let b = MatRef::row_major(&[], 0, n);
+        sgemm(1.0, a, b, 2.0, MatMut::row_major(&mut c, m, n), &o).unwrap();
+        let want: Vec<f32> = c0.iter().map(|x| 2.0 * x).collect();
+        assert_eq!(c, want);
+    }
+}
+
+#[test]
+fn non_contiguous_strides_in_every_operand() {
+    let (m, k, n) = (31, 63, 33);
+    // A: every other column of a padded buffer; B: rows 3 apart, columns 1 apart with padding.
+    let a_data = random(m * 130, 11);
+    let b_data = random(k * 40, 12);
+    let a = MatRef::strided(&a_data, m, k, 130, 2);
+    let b = MatRef::strided(&b_data, k, n, 40, 1);
+    let c0 = random(m * n * 3, 13);
+    for o in all_options() {
+        // C row-major with padded rows.
+        let mut c = c0.clone();
+        let want = expected(1.5, a, b, 0.5, &strided_copy(&c0, m, n, n + 5, 1));
+        sgemm(1.5, a, b, 0.5, MatMut::strided(&mut c, m, n, n + 5, 1), &o).unwrap();
+        assert_close(
+            &strided_copy(&c, m, n, n + 5, 1),
+            &want,
+            &format!("padded C {o:?}"),
+        );
+        // C column-major (exercises C^T = B^T A^T).
+        let mut c = c0.clone();
+        let want = expected(1.0, a, b, 1.0, &strided_copy(&c0, m, n, 1, m));
+        sgemm(1.0, a, b, 1.0, MatMut::strided(&mut c, m, n, 1, m), &o).unwrap();
+        assert_close(
+            &strided_copy(&c, m, n, 1, m),
+            &want,
+            &format!("col-major C {o:?}"),
+        );
+        // C with no unit stride at all.
+        let mut c = c0.clone();
+        let want = expected(1.0, a, b, -1.0, &strided_copy(&c0, m, n, 2 * n, 2));
+        sgemm(1.0, a, b, -1.0, MatMut::strided(&mut c, m, n, 2 * n, 2), &o).unwrap();
+        assert_close(
+            &strided_copy(&c, m, n, 2 * n, 2),
+            &want,
+            &format!("strided C {o:?}"),
+        );
+    }
+}
+
+/// The `m x n` matrix at `data` with strides `(rs, cs)`, gathered row-major.
+fn strided_copy(data: &[f32], m: usize, n: usize, rs: usize, cs: usize) -> Vec<f32> {
+    (0..m * n)
+        .map(|e| data[(e / n) * rs + (e % n) * cs])
+        .collect()
+}
+
+#[test]
+fn strided_batches_match_one_gemm_each() {
+    let (batch, m, k, n) = (7, 17, 33, 15);
+    let a_data = random(batch * m * k, 14);
+    let b_data = random(batch * k * n, 15);
+    for (b_stride, tb) in [(k * n, false), (k * n, true), (0, false)] {
+        let strides = BatchStrides {
+            count: batch,
+            a: m * k,
+            b: b_stride,
+            c: m * n,
+        };
+        for o in all_options() {
+            let mut c = vec![f32::NAN; batch * m * n];
+            let a = view(&a_data, m, k, false);
+            let b = view(&b_data, k, n, tb);
+            sgemm_batched(
+                &strides,
+                1.0,
+                a,
+                b,
+                0.0,
+                MatMut::row_major(&mut c, m, n),
+                &o,
+            )
+            .unwrap();
+            for i in 0..batch {
+                let a_i = view(&a_data[i * m * k..], m, k, false);
+                let b_i = view(&b_data[i * b_stride..], k, n, tb);
+                let want = expected(1.0, a_i, b_i, 0.0, &[]);
+                let got = &c[i * m * n..(i + 1) * m * n];
+                assert_close(got, &want, &format!("batch {i} b_stride={b_stride} {o:?}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn attention_shaped_batches_match_f64() {
+    // 2 batches x 3 heads of (T x d) * (d x T): Q K^T with K read transposed through strides.
+    let (bh, t, d) = (6, 37, 64);
+    let q = random(bh * t * d, 16);
+    let kmat = random(bh * t * d, 17);
+    let strides = BatchStrides {
+        count: bh,
+        a: t * d,
+        b: t * d,
+        c: t * t,
+    };
+    for o in all_options() {
+        let mut s = vec![0.0; bh * t * t];
+        let a = MatRef::row_major(&q, t, d);
+        let b = MatRef::row_major(&kmat, t, d).t();
+        sgemm_batched(
+            &strides,
+            0.125,
+            a,
+            b,
+            0.0,
+            MatMut::row_major(&mut s, t, t),
+            &o,
+        )
+        .unwrap();
+        for i in 0..bh {
+            let a_i = MatRef::row_major(&q[i * t * d..], t, d);
+            let b_i = MatRef::row_major(&kmat[i * t * d..], t, d).t();
+            let want = expected(0.125, a_i, b_i, 0.0, &[]);
+            assert_close(
+                &s[i * t * t..(i + 1) * t * t],
+                &want,
+                &format!("head {i} {o:?}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn mismatched_shapes_are_errors_naming_them() {
+    let (a, b) = (vec![0.0; 12], vec![0.0; 10]);
+    let mut c = vec![0.0; 6];
+    let err = sgemm(
+        1.0,
+        MatRef::row_major(&a, 3, 4),
+        MatRef::row_major(&b, 5, 2),
+        0.0,
+        MatMut::row_major(&mut c, 3, 2),
+        &CpuOptions::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::Shape { .. }));
+    let msg = err.to_string();
+    assert!(msg.contains("3x4") && msg.contains("5x2"), "{msg}");
+}
+
+#[test]
+fn short_slices_are_errors_naming_the_operand() {
+    let (a, b) = (vec![0.0; 11], vec![0.0; 8]);
+    let mut c = vec![0.0; 6];
+    let err = sgemm(
+        1.0,
+        MatRef::row_major(&a, 3, 4),
+        MatRef::row_major(&b, 4, 2),
+        0.0,
+        MatMut::row_major(&mut c, 3, 2),
+        &CpuOptions::default(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        Error::OutOfBounds {
+            op: "sgemm",
+            operand: "A",
+            needed: 12,
+            len: 11
+        }
+    );
+    // The last batch of B runs past the slice.
+    let strides = BatchStrides {
+        count: 2,
+        a: 0,
+        b: 8,
+        c: 6,
+    };
+    let b_short = vec![0.0; 13];
+    let mut c = vec![0.0; 12];
+    let err = sgemm_batched(
+        &strides,
+        1.0,
+        MatRef::row_major(&a[..], 3, 3),
+        MatRef::row_major(&b_short, 3, 2),
+        0.0,
+        MatMut::row_major(&mut c, 3, 2),
+        &CpuOptions::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("operand B"), "{err}");
+}
+
+#[test]
+fn aliasing_outputs_are_errors() {
+    let (a, b) = (vec![0.0; 6], vec![0.0; 6]);
+    let mut c = vec![0.0; 8];
+    // Row stride 1 with column stride 1: C(0,1) and C(1,0) are the same element.
+    let err = sgemm(
+        1.0,
+        MatRef::row_major(&a, 2, 3),
+        MatRef::row_major(&b, 3, 2),
+        0.0,
+        MatMut::strided(&mut c, 2, 2, 1, 1),
+        &CpuOptions::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::Overlap { .. }), "{err}");
+    // Two batches writing the same C.
+    let strides = BatchStrides {
+        count: 2,
+        a: 0,
+        b: 0,
+        c: 0,
+    };
+    let err = sgemm_batched(
+        &strides,
+        1.0,
+        MatRef::row_major(&a, 2, 3),
+        MatRef::row_major(&b, 3, 2),
+        0.0,
+        MatMut::row_major(&mut c, 2, 2),
+        &CpuOptions::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::Overlap { .. }), "{err}");
+}
+
+#[test]
+fn unsupported_kernels_and_zero_threads_are_errors() {
+    let (a, b) = (vec![1.0; 4], vec![1.0; 4]);
+    for isa in Isa::ALL.into_iter().filter(|isa| !isa.is_supported()) {
+        let mut c = vec![0.0; 4];
+        let err = sgemm(
+            1.0,
+            MatRef::row_major(&a, 2, 2),
+            MatRef::row_major(&b, 2, 2),
+            0.0,
+            MatMut::row_major(&mut c, 2, 2),
+            &CpuOptions::default().isa(isa),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains(isa.name()), "{err}");
+    }
+    let mut c = vec![0.0; 4];
+    let zero_threads = CpuOptions {
+        threads: 0,
+        ..CpuOptions::default()
+    };
+    let err = sgemm(
+        1.0,
+        MatRef::row_major(&a, 2, 2),
+        MatRef::row_major(&b, 2, 2),
+        0.0,
+        MatMut::row_major(&mut c, 2, 2),
+        &zero_threads,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("threads"), "{err}");
+}
+
+#[test]
+fn detection_picks_the_fastest_supported_kernel() {
+    let best = Isa::detect();
+    assert!(best.is_supported());
+    let first = Isa::supported().next().unwrap();
+    assert_eq!(best, first);
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        assert_eq!(best, Isa::Avx512);
+    }
+}
