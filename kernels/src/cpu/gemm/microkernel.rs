@@ -13,11 +13,6 @@
 use crate::cpu::isa::Isa;
 use crate::cpu::simd::SimdF32;
 
-/// Largest `NR` of any kernel (sizes the stack buffer for edge tiles).
-pub(crate) const MAX_NR: usize = 32;
-/// Largest `MR` of any kernel.
-pub(crate) const MAX_MR: usize = 12;
-
 /// Where a tile of C lives and how to combine the product into it.
 #[derive(Clone, Copy)]
 pub(crate) struct TileOut {
@@ -121,14 +116,17 @@ unsafe fn tile<V: SimdF32, const MR: usize, const NV: usize>(
         }
         return;
     }
-    let mut buf = [[0.0f32; MAX_NR]; MAX_MR];
-    for (i, row) in acc.iter().enumerate() {
-        for (v, cell) in row.iter().enumerate() {
-            V::store(buf[i].as_mut_ptr().add(v * V::LANES), V::mul(alpha, *cell));
+    // Edge tile or strided C: scale the accumulators in place, then write element by element
+    // (the `[[V; NV]; MR]` array is MR rows of NR contiguous floats).
+    for row in acc.iter_mut() {
+        for cell in row.iter_mut() {
+            *cell = V::mul(alpha, *cell);
         }
     }
-    for (i, row) in buf.iter().enumerate().take(out.rows) {
-        for (j, &value) in row.iter().enumerate().take(out.cols) {
+    let tile = acc.as_ptr().cast::<f32>();
+    for i in 0..out.rows {
+        for j in 0..out.cols {
+            let value = *tile.add(i * nr + j);
             let p = out.c.add(i * out.rsc + j * out.csc);
             *p = if out.beta == 0.0 {
                 value

@@ -100,24 +100,47 @@ mod transpose {
         use super::Strided;
         use std::arch::x86_64::*;
 
+        /// How far ahead along a row (in floats) to ask for the next cache lines.
+        const PREFETCH_AHEAD: usize = 64;
+
         #[target_feature(enable = "avx2")]
         pub(super) unsafe fn pack(src: Strided, kc: usize, mr: usize, out: *mut f32) {
+            match mr.div_ceil(8) {
+                1 => pack_groups::<1>(src, kc, mr, out),
+                2 => pack_groups::<2>(src, kc, mr, out),
+                3 => pack_groups::<3>(src, kc, mr, out),
+                _ => pack_groups::<4>(src, kc, mr, out),
+            }
+        }
+
+        /// `pack` for a panel of `G` groups of (up to) 8 rows, so the transposed columns of
+        /// all groups stay in registers.
+        #[inline(always)]
+        unsafe fn pack_groups<const G: usize>(src: Strided, kc: usize, mr: usize, out: *mut f32) {
             let full = kc / 8 * 8;
             for p in (0..full).step_by(8) {
-                for g in (0..mr).step_by(8) {
-                    let live = 8.min(mr - g);
+                let mut cols = [[_mm256_setzero_ps(); 8]; G];
+                for (gi, group) in cols.iter_mut().enumerate() {
                     let mut rows = [_mm256_setzero_ps(); 8];
-                    for (i, row) in rows.iter_mut().enumerate().take(live) {
-                        *row = _mm256_loadu_ps(src.at(g + i, p));
+                    for (i, row) in rows.iter_mut().enumerate().take(8.min(mr - gi * 8)) {
+                        let at = src.at(gi * 8 + i, p);
+                        _mm_prefetch::<_MM_HINT_T0>(at.add(PREFETCH_AHEAD).cast());
+                        *row = _mm256_loadu_ps(at);
                     }
-                    let cols = transpose8x8(rows);
-                    for (q, col) in cols.iter().enumerate() {
-                        let to = out.add((p + q) * mr + g);
-                        if live == 8 {
-                            _mm256_storeu_ps(to, *col);
+                    *group = transpose8x8(rows);
+                }
+                // Stores go in address order. A short last group (mr = 6 or 12) stores all 8
+                // lanes: the extra lanes land in the next column's slots, which that column's
+                // stores overwrite. Only the panel's very last column must not spill past it.
+                for q in 0..8 {
+                    for (gi, group) in cols.iter().enumerate() {
+                        let live = 8.min(mr - gi * 8);
+                        let to = out.add((p + q) * mr + gi * 8);
+                        if live == 8 || p + q + 1 < kc {
+                            _mm256_storeu_ps(to, group[q]);
                         } else {
                             let mut lanes = [0.0f32; 8];
-                            _mm256_storeu_ps(lanes.as_mut_ptr(), *col);
+                            _mm256_storeu_ps(lanes.as_mut_ptr(), group[q]);
                             std::ptr::copy_nonoverlapping(lanes.as_ptr(), to, live);
                         }
                     }
