@@ -21,17 +21,7 @@ impl Blocking {
         let mc = round_down(caches.l2 / 2 / (kc * F32), kernel.mr).clamp(kernel.mr, 4096);
         let nc =
             round_down(caches.l3_per_core / 2 / (kc * F32), kernel.nr).clamp(kernel.nr * 8, 8192);
-        let env = |name: &str, d: usize| {
-            std::env::var(name)
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(d)
-        };
-        Blocking {
-            mc: env("TMP_MC", mc),
-            kc: env("TMP_KC", kc),
-            nc: env("TMP_NC", nc),
-        }
+        Blocking { mc, kc, nc }
     }
 }
 
