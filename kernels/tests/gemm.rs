@@ -322,6 +322,24 @@ fn attention_shaped_batches_match_f64() {
                 &format!("head {i} {o:?}"),
             );
         }
+        // P V: (T x T) * (T x d) with d a multiple of every NR, so B is read in place.
+        let pv = BatchStrides {
+            count: bh,
+            a: t * t,
+            b: t * d,
+            c: t * d,
+        };
+        let mut out = vec![f32::NAN; bh * t * d];
+        let (p_view, v_view) = (MatRef::row_major(&s, t, t), MatRef::row_major(&kmat, t, d));
+        let out_view = MatMut::row_major(&mut out, t, d);
+        sgemm_batched(&pv, 1.0, p_view, v_view, 0.0, out_view, &o).unwrap();
+        for i in 0..bh {
+            let p_i = MatRef::row_major(&s[i * t * t..], t, t);
+            let v_i = MatRef::row_major(&kmat[i * t * d..], t, d);
+            let want = expected(1.0, p_i, v_i, 0.0, &[]);
+            let got = &out[i * t * d..(i + 1) * t * d];
+            assert_close(got, &want, &format!("P V head {i} {o:?}"));
+        }
     }
 }
 

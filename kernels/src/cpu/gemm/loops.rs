@@ -12,7 +12,7 @@
 //! packing of B is split between the same threads before the compute phase starts.
 
 use super::blocking::{even_chunk, Blocking};
-use super::microkernel::{Microkernel, TileOut};
+use super::microkernel::{Microkernel, Panels, TileOut};
 use super::pack::{pack_panels, with_buffer, Strided, PACK_A, PACK_B};
 use crate::cpu::threads::{for_each_task, Shared};
 
@@ -74,7 +74,15 @@ pub(crate) unsafe fn run(kernel: &Microkernel, blk: &Blocking, p: Problem, threa
 
     let nc_step = even_chunk(p.n, blk.nc, nr);
     let kc_step = even_chunk(p.k, blk.kc, 1);
-    let bpack_len = kc_step * nc_step;
+    // A problem that fits in one block of every loop (attention heads: 128 x 64 x 128) would
+    // spend as long packing as multiplying: read A in place (only a ragged last panel is
+    // packed), and B too when its rows are contiguous and its width a multiple of NR.
+    let single_block = p.k == kc_step && p.n == nc_step && p.m <= blk.mc;
+    let direct = Direct {
+        a: single_block,
+        b: single_block && p.b.cs == 1 && p.n % nr == 0,
+    };
+    let bpack_len = if direct.b { 0 } else { kc_step * nc_step };
     with_buffer(&PACK_B, bpack_len, |bpack| {
         let bpack = Shared(bpack);
         for jc in (0..p.n).step_by(nc_step) {
@@ -87,26 +95,39 @@ pub(crate) unsafe fn run(kernel: &Microkernel, blk: &Blocking, p: Problem, threa
                     ptr: p.b.at(pc, jc),
                     ..p.b
                 };
-                let b_block = Shared(b_block);
+                let b_source = if direct.b {
+                    BSource {
+                        base: b_block.ptr,
+                        panel: nr,
+                        step: b_block.rs,
+                    }
+                } else {
+                    let shared_b = Shared(b_block);
+                    for_each_task(threads, threads, |t| {
+                        let (lo, hi) = share(panels, threads, t);
+                        let (bpack, b_block) = (bpack.get(), shared_b.get());
+                        let cols = (hi * nr).min(nc).saturating_sub(lo * nr);
+                        pack_panels(
+                            Strided {
+                                ptr: b_block.at(0, lo * nr),
+                                ..b_block
+                            }
+                            .t(),
+                            cols,
+                            kc,
+                            nr,
+                            bpack.add(lo * nr * kc),
+                        );
+                    });
+                    BSource {
+                        base: bpack.get(),
+                        panel: nr * kc,
+                        step: nr,
+                    }
+                };
+                let shared = Shared((p, b_source));
                 for_each_task(threads, threads, |t| {
-                    let (lo, hi) = share(panels, threads, t);
-                    let (bpack, b_block) = (bpack.get(), b_block.get());
-                    let cols = (hi * nr).min(nc).saturating_sub(lo * nr);
-                    pack_panels(
-                        Strided {
-                            ptr: b_block.at(0, lo * nr),
-                            ..b_block
-                        }
-                        .t(),
-                        cols,
-                        kc,
-                        nr,
-                        bpack.add(lo * nr * kc),
-                    );
-                });
-                let shared_p = Shared(p);
-                for_each_task(threads, threads, |t| {
-                    let (bpack, p) = (bpack.get(), shared_p.get());
+                    let (p, b_source) = shared.get();
                     let (rows, cols) = if split_rows {
                         let part = even_chunk(p.m, p.m.div_ceil(threads), mr);
                         let lo = (t * part).min(p.m);
@@ -114,11 +135,45 @@ pub(crate) unsafe fn run(kernel: &Microkernel, blk: &Blocking, p: Problem, threa
                     } else {
                         ((0, p.m), share(panels, threads, t))
                     };
-                    block(kernel, blk, &p, (pc, kc), (jc, nc), rows, cols, beta, bpack);
+                    let range = Range {
+                        depth: (pc, kc),
+                        cols: (jc, nc),
+                        rows,
+                        panels: cols,
+                    };
+                    block(kernel, blk, &p, &range, beta, b_source, direct.a);
                 });
             }
         }
     });
+}
+
+/// Which operands the microkernel reads in place instead of from packed panels.
+#[derive(Clone, Copy)]
+struct Direct {
+    a: bool,
+    b: bool,
+}
+
+/// Where loop 2 finds B's micro-panels: panel `jp` starts at `base + jp * panel`, and each of
+/// its k steps holds NR contiguous values, `step` elements apart.
+#[derive(Clone, Copy)]
+struct BSource {
+    base: *const f32,
+    panel: usize,
+    step: usize,
+}
+
+/// The part of C one task computes in loops 3 to 1.
+struct Range {
+    /// `(pc, kc)`: the slice of the k dimension.
+    depth: (usize, usize),
+    /// `(jc, nc)`: the columns of C covered by this B block.
+    cols: (usize, usize),
+    /// Rows `lo..hi` of C.
+    rows: (usize, usize),
+    /// B micro-panels `lo..hi` of the block.
+    panels: (usize, usize),
 }
 
 /// The `t`-th of `threads` near-equal shares of `0..len`.
@@ -127,38 +182,59 @@ fn share(len: usize, threads: usize, t: usize) -> (usize, usize) {
     ((t * per).min(len), ((t + 1) * per).min(len))
 }
 
-/// Loops 3, 2 and 1 for rows `rows.0..rows.1` of C and B micro-panels `panels.0..panels.1`
-/// of the packed block `bpack` (which covers columns `jc..jc + nc`, depth `pc..pc + kc`).
-#[allow(clippy::too_many_arguments)]
+/// Loops 3, 2 and 1 over one task's `range`, with B's panels at `b`. With `direct_a`, full A
+/// panels are read in place and only a ragged last panel is packed.
 unsafe fn block(
     kernel: &Microkernel,
     blk: &Blocking,
     p: &Problem,
-    (pc, kc): (usize, usize),
-    (jc, nc): (usize, usize),
-    rows: (usize, usize),
-    panels: (usize, usize),
+    range: &Range,
     beta: f32,
-    bpack: *const f32,
+    b: BSource,
+    direct_a: bool,
 ) {
     let (mr, nr) = (kernel.mr, kernel.nr);
-    let (m_lo, m_hi) = rows;
+    let ((pc, kc), (jc, nc)) = (range.depth, range.cols);
+    let ((m_lo, m_hi), panels) = (range.rows, range.panels);
     if m_lo >= m_hi || panels.0 >= panels.1 {
         return;
     }
     let mc_step = even_chunk(m_hi - m_lo, blk.mc, mr);
-    with_buffer(&PACK_A, mc_step * kc, |apack| {
+    let apack_len = if direct_a { mr * kc } else { mc_step * kc };
+    with_buffer(&PACK_A, apack_len, |apack| {
         for ic in (m_lo..m_hi).step_by(mc_step) {
             let mc = mc_step.min(m_hi - ic);
             let a_block = Strided {
                 ptr: p.a.at(ic, pc),
                 ..p.a
             };
-            pack_panels(a_block, mc, kc, mr, apack);
+            let full_rows = mc - mc % mr;
+            if !direct_a {
+                pack_panels(a_block, mc, kc, mr, apack);
+            } else if full_rows < mc {
+                let ragged = Strided {
+                    ptr: a_block.at(full_rows, 0),
+                    ..a_block
+                };
+                pack_panels(ragged, mc - full_rows, kc, mr, apack);
+            }
             for jp in panels.0..panels.1 {
                 let j = jp * nr;
-                let b_panel = bpack.add(jp * nr * kc);
                 for ir in (0..mc).step_by(mr) {
+                    let (a, run) = if !direct_a {
+                        (apack.add(ir * kc).cast_const(), kernel.packed)
+                    } else if ir < full_rows {
+                        (a_block.at(ir, 0), kernel.direct)
+                    } else {
+                        (apack.cast_const(), kernel.packed)
+                    };
+                    let operands = Panels {
+                        a,
+                        a_row: a_block.rs,
+                        a_step: a_block.cs,
+                        b: b.base.add(jp * b.panel),
+                        b_step: b.step,
+                    };
                     let out = TileOut {
                         c: p.c.ptr.add((ic + ir) * p.c.rs + (jc + j) * p.c.cs),
                         rsc: p.c.rs,
@@ -168,7 +244,7 @@ unsafe fn block(
                         alpha: p.alpha,
                         beta,
                     };
-                    (kernel.run)(kc, apack.add(ir * kc), b_panel, &out);
+                    run(kc, &operands, &out);
                 }
             }
         }

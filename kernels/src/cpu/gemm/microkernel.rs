@@ -31,15 +31,37 @@ pub(crate) struct TileOut {
     pub beta: f32,
 }
 
-/// Signature of every microkernel: `k` steps over packed panels of A (`k x MR`) and B (`k x NR`).
-pub(crate) type KernelFn = unsafe fn(k: usize, a: *const f32, b: *const f32, out: &TileOut);
+/// Largest MR and NR of any kernel (size of the stack tile edge tiles are written through).
+const MAX_MR: usize = 12;
+const MAX_NR: usize = 32;
 
-/// A microkernel and its register-block shape.
+/// The two operand panels a microkernel multiplies over `k` steps.
+#[derive(Clone, Copy)]
+pub(crate) struct Panels {
+    /// A(0, 0) of the `MR x k` panel.
+    pub a: *const f32,
+    /// Elements between rows of A (1 when packed; read only by the direct kernel).
+    pub a_row: usize,
+    /// Elements between steps of A (MR when packed; read only by the direct kernel).
+    pub a_step: usize,
+    /// B(0, 0) of the `k x NR` panel; each step's NR values are contiguous.
+    pub b: *const f32,
+    /// Elements between steps of B (NR when packed, B's row stride when read in place).
+    pub b_step: usize,
+}
+
+/// Signature of every microkernel: `k` steps over `panels`, result combined into `out`.
+pub(crate) type KernelFn = unsafe fn(k: usize, panels: &Panels, out: &TileOut);
+
+/// A microkernel and its register-block shape, in two forms: `packed` reads A from a packed
+/// panel (`a[p * MR + i]`), `direct` reads A in place through `a_row`/`a_step` (used when a
+/// small problem would spend more time packing A than multiplying).
 #[derive(Clone, Copy)]
 pub(crate) struct Microkernel {
     pub mr: usize,
     pub nr: usize,
-    pub run: KernelFn,
+    pub packed: KernelFn,
+    pub direct: KernelFn,
 }
 
 impl Microkernel {
@@ -50,18 +72,21 @@ impl Microkernel {
             Isa::Avx512 => Microkernel {
                 mr: 12,
                 nr: 32,
-                run: x86::avx512_12x32,
+                packed: x86::avx512_12x32::<true>,
+                direct: x86::avx512_12x32::<false>,
             },
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2Fma => Microkernel {
                 mr: 6,
                 nr: 16,
-                run: x86::avx2_6x16,
+                packed: x86::avx2_6x16::<true>,
+                direct: x86::avx2_6x16::<false>,
             },
             _ => Microkernel {
                 mr: 4,
                 nr: 8,
-                run: portable_4x8,
+                packed: portable_4x8::<true>,
+                direct: portable_4x8::<false>,
             },
         }
     }
@@ -69,35 +94,42 @@ impl Microkernel {
 
 /// The pattern: `acc = A_panel * B_panel` over `k` steps, then `C = alpha * acc + beta * C`.
 ///
-/// Packed layouts: `a[p * MR + i]` is A(i, p), `b[p * NR + j]` is B(p, j), both zero-padded to
-/// full tiles, so the loop never tests bounds; only the write-back respects `out.rows/cols`.
+/// A(i, p) is `a[i * a_row + p * a_step]`, B(p, j) is `b[p * b_step + j]`; with `PACKED_A` the
+/// A strides are the constants `1` and `MR`. Panels hold full `MR x NR` tiles (packing
+/// zero-pads them), so the loop never tests bounds; only the write-back respects
+/// `out.rows/cols`.
 #[inline(always)]
-unsafe fn tile<V: SimdF32, const MR: usize, const NV: usize>(
+unsafe fn tile<V: SimdF32, const MR: usize, const NV: usize, const PACKED_A: bool>(
     k: usize,
-    a: *const f32,
-    b: *const f32,
+    panels: &Panels,
     out: &TileOut,
 ) {
     let nr = NV * V::LANES;
+    let (a_row, a_step) = if PACKED_A {
+        (1, MR)
+    } else {
+        (panels.a_row, panels.a_step)
+    };
+    let b_step = panels.b_step;
     // Ask for C's tile now so its lines arrive while the k loop runs.
     for i in 0..out.rows {
         prefetch(out.c.add(i * out.rsc));
         prefetch(out.c.add(i * out.rsc + (nr - 1) * out.csc));
     }
     let mut acc = [[V::zero(); NV]; MR];
-    let (mut a, mut b) = (a, b);
+    let (mut a, mut b) = (panels.a, panels.b);
     const UNROLL: usize = 4;
     for _ in 0..k / UNROLL {
         for u in 0..UNROLL {
-            step::<V, MR, NV>(&mut acc, a.add(u * MR), b.add(u * nr));
+            step::<V, MR, NV>(&mut acc, a.add(u * a_step), a_row, b.add(u * b_step));
         }
-        a = a.add(UNROLL * MR);
-        b = b.add(UNROLL * nr);
+        a = a.add(UNROLL * a_step);
+        b = b.add(UNROLL * b_step);
     }
     for _ in 0..k % UNROLL {
-        step::<V, MR, NV>(&mut acc, a, b);
-        a = a.add(MR);
-        b = b.add(nr);
+        step::<V, MR, NV>(&mut acc, a, a_row, b);
+        a = a.add(a_step);
+        b = b.add(b_step);
     }
 
     let alpha = V::splat(out.alpha);
@@ -116,17 +148,22 @@ unsafe fn tile<V: SimdF32, const MR: usize, const NV: usize>(
         }
         return;
     }
-    // Edge tile or strided C: scale the accumulators in place, then write element by element
-    // (the `[[V; NV]; MR]` array is MR rows of NR contiguous floats).
-    for row in acc.iter_mut() {
-        for cell in row.iter_mut() {
-            *cell = V::mul(alpha, *cell);
+    // Edge tile or strided C: spill the scaled tile to the stack (uninitialised: only the
+    // lanes stored here are read back), then write the live part element by element. Taking
+    // the address of `acc` itself would force the accumulators out of registers.
+    let mut spill = std::mem::MaybeUninit::<[[f32; MAX_NR]; MAX_MR]>::uninit();
+    let rows = spill.as_mut_ptr().cast::<[f32; MAX_NR]>();
+    for (i, row) in acc.iter().enumerate() {
+        for (v, cell) in row.iter().enumerate() {
+            V::store(
+                (*rows.add(i)).as_mut_ptr().add(v * V::LANES),
+                V::mul(alpha, *cell),
+            );
         }
     }
-    let tile = acc.as_ptr().cast::<f32>();
     for i in 0..out.rows {
         for j in 0..out.cols {
-            let value = *tile.add(i * nr + j);
+            let value = (*rows.add(i))[j];
             let p = out.c.add(i * out.rsc + j * out.csc);
             *p = if out.beta == 0.0 {
                 value
@@ -137,11 +174,13 @@ unsafe fn tile<V: SimdF32, const MR: usize, const NV: usize>(
     }
 }
 
-/// One k step: `acc += A[:, p] * B[p, :]` for the panels at `a` (MR values) and `b` (NR values).
+/// One k step: `acc += A[:, p] * B[p, :]` for MR values of A at `a` (`a_row` apart) and NR
+/// contiguous values of B at `b`.
 #[inline(always)]
 unsafe fn step<V: SimdF32, const MR: usize, const NV: usize>(
     acc: &mut [[V; NV]; MR],
     a: *const f32,
+    a_row: usize,
     b: *const f32,
 ) {
     let mut bv = [V::zero(); NV];
@@ -149,7 +188,7 @@ unsafe fn step<V: SimdF32, const MR: usize, const NV: usize>(
         *slot = V::load(b.add(v * V::LANES));
     }
     for (i, row) in acc.iter_mut().enumerate() {
-        let ai = V::splat(*a.add(i));
+        let ai = V::splat(*a.add(i * a_row));
         for (v, cell) in row.iter_mut().enumerate() {
             *cell = V::mul_add(ai, bv[v], *cell);
         }
@@ -167,20 +206,20 @@ unsafe fn prefetch(p: *const f32) {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{tile, TileOut};
+    use super::{tile, Panels, TileOut};
     use crate::cpu::simd::{V256, V512};
 
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn avx512_12x32(k: usize, a: *const f32, b: *const f32, out: &TileOut) {
-        tile::<V512, 12, 2>(k, a, b, out)
+    pub(super) unsafe fn avx512_12x32<const PACKED_A: bool>(k: usize, p: &Panels, out: &TileOut) {
+        tile::<V512, 12, 2, PACKED_A>(k, p, out)
     }
 
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn avx2_6x16(k: usize, a: *const f32, b: *const f32, out: &TileOut) {
-        tile::<V256, 6, 2>(k, a, b, out)
+    pub(super) unsafe fn avx2_6x16<const PACKED_A: bool>(k: usize, p: &Panels, out: &TileOut) {
+        tile::<V256, 6, 2, PACKED_A>(k, p, out)
     }
 }
 
-unsafe fn portable_4x8(k: usize, a: *const f32, b: *const f32, out: &TileOut) {
-    tile::<crate::cpu::simd::Wide, 4, 1>(k, a, b, out)
+unsafe fn portable_4x8<const PACKED_A: bool>(k: usize, p: &Panels, out: &TileOut) {
+    tile::<crate::cpu::simd::Wide, 4, 1, PACKED_A>(k, p, out)
 }
