@@ -2,8 +2,10 @@
 
 pub mod gemm;
 pub mod isa;
+pub mod math;
 mod options;
 pub(crate) mod simd;
+pub mod softmax;
 pub mod threads;
 
 pub use isa::Isa;

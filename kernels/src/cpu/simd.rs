@@ -36,6 +36,11 @@ pub(crate) trait SimdF32: Copy {
     unsafe fn round(a: Self) -> Self;
     /// `2^n` for integral `n` in `[-126, 127]`, built directly in the exponent bits.
     unsafe fn pow2i(n: Self) -> Self;
+    /// `2^n` from `m = n + 127 + 1.5 * 2^23`, an f32 in `[2^23, 2^24)` whose low mantissa bits
+    /// hold `n + 127` (integral `n` in `[-127, 128]`): the bits of `m` shifted left by 23, so
+    /// `n = -127` gives `+0` and `n = 128` gives `+inf`. The magic-number alternative to
+    /// `round` + `pow2i`: one FMA `x * log2e + m0` rounds and biases at once.
+    unsafe fn pow2_biased(m: Self) -> Self;
     /// `|a|`.
     unsafe fn abs(a: Self) -> Self;
     /// `mag` with the sign bit of `sign`.
@@ -44,6 +49,8 @@ pub(crate) trait SimdF32: Copy {
     unsafe fn reduce_sum(a: Self) -> f32;
     /// Maximum of all lanes.
     unsafe fn reduce_max(a: Self) -> f32;
+    /// Lane-wise `if a < b { x } else { y }` (false where `a` or `b` is NaN).
+    unsafe fn select_lt(a: Self, b: Self, x: Self, y: Self) -> Self;
 
     /// Loads the first `n < LANES` values from `p`; the other lanes are `fill`.
     #[inline(always)]
@@ -131,6 +138,12 @@ mod x86 {
             V512(_mm512_castsi512_ps(bits))
         }
         #[inline(always)]
+        unsafe fn pow2_biased(m: Self) -> Self {
+            V512(_mm512_castsi512_ps(_mm512_slli_epi32::<23>(
+                _mm512_castps_si512(m.0),
+            )))
+        }
+        #[inline(always)]
         unsafe fn abs(a: Self) -> Self {
             let mask = _mm512_set1_epi32(0x7fff_ffff);
             V512(_mm512_castsi512_ps(_mm512_and_si512(
@@ -152,6 +165,11 @@ mod x86 {
         #[inline(always)]
         unsafe fn reduce_max(a: Self) -> f32 {
             _mm512_reduce_max_ps(a.0)
+        }
+        #[inline(always)]
+        unsafe fn select_lt(a: Self, b: Self, x: Self, y: Self) -> Self {
+            let lt = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a.0, b.0);
+            V512(_mm512_mask_blend_ps(lt, y.0, x.0))
         }
     }
 
@@ -220,6 +238,12 @@ mod x86 {
             V256(_mm256_castsi256_ps(bits))
         }
         #[inline(always)]
+        unsafe fn pow2_biased(m: Self) -> Self {
+            V256(_mm256_castsi256_ps(_mm256_slli_epi32::<23>(
+                _mm256_castps_si256(m.0),
+            )))
+        }
+        #[inline(always)]
         unsafe fn abs(a: Self) -> Self {
             V256(_mm256_andnot_ps(_mm256_set1_ps(-0.0), a.0))
         }
@@ -242,6 +266,11 @@ mod x86 {
             let quad = _mm_max_ps(_mm256_castps256_ps128(a.0), _mm256_extractf128_ps::<1>(a.0));
             let pair = _mm_max_ps(quad, _mm_movehl_ps(quad, quad));
             _mm_cvtss_f32(_mm_max_ss(pair, _mm_movehdup_ps(pair)))
+        }
+        #[inline(always)]
+        unsafe fn select_lt(a: Self, b: Self, x: Self, y: Self) -> Self {
+            let lt = _mm256_cmp_ps::<_CMP_LT_OQ>(a.0, b.0);
+            V256(_mm256_blendv_ps(y.0, x.0, lt))
         }
     }
 }
@@ -311,6 +340,11 @@ impl SimdF32 for Wide {
         Wide(bytemuck::cast(bits))
     }
     #[inline(always)]
+    unsafe fn pow2_biased(m: Self) -> Self {
+        let bits: wide::i32x8 = bytemuck::cast(m.0);
+        Wide(bytemuck::cast(bits << 23))
+    }
+    #[inline(always)]
     unsafe fn abs(a: Self) -> Self {
         Wide(a.0.abs())
     }
@@ -325,5 +359,10 @@ impl SimdF32 for Wide {
     #[inline(always)]
     unsafe fn reduce_max(a: Self) -> f32 {
         a.0.to_array().into_iter().fold(f32::NEG_INFINITY, f32::max)
+    }
+    #[inline(always)]
+    unsafe fn select_lt(a: Self, b: Self, x: Self, y: Self) -> Self {
+        use wide::CmpLt;
+        Wide(a.0.cmp_lt(b.0).blend(x.0, y.0))
     }
 }

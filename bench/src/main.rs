@@ -1,0 +1,110 @@
+//! `smelt`: the command line of the smelt engine.
+//!
+//! ```text
+//! smelt demo          [--steps N] [--threads N] [--batch B] [--seq T]
+//! smelt bench gemm    [--shape MxKxN ...] [--batch B] [--transb] [--threads N] [--torch] [--json]
+//! smelt bench softmax [--shape ROWSxCOLS ...] [--threads N] [--json]
+//! ```
+
+mod args;
+mod demo;
+mod gemm_bench;
+mod peak;
+mod peers;
+mod report;
+mod softmax_bench;
+mod timing;
+
+use args::Args;
+use report::{Row, Value};
+use std::process::ExitCode;
+
+const USAGE: &str = "usage:
+  smelt demo          [--steps N] [--threads N] [--batch B] [--seq T]
+  smelt bench gemm    [--shape MxKxN ...] [--batch B] [--transb] [--threads N] [--torch] [--json]
+  smelt bench softmax [--shape ROWSxCOLS ...] [--threads N] [--json]
+options:
+  --threads N    threads for every implementation (default: all cores)
+  --json         one JSON object per line instead of a table
+  --torch        also run bench/peers/sgemm_torch.py (PyTorch, numpy) on the same cases
+  --budget-ms T  time spent per case (default 1500 for gemm, 1000 for softmax)";
+
+fn main() -> ExitCode {
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    match run(&raw) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("smelt: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(raw: &[String]) -> Result<(), String> {
+    match raw.first().map(String::as_str) {
+        Some("bench") => bench(&raw[1..]),
+        Some("demo") => {
+            let args = Args::parse(&raw[1..], &[])?;
+            match args.positional.first() {
+                Some(extra) => Err(format!("unexpected argument {extra:?}\n{USAGE}")),
+                None => demo::run(&args),
+            }
+        }
+        Some("help" | "--help" | "-h") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown command {other:?}\n{USAGE}")),
+        None => Err(USAGE.to_string()),
+    }
+}
+
+fn bench(raw: &[String]) -> Result<(), String> {
+    let what = raw.first().ok_or_else(|| format!("bench what?\n{USAGE}"))?;
+    let args = Args::parse(&raw[1..], &["json", "transb", "torch"])?;
+    if let Some(extra) = args.positional.first() {
+        return Err(format!("unexpected argument {extra:?}\n{USAGE}"));
+    }
+    let threads: usize = args.get("threads", smelt_kernels::cpu::threads::available())?;
+    if threads == 0 {
+        return Err("--threads must be at least 1".into());
+    }
+    // matrixmultiply reads its thread count from the environment on first use.
+    std::env::set_var("MATMUL_NUM_THREADS", threads.to_string());
+    let json = args.flag("json");
+    let rows = match what.as_str() {
+        "gemm" => {
+            args.only(&["shape", "batch", "transb", "threads", "torch", "json", "budget-ms"])?;
+            let peak = peak::fma_peak_gflops_per_core();
+            let mut rows = vec![peak_row(peak, threads)];
+            rows.extend(gemm_bench::run(&args, threads, peak)?);
+            rows
+        }
+        "softmax" => {
+            args.only(&["shape", "threads", "json", "budget-ms"])?;
+            softmax_bench::run(&args, threads)?
+        }
+        other => return Err(format!("unknown benchmark {other:?}\n{USAGE}")),
+    };
+    report::print(&rows, json);
+    Ok(())
+}
+
+/// The measured FMA peak of this machine at `threads` cores, as a row.
+fn peak_row(peak: f64, threads: usize) -> Row {
+    let total = peak * threads as f64;
+    Row(vec![
+        ("impl", Value::Text("fma-peak".into())),
+        ("op", Value::Text("fma".into())),
+        ("batch", Value::Int(1)),
+        ("m", Value::Int(0)),
+        ("k", Value::Int(0)),
+        ("n", Value::Int(0)),
+        ("transb", Value::Text("-".into())),
+        ("threads", Value::Int(threads)),
+        ("median_ms", Value::Num(f64::NAN)),
+        ("gflops", Value::Num(total)),
+        ("of_peak", Value::Num(1.0)),
+        ("smelt_x", Value::Num(f64::NAN)),
+    ])
+}

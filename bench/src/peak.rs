@@ -1,0 +1,81 @@
+//! This machine's single-precision FMA peak, measured with a tight loop of independent FMAs in
+//! the widest vectors the CPU has (the ceiling every compute-bound figure is compared with).
+
+use std::time::Instant;
+
+/// Peak GFLOP/s of one core (median of several runs of an FMA loop).
+pub fn fma_peak_gflops_per_core() -> f64 {
+    let iters = 20_000_000;
+    let mut runs: Vec<f64> = (0..5)
+        .map(|_| {
+            let start = Instant::now();
+            let flops = fma_loop(iters);
+            flops / start.elapsed().as_secs_f64() / 1e9
+        })
+        .collect();
+    runs.sort_by(f64::total_cmp);
+    runs[runs.len() / 2]
+}
+
+/// Runs `iters` rounds of 12 independent vector FMAs; returns the flops done.
+fn fma_loop(iters: usize) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: AVX-512F was detected just above.
+            let sink = unsafe { x86::fma512(iters) };
+            std::hint::black_box(sink);
+            return (iters * 12 * 32) as f64;
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: AVX2 and FMA were detected just above.
+            let sink = unsafe { x86::fma256(iters) };
+            std::hint::black_box(sink);
+            return (iters * 12 * 16) as f64;
+        }
+    }
+    let mut acc = [0.0f32; 12];
+    for _ in 0..iters {
+        for a in acc.iter_mut() {
+            *a = a.mul_add(0.999_999, 1e-7);
+        }
+    }
+    std::hint::black_box(acc);
+    (iters * 12 * 2) as f64
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn fma512(iters: usize) -> f32 {
+        let (a, b) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-7));
+        let mut acc = [_mm512_setzero_ps(); 12];
+        for _ in 0..iters {
+            for x in acc.iter_mut() {
+                *x = _mm512_fmadd_ps(*x, a, b);
+            }
+        }
+        acc.iter().map(|&x| _mm512_reduce_add_ps(x)).sum()
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn fma256(iters: usize) -> f32 {
+        let (a, b) = (_mm256_set1_ps(0.999_999), _mm256_set1_ps(1e-7));
+        let mut acc = [_mm256_setzero_ps(); 12];
+        for _ in 0..iters {
+            for x in acc.iter_mut() {
+                *x = _mm256_fmadd_ps(*x, a, b);
+            }
+        }
+        let mut lanes = [0.0f32; 8];
+        let mut total = 0.0;
+        for x in acc {
+            _mm256_storeu_ps(lanes.as_mut_ptr(), x);
+            total += lanes.iter().sum::<f32>();
+        }
+        total
+    }
+}

@@ -1,0 +1,85 @@
+//! Peers outside Rust (PyTorch, numpy) run as `python3 bench/peers/*.py` in the same command,
+//! right after our measurement, and report the same JSON fields we do.
+
+use crate::gemm_bench::Case;
+use std::process::Command;
+
+/// One figure a peer script printed.
+#[derive(Debug, Clone)]
+pub struct PeerFigure {
+    /// The implementation, e.g. `torch` or `numpy`.
+    pub name: String,
+    pub median_ms: f64,
+    /// GFLOP/s (or GB/s for memory-bound ops).
+    pub value: f64,
+}
+
+/// Runs `bench/peers/sgemm_torch.py` on one case and returns its figures.
+pub fn sgemm_torch(case: &Case, threads: usize) -> Result<Vec<PeerFigure>, String> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/peers/sgemm_torch.py");
+    let mut cmd = Command::new("python3");
+    cmd.arg(script)
+        .args(["--shape", &format!("{}x{}x{}", case.m, case.k, case.n)])
+        .args(["--batch", &case.batch.to_string()])
+        .args(["--threads", &threads.to_string()]);
+    if case.transb {
+        cmd.arg("--transb");
+    }
+    let out = cmd
+        .output()
+        .map_err(|e| format!("--torch: cannot run python3 {script}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "--torch: {script} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.trim_start().starts_with('{'))
+        .map(|line| {
+            Ok(PeerFigure {
+                name: field(line, "impl")?,
+                median_ms: number(line, "median_ms")?,
+                value: number(line, "gflops")?,
+            })
+        })
+        .collect()
+}
+
+/// The raw text of `"key": value` in a flat one-line JSON object (quotes stripped).
+fn field(line: &str, key: &str) -> Result<String, String> {
+    let tag = format!("\"{key}\":");
+    let start = line
+        .find(&tag)
+        .ok_or_else(|| format!("peer output lacks {key:?}: {line}"))?
+        + tag.len();
+    let rest = line[start..].trim_start();
+    let value = match rest.strip_prefix('"') {
+        Some(quoted) => quoted.split('"').next().unwrap_or_default(),
+        None => rest.split([',', '}']).next().unwrap_or_default().trim(),
+    };
+    Ok(value.to_string())
+}
+
+fn number(line: &str, key: &str) -> Result<f64, String> {
+    let raw = field(line, key)?;
+    raw.parse()
+        .map_err(|_| format!("peer output: {key} = {raw:?} is not a number"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_fields_of_a_json_line() {
+        let line = r#"{"impl": "torch", "op": "sgemm", "median_ms": 12.5, "gflops":171.25}"#;
+        assert_eq!(field(line, "impl").unwrap(), "torch");
+        assert_eq!(number(line, "median_ms").unwrap(), 12.5);
+        assert_eq!(number(line, "gflops").unwrap(), 171.25);
+        assert!(number(line, "missing").is_err());
+        assert!(number(line, "impl").is_err());
+    }
+}

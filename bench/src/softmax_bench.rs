@@ -1,0 +1,78 @@
+//! `smelt bench softmax`: row softmax against a plain copy of the same bytes (the memory
+//! bandwidth it could reach at best), both on the same threads, interleaved.
+
+use crate::args::Args;
+use crate::report::{Row, Value};
+use crate::timing::interleaved;
+use rayon::prelude::*;
+use smelt_kernels::cpu::softmax::softmax;
+use smelt_kernels::cpu::CpuOptions;
+use std::time::Duration;
+
+/// Parses `ROWSxCOLS`.
+fn parse_shape(s: &str) -> Result<(usize, usize), String> {
+    let dims: Vec<usize> = s
+        .split('x')
+        .map(|d| d.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("--shape {s:?}: expected ROWSxCOLS, e.g. 12288x128"))?;
+    match dims[..] {
+        [r, c] if r > 0 && c > 0 => Ok((r, c)),
+        _ => Err(format!("--shape {s:?}: expected two positive sizes ROWSxCOLS")),
+    }
+}
+
+/// Runs the softmax benchmark and returns its rows.
+pub fn run(args: &Args, threads: usize) -> Result<Vec<Row>, String> {
+    let shapes = if args.all("shape").is_empty() {
+        vec![(12288, 128), (12288, 512)]
+    } else {
+        args.all("shape").iter().map(|s| parse_shape(s)).collect::<Result<_, _>>()?
+    };
+    let budget = Duration::from_millis(args.get("budget-ms", 1000)?);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| format!("cannot start {threads} threads: {e}"))?;
+    let opts = CpuOptions::threads(threads);
+    let mut rows = Vec::new();
+    for (r, c) in shapes {
+        let x: Vec<f32> = (0..r * c).map(|i| ((i * 7919) % 1009) as f32 * 0.01 - 5.0).collect();
+        let mut y = vec![0.0f32; r * c];
+        let mut copy = vec![0.0f32; r * c];
+        let mut error = None;
+        let mut ours = || {
+            if let Err(e) = softmax(&x, &mut y, r, c, 1.0, None, &opts) {
+                error = Some(e.to_string());
+            }
+        };
+        let chunk = (r * c).div_ceil(threads);
+        let mut plain_copy = || {
+            pool.install(|| {
+                copy.par_chunks_mut(chunk)
+                    .zip(x.par_chunks(chunk))
+                    .for_each(|(dst, src)| dst.copy_from_slice(src))
+            })
+        };
+        let t = interleaved(&mut [&mut ours, &mut plain_copy], 10, budget);
+        if let Some(e) = error {
+            return Err(e);
+        }
+        let bytes = 2.0 * (r * c * 4) as f64;
+        let copy_gbps = bytes / t[1] / 1e9;
+        for (name, secs) in [("smelt", t[0]), ("copy", t[1])] {
+            let gbps = bytes / secs / 1e9;
+            rows.push(Row(vec![
+                ("impl", Value::Text(name.into())),
+                ("op", Value::Text("softmax".into())),
+                ("rows", Value::Int(r)),
+                ("cols", Value::Int(c)),
+                ("threads", Value::Int(threads)),
+                ("median_ms", Value::Num(secs * 1e3)),
+                ("gbps", Value::Num(gbps)),
+                ("of_copy", Value::Num(gbps / copy_gbps)),
+            ]));
+        }
+    }
+    Ok(rows)
+}

@@ -1,0 +1,367 @@
+//! The row kernels behind [`softmax`](super::softmax) and
+//! [`softmax_backward`](super::softmax_backward): one generic pattern over [`SimdF32`],
+//! instantiated per ISA through a `#[target_feature]` entry point.
+//!
+//! Forward, per row (a row of 128 floats stays in L1 across the three passes):
+//! 1. the maximum of the logits `z = scale * x (+ mask)`; with a mask, `z` is written to `y`
+//!    so the next pass reads one stream instead of two;
+//! 2. `e = exp(z - max)` written to `y`, summed in vector accumulators;
+//! 3. `y *= 1 / sum`.
+//!
+//! Without a mask pass 2 computes `z - max` as one FMA, `scale * x - max`, so `max` (itself
+//! rounded) only shifts the whole row and cancels in the normalisation. Column tails go
+//! through `load_partial`/`store_partial`; the tail of the max pass is filled with the row's
+//! first entry, which cannot change a maximum.
+
+use crate::cpu::isa::Isa;
+use crate::cpu::math::exp_nonpositive as exp;
+use crate::cpu::simd::SimdF32;
+
+/// One forward call, shared by every task: raw pointers into the caller's slices
+/// (`cols >= 1`: rows are read from their first element on).
+#[derive(Clone, Copy)]
+pub(super) struct Forward {
+    /// Input rows, `rows x cols` row-major.
+    pub x: *const f32,
+    /// Output rows; may equal `x` (in place: every element is read before it is written).
+    pub y: *mut f32,
+    pub cols: usize,
+    pub scale: f32,
+    /// Mask rows of `cols` values, or null for no mask.
+    pub mask: *const f32,
+    /// Row `r` adds mask row `r / repeat` (`>= 1`).
+    pub repeat: usize,
+}
+
+/// One backward call, shared by every task.
+#[derive(Clone, Copy)]
+pub(super) struct Backward {
+    pub y: *const f32,
+    pub dy: *const f32,
+    pub dx: *mut f32,
+    pub cols: usize,
+    pub scale: f32,
+}
+
+/// Runs rows `start..end` of a forward call.
+pub(super) type ForwardFn = unsafe fn(job: &Forward, start: usize, end: usize);
+/// Runs rows `start..end` of a backward call.
+pub(super) type BackwardFn = unsafe fn(job: &Backward, start: usize, end: usize);
+
+/// The forward and backward kernels of one ISA.
+#[derive(Clone, Copy)]
+pub(super) struct Kernels {
+    pub forward: ForwardFn,
+    pub backward: BackwardFn,
+}
+
+impl Kernels {
+    /// The kernels for `isa`; the caller has checked that the CPU supports it.
+    pub(super) fn for_isa(isa: Isa) -> Kernels {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => Kernels {
+                forward: x86::forward_avx512,
+                backward: x86::backward_avx512,
+            },
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Fma => Kernels {
+                forward: x86::forward_avx2,
+                backward: x86::backward_avx2,
+            },
+            _ => Kernels {
+                forward: forward_portable,
+                backward: backward_portable,
+            },
+        }
+    }
+}
+
+/// Independent accumulators per pass, so the adds and maxes of consecutive vectors overlap.
+const UNROLL: usize = 4;
+
+/// The forward pattern over rows `start..end`.
+#[inline(always)]
+unsafe fn forward_rows<V: SimdF32>(job: &Forward, start: usize, end: usize) {
+    let cols = job.cols;
+    // Pass 3 of each row runs after pass 2 of the next one, so the latency of the row's last
+    // exps, sum and division overlaps useful work instead of stalling the core.
+    let mut pending: Option<(*mut f32, V)> = None;
+    for r in start..end {
+        let x = job.x.add(r * cols);
+        let y = job.y.add(r * cols);
+        let (max, src, scale) = if job.mask.is_null() {
+            (scaled_max::<V>(x, cols, job.scale), x, job.scale)
+        } else {
+            let mask = job.mask.add(r / job.repeat * cols);
+            let max = masked_logits::<V>(x, mask, y, cols, job.scale);
+            (max, y.cast_const(), 1.0)
+        };
+        if max == f32::NEG_INFINITY {
+            // Every logit is -inf: there is no distribution, the row is all zeros.
+            std::ptr::write_bytes(y, 0, cols);
+            continue;
+        }
+        let sum = if scale == 1.0 {
+            exp_sum::<V, false>(src, y, cols, scale, -max)
+        } else {
+            exp_sum::<V, true>(src, y, cols, scale, -max)
+        };
+        if let Some((row, factor)) = pending {
+            scale_row::<V>(row, cols, factor);
+        }
+        pending = Some((y, V::div(V::splat(1.0), V::splat(sum))));
+    }
+    if let Some((row, factor)) = pending {
+        scale_row::<V>(row, cols, factor);
+    }
+}
+
+/// `max_j scale * x[j]` over one row, as `scale * max_j x[j]` (or `min` for a negative scale):
+/// rounding is monotonic, so this is exactly the maximum of the rounded products.
+#[inline(always)]
+unsafe fn scaled_max<V: SimdF32>(x: *const f32, cols: usize, scale: f32) -> f32 {
+    if scale >= 0.0 {
+        scale * extreme::<V, true>(x, cols)
+    } else {
+        scale * extreme::<V, false>(x, cols)
+    }
+}
+
+/// `max_j x[j]` (`MAX`) or `min_j x[j]` over one row.
+#[inline(always)]
+unsafe fn extreme<V: SimdF32, const MAX: bool>(x: *const f32, cols: usize) -> f32 {
+    let mut acc = [V::splat(*x); UNROLL];
+    let mut j = 0;
+    while j + UNROLL * V::LANES <= cols {
+        for (u, a) in acc.iter_mut().enumerate() {
+            *a = pick::<V, MAX>(*a, V::load(x.add(j + u * V::LANES)));
+        }
+        j += UNROLL * V::LANES;
+    }
+    while j + V::LANES <= cols {
+        acc[0] = pick::<V, MAX>(acc[0], V::load(x.add(j)));
+        j += V::LANES;
+    }
+    if j < cols {
+        // Fill with x[0]: a duplicate of a real entry changes no extreme.
+        acc[1] = pick::<V, MAX>(acc[1], V::load_partial(x.add(j), cols - j, *x));
+    }
+    let m = pick::<V, MAX>(
+        pick::<V, MAX>(acc[0], acc[1]),
+        pick::<V, MAX>(acc[2], acc[3]),
+    );
+    if MAX {
+        V::reduce_max(m)
+    } else {
+        -V::reduce_max(V::sub(V::zero(), m))
+    }
+}
+
+/// `max(a, b)` (`MAX`) or `min(a, b)` lane-wise.
+#[inline(always)]
+unsafe fn pick<V: SimdF32, const MAX: bool>(a: V, b: V) -> V {
+    if MAX {
+        V::max(a, b)
+    } else {
+        V::min(a, b)
+    }
+}
+
+/// Writes `z[j] = scale * x[j] + mask[j]` to `y` and returns `max_j z[j]`.
+#[inline(always)]
+unsafe fn masked_logits<V: SimdF32>(
+    x: *const f32,
+    mask: *const f32,
+    y: *mut f32,
+    cols: usize,
+    scale: f32,
+) -> f32 {
+    let s = V::splat(scale);
+    let mut acc = [V::splat(f32::NEG_INFINITY); UNROLL];
+    let mut j = 0;
+    while j + UNROLL * V::LANES <= cols {
+        for (u, a) in acc.iter_mut().enumerate() {
+            let k = j + u * V::LANES;
+            let z = V::mul_add(s, V::load(x.add(k)), V::load(mask.add(k)));
+            V::store(y.add(k), z);
+            *a = V::max(*a, z);
+        }
+        j += UNROLL * V::LANES;
+    }
+    while j + V::LANES <= cols {
+        let z = V::mul_add(s, V::load(x.add(j)), V::load(mask.add(j)));
+        V::store(y.add(j), z);
+        acc[0] = V::max(acc[0], z);
+        j += V::LANES;
+    }
+    if j < cols {
+        let n = cols - j;
+        let z = V::mul_add(
+            s,
+            V::load_partial(x.add(j), n, *x),
+            V::load_partial(mask.add(j), n, *mask),
+        );
+        V::store_partial(y.add(j), n, z);
+        acc[1] = V::max(acc[1], z);
+    }
+    V::reduce_max(V::max(V::max(acc[0], acc[1]), V::max(acc[2], acc[3])))
+}
+
+/// Writes `e[j] = exp(scale * src[j] + bias)` to `dst` and returns `sum_j e[j]`; without
+/// `SCALED` the scale is taken to be 1, and an add replaces the FMA (an FMA pipe is the
+/// bottleneck of the exp, while adds run on other pipes).
+///
+/// One vector per step and one accumulator: the exp chain is long, so the out-of-order core
+/// overlaps consecutive vectors by itself (the add's latency hides behind the exp), and
+/// unrolling would spill the 16 ymm registers that the polynomial's constants mostly fill.
+#[inline(always)]
+unsafe fn exp_sum<V: SimdF32, const SCALED: bool>(
+    src: *const f32,
+    dst: *mut f32,
+    cols: usize,
+    scale: f32,
+    bias: f32,
+) -> f32 {
+    let (s, b) = (V::splat(scale), V::splat(bias));
+    let mut acc = V::zero();
+    let mut j = 0;
+    while j + V::LANES <= cols {
+        let e = exp(logit::<V, SCALED>(s, V::load(src.add(j)), b));
+        V::store(dst.add(j), e);
+        acc = V::add(acc, e);
+        j += V::LANES;
+    }
+    if j < cols {
+        let n = cols - j;
+        let e = exp(logit::<V, SCALED>(
+            s,
+            V::load_partial(src.add(j), n, 0.0),
+            b,
+        ));
+        V::store_partial(dst.add(j), n, e);
+        // Read back the stored lanes only: the others hold exp of the fill value.
+        acc = V::add(acc, V::load_partial(dst.add(j), n, 0.0));
+    }
+    V::reduce_sum(acc)
+}
+
+/// `s * x + b`, or `x + b` without `SCALED`.
+#[inline(always)]
+unsafe fn logit<V: SimdF32, const SCALED: bool>(s: V, x: V, b: V) -> V {
+    if SCALED {
+        V::mul_add(s, x, b)
+    } else {
+        V::add(x, b)
+    }
+}
+
+/// `y[j] *= f` over one row (`f` has the factor in every lane).
+#[inline(always)]
+unsafe fn scale_row<V: SimdF32>(y: *mut f32, cols: usize, f: V) {
+    let mut j = 0;
+    while j + UNROLL * V::LANES <= cols {
+        for u in 0..UNROLL {
+            let p = y.add(j + u * V::LANES);
+            V::store(p, V::mul(f, V::load(p)));
+        }
+        j += UNROLL * V::LANES;
+    }
+    while j + V::LANES <= cols {
+        let p = y.add(j);
+        V::store(p, V::mul(f, V::load(p)));
+        j += V::LANES;
+    }
+    if j < cols {
+        let (p, n) = (y.add(j), cols - j);
+        V::store_partial(p, n, V::mul(f, V::load_partial(p, n, 0.0)));
+    }
+}
+
+/// The backward pattern over rows `start..end`: `dx = scale * y * (dy - sum_j dy[j] y[j])`.
+#[inline(always)]
+unsafe fn backward_rows<V: SimdF32>(job: &Backward, start: usize, end: usize) {
+    let cols = job.cols;
+    for r in start..end {
+        let (y, dy, dx) = (
+            job.y.add(r * cols),
+            job.dy.add(r * cols),
+            job.dx.add(r * cols),
+        );
+        let dot = V::splat(dot::<V>(y, dy, cols));
+        let s = V::splat(job.scale);
+        let mut j = 0;
+        while j + V::LANES <= cols {
+            let g = V::sub(V::load(dy.add(j)), dot);
+            V::store(dx.add(j), V::mul(V::mul(s, V::load(y.add(j))), g));
+            j += V::LANES;
+        }
+        if j < cols {
+            let n = cols - j;
+            let g = V::sub(V::load_partial(dy.add(j), n, 0.0), dot);
+            let v = V::mul(V::mul(s, V::load_partial(y.add(j), n, 0.0)), g);
+            V::store_partial(dx.add(j), n, v);
+        }
+    }
+}
+
+/// `sum_j a[j] * b[j]` over one row.
+#[inline(always)]
+unsafe fn dot<V: SimdF32>(a: *const f32, b: *const f32, cols: usize) -> f32 {
+    let mut acc = [V::zero(); UNROLL];
+    let mut j = 0;
+    while j + UNROLL * V::LANES <= cols {
+        for (u, s) in acc.iter_mut().enumerate() {
+            let k = j + u * V::LANES;
+            *s = V::mul_add(V::load(a.add(k)), V::load(b.add(k)), *s);
+        }
+        j += UNROLL * V::LANES;
+    }
+    while j + V::LANES <= cols {
+        acc[0] = V::mul_add(V::load(a.add(j)), V::load(b.add(j)), acc[0]);
+        j += V::LANES;
+    }
+    if j < cols {
+        let n = cols - j;
+        let (va, vb) = (
+            V::load_partial(a.add(j), n, 0.0),
+            V::load_partial(b.add(j), n, 0.0),
+        );
+        acc[1] = V::mul_add(va, vb, acc[1]);
+    }
+    V::reduce_sum(V::add(V::add(acc[0], acc[1]), V::add(acc[2], acc[3])))
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{backward_rows, forward_rows, Backward, Forward};
+    use crate::cpu::simd::{V256, V512};
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn forward_avx512(job: &Forward, start: usize, end: usize) {
+        forward_rows::<V512>(job, start, end)
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn backward_avx512(job: &Backward, start: usize, end: usize) {
+        backward_rows::<V512>(job, start, end)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn forward_avx2(job: &Forward, start: usize, end: usize) {
+        forward_rows::<V256>(job, start, end)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn backward_avx2(job: &Backward, start: usize, end: usize) {
+        backward_rows::<V256>(job, start, end)
+    }
+}
+
+unsafe fn forward_portable(job: &Forward, start: usize, end: usize) {
+    forward_rows::<crate::cpu::simd::Wide>(job, start, end)
+}
+
+unsafe fn backward_portable(job: &Backward, start: usize, end: usize) {
+    backward_rows::<crate::cpu::simd::Wide>(job, start, end)
+}

@@ -1,0 +1,433 @@
+//! Row softmax and its backward against the f64 references: every ISA this CPU supports,
+//! 1 and 2 threads, odd column counts, scales, broadcast masks with -inf, fully masked rows,
+//! logits of ±1e4, in place, and the errors of the checked API.
+
+use smelt_kernels::cpu::softmax::{
+    softmax, softmax_backward, softmax_backward_reference, softmax_inplace, softmax_reference, Mask,
+};
+use smelt_kernels::cpu::{CpuOptions, Isa};
+use smelt_kernels::Error;
+
+const COLS: [usize; 13] = [1, 2, 7, 8, 15, 16, 17, 31, 33, 127, 128, 129, 1000];
+const ROWS: [usize; 3] = [1, 3, 10];
+const SCALES: [f32; 3] = [1.0, 0.125, -0.7];
+/// Relative error allowed on every output element.
+const REL: f64 = 1e-6;
+
+/// Deterministic values in [-1, 1).
+fn random(len: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// Random logits in [-4, 4).
+fn logits(len: usize, seed: u64) -> Vec<f32> {
+    random(len, seed).iter().map(|v| 4.0 * v).collect()
+}
+
+fn all_options() -> Vec<CpuOptions> {
+    Isa::supported()
+        .flat_map(|isa| [1, 2].map(|t| CpuOptions::threads(t).isa(isa)))
+        .collect()
+}
+
+/// Every element within `REL` of the reference, relative to its own magnitude.
+fn assert_close(got: &[f32], want: &[f32], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let err = (g as f64 - w as f64).abs();
+        assert!(
+            err <= REL * (w as f64).abs() && g.is_finite(),
+            "{what}: element {i}: got {g:e}, want {w:e} (relative error {:e})",
+            err / (w as f64).abs()
+        );
+    }
+}
+
+fn forward(
+    x: &[f32],
+    rows: usize,
+    cols: usize,
+    scale: f32,
+    mask: Option<Mask<'_>>,
+    opts: &CpuOptions,
+) -> Vec<f32> {
+    let mut y = vec![f32::NAN; x.len()];
+    softmax(x, &mut y, rows, cols, scale, mask, opts).unwrap();
+    y
+}
+
+fn reference(x: &[f32], rows: usize, cols: usize, scale: f32, mask: Option<Mask<'_>>) -> Vec<f32> {
+    let mut y = vec![f32::NAN; x.len()];
+    softmax_reference(x, &mut y, rows, cols, scale, mask).unwrap();
+    y
+}
+
+#[test]
+fn every_odd_size_and_scale_matches_f64() {
+    for opts in all_options() {
+        for cols in COLS {
+            for rows in ROWS {
+                for (s, scale) in SCALES.into_iter().enumerate() {
+                    let x = logits(rows * cols, (rows * 1000 + cols * 10 + s) as u64);
+                    let y = forward(&x, rows, cols, scale, None, &opts);
+                    let want = reference(&x, rows, cols, scale, None);
+                    assert_close(&y, &want, &format!("{rows}x{cols} scale {scale} {opts:?}"));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn two_threads_split_rows_and_agree_with_one() {
+    // Large enough that two threads really get a chunk each.
+    let (rows, cols) = (301, 129);
+    let x = logits(rows * cols, 7);
+    let mask_values: Vec<f32> = random(3 * cols, 8).iter().map(|v| v - 1.0).collect();
+    let mask = Some(Mask {
+        values: &mask_values,
+        repeat: 101,
+    });
+    for isa in Isa::supported() {
+        let one = forward(&x, rows, cols, 0.3, mask, &CpuOptions::threads(1).isa(isa));
+        let two = forward(&x, rows, cols, 0.3, mask, &CpuOptions::threads(2).isa(isa));
+        assert_eq!(one, two, "{isa}: 1 and 2 threads differ");
+        assert_close(
+            &two,
+            &reference(&x, rows, cols, 0.3, mask),
+            &format!("{isa} 2 threads"),
+        );
+    }
+}
+
+#[test]
+fn broadcast_masks_with_minus_inf_match_f64() {
+    // Attention shapes: B = 2, H = 3, T = cols; scores [B*H*T, T], key padding mask [B, T].
+    for opts in all_options() {
+        for cols in COLS {
+            let (b, h) = (2, 3);
+            let rows = b * h * cols.min(40);
+            let repeat = rows / b;
+            let x = logits(rows * cols, cols as u64);
+            let mut mask_values: Vec<f32> = random(b * cols, 99).iter().map(|v| v - 1.0).collect();
+            // Pad the last third of each mask row (keeping at least one key).
+            for row in mask_values.chunks_mut(cols) {
+                let keep = cols - cols / 3;
+                row[keep..].fill(f32::NEG_INFINITY);
+            }
+            let mask = Some(Mask {
+                values: &mask_values,
+                repeat,
+            });
+            for scale in SCALES {
+                let y = forward(&x, rows, cols, scale, mask, &opts);
+                let want = reference(&x, rows, cols, scale, mask);
+                let what = format!("{rows}x{cols} repeat {repeat} scale {scale} {opts:?}");
+                assert_close(&y, &want, &what);
+                for (r, row) in y.chunks(cols).enumerate() {
+                    let padded = &row[cols - cols / 3..];
+                    assert!(padded.iter().all(|&v| v == 0.0), "{what}: row {r} padding");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn fully_masked_rows_are_zero_with_zero_gradient() {
+    for opts in all_options() {
+        for cols in COLS {
+            let rows = 4;
+            let x = logits(rows * cols, 3);
+            // Mask row 1 (input rows 2 and 3) removes everything.
+            let mut mask_values = vec![0.0; 2 * cols];
+            mask_values[cols..].fill(f32::NEG_INFINITY);
+            let mask = Some(Mask {
+                values: &mask_values,
+                repeat: 2,
+            });
+            let y = forward(&x, rows, cols, 1.0, mask, &opts);
+            let what = format!("{rows}x{cols} {opts:?}");
+            assert_close(&y, &reference(&x, rows, cols, 1.0, mask), &what);
+            assert!(y[2 * cols..].iter().all(|&v| v == 0.0), "{what}: {y:?}");
+            let dy = random(rows * cols, 4);
+            let mut dx = vec![f32::NAN; rows * cols];
+            softmax_backward(&y, &dy, &mut dx, rows, cols, 1.0, &opts).unwrap();
+            assert!(dx[2 * cols..].iter().all(|&v| v == 0.0), "{what}: {dx:?}");
+            // Logits that are all -inf without a mask behave the same.
+            let inf = vec![f32::NEG_INFINITY; cols];
+            assert!(forward(&inf, 1, cols, 1.0, None, &opts)
+                .iter()
+                .all(|&v| v == 0.0));
+        }
+    }
+}
+
+#[test]
+fn logits_of_plus_minus_1e4_and_rows_of_one() {
+    for opts in all_options() {
+        for cols in [2, 5, 17, 128] {
+            let mut x = vec![-1e4f32; cols];
+            x[0] = 1e4;
+            x[cols / 2] = 1e4 - 0.5;
+            x[cols - 1] = 1e4 - 3.0;
+            for scale in [1.0, 0.125] {
+                let y = forward(&x, 1, cols, scale, None, &opts);
+                assert_close(
+                    &y,
+                    &reference(&x, 1, cols, scale, None),
+                    &format!("1e4 x {cols}"),
+                );
+            }
+            let neg: Vec<f32> = x.iter().map(|v| -v).collect();
+            let y = forward(&neg, 1, cols, -1.0, None, &opts);
+            assert_close(
+                &y,
+                &reference(&neg, 1, cols, -1.0, None),
+                &format!("-1e4 x {cols}"),
+            );
+        }
+        let rows: Vec<f32> = vec![1e4, -1e4, 0.0, 3.5, -87.0];
+        assert_eq!(
+            forward(&rows, 5, 1, 0.7, None, &opts),
+            vec![1.0; 5],
+            "{opts:?}"
+        );
+    }
+}
+
+#[test]
+fn inplace_equals_out_of_place() {
+    for opts in all_options() {
+        for cols in COLS {
+            let rows = 5;
+            let x = logits(rows * cols, 11);
+            let mask_values = random(cols, 12);
+            for mask in [
+                None,
+                Some(Mask {
+                    values: &mask_values,
+                    repeat: rows,
+                }),
+            ] {
+                let want = forward(&x, rows, cols, 0.5, mask, &opts);
+                let mut y = x.clone();
+                softmax_inplace(&mut y, rows, cols, 0.5, mask, &opts).unwrap();
+                assert_eq!(y, want, "{rows}x{cols} mask {} {opts:?}", mask.is_some());
+            }
+        }
+    }
+}
+
+#[test]
+fn rows_sum_to_one() {
+    for opts in all_options() {
+        for cols in COLS {
+            let y = forward(&logits(3 * cols, 5), 3, cols, 1.0, None, &opts);
+            for row in y.chunks(cols) {
+                let sum: f64 = row.iter().map(|&v| v as f64).sum();
+                assert!((sum - 1.0).abs() <= 1e-6, "1x{cols} {opts:?}: sum {sum}");
+            }
+        }
+    }
+}
+
+#[test]
+fn backward_matches_f64() {
+    for opts in all_options() {
+        for cols in COLS {
+            for rows in ROWS {
+                for scale in SCALES {
+                    let seed = (rows * 1000 + cols) as u64;
+                    let y = forward(&logits(rows * cols, seed), rows, cols, scale, None, &opts);
+                    let dy = random(rows * cols, seed + 1);
+                    let mut dx = vec![f32::NAN; rows * cols];
+                    softmax_backward(&y, &dy, &mut dx, rows, cols, scale, &opts).unwrap();
+                    let mut want = vec![f32::NAN; rows * cols];
+                    softmax_backward_reference(&y, &dy, &mut want, rows, cols, scale).unwrap();
+                    // dy - dot cancels: bound by the magnitudes that enter it.
+                    for r in 0..rows {
+                        let span = r * cols..(r + 1) * cols;
+                        let dot_abs: f64 = span
+                            .clone()
+                            .map(|j| (y[j] as f64 * dy[j] as f64).abs())
+                            .sum();
+                        for j in span {
+                            let size = (scale as f64 * y[j] as f64).abs()
+                                * ((dy[j] as f64).abs() + dot_abs);
+                            let err = (dx[j] as f64 - want[j] as f64).abs();
+                            assert!(
+                                err <= REL * size && dx[j].is_finite(),
+                                "{rows}x{cols} scale {scale} {opts:?}: dx[{j}] = {:e}, want {:e}",
+                                dx[j],
+                                want[j]
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn backward_on_two_threads_agrees_with_one() {
+    let (rows, cols) = (300, 128);
+    let y = forward(
+        &logits(rows * cols, 21),
+        rows,
+        cols,
+        1.0,
+        None,
+        &CpuOptions::default(),
+    );
+    let dy = random(rows * cols, 22);
+    for isa in Isa::supported() {
+        let mut one = vec![0.0; rows * cols];
+        let mut two = vec![0.0; rows * cols];
+        softmax_backward(
+            &y,
+            &dy,
+            &mut one,
+            rows,
+            cols,
+            0.5,
+            &CpuOptions::threads(1).isa(isa),
+        )
+        .unwrap();
+        softmax_backward(
+            &y,
+            &dy,
+            &mut two,
+            rows,
+            cols,
+            0.5,
+            &CpuOptions::threads(2).isa(isa),
+        )
+        .unwrap();
+        assert_eq!(one, two, "{isa}");
+    }
+}
+
+#[test]
+fn empty_shapes_are_fine() {
+    let opts = CpuOptions::threads(2);
+    softmax(&[], &mut [], 0, 5, 1.0, None, &opts).unwrap();
+    softmax(&[], &mut [], 5, 0, 1.0, None, &opts).unwrap();
+    softmax_backward(&[], &[], &mut [], 0, 7, 1.0, &opts).unwrap();
+}
+
+/// The error is a shape error whose message names the op and contains every `parts`.
+fn assert_shape_error(result: smelt_kernels::Result<()>, op: &str, parts: &[&str]) {
+    let err = result.unwrap_err();
+    assert!(matches!(err, Error::Shape { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.starts_with(&format!("{op}:")), "{msg}");
+    for part in parts {
+        assert!(msg.contains(part), "{msg} lacks {part:?}");
+    }
+}
+
+#[test]
+fn bad_lengths_and_masks_are_errors_naming_the_shapes() {
+    let opts = CpuOptions::default();
+    let x = vec![0.0f32; 12];
+    let mut y = vec![0.0f32; 12];
+    let mut short = vec![0.0f32; 11];
+    assert_shape_error(
+        softmax(&x[..11], &mut y, 3, 4, 1.0, None, &opts),
+        "softmax",
+        &["x has 11", "3 x 4", "12"],
+    );
+    assert_shape_error(
+        softmax(&x, &mut short, 3, 4, 1.0, None, &opts),
+        "softmax",
+        &["y has 11", "3 x 4"],
+    );
+    assert_shape_error(
+        softmax_inplace(&mut short, 3, 4, 1.0, None, &opts),
+        "softmax_inplace",
+        &["x has 11", "3 x 4"],
+    );
+    assert_shape_error(
+        softmax_reference(&x, &mut short, 3, 4, 1.0, None),
+        "softmax_reference",
+        &["y has 11"],
+    );
+    assert_shape_error(
+        softmax(&x, &mut y, usize::MAX, 2, 1.0, None, &opts),
+        "softmax",
+        &["overflows"],
+    );
+
+    let mask = |values, repeat| Some(Mask { values, repeat });
+    let m = [0.0f32; 10];
+    assert_shape_error(
+        softmax(&x, &mut y, 3, 4, 1.0, mask(&m[..6], 1), &opts),
+        "softmax",
+        &["mask has 6 values", "cols = 4"],
+    );
+    assert_shape_error(
+        softmax(&x, &mut y, 3, 4, 1.0, mask(&m[..8], 1), &opts),
+        "softmax",
+        &["mask has 2 rows of 4", "3 x 4", "repeat 1", "need 3"],
+    );
+    assert_shape_error(
+        softmax(&x, &mut y, 3, 4, 1.0, mask(&m[..4], 2), &opts),
+        "softmax",
+        &["mask has 1 rows", "repeat 2", "need 2"],
+    );
+    assert_shape_error(
+        softmax(&x, &mut y, 3, 4, 1.0, mask(&m[..8], 0), &opts),
+        "softmax",
+        &["repeat is 0"],
+    );
+    // Enough mask rows: 3 rows with repeat 2 need 2.
+    softmax(&x, &mut y, 3, 4, 1.0, mask(&m[..8], 2), &opts).unwrap();
+
+    let dy = vec![0.0f32; 12];
+    let mut dx = vec![0.0f32; 12];
+    assert_shape_error(
+        softmax_backward(&x, &dy[..11], &mut dx, 3, 4, 1.0, &opts),
+        "softmax_backward",
+        &["dy has 11", "3 x 4"],
+    );
+    assert_shape_error(
+        softmax_backward(&x, &dy, &mut short, 3, 4, 1.0, &opts),
+        "softmax_backward",
+        &["dx has 11"],
+    );
+    assert_shape_error(
+        softmax_backward_reference(&x[..11], &dy, &mut dx, 3, 4, 1.0),
+        "softmax_backward_reference",
+        &["y has 11"],
+    );
+}
+
+#[test]
+fn unsupported_isa_and_zero_threads_are_errors() {
+    let (x, mut y) = (vec![0.0f32; 4], vec![0.0f32; 4]);
+    let mut cases = vec![CpuOptions::threads(0)];
+    cases.extend(
+        Isa::ALL
+            .into_iter()
+            .filter(|i| !i.is_supported())
+            .map(|i| CpuOptions::threads(1).isa(i)),
+    );
+    for opts in cases {
+        let err = softmax(&x, &mut y, 2, 2, 1.0, None, &opts).unwrap_err();
+        assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
+        let err = softmax_backward(&x, &x, &mut y, 2, 2, 1.0, &opts).unwrap_err();
+        assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
+    }
+}

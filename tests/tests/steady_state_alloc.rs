@@ -1,0 +1,138 @@
+//! A steady-state step makes no heap allocation.
+//!
+//! The whole binary runs under a counting global allocator (this file is its own test
+//! binary for that reason). Inputs are built once as host tensors; after warm-up steps, each
+//! step resets the arena and runs 2-D and batched matmuls (one with a transposed operand, one
+//! broadcasting a 2-D rhs), a masked softmax, its backward and a strided copy, all into arena
+//! tensors. The count of alloc/realloc calls, on every thread (rayon workers included), must
+//! not change across those steps, at 1 and at 2 threads.
+
+use smelt_engine::ops::{matmul, softmax, softmax_backward};
+use smelt_engine::{Arena, CpuOptions, Result, Tensor};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The system allocator, counting every allocation and reallocation.
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is forwarded unchanged to `System`, which upholds the contract.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        System.alloc(layout)
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        System.alloc_zeroed(layout)
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        System.realloc(ptr, layout, new_size)
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Batch, heads folded into it, sequence length, head width, model width.
+const B: usize = 8;
+const T: usize = 64;
+const D: usize = 32;
+const MODEL: usize = 96;
+
+/// The step's inputs: long-lived host tensors.
+struct Inputs {
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    mask: Tensor,
+    x: Tensor,
+    w: Tensor,
+    w_out: Tensor,
+    dy: Tensor,
+}
+
+fn host(dims: &[usize], seed: u32) -> Tensor {
+    let n: usize = dims.iter().product();
+    let data = (0..n)
+        .map(|i| ((i as u32).wrapping_mul(2654435761) ^ seed) as f32 / u32::MAX as f32 - 0.5)
+        .collect();
+    Tensor::from_vec(dims, data).expect("input shape and data agree")
+}
+
+fn inputs() -> Inputs {
+    let mut mask = vec![0.0; 2 * T];
+    mask[T - 5..T].fill(f32::NEG_INFINITY);
+    Inputs {
+        q: host(&[B, T, D], 1),
+        k: host(&[B, T, D], 2),
+        v: host(&[B, T, D], 3),
+        mask: Tensor::from_vec(&[2, T], mask).expect("mask shape and data agree"),
+        x: host(&[B * T, MODEL], 4),
+        w: host(&[MODEL, MODEL], 5),
+        w_out: host(&[D, MODEL], 6),
+        dy: host(&[B, T, T], 7),
+    }
+}
+
+/// One step: attention-like matmuls and softmax into a freshly reset arena; returns a few
+/// values read back so nothing is optimised away.
+fn step(arena: &mut Arena, x: &Inputs, opts: &CpuOptions) -> Result<f32> {
+    arena.reset();
+    let arena = &*arena;
+    let h = matmul(arena, &x.x, &x.w.t()?, opts)?;
+    let scores = matmul(arena, &x.q, &x.k.transpose(1, 2)?, opts)?;
+    let probs = softmax(arena, &scores, 0.125, Some((&x.mask, B / 2 * T)), opts)?;
+    let dscores = softmax_backward(arena, &probs, &x.dy, 0.125, opts)?;
+    let ctx = matmul(arena, &probs, &x.v, opts)?;
+    let out = matmul(arena, &ctx, &x.w_out, opts)?;
+    let strided = ctx.transpose(0, 1)?.contiguous(arena)?;
+    Ok(h.data(arena)?[1]
+        + probs.data(arena)?[2]
+        + dscores.data(arena)?[3]
+        + out.data(arena)?[4]
+        + strided.data(arena)?[5])
+}
+
+/// Allocations made by `steps` steady-state steps after `warmup` steps.
+fn allocations_in_steady_state(threads: usize, warmup: usize, steps: usize) -> Result<usize> {
+    let opts = CpuOptions::threads(threads);
+    let x = inputs();
+    let mut arena = Arena::new();
+    for _ in 0..warmup {
+        black_box(step(&mut arena, &x, &opts)?);
+    }
+    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    let mut sum = 0.0;
+    for _ in 0..steps {
+        sum += step(&mut arena, &x, &opts)?;
+    }
+    let after = ALLOCATIONS.load(Ordering::SeqCst);
+    black_box(sum);
+    assert_eq!(arena.block_count(), 1, "the arena settled into one block");
+    Ok(after - before)
+}
+
+/// Both thread counts run in one test so no other test thread allocates meanwhile; both
+/// counts are measured before the assertion so a failure reports each.
+#[test]
+fn steady_state_step_makes_no_heap_allocation() -> Result<()> {
+    const STEPS: usize = 20;
+    let one = allocations_in_steady_state(1, 2, STEPS)?;
+    let two = allocations_in_steady_state(2, 2, STEPS)?;
+    assert_eq!(
+        (one, two),
+        (0, 0),
+        "heap allocations in {STEPS} steady-state steps: {one} at 1 thread, {two} at 2 threads"
+    );
+    Ok(())
+}
