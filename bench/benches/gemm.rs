@@ -15,7 +15,10 @@ fn bench(c: &mut Criterion) {
         let mut out = vec![0.0f32; m * n];
         group.throughput(Throughput::Elements((2 * m * n * k) as u64));
         for transb in [false, true] {
-            let id = BenchmarkId::new(if transb { "smelt-nt" } else { "smelt-nn" }, format!("{m}x{k}x{n}"));
+            let id = BenchmarkId::new(
+                if transb { "smelt-nt" } else { "smelt-nn" },
+                format!("{m}x{k}x{n}"),
+            );
             group.bench_function(id, |bench| {
                 let opts = CpuOptions::threads(1);
                 bench.iter(|| {
@@ -28,13 +31,40 @@ fn bench(c: &mut Criterion) {
                     sgemm(1.0, MatRef::row_major(&a, m, k), b_view, 0.0, c_view, &opts)
                 })
             });
-            let id = BenchmarkId::new(if transb { "gemm-crate-nt" } else { "gemm-crate-nn" }, format!("{m}x{k}x{n}"));
-            let (rsb, csb) = if transb { (1, k as isize) } else { (n as isize, 1) };
+            let id = BenchmarkId::new(
+                if transb {
+                    "gemm-crate-nt"
+                } else {
+                    "gemm-crate-nn"
+                },
+                format!("{m}x{k}x{n}"),
+            );
+            let (rsb, csb) = if transb {
+                (1, k as isize)
+            } else {
+                (n as isize, 1)
+            };
             group.bench_function(id, |bench| {
                 bench.iter(|| unsafe {
                     gemm::gemm(
-                        m, n, k, out.as_mut_ptr(), 1, n as isize, false, a.as_ptr(), 1,
-                        k as isize, b.as_ptr(), csb, rsb, 0.0, 1.0, false, false, false,
+                        m,
+                        n,
+                        k,
+                        out.as_mut_ptr(),
+                        1,
+                        n as isize,
+                        false,
+                        a.as_ptr(),
+                        1,
+                        k as isize,
+                        b.as_ptr(),
+                        csb,
+                        rsb,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
                         gemm::Parallelism::None,
                     )
                 })

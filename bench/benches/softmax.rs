@@ -9,7 +9,9 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("softmax");
     let opts = CpuOptions::threads(1);
     for (rows, cols) in [(12288, 128), (3072, 512)] {
-        let x: Vec<f32> = (0..rows * cols).map(|i| (i % 97) as f32 * 0.1 - 4.0).collect();
+        let x: Vec<f32> = (0..rows * cols)
+            .map(|i| (i % 97) as f32 * 0.1 - 4.0)
+            .collect();
         let mut y = vec![0.0f32; rows * cols];
         let mut dx = vec![0.0f32; rows * cols];
         let shape = format!("{rows}x{cols}");

@@ -44,7 +44,10 @@ pub fn run(args: &Args) -> Result<(), String> {
     }
     let opts = CpuOptions::threads(threads);
     println!("smelt demo: DistilBERT-base encoder GEMM + softmax core, {LAYERS} layers, batch {batch} x seq {seq}, {threads} threads, kernels: {}", opts.isa);
-    println!("building seeded random weights ({:.0} MB)...", weight_floats() as f64 * 4e-6);
+    println!(
+        "building seeded random weights ({:.0} MB)...",
+        weight_floats() as f64 * 4e-6
+    );
     let mut rng = Lcg(0x5eed);
     let layers: Vec<Layer> = (0..LAYERS)
         .map(|_| -> Result<Layer, String> {
@@ -59,12 +62,19 @@ pub fn run(args: &Args) -> Result<(), String> {
         })
         .collect::<Result<_, _>>()?;
     let tokens = batch * seq;
-    let input = host(&[tokens, HIDDEN], (0..tokens * HIDDEN).map(|_| rng.next()).collect())?;
+    let input = host(
+        &[tokens, HIDDEN],
+        (0..tokens * HIDDEN).map(|_| rng.next()).collect(),
+    )?;
     // Sequence b has (b % 4) * seq / 8 padded positions at its end, masked as HF does.
     let mask_values = (0..batch * seq)
         .map(|i| {
             let (b, t) = (i / seq, i % seq);
-            if t >= seq - (b % 4) * seq / 8 { f32::MIN } else { 0.0 }
+            if t >= seq - (b % 4) * seq / 8 {
+                f32::MIN
+            } else {
+                0.0
+            }
         })
         .collect();
     let mask = host(&[batch, seq], mask_values)?;
@@ -78,7 +88,12 @@ pub fn run(args: &Args) -> Result<(), String> {
         let start = Instant::now();
         let out = forward(&arena, &layers, &input, &mask, batch, seq, &opts)?;
         let secs = start.elapsed().as_secs_f64();
-        let checksum: f64 = out.to_vec(&arena).map_err(|e| e.to_string())?.iter().map(|&x| x as f64).sum();
+        let checksum: f64 = out
+            .to_vec(&arena)
+            .map_err(|e| e.to_string())?
+            .iter()
+            .map(|&x| x as f64)
+            .sum();
         if !checksum.is_finite() {
             return Err(format!("step {}: output is not finite", step + 1));
         }
@@ -104,7 +119,11 @@ pub fn run(args: &Args) -> Result<(), String> {
         arena.high_water() as f64 / 1048576.0,
         arena.capacity() as f64 / 1048576.0,
         arena.block_count(),
-        if grew { "grew after the first step" } else { "grew only in the first step" }
+        if grew {
+            "grew after the first step"
+        } else {
+            "grew only in the first step"
+        }
     );
     Ok(())
 }
@@ -125,20 +144,35 @@ fn forward(
     };
     let mut x = input.clone();
     for layer in layers {
-        let (q, k, v) = (linear(&x, &layer.q)?, linear(&x, &layer.k)?, linear(&x, &layer.v)?);
+        let (q, k, v) = (
+            linear(&x, &layer.q)?,
+            linear(&x, &layer.k)?,
+            linear(&x, &layer.v)?,
+        );
         let mut context = arena.alloc(&[batch * seq, HIDDEN]).map_err(e)?;
         for b in 0..batch {
             // [seq, HIDDEN] rows of sequence b, seen as [HEADS, seq, HEAD_DIM] without a copy.
             let heads = |t: &Tensor| -> Result<Tensor, String> {
                 let rows = t.narrow(0, b * seq, seq).map_err(e)?;
-                rows.reshape(&[seq, HEADS, HEAD_DIM]).map_err(e)?.transpose(0, 1).map_err(e)
+                rows.reshape(&[seq, HEADS, HEAD_DIM])
+                    .map_err(e)?
+                    .transpose(0, 1)
+                    .map_err(e)
             };
             let (qh, kh, vh) = (heads(&q)?, heads(&k)?, heads(&v)?);
             let scores = matmul(arena, &qh, &kh.transpose(1, 2).map_err(e)?, opts).map_err(e)?;
             let key_mask = mask.narrow(0, b, 1).map_err(e)?;
             let scale = 1.0 / (HEAD_DIM as f32).sqrt();
-            let probs = softmax(arena, &scores, scale, Some((&key_mask, HEADS * seq)), opts).map_err(e)?;
-            merge_heads(arena, &probs, &vh, &mut context.as_mut_slice()[b * seq * HIDDEN..], seq, opts)?;
+            let probs =
+                softmax(arena, &scores, scale, Some((&key_mask, HEADS * seq)), opts).map_err(e)?;
+            merge_heads(
+                arena,
+                &probs,
+                &vh,
+                &mut context.as_mut_slice()[b * seq * HIDDEN..],
+                seq,
+                opts,
+            )?;
         }
         let attended = linear(&context.into_tensor(), &layer.o)?;
         let hidden = linear(&attended, &layer.ffn_in)?;
@@ -162,7 +196,12 @@ fn merge_heads(
     let v = &v_heads.data(arena).map_err(e)?[v_heads.offset()..];
     let [head_stride, row_stride, _] = <[usize; 3]>::try_from(v_heads.strides())
         .map_err(|_| "merge_heads: V heads must be 3-D".to_string())?;
-    let strides = BatchStrides { count: HEADS, a: seq * seq, b: head_stride, c: HEAD_DIM };
+    let strides = BatchStrides {
+        count: HEADS,
+        a: seq * seq,
+        b: head_stride,
+        c: HEAD_DIM,
+    };
     sgemm_batched(
         &strides,
         1.0,
@@ -190,7 +229,10 @@ fn weight_floats() -> usize {
 /// A seeded `[out, in]` weight with entries uniform in +-1/sqrt(in) (keeps activations O(1)).
 fn weight(rng: &mut Lcg, out: usize, inp: usize) -> Result<Tensor, String> {
     let scale = (3.0 / inp as f32).sqrt();
-    host(&[out, inp], (0..out * inp).map(|_| rng.next() * scale).collect())
+    host(
+        &[out, inp],
+        (0..out * inp).map(|_| rng.next() * scale).collect(),
+    )
 }
 
 fn host(dims: &[usize], data: Vec<f32>) -> Result<Tensor, String> {
@@ -202,7 +244,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self) -> f32 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
     }
 }

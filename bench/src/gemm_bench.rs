@@ -22,8 +22,12 @@ pub struct Case {
 }
 
 /// BERT-base shapes (M, K, N) at 8 x 128 tokens, plus the square reference.
-const DEFAULT_SHAPES: [(usize, usize, usize); 4] =
-    [(1024, 1024, 1024), (1024, 768, 768), (1024, 768, 3072), (1024, 3072, 768)];
+const DEFAULT_SHAPES: [(usize, usize, usize); 4] = [
+    (1024, 1024, 1024),
+    (1024, 768, 768),
+    (1024, 768, 3072),
+    (1024, 3072, 768),
+];
 /// Attention per head (batch 8 x 12 heads): Q K^T and P V.
 const ATTENTION_SHAPES: [(usize, usize, usize); 2] = [(128, 64, 128), (128, 128, 64)];
 
@@ -36,7 +40,9 @@ fn parse_shape(s: &str) -> Result<(usize, usize, usize), String> {
         .map_err(|_| format!("--shape {s:?}: expected MxKxN, e.g. 1024x768x3072"))?;
     match dims[..] {
         [m, k, n] if m > 0 && k > 0 && n > 0 => Ok((m, k, n)),
-        _ => Err(format!("--shape {s:?}: expected three positive sizes MxKxN")),
+        _ => Err(format!(
+            "--shape {s:?}: expected three positive sizes MxKxN"
+        )),
     }
 }
 
@@ -53,14 +59,30 @@ fn cases(args: &Args) -> Result<Vec<Case>, String> {
             .iter()
             .map(|s| {
                 let (m, k, n) = parse_shape(s)?;
-                Ok(Case { m, k, n, batch, transb })
+                Ok(Case {
+                    m,
+                    k,
+                    n,
+                    batch,
+                    transb,
+                })
             })
             .collect();
     }
-    let big = DEFAULT_SHAPES.iter().map(|&(m, k, n)| Case { m, k, n, batch: 1, transb });
-    let attention = ATTENTION_SHAPES
-        .iter()
-        .map(|&(m, k, n)| Case { m, k, n, batch: 96, transb: false });
+    let big = DEFAULT_SHAPES.iter().map(|&(m, k, n)| Case {
+        m,
+        k,
+        n,
+        batch: 1,
+        transb,
+    });
+    let attention = ATTENTION_SHAPES.iter().map(|&(m, k, n)| Case {
+        m,
+        k,
+        n,
+        batch: 96,
+        transb: false,
+    });
     Ok(big.chain(attention).collect())
 }
 
@@ -83,14 +105,25 @@ pub fn run(args: &Args, threads: usize, peak: f64) -> Result<Vec<Row>, String> {
 
 /// Median seconds of smelt, the `gemm` crate and `matrixmultiply` on one case, interleaved.
 fn measure(case: &Case, threads: usize, budget: Duration) -> [f64; 3] {
-    let Case { m, k, n, batch, transb } = *case;
+    let Case {
+        m,
+        k,
+        n,
+        batch,
+        transb,
+    } = *case;
     let a = filled(batch * m * k, 0.25);
     let b = filled(batch * k * n, 0.5);
     let mut c = vec![0.0f32; batch * m * n];
     let mut c_peer = vec![0.0f32; batch * m * n];
     let (rsb, csb) = if transb { (1, k) } else { (n, 1) };
     let opts = CpuOptions::threads(threads);
-    let strides = BatchStrides { count: batch, a: m * k, b: k * n, c: m * n };
+    let strides = BatchStrides {
+        count: batch,
+        a: m * k,
+        b: k * n,
+        c: m * n,
+    };
     let mut ours = || {
         let b_view = MatRef::strided(&b, k, n, rsb, csb);
         let result = sgemm_batched(
@@ -112,11 +145,25 @@ fn measure(case: &Case, threads: usize, budget: Duration) -> [f64; 3] {
         // SAFETY: every pointer addresses batch i of a buffer sized for `batch` matrices.
         unsafe {
             gemm::gemm(
-                m, n, k,
-                c.as_mut_ptr(), 1, n as isize, false,
-                a.as_ptr().add(i * m * k), 1, k as isize,
-                b.as_ptr().add(i * k * n), csb as isize, rsb as isize,
-                0.0, 1.0, false, false, false, parallel,
+                m,
+                n,
+                k,
+                c.as_mut_ptr(),
+                1,
+                n as isize,
+                false,
+                a.as_ptr().add(i * m * k),
+                1,
+                k as isize,
+                b.as_ptr().add(i * k * n),
+                csb as isize,
+                rsb as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                parallel,
             )
         }
     };
@@ -130,9 +177,10 @@ fn measure(case: &Case, threads: usize, budget: Duration) -> [f64; 3] {
             pool.install(|| per_batch(0, &mut c_peer, parallel));
         } else {
             pool.install(|| {
-                c_peer.par_chunks_mut(m * n).enumerate().for_each(|(i, c)| {
-                    per_batch(i, c, gemm::Parallelism::None)
-                })
+                c_peer
+                    .par_chunks_mut(m * n)
+                    .enumerate()
+                    .for_each(|(i, c)| per_batch(i, c, gemm::Parallelism::None))
             });
         }
     };
@@ -142,29 +190,55 @@ fn measure(case: &Case, threads: usize, budget: Duration) -> [f64; 3] {
             // SAFETY: as above, batch i of buffers sized for `batch` matrices.
             unsafe {
                 matrixmultiply::sgemm(
-                    m, k, n, 1.0,
-                    a.as_ptr().add(i * m * k), k as isize, 1,
-                    b.as_ptr().add(i * k * n), rsb as isize, csb as isize,
-                    0.0, c.as_mut_ptr(), n as isize, 1,
+                    m,
+                    k,
+                    n,
+                    1.0,
+                    a.as_ptr().add(i * m * k),
+                    k as isize,
+                    1,
+                    b.as_ptr().add(i * k * n),
+                    rsb as isize,
+                    csb as isize,
+                    0.0,
+                    c.as_mut_ptr(),
+                    n as isize,
+                    1,
                 )
             }
         };
         if batch == 1 {
             one(0, &mut c_mm);
         } else {
-            pool.install(|| c_mm.par_chunks_mut(m * n).enumerate().for_each(|(i, c)| one(i, c)));
+            pool.install(|| {
+                c_mm.par_chunks_mut(m * n)
+                    .enumerate()
+                    .for_each(|(i, c)| one(i, c))
+            });
         }
     };
-    let t = interleaved(&mut [&mut ours, &mut gemm_crate, &mut matrixmultiply], 5, budget);
+    let t = interleaved(
+        &mut [&mut ours, &mut gemm_crate, &mut matrixmultiply],
+        5,
+        budget,
+    );
     [t[0], t[1], t[2]]
 }
 
 /// Deterministic non-trivial contents.
 fn filled(len: usize, scale: f32) -> Vec<f32> {
-    (0..len).map(|i| ((i * 7919) % 1009) as f32 / 1009.0 * scale - 0.1).collect()
+    (0..len)
+        .map(|i| ((i * 7919) % 1009) as f32 / 1009.0 * scale - 0.1)
+        .collect()
 }
 
-fn case_rows(case: &Case, threads: usize, peak: f64, secs: &[f64; 3], torch: &[PeerFigure]) -> Vec<Row> {
+fn case_rows(
+    case: &Case,
+    threads: usize,
+    peak: f64,
+    secs: &[f64; 3],
+    torch: &[PeerFigure],
+) -> Vec<Row> {
     let flops = 2.0 * (case.batch * case.m * case.n * case.k) as f64;
     let ours = flops / secs[0] / 1e9;
     let mut figures: Vec<(String, f64, f64)> = ["smelt", "gemm-crate", "matrixmultiply"]
@@ -173,7 +247,11 @@ fn case_rows(case: &Case, threads: usize, peak: f64, secs: &[f64; 3], torch: &[P
         .map(|(name, &s)| (name.to_string(), s * 1e3, flops / s / 1e9))
         .collect();
     figures.extend(torch.iter().map(|p| (p.name.clone(), p.median_ms, p.value)));
-    let op = if case.batch > 1 { "sgemm_batched" } else { "sgemm" };
+    let op = if case.batch > 1 {
+        "sgemm_batched"
+    } else {
+        "sgemm"
+    };
     figures
         .into_iter()
         .map(|(name, ms, gflops)| {

@@ -74,7 +74,15 @@ fn bench(raw: &[String]) -> Result<(), String> {
     let json = args.flag("json");
     let rows = match what.as_str() {
         "gemm" => {
-            args.only(&["shape", "batch", "transb", "threads", "torch", "json", "budget-ms"])?;
+            args.only(&[
+                "shape",
+                "batch",
+                "transb",
+                "threads",
+                "torch",
+                "json",
+                "budget-ms",
+            ])?;
             let peak = peak::fma_peak_gflops_per_core();
             let mut rows = vec![peak_row(peak, threads)];
             rows.extend(gemm_bench::run(&args, threads, peak)?);

@@ -18,7 +18,9 @@ impl Row {
             .iter()
             .map(|(k, v)| {
                 let v = match v {
-                    Value::Text(s) => format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"")),
+                    Value::Text(s) => {
+                        format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+                    }
                     Value::Int(i) => i.to_string(),
                     Value::Num(x) if x.is_finite() => format!("{x:.4}"),
                     Value::Num(_) => "null".to_string(),

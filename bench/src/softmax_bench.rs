@@ -18,7 +18,9 @@ fn parse_shape(s: &str) -> Result<(usize, usize), String> {
         .map_err(|_| format!("--shape {s:?}: expected ROWSxCOLS, e.g. 12288x128"))?;
     match dims[..] {
         [r, c] if r > 0 && c > 0 => Ok((r, c)),
-        _ => Err(format!("--shape {s:?}: expected two positive sizes ROWSxCOLS")),
+        _ => Err(format!(
+            "--shape {s:?}: expected two positive sizes ROWSxCOLS"
+        )),
     }
 }
 
@@ -27,7 +29,10 @@ pub fn run(args: &Args, threads: usize) -> Result<Vec<Row>, String> {
     let shapes = if args.all("shape").is_empty() {
         vec![(12288, 128), (12288, 512)]
     } else {
-        args.all("shape").iter().map(|s| parse_shape(s)).collect::<Result<_, _>>()?
+        args.all("shape")
+            .iter()
+            .map(|s| parse_shape(s))
+            .collect::<Result<_, _>>()?
     };
     let budget = Duration::from_millis(args.get("budget-ms", 1000)?);
     let pool = rayon::ThreadPoolBuilder::new()
@@ -37,7 +42,9 @@ pub fn run(args: &Args, threads: usize) -> Result<Vec<Row>, String> {
     let opts = CpuOptions::threads(threads);
     let mut rows = Vec::new();
     for (r, c) in shapes {
-        let x: Vec<f32> = (0..r * c).map(|i| ((i * 7919) % 1009) as f32 * 0.01 - 5.0).collect();
+        let x: Vec<f32> = (0..r * c)
+            .map(|i| ((i * 7919) % 1009) as f32 * 0.01 - 5.0)
+            .collect();
         let mut y = vec![0.0f32; r * c];
         let mut copy = vec![0.0f32; r * c];
         let mut error = None;

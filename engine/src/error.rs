@@ -4,7 +4,7 @@ use crate::shape::Shape;
 use std::fmt;
 
 /// What went wrong in an engine call; every message names the operation and the shapes.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {
     /// Shapes, dimensions or view arguments do not fit, e.g.
     /// `matmul: lhs [3, 4] and rhs [5, 2]: inner dimensions 4 and 5 differ`.

@@ -1,14 +1,16 @@
 //! A steady-state step makes no heap allocation.
 //!
-//! The whole binary runs under a counting global allocator (this file is its own test
-//! binary for that reason). Inputs are built once as host tensors; after warm-up steps, each
-//! step resets the arena and runs 2-D and batched matmuls (one with a transposed operand, one
-//! broadcasting a 2-D rhs), a masked softmax, its backward and a strided copy, all into arena
-//! tensors. The count of alloc/realloc calls, on every thread (rayon workers included), must
-//! not change across those steps, at 1 and at 2 threads.
+//! The whole binary runs under a counting global allocator, so this file is its own test
+//! binary, without the libtest harness (whose bookkeeping thread would allocate meanwhile).
+//! Inputs are built once as host tensors; after warm-up steps, each step resets the arena
+//! and runs 2-D and batched matmuls (one with a transposed operand, one broadcasting a 2-D
+//! rhs), a masked softmax, its backward and a strided copy, all into arena tensors. The count
+//! of alloc/realloc calls, on every thread (rayon workers included), must not change across
+//! those steps, at 1 and at 2 threads (the steps run inside `threads::install`, see below).
 
 use smelt_engine::ops::{matmul, softmax, softmax_backward};
 use smelt_engine::{Arena, CpuOptions, Result, Tensor};
+use smelt_kernels::cpu::threads::install;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -104,35 +106,40 @@ fn step(arena: &mut Arena, x: &Inputs, opts: &CpuOptions) -> Result<f32> {
 }
 
 /// Allocations made by `steps` steady-state steps after `warmup` steps.
+///
+/// The steps run inside `threads::install`, as a training loop does: kernel calls then hand
+/// their tasks to the pool through the worker's own deque, never through rayon's global
+/// injection queue (which allocates a block every 63 jobs injected from outside the pool).
 fn allocations_in_steady_state(threads: usize, warmup: usize, steps: usize) -> Result<usize> {
     let opts = CpuOptions::threads(threads);
     let x = inputs();
     let mut arena = Arena::new();
-    for _ in 0..warmup {
-        black_box(step(&mut arena, &x, &opts)?);
-    }
-    let before = ALLOCATIONS.load(Ordering::SeqCst);
-    let mut sum = 0.0;
-    for _ in 0..steps {
-        sum += step(&mut arena, &x, &opts)?;
-    }
-    let after = ALLOCATIONS.load(Ordering::SeqCst);
-    black_box(sum);
+    let counted = install(threads, || -> Result<usize> {
+        for _ in 0..warmup {
+            black_box(step(&mut arena, &x, &opts)?);
+        }
+        let before = ALLOCATIONS.load(Ordering::SeqCst);
+        let mut sum = 0.0;
+        for _ in 0..steps {
+            sum += step(&mut arena, &x, &opts)?;
+        }
+        let after = ALLOCATIONS.load(Ordering::SeqCst);
+        black_box(sum);
+        Ok(after - before)
+    })?;
     assert_eq!(arena.block_count(), 1, "the arena settled into one block");
-    Ok(after - before)
+    Ok(counted)
 }
 
-/// Both thread counts run in one test so no other test thread allocates meanwhile; both
-/// counts are measured before the assertion so a failure reports each.
-#[test]
-fn steady_state_step_makes_no_heap_allocation() -> Result<()> {
+/// Measures both thread counts, then fails when either step allocated.
+fn main() -> Result<()> {
+    const WARMUP: usize = 2;
     const STEPS: usize = 20;
-    let one = allocations_in_steady_state(1, 2, STEPS)?;
-    let two = allocations_in_steady_state(2, 2, STEPS)?;
-    assert_eq!(
-        (one, two),
-        (0, 0),
+    let one = allocations_in_steady_state(1, WARMUP, STEPS)?;
+    let two = allocations_in_steady_state(2, WARMUP, STEPS)?;
+    println!(
         "heap allocations in {STEPS} steady-state steps: {one} at 1 thread, {two} at 2 threads"
     );
+    assert_eq!((one, two), (0, 0), "a steady-state step allocated");
     Ok(())
 }

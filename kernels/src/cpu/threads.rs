@@ -37,6 +37,19 @@ pub fn for_each_task(threads: usize, tasks: usize, task: impl Fn(usize) + Sync +
     pool(threads).install(|| (0..tasks).into_par_iter().with_max_len(1).for_each(task));
 }
 
+/// Runs `f` on a worker of the `threads`-thread pool (on the caller when `threads <= 1`).
+///
+/// Kernel calls made inside `f` with the same thread count hand their tasks to the pool
+/// through the worker's own deque. A call from outside the pool goes through rayon's global
+/// injection queue instead, which allocates a new block every 63 jobs: run a whole step loop
+/// inside `install` when it must make no heap allocation at all.
+pub fn install<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    if threads <= 1 {
+        return f();
+    }
+    pool(threads).install(f)
+}
+
 /// The number of threads the machine offers (at least 1).
 pub fn available() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())

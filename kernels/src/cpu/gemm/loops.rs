@@ -83,7 +83,7 @@ pub(crate) unsafe fn run(kernel: &Microkernel, blk: &Blocking, p: Problem, threa
         b: single_block && p.b.cs == 1 && p.n % nr == 0,
     };
     let bpack_len = if direct.b { 0 } else { kc_step * nc_step };
-    with_buffer(&PACK_B, bpack_len, |bpack| {
+    with_buffer(&PACK_B, bpack_len, blk.kc * blk.nc, |bpack| {
         let bpack = Shared(bpack);
         for jc in (0..p.n).step_by(nc_step) {
             let nc = nc_step.min(p.n - jc);
@@ -201,7 +201,7 @@ unsafe fn block(
     }
     let mc_step = even_chunk(m_hi - m_lo, blk.mc, mr);
     let apack_len = if direct_a { mr * kc } else { mc_step * kc };
-    with_buffer(&PACK_A, apack_len, |apack| {
+    with_buffer(&PACK_A, apack_len, blk.mc * blk.kc, |apack| {
         for ic in (m_lo..m_hi).step_by(mc_step) {
             let mc = mc_step.min(m_hi - ic);
             let a_block = Strided {

@@ -382,7 +382,7 @@ fn check_no_alias(c: &MatMut<'_>, batch: &BatchStrides) -> Result<()> {
                 ),
             });
         }
-        span = stride * (n - 1) + span;
+        span += stride * (n - 1);
     }
     Ok(())
 }

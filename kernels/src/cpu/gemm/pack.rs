@@ -197,10 +197,12 @@ pub(crate) struct PackBuffer {
 struct CacheLine([f32; 16]);
 
 impl PackBuffer {
-    /// A pointer to at least `len` writable floats, growing the buffer if needed.
-    fn reserve(&mut self, len: usize) -> *mut f32 {
-        let lines = len.div_ceil(16);
-        if self.lines.len() < lines {
+    /// A pointer to at least `len` writable floats. When the buffer must grow, it grows to
+    /// `max(len, most)` at once, so that later calls of any size up to `most` never grow it
+    /// again (whichever worker thread they land on).
+    fn reserve(&mut self, len: usize, most: usize) -> *mut f32 {
+        if self.lines.len() * 16 < len {
+            let lines = len.max(most).div_ceil(16);
             self.lines.resize(lines, CacheLine([0.0; 16]));
         }
         self.lines.as_mut_ptr().cast()
@@ -214,17 +216,19 @@ thread_local! {
     pub(crate) static PACK_B: Cell<PackBuffer> = Cell::new(PackBuffer::default());
 }
 
-/// Runs `f` with this thread's buffer `key` holding at least `len` floats.
+/// Runs `f` with this thread's buffer `key` holding at least `len` floats; a buffer that must
+/// grow is sized for `most` floats, the largest block the blocking can ask for.
 ///
 /// The buffer is taken out for the call and put back after, so a re-entrant use on the same
 /// thread gets a fresh buffer instead of aliasing this one.
 pub(crate) fn with_buffer<R>(
     key: &'static std::thread::LocalKey<Cell<PackBuffer>>,
     len: usize,
+    most: usize,
     f: impl FnOnce(*mut f32) -> R,
 ) -> R {
     let mut buf = key.take();
-    let result = f(buf.reserve(len));
+    let result = f(buf.reserve(len, most));
     key.set(buf);
     result
 }

@@ -3,15 +3,20 @@
 //! instantiated per ISA through a `#[target_feature]` entry point.
 //!
 //! Forward, per row (a row of 128 floats stays in L1 across the three passes):
-//! 1. the maximum of the logits `z = scale * x (+ mask)`; with a mask, `z` is written to `y`
+//! 1. the maximum of the logits `z = scale * x (+ mask)`: without a mask, `scale * max(x)`
+//!    (or `min` for a negative scale), one op per vector; with a mask, `z` is written to `y`
 //!    so the next pass reads one stream instead of two;
-//! 2. `e = exp(z - max)` written to `y`, summed in vector accumulators;
-//! 3. `y *= 1 / sum`.
+//! 2. `e = exp(z - max)` written to `y` and summed; `exp_nonpositive` is the bottleneck, so
+//!    `z - max` is an add when the scale is 1 (FMAs compete with the exp for the FMA pipes);
+//! 3. `y *= 1 / sum`, run after pass 2 of the next row, so that the latency of a row's last
+//!    exps, its sum and the division overlaps work instead of stalling the core.
 //!
 //! Without a mask pass 2 computes `z - max` as one FMA, `scale * x - max`, so `max` (itself
 //! rounded) only shifts the whole row and cancels in the normalisation. Column tails go
 //! through `load_partial`/`store_partial`; the tail of the max pass is filled with the row's
 //! first entry, which cannot change a maximum.
+//!
+//! Backward, per row: `dot = sum_j dy[j] y[j]`, then `dx = (scale * y) * (dy - dot)`.
 
 use crate::cpu::isa::Isa;
 use crate::cpu::math::exp_nonpositive as exp;
@@ -84,8 +89,7 @@ const UNROLL: usize = 4;
 #[inline(always)]
 unsafe fn forward_rows<V: SimdF32>(job: &Forward, start: usize, end: usize) {
     let cols = job.cols;
-    // Pass 3 of each row runs after pass 2 of the next one, so the latency of the row's last
-    // exps, sum and division overlaps useful work instead of stalling the core.
+    // The row whose pass 3 is still to run, and its `1 / sum`.
     let mut pending: Option<(*mut f32, V)> = None;
     for r in start..end {
         let x = job.x.add(r * cols);

@@ -5,7 +5,8 @@
 //! make three passes over each row: max, exp + sum, scale; see there. Rows are split into
 //! contiguous chunks, one per task, on [`CpuOptions::threads`] threads; one thread (or a small
 //! problem) runs on the caller and never touches the pool. A successful call allocates
-//! nothing.
+//! nothing itself (on more than one thread, rayon's job queue allocates a block about once
+//! every 64 calls).
 //!
 //! Fully masked rows (every logit `-inf`) have no distribution; they give an all-zero row
 //! (never NaN), and their gradient is zero, as if the row had been dropped. Logits of `+inf`
