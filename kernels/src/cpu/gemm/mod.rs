@@ -338,13 +338,24 @@ unsafe fn run_batched(
         },
         ..p
     };
+    // Small batched products (attention heads) stream their operands from L3: ask for the
+    // next batch's A and B while this one computes.
+    let prefetch_next = |p: Problem, i: usize| {
+        if i + 1 < batch.count {
+            let next = at(p, i + 1);
+            loops::prefetch_l2(next.a, next.m, next.k);
+            loops::prefetch_l2(next.b, next.k, next.n);
+        }
+    };
     if batch.count >= threads && threads > 1 {
         let shared = Shared(p);
         for_each_task(threads, batch.count, |i| {
+            prefetch_next(shared.get(), i);
             loops::run(kernel, blk, at(shared.get(), i), 1)
         });
     } else {
         for i in 0..batch.count {
+            prefetch_next(p, i);
             loops::run(kernel, blk, at(p, i), threads);
         }
     }

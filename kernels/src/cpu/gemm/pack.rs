@@ -34,6 +34,10 @@ impl Strided {
 ///
 /// The same routine packs B: B's column panels are the row panels of B transposed.
 pub(crate) unsafe fn pack_panels(src: Strided, rows: usize, kc: usize, mr: usize, dst: *mut f32) {
+    if src.rs == 1 {
+        pack_contiguous_rows(src, rows, kc, mr, dst);
+        return;
+    }
     for (panel, r0) in (0..rows).step_by(mr).enumerate() {
         let live = mr.min(rows - r0);
         let out = dst.add(panel * mr * kc);
@@ -41,22 +45,34 @@ pub(crate) unsafe fn pack_panels(src: Strided, rows: usize, kc: usize, mr: usize
             ptr: src.at(r0, 0),
             ..src
         };
-        if src.rs == 1 {
-            pack_contiguous_rows(src, live, kc, mr, out);
-        } else if live == mr && src.cs == 1 && transpose::available() {
-            transpose::pack(src, kc, mr, out);
-        } else {
+        let transposed = live == mr
+            && src.cs == 1
+            && transpose::available()
+            && transpose::pack(src, kc, mr, out);
+        if !transposed {
             pack_scalar(src, live, kc, mr, out);
         }
     }
 }
 
-/// The panel's rows are adjacent in memory: one short copy per column.
-unsafe fn pack_contiguous_rows(src: Strided, live: usize, kc: usize, mr: usize, out: *mut f32) {
+/// The panels' rows are adjacent in memory (B row-major, or A stored transposed): for each
+/// column `p`, one sequential sweep copies its `rows` values into every panel, 8 at a time.
+unsafe fn pack_contiguous_rows(src: Strided, rows: usize, kc: usize, mr: usize, dst: *mut f32) {
     for p in 0..kc {
-        let (from, to) = (src.at(0, p), out.add(p * mr));
-        for i in 0..mr {
-            *to.add(i) = if i < live { *from.add(i) } else { 0.0 };
+        let column = src.at(0, p);
+        for (panel, r0) in (0..rows).step_by(mr).enumerate() {
+            let (from, to) = (column.add(r0), dst.add(panel * mr * kc + p * mr));
+            let live = mr.min(rows - r0);
+            if live == mr && mr % 8 == 0 {
+                for c in (0..mr).step_by(8) {
+                    let chunk = std::ptr::read_unaligned(from.add(c).cast::<[f32; 8]>());
+                    std::ptr::write_unaligned(to.add(c).cast::<[f32; 8]>(), chunk);
+                }
+            } else {
+                for i in 0..mr {
+                    *to.add(i) = if i < live { *from.add(i) } else { 0.0 };
+                }
+            }
         }
     }
 }
@@ -84,15 +100,19 @@ mod transpose {
         false
     }
 
-    /// Packs one full panel of `mr` rows whose columns are contiguous (`src.cs == 1`).
+    /// Packs one full panel of `mr` rows whose columns are contiguous (`src.cs == 1`);
+    /// returns false, packing nothing, for a panel height no kernel uses.
     ///
     /// # Safety
     /// AVX2 must be available; `src` must hold `mr x kc` elements; `out` `mr * kc` floats.
-    pub(super) unsafe fn pack(src: Strided, kc: usize, mr: usize, out: *mut f32) {
+    pub(super) unsafe fn pack(src: Strided, kc: usize, mr: usize, out: *mut f32) -> bool {
         #[cfg(target_arch = "x86_64")]
-        x86::pack(src, kc, mr, out);
+        return x86::pack(src, kc, mr, out);
         #[cfg(not(target_arch = "x86_64"))]
-        let _ = (src, kc, mr, out);
+        {
+            let _ = (src, kc, mr, out);
+            false
+        }
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -103,20 +123,31 @@ mod transpose {
         /// How far ahead along a row (in floats) to ask for the next cache lines.
         const PREFETCH_AHEAD: usize = 64;
 
+        /// Packs one full panel of `mr` rows; returns false (packing nothing) for a panel
+        /// height no kernel uses.
         #[target_feature(enable = "avx2")]
-        pub(super) unsafe fn pack(src: Strided, kc: usize, mr: usize, out: *mut f32) {
-            match mr.div_ceil(8) {
-                1 => pack_groups::<1>(src, kc, mr, out),
-                2 => pack_groups::<2>(src, kc, mr, out),
-                3 => pack_groups::<3>(src, kc, mr, out),
-                _ => pack_groups::<4>(src, kc, mr, out),
+        pub(super) unsafe fn pack(src: Strided, kc: usize, mr: usize, out: *mut f32) -> bool {
+            match mr {
+                4 => pack_groups::<4, 1>(src, kc, out),
+                6 => pack_groups::<6, 1>(src, kc, out),
+                8 => pack_groups::<8, 1>(src, kc, out),
+                12 => pack_groups::<12, 2>(src, kc, out),
+                16 => pack_groups::<16, 2>(src, kc, out),
+                32 => pack_groups::<32, 4>(src, kc, out),
+                _ => return false,
             }
+            true
         }
 
-        /// `pack` for a panel of `G` groups of (up to) 8 rows, so the transposed columns of
-        /// all groups stay in registers.
+        /// `pack` for a panel of `MR` rows in `G` groups of (up to) 8 rows, so the loops
+        /// unroll and the transposed columns of all groups stay in registers.
         #[inline(always)]
-        unsafe fn pack_groups<const G: usize>(src: Strided, kc: usize, mr: usize, out: *mut f32) {
+        unsafe fn pack_groups<const MR: usize, const G: usize>(
+            src: Strided,
+            kc: usize,
+            out: *mut f32,
+        ) {
+            let mr = MR;
             let full = kc / 8 * 8;
             for p in (0..full).step_by(8) {
                 let mut cols = [[_mm256_setzero_ps(); 8]; G];
