@@ -63,7 +63,7 @@ unsafe fn pack_contiguous_rows(src: Strided, rows: usize, kc: usize, mr: usize, 
         for (panel, r0) in (0..rows).step_by(mr).enumerate() {
             let (from, to) = (column.add(r0), dst.add(panel * mr * kc + p * mr));
             let live = mr.min(rows - r0);
-            if live == mr && mr % 8 == 0 {
+            if live == mr && mr.is_multiple_of(8) {
                 for c in (0..mr).step_by(8) {
                     let chunk = std::ptr::read_unaligned(from.add(c).cast::<[f32; 8]>());
                     std::ptr::write_unaligned(to.add(c).cast::<[f32; 8]>(), chunk);
