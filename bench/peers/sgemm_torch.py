@@ -3,8 +3,8 @@
 
     python3 bench/peers/sgemm_torch.py [--shape MxKxN ...] [--batch B] [--threads N] [--transb]
 
-Each implementation runs once to warm up, then interleaved with the other rep after rep; the
-median is reported. `smelt bench gemm --torch` runs this script for every case it measures.
+Each implementation runs once to warm up, then for half the budget on its own (the two BLAS
+thread pools must not overlap); the median is reported. `smelt bench gemm --torch` runs this script for every case it measures.
 """
 import argparse
 import json
@@ -51,17 +51,17 @@ def main():
             impls = {"torch": lambda: torch.mm(a2, bt2), "numpy": lambda: an2 @ btn2}
         else:
             impls = {"torch": lambda: torch.bmm(a, bt), "numpy": lambda: np.matmul(an, btn)}
-        times = {name: [] for name in impls}
-        for f in impls.values():
+        # One library after the other, not interleaved: a BLAS pool that just ran keeps
+        # spinning for a while and would slow the other library down.
+        times = {}
+        for name, f in impls.items():
             f()
-        start = time.perf_counter()
-        while min(len(t) for t in times.values()) < 5 or time.perf_counter() - start < args.budget:
-            for name, f in impls.items():
+            ts, start = [], time.perf_counter()
+            while len(ts) < 5 or (time.perf_counter() - start < args.budget / 2 and len(ts) < 200):
                 t0 = time.perf_counter()
                 f()
-                times[name].append(time.perf_counter() - t0)
-            if len(times["torch"]) >= 200:
-                break
+                ts.append(time.perf_counter() - t0)
+            times[name] = ts
         flops = 2.0 * b_ * m * n * k
         for name, ts in times.items():
             ts.sort()
