@@ -5,22 +5,10 @@ use smelt_kernels::cpu::gemm::{sgemm, sgemm_batched, BatchStrides, MatMut, MatRe
 use smelt_kernels::cpu::{CpuOptions, Isa};
 use smelt_kernels::Error;
 
-const SIZES: [usize; 12] = [1, 2, 7, 15, 16, 17, 31, 33, 63, 65, 127, 129];
+mod common;
+use common::random;
 
-/// Deterministic values in [-1, 1).
-fn random(len: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
+const SIZES: [usize; 12] = [1, 2, 7, 15, 16, 17, 31, 33, 63, 65, 127, 129];
 
 /// A stored `rows x cols` operand, row-major or transposed (stored `cols x rows`).
 fn view(data: &[f32], rows: usize, cols: usize, transposed: bool) -> MatRef<'_> {

@@ -8,26 +8,14 @@ use smelt_kernels::cpu::softmax::{
 use smelt_kernels::cpu::{CpuOptions, Isa};
 use smelt_kernels::Error;
 
+mod common;
+use common::random;
+
 const COLS: [usize; 13] = [1, 2, 7, 8, 15, 16, 17, 31, 33, 127, 128, 129, 1000];
 const ROWS: [usize; 3] = [1, 3, 10];
 const SCALES: [f32; 3] = [1.0, 0.125, -0.7];
 /// Relative error allowed on every output element.
 const REL: f64 = 1e-6;
-
-/// Deterministic values in [-1, 1).
-fn random(len: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
 
 /// Random logits in [-4, 4).
 fn logits(len: usize, seed: u64) -> Vec<f32> {
