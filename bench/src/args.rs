@@ -65,3 +65,40 @@ impl Args {
         }
     }
 }
+
+/// Parses `N` positive sizes written `AxBx...` (the value of a `--shape` option); `example`
+/// shows the expected form in the error.
+pub fn parse_dims<const N: usize>(s: &str, example: &str) -> Result<[usize; N], String> {
+    let bad = || format!("--shape {s:?}: expected {N} positive sizes like {example}");
+    let dims: Vec<usize> = s
+        .split('x')
+        .map(|d| d.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| bad())?;
+    let dims: [usize; N] = dims.try_into().map_err(|_| bad())?;
+    if dims.contains(&0) {
+        return Err(bad());
+    }
+    Ok(dims)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_parse_or_name_the_problem() {
+        assert_eq!(
+            parse_dims::<3>("1024x768x3072", "MxKxN"),
+            Ok([1024, 768, 3072])
+        );
+        assert_eq!(parse_dims::<2>("12288x128", "RxC"), Ok([12288, 128]));
+        for bad in ["12x3", "1x2x3x4", "0x2x3", "ax2x3", ""] {
+            let err = parse_dims::<3>(bad, "MxKxN").unwrap_err();
+            assert!(
+                err.contains("expected 3 positive sizes like MxKxN"),
+                "{err}"
+            );
+        }
+    }
+}

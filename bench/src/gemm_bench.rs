@@ -1,7 +1,7 @@
 //! `smelt bench gemm`: our SGEMM beside the `gemm` and `matrixmultiply` crates (and, with
 //! `--torch`, PyTorch and numpy through `bench/peers/sgemm_torch.py`), plus the FMA peak.
 
-use crate::args::Args;
+use crate::args::{parse_dims, Args};
 use crate::peers::{self, PeerFigure};
 use crate::report::{Row, Value};
 use crate::timing::interleaved;
@@ -31,21 +31,6 @@ const DEFAULT_SHAPES: [(usize, usize, usize); 4] = [
 /// Attention per head (batch 8 x 12 heads): Q K^T and P V.
 const ATTENTION_SHAPES: [(usize, usize, usize); 2] = [(128, 64, 128), (128, 128, 64)];
 
-/// Parses `MxKxN`.
-fn parse_shape(s: &str) -> Result<(usize, usize, usize), String> {
-    let dims: Vec<usize> = s
-        .split('x')
-        .map(|d| d.trim().parse::<usize>())
-        .collect::<Result<_, _>>()
-        .map_err(|_| format!("--shape {s:?}: expected MxKxN, e.g. 1024x768x3072"))?;
-    match dims[..] {
-        [m, k, n] if m > 0 && k > 0 && n > 0 => Ok((m, k, n)),
-        _ => Err(format!(
-            "--shape {s:?}: expected three positive sizes MxKxN"
-        )),
-    }
-}
-
 /// The cases selected by the command line.
 fn cases(args: &Args) -> Result<Vec<Case>, String> {
     let transb = args.flag("transb");
@@ -58,7 +43,7 @@ fn cases(args: &Args) -> Result<Vec<Case>, String> {
         return shapes
             .iter()
             .map(|s| {
-                let (m, k, n) = parse_shape(s)?;
+                let [m, k, n] = parse_dims::<3>(s, "1024x768x3072 (MxKxN)")?;
                 Ok(Case {
                     m,
                     k,

@@ -1,28 +1,13 @@
 //! `smelt bench softmax`: row softmax against a plain copy of the same bytes (the memory
 //! bandwidth it could reach at best), both on the same threads, interleaved.
 
-use crate::args::Args;
+use crate::args::{parse_dims, Args};
 use crate::report::{Row, Value};
 use crate::timing::interleaved;
 use rayon::prelude::*;
 use smelt_kernels::cpu::softmax::softmax;
 use smelt_kernels::cpu::CpuOptions;
 use std::time::Duration;
-
-/// Parses `ROWSxCOLS`.
-fn parse_shape(s: &str) -> Result<(usize, usize), String> {
-    let dims: Vec<usize> = s
-        .split('x')
-        .map(|d| d.trim().parse::<usize>())
-        .collect::<Result<_, _>>()
-        .map_err(|_| format!("--shape {s:?}: expected ROWSxCOLS, e.g. 12288x128"))?;
-    match dims[..] {
-        [r, c] if r > 0 && c > 0 => Ok((r, c)),
-        _ => Err(format!(
-            "--shape {s:?}: expected two positive sizes ROWSxCOLS"
-        )),
-    }
-}
 
 /// Runs the softmax benchmark and returns its rows.
 pub fn run(args: &Args, threads: usize) -> Result<Vec<Row>, String> {
@@ -31,7 +16,7 @@ pub fn run(args: &Args, threads: usize) -> Result<Vec<Row>, String> {
     } else {
         args.all("shape")
             .iter()
-            .map(|s| parse_shape(s))
+            .map(|s| parse_dims::<2>(s, "12288x128 (ROWSxCOLS)").map(|[r, c]| (r, c)))
             .collect::<Result<_, _>>()?
     };
     let budget = Duration::from_millis(args.get("budget-ms", 1000)?);
