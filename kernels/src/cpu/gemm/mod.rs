@@ -97,14 +97,6 @@ impl<'a> MatRef<'a> {
     fn required_len(&self) -> usize {
         extent(self.rows, self.cols, self.row_stride, self.col_stride)
     }
-
-    fn strided_ptr(&self) -> Strided {
-        Strided {
-            ptr: self.data.as_ptr(),
-            rs: self.row_stride,
-            cs: self.col_stride,
-        }
-    }
 }
 
 impl<'a> MatMut<'a> {
@@ -223,7 +215,6 @@ pub fn sgemm_batched(
 ) -> Result<()> {
     const OP: &str = "sgemm";
     opts.validate(OP)?;
-    let kernel = Microkernel::for_isa(opts.isa);
     check_shapes(&a, &b, &c)?;
     let spans = |one: usize, stride: usize| {
         if one == 0 || batch.count == 0 {
@@ -247,27 +238,21 @@ pub fn sgemm_batched(
         }
     }
     check_no_alias(&c, batch)?;
-    if batch.count == 0 {
-        return Ok(());
-    }
-    let blk = Blocking::derive(&kernel, &CacheSizes::detect());
-    let problem = Problem {
-        m: a.rows,
-        n: b.cols,
-        k: a.cols,
-        alpha,
-        a: a.strided_ptr(),
-        b: b.strided_ptr(),
-        beta,
-        c: StridedMut {
-            ptr: c.data.as_mut_ptr(),
-            rs: c.row_stride,
-            cs: c.col_stride,
-        },
-    };
     // SAFETY: every operand was checked to lie inside its slice for every batch, C's elements
-    // are distinct, and C is borrowed mutably so it aliases neither A nor B.
-    unsafe { run_batched(&kernel, &blk, problem, batch, opts.threads) };
+    // are distinct, C is borrowed mutably so it aliases neither A nor B, and the ISA and the
+    // thread count were validated.
+    unsafe {
+        sgemm_batched_unchecked(
+            batch,
+            (a.rows, b.cols, a.cols),
+            alpha,
+            (a.data.as_ptr(), a.row_stride, a.col_stride),
+            (b.data.as_ptr(), b.row_stride, b.col_stride),
+            beta,
+            (c.data.as_mut_ptr(), c.row_stride, c.col_stride),
+            opts,
+        )
+    };
     Ok(())
 }
 
