@@ -331,19 +331,29 @@ fn attention_shaped_batches_match_f64() {
     }
 }
 
+/// The error `sgemm` returns for row-major operands `a: (data, rows, cols)` and likewise `b`
+/// and `c`; panics if the call succeeds.
+fn dense_error(
+    (a, ar, ac): (&[f32], usize, usize),
+    (b, br, bc): (&[f32], usize, usize),
+    (c, cr, cc): (&mut [f32], usize, usize),
+    opts: &CpuOptions,
+) -> Error {
+    let a = MatRef::row_major(a, ar, ac);
+    let b = MatRef::row_major(b, br, bc);
+    sgemm(1.0, a, b, 0.0, MatMut::row_major(c, cr, cc), opts).unwrap_err()
+}
+
 #[test]
 fn mismatched_shapes_are_errors_naming_them() {
     let (a, b) = (vec![0.0; 12], vec![0.0; 10]);
     let mut c = vec![0.0; 6];
-    let err = sgemm(
-        1.0,
-        MatRef::row_major(&a, 3, 4),
-        MatRef::row_major(&b, 5, 2),
-        0.0,
-        MatMut::row_major(&mut c, 3, 2),
+    let err = dense_error(
+        (&a, 3, 4),
+        (&b, 5, 2),
+        (&mut c, 3, 2),
         &CpuOptions::default(),
-    )
-    .unwrap_err();
+    );
     assert!(matches!(err, Error::Shape { .. }));
     let msg = err.to_string();
     assert!(msg.contains("3x4") && msg.contains("5x2"), "{msg}");
@@ -353,15 +363,12 @@ fn mismatched_shapes_are_errors_naming_them() {
 fn short_slices_are_errors_naming_the_operand() {
     let (a, b) = (vec![0.0; 11], vec![0.0; 8]);
     let mut c = vec![0.0; 6];
-    let err = sgemm(
-        1.0,
-        MatRef::row_major(&a, 3, 4),
-        MatRef::row_major(&b, 4, 2),
-        0.0,
-        MatMut::row_major(&mut c, 3, 2),
+    let err = dense_error(
+        (&a, 3, 4),
+        (&b, 4, 2),
+        (&mut c, 3, 2),
         &CpuOptions::default(),
-    )
-    .unwrap_err();
+    );
     assert_eq!(
         err,
         Error::OutOfBounds {
@@ -433,15 +440,8 @@ fn unsupported_kernels_and_zero_threads_are_errors() {
     let (a, b) = (vec![1.0; 4], vec![1.0; 4]);
     for isa in Isa::ALL.into_iter().filter(|isa| !isa.is_supported()) {
         let mut c = vec![0.0; 4];
-        let err = sgemm(
-            1.0,
-            MatRef::row_major(&a, 2, 2),
-            MatRef::row_major(&b, 2, 2),
-            0.0,
-            MatMut::row_major(&mut c, 2, 2),
-            &CpuOptions::default().isa(isa),
-        )
-        .unwrap_err();
+        let opts = CpuOptions::default().isa(isa);
+        let err = dense_error((&a, 2, 2), (&b, 2, 2), (&mut c, 2, 2), &opts);
         assert!(err.to_string().contains(isa.name()), "{err}");
     }
     let mut c = vec![0.0; 4];
@@ -449,15 +449,7 @@ fn unsupported_kernels_and_zero_threads_are_errors() {
         threads: 0,
         ..CpuOptions::default()
     };
-    let err = sgemm(
-        1.0,
-        MatRef::row_major(&a, 2, 2),
-        MatRef::row_major(&b, 2, 2),
-        0.0,
-        MatMut::row_major(&mut c, 2, 2),
-        &zero_threads,
-    )
-    .unwrap_err();
+    let err = dense_error((&a, 2, 2), (&b, 2, 2), (&mut c, 2, 2), &zero_threads);
     assert!(err.to_string().contains("threads"), "{err}");
 }
 
