@@ -152,62 +152,62 @@ fn measure(case: &Case, threads: usize, budget: Duration) -> [f64; 3] {
             )
         }
     };
-    let mut gemm_crate = || {
-        if batch == 1 {
-            let parallel = if threads > 1 {
-                gemm::Parallelism::Rayon(threads)
-            } else {
-                gemm::Parallelism::None
-            };
-            pool.install(|| per_batch(0, &mut c_peer, parallel));
-        } else {
-            pool.install(|| {
-                c_peer
-                    .par_chunks_mut(m * n)
-                    .enumerate()
-                    .for_each(|(i, c)| per_batch(i, c, gemm::Parallelism::None))
-            });
-        }
+    // One product runs the crate's own threading; a batch spreads products over the pool.
+    let parallel = if batch == 1 && threads > 1 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
     };
+    let mut gemm_crate =
+        || pool.install(|| each_batch(&pool, &mut c_peer, m * n, |i, c| per_batch(i, c, parallel)));
     let mut c_mm = vec![0.0f32; batch * m * n];
-    let mut matrixmultiply = || {
-        let one = |i: usize, c: &mut [f32]| {
-            // SAFETY: as above, batch i of buffers sized for `batch` matrices.
-            unsafe {
-                matrixmultiply::sgemm(
-                    m,
-                    k,
-                    n,
-                    1.0,
-                    a.as_ptr().add(i * m * k),
-                    k as isize,
-                    1,
-                    b.as_ptr().add(i * k * n),
-                    rsb as isize,
-                    csb as isize,
-                    0.0,
-                    c.as_mut_ptr(),
-                    n as isize,
-                    1,
-                )
-            }
-        };
-        if batch == 1 {
-            one(0, &mut c_mm);
-        } else {
-            pool.install(|| {
-                c_mm.par_chunks_mut(m * n)
-                    .enumerate()
-                    .for_each(|(i, c)| one(i, c))
-            });
+    let one = |i: usize, c: &mut [f32]| {
+        // SAFETY: as above, batch i of buffers sized for `batch` matrices.
+        unsafe {
+            matrixmultiply::sgemm(
+                m,
+                k,
+                n,
+                1.0,
+                a.as_ptr().add(i * m * k),
+                k as isize,
+                1,
+                b.as_ptr().add(i * k * n),
+                rsb as isize,
+                csb as isize,
+                0.0,
+                c.as_mut_ptr(),
+                n as isize,
+                1,
+            )
         }
     };
+    let mut matrixmultiply = || each_batch(&pool, &mut c_mm, m * n, one);
     let t = interleaved(
         &mut [&mut ours, &mut gemm_crate, &mut matrixmultiply],
         5,
         budget,
     );
     [t[0], t[1], t[2]]
+}
+
+/// Runs `f(i, c_i)` on each batch's output `c_i` (`len` floats of `out`): on the caller for a
+/// single batch, spread over `pool` for several.
+fn each_batch(
+    pool: &rayon::ThreadPool,
+    out: &mut [f32],
+    len: usize,
+    f: impl Fn(usize, &mut [f32]) + Sync,
+) {
+    if out.len() == len {
+        f(0, out);
+    } else {
+        pool.install(|| {
+            out.par_chunks_mut(len)
+                .enumerate()
+                .for_each(|(i, c)| f(i, c))
+        });
+    }
 }
 
 /// Deterministic non-trivial contents.
