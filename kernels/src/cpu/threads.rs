@@ -1,7 +1,8 @@
 //! Threads for the CPU kernels: one rayon pool per requested thread count, built once.
 //!
 //! A kernel asked for 1 thread runs on the caller and never touches a pool. Pools are created
-//! on first use and kept for the life of the process, so a steady-state call builds nothing.
+//! on first use, with every worker's GEMM pack buffers sized at once, and kept for the life
+//! of the process, so a steady-state call builds nothing.
 
 use rayon::prelude::*;
 use rayon::ThreadPool;
@@ -21,6 +22,9 @@ fn pool(threads: usize) -> &'static ThreadPool {
         .thread_name(move |i| format!("smelt-{threads}t-{i}"))
         .build()
         .unwrap_or_else(|e| panic!("smelt: cannot start a pool of {threads} threads: {e}"));
+    // Size every worker's GEMM pack buffers now: which worker runs which task is up to rayon,
+    // and a worker's first GEMM must not allocate in the middle of a steady-state step.
+    built.broadcast(|_| crate::cpu::gemm::reserve_pack_buffers());
     let leaked: &'static ThreadPool = Box::leak(Box::new(built));
     pools.push((threads, leaked));
     leaked

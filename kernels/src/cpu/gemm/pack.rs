@@ -263,3 +263,10 @@ pub(crate) fn with_buffer<R>(
     key.set(buf);
     result
 }
+
+/// Sizes this thread's A and B pack buffers for at least `a` and `b` floats now, so that no
+/// later GEMM on this thread grows them.
+pub(crate) fn reserve_on_this_thread(a: usize, b: usize) {
+    with_buffer(&PACK_A, a, a, |_| ());
+    with_buffer(&PACK_B, b, b, |_| ());
+}
