@@ -21,6 +21,14 @@ pub enum Error {
     OutOfMemory { bytes: usize },
     /// A kernel rejected its arguments.
     Kernel(smelt_kernels::Error),
+    /// A file (safetensors, JSON) is malformed, truncated or lacks something: names the file
+    /// and, where it applies, the tensor or key and the shapes.
+    Format { file: String, detail: String },
+    /// The operating system refused to open, map or write a file.
+    Io { file: String, detail: String },
+    /// An input value outside what the model accepts (token id past the vocabulary, a sequence
+    /// longer than the position table, ...).
+    Input { op: &'static str, detail: String },
 }
 
 /// Result alias for engine calls.
@@ -51,6 +59,9 @@ impl fmt::Display for Error {
                 "Arena::alloc: the system allocator refused a block of {bytes} bytes"
             ),
             Error::Kernel(e) => write!(f, "{e}"),
+            Error::Format { file, detail } => write!(f, "{file}: {detail}"),
+            Error::Io { file, detail } => write!(f, "{file}: {detail}"),
+            Error::Input { op, detail } => write!(f, "{op}: {detail}"),
         }
     }
 }

@@ -18,4 +18,4 @@ pub use arena::{Arena, Fresh, Mark};
 pub use error::{Error, Result};
 pub use shape::{Layout, Shape, MAX_RANK};
 pub use smelt_kernels::cpu::CpuOptions;
-pub use tensor::{Storage, Tensor};
+pub use tensor::{ExternalData, Storage, Tensor};

@@ -16,6 +16,15 @@ pub enum Storage {
     Arena(ArenaSlot),
     /// A long-lived host buffer (weights, inputs), shared by every handle and view of it.
     Host(Arc<[f32]>),
+    /// Read-only values owned elsewhere, e.g. the F32 data of a memory-mapped safetensors
+    /// file used in place.
+    External(Arc<dyn ExternalData>),
+}
+
+/// Long-lived, read-only f32 values that a tensor can use in place (no copy).
+pub trait ExternalData: Send + Sync {
+    /// The values, in the order the tensor's layout indexes them.
+    fn as_f32(&self) -> &[f32];
 }
 
 impl fmt::Debug for Storage {
@@ -23,6 +32,7 @@ impl fmt::Debug for Storage {
         match self {
             Storage::Arena(slot) => write!(f, "Arena({} floats)", slot.len()),
             Storage::Host(data) => write!(f, "Host({} floats)", data.len()),
+            Storage::External(data) => write!(f, "External({} floats)", data.as_f32().len()),
         }
     }
 }
@@ -55,6 +65,38 @@ impl Tensor {
             layout: Layout::contiguous(shape),
             storage: Storage::Host(data.into()),
         })
+    }
+
+    /// A contiguous tensor of shape `dims` over external values, used in place.
+    ///
+    /// Errors when the data does not hold exactly the shape's element count.
+    pub fn from_external(dims: &[usize], data: Arc<dyn ExternalData>) -> Result<Tensor> {
+        const OP: &str = "Tensor::from_external";
+        let shape = Shape::for_op(OP, dims)?;
+        let len = data.as_f32().len();
+        if len != shape.numel() {
+            return Err(Error::Shape {
+                op: OP,
+                detail: format!("shape {shape} needs {} values, got {len}", shape.numel()),
+            });
+        }
+        Ok(Tensor {
+            layout: Layout::contiguous(shape),
+            storage: Storage::External(data),
+        })
+    }
+
+    /// The values of a contiguous host tensor for writing in place (an optimizer step), or
+    /// `None` when the storage is not an owned host buffer, is shared with another handle,
+    /// or the view does not cover the whole buffer densely.
+    pub fn host_mut(&mut self) -> Option<&mut [f32]> {
+        let whole = self.is_contiguous() && self.offset() == 0;
+        match &mut self.storage {
+            Storage::Host(data) if whole && data.len() == self.layout.numel() => {
+                Arc::get_mut(data)
+            }
+            _ => None,
+        }
     }
 
     /// The contiguous tensor of `shape` over a fresh arena region.
@@ -123,6 +165,7 @@ impl Tensor {
         match &self.storage {
             Storage::Arena(slot) => arena.slice(op, slot, self.shape()),
             Storage::Host(data) => Ok(data),
+            Storage::External(data) => Ok(data.as_f32()),
         }
     }
 

@@ -1,0 +1,1 @@
+//! BERT and DistilBERT on the smelt engine.
