@@ -2,16 +2,20 @@
 //!
 //! ```text
 //! smelt demo          [--steps N] [--threads N] [--batch B] [--seq T]
+//! smelt run           --model DIR --input IN.safetensors --output OUT.safetensors [--grad] [--threads N]
+//! smelt bench bert    [--config NAME] [--batch B] [--seq T] [--phase forward|train|both] [--runs R] [--threads N] [--torch] [--onnx] [--json]
 //! smelt bench gemm    [--shape MxKxN ...] [--batch B] [--transb] [--threads N] [--torch] [--json]
 //! smelt bench softmax [--shape ROWSxCOLS ...] [--threads N] [--json]
 //! ```
 
 mod args;
+mod bert_bench;
 mod demo;
 mod gemm_bench;
 mod peak;
 mod peers;
 mod report;
+mod run_cmd;
 mod softmax_bench;
 mod timing;
 
@@ -21,12 +25,16 @@ use std::process::ExitCode;
 
 const USAGE: &str = "usage:
   smelt demo          [--steps N] [--threads N] [--batch B] [--seq T]
+  smelt run           --model DIR --input IN.safetensors --output OUT.safetensors [--grad] [--threads N]
+  smelt bench bert    [--config bert-base|distilbert-base|minilm|tiny] [--batch B] [--seq T]
+                      [--phase forward|train|both] [--runs R] [--threads N] [--torch] [--onnx] [--json]
   smelt bench gemm    [--shape MxKxN ...] [--batch B] [--transb] [--threads N] [--torch] [--json]
   smelt bench softmax [--shape ROWSxCOLS ...] [--threads N] [--json]
 options:
   --threads N    threads for every implementation (default: all cores)
   --json         one JSON object per line instead of a table
-  --torch        also run bench/peers/sgemm_torch.py (PyTorch, numpy) on the same cases
+  --torch        also run the PyTorch peer script (bench/peers/*_torch.py) on the same cases
+  --onnx         bench bert: also run bench/peers/bert_onnx.py (ONNX Runtime, forward)
   --budget-ms T  time spent per case (default 1500 for gemm, 1000 for softmax)";
 
 fn main() -> ExitCode {
@@ -50,6 +58,13 @@ fn run(raw: &[String]) -> Result<(), String> {
                 None => demo::run(&args),
             }
         }
+        Some("run") => {
+            let args = Args::parse(&raw[1..], &["grad"])?;
+            match args.positional.first() {
+                Some(extra) => Err(format!("unexpected argument {extra:?}\n{USAGE}")),
+                None => run_cmd::run(&args),
+            }
+        }
         Some("help" | "--help" | "-h") => {
             println!("{USAGE}");
             Ok(())
@@ -61,7 +76,7 @@ fn run(raw: &[String]) -> Result<(), String> {
 
 fn bench(raw: &[String]) -> Result<(), String> {
     let what = raw.first().ok_or_else(|| format!("bench what?\n{USAGE}"))?;
-    let args = Args::parse(&raw[1..], &["json", "transb", "torch"])?;
+    let args = Args::parse(&raw[1..], &["json", "transb", "torch", "onnx"])?;
     if let Some(extra) = args.positional.first() {
         return Err(format!("unexpected argument {extra:?}\n{USAGE}"));
     }
@@ -91,6 +106,12 @@ fn bench(raw: &[String]) -> Result<(), String> {
         "softmax" => {
             args.only(&["shape", "threads", "json", "budget-ms"])?;
             softmax_bench::run(&args, threads)?
+        }
+        "bert" => {
+            args.only(&[
+                "config", "batch", "seq", "phase", "runs", "threads", "torch", "onnx", "json",
+            ])?;
+            bert_bench::run(&args, threads)?
         }
         other => return Err(format!("unknown benchmark {other:?}\n{USAGE}")),
     };

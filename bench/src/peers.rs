@@ -1,4 +1,4 @@
-//! Peers outside Rust (PyTorch, numpy) run as `python3 bench/peers/*.py` in the same command,
+//! Peers outside Rust (PyTorch, numpy, ONNX Runtime) run as `python3 bench/peers/*.py` in the same command,
 //! right after our measurement, and report the same JSON fields we do.
 
 use crate::gemm_bench::Case;
@@ -16,28 +16,19 @@ pub struct PeerFigure {
 
 /// Runs `bench/peers/sgemm_torch.py` on one case and returns its figures.
 pub fn sgemm_torch(case: &Case, threads: usize) -> Result<Vec<PeerFigure>, String> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/peers/sgemm_torch.py");
-    let mut cmd = Command::new("python3");
-    cmd.arg(script)
-        .args(["--shape", &format!("{}x{}x{}", case.m, case.k, case.n)])
-        .args(["--batch", &case.batch.to_string()])
-        .args(["--threads", &threads.to_string()]);
+    let mut args = vec![
+        "--shape".to_string(),
+        format!("{}x{}x{}", case.m, case.k, case.n),
+        "--batch".to_string(),
+        case.batch.to_string(),
+        "--threads".to_string(),
+        threads.to_string(),
+    ];
     if case.transb {
-        cmd.arg("--transb");
+        args.push("--transb".into());
     }
-    let out = cmd
-        .output()
-        .map_err(|e| format!("--torch: cannot run python3 {script}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "--torch: {script} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.trim_start().starts_with('{'))
+    json_lines("--torch", "sgemm_torch.py", &args)?
+        .iter()
         .map(|line| {
             Ok(PeerFigure {
                 name: field(line, "impl")?,
@@ -48,8 +39,31 @@ pub fn sgemm_torch(case: &Case, threads: usize) -> Result<Vec<PeerFigure>, Strin
         .collect()
 }
 
+/// Runs `python3 bench/peers/<script> <args>` and returns the JSON lines it printed; `option`
+/// names the command-line option that asked for it, in errors.
+pub fn json_lines(option: &str, script: &str, args: &[String]) -> Result<Vec<String>, String> {
+    let path = format!("{}/peers/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("python3")
+        .arg(&path)
+        .args(args)
+        .output()
+        .map_err(|e| format!("{option}: cannot run python3 {path}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{option}: {path} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.trim_start().starts_with('{'))
+        .map(str::to_string)
+        .collect())
+}
+
 /// The raw text of `"key": value` in a flat one-line JSON object (quotes stripped).
-fn field(line: &str, key: &str) -> Result<String, String> {
+pub fn field(line: &str, key: &str) -> Result<String, String> {
     let tag = format!("\"{key}\":");
     let start = line
         .find(&tag)
@@ -63,7 +77,8 @@ fn field(line: &str, key: &str) -> Result<String, String> {
     Ok(value.to_string())
 }
 
-fn number(line: &str, key: &str) -> Result<f64, String> {
+/// The number at `"key":` in a flat one-line JSON object.
+pub fn number(line: &str, key: &str) -> Result<f64, String> {
     let raw = field(line, key)?;
     raw.parse()
         .map_err(|_| format!("peer output: {key} = {raw:?} is not a number"))

@@ -7,7 +7,9 @@
 //! nothing from the global allocator.
 
 pub mod arena;
+pub mod autograd;
 mod error;
+pub mod formats;
 pub mod ops;
 pub mod shape;
 pub mod tensor;
@@ -15,6 +17,7 @@ pub mod tensor;
 mod testing;
 
 pub use arena::{Arena, Fresh, Mark};
+pub use autograd::{Graph, Leaves, Tape, Var};
 pub use error::{Error, Result};
 pub use shape::{Layout, Shape, MAX_RANK};
 pub use smelt_kernels::cpu::CpuOptions;

@@ -92,9 +92,7 @@ impl Tensor {
     pub fn host_mut(&mut self) -> Option<&mut [f32]> {
         let whole = self.is_contiguous() && self.offset() == 0;
         match &mut self.storage {
-            Storage::Host(data) if whole && data.len() == self.layout.numel() => {
-                Arc::get_mut(data)
-            }
+            Storage::Host(data) if whole && data.len() == self.layout.numel() => Arc::get_mut(data),
             _ => None,
         }
     }

@@ -1,1 +1,24 @@
-//! BERT and DistilBERT on the smelt engine.
+//! BERT and DistilBERT on the smelt engine: HF `config.json` and `model.safetensors` (memory
+//! mapped), the encoder with BERT's pooler, masked-LM and classification heads, and a
+//! training step with AdamW.
+//!
+//! ```text
+//! Model::load(dir) -> Batch::new(config, ids, mask, types) -> Model::forward(graph, batch)
+//!   -> hidden [B, T, H], pooled [B, H], logits -> loss -> Graph::backward -> Trainer::step
+//! ```
+
+mod batch;
+mod config;
+mod encoder;
+mod heads;
+mod model;
+mod train;
+mod weights;
+
+pub use batch::Batch;
+pub use config::{Config, Family};
+pub use encoder::EncoderOutput;
+pub use heads::HeadKind;
+pub use model::{Forward, Model};
+pub use train::{Objective, Trainer};
+pub use weights::{normal, Checkpoint, Param, Params, RandomInit, WeightSource};

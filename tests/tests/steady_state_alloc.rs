@@ -1,4 +1,5 @@
-//! A steady-state step makes no heap allocation.
+//! A steady-state step makes no heap allocation: the engine's ops, and a whole BERT training
+//! step (forward, masked-LM loss, backward, AdamW) of the model crate.
 //!
 //! The whole binary runs under a counting global allocator, so this file is its own test
 //! binary, without the libtest harness (whose bookkeeping thread would allocate meanwhile).
@@ -10,7 +11,9 @@
 
 use smelt_engine::ops::{matmul, softmax, softmax_backward};
 use smelt_engine::{Arena, CpuOptions, Result, Tensor};
+use smelt_kernels::cpu::adamw::AdamW;
 use smelt_kernels::cpu::threads::install;
+use smelt_model::{Batch, Config, HeadKind, Model, Objective, Trainer};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -105,41 +108,82 @@ fn step(arena: &mut Arena, x: &Inputs, opts: &CpuOptions) -> Result<f32> {
         + strided.data(arena)?[5])
 }
 
-/// Allocations made by `steps` steady-state steps after `warmup` steps.
+/// Allocations made by `steps` calls of `step` after `warmup` calls, on `threads` threads.
 ///
 /// The steps run inside `threads::install`, as a training loop does: kernel calls then hand
 /// their tasks to the pool through the worker's own deque, never through rayon's global
 /// injection queue (which allocates a block every 63 jobs injected from outside the pool).
-fn allocations_in_steady_state(threads: usize, warmup: usize, steps: usize) -> Result<usize> {
-    let opts = CpuOptions::threads(threads);
-    let x = inputs();
-    let mut arena = Arena::new();
-    let counted = install(threads, || -> Result<usize> {
+fn allocations_in_steady_state(
+    threads: usize,
+    warmup: usize,
+    steps: usize,
+    step: &mut (dyn FnMut() -> Result<f32> + Send),
+) -> Result<usize> {
+    install(threads, || -> Result<usize> {
         for _ in 0..warmup {
-            black_box(step(&mut arena, &x, &opts)?);
+            black_box(step()?);
         }
         let before = ALLOCATIONS.load(Ordering::SeqCst);
         let mut sum = 0.0;
         for _ in 0..steps {
-            sum += step(&mut arena, &x, &opts)?;
+            sum += step()?;
         }
         let after = ALLOCATIONS.load(Ordering::SeqCst);
         black_box(sum);
         Ok(after - before)
+    })
+}
+
+/// Allocations of steady-state engine steps (matmuls, softmax, copies).
+fn ops_allocations(threads: usize, warmup: usize, steps: usize) -> Result<usize> {
+    let opts = CpuOptions::threads(threads);
+    let x = inputs();
+    let mut arena = Arena::new();
+    let counted =
+        allocations_in_steady_state(threads, warmup, steps, &mut || step(&mut arena, &x, &opts))?;
+    assert_eq!(arena.block_count(), 1, "the arena settled into one block");
+    Ok(counted)
+}
+
+/// Allocations of steady-state training steps of a small BERT with a masked-LM head on a
+/// padded batch with two token types.
+fn training_allocations(threads: usize, warmup: usize, steps: usize) -> Result<usize> {
+    let config = Config::preset("tiny").expect("the tiny preset exists");
+    let mut model = Model::random(&config, HeadKind::MaskedLm, 7)?;
+    let (b, t) = (4, 16);
+    let ids: Vec<i64> = (0..b * t).map(|i| (i * 7 % 99) as i64).collect();
+    let mask: Vec<i64> = (0..b * t).map(|i| i64::from(i % t < t - i / t)).collect();
+    let types: Vec<i64> = (0..b * t).map(|i| i64::from(i % t >= t / 2)).collect();
+    let labels: Vec<i64> = (0..b * t)
+        .map(|i| if i % 3 == 0 { (i % 99) as i64 } else { -100 })
+        .collect();
+    let batch = Batch::new(&config, b, t, &ids, Some(&mask), Some(&types))?.with_labels(&labels)?;
+    let mut trainer = Trainer::new(&mut model, AdamW::default(), CpuOptions::threads(threads))?;
+    let mut arena = Arena::new();
+    let counted = allocations_in_steady_state(threads, warmup, steps, &mut || {
+        trainer.step(&mut model, &mut arena, &batch, &Objective::Head)
     })?;
     assert_eq!(arena.block_count(), 1, "the arena settled into one block");
     Ok(counted)
 }
 
-/// Measures both thread counts, then fails when either step allocated.
+/// Measures both thread counts, then fails when any step allocated.
 fn main() -> Result<()> {
     const WARMUP: usize = 2;
     const STEPS: usize = 20;
-    let one = allocations_in_steady_state(1, WARMUP, STEPS)?;
-    let two = allocations_in_steady_state(2, WARMUP, STEPS)?;
-    println!(
-        "heap allocations in {STEPS} steady-state steps: {one} at 1 thread, {two} at 2 threads"
+    let ops = (
+        ops_allocations(1, WARMUP, STEPS)?,
+        ops_allocations(2, WARMUP, STEPS)?,
     );
-    assert_eq!((one, two), (0, 0), "a steady-state step allocated");
+    let train = (
+        training_allocations(1, WARMUP, STEPS)?,
+        training_allocations(2, WARMUP, STEPS)?,
+    );
+    println!(
+        "heap allocations in {STEPS} steady-state steps: ops {} / {}, BERT training {} / {} (1 / 2 threads)",
+        ops.0, ops.1, train.0, train.1
+    );
+    assert_eq!(ops, (0, 0), "a steady-state op step allocated");
+    assert_eq!(train, (0, 0), "a steady-state training step allocated");
     Ok(())
 }

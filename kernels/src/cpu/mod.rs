@@ -1,11 +1,21 @@
 //! CPU kernels: SIMD code chosen at run time by CPU feature detection.
 
+pub mod activation;
+pub mod adamw;
+pub mod attention;
+mod check;
+pub mod elementwise;
+pub mod embedding;
 pub mod gemm;
 pub mod isa;
+pub mod layernorm;
+pub mod loss;
 pub mod math;
 mod options;
+pub mod pooling;
 pub(crate) mod simd;
 pub mod softmax;
+mod split;
 pub mod threads;
 
 pub use isa::Isa;

@@ -28,6 +28,8 @@ pub(crate) trait SimdF32: Copy {
     unsafe fn mul(a: Self, b: Self) -> Self;
     /// `a / b`.
     unsafe fn div(a: Self, b: Self) -> Self;
+    /// Square root, correctly rounded.
+    unsafe fn sqrt(a: Self) -> Self;
     /// Lane-wise maximum.
     unsafe fn max(a: Self, b: Self) -> Self;
     /// Lane-wise minimum.
@@ -114,6 +116,10 @@ mod x86 {
         #[inline(always)]
         unsafe fn div(a: Self, b: Self) -> Self {
             V512(_mm512_div_ps(a.0, b.0))
+        }
+        #[inline(always)]
+        unsafe fn sqrt(a: Self) -> Self {
+            V512(_mm512_sqrt_ps(a.0))
         }
         #[inline(always)]
         unsafe fn max(a: Self, b: Self) -> Self {
@@ -214,6 +220,10 @@ mod x86 {
         #[inline(always)]
         unsafe fn div(a: Self, b: Self) -> Self {
             V256(_mm256_div_ps(a.0, b.0))
+        }
+        #[inline(always)]
+        unsafe fn sqrt(a: Self) -> Self {
+            V256(_mm256_sqrt_ps(a.0))
         }
         #[inline(always)]
         unsafe fn max(a: Self, b: Self) -> Self {
@@ -321,6 +331,10 @@ impl SimdF32 for Wide {
     #[inline(always)]
     unsafe fn div(a: Self, b: Self) -> Self {
         Wide(a.0 / b.0)
+    }
+    #[inline(always)]
+    unsafe fn sqrt(a: Self) -> Self {
+        Wide(a.0.sqrt())
     }
     #[inline(always)]
     unsafe fn max(a: Self, b: Self) -> Self {

@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""PyTorch (HuggingFace transformers) BERT figures, one JSON object per line.
+
+    python3 bench/peers/bert_torch.py --config bert-base|distilbert-base|minilm --batch B --seq T
+        --threads N [--phase forward|train|both] [--runs R] [--attn sdpa|eager]
+
+The model is built from a config object (no hub access), seeded random weights, float32, eval()
+mode, every dropout 0, random valid input ids (no padding, attention_mask all ones).
+
+- forward: under torch.inference_mode();
+- train: one training step = zero the grads, forward, loss = sum(last_hidden_state ** 2),
+  backward (no optimizer step).
+
+Each phase runs warm-up iterations, then R timed ones (default 10 forward, 5 train); the median is
+reported. Output line:
+  {"impl": "pytorch", "config", "batch", "seq", "threads", "phase", "median_ms", "tokens_per_s",
+   "peak_rss_mb", "attn", "start_rss_mb"}
+peak_rss_mb is this process's peak resident set (getrusage ru_maxrss) read after the phase; with
+--phase both the train figure also covers the forward phase that ran before it, so measure a
+training step's peak memory with --phase train alone, in a fresh process. start_rss_mb is the same figure taken once the model
+and inputs are built, before the first phase (the interpreter, torch and transformers alone
+take about 0.5 GB).
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+
+CONFIGS = {
+    # name: (family, sizes); vocab 30522 and 512 positions for all three.
+    "bert-base": ("bert", dict(num_hidden_layers=12, hidden_size=768, num_attention_heads=12, intermediate_size=3072)),
+    "distilbert-base": ("distilbert", dict(n_layers=6, dim=768, n_heads=12, hidden_dim=3072)),
+    "minilm": ("bert", dict(num_hidden_layers=6, hidden_size=384, num_attention_heads=12, intermediate_size=1536)),
+}
+VOCAB = 30522
+MAX_POS = 512
+SEED = 0
+
+
+def parse_args(description=__doc__, phases=("forward", "train", "both"), default_phase="both"):
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, choices=sorted(CONFIGS))
+    p.add_argument("--batch", type=int, required=True)
+    p.add_argument("--seq", type=int, required=True)
+    p.add_argument("--threads", type=int, required=True)
+    p.add_argument("--phase", choices=phases, default=default_phase)
+    p.add_argument("--runs", type=int, default=None, help="timed runs (default 10 forward, 5 train)")
+    p.add_argument("--warmup", type=int, default=None, help="warm-up runs (default 2 forward, 1 train)")
+    p.add_argument("--attn", choices=("sdpa", "eager"), default="sdpa",
+                   help="HF attention implementation (default sdpa, HF's own default)")
+    args = p.parse_args()
+    if args.seq > MAX_POS:
+        p.error(f"--seq {args.seq} > {MAX_POS} positions")
+    return args
+
+
+def set_threads(n):
+    """Fix the thread counts before torch (and its BLAS / OpenMP) loads."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(n)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    torch.set_num_threads(n)
+    torch.set_num_interop_threads(1)
+    return torch
+
+
+def build_model(name, attn="sdpa"):
+    """Config-built model with seeded random weights (HF's own init), eval mode, dropout 0."""
+    import torch
+    import transformers
+    from transformers import BertConfig, BertModel, DistilBertConfig, DistilBertModel
+
+    transformers.logging.set_verbosity_error()
+    family, sizes = CONFIGS[name]
+    torch.manual_seed(SEED)
+    if family == "bert":
+        cfg = BertConfig(vocab_size=VOCAB, max_position_embeddings=MAX_POS, hidden_dropout_prob=0.0,
+                         attention_probs_dropout_prob=0.0, attn_implementation=attn, **sizes)
+        model = BertModel(cfg, add_pooling_layer=False)
+    else:
+        cfg = DistilBertConfig(vocab_size=VOCAB, max_position_embeddings=MAX_POS, dropout=0.0,
+                               attention_dropout=0.0, attn_implementation=attn, **sizes)
+        model = DistilBertModel(cfg)
+    return model.float().eval()
+
+
+def make_inputs(batch, seq):
+    import torch
+
+    g = torch.Generator().manual_seed(SEED + 1)
+    ids = torch.randint(1000, VOCAB, (batch, seq), generator=g)  # valid, non-special ids
+    mask = torch.ones(batch, seq, dtype=torch.int64)
+    return ids, mask
+
+
+def peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def time_it(fn, warmup, runs):
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts) * 1e3
+
+
+def report(impl, args, phase, median_ms, **extra):
+    row = {
+        "impl": impl,
+        "config": args.config,
+        "batch": args.batch,
+        "seq": args.seq,
+        "threads": args.threads,
+        "phase": phase,
+        "median_ms": round(median_ms, 3),
+        "tokens_per_s": round(args.batch * args.seq / (median_ms / 1e3), 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+    }
+    row.update(extra)
+    print(json.dumps(row), flush=True)
+
+
+def main():
+    args = parse_args()
+    torch = set_threads(args.threads)
+    model = build_model(args.config, args.attn)
+    ids, mask = make_inputs(args.batch, args.seq)
+    start = round(peak_rss_mb(), 1)
+
+    if args.phase in ("forward", "both"):
+        def forward():
+            with torch.inference_mode():
+                return model(input_ids=ids, attention_mask=mask).last_hidden_state
+
+        ms = time_it(forward, 2 if args.warmup is None else args.warmup, args.runs or 10)
+        report("pytorch", args, "forward", ms, attn=args.attn, start_rss_mb=start)
+
+    if args.phase in ("train", "both"):
+        def train_step():
+            model.zero_grad(set_to_none=True)
+            h = model(input_ids=ids, attention_mask=mask).last_hidden_state
+            loss = (h * h).sum()
+            loss.backward()
+            return loss
+
+        ms = time_it(train_step, 1 if args.warmup is None else args.warmup, args.runs or 5)
+        report("pytorch", args, "train", ms, attn=args.attn, start_rss_mb=start)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+//! `smelt bench bert`: a BERT-family encoder's forward (inference, nothing recorded) and
+//! training step (forward + backward of `sum(last_hidden_state^2)`) on seeded random weights
+//! and random tokens, with PyTorch (`--torch`, bench/peers/bert_torch.py) and ONNX Runtime
+//! (`--onnx`, bench/peers/bert_onnx.py) measured by the same command right after us.
+
+use crate::args::Args;
+use crate::peers::{field, json_lines, number};
+use crate::report::{Row, Value};
+use crate::timing::median;
+use smelt_engine::{Arena, CpuOptions, Graph, Tape};
+use smelt_model::{Batch, Config, HeadKind, Model, Objective};
+use std::time::Instant;
+
+/// What one implementation measured for one phase.
+struct Figure {
+    name: String,
+    phase: String,
+    median_ms: f64,
+    peak_rss_mb: f64,
+}
+
+/// Runs the benchmark and returns its rows (ours first, then the peers with their ratio).
+pub fn run(args: &Args, threads: usize) -> Result<Vec<Row>, String> {
+    let name = args.get("config", "bert-base".to_string())?;
+    let config = Config::preset(&name).ok_or_else(|| {
+        format!(
+            "--config {name:?}: expected one of {}",
+            Config::PRESETS.join(", ")
+        )
+    })?;
+    let batch: usize = args.get("batch", 8)?;
+    let seq: usize = args.get("seq", 128)?;
+    let runs: usize = args.get("runs", 5)?;
+    let phase = args.get("phase", "both".to_string())?;
+    if !["forward", "train", "both"].contains(&phase.as_str()) {
+        return Err(format!(
+            "--phase {phase:?}: expected forward, train or both"
+        ));
+    }
+    if batch == 0 || seq == 0 || runs == 0 {
+        return Err("--batch, --seq and --runs must be at least 1".into());
+    }
+    let model = Model::random(&config, HeadKind::None, 0x5eed).map_err(|e| e.to_string())?;
+    let input = random_batch(&config, batch, seq)?;
+    let opts = CpuOptions::threads(threads);
+    let mut figures = Vec::new();
+    for p in ["forward", "train"] {
+        if phase == p || phase == "both" {
+            let ms = time_phase(&model, &input, opts, p == "train", runs)?;
+            figures.push(Figure {
+                name: "smelt".into(),
+                phase: p.into(),
+                median_ms: ms,
+                peak_rss_mb: peak_rss_mb(),
+            });
+        }
+    }
+    let peer_args = [
+        "--config",
+        &name,
+        "--batch",
+        &batch.to_string(),
+        "--seq",
+        &seq.to_string(),
+        "--threads",
+        &threads.to_string(),
+        "--phase",
+        &phase,
+    ]
+    .map(str::to_string);
+    for (flag, script) in [("torch", "bert_torch.py"), ("onnx", "bert_onnx.py")] {
+        if args.flag(flag) {
+            for line in json_lines(&format!("--{flag}"), script, &peer_args)? {
+                figures.push(Figure {
+                    name: field(&line, "impl")?,
+                    phase: field(&line, "phase")?,
+                    median_ms: number(&line, "median_ms")?,
+                    peak_rss_mb: number(&line, "peak_rss_mb").unwrap_or(f64::NAN),
+                });
+            }
+        }
+    }
+    let tokens = (batch * seq) as f64;
+    let flops = model.forward_flops(batch, seq);
+    Ok(figures
+        .iter()
+        .map(|f| {
+            let ours = figures
+                .iter()
+                .find(|o| o.name == "smelt" && o.phase == f.phase)
+                .map_or(f64::NAN, |o| o.median_ms);
+            let work = if f.phase == "train" {
+                3.0 * flops
+            } else {
+                flops
+            };
+            Row(vec![
+                ("impl", Value::Text(f.name.clone())),
+                ("config", Value::Text(name.clone())),
+                ("batch", Value::Int(batch)),
+                ("seq", Value::Int(seq)),
+                ("threads", Value::Int(threads)),
+                ("phase", Value::Text(f.phase.clone())),
+                ("median_ms", Value::Num(f.median_ms)),
+                ("tokens_per_s", Value::Num(tokens / f.median_ms * 1e3)),
+                ("gflops", Value::Num(work / f.median_ms / 1e6)),
+                ("peak_rss_mb", Value::Num(f.peak_rss_mb)),
+                ("smelt_x", Value::Num(f.median_ms / ours)),
+            ])
+        })
+        .collect())
+}
+
+/// Median milliseconds of `runs` timed runs after one warm-up; `train` records the forward
+/// and runs the backward of `sum(hidden^2)`.
+fn time_phase(
+    model: &Model,
+    input: &Batch,
+    opts: CpuOptions,
+    train: bool,
+    runs: usize,
+) -> Result<f64, String> {
+    let mut arena = Arena::new();
+    let mut tape = Tape::new();
+    let mut once = || -> Result<f64, String> {
+        let began = Instant::now();
+        let (arena_ref, tape_ref) = (&mut arena, &mut tape);
+        smelt_kernels::cpu::threads::install(opts.threads, move || {
+            let mut g = Graph::new(tape_ref, arena_ref, opts, train);
+            let f = model.forward(&mut g, input)?;
+            if train {
+                let loss = Objective::SumSquares.loss(model, &mut g, &f, input)?;
+                g.backward(loss)?;
+            }
+            Ok::<(), smelt_engine::Error>(())
+        })
+        .map_err(|e| e.to_string())?;
+        let secs = began.elapsed().as_secs_f64();
+        tape.clear();
+        arena.reset();
+        Ok(secs)
+    };
+    once()?;
+    let times = (0..runs)
+        .map(|_| once())
+        .collect::<Result<Vec<f64>, String>>()?;
+    Ok(median(times) * 1e3)
+}
+
+/// `batch` unpadded sequences of `seq` random token ids.
+fn random_batch(config: &Config, batch: usize, seq: usize) -> Result<Batch, String> {
+    let mut state = 0xbe7c_u64;
+    let ids: Vec<i64> = (0..batch * seq)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 33) % config.vocab_size as u64) as i64
+        })
+        .collect();
+    Batch::new(config, batch, seq, &ids, None, None).map_err(|e| e.to_string())
+}
+
+/// This process's peak resident set so far (`VmHWM`), in MB; NaN where /proc is missing.
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+            let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kb / 1024.0)
+        })
+        .unwrap_or(f64::NAN)
+}

@@ -1,0 +1,116 @@
+//! `smelt run --model DIR --input IN.safetensors --output OUT.safetensors [--grad]`: runs a HF
+//! BERT/DistilBERT directory on the inputs in IN and writes `last_hidden_state`,
+//! `pooler_output` (a BERT with a pooler) and, with `--grad`, the scalar
+//! `loss = sum(last_hidden_state * probe)` and `grad.<name>` for every parameter under its
+//! checkpoint name.
+
+use crate::args::Args;
+use smelt_engine::formats::safetensors::{write_tensors, SafeTensors, TensorData};
+use smelt_engine::{Arena, CpuOptions, Graph, Tape, Tensor};
+use smelt_model::{Batch, Config, HeadKind, Model, Objective};
+use std::path::Path;
+
+/// Runs the command.
+pub fn run(args: &Args) -> Result<(), String> {
+    args.only(&["model", "input", "output", "grad", "threads"])?;
+    let need = |name: &str| {
+        args.all(name)
+            .last()
+            .cloned()
+            .ok_or_else(|| format!("run: --{name} is required"))
+    };
+    let (dir, input, output) = (need("model")?, need("input")?, need("output")?);
+    let threads: usize = args.get("threads", smelt_kernels::cpu::threads::available())?;
+    if threads == 0 {
+        return Err("--threads must be at least 1".into());
+    }
+    let grad = args.flag("grad");
+    let e = |e: smelt_engine::Error| e.to_string();
+    let dir = Path::new(&dir);
+    let config = Config::load(&dir.join("config.json")).map_err(e)?;
+    let model = Model::load_with_head(dir, &config, HeadKind::None).map_err(e)?;
+    let inputs = SafeTensors::open(Path::new(&input)).map_err(e)?;
+    let batch = read_batch(&inputs, &config)?;
+    let probe = if grad {
+        let probe = inputs.tensor_f32("probe").map_err(e)?;
+        let want = [batch.batch, batch.seq, config.hidden];
+        if probe.dims() != want {
+            return Err(format!(
+                "{input}: tensor 'probe' has shape {:?}, the last hidden state is {want:?}",
+                probe.dims()
+            ));
+        }
+        Some(probe)
+    } else {
+        None
+    };
+
+    let arena = Arena::new();
+    let mut tape = Tape::new();
+    let mut g = Graph::new(&mut tape, &arena, CpuOptions::threads(threads), grad);
+    let f = model.forward(&mut g, &batch).map_err(e)?;
+    let mut out: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
+    let keep = |out: &mut Vec<_>, name: String, t: &Tensor| -> Result<(), String> {
+        out.push((name, t.dims().to_vec(), t.to_vec(&arena).map_err(e)?));
+        Ok(())
+    };
+    keep(&mut out, "last_hidden_state".into(), g.value(f.hidden))?;
+    if let Some(pooled) = f.pooled {
+        keep(&mut out, "pooler_output".into(), g.value(pooled))?;
+    }
+    if let Some(probe) = probe {
+        let loss = Objective::Probe(probe)
+            .loss(&model, &mut g, &f, &batch)
+            .map_err(e)?;
+        g.backward(loss).map_err(e)?;
+        keep(&mut out, "loss".into(), g.value(loss))?;
+        for (i, param) in model.params().iter().enumerate() {
+            let name = format!("grad.{}", param.name);
+            match f.params.get(i).and_then(|var| g.grad(var)) {
+                Some(grad) => keep(&mut out, name, grad)?,
+                // A parameter the loss does not reach (BERT's pooler) has a zero gradient.
+                None => out.push((
+                    name,
+                    param.tensor.dims().to_vec(),
+                    vec![0.0; param.tensor.numel()],
+                )),
+            }
+        }
+    }
+    let tensors: Vec<(&str, &[usize], TensorData<'_>)> = out
+        .iter()
+        .map(|(name, dims, values)| (name.as_str(), dims.as_slice(), TensorData::F32(values)))
+        .collect();
+    write_tensors(Path::new(&output), &tensors, &[]).map_err(e)?;
+    println!("wrote {} tensors to {output}", tensors.len());
+    Ok(())
+}
+
+/// `input_ids` `[B, T]` (I64 or I32), optional `attention_mask` and `token_type_ids` of the
+/// same shape, checked against the model.
+fn read_batch(inputs: &SafeTensors, config: &Config) -> Result<Batch, String> {
+    let e = |e: smelt_engine::Error| e.to_string();
+    let (dims, ids) = inputs.tensor_i64("input_ids").map_err(e)?;
+    let &[batch, seq] = dims.as_slice() else {
+        return Err(format!(
+            "{}: tensor 'input_ids' has shape {dims:?}; expected [batch, seq]",
+            inputs.file()
+        ));
+    };
+    let optional = |name: &str| -> Result<Option<Vec<i64>>, String> {
+        if inputs.info(name).is_none() {
+            return Ok(None);
+        }
+        let (d, values) = inputs.tensor_i64(name).map_err(e)?;
+        if d != dims {
+            return Err(format!(
+                "{}: tensor '{name}' has shape {d:?}, input_ids has {dims:?}",
+                inputs.file()
+            ));
+        }
+        Ok(Some(values))
+    };
+    let mask = optional("attention_mask")?;
+    let types = optional("token_type_ids")?;
+    Batch::new(config, batch, seq, &ids, mask.as_deref(), types.as_deref()).map_err(e)
+}

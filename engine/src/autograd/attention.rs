@@ -1,0 +1,150 @@
+//! Fused multi-head attention: `softmax(scale * Q K^T + mask) V` per batch element and head,
+//! one op with its own backward; the scores exist only inside it.
+
+use super::node::Node;
+use super::tape::{Graph, Var};
+use crate::{Error, Result, Tensor};
+use smelt_kernels::cpu::attention::{attention_backward, attention_forward, AttentionShape, Probs};
+
+const OP: &str = "attention";
+
+impl Graph<'_> {
+    /// Attention over `q`, `k`, `v` of `[B, T, H*d]` (heads side by side in each row, as HF's
+    /// projections give them) with `heads` heads, `scale` (HF: `1/sqrt(d)`) and an optional
+    /// additive key mask `[B, T]` (0 for tokens, `f32::MIN` for padding, as HF). Returns
+    /// `[B, T, H*d]`. When recording, the probabilities `[B, H, T, T]` are saved for the
+    /// backward; otherwise they live in scratch only.
+    pub fn attention(
+        &mut self,
+        q: Var,
+        k: Var,
+        v: Var,
+        mask: Option<&Tensor>,
+        heads: usize,
+        scale: f32,
+    ) -> Result<Var> {
+        let qt = self.value(q);
+        let shape = attention_shape(qt, heads)?;
+        for (name, var) in [("k", k), ("v", v)] {
+            if self.value(var).dims() != qt.dims() {
+                return Err(Error::Shape {
+                    op: OP,
+                    detail: format!(
+                        "q {} and {name} {} differ",
+                        qt.shape(),
+                        self.value(var).shape()
+                    ),
+                });
+            }
+        }
+        let dims = *qt.shape();
+        let mask = match mask {
+            Some(m) if m.dims() == [shape.batch, shape.seq] => {
+                Some(m.contiguous_data(OP, self.arena)?)
+            }
+            Some(m) => {
+                return Err(Error::Shape {
+                    op: OP,
+                    detail: format!(
+                        "q {} needs a mask of [{}, {}], got {}",
+                        dims,
+                        shape.batch,
+                        shape.seq,
+                        m.shape()
+                    ),
+                })
+            }
+            None => None,
+        };
+        let (qd, kd, vd) = (self.dense(OP, q)?, self.dense(OP, k)?, self.dense(OP, v)?);
+        let record = self.records(&[q, k, v]);
+        let opts = self.opts;
+        let arena = self.arena;
+        let mut probs = if record {
+            arena.alloc(&[shape.batch, heads, shape.seq, shape.seq])?
+        } else {
+            arena.alloc(&[shape.forward_scratch_len(opts.threads)])?
+        };
+        let value = self.alloc_with(OP, dims.dims(), |out| {
+            let p = if record {
+                Probs::Save(probs.as_mut_slice())
+            } else {
+                Probs::Scratch(probs.as_mut_slice())
+            };
+            Ok(attention_forward(
+                qd, kd, vd, mask, scale, &shape, p, out, &opts,
+            )?)
+        })?;
+        let out = self.push_value(value, record);
+        if record {
+            self.record(Node::Attention {
+                q,
+                k,
+                v,
+                probs: probs.into_tensor(),
+                shape,
+                scale,
+                out,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// The attention sizes of `q [B, T, H*d]` with `heads` heads.
+fn attention_shape(q: &Tensor, heads: usize) -> Result<AttentionShape> {
+    match *q.dims() {
+        [batch, seq, width] if heads > 0 && width % heads == 0 => Ok(AttentionShape {
+            batch,
+            seq,
+            heads,
+            head_dim: width / heads,
+        }),
+        _ => Err(Error::Shape {
+            op: OP,
+            detail: format!(
+                "q {} must be [B, T, H*d] with {heads} heads dividing its last dimension",
+                q.shape()
+            ),
+        }),
+    }
+}
+
+/// `dq`, `dk`, `dv` from the saved probabilities (the kernel documents the formulas).
+pub(super) fn backward(
+    g: &mut Graph<'_>,
+    [q, k, v]: [Var; 3],
+    probs: &Tensor,
+    shape: &AttentionShape,
+    scale: f32,
+    dout: &Tensor,
+) -> Result<()> {
+    let arena = g.arena;
+    let opts = g.opts;
+    let dims = *g.value(q).shape();
+    let (qd, kd, vd) = (g.dense(OP, q)?, g.dense(OP, k)?, g.dense(OP, v)?);
+    let p = probs.contiguous_data(OP, arena)?;
+    let dy = dout.contiguous_data(OP, arena)?;
+    let mut scratch = arena.alloc(&[shape.backward_scratch_len(opts.threads)])?;
+    let mut dk = arena.alloc_shape(dims)?;
+    let mut dv = arena.alloc_shape(dims)?;
+    let dq = g.alloc_with(OP, dims.dims(), |dq| {
+        Ok(attention_backward(
+            qd,
+            kd,
+            vd,
+            p,
+            dy,
+            scale,
+            shape,
+            scratch.as_mut_slice(),
+            dq,
+            dk.as_mut_slice(),
+            dv.as_mut_slice(),
+            &opts,
+        )?)
+    })?;
+    g.accumulate(q, dq)?;
+    g.accumulate(k, dk.into_tensor())?;
+    g.accumulate(v, dv.into_tensor())
+}

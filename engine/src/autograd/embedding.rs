@@ -1,0 +1,85 @@
+//! Embedding lookup: rows of a table gathered by token id; the backward scatter-adds.
+
+use super::node::Node;
+use super::tape::{Graph, Var};
+use crate::{Error, Result, Tensor};
+use smelt_kernels::cpu::embedding::{embedding, embedding_backward};
+
+const OP: &str = "embedding";
+
+impl Graph<'_> {
+    /// `table [V, D]` rows at `ids`, shaped `dims + [D]` (`dims` multiply to `ids.len()`).
+    /// An id `>= V` is an error naming it and its position. Row `padding_idx` (torch's
+    /// `nn.Embedding(padding_idx=..)`) gets no gradient.
+    pub fn embedding(
+        &mut self,
+        table: Var,
+        ids: &[u32],
+        dims: &[usize],
+        padding_idx: Option<u32>,
+    ) -> Result<Var> {
+        let tt = self.value(table);
+        let &[vocab, dim] = tt.dims() else {
+            return Err(Error::Shape {
+                op: OP,
+                detail: format!("the table {} must be [vocab, dim]", tt.shape()),
+            });
+        };
+        if dims.iter().product::<usize>() != ids.len() || dims.len() >= crate::MAX_RANK {
+            return Err(Error::Shape {
+                op: OP,
+                detail: format!("{} ids do not fill the index shape {dims:?}", ids.len()),
+            });
+        }
+        let mut out_dims = [0; crate::MAX_RANK];
+        out_dims[..dims.len()].copy_from_slice(dims);
+        out_dims[dims.len()] = dim;
+        let td = self.dense(OP, table)?;
+        let opts = self.opts;
+        let value = self.alloc_with(OP, &out_dims[..=dims.len()], |out| {
+            embedding(td, vocab, dim, ids, out, &opts).map_err(|e| Error::Input {
+                op: OP,
+                detail: e.to_string(),
+            })
+        })?;
+        let record = self.records(&[table]);
+        let out = self.push_value(value, record);
+        if record {
+            let start = self.tape.ids.len();
+            self.tape.ids.extend_from_slice(ids);
+            self.record(Node::Embedding {
+                table,
+                ids: start..self.tape.ids.len(),
+                padding_idx,
+                out,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// `dtable[ids[i]] += dout[i]`, from a zeroed table (repeated ids add up); row `padding_idx`
+/// stays zero.
+pub(super) fn backward(
+    g: &mut Graph<'_>,
+    table: Var,
+    ids: std::ops::Range<usize>,
+    padding_idx: Option<u32>,
+    dout: &Tensor,
+) -> Result<()> {
+    let dims = *g.value(table).shape();
+    let (vocab, dim) = (dims.dims()[0], dims.dims()[1]);
+    let dy = dout.contiguous_data(OP, g.arena)?;
+    let ids = &g.tape.ids[ids];
+    let opts = g.opts;
+    let dtable = g.alloc_with(OP, dims.dims(), |dt| {
+        dt.fill(0.0);
+        embedding_backward(ids, dy, dt, vocab, dim, &opts)?;
+        if let Some(row) = padding_idx.and_then(|p| dt.chunks_exact_mut(dim.max(1)).nth(p as usize))
+        {
+            row.fill(0.0);
+        }
+        Ok(())
+    })?;
+    g.accumulate(table, dtable)
+}

@@ -1,0 +1,283 @@
+//! [`Tape`]: the values and recorded ops of one step; [`Graph`]: the step's view of it.
+
+use super::node::Node;
+use crate::{Arena, Error, Result, Shape, Tensor};
+use smelt_kernels::cpu::elementwise;
+use smelt_kernels::cpu::CpuOptions;
+
+/// A value of the current step: an index into the tape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Var(pub(crate) usize);
+
+/// Consecutive leaves added by [`Graph::leaves`]: leaf `i` is `Var(first + i)`.
+#[derive(Clone, Copy, Debug)]
+pub struct Leaves {
+    first: usize,
+    len: usize,
+}
+
+impl Leaves {
+    /// The `Var` of leaf `i`, or `None` past the end.
+    pub fn get(&self, i: usize) -> Option<Var> {
+        (i < self.len).then(|| Var(self.first + i))
+    }
+
+    /// Number of leaves.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// The storage of one step's autograd: values, which of them need a gradient, the recorded
+/// ops, and after [`Graph::backward`] the gradients.
+///
+/// Its vectors keep their capacity across [`Tape::clear`], so a steady-state step allocates
+/// nothing.
+#[derive(Default)]
+pub struct Tape {
+    values: Vec<Tensor>,
+    needs_grad: Vec<bool>,
+    grads: Vec<Option<Tensor>>,
+    pub(crate) nodes: Vec<Node>,
+    /// Token ids and targets recorded by ops (nodes keep ranges into these).
+    pub(crate) ids: Vec<u32>,
+    pub(crate) targets: Vec<i64>,
+}
+
+impl Tape {
+    /// An empty tape.
+    pub fn new() -> Tape {
+        Tape::default()
+    }
+
+    /// The gradient of `var` computed by the last [`Graph::backward`] on this tape, still
+    /// there after [`Tape::release_values`].
+    pub fn grad(&self, var: Var) -> Option<&Tensor> {
+        self.grads.get(var.0).and_then(Option::as_ref)
+    }
+
+    /// Drops the values and recorded ops but keeps the gradients: the tape then holds no
+    /// handle on any parameter, so an optimizer can update parameters in place
+    /// ([`Tensor::host_mut`]) while reading their gradients.
+    pub fn release_values(&mut self) {
+        self.values.clear();
+        self.needs_grad.clear();
+        self.nodes.clear();
+    }
+
+    /// Forgets every value, op and gradient (keeping capacity); call before `Arena::reset`.
+    pub fn clear(&mut self) {
+        self.values.clear();
+        self.needs_grad.clear();
+        self.grads.clear();
+        self.nodes.clear();
+        self.ids.clear();
+        self.targets.clear();
+    }
+}
+
+/// One step's computation: ops on [`Var`]s write their outputs into `arena` and, when
+/// recording, push what their backward needs onto the tape.
+///
+/// With recording off (inference) no op saves anything; [`Graph::backward`] then has nothing
+/// to walk.
+pub struct Graph<'a> {
+    pub(crate) tape: &'a mut Tape,
+    pub(crate) arena: &'a Arena,
+    pub(crate) opts: CpuOptions,
+    recording: bool,
+}
+
+impl<'a> Graph<'a> {
+    /// A step on `tape` (cleared first) allocating from `arena`, running kernels with
+    /// `opts`; `recording` says whether ops are recorded for a backward pass.
+    pub fn new(tape: &'a mut Tape, arena: &'a Arena, opts: CpuOptions, recording: bool) -> Self {
+        tape.clear();
+        Graph {
+            tape,
+            arena,
+            opts,
+            recording,
+        }
+    }
+
+    /// The arena outputs are allocated from.
+    pub fn arena(&self) -> &'a Arena {
+        self.arena
+    }
+
+    /// The kernel options.
+    pub fn options(&self) -> &CpuOptions {
+        &self.opts
+    }
+
+    /// Whether ops are recorded.
+    pub fn is_recording(&self) -> bool {
+        self.recording
+    }
+
+    /// A leaf value; `needs_grad` marks a parameter whose gradient [`Graph::backward`] computes.
+    pub fn leaf(&mut self, value: Tensor, needs_grad: bool) -> Var {
+        self.push(value, needs_grad && self.recording)
+    }
+
+    /// One leaf per tensor, in order (a model's parameters), all with the same `needs_grad`.
+    pub fn leaves<'t>(
+        &mut self,
+        tensors: impl IntoIterator<Item = &'t Tensor>,
+        needs_grad: bool,
+    ) -> Leaves {
+        let first = self.tape.values.len();
+        for t in tensors {
+            self.leaf(t.clone(), needs_grad);
+        }
+        Leaves {
+            first,
+            len: self.tape.values.len() - first,
+        }
+    }
+
+    /// The tensor of `var`.
+    pub fn value(&self, var: Var) -> &Tensor {
+        &self.tape.values[var.0]
+    }
+
+    /// The gradient of `var` after [`Graph::backward`]; `None` when nothing reached it.
+    pub fn grad(&self, var: Var) -> Option<&Tensor> {
+        self.tape.grads.get(var.0).and_then(Option::as_ref)
+    }
+
+    /// Whether `var` needs a gradient.
+    pub(crate) fn needs_grad(&self, var: Var) -> bool {
+        self.tape.needs_grad[var.0]
+    }
+
+    /// Whether an op with these inputs must be recorded.
+    pub(crate) fn records(&self, inputs: &[Var]) -> bool {
+        self.recording && inputs.iter().any(|&v| self.needs_grad(v))
+    }
+
+    /// Adds `value`, computed from `inputs` by the op `node` builds, recording the node when
+    /// any input needs a gradient. `node` gets the output's `Var`.
+    pub(crate) fn output(
+        &mut self,
+        value: Tensor,
+        inputs: &[Var],
+        node: impl FnOnce(Var) -> Node,
+    ) -> Var {
+        let record = self.records(inputs);
+        let out = self.push(value, record);
+        if record {
+            self.tape.nodes.push(node(out));
+        }
+        out
+    }
+
+    /// Adds an op's output, which needs a gradient when the op is recorded (`record`); the
+    /// op then calls [`Graph::record`] with its node.
+    pub(crate) fn push_value(&mut self, value: Tensor, record: bool) -> Var {
+        self.push(value, record)
+    }
+
+    /// Records `node` (built after [`Graph::push_value`] gave its output).
+    pub(crate) fn record(&mut self, node: Node) {
+        self.tape.nodes.push(node);
+    }
+
+    fn push(&mut self, value: Tensor, needs_grad: bool) -> Var {
+        self.tape.values.push(value);
+        self.tape.needs_grad.push(needs_grad);
+        Var(self.tape.values.len() - 1)
+    }
+
+    /// A fresh contiguous arena tensor of `dims`, filled by `fill`.
+    pub(crate) fn alloc_with(
+        &self,
+        op: &'static str,
+        dims: &[usize],
+        fill: impl FnOnce(&mut [f32]) -> Result<()>,
+    ) -> Result<Tensor> {
+        let mut fresh = self.arena.alloc_shape(Shape::for_op(op, dims)?)?;
+        fill(fresh.as_mut_slice())?;
+        Ok(fresh.into_tensor())
+    }
+
+    /// The contiguous values of `var` (a copy into the arena first when it is a strided view),
+    /// valid while the graph is borrowed: the tape keeps a handle on the storage meanwhile.
+    pub(crate) fn dense(&self, op: &'static str, var: Var) -> Result<&[f32]> {
+        dense_of(op, self.value(var).contiguous(self.arena)?, self.arena)
+    }
+
+    /// Runs every recorded op's backward in reverse, starting from `d loss / d loss = 1`.
+    ///
+    /// `loss` must hold one value. Afterwards [`Graph::grad`] gives the gradient of every value
+    /// that needs one and was reached. Gradients reaching a value more than once are summed.
+    pub fn backward(&mut self, loss: Var) -> Result<()> {
+        const OP: &str = "backward";
+        let shape = *self.value(loss).shape();
+        if shape.numel() != 1 {
+            return Err(Error::Shape {
+                op: OP,
+                detail: format!("the loss must hold one value, got {shape}"),
+            });
+        }
+        let len = self.tape.values.len();
+        self.tape.grads.clear();
+        self.tape.grads.resize(len, None);
+        let seed = self.alloc_with(OP, shape.dims(), |g| {
+            g.fill(1.0);
+            Ok(())
+        })?;
+        self.tape.grads[loss.0] = Some(seed);
+        let nodes = std::mem::take(&mut self.tape.nodes);
+        let result = nodes.iter().rev().try_for_each(|node| {
+            let Some(dout) = self.tape.grads[node.output().0].clone() else {
+                return Ok(());
+            };
+            node.backward(self, &dout)
+        });
+        self.tape.nodes = nodes;
+        result
+    }
+
+    /// Adds `grad` to the gradient of `var` (kept only when `var` needs one).
+    pub(crate) fn accumulate(&mut self, var: Var, grad: Tensor) -> Result<()> {
+        if !self.needs_grad(var) {
+            return Ok(());
+        }
+        let sum = match &self.tape.grads[var.0] {
+            None => grad,
+            Some(old) => {
+                let (a, b) = (
+                    dense_of("backward", old.clone(), self.arena)?,
+                    dense_of("backward", grad, self.arena)?,
+                );
+                let opts = self.opts;
+                self.alloc_with("backward", old.dims(), |out| {
+                    Ok(elementwise::add(a, b, out, &opts)?)
+                })?
+            }
+        };
+        self.tape.grads[var.0] = Some(sum);
+        Ok(())
+    }
+}
+
+/// The dense values of a contiguous tensor `t` that is, or shares storage with, a value or
+/// gradient held by the tape.
+///
+/// The slice is tied to the arena borrow; callers shorten it to their borrow of the graph.
+fn dense_of<'a>(op: &'static str, t: Tensor, arena: &'a Arena) -> Result<&'a [f32]> {
+    let data = t.contiguous_data(op, arena)?;
+    let (ptr, len) = (data.as_ptr(), data.len());
+    // SAFETY: arena data stays valid while `arena` is borrowed (a reset needs `&mut Arena`).
+    // Host and external data live as long as any handle to them; `t` shares its storage with
+    // a handle the tape keeps until `Tape::clear`, which needs the `&mut Tape` the graph holds,
+    // so the slice outlives neither while the graph (and so the borrow) lasts.
+    Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
+}

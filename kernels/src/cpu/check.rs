@@ -1,0 +1,60 @@
+//! Argument checks shared by the slice kernels. Every failure is an [`Error::Shape`] naming
+//! the op, the operand and the sizes; a passing check allocates nothing.
+
+use crate::{Error, Result};
+use std::fmt;
+
+/// `a * b`, or an error naming the product (`what`, e.g. `rows x cols`) when it overflows.
+pub(crate) fn product(op: &'static str, what: &str, a: usize, b: usize) -> Result<usize> {
+    a.checked_mul(b).ok_or_else(|| Error::Shape {
+        op,
+        detail: format!("{what} = {a} x {b} overflows usize"),
+    })
+}
+
+/// Every named slice length in `operands` must be `needed`, the element count of `shape`
+/// (e.g. `rows x cols = 3 x 4`).
+pub(crate) fn lens(
+    op: &'static str,
+    shape: fmt::Arguments<'_>,
+    needed: usize,
+    operands: &[(&'static str, usize)],
+) -> Result<()> {
+    match operands.iter().find(|&&(_, len)| len != needed) {
+        Some(&(name, len)) => Err(Error::Shape {
+            op,
+            detail: format!("{name} has {len} elements, but {shape} needs {needed}"),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Every named slice must hold exactly `rows * cols` values.
+pub(crate) fn rows_cols(
+    op: &'static str,
+    rows: usize,
+    cols: usize,
+    operands: &[(&'static str, usize)],
+) -> Result<()> {
+    let needed = product(op, "rows x cols", rows, cols)?;
+    lens(
+        op,
+        format_args!("rows x cols = {rows} x {cols}"),
+        needed,
+        operands,
+    )
+}
+
+/// Elementwise operands: every named slice must be as long as the first.
+pub(crate) fn same_len(op: &'static str, operands: &[(&'static str, usize)]) -> Result<()> {
+    let Some(&(first, needed)) = operands.first() else {
+        return Ok(());
+    };
+    match operands.iter().find(|&&(_, len)| len != needed) {
+        Some(&(name, len)) => Err(Error::Shape {
+            op,
+            detail: format!("{name} has {len} elements but {first} has {needed}"),
+        }),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,507 @@
+//! Layer normalisation over the last dimension, and its backward, on contiguous row-major rows.
+//!
+//! Forward, per row of `cols` values (the row stays in L1 across the three passes):
+//! 1. `mean = sum(x) / cols`;
+//! 2. `var = sum((x - mean)^2) / cols` (biased, as PyTorch), `rstd = 1 / sqrt(var + eps)`;
+//!    the second pass subtracts the mean first, so a large common offset does not cancel
+//!    away the variance as `E[x^2] - mean^2` would;
+//! 3. `y = (x - mean) * rstd * gamma + beta`.
+//!
+//! Backward, with `xhat = (x - mean) * rstd` and `g = dy * gamma` (the gradient w.r.t. `xhat`,
+//! since `y = xhat * gamma + beta`). `mean` and `rstd` depend on every `x[i]`:
+//!
+//! ```text
+//! d mean / d x[i]  = 1 / N
+//! d rstd / d x[i]  = -rstd^3 (x[i] - mean) / N = -rstd^2 xhat[i] / N
+//! d xhat[j] / d x[i] = rstd (delta_ij - 1/N) + (x[j] - mean) d rstd / d x[i]
+//!                    = rstd (delta_ij - 1/N - xhat[j] xhat[i] / N)
+//! dx[i] = sum_j g[j] d xhat[j] / d x[i]
+//!       = rstd (g[i] - mean(g) - xhat[i] mean(g * xhat))
+//! ```
+//!
+//! so `dx` takes two passes over the row: the two means, then `dx`. Rows are independent and
+//! split among tasks. `dgamma[j] = sum_r dy[r, j] xhat[r, j]` and `dbeta[j] = sum_r dy[r, j]`
+//! reduce over rows: a second pass splits the columns among tasks instead, and each task adds
+//! its columns' rows in order (one SIMD lane per column), so no scratch memory is needed and
+//! the sums are the same on any number of threads.
+//!
+//! [`layer_norm_reference`] and [`layer_norm_backward_reference`] are the plain f64 versions
+//! the fast ones are tested against.
+
+use crate::cpu::check;
+use crate::cpu::options::CpuOptions;
+use crate::cpu::simd::SimdF32;
+use crate::cpu::split::{load_n, run_simd, store_n, SimdJob, LINE};
+use crate::{Error, Result};
+use std::ops::Range;
+
+/// Independent accumulators for the row sums, so consecutive adds overlap.
+const UNROLL: usize = 4;
+/// Vectors of columns whose `dgamma` and `dbeta` are accumulated at once, in registers.
+const BLOCK: usize = 4;
+
+/// `y[r, :] = (x[r, :] - mean_r) * rstd_r * gamma + beta` for `rows` rows of `cols`
+/// (row-major), with `mean_r` the row mean, `var_r` the biased row variance (divided by
+/// `cols`) and `rstd_r = 1 / sqrt(var_r + eps)`.
+///
+/// `x` and `y` hold `rows * cols` values, `gamma` and `beta` `cols`. `saved`, when given, is
+/// `(mean, rstd)` of `rows` values each, written for [`layer_norm_backward`]. Errors when a
+/// length does not match, when `cols` is 0, or when `opts` is invalid.
+#[allow(clippy::too_many_arguments)]
+pub fn layer_norm(
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    y: &mut [f32],
+    saved: Option<(&mut [f32], &mut [f32])>,
+    rows: usize,
+    cols: usize,
+    eps: f32,
+    opts: &CpuOptions,
+) -> Result<()> {
+    const OP: &str = "layer_norm";
+    opts.validate(OP)?;
+    let saved_lens = saved.as_ref().map(|(m, r)| (m.len(), r.len()));
+    check_forward(
+        OP,
+        x.len(),
+        gamma.len(),
+        beta.len(),
+        y.len(),
+        saved_lens,
+        rows,
+        cols,
+    )?;
+    let (mean, rstd) = match saved {
+        Some((m, r)) => (m.as_mut_ptr(), r.as_mut_ptr()),
+        None => (std::ptr::null_mut(), std::ptr::null_mut()),
+    };
+    let job = Forward {
+        x: x.as_ptr(),
+        gamma: gamma.as_ptr(),
+        beta: beta.as_ptr(),
+        y: y.as_mut_ptr(),
+        mean,
+        rstd,
+        cols,
+        eps,
+    };
+    // SAFETY: validated options and lengths; each task reads and writes its own rows only,
+    // and every output is borrowed mutably.
+    unsafe { run_simd(&job, opts, rows, cols, 1) };
+    Ok(())
+}
+
+/// The gradients of [`layer_norm`]: with `xhat = (x - mean) * rstd` per row,
+/// `dx = rstd * (dy*gamma - mean_j(dy*gamma) - xhat * mean_j(dy*gamma*xhat))` per row,
+/// `dgamma[j] = sum_r dy[r, j] * xhat[r, j]` and `dbeta[j] = sum_r dy[r, j]`.
+///
+/// `mean` and `rstd` (`rows` values each) are the ones the forward saved; `dy`, `x` and `dx`
+/// hold `rows * cols` values, `gamma`, `dgamma` and `dbeta` `cols`. `dx`, `dgamma` and
+/// `dbeta` are overwritten (not accumulated into). The column sums are the same on any
+/// number of threads. Errors when a length does not match, when `cols` is 0, or when `opts`
+/// is invalid.
+#[allow(clippy::too_many_arguments)]
+pub fn layer_norm_backward(
+    dy: &[f32],
+    x: &[f32],
+    gamma: &[f32],
+    mean: &[f32],
+    rstd: &[f32],
+    dx: &mut [f32],
+    dgamma: &mut [f32],
+    dbeta: &mut [f32],
+    rows: usize,
+    cols: usize,
+    opts: &CpuOptions,
+) -> Result<()> {
+    const OP: &str = "layer_norm_backward";
+    opts.validate(OP)?;
+    check_backward(
+        OP,
+        [dy.len(), x.len(), dx.len()],
+        [gamma.len(), dgamma.len(), dbeta.len()],
+        [mean.len(), rstd.len()],
+        rows,
+        cols,
+    )?;
+    let rows_job = BackwardRows {
+        dy: dy.as_ptr(),
+        x: x.as_ptr(),
+        gamma: gamma.as_ptr(),
+        mean: mean.as_ptr(),
+        rstd: rstd.as_ptr(),
+        dx: dx.as_mut_ptr(),
+        cols,
+    };
+    let cols_job = BackwardColumns {
+        dy: dy.as_ptr(),
+        x: x.as_ptr(),
+        mean: mean.as_ptr(),
+        rstd: rstd.as_ptr(),
+        dgamma: dgamma.as_mut_ptr(),
+        dbeta: dbeta.as_mut_ptr(),
+        rows,
+        cols,
+    };
+    // SAFETY: validated options and lengths; the first pass writes each task's own rows of
+    // `dx`, the second each task's own columns of `dgamma` and `dbeta`; every output is
+    // borrowed mutably.
+    unsafe {
+        run_simd(&rows_job, opts, rows, cols, 1);
+        run_simd(&cols_job, opts, cols, rows, LINE);
+    }
+    Ok(())
+}
+
+/// One forward call; tasks own ranges of rows.
+struct Forward {
+    x: *const f32,
+    gamma: *const f32,
+    beta: *const f32,
+    y: *mut f32,
+    /// `rows` values each, or both null when the caller keeps no statistics.
+    mean: *mut f32,
+    rstd: *mut f32,
+    cols: usize,
+    eps: f32,
+}
+
+impl SimdJob for Forward {
+    #[inline(always)]
+    unsafe fn run<V: SimdF32>(&self, range: Range<usize>) {
+        let cols = self.cols;
+        let inv_n = 1.0 / cols as f32;
+        for r in range {
+            let (x, y) = (self.x.add(r * cols), self.y.add(r * cols));
+            let mean = row_sum::<V>(x, cols) * inv_n;
+            let var = centered_square_sum::<V>(x, cols, mean) * inv_n;
+            let rstd = 1.0 / (var + self.eps).sqrt();
+            if !self.mean.is_null() {
+                *self.mean.add(r) = mean;
+                *self.rstd.add(r) = rstd;
+            }
+            let (m, s) = (V::splat(mean), V::splat(rstd));
+            let mut j = 0;
+            while j < cols {
+                let n = V::LANES.min(cols - j);
+                let xhat = V::mul(V::sub(load_n(x.add(j), n), m), s);
+                let out = V::mul_add(
+                    xhat,
+                    load_n(self.gamma.add(j), n),
+                    load_n(self.beta.add(j), n),
+                );
+                store_n(y.add(j), n, out);
+                j += V::LANES;
+            }
+        }
+    }
+}
+
+/// `sum_j x[j]` over one row.
+#[inline(always)]
+unsafe fn row_sum<V: SimdF32>(x: *const f32, cols: usize) -> f32 {
+    let mut acc = [V::zero(); UNROLL];
+    let mut j = 0;
+    while j + UNROLL * V::LANES <= cols {
+        for (u, a) in acc.iter_mut().enumerate() {
+            *a = V::add(*a, V::load(x.add(j + u * V::LANES)));
+        }
+        j += UNROLL * V::LANES;
+    }
+    while j < cols {
+        acc[0] = V::add(acc[0], load_n(x.add(j), V::LANES.min(cols - j)));
+        j += V::LANES;
+    }
+    V::reduce_sum(V::add(V::add(acc[0], acc[1]), V::add(acc[2], acc[3])))
+}
+
+/// `sum_j (x[j] - mean)^2` over one row.
+#[inline(always)]
+unsafe fn centered_square_sum<V: SimdF32>(x: *const f32, cols: usize, mean: f32) -> f32 {
+    let m = V::splat(mean);
+    let mut acc = [V::zero(); UNROLL];
+    let mut j = 0;
+    while j + UNROLL * V::LANES <= cols {
+        for (u, a) in acc.iter_mut().enumerate() {
+            let d = V::sub(V::load(x.add(j + u * V::LANES)), m);
+            *a = V::mul_add(d, d, *a);
+        }
+        j += UNROLL * V::LANES;
+    }
+    while j + V::LANES <= cols {
+        let d = V::sub(V::load(x.add(j)), m);
+        acc[0] = V::mul_add(d, d, acc[0]);
+        j += V::LANES;
+    }
+    if j < cols {
+        // Lanes past the row are filled with the mean: they add 0.
+        let d = V::sub(V::load_partial(x.add(j), cols - j, mean), m);
+        acc[1] = V::mul_add(d, d, acc[1]);
+    }
+    V::reduce_sum(V::add(V::add(acc[0], acc[1]), V::add(acc[2], acc[3])))
+}
+
+/// The first backward pass: `dx`, rows owned by tasks.
+struct BackwardRows {
+    dy: *const f32,
+    x: *const f32,
+    gamma: *const f32,
+    mean: *const f32,
+    rstd: *const f32,
+    dx: *mut f32,
+    cols: usize,
+}
+
+impl SimdJob for BackwardRows {
+    #[inline(always)]
+    unsafe fn run<V: SimdF32>(&self, range: Range<usize>) {
+        let cols = self.cols;
+        let inv_n = 1.0 / cols as f32;
+        for r in range {
+            let (dy, x, dx) = (
+                self.dy.add(r * cols),
+                self.x.add(r * cols),
+                self.dx.add(r * cols),
+            );
+            let (m, s) = (V::splat(*self.mean.add(r)), V::splat(*self.rstd.add(r)));
+            // Pass 1: sum(g) and sum(g * xhat); lanes past the row load 0 for dy, so g = 0.
+            let (mut sum_g, mut sum_gx) = (V::zero(), V::zero());
+            let mut j = 0;
+            while j < cols {
+                let n = V::LANES.min(cols - j);
+                let g = V::mul(load_n(dy.add(j), n), load_n(self.gamma.add(j), n));
+                let xhat = V::mul(V::sub(load_n(x.add(j), n), m), s);
+                sum_g = V::add(sum_g, g);
+                sum_gx = V::mul_add(g, xhat, sum_gx);
+                j += V::LANES;
+            }
+            let a = V::splat(V::reduce_sum(sum_g) * inv_n);
+            let minus_b = V::splat(-V::reduce_sum(sum_gx) * inv_n);
+            // Pass 2: dx = rstd * (g - a - xhat * b).
+            let mut j = 0;
+            while j < cols {
+                let n = V::LANES.min(cols - j);
+                let g = V::mul(load_n(dy.add(j), n), load_n(self.gamma.add(j), n));
+                let xhat = V::mul(V::sub(load_n(x.add(j), n), m), s);
+                let t = V::mul_add(xhat, minus_b, V::sub(g, a));
+                store_n(dx.add(j), n, V::mul(s, t));
+                j += V::LANES;
+            }
+        }
+    }
+}
+
+/// The second backward pass: `dgamma` and `dbeta`, columns owned by tasks.
+struct BackwardColumns {
+    dy: *const f32,
+    x: *const f32,
+    mean: *const f32,
+    rstd: *const f32,
+    dgamma: *mut f32,
+    dbeta: *mut f32,
+    rows: usize,
+    cols: usize,
+}
+
+impl SimdJob for BackwardColumns {
+    #[inline(always)]
+    unsafe fn run<V: SimdF32>(&self, range: Range<usize>) {
+        let mut j = range.start;
+        while j + BLOCK * V::LANES <= range.end {
+            self.columns::<V, BLOCK>(j, V::LANES);
+            j += BLOCK * V::LANES;
+        }
+        while j + V::LANES <= range.end {
+            self.columns::<V, 1>(j, V::LANES);
+            j += V::LANES;
+        }
+        if j < range.end {
+            self.columns::<V, 1>(j, range.end - j);
+        }
+    }
+}
+
+impl BackwardColumns {
+    /// `dgamma` and `dbeta` of `B` vectors of columns from `j` on, the last holding `last`
+    /// columns: each lane walks its column's rows in order, whatever block it falls in.
+    #[inline(always)]
+    unsafe fn columns<V: SimdF32, const B: usize>(&self, j: usize, last: usize) {
+        let width = |b: usize| if b + 1 == B { last } else { V::LANES };
+        let mut dgamma = [V::zero(); B];
+        let mut dbeta = [V::zero(); B];
+        for r in 0..self.rows {
+            let (m, s) = (V::splat(*self.mean.add(r)), V::splat(*self.rstd.add(r)));
+            let (dy, x) = (
+                self.dy.add(r * self.cols + j),
+                self.x.add(r * self.cols + j),
+            );
+            for b in 0..B {
+                let k = b * V::LANES;
+                let g = load_n::<V>(dy.add(k), width(b));
+                let xhat = V::mul(V::sub(load_n(x.add(k), width(b)), m), s);
+                dgamma[b] = V::mul_add(g, xhat, dgamma[b]);
+                dbeta[b] = V::add(dbeta[b], g);
+            }
+        }
+        for b in 0..B {
+            let k = j + b * V::LANES;
+            store_n(self.dgamma.add(k), width(b), dgamma[b]);
+            store_n(self.dbeta.add(k), width(b), dbeta[b]);
+        }
+    }
+}
+
+/// The shape checks of a forward call.
+#[allow(clippy::too_many_arguments)]
+fn check_forward(
+    op: &'static str,
+    x: usize,
+    gamma: usize,
+    beta: usize,
+    y: usize,
+    saved: Option<(usize, usize)>,
+    rows: usize,
+    cols: usize,
+) -> Result<()> {
+    check_cols(op, rows, cols)?;
+    check::rows_cols(op, rows, cols, &[("x", x), ("y", y)])?;
+    check::lens(
+        op,
+        format_args!("cols = {cols}"),
+        cols,
+        &[("gamma", gamma), ("beta", beta)],
+    )?;
+    match saved {
+        Some((mean, rstd)) => check::lens(
+            op,
+            format_args!("rows = {rows}"),
+            rows,
+            &[("mean", mean), ("rstd", rstd)],
+        ),
+        None => Ok(()),
+    }
+}
+
+/// The shape checks of a backward call: `[dy, x, dx]`, `[gamma, dgamma, dbeta]`,
+/// `[mean, rstd]`.
+fn check_backward(
+    op: &'static str,
+    [dy, x, dx]: [usize; 3],
+    [gamma, dgamma, dbeta]: [usize; 3],
+    [mean, rstd]: [usize; 2],
+    rows: usize,
+    cols: usize,
+) -> Result<()> {
+    check_cols(op, rows, cols)?;
+    check::rows_cols(op, rows, cols, &[("dy", dy), ("x", x), ("dx", dx)])?;
+    check::lens(
+        op,
+        format_args!("cols = {cols}"),
+        cols,
+        &[("gamma", gamma), ("dgamma", dgamma), ("dbeta", dbeta)],
+    )?;
+    check::lens(
+        op,
+        format_args!("rows = {rows}"),
+        rows,
+        &[("mean", mean), ("rstd", rstd)],
+    )
+}
+
+/// A row of no columns has no mean.
+fn check_cols(op: &'static str, rows: usize, cols: usize) -> Result<()> {
+    if cols == 0 {
+        return Err(Error::Shape {
+            op,
+            detail: format!("rows x cols = {rows} x 0: a layer norm needs at least one column"),
+        });
+    }
+    Ok(())
+}
+
+/// [`layer_norm`] in f64 (statistics, normalisation and affine), rounded once to f32; `saved`
+/// gets the f64 mean and rstd rounded to f32.
+///
+/// The same shapes and errors as [`layer_norm`], without options.
+#[allow(clippy::too_many_arguments)]
+pub fn layer_norm_reference(
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    y: &mut [f32],
+    mut saved: Option<(&mut [f32], &mut [f32])>,
+    rows: usize,
+    cols: usize,
+    eps: f32,
+) -> Result<()> {
+    let saved_lens = saved.as_ref().map(|(m, r)| (m.len(), r.len()));
+    check_forward(
+        "layer_norm_reference",
+        x.len(),
+        gamma.len(),
+        beta.len(),
+        y.len(),
+        saved_lens,
+        rows,
+        cols,
+    )?;
+    for r in 0..rows {
+        let span = r * cols..(r + 1) * cols;
+        let row = &x[span.clone()];
+        let mean = row.iter().map(|&v| v as f64).sum::<f64>() / cols as f64;
+        let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / cols as f64;
+        let rstd = 1.0 / (var + eps as f64).sqrt();
+        if let Some((m, s)) = saved.as_mut() {
+            m[r] = mean as f32;
+            s[r] = rstd as f32;
+        }
+        for (j, out) in y[span].iter_mut().enumerate() {
+            let xhat = (row[j] as f64 - mean) * rstd;
+            *out = (xhat * gamma[j] as f64 + beta[j] as f64) as f32;
+        }
+    }
+    Ok(())
+}
+
+/// [`layer_norm_backward`] in f64 from the given `mean` and `rstd`, rounded once to f32.
+///
+/// The same shapes and errors as [`layer_norm_backward`], without options.
+#[allow(clippy::too_many_arguments)]
+pub fn layer_norm_backward_reference(
+    dy: &[f32],
+    x: &[f32],
+    gamma: &[f32],
+    mean: &[f32],
+    rstd: &[f32],
+    dx: &mut [f32],
+    dgamma: &mut [f32],
+    dbeta: &mut [f32],
+    rows: usize,
+    cols: usize,
+) -> Result<()> {
+    check_backward(
+        "layer_norm_backward_reference",
+        [dy.len(), x.len(), dx.len()],
+        [gamma.len(), dgamma.len(), dbeta.len()],
+        [mean.len(), rstd.len()],
+        rows,
+        cols,
+    )?;
+    let xhat = |r: usize, j: usize| (x[r * cols + j] as f64 - mean[r] as f64) * rstd[r] as f64;
+    let g = |r: usize, j: usize| dy[r * cols + j] as f64 * gamma[j] as f64;
+    for r in 0..rows {
+        let a = (0..cols).map(|j| g(r, j)).sum::<f64>() / cols as f64;
+        let b = (0..cols).map(|j| g(r, j) * xhat(r, j)).sum::<f64>() / cols as f64;
+        for j in 0..cols {
+            dx[r * cols + j] = (rstd[r] as f64 * (g(r, j) - a - xhat(r, j) * b)) as f32;
+        }
+    }
+    for j in 0..cols {
+        dgamma[j] = (0..rows)
+            .map(|r| dy[r * cols + j] as f64 * xhat(r, j))
+            .sum::<f64>() as f32;
+        dbeta[j] = (0..rows).map(|r| dy[r * cols + j] as f64).sum::<f64>() as f32;
+    }
+    Ok(())
+}

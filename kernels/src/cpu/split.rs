@@ -1,0 +1,132 @@
+//! Splitting one kernel call into tasks, and running a kernel body written once over
+//! [`SimdF32`] with the vectors of the call's ISA.
+//!
+//! A call covers `units` independent units (rows, columns or elements); [`for_each_range`]
+//! hands contiguous ranges of them to at most `threads` tasks, so a small problem stays on the
+//! caller. [`run_simd`] does the same for a [`SimdJob`], entering each range through a
+//! `#[target_feature]` function of the ISA, so the compiler emits AVX-512 or AVX2 code for the
+//! whole inlined body. Neither allocates.
+
+use crate::cpu::isa::Isa;
+use crate::cpu::options::CpuOptions;
+use crate::cpu::simd::SimdF32;
+use crate::cpu::threads::{for_each_task, Shared};
+use std::ops::Range;
+
+/// Elements per task below which extra threads cost more than they save.
+const MIN_TASK_LEN: usize = 1 << 14;
+
+/// Floats in one 64-byte cache line: ranges of columns or elements start on a multiple of this,
+/// so two tasks never write the same line.
+pub(crate) const LINE: usize = 16;
+
+/// Runs `task(range)` over `0..units`, split into at most `threads` contiguous ranges, in
+/// order on the caller when there is one.
+///
+/// A unit holds `unit_len` elements; every range but the last covers at least
+/// `MIN_TASK_LEN` elements and is a multiple of `align` units (`align >= 1`). The split
+/// depends on `threads`: a kernel whose results must not may only split work whose units are
+/// computed independently.
+pub(crate) fn for_each_range(
+    threads: usize,
+    units: usize,
+    unit_len: usize,
+    align: usize,
+    task: impl Fn(Range<usize>) + Sync + Send,
+) {
+    if units == 0 {
+        return;
+    }
+    let min_units = MIN_TASK_LEN.div_ceil(unit_len.max(1));
+    let tasks = threads.min(units / min_units).max(1);
+    let chunk = units.div_ceil(tasks).next_multiple_of(align);
+    for_each_task(threads, units.div_ceil(chunk), |t| {
+        let start = t * chunk;
+        task(start..(start + chunk).min(units));
+    });
+}
+
+/// A kernel body over a range of units, written once over [`SimdF32`].
+pub(crate) trait SimdJob {
+    /// Runs units `range` with vectors `V`.
+    ///
+    /// # Safety
+    /// The CPU supports `V`'s instruction set, `range` lies within the job's units, concurrent
+    /// calls get disjoint ranges, and the job's pointers are valid for its documented shape.
+    unsafe fn run<V: SimdF32>(&self, range: Range<usize>);
+}
+
+/// Runs `job` over `0..units` split as by [`for_each_range`], on `opts.threads` threads with
+/// the vectors of `opts.isa`.
+///
+/// # Safety
+/// `opts` was validated (its ISA runs on this CPU), and `job` is sound on any disjoint ranges
+/// of `0..units` run at once (see [`SimdJob::run`]).
+pub(crate) unsafe fn run_simd<J: SimdJob>(
+    job: &J,
+    opts: &CpuOptions,
+    units: usize,
+    unit_len: usize,
+    align: usize,
+) {
+    let entry = entry_for::<J>(opts.isa);
+    let job = Shared(job);
+    for_each_range(opts.threads, units, unit_len, align, |range| {
+        // SAFETY: the caller validated the ISA and vouches for the job on disjoint ranges,
+        // which `for_each_range` hands out.
+        unsafe { entry(job.get(), range) }
+    });
+}
+
+/// The entry point of `J` for `isa`; the caller has checked that the CPU supports it.
+fn entry_for<J: SimdJob>(isa: Isa) -> unsafe fn(&J, Range<usize>) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => x86::avx512::<J>,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2Fma => x86::avx2::<J>,
+        _ => portable::<J>,
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::SimdJob;
+    use crate::cpu::simd::{V256, V512};
+    use std::ops::Range;
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn avx512<J: SimdJob>(job: &J, range: Range<usize>) {
+        job.run::<V512>(range)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn avx2<J: SimdJob>(job: &J, range: Range<usize>) {
+        job.run::<V256>(range)
+    }
+}
+
+unsafe fn portable<J: SimdJob>(job: &J, range: Range<usize>) {
+    job.run::<crate::cpu::simd::Wide>(range)
+}
+
+/// Loads `n <= V::LANES` values from `p` (the other lanes 0): a whole vector when `n` is
+/// `V::LANES`, which folds away when the caller passes that constant.
+#[inline(always)]
+pub(crate) unsafe fn load_n<V: SimdF32>(p: *const f32, n: usize) -> V {
+    if n == V::LANES {
+        V::load(p)
+    } else {
+        V::load_partial(p, n, 0.0)
+    }
+}
+
+/// Stores the first `n <= V::LANES` lanes of `v` to `p`.
+#[inline(always)]
+pub(crate) unsafe fn store_n<V: SimdF32>(p: *mut f32, n: usize, v: V) {
+    if n == V::LANES {
+        V::store(p, v)
+    } else {
+        V::store_partial(p, n, v)
+    }
+}

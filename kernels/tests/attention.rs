@@ -1,0 +1,224 @@
+//! Multi-head attention forward and backward against the f64 references: odd sequence lengths
+//! and head sizes, padding masks (HF's `f32::MIN` convention), saved and scratch
+//! probabilities, fewer and more batch elements than threads, and the length checks.
+
+use smelt_kernels::cpu::attention::{
+    attention_backward, attention_backward_reference, attention_forward, attention_reference,
+    AttentionShape, Probs,
+};
+use smelt_kernels::cpu::{CpuOptions, Isa};
+
+mod common;
+use common::random;
+
+/// Relative L2 error `||got - want|| / ||want||`.
+fn rel_l2(got: &[f32], want: &[f32]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    let num: f64 = got
+        .iter()
+        .zip(want)
+        .map(|(&g, &w)| (g as f64 - w as f64).powi(2))
+        .sum();
+    let den: f64 = want.iter().map(|&w| (w as f64).powi(2)).sum();
+    (num / den.max(1e-30)).sqrt()
+}
+
+/// Key mask `[B, T]`: batch element `b` has its last `b` keys padded (at least one key kept).
+fn padding_mask(batch: usize, seq: usize) -> Vec<f32> {
+    (0..batch * seq)
+        .map(|i| {
+            let (b, j) = (i / seq, i % seq);
+            if j + b >= seq && j > 0 {
+                f32::MIN
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
+const SHAPES: [(usize, usize, usize, usize); 5] = [
+    (1, 1, 1, 1),
+    (2, 7, 3, 5),
+    (3, 17, 2, 8),
+    (1, 33, 4, 16),
+    (5, 13, 2, 32),
+];
+
+#[test]
+fn forward_and_backward_match_the_reference() {
+    for &(batch, seq, heads, head_dim) in &SHAPES {
+        let shape = AttentionShape {
+            batch,
+            seq,
+            heads,
+            head_dim,
+        };
+        let n = shape.qkv_len();
+        let (q, k, v, dout) = (random(n, 1), random(n, 2), random(n, 3), random(n, 4));
+        let mask = padding_mask(batch, seq);
+        let scale = 1.0 / (head_dim as f32).sqrt();
+        let (want, want_probs) = attention_reference(&q, &k, &v, Some(&mask), scale, &shape);
+        let (wdq, wdk, wdv) =
+            attention_backward_reference(&q, &k, &v, Some(&mask), &dout, scale, &shape);
+        for isa in Isa::supported() {
+            for threads in [1, 2, 3] {
+                let opts = CpuOptions::threads(threads).isa(isa);
+                let what = format!("{shape:?} {isa:?} {threads} threads");
+                let mut out = vec![f32::NAN; n];
+                let mut probs = vec![f32::NAN; shape.saved_probs_len()];
+                attention_forward(
+                    &q,
+                    &k,
+                    &v,
+                    Some(&mask),
+                    scale,
+                    &shape,
+                    Probs::Save(&mut probs),
+                    &mut out,
+                    &opts,
+                )
+                .unwrap();
+                assert!(rel_l2(&out, &want) < 1e-6, "out {what}");
+                assert!(rel_l2(&probs, &want_probs) < 1e-6, "probs {what}");
+
+                let mut scratch = vec![f32::NAN; shape.forward_scratch_len(threads)];
+                let mut out2 = vec![f32::NAN; n];
+                attention_forward(
+                    &q,
+                    &k,
+                    &v,
+                    Some(&mask),
+                    scale,
+                    &shape,
+                    Probs::Scratch(&mut scratch),
+                    &mut out2,
+                    &opts,
+                )
+                .unwrap();
+                assert_eq!(out, out2, "scratch forward {what}");
+
+                let mut scratch = vec![f32::NAN; shape.backward_scratch_len(threads)];
+                let (mut dq, mut dk, mut dv) = (vec![f32::NAN; n], vec![f32::NAN; n], vec![0.0; n]);
+                attention_backward(
+                    &q,
+                    &k,
+                    &v,
+                    &probs,
+                    &dout,
+                    scale,
+                    &shape,
+                    &mut scratch,
+                    &mut dq,
+                    &mut dk,
+                    &mut dv,
+                    &opts,
+                )
+                .unwrap();
+                assert!(rel_l2(&dq, &wdq) < 1e-5, "dq {what}: {}", rel_l2(&dq, &wdq));
+                assert!(rel_l2(&dk, &wdk) < 1e-5, "dk {what}: {}", rel_l2(&dk, &wdk));
+                assert!(rel_l2(&dv, &wdv) < 1e-5, "dv {what}: {}", rel_l2(&dv, &wdv));
+            }
+        }
+    }
+}
+
+#[test]
+fn padded_keys_get_no_weight_and_no_gradient() {
+    let shape = AttentionShape {
+        batch: 2,
+        seq: 6,
+        heads: 2,
+        head_dim: 4,
+    };
+    let n = shape.qkv_len();
+    let (q, k, v) = (random(n, 5), random(n, 6), random(n, 7));
+    let mask = padding_mask(2, 6);
+    let mut out = vec![0.0; n];
+    let mut probs = vec![0.0; shape.saved_probs_len()];
+    let opts = CpuOptions::default();
+    attention_forward(
+        &q,
+        &k,
+        &v,
+        Some(&mask),
+        0.5,
+        &shape,
+        Probs::Save(&mut probs),
+        &mut out,
+        &opts,
+    )
+    .unwrap();
+    // Batch element 1 pads its last key: its probability is exactly zero in every row.
+    for row in 0..shape.heads * shape.seq {
+        assert_eq!(probs[shape.heads * 36 + row * 6 + 5], 0.0);
+    }
+    let mut scratch = vec![0.0; shape.backward_scratch_len(1)];
+    let (mut dq, mut dk, mut dv) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+    attention_backward(
+        &q,
+        &k,
+        &v,
+        &probs,
+        &random(n, 8),
+        0.5,
+        &shape,
+        &mut scratch,
+        &mut dq,
+        &mut dk,
+        &mut dv,
+        &opts,
+    )
+    .unwrap();
+    let last_key = (6 + 5) * 8;
+    assert!(dk[last_key..last_key + 8].iter().all(|&g| g == 0.0));
+    assert!(dv[last_key..last_key + 8].iter().all(|&g| g == 0.0));
+}
+
+#[test]
+fn wrong_lengths_are_errors() {
+    let shape = AttentionShape {
+        batch: 2,
+        seq: 3,
+        heads: 2,
+        head_dim: 4,
+    };
+    let n = shape.qkv_len();
+    let x = vec![0.0; n];
+    let mut out = vec![0.0; n];
+    let mut probs = vec![0.0; shape.saved_probs_len()];
+    let opts = CpuOptions::default();
+    let short = vec![0.0; n - 1];
+    let err = attention_forward(
+        &x,
+        &short,
+        &x,
+        None,
+        1.0,
+        &shape,
+        Probs::Save(&mut probs),
+        &mut out,
+        &opts,
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        err,
+        "attention_forward: shape mismatch: k has 47 values, but batch 2 x seq 3 x heads 2 x head_dim 4 needs 48"
+    );
+    let mut small = vec![0.0; 5];
+    let err = attention_forward(
+        &x,
+        &x,
+        &x,
+        Some(&[0.0; 5]),
+        1.0,
+        &shape,
+        Probs::Scratch(&mut small),
+        &mut out,
+        &opts,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("probs has 5 values"), "{err}");
+}

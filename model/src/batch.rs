@@ -1,0 +1,162 @@
+//! [`Batch`]: token ids, positions, token types and the attention mask of `B` sequences of
+//! `T` tokens, checked against a [`Config`].
+
+use crate::config::Config;
+use smelt_engine::{Error, Result, Tensor};
+
+/// One model input, checked: ids below the vocabulary size, types below the type vocabulary,
+/// `T` within the position table.
+#[derive(Clone, Debug)]
+pub struct Batch {
+    /// Sequences `B`.
+    pub batch: usize,
+    /// Tokens per sequence `T`.
+    pub seq: usize,
+    /// Token ids, `[B, T]` row-major.
+    pub input_ids: Vec<u32>,
+    /// Token types, `[B, T]` (zeros when none were given).
+    pub token_type_ids: Vec<u32>,
+    /// Positions `0..T` for every sequence, `[B, T]`.
+    pub position_ids: Vec<u32>,
+    /// 1 for tokens, 0 for padding, `[B, T]` (for pooling).
+    pub mask: Tensor,
+    /// HF's additive key mask `(1 - mask) * f32::MIN`, `[B, T]`; `None` when nothing is padded.
+    pub additive_mask: Option<Tensor>,
+    /// Per-token targets for a masked-LM loss (`-100` ignored), `[B, T]`, when given.
+    pub labels: Vec<i64>,
+}
+
+const OP: &str = "Batch::new";
+
+fn input_error(detail: String) -> Error {
+    Error::Input { op: OP, detail }
+}
+
+impl Batch {
+    /// A batch of `batch` sequences of `seq` tokens from `input_ids` (`[B, T]` row-major),
+    /// an optional 0/1 `attention_mask` and optional `token_type_ids` of the same shape.
+    ///
+    /// Errors name the offending position and value: ids `>= vocab_size`, negative ids,
+    /// types `>= type_vocab_size`, `seq` beyond `max_position_embeddings`, wrong lengths,
+    /// mask values other than 0 and 1.
+    pub fn new(
+        config: &Config,
+        batch: usize,
+        seq: usize,
+        input_ids: &[i64],
+        attention_mask: Option<&[i64]>,
+        token_type_ids: Option<&[i64]>,
+    ) -> Result<Batch> {
+        let n = batch * seq;
+        if seq > config.max_positions {
+            return Err(input_error(format!(
+                "sequences of {seq} tokens are longer than max_position_embeddings = {}",
+                config.max_positions
+            )));
+        }
+        let check_len = |name: &str, len: usize| {
+            if len == n {
+                Ok(())
+            } else {
+                Err(input_error(format!(
+                    "{name} has {len} values, [B, T] = [{batch}, {seq}] needs {n}"
+                )))
+            }
+        };
+        check_len("input_ids", input_ids.len())?;
+        let ids = to_ids("input_ids", input_ids, config.vocab_size, seq, "vocab_size")?;
+        let types = match token_type_ids {
+            Some(t) => {
+                check_len("token_type_ids", t.len())?;
+                if config.type_vocab_size == 0 {
+                    return Err(input_error(
+                        "token_type_ids given, but the model has no token types".into(),
+                    ));
+                }
+                to_ids(
+                    "token_type_ids",
+                    t,
+                    config.type_vocab_size,
+                    seq,
+                    "type_vocab_size",
+                )?
+            }
+            None => vec![0; n],
+        };
+        let mask = match attention_mask {
+            Some(m) => {
+                check_len("attention_mask", m.len())?;
+                m.iter()
+                    .enumerate()
+                    .map(|(i, &v)| match v {
+                        0 | 1 => Ok(v as f32),
+                        _ => Err(input_error(format!(
+                            "attention_mask[{}][{}] = {v}; it must be 0 or 1",
+                            i / seq.max(1),
+                            i % seq.max(1)
+                        ))),
+                    })
+                    .collect::<Result<Vec<f32>>>()?
+            }
+            None => vec![1.0; n],
+        };
+        let additive_mask = if mask.iter().any(|&m| m == 0.0) {
+            let additive = mask.iter().map(|&m| (1.0 - m) * f32::MIN).collect();
+            Some(Tensor::from_vec(&[batch, seq], additive)?)
+        } else {
+            None
+        };
+        Ok(Batch {
+            batch,
+            seq,
+            input_ids: ids,
+            token_type_ids: types,
+            position_ids: (0..n).map(|i| (i % seq.max(1)) as u32).collect(),
+            mask: Tensor::from_vec(&[batch, seq], mask)?,
+            additive_mask,
+            labels: Vec::new(),
+        })
+    }
+
+    /// The same batch with per-token (masked-LM, `[B, T]`) or per-sequence (classification,
+    /// `[B]`) targets; `-100` is ignored.
+    pub fn with_labels(mut self, labels: &[i64]) -> Result<Batch> {
+        let n = self.batch * self.seq;
+        if labels.len() != n && labels.len() != self.batch {
+            return Err(input_error(format!(
+                "labels has {} values; [B, T] = [{}, {}] needs {n}, or {} for one per sequence",
+                labels.len(),
+                self.batch,
+                self.seq,
+                self.batch
+            )));
+        }
+        self.labels = labels.to_vec();
+        Ok(self)
+    }
+}
+
+/// `values` as ids below `limit`, or an error naming the first bad one by `[b][t]`.
+fn to_ids(
+    name: &str,
+    values: &[i64],
+    limit: usize,
+    seq: usize,
+    limit_name: &str,
+) -> Result<Vec<u32>> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            if v >= 0 && (v as u64) < limit as u64 {
+                Ok(v as u32)
+            } else {
+                Err(input_error(format!(
+                    "{name}[{}][{}] = {v} is outside 0..{limit} ({limit_name})",
+                    i / seq.max(1),
+                    i % seq.max(1)
+                )))
+            }
+        })
+        .collect()
+}

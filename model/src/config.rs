@@ -1,0 +1,366 @@
+//! [`Config`]: the architecture of a BERT or DistilBERT, read from HF's `config.json`.
+
+use smelt_engine::formats::json::{self, Json};
+use smelt_engine::{Error, Result};
+use std::path::Path;
+
+/// Which encoder family a config describes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// `model_type: "bert"`: token types, post-LN layers, a pooler.
+    Bert,
+    /// `model_type: "distilbert"`: no token types, no pooler.
+    DistilBert,
+}
+
+/// The sizes and constants of an encoder, under HF's names where they exist.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// The encoder family (`model_type`).
+    pub family: Family,
+    /// Tokens in the vocabulary (`vocab_size`).
+    pub vocab_size: usize,
+    /// Width of the hidden states (`hidden_size`; DistilBERT's `dim`).
+    pub hidden: usize,
+    /// Transformer layers (`num_hidden_layers`; `n_layers`).
+    pub layers: usize,
+    /// Attention heads (`num_attention_heads`; `n_heads`).
+    pub heads: usize,
+    /// Width of the feed-forward layer (`intermediate_size`; `hidden_dim`).
+    pub intermediate: usize,
+    /// Longest sequence the position table covers (`max_position_embeddings`).
+    pub max_positions: usize,
+    /// Token types (`type_vocab_size`; 0 for DistilBERT).
+    pub type_vocab_size: usize,
+    /// Epsilon of every layer norm (`layer_norm_eps`; DistilBERT uses 1e-12).
+    pub layer_norm_eps: f32,
+    /// Classes of a sequence-classification head (`num_labels`, or the size of `id2label`).
+    pub num_labels: usize,
+    /// The first entry of `architectures`, when given (e.g. `BertForMaskedLM`).
+    pub architecture: Option<String>,
+    /// `pad_token_id` (default 0): HF's word embeddings use it as `padding_idx`, so that row
+    /// gets no gradient.
+    pub pad_token_id: Option<u32>,
+}
+
+impl Config {
+    /// Reads `config.json` at `path`.
+    pub fn load(path: &Path) -> Result<Config> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
+            file: file.clone(),
+            detail: format!("cannot read the model config: {e}"),
+        })?;
+        Config::parse(&file, &text)
+    }
+
+    /// Parses the text of a `config.json`; `file` names it in errors.
+    pub fn parse(file: &str, text: &str) -> Result<Config> {
+        let format = |detail: String| Error::Format {
+            file: file.to_string(),
+            detail,
+        };
+        let root = json::parse(text).map_err(|e| format(format!("malformed JSON: {e}")))?;
+        if root.as_object().is_none() {
+            return Err(format(format!(
+                "expected a JSON object, got {}",
+                root.type_name()
+            )));
+        }
+        let model_type = root.get("model_type").and_then(Json::as_str);
+        let family = match model_type {
+            Some("bert") => Family::Bert,
+            Some("distilbert") => Family::DistilBert,
+            Some(other) => return Err(format(format!(
+                "model_type \"{other}\" is not supported (smelt runs \"bert\" and \"distilbert\")"
+            ))),
+            None => return Err(format("no string \"model_type\"".into())),
+        };
+        let keys = Keys { root: &root, file };
+        let config = match family {
+            Family::Bert => {
+                keys.activation("hidden_act")?;
+                Config {
+                    family,
+                    vocab_size: keys.size("vocab_size")?,
+                    hidden: keys.size("hidden_size")?,
+                    layers: keys.size("num_hidden_layers")?,
+                    heads: keys.size("num_attention_heads")?,
+                    intermediate: keys.size("intermediate_size")?,
+                    max_positions: keys.size("max_position_embeddings")?,
+                    type_vocab_size: keys.size("type_vocab_size")?,
+                    layer_norm_eps: keys.number_or("layer_norm_eps", 1e-12)? as f32,
+                    num_labels: keys.num_labels()?,
+                    architecture: keys.architecture(),
+                    pad_token_id: keys.pad_token_id()?,
+                }
+            }
+            Family::DistilBert => {
+                keys.activation("activation")?;
+                if root.get("sinusoidal_pos_embds").and_then(Json::as_bool) == Some(true) {
+                    return Err(format(
+                        "sinusoidal_pos_embds: true is not supported: smelt reads learned position embeddings from the checkpoint".into(),
+                    ));
+                }
+                Config {
+                    family,
+                    vocab_size: keys.size("vocab_size")?,
+                    hidden: keys.size("dim")?,
+                    layers: keys.size("n_layers")?,
+                    heads: keys.size("n_heads")?,
+                    intermediate: keys.size("hidden_dim")?,
+                    max_positions: keys.size("max_position_embeddings")?,
+                    type_vocab_size: 0,
+                    layer_norm_eps: 1e-12,
+                    num_labels: keys.num_labels()?,
+                    architecture: keys.architecture(),
+                    pad_token_id: keys.pad_token_id()?,
+                }
+            }
+        };
+        config.check().map_err(format)?;
+        Ok(config)
+    }
+
+    /// Sizes that must agree: heads divide the hidden width, nothing is zero.
+    fn check(&self) -> std::result::Result<(), String> {
+        let sizes = [
+            ("vocab size", self.vocab_size),
+            ("hidden size", self.hidden),
+            ("heads", self.heads),
+            ("intermediate size", self.intermediate),
+            ("max positions", self.max_positions),
+        ];
+        if let Some((name, _)) = sizes.iter().find(|(_, v)| *v == 0) {
+            return Err(format!("the {name} is 0"));
+        }
+        if self.hidden % self.heads != 0 {
+            return Err(format!(
+                "{} heads do not divide the hidden size {}",
+                self.heads, self.hidden
+            ));
+        }
+        if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps >= 0.0) {
+            return Err(format!(
+                "layer_norm_eps {} is not a non-negative number",
+                self.layer_norm_eps
+            ));
+        }
+        Ok(())
+    }
+
+    /// Width of one attention head.
+    pub fn head_dim(&self) -> usize {
+        self.hidden / self.heads
+    }
+
+    /// A named preset with HF's sizes: `bert-base`, `distilbert-base`, `minilm`
+    /// (all-MiniLM-L6-v2), or `tiny` (a 2-layer BERT for tests).
+    pub fn preset(name: &str) -> Option<Config> {
+        let bert = |hidden, layers, heads, intermediate| Config {
+            family: Family::Bert,
+            vocab_size: 30522,
+            hidden,
+            layers,
+            heads,
+            intermediate,
+            max_positions: 512,
+            type_vocab_size: 2,
+            layer_norm_eps: 1e-12,
+            num_labels: 2,
+            architecture: None,
+            pad_token_id: Some(0),
+        };
+        match name {
+            "bert-base" => Some(bert(768, 12, 12, 3072)),
+            "minilm" => Some(bert(384, 6, 12, 1536)),
+            "distilbert-base" => Some(Config {
+                family: Family::DistilBert,
+                type_vocab_size: 0,
+                ..bert(768, 6, 12, 3072)
+            }),
+            "tiny" => Some(Config {
+                vocab_size: 99,
+                max_positions: 64,
+                ..bert(32, 2, 4, 37)
+            }),
+            _ => None,
+        }
+    }
+
+    /// The names [`Config::preset`] knows.
+    pub const PRESETS: [&'static str; 4] = ["bert-base", "distilbert-base", "minilm", "tiny"];
+}
+
+/// Typed lookups in a config object, with errors naming the file and key.
+struct Keys<'a> {
+    root: &'a Json,
+    file: &'a str,
+}
+
+impl Keys<'_> {
+    fn error(&self, detail: String) -> Error {
+        Error::Format {
+            file: self.file.to_string(),
+            detail,
+        }
+    }
+
+    fn size(&self, key: &str) -> Result<usize> {
+        match self.root.get(key) {
+            Some(v) => v.as_usize().ok_or_else(|| {
+                self.error(format!("\"{key}\" must be a non-negative integer, got {v}"))
+            }),
+            None => Err(self.error(format!("missing \"{key}\""))),
+        }
+    }
+
+    fn number_or(&self, key: &str, default: f64) -> Result<f64> {
+        match self.root.get(key) {
+            Some(v) => v
+                .as_f64()
+                .ok_or_else(|| self.error(format!("\"{key}\" must be a number, got {v}"))),
+            None => Ok(default),
+        }
+    }
+
+    /// The activation must be HF's exact (erf) GELU.
+    fn activation(&self, key: &str) -> Result<()> {
+        match self.root.get(key).and_then(Json::as_str) {
+            Some("gelu") | None => Ok(()),
+            Some(other) => Err(self.error(format!(
+                "\"{key}\": \"{other}\" is not supported (smelt implements \"gelu\", the exact erf form)"
+            ))),
+        }
+    }
+
+    fn num_labels(&self) -> Result<usize> {
+        if self.root.get("num_labels").is_some() {
+            return self.size("num_labels");
+        }
+        Ok(match self.root.get("id2label").and_then(Json::as_object) {
+            Some(labels) => labels.len(),
+            None => 2,
+        })
+    }
+
+    fn pad_token_id(&self) -> Result<Option<u32>> {
+        match self.root.get("pad_token_id") {
+            None => Ok(Some(0)),
+            Some(Json::Null) => Ok(None),
+            Some(v) => match v.as_usize().and_then(|id| u32::try_from(id).ok()) {
+                Some(id) => Ok(Some(id)),
+                None => Err(self.error(format!("\"pad_token_id\" must be a token id, got {v}"))),
+            },
+        }
+    }
+
+    fn architecture(&self) -> Option<String> {
+        let first = self.root.get("architectures")?.as_array()?.first()?;
+        first.as_str().map(str::to_string)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BERT: &str = r#"{"model_type": "bert", "vocab_size": 99, "hidden_size": 32,
+        "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 37,
+        "max_position_embeddings": 40, "type_vocab_size": 2, "layer_norm_eps": 1e-12,
+        "hidden_act": "gelu", "architectures": ["BertForMaskedLM"]}"#;
+
+    #[test]
+    fn reads_bert_and_distilbert() {
+        let c = Config::parse("config.json", BERT).unwrap();
+        assert_eq!(
+            (c.family, c.hidden, c.layers, c.heads),
+            (Family::Bert, 32, 2, 4)
+        );
+        assert_eq!(
+            (c.intermediate, c.max_positions, c.type_vocab_size),
+            (37, 40, 2)
+        );
+        assert_eq!(c.architecture.as_deref(), Some("BertForMaskedLM"));
+        let d = Config::parse(
+            "d.json",
+            r#"{"model_type": "distilbert", "vocab_size": 10, "dim": 8, "n_layers": 1,
+               "n_heads": 2, "hidden_dim": 16, "max_position_embeddings": 20,
+               "sinusoidal_pos_embds": false, "activation": "gelu", "id2label": {"0": "a", "1": "b", "2": "c"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (d.family, d.hidden, d.type_vocab_size, d.num_labels),
+            (Family::DistilBert, 8, 0, 3)
+        );
+    }
+
+    #[test]
+    fn bad_configs_are_clear_errors() {
+        let err = |text: &str| Config::parse("cfg.json", text).unwrap_err().to_string();
+        assert!(
+            err("{").starts_with("cfg.json: malformed JSON"),
+            "{}",
+            err("{")
+        );
+        assert_eq!(
+            err(r#"{"model_type": "gpt2"}"#),
+            "cfg.json: model_type \"gpt2\" is not supported (smelt runs \"bert\" and \"distilbert\")"
+        );
+        assert_eq!(
+            err(&BERT.replace("\"hidden_size\": 32,", "")),
+            "cfg.json: missing \"hidden_size\""
+        );
+        assert!(err(&BERT.replace("\"gelu\"", "\"relu\"")).contains("\"relu\" is not supported"));
+        assert!(
+            err(&BERT.replace("\"hidden_size\": 32", "\"hidden_size\": 30"))
+                .contains("4 heads do not divide")
+        );
+        assert!(err(&BERT.replace("32", "-32")).contains("non-negative integer"));
+        let sinusoidal = r#"{"model_type": "distilbert", "sinusoidal_pos_embds": true}"#;
+        assert!(err(sinusoidal).contains("sinusoidal_pos_embds"));
+    }
+
+    /// Seeded mutations of a valid config (byte flips, deletions, insertions of JSON
+    /// punctuation, truncations): every one parses or is an error, never a panic.
+    #[test]
+    fn mutated_configs_never_panic() {
+        let mut state = 0x2545f4914f6cdd1d_u64;
+        let mut next = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let punctuation = b"{}[]:,\"-0.9e+ ";
+        for _ in 0..20_000 {
+            let mut bytes = BERT.as_bytes().to_vec();
+            for _ in 0..1 + next(4) {
+                let at = next(bytes.len());
+                match next(4) {
+                    0 => bytes[at] ^= 1 << next(8),
+                    1 => {
+                        bytes.remove(at);
+                    }
+                    2 => bytes.insert(at, punctuation[next(punctuation.len())]),
+                    _ => bytes.truncate(at),
+                }
+                if bytes.is_empty() {
+                    break;
+                }
+            }
+            let text = String::from_utf8_lossy(&bytes);
+            let _ = std::panic::catch_unwind(|| Config::parse("fuzz.json", &text))
+                .unwrap_or_else(|_| panic!("Config::parse panicked on {text:?}"));
+        }
+    }
+
+    #[test]
+    fn presets_are_consistent() {
+        for name in Config::PRESETS {
+            let c = Config::preset(name).unwrap();
+            assert!(c.check().is_ok(), "{name}");
+        }
+        assert!(Config::preset("gpt").is_none());
+    }
+}

@@ -1,0 +1,146 @@
+//! Task heads on the encoder: masked-LM (decoder tied to the word embeddings) and sequence
+//! classification, with HF's names and their losses.
+
+use crate::batch::Batch;
+use crate::config::{Config, Family};
+use crate::encoder::{leaf, linear, norm, Builder, EncoderOutput, Linear, Norm};
+use smelt_engine::{Error, Graph, Leaves, Result, Var};
+
+/// Which head a model carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeadKind {
+    /// The bare encoder (`BertModel`, `DistilBertModel`).
+    None,
+    /// `BertForMaskedLM` / `DistilBertForMaskedLM`: logits over the vocabulary per token.
+    MaskedLm,
+    /// `BertForSequenceClassification` / `DistilBertForSequenceClassification`: logits over
+    /// `num_labels` classes per sequence.
+    Classification,
+}
+
+impl HeadKind {
+    /// The head HF's `architectures` entry names (`None` for anything else).
+    pub fn from_architecture(architecture: Option<&str>) -> HeadKind {
+        match architecture {
+            Some(a) if a.ends_with("ForMaskedLM") => HeadKind::MaskedLm,
+            Some(a) if a.ends_with("ForSequenceClassification") => HeadKind::Classification,
+            _ => HeadKind::None,
+        }
+    }
+}
+
+/// A head's parameters.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Head {
+    /// `transform -> gelu -> norm -> x E^T + bias`, with `E` the word embeddings.
+    MaskedLm {
+        transform: Linear,
+        norm: Norm,
+        bias: usize,
+    },
+    /// BERT: `classifier(pooled)`; DistilBERT: `classifier(relu(pre(h[:, 0])))`.
+    Classifier { pre: Option<Linear>, out: Linear },
+}
+
+impl Head {
+    /// Loads the head of `kind` under HF's names (`None` for [`HeadKind::None`]).
+    pub fn build(config: &Config, kind: HeadKind, b: &mut Builder<'_>) -> Result<Option<Head>> {
+        let (h, v) = (config.hidden, config.vocab_size);
+        let bert = config.family == Family::Bert;
+        Ok(match kind {
+            HeadKind::None => None,
+            HeadKind::MaskedLm if bert => {
+                let bias_name = if b.source.contains("cls.predictions.bias") {
+                    "cls.predictions.bias"
+                } else {
+                    "cls.predictions.decoder.bias"
+                };
+                Some(Head::MaskedLm {
+                    transform: b.linear("cls.predictions.transform.dense", h, h)?,
+                    norm: b.norm("cls.predictions.transform.LayerNorm", h)?,
+                    bias: b.tensor(bias_name, &[v])?,
+                })
+            }
+            HeadKind::MaskedLm => Some(Head::MaskedLm {
+                transform: b.linear("vocab_transform", h, h)?,
+                norm: b.norm("vocab_layer_norm", h)?,
+                bias: b.tensor("vocab_projector.bias", &[v])?,
+            }),
+            HeadKind::Classification => Some(Head::Classifier {
+                pre: if bert {
+                    None
+                } else {
+                    Some(b.linear("pre_classifier", h, h)?)
+                },
+                out: b.linear("classifier", config.num_labels, h)?,
+            }),
+        })
+    }
+
+    /// The logits: `[B, T, vocab]` (masked LM) or `[B, num_labels]` (classification).
+    pub fn forward(
+        &self,
+        g: &mut Graph<'_>,
+        p: &Leaves,
+        config: &Config,
+        word_embeddings: usize,
+        enc: &EncoderOutput,
+    ) -> Result<Var> {
+        match *self {
+            Head::MaskedLm {
+                transform,
+                norm: n,
+                bias,
+            } => {
+                let t = linear(g, p, enc.hidden, transform)?;
+                let t = g.gelu(t)?;
+                let t = norm(g, p, t, n, config.layer_norm_eps)?;
+                g.linear(t, leaf(p, word_embeddings)?, Some(leaf(p, bias)?))
+            }
+            Head::Classifier { pre: None, out } => {
+                let pooled = enc.pooled.ok_or_else(|| Error::Shape {
+                    op: "classifier",
+                    detail: "BERT's classification head needs the pooler".into(),
+                })?;
+                linear(g, p, pooled, out)
+            }
+            Head::Classifier {
+                pre: Some(pre),
+                out,
+            } => {
+                let cls = g.select_token(enc.hidden, 0)?;
+                let x = linear(g, p, cls, pre)?;
+                let x = g.relu(x)?;
+                linear(g, p, x, out)
+            }
+        }
+    }
+
+    /// HF's loss for `logits` against the batch's labels: cross-entropy with ignore index
+    /// -100 over tokens (masked LM) or sequences (classification).
+    pub fn loss(&self, g: &mut Graph<'_>, logits: Var, batch: &Batch) -> Result<Var> {
+        let per_token = matches!(self, Head::MaskedLm { .. });
+        let needed = if per_token {
+            batch.batch * batch.seq
+        } else {
+            batch.batch
+        };
+        if batch.labels.len() != needed {
+            return Err(Error::Input {
+                op: "loss",
+                detail: format!(
+                    "the {} head needs {needed} labels for a batch of [{}, {}], got {}",
+                    if per_token {
+                        "masked-LM"
+                    } else {
+                        "classification"
+                    },
+                    batch.batch,
+                    batch.seq,
+                    batch.labels.len()
+                ),
+            });
+        }
+        g.cross_entropy(logits, &batch.labels, -100)
+    }
+}

@@ -1,0 +1,151 @@
+//! [`Model`]: an encoder with an optional head over one list of named parameters, loaded from
+//! a HF model directory or initialised at random.
+
+use crate::batch::Batch;
+use crate::config::{Config, Family};
+use crate::encoder::{Builder, Encoder, EncoderOutput};
+use crate::heads::{Head, HeadKind};
+use crate::weights::{Checkpoint, Params, RandomInit, WeightSource};
+use smelt_engine::{Error, Graph, Leaves, Result, Tensor, Var};
+use std::path::Path;
+
+/// A BERT or DistilBERT with an optional head.
+#[derive(Clone, Debug)]
+pub struct Model {
+    params: Params,
+    encoder: Encoder,
+    head: Option<Head>,
+}
+
+/// The values of one forward pass.
+#[derive(Clone, Copy, Debug)]
+pub struct Forward {
+    /// The parameters bound in this step: leaf `i` is parameter `i`.
+    pub params: Leaves,
+    /// The last hidden state `[B, T, hidden]`.
+    pub hidden: Var,
+    /// BERT's pooler output `[B, hidden]`, when the model has a pooler.
+    pub pooled: Option<Var>,
+    /// The head's logits, when the model has a head.
+    pub logits: Option<Var>,
+}
+
+impl Model {
+    /// Loads `dir/config.json` and `dir/model.safetensors` (memory-mapped; F32 weights are
+    /// used in place). The head follows the config's `architectures` entry; a BERT gets its
+    /// pooler when the checkpoint has one (and always for classification).
+    pub fn load(dir: &Path) -> Result<Model> {
+        let config = Config::load(&dir.join("config.json"))?;
+        let head = HeadKind::from_architecture(config.architecture.as_deref());
+        Model::load_with_head(dir, &config, head)
+    }
+
+    /// Loads the weights in `dir/model.safetensors` for `config` with the head `head`.
+    pub fn load_with_head(dir: &Path, config: &Config, head: HeadKind) -> Result<Model> {
+        let prefix = match config.family {
+            Family::Bert => "bert.",
+            Family::DistilBert => "distilbert.",
+        };
+        let checkpoint = Checkpoint::open(&dir.join("model.safetensors"), prefix)?;
+        let pooler = checkpoint.contains("pooler.dense.weight");
+        Model::build(config, head, pooler, &checkpoint)
+    }
+
+    /// A model of `config` with seeded random weights (see [`RandomInit`]).
+    pub fn random(config: &Config, head: HeadKind, seed: u64) -> Result<Model> {
+        Model::build(config, head, true, &RandomInit::new(seed))
+    }
+
+    fn build(
+        config: &Config,
+        head: HeadKind,
+        pooler: bool,
+        source: &dyn WeightSource,
+    ) -> Result<Model> {
+        let mut params = Params::default();
+        let mut builder = Builder {
+            source,
+            params: &mut params,
+        };
+        let pooler = match head {
+            HeadKind::None => pooler,
+            HeadKind::MaskedLm => false,
+            HeadKind::Classification => true,
+        };
+        let encoder = Encoder::build(config, &mut builder, pooler)?;
+        let head = Head::build(config, head, &mut builder)?;
+        Ok(Model {
+            params,
+            encoder,
+            head,
+        })
+    }
+
+    /// The architecture.
+    pub fn config(&self) -> &Config {
+        &self.encoder.config
+    }
+
+    /// The parameters, in the order [`Forward::params`] binds them, with checkpoint names.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// Mutable parameters, for an optimizer.
+    pub fn params_mut(&mut self) -> &mut Params {
+        &mut self.params
+    }
+
+    /// Gives every parameter its own writable host buffer (memory-mapped weights are copied
+    /// once), as training needs.
+    pub fn make_trainable(&mut self) -> Result<()> {
+        for p in self.params.iter_mut() {
+            if p.tensor.host_mut().is_none() {
+                let values = p.tensor.to_vec(&smelt_engine::Arena::new())?;
+                p.tensor = Tensor::from_vec(p.tensor.dims(), values)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the encoder and head on `batch`. Parameters are bound as leaves that need a
+    /// gradient when `g` is recording.
+    pub fn forward(&self, g: &mut Graph<'_>, batch: &Batch) -> Result<Forward> {
+        let needs_grad = g.is_recording();
+        let params = g.leaves(self.params.iter().map(|p| &p.tensor), needs_grad);
+        let EncoderOutput { hidden, pooled } = self.encoder.forward(g, &params, batch)?;
+        let logits = match &self.head {
+            Some(head) => Some(head.forward(
+                g,
+                &params,
+                self.config(),
+                self.encoder.word,
+                &EncoderOutput { hidden, pooled },
+            )?),
+            None => None,
+        };
+        Ok(Forward {
+            params,
+            hidden,
+            pooled,
+            logits,
+        })
+    }
+
+    /// The head's loss on the batch's labels (errors when the model has no head).
+    pub fn loss(&self, g: &mut Graph<'_>, forward: &Forward, batch: &Batch) -> Result<Var> {
+        match (&self.head, forward.logits) {
+            (Some(head), Some(logits)) => head.loss(g, logits, batch),
+            _ => Err(Error::Input {
+                op: "loss",
+                detail: "the model has no head; use a probe or sum-of-squares loss".into(),
+            }),
+        }
+    }
+
+    /// FLOPs of one encoder forward over `batch` sequences of `seq` tokens (linear layers and
+    /// attention products; the backward costs about twice this).
+    pub fn forward_flops(&self, batch: usize, seq: usize) -> f64 {
+        self.encoder.forward_flops(batch * seq, seq)
+    }
+}

@@ -1,0 +1,125 @@
+//! A training step: zero grads, forward, loss, backward, AdamW (PyTorch semantics) in place.
+
+use crate::batch::Batch;
+use crate::model::{Forward, Model};
+use smelt_engine::{Arena, Error, Graph, Result, Tape, Tensor, Var};
+use smelt_kernels::cpu::adamw::{adamw_step, AdamW};
+use smelt_kernels::cpu::CpuOptions;
+
+/// What a step minimises.
+#[derive(Clone, Debug)]
+pub enum Objective {
+    /// The head's own loss on the batch's labels (masked LM or classification).
+    Head,
+    /// `sum(last_hidden_state^2)` (the benchmark's loss).
+    SumSquares,
+    /// `sum(last_hidden_state * probe)`, `probe` shaped like the last hidden state.
+    Probe(Tensor),
+}
+
+impl Objective {
+    /// The scalar loss of this objective for a forward pass.
+    pub fn loss(
+        &self,
+        model: &Model,
+        g: &mut Graph<'_>,
+        f: &Forward,
+        batch: &Batch,
+    ) -> Result<Var> {
+        match self {
+            Objective::Head => model.loss(g, f, batch),
+            Objective::SumSquares => g.sum_squares(f.hidden),
+            Objective::Probe(probe) => g.mul_sum(f.hidden, probe),
+        }
+    }
+}
+
+/// AdamW state for every parameter of a model, and the step's tape.
+pub struct Trainer {
+    hp: AdamW,
+    step: u32,
+    m: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+    tape: Tape,
+    opts: CpuOptions,
+}
+
+impl Trainer {
+    /// A trainer for `model` (made trainable: mapped weights are copied once) with AdamW
+    /// hyper-parameters `hp`, running kernels with `opts`.
+    pub fn new(model: &mut Model, hp: AdamW, opts: CpuOptions) -> Result<Trainer> {
+        model.make_trainable()?;
+        let zeros = |model: &Model| {
+            model
+                .params()
+                .iter()
+                .map(|p| vec![0.0; p.tensor.numel()])
+                .collect()
+        };
+        Ok(Trainer {
+            hp,
+            step: 0,
+            m: zeros(model),
+            v: zeros(model),
+            tape: Tape::new(),
+            opts,
+        })
+    }
+
+    /// Steps taken so far.
+    pub fn steps(&self) -> u32 {
+        self.step
+    }
+
+    /// One step on `batch`: forward, loss, backward, AdamW on every parameter, then
+    /// `arena.reset()`. Returns the loss before the update. Allocates nothing once the
+    /// arena has grown to the step's size.
+    pub fn step(
+        &mut self,
+        model: &mut Model,
+        arena: &mut Arena,
+        batch: &Batch,
+        objective: &Objective,
+    ) -> Result<f32> {
+        let (loss, params) = {
+            let mut g = Graph::new(&mut self.tape, arena, self.opts, true);
+            let forward = model.forward(&mut g, batch)?;
+            let loss = objective.loss(model, &mut g, &forward, batch)?;
+            g.backward(loss)?;
+            let value = g
+                .value(loss)
+                .data(arena)?
+                .first()
+                .copied()
+                .unwrap_or(f32::NAN);
+            (value, forward.params)
+        };
+        self.tape.release_values();
+        self.step += 1;
+        for (i, param) in model.params_mut().iter_mut().enumerate() {
+            let Some(grad) = params.get(i).and_then(|var| self.tape.grad(var)) else {
+                continue;
+            };
+            let grad = grad.data(arena)?;
+            let name = &param.name;
+            let values = param.tensor.host_mut().ok_or_else(|| Error::Input {
+                op: "Trainer::step",
+                detail: format!(
+                    "parameter '{name}' is shared or read-only; it cannot be updated in place"
+                ),
+            })?;
+            adamw_step(
+                values,
+                grad,
+                &mut self.m[i],
+                &mut self.v[i],
+                self.step,
+                &self.hp,
+                &self.opts,
+            )?;
+        }
+        self.tape.clear();
+        arena.reset();
+        Ok(loss)
+    }
+}

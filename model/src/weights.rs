@@ -1,0 +1,171 @@
+//! Where parameter values come from: a HF `model.safetensors` (memory-mapped, F32 used in
+//! place) or a seeded random initialisation; and [`Params`], the named list a model keeps.
+
+use smelt_engine::formats::safetensors::SafeTensors;
+use smelt_engine::{Error, Result, Tensor};
+use std::path::Path;
+
+/// One parameter: its value and the name it has in the checkpoint (HF's name).
+#[derive(Clone, Debug)]
+pub struct Param {
+    /// The checkpoint name, e.g. `bert.encoder.layer.0.attention.self.query.weight`.
+    pub name: String,
+    /// The value, `[out, in]` for linear weights as in HF.
+    pub tensor: Tensor,
+}
+
+/// The parameters of a model in a fixed order; layers refer to them by index.
+#[derive(Clone, Debug, Default)]
+pub struct Params {
+    list: Vec<Param>,
+}
+
+impl Params {
+    /// Appends a parameter and returns its index.
+    pub(crate) fn push(&mut self, name: String, tensor: Tensor) -> usize {
+        self.list.push(Param { name, tensor });
+        self.list.len() - 1
+    }
+
+    /// All parameters, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &Param> {
+        self.list.iter()
+    }
+
+    /// Mutable access for an optimizer.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Param> {
+        self.list.iter_mut()
+    }
+
+    /// Number of parameters.
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// Total number of values.
+    pub fn numel(&self) -> usize {
+        self.list.iter().map(|p| p.tensor.numel()).sum()
+    }
+}
+
+/// A provider of parameter values by HF name (without the model prefix).
+pub trait WeightSource {
+    /// The tensor named `name` (or `prefix + name`), which must have shape `dims`, and the
+    /// name under which it was found. Errors name the tensor and both shapes.
+    fn load(&self, name: &str, dims: &[usize]) -> Result<(String, Tensor)>;
+
+    /// Whether a tensor `name` (or `prefix + name`) exists.
+    fn contains(&self, name: &str) -> bool;
+}
+
+/// Weights from a HF `model.safetensors`, F32 data used in place from the mapping.
+pub struct Checkpoint {
+    file: SafeTensors,
+    prefix: &'static str,
+}
+
+impl Checkpoint {
+    /// Maps `path`; names are looked up as given and with `prefix` (`bert.` or `distilbert.`).
+    pub fn open(path: &Path, prefix: &'static str) -> Result<Checkpoint> {
+        Ok(Checkpoint {
+            file: SafeTensors::open(path)?,
+            prefix,
+        })
+    }
+
+    /// The name `name` has in the file, if any.
+    fn find(&self, name: &str) -> Option<String> {
+        if self.file.info(name).is_some() {
+            return Some(name.to_string());
+        }
+        let prefixed = format!("{}{name}", self.prefix);
+        self.file.info(&prefixed).is_some().then_some(prefixed)
+    }
+}
+
+impl WeightSource for Checkpoint {
+    fn load(&self, name: &str, dims: &[usize]) -> Result<(String, Tensor)> {
+        let Some(found) = self.find(name) else {
+            return Err(Error::Format {
+                file: self.file.file().to_string(),
+                detail: format!(
+                    "missing tensor '{name}' (also looked for '{}{name}'), expected shape {dims:?}",
+                    self.prefix
+                ),
+            });
+        };
+        let tensor = self.file.tensor_f32(&found)?;
+        if tensor.dims() != dims {
+            return Err(Error::Format {
+                file: self.file.file().to_string(),
+                detail: format!(
+                    "tensor '{found}' has shape {:?}, the config needs {dims:?}",
+                    tensor.dims()
+                ),
+            });
+        }
+        Ok((found, tensor))
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.find(name).is_some()
+    }
+}
+
+/// Seeded random weights shaped like HF's initialisation: linear and embedding weights
+/// `N(0, 0.02)`, layer-norm weights 1, biases 0. Used by `smelt demo` and the benchmarks.
+pub struct RandomInit {
+    seed: u64,
+}
+
+impl RandomInit {
+    /// A source whose values depend only on `seed` and each tensor's name.
+    pub fn new(seed: u64) -> RandomInit {
+        RandomInit { seed }
+    }
+}
+
+impl WeightSource for RandomInit {
+    fn load(&self, name: &str, dims: &[usize]) -> Result<(String, Tensor)> {
+        let n: usize = dims.iter().product();
+        let is_norm = name.contains("LayerNorm") || name.contains("layer_norm");
+        let values = if name.ends_with("bias") {
+            vec![0.0; n]
+        } else if is_norm {
+            vec![1.0; n]
+        } else {
+            let seed = name
+                .bytes()
+                .fold(self.seed, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
+            normal(n, seed, 0.02)
+        };
+        Ok((name.to_string(), Tensor::from_vec(dims, values)?))
+    }
+
+    fn contains(&self, _name: &str) -> bool {
+        true
+    }
+}
+
+/// `n` values from `N(0, std^2)` (Box-Muller over a 64-bit LCG), reproducible from `seed`.
+pub fn normal(n: usize, seed: u64, std: f32) -> Vec<f32> {
+    let mut state = seed ^ 0x9e3779b97f4a7c15;
+    let mut uniform = move || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    };
+    (0..n)
+        .map(|_| {
+            let (u1, u2) = (uniform(), uniform());
+            let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
+            (z * std as f64) as f32
+        })
+        .collect()
+}
