@@ -85,11 +85,20 @@ fn every_length_matches_the_f64_reference_over_three_steps() {
                 for i in 0..n {
                     // The moments are convex mixes of the gradients (m) and their squares (v),
                     // which set their scale; cancellation in `g - m` makes errors absolute.
-                    let g_max = p.grads.iter().map(|g| g[i].abs() as f64).fold(0.0, f64::max);
+                    let g_max = p
+                        .grads
+                        .iter()
+                        .map(|g| g[i].abs() as f64)
+                        .fold(0.0, f64::max);
                     let close = |got: f32, want: f32, scale: f64| {
                         (got as f64 - want as f64).abs() <= 1e-6 * (want.abs() as f64 + scale)
                     };
-                    assert!(close(m[i], rm[i], g_max), "{what}: m[{i}] {} vs {}", m[i], rm[i]);
+                    assert!(
+                        close(m[i], rm[i], g_max),
+                        "{what}: m[{i}] {} vs {}",
+                        m[i],
+                        rm[i]
+                    );
                     assert!(
                         close(v[i], rv[i], g_max * g_max),
                         "{what}: v[{i}] {} vs {}",
@@ -182,14 +191,38 @@ const TORCH_DEFAULT: Trace = [
         [1.0000001e-05, 4.0000003e-05, 9.000001e-05, 0.001, 0.00025],
     ],
     [
-        [0.4980578, -1.249341, 2.9989927, -0.0016701226, -0.0005594936],
+        [
+            0.4980578,
+            -1.249341,
+            2.9989927,
+            -0.0016701226,
+            -0.0005594936,
+        ],
         [0.014, 0.022000002, -0.0030000007, 0.09001, 0.155],
-        [1.2490001e-05, 0.00019996, 0.00017991001, 0.000999, 0.00424975],
+        [
+            1.2490001e-05,
+            0.00019996,
+            0.00017991001,
+            0.000999,
+            0.00424975,
+        ],
     ],
     [
-        [0.4985701, -1.2496115, 2.9986732, -0.0021874807, -0.0012851199],
+        [
+            0.4985701,
+            -1.2496115,
+            2.9986732,
+            -0.0021874807,
+            -0.0012851199,
+        ],
         [-0.0574, 0.019800002, 0.0223, 0.080909, 0.2895],
-        [0.0005024775, 0.00019976005, 0.0002422301, 0.0009980021, 0.0064955004],
+        [
+            0.0005024775,
+            0.00019976005,
+            0.0002422301,
+            0.0009980021,
+            0.0064955004,
+        ],
     ],
 ];
 const TORCH_CUSTOM: Trace = [
@@ -226,6 +259,9 @@ fn matches_values_printed_by_pytorch() {
                     .iter()
                     .flatten()
                     .fold(0.0f32, |a, g| a.max(g.abs()));
+                if opts.isa != Isa::Portable {
+                    assert_eq!((m, v), (want_m, want_v), "{what}");
+                }
                 for i in 0..5 {
                     if opts.isa == Isa::Portable {
                         let near = |got: f32, want: f32, scale: f32| {
@@ -235,7 +271,6 @@ fn matches_values_printed_by_pytorch() {
                         assert!(near(v[i], want_v[i], g_max * g_max), "{what}: v {v:?}");
                         assert!(near(p[i], want_p[i], hp.lr), "{what}: p {p:?} {want_p:?}");
                     } else {
-                        assert_eq!((m, v), (want_m, want_v), "{what}");
                         let ulps = (p[i].to_bits() as i64 - want_p[i].to_bits() as i64).abs();
                         assert!(ulps <= 2, "{what}: p {p:?} {want_p:?}");
                     }
@@ -324,8 +359,16 @@ fn unsupported_isa_and_zero_threads_are_errors() {
     );
     for opts in cases {
         let (mut p, mut m, mut v) = ([0.0f32; 3], [0.0f32; 3], [0.0f32; 3]);
-        let err =
-            adamw_step(&mut p, &[1.0; 3], &mut m, &mut v, 1, &AdamW::default(), &opts).unwrap_err();
+        let err = adamw_step(
+            &mut p,
+            &[1.0; 3],
+            &mut m,
+            &mut v,
+            1,
+            &AdamW::default(),
+            &opts,
+        )
+        .unwrap_err();
         assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
     }
 }

@@ -71,9 +71,11 @@ impl Config {
         let family = match model_type {
             Some("bert") => Family::Bert,
             Some("distilbert") => Family::DistilBert,
-            Some(other) => return Err(format(format!(
+            Some(other) => {
+                return Err(format(format!(
                 "model_type \"{other}\" is not supported (smelt runs \"bert\" and \"distilbert\")"
-            ))),
+            )))
+            }
             None => return Err(format("no string \"model_type\"".into())),
         };
         let keys = Keys { root: &root, file };

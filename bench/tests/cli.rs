@@ -1,0 +1,122 @@
+//! The `smelt` binary end to end: `smelt run` on a HF fixture directory writes the outputs
+//! and gradients HuggingFace computed, and bad input is a message and a non-zero exit.
+
+use smelt_engine::formats::safetensors::SafeTensors;
+use smelt_engine::Arena;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn fixture(case: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .join(case)
+}
+
+fn smelt(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_smelt"))
+        .args(args)
+        .output()
+        .expect("the smelt binary runs")
+}
+
+fn rel_l2(got: &[f32], want: &[f32]) -> f64 {
+    let diff: f64 = got
+        .iter()
+        .zip(want)
+        .map(|(&g, &w)| (g as f64 - w as f64).powi(2))
+        .sum();
+    let norm: f64 = want.iter().map(|&w| (w as f64).powi(2)).sum();
+    (diff / norm.max(1e-30)).sqrt()
+}
+
+#[test]
+fn run_writes_hf_outputs_and_gradients() {
+    let dir = fixture("bert");
+    let input = dir.join("reference.safetensors");
+    let output = std::env::temp_dir().join(format!("smelt-run-{}.safetensors", std::process::id()));
+    let out = smelt(&[
+        "run",
+        "--model",
+        dir.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+        "--grad",
+        "--threads",
+        "2",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ours = SafeTensors::open(&output).unwrap();
+    let reference = SafeTensors::open(&input).unwrap();
+    let arena = Arena::new();
+    let read =
+        |file: &SafeTensors, name: &str| file.tensor_f32(name).unwrap().to_vec(&arena).unwrap();
+    let names: Vec<String> = ours.names().map(str::to_string).collect();
+    assert_eq!(names.iter().filter(|n| n.starts_with("grad.")).count(), 39);
+    for name in &names {
+        let tol = if name.starts_with("grad.") {
+            1e-4
+        } else {
+            1e-5
+        };
+        if name.ends_with("self.key.bias") {
+            continue; // an exactly zero gradient: see tests/tests/hf_reference.rs
+        }
+        let err = rel_l2(&read(&ours, name), &read(&reference, name));
+        assert!(err <= tol, "{name}: relative L2 error {err:e}");
+    }
+    assert_eq!(ours.info("loss").unwrap().shape, Vec::<usize>::new());
+    std::fs::remove_file(&output).ok();
+}
+
+#[test]
+fn bad_input_is_a_message_and_a_failure() {
+    let bert = fixture("bert");
+    let distil = fixture("distilbert");
+    let input = bert.join("reference.safetensors");
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["run", "--model", bert.to_str().unwrap()],
+            "--input is required",
+        ),
+        (
+            &[
+                "run",
+                "--model",
+                "/nonexistent",
+                "--input",
+                input.to_str().unwrap(),
+                "--output",
+                "/tmp/x",
+            ],
+            "/nonexistent/config.json",
+        ),
+        (
+            &[
+                "run",
+                "--model",
+                distil.to_str().unwrap(),
+                "--input",
+                input.to_str().unwrap(),
+                "--output",
+                "/tmp/x",
+            ],
+            "token_type_ids given, but the model has no token types",
+        ),
+        (
+            &["bench", "bert", "--config", "gpt"],
+            "expected one of bert-base",
+        ),
+    ];
+    for (args, message) in cases {
+        let out = smelt(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+}

@@ -1,0 +1,434 @@
+//! Layer norm forward and backward against the f64 references: every ISA this CPU supports,
+//! 1 and 2 threads, odd column counts, rows with a large common offset, thread-count
+//! independence of the column sums, overwriting of the outputs, and the errors.
+
+use smelt_kernels::cpu::layernorm::{
+    layer_norm, layer_norm_backward, layer_norm_backward_reference, layer_norm_reference,
+};
+use smelt_kernels::cpu::{CpuOptions, Isa};
+use smelt_kernels::Error;
+
+mod common;
+use common::random;
+
+const COLS: [usize; 11] = [1, 2, 7, 8, 15, 17, 33, 127, 128, 387, 768];
+const ROWS: [usize; 3] = [1, 3, 10];
+/// Common offsets added to the rows: the two-pass variance must not lose them.
+const OFFSETS: [f32; 2] = [0.0, 100.0];
+const EPS: f32 = 1e-12;
+
+fn all_options() -> Vec<CpuOptions> {
+    Isa::supported()
+        .flat_map(|isa| [1, 2].map(|t| CpuOptions::threads(t).isa(isa)))
+        .collect()
+}
+
+/// Inputs of one problem: `x` (`rows x cols`, random plus `offset`), `gamma` and `beta`.
+struct Inputs {
+    x: Vec<f32>,
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+}
+
+fn inputs(rows: usize, cols: usize, offset: f32, seed: u64) -> Inputs {
+    Inputs {
+        x: random(rows * cols, seed)
+            .iter()
+            .map(|v| 3.0 * v + offset)
+            .collect(),
+        gamma: random(cols, seed + 1).iter().map(|v| 1.0 + v).collect(),
+        beta: random(cols, seed + 2),
+    }
+}
+
+/// `(y, mean, rstd)` of the kernel.
+fn forward(
+    inp: &Inputs,
+    rows: usize,
+    cols: usize,
+    opts: &CpuOptions,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let mut y = vec![f32::NAN; rows * cols];
+    let (mut mean, mut rstd) = (vec![f32::NAN; rows], vec![f32::NAN; rows]);
+    let saved = Some((&mut mean[..], &mut rstd[..]));
+    layer_norm(
+        &inp.x, &inp.gamma, &inp.beta, &mut y, saved, rows, cols, EPS, opts,
+    )
+    .unwrap();
+    (y, mean, rstd)
+}
+
+#[test]
+fn forward_matches_f64_for_every_size() {
+    for opts in all_options() {
+        for cols in COLS {
+            for rows in ROWS {
+                for offset in OFFSETS {
+                    let inp = inputs(rows, cols, offset, (rows * 1000 + cols) as u64);
+                    let (y, mean, rstd) = forward(&inp, rows, cols, &opts);
+                    let mut want = vec![f32::NAN; rows * cols];
+                    let (mut want_mean, mut want_rstd) = (vec![0.0; rows], vec![0.0; rows]);
+                    let saved = Some((&mut want_mean[..], &mut want_rstd[..]));
+                    layer_norm_reference(
+                        &inp.x, &inp.gamma, &inp.beta, &mut want, saved, rows, cols, EPS,
+                    )
+                    .unwrap();
+                    let what = format!("{rows}x{cols} offset {offset} {opts:?}");
+                    for r in 0..rows {
+                        // The f32 mean is off by a few ulps of the offset, which the centring
+                        // turns into an absolute error of xhat of that size times rstd.
+                        let mean_err = 1e-6 * (want_mean[r].abs() as f64 + 1.0);
+                        assert!(
+                            (mean[r] as f64 - want_mean[r] as f64).abs() <= mean_err,
+                            "{what}: mean[{r}] {} vs {}",
+                            mean[r],
+                            want_mean[r]
+                        );
+                        let rstd_err = 1e-6 * want_rstd[r] as f64 * (1.0 + mean_err);
+                        assert!(
+                            (rstd[r] as f64 - want_rstd[r] as f64).abs() <= rstd_err,
+                            "{what}: rstd[{r}] {} vs {}",
+                            rstd[r],
+                            want_rstd[r]
+                        );
+                        for j in 0..cols {
+                            let k = r * cols + j;
+                            let xhat =
+                                (inp.x[k] as f64 - want_mean[r] as f64) * want_rstd[r] as f64;
+                            let gamma = inp.gamma[j].abs() as f64;
+                            let tol = 2e-6
+                                * (gamma * (xhat.abs() + 1.0) + inp.beta[j].abs() as f64)
+                                + gamma * mean_err * want_rstd[r] as f64;
+                            let err = (y[k] as f64 - want[k] as f64).abs();
+                            assert!(
+                                err <= tol,
+                                "{what}: y[{k}] = {}, want {} (error {err:e}, bound {tol:e})",
+                                y[k],
+                                want[k]
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn forward_without_saved_statistics_gives_the_same_output() {
+    let (rows, cols) = (5, 33);
+    let inp = inputs(rows, cols, 1.0, 3);
+    for opts in all_options() {
+        let (with, _, _) = forward(&inp, rows, cols, &opts);
+        let mut y = vec![f32::NAN; rows * cols];
+        layer_norm(
+            &inp.x, &inp.gamma, &inp.beta, &mut y, None, rows, cols, EPS, &opts,
+        )
+        .unwrap();
+        assert_eq!(y, with, "{opts:?}");
+    }
+}
+
+/// `(dx, dgamma, dbeta)` of the kernel, with the outputs first filled with NaN (they must be
+/// overwritten).
+fn backward(
+    dy: &[f32],
+    inp: &Inputs,
+    mean: &[f32],
+    rstd: &[f32],
+    rows: usize,
+    cols: usize,
+    opts: &CpuOptions,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let mut dx = vec![f32::NAN; rows * cols];
+    let (mut dgamma, mut dbeta) = (vec![f32::NAN; cols], vec![f32::NAN; cols]);
+    layer_norm_backward(
+        dy,
+        &inp.x,
+        &inp.gamma,
+        mean,
+        rstd,
+        &mut dx,
+        &mut dgamma,
+        &mut dbeta,
+        rows,
+        cols,
+        opts,
+    )
+    .unwrap();
+    (dx, dgamma, dbeta)
+}
+
+#[test]
+fn backward_matches_f64_for_every_size() {
+    for opts in all_options() {
+        for cols in COLS {
+            for rows in ROWS.into_iter().chain([67]) {
+                for offset in OFFSETS {
+                    let seed = (rows * 1000 + cols) as u64;
+                    let inp = inputs(rows, cols, offset, seed);
+                    let (_, mean, rstd) = forward(&inp, rows, cols, &opts);
+                    let dy = random(rows * cols, seed + 7);
+                    let (dx, dgamma, dbeta) = backward(&dy, &inp, &mean, &rstd, rows, cols, &opts);
+                    let mut want_dx = vec![0.0; rows * cols];
+                    let (mut want_dgamma, mut want_dbeta) = (vec![0.0; cols], vec![0.0; cols]);
+                    layer_norm_backward_reference(
+                        &dy,
+                        &inp.x,
+                        &inp.gamma,
+                        &mean,
+                        &rstd,
+                        &mut want_dx,
+                        &mut want_dgamma,
+                        &mut want_dbeta,
+                        rows,
+                        cols,
+                    )
+                    .unwrap();
+                    let what = format!("{rows}x{cols} offset {offset} {opts:?}");
+                    let xhat = |r: usize, j: usize| {
+                        (inp.x[r * cols + j] as f64 - mean[r] as f64) * rstd[r] as f64
+                    };
+                    for r in 0..rows {
+                        // dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) cancels: bound the
+                        // error by the magnitudes that enter it.
+                        let g = |j: usize| (dy[r * cols + j] * inp.gamma[j]).abs() as f64;
+                        let mean_g = (0..cols).map(g).sum::<f64>() / cols as f64;
+                        let mean_gx =
+                            (0..cols).map(|j| g(j) * xhat(r, j).abs()).sum::<f64>() / cols as f64;
+                        for j in 0..cols {
+                            let k = r * cols + j;
+                            let size = rstd[r] as f64
+                                * (g(j) + mean_g + xhat(r, j).abs() * mean_gx)
+                                * (1.0 + mean[r].abs() as f64 * rstd[r] as f64);
+                            let err = (dx[k] as f64 - want_dx[k] as f64).abs();
+                            assert!(
+                                err <= 2e-6 * size,
+                                "{what}: dx[{k}] = {}, want {} (error {err:e}, size {size:e})",
+                                dx[k],
+                                want_dx[k]
+                            );
+                        }
+                    }
+                    for j in 0..cols {
+                        // Sums over rows in f32: bounded by the sum of magnitudes.
+                        let abs_g: f64 = (0..rows)
+                            .map(|r| (dy[r * cols + j] as f64 * xhat(r, j)).abs())
+                            .sum();
+                        let abs_b: f64 = (0..rows).map(|r| dy[r * cols + j].abs() as f64).sum();
+                        let scale = 1e-6 * (1.0 + (rows as f64).sqrt());
+                        let centring = 1.0 + mean.iter().fold(0.0f32, |a, m| a.max(m.abs())) as f64;
+                        assert!(
+                            (dgamma[j] as f64 - want_dgamma[j] as f64).abs()
+                                <= scale * abs_g * centring,
+                            "{what}: dgamma[{j}] = {}, want {}",
+                            dgamma[j],
+                            want_dgamma[j]
+                        );
+                        assert!(
+                            (dbeta[j] as f64 - want_dbeta[j] as f64).abs() <= scale * abs_b,
+                            "{what}: dbeta[{j}] = {}, want {}",
+                            dbeta[j],
+                            want_dbeta[j]
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn two_threads_agree_with_one_bit_for_bit() {
+    // Large enough that two threads really split the rows, then the columns.
+    for (rows, cols) in [(300, 387), (512, 768), (3000, 17)] {
+        let inp = inputs(rows, cols, 0.5, 11);
+        let dy = random(rows * cols, 12);
+        for isa in Isa::supported() {
+            let (one, two) = (
+                CpuOptions::threads(1).isa(isa),
+                CpuOptions::threads(2).isa(isa),
+            );
+            let f1 = forward(&inp, rows, cols, &one);
+            let f2 = forward(&inp, rows, cols, &two);
+            assert!(f1 == f2, "{isa} {rows}x{cols}: forward differs");
+            let b1 = backward(&dy, &inp, &f1.1, &f1.2, rows, cols, &one);
+            let b2 = backward(&dy, &inp, &f1.1, &f1.2, rows, cols, &two);
+            assert!(b1 == b2, "{isa} {rows}x{cols}: backward differs");
+        }
+    }
+}
+
+#[test]
+fn empty_batches_are_fine() {
+    let opts = CpuOptions::threads(2);
+    let (g, b) = ([1.0f32; 3], [0.0f32; 3]);
+    layer_norm(&[], &g, &b, &mut [], None, 0, 3, EPS, &opts).unwrap();
+    let (mut dg, mut db) = ([f32::NAN; 3], [f32::NAN; 3]);
+    layer_norm_backward(
+        &[],
+        &[],
+        &g,
+        &[],
+        &[],
+        &mut [],
+        &mut dg,
+        &mut db,
+        0,
+        3,
+        &opts,
+    )
+    .unwrap();
+    assert_eq!((dg, db), ([0.0; 3], [0.0; 3]));
+}
+
+/// The error is a shape error whose message names the op and contains every `parts`.
+fn assert_shape_error(result: smelt_kernels::Result<()>, op: &str, parts: &[&str]) {
+    let err = result.unwrap_err();
+    assert!(matches!(err, Error::Shape { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.starts_with(&format!("{op}:")), "{msg}");
+    for part in parts {
+        assert!(msg.contains(part), "{msg} lacks {part:?}");
+    }
+}
+
+#[test]
+fn bad_shapes_are_errors_naming_them() {
+    let opts = CpuOptions::default();
+    let (x, g, b) = (vec![0.0f32; 12], vec![1.0f32; 4], vec![0.0f32; 4]);
+    let mut y = vec![0.0f32; 12];
+    let (mut m, mut s) = (vec![0.0f32; 3], vec![0.0f32; 3]);
+    const OP: &str = "layer_norm";
+    assert_shape_error(
+        layer_norm(&x[..11], &g, &b, &mut y, None, 3, 4, EPS, &opts),
+        OP,
+        &["x has 11", "rows x cols = 3 x 4", "12"],
+    );
+    assert_shape_error(
+        layer_norm(&x, &g, &b, &mut y[..5], None, 3, 4, EPS, &opts),
+        OP,
+        &["y has 5"],
+    );
+    assert_shape_error(
+        layer_norm(&x, &g[..3], &b, &mut y, None, 3, 4, EPS, &opts),
+        OP,
+        &["gamma has 3", "cols = 4"],
+    );
+    assert_shape_error(
+        layer_norm(&x, &g, &b[..1], &mut y, None, 3, 4, EPS, &opts),
+        OP,
+        &["beta has 1"],
+    );
+    assert_shape_error(
+        layer_norm(
+            &x,
+            &g,
+            &b,
+            &mut y,
+            Some((&mut m[..2], &mut s)),
+            3,
+            4,
+            EPS,
+            &opts,
+        ),
+        OP,
+        &["mean has 2", "rows = 3"],
+    );
+    assert_shape_error(
+        layer_norm(
+            &x,
+            &g,
+            &b,
+            &mut y,
+            Some((&mut m, &mut s[..1])),
+            3,
+            4,
+            EPS,
+            &opts,
+        ),
+        OP,
+        &["rstd has 1"],
+    );
+    assert_shape_error(
+        layer_norm(&[], &[], &[], &mut [], None, 3, 0, EPS, &opts),
+        OP,
+        &["3 x 0", "at least one column"],
+    );
+    assert_shape_error(
+        layer_norm(&x, &g, &b, &mut y, None, usize::MAX, 4, EPS, &opts),
+        OP,
+        &["overflows"],
+    );
+    assert_shape_error(
+        layer_norm_reference(&x, &g, &b, &mut y[..2], None, 3, 4, EPS),
+        "layer_norm_reference",
+        &["y has 2"],
+    );
+
+    const BW: &str = "layer_norm_backward";
+    let (mut dx, mut dg, mut db) = (vec![0.0f32; 12], vec![0.0f32; 4], vec![0.0f32; 4]);
+    let mut call = |dy: &[f32], mean: &[f32], dgamma_len: usize, dx_len: usize| {
+        layer_norm_backward(
+            dy,
+            &x,
+            &g,
+            mean,
+            &s,
+            &mut dx[..dx_len],
+            &mut dg[..dgamma_len],
+            &mut db,
+            3,
+            4,
+            &opts,
+        )
+    };
+    assert_shape_error(call(&x[..7], &m, 4, 12), BW, &["dy has 7", "3 x 4"]);
+    assert_shape_error(call(&x, &m, 4, 11), BW, &["dx has 11"]);
+    assert_shape_error(call(&x, &m, 2, 12), BW, &["dgamma has 2", "cols = 4"]);
+    assert_shape_error(call(&x, &m[..1], 4, 12), BW, &["mean has 1", "rows = 3"]);
+    call(&x, &m, 4, 12).unwrap();
+    assert_shape_error(
+        layer_norm_backward(
+            &[],
+            &[],
+            &[],
+            &[],
+            &[],
+            &mut [],
+            &mut [],
+            &mut [],
+            2,
+            0,
+            &opts,
+        ),
+        BW,
+        &["2 x 0"],
+    );
+    assert_shape_error(
+        layer_norm_backward_reference(&x, &x, &g, &m, &s, &mut dx, &mut dg, &mut db[..3], 3, 4),
+        "layer_norm_backward_reference",
+        &["dbeta has 3"],
+    );
+}
+
+#[test]
+fn unsupported_isa_and_zero_threads_are_errors() {
+    let mut cases = vec![CpuOptions::threads(0)];
+    cases.extend(
+        Isa::ALL
+            .into_iter()
+            .filter(|i| !i.is_supported())
+            .map(|i| CpuOptions::threads(1).isa(i)),
+    );
+    let (x, g, b) = ([0.0f32; 4], [1.0f32; 2], [0.0f32; 2]);
+    for opts in cases {
+        let mut y = [0.0f32; 4];
+        let err = layer_norm(&x, &g, &b, &mut y, None, 2, 2, EPS, &opts).unwrap_err();
+        assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
+        let (mut dg, mut db) = ([0.0f32; 2], [0.0f32; 2]);
+        let err = layer_norm_backward(&x, &x, &g, &b, &g, &mut y, &mut dg, &mut db, 2, 2, &opts)
+            .unwrap_err();
+        assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
+    }
+}
