@@ -100,7 +100,7 @@ impl Batch {
             }
             None => vec![1.0; n],
         };
-        let additive_mask = if mask.iter().any(|&m| m == 0.0) {
+        let additive_mask = if mask.contains(&0.0) {
             let additive = mask.iter().map(|&m| (1.0 - m) * f32::MIN).collect();
             Some(Tensor::from_vec(&[batch, seq], additive)?)
         } else {

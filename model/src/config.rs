@@ -136,7 +136,7 @@ impl Config {
         if let Some((name, _)) = sizes.iter().find(|(_, v)| *v == 0) {
             return Err(format!("the {name} is 0"));
         }
-        if self.hidden % self.heads != 0 {
+        if !self.hidden.is_multiple_of(self.heads) {
             return Err(format!(
                 "{} heads do not divide the hidden size {}",
                 self.heads, self.hidden

@@ -185,7 +185,6 @@ fn outputs_and_gradients(case: &str, threads: usize) {
     let grads = reference
         .file
         .names()
-        .into_iter()
         .filter(|n| n.starts_with("grad."))
         .count();
     assert_eq!(

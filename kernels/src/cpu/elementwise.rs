@@ -135,13 +135,15 @@ pub fn scale(x: &[f32], alpha: f32, out: &mut [f32], opts: &CpuOptions) -> Resul
     Ok(())
 }
 
+/// Interleaved partial sums of [`mul_sum`] (independent f64 adds that overlap).
+const K: usize = 8;
+
 /// `sum_i a[i] * b[i]`, each product and the running sum in f64 (e.g. a loss `sum(x * probe)`).
 ///
 /// Single-threaded, in a fixed order (eight interleaved partial sums, added pairwise at the
 /// end), so the result is reproducible. Errors when the lengths differ.
 pub fn mul_sum(a: &[f32], b: &[f32]) -> Result<f64> {
     check::same_len("mul_sum", &[("a", a.len()), ("b", b.len())])?;
-    const K: usize = 8;
     let mut acc = [0.0f64; K];
     let (a8, b8) = (a.chunks_exact(K), b.chunks_exact(K));
     let tail: f64 = a8

@@ -28,6 +28,8 @@ use std::ops::Range;
 const BLOCKS: usize = 64;
 /// Independent accumulators of the max pass.
 const UNROLL: usize = 4;
+/// Vectors of terms each partial sum of [`exp_sum`] adds before joining the row's total.
+const SUM_BLOCK: usize = 32;
 
 /// The result of [`cross_entropy`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -213,6 +215,10 @@ unsafe fn row_max<V: SimdF32>(x: *const f32, cols: usize) -> f32 {
 }
 
 /// `sum_j e^(x[j] - max)` over one row, also writing each term to `dst` when `WRITE`.
+///
+/// Each lane sums blocks of [`SUM_BLOCK`] vectors on their own, then adds the block sums: a
+/// 30522-class row adds some 120 block sums of 32 terms per lane rather than 3800 terms in
+/// one chain, which keeps the f32 rounding of the sum near 1e-6.
 #[inline(always)]
 unsafe fn exp_sum<V: SimdF32, const WRITE: bool>(
     x: *const f32,
@@ -221,15 +227,21 @@ unsafe fn exp_sum<V: SimdF32, const WRITE: bool>(
     max: f32,
 ) -> f32 {
     let minus_max = V::splat(-max);
-    let mut acc = V::zero();
+    let whole = cols - cols % V::LANES;
+    let mut total = V::zero();
     let mut j = 0;
-    while j + V::LANES <= cols {
-        let e = exp_nonpositive(V::add(V::load(x.add(j)), minus_max));
-        if WRITE {
-            V::store(dst.add(j), e);
+    while j < whole {
+        let block_end = whole.min(j + SUM_BLOCK * V::LANES);
+        let mut acc = V::zero();
+        while j < block_end {
+            let e = exp_nonpositive(V::add(V::load(x.add(j)), minus_max));
+            if WRITE {
+                V::store(dst.add(j), e);
+            }
+            acc = V::add(acc, e);
+            j += V::LANES;
         }
-        acc = V::add(acc, e);
-        j += V::LANES;
+        total = V::add(total, acc);
     }
     if j < cols {
         // Lanes past the row are filled with -inf: e^-inf = 0 adds nothing.
@@ -241,9 +253,9 @@ unsafe fn exp_sum<V: SimdF32, const WRITE: bool>(
         if WRITE {
             V::store_partial(dst.add(j), n, e);
         }
-        acc = V::add(acc, e);
+        total = V::add(total, e);
     }
-    V::reduce_sum(acc)
+    V::reduce_sum(total)
 }
 
 /// The shape and target checks; returns the number of counted rows.

@@ -5,7 +5,8 @@
 //! hands contiguous ranges of them to at most `threads` tasks, so a small problem stays on the
 //! caller. [`run_simd`] does the same for a [`SimdJob`], entering each range through a
 //! `#[target_feature]` function of the ISA, so the compiler emits AVX-512 or AVX2 code for the
-//! whole inlined body. Neither allocates.
+//! whole inlined body. Neither allocates. [`load_n`] and [`store_n`] serve job bodies that
+//! handle a row's last, partial vector with the same code as its whole ones.
 
 use crate::cpu::isa::Isa;
 use crate::cpu::options::CpuOptions;
