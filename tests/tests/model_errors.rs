@@ -1,0 +1,184 @@
+//! Bad model input gives clear errors, never a panic: missing or misshaped tensors (naming the
+//! tensor and both shapes), unknown model types, token ids past the vocabulary, sequences past
+//! the position table, bad masks, F16/BF16 checkpoints converted on load.
+
+use smelt_engine::formats::safetensors::{write, Dtype, SafeTensors};
+use smelt_engine::Arena;
+use smelt_model::{Batch, Config, HeadKind, Model};
+use std::path::{Path, PathBuf};
+
+fn fixture(case: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(case)
+}
+
+/// A scratch model directory holding the `bert` fixture's config and the given tensors.
+fn model_dir(tag: &str, tensors: &[(String, Dtype, Vec<usize>, Vec<u8>)]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("smelt-model-errors-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(fixture("bert").join("config.json"), dir.join("config.json")).unwrap();
+    let raw: Vec<_> = tensors
+        .iter()
+        .map(|(n, d, s, b)| (n.as_str(), *d, s.as_slice(), b.as_slice()))
+        .collect();
+    write(&dir.join("model.safetensors"), &raw, &[]).unwrap();
+    dir
+}
+
+/// Every tensor of the `bert` fixture as (name, F32, shape, bytes), passed through `edit`.
+fn bert_tensors(
+    edit: impl Fn(&str, Vec<f32>) -> Option<(Dtype, Vec<u8>)>,
+    shape_of: impl Fn(&str, &[usize]) -> Vec<usize>,
+) -> Vec<(String, Dtype, Vec<usize>, Vec<u8>)> {
+    let file = SafeTensors::open(&fixture("bert").join("model.safetensors")).unwrap();
+    let arena = Arena::new();
+    file.names()
+        .filter_map(|name| {
+            let t = file.tensor_f32(name).unwrap();
+            let values = t.to_vec(&arena).unwrap();
+            let shape = shape_of(name, t.dims());
+            edit(name, values).map(|(dtype, bytes)| (name.to_string(), dtype, shape, bytes))
+        })
+        .collect()
+}
+
+fn f32_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+fn load_error(dir: &Path) -> String {
+    Model::load(dir).unwrap_err().to_string()
+}
+
+#[test]
+fn missing_and_misshaped_tensors_are_named() {
+    let keep_shape = |_: &str, dims: &[usize]| dims.to_vec();
+    let missing = bert_tensors(
+        |name, v| {
+            (name != "encoder.layer.1.output.dense.weight").then(|| (Dtype::F32, f32_bytes(&v)))
+        },
+        keep_shape,
+    );
+    let err = load_error(&model_dir("missing", &missing));
+    assert!(
+        err.contains("missing tensor 'encoder.layer.1.output.dense.weight'")
+            && err.contains("[32, 37]"),
+        "{err}"
+    );
+
+    let misshaped = bert_tensors(
+        |_, v| Some((Dtype::F32, f32_bytes(&v))),
+        |name, dims| {
+            if name == "embeddings.LayerNorm.weight" {
+                vec![4, 8]
+            } else {
+                dims.to_vec()
+            }
+        },
+    );
+    let err = load_error(&model_dir("misshaped", &misshaped));
+    assert!(
+        err.contains(
+            "tensor 'embeddings.LayerNorm.weight' has shape [4, 8], the config needs [32]"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn half_precision_checkpoints_are_converted_on_load() {
+    let reference = Model::load(&fixture("bert")).unwrap();
+    let arena = Arena::new();
+    for (tag, dtype) in [("f16", Dtype::F16), ("bf16", Dtype::Bf16)] {
+        let tensors = bert_tensors(
+            |_, v| {
+                let bytes = v
+                    .iter()
+                    .flat_map(|&x| match dtype {
+                        Dtype::F16 => f32_to_f16(x).to_le_bytes(),
+                        _ => ((x.to_bits() >> 16) as u16).to_le_bytes(),
+                    })
+                    .collect();
+                Some((dtype, bytes))
+            },
+            |_, dims| dims.to_vec(),
+        );
+        let model = Model::load(&model_dir(tag, &tensors)).unwrap();
+        for (ours, full) in model.params().iter().zip(reference.params().iter()) {
+            let (a, b) = (
+                ours.tensor.to_vec(&arena).unwrap(),
+                full.tensor.to_vec(&arena).unwrap(),
+            );
+            let worst = a
+                .iter()
+                .zip(&b)
+                .map(|(x, y)| (x - y).abs() / y.abs().max(0.1))
+                .fold(0.0, f32::max);
+            let bound = if dtype == Dtype::F16 { 1e-3 } else { 8e-3 };
+            assert!(worst < bound, "{tag} {}: {worst}", ours.name);
+        }
+    }
+}
+
+/// Round-to-nearest f32 -> f16 for normal values in range (the fixture's weights are).
+fn f32_to_f16(x: f32) -> u16 {
+    let bits = x.to_bits();
+    let sign = ((bits >> 16) & 0x8000) as u16;
+    let exp = ((bits >> 23) & 0xff) as i32 - 127 + 15;
+    if exp <= 0 {
+        return sign;
+    }
+    let mantissa = bits & 0x7f_ffff;
+    let rounded = ((exp as u32) << 10 | mantissa >> 13) + ((mantissa >> 12) & 1);
+    sign | rounded as u16
+}
+
+#[test]
+fn bad_inputs_are_clear_errors() {
+    let config = Config::load(&fixture("bert").join("config.json")).unwrap();
+    let err = |ids: &[i64], seq: usize, mask: Option<&[i64]>, types: Option<&[i64]>| {
+        Batch::new(&config, ids.len() / seq, seq, ids, mask, types)
+            .unwrap_err()
+            .to_string()
+    };
+    assert_eq!(
+        err(&[1, 2, 99, 4], 2, None, None),
+        "Batch::new: input_ids[1][0] = 99 is outside 0..99 (vocab_size)"
+    );
+    assert!(err(&[1, -2], 2, None, None).contains("input_ids[0][1] = -2"));
+    assert_eq!(
+        err(&vec![1; 41], 41, None, None),
+        "Batch::new: sequences of 41 tokens are longer than max_position_embeddings = 40"
+    );
+    assert!(err(&[1, 2], 2, Some(&[1, 2]), None).contains("attention_mask[0][1] = 2"));
+    assert!(
+        err(&[1, 2], 2, None, Some(&[0, 2])).contains("token_type_ids[0][1] = 2 is outside 0..2")
+    );
+    assert!(err(&[1, 2], 2, Some(&[1]), None).contains("attention_mask has 1 values"));
+
+    let model = Model::random(&config, HeadKind::MaskedLm, 1).unwrap();
+    let batch = Batch::new(&config, 1, 2, &[1, 2], None, None)
+        .unwrap()
+        .with_labels(&[5, 120])
+        .unwrap();
+    let mut tape = smelt_engine::Tape::new();
+    let arena = Arena::new();
+    let mut g =
+        smelt_engine::Graph::new(&mut tape, &arena, smelt_engine::CpuOptions::default(), true);
+    let f = model.forward(&mut g, &batch).unwrap();
+    let loss = model.loss(&mut g, &f, &batch).unwrap_err().to_string();
+    assert!(loss.contains("120") && loss.contains("99"), "{loss}");
+}
+
+#[test]
+fn unknown_model_types_and_bad_json_are_errors() {
+    let dir = std::env::temp_dir().join(format!("smelt-model-errors-json-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("config.json"), r#"{"model_type": "roberta"}"#).unwrap();
+    assert!(load_error(&dir).contains("model_type \"roberta\" is not supported"));
+    std::fs::write(dir.join("config.json"), r#"{"model_type": "bert", "#).unwrap();
+    assert!(load_error(&dir).contains("malformed JSON"));
+    std::fs::remove_file(dir.join("config.json")).unwrap();
+    assert!(load_error(&dir).contains("config.json"));
+}
