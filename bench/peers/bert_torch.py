@@ -15,7 +15,7 @@ Each phase runs warm-up iterations, then R timed ones (default 10 forward, 5 tra
 reported. Output line:
   {"impl": "pytorch", "config", "batch", "seq", "threads", "phase", "median_ms", "tokens_per_s",
    "peak_rss_mb", "attn", "start_rss_mb"}
-peak_rss_mb is this process's peak resident set (getrusage ru_maxrss) read after the phase; with
+peak_rss_mb is this process's peak resident set (VmHWM) read after the phase; with
 --phase both the train figure also covers the forward phase that ran before it, so measure a
 training step's peak memory with --phase train alone, in a fresh process. start_rss_mb is the same figure taken once the model
 and inputs are built, before the first phase (the interpreter, torch and transformers alone
@@ -99,6 +99,15 @@ def make_inputs(batch, seq):
 
 
 def peak_rss_mb():
+    # VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over from the parent across
+    # fork + exec, so a script started by `smelt bench` would report smelt's own peak.
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0  # KiB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 

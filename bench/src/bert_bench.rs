@@ -55,29 +55,35 @@ pub fn run(args: &Args, threads: usize) -> Result<Vec<Row>, String> {
             });
         }
     }
-    let peer_args = [
-        "--config",
-        &name,
-        "--batch",
-        &batch.to_string(),
-        "--seq",
-        &seq.to_string(),
-        "--threads",
-        &threads.to_string(),
-        "--phase",
-        &phase,
-    ]
-    .map(str::to_string);
-    for (flag, script) in [("torch", "bert_torch.py"), ("onnx", "bert_onnx.py")] {
-        if args.flag(flag) {
-            for line in json_lines(&format!("--{flag}"), script, &peer_args)? {
-                figures.push(Figure {
-                    name: field(&line, "impl")?,
-                    phase: field(&line, "phase")?,
-                    median_ms: number(&line, "median_ms")?,
-                    peak_rss_mb: number(&line, "peak_rss_mb").unwrap_or(f64::NAN),
-                });
-            }
+    // ONNX Runtime has no training step: it is asked for the forward only.
+    let peers = [
+        ("torch", "bert_torch.py", phase.as_str()),
+        ("onnx", "bert_onnx.py", "forward"),
+    ];
+    for (flag, script, peer_phase) in peers {
+        if !args.flag(flag) || (peer_phase == "forward" && phase == "train") {
+            continue;
+        }
+        let peer_args = [
+            "--config",
+            &name,
+            "--batch",
+            &batch.to_string(),
+            "--seq",
+            &seq.to_string(),
+            "--threads",
+            &threads.to_string(),
+            "--phase",
+            peer_phase,
+        ]
+        .map(str::to_string);
+        for line in json_lines(&format!("--{flag}"), script, &peer_args)? {
+            figures.push(Figure {
+                name: field(&line, "impl")?,
+                phase: field(&line, "phase")?,
+                median_ms: number(&line, "median_ms")?,
+                peak_rss_mb: number(&line, "peak_rss_mb").unwrap_or(f64::NAN),
+            });
         }
     }
     let tokens = (batch * seq) as f64;

@@ -61,9 +61,15 @@ const MIN_BLOCK_FLOATS: usize = 1 << 16;
 static NEXT_ARENA_ID: AtomicU64 = AtomicU64::new(0);
 
 /// One zero-initialised, 64-byte aligned heap block of `len` floats.
+///
+/// The allocation asks for `ALIGN` extra bytes at the system allocator's natural alignment
+/// and aligns the start by hand: `alloc_zeroed` with a 64-byte alignment would `memset` the
+/// whole block (touching every page), while at natural alignment it is `calloc`, whose large
+/// blocks come as fresh zero pages from the OS that cost memory only once touched.
 struct Block {
     ptr: NonNull<f32>,
     len: usize,
+    raw: NonNull<u8>,
     layout: AllocLayout,
 }
 
@@ -76,21 +82,32 @@ impl Block {
     fn new(len: usize) -> Result<Block> {
         let layout = len
             .checked_mul(std::mem::size_of::<f32>())
-            .and_then(|bytes| AllocLayout::from_size_align(bytes, ALIGN).ok())
+            .and_then(|bytes| bytes.checked_add(ALIGN))
+            .and_then(|bytes| AllocLayout::from_size_align(bytes, std::mem::align_of::<f32>()).ok())
             .ok_or(Error::OutOfMemory { bytes: usize::MAX })?;
         // SAFETY: `len > 0`, so the layout has a non-zero size.
         let raw = unsafe { alloc::alloc_zeroed(layout) };
-        let ptr = NonNull::new(raw.cast::<f32>()).ok_or(Error::OutOfMemory {
+        let raw = NonNull::new(raw).ok_or(Error::OutOfMemory {
             bytes: layout.size(),
         })?;
-        Ok(Block { ptr, len, layout })
+        let skip = raw.as_ptr().align_offset(ALIGN);
+        // SAFETY: `align_offset` of a byte pointer to a power-of-two alignment is below
+        // `ALIGN`, and the allocation has `ALIGN` bytes more than the `len` floats, so the
+        // aligned start and `len` floats after it lie inside it.
+        let ptr = unsafe { NonNull::new_unchecked(raw.as_ptr().add(skip).cast::<f32>()) };
+        Ok(Block {
+            ptr,
+            len,
+            raw,
+            layout,
+        })
     }
 }
 
 impl Drop for Block {
     fn drop(&mut self) {
-        // SAFETY: `ptr` was returned by `alloc_zeroed` with this same layout and is freed once.
-        unsafe { alloc::dealloc(self.ptr.as_ptr().cast(), self.layout) }
+        // SAFETY: `raw` was returned by `alloc_zeroed` with this same layout and is freed once.
+        unsafe { alloc::dealloc(self.raw.as_ptr(), self.layout) }
     }
 }
 
@@ -316,13 +333,16 @@ impl Arena {
 
     /// Frees every allocation and closes every mark; tensors allocated so far become invalid.
     ///
-    /// When the step used more than one block, they are replaced by one block of their total
-    /// size, so the next step of the same shapes needs no growth. (Should that block not be
+    /// When the step used more than one block, they are replaced by one block the size of the
+    /// largest step so far ([`Arena::high_water`]), so the next step of the same shapes needs
+    /// no growth. (Should that block not be
     /// available, the arena starts empty and grows again on demand.)
     pub fn reset(&mut self) {
         let blocks = self.blocks.get_mut();
         if blocks.len() > 1 {
-            let total = blocks.iter().map(|b| b.len).sum();
+            // The largest step so far fits one block of its size: in a single block no
+            // block's tail is left unused.
+            let total = (self.high_water.get() / std::mem::size_of::<f32>()).max(MIN_BLOCK_FLOATS);
             blocks.clear();
             if let Ok(block) = Block::new(total) {
                 blocks.push(block);
@@ -434,7 +454,7 @@ mod tests {
     }
 
     #[test]
-    fn grows_by_blocks_then_resets_to_one_block_of_the_total() {
+    fn grows_by_blocks_then_resets_to_one_block_of_the_high_water() {
         let mut arena = Arena::new();
         let big = MIN_BLOCK_FLOATS / 2 + 1;
         let step = |arena: &Arena| {
@@ -460,7 +480,12 @@ mod tests {
         assert!(grown >= needed);
         arena.reset();
         assert_eq!(arena.block_count(), 1);
-        assert_eq!(arena.capacity(), grown);
+        assert_eq!(
+            arena.capacity(),
+            needed,
+            "one block of the step's size, not of the blocks'"
+        );
+        assert!(needed < grown);
         assert_eq!(arena.bytes_used(), 0);
         step(&arena);
         assert_eq!(
@@ -468,7 +493,7 @@ mod tests {
             1,
             "a second equal step needs no growth"
         );
-        assert_eq!(arena.capacity(), grown);
+        assert_eq!(arena.capacity(), needed);
         assert_eq!(arena.high_water(), needed);
     }
 
