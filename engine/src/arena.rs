@@ -320,6 +320,25 @@ impl Arena {
         Ok(unsafe { std::slice::from_raw_parts(slot.ptr.as_ptr(), slot.len) })
     }
 
+    /// The live slice of `slot` for writing, with the checks of [`Arena::slice`].
+    ///
+    /// # Safety
+    ///
+    /// No other reference to the slot's memory may exist while the returned slice lives, and
+    /// no handle to it may be read meanwhile (the autograd tape uses it for gradient buffers
+    /// it owns alone).
+    pub(crate) unsafe fn slice_mut(
+        &self,
+        op: &'static str,
+        slot: &ArenaSlot,
+        shape: &Shape,
+    ) -> Result<&mut [f32]> {
+        let data = self.slice(op, slot, shape)?;
+        // SAFETY: the slot is live (checked by `slice`), and the caller guarantees that
+        // nothing else refers to its memory while this slice exists.
+        Ok(unsafe { std::slice::from_raw_parts_mut(data.as_ptr().cast_mut(), data.len()) })
+    }
+
     /// Whether scope `depth` is open with this `epoch`.
     fn is_open(&self, depth: usize, epoch: u64) -> bool {
         depth <= self.depth.get() && self.epochs[depth].get() == epoch

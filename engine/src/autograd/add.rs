@@ -25,8 +25,9 @@ impl Graph<'_> {
     }
 }
 
-/// Both inputs receive the output gradient unchanged.
-pub(super) fn backward(g: &mut Graph<'_>, a: Var, b: Var, dout: &Tensor) -> Result<()> {
-    g.accumulate(a, dout.clone())?;
-    g.accumulate(b, dout.clone())
+/// Both inputs receive the output gradient unchanged: its buffer becomes shared.
+pub(super) fn backward(g: &mut Graph<'_>, a: Var, b: Var, out: Var, dout: &Tensor) -> Result<()> {
+    g.share(out);
+    g.accumulate_shared(a, dout.clone())?;
+    g.accumulate_shared(b, dout.clone())
 }

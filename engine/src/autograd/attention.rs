@@ -125,26 +125,23 @@ pub(super) fn backward(
     let (qd, kd, vd) = (g.dense(OP, q)?, g.dense(OP, k)?, g.dense(OP, v)?);
     let p = probs.contiguous_data(OP, arena)?;
     let dy = dout.contiguous_data(OP, arena)?;
-    let mut scratch = arena.alloc(&[shape.backward_scratch_len(opts.threads)])?;
-    let mut dk = arena.alloc_shape(dims)?;
-    let mut dv = arena.alloc_shape(dims)?;
-    let dq = g.alloc_with(OP, dims.dims(), |dq| {
-        Ok(attention_backward(
-            qd,
-            kd,
-            vd,
-            p,
-            dy,
-            scale,
-            shape,
-            scratch.as_mut_slice(),
-            dq,
-            dk.as_mut_slice(),
-            dv.as_mut_slice(),
-            &opts,
-        )?)
-    })?;
+    let scratch = g.grad_tensor(OP, &[shape.backward_scratch_len(opts.threads)])?;
+    let dk = g.grad_tensor(OP, dims.dims())?;
+    let dv = g.grad_tensor(OP, dims.dims())?;
+    let dq = g.grad_tensor(OP, dims.dims())?;
+    // SAFETY: the four buffers were just taken from the pool or the arena, are distinct, and
+    // nothing else refers to them.
+    let (s, dqs, dks, dvs) = unsafe {
+        (
+            g.buffer_mut(OP, &scratch)?,
+            g.buffer_mut(OP, &dq)?,
+            g.buffer_mut(OP, &dk)?,
+            g.buffer_mut(OP, &dv)?,
+        )
+    };
+    attention_backward(qd, kd, vd, p, dy, scale, shape, s, dqs, dks, dvs, &opts)?;
+    g.recycle(scratch);
     g.accumulate(q, dq)?;
-    g.accumulate(k, dk.into_tensor())?;
-    g.accumulate(v, dv.into_tensor())
+    g.accumulate(k, dk)?;
+    g.accumulate(v, dv)
 }

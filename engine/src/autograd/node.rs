@@ -97,7 +97,7 @@ impl Node {
     pub(crate) fn backward(&self, g: &mut Graph<'_>, dout: &Tensor) -> Result<()> {
         match self {
             &Node::Linear { x, w, b, .. } => linear::backward(g, x, w, b, dout),
-            &Node::Add { a, b, .. } => add::backward(g, a, b, dout),
+            &Node::Add { a, b, out } => add::backward(g, a, b, out, dout),
             Node::LayerNorm {
                 x,
                 gamma,

@@ -1,9 +1,10 @@
 //! [`Tape`]: the values and recorded ops of one step; [`Graph`]: the step's view of it.
 
 use super::node::Node;
-use crate::{Arena, Error, Result, Shape, Tensor};
+use crate::{Arena, Error, Result, Shape, Storage, Tensor};
 use smelt_kernels::cpu::elementwise;
 use smelt_kernels::cpu::CpuOptions;
+use std::cell::RefCell;
 
 /// A value of the current step: an index into the tape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,11 +39,22 @@ impl Leaves {
 ///
 /// Its vectors keep their capacity across [`Tape::clear`], so a steady-state step allocates
 /// nothing.
+///
+/// # Gradient buffers
+///
+/// The backward releases the gradient of an intermediate value as soon as the op that produced
+/// the value has used it, into a pool of free arena buffers that later gradients of the same
+/// size take before the arena grows. A buffer goes back to the pool only when the tape owns
+/// it alone (`owned`): an op that passes its output gradient on unchanged (the residual add)
+/// marks it shared. Leaves keep their gradients.
 #[derive(Default)]
 pub struct Tape {
     values: Vec<Tensor>,
     needs_grad: Vec<bool>,
+    leaf: Vec<bool>,
     grads: Vec<Option<Tensor>>,
+    owned: Vec<bool>,
+    pool: RefCell<Vec<Tensor>>,
     pub(crate) nodes: Vec<Node>,
     /// Token ids and targets recorded by ops (nodes keep ranges into these).
     pub(crate) ids: Vec<u32>,
@@ -67,14 +79,16 @@ impl Tape {
     pub fn release_values(&mut self) {
         self.values.clear();
         self.needs_grad.clear();
+        self.leaf.clear();
         self.nodes.clear();
+        self.pool.get_mut().clear();
     }
 
     /// Forgets every value, op and gradient (keeping capacity); call before `Arena::reset`.
     pub fn clear(&mut self) {
-        self.values.clear();
-        self.needs_grad.clear();
+        self.release_values();
         self.grads.clear();
+        self.owned.clear();
         self.nodes.clear();
         self.ids.clear();
         self.targets.clear();
@@ -123,7 +137,9 @@ impl<'a> Graph<'a> {
 
     /// A leaf value; `needs_grad` marks a parameter whose gradient [`Graph::backward`] computes.
     pub fn leaf(&mut self, value: Tensor, needs_grad: bool) -> Var {
-        self.push(value, needs_grad && self.recording)
+        let var = self.push(value, needs_grad && self.recording);
+        self.tape.leaf[var.0] = true;
+        var
     }
 
     /// One leaf per tensor, in order (a model's parameters), all with the same `needs_grad`.
@@ -148,6 +164,7 @@ impl<'a> Graph<'a> {
     }
 
     /// The gradient of `var` after [`Graph::backward`]; `None` when nothing reached it.
+    /// Only leaves keep theirs: intermediate gradients are released during the backward.
     pub fn grad(&self, var: Var) -> Option<&Tensor> {
         self.tape.grads.get(var.0).and_then(Option::as_ref)
     }
@@ -192,6 +209,7 @@ impl<'a> Graph<'a> {
     fn push(&mut self, value: Tensor, needs_grad: bool) -> Var {
         self.tape.values.push(value);
         self.tape.needs_grad.push(needs_grad);
+        self.tape.leaf.push(false);
         Var(self.tape.values.len() - 1)
     }
 
@@ -229,42 +247,161 @@ impl<'a> Graph<'a> {
         let len = self.tape.values.len();
         self.tape.grads.clear();
         self.tape.grads.resize(len, None);
-        let seed = self.alloc_with(OP, shape.dims(), |g| {
+        self.tape.owned.clear();
+        self.tape.owned.resize(len, false);
+        let seed = self.grad_with(OP, shape.dims(), |g| {
             g.fill(1.0);
             Ok(())
         })?;
         self.tape.grads[loss.0] = Some(seed);
+        self.tape.owned[loss.0] = true;
         let nodes = std::mem::take(&mut self.tape.nodes);
         let result = nodes.iter().rev().try_for_each(|node| {
-            let Some(dout) = self.tape.grads[node.output().0].clone() else {
+            let out = node.output();
+            let Some(dout) = self.tape.grads[out.0].clone() else {
                 return Ok(());
             };
-            node.backward(self, &dout)
+            node.backward(self, &dout)?;
+            // Every op that reads this value ran after it, so its gradient is complete and
+            // the op that made the value was its last reader.
+            self.release(out);
+            Ok(())
         });
         self.tape.nodes = nodes;
         result
     }
 
-    /// Adds `grad` to the gradient of `var` (kept only when `var` needs one).
+    /// Drops the gradient of the intermediate value `var`, pooling its buffer when owned.
+    fn release(&mut self, var: Var) {
+        if self.tape.leaf[var.0] {
+            return;
+        }
+        if let Some(grad) = self.tape.grads[var.0].take() {
+            if self.tape.owned[var.0] {
+                self.recycle(grad);
+            }
+        }
+    }
+
+    /// Adds `grad`, a buffer the caller owns alone (fresh from [`Graph::grad_with`]), to the
+    /// gradient of `var` (kept only when `var` needs one).
     pub(crate) fn accumulate(&mut self, var: Var, grad: Tensor) -> Result<()> {
+        self.add_grad(var, grad, true)
+    }
+
+    /// Adds `grad`, a buffer that stays shared with another gradient, to the gradient of
+    /// `var`.
+    pub(crate) fn accumulate_shared(&mut self, var: Var, grad: Tensor) -> Result<()> {
+        self.add_grad(var, grad, false)
+    }
+
+    /// Marks the gradient of `var` as shared: it will not be pooled when released.
+    pub(crate) fn share(&mut self, var: Var) {
+        self.tape.owned[var.0] = false;
+    }
+
+    fn add_grad(&mut self, var: Var, grad: Tensor, owned: bool) -> Result<()> {
+        const OP: &str = "backward";
         if !self.needs_grad(var) {
+            if owned {
+                self.recycle(grad);
+            }
             return Ok(());
         }
-        let sum = match &self.tape.grads[var.0] {
-            None => grad,
-            Some(old) => {
-                let (a, b) = (
-                    dense_of("backward", old.clone(), self.arena)?,
-                    dense_of("backward", grad, self.arena)?,
-                );
-                let opts = self.opts;
-                self.alloc_with("backward", old.dims(), |out| {
-                    Ok(elementwise::add(a, b, out, &opts)?)
-                })?
-            }
+        let Some(old) = self.tape.grads[var.0].clone() else {
+            self.tape.grads[var.0] = Some(grad);
+            self.tape.owned[var.0] = owned;
+            return Ok(());
         };
+        let opts = self.opts;
+        if self.tape.owned[var.0] || owned {
+            // Add into whichever buffer is ours alone.
+            let (acc, other) = if self.tape.owned[var.0] {
+                (old, grad)
+            } else {
+                (grad, old)
+            };
+            {
+                let b = dense_of(OP, other.clone(), self.arena)?;
+                // SAFETY: `acc` is owned by the tape alone (its `owned` flag, or fresh from
+                // the caller), so nothing else reads or writes it meanwhile; `other` is a
+                // different buffer.
+                let a = unsafe { self.buffer_mut(OP, &acc)? };
+                elementwise::add_assign(a, b, &opts)?;
+            }
+            let other_owned = if self.tape.owned[var.0] { owned } else { false };
+            if other_owned {
+                self.recycle(other);
+            }
+            self.tape.grads[var.0] = Some(acc);
+            self.tape.owned[var.0] = true;
+            return Ok(());
+        }
+        let (a, b) = (
+            dense_of(OP, old.clone(), self.arena)?,
+            dense_of(OP, grad, self.arena)?,
+        );
+        let sum = self.grad_with(OP, old.dims(), |out| {
+            Ok(elementwise::add(a, b, out, &opts)?)
+        })?;
         self.tape.grads[var.0] = Some(sum);
+        self.tape.owned[var.0] = true;
         Ok(())
+    }
+
+    /// A contiguous tensor of `dims` for a gradient or backward scratch, filled by `fill`
+    /// (which must write every value): a pooled buffer of the same size when there is one,
+    /// else fresh arena memory.
+    pub(crate) fn grad_with(
+        &self,
+        op: &'static str,
+        dims: &[usize],
+        fill: impl FnOnce(&mut [f32]) -> Result<()>,
+    ) -> Result<Tensor> {
+        let t = self.grad_tensor(op, dims)?;
+        // SAFETY: `t` was just taken from the pool or the arena; nothing else refers to it.
+        fill(unsafe { self.buffer_mut(op, &t)? })?;
+        Ok(t)
+    }
+
+    /// A contiguous tensor of `dims` with unspecified contents, from the pool or the arena.
+    pub(crate) fn grad_tensor(&self, op: &'static str, dims: &[usize]) -> Result<Tensor> {
+        let shape = Shape::for_op(op, dims)?;
+        let mut pool = self.tape.pool.borrow_mut();
+        let found = pool.iter().position(|t| t.numel() == shape.numel());
+        if let Some(slot) = found.and_then(|i| match pool.swap_remove(i).storage() {
+            Storage::Arena(slot) => Some(*slot),
+            _ => None,
+        }) {
+            return Ok(Tensor::from_arena(shape, slot));
+        }
+        drop(pool);
+        Ok(self.arena.alloc_shape(shape)?.into_tensor())
+    }
+
+    /// The values of `t` for writing.
+    ///
+    /// # Safety
+    ///
+    /// `t` must be an arena tensor that the caller owns alone: fresh from
+    /// [`Graph::grad_tensor`], or a gradient whose `owned` flag is set; nothing may read or
+    /// write its memory while the slice lives.
+    pub(crate) unsafe fn buffer_mut(&self, op: &'static str, t: &Tensor) -> Result<&mut [f32]> {
+        match t.storage() {
+            // SAFETY: exclusive ownership is the caller's contract.
+            Storage::Arena(slot) => unsafe { self.arena.slice_mut(op, slot, t.shape()) },
+            _ => Err(Error::Shape {
+                op,
+                detail: format!("gradient {} is not an arena tensor", t.shape()),
+            }),
+        }
+    }
+
+    /// Returns `t`, an arena buffer the caller owns alone and will not use again, to the pool.
+    pub(crate) fn recycle(&self, t: Tensor) {
+        if matches!(t.storage(), Storage::Arena(_)) {
+            self.tape.pool.borrow_mut().push(t);
+        }
     }
 }
 
