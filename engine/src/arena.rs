@@ -327,6 +327,8 @@ impl Arena {
     /// No other reference to the slot's memory may exist while the returned slice lives, and
     /// no handle to it may be read meanwhile (the autograd tape uses it for gradient buffers
     /// it owns alone).
+    // Exclusive access is the caller's `unsafe` contract, not the borrow's.
+    #[allow(clippy::mut_from_ref)]
     pub(crate) unsafe fn slice_mut(
         &self,
         op: &'static str,

@@ -386,6 +386,8 @@ impl<'a> Graph<'a> {
     /// `t` must be an arena tensor that the caller owns alone: fresh from
     /// [`Graph::grad_tensor`], or a gradient whose `owned` flag is set; nothing may read or
     /// write its memory while the slice lives.
+    // Exclusive access is the caller's `unsafe` contract, not the borrow's.
+    #[allow(clippy::mut_from_ref)]
     pub(crate) unsafe fn buffer_mut(&self, op: &'static str, t: &Tensor) -> Result<&mut [f32]> {
         match t.storage() {
             // SAFETY: exclusive ownership is the caller's contract.
