@@ -48,6 +48,7 @@ pub fn run(args: &Args) -> Result<(), String> {
     let step_flops = 3.0 * model.forward_flops(batch, seq);
     let mut losses = Vec::with_capacity(steps);
     let mut times = Vec::with_capacity(steps);
+    let mut after_first = 0;
     for step in 1..=steps {
         let began = Instant::now();
         let loss = smelt_kernels::cpu::threads::install(threads, || {
@@ -64,6 +65,9 @@ pub fn run(args: &Args) -> Result<(), String> {
         );
         losses.push(loss);
         times.push(secs);
+        if step == 1 {
+            after_first = arena.capacity();
+        }
     }
     let steady = median(times[1..].to_vec());
     let gflops = step_flops / steady / 1e9;
@@ -74,8 +78,16 @@ pub fn run(args: &Args) -> Result<(), String> {
         tokens as f64 / steady,
         100.0 * gflops / peak
     );
+    let growth = if arena.capacity() == after_first && arena.block_count() == 1 {
+        "it grew only in the first step".to_string()
+    } else {
+        format!(
+            "it grew after the first step, from {:.1} MB",
+            after_first as f64 / 1e6
+        )
+    };
     println!(
-        "arena: {:.1} MB high water in {} block(s); it grew only in the first step",
+        "arena: {:.1} MB high water in {} block(s); {growth}",
         arena.high_water() as f64 / 1e6,
         arena.block_count()
     );

@@ -1,0 +1,116 @@
+//! `smelt embed` and `smelt tokenize`: text in, sentence embeddings or token ids out, one JSON
+//! object per text, in order.
+//!
+//! ```text
+//! smelt embed    --model DIR [--batch N] [--threads N] [--no-truncate] [--stdin] [TEXT ...]
+//! smelt tokenize --model DIR [--stdin] [TEXT ...]
+//! ```
+//!
+//! With `--stdin`, texts are read one per line after those on the command line. Texts longer
+//! than the model allows are truncated with a note on stderr, or are an error with
+//! `--no-truncate`.
+
+use crate::args::Args;
+use smelt_engine::formats::json::Json;
+use smelt_engine::CpuOptions;
+use smelt_model::tokenizer::{Tokenizer, Truncation};
+use smelt_model::SentenceEncoder;
+use std::io::{BufRead, Write};
+use std::path::Path;
+
+/// The texts from the command line and, with `--stdin`, one per line of standard input.
+fn texts(args: &Args) -> Result<Vec<String>, String> {
+    let mut texts = args.positional.clone();
+    if args.flag("stdin") {
+        let stdin = std::io::stdin();
+        let mut line = Vec::new();
+        let mut lock = stdin.lock();
+        for number in 1.. {
+            line.clear();
+            let read = lock
+                .read_until(b'\n', &mut line)
+                .map_err(|e| format!("cannot read stdin: {e}"))?;
+            if read == 0 {
+                break;
+            }
+            while matches!(line.last(), Some(b'\n' | b'\r')) {
+                line.pop();
+            }
+            let text = String::from_utf8(line.clone())
+                .map_err(|e| format!("stdin line {number} is not valid UTF-8: {e}"))?;
+            texts.push(text);
+        }
+    }
+    if texts.is_empty() {
+        return Err("no texts: give them as arguments or with --stdin, one per line".into());
+    }
+    Ok(texts)
+}
+
+fn model_dir(args: &Args) -> Result<String, String> {
+    args.all("model")
+        .last()
+        .cloned()
+        .ok_or_else(|| "--model DIR is required".to_string())
+}
+
+/// `smelt embed`.
+pub fn embed(args: &Args) -> Result<(), String> {
+    args.only(&["model", "batch", "threads", "no-truncate", "stdin"])?;
+    let dir = model_dir(args)?;
+    let batch: usize = args.get("batch", 32)?;
+    let threads: usize = args.get("threads", smelt_kernels::cpu::threads::available())?;
+    if batch == 0 || threads == 0 {
+        return Err("--batch and --threads must be at least 1".into());
+    }
+    let texts = texts(args)?;
+    let encoder = SentenceEncoder::load(Path::new(&dir)).map_err(|e| e.to_string())?;
+    let truncation = if args.flag("no-truncate") {
+        Truncation::Error
+    } else {
+        Truncation::Truncate
+    };
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let embeddings = encoder
+        .embed(&refs, batch, truncation, CpuOptions::threads(threads))
+        .map_err(|e| e.to_string())?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for (i, text) in texts.iter().enumerate() {
+        if embeddings.truncated[i] {
+            eprintln!(
+                "smelt: text {i} is longer than {} tokens and was truncated (--no-truncate makes this an error)",
+                encoder.max_len()
+            );
+        }
+        let vector = embeddings.get(i).unwrap_or_default();
+        let numbers: Vec<String> = vector.iter().map(f32::to_string).collect();
+        writeln!(
+            out,
+            "{{\"text\":{},\"embedding\":[{}]}}",
+            Json::String(text.clone()),
+            numbers.join(",")
+        )
+        .map_err(|e| format!("cannot write stdout: {e}"))?;
+    }
+    out.flush().map_err(|e| format!("cannot write stdout: {e}"))
+}
+
+/// `smelt tokenize`.
+pub fn tokenize(args: &Args) -> Result<(), String> {
+    args.only(&["model", "stdin"])?;
+    let dir = model_dir(args)?;
+    let texts = texts(args)?;
+    let tokenizer = Tokenizer::from_dir(Path::new(&dir)).map_err(|e| e.to_string())?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for text in &texts {
+        let ids: Vec<String> = tokenizer.encode(text).iter().map(u32::to_string).collect();
+        writeln!(
+            out,
+            "{{\"text\":{},\"ids\":[{}]}}",
+            Json::String(text.clone()),
+            ids.join(",")
+        )
+        .map_err(|e| format!("cannot write stdout: {e}"))?;
+    }
+    out.flush().map_err(|e| format!("cannot write stdout: {e}"))
+}

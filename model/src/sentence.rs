@@ -1,0 +1,248 @@
+//! Sentence embeddings as sentence-transformers computes them: the encoder's last hidden state
+//! pooled as `1_Pooling/config.json` says (mean over the attention mask, `[CLS]`, or max), then
+//! L2-normalised when `modules.json` lists a `Normalize` module. Texts are encoded in batches
+//! of similar length (sorted by character count, longest first, as sentence-transformers
+//! does), and the results come back in the input order.
+
+use crate::batch::Batch;
+use crate::heads::HeadKind;
+use crate::model::Model;
+use crate::tokenizer::{Tokenizer, Truncation};
+use crate::Config;
+use smelt_engine::formats::json::{self, Json};
+use smelt_engine::{Arena, CpuOptions, Error, Graph, Result, Tape};
+use smelt_kernels::cpu::pooling::{cls_pool, max_pool};
+use std::path::Path;
+
+/// How token states become one sentence vector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pooling {
+    /// Mean over the tokens whose attention mask is 1.
+    Mean,
+    /// The `[CLS]` token's state.
+    Cls,
+    /// Elementwise maximum over the unmasked tokens.
+    Max,
+}
+
+/// A model directory in sentence-transformers layout, ready to embed text.
+pub struct SentenceEncoder {
+    model: Model,
+    tokenizer: Tokenizer,
+    pooling: Pooling,
+    normalize: bool,
+    max_len: usize,
+}
+
+/// Embeddings of a list of texts, in input order.
+#[derive(Clone, Debug)]
+pub struct Embeddings {
+    /// Width of each vector.
+    pub dim: usize,
+    /// `texts x dim` values, row-major.
+    pub values: Vec<f32>,
+    /// Whether each text was cut to the model's length.
+    pub truncated: Vec<bool>,
+}
+
+impl Embeddings {
+    /// The vector of text `i`.
+    pub fn get(&self, i: usize) -> Option<&[f32]> {
+        self.values.get(i * self.dim..(i + 1) * self.dim)
+    }
+}
+
+impl SentenceEncoder {
+    /// Loads `dir`: `config.json`, `model.safetensors`, the tokenizer files, and when present
+    /// `1_Pooling/config.json`, `modules.json` and `sentence_bert_config.json`
+    /// (`max_seq_length`). Without a pooling config, mean pooling; without `modules.json`, no
+    /// normalisation.
+    pub fn load(dir: &Path) -> Result<SentenceEncoder> {
+        let config = Config::load(&dir.join("config.json"))?;
+        let model = Model::load_with_head(dir, &config, HeadKind::None)?;
+        let tokenizer = Tokenizer::from_dir(dir)?;
+        let pooling = match read_json(&dir.join("1_Pooling").join("config.json"))? {
+            Some((file, pooling)) => pooling_mode(&file, &pooling)?,
+            None => Pooling::Mean,
+        };
+        let normalize = match read_json(&dir.join("modules.json"))? {
+            Some((_, modules)) => modules.as_array().is_some_and(|list| {
+                list.iter().any(|m| {
+                    m.get("type")
+                        .and_then(Json::as_str)
+                        .is_some_and(|t| t.ends_with("Normalize"))
+                })
+            }),
+            None => false,
+        };
+        let st_max = read_json(&dir.join("sentence_bert_config.json"))?
+            .and_then(|(_, c)| c.get("max_seq_length").and_then(Json::as_usize));
+        let max_len = st_max
+            .unwrap_or(usize::MAX)
+            .min(tokenizer.max_len())
+            .min(config.max_positions);
+        Ok(SentenceEncoder {
+            model,
+            tokenizer,
+            pooling,
+            normalize,
+            max_len,
+        })
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// The longest input in tokens (`[CLS]` and `[SEP]` included).
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+
+    /// The pooling mode.
+    pub fn pooling(&self) -> Pooling {
+        self.pooling
+    }
+
+    /// The embedding of every text, computed `batch_size` texts at a time on `opts.threads`
+    /// threads. Texts longer than [`SentenceEncoder::max_len`] tokens are cut (or an error
+    /// with [`Truncation::Error`]); an empty list is an error.
+    pub fn embed(
+        &self,
+        texts: &[&str],
+        batch_size: usize,
+        truncation: Truncation,
+        opts: CpuOptions,
+    ) -> Result<Embeddings> {
+        if texts.is_empty() {
+            return Err(Error::Input {
+                op: "embed",
+                detail: "no texts to embed".into(),
+            });
+        }
+        let dim = self.model.config().hidden;
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(texts[i].chars().count()));
+        let mut out = Embeddings {
+            dim,
+            values: vec![0.0; texts.len() * dim],
+            truncated: vec![false; texts.len()],
+        };
+        let mut arena = Arena::new();
+        let mut tape = Tape::new();
+        let mut chunk_texts = Vec::with_capacity(batch_size.max(1));
+        for chunk in order.chunks(batch_size.max(1)) {
+            chunk_texts.clear();
+            chunk_texts.extend(chunk.iter().map(|&i| texts[i]));
+            let encoding = self
+                .tokenizer
+                .encode_batch(&chunk_texts, self.max_len, truncation)
+                .map_err(|e| match e {
+                    Error::Input { op, detail } => Error::Input {
+                        op,
+                        detail: remap_index(&detail, chunk),
+                    },
+                    other => other,
+                })?;
+            let batch = Batch::new(
+                self.model.config(),
+                encoding.batch,
+                encoding.seq,
+                &encoding.input_ids,
+                Some(&encoding.attention_mask),
+                Some(&encoding.token_type_ids),
+            )?;
+            let pooled = smelt_kernels::cpu::threads::install(opts.threads, || {
+                self.pool(&mut tape, &arena, &batch, opts)
+            })?;
+            for (row, &i) in chunk.iter().enumerate() {
+                let dst = &mut out.values[i * dim..(i + 1) * dim];
+                dst.copy_from_slice(&pooled[row * dim..(row + 1) * dim]);
+                if self.normalize {
+                    normalize(dst);
+                }
+                out.truncated[i] = encoding.truncated[row];
+            }
+            tape.clear();
+            arena.reset();
+        }
+        Ok(out)
+    }
+
+    /// The pooled `[B, dim]` vectors of one batch (before normalisation).
+    fn pool(&self, tape: &mut Tape, arena: &Arena, batch: &Batch, opts: CpuOptions) -> Result<Vec<f32>> {
+        let mut g = Graph::new(tape, arena, opts, false);
+        let f = self.model.forward(&mut g, batch)?;
+        let (b, t, d) = (batch.batch, batch.seq, self.model.config().hidden);
+        let mut out = vec![0.0; b * d];
+        match self.pooling {
+            Pooling::Mean => {
+                let pooled = g.mean_pool(f.hidden, &batch.mask)?;
+                out.copy_from_slice(g.value(pooled).data(arena)?);
+            }
+            Pooling::Cls => cls_pool(g.value(f.hidden).data(arena)?, &mut out, b, t, d)?,
+            Pooling::Max => {
+                let mask = batch.mask.data(arena)?;
+                max_pool(g.value(f.hidden).data(arena)?, mask, &mut out, b, t, d)?
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// `x / max(||x||, 1e-12)`, as torch's `F.normalize`.
+fn normalize(x: &mut [f32]) {
+    let norm = x.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt().max(1e-12);
+    x.iter_mut().for_each(|v| *v = (*v as f64 / norm) as f32);
+}
+
+/// The tokenizer numbers texts within a chunk; name them by their index in the caller's list.
+fn remap_index(detail: &str, chunk: &[usize]) -> String {
+    let Some(rest) = detail.strip_prefix("text ") else {
+        return detail.to_string();
+    };
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    match digits.parse::<usize>().ok().and_then(|i| chunk.get(i)) {
+        Some(original) => format!("text {original}{}", &rest[digits.len()..]),
+        None => detail.to_string(),
+    }
+}
+
+/// The parsed JSON at `path`, `None` when the file does not exist.
+fn read_json(path: &Path) -> Result<Option<(String, Json)>> {
+    let file = path.display().to_string();
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(Error::Io {
+                file,
+                detail: format!("cannot read: {e}"),
+            })
+        }
+    };
+    let value = json::parse(&text).map_err(|e| Error::Format {
+        file: file.clone(),
+        detail: format!("malformed JSON: {e}"),
+    })?;
+    Ok(Some((file, value)))
+}
+
+/// The pooling a sentence-transformers `1_Pooling/config.json` selects.
+fn pooling_mode(file: &str, config: &Json) -> Result<Pooling> {
+    let on = |key: &str| config.get(key).and_then(Json::as_bool) == Some(true);
+    let modes = [
+        ("pooling_mode_mean_tokens", Pooling::Mean),
+        ("pooling_mode_cls_token", Pooling::Cls),
+        ("pooling_mode_max_tokens", Pooling::Max),
+    ];
+    let chosen: Vec<Pooling> = modes.iter().filter(|(k, _)| on(k)).map(|&(_, p)| p).collect();
+    match chosen.as_slice() {
+        [one] => Ok(*one),
+        _ => Err(Error::Format {
+            file: file.to_string(),
+            detail: "exactly one of pooling_mode_mean_tokens, pooling_mode_cls_token and pooling_mode_max_tokens must be true (other modes are not supported)".into(),
+        }),
+    }
+}
