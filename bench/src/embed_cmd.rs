@@ -13,7 +13,7 @@
 use crate::args::Args;
 use smelt_engine::formats::json::Json;
 use smelt_engine::CpuOptions;
-use smelt_model::tokenizer::{Tokenizer, Truncation};
+use smelt_model::text::{Tokenizer, Truncation};
 use smelt_model::SentenceEncoder;
 use std::io::{BufRead, Write};
 use std::path::Path;

@@ -2,8 +2,11 @@
 //!
 //! ```text
 //! smelt demo          [--steps N] [--threads N] [--batch B] [--seq T]
+//! smelt embed         --model DIR [--batch N] [--threads N] [--no-truncate] [--stdin] [TEXT ...]
+//! smelt tokenize      --model DIR [--stdin] [TEXT ...]
 //! smelt run           --model DIR --input IN.safetensors --output OUT.safetensors [--grad] [--threads N]
 //! smelt bench bert    [--config NAME] [--batch B] [--seq T] [--phase forward|train|both] [--runs R] [--threads N] [--torch] [--onnx] [--json]
+//! smelt bench embed   --model DIR [--count N] [--batch N] [--runs R] [--threads N] [--torch] [--json]
 //! smelt bench gemm    [--shape MxKxN ...] [--batch B] [--transb] [--threads N] [--torch] [--json]
 //! smelt bench softmax [--shape ROWSxCOLS ...] [--threads N] [--json]
 //! ```
@@ -11,6 +14,8 @@
 mod args;
 mod bert_bench;
 mod demo;
+mod embed_bench;
+mod embed_cmd;
 mod gemm_bench;
 mod peak;
 mod peers;
@@ -25,9 +30,12 @@ use std::process::ExitCode;
 
 const USAGE: &str = "usage:
   smelt demo          [--steps N] [--threads N] [--batch B] [--seq T]
+  smelt embed         --model DIR [--batch N] [--threads N] [--no-truncate] [--stdin] [TEXT ...]
+  smelt tokenize      --model DIR [--stdin] [TEXT ...]
   smelt run           --model DIR --input IN.safetensors --output OUT.safetensors [--grad] [--threads N]
   smelt bench bert    [--config bert-base|distilbert-base|minilm|tiny] [--batch B] [--seq T]
                       [--phase forward|train|both] [--runs R] [--threads N] [--torch] [--onnx] [--json]
+  smelt bench embed   --model DIR [--count N] [--batch N] [--runs R] [--threads N] [--torch] [--json]
   smelt bench gemm    [--shape MxKxN ...] [--batch B] [--transb] [--threads N] [--torch] [--json]
   smelt bench softmax [--shape ROWSxCOLS ...] [--threads N] [--json]
 options:
@@ -58,6 +66,8 @@ fn run(raw: &[String]) -> Result<(), String> {
                 None => demo::run(&args),
             }
         }
+        Some("embed") => embed_cmd::embed(&Args::parse(&raw[1..], &["no-truncate", "stdin"])?),
+        Some("tokenize") => embed_cmd::tokenize(&Args::parse(&raw[1..], &["stdin"])?),
         Some("run") => {
             let args = Args::parse(&raw[1..], &["grad"])?;
             match args.positional.first() {
@@ -106,6 +116,12 @@ fn bench(raw: &[String]) -> Result<(), String> {
         "softmax" => {
             args.only(&["shape", "threads", "json", "budget-ms"])?;
             softmax_bench::run(&args, threads)?
+        }
+        "embed" => {
+            args.only(&[
+                "model", "count", "batch", "runs", "threads", "torch", "json",
+            ])?;
+            embed_bench::run(&args, threads)?
         }
         "bert" => {
             args.only(&[

@@ -12,6 +12,8 @@ mod config;
 mod encoder;
 mod heads;
 mod model;
+mod sentence;
+pub mod text;
 mod train;
 mod weights;
 
@@ -20,5 +22,6 @@ pub use config::{Config, Family};
 pub use encoder::EncoderOutput;
 pub use heads::HeadKind;
 pub use model::{Forward, Model};
+pub use sentence::{Embeddings, Pooling, SentenceEncoder};
 pub use train::{Objective, Trainer};
 pub use weights::{normal, Checkpoint, Param, Params, RandomInit, WeightSource};

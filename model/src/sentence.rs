@@ -7,7 +7,7 @@
 use crate::batch::Batch;
 use crate::heads::HeadKind;
 use crate::model::Model;
-use crate::tokenizer::{Tokenizer, Truncation};
+use crate::text::{Tokenizer, Truncation};
 use crate::Config;
 use smelt_engine::formats::json::{self, Json};
 use smelt_engine::{Arena, CpuOptions, Error, Graph, Result, Tape};
@@ -153,8 +153,9 @@ impl SentenceEncoder {
                 Some(&encoding.attention_mask),
                 Some(&encoding.token_type_ids),
             )?;
-            let pooled = smelt_kernels::cpu::threads::install(opts.threads, || {
-                self.pool(&mut tape, &arena, &batch, opts)
+            let (tape_ref, arena_ref) = (&mut tape, &mut arena);
+            let pooled = smelt_kernels::cpu::threads::install(opts.threads, move || {
+                self.pool(tape_ref, arena_ref, &batch, opts)
             })?;
             for (row, &i) in chunk.iter().enumerate() {
                 let dst = &mut out.values[i * dim..(i + 1) * dim];
@@ -171,7 +172,13 @@ impl SentenceEncoder {
     }
 
     /// The pooled `[B, dim]` vectors of one batch (before normalisation).
-    fn pool(&self, tape: &mut Tape, arena: &Arena, batch: &Batch, opts: CpuOptions) -> Result<Vec<f32>> {
+    fn pool(
+        &self,
+        tape: &mut Tape,
+        arena: &Arena,
+        batch: &Batch,
+        opts: CpuOptions,
+    ) -> Result<Vec<f32>> {
         let mut g = Graph::new(tape, arena, opts, false);
         let f = self.model.forward(&mut g, batch)?;
         let (b, t, d) = (batch.batch, batch.seq, self.model.config().hidden);
@@ -193,7 +200,12 @@ impl SentenceEncoder {
 
 /// `x / max(||x||, 1e-12)`, as torch's `F.normalize`.
 fn normalize(x: &mut [f32]) {
-    let norm = x.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt().max(1e-12);
+    let norm = x
+        .iter()
+        .map(|&v| (v as f64).powi(2))
+        .sum::<f64>()
+        .sqrt()
+        .max(1e-12);
     x.iter_mut().for_each(|v| *v = (*v as f64 / norm) as f32);
 }
 
@@ -237,7 +249,11 @@ fn pooling_mode(file: &str, config: &Json) -> Result<Pooling> {
         ("pooling_mode_cls_token", Pooling::Cls),
         ("pooling_mode_max_tokens", Pooling::Max),
     ];
-    let chosen: Vec<Pooling> = modes.iter().filter(|(k, _)| on(k)).map(|&(_, p)| p).collect();
+    let chosen: Vec<Pooling> = modes
+        .iter()
+        .filter(|(k, _)| on(k))
+        .map(|&(_, p)| p)
+        .collect();
     match chosen.as_slice() {
         [one] => Ok(*one),
         _ => Err(Error::Format {

@@ -1,0 +1,66 @@
+#!/usr/bin/env python3
+"""sentence-transformers (PyTorch) and HF's fast tokenizer on the texts smelt embeds, for
+`smelt bench embed --torch`.
+
+    python3 bench/peers/embed_torch.py --model DIR --texts FILE --batch N --threads N [--runs R]
+
+FILE holds one text per line. Prints one JSON object per line:
+  {"impl": "sentence-transformers", "op": "embed", "texts", "batch", "threads", "median_ms", "texts_per_s"}
+  {"impl": "hf-tokenizers", "op": "tokenize", "texts", "threads", "median_ms", "tokens_per_s"}
+`encode` sorts the texts by length and batches them, as smelt does; the tokenizer figure is
+the fast (Rust) tokenizer encoding every text, special tokens included, no truncation.
+"""
+import argparse
+import json
+import os
+import statistics
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def median_ms(fn, runs):
+    fn()
+    times = []
+    for _ in range(runs):
+        began = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - began) * 1e3)
+    return statistics.median(times)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--texts", required=True)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from transformers import AutoTokenizer
+
+    torch.set_num_threads(args.threads)
+    with open(args.texts, encoding="utf-8") as f:
+        texts = [line.rstrip("\n") for line in f]
+
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    tokens = sum(len(ids) for ids in tokenizer(texts)["input_ids"])
+    ms = median_ms(lambda: tokenizer(texts), args.runs)
+    print(json.dumps({"impl": "hf-tokenizers", "op": "tokenize", "texts": len(texts),
+                      "threads": 1, "median_ms": round(ms, 3),
+                      "tokens_per_s": round(tokens / ms * 1e3, 1)}))
+
+    model = SentenceTransformer(args.model, device="cpu")
+    with torch.inference_mode():
+        ms = median_ms(lambda: model.encode(texts, batch_size=args.batch), args.runs)
+    print(json.dumps({"impl": "sentence-transformers", "op": "embed", "texts": len(texts),
+                      "batch": args.batch, "threads": args.threads, "median_ms": round(ms, 3),
+                      "texts_per_s": round(len(texts) / ms * 1e3, 2)}))
+
+
+if __name__ == "__main__":
+    main()

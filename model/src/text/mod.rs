@@ -1,0 +1,278 @@
+//! Text in: BERT's WordPiece tokenizer, equal to HF's fast `BertTokenizer`.
+//!
+//! `vocab.txt` gives the pieces; `tokenizer_config.json` (when present) gives lower-casing,
+//! accent stripping, CJK splitting, the length limit and the special tokens. Special tokens
+//! written in the text (`[MASK]`, ...) stay single tokens, as in HF. A text becomes
+//! `[CLS] pieces [SEP]`, a pair `[CLS] a [SEP] b [SEP]` with token types 0 then 1.
+
+mod normalize;
+mod tables;
+mod wordpiece;
+
+pub use normalize::Normalization;
+pub use wordpiece::{Vocab, MAX_CHARS_PER_WORD};
+
+use normalize::{normalize, split_words};
+use smelt_engine::formats::json::{self, Json};
+use smelt_engine::{Error, Result};
+use std::path::Path;
+
+/// What to do with a text longer than the length limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Truncation {
+    /// Cut it (keeping `[SEP]` last) and report it in [`Encoding::truncated`].
+    Truncate,
+    /// Refuse it with an error naming the text.
+    Error,
+}
+
+/// A padded batch: `[B, T]` row-major ids, mask and token types.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Encoding {
+    /// Texts `B`.
+    pub batch: usize,
+    /// Tokens per row `T` (the longest text, after truncation).
+    pub seq: usize,
+    /// Token ids, padded with the `[PAD]` id.
+    pub input_ids: Vec<i64>,
+    /// 1 for tokens, 0 for padding.
+    pub attention_mask: Vec<i64>,
+    /// All 0 for single texts.
+    pub token_type_ids: Vec<i64>,
+    /// Whether each text was cut.
+    pub truncated: Vec<bool>,
+}
+
+/// The special tokens' ids.
+#[derive(Clone, Copy, Debug)]
+struct Specials {
+    unk: u32,
+    cls: u32,
+    sep: u32,
+    pad: u32,
+}
+
+/// A BERT WordPiece tokenizer.
+pub struct Tokenizer {
+    vocab: Vocab,
+    how: Normalization,
+    specials: Specials,
+    /// Special-token strings matched verbatim in the text, with their ids.
+    verbatim: Vec<(String, u32)>,
+    max_len: usize,
+}
+
+/// The file's name for error messages.
+fn format_error(file: &Path, detail: String) -> Error {
+    Error::Format {
+        file: file.display().to_string(),
+        detail,
+    }
+}
+
+impl Tokenizer {
+    /// Loads `dir/vocab.txt` and, when present, `dir/tokenizer_config.json`.
+    ///
+    /// Errors name the file: a missing or unreadable vocabulary, one without the `[UNK]`,
+    /// `[CLS]`, `[SEP]` or `[PAD]` token the config names, malformed JSON.
+    pub fn from_dir(dir: &Path) -> Result<Tokenizer> {
+        let vocab_path = dir.join("vocab.txt");
+        let text = std::fs::read_to_string(&vocab_path).map_err(|e| Error::Io {
+            file: vocab_path.display().to_string(),
+            detail: format!("cannot read the WordPiece vocabulary: {e}"),
+        })?;
+        let vocab = Vocab::parse(&text);
+        let config_path = dir.join("tokenizer_config.json");
+        let config = match std::fs::read_to_string(&config_path) {
+            Ok(text) => json::parse(&text)
+                .map_err(|e| format_error(&config_path, format!("malformed JSON: {e}")))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Json::Object(Vec::new()),
+            Err(e) => {
+                return Err(Error::Io {
+                    file: config_path.display().to_string(),
+                    detail: format!("cannot read: {e}"),
+                })
+            }
+        };
+        Tokenizer::new(vocab, &config, &vocab_path)
+    }
+
+    /// A tokenizer over `vocab` configured by a `tokenizer_config.json` object.
+    fn new(vocab: Vocab, config: &Json, vocab_path: &Path) -> Result<Tokenizer> {
+        let flag =
+            |key: &str, default: bool| config.get(key).and_then(Json::as_bool).unwrap_or(default);
+        let lowercase = flag("do_lower_case", true);
+        let how = Normalization {
+            lowercase,
+            strip_accents: flag("strip_accents", lowercase),
+            split_cjk: flag("tokenize_chinese_chars", true),
+        };
+        let token = |key: &str, default: &str| -> String {
+            match config.get(key) {
+                Some(Json::String(s)) => s.clone(),
+                Some(object) => object
+                    .get("content")
+                    .and_then(Json::as_str)
+                    .unwrap_or(default)
+                    .to_string(),
+                None => default.to_string(),
+            }
+        };
+        let mut verbatim = Vec::new();
+        let mut id_of = |key: &str, default: &str| -> Result<u32> {
+            let name = token(key, default);
+            let id = vocab.id(&name).ok_or_else(|| {
+                format_error(vocab_path, format!("the vocabulary has no {key} '{name}'"))
+            })?;
+            verbatim.push((name, id));
+            Ok(id)
+        };
+        let specials = Specials {
+            unk: id_of("unk_token", "[UNK]")?,
+            cls: id_of("cls_token", "[CLS]")?,
+            sep: id_of("sep_token", "[SEP]")?,
+            pad: id_of("pad_token", "[PAD]")?,
+        };
+        let mask = token("mask_token", "[MASK]");
+        if let Some(id) = vocab.id(&mask) {
+            verbatim.push((mask, id));
+        }
+        let max_len = config
+            .get("model_max_length")
+            .and_then(Json::as_usize)
+            .unwrap_or(512);
+        Ok(Tokenizer {
+            vocab,
+            how,
+            specials,
+            verbatim,
+            max_len,
+        })
+    }
+
+    /// The length limit from `model_max_length` (512 when absent), special tokens included.
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+
+    /// Number of tokens in the vocabulary.
+    pub fn vocab_size(&self) -> usize {
+        self.vocab.len()
+    }
+
+    /// The WordPiece ids of `text` without `[CLS]`/`[SEP]`, appended to `out`.
+    fn pieces(&self, text: &str, out: &mut Vec<u32>) {
+        let mut normalized = String::with_capacity(text.len() + 8);
+        let mut piece = String::new();
+        let mut rest = text;
+        while !rest.is_empty() {
+            let next = self
+                .verbatim
+                .iter()
+                .filter_map(|(s, id)| rest.find(s.as_str()).map(|at| (at, s.len(), *id)))
+                .min_by_key(|&(at, len, _)| (at, std::cmp::Reverse(len)));
+            let (plain, special) = match next {
+                Some((at, len, id)) => (&rest[..at], Some((len, id))),
+                None => (rest, None),
+            };
+            normalize(plain, self.how, &mut normalized);
+            split_words(&normalized, |word| {
+                self.vocab
+                    .word_ids(word, self.specials.unk, &mut piece, out)
+            });
+            match special {
+                Some((len, id)) => {
+                    out.push(id);
+                    rest = &rest[plain.len() + len..];
+                }
+                None => rest = "",
+            }
+        }
+    }
+
+    /// `[CLS] pieces [SEP]`, untruncated.
+    pub fn encode(&self, text: &str) -> Vec<u32> {
+        let mut out = vec![self.specials.cls];
+        self.pieces(text, &mut out);
+        out.push(self.specials.sep);
+        out
+    }
+
+    /// `[CLS] a [SEP] b [SEP]` and its token types (0 through the first `[SEP]`, then 1),
+    /// untruncated.
+    pub fn encode_pair(&self, a: &str, b: &str) -> (Vec<u32>, Vec<u32>) {
+        let mut ids = self.encode(a);
+        let first = ids.len();
+        self.pieces(b, &mut ids);
+        ids.push(self.specials.sep);
+        let types = (0..ids.len()).map(|i| u32::from(i >= first)).collect();
+        (ids, types)
+    }
+
+    /// Encodes `texts` into one batch padded to the longest, each cut to `max_len` tokens
+    /// (special tokens included, `[SEP]` kept last) or refused, as `truncation` says.
+    ///
+    /// Errors on an empty list, a `max_len` below 2, or (with [`Truncation::Error`]) a text
+    /// that is too long, naming its index and length.
+    pub fn encode_batch(
+        &self,
+        texts: &[&str],
+        max_len: usize,
+        truncation: Truncation,
+    ) -> Result<Encoding> {
+        const OP: &str = "tokenize";
+        if texts.is_empty() {
+            return Err(Error::Input {
+                op: OP,
+                detail: "no texts to tokenize".into(),
+            });
+        }
+        if max_len < 2 {
+            return Err(Error::Input {
+                op: OP,
+                detail: format!("max_len {max_len} leaves no room for [CLS] and [SEP]"),
+            });
+        }
+        let mut rows = Vec::with_capacity(texts.len());
+        let mut truncated = Vec::with_capacity(texts.len());
+        for (i, text) in texts.iter().enumerate() {
+            let mut ids = self.encode(text);
+            let cut = ids.len() > max_len;
+            if cut && truncation == Truncation::Error {
+                return Err(Error::Input {
+                    op: OP,
+                    detail: format!(
+                        "text {i} has {} tokens, more than the model's {max_len}",
+                        ids.len()
+                    ),
+                });
+            }
+            if cut {
+                ids.truncate(max_len - 1);
+                ids.push(self.specials.sep);
+            }
+            truncated.push(cut);
+            rows.push(ids);
+        }
+        let seq = rows.iter().map(Vec::len).max().unwrap_or(0);
+        let mut encoding = Encoding {
+            batch: texts.len(),
+            seq,
+            input_ids: Vec::with_capacity(texts.len() * seq),
+            attention_mask: Vec::with_capacity(texts.len() * seq),
+            token_type_ids: vec![0; texts.len() * seq],
+            truncated,
+        };
+        for ids in &rows {
+            let pad = seq - ids.len();
+            encoding.input_ids.extend(ids.iter().map(|&id| id as i64));
+            encoding
+                .input_ids
+                .extend(std::iter::repeat_n(self.specials.pad as i64, pad));
+            encoding
+                .attention_mask
+                .extend(std::iter::repeat_n(1, ids.len()).chain(std::iter::repeat_n(0, pad)));
+        }
+        Ok(encoding)
+    }
+}

@@ -1,0 +1,140 @@
+//! Our WordPiece tokenizer against HF's fast BertTokenizer (all-MiniLM-L6-v2's vocabulary) on
+//! the 326 texts and pairs, and the padded, truncated batches, that
+//! `tests/reference/make_tokenizer_fixtures.py` saved; and its errors on bad files and input.
+
+use smelt_engine::formats::json::{self, Json};
+use smelt_model::text::{Tokenizer, Truncation};
+use std::path::{Path, PathBuf};
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/tokenizer")
+}
+
+fn lines(name: &str) -> Vec<Json> {
+    std::fs::read_to_string(fixtures().join(name))
+        .unwrap()
+        .lines()
+        .map(|l| json::parse(l).unwrap())
+        .collect()
+}
+
+fn ints(v: &Json) -> Vec<i64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as i64)
+        .collect()
+}
+
+#[test]
+fn ids_equal_hf_on_every_case() {
+    let tokenizer = Tokenizer::from_dir(&fixtures()).unwrap();
+    let cases = lines("cases.jsonl");
+    assert!(cases.len() >= 300);
+    let mut mismatches = Vec::new();
+    for case in &cases {
+        let text = case.get("text").and_then(Json::as_str).unwrap();
+        let want = ints(case.get("ids").unwrap());
+        let want_types = ints(case.get("token_type_ids").unwrap());
+        let (ids, types) = match case.get("pair").and_then(Json::as_str) {
+            Some(pair) => tokenizer.encode_pair(text, pair),
+            None => {
+                let ids = tokenizer.encode(text);
+                let types = vec![0; ids.len()];
+                (ids, types)
+            }
+        };
+        let got: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
+        let got_types: Vec<i64> = types.iter().map(|&i| i as i64).collect();
+        if got != want || got_types != want_types {
+            mismatches.push(format!("{text:?}\n  ours {got:?}\n  HF   {want:?}"));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} of {} cases differ:\n{}",
+        mismatches.len(),
+        cases.len(),
+        mismatches.join("\n")
+    );
+}
+
+#[test]
+fn padded_truncated_batches_equal_hf() {
+    let tokenizer = Tokenizer::from_dir(&fixtures()).unwrap();
+    for case in lines("batches.jsonl") {
+        let texts: Vec<&str> = case
+            .get("texts")
+            .and_then(Json::as_array)
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
+        let max_len = case.get("max_length").and_then(Json::as_usize).unwrap();
+        let enc = tokenizer
+            .encode_batch(&texts, max_len, Truncation::Truncate)
+            .unwrap();
+        let flat = |key: &str| -> Vec<i64> {
+            case.get(key)
+                .and_then(Json::as_array)
+                .unwrap()
+                .iter()
+                .flat_map(ints)
+                .collect()
+        };
+        assert_eq!(enc.input_ids, flat("input_ids"), "{texts:?}");
+        assert_eq!(enc.attention_mask, flat("attention_mask"), "{texts:?}");
+        assert_eq!(enc.batch, texts.len());
+        for (i, text) in texts.iter().enumerate() {
+            assert_eq!(
+                enc.truncated[i],
+                tokenizer.encode(text).len() > max_len,
+                "{text:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn bad_files_and_input_are_clear_errors() {
+    let tokenizer = Tokenizer::from_dir(&fixtures()).unwrap();
+    let long = "word ".repeat(50);
+    let err = tokenizer
+        .encode_batch(&["fine", &long], 16, Truncation::Error)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "tokenize: text 1 has 52 tokens, more than the model's 16"
+    );
+    let enc = tokenizer
+        .encode_batch(&["fine", &long], 16, Truncation::Truncate)
+        .unwrap();
+    assert_eq!(enc.truncated, [false, true]);
+    assert!(tokenizer
+        .encode_batch(&[], 16, Truncation::Truncate)
+        .unwrap_err()
+        .to_string()
+        .contains("no texts"));
+
+    let dir = std::env::temp_dir().join(format!("smelt-tokenizer-errors-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let err = |dir: &Path| Tokenizer::from_dir(dir).err().unwrap().to_string();
+    assert!(err(&dir).contains("vocab.txt: cannot read the WordPiece vocabulary"));
+    std::fs::write(dir.join("vocab.txt"), "[PAD]\n[CLS]\n[SEP]\nhello\n").unwrap();
+    assert!(
+        err(&dir).contains("the vocabulary has no unk_token '[UNK]'"),
+        "{}",
+        err(&dir)
+    );
+    std::fs::write(dir.join("vocab.txt"), "[PAD]\n[UNK]\n[CLS]\n[SEP]\nhello\n").unwrap();
+    std::fs::write(dir.join("tokenizer_config.json"), "{\"do_lower_case\": tru").unwrap();
+    assert!(err(&dir).contains("tokenizer_config.json: malformed JSON"));
+    std::fs::write(
+        dir.join("tokenizer_config.json"),
+        "{\"do_lower_case\": true}",
+    )
+    .unwrap();
+    let small = Tokenizer::from_dir(&dir).unwrap();
+    assert_eq!(small.encode("Hello there"), [2, 4, 1, 3]);
+}
