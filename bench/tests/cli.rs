@@ -120,3 +120,44 @@ fn bad_input_is_a_message_and_a_failure() {
         assert!(stderr.contains(message), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn tokenize_prints_ids_and_refuses_bad_stdin() {
+    let dir = fixture("tokenizer");
+    let out = smelt(&[
+        "tokenize",
+        "--model",
+        dir.to_str().unwrap(),
+        "Hello, world!",
+        "",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "{\"text\":\"Hello, world!\",\"ids\":[101,7592,1010,2088,999,102]}\n{\"text\":\"\",\"ids\":[101,102]}\n"
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_smelt"))
+        .args(["tokenize", "--model", dir.to_str().unwrap(), "--stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"fine\n\xff\xfe\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stdin line 2 is not valid UTF-8"));
+    let out = smelt(&["embed", "--model", dir.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no texts"));
+}
