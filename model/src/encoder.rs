@@ -156,25 +156,34 @@ impl Encoder {
         let words = g.embedding(var(self.word)?, &batch.input_ids, &dims, c.pad_token_id)?;
         let positions = g.embedding(var(self.position)?, &batch.position_ids, &dims, None)?;
         let mut x = g.add(words, positions)?;
+        release(g, &[words, positions]);
         if let Some(types) = self.token_type {
             let types = g.embedding(var(types)?, &batch.token_type_ids, &dims, None)?;
-            x = g.add(x, types)?;
+            let sum = g.add(x, types)?;
+            release(g, &[x, types]);
+            x = sum;
         }
         let mut h = norm(g, p, x, self.embed_norm, eps)?;
+        release(g, &[x]);
         let scale = 1.0 / (c.head_dim() as f32).sqrt();
         for layer in &self.layers {
             let q = linear(g, p, h, layer.query)?;
             let k = linear(g, p, h, layer.key)?;
             let v = linear(g, p, h, layer.value)?;
             let ctx = g.attention(q, k, v, batch.additive_mask.as_ref(), c.heads, scale)?;
+            release(g, &[q, k, v]);
             let a = linear(g, p, ctx, layer.attn_out)?;
-            let a = g.add(a, h)?;
-            let h1 = norm(g, p, a, layer.attn_norm, eps)?;
+            let a_h = g.add(a, h)?;
+            release(g, &[ctx, a, h]);
+            let h1 = norm(g, p, a_h, layer.attn_norm, eps)?;
             let f = linear(g, p, h1, layer.ffn_in)?;
-            let f = g.gelu(f)?;
-            let o = linear(g, p, f, layer.ffn_out)?;
-            let o = g.add(o, h1)?;
-            h = norm(g, p, o, layer.ffn_norm, eps)?;
+            let f_act = g.gelu(f)?;
+            release(g, &[a_h, f]);
+            let o = linear(g, p, f_act, layer.ffn_out)?;
+            let o_h = g.add(o, h1)?;
+            release(g, &[f_act, o, h1]);
+            h = norm(g, p, o_h, layer.ffn_norm, eps)?;
+            release(g, &[o_h]);
         }
         let pooled = match self.pooler {
             Some(pooler) => {
@@ -195,6 +204,12 @@ impl Encoder {
         let per_token = 4.0 * h * h + 2.0 * h * f + 2.0 * seq as f64 * h;
         2.0 * tokens as f64 * per_token * c.layers as f64
     }
+}
+
+/// Hands the buffers of values no longer needed back for reuse (only when not recording:
+/// see [`Graph::release_value`]).
+fn release(g: &mut Graph<'_>, vars: &[Var]) {
+    vars.iter().for_each(|&v| g.release_value(v));
 }
 
 /// The `Var` of parameter `i`.

@@ -77,19 +77,19 @@ pub(super) fn backward(
     let dx = match kind {
         Kind::Gelu => {
             let xd = g.dense(kind.name(), x)?;
-            g.grad_with(kind.name(), dims.dims(), |dx| {
+            g.alloc_with(kind.name(), dims.dims(), |dx| {
                 Ok(kernel::gelu_backward(xd, dy, dx, &opts)?)
             })?
         }
         Kind::Relu => {
             let xd = g.dense(kind.name(), x)?;
-            g.grad_with(kind.name(), dims.dims(), |dx| {
+            g.alloc_with(kind.name(), dims.dims(), |dx| {
                 Ok(kernel::relu_backward(xd, dy, dx, &opts)?)
             })?
         }
         Kind::Tanh => {
             let yd = g.dense(kind.name(), out)?;
-            g.grad_with(kind.name(), dims.dims(), |dx| {
+            g.alloc_with(kind.name(), dims.dims(), |dx| {
                 Ok(kernel::tanh_backward(yd, dy, dx, &opts)?)
             })?
         }

@@ -59,29 +59,33 @@ impl Graph<'_> {
         let (qd, kd, vd) = (self.dense(OP, q)?, self.dense(OP, k)?, self.dense(OP, v)?);
         let record = self.records(&[q, k, v]);
         let opts = self.opts;
-        let arena = self.arena;
-        let mut probs = if record {
-            arena.alloc(&[shape.batch, heads, shape.seq, shape.seq])?
+        let probs = if record {
+            self.alloc_tensor(OP, &[shape.batch, heads, shape.seq, shape.seq])?
         } else {
-            arena.alloc(&[shape.forward_scratch_len(opts.threads)])?
+            self.alloc_tensor(OP, &[shape.forward_scratch_len(opts.threads)])?
         };
         let value = self.alloc_with(OP, dims.dims(), |out| {
+            // SAFETY: `probs` was just taken from the pool or the arena and is a different
+            // buffer from `out`; nothing else refers to it.
+            let buffer = unsafe { self.buffer_mut(OP, &probs)? };
             let p = if record {
-                Probs::Save(probs.as_mut_slice())
+                Probs::Save(buffer)
             } else {
-                Probs::Scratch(probs.as_mut_slice())
+                Probs::Scratch(buffer)
             };
             Ok(attention_forward(
                 qd, kd, vd, mask, scale, &shape, p, out, &opts,
             )?)
         })?;
         let out = self.push_value(value, record);
-        if record {
+        if !record {
+            self.recycle(probs);
+        } else {
             self.record(Node::Attention {
                 q,
                 k,
                 v,
-                probs: probs.into_tensor(),
+                probs,
                 shape,
                 scale,
                 out,
@@ -125,10 +129,10 @@ pub(super) fn backward(
     let (qd, kd, vd) = (g.dense(OP, q)?, g.dense(OP, k)?, g.dense(OP, v)?);
     let p = probs.contiguous_data(OP, arena)?;
     let dy = dout.contiguous_data(OP, arena)?;
-    let scratch = g.grad_tensor(OP, &[shape.backward_scratch_len(opts.threads)])?;
-    let dk = g.grad_tensor(OP, dims.dims())?;
-    let dv = g.grad_tensor(OP, dims.dims())?;
-    let dq = g.grad_tensor(OP, dims.dims())?;
+    let scratch = g.alloc_tensor(OP, &[shape.backward_scratch_len(opts.threads)])?;
+    let dk = g.alloc_tensor(OP, dims.dims())?;
+    let dv = g.alloc_tensor(OP, dims.dims())?;
+    let dq = g.alloc_tensor(OP, dims.dims())?;
     // SAFETY: the four buffers were just taken from the pool or the arena, are distinct, and
     // nothing else refers to them.
     let (s, dqs, dks, dvs) = unsafe {

@@ -72,7 +72,7 @@ pub(super) fn backward(
     let dy = dout.contiguous_data(OP, g.arena)?;
     let ids = &g.tape.ids[ids];
     let opts = g.opts;
-    let dtable = g.grad_with(OP, dims.dims(), |dt| {
+    let dtable = g.alloc_with(OP, dims.dims(), |dt| {
         dt.fill(0.0);
         embedding_backward(ids, dy, dt, vocab, dim, &opts)?;
         if let Some(row) = padding_idx.and_then(|p| dt.chunks_exact_mut(dim.max(1)).nth(p as usize))

@@ -88,7 +88,7 @@ pub(super) fn backward(
     let (xd, gd) = (g.dense(OP, x)?, g.dense(OP, gamma)?);
     let mut dgamma = arena.alloc(&[cols])?;
     let mut dbeta = arena.alloc(&[cols])?;
-    let dx = g.grad_with(OP, dims.dims(), |dx| {
+    let dx = g.alloc_with(OP, dims.dims(), |dx| {
         Ok(layer_norm_backward(
             dy,
             xd,

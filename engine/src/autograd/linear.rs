@@ -94,7 +94,7 @@ pub(super) fn backward(
     let dy_mat = MatRef::row_major(dy, rows, out_f);
     if g.needs_grad(x) {
         let wd = wt.data(arena)?.get(wt.offset()..).unwrap_or(&[]);
-        let dx = g.grad_with(OP, xt.dims(), |dx| {
+        let dx = g.alloc_with(OP, xt.dims(), |dx| {
             let c = MatMut::row_major(dx, rows, in_f);
             Ok(sgemm(1.0, dy_mat, weight(&wt, wd), 0.0, c, &opts)?)
         })?;
@@ -102,7 +102,7 @@ pub(super) fn backward(
     }
     if g.needs_grad(w) {
         let xd = g.dense(OP, x)?;
-        let dw = g.grad_with(OP, &[out_f, in_f], |dw| {
+        let dw = g.alloc_with(OP, &[out_f, in_f], |dw| {
             let c = MatMut::row_major(dw, out_f, in_f);
             let x = MatRef::row_major(xd, rows, in_f);
             Ok(sgemm(1.0, dy_mat.t(), x, 0.0, c, &opts)?)
@@ -110,7 +110,7 @@ pub(super) fn backward(
         g.accumulate(w, dw)?;
     }
     if let Some(b) = b.filter(|&b| g.needs_grad(b)) {
-        let db = g.grad_with(OP, &[out_f], |db| Ok(sum_rows(dy, db, rows, out_f, &opts)?))?;
+        let db = g.alloc_with(OP, &[out_f], |db| Ok(sum_rows(dy, db, rows, out_f, &opts)?))?;
         g.accumulate(b, db)?;
     }
     Ok(())

@@ -118,7 +118,7 @@ pub(super) fn cross_entropy_backward(
     let ld = g.dense(OP, logits)?;
     let targets = &g.tape.targets[targets];
     let opts = g.opts;
-    let dl = g.grad_with(OP, dims.dims(), |dl| {
+    let dl = g.alloc_with(OP, dims.dims(), |dl| {
         Ok(kernel::cross_entropy_backward(
             ld,
             targets,
@@ -144,7 +144,7 @@ pub(super) fn mul_sum_backward(
     let dloss = scalar(OP, g, dout)?;
     let pd = probe.contiguous_data(OP, g.arena)?;
     let opts = g.opts;
-    let dx = g.grad_with(OP, probe.dims(), |dx| Ok(scale(pd, dloss, dx, &opts)?))?;
+    let dx = g.alloc_with(OP, probe.dims(), |dx| Ok(scale(pd, dloss, dx, &opts)?))?;
     g.accumulate(x, dx)
 }
 
@@ -155,6 +155,6 @@ pub(super) fn sum_squares_backward(g: &mut Graph<'_>, x: Var, dout: &Tensor) -> 
     let dims = *g.value(x).shape();
     let xd = g.dense(OP, x)?;
     let opts = g.opts;
-    let dx = g.grad_with(OP, dims.dims(), |dx| Ok(scale(xd, 2.0 * dloss, dx, &opts)?))?;
+    let dx = g.alloc_with(OP, dims.dims(), |dx| Ok(scale(xd, 2.0 * dloss, dx, &opts)?))?;
     g.accumulate(x, dx)
 }

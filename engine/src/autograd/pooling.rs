@@ -78,7 +78,7 @@ pub(super) fn mean_pool_backward(
     let (b, t, d) = btd(OP, g.value(x))?;
     let md = mask.contiguous_data(OP, g.arena)?;
     let dy = dout.contiguous_data(OP, g.arena)?;
-    let dx = g.grad_with(OP, dims.dims(), |dx| {
+    let dx = g.alloc_with(OP, dims.dims(), |dx| {
         Ok(kernel::mean_pool_backward(md, dy, dx, b, t, d)?)
     })?;
     g.accumulate(x, dx)
@@ -95,7 +95,7 @@ pub(super) fn select_token_backward(
     let dims = *g.value(x).shape();
     let (_, t, d) = btd(OP, g.value(x))?;
     let dy = dout.contiguous_data(OP, g.arena)?;
-    let dx = g.grad_with(OP, dims.dims(), |dx| {
+    let dx = g.alloc_with(OP, dims.dims(), |dx| {
         dx.fill(0.0);
         for (row, src) in dy.chunks_exact(d.max(1)).enumerate() {
             let at = (row * t + index) * d;

@@ -213,18 +213,6 @@ impl<'a> Graph<'a> {
         Var(self.tape.values.len() - 1)
     }
 
-    /// A fresh contiguous arena tensor of `dims`, filled by `fill`.
-    pub(crate) fn alloc_with(
-        &self,
-        op: &'static str,
-        dims: &[usize],
-        fill: impl FnOnce(&mut [f32]) -> Result<()>,
-    ) -> Result<Tensor> {
-        let mut fresh = self.arena.alloc_shape(Shape::for_op(op, dims)?)?;
-        fill(fresh.as_mut_slice())?;
-        Ok(fresh.into_tensor())
-    }
-
     /// The contiguous values of `var` (a copy into the arena first when it is a strided view),
     /// valid while the graph is borrowed: the tape keeps a handle on the storage meanwhile.
     pub(crate) fn dense(&self, op: &'static str, var: Var) -> Result<&[f32]> {
@@ -249,7 +237,7 @@ impl<'a> Graph<'a> {
         self.tape.grads.resize(len, None);
         self.tape.owned.clear();
         self.tape.owned.resize(len, false);
-        let seed = self.grad_with(OP, shape.dims(), |g| {
+        let seed = self.alloc_with(OP, shape.dims(), |g| {
             g.fill(1.0);
             Ok(())
         })?;
@@ -271,6 +259,21 @@ impl<'a> Graph<'a> {
         result
     }
 
+    /// In inference (recording off), hands the buffer of `var` back for reuse by later ops:
+    /// the caller promises not to read `var` again (its memory will hold other values).
+    /// Does nothing while recording (the backward needs every value), for leaves and for
+    /// values not in the arena. This is how a forward pass keeps one layer's activations
+    /// alive instead of all of them.
+    pub fn release_value(&mut self, var: Var) {
+        if self.recording || self.tape.leaf[var.0] {
+            return;
+        }
+        let t = self.tape.values[var.0].clone();
+        if t.is_contiguous() && t.offset() == 0 {
+            self.recycle(t);
+        }
+    }
+
     /// Drops the gradient of the intermediate value `var`, pooling its buffer when owned.
     fn release(&mut self, var: Var) {
         if self.tape.leaf[var.0] {
@@ -283,7 +286,7 @@ impl<'a> Graph<'a> {
         }
     }
 
-    /// Adds `grad`, a buffer the caller owns alone (fresh from [`Graph::grad_with`]), to the
+    /// Adds `grad`, a buffer the caller owns alone (fresh from [`Graph::alloc_with`]), to the
     /// gradient of `var` (kept only when `var` needs one).
     pub(crate) fn accumulate(&mut self, var: Var, grad: Tensor) -> Result<()> {
         self.add_grad(var, grad, true)
@@ -341,7 +344,7 @@ impl<'a> Graph<'a> {
             dense_of(OP, old.clone(), self.arena)?,
             dense_of(OP, grad, self.arena)?,
         );
-        let sum = self.grad_with(OP, old.dims(), |out| {
+        let sum = self.alloc_with(OP, old.dims(), |out| {
             Ok(elementwise::add(a, b, out, &opts)?)
         })?;
         self.tape.grads[var.0] = Some(sum);
@@ -349,23 +352,23 @@ impl<'a> Graph<'a> {
         Ok(())
     }
 
-    /// A contiguous tensor of `dims` for a gradient or backward scratch, filled by `fill`
-    /// (which must write every value): a pooled buffer of the same size when there is one,
-    /// else fresh arena memory.
-    pub(crate) fn grad_with(
+    /// A contiguous tensor of `dims` for an op's output, a gradient or scratch, filled by
+    /// `fill` (which must write every value): a pooled buffer of the same size when there is
+    /// one, else fresh arena memory.
+    pub(crate) fn alloc_with(
         &self,
         op: &'static str,
         dims: &[usize],
         fill: impl FnOnce(&mut [f32]) -> Result<()>,
     ) -> Result<Tensor> {
-        let t = self.grad_tensor(op, dims)?;
+        let t = self.alloc_tensor(op, dims)?;
         // SAFETY: `t` was just taken from the pool or the arena; nothing else refers to it.
         fill(unsafe { self.buffer_mut(op, &t)? })?;
         Ok(t)
     }
 
     /// A contiguous tensor of `dims` with unspecified contents, from the pool or the arena.
-    pub(crate) fn grad_tensor(&self, op: &'static str, dims: &[usize]) -> Result<Tensor> {
+    pub(crate) fn alloc_tensor(&self, op: &'static str, dims: &[usize]) -> Result<Tensor> {
         let shape = Shape::for_op(op, dims)?;
         let mut pool = self.tape.pool.borrow_mut();
         let found = pool.iter().position(|t| t.numel() == shape.numel());
@@ -384,7 +387,7 @@ impl<'a> Graph<'a> {
     /// # Safety
     ///
     /// `t` must be an arena tensor that the caller owns alone: fresh from
-    /// [`Graph::grad_tensor`], or a gradient whose `owned` flag is set; nothing may read or
+    /// [`Graph::alloc_tensor`], or a gradient whose `owned` flag is set; nothing may read or
     /// write its memory while the slice lives.
     // Exclusive access is the caller's `unsafe` contract, not the borrow's.
     #[allow(clippy::mut_from_ref)]
