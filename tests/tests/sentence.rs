@@ -99,3 +99,89 @@ fn embeddings_match_sentence_transformers() {
     let empty = encoder.embed(&[], 4, Truncation::Truncate, CpuOptions::default());
     assert!(empty.unwrap_err().to_string().contains("no texts"));
 }
+
+/// A copy of the model folder (links to its files) whose `1_Pooling/config.json` asks for
+/// `mode` and that has no `modules.json` (so no normalisation).
+fn with_pooling(dir: &std::path::Path, mode: &str) -> PathBuf {
+    let copy = std::env::temp_dir().join(format!("smelt-pooling-{mode}-{}", std::process::id()));
+    std::fs::create_dir_all(copy.join("1_Pooling")).unwrap();
+    for name in [
+        "config.json",
+        "model.safetensors",
+        "vocab.txt",
+        "tokenizer_config.json",
+    ] {
+        let link = copy.join(name);
+        if !link.exists() {
+            std::os::unix::fs::symlink(dir.join(name), link).unwrap();
+        }
+    }
+    let config = format!(
+        "{{\"pooling_mode_mean_tokens\": false, \"pooling_mode_cls_token\": {}, \"pooling_mode_max_tokens\": {}}}",
+        mode == "cls",
+        mode == "max"
+    );
+    std::fs::write(copy.join("1_Pooling/config.json"), config).unwrap();
+    copy
+}
+
+#[test]
+fn cls_and_max_pooling_follow_the_hidden_states() {
+    let dir = match model_dir() {
+        Ok(dir) => dir,
+        Err(why) => {
+            println!("skipped: {why}");
+            return;
+        }
+    };
+    use smelt_engine::{Arena, Graph, Tape};
+    use smelt_model::{Batch, Model};
+    let texts = [
+        "a short one",
+        "and a longer sentence with more tokens in it",
+    ];
+    let model = Model::load(&dir).unwrap();
+    let reference = SentenceEncoder::load(&dir).unwrap();
+    let enc = reference
+        .tokenizer()
+        .encode_batch(&texts, 256, Truncation::Truncate)
+        .unwrap();
+    let batch = Batch::new(
+        model.config(),
+        enc.batch,
+        enc.seq,
+        &enc.input_ids,
+        Some(&enc.attention_mask),
+        None,
+    )
+    .unwrap();
+    let (arena, mut tape) = (Arena::new(), Tape::new());
+    let mut g = Graph::new(&mut tape, &arena, CpuOptions::default(), false);
+    let hidden = model.forward(&mut g, &batch).unwrap().hidden;
+    let h = g.value(hidden).to_vec(&arena).unwrap();
+    let (t, d) = (enc.seq, model.config().hidden);
+    for mode in ["cls", "max"] {
+        let encoder = SentenceEncoder::load(&with_pooling(&dir, mode)).unwrap();
+        let got = encoder
+            .embed(&texts, 2, Truncation::Truncate, CpuOptions::default())
+            .unwrap();
+        for b in 0..2 {
+            let want: Vec<f32> = (0..d)
+                .map(|j| match mode {
+                    "cls" => h[b * t * d + j],
+                    _ => (0..t)
+                        .filter(|&i| enc.attention_mask[b * t + i] == 1)
+                        .map(|i| h[(b * t + i) * d + j])
+                        .fold(f32::NEG_INFINITY, f32::max),
+                })
+                .collect();
+            let ours = got.get(b).unwrap();
+            let worst = ours
+                .iter()
+                .zip(&want)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0, f32::max);
+            assert!(worst < 1e-4, "{mode} pooling, text {b}: differs by {worst}");
+        }
+    }
+}
