@@ -181,4 +181,5 @@ fn unknown_model_types_and_bad_json_are_errors() {
     assert!(load_error(&dir).contains("malformed JSON"));
     std::fs::remove_file(dir.join("config.json")).unwrap();
     assert!(load_error(&dir).contains("config.json"));
+    std::fs::remove_dir_all(&dir).ok();
 }

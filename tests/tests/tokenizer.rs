@@ -130,11 +130,42 @@ fn bad_files_and_input_are_clear_errors() {
     std::fs::write(dir.join("vocab.txt"), "[PAD]\n[UNK]\n[CLS]\n[SEP]\nhello\n").unwrap();
     std::fs::write(dir.join("tokenizer_config.json"), "{\"do_lower_case\": tru").unwrap();
     assert!(err(&dir).contains("tokenizer_config.json: malformed JSON"));
-    std::fs::write(
-        dir.join("tokenizer_config.json"),
-        "{\"do_lower_case\": true}",
-    )
-    .unwrap();
+    let config = dir.join("tokenizer_config.json");
+    std::fs::write(&config, r#"{"do_lower_case": "false"}"#).unwrap();
+    assert!(
+        err(&dir).contains(r#""do_lower_case" must be true, false or null"#),
+        "{}",
+        err(&dir)
+    );
+    std::fs::write(&config, r#"{"do_lower_case": true}"#).unwrap();
     let small = Tokenizer::from_dir(&dir).unwrap();
     assert_eq!(small.encode("Hello there"), [2, 4, 1, 3]);
+    assert_eq!(
+        small.max_len(),
+        usize::MAX,
+        "no model_max_length: no limit of its own"
+    );
+    // A token listed twice keeps its last line, as HF's loaders do; trailing spaces are trimmed.
+    std::fs::write(
+        dir.join("vocab.txt"),
+        "[PAD]\n[UNK]\n[CLS]\n[SEP]\nhello \nhello\n",
+    )
+    .unwrap();
+    assert_eq!(
+        Tokenizer::from_dir(&dir).unwrap().encode("hello"),
+        [2, 5, 3]
+    );
+}
+
+#[test]
+fn special_tokens_in_text_stay_whole_even_by_the_thousand() {
+    let tokenizer = Tokenizer::from_dir(&fixtures()).unwrap();
+    let text = "[MASK]".repeat(20_000);
+    let ids = tokenizer.encode(&text);
+    assert_eq!(ids.len(), 20_002);
+    assert!(ids[1..20_001].iter().all(|&id| id == 103));
+    assert_eq!(
+        tokenizer.encode("a[MASK]b [mask]"),
+        [101, 1037, 103, 1038, 1031, 7308, 1033, 102]
+    );
 }

@@ -59,6 +59,8 @@ pub struct Tokenizer {
     specials: Specials,
     /// Special-token strings matched verbatim in the text, with their ids.
     verbatim: Vec<(String, u32)>,
+    /// The first bytes of those strings (where a match can start).
+    first_bytes: Vec<u8>,
     max_len: usize,
 }
 
@@ -94,18 +96,30 @@ impl Tokenizer {
                 })
             }
         };
-        Tokenizer::new(vocab, &config, &vocab_path)
+        Tokenizer::new(vocab, &config, &vocab_path, &config_path)
     }
 
-    /// A tokenizer over `vocab` configured by a `tokenizer_config.json` object.
-    fn new(vocab: Vocab, config: &Json, vocab_path: &Path) -> Result<Tokenizer> {
-        let flag =
-            |key: &str, default: bool| config.get(key).and_then(Json::as_bool).unwrap_or(default);
-        let lowercase = flag("do_lower_case", true);
+    /// A tokenizer over `vocab` configured by a `tokenizer_config.json` object; the paths
+    /// name the files in errors.
+    fn new(
+        vocab: Vocab,
+        config: &Json,
+        vocab_path: &Path,
+        config_path: &Path,
+    ) -> Result<Tokenizer> {
+        let flag = |key: &str, default: bool| match config.get(key) {
+            None | Some(Json::Null) => Ok(default),
+            Some(Json::Bool(b)) => Ok(*b),
+            Some(other) => Err(format_error(
+                config_path,
+                format!("\"{key}\" must be true, false or null, got {other}"),
+            )),
+        };
+        let lowercase = flag("do_lower_case", true)?;
         let how = Normalization {
             lowercase,
-            strip_accents: flag("strip_accents", lowercase),
-            split_cjk: flag("tokenize_chinese_chars", true),
+            strip_accents: flag("strip_accents", lowercase)?,
+            split_cjk: flag("tokenize_chinese_chars", true)?,
         };
         let token = |key: &str, default: &str| -> String {
             match config.get(key) {
@@ -137,20 +151,35 @@ impl Tokenizer {
         if let Some(id) = vocab.id(&mask) {
             verbatim.push((mask, id));
         }
-        let max_len = config
-            .get("model_max_length")
-            .and_then(Json::as_usize)
-            .unwrap_or(512);
+        // HF writes a huge number (1e30) for "no limit": the model's position table decides.
+        let max_len = match config.get("model_max_length") {
+            None | Some(Json::Null) => usize::MAX,
+            Some(v) => match v.as_f64() {
+                Some(n) if n >= 2.0 => v.as_usize().unwrap_or(usize::MAX),
+                _ => {
+                    return Err(format_error(
+                        config_path,
+                        format!("model_max_length must be a number of at least 2, got {v}"),
+                    ))
+                }
+            },
+        };
+        let first_bytes = verbatim
+            .iter()
+            .filter_map(|(s, _)| s.bytes().next())
+            .collect();
         Ok(Tokenizer {
             vocab,
             how,
             specials,
             verbatim,
+            first_bytes,
             max_len,
         })
     }
 
-    /// The length limit from `model_max_length` (512 when absent), special tokens included.
+    /// The length limit from `model_max_length`, special tokens included (`usize::MAX` when
+    /// absent or HF's "no limit" value, 1e30: the model's position table then decides).
     pub fn max_len(&self) -> usize {
         self.max_len
     }
@@ -160,34 +189,47 @@ impl Tokenizer {
         self.vocab.len()
     }
 
-    /// The WordPiece ids of `text` without `[CLS]`/`[SEP]`, appended to `out`.
+    /// The special token written at the start of `text`, if any (the longest), with its
+    /// length in bytes and id.
+    fn special_at(&self, text: &str) -> Option<(usize, u32)> {
+        self.verbatim
+            .iter()
+            .filter(|(s, _)| text.starts_with(s.as_str()))
+            .max_by_key(|(s, _)| s.len())
+            .map(|(s, id)| (s.len(), *id))
+    }
+
+    /// The WordPiece ids of `text` without `[CLS]`/`[SEP]`, appended to `out`: plain runs are
+    /// normalised and split, special tokens written in the text map to their ids.
     fn pieces(&self, text: &str, out: &mut Vec<u32>) {
         let mut normalized = String::with_capacity(text.len() + 8);
-        let mut piece = String::new();
-        let mut rest = text;
-        while !rest.is_empty() {
-            let next = self
-                .verbatim
-                .iter()
-                .filter_map(|(s, id)| rest.find(s.as_str()).map(|at| (at, s.len(), *id)))
-                .min_by_key(|&(at, len, _)| (at, std::cmp::Reverse(len)));
-            let (plain, special) = match next {
-                Some((at, len, id)) => (&rest[..at], Some((len, id))),
-                None => (rest, None),
-            };
-            normalize(plain, self.how, &mut normalized);
+        let (mut scratch, mut piece) = (String::new(), String::new());
+        let mut plain_start = 0;
+        let mut at = 0;
+        let mut flush = |plain: &str, out: &mut Vec<u32>| {
+            normalize(plain, self.how, &mut normalized, &mut scratch);
             split_words(&normalized, |word| {
                 self.vocab
                     .word_ids(word, self.specials.unk, &mut piece, out)
             });
+        };
+        while at < text.len() {
+            let special = self
+                .first_bytes
+                .contains(&text.as_bytes()[at])
+                .then(|| self.special_at(&text[at..]))
+                .flatten();
             match special {
                 Some((len, id)) => {
+                    flush(&text[plain_start..at], out);
                     out.push(id);
-                    rest = &rest[plain.len() + len..];
+                    at += len;
+                    plain_start = at;
                 }
-                None => rest = "",
+                None => at += text[at..].chars().next().map_or(1, char::len_utf8),
             }
         }
+        flush(&text[plain_start..], out);
     }
 
     /// `[CLS] pieces [SEP]`, untruncated.

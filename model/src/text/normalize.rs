@@ -92,8 +92,9 @@ fn push_stripped(out: &mut String, c: char) {
     }
 }
 
-/// Normalises `text` into `out` (cleared first) by steps 1 to 4 of the module docs.
-pub fn normalize(text: &str, how: Normalization, out: &mut String) {
+/// Normalises `text` into `out` (cleared first) by steps 1 to 4 of the module docs;
+/// `scratch` is reused space for lower-casing.
+pub fn normalize(text: &str, how: Normalization, out: &mut String, scratch: &mut String) {
     out.clear();
     for c in text.chars() {
         if c == '\0' || c == '\u{FFFD}' || is_control(c) {
@@ -111,9 +112,10 @@ pub fn normalize(text: &str, how: Normalization, out: &mut String) {
             out.push(c);
         }
         if how.lowercase && !out[start..].is_ascii() {
-            let lowered: String = out[start..].chars().flat_map(char::to_lowercase).collect();
+            scratch.clear();
+            scratch.extend(out[start..].chars().flat_map(char::to_lowercase));
             out.truncate(start);
-            out.push_str(&lowered);
+            out.push_str(scratch);
         } else if how.lowercase {
             out[start..].make_ascii_lowercase();
         }
@@ -156,8 +158,8 @@ mod tests {
     };
 
     fn words(text: &str) -> Vec<String> {
-        let mut normalized = String::new();
-        normalize(text, BERT_UNCASED, &mut normalized);
+        let (mut normalized, mut scratch) = (String::new(), String::new());
+        normalize(text, BERT_UNCASED, &mut normalized, &mut scratch);
         let mut out = Vec::new();
         split_words(&normalized, |w| out.push(w.to_string()));
         out

@@ -14,14 +14,15 @@ pub struct Vocab {
 }
 
 impl Vocab {
-    /// The vocabulary of `text`, one token per line.
+    /// The vocabulary of `text`, one token per line (trailing whitespace trimmed; a token
+    /// listed twice keeps its last line, as HF's loaders do).
     pub fn parse(text: &str) -> Vocab {
         let mut ids = HashMap::new();
         let mut longest = 0;
         for (id, token) in text.lines().enumerate() {
-            let token = token.trim_end_matches('\r');
+            let token = token.trim_end();
             longest = longest.max(token.len());
-            ids.entry(token.to_string()).or_insert(id as u32);
+            ids.insert(token.to_string(), id as u32);
         }
         Vocab { ids, longest }
     }
