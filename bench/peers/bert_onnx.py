@@ -37,13 +37,14 @@ largest |ORT - PyTorch| over last_hidden_state (a check that the exported graph 
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+from peer_common import peak_rss_mb
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FUSED_OPS = ("Attention", "MultiHeadAttention", "EmbedLayerNormalization", "SkipLayerNormalization",
@@ -74,17 +75,6 @@ def parse_args():
     return args
 
 
-def peak_rss_mb():
-    # VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over from the parent across
-    # fork + exec, so a script started by `smelt bench` would report smelt's own peak.
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0  # KiB
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
 # ---------------------------------------------------------------- child: export (loads torch)

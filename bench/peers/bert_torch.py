@@ -24,10 +24,11 @@ take about 0.5 GB).
 import argparse
 import json
 import os
-import resource
 import statistics
 import sys
 import time
+
+from peer_common import peak_rss_mb
 
 CONFIGS = {
     # name: (family, sizes); vocab 30522 and 512 positions for all three.
@@ -98,17 +99,6 @@ def make_inputs(batch, seq):
     return ids, mask
 
 
-def peak_rss_mb():
-    # VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over from the parent across
-    # fork + exec, so a script started by `smelt bench` would report smelt's own peak.
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0  # KiB
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
 def time_it(fn, warmup, runs):

@@ -153,17 +153,22 @@ fn time_phase(
     Ok(median(times) * 1e3)
 }
 
-/// `batch` unpadded sequences of `seq` random token ids.
-fn random_batch(config: &Config, batch: usize, seq: usize) -> Result<Batch, String> {
-    let mut state = 0xbe7c_u64;
-    let ids: Vec<i64> = (0..batch * seq)
+/// `count` token ids below `vocab`, reproducible from `seed` (a 64-bit LCG).
+pub fn random_ids(count: usize, vocab: usize, seed: u64) -> Vec<i64> {
+    let mut state = seed;
+    (0..count)
         .map(|_| {
             state = state
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
-            ((state >> 33) % config.vocab_size as u64) as i64
+            ((state >> 33) % vocab as u64) as i64
         })
-        .collect();
+        .collect()
+}
+
+/// `batch` unpadded sequences of `seq` random token ids.
+fn random_batch(config: &Config, batch: usize, seq: usize) -> Result<Batch, String> {
+    let ids = random_ids(batch * seq, config.vocab_size, 0xbe7c);
     Batch::new(config, batch, seq, &ids, None, None).map_err(|e| e.to_string())
 }
 

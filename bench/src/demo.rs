@@ -6,6 +6,7 @@
 //! arena's size, and checks that the loss went down. No download: the weights are generated.
 
 use crate::args::Args;
+use crate::bert_bench::random_ids;
 use crate::peak::fma_peak_gflops_per_core;
 use crate::timing::median;
 use smelt_engine::{Arena, CpuOptions};
@@ -105,15 +106,7 @@ pub fn run(args: &Args) -> Result<(), String> {
 /// `batch` sequences of `seq` random tokens; sequence `b` pads its last `(b % 4) * seq / 8`
 /// positions; labels alternate between the two classes.
 fn demo_batch(config: &Config, batch: usize, seq: usize) -> Result<Batch, String> {
-    let mut state = 0x5eed_u64;
-    let ids: Vec<i64> = (0..batch * seq)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((state >> 33) % config.vocab_size as u64) as i64
-        })
-        .collect();
+    let ids = random_ids(batch * seq, config.vocab_size, 0x5eed);
     let mask: Vec<i64> = (0..batch * seq)
         .map(|i| {
             let (b, t) = (i / seq, i % seq);

@@ -3,6 +3,7 @@
 
 use smelt_engine::formats::safetensors::SafeTensors;
 use smelt_engine::Arena;
+use smelt_tests::rel_l2;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -17,16 +18,6 @@ fn smelt(args: &[&str]) -> std::process::Output {
         .args(args)
         .output()
         .expect("the smelt binary runs")
-}
-
-fn rel_l2(got: &[f32], want: &[f32]) -> f64 {
-    let diff: f64 = got
-        .iter()
-        .zip(want)
-        .map(|(&g, &w)| (g as f64 - w as f64).powi(2))
-        .sum();
-    let norm: f64 = want.iter().map(|&w| (w as f64).powi(2)).sum();
-    (diff / norm.max(1e-30)).sqrt()
 }
 
 #[test]

@@ -9,6 +9,7 @@ use smelt_engine::formats::safetensors::SafeTensors;
 use smelt_engine::{Arena, CpuOptions, Graph, Tape, Tensor};
 use smelt_kernels::cpu::adamw::AdamW;
 use smelt_model::{Batch, Model, Objective, Trainer};
+use smelt_tests::rel_l2;
 use std::path::PathBuf;
 
 const OUTPUT_TOL: f64 = 1e-5;
@@ -31,22 +32,6 @@ fn fixture(case: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures")
         .join(case)
-}
-
-/// `||got - want|| / ||want||`, or `||got||` when the reference is all zeros.
-fn rel_l2(got: &[f32], want: &[f32]) -> f64 {
-    assert_eq!(got.len(), want.len());
-    let diff: f64 = got
-        .iter()
-        .zip(want)
-        .map(|(&g, &w)| (g as f64 - w as f64).powi(2))
-        .sum();
-    let norm: f64 = want.iter().map(|&w| (w as f64).powi(2)).sum();
-    if norm == 0.0 {
-        diff.sqrt()
-    } else {
-        (diff / norm).sqrt()
-    }
 }
 
 struct Reference {
