@@ -6,18 +6,12 @@ use smelt_kernels::cpu::activation::{
     tanh_backward,
 };
 use smelt_kernels::cpu::{CpuOptions, Isa};
-use smelt_kernels::{Error, Result};
+use smelt_kernels::Result;
 
 mod common;
-use common::random;
+use common::{all_options, assert_shape_error, assert_unsupported, invalid_options, random};
 
 const LENS: [usize; 10] = [1, 2, 7, 8, 15, 17, 33, 127, 387, 100_003];
-
-fn all_options() -> Vec<CpuOptions> {
-    Isa::supported()
-        .flat_map(|isa| [1, 2].map(|t| CpuOptions::threads(t).isa(isa)))
-        .collect()
-}
 
 /// `len` inputs in [-6, 6), plus every tenth of [-10, 10] when long enough.
 fn inputs(len: usize, seed: u64) -> Vec<f32> {
@@ -209,17 +203,6 @@ fn two_threads_agree_with_one() {
     }
 }
 
-/// The error is a shape error whose message names the op and contains every `parts`.
-fn assert_shape_error(result: Result<()>, op: &str, parts: &[&str]) {
-    let err = result.unwrap_err();
-    assert!(matches!(err, Error::Shape { .. }), "{err:?}");
-    let msg = err.to_string();
-    assert!(msg.starts_with(&format!("{op}:")), "{msg}");
-    for part in parts {
-        assert!(msg.contains(part), "{msg} lacks {part:?}");
-    }
-}
-
 #[test]
 fn unequal_lengths_are_errors_naming_them() {
     let opts = CpuOptions::default();
@@ -265,15 +248,8 @@ fn unequal_lengths_are_errors_naming_them() {
 
 #[test]
 fn unsupported_isa_and_zero_threads_are_errors() {
-    let mut cases = vec![CpuOptions::threads(0)];
-    cases.extend(
-        Isa::ALL
-            .into_iter()
-            .filter(|i| !i.is_supported())
-            .map(|i| CpuOptions::threads(1).isa(i)),
-    );
     let x = [0.0f32; 4];
-    for opts in cases {
+    for opts in invalid_options() {
         let mut y = [0.0f32; 4];
         for result in [
             gelu(&x, &mut y, &opts),
@@ -283,8 +259,7 @@ fn unsupported_isa_and_zero_threads_are_errors() {
             relu(&x, &mut y, &opts),
             relu_backward(&x, &x, &mut y, &opts),
         ] {
-            let err = result.unwrap_err();
-            assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
+            assert_unsupported(result);
         }
     }
 }

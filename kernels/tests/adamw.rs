@@ -4,18 +4,11 @@
 
 use smelt_kernels::cpu::adamw::{adamw_step, adamw_step_reference, AdamW};
 use smelt_kernels::cpu::{CpuOptions, Isa};
-use smelt_kernels::Error;
 
 mod common;
-use common::random;
+use common::{all_options, assert_shape_error, assert_unsupported, invalid_options, random};
 
 const LENS: [usize; 9] = [1, 2, 7, 8, 15, 17, 33, 127, 387];
-
-fn all_options() -> Vec<CpuOptions> {
-    Isa::supported()
-        .flat_map(|isa| [1, 2].map(|t| CpuOptions::threads(t).isa(isa)))
-        .collect()
-}
 
 /// Parameters, moments and per-step gradients of `n` elements; gradients span several
 /// magnitudes so that `eps` matters for some.
@@ -304,17 +297,6 @@ fn empty_slices_are_fine() {
     .unwrap();
 }
 
-/// The error is a shape error whose message names the op and contains every `parts`.
-fn assert_shape_error(result: smelt_kernels::Result<()>, op: &str, parts: &[&str]) {
-    let err = result.unwrap_err();
-    assert!(matches!(err, Error::Shape { .. }), "{err:?}");
-    let msg = err.to_string();
-    assert!(msg.starts_with(&format!("{op}:")), "{msg}");
-    for part in parts {
-        assert!(msg.contains(part), "{msg} lacks {part:?}");
-    }
-}
-
 #[test]
 fn bad_lengths_and_step_zero_are_errors_and_write_nothing() {
     let opts = CpuOptions::default();
@@ -350,25 +332,9 @@ fn bad_lengths_and_step_zero_are_errors_and_write_nothing() {
 
 #[test]
 fn unsupported_isa_and_zero_threads_are_errors() {
-    let mut cases = vec![CpuOptions::threads(0)];
-    cases.extend(
-        Isa::ALL
-            .into_iter()
-            .filter(|i| !i.is_supported())
-            .map(|i| CpuOptions::threads(1).isa(i)),
-    );
-    for opts in cases {
+    for opts in invalid_options() {
         let (mut p, mut m, mut v) = ([0.0f32; 3], [0.0f32; 3], [0.0f32; 3]);
-        let err = adamw_step(
-            &mut p,
-            &[1.0; 3],
-            &mut m,
-            &mut v,
-            1,
-            &AdamW::default(),
-            &opts,
-        )
-        .unwrap_err();
-        assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
+        let hp = AdamW::default();
+        assert_unsupported(adamw_step(&mut p, &[1.0; 3], &mut m, &mut v, 1, &hp, &opts));
     }
 }

@@ -37,6 +37,16 @@ fn padding_mask(batch: usize, seq: usize) -> Vec<f32> {
         .collect()
 }
 
+/// `batch` elements of `seq` tokens, `heads` heads of `head_dim`.
+fn attention_shape(batch: usize, seq: usize, heads: usize, head_dim: usize) -> AttentionShape {
+    AttentionShape {
+        batch,
+        seq,
+        heads,
+        head_dim,
+    }
+}
+
 const SHAPES: [(usize, usize, usize, usize); 5] = [
     (1, 1, 1, 1),
     (2, 7, 3, 5),
@@ -45,19 +55,80 @@ const SHAPES: [(usize, usize, usize, usize); 5] = [
     (5, 13, 2, 32),
 ];
 
+/// The inputs of one call.
+#[derive(Clone, Copy)]
+struct Case<'a> {
+    q: &'a [f32],
+    k: &'a [f32],
+    v: &'a [f32],
+    mask: Option<&'a [f32]>,
+    scale: f32,
+    shape: AttentionShape,
+}
+
+impl Case<'_> {
+    /// [`attention_forward`]'s output, written over NaN.
+    fn forward(&self, probs: Probs<'_>, opts: &CpuOptions) -> smelt_kernels::Result<Vec<f32>> {
+        let mut out = vec![f32::NAN; self.shape.qkv_len()];
+        attention_forward(
+            self.q,
+            self.k,
+            self.v,
+            self.mask,
+            self.scale,
+            &self.shape,
+            probs,
+            &mut out,
+            opts,
+        )?;
+        Ok(out)
+    }
+
+    /// [`attention_backward`]'s `(dq, dk, dv)` from the saved `probs`, written over NaN.
+    fn backward(
+        &self,
+        probs: &[f32],
+        dout: &[f32],
+        opts: &CpuOptions,
+    ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let n = self.shape.qkv_len();
+        let mut scratch = vec![f32::NAN; self.shape.backward_scratch_len(opts.threads)];
+        let (mut dq, mut dk, mut dv) = (vec![f32::NAN; n], vec![f32::NAN; n], vec![f32::NAN; n]);
+        attention_backward(
+            self.q,
+            self.k,
+            self.v,
+            probs,
+            dout,
+            self.scale,
+            &self.shape,
+            &mut scratch,
+            &mut dq,
+            &mut dk,
+            &mut dv,
+            opts,
+        )
+        .unwrap();
+        (dq, dk, dv)
+    }
+}
+
 #[test]
 fn forward_and_backward_match_the_reference() {
     for &(batch, seq, heads, head_dim) in &SHAPES {
-        let shape = AttentionShape {
-            batch,
-            seq,
-            heads,
-            head_dim,
-        };
+        let shape = attention_shape(batch, seq, heads, head_dim);
         let n = shape.qkv_len();
         let (q, k, v, dout) = (random(n, 1), random(n, 2), random(n, 3), random(n, 4));
         let mask = padding_mask(batch, seq);
         let scale = 1.0 / (head_dim as f32).sqrt();
+        let case = Case {
+            q: &q,
+            k: &k,
+            v: &v,
+            mask: Some(&mask),
+            scale,
+            shape,
+        };
         let (want, want_probs) = attention_reference(&q, &k, &v, Some(&mask), scale, &shape);
         let (wdq, wdk, wdv) =
             attention_backward_reference(&q, &k, &v, Some(&mask), &dout, scale, &shape);
@@ -65,56 +136,16 @@ fn forward_and_backward_match_the_reference() {
             for threads in [1, 2, 3] {
                 let opts = CpuOptions::threads(threads).isa(isa);
                 let what = format!("{shape:?} {isa:?} {threads} threads");
-                let mut out = vec![f32::NAN; n];
                 let mut probs = vec![f32::NAN; shape.saved_probs_len()];
-                attention_forward(
-                    &q,
-                    &k,
-                    &v,
-                    Some(&mask),
-                    scale,
-                    &shape,
-                    Probs::Save(&mut probs),
-                    &mut out,
-                    &opts,
-                )
-                .unwrap();
+                let out = case.forward(Probs::Save(&mut probs), &opts).unwrap();
                 assert!(rel_l2(&out, &want) < 1e-6, "out {what}");
                 assert!(rel_l2(&probs, &want_probs) < 1e-6, "probs {what}");
 
                 let mut scratch = vec![f32::NAN; shape.forward_scratch_len(threads)];
-                let mut out2 = vec![f32::NAN; n];
-                attention_forward(
-                    &q,
-                    &k,
-                    &v,
-                    Some(&mask),
-                    scale,
-                    &shape,
-                    Probs::Scratch(&mut scratch),
-                    &mut out2,
-                    &opts,
-                )
-                .unwrap();
+                let out2 = case.forward(Probs::Scratch(&mut scratch), &opts).unwrap();
                 assert_eq!(out, out2, "scratch forward {what}");
 
-                let mut scratch = vec![f32::NAN; shape.backward_scratch_len(threads)];
-                let (mut dq, mut dk, mut dv) = (vec![f32::NAN; n], vec![f32::NAN; n], vec![0.0; n]);
-                attention_backward(
-                    &q,
-                    &k,
-                    &v,
-                    &probs,
-                    &dout,
-                    scale,
-                    &shape,
-                    &mut scratch,
-                    &mut dq,
-                    &mut dk,
-                    &mut dv,
-                    &opts,
-                )
-                .unwrap();
+                let (dq, dk, dv) = case.backward(&probs, &dout, &opts);
                 assert!(rel_l2(&dq, &wdq) < 1e-5, "dq {what}: {}", rel_l2(&dq, &wdq));
                 assert!(rel_l2(&dk, &wdk) < 1e-5, "dk {what}: {}", rel_l2(&dk, &wdk));
                 assert!(rel_l2(&dv, &wdv) < 1e-5, "dv {what}: {}", rel_l2(&dv, &wdv));
@@ -125,51 +156,26 @@ fn forward_and_backward_match_the_reference() {
 
 #[test]
 fn padded_keys_get_no_weight_and_no_gradient() {
-    let shape = AttentionShape {
-        batch: 2,
-        seq: 6,
-        heads: 2,
-        head_dim: 4,
-    };
+    let shape = attention_shape(2, 6, 2, 4);
     let n = shape.qkv_len();
     let (q, k, v) = (random(n, 5), random(n, 6), random(n, 7));
     let mask = padding_mask(2, 6);
-    let mut out = vec![0.0; n];
-    let mut probs = vec![0.0; shape.saved_probs_len()];
+    let case = Case {
+        q: &q,
+        k: &k,
+        v: &v,
+        mask: Some(&mask),
+        scale: 0.5,
+        shape,
+    };
     let opts = CpuOptions::default();
-    attention_forward(
-        &q,
-        &k,
-        &v,
-        Some(&mask),
-        0.5,
-        &shape,
-        Probs::Save(&mut probs),
-        &mut out,
-        &opts,
-    )
-    .unwrap();
+    let mut probs = vec![0.0; shape.saved_probs_len()];
+    case.forward(Probs::Save(&mut probs), &opts).unwrap();
     // Batch element 1 pads its last key: its probability is exactly zero in every row.
     for row in 0..shape.heads * shape.seq {
         assert_eq!(probs[shape.heads * 36 + row * 6 + 5], 0.0);
     }
-    let mut scratch = vec![0.0; shape.backward_scratch_len(1)];
-    let (mut dq, mut dk, mut dv) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
-    attention_backward(
-        &q,
-        &k,
-        &v,
-        &probs,
-        &random(n, 8),
-        0.5,
-        &shape,
-        &mut scratch,
-        &mut dq,
-        &mut dk,
-        &mut dv,
-        &opts,
-    )
-    .unwrap();
+    let (_, dk, dv) = case.backward(&probs, &random(n, 8), &opts);
     let last_key = (6 + 5) * 8;
     assert!(dk[last_key..last_key + 8].iter().all(|&g| g == 0.0));
     assert!(dv[last_key..last_key + 8].iter().all(|&g| g == 0.0));
@@ -177,48 +183,36 @@ fn padded_keys_get_no_weight_and_no_gradient() {
 
 #[test]
 fn wrong_lengths_are_errors() {
-    let shape = AttentionShape {
-        batch: 2,
-        seq: 3,
-        heads: 2,
-        head_dim: 4,
-    };
+    let shape = attention_shape(2, 3, 2, 4);
     let n = shape.qkv_len();
-    let x = vec![0.0; n];
-    let mut out = vec![0.0; n];
+    let (x, short) = (vec![0.0; n], vec![0.0; n - 1]);
     let mut probs = vec![0.0; shape.saved_probs_len()];
     let opts = CpuOptions::default();
-    let short = vec![0.0; n - 1];
-    let err = attention_forward(
-        &x,
-        &short,
-        &x,
-        None,
-        1.0,
-        &shape,
-        Probs::Save(&mut probs),
-        &mut out,
-        &opts,
-    )
-    .unwrap_err()
-    .to_string();
+    let case = Case {
+        q: &x,
+        k: &short,
+        v: &x,
+        mask: None,
+        scale: 1.0,
+        shape,
+    };
+    let err = case
+        .forward(Probs::Save(&mut probs), &opts)
+        .unwrap_err()
+        .to_string();
     assert_eq!(
         err,
         "attention_forward: shape mismatch: k has 47 values, but batch 2 x seq 3 x heads 2 x head_dim 4 needs 48"
     );
     let mut small = vec![0.0; 5];
-    let err = attention_forward(
-        &x,
-        &x,
-        &x,
-        Some(&[0.0; 5]),
-        1.0,
-        &shape,
-        Probs::Scratch(&mut small),
-        &mut out,
-        &opts,
-    )
-    .unwrap_err()
-    .to_string();
+    let case = Case {
+        k: &x,
+        mask: Some(&[0.0; 5]),
+        ..case
+    };
+    let err = case
+        .forward(Probs::Scratch(&mut small), &opts)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("probs has 5 values"), "{err}");
 }

@@ -6,20 +6,13 @@ use smelt_kernels::cpu::elementwise::{
     add, add_assign, broadcast_rows, mul_sum, scale, sum_rows, sum_rows_reference,
 };
 use smelt_kernels::cpu::{CpuOptions, Isa};
-use smelt_kernels::Error;
 
 mod common;
-use common::random;
+use common::{all_options, assert_shape_error, assert_unsupported, invalid_options, random};
 
 const LENS: [usize; 10] = [0, 1, 2, 7, 8, 17, 33, 127, 387, 100_003];
 const COLS: [usize; 9] = [1, 2, 7, 8, 17, 33, 127, 387, 768];
 const ROWS: [usize; 4] = [0, 1, 3, 67];
-
-fn all_options() -> Vec<CpuOptions> {
-    Isa::supported()
-        .flat_map(|isa| [1, 2].map(|t| CpuOptions::threads(t).isa(isa)))
-        .collect()
-}
 
 #[test]
 fn add_add_assign_and_scale_are_exact() {
@@ -132,21 +125,6 @@ fn sum_rows_on_two_threads_agrees_with_one() {
     }
 }
 
-/// The error is a shape error whose message names the op and contains every `parts`.
-fn assert_shape_error<T: std::fmt::Debug>(
-    result: smelt_kernels::Result<T>,
-    op: &str,
-    parts: &[&str],
-) {
-    let err = result.unwrap_err();
-    assert!(matches!(err, Error::Shape { .. }), "{err:?}");
-    let msg = err.to_string();
-    assert!(msg.starts_with(&format!("{op}:")), "{msg}");
-    for part in parts {
-        assert!(msg.contains(part), "{msg} lacks {part:?}");
-    }
-}
-
 #[test]
 fn bad_lengths_are_errors_naming_them() {
     let opts = CpuOptions::default();
@@ -203,15 +181,8 @@ fn bad_lengths_are_errors_naming_them() {
 
 #[test]
 fn unsupported_isa_and_zero_threads_are_errors() {
-    let mut cases = vec![CpuOptions::threads(0)];
-    cases.extend(
-        Isa::ALL
-            .into_iter()
-            .filter(|i| !i.is_supported())
-            .map(|i| CpuOptions::threads(1).isa(i)),
-    );
     let x = [0.0f32; 4];
-    for opts in cases {
+    for opts in invalid_options() {
         let mut y = [0.0f32; 4];
         for result in [
             add(&x, &x, &mut y, &opts),
@@ -219,8 +190,7 @@ fn unsupported_isa_and_zero_threads_are_errors() {
             scale(&x, 1.0, &mut y, &opts),
             sum_rows(&x, &mut y[..2], 2, 2, &opts),
         ] {
-            let err = result.unwrap_err();
-            assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
+            assert_unsupported(result);
         }
     }
 }

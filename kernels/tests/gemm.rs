@@ -6,7 +6,7 @@ use smelt_kernels::cpu::{CpuOptions, Isa};
 use smelt_kernels::Error;
 
 mod common;
-use common::random;
+use common::{all_options, random};
 
 const SIZES: [usize; 12] = [1, 2, 7, 15, 16, 17, 31, 33, 63, 65, 127, 129];
 
@@ -60,12 +60,6 @@ fn assert_close(got: &[f32], want: &(Vec<f64>, Vec<f64>), what: &str) {
             "{what}: element {idx}: got {g}, want {w} (error {err:e}, scale {s:e})"
         );
     }
-}
-
-fn all_options() -> Vec<CpuOptions> {
-    Isa::supported()
-        .flat_map(|isa| [1, 2].map(|t| CpuOptions::threads(t).isa(isa)))
-        .collect()
 }
 
 #[test]

@@ -2,10 +2,9 @@
 //! masked sequences, odd widths, and the errors.
 
 use smelt_kernels::cpu::pooling::{cls_pool, max_pool, mean_pool, mean_pool_backward};
-use smelt_kernels::Error;
 
 mod common;
-use common::random;
+use common::{assert_shape_error, random};
 
 const DIMS: [usize; 6] = [1, 7, 33, 127, 387, 768];
 const SEQS: [usize; 4] = [1, 2, 9, 128];
@@ -121,17 +120,6 @@ fn cls_pool_takes_the_first_token() {
                 );
             }
         }
-    }
-}
-
-/// The error is a shape error whose message names the op and contains every `parts`.
-fn assert_shape_error(result: smelt_kernels::Result<()>, op: &str, parts: &[&str]) {
-    let err = result.unwrap_err();
-    assert!(matches!(err, Error::Shape { .. }), "{err:?}");
-    let msg = err.to_string();
-    assert!(msg.starts_with(&format!("{op}:")), "{msg}");
-    for part in parts {
-        assert!(msg.contains(part), "{msg} lacks {part:?}");
     }
 }
 

@@ -6,10 +6,9 @@ use smelt_kernels::cpu::softmax::{
     softmax, softmax_backward, softmax_backward_reference, softmax_inplace, softmax_reference, Mask,
 };
 use smelt_kernels::cpu::{CpuOptions, Isa};
-use smelt_kernels::Error;
 
 mod common;
-use common::random;
+use common::{all_options, assert_shape_error, assert_unsupported, invalid_options, random};
 
 const COLS: [usize; 13] = [1, 2, 7, 8, 15, 16, 17, 31, 33, 127, 128, 129, 1000];
 const ROWS: [usize; 3] = [1, 3, 10];
@@ -20,12 +19,6 @@ const REL: f64 = 1e-6;
 /// Random logits in [-4, 4).
 fn logits(len: usize, seed: u64) -> Vec<f32> {
     random(len, seed).iter().map(|v| 4.0 * v).collect()
-}
-
-fn all_options() -> Vec<CpuOptions> {
-    Isa::supported()
-        .flat_map(|isa| [1, 2].map(|t| CpuOptions::threads(t).isa(isa)))
-        .collect()
 }
 
 /// Every element within `REL` of the reference, relative to its own magnitude.
@@ -315,17 +308,6 @@ fn empty_shapes_are_fine() {
     softmax_backward(&[], &[], &mut [], 0, 7, 1.0, &opts).unwrap();
 }
 
-/// The error is a shape error whose message names the op and contains every `parts`.
-fn assert_shape_error(result: smelt_kernels::Result<()>, op: &str, parts: &[&str]) {
-    let err = result.unwrap_err();
-    assert!(matches!(err, Error::Shape { .. }), "{err:?}");
-    let msg = err.to_string();
-    assert!(msg.starts_with(&format!("{op}:")), "{msg}");
-    for part in parts {
-        assert!(msg.contains(part), "{msg} lacks {part:?}");
-    }
-}
-
 #[test]
 fn bad_lengths_and_masks_are_errors_naming_the_shapes() {
     let opts = CpuOptions::default();
@@ -405,17 +387,8 @@ fn bad_lengths_and_masks_are_errors_naming_the_shapes() {
 #[test]
 fn unsupported_isa_and_zero_threads_are_errors() {
     let (x, mut y) = (vec![0.0f32; 4], vec![0.0f32; 4]);
-    let mut cases = vec![CpuOptions::threads(0)];
-    cases.extend(
-        Isa::ALL
-            .into_iter()
-            .filter(|i| !i.is_supported())
-            .map(|i| CpuOptions::threads(1).isa(i)),
-    );
-    for opts in cases {
-        let err = softmax(&x, &mut y, 2, 2, 1.0, None, &opts).unwrap_err();
-        assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
-        let err = softmax_backward(&x, &x, &mut y, 2, 2, 1.0, &opts).unwrap_err();
-        assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
+    for opts in invalid_options() {
+        assert_unsupported(softmax(&x, &mut y, 2, 2, 1.0, None, &opts));
+        assert_unsupported(softmax_backward(&x, &x, &mut y, 2, 2, 1.0, &opts));
     }
 }

@@ -29,8 +29,10 @@
 use crate::cpu::gemm::{sgemm_batched, BatchStrides, MatMut, MatRef};
 use crate::cpu::options::CpuOptions;
 use crate::cpu::softmax::{softmax_backward, softmax_inplace, Mask};
-use crate::cpu::threads::{for_each_task, Shared};
+use crate::cpu::threads::{for_each_task, SharedSlice};
 use crate::{Error, Result};
+use std::ops::Range;
+use std::sync::Mutex;
 
 /// The sizes of one attention call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +86,52 @@ impl AttentionShape {
 
     fn row_len(&self) -> usize {
         self.heads * self.head_dim
+    }
+
+    /// The `[T, H*d]` rows of batch element `b` in a `[B, T, H*d]` tensor.
+    fn rows(&self, b: usize) -> Range<usize> {
+        let len = self.seq * self.row_len();
+        b * len..(b + 1) * len
+    }
+
+    /// The `[H, T, T]` block `i` of a scores buffer.
+    fn scores(&self, i: usize) -> Range<usize> {
+        let len = self.scores_len();
+        i * len..(i + 1) * len
+    }
+
+    /// Head 0's `[T, d]` block of `[T, H*d]` rows (batch strides of `d` reach the others).
+    fn head<'a>(&self, rows: &'a [f32]) -> MatRef<'a> {
+        MatRef::strided(rows, self.seq, self.head_dim, self.row_len(), 1)
+    }
+
+    /// [`AttentionShape::head`] of rows to write.
+    fn head_mut<'a>(&self, rows: &'a mut [f32]) -> MatMut<'a> {
+        MatMut::strided(rows, self.seq, self.head_dim, self.row_len(), 1)
+    }
+
+    /// Head 0's `[T, T]` matrix of `[H, T, T]` scores (batch strides of `T*T` reach the others).
+    fn scores_of<'a>(&self, scores: &'a [f32]) -> MatRef<'a> {
+        MatRef::row_major(scores, self.seq, self.seq)
+    }
+
+    /// `out_h = lhs_h rhs_h` for every head `h`, the heads' `lhs`, `rhs` and `out` lying
+    /// `a`, `b` and `c` floats apart.
+    fn per_head(
+        &self,
+        [a, b, c]: [usize; 3],
+        lhs: MatRef<'_>,
+        rhs: MatRef<'_>,
+        out: MatMut<'_>,
+        opts: &CpuOptions,
+    ) -> Result<()> {
+        let strides = BatchStrides {
+            count: self.heads,
+            a,
+            b,
+            c,
+        };
+        sgemm_batched(&strides, 1.0, lhs, rhs, 0.0, out, opts)
     }
 
     /// Errors when a slice length disagrees with the shape.
@@ -154,6 +202,38 @@ pub fn attention_forward(
     if let Some(m) = mask {
         shape.check(OP, &[("mask", m.len(), shape.batch * shape.seq)])?;
     }
+    let (out, probs) = (SharedSlice::new(out), SharedSlice::new(probs));
+    for_each_batch(shape, opts, |task, b, inner| {
+        let rows = shape.rows(b);
+        // SAFETY: batch element `b` is handled by exactly one task, so its rows of `out`
+        // and (when saved) its scores are written by this task only; scratch scores are
+        // indexed by the task.
+        let (o, p) = unsafe {
+            (
+                out.range(rows.clone()),
+                probs.range(shape.scores(if save { b } else { task })),
+            )
+        };
+        let one = ForwardOne {
+            q: &q[rows.clone()],
+            k: &k[rows.clone()],
+            v: &v[rows],
+            mask: mask.map(|m| &m[b * shape.seq..(b + 1) * shape.seq]),
+        };
+        one.run(scale, shape, p, o, inner)
+    })
+}
+
+/// Runs `one(task, b, inner_opts)` for every batch element `b` and returns the first error.
+///
+/// With [`AttentionShape::outer_tasks`] above 1, task `t` takes the batch elements `t`,
+/// `t + tasks`, ... on one thread each; otherwise the batch elements run in turn, with the
+/// threads inside each call.
+fn for_each_batch(
+    shape: &AttentionShape,
+    opts: &CpuOptions,
+    one: impl Fn(usize, usize, &CpuOptions) -> Result<()> + Sync,
+) -> Result<()> {
     let tasks = shape.outer_tasks(opts.threads);
     let inner = if tasks > 1 {
         CpuOptions {
@@ -163,28 +243,10 @@ pub fn attention_forward(
     } else {
         *opts
     };
-    let job = Shared((out.as_mut_ptr(), probs.as_mut_ptr()));
-    let first_error = std::sync::Mutex::new(None);
+    let first_error = Mutex::new(None);
     for_each_task(opts.threads, tasks, |t| {
-        let (out_ptr, probs_ptr) = job.get();
         for b in (t..shape.batch).step_by(tasks) {
-            let scores_at = if save { b } else { t } * shape.scores_len();
-            let rows_at = b * shape.seq * shape.row_len();
-            let rows = shape.seq * shape.row_len();
-            // SAFETY: batch element `b` is handled by exactly one task, so its rows of `out`
-            // and (when saved) its scores are written by this task only; scratch scores are
-            // indexed by the task. Both ranges lie inside the slices (lengths checked above).
-            let (o, p) = unsafe {
-                (
-                    std::slice::from_raw_parts_mut(out_ptr.add(rows_at), rows),
-                    std::slice::from_raw_parts_mut(probs_ptr.add(scores_at), shape.scores_len()),
-                )
-            };
-            let m = mask.map(|m| &m[b * shape.seq..(b + 1) * shape.seq]);
-            let qb = &q[rows_at..rows_at + rows];
-            let kb = &k[rows_at..rows_at + rows];
-            let vb = &v[rows_at..rows_at + rows];
-            if let Err(e) = forward_one(qb, kb, vb, m, scale, shape, p, o, &inner) {
+            if let Err(e) = one(t, b, &inner) {
                 if let Ok(mut first) = first_error.lock() {
                     first.get_or_insert(e);
                 }
@@ -197,56 +259,38 @@ pub fn attention_forward(
     }
 }
 
-/// The forward of one batch element: `[T, H*d]` rows in, `[H, T, T]` scores buffer.
-#[allow(clippy::too_many_arguments)]
-fn forward_one(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    mask: Option<&[f32]>,
-    scale: f32,
-    shape: &AttentionShape,
-    p: &mut [f32],
-    out: &mut [f32],
-    opts: &CpuOptions,
-) -> Result<()> {
-    let (t, d, hd) = (shape.seq, shape.head_dim, shape.row_len());
-    let heads = |c: usize| BatchStrides {
-        count: shape.heads,
-        a: d,
-        b: d,
-        c,
-    };
-    let head_rows = |data| MatRef::strided(data, t, d, hd, 1);
-    // S_h = Q_h K_h^T, unscaled: the softmax applies the scale and the mask.
-    let scores = BatchStrides {
-        c: t * t,
-        ..heads(0)
-    };
-    let s = MatMut::row_major(p, t, t);
-    sgemm_batched(&scores, 1.0, head_rows(q), head_rows(k).t(), 0.0, s, opts)?;
-    let mask = mask.map(|values| Mask {
-        values,
-        repeat: shape.heads * t,
-    });
-    softmax_inplace(p, shape.heads * t, t, scale, mask, opts)?;
-    // O_h = P_h V_h, written into the head's columns of the output rows.
-    let probs = BatchStrides {
-        a: t * t,
-        b: d,
-        c: d,
-        count: shape.heads,
-    };
-    let o = MatMut::strided(out, t, d, hd, 1);
-    sgemm_batched(
-        &probs,
-        1.0,
-        MatRef::row_major(p, t, t),
-        head_rows(v),
-        0.0,
-        o,
-        opts,
-    )
+/// The inputs of the forward of one batch element: `[T, H*d]` rows and the `[T]` mask.
+struct ForwardOne<'a> {
+    q: &'a [f32],
+    k: &'a [f32],
+    v: &'a [f32],
+    mask: Option<&'a [f32]>,
+}
+
+impl ForwardOne<'_> {
+    /// Writes the element's `[H, T, T]` probabilities to `p` and its output rows to `out`.
+    fn run(
+        &self,
+        scale: f32,
+        shape: &AttentionShape,
+        p: &mut [f32],
+        out: &mut [f32],
+        opts: &CpuOptions,
+    ) -> Result<()> {
+        let (t, d) = (shape.seq, shape.head_dim);
+        // S_h = Q_h K_h^T, unscaled: the softmax applies the scale and the mask.
+        let s = MatMut::row_major(p, t, t);
+        let (q, k) = (shape.head(self.q), shape.head(self.k));
+        shape.per_head([d, d, t * t], q, k.t(), s, opts)?;
+        let mask = self.mask.map(|values| Mask {
+            values,
+            repeat: shape.heads * t,
+        });
+        softmax_inplace(p, shape.heads * t, t, scale, mask, opts)?;
+        // O_h = P_h V_h, written into the head's columns of the output rows.
+        let (p, v) = (shape.scores_of(p), shape.head(self.v));
+        shape.per_head([t * t, d, d], p, v, shape.head_mut(out), opts)
+    }
 }
 
 /// Gradients of [`attention_forward`]: `dq`, `dk`, `dv` (`[B, T, H*d]`, overwritten) from the
@@ -290,58 +334,35 @@ pub fn attention_backward(
             ),
         ],
     )?;
-    let tasks = shape.outer_tasks(opts.threads);
-    let inner = if tasks > 1 {
-        CpuOptions {
-            threads: 1,
-            ..*opts
-        }
-    } else {
-        *opts
-    };
-    let job = Shared((
-        dq.as_mut_ptr(),
-        dk.as_mut_ptr(),
-        dv.as_mut_ptr(),
-        scratch.as_mut_ptr(),
-    ));
-    let first_error = std::sync::Mutex::new(None);
-    for_each_task(opts.threads, tasks, |t| {
-        let (dq_ptr, dk_ptr, dv_ptr, scratch_ptr) = job.get();
-        let len = shape.scores_len();
-        let rows = shape.seq * shape.row_len();
-        for b in (t..shape.batch).step_by(tasks) {
-            let at = b * rows;
-            // SAFETY: batch element `b` belongs to this task alone, so its rows of dq, dk and
-            // dv are written by no other task; the task's two scratch blocks are indexed by
-            // `t`. Every range lies inside its slice (lengths checked above).
-            let (dqb, dkb, dvb, dp, ds) = unsafe {
-                (
-                    std::slice::from_raw_parts_mut(dq_ptr.add(at), rows),
-                    std::slice::from_raw_parts_mut(dk_ptr.add(at), rows),
-                    std::slice::from_raw_parts_mut(dv_ptr.add(at), rows),
-                    std::slice::from_raw_parts_mut(scratch_ptr.add(2 * t * len), len),
-                    std::slice::from_raw_parts_mut(scratch_ptr.add((2 * t + 1) * len), len),
-                )
-            };
-            let one = BackwardOne {
-                q: &q[at..at + rows],
-                k: &k[at..at + rows],
-                v: &v[at..at + rows],
-                p: &probs[b * len..(b + 1) * len],
-                dout: &dout[at..at + rows],
-            };
-            if let Err(e) = one.run(scale, shape, dp, ds, dqb, dkb, dvb, &inner) {
-                if let Ok(mut first) = first_error.lock() {
-                    first.get_or_insert(e);
-                }
-            }
-        }
-    });
-    match first_error.into_inner() {
-        Ok(Some(e)) => Err(e),
-        _ => Ok(()),
-    }
+    let (dq, dk, dv) = (
+        SharedSlice::new(dq),
+        SharedSlice::new(dk),
+        SharedSlice::new(dv),
+    );
+    let scratch = SharedSlice::new(scratch);
+    for_each_batch(shape, opts, |task, b, inner| {
+        let rows = shape.rows(b);
+        // SAFETY: batch element `b` belongs to this task alone, so its rows of dq, dk and
+        // dv are written by no other task; the task's two scratch blocks are indexed by
+        // `task`.
+        let (dqb, dkb, dvb, dp, ds) = unsafe {
+            (
+                dq.range(rows.clone()),
+                dk.range(rows.clone()),
+                dv.range(rows.clone()),
+                scratch.range(shape.scores(2 * task)),
+                scratch.range(shape.scores(2 * task + 1)),
+            )
+        };
+        let one = BackwardOne {
+            q: &q[rows.clone()],
+            k: &k[rows.clone()],
+            v: &v[rows.clone()],
+            p: &probs[shape.scores(b)],
+            dout: &dout[rows],
+        };
+        one.run(scale, shape, dp, ds, [dqb, dkb, dvb], inner)
+    })
 }
 
 /// The inputs of the backward of one batch element.
@@ -354,68 +375,30 @@ struct BackwardOne<'a> {
 }
 
 impl BackwardOne<'_> {
-    #[allow(clippy::too_many_arguments)]
+    /// Writes the element's `[dq, dk, dv]` rows, with `dp` and `ds` as `[H, T, T]` scratch.
     fn run(
         &self,
         scale: f32,
         shape: &AttentionShape,
         dp: &mut [f32],
         ds: &mut [f32],
-        dq: &mut [f32],
-        dk: &mut [f32],
-        dv: &mut [f32],
+        [dq, dk, dv]: [&mut [f32]; 3],
         opts: &CpuOptions,
     ) -> Result<()> {
-        let (t, d, hd, h) = (shape.seq, shape.head_dim, shape.row_len(), shape.heads);
-        let head_rows = |data| MatRef::strided(data, t, d, hd, 1);
-        let head_out = |data| MatMut::strided(data, t, d, hd, 1);
-        let scores = |data| MatRef::row_major(data, t, t);
-        let per_head = |a, b, c| BatchStrides { count: h, a, b, c };
+        let (t, d, h) = (shape.seq, shape.head_dim, shape.heads);
+        let (q, k, v) = (shape.head(self.q), shape.head(self.k), shape.head(self.v));
+        let (p, dout) = (shape.scores_of(self.p), shape.head(self.dout));
         // dV_h = P_h^T dO_h
-        let strides = per_head(t * t, d, d);
-        sgemm_batched(
-            &strides,
-            1.0,
-            scores(self.p).t(),
-            head_rows(self.dout),
-            0.0,
-            head_out(dv),
-            opts,
-        )?;
+        shape.per_head([t * t, d, d], p.t(), dout, shape.head_mut(dv), opts)?;
         // dP_h = dO_h V_h^T
-        let strides = per_head(d, d, t * t);
         let dp_mat = MatMut::row_major(dp, t, t);
-        sgemm_batched(
-            &strides,
-            1.0,
-            head_rows(self.dout),
-            head_rows(self.v).t(),
-            0.0,
-            dp_mat,
-            opts,
-        )?;
+        shape.per_head([d, d, t * t], dout, v.t(), dp_mat, opts)?;
         // dS = scale * P * (dP - rowsum(dP * P))
         softmax_backward(self.p, dp, ds, h * t, t, scale, opts)?;
         // dQ_h = dS_h K_h and dK_h = dS_h^T Q_h
-        let strides = per_head(t * t, d, d);
-        sgemm_batched(
-            &strides,
-            1.0,
-            scores(ds),
-            head_rows(self.k),
-            0.0,
-            head_out(dq),
-            opts,
-        )?;
-        sgemm_batched(
-            &strides,
-            1.0,
-            scores(ds).t(),
-            head_rows(self.q),
-            0.0,
-            head_out(dk),
-            opts,
-        )
+        let ds = shape.scores_of(ds);
+        shape.per_head([t * t, d, d], ds, k, shape.head_mut(dq), opts)?;
+        shape.per_head([t * t, d, d], ds.t(), q, shape.head_mut(dk), opts)
     }
 }
 

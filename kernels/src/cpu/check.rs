@@ -5,7 +5,12 @@ use crate::{Error, Result};
 use std::fmt;
 
 /// `a * b`, or an error naming the product (`what`, e.g. `rows x cols`) when it overflows.
-pub(crate) fn product(op: &'static str, what: &str, a: usize, b: usize) -> Result<usize> {
+pub(crate) fn product(
+    op: &'static str,
+    what: impl fmt::Display,
+    a: usize,
+    b: usize,
+) -> Result<usize> {
     a.checked_mul(b).ok_or_else(|| Error::Shape {
         op,
         detail: format!("{what} = {a} x {b} overflows usize"),
@@ -29,6 +34,34 @@ pub(crate) fn lens(
     }
 }
 
+/// Every named slice must hold `n` values, `n` being the size called `what` (e.g. `cols`).
+pub(crate) fn vector(
+    op: &'static str,
+    what: &str,
+    n: usize,
+    operands: &[(&'static str, usize)],
+) -> Result<()> {
+    lens(op, format_args!("{what} = {n}"), n, operands)
+}
+
+/// Every named slice must hold exactly `rows * cols` values, the sizes being called `names`
+/// (e.g. `["vocab", "dim"]`).
+pub(crate) fn matrix(
+    op: &'static str,
+    [rows_name, cols_name]: [&str; 2],
+    rows: usize,
+    cols: usize,
+    operands: &[(&'static str, usize)],
+) -> Result<()> {
+    let needed = product(op, format_args!("{rows_name} x {cols_name}"), rows, cols)?;
+    lens(
+        op,
+        format_args!("{rows_name} x {cols_name} = {rows} x {cols}"),
+        needed,
+        operands,
+    )
+}
+
 /// Every named slice must hold exactly `rows * cols` values.
 pub(crate) fn rows_cols(
     op: &'static str,
@@ -36,13 +69,7 @@ pub(crate) fn rows_cols(
     cols: usize,
     operands: &[(&'static str, usize)],
 ) -> Result<()> {
-    let needed = product(op, "rows x cols", rows, cols)?;
-    lens(
-        op,
-        format_args!("rows x cols = {rows} x {cols}"),
-        needed,
-        operands,
-    )
+    matrix(op, ["rows", "cols"], rows, cols, operands)
 }
 
 /// Elementwise operands: every named slice must be as long as the first.

@@ -11,7 +11,7 @@
 use crate::cpu::check;
 use crate::cpu::options::CpuOptions;
 use crate::cpu::simd::SimdF32;
-use crate::cpu::split::{load_n, run_simd, store_n, SimdJob, LINE};
+use crate::cpu::split::{load_n, run_simd, store_n, ColumnJob, SimdJob, LINE};
 use crate::Result;
 use std::ops::Range;
 
@@ -172,12 +172,7 @@ pub fn mul_sum(a: &[f32], b: &[f32]) -> Result<f64> {
 /// Errors when `row` does not hold `cols` values or `out` does not hold `rows * cols`.
 pub fn broadcast_rows(row: &[f32], out: &mut [f32], rows: usize, cols: usize) -> Result<()> {
     const OP: &str = "broadcast_rows";
-    check::lens(
-        OP,
-        format_args!("cols = {cols}"),
-        cols,
-        &[("row", row.len())],
-    )?;
+    check::vector(OP, "cols", cols, &[("row", row.len())])?;
     check::rows_cols(OP, rows, cols, &[("out", out.len())])?;
     if cols > 0 {
         for dst in out.chunks_exact_mut(cols) {
@@ -195,28 +190,7 @@ struct SumRows {
     cols: usize,
 }
 
-/// Vectors of columns summed at once, each in its own register, over all rows.
-const BLOCK: usize = 4;
-
-impl SimdJob for SumRows {
-    #[inline(always)]
-    unsafe fn run<V: SimdF32>(&self, range: Range<usize>) {
-        let mut j = range.start;
-        while j + BLOCK * V::LANES <= range.end {
-            self.columns::<V, BLOCK>(j, V::LANES);
-            j += BLOCK * V::LANES;
-        }
-        while j + V::LANES <= range.end {
-            self.columns::<V, 1>(j, V::LANES);
-            j += V::LANES;
-        }
-        if j < range.end {
-            self.columns::<V, 1>(j, range.end - j);
-        }
-    }
-}
-
-impl SumRows {
+impl ColumnJob for SumRows {
     /// The sums of `B` vectors of columns from `j` on, the last holding `last` columns: each
     /// lane adds its column's rows in order, whatever block the column falls in.
     #[inline(always)]
@@ -251,12 +225,7 @@ pub fn sum_rows(
     const OP: &str = "sum_rows";
     opts.validate(OP)?;
     check::rows_cols(OP, rows, cols, &[("x", x.len())])?;
-    check::lens(
-        OP,
-        format_args!("cols = {cols}"),
-        cols,
-        &[("out", out.len())],
-    )?;
+    check::vector(OP, "cols", cols, &[("out", out.len())])?;
     let job = SumRows {
         x: x.as_ptr(),
         out: out.as_mut_ptr(),
@@ -273,12 +242,7 @@ pub fn sum_rows(
 pub fn sum_rows_reference(x: &[f32], out: &mut [f32], rows: usize, cols: usize) -> Result<()> {
     const OP: &str = "sum_rows_reference";
     check::rows_cols(OP, rows, cols, &[("x", x.len())])?;
-    check::lens(
-        OP,
-        format_args!("cols = {cols}"),
-        cols,
-        &[("out", out.len())],
-    )?;
+    check::vector(OP, "cols", cols, &[("out", out.len())])?;
     for (c, o) in out.iter_mut().enumerate() {
         *o = (0..rows).map(|r| x[r * cols + c] as f64).sum::<f64>() as f32;
     }

@@ -10,7 +10,7 @@
 use crate::cpu::check;
 use crate::cpu::options::CpuOptions;
 use crate::cpu::split::{for_each_range, LINE};
-use crate::cpu::threads::Shared;
+use crate::cpu::threads::SharedSlice;
 use crate::{Error, Result};
 
 /// `out[i, :] = table[ids[i], :]`: `table` is `vocab x dim`, `out` is `ids.len() x dim`
@@ -37,13 +37,12 @@ pub fn embedding(
         ids,
         ("out", out.len()),
     )?;
-    let dst = Shared(out.as_mut_ptr());
+    let out = SharedSlice::new(out);
     for_each_range(opts.threads, ids.len(), dim, 1, |range| {
         for i in range {
             let row = ids[i] as usize * dim;
-            // SAFETY: `out` holds `ids.len() * dim` values (checked) and row `i` belongs to
-            // this task alone; `out` is borrowed mutably by the caller.
-            let out = unsafe { std::slice::from_raw_parts_mut(dst.get().add(i * dim), dim) };
+            // SAFETY: the tasks' ranges of ids are disjoint: row `i` of `out` is this task's alone.
+            let out = unsafe { out.range(i * dim..(i + 1) * dim) };
             out.copy_from_slice(&table[row..row + dim]);
         }
     });
@@ -74,17 +73,15 @@ pub fn embedding_backward(
         ids,
         ("dout", dout.len()),
     )?;
-    let dst = Shared(dtable.as_mut_ptr());
+    let dtable = SharedSlice::new(dtable);
     for_each_range(opts.threads, dim, ids.len(), LINE, |cols| {
-        let width = cols.len();
         for (i, &id) in ids.iter().enumerate() {
-            let src = &dout[i * dim + cols.start..][..width];
-            // SAFETY: `dtable` holds `vocab * dim` values and `id < vocab` (checked); this
-            // task alone touches columns `cols` of any row, and `dtable` is borrowed mutably.
-            let row = unsafe {
-                std::slice::from_raw_parts_mut(dst.get().add(id as usize * dim + cols.start), width)
-            };
-            for (d, &s) in row.iter_mut().zip(src) {
+            let src = &dout[i * dim + cols.start..][..cols.len()];
+            let row = id as usize * dim;
+            // SAFETY: the tasks' ranges of columns are disjoint: columns `cols` of every row of
+            // `dtable` are this task's alone.
+            let dst = unsafe { dtable.range(row + cols.start..row + cols.end) };
+            for (d, &s) in dst.iter_mut().zip(src) {
                 *d += s;
             }
         }
@@ -117,31 +114,18 @@ pub fn embedding_backward_reference(
     Ok(())
 }
 
-/// The table operand (`table` or `dtable`) is `vocab x dim`, the rows operand (`out` or `dout`) `ids.len() x dim`, and
-/// every id is below `vocab`.
+/// The table operand (`table` or `dtable`) is `vocab x dim`, the rows operand (`out` or
+/// `dout`) `ids.len() x dim`, and every id is below `vocab`.
 fn check_shapes(
     op: &'static str,
-    (table_name, table_len): (&'static str, usize),
+    table: (&'static str, usize),
     vocab: usize,
     dim: usize,
     ids: &[u32],
-    (rows_name, rows_len): (&'static str, usize),
+    rows: (&'static str, usize),
 ) -> Result<()> {
-    let needed = check::product(op, "vocab x dim", vocab, dim)?;
-    check::lens(
-        op,
-        format_args!("vocab x dim = {vocab} x {dim}"),
-        needed,
-        &[(table_name, table_len)],
-    )?;
-    let n = ids.len();
-    let needed = check::product(op, "ids x dim", n, dim)?;
-    check::lens(
-        op,
-        format_args!("ids x dim = {n} x {dim}"),
-        needed,
-        &[(rows_name, rows_len)],
-    )?;
+    check::matrix(op, ["vocab", "dim"], vocab, dim, &[table])?;
+    check::matrix(op, ["ids", "dim"], ids.len(), dim, &[rows])?;
     match ids.iter().position(|&id| id as usize >= vocab) {
         Some(i) => Err(Error::Shape {
             op,

@@ -31,14 +31,12 @@
 use crate::cpu::check;
 use crate::cpu::options::CpuOptions;
 use crate::cpu::simd::SimdF32;
-use crate::cpu::split::{load_n, run_simd, store_n, SimdJob, LINE};
+use crate::cpu::split::{load_n, run_simd, store_n, ColumnJob, SimdJob, LINE};
 use crate::{Error, Result};
 use std::ops::Range;
 
 /// Independent accumulators for the row sums, so consecutive adds overlap.
 const UNROLL: usize = 4;
-/// Vectors of columns whose `dgamma` and `dbeta` are accumulated at once, in registers.
-const BLOCK: usize = 4;
 
 /// `y[r, :] = (x[r, :] - mean_r) * rstd_r * gamma + beta` for `rows` rows of `cols`
 /// (row-major), with `mean_r` the row mean, `var_r` the biased row variance (divided by
@@ -61,13 +59,11 @@ pub fn layer_norm(
 ) -> Result<()> {
     const OP: &str = "layer_norm";
     opts.validate(OP)?;
-    let saved_lens = saved.as_ref().map(|(m, r)| (m.len(), r.len()));
+    let saved_lens = saved.as_ref().map(|(m, r)| [m.len(), r.len()]);
     check_forward(
         OP,
-        x.len(),
-        gamma.len(),
-        beta.len(),
-        y.len(),
+        [x.len(), y.len()],
+        [gamma.len(), beta.len()],
         saved_lens,
         rows,
         cols,
@@ -185,7 +181,7 @@ impl SimdJob for Forward {
             let mut j = 0;
             while j < cols {
                 let n = V::LANES.min(cols - j);
-                let xhat = V::mul(V::sub(load_n(x.add(j), n), m), s);
+                let xhat = normalized(x.add(j), n, m, s);
                 let out = V::mul_add(
                     xhat,
                     load_n(self.gamma.add(j), n),
@@ -242,6 +238,13 @@ unsafe fn centered_square_sum<V: SimdF32>(x: *const f32, cols: usize, mean: f32)
     V::reduce_sum(V::add(V::add(acc[0], acc[1]), V::add(acc[2], acc[3])))
 }
 
+/// `xhat = (x - mean) * rstd` of the `n` values from `x` (the other lanes load 0), with `m`
+/// and `s` the row's `mean` and `rstd` in every lane.
+#[inline(always)]
+unsafe fn normalized<V: SimdF32>(x: *const f32, n: usize, m: V, s: V) -> V {
+    V::mul(V::sub(load_n(x, n), m), s)
+}
+
 /// The first backward pass: `dx`, rows owned by tasks.
 struct BackwardRows {
     dy: *const f32,
@@ -265,13 +268,17 @@ impl SimdJob for BackwardRows {
                 self.dx.add(r * cols),
             );
             let (m, s) = (V::splat(*self.mean.add(r)), V::splat(*self.rstd.add(r)));
-            // Pass 1: sum(g) and sum(g * xhat); lanes past the row load 0 for dy, so g = 0.
+            // `g` and `xhat` of the `n` columns from `j`; lanes past the row load 0 for dy, so
+            // g = 0 there.
+            let g_xhat = |j: usize, n: usize| {
+                let g = V::mul(load_n(dy.add(j), n), load_n(self.gamma.add(j), n));
+                (g, normalized(x.add(j), n, m, s))
+            };
+            // Pass 1: sum(g) and sum(g * xhat).
             let (mut sum_g, mut sum_gx) = (V::zero(), V::zero());
             let mut j = 0;
             while j < cols {
-                let n = V::LANES.min(cols - j);
-                let g = V::mul(load_n(dy.add(j), n), load_n(self.gamma.add(j), n));
-                let xhat = V::mul(V::sub(load_n(x.add(j), n), m), s);
+                let (g, xhat) = g_xhat(j, V::LANES.min(cols - j));
                 sum_g = V::add(sum_g, g);
                 sum_gx = V::mul_add(g, xhat, sum_gx);
                 j += V::LANES;
@@ -282,8 +289,7 @@ impl SimdJob for BackwardRows {
             let mut j = 0;
             while j < cols {
                 let n = V::LANES.min(cols - j);
-                let g = V::mul(load_n(dy.add(j), n), load_n(self.gamma.add(j), n));
-                let xhat = V::mul(V::sub(load_n(x.add(j), n), m), s);
+                let (g, xhat) = g_xhat(j, n);
                 let t = V::mul_add(xhat, minus_b, V::sub(g, a));
                 store_n(dx.add(j), n, V::mul(s, t));
                 j += V::LANES;
@@ -304,25 +310,7 @@ struct BackwardColumns {
     cols: usize,
 }
 
-impl SimdJob for BackwardColumns {
-    #[inline(always)]
-    unsafe fn run<V: SimdF32>(&self, range: Range<usize>) {
-        let mut j = range.start;
-        while j + BLOCK * V::LANES <= range.end {
-            self.columns::<V, BLOCK>(j, V::LANES);
-            j += BLOCK * V::LANES;
-        }
-        while j + V::LANES <= range.end {
-            self.columns::<V, 1>(j, V::LANES);
-            j += V::LANES;
-        }
-        if j < range.end {
-            self.columns::<V, 1>(j, range.end - j);
-        }
-    }
-}
-
-impl BackwardColumns {
+impl ColumnJob for BackwardColumns {
     /// `dgamma` and `dbeta` of `B` vectors of columns from `j` on, the last holding `last`
     /// columns: each lane walks its column's rows in order, whatever block it falls in.
     #[inline(always)]
@@ -339,7 +327,7 @@ impl BackwardColumns {
             for b in 0..B {
                 let k = b * V::LANES;
                 let g = load_n::<V>(dy.add(k), width(b));
-                let xhat = V::mul(V::sub(load_n(x.add(k), width(b)), m), s);
+                let xhat = normalized(x.add(k), width(b), m, s);
                 dgamma[b] = V::mul_add(g, xhat, dgamma[b]);
                 dbeta[b] = V::add(dbeta[b], g);
             }
@@ -352,33 +340,21 @@ impl BackwardColumns {
     }
 }
 
-/// The shape checks of a forward call.
-#[allow(clippy::too_many_arguments)]
+/// The shape checks of a forward call: `[x, y]`, `[gamma, beta]` and, when saved,
+/// `[mean, rstd]`.
 fn check_forward(
     op: &'static str,
-    x: usize,
-    gamma: usize,
-    beta: usize,
-    y: usize,
-    saved: Option<(usize, usize)>,
+    [x, y]: [usize; 2],
+    [gamma, beta]: [usize; 2],
+    saved: Option<[usize; 2]>,
     rows: usize,
     cols: usize,
 ) -> Result<()> {
     check_cols(op, rows, cols)?;
     check::rows_cols(op, rows, cols, &[("x", x), ("y", y)])?;
-    check::lens(
-        op,
-        format_args!("cols = {cols}"),
-        cols,
-        &[("gamma", gamma), ("beta", beta)],
-    )?;
+    check::vector(op, "cols", cols, &[("gamma", gamma), ("beta", beta)])?;
     match saved {
-        Some((mean, rstd)) => check::lens(
-            op,
-            format_args!("rows = {rows}"),
-            rows,
-            &[("mean", mean), ("rstd", rstd)],
-        ),
+        Some([mean, rstd]) => check::vector(op, "rows", rows, &[("mean", mean), ("rstd", rstd)]),
         None => Ok(()),
     }
 }
@@ -395,18 +371,13 @@ fn check_backward(
 ) -> Result<()> {
     check_cols(op, rows, cols)?;
     check::rows_cols(op, rows, cols, &[("dy", dy), ("x", x), ("dx", dx)])?;
-    check::lens(
+    check::vector(
         op,
-        format_args!("cols = {cols}"),
+        "cols",
         cols,
         &[("gamma", gamma), ("dgamma", dgamma), ("dbeta", dbeta)],
     )?;
-    check::lens(
-        op,
-        format_args!("rows = {rows}"),
-        rows,
-        &[("mean", mean), ("rstd", rstd)],
-    )
+    check::vector(op, "rows", rows, &[("mean", mean), ("rstd", rstd)])
 }
 
 /// A row of no columns has no mean.
@@ -435,13 +406,11 @@ pub fn layer_norm_reference(
     cols: usize,
     eps: f32,
 ) -> Result<()> {
-    let saved_lens = saved.as_ref().map(|(m, r)| (m.len(), r.len()));
+    let saved_lens = saved.as_ref().map(|(m, r)| [m.len(), r.len()]);
     check_forward(
         "layer_norm_reference",
-        x.len(),
-        gamma.len(),
-        beta.len(),
-        y.len(),
+        [x.len(), y.len()],
+        [gamma.len(), beta.len()],
         saved_lens,
         rows,
         cols,

@@ -20,14 +20,13 @@ use crate::cpu::check;
 use crate::cpu::math::exp_nonpositive;
 use crate::cpu::options::CpuOptions;
 use crate::cpu::simd::SimdF32;
+use crate::cpu::softmax::row_max;
 use crate::cpu::split::{load_n, run_simd, store_n, SimdJob};
 use crate::{Error, Result};
 use std::ops::Range;
 
 /// The most blocks the forward cuts the rows into (the length of its array of partial sums).
 const BLOCKS: usize = 64;
-/// Independent accumulators of the max pass.
-const UNROLL: usize = 4;
 /// Vectors of terms each partial sum of [`exp_sum`] adds before joining the row's total.
 const SUM_BLOCK: usize = 32;
 
@@ -192,28 +191,6 @@ impl SimdJob for Backward {
     }
 }
 
-/// `max_j x[j]` over one row (`cols >= 1`).
-#[inline(always)]
-unsafe fn row_max<V: SimdF32>(x: *const f32, cols: usize) -> f32 {
-    let mut acc = [V::splat(*x); UNROLL];
-    let mut j = 0;
-    while j + UNROLL * V::LANES <= cols {
-        for (u, a) in acc.iter_mut().enumerate() {
-            *a = V::max(*a, V::load(x.add(j + u * V::LANES)));
-        }
-        j += UNROLL * V::LANES;
-    }
-    while j + V::LANES <= cols {
-        acc[0] = V::max(acc[0], V::load(x.add(j)));
-        j += V::LANES;
-    }
-    if j < cols {
-        // Fill with x[0]: a duplicate of a real entry changes no maximum.
-        acc[1] = V::max(acc[1], V::load_partial(x.add(j), cols - j, *x));
-    }
-    V::reduce_max(V::max(V::max(acc[0], acc[1]), V::max(acc[2], acc[3])))
-}
-
 /// `sum_j e^(x[j] - max)` over one row, also writing each term to `dst` when `WRITE`.
 ///
 /// Each lane sums blocks of [`SUM_BLOCK`] vectors on their own, then adds the block sums: a
@@ -272,12 +249,7 @@ fn check_shapes(
     if let Some(len) = dlogits {
         check::rows_cols(op, rows, cols, &[("dlogits", len)])?;
     }
-    check::lens(
-        op,
-        format_args!("rows = {rows}"),
-        rows,
-        &[("targets", targets.len())],
-    )?;
+    check::vector(op, "rows", rows, &[("targets", targets.len())])?;
     let mut count = 0;
     for (r, &t) in targets.iter().enumerate() {
         if t == ignore_index {

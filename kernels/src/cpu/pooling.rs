@@ -9,6 +9,7 @@
 
 use crate::cpu::check;
 use crate::{Error, Result};
+use std::ops::Range;
 
 /// The clamp of the mask sum in the mean (sentence-transformers' `torch.clamp(min=1e-9)`).
 const MIN_MASK_SUM: f32 = 1e-9;
@@ -26,26 +27,19 @@ pub fn mean_pool(
     seq: usize,
     dim: usize,
 ) -> Result<()> {
-    check_shapes(
-        "mean_pool",
-        ("x", x.len()),
-        Some(mask.len()),
-        ("out", out.len()),
-        batch,
-        seq,
-        dim,
-    )?;
+    const OP: &str = "mean_pool";
+    let d = Dims { batch, seq, dim };
+    d.check(OP, ("x", x.len()), Some(mask.len()), ("out", out.len()))?;
     for b in 0..batch {
-        let o = &mut out[b * dim..(b + 1) * dim];
+        let o = &mut out[d.pooled(b)];
         o.fill(0.0);
         for t in 0..seq {
             let m = mask[b * seq + t];
-            let row = &x[(b * seq + t) * dim..][..dim];
-            for (acc, &v) in o.iter_mut().zip(row) {
+            for (acc, &v) in o.iter_mut().zip(&x[d.token(b, t)]) {
                 *acc += m * v;
             }
         }
-        let denom = mask_sum(&mask[b * seq..(b + 1) * seq]);
+        let denom = mask_sum(&mask[d.sequence(b)]);
         for acc in o.iter_mut() {
             *acc /= denom;
         }
@@ -66,23 +60,16 @@ pub fn mean_pool_backward(
     seq: usize,
     dim: usize,
 ) -> Result<()> {
-    check_shapes(
-        "mean_pool_backward",
-        ("dx", dx.len()),
-        Some(mask.len()),
-        ("dout", dout.len()),
-        batch,
-        seq,
-        dim,
-    )?;
+    const OP: &str = "mean_pool_backward";
+    let d = Dims { batch, seq, dim };
+    d.check(OP, ("dx", dx.len()), Some(mask.len()), ("dout", dout.len()))?;
     for b in 0..batch {
-        let denom = mask_sum(&mask[b * seq..(b + 1) * seq]);
-        let g = &dout[b * dim..(b + 1) * dim];
+        let denom = mask_sum(&mask[d.sequence(b)]);
+        let g = &dout[d.pooled(b)];
         for t in 0..seq {
             let m = mask[b * seq + t];
-            let row = &mut dx[(b * seq + t) * dim..][..dim];
-            for (d, &gj) in row.iter_mut().zip(g) {
-                *d = gj / denom * m;
+            for (dxj, &gj) in dx[d.token(b, t)].iter_mut().zip(g) {
+                *dxj = gj / denom * m;
             }
         }
     }
@@ -102,16 +89,9 @@ pub fn max_pool(
     dim: usize,
 ) -> Result<()> {
     const OP: &str = "max_pool";
-    check_shapes(
-        OP,
-        ("x", x.len()),
-        Some(mask.len()),
-        ("out", out.len()),
-        batch,
-        seq,
-        dim,
-    )?;
-    check_seq(OP, batch, seq, dim)?;
+    let d = Dims { batch, seq, dim };
+    d.check(OP, ("x", x.len()), Some(mask.len()), ("out", out.len()))?;
+    d.check_token(OP)?;
     let value = |b: usize, t: usize, j: usize| {
         if mask[b * seq + t] == 0.0 {
             -1e9
@@ -120,7 +100,7 @@ pub fn max_pool(
         }
     };
     for b in 0..batch {
-        for (j, o) in out[b * dim..(b + 1) * dim].iter_mut().enumerate() {
+        for (j, o) in out[d.pooled(b)].iter_mut().enumerate() {
             *o = (1..seq).fold(value(b, 0, j), |m, t| {
                 let v = value(b, t, j);
                 if v > m || v.is_nan() {
@@ -140,18 +120,11 @@ pub fn max_pool(
 /// `seq` is 0.
 pub fn cls_pool(x: &[f32], out: &mut [f32], batch: usize, seq: usize, dim: usize) -> Result<()> {
     const OP: &str = "cls_pool";
-    check_shapes(
-        OP,
-        ("x", x.len()),
-        None,
-        ("out", out.len()),
-        batch,
-        seq,
-        dim,
-    )?;
-    check_seq(OP, batch, seq, dim)?;
+    let d = Dims { batch, seq, dim };
+    d.check(OP, ("x", x.len()), None, ("out", out.len()))?;
+    d.check_token(OP)?;
     for b in 0..batch {
-        out[b * dim..(b + 1) * dim].copy_from_slice(&x[b * seq * dim..][..dim]);
+        out[d.pooled(b)].copy_from_slice(&x[d.token(b, 0)]);
     }
     Ok(())
 }
@@ -161,35 +134,63 @@ fn mask_sum(mask: &[f32]) -> f32 {
     mask.iter().sum::<f32>().max(MIN_MASK_SUM)
 }
 
-/// The `[batch, seq, dim]` operand, the `[batch, seq]` mask (when there is one) and the
-/// `[batch, dim]` operand.
-fn check_shapes(
-    op: &'static str,
-    tokens: (&'static str, usize),
-    mask: Option<usize>,
-    pooled: (&'static str, usize),
+/// The sizes of a call: `batch` sequences of `seq` tokens of `dim` values.
+#[derive(Clone, Copy)]
+struct Dims {
     batch: usize,
     seq: usize,
     dim: usize,
-) -> Result<()> {
-    let bs = check::product(op, "batch x seq", batch, seq)?;
-    let bsd = check::product(op, "batch x seq x dim", bs, dim)?;
-    let bd = check::product(op, "batch x dim", batch, dim)?;
-    let shape = format_args!("batch x seq x dim = {batch} x {seq} x {dim}");
-    check::lens(op, shape, bsd, &[tokens])?;
-    if let Some(mask) = mask {
-        check::lens(op, shape, bs, &[("mask", mask)])?;
-    }
-    check::lens(op, shape, bd, &[pooled])
 }
 
-/// Max and CLS pooling need at least one token.
-fn check_seq(op: &'static str, batch: usize, seq: usize, dim: usize) -> Result<()> {
-    if seq == 0 && batch > 0 {
-        return Err(Error::Shape {
-            op,
-            detail: format!("batch x seq x dim = {batch} x 0 x {dim}: there is no token to pool"),
-        });
+impl Dims {
+    /// The named `[batch, seq, dim]` operand, the `[batch, seq]` mask (when there is one) and
+    /// the named `[batch, dim]` operand.
+    fn check(
+        self,
+        op: &'static str,
+        tokens: (&'static str, usize),
+        mask: Option<usize>,
+        pooled: (&'static str, usize),
+    ) -> Result<()> {
+        let Dims { batch, seq, dim } = self;
+        let bs = check::product(op, "batch x seq", batch, seq)?;
+        let bsd = check::product(op, "batch x seq x dim", bs, dim)?;
+        let bd = check::product(op, "batch x dim", batch, dim)?;
+        let shape = format_args!("batch x seq x dim = {batch} x {seq} x {dim}");
+        check::lens(op, shape, bsd, &[tokens])?;
+        if let Some(mask) = mask {
+            check::lens(op, shape, bs, &[("mask", mask)])?;
+        }
+        check::lens(op, shape, bd, &[pooled])
     }
-    Ok(())
+
+    /// Max and CLS pooling need at least one token.
+    fn check_token(self, op: &'static str) -> Result<()> {
+        let Dims { batch, seq, dim } = self;
+        if seq == 0 && batch > 0 {
+            return Err(Error::Shape {
+                op,
+                detail: format!(
+                    "batch x seq x dim = {batch} x 0 x {dim}: there is no token to pool"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Sequence `b` of a `[batch, seq]` mask.
+    fn sequence(self, b: usize) -> Range<usize> {
+        b * self.seq..(b + 1) * self.seq
+    }
+
+    /// Token `t` of sequence `b` of a `[batch, seq, dim]` operand.
+    fn token(self, b: usize, t: usize) -> Range<usize> {
+        let at = (b * self.seq + t) * self.dim;
+        at..at + self.dim
+    }
+
+    /// Sequence `b` of a `[batch, dim]` operand.
+    fn pooled(self, b: usize) -> Range<usize> {
+        b * self.dim..(b + 1) * self.dim
+    }
 }

@@ -6,7 +6,8 @@
 //! caller. [`run_simd`] does the same for a [`SimdJob`], entering each range through a
 //! `#[target_feature]` function of the ISA, so the compiler emits AVX-512 or AVX2 code for the
 //! whole inlined body. Neither allocates. [`load_n`] and [`store_n`] serve job bodies that
-//! handle a row's last, partial vector with the same code as its whole ones.
+//! handle a row's last, partial vector with the same code as its whole ones; a [`ColumnJob`]
+//! is the [`SimdJob`] of a column reduction.
 
 use crate::cpu::isa::Isa;
 use crate::cpu::options::CpuOptions;
@@ -55,6 +56,40 @@ pub(crate) trait SimdJob {
     /// The CPU supports `V`'s instruction set, `range` lies within the job's units, concurrent
     /// calls get disjoint ranges, and the job's pointers are valid for its documented shape.
     unsafe fn run<V: SimdF32>(&self, range: Range<usize>);
+}
+
+/// Vectors of columns a [`ColumnJob`] handles at once, each in its own registers.
+const COLUMN_BLOCK: usize = 4;
+
+/// A reduction over rows with one SIMD lane per column: a [`SimdJob`] whose units are columns.
+///
+/// Its range of columns is walked in blocks of [`COLUMN_BLOCK`] vectors, then in single
+/// vectors, then in one partial vector; each lane sees its column's rows in the same order
+/// whatever block the column falls in, so the results do not depend on the split.
+pub(crate) trait ColumnJob {
+    /// Handles the `B` vectors of columns from `j` on, the last of them holding `last` columns.
+    ///
+    /// # Safety
+    /// As for [`SimdJob::run`], over those columns.
+    unsafe fn columns<V: SimdF32, const B: usize>(&self, j: usize, last: usize);
+}
+
+impl<J: ColumnJob> SimdJob for J {
+    #[inline(always)]
+    unsafe fn run<V: SimdF32>(&self, range: Range<usize>) {
+        let mut j = range.start;
+        while j + COLUMN_BLOCK * V::LANES <= range.end {
+            self.columns::<V, COLUMN_BLOCK>(j, V::LANES);
+            j += COLUMN_BLOCK * V::LANES;
+        }
+        while j + V::LANES <= range.end {
+            self.columns::<V, 1>(j, V::LANES);
+            j += V::LANES;
+        }
+        if j < range.end {
+            self.columns::<V, 1>(j, range.end - j);
+        }
+    }
 }
 
 /// Runs `job` over `0..units` split as by [`for_each_range`], on `opts.threads` threads with

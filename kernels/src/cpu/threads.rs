@@ -6,6 +6,8 @@
 
 use rayon::prelude::*;
 use rayon::ThreadPool;
+use std::marker::PhantomData;
+use std::ops::Range;
 use std::sync::Mutex;
 
 /// The pool with exactly `threads` workers, created on first request.
@@ -75,5 +77,46 @@ impl<T: Copy> Shared<T> {
     /// The wrapped value.
     pub(crate) fn get(self) -> T {
         self.0
+    }
+}
+
+/// A mutable slice that concurrent tasks carve into disjoint ranges.
+///
+/// It holds the caller's `&'a mut [T]` borrow for `'a` and hands out `&'a mut` ranges of it
+/// through [`SharedSlice::range`], which checks that they lie inside the slice.
+pub(crate) struct SharedSlice<'a, T> {
+    ptr: *mut T,
+    len: usize,
+    _borrow: PhantomData<&'a mut [T]>,
+}
+
+// SAFETY: tasks only take disjoint ranges (the contract of `range`), so sharing the wrapper
+// shares no element; `T: Send` as for `&mut [T]` moved to another thread.
+unsafe impl<T: Send> Send for SharedSlice<'_, T> {}
+unsafe impl<T: Send> Sync for SharedSlice<'_, T> {}
+
+impl<'a, T> SharedSlice<'a, T> {
+    /// Wraps `slice` for the tasks of one call.
+    pub(crate) fn new(slice: &'a mut [T]) -> Self {
+        SharedSlice {
+            ptr: slice.as_mut_ptr(),
+            len: slice.len(),
+            _borrow: PhantomData,
+        }
+    }
+
+    /// The elements `range` of the slice; panics when it does not lie inside.
+    ///
+    /// # Safety
+    /// While the result lives, no other range taken from this wrapper overlaps `range`.
+    pub(crate) unsafe fn range(&self, range: Range<usize>) -> &'a mut [T] {
+        assert!(
+            range.start <= range.end && range.end <= self.len,
+            "range {range:?} of a slice of {}",
+            self.len
+        );
+        // SAFETY: the range lies inside the slice borrowed for `'a` (asserted), and the caller
+        // vouches that no other live reference overlaps it.
+        std::slice::from_raw_parts_mut(self.ptr.add(range.start), range.len())
     }
 }

@@ -132,6 +132,12 @@ unsafe fn scaled_max<V: SimdF32>(x: *const f32, cols: usize, scale: f32) -> f32 
     }
 }
 
+/// `max_j x[j]` over one row (`cols >= 1`); the cross-entropy's max pass.
+#[inline(always)]
+pub(crate) unsafe fn row_max<V: SimdF32>(x: *const f32, cols: usize) -> f32 {
+    extreme::<V, true>(x, cols)
+}
+
 /// `max_j x[j]` (`MAX`) or `min_j x[j]` over one row.
 #[inline(always)]
 unsafe fn extreme<V: SimdF32, const MAX: bool>(x: *const f32, cols: usize) -> f32 {

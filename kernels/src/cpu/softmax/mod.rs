@@ -18,6 +18,7 @@
 mod kernel;
 mod reference;
 
+pub(crate) use kernel::row_max;
 pub use reference::{softmax_backward_reference, softmax_reference};
 
 use crate::cpu::options::CpuOptions;
