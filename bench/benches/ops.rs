@@ -1,11 +1,14 @@
 //! Criterion benchmark of the training-step kernels beside the GEMMs at BERT-base sizes (1024
 //! tokens, hidden 768, FFN 3072, vocabulary 30522): layer norm, GELU, embedding and
-//! cross-entropy forward and backward, and an AdamW step on an FFN weight, on 1 thread and on
-//! every thread of the machine. Throughput is the bytes each call must read and write.
+//! cross-entropy forward and backward, fused attention forward and backward (batch 8, 12 heads,
+//! 128 tokens, head width 64), and an AdamW step on an FFN weight, on 1 thread and on every
+//! thread of the machine. Throughput is the bytes each call must read and write, or for
+//! attention the multiply-adds of its four (forward) or eight (backward) T x T x d products.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use smelt_kernels::cpu::activation::{gelu, gelu_backward};
 use smelt_kernels::cpu::adamw::{adamw_step, AdamW};
+use smelt_kernels::cpu::attention::{attention_backward, attention_forward, AttentionShape, Probs};
 use smelt_kernels::cpu::embedding::{embedding, embedding_backward};
 use smelt_kernels::cpu::layernorm::{layer_norm, layer_norm_backward};
 use smelt_kernels::cpu::loss::{cross_entropy, cross_entropy_backward};
@@ -199,6 +202,74 @@ fn cross_entropy_bench(c: &mut Criterion) {
     group.finish();
 }
 
+fn attention_bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("attention");
+    group.sample_size(20);
+    let shape = AttentionShape {
+        batch: 8,
+        seq: 128,
+        heads: 12,
+        head_dim: 64,
+    };
+    let n = shape.qkv_len();
+    let (q, k, v, dout) = (values(n, 12), values(n, 13), values(n, 14), values(n, 15));
+    // Sequence b pads its last 8 * b keys, as HF's mask does.
+    let mask: Vec<f32> = (0..shape.batch * shape.seq)
+        .map(|i| {
+            if i % shape.seq + 8 * (i / shape.seq) >= shape.seq {
+                f32::MIN
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let scale = 1.0 / (shape.head_dim as f32).sqrt();
+    let (mut out, mut probs) = (vec![0.0; n], vec![0.0; shape.saved_probs_len()]);
+    let (mut dq, mut dk, mut dv) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+    let products = (shape.batch * shape.heads * shape.seq * shape.seq * shape.head_dim) as u64;
+    let name = format!(
+        "{}x{}x{}x{}",
+        shape.batch, shape.heads, shape.seq, shape.head_dim
+    );
+    for threads in thread_counts() {
+        let opts = CpuOptions::threads(threads);
+        group.throughput(Throughput::Elements(2 * 2 * products));
+        group.bench_function(
+            BenchmarkId::new(format!("forward/t{threads}"), &name),
+            |b| {
+                b.iter(|| {
+                    let p = Probs::Save(&mut probs);
+                    attention_forward(&q, &k, &v, Some(&mask), scale, &shape, p, &mut out, &opts)
+                })
+            },
+        );
+        let mut scratch = vec![0.0; shape.backward_scratch_len(threads)];
+        group.throughput(Throughput::Elements(2 * 4 * products));
+        group.bench_function(
+            BenchmarkId::new(format!("backward/t{threads}"), &name),
+            |b| {
+                b.iter(|| {
+                    attention_backward(
+                        &q,
+                        &k,
+                        &v,
+                        &probs,
+                        &dout,
+                        scale,
+                        &shape,
+                        &mut scratch,
+                        &mut dq,
+                        &mut dk,
+                        &mut dv,
+                        &opts,
+                    )
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
 fn adamw_bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("adamw");
     let n = HIDDEN * FFN;
@@ -224,6 +295,7 @@ criterion_group!(
     gelu_bench,
     embedding_bench,
     cross_entropy_bench,
+    attention_bench,
     adamw_bench
 );
 criterion_main!(benches);
