@@ -11,6 +11,7 @@ mod batch;
 mod config;
 mod encoder;
 mod heads;
+mod json_file;
 mod model;
 mod sentence;
 pub mod text;

@@ -6,10 +6,11 @@
 
 use crate::batch::Batch;
 use crate::heads::HeadKind;
+use crate::json_file::read_optional;
 use crate::model::Model;
 use crate::text::{Tokenizer, Truncation};
 use crate::Config;
-use smelt_engine::formats::json::{self, Json};
+use smelt_engine::formats::json::Json;
 use smelt_engine::{Arena, CpuOptions, Error, Graph, Result, Tape};
 use smelt_kernels::cpu::pooling::{cls_pool, max_pool};
 use std::path::Path;
@@ -61,12 +62,13 @@ impl SentenceEncoder {
         let config = Config::load(&dir.join("config.json"))?;
         let model = Model::load_with_head(dir, &config, HeadKind::None)?;
         let tokenizer = Tokenizer::from_dir(dir)?;
-        let pooling = match read_json(&dir.join("1_Pooling").join("config.json"))? {
-            Some((file, pooling)) => pooling_mode(&file, &pooling)?,
+        let pooling_path = dir.join("1_Pooling").join("config.json");
+        let pooling = match read_optional(&pooling_path)? {
+            Some(pooling) => pooling_mode(&pooling_path.display().to_string(), &pooling)?,
             None => Pooling::Mean,
         };
-        let normalize = match read_json(&dir.join("modules.json"))? {
-            Some((_, modules)) => modules.as_array().is_some_and(|list| {
+        let normalize = match read_optional(&dir.join("modules.json"))? {
+            Some(modules) => modules.as_array().is_some_and(|list| {
                 list.iter().any(|m| {
                     m.get("type")
                         .and_then(Json::as_str)
@@ -75,8 +77,8 @@ impl SentenceEncoder {
             }),
             None => false,
         };
-        let st_max = read_json(&dir.join("sentence_bert_config.json"))?
-            .and_then(|(_, c)| c.get("max_seq_length").and_then(Json::as_usize));
+        let st_max = read_optional(&dir.join("sentence_bert_config.json"))?
+            .and_then(|c| c.get("max_seq_length").and_then(Json::as_usize));
         let max_len = st_max
             .unwrap_or(usize::MAX)
             .min(tokenizer.max_len())
@@ -219,26 +221,6 @@ fn remap_index(detail: &str, chunk: &[usize]) -> String {
         Some(original) => format!("text {original}{}", &rest[digits.len()..]),
         None => detail.to_string(),
     }
-}
-
-/// The parsed JSON at `path`, `None` when the file does not exist.
-fn read_json(path: &Path) -> Result<Option<(String, Json)>> {
-    let file = path.display().to_string();
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(Error::Io {
-                file,
-                detail: format!("cannot read: {e}"),
-            })
-        }
-    };
-    let value = json::parse(&text).map_err(|e| Error::Format {
-        file: file.clone(),
-        detail: format!("malformed JSON: {e}"),
-    })?;
-    Ok(Some((file, value)))
 }
 
 /// The pooling a sentence-transformers `1_Pooling/config.json` selects.

@@ -30,6 +30,11 @@ fn model_dir() -> Result<PathBuf, String> {
     Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
 
+/// The model folder, or `None` after printing why the test does not run.
+fn model_dir_or_skip() -> Option<PathBuf> {
+    model_dir().map_err(|why| println!("skipped: {why}")).ok()
+}
+
 /// The texts and sentence-transformers' embeddings saved by the fixture script.
 fn expected() -> Vec<(String, Vec<f32>)> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/sentence/embeddings.jsonl");
@@ -59,12 +64,8 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 
 #[test]
 fn embeddings_match_sentence_transformers() {
-    let dir = match model_dir() {
-        Ok(dir) => dir,
-        Err(why) => {
-            println!("skipped: {why}");
-            return;
-        }
+    let Some(dir) = model_dir_or_skip() else {
+        return;
     };
     let encoder = SentenceEncoder::load(&dir).unwrap();
     assert_eq!(encoder.pooling(), Pooling::Mean);
@@ -127,12 +128,8 @@ fn with_pooling(dir: &std::path::Path, mode: &str) -> PathBuf {
 
 #[test]
 fn cls_and_max_pooling_follow_the_hidden_states() {
-    let dir = match model_dir() {
-        Ok(dir) => dir,
-        Err(why) => {
-            println!("skipped: {why}");
-            return;
-        }
+    let Some(dir) = model_dir_or_skip() else {
+        return;
     };
     use smelt_engine::{Arena, Graph, Tape};
     use smelt_model::{Batch, Model};

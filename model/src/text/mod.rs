@@ -12,8 +12,9 @@ mod wordpiece;
 pub use normalize::Normalization;
 pub use wordpiece::{Vocab, MAX_CHARS_PER_WORD};
 
+use crate::json_file::read_optional;
 use normalize::{normalize, split_words};
-use smelt_engine::formats::json::{self, Json};
+use smelt_engine::formats::json::Json;
 use smelt_engine::{Error, Result};
 use std::path::Path;
 
@@ -85,17 +86,7 @@ impl Tokenizer {
         })?;
         let vocab = Vocab::parse(&text);
         let config_path = dir.join("tokenizer_config.json");
-        let config = match std::fs::read_to_string(&config_path) {
-            Ok(text) => json::parse(&text)
-                .map_err(|e| format_error(&config_path, format!("malformed JSON: {e}")))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Json::Object(Vec::new()),
-            Err(e) => {
-                return Err(Error::Io {
-                    file: config_path.display().to_string(),
-                    detail: format!("cannot read: {e}"),
-                })
-            }
-        };
+        let config = read_optional(&config_path)?.unwrap_or(Json::Object(Vec::new()));
         Tokenizer::new(vocab, &config, &vocab_path, &config_path)
     }
 
