@@ -1,0 +1,1573 @@
+//! Resolves a kernel and the device functions it calls into one flat `Program`: registers
+//! numbered, symbols turned into addresses, labels into instruction indices, opcodes into `Op`.
+
+use std::collections::HashMap;
+
+use crate::ast::{Function, Instruction, ModuleAst, Operand, Space, Statement, VarDecl};
+use crate::error::{Result, SimError};
+use crate::inst::*;
+
+/// A kernel ready to run: its instructions, then those of every function it calls.
+#[derive(Clone, Debug)]
+pub struct Program {
+    /// Kernel name.
+    pub name: String,
+    /// Instructions; the kernel starts at 0.
+    pub insts: Vec<Inst>,
+    /// Number of registers.
+    pub nregs: u32,
+    /// Register names, for warnings.
+    pub reg_names: Vec<String>,
+    /// Kernel parameters: name, type, offset in the parameter buffer, size in bytes.
+    pub params: Vec<KernelParam>,
+    /// Size of the kernel parameter buffer.
+    pub param_bytes: u32,
+    /// Static shared memory in bytes; dynamic shared memory starts at `dynamic_shared_offset`.
+    pub static_shared: u32,
+    /// Offset of `.extern .shared` arrays (static size rounded up to 16).
+    pub dynamic_shared_offset: u32,
+    /// Per-thread frame bytes (`.local` variables and device-function parameters).
+    pub frame_bytes: u32,
+}
+
+/// One kernel parameter.
+#[derive(Clone, Debug)]
+pub struct KernelParam {
+    /// Name as declared.
+    pub name: String,
+    /// Declared type.
+    pub ty: Ty,
+    /// Offset in the parameter buffer.
+    pub offset: u32,
+    /// Size in bytes.
+    pub size: u32,
+}
+
+/// Module-level memory: where `.global` and `.const` variables live.
+#[derive(Clone, Debug, Default)]
+pub struct ModuleData {
+    /// Address of the module's `.global` variables in the global space.
+    pub global_base: u64,
+    /// Initial bytes of the `.global` variables (laid out from `global_base`).
+    pub global_init: Vec<u8>,
+    /// Bytes of the `.const` bank.
+    pub consts: Vec<u8>,
+    /// Global or const variable name -> (space, address in that space).
+    pub symbols: HashMap<String, (MemSpace, u64)>,
+}
+
+/// Lays out the module's `.global` and `.const` variables.
+pub fn module_data(ast: &ModuleAst, global_base: u64) -> Result<ModuleData> {
+    let mut d = ModuleData {
+        global_base,
+        ..ModuleData::default()
+    };
+    for v in &ast.vars {
+        let (bytes, space) = match v.space {
+            Space::Global => (&mut d.global_init, MemSpace::Global),
+            Space::Const => (&mut d.consts, MemSpace::Const),
+            _ => continue,
+        };
+        let off = place(bytes.len() as u32, v.align);
+        bytes.resize(off as usize, 0);
+        bytes.extend_from_slice(&v.init);
+        bytes.resize(off as usize + v.size, 0);
+        let addr = if space == MemSpace::Global {
+            global_base + off as u64
+        } else {
+            off as u64
+        };
+        d.symbols.insert(v.name.clone(), (space, addr));
+    }
+    Ok(d)
+}
+
+/// The first offset at or after `used` aligned to `align`.
+fn place(used: u32, align: u32) -> u32 {
+    used.next_multiple_of(align.max(1))
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Binding {
+    Reg(u32),
+    Addr(MemSpace, u64),
+    Func(usize),
+}
+
+/// Where a function starts and where its parameter and return slots are in the frame
+/// (offset, size).
+struct FuncLayout {
+    start: u32,
+    params: Vec<(u32, u32)>,
+    returns: Vec<(u32, u32)>,
+}
+
+/// Builds the program of entry `name`.
+pub fn build_program(ast: &ModuleAst, data: &ModuleData, name: &str) -> Result<Program> {
+    let funcs: HashMap<&str, usize> = ast
+        .functions
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.name.as_str(), i))
+        .collect();
+    let entry = *funcs
+        .get(name)
+        .filter(|&&i| ast.functions[i].is_entry)
+        .ok_or_else(|| SimError::launch(format!("no kernel named {name:?} in the module")))?;
+    let order = reachable(ast, &funcs, entry)?;
+
+    let mut b = Builder {
+        prog: Program {
+            name: name.to_string(),
+            insts: Vec::new(),
+            nregs: 0,
+            reg_names: Vec::new(),
+            params: Vec::new(),
+            param_bytes: 0,
+            static_shared: 0,
+            dynamic_shared_offset: 0,
+            frame_bytes: 0,
+        },
+        globals: HashMap::new(),
+        layouts: HashMap::new(),
+        dynamic_shared: Vec::new(),
+    };
+    for (sym, &(space, addr)) in &data.symbols {
+        b.globals.insert(sym.clone(), Binding::Addr(space, addr));
+    }
+    for (i, f) in ast.functions.iter().enumerate() {
+        b.globals.insert(f.name.clone(), Binding::Func(i));
+    }
+    for v in ast.vars.iter().filter(|v| v.space == Space::Shared) {
+        let binding = b.shared_var(v);
+        b.globals.insert(v.name.clone(), binding);
+    }
+    // Kernel parameters.
+    let kernel = &ast.functions[entry];
+    for p in &kernel.params {
+        let off = place(b.prog.param_bytes, p.align);
+        b.prog.params.push(KernelParam {
+            name: p.name.clone(),
+            ty: p.ty,
+            offset: off,
+            size: p.size as u32,
+        });
+        b.prog.param_bytes = off + p.size as u32;
+    }
+    // Start pcs and parameter slots of every function, before any body is decoded.
+    let mut pc = 0u32;
+    for &fi in &order {
+        let f = &ast.functions[fi];
+        let mut layout = FuncLayout {
+            start: pc,
+            params: Vec::new(),
+            returns: Vec::new(),
+        };
+        if !f.is_entry {
+            for p in &f.params {
+                layout
+                    .params
+                    .push((b.frame_alloc(p.align, p.size as u32), p.size as u32));
+            }
+            for r in &f.returns {
+                layout
+                    .returns
+                    .push((b.frame_alloc(r.align, r.size as u32), r.size as u32));
+            }
+        }
+        let body = f.body.as_ref().map_or(0, |s| {
+            s.iter().filter(|s| matches!(s, Statement::Inst(_))).count()
+        });
+        pc += body as u32;
+        b.layouts.insert(fi, layout);
+    }
+    for &fi in &order {
+        b.function(ast, fi)?;
+    }
+    b.prog.dynamic_shared_offset = b.prog.static_shared.next_multiple_of(16);
+    for at in std::mem::take(&mut b.dynamic_shared) {
+        let off = b.prog.dynamic_shared_offset as i64;
+        b.patch_dynamic_shared(at, off);
+    }
+    Ok(b.prog)
+}
+
+/// The entry first, then every function it calls (directly or not), each once.
+fn reachable(ast: &ModuleAst, funcs: &HashMap<&str, usize>, entry: usize) -> Result<Vec<usize>> {
+    let mut order = vec![entry];
+    let mut i = 0;
+    while i < order.len() {
+        let f = &ast.functions[order[i]];
+        for s in f.body.iter().flatten() {
+            let Statement::Inst(inst) = s else { continue };
+            if inst.opcode.first().map(String::as_str) != Some("call") {
+                continue;
+            }
+            let callee = inst.operands.iter().find_map(|o| match o {
+                Operand::Name(n) => Some(n),
+                _ => None,
+            });
+            let Some(callee) = callee else { continue };
+            let Some(&ci) = funcs.get(callee.as_str()) else {
+                return Err(SimError::new(
+                    crate::ErrorKind::Unsupported,
+                    format!("call to unknown function {callee} (indirect calls are not supported)"),
+                )
+                .at_line(inst.line));
+            };
+            if ast.functions[ci].body.is_none() {
+                return Err(SimError::new(
+                    crate::ErrorKind::Unsupported,
+                    format!("call to external function {callee}, which has no body in this module"),
+                )
+                .at_line(inst.line));
+            }
+            if ci == order[i] || calls_back(ast, funcs, ci, order[i]) {
+                return Err(SimError::new(
+                    crate::ErrorKind::Unsupported,
+                    format!("recursive call to {callee} is not supported"),
+                )
+                .at_line(inst.line));
+            }
+            if !order.contains(&ci) {
+                order.push(ci);
+            }
+        }
+        i += 1;
+    }
+    Ok(order)
+}
+
+/// Whether `from` (transitively) calls `to`.
+fn calls_back(ast: &ModuleAst, funcs: &HashMap<&str, usize>, from: usize, to: usize) -> bool {
+    let mut stack = vec![from];
+    let mut seen = vec![false; ast.functions.len()];
+    while let Some(f) = stack.pop() {
+        if std::mem::replace(&mut seen[f], true) {
+            continue;
+        }
+        for s in ast.functions[f].body.iter().flatten() {
+            let Statement::Inst(inst) = s else { continue };
+            if inst.opcode.first().map(String::as_str) != Some("call") {
+                continue;
+            }
+            for o in &inst.operands {
+                if let Operand::Name(n) = o {
+                    if let Some(&c) = funcs.get(n.as_str()) {
+                        if c == to {
+                            return true;
+                        }
+                        stack.push(c);
+                    }
+                }
+            }
+        }
+    }
+    false
+}
+
+struct Builder {
+    prog: Program,
+    globals: HashMap<String, Binding>,
+    layouts: HashMap<usize, FuncLayout>,
+    /// Instruction indices whose immediate/address refers to dynamic shared memory (patched
+    /// once the static size is known).
+    dynamic_shared: Vec<usize>,
+}
+
+const DYNAMIC_SHARED_MARK: u64 = 0xD15A_0000_0000_0000;
+
+impl Builder {
+    fn frame_alloc(&mut self, align: u32, size: u32) -> u32 {
+        let off = place(self.prog.frame_bytes, align);
+        self.prog.frame_bytes = off + size;
+        off
+    }
+
+    fn shared_var(&mut self, v: &VarDecl) -> Binding {
+        if v.dynamic {
+            return Binding::Addr(MemSpace::Shared, DYNAMIC_SHARED_MARK);
+        }
+        let off = place(self.prog.static_shared, v.align);
+        self.prog.static_shared = off + v.size as u32;
+        Binding::Addr(MemSpace::Shared, off as u64)
+    }
+
+    fn patch_dynamic_shared(&mut self, at: usize, off: i64) {
+        let fix_src = |s: &mut Src| {
+            if let Src::Imm(v) = s {
+                if *v >= DYNAMIC_SHARED_MARK {
+                    *v = (*v - DYNAMIC_SHARED_MARK).wrapping_add(off as u64);
+                }
+            }
+        };
+        match &mut self.prog.insts[at].op {
+            Op::Mov { a, .. } | Op::Cvta { a, .. } => fix_src(a),
+            Op::Ld { addr, .. } | Op::St { addr, .. } | Op::Atom { addr, .. } => {
+                addr.offset = addr.offset - DYNAMIC_SHARED_MARK as i64 + off
+            }
+            _ => {}
+        }
+    }
+
+    fn function(&mut self, ast: &ModuleAst, fi: usize) -> Result<()> {
+        let f: &Function = &ast.functions[fi];
+        let layout = &self.layouts[&fi];
+        let start = layout.start;
+        let mut scopes: Vec<HashMap<String, Binding>> = vec![HashMap::new()];
+        if f.is_entry {
+            for p in &self.prog.params {
+                scopes[0].insert(
+                    p.name.clone(),
+                    Binding::Addr(MemSpace::KernelParam, p.offset as u64),
+                );
+            }
+        } else {
+            for (p, &(off, _)) in f.params.iter().zip(&layout.params) {
+                scopes[0].insert(
+                    p.name.clone(),
+                    Binding::Addr(MemSpace::FrameParam, off as u64),
+                );
+            }
+            for (r, &(off, _)) in f.returns.iter().zip(&layout.returns) {
+                scopes[0].insert(
+                    r.name.clone(),
+                    Binding::Addr(MemSpace::FrameParam, off as u64),
+                );
+            }
+        }
+        let body = f.body.as_deref().unwrap_or_default();
+        let mut labels = HashMap::new();
+        let mut count = start;
+        for s in body {
+            match s {
+                Statement::Inst(_) => count += 1,
+                Statement::Label(name) => {
+                    labels.insert(name.clone(), count);
+                }
+                _ => {}
+            }
+        }
+        for s in body {
+            match s {
+                Statement::Open => scopes.push(HashMap::new()),
+                Statement::Close => {
+                    scopes.pop();
+                }
+                Statement::Label(_) => {}
+                Statement::Reg { names } => {
+                    let scope = scopes.last_mut().expect("a function has a scope");
+                    for (name, count) in names {
+                        match count {
+                            None => {
+                                scope.insert(name.clone(), Binding::Reg(self.prog.nregs));
+                                self.prog.reg_names.push(name.clone());
+                                self.prog.nregs += 1;
+                            }
+                            Some(n) => {
+                                for i in 0..*n {
+                                    let full = format!("{name}{i}");
+                                    scope.insert(full.clone(), Binding::Reg(self.prog.nregs));
+                                    self.prog.reg_names.push(full);
+                                    self.prog.nregs += 1;
+                                }
+                            }
+                        }
+                    }
+                }
+                Statement::Var(v) => {
+                    let binding = match v.space {
+                        Space::Shared => self.shared_var(v),
+                        Space::Local => Binding::Addr(
+                            MemSpace::Local,
+                            self.frame_alloc(v.align, v.size as u32) as u64,
+                        ),
+                        Space::Param => Binding::Addr(
+                            MemSpace::FrameParam,
+                            self.frame_alloc(v.align, v.size as u32) as u64,
+                        ),
+                        _ => {
+                            return Err(SimError::parse(
+                                v.line,
+                                format!("{:?} variable {} inside a function", v.space, v.name),
+                            ))
+                        }
+                    };
+                    scopes
+                        .last_mut()
+                        .expect("a function has a scope")
+                        .insert(v.name.clone(), binding);
+                }
+                Statement::Inst(inst) => {
+                    let ctx = Ctx {
+                        scopes: &scopes,
+                        globals: &self.globals,
+                        labels: &labels,
+                        layouts: &self.layouts,
+                        is_entry: f.is_entry,
+                    };
+                    let mut uses = Vec::new();
+                    let decoded =
+                        decode(&ctx, inst, &mut uses).map_err(|e| e.at_line(inst.line))?;
+                    let guard = match &inst.guard {
+                        None => None,
+                        Some((neg, name)) => match ctx.lookup(name) {
+                            Some(Binding::Reg(r)) => {
+                                uses.push(r);
+                                Some((r, *neg))
+                            }
+                            _ => {
+                                return Err(SimError::parse(
+                                    inst.line,
+                                    format!("guard {name} is not a declared predicate register"),
+                                ))
+                            }
+                        },
+                    };
+                    if ctx.mentions_dynamic_shared(inst) {
+                        self.dynamic_shared.push(self.prog.insts.len());
+                    }
+                    uses.sort_unstable();
+                    uses.dedup();
+                    self.prog.insts.push(Inst {
+                        line: inst.line,
+                        guard,
+                        op: decoded,
+                        uses,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Ctx<'a> {
+    scopes: &'a [HashMap<String, Binding>],
+    globals: &'a HashMap<String, Binding>,
+    labels: &'a HashMap<String, u32>,
+    layouts: &'a HashMap<usize, FuncLayout>,
+    is_entry: bool,
+}
+
+fn unsupported(msg: impl Into<String>) -> SimError {
+    SimError::new(crate::ErrorKind::Unsupported, msg)
+}
+
+fn bad(msg: impl Into<String>) -> SimError {
+    SimError::new(crate::ErrorKind::Parse, msg)
+}
+
+impl Ctx<'_> {
+    fn lookup(&self, name: &str) -> Option<Binding> {
+        self.scopes
+            .iter()
+            .rev()
+            .find_map(|s| s.get(name))
+            .or_else(|| self.globals.get(name))
+            .copied()
+    }
+
+    fn mentions_dynamic_shared(&self, inst: &Instruction) -> bool {
+        let is_dyn = |n: &str| matches!(self.lookup(n), Some(Binding::Addr(MemSpace::Shared, a)) if a >= DYNAMIC_SHARED_MARK);
+        inst.operands.iter().any(|o| match o {
+            Operand::Name(n) => is_dyn(n),
+            Operand::Addr(Some(n), _) => is_dyn(n),
+            _ => false,
+        })
+    }
+
+    fn reg(&self, name: &str, uses: &mut Vec<u32>) -> Result<u32> {
+        match self.lookup(name) {
+            Some(Binding::Reg(r)) => {
+                uses.push(r);
+                Ok(r)
+            }
+            _ => Err(bad(format!("{name} is not a declared register"))),
+        }
+    }
+
+    /// A source operand of type `ty`.
+    fn src(&self, o: &Operand, ty: Ty, uses: &mut Vec<u32>) -> Result<Src> {
+        Ok(match o {
+            Operand::Name(n) => {
+                if let Some(s) = special(n) {
+                    return Ok(Src::Special(s));
+                }
+                match self.lookup(n) {
+                    Some(Binding::Reg(r)) => {
+                        uses.push(r);
+                        Src::Reg(r)
+                    }
+                    Some(Binding::Addr(_, a)) => Src::Imm(a),
+                    Some(Binding::Func(_)) => {
+                        return Err(unsupported(format!("function address {n} as a value")))
+                    }
+                    None => return Err(bad(format!("unknown name {n}"))),
+                }
+            }
+            Operand::Int(v) => Src::Imm(imm_int(*v, ty)),
+            Operand::F32(b) => Src::Imm(match ty {
+                Ty::F64 => (f32::from_bits(*b) as f64).to_bits(),
+                _ => *b as u64,
+            }),
+            Operand::F64(b) => Src::Imm(match ty {
+                Ty::F32 => (f64::from_bits(*b) as f32).to_bits() as u64,
+                _ => *b,
+            }),
+            other => {
+                return Err(bad(format!(
+                    "expected a register or immediate, found {other:?}"
+                )))
+            }
+        })
+    }
+
+    fn dst(&self, o: &Operand, uses: &mut Vec<u32>) -> Result<Dst> {
+        match o {
+            Operand::Name(n) if n == "_" => Ok(SINK),
+            Operand::Name(n) => {
+                let r = self.reg(n, uses)?;
+                uses.pop();
+                Ok(r)
+            }
+            other => Err(bad(format!(
+                "expected a destination register, found {other:?}"
+            ))),
+        }
+    }
+
+    /// An address operand and the space its symbol lives in (if it names one).
+    fn addr(&self, o: &Operand, uses: &mut Vec<u32>) -> Result<(Addr, Option<MemSpace>)> {
+        let Operand::Addr(base, offset) = o else {
+            return Err(bad(format!("expected an address [..], found {o:?}")));
+        };
+        Ok(match base {
+            None => (
+                Addr {
+                    base: None,
+                    offset: *offset,
+                },
+                None,
+            ),
+            Some(n) => match self.lookup(n) {
+                Some(Binding::Reg(r)) => {
+                    uses.push(r);
+                    (
+                        Addr {
+                            base: Some(r),
+                            offset: *offset,
+                        },
+                        None,
+                    )
+                }
+                Some(Binding::Addr(space, a)) => (
+                    Addr {
+                        base: None,
+                        offset: (a as i64).wrapping_add(*offset),
+                    },
+                    Some(space),
+                ),
+                _ => return Err(bad(format!("unknown address base {n}"))),
+            },
+        })
+    }
+}
+
+/// An integer immediate as the bits of type `ty`.
+fn imm_int(v: i64, ty: Ty) -> u64 {
+    match ty {
+        Ty::F32 => (v as f32).to_bits() as u64,
+        Ty::F64 => (v as f64).to_bits(),
+        Ty::Pred => (v != 0) as u64,
+        _ => mask(v as u64, ty.bits()),
+    }
+}
+
+/// The low `bits` bits of `v`.
+pub fn mask(v: u64, bits: u32) -> u64 {
+    if bits >= 64 {
+        v
+    } else {
+        v & ((1u64 << bits) - 1)
+    }
+}
+
+fn special(name: &str) -> Option<Special> {
+    let axis = |s: &str| match s {
+        "x" => Some(0u8),
+        "y" => Some(1),
+        "z" => Some(2),
+        _ => None,
+    };
+    if let Some((reg, ax)) = name.split_once('.') {
+        let a = axis(ax)?;
+        return Some(match reg {
+            "%tid" => Special::Tid(a),
+            "%ntid" => Special::Ntid(a),
+            "%ctaid" => Special::Ctaid(a),
+            "%nctaid" => Special::Nctaid(a),
+            _ => return None,
+        });
+    }
+    Some(match name {
+        "%laneid" => Special::Laneid,
+        "%warpid" => Special::Warpid,
+        "%nwarpid" => Special::Nwarpid,
+        "%clock" | "%clock64" | "%globaltimer" | "%globaltimer_lo" => Special::Clock,
+        "%lanemask_eq" => Special::Lanemask(Cmp::Eq),
+        "%lanemask_lt" => Special::Lanemask(Cmp::Lt),
+        "%lanemask_le" => Special::Lanemask(Cmp::Le),
+        "%lanemask_gt" => Special::Lanemask(Cmp::Gt),
+        "%lanemask_ge" => Special::Lanemask(Cmp::Ge),
+        "%smid" | "%nsmid" | "%gridid" => Special::Zero,
+        _ => return None,
+    })
+}
+
+/// Modifier words of an opcode (everything after the first part).
+struct Mods<'a>(&'a [String]);
+
+impl Mods<'_> {
+    fn has(&self, m: &str) -> bool {
+        self.0.iter().any(|w| w == m)
+    }
+
+    /// Types among the modifiers, in order.
+    fn types(&self) -> Vec<Ty> {
+        self.0.iter().filter_map(|w| Ty::parse(w)).collect()
+    }
+
+    fn ty(&self) -> Result<Ty> {
+        self.types()
+            .last()
+            .copied()
+            .ok_or_else(|| bad("instruction has no type"))
+    }
+
+    fn float(&self) -> FloatMods {
+        let rnd = if self.has("rz") {
+            Rnd::Rz
+        } else if self.has("rm") {
+            Rnd::Rm
+        } else if self.has("rp") {
+            Rnd::Rp
+        } else if self.has("rni") {
+            Rnd::Int(IntRnd::N)
+        } else if self.has("rzi") {
+            Rnd::Int(IntRnd::Z)
+        } else if self.has("rmi") {
+            Rnd::Int(IntRnd::M)
+        } else if self.has("rpi") {
+            Rnd::Int(IntRnd::P)
+        } else {
+            Rnd::Rn
+        };
+        FloatMods {
+            rnd,
+            ftz: self.has("ftz"),
+            sat: self.has("sat") || self.has("satfinite"),
+            approx: self.has("approx"),
+        }
+    }
+
+    fn space(&self) -> MemSpace {
+        for w in self.0 {
+            match w.as_str() {
+                "global" => return MemSpace::Global,
+                "shared" | "shared::cta" => return MemSpace::Shared,
+                "local" => return MemSpace::Local,
+                "const" => return MemSpace::Const,
+                "param" => return MemSpace::KernelParam,
+                _ => {}
+            }
+        }
+        MemSpace::Generic
+    }
+
+    fn vector(&self) -> usize {
+        if self.has("v4") {
+            4
+        } else if self.has("v2") {
+            2
+        } else {
+            1
+        }
+    }
+
+    fn cmp(&self) -> Option<Cmp> {
+        self.0.iter().find_map(|w| cmp_word(w))
+    }
+
+    fn bool_op(&self) -> Option<BoolOp> {
+        self.0.iter().find_map(|w| match w.as_str() {
+            "and" => Some(BoolOp::And),
+            "or" => Some(BoolOp::Or),
+            "xor" => Some(BoolOp::Xor),
+            _ => None,
+        })
+    }
+}
+
+fn cmp_word(w: &str) -> Option<Cmp> {
+    Some(match w {
+        "eq" => Cmp::Eq,
+        "ne" => Cmp::Ne,
+        "lt" | "lo" => Cmp::Lt,
+        "le" | "ls" => Cmp::Le,
+        "gt" | "hi" => Cmp::Gt,
+        "ge" | "hs" => Cmp::Ge,
+        "equ" => Cmp::Equ,
+        "neu" => Cmp::Neu,
+        "ltu" => Cmp::Ltu,
+        "leu" => Cmp::Leu,
+        "gtu" => Cmp::Gtu,
+        "geu" => Cmp::Geu,
+        "num" => Cmp::Num,
+        "nan" => Cmp::Nan,
+        _ => return None,
+    })
+}
+
+fn operands(inst: &Instruction, n: usize) -> Result<&[Operand]> {
+    if inst.operands.len() != n {
+        return Err(bad(format!(
+            "{} takes {n} operands, found {}",
+            inst.opcode.join("."),
+            inst.operands.len()
+        )));
+    }
+    Ok(&inst.operands)
+}
+
+/// Decodes one instruction.
+fn decode(ctx: &Ctx, inst: &Instruction, uses: &mut Vec<u32>) -> Result<Op> {
+    let name = inst.opcode.join(".");
+    let head = inst.opcode[0].as_str();
+    let m = Mods(&inst.opcode[1..]);
+    let o = &inst.operands;
+    let unknown = || unsupported(format!("instruction {name} is not supported"));
+    Ok(match head {
+        "mov" => {
+            let ty = m.ty()?;
+            let [d, a] = operands(inst, 2)? else {
+                unreachable!()
+            };
+            match (d, a) {
+                (Operand::Vector(ds), _) => {
+                    let bits = ty.bits() / ds.len() as u32;
+                    let ds = ds.iter().map(|x| ctx.dst(x, uses)).collect::<Result<_>>()?;
+                    Op::Unpack {
+                        ds,
+                        a: ctx.src(a, ty, uses)?,
+                        bits,
+                    }
+                }
+                (_, Operand::Vector(parts)) => {
+                    let bits = ty.bits() / parts.len() as u32;
+                    let part_ty = Ty::B(bits as u8);
+                    let parts = parts
+                        .iter()
+                        .map(|x| ctx.src(x, part_ty, uses))
+                        .collect::<Result<_>>()?;
+                    Op::Pack {
+                        d: ctx.dst(d, uses)?,
+                        parts,
+                        bits,
+                    }
+                }
+                _ => Op::Mov {
+                    d: ctx.dst(d, uses)?,
+                    a: ctx.src(a, ty, uses)?,
+                    bits: ty.bits().max(1),
+                },
+            }
+        }
+        "cvta" => {
+            let ty = m.ty()?;
+            let [d, a] = operands(inst, 2)? else {
+                unreachable!()
+            };
+            let space = m.space();
+            let to_generic = !m.has("to");
+            let (d, a) = (ctx.dst(d, uses)?, ctx.src(a, ty, uses)?);
+            if space == MemSpace::Global {
+                Op::Mov {
+                    d,
+                    a,
+                    bits: ty.bits(),
+                }
+            } else {
+                Op::Cvta {
+                    d,
+                    a,
+                    space,
+                    to_generic,
+                    bits: ty.bits(),
+                }
+            }
+        }
+        "add" | "sub" | "mul" | "div" | "rem" | "min" | "max" | "and" | "or" | "xor" | "shl"
+        | "shr" | "copysign" => {
+            if m.has("cc") || m.has("relu") || m.has("xorsign") {
+                return Err(unknown());
+            }
+            let ty = m.ty()?;
+            let [d, a, b] = operands(inst, 3)? else {
+                unreachable!()
+            };
+            if ty == Ty::Pred {
+                let op = match head {
+                    "and" => BoolOp::And,
+                    "or" => BoolOp::Or,
+                    "xor" => BoolOp::Xor,
+                    _ => return Err(unknown()),
+                };
+                return Ok(Op::PredLogic {
+                    op: Some(op),
+                    d: ctx.dst(d, uses)?,
+                    a: ctx.src(a, ty, uses)?,
+                    b: ctx.src(b, ty, uses)?,
+                });
+            }
+            if ty.is_float() {
+                if !matches!(ty, Ty::F32 | Ty::F64) {
+                    return Err(unsupported(format!(
+                        "instruction {name}: only f32 and f64 arithmetic is supported"
+                    )));
+                }
+                let op = match head {
+                    "add" => FloatOp::Add,
+                    "sub" => FloatOp::Sub,
+                    "mul" => FloatOp::Mul,
+                    "div" => FloatOp::Div,
+                    "min" => FloatOp::Min,
+                    "max" => FloatOp::Max,
+                    "copysign" => FloatOp::Copysign,
+                    _ => return Err(unknown()),
+                };
+                if m.has("NaN") {
+                    return Err(unknown());
+                }
+                let (d, a, b) = (
+                    ctx.dst(d, uses)?,
+                    ctx.src(a, ty, uses)?,
+                    ctx.src(b, ty, uses)?,
+                );
+                return Ok(Op::Float {
+                    op,
+                    ty,
+                    m: m.float(),
+                    d,
+                    a,
+                    b,
+                });
+            }
+            let op = match head {
+                "add" => IntOp::Add,
+                "sub" => IntOp::Sub,
+                "mul" if m.has("hi") => IntOp::MulHi,
+                "mul" if m.has("wide") => IntOp::MulWide,
+                "mul" => IntOp::MulLo,
+                "div" => IntOp::Div,
+                "rem" => IntOp::Rem,
+                "min" => IntOp::Min,
+                "max" => IntOp::Max,
+                "and" => IntOp::And,
+                "or" => IntOp::Or,
+                "xor" => IntOp::Xor,
+                "shl" => IntOp::Shl,
+                "shr" => IntOp::Shr,
+                _ => return Err(unknown()),
+            };
+            let bty = if matches!(op, IntOp::Shl | IntOp::Shr) {
+                Ty::U(32)
+            } else {
+                ty
+            };
+            let (d, a, b) = (
+                ctx.dst(d, uses)?,
+                ctx.src(a, ty, uses)?,
+                ctx.src(b, bty, uses)?,
+            );
+            Op::Int {
+                op,
+                ty,
+                d,
+                a,
+                b,
+                sat: m.has("sat"),
+            }
+        }
+        "not" | "cnot" | "neg" | "abs" | "popc" | "clz" | "brev" | "bfind" => {
+            let ty = m.ty()?;
+            let [d, a] = operands(inst, 2)? else {
+                unreachable!()
+            };
+            let (dd, aa) = (ctx.dst(d, uses)?, ctx.src(a, ty, uses)?);
+            if ty == Ty::Pred && head == "not" {
+                return Ok(Op::PredLogic {
+                    op: None,
+                    d: dd,
+                    a: aa,
+                    b: aa,
+                });
+            }
+            if ty.is_float() {
+                let op = match head {
+                    "neg" => FloatUnary::Neg,
+                    "abs" => FloatUnary::Abs,
+                    _ => return Err(unknown()),
+                };
+                if !matches!(ty, Ty::F32 | Ty::F64) {
+                    return Err(unknown());
+                }
+                return Ok(Op::FloatUn {
+                    op,
+                    ty,
+                    m: m.float(),
+                    d: dd,
+                    a: aa,
+                });
+            }
+            let op = match head {
+                "not" => IntUnary::Not,
+                "cnot" => IntUnary::Cnot,
+                "neg" => IntUnary::Neg,
+                "abs" => IntUnary::Abs,
+                "popc" => IntUnary::Popc,
+                "clz" => IntUnary::Clz,
+                "brev" => IntUnary::Brev,
+                _ => IntUnary::Bfind {
+                    shiftamt: m.has("shiftamt"),
+                },
+            };
+            Op::IntUn {
+                op,
+                ty,
+                d: dd,
+                a: aa,
+            }
+        }
+        "sqrt" | "rsqrt" | "rcp" | "ex2" | "lg2" | "sin" | "cos" | "tanh" => {
+            let ty = m.ty()?;
+            if !matches!(ty, Ty::F32 | Ty::F64) {
+                return Err(unsupported(format!(
+                    "instruction {name}: only f32 and f64 are supported"
+                )));
+            }
+            let [d, a] = operands(inst, 2)? else {
+                unreachable!()
+            };
+            let op = match head {
+                "sqrt" => FloatUnary::Sqrt,
+                "rsqrt" => FloatUnary::Rsqrt,
+                "rcp" => FloatUnary::Rcp,
+                "ex2" => FloatUnary::Ex2,
+                "lg2" => FloatUnary::Lg2,
+                "sin" => FloatUnary::Sin,
+                "cos" => FloatUnary::Cos,
+                _ => FloatUnary::Tanh,
+            };
+            Op::FloatUn {
+                op,
+                ty,
+                m: m.float(),
+                d: ctx.dst(d, uses)?,
+                a: ctx.src(a, ty, uses)?,
+            }
+        }
+        "mad" | "fma" => {
+            let ty = m.ty()?;
+            let [d, a, b, c] = operands(inst, 4)? else {
+                unreachable!()
+            };
+            if ty.is_float() {
+                if !matches!(ty, Ty::F32 | Ty::F64) {
+                    return Err(unsupported(format!(
+                        "instruction {name}: only f32 and f64 are supported"
+                    )));
+                }
+                let (d, a, b, c) = (
+                    ctx.dst(d, uses)?,
+                    ctx.src(a, ty, uses)?,
+                    ctx.src(b, ty, uses)?,
+                    ctx.src(c, ty, uses)?,
+                );
+                return Ok(Op::Fma {
+                    ty,
+                    m: m.float(),
+                    d,
+                    a,
+                    b,
+                    c,
+                });
+            }
+            if m.has("cc") || m.has("sat") {
+                return Err(unknown());
+            }
+            let mode = if m.has("hi") {
+                IntOp::MulHi
+            } else if m.has("wide") {
+                IntOp::MulWide
+            } else {
+                IntOp::MulLo
+            };
+            let cty = if mode == IntOp::MulWide { wide(ty) } else { ty };
+            let (d, a, b, c) = (
+                ctx.dst(d, uses)?,
+                ctx.src(a, ty, uses)?,
+                ctx.src(b, ty, uses)?,
+                ctx.src(c, cty, uses)?,
+            );
+            Op::Mad {
+                mode,
+                ty,
+                d,
+                a,
+                b,
+                c,
+            }
+        }
+        "sad" => {
+            let ty = m.ty()?;
+            let [d, a, b, c] = operands(inst, 4)? else {
+                unreachable!()
+            };
+            Op::Sad {
+                ty,
+                d: ctx.dst(d, uses)?,
+                a: ctx.src(a, ty, uses)?,
+                b: ctx.src(b, ty, uses)?,
+                c: ctx.src(c, ty, uses)?,
+            }
+        }
+        "testp" => {
+            let ty = m.ty()?;
+            let kind = [
+                "finite",
+                "infinite",
+                "number",
+                "notanumber",
+                "normal",
+                "subnormal",
+            ]
+            .iter()
+            .position(|k| m.has(k))
+            .ok_or_else(unknown)? as u8;
+            let [d, a] = operands(inst, 2)? else {
+                unreachable!()
+            };
+            Op::Testp {
+                kind,
+                ty,
+                d: ctx.dst(d, uses)?,
+                a: ctx.src(a, ty, uses)?,
+            }
+        }
+        "setp" => {
+            let cmp = m.cmp().ok_or_else(unknown)?;
+            let ty = m.ty()?;
+            if !matches!(ty, Ty::F32 | Ty::F64 | Ty::B(_) | Ty::U(_) | Ty::S(_)) {
+                return Err(unsupported(format!(
+                    "instruction {name}: type not supported"
+                )));
+            }
+            let (d, d2) = match o.first() {
+                Some(Operand::Pair(p, q)) => (
+                    ctx.dst(&Operand::Name(p.clone()), uses)?,
+                    ctx.dst(&Operand::Name(q.clone()), uses)?,
+                ),
+                Some(x) => (ctx.dst(x, uses)?, SINK),
+                None => return Err(bad("setp without operands")),
+            };
+            let a = ctx.src(o.get(1).ok_or_else(|| bad("setp needs a, b"))?, ty, uses)?;
+            let b = ctx.src(o.get(2).ok_or_else(|| bad("setp needs a, b"))?, ty, uses)?;
+            let comb = match (m.bool_op(), o.get(3)) {
+                (Some(op), Some(Operand::Not(p))) => Some((op, Src::Reg(ctx.reg(p, uses)?), true)),
+                (Some(op), Some(c)) => Some((op, ctx.src(c, Ty::Pred, uses)?, false)),
+                (None, None) => None,
+                _ => {
+                    return Err(bad(
+                        "setp: a boolean operation needs a predicate c and vice versa",
+                    ))
+                }
+            };
+            Op::Setp {
+                cmp,
+                ty,
+                d,
+                d2,
+                a,
+                b,
+                comb,
+            }
+        }
+        "set" => {
+            let cmp = m.cmp().ok_or_else(unknown)?;
+            let tys = m.types();
+            let [dty, sty] = tys[..] else {
+                return Err(bad("set needs a destination and source type"));
+            };
+            if m.bool_op().is_some() {
+                return Err(unknown());
+            }
+            let [d, a, b] = operands(inst, 3)? else {
+                unreachable!()
+            };
+            Op::Set {
+                cmp,
+                ty: sty,
+                dty,
+                d: ctx.dst(d, uses)?,
+                a: ctx.src(a, sty, uses)?,
+                b: ctx.src(b, sty, uses)?,
+            }
+        }
+        "selp" => {
+            let ty = m.ty()?;
+            let [d, a, b, c] = operands(inst, 4)? else {
+                unreachable!()
+            };
+            Op::Selp {
+                bits: ty.bits(),
+                d: ctx.dst(d, uses)?,
+                a: ctx.src(a, ty, uses)?,
+                b: ctx.src(b, ty, uses)?,
+                c: ctx.src(c, Ty::Pred, uses)?,
+            }
+        }
+        "slct" => {
+            let tys = m.types();
+            let [ty, cty] = tys[..] else {
+                return Err(bad("slct needs two types"));
+            };
+            let [d, a, b, c] = operands(inst, 4)? else {
+                unreachable!()
+            };
+            Op::Slct {
+                bits: ty.bits(),
+                cty,
+                d: ctx.dst(d, uses)?,
+                a: ctx.src(a, ty, uses)?,
+                b: ctx.src(b, ty, uses)?,
+                c: ctx.src(c, cty, uses)?,
+            }
+        }
+        "cvt" => {
+            let tys = m.types();
+            let [dty, sty] = tys[..] else {
+                return Err(bad(format!(
+                    "{name}: cvt needs a destination and a source type"
+                )));
+            };
+            if matches!(dty, Ty::F16x2 | Ty::Bf16x2) {
+                let [d, a, b] = operands(inst, 3)? else {
+                    unreachable!()
+                };
+                return Ok(Op::CvtPack {
+                    dty,
+                    m: m.float(),
+                    d: ctx.dst(d, uses)?,
+                    a: ctx.src(a, sty, uses)?,
+                    b: ctx.src(b, sty, uses)?,
+                });
+            }
+            if matches!(sty, Ty::F16x2 | Ty::Bf16x2 | Ty::Pred) || dty == Ty::Pred {
+                return Err(unknown());
+            }
+            let [d, a] = operands(inst, 2)? else {
+                unreachable!()
+            };
+            Op::Cvt {
+                dty,
+                sty,
+                m: m.float(),
+                d: ctx.dst(d, uses)?,
+                a: ctx.src(a, sty, uses)?,
+            }
+        }
+        "bfe" => {
+            let ty = m.ty()?;
+            let [d, a, b, c] = operands(inst, 4)? else {
+                unreachable!()
+            };
+            Op::Bfe {
+                ty,
+                d: ctx.dst(d, uses)?,
+                a: ctx.src(a, ty, uses)?,
+                b: ctx.src(b, Ty::U(32), uses)?,
+                c: ctx.src(c, Ty::U(32), uses)?,
+            }
+        }
+        "bfi" => {
+            let ty = m.ty()?;
+            let [d, a, b, pos, len] = &o[..] else {
+                return Err(bad("bfi takes 5 operands"));
+            };
+            Op::Bfi {
+                bits: ty.bits(),
+                d: ctx.dst(d, uses)?,
+                a: ctx.src(a, ty, uses)?,
+                b: ctx.src(b, ty, uses)?,
+                pos: ctx.src(pos, Ty::U(32), uses)?,
+                len: ctx.src(len, Ty::U(32), uses)?,
+            }
+        }
+        "prmt" => {
+            if m.0.len() != 1 {
+                return Err(unsupported(format!(
+                    "instruction {name}: only the default prmt mode is supported"
+                )));
+            }
+            let [d, a, b, c] = operands(inst, 4)? else {
+                unreachable!()
+            };
+            let t = Ty::B(32);
+            Op::Prmt {
+                d: ctx.dst(d, uses)?,
+                a: ctx.src(a, t, uses)?,
+                b: ctx.src(b, t, uses)?,
+                c: ctx.src(c, t, uses)?,
+            }
+        }
+        "shf" => {
+            let [d, a, b, c] = operands(inst, 4)? else {
+                unreachable!()
+            };
+            let t = Ty::B(32);
+            Op::Shf {
+                left: m.has("l"),
+                wrap: m.has("wrap"),
+                d: ctx.dst(d, uses)?,
+                a: ctx.src(a, t, uses)?,
+                b: ctx.src(b, t, uses)?,
+                c: ctx.src(c, t, uses)?,
+            }
+        }
+        "ld" | "ldu" | "st" => {
+            let ty = m.ty()?;
+            let [x, y] = operands(inst, 2)? else {
+                unreachable!()
+            };
+            let n = m.vector();
+            let (addr_op, val_op) = if head == "st" { (x, y) } else { (y, x) };
+            let (addr, sym_space) = ctx.addr(addr_op, uses)?;
+            let mut space = m.space();
+            if space == MemSpace::KernelParam || space == MemSpace::Generic {
+                match sym_space {
+                    Some(s @ (MemSpace::FrameParam | MemSpace::KernelParam)) => space = s,
+                    Some(s) if space == MemSpace::Generic => space = s,
+                    None if space == MemSpace::KernelParam && !ctx.is_entry => {
+                        space = MemSpace::FrameParam
+                    }
+                    None if space == MemSpace::KernelParam => {
+                        return Err(unsupported(format!(
+                            "{name} through a register address into kernel parameters"
+                        )))
+                    }
+                    _ => {}
+                }
+            }
+            if head == "st" && matches!(space, MemSpace::KernelParam | MemSpace::Const) {
+                return Err(bad(format!("{name}: store to a read-only space")));
+            }
+            let vals: Vec<&Operand> = match val_op {
+                Operand::Vector(v) => v.iter().collect(),
+                single => vec![single],
+            };
+            if vals.len() != n {
+                return Err(bad(format!(
+                    "{name} needs {n} values, found {}",
+                    vals.len()
+                )));
+            }
+            if head == "st" {
+                let srcs = vals
+                    .iter()
+                    .map(|v| ctx.src(v, ty, uses))
+                    .collect::<Result<_>>()?;
+                Op::St {
+                    space,
+                    ty,
+                    srcs,
+                    addr,
+                }
+            } else {
+                let ds = vals
+                    .iter()
+                    .map(|v| ctx.dst(v, uses))
+                    .collect::<Result<_>>()?;
+                Op::Ld {
+                    space,
+                    ty,
+                    ds,
+                    addr,
+                }
+            }
+        }
+        "atom" | "red" => {
+            let ty = m.ty()?;
+            let op = [
+                ("add", AtomOp::Add),
+                ("min", AtomOp::Min),
+                ("max", AtomOp::Max),
+                ("exch", AtomOp::Exch),
+                ("cas", AtomOp::Cas),
+                ("and", AtomOp::And),
+                ("or", AtomOp::Or),
+                ("xor", AtomOp::Xor),
+                ("inc", AtomOp::Inc),
+                ("dec", AtomOp::Dec),
+            ]
+            .iter()
+            .find(|(w, _)| m.has(w))
+            .map(|p| p.1)
+            .ok_or_else(unknown)?;
+            if m.vector() > 1 || (ty.is_float() && !matches!(ty, Ty::F32 | Ty::F64)) {
+                return Err(unknown());
+            }
+            let (d, rest) = if head == "atom" {
+                (
+                    ctx.dst(o.first().ok_or_else(|| bad("atom without operands"))?, uses)?,
+                    o.get(1..).unwrap_or_default(),
+                )
+            } else {
+                (SINK, &o[..])
+            };
+            let want = if op == AtomOp::Cas { 3 } else { 2 };
+            if rest.len() != want {
+                return Err(bad(format!(
+                    "{name} takes {} operands",
+                    want + (head == "atom") as usize
+                )));
+            }
+            let (addr, sym_space) = ctx.addr(&rest[0], uses)?;
+            let mut space = m.space();
+            if space == MemSpace::Generic {
+                space = sym_space.unwrap_or(space);
+            }
+            if !matches!(
+                space,
+                MemSpace::Generic | MemSpace::Global | MemSpace::Shared
+            ) {
+                return Err(unsupported(format!("{name}: atomics on this state space")));
+            }
+            let b = ctx.src(&rest[1], ty, uses)?;
+            let c = if op == AtomOp::Cas {
+                ctx.src(&rest[2], ty, uses)?
+            } else {
+                Src::Imm(0)
+            };
+            Op::Atom {
+                space,
+                op,
+                ty,
+                d,
+                addr,
+                b,
+                c,
+            }
+        }
+        "bar" | "barrier" => {
+            let u = Ty::U(32);
+            if m.has("warp") {
+                let [mask] = operands(inst, 1)? else {
+                    unreachable!()
+                };
+                return Ok(Op::WarpSync {
+                    mask: ctx.src(mask, u, uses)?,
+                });
+            }
+            if m.has("red") {
+                return Err(unknown());
+            }
+            let wait = !m.has("arrive");
+            let id = ctx.src(
+                o.first()
+                    .ok_or_else(|| bad(format!("{name} needs a barrier id")))?,
+                u,
+                uses,
+            )?;
+            let count = o.get(1).map(|c| ctx.src(c, u, uses)).transpose()?;
+            if o.len() > 2 {
+                return Err(bad(format!("{name} takes at most 2 operands")));
+            }
+            Op::Bar { wait, id, count }
+        }
+        "shfl" => {
+            if !m.has("sync") {
+                return Err(unsupported(format!(
+                    "instruction {name}: only shfl.sync is supported (sm_70+)"
+                )));
+            }
+            let mode = if m.has("up") {
+                ShflMode::Up
+            } else if m.has("down") {
+                ShflMode::Down
+            } else if m.has("bfly") {
+                ShflMode::Bfly
+            } else {
+                ShflMode::Idx
+            };
+            let [d, a, b, c, mask] = &o[..] else {
+                return Err(bad("shfl.sync takes 5 operands"));
+            };
+            let (d, p) = match d {
+                Operand::Pair(x, y) => (
+                    ctx.dst(&Operand::Name(x.clone()), uses)?,
+                    ctx.dst(&Operand::Name(y.clone()), uses)?,
+                ),
+                x => (ctx.dst(x, uses)?, SINK),
+            };
+            let t = Ty::B(32);
+            Op::Shfl {
+                mode,
+                d,
+                p,
+                a: ctx.src(a, t, uses)?,
+                b: ctx.src(b, t, uses)?,
+                c: ctx.src(c, t, uses)?,
+                mask: ctx.src(mask, t, uses)?,
+            }
+        }
+        "vote" => {
+            if !m.has("sync") {
+                return Err(unsupported(format!(
+                    "instruction {name}: only vote.sync is supported (sm_70+)"
+                )));
+            }
+            let mode = if m.has("all") {
+                VoteMode::All
+            } else if m.has("any") {
+                VoteMode::Any
+            } else if m.has("uni") {
+                VoteMode::Uni
+            } else {
+                VoteMode::Ballot
+            };
+            let [d, a, mask] = operands(inst, 3)? else {
+                unreachable!()
+            };
+            let (a, negate) = match a {
+                Operand::Not(p) => (Src::Reg(ctx.reg(p, uses)?), true),
+                x => (ctx.src(x, Ty::Pred, uses)?, false),
+            };
+            Op::Vote {
+                mode,
+                d: ctx.dst(d, uses)?,
+                a,
+                negate,
+                mask: ctx.src(mask, Ty::B(32), uses)?,
+            }
+        }
+        "activemask" => {
+            let [d] = operands(inst, 1)? else {
+                unreachable!()
+            };
+            Op::Activemask {
+                d: ctx.dst(d, uses)?,
+            }
+        }
+        "bra" | "brx" => {
+            let [Operand::Name(label)] = &o[..] else {
+                return Err(unsupported(format!(
+                    "{name}: only direct branches to a label are supported"
+                )));
+            };
+            let target = *ctx
+                .labels
+                .get(label)
+                .ok_or_else(|| bad(format!("unknown label {label}")))?;
+            Op::Bra { target }
+        }
+        "call" => decode_call(ctx, inst)?,
+        "ret" => {
+            if ctx.is_entry {
+                Op::Exit
+            } else {
+                Op::Ret
+            }
+        }
+        "exit" => Op::Exit,
+        "trap" => Op::Trap,
+        "membar" | "fence" | "prefetch" | "prefetchu" | "nanosleep" | "pmevent" | "discard"
+        | "applypriority" | "createpolicy" => Op::Nop,
+        _ => return Err(unknown()),
+    })
+}
+
+fn wide(ty: Ty) -> Ty {
+    match ty {
+        Ty::S(n) => Ty::S(n * 2),
+        Ty::U(n) => Ty::U(n * 2),
+        Ty::B(n) => Ty::B(n * 2),
+        other => other,
+    }
+}
+
+/// `call (ret), f, (args)` or `call f, (args)` or `call f`.
+fn decode_call(ctx: &Ctx, inst: &Instruction) -> Result<Op> {
+    let (rets, rest): (&[String], &[Operand]) = match &inst.operands[..] {
+        [Operand::List(r), rest @ ..] => (r, rest),
+        rest => (&[], rest),
+    };
+    let (callee, args): (&str, &[String]) = match rest {
+        [Operand::Name(f)] => (f, &[]),
+        [Operand::Name(f), Operand::List(a)] => (f, a),
+        [Operand::Name(f), Operand::List(a), _proto] => (f, a),
+        _ => {
+            return Err(unsupported(
+                "this form of call (indirect or with a prototype) is not supported",
+            ))
+        }
+    };
+    let Some(Binding::Func(fi)) = ctx.lookup(callee) else {
+        return Err(bad(format!("call to {callee}, which is not a function")));
+    };
+    let layout = &ctx.layouts[&fi];
+    if args.len() != layout.params.len() || rets.len() != layout.returns.len() {
+        return Err(bad(format!(
+            "call to {callee} passes {} arguments and {} results, it takes {} and {}",
+            args.len(),
+            rets.len(),
+            layout.params.len(),
+            layout.returns.len()
+        )));
+    }
+    let slot = |name: &str| -> Result<u32> {
+        match ctx.lookup(name) {
+            Some(Binding::Addr(MemSpace::FrameParam, off)) => Ok(off as u32),
+            _ => Err(bad(format!(
+                "call argument {name} is not a .param variable"
+            ))),
+        }
+    };
+    let ins = args
+        .iter()
+        .zip(&layout.params)
+        .map(|(a, &(to, len))| {
+            Ok(FrameCopy {
+                from: slot(a)?,
+                to,
+                len,
+            })
+        })
+        .collect::<Result<_>>()?;
+    let outs = rets
+        .iter()
+        .zip(&layout.returns)
+        .map(|(r, &(from, len))| {
+            Ok(FrameCopy {
+                from,
+                to: slot(r)?,
+                len,
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok(Op::Call {
+        target: layout.start,
+        ins,
+        outs,
+    })
+}

@@ -1,0 +1,1181 @@
+//! Runs a launch: blocks one after another, the warps of a block in turn until each waits at a
+//! barrier or exits, the lanes of a warp in SIMT fashion (the lanes at the lowest program
+//! counter step together, so divergent paths reconverge where they meet).
+
+use std::collections::HashSet;
+
+use crate::alu;
+use crate::decode::{mask, Program};
+use crate::error::{ErrorKind, Result, SimError};
+use crate::inst::*;
+use crate::memory::{
+    check_range, load_le, store_le, Accessor, GlobalMem, Shadow, CONST_WINDOW, LOCAL_WINDOW,
+    SHARED_WINDOW, WINDOW_SIZE,
+};
+
+/// Everything fixed for one launch.
+pub struct LaunchCtx<'a> {
+    /// The kernel.
+    pub prog: &'a Program,
+    /// The module's const bank.
+    pub consts: &'a [u8],
+    /// The kernel parameter buffer.
+    pub params: &'a [u8],
+    /// Grid size in blocks.
+    pub grid: [u32; 3],
+    /// Block size in threads.
+    pub block: [u32; 3],
+    /// Dynamic shared memory in bytes.
+    pub dynamic_shared: u32,
+    /// Stop with an error after this many thread-instructions.
+    pub limit: u64,
+}
+
+/// What a finished launch reports.
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    /// Thread-instructions executed (a warp instruction counts once per active lane).
+    pub instructions: u64,
+    /// Warnings (registers read before any write), each once.
+    pub warnings: Vec<String>,
+}
+
+const MAX_WARNINGS: usize = 50;
+const NUM_BARRIERS: usize = 16;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lane {
+    Run,
+    /// Waiting at barrier `id`.
+    Bar(u8),
+    /// Waiting for the other lanes of a `.sync` warp instruction.
+    WarpWait,
+    Exit,
+}
+
+#[derive(Clone, Debug)]
+struct Warp {
+    pc: [u32; 32],
+    state: [Lane; 32],
+    /// Per lane: pcs of the `call` instructions being executed.
+    stack: Vec<Vec<u32>>,
+    /// Number of `bar.warp.sync` executed.
+    sync: u32,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Barrier {
+    arrived: u32,
+    expected: u32,
+    /// Line of the first waiter (threads of one barrier must wait at the same instruction).
+    line: u32,
+}
+
+/// Iterates the set bits of a lane mask.
+struct Lanes(u32);
+
+impl Iterator for Lanes {
+    type Item = usize;
+    fn next(&mut self) -> Option<usize> {
+        if self.0 == 0 {
+            return None;
+        }
+        let l = self.0.trailing_zeros() as usize;
+        self.0 &= self.0 - 1;
+        Some(l)
+    }
+}
+
+/// Runs every block of the launch.
+pub fn run(ctx: &LaunchCtx, global: &mut GlobalMem) -> Result<Outcome> {
+    let p = ctx.prog;
+    let nthreads = ctx.block.iter().product::<u32>();
+    let nwarps = nthreads.div_ceil(32) as usize;
+    let shared_size = if ctx.dynamic_shared > 0 {
+        (p.dynamic_shared_offset + ctx.dynamic_shared) as usize
+    } else {
+        p.static_shared as usize
+    };
+    let mut b = Block {
+        ctx,
+        global,
+        ctaid: [0; 3],
+        nthreads,
+        nregs: p.nregs as usize,
+        regs: vec![0; nwarps * p.nregs as usize * 32],
+        written: vec![0; nwarps * p.nregs as usize],
+        frames: vec![0; nthreads as usize * p.frame_bytes as usize],
+        shared: vec![0; shared_size],
+        shadow: Shadow::default(),
+        warps: Vec::with_capacity(nwarps),
+        bars: [Barrier::default(); NUM_BARRIERS],
+        epoch: 0,
+        clock: 0,
+        out: Outcome::default(),
+        warned: HashSet::new(),
+    };
+    for z in 0..ctx.grid[2] {
+        for y in 0..ctx.grid[1] {
+            for x in 0..ctx.grid[0] {
+                b.ctaid = [x, y, z];
+                b.reset();
+                b.run_block()
+                    .map_err(|e| e.in_block([x, y, z]).in_kernel(&p.name))?;
+            }
+        }
+    }
+    Ok(b.out)
+}
+
+struct Block<'a, 'g> {
+    ctx: &'a LaunchCtx<'a>,
+    global: &'g mut GlobalMem,
+    ctaid: [u32; 3],
+    nthreads: u32,
+    nregs: usize,
+    /// Registers, `[warp][reg][lane]`.
+    regs: Vec<u64>,
+    /// Lanes that have written each register, `[warp][reg]`.
+    written: Vec<u32>,
+    /// Per-thread frames (`.local` and function parameters).
+    frames: Vec<u8>,
+    shared: Vec<u8>,
+    shadow: Shadow,
+    warps: Vec<Warp>,
+    bars: [Barrier; NUM_BARRIERS],
+    /// Current barrier interval, unique over the launch.
+    epoch: u32,
+    clock: u64,
+    out: Outcome,
+    warned: HashSet<(u32, u32)>,
+}
+
+impl Block<'_, '_> {
+    fn reset(&mut self) {
+        self.regs.fill(0);
+        self.written.fill(0);
+        self.frames.fill(0);
+        self.shared.fill(0);
+        self.shadow.reset(self.shared.len());
+        self.bars = [Barrier::default(); NUM_BARRIERS];
+        self.epoch += 1;
+        self.clock = 0;
+        self.warps.clear();
+        let nwarps = self.nthreads.div_ceil(32);
+        for w in 0..nwarps {
+            let live = (self.nthreads - w * 32).min(32);
+            let mut state = [Lane::Exit; 32];
+            state[..live as usize].fill(Lane::Run);
+            self.warps.push(Warp {
+                pc: [0; 32],
+                state,
+                stack: vec![Vec::new(); 32],
+                sync: 0,
+            });
+        }
+    }
+
+    fn tid(&self, w: usize, lane: usize) -> [u32; 3] {
+        let t = (w * 32 + lane) as u32;
+        let [bx, by, _] = self.ctx.block;
+        [t % bx, (t / bx) % by, t / (bx * by)]
+    }
+
+    fn locate(&self, e: SimError, w: usize, lane: usize, line: u32) -> SimError {
+        e.at_line(line).in_thread(self.ctaid, self.tid(w, lane))
+    }
+
+    fn run_block(&mut self) -> Result<()> {
+        loop {
+            let mut progressed = false;
+            for w in 0..self.warps.len() {
+                progressed |= self.run_warp(w)?;
+            }
+            let all_exited = self
+                .warps
+                .iter()
+                .all(|wp| wp.state.iter().all(|&s| s == Lane::Exit));
+            if all_exited {
+                return Ok(());
+            }
+            if !progressed {
+                return Err(self.deadlock());
+            }
+        }
+    }
+
+    /// Explains why no warp can go on.
+    fn deadlock(&self) -> SimError {
+        let mut waiting = Vec::new();
+        let mut warp_waiting = None;
+        let mut exited = 0;
+        for (w, wp) in self.warps.iter().enumerate() {
+            let live = (self.nthreads as usize - w * 32).min(32);
+            for lane in 0..live {
+                match wp.state[lane] {
+                    Lane::Bar(id) => waiting.push((w, lane, id)),
+                    Lane::WarpWait => {
+                        warp_waiting.get_or_insert((w, lane));
+                    }
+                    Lane::Exit => exited += 1,
+                    Lane::Run => {}
+                }
+            }
+        }
+        if let Some((w, lane)) = warp_waiting {
+            let line = self.ctx.prog.insts[self.warps[w].pc[lane] as usize].line;
+            let e = SimError::new(
+                ErrorKind::Warp,
+                "a .sync warp instruction waits for lanes of its member mask that never reach it",
+            );
+            return self.locate(e, w, lane, line);
+        }
+        let (w, lane, id) = waiting[0];
+        let bar = self.bars[id as usize];
+        let line = self.ctx.prog.insts[self.warps[w].pc[lane] as usize].line;
+        let msg = format!(
+            "barrier divergence: {} threads wait at barrier {id} (PTX line {}) expecting {}, {} of the {} threads exited without reaching it",
+            waiting.len(),
+            bar.line,
+            bar.expected,
+            exited,
+            self.nthreads
+        );
+        self.locate(
+            SimError::new(ErrorKind::BarrierDivergence, msg),
+            w,
+            lane,
+            line,
+        )
+    }
+
+    fn running(&self, w: usize) -> u32 {
+        let st = &self.warps[w].state;
+        (0..32)
+            .filter(|&l| st[l] == Lane::Run)
+            .fold(0, |m, l| m | 1 << l)
+    }
+
+    /// Runs warp `w` until none of its lanes can run; returns whether it executed anything.
+    fn run_warp(&mut self, w: usize) -> Result<bool> {
+        let mut did = false;
+        loop {
+            let running = self.running(w);
+            if running == 0 {
+                return Ok(did);
+            }
+            did = true;
+            let wp = &self.warps[w];
+            let pc0 = Lanes(running).map(|l| wp.pc[l]).min().unwrap_or(0);
+            let group = Lanes(running)
+                .filter(|&l| wp.pc[l] == pc0)
+                .fold(0u32, |m, l| m | 1 << l);
+            let mut pc = pc0;
+            loop {
+                let prog = self.ctx.prog;
+                let inst = prog.insts.get(pc as usize).ok_or_else(|| {
+                    SimError::new(
+                        ErrorKind::Trap,
+                        "ran past the last instruction of the kernel",
+                    )
+                    .in_kernel(&prog.name)
+                })?;
+                self.out.instructions += group.count_ones() as u64;
+                self.clock += 1;
+                if self.out.instructions > self.ctx.limit {
+                    let e = SimError::new(
+                        ErrorKind::Trap,
+                        format!(
+                            "instruction limit of {} reached (an endless loop?)",
+                            self.ctx.limit
+                        ),
+                    );
+                    return Err(self.locate(e, w, group.trailing_zeros() as usize, inst.line));
+                }
+                let active = match inst.guard {
+                    None => group,
+                    Some((r, neg)) => self.pred_mask(w, r, group) ^ if neg { group } else { 0 },
+                };
+                self.check_uses(w, inst, active);
+                if !inst.is_control() {
+                    self.exec(w, inst, active)?;
+                    pc += 1;
+                    if group == running {
+                        continue;
+                    }
+                    for l in Lanes(group) {
+                        self.warps[w].pc[l] = pc;
+                    }
+                    break;
+                }
+                for l in Lanes(group) {
+                    self.warps[w].pc[l] = pc;
+                }
+                self.control(w, pc, inst, active, group)?;
+                break;
+            }
+        }
+    }
+
+    fn pred_mask(&self, w: usize, r: u32, group: u32) -> u32 {
+        let base = (w * self.nregs + r as usize) * 32;
+        Lanes(group)
+            .filter(|&l| self.regs[base + l] & 1 != 0)
+            .fold(0, |m, l| m | 1 << l)
+    }
+
+    fn check_uses(&mut self, w: usize, inst: &Inst, active: u32) {
+        for &r in &inst.uses {
+            let written = self.written[w * self.nregs + r as usize];
+            if active & !written != 0
+                && self.warned.len() < MAX_WARNINGS
+                && self.warned.insert((inst.line, r))
+            {
+                let lane = (active & !written).trailing_zeros() as usize;
+                let [x, y, z] = self.tid(w, lane);
+                self.out.warnings.push(format!(
+                    "kernel {}, PTX line {}: thread ({x},{y},{z}) reads register {} before any write to it",
+                    self.ctx.prog.name, inst.line, self.ctx.prog.reg_names[r as usize]
+                ));
+            }
+        }
+    }
+
+    #[inline]
+    fn get(&self, w: usize, s: Src, lane: usize) -> u64 {
+        match s {
+            Src::Reg(r) => self.regs[(w * self.nregs + r as usize) * 32 + lane],
+            Src::Imm(v) => v,
+            Src::Special(sp) => self.special(w, lane, sp),
+        }
+    }
+
+    #[inline]
+    fn set(&mut self, w: usize, d: Dst, lane: usize, v: u64) {
+        if d != SINK {
+            let i = w * self.nregs + d as usize;
+            self.regs[i * 32 + lane] = v;
+            self.written[i] |= 1 << lane;
+        }
+    }
+
+    fn special(&self, w: usize, lane: usize, sp: Special) -> u64 {
+        let c = self.ctx;
+        match sp {
+            Special::Tid(a) => self.tid(w, lane)[a as usize] as u64,
+            Special::Ntid(a) => c.block[a as usize] as u64,
+            Special::Ctaid(a) => self.ctaid[a as usize] as u64,
+            Special::Nctaid(a) => c.grid[a as usize] as u64,
+            Special::Laneid => lane as u64,
+            Special::Warpid => w as u64,
+            Special::Nwarpid => self.warps.len() as u64,
+            Special::Clock => self.clock,
+            Special::Lanemask(cmp) => {
+                let bit = 1u64 << lane;
+                mask(
+                    match cmp {
+                        Cmp::Eq => bit,
+                        Cmp::Lt => bit - 1,
+                        Cmp::Le => (bit << 1) - 1,
+                        Cmp::Gt => !((bit << 1) - 1),
+                        _ => !(bit - 1),
+                    },
+                    32,
+                )
+            }
+            Special::Zero => 0,
+        }
+    }
+
+    fn address(&self, w: usize, lane: usize, a: &Addr) -> u64 {
+        let base = a.base.map_or(0, |r| self.get(w, Src::Reg(r), lane));
+        base.wrapping_add(a.offset as u64)
+    }
+
+    /// Resolves a generic address to its state space.
+    fn resolve(space: MemSpace, addr: u64) -> (MemSpace, u64) {
+        if space != MemSpace::Generic {
+            return (space, addr);
+        }
+        for (window, s) in [
+            (SHARED_WINDOW, MemSpace::Shared),
+            (LOCAL_WINDOW, MemSpace::Local),
+            (CONST_WINDOW, MemSpace::Const),
+        ] {
+            if (window..window + WINDOW_SIZE).contains(&addr) {
+                return (s, addr - window);
+            }
+        }
+        (MemSpace::Global, addr)
+    }
+
+    /// Reads `len` bytes (a power of two up to 16) for thread `lane` of warp `w`.
+    fn load(
+        &mut self,
+        w: usize,
+        lane: usize,
+        space: MemSpace,
+        addr: u64,
+        len: u32,
+        out: &mut [u8; 16],
+    ) -> Result<()> {
+        let (space, a) = Self::resolve(space, addr);
+        check_align(addr, len)?;
+        let n = len as usize;
+        match space {
+            MemSpace::Global => out[..n].copy_from_slice(self.global.bytes(a, len as u64)?),
+            MemSpace::Shared => {
+                let off = check_range(a, len as u64, self.shared.len(), "shared")?;
+                self.shared_access(w, lane, off, n, false, false)?;
+                out[..n].copy_from_slice(&self.shared[off..off + n]);
+            }
+            MemSpace::Local | MemSpace::FrameParam => {
+                let off = self.frame_offset(w, lane, a, len)?;
+                out[..n].copy_from_slice(&self.frames[off..off + n]);
+            }
+            MemSpace::Const => {
+                let off = check_range(a, len as u64, self.ctx.consts.len(), "const")?;
+                out[..n].copy_from_slice(&self.ctx.consts[off..off + n]);
+            }
+            MemSpace::KernelParam => {
+                let off = check_range(a, len as u64, self.ctx.params.len(), "kernel parameter")?;
+                out[..n].copy_from_slice(&self.ctx.params[off..off + n]);
+            }
+            MemSpace::Generic => unreachable!("resolved above"),
+        }
+        Ok(())
+    }
+
+    fn store(
+        &mut self,
+        w: usize,
+        lane: usize,
+        space: MemSpace,
+        addr: u64,
+        bytes: &[u8],
+    ) -> Result<()> {
+        let (space, a) = Self::resolve(space, addr);
+        let len = bytes.len() as u32;
+        check_align(addr, len)?;
+        let n = bytes.len();
+        match space {
+            MemSpace::Global => self.global.bytes_mut(a, len as u64)?.copy_from_slice(bytes),
+            MemSpace::Shared => {
+                let off = check_range(a, len as u64, self.shared.len(), "shared")?;
+                self.shared_access(w, lane, off, n, true, false)?;
+                self.shared[off..off + n].copy_from_slice(bytes);
+            }
+            MemSpace::Local | MemSpace::FrameParam => {
+                let off = self.frame_offset(w, lane, a, len)?;
+                self.frames[off..off + n].copy_from_slice(bytes);
+            }
+            MemSpace::Const | MemSpace::KernelParam => {
+                return Err(SimError::new(
+                    ErrorKind::OutOfBounds,
+                    "store to read-only const or parameter memory",
+                )
+                .at_address(addr))
+            }
+            MemSpace::Generic => unreachable!("resolved above"),
+        }
+        Ok(())
+    }
+
+    fn frame_offset(&self, w: usize, lane: usize, a: u64, len: u32) -> Result<usize> {
+        let fb = self.ctx.prog.frame_bytes as usize;
+        let off = check_range(a, len as u64, fb, "local")?;
+        Ok((w * 32 + lane) * fb + off)
+    }
+
+    fn shared_access(
+        &mut self,
+        w: usize,
+        lane: usize,
+        off: usize,
+        len: usize,
+        write: bool,
+        atomic: bool,
+    ) -> Result<()> {
+        let who = Accessor {
+            thread: (w * 32 + lane) as u32,
+            warp: w as u32,
+            sync: self.warps[w].sync,
+            epoch: self.epoch,
+        };
+        let Some(c) = self.shadow.access(off, len, who, write, atomic) else {
+            return Ok(());
+        };
+        let other = match c.other {
+            Some(t) => {
+                let [x, y, z] = self.tid(t as usize / 32, t as usize % 32);
+                format!("thread ({x},{y},{z})")
+            }
+            None => "other threads".to_string(),
+        };
+        let msg = format!(
+            "shared-memory race: this {} of {len} bytes at shared offset {off:#x} and a {} by {other} with no barrier between",
+            if write { "write" } else { "read" },
+            if c.other_wrote { "write" } else { "read" },
+        );
+        Err(SimError::new(ErrorKind::Race, msg).at_address(off as u64))
+    }
+
+    /// Executes a non-control instruction for the `active` lanes.
+    fn exec(&mut self, w: usize, inst: &Inst, active: u32) -> Result<()> {
+        match &inst.op {
+            &Op::Mov { d, a, bits } => {
+                for l in Lanes(active) {
+                    let v = mask(self.get(w, a, l), bits);
+                    self.set(w, d, l, v);
+                }
+            }
+            Op::Pack { d, parts, bits } => {
+                for l in Lanes(active) {
+                    let v = parts.iter().enumerate().fold(0u64, |acc, (i, &p)| {
+                        acc | mask(self.get(w, p, l), *bits) << (i as u32 * bits)
+                    });
+                    self.set(w, *d, l, v);
+                }
+            }
+            Op::Unpack { ds, a, bits } => {
+                for l in Lanes(active) {
+                    let v = self.get(w, *a, l);
+                    for (i, &d) in ds.iter().enumerate() {
+                        self.set(w, d, l, mask(v >> (i as u32 * bits), *bits));
+                    }
+                }
+            }
+            &Op::Cvta {
+                d,
+                a,
+                space,
+                to_generic,
+                bits,
+            } => {
+                let window = match space {
+                    MemSpace::Shared => SHARED_WINDOW,
+                    MemSpace::Local => LOCAL_WINDOW,
+                    MemSpace::Const => CONST_WINDOW,
+                    _ => return Err(unsupported_at(inst, "cvta for this state space")),
+                };
+                for l in Lanes(active) {
+                    let v = self.get(w, a, l);
+                    let r = if to_generic {
+                        v.wrapping_add(window)
+                    } else {
+                        v.wrapping_sub(window)
+                    };
+                    self.set(w, d, l, mask(r, bits));
+                }
+            }
+            &Op::Int {
+                op,
+                ty,
+                d,
+                a,
+                b,
+                sat,
+            } => {
+                for l in Lanes(active) {
+                    let v = alu::int_op(op, ty, self.get(w, a, l), self.get(w, b, l), sat);
+                    self.set(w, d, l, v);
+                }
+            }
+            &Op::IntUn { op, ty, d, a } => {
+                for l in Lanes(active) {
+                    let v = alu::int_unary(op, ty, self.get(w, a, l));
+                    self.set(w, d, l, v);
+                }
+            }
+            &Op::Mad {
+                mode,
+                ty,
+                d,
+                a,
+                b,
+                c,
+            } => {
+                for l in Lanes(active) {
+                    let v = alu::mad(
+                        mode,
+                        ty,
+                        self.get(w, a, l),
+                        self.get(w, b, l),
+                        self.get(w, c, l),
+                    );
+                    self.set(w, d, l, v);
+                }
+            }
+            &Op::Sad { ty, d, a, b, c } => {
+                for l in Lanes(active) {
+                    let v = alu::sad(ty, self.get(w, a, l), self.get(w, b, l), self.get(w, c, l));
+                    self.set(w, d, l, v);
+                }
+            }
+            &Op::Float { op, ty, m, d, a, b } => {
+                for l in Lanes(active) {
+                    let v = alu::float_op(op, ty, m, self.get(w, a, l), self.get(w, b, l));
+                    self.set(w, d, l, v);
+                }
+            }
+            &Op::FloatUn { op, ty, m, d, a } => {
+                for l in Lanes(active) {
+                    let v = alu::float_unary(op, ty, m, self.get(w, a, l));
+                    self.set(w, d, l, v);
+                }
+            }
+            &Op::Fma { ty, m, d, a, b, c } => {
+                for l in Lanes(active) {
+                    let v = alu::fma(
+                        ty,
+                        m,
+                        self.get(w, a, l),
+                        self.get(w, b, l),
+                        self.get(w, c, l),
+                    );
+                    self.set(w, d, l, v);
+                }
+            }
+            &Op::Testp { kind, ty, d, a } => {
+                for l in Lanes(active) {
+                    let v = alu::testp(kind, ty, self.get(w, a, l)) as u64;
+                    self.set(w, d, l, v);
+                }
+            }
+            &Op::Setp {
+                cmp,
+                ty,
+                d,
+                d2,
+                a,
+                b,
+                comb,
+            } => {
+                for l in Lanes(active) {
+                    let t = alu::compare(cmp, ty, self.get(w, a, l), self.get(w, b, l));
+                    let (p, q) = match comb {
+                        None => (t, !t),
+                        Some((op, c, neg)) => {
+                            let c = (self.get(w, c, l) & 1 != 0) != neg;
+                            (bool_op(op, t, c), bool_op(op, !t, c))
+                        }
+                    };
+                    self.set(w, d, l, p as u64);
+                    self.set(w, d2, l, q as u64);
+                }
+            }
+            &Op::Set {
+                cmp,
+                ty,
+                dty,
+                d,
+                a,
+                b,
+            } => {
+                for l in Lanes(active) {
+                    let t = alu::compare(cmp, ty, self.get(w, a, l), self.get(w, b, l));
+                    let v = match (t, dty) {
+                        (false, _) => 0,
+                        (true, Ty::F32) => 1f32.to_bits() as u64,
+                        (true, _) => mask(u64::MAX, dty.bits()),
+                    };
+                    self.set(w, d, l, v);
+                }
+            }
+            &Op::Selp { bits, d, a, b, c } => {
+                for l in Lanes(active) {
+                    let v = if self.get(w, c, l) & 1 != 0 {
+                        self.get(w, a, l)
+                    } else {
+                        self.get(w, b, l)
+                    };
+                    self.set(w, d, l, mask(v, bits));
+                }
+            }
+            &Op::Slct {
+                bits,
+                cty,
+                d,
+                a,
+                b,
+                c,
+            } => {
+                for l in Lanes(active) {
+                    let cv = self.get(w, c, l);
+                    let pick_a = if cty == Ty::F32 {
+                        f32::from_bits(cv as u32) >= 0.0
+                    } else {
+                        alu::sext(cv, 32) >= 0
+                    };
+                    let v = if pick_a {
+                        self.get(w, a, l)
+                    } else {
+                        self.get(w, b, l)
+                    };
+                    self.set(w, d, l, mask(v, bits));
+                }
+            }
+            &Op::PredLogic { op, d, a, b } => {
+                for l in Lanes(active) {
+                    let (x, y) = (self.get(w, a, l) & 1 != 0, self.get(w, b, l) & 1 != 0);
+                    let v = match op {
+                        None => !x,
+                        Some(op) => bool_op(op, x, y),
+                    };
+                    self.set(w, d, l, v as u64);
+                }
+            }
+            &Op::Cvt { dty, sty, m, d, a } => {
+                for l in Lanes(active) {
+                    let v = alu::cvt(dty, sty, m, self.get(w, a, l));
+                    self.set(w, d, l, v);
+                }
+            }
+            &Op::CvtPack { dty, m, d, a, b } => {
+                for l in Lanes(active) {
+                    let v = alu::cvt_pack(dty, m, self.get(w, a, l), self.get(w, b, l));
+                    self.set(w, d, l, v);
+                }
+            }
+            &Op::Bfe { ty, d, a, b, c } => {
+                for l in Lanes(active) {
+                    let v = alu::bfe(ty, self.get(w, a, l), self.get(w, b, l), self.get(w, c, l));
+                    self.set(w, d, l, v);
+                }
+            }
+            &Op::Bfi {
+                bits,
+                d,
+                a,
+                b,
+                pos,
+                len,
+            } => {
+                for l in Lanes(active) {
+                    let v = alu::bfi(
+                        bits,
+                        self.get(w, a, l),
+                        self.get(w, b, l),
+                        self.get(w, pos, l),
+                        self.get(w, len, l),
+                    );
+                    self.set(w, d, l, v);
+                }
+            }
+            &Op::Prmt { d, a, b, c } => {
+                for l in Lanes(active) {
+                    let v = alu::prmt(self.get(w, a, l), self.get(w, b, l), self.get(w, c, l));
+                    self.set(w, d, l, v);
+                }
+            }
+            &Op::Shf {
+                left,
+                wrap,
+                d,
+                a,
+                b,
+                c,
+            } => {
+                for l in Lanes(active) {
+                    let v = alu::shf(
+                        left,
+                        wrap,
+                        self.get(w, a, l),
+                        self.get(w, b, l),
+                        self.get(w, c, l),
+                    );
+                    self.set(w, d, l, v);
+                }
+            }
+            Op::Ld {
+                space,
+                ty,
+                ds,
+                addr,
+            } => {
+                let elem = ty.bytes();
+                let len = elem * ds.len() as u32;
+                let mut buf = [0u8; 16];
+                for l in Lanes(active) {
+                    let a = self.address(w, l, addr);
+                    self.load(w, l, *space, a, len, &mut buf)
+                        .map_err(|e| self.locate(e, w, l, inst.line))?;
+                    for (i, &d) in ds.iter().enumerate() {
+                        let raw = load_le(&buf[i * elem as usize..(i + 1) * elem as usize]);
+                        let v = if ty.is_signed() {
+                            alu::sext(raw, ty.bits()) as u64
+                        } else {
+                            raw
+                        };
+                        self.set(w, d, l, v);
+                    }
+                }
+            }
+            Op::St {
+                space,
+                ty,
+                srcs,
+                addr,
+            } => {
+                let elem = ty.bytes() as usize;
+                let len = elem * srcs.len();
+                let mut buf = [0u8; 16];
+                for l in Lanes(active) {
+                    for (i, &s) in srcs.iter().enumerate() {
+                        store_le(&mut buf[i * elem..(i + 1) * elem], self.get(w, s, l));
+                    }
+                    let a = self.address(w, l, addr);
+                    self.store(w, l, *space, a, &buf[..len])
+                        .map_err(|e| self.locate(e, w, l, inst.line))?;
+                }
+            }
+            &Op::Atom {
+                space,
+                op,
+                ty,
+                d,
+                ref addr,
+                b,
+                c,
+            } => {
+                for l in Lanes(active) {
+                    let a = self.address(w, l, addr);
+                    let old = self
+                        .atomic(w, l, space, a, op, ty, b, c)
+                        .map_err(|e| self.locate(e, w, l, inst.line))?;
+                    self.set(w, d, l, old);
+                }
+            }
+            Op::Activemask { d } => {
+                let running = self.running(w);
+                for l in Lanes(active) {
+                    self.set(w, *d, l, running as u64);
+                }
+            }
+            Op::Nop => {}
+            _ => unreachable!("control instructions go through `control`"),
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn atomic(
+        &mut self,
+        w: usize,
+        l: usize,
+        space: MemSpace,
+        addr: u64,
+        op: AtomOp,
+        ty: Ty,
+        b: Src,
+        c: Src,
+    ) -> Result<u64> {
+        let (space, a) = Self::resolve(space, addr);
+        let len = ty.bytes();
+        check_align(addr, len)?;
+        let (b, c) = (self.get(w, b, l), self.get(w, c, l));
+        let slot: &mut [u8] = match space {
+            MemSpace::Global => self.global.bytes_mut(a, len as u64)?,
+            MemSpace::Shared => {
+                let off = check_range(a, len as u64, self.shared.len(), "shared")?;
+                self.shared_access(w, l, off, len as usize, true, true)?;
+                &mut self.shared[off..off + len as usize]
+            }
+            _ => {
+                return Err(SimError::new(
+                    ErrorKind::Unsupported,
+                    "atomic on a local, const or parameter address",
+                )
+                .at_address(addr))
+            }
+        };
+        let old = load_le(slot);
+        store_le(slot, alu::atom_apply(op, ty, old, b, c));
+        Ok(if ty.is_signed() {
+            alu::sext(old, ty.bits()) as u64
+        } else {
+            old
+        })
+    }
+
+    /// Executes a control instruction: branches, calls, barriers and warp-synchronous ops.
+    fn control(&mut self, w: usize, pc: u32, inst: &Inst, active: u32, group: u32) -> Result<()> {
+        let skipped = group & !active;
+        for l in Lanes(skipped) {
+            self.warps[w].pc[l] = pc + 1;
+        }
+        match &inst.op {
+            &Op::Bra { target } => {
+                for l in Lanes(active) {
+                    self.warps[w].pc[l] = target;
+                }
+            }
+            Op::Call { target, ins, .. } => {
+                for l in Lanes(active) {
+                    let base = (w * 32 + l) * self.ctx.prog.frame_bytes as usize;
+                    for c in ins {
+                        let (from, to) = (base + c.from as usize, base + c.to as usize);
+                        self.frames.copy_within(from..from + c.len as usize, to);
+                    }
+                    let wp = &mut self.warps[w];
+                    wp.stack[l].push(pc);
+                    wp.pc[l] = *target;
+                }
+            }
+            Op::Ret => {
+                for l in Lanes(active) {
+                    let Some(call_pc) = self.warps[w].stack[l].pop() else {
+                        self.warps[w].state[l] = Lane::Exit;
+                        continue;
+                    };
+                    if let Op::Call { outs, .. } = &self.ctx.prog.insts[call_pc as usize].op {
+                        let base = (w * 32 + l) * self.ctx.prog.frame_bytes as usize;
+                        for c in outs {
+                            let (from, to) = (base + c.from as usize, base + c.to as usize);
+                            self.frames.copy_within(from..from + c.len as usize, to);
+                        }
+                    }
+                    self.warps[w].pc[l] = call_pc + 1;
+                }
+            }
+            Op::Exit => {
+                for l in Lanes(active) {
+                    self.warps[w].state[l] = Lane::Exit;
+                }
+            }
+            Op::Trap => {
+                if active != 0 {
+                    let e = SimError::new(ErrorKind::Trap, "the kernel executed trap");
+                    return Err(self.locate(e, w, active.trailing_zeros() as usize, inst.line));
+                }
+            }
+            &Op::Bar { wait, id, count } => {
+                if active != 0 {
+                    self.barrier(w, inst, active, wait, id, count)?;
+                }
+                if !wait {
+                    for l in Lanes(active) {
+                        self.warps[w].pc[l] = pc + 1;
+                    }
+                }
+            }
+            Op::WarpSync { .. } | Op::Shfl { .. } | Op::Vote { .. } => {
+                self.warp_sync(w, pc, inst, active)?
+            }
+            _ => unreachable!("not a control instruction"),
+        }
+        Ok(())
+    }
+
+    fn barrier(
+        &mut self,
+        w: usize,
+        inst: &Inst,
+        active: u32,
+        wait: bool,
+        id: Src,
+        count: Option<Src>,
+    ) -> Result<()> {
+        let l0 = active.trailing_zeros() as usize;
+        let id = self.get(w, id, l0);
+        let expected = count.map_or(self.nthreads as u64, |c| self.get(w, c, l0));
+        if id as usize >= NUM_BARRIERS || expected == 0 || expected > self.nthreads as u64 {
+            let e = SimError::new(
+                ErrorKind::Launch,
+                format!(
+                    "barrier {id} with thread count {expected} (block has {} threads)",
+                    self.nthreads
+                ),
+            );
+            return Err(self.locate(e, w, l0, inst.line));
+        }
+        let bar = &mut self.bars[id as usize];
+        if bar.arrived == 0 {
+            bar.expected = expected as u32;
+            bar.line = inst.line;
+        } else if wait && count.is_none() && bar.line != inst.line {
+            let msg = format!(
+                "barrier divergence: threads wait at barrier {id} on PTX lines {} and {}",
+                bar.line, inst.line
+            );
+            return Err(self.locate(
+                SimError::new(ErrorKind::BarrierDivergence, msg),
+                w,
+                l0,
+                inst.line,
+            ));
+        }
+        bar.arrived += active.count_ones();
+        if wait {
+            for l in Lanes(active) {
+                self.warps[w].state[l] = Lane::Bar(id as u8);
+            }
+        }
+        if bar.arrived >= bar.expected {
+            *bar = Barrier::default();
+            for wp in &mut self.warps {
+                for l in 0..32 {
+                    if wp.state[l] == Lane::Bar(id as u8) {
+                        wp.state[l] = Lane::Run;
+                        wp.pc[l] += 1;
+                    }
+                }
+            }
+            self.epoch += 1;
+        }
+        Ok(())
+    }
+
+    /// `bar.warp.sync`, `shfl.sync`, `vote.sync`: the lanes of the member mask meet at the
+    /// instruction, then it runs for all of them at once.
+    fn warp_sync(&mut self, w: usize, pc: u32, inst: &Inst, active: u32) -> Result<()> {
+        if active == 0 {
+            return Ok(());
+        }
+        let mask_src = match &inst.op {
+            Op::WarpSync { mask } | Op::Shfl { mask, .. } | Op::Vote { mask, .. } => *mask,
+            _ => unreachable!("a warp-synchronous instruction"),
+        };
+        let l0 = active.trailing_zeros() as usize;
+        let member = self.get(w, mask_src, l0) as u32;
+        let wp = &self.warps[w];
+        let exists = (0..32)
+            .filter(|&l| w * 32 + l < self.nthreads as usize)
+            .fold(0u32, |m, l| m | 1 << l);
+        for l in Lanes(active) {
+            let mine = self.get(w, mask_src, l) as u32;
+            if mine != member || member & (1 << l) == 0 {
+                let e = SimError::new(ErrorKind::Warp, format!("lane {l} executes a .sync warp instruction with member mask {mine:#010x}, which does not name it or differs from lane {l0}'s {member:#010x}"));
+                return Err(self.locate(e, w, l, inst.line));
+            }
+        }
+        let needed = member & exists;
+        let waiting = (0..32)
+            .filter(|&l| wp.state[l] == Lane::WarpWait && wp.pc[l] == pc)
+            .fold(0u32, |m, l| m | 1 << l);
+        let arrived = active | waiting;
+        let exited = (0..32)
+            .filter(|&l| wp.state[l] == Lane::Exit)
+            .fold(0u32, |m, l| m | 1 << l);
+        if needed & exited & !arrived != 0 {
+            let gone = (needed & exited & !arrived).trailing_zeros();
+            let e = SimError::new(
+                ErrorKind::Warp,
+                format!("member mask {member:#010x} names lane {gone}, which exited"),
+            );
+            return Err(self.locate(e, w, l0, inst.line));
+        }
+        if needed & !arrived != 0 {
+            for l in Lanes(active) {
+                self.warps[w].state[l] = Lane::WarpWait;
+            }
+            return Ok(());
+        }
+        match &inst.op {
+            Op::WarpSync { .. } => self.warps[w].sync += 1,
+            &Op::Shfl {
+                mode,
+                d,
+                p,
+                a,
+                b,
+                c,
+                ..
+            } => self.shfl(w, inst, arrived, mode, d, p, a, b, c),
+            &Op::Vote {
+                mode, d, a, negate, ..
+            } => {
+                let truth = Lanes(arrived)
+                    .filter(|&l| (self.get(w, a, l) & 1 != 0) != negate)
+                    .fold(0u32, |m, l| m | 1 << l);
+                let v = match mode {
+                    VoteMode::Ballot => truth as u64,
+                    VoteMode::All => (truth == arrived) as u64,
+                    VoteMode::Any => (truth != 0) as u64,
+                    VoteMode::Uni => (truth == arrived || truth == 0) as u64,
+                };
+                for l in Lanes(arrived) {
+                    self.set(w, d, l, v);
+                }
+            }
+            _ => unreachable!("a warp-synchronous instruction"),
+        }
+        for l in Lanes(arrived) {
+            let wp = &mut self.warps[w];
+            wp.state[l] = Lane::Run;
+            wp.pc[l] = pc + 1;
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn shfl(
+        &mut self,
+        w: usize,
+        inst: &Inst,
+        lanes: u32,
+        mode: ShflMode,
+        d: Dst,
+        p: Dst,
+        a: Src,
+        b: Src,
+        c: Src,
+    ) {
+        let mut vals = [0u64; 32];
+        for l in Lanes(lanes) {
+            vals[l] = self.get(w, a, l);
+        }
+        for l in Lanes(lanes) {
+            let (bv, cv) = (self.get(w, b, l) as u32 & 0x1f, self.get(w, c, l) as u32);
+            let clamp = cv & 0x1f;
+            let seg = (cv >> 8) & 0x1f;
+            let lane = l as u32;
+            let max_lane = (lane & seg) | (clamp & !seg);
+            let min_lane = lane & seg;
+            let (j, ok) = match mode {
+                ShflMode::Up => (lane.wrapping_sub(bv), lane >= bv && lane - bv >= max_lane),
+                ShflMode::Down => (lane + bv, lane + bv <= max_lane),
+                ShflMode::Bfly => (lane ^ bv, (lane ^ bv) <= max_lane),
+                ShflMode::Idx => (min_lane | (bv & !seg), (min_lane | (bv & !seg)) <= max_lane),
+            };
+            let src = if ok { j as usize } else { l };
+            if ok
+                && lanes & (1 << src) == 0
+                && self.warned.len() < MAX_WARNINGS
+                && self.warned.insert((inst.line, u32::MAX - src as u32))
+            {
+                let [x, y, z] = self.tid(w, l);
+                self.out.warnings.push(format!(
+                    "kernel {}, PTX line {}: thread ({x},{y},{z}) shuffles from lane {src}, which does not take part (undefined value)",
+                    self.ctx.prog.name, inst.line
+                ));
+            }
+            let v = vals[src];
+            self.set(w, d, l, v);
+            self.set(w, p, l, ok as u64);
+        }
+    }
+}
+
+fn bool_op(op: BoolOp, a: bool, b: bool) -> bool {
+    match op {
+        BoolOp::And => a && b,
+        BoolOp::Or => a || b,
+        BoolOp::Xor => a != b,
+    }
+}
+
+fn check_align(addr: u64, len: u32) -> Result<()> {
+    if addr % len as u64 != 0 {
+        return Err(SimError::new(
+            ErrorKind::Misaligned,
+            format!("{len}-byte access at an address that is not a multiple of {len}"),
+        )
+        .at_address(addr));
+    }
+    Ok(())
+}
+
+fn unsupported_at(inst: &Inst, what: &str) -> SimError {
+    SimError::new(ErrorKind::Unsupported, what).at_line(inst.line)
+}

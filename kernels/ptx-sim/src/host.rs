@@ -1,0 +1,372 @@
+//! The host side: modules, device buffers, typed kernel arguments and launches.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::decode::{build_program, module_data, ModuleData, Program};
+use crate::error::{Result, SimError};
+use crate::exec::{self, LaunchCtx};
+use crate::inst::Ty;
+use crate::memory::{GlobalMem, MODULE_GLOBALS, WINDOW_SIZE};
+use crate::parse::parse_module;
+
+/// Largest shared memory of one block on sm_80 and later (227 KiB).
+pub const MAX_SHARED_BYTES: u32 = 227 * 1024;
+/// Most threads in one block.
+pub const MAX_THREADS_PER_BLOCK: u32 = 1024;
+
+static NEXT_MODULE: AtomicU64 = AtomicU64::new(0);
+
+/// A parsed PTX module: its kernels decoded and ready to launch.
+#[derive(Clone, Debug)]
+pub struct Module {
+    id: u64,
+    data: ModuleData,
+    /// Each entry and its program, or why it cannot run (an unsupported instruction).
+    kernels: Vec<(String, Result<Program>)>,
+}
+
+impl Module {
+    /// Parses PTX text as NVRTC emits it. Malformed text is an error naming the line; a kernel
+    /// using an instruction the simulator does not run fails when launched (and in `check`).
+    pub fn parse(text: &str) -> Result<Module> {
+        let ast = parse_module(text)?;
+        let id = NEXT_MODULE.fetch_add(1, Ordering::Relaxed);
+        let data = module_data(&ast, MODULE_GLOBALS + (id % 4096) * WINDOW_SIZE)?;
+        let kernels = ast
+            .functions
+            .iter()
+            .filter(|f| f.is_entry)
+            .map(|f| {
+                (
+                    f.name.clone(),
+                    build_program(&ast, &data, &f.name).map_err(|e| e.in_kernel(&f.name)),
+                )
+            })
+            .collect();
+        Ok(Module { id, data, kernels })
+    }
+
+    /// Names of the kernels (`.entry`) in the module.
+    pub fn kernels(&self) -> Vec<&str> {
+        self.kernels.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    /// Fails with the first kernel that uses something the simulator cannot run.
+    pub fn check(&self) -> Result<()> {
+        self.kernels
+            .iter()
+            .try_for_each(|(_, p)| p.as_ref().map(|_| ()).map_err(Clone::clone))
+    }
+
+    fn program(&self, name: &str) -> Result<&Program> {
+        match self.kernels.iter().find(|(n, _)| n == name) {
+            Some((_, p)) => p.as_ref().map_err(Clone::clone),
+            None => Err(SimError::launch(format!(
+                "no kernel named {name:?} in the module (it has: {})",
+                self.kernels().join(", ")
+            ))),
+        }
+    }
+}
+
+/// Grid or block dimensions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dim3 {
+    /// Extent along x.
+    pub x: u32,
+    /// Extent along y.
+    pub y: u32,
+    /// Extent along z.
+    pub z: u32,
+}
+
+impl Dim3 {
+    /// `(x, y, z)`.
+    pub fn new(x: u32, y: u32, z: u32) -> Dim3 {
+        Dim3 { x, y, z }
+    }
+
+    /// `(x, 1, 1)`.
+    pub fn x(x: u32) -> Dim3 {
+        Dim3::new(x, 1, 1)
+    }
+
+    /// `(x, y, 1)`.
+    pub fn xy(x: u32, y: u32) -> Dim3 {
+        Dim3::new(x, y, 1)
+    }
+
+    fn array(self) -> [u32; 3] {
+        [self.x, self.y, self.z]
+    }
+}
+
+/// The configuration of one launch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Launch {
+    /// Blocks in the grid.
+    pub grid: Dim3,
+    /// Threads in a block.
+    pub block: Dim3,
+    /// Dynamic shared memory per block, in bytes (`.extern .shared` arrays).
+    pub shared_bytes: u32,
+}
+
+/// A device buffer of a `Sim`: its address and length in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Buffer {
+    addr: u64,
+    len: usize,
+}
+
+impl Buffer {
+    /// Device address.
+    pub fn addr(&self) -> u64 {
+        self.addr
+    }
+
+    /// Size in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the buffer has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// A kernel argument.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Arg {
+    /// A pointer to a device buffer (a `.u64`/`.b64`/`.s64` parameter).
+    Ptr(Buffer),
+    /// A 32-bit unsigned integer.
+    U32(u32),
+    /// A 32-bit signed integer.
+    I32(i32),
+    /// A 64-bit unsigned integer.
+    U64(u64),
+    /// A 64-bit signed integer.
+    I64(i64),
+    /// A float.
+    F32(f32),
+    /// A double.
+    F64(f64),
+}
+
+impl Arg {
+    /// Little-endian bytes and whether the value is a float.
+    fn bytes(&self) -> (Vec<u8>, bool) {
+        match *self {
+            Arg::Ptr(b) => (b.addr.to_le_bytes().to_vec(), false),
+            Arg::U32(v) => (v.to_le_bytes().to_vec(), false),
+            Arg::I32(v) => (v.to_le_bytes().to_vec(), false),
+            Arg::U64(v) => (v.to_le_bytes().to_vec(), false),
+            Arg::I64(v) => (v.to_le_bytes().to_vec(), false),
+            Arg::F32(v) => (v.to_le_bytes().to_vec(), true),
+            Arg::F64(v) => (v.to_le_bytes().to_vec(), true),
+        }
+    }
+}
+
+/// What a launch reports when it succeeds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Thread-instructions executed (each warp instruction counts once per active thread).
+    pub instructions: u64,
+    /// Warnings: registers read before any write, shuffles from lanes that do not take part.
+    pub warnings: Vec<String>,
+}
+
+/// A simulated device: global memory that persists across launches, and the launcher.
+#[derive(Debug)]
+pub struct Sim {
+    global: GlobalMem,
+    loaded: HashSet<u64>,
+    limit: u64,
+}
+
+impl Default for Sim {
+    fn default() -> Self {
+        Sim::new()
+    }
+}
+
+impl Sim {
+    /// An empty device. A launch stops with an error after 10^11 thread-instructions.
+    pub fn new() -> Sim {
+        Sim {
+            global: GlobalMem::default(),
+            loaded: HashSet::new(),
+            limit: 100_000_000_000,
+        }
+    }
+
+    /// Sets the most thread-instructions one launch may run before it is stopped as endless.
+    pub fn set_instruction_limit(&mut self, limit: u64) {
+        self.limit = limit;
+    }
+
+    /// A new buffer holding `bytes`.
+    pub fn upload_bytes(&mut self, bytes: &[u8]) -> Buffer {
+        Buffer {
+            addr: self.global.alloc(bytes.to_vec()),
+            len: bytes.len(),
+        }
+    }
+
+    /// A new buffer holding `values` (little-endian f32).
+    pub fn upload_f32(&mut self, values: &[f32]) -> Buffer {
+        self.upload_bytes(
+            &values
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    /// A new buffer holding `values` (little-endian u32).
+    pub fn upload_u32(&mut self, values: &[u32]) -> Buffer {
+        self.upload_bytes(
+            &values
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    /// A new zeroed buffer of `bytes` bytes.
+    pub fn zeros(&mut self, bytes: usize) -> Buffer {
+        Buffer {
+            addr: self.global.alloc(vec![0; bytes]),
+            len: bytes,
+        }
+    }
+
+    /// The bytes of a buffer. Panics if the buffer was not made by this simulator.
+    pub fn read_bytes(&self, buf: Buffer) -> Vec<u8> {
+        match self.global.allocation(buf.addr) {
+            Some(b) => b.to_vec(),
+            None => panic!(
+                "buffer at {:#x} does not belong to this simulator",
+                buf.addr
+            ),
+        }
+    }
+
+    /// A buffer's contents as f32 values.
+    pub fn read_f32(&self, buf: Buffer) -> Vec<f32> {
+        self.read_bytes(buf)
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    }
+
+    /// A buffer's contents as u32 values.
+    pub fn read_u32(&self, buf: Buffer) -> Vec<u32> {
+        self.read_bytes(buf)
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    }
+
+    /// A buffer's contents as i32 values.
+    pub fn read_i32(&self, buf: Buffer) -> Vec<i32> {
+        self.read_u32(buf).into_iter().map(|v| v as i32).collect()
+    }
+
+    /// Runs kernel `name` of `module` over the grid. Errors name the kernel and, for checks
+    /// that fail while it runs, the block, thread, PTX line and address.
+    pub fn launch(
+        &mut self,
+        module: &Module,
+        name: &str,
+        launch: Launch,
+        args: &[Arg],
+    ) -> Result<Report> {
+        let prog = module.program(name)?;
+        let fail = |msg: String| SimError::launch(msg).in_kernel(name);
+        check_dims(launch).map_err(fail)?;
+        let shared = prog.dynamic_shared_offset as u64 + launch.shared_bytes as u64;
+        if prog.static_shared.max(shared as u32) > MAX_SHARED_BYTES
+            || shared > MAX_SHARED_BYTES as u64
+        {
+            return Err(fail(format!(
+                "{} bytes of static and {} of dynamic shared memory exceed the {MAX_SHARED_BYTES} a block may have",
+                prog.static_shared, launch.shared_bytes
+            )));
+        }
+        if args.len() != prog.params.len() {
+            return Err(fail(format!(
+                "{name} takes {} arguments, {} were given",
+                prog.params.len(),
+                args.len()
+            )));
+        }
+        let mut params = vec![0u8; prog.param_bytes as usize];
+        for (i, (arg, p)) in args.iter().zip(&prog.params).enumerate() {
+            let (bytes, is_float) = arg.bytes();
+            let fits = bytes.len() == p.size as usize
+                && match p.ty {
+                    Ty::F32 | Ty::F64 => is_float,
+                    Ty::U(_) | Ty::S(_) => !is_float,
+                    _ => true,
+                };
+            if !fits {
+                return Err(fail(format!(
+                    "argument {i} ({arg:?}) does not fit parameter {} of type {:?} ({} bytes)",
+                    p.name, p.ty, p.size
+                )));
+            }
+            if let Arg::Ptr(b) = arg {
+                if !self.global.contains(b.addr) {
+                    return Err(fail(format!(
+                        "argument {i} points to a buffer that is not in this simulator"
+                    )));
+                }
+            }
+            params[p.offset as usize..(p.offset + p.size) as usize].copy_from_slice(&bytes);
+        }
+        if self.loaded.insert(module.id) && !module.data.global_init.is_empty() {
+            self.global
+                .insert(module.data.global_base, module.data.global_init.clone());
+        }
+        let ctx = LaunchCtx {
+            prog,
+            consts: &module.data.consts,
+            params: &params,
+            grid: launch.grid.array(),
+            block: launch.block.array(),
+            dynamic_shared: launch.shared_bytes,
+            limit: self.limit,
+        };
+        let out = exec::run(&ctx, &mut self.global).map_err(|e| e.in_kernel(name))?;
+        Ok(Report {
+            instructions: out.instructions,
+            warnings: out.warnings,
+        })
+    }
+}
+
+/// CUDA's limits on grid and block sizes.
+fn check_dims(l: Launch) -> std::result::Result<(), String> {
+    let [gx, gy, gz] = l.grid.array();
+    let [bx, by, bz] = l.block.array();
+    if [gx, gy, gz, bx, by, bz].contains(&0) {
+        return Err(format!(
+            "grid {gx}x{gy}x{gz} and block {bx}x{by}x{bz} must not have a zero dimension"
+        ));
+    }
+    if gx > i32::MAX as u32 || gy > 65535 || gz > 65535 {
+        return Err(format!(
+            "grid {gx}x{gy}x{gz} exceeds CUDA's limits (2^31-1, 65535, 65535)"
+        ));
+    }
+    let threads = bx as u64 * by as u64 * bz as u64;
+    if bx > 1024 || by > 1024 || bz > 64 || threads > MAX_THREADS_PER_BLOCK as u64 {
+        return Err(format!("block {bx}x{by}x{bz} ({threads} threads) exceeds CUDA's limits (1024 threads, z at most 64)"));
+    }
+    Ok(())
+}

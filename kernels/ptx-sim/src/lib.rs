@@ -1,0 +1,61 @@
+//! smelt-ptx-sim: an interpreter for the PTX that NVRTC emits, so GPU kernels can be tested on
+//! any machine.
+//!
+//! It runs a launch block by block and warp by warp, 32 lanes in SIMT fashion, and checks what
+//! usually needs compute-sanitizer: global accesses outside every allocation, shared and local
+//! accesses outside their size, misaligned accesses, shared-memory races between barriers,
+//! barrier divergence, warp-synchronous instructions whose lanes never meet, and (as a
+//! warning) registers read before they are written.
+//!
+//! ```
+//! use smelt_ptx_sim::{Arg, Dim3, Launch, Module, Sim};
+//! let ptx = r#"
+//! .version 8.8
+//! .target sm_80
+//! .address_size 64
+//! .visible .entry twice(.param .u64 p, .param .u32 n)
+//! {
+//!     .reg .pred %p<2>;
+//!     .reg .b32 %r<4>;
+//!     .reg .f32 %f<3>;
+//!     .reg .b64 %rd<5>;
+//!     ld.param.u64 %rd1, [p];
+//!     ld.param.u32 %r1, [n];
+//!     mov.u32 %r2, %tid.x;
+//!     setp.ge.u32 %p1, %r2, %r1;
+//!     @%p1 bra DONE;
+//!     cvta.to.global.u64 %rd2, %rd1;
+//!     mul.wide.u32 %rd3, %r2, 4;
+//!     add.s64 %rd4, %rd2, %rd3;
+//!     ld.global.f32 %f1, [%rd4];
+//!     add.f32 %f2, %f1, %f1;
+//!     st.global.f32 [%rd4], %f2;
+//! DONE:
+//!     ret;
+//! }
+//! "#;
+//! let module = Module::parse(ptx)?;
+//! let mut sim = Sim::new();
+//! let buf = sim.upload_f32(&[1.0, 2.0, 3.0]);
+//! let launch = Launch { grid: Dim3::x(1), block: Dim3::x(32), shared_bytes: 0 };
+//! sim.launch(&module, "twice", launch, &[Arg::Ptr(buf), Arg::U32(3)])?;
+//! assert_eq!(sim.read_f32(buf), vec![2.0, 4.0, 6.0]);
+//! # Ok::<(), smelt_ptx_sim::SimError>(())
+//! ```
+
+mod alu;
+mod ast;
+mod decode;
+mod error;
+mod exec;
+mod float;
+mod host;
+mod inst;
+mod lex;
+mod memory;
+mod parse;
+
+pub use error::{ErrorKind, Location, Result, SimError};
+pub use host::{
+    Arg, Buffer, Dim3, Launch, Module, Report, Sim, MAX_SHARED_BYTES, MAX_THREADS_PER_BLOCK,
+};

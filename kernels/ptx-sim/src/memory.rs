@@ -1,0 +1,247 @@
+//! Device memory: global allocations with per-allocation bounds, the generic-address windows of
+//! shared, local and const memory, and the shadow state that finds shared-memory races.
+
+use crate::error::{ErrorKind, Result, SimError};
+
+/// Generic addresses of shared memory start here (offset 0 of the block's shared memory).
+pub const SHARED_WINDOW: u64 = 1 << 48;
+/// Generic addresses of the thread's local memory start here.
+pub const LOCAL_WINDOW: u64 = 2 << 48;
+/// Generic addresses of the const bank start here.
+pub const CONST_WINDOW: u64 = 3 << 48;
+/// Size of each window.
+pub const WINDOW_SIZE: u64 = 1 << 32;
+/// First address handed out for host allocations.
+const HEAP_START: u64 = 1 << 36;
+/// Module `.global` variables live at `MODULE_GLOBALS + id * WINDOW_SIZE`.
+pub const MODULE_GLOBALS: u64 = 1 << 44;
+
+/// One global allocation.
+#[derive(Clone, Debug)]
+struct Alloc {
+    base: u64,
+    data: Vec<u8>,
+}
+
+/// All global memory of a simulator: host buffers and module variables, each bounds-checked
+/// on its own (an access that starts in one and runs into the next is out of bounds).
+#[derive(Clone, Debug, Default)]
+pub struct GlobalMem {
+    allocs: Vec<Alloc>,
+    next: u64,
+}
+
+impl GlobalMem {
+    /// Adds an allocation holding `data` and returns its address (256-byte aligned, with an
+    /// unmapped gap after it so that running off the end is caught).
+    pub fn alloc(&mut self, data: Vec<u8>) -> u64 {
+        let base = self.next.max(HEAP_START);
+        self.next = (base + data.len() as u64 + 256).next_multiple_of(256);
+        self.insert(base, data);
+        base
+    }
+
+    /// Adds an allocation at a fixed address (module variables).
+    pub fn insert(&mut self, base: u64, data: Vec<u8>) {
+        let at = self.allocs.partition_point(|a| a.base < base);
+        self.allocs.insert(at, Alloc { base, data });
+    }
+
+    /// Whether an allocation starts at `base`.
+    pub fn contains(&self, base: u64) -> bool {
+        self.find(base, 0)
+            .is_some_and(|(i, off)| off == 0 && self.allocs[i].base == base)
+    }
+
+    fn find(&self, addr: u64, len: u64) -> Option<(usize, usize)> {
+        let i = self
+            .allocs
+            .partition_point(|a| a.base <= addr)
+            .checked_sub(1)?;
+        let a = &self.allocs[i];
+        let off = addr - a.base;
+        (off + len <= a.data.len() as u64).then_some((i, off as usize))
+    }
+
+    fn out_of_bounds(&self, addr: u64, len: u64) -> SimError {
+        let near = self
+            .allocs
+            .partition_point(|a| a.base <= addr)
+            .checked_sub(1)
+            .map(|i| &self.allocs[i])
+            .filter(|a| addr < a.base + a.data.len() as u64 + 4096);
+        let what = match near {
+            Some(a) => format!(
+                "{len}-byte global access at offset {} of a {}-byte allocation at {:#x}",
+                addr - a.base,
+                a.data.len(),
+                a.base
+            ),
+            None => format!("{len}-byte global access outside every allocation"),
+        };
+        SimError::new(ErrorKind::OutOfBounds, what).at_address(addr)
+    }
+
+    /// The bytes `[addr, addr + len)`.
+    pub fn bytes(&self, addr: u64, len: u64) -> Result<&[u8]> {
+        let (i, off) = self
+            .find(addr, len)
+            .ok_or_else(|| self.out_of_bounds(addr, len))?;
+        Ok(&self.allocs[i].data[off..off + len as usize])
+    }
+
+    /// The bytes `[addr, addr + len)` for writing.
+    pub fn bytes_mut(&mut self, addr: u64, len: u64) -> Result<&mut [u8]> {
+        let (i, off) = self
+            .find(addr, len)
+            .ok_or_else(|| self.out_of_bounds(addr, len))?;
+        Ok(&mut self.allocs[i].data[off..off + len as usize])
+    }
+
+    /// The whole allocation starting at `base`.
+    pub fn allocation(&self, base: u64) -> Option<&[u8]> {
+        let (i, off) = self.find(base, 0)?;
+        (off == 0).then(|| self.allocs[i].data.as_slice())
+    }
+}
+
+/// Little-endian value of up to 8 bytes.
+pub fn load_le(b: &[u8]) -> u64 {
+    let mut v = [0u8; 8];
+    v[..b.len()].copy_from_slice(b);
+    u64::from_le_bytes(v)
+}
+
+/// Stores the low `out.len()` bytes of `v`.
+pub fn store_le(out: &mut [u8], v: u64) {
+    let n = out.len();
+    out.copy_from_slice(&v.to_le_bytes()[..n]);
+}
+
+/// Bounds check of `[addr, addr + len)` within a space of `size` bytes.
+pub fn check_range(addr: u64, len: u64, size: usize, space: &str) -> Result<usize> {
+    if addr.checked_add(len).is_some_and(|end| end <= size as u64) {
+        Ok(addr as usize)
+    } else {
+        Err(SimError::new(
+            ErrorKind::OutOfBounds,
+            format!("{len}-byte {space} access at offset {addr:#x}, outside the {size} bytes of {space} memory"),
+        )
+        .at_address(addr))
+    }
+}
+
+/// Who last touched one byte of shared memory, within which barrier interval.
+#[derive(Clone, Copy, Debug, Default)]
+struct ShadowByte {
+    /// Interval (barrier epoch) of the last write; 0 never.
+    write_epoch: u32,
+    /// Thread of the last write.
+    writer: u32,
+    /// The writer warp's `bar.warp.sync` count at the write.
+    write_sync: u32,
+    /// The last write was atomic.
+    write_atomic: bool,
+    /// Interval of the last read.
+    read_epoch: u32,
+    /// Thread of the last read, or `MANY` when several threads read in the interval.
+    reader: u32,
+    /// Warp of the readers, or `MANY` when readers of several warps.
+    reader_warp: u32,
+    /// The reader warp's `bar.warp.sync` count at the last read.
+    read_sync: u32,
+}
+
+const MANY: u32 = u32::MAX;
+
+/// One access to check: which thread (and warp, and that warp's sync count) in which interval.
+#[derive(Clone, Copy, Debug)]
+pub struct Accessor {
+    /// Linear thread index in the block.
+    pub thread: u32,
+    /// Warp index in the block.
+    pub warp: u32,
+    /// The warp's `bar.warp.sync` count.
+    pub sync: u32,
+    /// Current barrier interval of the block.
+    pub epoch: u32,
+}
+
+/// A race found by the shadow: the other thread and whether it wrote.
+#[derive(Clone, Copy, Debug)]
+pub struct Conflict {
+    /// Linear thread index of the earlier access (`None` when several threads read).
+    pub other: Option<u32>,
+    /// The earlier access was a write.
+    pub other_wrote: bool,
+}
+
+/// Race-detection state of a block's shared memory, one entry per byte.
+#[derive(Clone, Debug, Default)]
+pub struct Shadow {
+    bytes: Vec<ShadowByte>,
+}
+
+impl Shadow {
+    /// Fresh state for `size` bytes.
+    pub fn reset(&mut self, size: usize) {
+        self.bytes.clear();
+        self.bytes.resize(size, ShadowByte::default());
+    }
+
+    /// Records an access of `len` bytes at `off`; returns the conflict if another thread touched
+    /// these bytes in the same interval without synchronising with this one.
+    pub fn access(
+        &mut self,
+        off: usize,
+        len: usize,
+        who: Accessor,
+        write: bool,
+        atomic: bool,
+    ) -> Option<Conflict> {
+        for s in &mut self.bytes[off..off + len] {
+            let ordered_after = |thread: u32, warp: u32, sync: u32| {
+                thread == who.thread || (warp == who.warp && sync < who.sync)
+            };
+            if s.write_epoch == who.epoch
+                && !(atomic && s.write_atomic)
+                && !ordered_after(s.writer, s.writer / 32, s.write_sync)
+            {
+                return Some(Conflict {
+                    other: Some(s.writer),
+                    other_wrote: true,
+                });
+            }
+            if write && s.read_epoch == who.epoch {
+                let same =
+                    s.reader == who.thread || (s.reader_warp == who.warp && s.read_sync < who.sync);
+                if !same {
+                    let other = (s.reader != MANY).then_some(s.reader);
+                    return Some(Conflict {
+                        other,
+                        other_wrote: false,
+                    });
+                }
+            }
+            if write {
+                s.write_epoch = who.epoch;
+                s.writer = who.thread;
+                s.write_sync = who.sync;
+                s.write_atomic = atomic;
+            } else {
+                if s.read_epoch == who.epoch && s.reader != who.thread {
+                    s.reader = MANY;
+                    if s.reader_warp != who.warp {
+                        s.reader_warp = MANY;
+                    }
+                } else {
+                    s.reader = who.thread;
+                    s.reader_warp = who.warp;
+                }
+                s.read_epoch = who.epoch;
+                s.read_sync = who.sync;
+            }
+        }
+        None
+    }
+}
