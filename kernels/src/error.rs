@@ -18,6 +18,8 @@ pub enum Error {
     Overlap { op: &'static str, detail: String },
     /// A requested instruction set is not supported by this CPU.
     Unsupported { op: &'static str, detail: String },
+    /// A GPU device is absent or failed, or a kernel run on ptx-sim failed one of its checks.
+    Device { op: &'static str, detail: String },
 }
 
 /// Result alias for kernel calls.
@@ -38,6 +40,7 @@ impl fmt::Display for Error {
             ),
             Error::Overlap { op, detail } => write!(f, "{op}: overlapping output: {detail}"),
             Error::Unsupported { op, detail } => write!(f, "{op}: unsupported: {detail}"),
+            Error::Device { op, detail } => write!(f, "{op}: device: {detail}"),
         }
     }
 }

@@ -6,5 +6,6 @@
 
 pub mod cpu;
 mod error;
+pub mod gpu;
 
 pub use error::{Error, Result};

@@ -1,0 +1,1 @@
+//! GPU attention kernels (being written).

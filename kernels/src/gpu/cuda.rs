@@ -1,0 +1,180 @@
+//! The CUDA device (feature `cuda`): the embedded PTX loaded by the driver through cudarc
+//! (`dynamic-loading`, so building needs no CUDA; running needs libcuda and a GPU).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, LaunchConfig as CuConfig,
+    PushKernelArg,
+};
+use cudarc::nvrtc::Ptx;
+
+use super::{GpuBuffer, GpuDevice, KernelArg, LaunchConfig, PtxModule};
+use crate::{Error, Result};
+
+/// GPU `ordinal` through the CUDA driver.
+pub struct CudaDevice {
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    modules: HashMap<&'static str, Arc<CudaModule>>,
+    functions: HashMap<(&'static str, String), CudaFunction>,
+    buffers: Vec<Option<CudaSlice<f32>>>,
+}
+
+fn err(what: impl std::fmt::Display) -> Error {
+    Error::Device {
+        op: "cuda",
+        detail: what.to_string(),
+    }
+}
+
+impl CudaDevice {
+    /// Opens GPU `ordinal`. With no CUDA driver or no GPU this is an error that says so (it
+    /// checks for libcuda before touching it, so it never panics).
+    pub fn new(ordinal: usize) -> Result<CudaDevice> {
+        // SAFETY: only tries to open the driver library; it does not call into it.
+        if !unsafe { cudarc::driver::sys::is_culib_present() } {
+            return Err(err(
+                "no CUDA driver (libcuda) on this machine, so no GPU to run on",
+            ));
+        }
+        let ctx = CudaContext::new(ordinal)
+            .map_err(|e| err(format!("cannot open GPU {ordinal}: {e}")))?;
+        let stream = ctx.default_stream();
+        Ok(CudaDevice {
+            ctx,
+            stream,
+            modules: HashMap::new(),
+            functions: HashMap::new(),
+            buffers: Vec::new(),
+        })
+    }
+
+    fn slice(&self, b: GpuBuffer) -> Result<&CudaSlice<f32>> {
+        self.buffers
+            .get(b.handle() as usize)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| {
+                err(format!(
+                    "buffer {} does not belong to this device",
+                    b.handle()
+                ))
+            })
+    }
+
+    fn function(&mut self, module: PtxModule, kernel: &str) -> Result<CudaFunction> {
+        if let Some(f) = self.functions.get(&(module.name, kernel.to_string())) {
+            return Ok(f.clone());
+        }
+        if !self.modules.contains_key(module.name) {
+            let m = self
+                .ctx
+                .load_module(Ptx::from_src(module.ptx))
+                .map_err(|e| err(format!("loading {}.ptx: {e}", module.name)))?;
+            self.modules.insert(module.name, m);
+        }
+        let f = self.modules[module.name]
+            .load_function(kernel)
+            .map_err(|e| err(format!("kernel {kernel} in {}.ptx: {e}", module.name)))?;
+        self.functions
+            .insert((module.name, kernel.to_string()), f.clone());
+        Ok(f)
+    }
+
+    fn keep(&mut self, s: CudaSlice<f32>, bytes: usize) -> GpuBuffer {
+        self.buffers.push(Some(s));
+        GpuBuffer::new(self.buffers.len() as u64 - 1, bytes)
+    }
+}
+
+impl GpuDevice for CudaDevice {
+    fn name(&self) -> String {
+        let name = self.ctx.name().unwrap_or_else(|_| "unknown".to_string());
+        format!("cuda:{} ({name})", self.ctx.ordinal())
+    }
+
+    fn alloc_zeros(&mut self, bytes: usize) -> Result<GpuBuffer> {
+        let s = self
+            .stream
+            .alloc_zeros::<f32>(bytes.div_ceil(4))
+            .map_err(err)?;
+        Ok(self.keep(s, bytes))
+    }
+
+    fn upload_f32(&mut self, data: &[f32]) -> Result<GpuBuffer> {
+        let s = self.stream.clone_htod(data).map_err(err)?;
+        Ok(self.keep(s, data.len() * 4))
+    }
+
+    fn download_f32(&mut self, buf: GpuBuffer) -> Result<Vec<f32>> {
+        let s = self.slice(buf)?;
+        self.stream.clone_dtoh(s).map_err(err)
+    }
+
+    fn launch(
+        &mut self,
+        module: PtxModule,
+        kernel: &str,
+        cfg: LaunchConfig,
+        args: &[KernelArg],
+    ) -> Result<()> {
+        let f = self.function(module, kernel)?;
+        let mut ints = Vec::new();
+        let mut uints = Vec::new();
+        let mut floats = Vec::new();
+        for a in args {
+            match *a {
+                KernelArg::I32(v) => ints.push(v),
+                KernelArg::U32(v) => uints.push(v),
+                KernelArg::F32(v) => floats.push(v),
+                KernelArg::Buf(_) => {}
+            }
+        }
+        let (mut i, mut u, mut x) = (0, 0, 0);
+        let mut builder = self.stream.launch_builder(&f);
+        for a in args {
+            match a {
+                KernelArg::Buf(b) => {
+                    let s = self
+                        .buffers
+                        .get(b.handle() as usize)
+                        .and_then(Option::as_ref)
+                        .ok_or_else(|| {
+                            err(format!(
+                                "buffer {} does not belong to this device",
+                                b.handle()
+                            ))
+                        })?;
+                    builder.arg(s);
+                }
+                KernelArg::I32(_) => {
+                    builder.arg(&ints[i]);
+                    i += 1;
+                }
+                KernelArg::U32(_) => {
+                    builder.arg(&uints[u]);
+                    u += 1;
+                }
+                KernelArg::F32(_) => {
+                    builder.arg(&floats[x]);
+                    x += 1;
+                }
+            }
+        }
+        let c = CuConfig {
+            grid_dim: (cfg.grid[0], cfg.grid[1], cfg.grid[2]),
+            block_dim: (cfg.block[0], cfg.block[1], cfg.block[2]),
+            shared_mem_bytes: cfg.shared_bytes,
+        };
+        // SAFETY: the typed launchers check every buffer against the shapes the kernel is
+        // told, and the argument list matches the kernel's parameters (ptx-sim checks the same
+        // list on every test run).
+        unsafe { builder.launch(c) }.map_err(|e| err(format!("launching {kernel}: {e}")))?;
+        Ok(())
+    }
+
+    fn synchronize(&mut self) -> Result<()> {
+        self.stream.synchronize().map_err(err)
+    }
+}

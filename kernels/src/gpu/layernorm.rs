@@ -1,0 +1,1 @@
+//! GPU layernorm kernels (being written).

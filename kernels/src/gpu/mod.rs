@@ -1,0 +1,121 @@
+//! GPU kernels: CUDA C sources (`kernels/cuda/*.cu`) compiled to PTX (`kernels/ptx/*.ptx`),
+//! embedded in the binary and launched through one path on either device:
+//!
+//! - [`SimDevice`] runs the PTX in smelt-ptx-sim on the CPU, with its bounds, race and
+//!   barrier checks (every test run uses it);
+//! - `CudaDevice` (feature `cuda`) loads the same PTX through cudarc and runs it on a GPU.
+//!
+//! Each op family has a module with its PTX and one typed launcher per kernel, which checks
+//! shapes and picks the launch configuration; the launchers only see the [`GpuDevice`] trait.
+
+pub mod attention;
+#[cfg(feature = "cuda")]
+mod cuda;
+pub mod layernorm;
+pub mod pointwise;
+mod sim;
+
+#[cfg(feature = "cuda")]
+pub use cuda::CudaDevice;
+pub use sim::SimDevice;
+
+use crate::{Error, Result};
+
+/// A PTX module embedded in the binary: a name (its file stem) and its text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PtxModule {
+    /// File stem, e.g. `layernorm`.
+    pub name: &'static str,
+    /// The PTX text; its first line records the hash of the CUDA source.
+    pub ptx: &'static str,
+}
+
+/// A device allocation: an opaque handle and its size in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GpuBuffer {
+    handle: u64,
+    bytes: usize,
+}
+
+impl GpuBuffer {
+    /// A buffer handle as a device hands it out.
+    pub fn new(handle: u64, bytes: usize) -> GpuBuffer {
+        GpuBuffer { handle, bytes }
+    }
+
+    /// The device's handle (an address on ptx-sim, an index on CUDA).
+    pub fn handle(&self) -> u64 {
+        self.handle
+    }
+
+    /// Size in bytes.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Number of f32 elements it holds.
+    pub fn len_f32(&self) -> usize {
+        self.bytes / 4
+    }
+}
+
+/// A kernel argument.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum KernelArg {
+    /// A pointer to a device buffer.
+    Buf(GpuBuffer),
+    /// A 32-bit signed integer.
+    I32(i32),
+    /// A 32-bit unsigned integer.
+    U32(u32),
+    /// A float.
+    F32(f32),
+}
+
+/// Grid, block and dynamic shared memory of a launch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LaunchConfig {
+    /// Blocks along x, y, z.
+    pub grid: [u32; 3],
+    /// Threads along x, y, z.
+    pub block: [u32; 3],
+    /// Dynamic shared memory in bytes.
+    pub shared_bytes: u32,
+}
+
+/// What a launcher needs from a device: memory and launches. Launches may be asynchronous;
+/// `download_f32` waits for them.
+pub trait GpuDevice {
+    /// Human-readable name ("ptx-sim", "NVIDIA H100 ...").
+    fn name(&self) -> String;
+    /// A zeroed buffer of `bytes` bytes.
+    fn alloc_zeros(&mut self, bytes: usize) -> Result<GpuBuffer>;
+    /// A buffer holding `data`.
+    fn upload_f32(&mut self, data: &[f32]) -> Result<GpuBuffer>;
+    /// The contents of a buffer as f32 values, after all launches finished.
+    fn download_f32(&mut self, buf: GpuBuffer) -> Result<Vec<f32>>;
+    /// Runs `kernel` of `module`.
+    fn launch(
+        &mut self,
+        module: PtxModule,
+        kernel: &str,
+        cfg: LaunchConfig,
+        args: &[KernelArg],
+    ) -> Result<()>;
+    /// Waits until every launch finished.
+    fn synchronize(&mut self) -> Result<()>;
+}
+
+/// Fails unless `buf` holds at least `elems` f32 values.
+pub fn check_len(op: &'static str, name: &str, buf: GpuBuffer, elems: usize) -> Result<()> {
+    if buf.len_f32() < elems {
+        return Err(Error::Shape {
+            op,
+            detail: format!(
+                "{name} holds {} f32 values, the shape needs {elems}",
+                buf.len_f32()
+            ),
+        });
+    }
+    Ok(())
+}

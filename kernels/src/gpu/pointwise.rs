@@ -1,0 +1,1 @@
+//! GPU pointwise kernels (being written).

@@ -1,0 +1,118 @@
+//! The ptx-sim device: the embedded PTX run by smelt-ptx-sim on the CPU. A launch that trips a
+//! check (out of bounds, race, barrier divergence...) is an `Error::Device` with the full report.
+
+use std::collections::HashMap;
+
+use smelt_ptx_sim::{Arg, Buffer, Dim3, Launch, Module, Sim};
+
+use super::{GpuBuffer, GpuDevice, KernelArg, LaunchConfig, PtxModule};
+use crate::{Error, Result};
+
+/// A simulated GPU: global memory, parsed modules, and the warnings of every launch.
+#[derive(Default)]
+pub struct SimDevice {
+    sim: Sim,
+    modules: HashMap<&'static str, Module>,
+    buffers: HashMap<u64, Buffer>,
+    warnings: Vec<String>,
+    instructions: u64,
+}
+
+impl SimDevice {
+    /// A fresh simulated device.
+    pub fn new() -> SimDevice {
+        SimDevice::default()
+    }
+
+    /// Warnings of all launches so far (registers read before written, and the like).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// Thread-instructions executed by all launches so far.
+    pub fn instructions(&self) -> u64 {
+        self.instructions
+    }
+
+    fn buffer(&self, b: GpuBuffer) -> Result<Buffer> {
+        self.buffers
+            .get(&b.handle())
+            .copied()
+            .ok_or_else(|| Error::Device {
+                op: "ptx-sim",
+                detail: format!("buffer {:#x} does not belong to this device", b.handle()),
+            })
+    }
+
+    fn register(&mut self, b: Buffer) -> GpuBuffer {
+        self.buffers.insert(b.addr(), b);
+        GpuBuffer::new(b.addr(), b.len())
+    }
+}
+
+impl GpuDevice for SimDevice {
+    fn name(&self) -> String {
+        "ptx-sim".to_string()
+    }
+
+    fn alloc_zeros(&mut self, bytes: usize) -> Result<GpuBuffer> {
+        let b = self.sim.zeros(bytes);
+        Ok(self.register(b))
+    }
+
+    fn upload_f32(&mut self, data: &[f32]) -> Result<GpuBuffer> {
+        let b = self.sim.upload_f32(data);
+        Ok(self.register(b))
+    }
+
+    fn download_f32(&mut self, buf: GpuBuffer) -> Result<Vec<f32>> {
+        Ok(self.sim.read_f32(self.buffer(buf)?))
+    }
+
+    fn launch(
+        &mut self,
+        module: PtxModule,
+        kernel: &str,
+        cfg: LaunchConfig,
+        args: &[KernelArg],
+    ) -> Result<()> {
+        let device_err = |e: smelt_ptx_sim::SimError| Error::Device {
+            op: "ptx-sim",
+            detail: e.to_string(),
+        };
+        if !self.modules.contains_key(module.name) {
+            let parsed = Module::parse(module.ptx).map_err(device_err)?;
+            self.modules.insert(module.name, parsed);
+        }
+        let args = args
+            .iter()
+            .map(|a| {
+                Ok(match *a {
+                    KernelArg::Buf(b) => Arg::Ptr(self.buffer(b)?),
+                    KernelArg::I32(v) => Arg::I32(v),
+                    KernelArg::U32(v) => Arg::U32(v),
+                    KernelArg::F32(v) => Arg::F32(v),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let [gx, gy, gz] = cfg.grid;
+        let [bx, by, bz] = cfg.block;
+        let launch = Launch {
+            grid: Dim3::new(gx, gy, gz),
+            block: Dim3::new(bx, by, bz),
+            shared_bytes: cfg.shared_bytes,
+        };
+        let m = &self.modules[module.name];
+        let report = self
+            .sim
+            .launch(m, kernel, launch, &args)
+            .map_err(device_err)?;
+        self.instructions += report.instructions;
+        self.warnings.extend(report.warnings);
+        Ok(())
+    }
+
+    fn synchronize(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
