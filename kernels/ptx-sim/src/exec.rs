@@ -223,12 +223,21 @@ impl Block<'_, '_> {
             }
         }
         if let Some((w, lane)) = warp_waiting {
-            let line = self.ctx.prog.insts[self.warps[w].pc[lane] as usize].line;
-            let e = SimError::new(
-                ErrorKind::Warp,
-                "a .sync warp instruction waits for lanes of its member mask that never reach it",
+            let inst = &self.ctx.prog.insts[self.warps[w].pc[lane] as usize];
+            let member = match &inst.op {
+                Op::WarpSync { mask } | Op::Shfl { mask, .. } | Op::Vote { mask, .. } => {
+                    self.get(w, *mask, lane) as u32
+                }
+                _ => 0,
+            };
+            let st = &self.warps[w].state;
+            let gone = (0..32)
+                .filter(|&l| member & (1 << l) != 0 && st[l] == Lane::Exit)
+                .fold(0u32, |m, l| m | 1 << l);
+            let msg = format!(
+                "a .sync warp instruction with member mask {member:#010x} waits for lanes that never reach it (lanes {gone:#010x} exited)"
             );
-            return self.locate(e, w, lane, line);
+            return self.locate(SimError::new(ErrorKind::Warp, msg), w, lane, inst.line);
         }
         let (w, lane, id) = waiting[0];
         let bar = self.bars[id as usize];

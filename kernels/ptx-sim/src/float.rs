@@ -84,11 +84,7 @@ pub fn round_exact(hi: f64, lo: f64, fmt: Format, rnd: Rnd) -> f64 {
         hi - down == up - hi
     };
     if on_grid || halfway {
-        let nudged = if lo > 0.0 {
-            next_up(hi)
-        } else {
-            next_down(hi)
-        };
+        let nudged = if lo > 0.0 { next_up(hi) } else { next_down(hi) };
         round_to(nudged, fmt, rnd)
     } else {
         round_to(hi, fmt, rnd)
@@ -292,11 +288,17 @@ mod tests {
         let (s, e) = two_sum(1.0, exp2i(-30));
         assert_eq!(round_exact(s, e, F32, Rnd::Rz), 1.0);
         assert_eq!(round_exact(s, e, F32, Rnd::Rm), 1.0);
-        assert_eq!(round_exact(s, e, F32, Rnd::Rp), f32::from_bits(1.0f32.to_bits() + 1) as f64);
+        assert_eq!(
+            round_exact(s, e, F32, Rnd::Rp),
+            f32::from_bits(1.0f32.to_bits() + 1) as f64
+        );
         // 1 - 2^-60: hi rounds to exactly 1.0 in f64, lo is negative.
         let (s, e) = two_sum(1.0, -exp2i(-60));
         assert_eq!(s, 1.0);
-        assert_eq!(round_exact(s, e, F32, Rnd::Rm), f32::from_bits(1.0f32.to_bits() - 1) as f64);
+        assert_eq!(
+            round_exact(s, e, F32, Rnd::Rm),
+            f32::from_bits(1.0f32.to_bits() - 1) as f64
+        );
         assert_eq!(round_exact(s, e, F32, Rnd::Rn), 1.0);
     }
 

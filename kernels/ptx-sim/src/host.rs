@@ -16,6 +16,7 @@ pub const MAX_SHARED_BYTES: u32 = 227 * 1024;
 pub const MAX_THREADS_PER_BLOCK: u32 = 1024;
 
 static NEXT_MODULE: AtomicU64 = AtomicU64::new(0);
+static NEXT_SIM: AtomicU64 = AtomicU64::new(0);
 
 /// A parsed PTX module: its kernels decoded and ready to launch.
 #[derive(Clone, Debug)]
@@ -116,6 +117,7 @@ pub struct Launch {
 /// A device buffer of a `Sim`: its address and length in bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Buffer {
+    sim: u64,
     addr: u64,
     len: usize,
 }
@@ -183,6 +185,7 @@ pub struct Report {
 /// A simulated device: global memory that persists across launches, and the launcher.
 #[derive(Debug)]
 pub struct Sim {
+    id: u64,
     global: GlobalMem,
     loaded: HashSet<u64>,
     limit: u64,
@@ -198,6 +201,7 @@ impl Sim {
     /// An empty device. A launch stops with an error after 10^11 thread-instructions.
     pub fn new() -> Sim {
         Sim {
+            id: NEXT_SIM.fetch_add(1, Ordering::Relaxed),
             global: GlobalMem::default(),
             loaded: HashSet::new(),
             limit: 100_000_000_000,
@@ -212,6 +216,7 @@ impl Sim {
     /// A new buffer holding `bytes`.
     pub fn upload_bytes(&mut self, bytes: &[u8]) -> Buffer {
         Buffer {
+            sim: self.id,
             addr: self.global.alloc(bytes.to_vec()),
             len: bytes.len(),
         }
@@ -240,6 +245,7 @@ impl Sim {
     /// A new zeroed buffer of `bytes` bytes.
     pub fn zeros(&mut self, bytes: usize) -> Buffer {
         Buffer {
+            sim: self.id,
             addr: self.global.alloc(vec![0; bytes]),
             len: bytes,
         }
@@ -247,7 +253,11 @@ impl Sim {
 
     /// The bytes of a buffer. Panics if the buffer was not made by this simulator.
     pub fn read_bytes(&self, buf: Buffer) -> Vec<u8> {
-        match self.global.allocation(buf.addr) {
+        match self
+            .global
+            .allocation(buf.addr)
+            .filter(|_| buf.sim == self.id)
+        {
             Some(b) => b.to_vec(),
             None => panic!(
                 "buffer at {:#x} does not belong to this simulator",
@@ -321,7 +331,7 @@ impl Sim {
                 )));
             }
             if let Arg::Ptr(b) = arg {
-                if !self.global.contains(b.addr) {
+                if b.sim != self.id || !self.global.contains(b.addr) {
                     return Err(fail(format!(
                         "argument {i} points to a buffer that is not in this simulator"
                     )));
