@@ -8,6 +8,7 @@
 
 pub mod arena;
 pub mod autograd;
+mod device;
 mod error;
 pub mod formats;
 pub mod ops;
@@ -18,6 +19,7 @@ mod testing;
 
 pub use arena::{Arena, Fresh, Mark};
 pub use autograd::{Graph, Leaves, Tape, Var};
+pub use device::Device;
 pub use error::{Error, Result};
 pub use shape::{Layout, Shape, MAX_RANK};
 pub use smelt_kernels::cpu::CpuOptions;
