@@ -11,7 +11,7 @@ pub enum Device {
     /// The CPU kernels (`smelt_kernels::cpu`).
     Cpu,
     /// The GPU kernels interpreted by ptx-sim, with its bounds, race and barrier checks.
-    PtxSim(SimDevice),
+    PtxSim(Box<SimDevice>),
     /// The GPU kernels on an NVIDIA GPU through cudarc.
     #[cfg(feature = "cuda")]
     Cuda(smelt_kernels::gpu::CudaDevice),
@@ -25,7 +25,7 @@ impl Device {
 
     /// A fresh ptx-sim device.
     pub fn ptx_sim() -> Device {
-        Device::PtxSim(SimDevice::new())
+        Device::PtxSim(Box::new(SimDevice::new()))
     }
 
     /// GPU 0. An error (never a panic) when the build has no `cuda` feature, when there is no
@@ -62,7 +62,7 @@ impl Device {
     pub fn gpu(&mut self) -> Option<&mut dyn GpuDevice> {
         match self {
             Device::Cpu => None,
-            Device::PtxSim(d) => Some(d),
+            Device::PtxSim(d) => Some(d.as_mut()),
             #[cfg(feature = "cuda")]
             Device::Cuda(d) => Some(d),
         }
