@@ -5,6 +5,8 @@
 //! smelt embed         --model DIR [--batch N] [--threads N] [--no-truncate] [--stdin] [TEXT ...]
 //! smelt tokenize      --model DIR [--stdin] [TEXT ...]
 //! smelt run           --model DIR --input IN.safetensors --output OUT.safetensors [--grad] [--threads N]
+//! smelt ptx run       FILE.ptx --kernel NAME --grid X[,Y,Z] --block X[,Y,Z] [--shared BYTES]
+//!                     [--buffers IN.safetensors] [--args ARGS] --output OUT.safetensors
 //! smelt bench bert    [--config NAME] [--batch B] [--seq T] [--phase forward|train|both] [--runs R] [--threads N] [--torch] [--onnx] [--json]
 //! smelt bench embed   --model DIR [--count N] [--batch N] [--runs R] [--threads N] [--torch] [--json]
 //! smelt bench gemm    [--shape MxKxN ...] [--batch B] [--transb] [--threads N] [--torch] [--json]
@@ -19,6 +21,7 @@ mod embed_cmd;
 mod gemm_bench;
 mod peak;
 mod peers;
+mod ptx_cmd;
 mod report;
 mod run_cmd;
 mod softmax_bench;
@@ -33,6 +36,8 @@ const USAGE: &str = "usage:
   smelt embed         --model DIR [--batch N] [--threads N] [--no-truncate] [--stdin] [TEXT ...]
   smelt tokenize      --model DIR [--stdin] [TEXT ...]
   smelt run           --model DIR --input IN.safetensors --output OUT.safetensors [--grad] [--threads N]
+  smelt ptx run       FILE.ptx --kernel NAME --grid X[,Y,Z] --block X[,Y,Z] [--shared BYTES]
+                      [--buffers IN.safetensors] [--args ARGS] --output OUT.safetensors
   smelt bench bert    [--config bert-base|distilbert-base|minilm|tiny] [--batch B] [--seq T]
                       [--phase forward|train|both] [--runs R] [--threads N] [--torch] [--onnx] [--json]
   smelt bench embed   --model DIR [--count N] [--batch N] [--runs R] [--threads N] [--torch] [--json]
@@ -43,7 +48,10 @@ options:
   --json         one JSON object per line instead of a table
   --torch        also run the PyTorch peer script (bench/peers/*_torch.py) on the same cases
   --onnx         bench bert: also run bench/peers/bert_onnx.py (ONNX Runtime, forward)
-  --budget-ms T  time spent per case (default 1500 for gemm, 1000 for softmax)";
+  --budget-ms T  time spent per case (default 1500 for gemm, 1000 for softmax)
+  --args ARGS    ptx run: the kernel's parameters in order, comma-separated: buf:NAME (tensor NAME
+                 of --buffers), zeros:NAME:BYTES, u32:V, i32:V, u64:V, i64:V, f32:V, f64:V;
+                 every buffer is written to --output under its name (zeros as U8 [BYTES])";
 
 fn main() -> ExitCode {
     let raw: Vec<String> = std::env::args().skip(1).collect();
@@ -75,6 +83,11 @@ fn run(raw: &[String]) -> Result<(), String> {
                 None => run_cmd::run(&args),
             }
         }
+        Some("ptx") => match raw.get(1).map(String::as_str) {
+            Some("run") => ptx_cmd::run(&Args::parse(&raw[2..], &[])?),
+            Some(other) => Err(format!("unknown ptx command {other:?}\n{USAGE}")),
+            None => Err(format!("ptx what?\n{USAGE}")),
+        },
         Some("help" | "--help" | "-h") => {
             println!("{USAGE}");
             Ok(())

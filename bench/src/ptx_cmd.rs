@@ -1,0 +1,338 @@
+//! `smelt ptx run FILE.ptx --kernel NAME --grid X[,Y,Z] --block X[,Y,Z] [--shared BYTES]
+//! [--buffers IN.safetensors] [--args ARGS] --output OUT.safetensors`: runs one kernel of a PTX
+//! file on smelt-ptx-sim (the CPU interpreter that checks bounds, alignment, shared-memory races
+//! and barriers) and writes every device buffer of the launch to OUT.
+//!
+//! ARGS is a comma list of the kernel's parameters, in order:
+//! - `buf:NAME`: a new device buffer holding the raw bytes of tensor NAME of IN; written back
+//!   under NAME with its input dtype and shape;
+//! - `zeros:NAME:BYTES`: a new zeroed buffer of BYTES bytes; written back as U8 `[BYTES]`;
+//! - `u32:V`, `i32:V`, `u64:V`, `i64:V`, `f32:V`, `f64:V`: a scalar.
+//!
+//! A failed check or a malformed PTX file is an error carrying the simulator's full report
+//! (kind, kernel, block, thread, PTX line, address); nothing is written then.
+
+use crate::args::Args;
+use smelt_engine::formats::safetensors::{write, Dtype, RawTensor, SafeTensors};
+use smelt_ptx_sim::{Arg, Buffer, Dim3, Launch, Module, Sim};
+use std::path::Path;
+use std::time::Instant;
+
+/// The options `smelt ptx run` takes.
+const OPTIONS: &[&str] = &[
+    "kernel", "grid", "block", "shared", "buffers", "args", "output",
+];
+
+/// The forms an `--args` item may take, for error messages.
+const ARG_FORMS: &str = "buf:NAME, zeros:NAME:BYTES, u32:V, i32:V, u64:V, i64:V, f32:V or f64:V";
+
+/// The largest `zeros:` buffer, in bytes (a bigger one is a typo, not a simulation).
+const MAX_ZEROS_BYTES: usize = 1 << 32;
+
+/// How many tensor names the message for a missing `buf:` tensor lists.
+const NAMES_SHOWN: usize = 8;
+
+/// One parsed `--args` item.
+#[derive(Clone, Debug, PartialEq)]
+enum ArgSpec {
+    /// `buf:NAME`: the bytes of tensor NAME of `--buffers`.
+    Tensor(String),
+    /// `zeros:NAME:BYTES`.
+    Zeros(String, usize),
+    /// A scalar (never `Arg::Ptr`).
+    Scalar(Arg),
+}
+
+/// A device buffer of the launch and how to write it back.
+struct Output {
+    name: String,
+    dtype: Dtype,
+    shape: Vec<usize>,
+    buffer: Buffer,
+}
+
+/// Runs `smelt ptx run` with the options after `run`.
+pub fn run(args: &Args) -> Result<(), String> {
+    args.only(OPTIONS)?;
+    let file = match args.positional.as_slice() {
+        [file] => file.clone(),
+        [] => {
+            return Err(
+                "ptx run: which PTX file? (smelt ptx run FILE.ptx --kernel NAME ...)".into(),
+            )
+        }
+        [_, extra, ..] => return Err(format!("ptx run: unexpected argument {extra:?}")),
+    };
+    let need = |name: &str| {
+        args.all(name)
+            .last()
+            .cloned()
+            .ok_or_else(|| format!("ptx run: --{name} is required"))
+    };
+    let kernel = need("kernel")?;
+    let output = need("output")?;
+    let grid = parse_dim3("grid", &need("grid")?)?;
+    let block = parse_dim3("block", &need("block")?)?;
+    let shared_bytes: u32 = args.get("shared", 0)?;
+    let specs = parse_arg_list(args.all("args").last().map_or("", String::as_str))?;
+
+    let text =
+        std::fs::read_to_string(&file).map_err(|e| format!("ptx run: cannot read {file}: {e}"))?;
+    let module = Module::parse(&text).map_err(|e| format!("{file}: {e}"))?;
+    let mut sim = Sim::new();
+    let (kernel_args, outputs) = device_args(&mut sim, &specs, args.all("buffers").last())?;
+
+    let launch = Launch {
+        grid,
+        block,
+        shared_bytes,
+    };
+    let start = Instant::now();
+    let report = sim
+        .launch(&module, &kernel, launch, &kernel_args)
+        .map_err(|e| format!("{file}: {e}"))?;
+    let seconds = start.elapsed().as_secs_f64();
+    for warning in &report.warnings {
+        eprintln!("smelt: warning: {file}: {warning}");
+    }
+
+    let bytes: Vec<Vec<u8>> = outputs.iter().map(|o| sim.read_bytes(o.buffer)).collect();
+    let tensors: Vec<RawTensor<'_>> = outputs
+        .iter()
+        .zip(&bytes)
+        .map(|(o, b)| (o.name.as_str(), o.dtype, o.shape.as_slice(), b.as_slice()))
+        .collect();
+    write(Path::new(&output), &tensors, &[]).map_err(|e| e.to_string())?;
+    let rate = report.instructions as f64 / seconds.max(1e-9) / 1e6;
+    println!(
+        "ran {kernel}: grid ({},{},{}), block ({},{},{}), {} thread-instructions in {:.3} ms ({rate:.1} M thread-instr/s); wrote {output}",
+        grid.x,
+        grid.y,
+        grid.z,
+        block.x,
+        block.y,
+        block.z,
+        report.instructions,
+        seconds * 1e3,
+    );
+    Ok(())
+}
+
+/// Parses `X[,Y,Z]` (missing extents are 1), the value of `--grid` or `--block`.
+fn parse_dim3(option: &str, s: &str) -> Result<Dim3, String> {
+    let bad =
+        || format!("--{option} {s:?}: expected 1 to 3 positive integers X[,Y,Z], like 4 or 32,8");
+    let dims: Vec<u32> = s
+        .split(',')
+        .map(|d| d.trim().parse::<u32>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| bad())?;
+    let dim = match *dims.as_slice() {
+        [x] => Dim3::x(x),
+        [x, y] => Dim3::xy(x, y),
+        [x, y, z] => Dim3::new(x, y, z),
+        _ => return Err(bad()),
+    };
+    if dims.contains(&0) {
+        return Err(bad());
+    }
+    Ok(dim)
+}
+
+/// Parses the value of `--args`; buffer names must be distinct. An empty list is no arguments.
+fn parse_arg_list(list: &str) -> Result<Vec<ArgSpec>, String> {
+    if list.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let specs: Vec<ArgSpec> = list
+        .split(',')
+        .enumerate()
+        .map(|(i, item)| {
+            parse_arg(item.trim()).map_err(|e| format!("--args item {i} {item:?}: {e}"))
+        })
+        .collect::<Result<_, _>>()?;
+    let mut names: Vec<&str> = Vec::new();
+    for spec in &specs {
+        if let ArgSpec::Tensor(name) | ArgSpec::Zeros(name, _) = spec {
+            if names.contains(&name.as_str()) {
+                return Err(format!(
+                    "--args: buffer name '{name}' is used twice (each buffer is written to the output under its own name)"
+                ));
+            }
+            names.push(name);
+        }
+    }
+    Ok(specs)
+}
+
+/// Parses one `--args` item.
+fn parse_arg(item: &str) -> Result<ArgSpec, String> {
+    let (kind, rest) = item
+        .split_once(':')
+        .ok_or_else(|| format!("expected KIND:VALUE, one of {ARG_FORMS}"))?;
+    let name = |name: &str| {
+        if name.is_empty() {
+            Err("the buffer name is empty".to_string())
+        } else {
+            Ok(name.to_string())
+        }
+    };
+    let scalar = |arg: Option<Arg>| {
+        arg.map(ArgSpec::Scalar)
+            .ok_or_else(|| format!("{rest:?} is not a valid {kind} value"))
+    };
+    let value = rest.trim();
+    match kind {
+        "buf" => Ok(ArgSpec::Tensor(name(rest)?)),
+        "zeros" => {
+            let (buffer, bytes) = rest
+                .rsplit_once(':')
+                .ok_or("expected zeros:NAME:BYTES".to_string())?;
+            let bytes: usize = bytes
+                .trim()
+                .parse()
+                .map_err(|_| format!("{bytes:?} is not a byte count"))?;
+            if bytes > MAX_ZEROS_BYTES {
+                return Err(format!(
+                    "{bytes} bytes is more than the {MAX_ZEROS_BYTES} a zeros buffer may have"
+                ));
+            }
+            Ok(ArgSpec::Zeros(name(buffer)?, bytes))
+        }
+        "u32" => scalar(value.parse().ok().map(Arg::U32)),
+        "i32" => scalar(value.parse().ok().map(Arg::I32)),
+        "u64" => scalar(value.parse().ok().map(Arg::U64)),
+        "i64" => scalar(value.parse().ok().map(Arg::I64)),
+        "f32" => scalar(value.parse().ok().map(Arg::F32)),
+        "f64" => scalar(value.parse().ok().map(Arg::F64)),
+        other => Err(format!("unknown kind {other:?}; expected {ARG_FORMS}")),
+    }
+}
+
+/// The kernel arguments of `specs`, with their buffers made on `sim` (tensors read from the
+/// safetensors file `buffers`), and the buffers to write back.
+fn device_args(
+    sim: &mut Sim,
+    specs: &[ArgSpec],
+    buffers: Option<&String>,
+) -> Result<(Vec<Arg>, Vec<Output>), String> {
+    let needs_file = specs.iter().any(|s| matches!(s, ArgSpec::Tensor(_)));
+    let inputs = match buffers {
+        Some(path) if needs_file => {
+            Some(SafeTensors::open(Path::new(path)).map_err(|e| e.to_string())?)
+        }
+        _ => None,
+    };
+    let mut args = Vec::with_capacity(specs.len());
+    let mut outputs = Vec::new();
+    for spec in specs {
+        match spec {
+            ArgSpec::Scalar(arg) => args.push(*arg),
+            ArgSpec::Zeros(name, bytes) => {
+                let buffer = sim.zeros(*bytes);
+                args.push(Arg::Ptr(buffer));
+                outputs.push(Output {
+                    name: name.clone(),
+                    dtype: Dtype::U8,
+                    shape: vec![*bytes],
+                    buffer,
+                });
+            }
+            ArgSpec::Tensor(name) => {
+                let inputs = inputs.as_ref().ok_or_else(|| {
+                    format!("--args buf:{name}: no --buffers file to read tensor '{name}' from")
+                })?;
+                let (info, bytes) = tensor_bytes(inputs, name)?;
+                let buffer = sim.upload_bytes(bytes);
+                args.push(Arg::Ptr(buffer));
+                outputs.push(Output {
+                    name: name.clone(),
+                    dtype: info.dtype,
+                    shape: info.shape.clone(),
+                    buffer,
+                });
+            }
+        }
+    }
+    Ok((args, outputs))
+}
+
+/// Tensor `name` of `file`: its dtype and shape, and its raw little-endian bytes.
+fn tensor_bytes<'f>(
+    file: &'f SafeTensors,
+    name: &str,
+) -> Result<(&'f smelt_engine::formats::safetensors::TensorInfo, &'f [u8]), String> {
+    let Some(info) = file.info(name) else {
+        let names: Vec<&str> = file.names().take(NAMES_SHOWN).collect();
+        let more = if file.names().len() > NAMES_SHOWN {
+            ", ..."
+        } else {
+            ""
+        };
+        return Err(format!(
+            "{}: no tensor named '{name}' (the file has: {}{more})",
+            file.file(),
+            names.join(", ")
+        ));
+    };
+    let bytes = file.data().get(info.range.clone()).ok_or_else(|| {
+        format!(
+            "{}: tensor '{name}' lies outside the data buffer",
+            file.file()
+        )
+    })?;
+    Ok((info, bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dims_parse_or_name_the_problem() {
+        assert_eq!(parse_dim3("grid", "4"), Ok(Dim3::x(4)));
+        assert_eq!(parse_dim3("grid", "32, 8"), Ok(Dim3::xy(32, 8)));
+        assert_eq!(parse_dim3("block", "2,3,4"), Ok(Dim3::new(2, 3, 4)));
+        for bad in ["", "0", "1,2,3,4", "a", "2,,1", "-1", "4x2"] {
+            let err = parse_dim3("grid", bad).unwrap_err();
+            assert!(err.starts_with("--grid"), "{err}");
+            assert!(err.contains("positive integers"), "{err}");
+        }
+    }
+
+    #[test]
+    fn arg_lists_parse_or_name_the_item() {
+        let specs =
+            parse_arg_list("buf:a.b, zeros:out:64,u32:7,i32:-3,u64:9,i64:-9,f32:0.5,f64:2e3")
+                .unwrap();
+        assert_eq!(
+            specs,
+            vec![
+                ArgSpec::Tensor("a.b".into()),
+                ArgSpec::Zeros("out".into(), 64),
+                ArgSpec::Scalar(Arg::U32(7)),
+                ArgSpec::Scalar(Arg::I32(-3)),
+                ArgSpec::Scalar(Arg::U64(9)),
+                ArgSpec::Scalar(Arg::I64(-9)),
+                ArgSpec::Scalar(Arg::F32(0.5)),
+                ArgSpec::Scalar(Arg::F64(2e3)),
+            ]
+        );
+        assert_eq!(parse_arg_list(""), Ok(vec![]));
+        let cases = [
+            ("ptr:x", "unknown kind \"ptr\""),
+            ("u32:-1", "not a valid u32 value"),
+            ("f32:one", "not a valid f32 value"),
+            ("buf:", "buffer name is empty"),
+            ("zeros:x", "expected zeros:NAME:BYTES"),
+            ("zeros:x:ten", "not a byte count"),
+            ("zeros:x:99999999999", "a zeros buffer may have"),
+            ("u32:1,", "expected KIND:VALUE"),
+            ("buf:x,zeros:x:4", "'x' is used twice"),
+        ];
+        for (list, want) in cases {
+            let err = parse_arg_list(list).unwrap_err();
+            assert!(err.contains(want), "{list}: {err}");
+        }
+    }
+}
