@@ -350,7 +350,7 @@ impl Block<'_, '_> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn get(&self, w: usize, s: Src, lane: usize) -> u64 {
         match s {
             Src::Reg(r) => self.regs[(w * self.nregs + r as usize) * 32 + lane],
@@ -359,7 +359,7 @@ impl Block<'_, '_> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn set(&mut self, w: usize, d: Dst, lane: usize, v: u64) {
         if d != SINK {
             let i = w * self.nregs + d as usize;
@@ -368,6 +368,7 @@ impl Block<'_, '_> {
         }
     }
 
+    #[inline(never)]
     fn special(&self, w: usize, lane: usize, sp: Special) -> u64 {
         let c = self.ctx;
         match sp {
@@ -432,15 +433,15 @@ impl Block<'_, '_> {
         check_align(addr, len)?;
         let n = len as usize;
         match space {
-            MemSpace::Global => out[..n].copy_from_slice(self.global.bytes(a, len as u64)?),
+            MemSpace::Global => copy_small(&mut out[..n], self.global.bytes(a, len as u64)?),
             MemSpace::Shared => {
                 let off = check_range(a, len as u64, self.shared.len(), "shared")?;
                 self.shared_access(w, lane, off, n, false, false)?;
-                out[..n].copy_from_slice(&self.shared[off..off + n]);
+                copy_small(&mut out[..n], &self.shared[off..off + n]);
             }
             MemSpace::Local | MemSpace::FrameParam => {
                 let off = self.frame_offset(w, lane, a, len)?;
-                out[..n].copy_from_slice(&self.frames[off..off + n]);
+                copy_small(&mut out[..n], &self.frames[off..off + n]);
             }
             MemSpace::Const => {
                 let off = check_range(a, len as u64, self.ctx.consts.len(), "const")?;
@@ -468,15 +469,15 @@ impl Block<'_, '_> {
         check_align(addr, len)?;
         let n = bytes.len();
         match space {
-            MemSpace::Global => self.global.bytes_mut(a, len as u64)?.copy_from_slice(bytes),
+            MemSpace::Global => copy_small(self.global.bytes_mut(a, len as u64)?, bytes),
             MemSpace::Shared => {
                 let off = check_range(a, len as u64, self.shared.len(), "shared")?;
                 self.shared_access(w, lane, off, n, true, false)?;
-                self.shared[off..off + n].copy_from_slice(bytes);
+                copy_small(&mut self.shared[off..off + n], bytes);
             }
             MemSpace::Local | MemSpace::FrameParam => {
                 let off = self.frame_offset(w, lane, a, len)?;
-                self.frames[off..off + n].copy_from_slice(bytes);
+                copy_small(&mut self.frames[off..off + n], bytes);
             }
             MemSpace::Const | MemSpace::KernelParam => {
                 return Err(SimError::new(
@@ -1163,6 +1164,17 @@ impl Block<'_, '_> {
             self.set(w, d, l, v);
             self.set(w, p, l, ok as u64);
         }
+    }
+}
+
+/// Copies an access of 1 to 16 bytes with fixed-size moves (no call to memmove).
+#[inline(always)]
+fn copy_small(dst: &mut [u8], src: &[u8]) {
+    match dst.len() {
+        4 => dst[..4].copy_from_slice(&src[..4]),
+        8 => dst[..8].copy_from_slice(&src[..8]),
+        16 => dst[..16].copy_from_slice(&src[..16]),
+        _ => dst.copy_from_slice(src),
     }
 }
 
