@@ -266,6 +266,24 @@ impl Sim {
         }
     }
 
+    /// Overwrites a buffer with `bytes` (as many as it holds). An error when the buffer is not
+    /// from this simulator or the lengths differ.
+    pub fn write_bytes(&mut self, buf: Buffer, bytes: &[u8]) -> Result<()> {
+        if buf.sim != self.id || bytes.len() != buf.len {
+            return Err(SimError::launch(format!(
+                "cannot write {} bytes into the {}-byte buffer at {:#x} (of this simulator: {})",
+                bytes.len(),
+                buf.len,
+                buf.addr,
+                buf.sim == self.id
+            )));
+        }
+        self.global
+            .bytes_mut(buf.addr, buf.len as u64)?
+            .copy_from_slice(bytes);
+        Ok(())
+    }
+
     /// A buffer's contents as f32 values.
     pub fn read_f32(&self, buf: Buffer) -> Vec<f32> {
         self.read_bytes(buf)

@@ -174,6 +174,32 @@ impl GpuDevice for CudaDevice {
         Ok(())
     }
 
+    fn copy(&mut self, src: GpuBuffer, dst: GpuBuffer) -> Result<()> {
+        if src.bytes() != dst.bytes() {
+            return Err(err(format!(
+                "copy of {} bytes into a buffer of {}",
+                src.bytes(),
+                dst.bytes()
+            )));
+        }
+        let slot = |b: GpuBuffer| b.handle() as usize;
+        let mut target = self
+            .buffers
+            .get_mut(slot(dst))
+            .and_then(Option::take)
+            .ok_or_else(|| {
+                err(format!(
+                    "buffer {} does not belong to this device",
+                    dst.handle()
+                ))
+            })?;
+        let result = self
+            .slice(src)
+            .and_then(|s| self.stream.memcpy_dtod(s, &mut target).map_err(err));
+        self.buffers[slot(dst)] = Some(target);
+        result
+    }
+
     fn synchronize(&mut self) -> Result<()> {
         self.stream.synchronize().map_err(err)
     }

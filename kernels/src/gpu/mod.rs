@@ -102,6 +102,8 @@ pub trait GpuDevice {
         cfg: LaunchConfig,
         args: &[KernelArg],
     ) -> Result<()>;
+    /// Copies all of `src` into `dst` on the device (the two must have the same size).
+    fn copy(&mut self, src: GpuBuffer, dst: GpuBuffer) -> Result<()>;
     /// Waits until every launch finished.
     fn synchronize(&mut self) -> Result<()>;
 }

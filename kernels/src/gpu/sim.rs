@@ -112,6 +112,17 @@ impl GpuDevice for SimDevice {
         Ok(())
     }
 
+    fn copy(&mut self, src: GpuBuffer, dst: GpuBuffer) -> Result<()> {
+        let bytes = self.sim.read_bytes(self.buffer(src)?);
+        let dst = self.buffer(dst)?;
+        self.sim
+            .write_bytes(dst, &bytes)
+            .map_err(|e| Error::Device {
+                op: "ptx-sim copy",
+                detail: e.to_string(),
+            })
+    }
+
     fn synchronize(&mut self) -> Result<()> {
         Ok(())
     }
