@@ -1,1 +1,317 @@
-//! GPU attention kernels (being written).
+//! GPU multi-head attention (`kernels/cuda/attention.cu`), FlashAttention-2 style, with the
+//! conventions and numerics of [`crate::cpu::attention`]: `q`, `k`, `v` and the output are
+//! `[B, T, H*d]` row-major, the optional mask is `[B, T]` additive per key, and the logits are
+//! `fma(scale, q.k, mask)` as on the CPU.
+//!
+//! No `T x T` matrix reaches global memory. The forward keeps a query tile in shared memory,
+//! streams key/value tiles through it with an online softmax (running max and sum per row)
+//! and writes the output and the row statistics ([`lse_len`]). The backward recomputes the
+//! probabilities from those statistics: one kernel computes `Dvec = rowsum(dO * O)`, one
+//! (parallel over key tiles) `dK` and `dV`, one (parallel over query tiles) `dQ`; every value
+//! is written by one thread, without atomics, so results are the same bits on every run.
+//!
+//! Blocks have 128 threads; tiles depend on the head dimension (`BQ` query rows, `BK` key
+//! rows), all in static shared memory under 48 KiB:
+//!
+//! | `d` | forward `BQ x BK` | dK/dV `BQ x BK` | dQ `BQ x BK` | shared bytes (fwd, dK/dV, dQ) |
+//! |---|---|---|---|---|
+//! | 32 | 64 x 64 | 32 x 64 | 64 x 32 | 45056, 46464, 36864 |
+//! | 64 | 64 x 32 | 32 x 32 | 32 x 32 | 44032, 44416, 39424 |
+//! | 128 | 32 x 16 | 8 x 32 | 32 x 8 | 36352, 45408, 43776 |
+//!
+//! A row whose keys are all masked behaves as on the CPU: with a finite mask such as
+//! `f32::MIN` every logit rounds to the same value and the row averages `v` uniformly; with
+//! `-inf` its output (and its gradients) are zero.
+
+use super::{check_len, GpuBuffer, GpuDevice, KernelArg, LaunchConfig, PtxModule};
+use crate::cpu::attention::AttentionShape;
+use crate::{Error, Result};
+
+/// The attention kernels, compiled from `kernels/cuda/attention.cu`.
+pub const MODULE: PtxModule = PtxModule {
+    name: "attention",
+    ptx: include_str!("../../ptx/attention.ptx"),
+};
+
+/// Threads of every block (`NT` in the source).
+const THREADS: u32 = 128;
+/// Rows of the `Dvec` kernel's block: one warp each.
+const DVEC_ROWS: usize = THREADS as usize / 32;
+/// The most blocks along grid y (heads) and z (batch).
+const MAX_GRID_YZ: usize = 65535;
+
+/// Rows per block of the kernels for one head dimension (the `ATTENTION_KERNELS` table of the
+/// source): the forward's query tile, the dK/dV kernel's key tile, the dQ kernel's query tile.
+struct Tiles {
+    forward_rows: usize,
+    dkdv_rows: usize,
+    dq_rows: usize,
+}
+
+impl Tiles {
+    /// The tiles for `shape.head_dim`, or [`Error::Unsupported`] for a head dimension the
+    /// kernels are not built for.
+    fn of(op: &'static str, shape: &AttentionShape) -> Result<Tiles> {
+        let (forward_rows, dkdv_rows, dq_rows) = match shape.head_dim {
+            32 => (64, 64, 64),
+            64 => (64, 32, 32),
+            128 => (32, 32, 32),
+            d => {
+                return Err(Error::Unsupported {
+                    op,
+                    detail: format!(
+                        "head_dim {d} ({}): the kernels are built for head_dim 32, 64 and 128",
+                        describe(shape)
+                    ),
+                })
+            }
+        };
+        Ok(Tiles {
+            forward_rows,
+            dkdv_rows,
+            dq_rows,
+        })
+    }
+}
+
+/// Length of the statistics buffer (`lse`) of [`attention_forward`] and
+/// [`attention_backward`]: `[3, B, H, T]` f32 values. Plane 0 holds each row's maximum logit
+/// `m`, plane 1 `ln(sum_j exp(s_j - m))`, so the row's logsumexp is their sum (kept apart so
+/// that a padded row with logits near `f32::MIN` keeps its precision); plane 2 is scratch for
+/// the backward's `rowsum(dO * O)`.
+pub fn lse_len(shape: &AttentionShape) -> usize {
+    3 * shape.batch * shape.heads * shape.seq
+}
+
+/// `out = softmax(scale * Q K^T + mask) V` per batch element and head, as
+/// [`crate::cpu::attention::attention_forward`], plus the row statistics `lse` the backward
+/// needs.
+///
+/// `q`, `k`, `v` and `out` hold `[B, T, H*d]` values, `mask` (additive per key) `[B, T]`,
+/// `lse` [`lse_len`] values. Errors: [`Error::Unsupported`] when `head_dim` is not 32, 64 or
+/// 128 or the shape exceeds the grid and `i32` limits, [`Error::Shape`] when a buffer is too
+/// short, [`Error::Overlap`] when an output is also another argument.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_forward(
+    dev: &mut dyn GpuDevice,
+    q: GpuBuffer,
+    k: GpuBuffer,
+    v: GpuBuffer,
+    mask: Option<GpuBuffer>,
+    scale: f32,
+    shape: &AttentionShape,
+    out: GpuBuffer,
+    lse: GpuBuffer,
+) -> Result<()> {
+    const OP: &str = "gpu_attention_forward";
+    let tiles = Tiles::of(OP, shape)?;
+    let seq = check_shape(OP, shape)?;
+    let n = shape.qkv_len();
+    for (name, buf) in [("q", q), ("k", k), ("v", v), ("out", out)] {
+        check(OP, shape, name, buf, n)?;
+    }
+    check(OP, shape, "lse", lse, lse_len(shape))?;
+    if let Some(m) = mask {
+        check(OP, shape, "mask", m, shape.batch * shape.seq)?;
+    }
+    let mut inputs = vec![("q", q), ("k", k), ("v", v)];
+    inputs.extend(mask.map(|m| ("mask", m)));
+    distinct_outputs(OP, &[("out", out), ("lse", lse)], &inputs)?;
+    if n == 0 {
+        return Ok(());
+    }
+    let mut args = common_args(q, k, v, mask, scale, seq);
+    args.extend([KernelArg::Buf(out), KernelArg::Buf(lse)]);
+    let cfg = tile_grid(shape, tiles.forward_rows);
+    dev.launch(
+        MODULE,
+        &format!("attention_forward_d{}", shape.head_dim),
+        cfg,
+        &args,
+    )
+}
+
+/// Gradients of [`attention_forward`]: `dq`, `dk`, `dv` (`[B, T, H*d]`, overwritten) from the
+/// inputs, the forward's `out` and `lse`, and the output gradient `dout`, as
+/// [`crate::cpu::attention::attention_backward`]. The mask gets no gradient; masked keys get
+/// none either.
+///
+/// Plane 2 of `lse` is overwritten (scratch, see [`lse_len`]); planes 0 and 1 are kept. Errors
+/// as [`attention_forward`], with `lse` counted as an output.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_backward(
+    dev: &mut dyn GpuDevice,
+    q: GpuBuffer,
+    k: GpuBuffer,
+    v: GpuBuffer,
+    mask: Option<GpuBuffer>,
+    scale: f32,
+    shape: &AttentionShape,
+    out: GpuBuffer,
+    lse: GpuBuffer,
+    dout: GpuBuffer,
+    dq: GpuBuffer,
+    dk: GpuBuffer,
+    dv: GpuBuffer,
+) -> Result<()> {
+    const OP: &str = "gpu_attention_backward";
+    let tiles = Tiles::of(OP, shape)?;
+    let seq = check_shape(OP, shape)?;
+    let n = shape.qkv_len();
+    let tensors = [
+        ("q", q),
+        ("k", k),
+        ("v", v),
+        ("out", out),
+        ("dout", dout),
+        ("dq", dq),
+        ("dk", dk),
+        ("dv", dv),
+    ];
+    for (name, buf) in tensors {
+        check(OP, shape, name, buf, n)?;
+    }
+    check(OP, shape, "lse", lse, lse_len(shape))?;
+    if let Some(m) = mask {
+        check(OP, shape, "mask", m, shape.batch * shape.seq)?;
+    }
+    let mut inputs = vec![("q", q), ("k", k), ("v", v), ("out", out), ("dout", dout)];
+    inputs.extend(mask.map(|m| ("mask", m)));
+    let outputs = [("dq", dq), ("dk", dk), ("dv", dv), ("lse", lse)];
+    distinct_outputs(OP, &outputs, &inputs)?;
+    if n == 0 {
+        return Ok(());
+    }
+
+    // Dvec = rowsum(dO * O) into plane 2 of lse: one warp per (b, t, h) row.
+    let rows = shape.batch * shape.seq * shape.heads;
+    let cfg = LaunchConfig {
+        grid: [rows.div_ceil(DVEC_ROWS) as u32, 1, 1],
+        block: [THREADS, 1, 1],
+        shared_bytes: 0,
+    };
+    let dvec_args = [
+        KernelArg::Buf(out),
+        KernelArg::Buf(dout),
+        KernelArg::Buf(lse),
+        KernelArg::I32(seq),
+        KernelArg::I32(shape.heads as i32),
+        KernelArg::I32(shape.head_dim as i32),
+        KernelArg::I32(rows as i32),
+    ];
+    dev.launch(MODULE, "attention_backward_dvec", cfg, &dvec_args)?;
+
+    let d = shape.head_dim;
+    let mut args = common_args(q, k, v, mask, scale, seq);
+    args.extend([KernelArg::Buf(dout), KernelArg::Buf(lse)]);
+    let mut dkdv_args = args.clone();
+    dkdv_args.extend([KernelArg::Buf(dk), KernelArg::Buf(dv)]);
+    let cfg = tile_grid(shape, tiles.dkdv_rows);
+    dev.launch(
+        MODULE,
+        &format!("attention_backward_dkdv_d{d}"),
+        cfg,
+        &dkdv_args,
+    )?;
+    args.push(KernelArg::Buf(dq));
+    let cfg = tile_grid(shape, tiles.dq_rows);
+    dev.launch(MODULE, &format!("attention_backward_dq_d{d}"), cfg, &args)
+}
+
+/// The arguments every tile kernel starts with: `q, k, v, mask, has_mask, scale, T` (without a
+/// mask, `q` stands in for its pointer and is never read as one).
+fn common_args(
+    q: GpuBuffer,
+    k: GpuBuffer,
+    v: GpuBuffer,
+    mask: Option<GpuBuffer>,
+    scale: f32,
+    seq: i32,
+) -> Vec<KernelArg> {
+    vec![
+        KernelArg::Buf(q),
+        KernelArg::Buf(k),
+        KernelArg::Buf(v),
+        KernelArg::Buf(mask.unwrap_or(q)),
+        KernelArg::I32(i32::from(mask.is_some())),
+        KernelArg::F32(scale),
+        KernelArg::I32(seq),
+    ]
+}
+
+/// A grid of `ceil(T / rows)` tiles by heads by batch elements of 128-thread blocks.
+fn tile_grid(shape: &AttentionShape, rows: usize) -> LaunchConfig {
+    LaunchConfig {
+        grid: [
+            shape.seq.div_ceil(rows) as u32,
+            shape.heads as u32,
+            shape.batch as u32,
+        ],
+        block: [THREADS, 1, 1],
+        shared_bytes: 0,
+    }
+}
+
+/// `batch B x seq T x heads H x head_dim d`, for messages.
+fn describe(shape: &AttentionShape) -> String {
+    format!(
+        "batch {} x seq {} x heads {} x head_dim {}",
+        shape.batch, shape.seq, shape.heads, shape.head_dim
+    )
+}
+
+/// The sequence length as the kernels' `int`, or [`Error::Unsupported`] when the shape exceeds
+/// what the grid (`H`, `B` at most 65535) and the kernels' 32-bit indices (`3*B*H*T` values of
+/// `lse`) can address.
+fn check_shape(op: &'static str, shape: &AttentionShape) -> Result<i32> {
+    let fits = shape.batch <= MAX_GRID_YZ
+        && shape.heads <= MAX_GRID_YZ
+        && i32::try_from(lse_len(shape)).is_ok();
+    match i32::try_from(shape.seq) {
+        Ok(seq) if fits => Ok(seq),
+        _ => Err(Error::Unsupported {
+            op,
+            detail: format!(
+                "{}: batch and heads must be at most {MAX_GRID_YZ} and 3 x batch x heads x seq at most {}",
+                describe(shape),
+                i32::MAX
+            ),
+        }),
+    }
+}
+
+/// [`check_len`] with the shape in the message.
+fn check(
+    op: &'static str,
+    shape: &AttentionShape,
+    name: &str,
+    buf: GpuBuffer,
+    elems: usize,
+) -> Result<()> {
+    check_len(op, name, buf, elems).map_err(|e| match e {
+        Error::Shape { op, detail } => Error::Shape {
+            op,
+            detail: format!("{detail} ({})", describe(shape)),
+        },
+        other => other,
+    })
+}
+
+/// [`Error::Overlap`] when an output is the same buffer as another output or an input: the
+/// kernels read their inputs while other blocks write the outputs.
+fn distinct_outputs(
+    op: &'static str,
+    outputs: &[(&str, GpuBuffer)],
+    inputs: &[(&str, GpuBuffer)],
+) -> Result<()> {
+    for (i, &(name, buf)) in outputs.iter().enumerate() {
+        let mut others = outputs[i + 1..].iter().chain(inputs);
+        if let Some((other, _)) = others.find(|(_, b)| b.handle() == buf.handle()) {
+            return Err(Error::Overlap {
+                op,
+                detail: format!("{name} and {other} are the same buffer"),
+            });
+        }
+    }
+    Ok(())
+}
