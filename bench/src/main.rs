@@ -19,6 +19,7 @@ mod demo;
 mod embed_bench;
 mod embed_cmd;
 mod gemm_bench;
+mod gpu_bench;
 mod peak;
 mod peers;
 mod ptx_cmd;
@@ -43,6 +44,9 @@ const USAGE: &str = "usage:
   smelt bench embed   --model DIR [--count N] [--batch N] [--runs R] [--threads N] [--torch] [--json]
   smelt bench gemm    [--shape MxKxN ...] [--batch B] [--transb] [--threads N] [--torch] [--json]
   smelt bench softmax [--shape ROWSxCOLS ...] [--threads N] [--json]
+  smelt bench attention [--device cuda|ptx-sim] [--batch 32] [--heads 12] [--seq 128,512] [--head-dim 64] [--torch] [--json]
+  smelt bench layernorm [--device cuda|ptx-sim] [--rows 4096] [--hidden 768,1024] [--torch] [--json]
+                 (GPU kernels: --device cuda needs a build with --features cuda and a GPU)
 options:
   --threads N    threads for every implementation (default: all cores)
   --json         one JSON object per line instead of a table
@@ -125,6 +129,23 @@ fn bench(raw: &[String]) -> Result<(), String> {
             let mut rows = vec![peak_row(peak, threads)];
             rows.extend(gemm_bench::run(&args, threads, peak)?);
             rows
+        }
+        "attention" => {
+            args.only(&[
+                "device",
+                "batch",
+                "heads",
+                "seq",
+                "head-dim",
+                "torch",
+                "json",
+                "budget-ms",
+            ])?;
+            gpu_bench::attention(&args)?
+        }
+        "layernorm" => {
+            args.only(&["device", "rows", "hidden", "torch", "json", "budget-ms"])?;
+            gpu_bench::layernorm(&args)?
         }
         "softmax" => {
             args.only(&["shape", "threads", "json", "budget-ms"])?;

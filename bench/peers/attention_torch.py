@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""PyTorch's fused attention and layer norm on the GPU, one JSON object per line, in the format
+of `smelt bench attention|layernorm --json`.
+
+    python3 bench/peers/attention_torch.py attention --batch 32 --heads 12 --seq 128,512 --head-dim 64
+    python3 bench/peers/attention_torch.py layernorm --rows 4096 --hidden 768,1024
+        [--device cuda|cpu] [--runs R]
+
+attention: torch.nn.functional.scaled_dot_product_attention on [B, H, T, d] float32 tensors
+with an additive key-padding mask of zeros (so the kernel takes its masked path, as ours
+does), forward alone and forward + backward; FLOPs as FlashAttention counts them: forward
+4*B*H*T*T*d, backward 2.5x that. layernorm: torch.nn.functional.layer_norm over the last dim,
+forward, and forward + backward from a given dy; bytes counted as ours: forward reads x and
+writes y (8 bytes per element), backward reads dy and x and writes dx (12 per element). The
+same run measures the device-to-device copy bandwidth (a tensor copy_, counted as read +
+write) as the reference for "fraction of copy bandwidth".
+
+Each case warms up, then times R runs (default 20) with the device synchronised around each;
+the median is reported.
+"""
+import argparse
+import json
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+
+def timed(fn, device, runs):
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(runs):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(times)
+
+
+def ints(s):
+    return [int(x) for x in s.split(",") if x]
+
+
+def attention(args):
+    for seq in ints(args.seq):
+        b, h, d = args.batch, args.heads, args.head_dim
+        gen = torch.Generator(device=args.device).manual_seed(0)
+        q, k, v = (torch.randn(b, h, seq, d, device=args.device, generator=gen, requires_grad=True) for _ in range(3))
+        mask = torch.zeros(b, 1, 1, seq, device=args.device)
+        scale = d ** -0.5
+        dout = torch.randn(b, h, seq, d, device=args.device, generator=gen)
+
+        def fwd():
+            with torch.no_grad():
+                F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+
+        def fwd_bwd():
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+            torch.autograd.grad(out, (q, k, v), dout)
+
+        flops = 4.0 * b * h * seq * seq * d
+        t_f = timed(fwd, args.device, args.runs)
+        t_fb = timed(fwd_bwd, args.device, args.runs)
+        t_b = max(t_fb - t_f, 1e-9)
+        for phase, ms, fl in (("forward", t_f, flops), ("backward", t_b, 2.5 * flops)):
+            print(json.dumps({"impl": "pytorch", "op": "attention", "device": args.device, "phase": phase,
+                              "batch": b, "heads": h, "seq": seq, "head_dim": d,
+                              "median_ms": round(ms, 4), "tflops": round(fl / ms / 1e9, 3)}), flush=True)
+
+
+def layernorm(args):
+    for hidden in ints(args.hidden):
+        rows = args.rows
+        gen = torch.Generator(device=args.device).manual_seed(0)
+        x = torch.randn(rows, hidden, device=args.device, generator=gen, requires_grad=True)
+        w = torch.randn(hidden, device=args.device, generator=gen, requires_grad=True)
+        bias = torch.randn(hidden, device=args.device, generator=gen, requires_grad=True)
+        dy = torch.randn(rows, hidden, device=args.device, generator=gen)
+        dst = torch.empty_like(dy)
+
+        def fwd():
+            with torch.no_grad():
+                F.layer_norm(x, (hidden,), w, bias, 1e-12)
+
+        def fwd_bwd():
+            y = F.layer_norm(x, (hidden,), w, bias, 1e-12)
+            torch.autograd.grad(y, (x, w, bias), dy)
+
+        def copy():
+            dst.copy_(dy)
+
+        n = rows * hidden
+        t_c = timed(copy, args.device, args.runs)
+        t_f = timed(fwd, args.device, args.runs)
+        t_b = max(timed(fwd_bwd, args.device, args.runs) - t_f, 1e-9)
+        for phase, ms, nbytes in (("copy", t_c, 8 * n), ("forward", t_f, 8 * n), ("backward", t_b, 12 * n)):
+            print(json.dumps({"impl": "pytorch", "op": "layernorm", "device": args.device, "phase": phase,
+                              "rows": rows, "cols": hidden, "median_ms": round(ms, 4),
+                              "gbps": round(nbytes / ms / 1e6, 2)}), flush=True)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("op", choices=["attention", "layernorm"])
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--runs", type=int, default=20)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--heads", type=int, default=12)
+    p.add_argument("--seq", default="128,512")
+    p.add_argument("--head-dim", type=int, default=64)
+    p.add_argument("--rows", type=int, default=4096)
+    p.add_argument("--hidden", default="768,1024")
+    args = p.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("attention_torch.py: no CUDA device visible to PyTorch (use --device cpu for a smoke run)")
+    attention(args) if args.op == "attention" else layernorm(args)
+
+
+if __name__ == "__main__":
+    main()

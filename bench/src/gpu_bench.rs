@@ -1,0 +1,354 @@
+//! `smelt bench attention` and `smelt bench layernorm` on a GPU device: our fused attention
+//! (forward, backward) in TFLOP/s and our layer norm (forward, backward) in GB/s beside the
+//! device-to-device copy bandwidth measured in the same run, and with `--torch` PyTorch's
+//! `scaled_dot_product_attention` and `layer_norm` on the same device (bench/peers/attention_torch.py).
+//!
+//! `--device cuda` needs a build with `--features cuda` and a GPU; `--device ptx-sim` runs the
+//! same launches in the interpreter (a smoke test of the command, not a speed figure).
+
+use std::cell::RefCell;
+use std::time::Duration;
+
+use smelt_engine::Device;
+use smelt_kernels::cpu::attention::AttentionShape;
+use smelt_kernels::gpu::{attention, layernorm, GpuBuffer, GpuDevice};
+
+use crate::args::Args;
+use crate::peers::{json_lines, number};
+use crate::report::{Row, Value};
+use crate::timing::interleaved;
+
+fn device(args: &Args) -> Result<Device, String> {
+    let name = args.get("device", "cuda".to_string())?;
+    let mut dev = Device::from_name(&name).map_err(|e| e.to_string())?;
+    if dev.gpu().is_none() {
+        return Err(format!(
+            "--device {name}: these benchmarks run GPU kernels (cuda, or ptx-sim for a smoke test)"
+        ));
+    }
+    Ok(dev)
+}
+
+fn list(args: &Args, name: &str, default: &str) -> Result<Vec<usize>, String> {
+    args.get(name, default.to_string())?
+        .split(',')
+        .map(|s| {
+            s.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("--{name}: {s:?} is not a whole number"))
+        })
+        .collect()
+}
+
+/// Values in a fixed pseudo-random pattern in [-1, 1).
+fn pattern(n: usize, seed: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| ((i * 7919 + seed * 104_729) % 2003) as f32 / 1001.5 - 1.0)
+        .collect()
+}
+
+/// Times each closure (interleaved, median after warm-up); the first error stops the run.
+fn time_all(
+    fns: &mut [&mut dyn FnMut() -> Result<(), String>],
+    budget: Duration,
+) -> Result<Vec<f64>, String> {
+    let error = RefCell::new(None);
+    let mut wrapped: Vec<Box<dyn FnMut() + '_>> = fns
+        .iter_mut()
+        .map(|f| {
+            let error = &error;
+            Box::new(move || {
+                if error.borrow().is_none() {
+                    if let Err(e) = f() {
+                        *error.borrow_mut() = Some(e);
+                    }
+                }
+            }) as Box<dyn FnMut()>
+        })
+        .collect();
+    let mut refs: Vec<&mut dyn FnMut()> = wrapped
+        .iter_mut()
+        .map(|b| b.as_mut() as &mut dyn FnMut())
+        .collect();
+    let t = interleaved(&mut refs, 5, budget);
+    drop(refs);
+    drop(wrapped);
+    match error.into_inner() {
+        Some(e) => Err(e),
+        None => Ok(t),
+    }
+}
+
+/// Runs `smelt bench attention` and returns its rows.
+pub fn attention(args: &Args) -> Result<Vec<Row>, String> {
+    let mut device = device(args)?;
+    let dev_name = device.name();
+    let dev = device.gpu().ok_or("no GPU device")?;
+    let (batch, heads, head_dim) = (
+        args.get("batch", 32)?,
+        args.get("heads", 12)?,
+        args.get("head-dim", 64)?,
+    );
+    let budget = Duration::from_millis(args.get("budget-ms", 2000)?);
+    let mut rows = Vec::new();
+    for seq in list(args, "seq", "128,512")? {
+        let shape = AttentionShape {
+            batch,
+            seq,
+            heads,
+            head_dim,
+        };
+        let n = shape.qkv_len();
+        let e = |e: smelt_kernels::Error| e.to_string();
+        let upload = |dev: &mut dyn GpuDevice, seed| dev.upload_f32(&pattern(n, seed)).map_err(e);
+        let (q, k, v, dout) = (
+            upload(dev, 1)?,
+            upload(dev, 2)?,
+            upload(dev, 3)?,
+            upload(dev, 4)?,
+        );
+        let zeros = |dev: &mut dyn GpuDevice, len: usize| dev.alloc_zeros(len * 4).map_err(e);
+        let mask = zeros(dev, batch * seq)?;
+        let (out, lse) = (zeros(dev, n)?, zeros(dev, attention::lse_len(&shape))?);
+        let (dq, dk, dv) = (zeros(dev, n)?, zeros(dev, n)?, zeros(dev, n)?);
+        let scale = (head_dim as f32).powf(-0.5);
+        let dev = RefCell::new(&mut *dev);
+        let mut forward = || {
+            let mut d = dev.borrow_mut();
+            attention::attention_forward(*d, q, k, v, Some(mask), scale, &shape, out, lse)
+                .map_err(e)?;
+            d.synchronize().map_err(e)
+        };
+        let mut backward = || {
+            let mut d = dev.borrow_mut();
+            attention::attention_backward(
+                *d,
+                q,
+                k,
+                v,
+                Some(mask),
+                scale,
+                &shape,
+                out,
+                lse,
+                dout,
+                dq,
+                dk,
+                dv,
+            )
+            .map_err(e)?;
+            d.synchronize().map_err(e)
+        };
+        forward()?;
+        let t = time_all(&mut [&mut forward, &mut backward], budget)?;
+        let flops = 4.0 * (batch * heads * seq * seq * head_dim) as f64;
+        let peer = if args.flag("torch") {
+            torch_attention(args, &shape)?
+        } else {
+            Vec::new()
+        };
+        for (phase, secs, fl) in [("forward", t[0], flops), ("backward", t[1], 2.5 * flops)] {
+            let ours = fl / secs / 1e12;
+            let theirs = peer.iter().find(|(p, _, _)| p == phase).map(|p| p.2);
+            rows.push(attention_row(
+                "smelt",
+                &dev_name,
+                phase,
+                &shape,
+                secs * 1e3,
+                ours,
+                theirs.map(|t| ours / t),
+            ));
+            if let Some((_, ms, tf)) = peer.iter().find(|(p, _, _)| p == phase) {
+                rows.push(attention_row(
+                    "pytorch", &dev_name, phase, &shape, *ms, *tf, None,
+                ));
+            }
+        }
+    }
+    Ok(rows)
+}
+
+fn attention_row(
+    who: &str,
+    dev: &str,
+    phase: &str,
+    s: &AttentionShape,
+    ms: f64,
+    tflops: f64,
+    ratio: Option<f64>,
+) -> Row {
+    Row(vec![
+        ("impl", Value::Text(who.into())),
+        ("op", Value::Text("attention".into())),
+        ("device", Value::Text(dev.into())),
+        ("phase", Value::Text(phase.into())),
+        ("batch", Value::Int(s.batch)),
+        ("heads", Value::Int(s.heads)),
+        ("seq", Value::Int(s.seq)),
+        ("head_dim", Value::Int(s.head_dim)),
+        ("median_ms", Value::Num(ms)),
+        ("tflops", Value::Num(tflops)),
+        ("smelt_x", Value::Num(ratio.unwrap_or(f64::NAN))),
+    ])
+}
+
+/// PyTorch's (phase, median ms, TFLOP/s) for one attention shape.
+fn torch_attention(args: &Args, s: &AttentionShape) -> Result<Vec<(String, f64, f64)>, String> {
+    let device = args.get("device", "cuda".to_string())?;
+    let peer_args = [
+        "attention".to_string(),
+        format!("--device={}", if device == "cuda" { "cuda" } else { "cpu" }),
+        format!("--batch={}", s.batch),
+        format!("--heads={}", s.heads),
+        format!("--seq={}", s.seq),
+        format!("--head-dim={}", s.head_dim),
+    ];
+    json_lines("--torch", "attention_torch.py", &peer_args)?
+        .iter()
+        .map(|l| {
+            Ok((
+                crate::peers::field(l, "phase")?,
+                number(l, "median_ms")?,
+                number(l, "tflops")?,
+            ))
+        })
+        .collect()
+}
+
+/// Runs `smelt bench layernorm` and returns its rows.
+pub fn layernorm(args: &Args) -> Result<Vec<Row>, String> {
+    let mut device = device(args)?;
+    let dev_name = device.name();
+    let dev = device.gpu().ok_or("no GPU device")?;
+    let rows_n: usize = args.get("rows", 4096)?;
+    let budget = Duration::from_millis(args.get("budget-ms", 2000)?);
+    let mut rows = Vec::new();
+    for cols in list(args, "hidden", "768,1024")? {
+        let n = rows_n * cols;
+        let e = |e: smelt_kernels::Error| e.to_string();
+        let x = dev.upload_f32(&pattern(n, 1)).map_err(e)?;
+        let dy = dev.upload_f32(&pattern(n, 2)).map_err(e)?;
+        let gamma = dev.upload_f32(&pattern(cols, 3)).map_err(e)?;
+        let beta = dev.upload_f32(&pattern(cols, 4)).map_err(e)?;
+        let zeros = |dev: &mut dyn GpuDevice, len: usize| -> Result<GpuBuffer, String> {
+            dev.alloc_zeros(len * 4).map_err(e)
+        };
+        let (y, dx, copy_dst) = (zeros(dev, n)?, zeros(dev, n)?, zeros(dev, n)?);
+        let (mean, rstd) = (zeros(dev, rows_n)?, zeros(dev, rows_n)?);
+        let (dgamma, dbeta) = (zeros(dev, cols)?, zeros(dev, cols)?);
+        let scratch = zeros(
+            dev,
+            layernorm::layer_norm_backward_scratch_len(rows_n, cols),
+        )?;
+        let dev = RefCell::new(&mut *dev);
+        let mut copy = || {
+            let mut d = dev.borrow_mut();
+            d.copy(x, copy_dst).map_err(e)?;
+            d.synchronize().map_err(e)
+        };
+        let mut forward = || {
+            let mut d = dev.borrow_mut();
+            layernorm::layer_norm(*d, x, gamma, beta, y, mean, rstd, rows_n, cols, 1e-12)
+                .map_err(e)?;
+            d.synchronize().map_err(e)
+        };
+        let mut backward = || {
+            let mut d = dev.borrow_mut();
+            layernorm::layer_norm_backward(
+                *d, dy, x, gamma, mean, rstd, dx, dgamma, dbeta, scratch, rows_n, cols,
+            )
+            .map_err(e)?;
+            d.synchronize().map_err(e)
+        };
+        forward()?;
+        let t = time_all(&mut [&mut copy, &mut forward, &mut backward], budget)?;
+        let bytes = [8.0 * n as f64, 8.0 * n as f64, 12.0 * n as f64];
+        let copy_gbps = bytes[0] / t[0] / 1e9;
+        let peer = if args.flag("torch") {
+            torch_layernorm(args, rows_n, cols)?
+        } else {
+            Vec::new()
+        };
+        for (i, phase) in ["copy", "forward", "backward"].into_iter().enumerate() {
+            let gbps = bytes[i] / t[i] / 1e9;
+            let theirs = peer.iter().find(|(p, _, _)| p == phase).map(|p| p.2);
+            rows.push(layernorm_row(
+                "smelt",
+                &dev_name,
+                phase,
+                rows_n,
+                cols,
+                t[i] * 1e3,
+                gbps,
+                gbps / copy_gbps,
+                theirs.map(|t| gbps / t),
+            ));
+            if let Some((_, ms, g)) = peer.iter().find(|(p, _, _)| p == phase) {
+                rows.push(layernorm_row(
+                    "pytorch",
+                    &dev_name,
+                    phase,
+                    rows_n,
+                    cols,
+                    *ms,
+                    *g,
+                    g / copy_gbps,
+                    None,
+                ));
+            }
+        }
+    }
+    Ok(rows)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn layernorm_row(
+    who: &str,
+    dev: &str,
+    phase: &str,
+    rows: usize,
+    cols: usize,
+    ms: f64,
+    gbps: f64,
+    of_copy: f64,
+    ratio: Option<f64>,
+) -> Row {
+    Row(vec![
+        ("impl", Value::Text(who.into())),
+        ("op", Value::Text("layernorm".into())),
+        ("device", Value::Text(dev.into())),
+        ("phase", Value::Text(phase.into())),
+        ("rows", Value::Int(rows)),
+        ("cols", Value::Int(cols)),
+        ("median_ms", Value::Num(ms)),
+        ("gbps", Value::Num(gbps)),
+        ("of_copy", Value::Num(of_copy)),
+        ("smelt_x", Value::Num(ratio.unwrap_or(f64::NAN))),
+    ])
+}
+
+/// PyTorch's (phase, median ms, GB/s) for one layer-norm shape (phases copy, forward, backward).
+fn torch_layernorm(
+    args: &Args,
+    rows: usize,
+    cols: usize,
+) -> Result<Vec<(String, f64, f64)>, String> {
+    let device = args.get("device", "cuda".to_string())?;
+    let peer_args = [
+        "layernorm".to_string(),
+        format!("--device={}", if device == "cuda" { "cuda" } else { "cpu" }),
+        format!("--rows={rows}"),
+        format!("--hidden={cols}"),
+    ];
+    json_lines("--torch", "attention_torch.py", &peer_args)?
+        .iter()
+        .map(|l| {
+            Ok((
+                crate::peers::field(l, "phase")?,
+                number(l, "median_ms")?,
+                number(l, "gbps")?,
+            ))
+        })
+        .collect()
+}
