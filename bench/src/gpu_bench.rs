@@ -79,6 +79,16 @@ fn time_all(
     }
 }
 
+/// The device the PyTorch peer runs on: the GPU for `--device cuda`, else the CPU (a smoke test).
+fn peer_device(args: &Args) -> Result<String, String> {
+    let device = args.get("device", "cuda".to_string())?;
+    Ok(if device == "cuda" {
+        "cuda".into()
+    } else {
+        "cpu".into()
+    })
+}
+
 /// Runs `smelt bench attention` and returns its rows.
 pub fn attention(args: &Args) -> Result<Vec<Row>, String> {
     let mut device = device(args)?;
@@ -195,10 +205,9 @@ fn attention_row(
 
 /// PyTorch's (phase, median ms, TFLOP/s) for one attention shape.
 fn torch_attention(args: &Args, s: &AttentionShape) -> Result<Vec<(String, f64, f64)>, String> {
-    let device = args.get("device", "cuda".to_string())?;
     let peer_args = [
         "attention".to_string(),
-        format!("--device={}", if device == "cuda" { "cuda" } else { "cpu" }),
+        format!("--device={}", peer_device(args)?),
         format!("--batch={}", s.batch),
         format!("--heads={}", s.heads),
         format!("--seq={}", s.seq),
@@ -334,10 +343,9 @@ fn torch_layernorm(
     rows: usize,
     cols: usize,
 ) -> Result<Vec<(String, f64, f64)>, String> {
-    let device = args.get("device", "cuda".to_string())?;
     let peer_args = [
         "layernorm".to_string(),
-        format!("--device={}", if device == "cuda" { "cuda" } else { "cpu" }),
+        format!("--device={}", peer_device(args)?),
         format!("--rows={rows}"),
         format!("--hidden={cols}"),
     ];
