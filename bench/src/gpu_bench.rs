@@ -171,7 +171,13 @@ pub fn attention(args: &Args) -> Result<Vec<Row>, String> {
             ));
             if let Some((_, ms, tf)) = peer.iter().find(|(p, _, _)| p == phase) {
                 rows.push(attention_row(
-                    "pytorch", &dev_name, phase, &shape, *ms, *tf, None,
+                    "pytorch",
+                    &peer_device(args)?,
+                    phase,
+                    &shape,
+                    *ms,
+                    *tf,
+                    None,
                 ));
             }
         }
@@ -296,7 +302,7 @@ pub fn layernorm(args: &Args) -> Result<Vec<Row>, String> {
             if let Some((_, ms, g)) = peer.iter().find(|(p, _, _)| p == phase) {
                 rows.push(layernorm_row(
                     "pytorch",
-                    &dev_name,
+                    &peer_device(args)?,
                     phase,
                     rows_n,
                     cols,
