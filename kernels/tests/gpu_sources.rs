@@ -1,0 +1,73 @@
+//! The committed PTX is what NVRTC makes of the committed CUDA C: every `kernels/cuda/*.cu` has
+//! a `kernels/ptx/*.ptx` whose first line records the FNV-1a hash of the source, and every PTX
+//! file parses in ptx-sim with all its kernels runnable.
+
+use std::fs;
+use std::path::Path;
+
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+fn files(dir: &str, ext: &str) -> Vec<std::path::PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let mut out: Vec<_> = fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == ext))
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn every_ptx_matches_its_cuda_source() {
+    let sources = files("cuda", "cu");
+    assert!(!sources.is_empty(), "no CUDA sources under kernels/cuda");
+    for cu in &sources {
+        let stem = cu
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .expect("utf-8 file name");
+        let ptx_path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("ptx")
+            .join(format!("{stem}.ptx"));
+        let ptx =
+            fs::read_to_string(&ptx_path).unwrap_or_else(|e| panic!("{}: {e}", ptx_path.display()));
+        let want = format!(
+            "// source-fnv1a64: {:016x}",
+            fnv1a64(&fs::read(cu).expect("readable source"))
+        );
+        assert_eq!(
+            ptx.lines().next().unwrap_or(""),
+            want,
+            "{stem}.ptx is stale: regenerate with `python3 kernels/nvrtc.py kernels/cuda/*.cu --out-dir kernels/ptx`"
+        );
+    }
+    for ptx in files("ptx", "ptx") {
+        let stem = ptx
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .expect("utf-8 file name");
+        assert!(
+            sources
+                .iter()
+                .any(|s| s.file_stem().and_then(|s| s.to_str()) == Some(stem)),
+            "{stem}.ptx has no source"
+        );
+    }
+}
+
+#[test]
+fn every_ptx_kernel_runs_on_ptx_sim() {
+    for ptx in files("ptx", "ptx") {
+        let text = fs::read_to_string(&ptx).expect("readable PTX");
+        let module = smelt_ptx_sim::Module::parse(&text)
+            .unwrap_or_else(|e| panic!("{}: {e}", ptx.display()));
+        module
+            .check()
+            .unwrap_or_else(|e| panic!("{}: {e}", ptx.display()));
+    }
+}
