@@ -211,21 +211,32 @@ fn attention_row(
 
 /// PyTorch's (phase, median ms, TFLOP/s) for one attention shape.
 fn torch_attention(args: &Args, s: &AttentionShape) -> Result<Vec<(String, f64, f64)>, String> {
-    let peer_args = [
-        "attention".to_string(),
-        format!("--device={}", peer_device(args)?),
+    let shape = [
         format!("--batch={}", s.batch),
         format!("--heads={}", s.heads),
         format!("--seq={}", s.seq),
         format!("--head-dim={}", s.head_dim),
     ];
+    torch_peer(args, "attention", &shape, "tflops")
+}
+
+/// Runs `bench/peers/attention_torch.py OP` on the device of `args` and returns its
+/// (phase, median ms, `figure`) lines.
+fn torch_peer(
+    args: &Args,
+    op: &str,
+    shape: &[String],
+    figure: &str,
+) -> Result<Vec<(String, f64, f64)>, String> {
+    let mut peer_args = vec![op.to_string(), format!("--device={}", peer_device(args)?)];
+    peer_args.extend_from_slice(shape);
     json_lines("--torch", "attention_torch.py", &peer_args)?
         .iter()
         .map(|l| {
             Ok((
                 crate::peers::field(l, "phase")?,
                 number(l, "median_ms")?,
-                number(l, "tflops")?,
+                number(l, figure)?,
             ))
         })
         .collect()
@@ -349,20 +360,10 @@ fn torch_layernorm(
     rows: usize,
     cols: usize,
 ) -> Result<Vec<(String, f64, f64)>, String> {
-    let peer_args = [
-        "layernorm".to_string(),
-        format!("--device={}", peer_device(args)?),
-        format!("--rows={rows}"),
-        format!("--hidden={cols}"),
-    ];
-    json_lines("--torch", "attention_torch.py", &peer_args)?
-        .iter()
-        .map(|l| {
-            Ok((
-                crate::peers::field(l, "phase")?,
-                number(l, "median_ms")?,
-                number(l, "gbps")?,
-            ))
-        })
-        .collect()
+    torch_peer(
+        args,
+        "layernorm",
+        &[format!("--rows={rows}"), format!("--hidden={cols}")],
+        "gbps",
+    )
 }

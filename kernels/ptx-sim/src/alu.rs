@@ -130,16 +130,16 @@ fn f32_out(x: f32, m: FloatMods) -> u64 {
 }
 
 fn f64_out(x: f64, m: FloatMods) -> u64 {
-    let x = if m.sat {
-        if x.is_nan() {
-            0.0
-        } else {
-            x.clamp(0.0, 1.0)
-        }
-    } else {
-        x
-    };
-    bits64(x)
+    bits64(saturate(x, m.sat))
+}
+
+/// `.sat`: clamps to [0, 1], NaN to 0; the value unchanged without it.
+fn saturate(x: f64, sat: bool) -> f64 {
+    match (sat, x.is_nan()) {
+        (false, _) => x,
+        (true, true) => 0.0,
+        (true, false) => x.clamp(0.0, 1.0),
+    }
 }
 
 /// `min`/`max` as PTX defines them: a NaN operand is ignored, -0 is below +0.
@@ -394,15 +394,7 @@ fn float_value(v: u64, ty: Ty, ftz: bool) -> f64 {
 
 /// Float `x` (exact f64 value, error `lo`) stored as `dty` with rounding `rnd`.
 fn store_float(x: f64, lo: f64, dty: Ty, m: FloatMods) -> u64 {
-    let x = if m.sat {
-        if x.is_nan() {
-            0.0
-        } else {
-            x.clamp(0.0, 1.0)
-        }
-    } else {
-        x
-    };
+    let x = saturate(x, m.sat);
     match dty {
         Ty::F16 => float::to_f16(float::round_exact(x, lo, float::F16, m.rnd), Rnd::Rn) as u64,
         Ty::Bf16 => float::to_bf16(float::round_exact(x, lo, float::BF16, m.rnd), Rnd::Rn) as u64,

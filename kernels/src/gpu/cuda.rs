@@ -136,17 +136,7 @@ impl GpuDevice for CudaDevice {
         for a in args {
             match a {
                 KernelArg::Buf(b) => {
-                    let s = self
-                        .buffers
-                        .get(b.handle() as usize)
-                        .and_then(Option::as_ref)
-                        .ok_or_else(|| {
-                            err(format!(
-                                "buffer {} does not belong to this device",
-                                b.handle()
-                            ))
-                        })?;
-                    builder.arg(s);
+                    builder.arg(self.slice(*b)?);
                 }
                 KernelArg::I32(_) => {
                     builder.arg(&ints[i]);
