@@ -6,8 +6,9 @@
 
 Each `NAME.cu` becomes `NAME.ptx` (beside it, or in --out-dir) for `compute_80`.
 The PTX starts with a comment line `// source-fnv1a64: <hex>` holding the FNV-1a
-64-bit hash of the source bytes, so a test can tell when a source changed and its
-PTX was not regenerated.
+64-bit hash of the source bytes followed by the bytes of every local header it
+includes (`#include "name.cuh"`, found beside the source, in order of inclusion), so
+a test can tell when a source or header changed and its PTX was not regenerated.
 """
 
 import argparse
@@ -44,12 +45,25 @@ def load_nvrtc():
     sys.exit("nvrtc.py: libnvrtc.so.12 not found in the nvidia-cuda-nvrtc-cu12 package")
 
 
+def with_headers(src_path: str) -> bytes:
+    """The source's bytes followed by those of each local header it includes, depth first."""
+    data = open(src_path, "rb").read()
+    out = data
+    for line in data.decode().splitlines():
+        line = line.strip()
+        if line.startswith('#include "') and line.endswith('"'):
+            header = os.path.join(os.path.dirname(src_path), line[len('#include "'):-1])
+            out += with_headers(header)
+    return out
+
+
 def compile_one(lib, src_path: str) -> str:
     source = open(src_path, "rb").read()
     prog = ctypes.c_void_p()
     name = os.path.basename(src_path).encode()
     check(lib, lib.nvrtcCreateProgram(ctypes.byref(prog), source, name, 0, None, None), src_path)
-    opts = [f"--gpu-architecture={ARCH}".encode(), b"--std=c++17", b"-default-device"]
+    include = os.path.dirname(os.path.abspath(src_path))
+    opts = [f"--gpu-architecture={ARCH}".encode(), b"--std=c++17", b"-default-device", f"--include-path={include}".encode()]
     arr = (ctypes.c_char_p * len(opts))(*opts)
     status = lib.nvrtcCompileProgram(prog, len(opts), arr)
     log_size = ctypes.c_size_t()
@@ -63,7 +77,7 @@ def compile_one(lib, src_path: str) -> str:
     ptx = ctypes.create_string_buffer(size.value)
     check(lib, lib.nvrtcGetPTX(prog, ptx), src_path)
     lib.nvrtcDestroyProgram(ctypes.byref(prog))
-    header = f"// source-fnv1a64: {fnv1a64(source):016x}\n"
+    header = f"// source-fnv1a64: {fnv1a64(with_headers(src_path)):016x}\n"
     return header + ptx.value.decode()
 
 

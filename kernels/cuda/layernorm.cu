@@ -31,39 +31,9 @@
 // Backward derivation (kernels/src/cpu/layernorm.rs): with xhat = (x - mean) * rstd and
 // g = dy * gamma, dx = rstd * (g - mean(g) - xhat * mean(g * xhat)).
 
-#define FULL 0xffffffffu
-#define WARP_ROWS 4
+#include "common.cuh"
+
 #define BWD_FLOATS 8
-
-// W consecutive floats, loaded and stored with one access.
-template <int W>
-struct Vec {
-    float v[W];
-};
-
-template <int W>
-__device__ __forceinline__ Vec<W> load(const float* p) {
-    Vec<W> r;
-    if constexpr (W == 4) {
-        float4 t = *reinterpret_cast<const float4*>(p);
-        r.v[0] = t.x;
-        r.v[1] = t.y;
-        r.v[2] = t.z;
-        r.v[3] = t.w;
-    } else {
-        r.v[0] = *p;
-    }
-    return r;
-}
-
-template <int W>
-__device__ __forceinline__ void store(float* p, const Vec<W>& a) {
-    if constexpr (W == 4) {
-        *reinterpret_cast<float4*>(p) = make_float4(a.v[0], a.v[1], a.v[2], a.v[3]);
-    } else {
-        *p = a.v[0];
-    }
-}
 
 __device__ __forceinline__ float warp_sum(float v) {
     for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(FULL, v, off);

@@ -22,41 +22,11 @@
 //     min(rows, 65535)).
 // The elementwise kernels (GELU, bias add) may run in place: out may be an input buffer.
 
-#define FULL 0xffffffffu
-#define WARP_ROWS 4
+#include "common.cuh"
+
 #define NEG_INF __int_as_float(0xff800000)
 #define FRAC_1_SQRT_2 0.70710677f
 #define FRAC_1_SQRT_2PI 0.3989423f
-
-// W consecutive floats, loaded and stored with one access.
-template <int W>
-struct Vec {
-    float v[W];
-};
-
-template <int W>
-__device__ __forceinline__ Vec<W> load(const float* p) {
-    Vec<W> r;
-    if constexpr (W == 4) {
-        float4 t = *reinterpret_cast<const float4*>(p);
-        r.v[0] = t.x;
-        r.v[1] = t.y;
-        r.v[2] = t.z;
-        r.v[3] = t.w;
-    } else {
-        r.v[0] = *p;
-    }
-    return r;
-}
-
-template <int W>
-__device__ __forceinline__ void store(float* p, const Vec<W>& a) {
-    if constexpr (W == 4) {
-        *reinterpret_cast<float4*>(p) = make_float4(a.v[0], a.v[1], a.v[2], a.v[3]);
-    } else {
-        *p = a.v[0];
-    }
-}
 
 struct Sum {
     static __device__ __forceinline__ float apply(float a, float b) { return a + b; }

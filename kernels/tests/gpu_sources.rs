@@ -1,6 +1,7 @@
 //! The committed PTX is what NVRTC makes of the committed CUDA C: every `kernels/cuda/*.cu` has
-//! a `kernels/ptx/*.ptx` whose first line records the FNV-1a hash of the source, and every PTX
-//! file parses in ptx-sim with all its kernels runnable.
+//! a `kernels/ptx/*.ptx` whose first line records the FNV-1a hash of the source followed by the
+//! local headers it includes (as `kernels/nvrtc.py` computes it), and every PTX file parses in
+//! ptx-sim with all its kernels runnable.
 
 use std::fs;
 use std::path::Path;
@@ -9,6 +10,23 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
     })
+}
+
+/// The bytes of a source followed by those of every local header it includes
+/// (`#include "name.cuh"` beside it), depth first, in order.
+fn with_headers(path: &Path) -> Vec<u8> {
+    let data = fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut out = data.clone();
+    for line in String::from_utf8_lossy(&data).lines() {
+        let line = line.trim();
+        if let Some(name) = line
+            .strip_prefix("#include \"")
+            .and_then(|l| l.strip_suffix('"'))
+        {
+            out.extend(with_headers(&path.with_file_name(name)));
+        }
+    }
+    out
 }
 
 fn files(dir: &str, ext: &str) -> Vec<std::path::PathBuf> {
@@ -36,10 +54,7 @@ fn every_ptx_matches_its_cuda_source() {
             .join(format!("{stem}.ptx"));
         let ptx =
             fs::read_to_string(&ptx_path).unwrap_or_else(|e| panic!("{}: {e}", ptx_path.display()));
-        let want = format!(
-            "// source-fnv1a64: {:016x}",
-            fnv1a64(&fs::read(cu).expect("readable source"))
-        );
+        let want = format!("// source-fnv1a64: {:016x}", fnv1a64(&with_headers(cu)));
         assert_eq!(
             ptx.lines().next().unwrap_or(""),
             want,
