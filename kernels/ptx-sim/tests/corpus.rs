@@ -134,30 +134,72 @@ fn run(sim: &mut Sim, m: &Module, kernel: &str, launch: Launch, args: &[Arg]) {
     }
 }
 
-fn upload_u64(sim: &mut Sim, v: &[u64]) -> Buffer {
-    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-    sim.upload_bytes(&bytes)
-}
-
-fn upload_f64(sim: &mut Sim, v: &[f64]) -> Buffer {
-    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-    sim.upload_bytes(&bytes)
-}
-
-fn read_u64(sim: &Sim, b: Buffer) -> Vec<u64> {
-    sim.read_bytes(b)
-        .chunks_exact(8)
-        .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
-        .collect()
-}
-
-fn read_f64(sim: &Sim, b: Buffer) -> Vec<f64> {
-    read_u64(sim, b).into_iter().map(f64::from_bits).collect()
-}
-
 fn upload_i32(sim: &mut Sim, v: &[i32]) -> Buffer {
     let u: Vec<u32> = v.iter().map(|&x| x as u32).collect();
     sim.upload_u32(&u)
+}
+
+/// Little-endian bytes of a slice of numbers.
+fn to_le<T: LeBytes>(v: &[T]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.le()).collect()
+}
+
+/// Numbers from little-endian bytes.
+fn from_le<T: LeBytes>(bytes: &[u8]) -> Vec<T> {
+    bytes
+        .chunks_exact(std::mem::size_of::<T>())
+        .map(T::from_le)
+        .collect()
+}
+
+/// Numbers that convert to and from little-endian bytes.
+trait LeBytes: Sized {
+    fn le(&self) -> Vec<u8>;
+    fn from_le(b: &[u8]) -> Self;
+}
+
+macro_rules! le_bytes {
+    ($($t:ty),*) => {$(
+        impl LeBytes for $t {
+            fn le(&self) -> Vec<u8> {
+                self.to_le_bytes().to_vec()
+            }
+            fn from_le(b: &[u8]) -> Self {
+                <$t>::from_le_bytes(b.try_into().expect("chunk of the type's size"))
+            }
+        }
+    )*};
+}
+le_bytes!(u32, u64, f32, f64);
+
+/// Runs the semantics kernel `kernel(a, b, out, n)` over `n` items of two inputs (little-endian
+/// bytes), each item writing `out_per_item` bytes, `block` threads a block; returns `out`.
+fn run_binary(
+    kernel: &str,
+    a: &[u8],
+    b: &[u8],
+    n: usize,
+    out_per_item: usize,
+    block: u32,
+) -> Vec<u8> {
+    let m = module("semantics");
+    let mut sim = Sim::new();
+    let (ab, bb) = (sim.upload_bytes(a), sim.upload_bytes(b));
+    let out = sim.zeros(n * out_per_item);
+    let args = [
+        Arg::Ptr(ab),
+        Arg::Ptr(bb),
+        Arg::Ptr(out),
+        Arg::I32(n as i32),
+    ];
+    run(
+        &mut sim,
+        &m,
+        kernel,
+        launch1(ceil_div(n, block as usize), block),
+        &args,
+    );
+    sim.read_bytes(out)
 }
 
 /// Asserts |got - want| <= abs + rel * |want| elementwise.
@@ -918,7 +960,6 @@ fn edge_u32() -> Vec<u32> {
 
 #[test]
 fn integer_ops_match_ptx_semantics() {
-    let m = module("semantics");
     let edges = edge_u32();
     let mut a = Vec::new();
     let mut b = Vec::new();
@@ -934,23 +975,14 @@ fn integer_ops_match_ptx_semantics() {
         b.push(rng.next_u32());
     }
     let n = a.len();
-    let mut sim = Sim::new();
-    let ab = sim.upload_u32(&a);
-    let bb = sim.upload_u32(&b);
-    let out = sim.zeros(n * 32 * 4);
-    run(
-        &mut sim,
-        &m,
+    let got: Vec<u32> = from_le(&run_binary(
         "int_ops",
-        launch1(ceil_div(n, 128), 128),
-        &[
-            Arg::Ptr(ab),
-            Arg::Ptr(bb),
-            Arg::Ptr(out),
-            Arg::I32(n as i32),
-        ],
-    );
-    let got = sim.read_u32(out);
+        &to_le(&a),
+        &to_le(&b),
+        n,
+        32 * 4,
+        128,
+    ));
     for i in 0..n {
         let want = int_ops_reference(a[i], b[i]);
         for j in 0..32 {
@@ -970,7 +1002,6 @@ fn integer_ops_match_ptx_semantics() {
 
 #[test]
 fn int64_ops_match_ptx_semantics() {
-    let m = module("semantics");
     let edges: Vec<u64> = vec![
         0,
         1,
@@ -1004,23 +1035,14 @@ fn int64_ops_match_ptx_semantics() {
         });
     }
     let n = a.len();
-    let mut sim = Sim::new();
-    let ab = upload_u64(&mut sim, &a);
-    let bb = upload_u64(&mut sim, &b);
-    let out = sim.zeros(n * 8 * 8);
-    run(
-        &mut sim,
-        &m,
+    let got: Vec<u64> = from_le(&run_binary(
         "int64_ops",
-        launch1(ceil_div(n, 64), 64),
-        &[
-            Arg::Ptr(ab),
-            Arg::Ptr(bb),
-            Arg::Ptr(out),
-            Arg::I32(n as i32),
-        ],
-    );
-    let got = read_u64(&sim, out);
+        &to_le(&a),
+        &to_le(&b),
+        n,
+        8 * 8,
+        64,
+    ));
     let names = [
         "mul.hi.u64",
         "mul.hi.s64",
@@ -1247,7 +1269,6 @@ fn float_conversions_match_ptx_semantics() {
 
 #[test]
 fn fast_and_precise_math() {
-    let m = module("semantics");
     let n = 300;
     let mut rng = Rng::new(23);
     let mut x = rng.vec_f32(n, -8.0, 8.0);
@@ -1257,23 +1278,14 @@ fn fast_and_precise_math() {
     // A few exact and special points.
     x[..6].copy_from_slice(&[0.0, 1.0, -1.0, 0.5, 7.99, -0.001]);
     y[..6].copy_from_slice(&[1.0, 3.0, -3.0, 0.75, 2.0, 1.5]);
-    let mut sim = Sim::new();
-    let xb = sim.upload_f32(&x);
-    let yb = sim.upload_f32(&y);
-    let out = sim.zeros(n * 16 * 4);
-    run(
-        &mut sim,
-        &m,
+    let got: Vec<f32> = from_le(&run_binary(
         "fast_math",
-        launch1(ceil_div(n, 128), 128),
-        &[
-            Arg::Ptr(xb),
-            Arg::Ptr(yb),
-            Arg::Ptr(out),
-            Arg::I32(n as i32),
-        ],
-    );
-    let got = sim.read_f32(out);
+        &to_le(&x),
+        &to_le(&y),
+        n,
+        16 * 4,
+        128,
+    ));
     for i in 0..n {
         let (a, b) = (x[i], y[i]);
         let g = &got[i * 16..i * 16 + 16];
@@ -1358,7 +1370,6 @@ fn erf(x: f64) -> f64 {
 
 #[test]
 fn double_precision_ops_are_exact() {
-    let m = module("semantics");
     let mut a: Vec<f64> = vec![
         1.0,
         -2.5,
@@ -1378,23 +1389,14 @@ fn double_precision_ops_are_exact() {
         b.push(rng.f32(-3.0, 3.0) as f64 / 7.0 + 1e-9);
     }
     let n = a.len();
-    let mut sim = Sim::new();
-    let ab = upload_f64(&mut sim, &a);
-    let bb = upload_f64(&mut sim, &b);
-    let out = sim.zeros(n * 4 * 8);
-    run(
-        &mut sim,
-        &m,
+    let got: Vec<f64> = from_le(&run_binary(
         "double_ops",
-        launch1(ceil_div(n, 32), 32),
-        &[
-            Arg::Ptr(ab),
-            Arg::Ptr(bb),
-            Arg::Ptr(out),
-            Arg::I32(n as i32),
-        ],
-    );
-    let got = read_f64(&sim, out);
+        &to_le(&a),
+        &to_le(&b),
+        n,
+        4 * 8,
+        32,
+    ));
     for i in 0..n {
         let (x, y) = (a[i], b[i]);
         let want = [x + y, x * y, x / y, x.abs().sqrt()];
