@@ -23,7 +23,9 @@
 //! `f32::MIN` every logit rounds to the same value and the row averages `v` uniformly; with
 //! `-inf` its output (and its gradients) are zero.
 
-use super::{check_len, GpuBuffer, GpuDevice, KernelArg, LaunchConfig, PtxModule};
+use super::{
+    check_len, distinct_outputs, GpuBuffer, GpuDevice, KernelArg, LaunchConfig, PtxModule,
+};
 use crate::cpu::attention::AttentionShape;
 use crate::{Error, Result};
 
@@ -295,23 +297,4 @@ fn check(
         },
         other => other,
     })
-}
-
-/// [`Error::Overlap`] when an output is the same buffer as another output or an input: the
-/// kernels read their inputs while other blocks write the outputs.
-fn distinct_outputs(
-    op: &'static str,
-    outputs: &[(&str, GpuBuffer)],
-    inputs: &[(&str, GpuBuffer)],
-) -> Result<()> {
-    for (i, &(name, buf)) in outputs.iter().enumerate() {
-        let mut others = outputs[i + 1..].iter().chain(inputs);
-        if let Some((other, _)) = others.find(|(_, b)| b.handle() == buf.handle()) {
-            return Err(Error::Overlap {
-                op,
-                detail: format!("{name} and {other} are the same buffer"),
-            });
-        }
-    }
-    Ok(())
 }

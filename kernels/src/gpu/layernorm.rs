@@ -11,7 +11,10 @@
 //! writes its column sums to a scratch buffer (see [`layer_norm_backward_scratch_len`]), then
 //! one kernel adds those partial sums per column in a fixed order.
 
-use super::{check_len, GpuBuffer, GpuDevice, KernelArg, LaunchConfig, PtxModule};
+use super::{
+    check_len, distinct_outputs, kernel_dims, width, GpuBuffer, GpuDevice, KernelArg, LaunchConfig,
+    PtxModule,
+};
 use crate::{Error, Result};
 
 /// The layer-norm kernels, compiled from `kernels/cuda/layernorm.cu`.
@@ -271,16 +274,6 @@ fn launch_forward(
     dev.launch(MODULE, &format!("{prefix}_{variant}"), cfg, args)
 }
 
-/// Floats per access for rows of `cols`: a `float4` when rows stay 16-byte aligned (every
-/// buffer is a whole allocation, aligned to 256 bytes on both devices).
-pub(super) fn width(cols: usize) -> usize {
-    if cols.is_multiple_of(4) {
-        4
-    } else {
-        1
-    }
-}
-
 /// A warp per row, [`WARP_ROWS`] rows per block.
 fn warp_rows(rows: usize) -> LaunchConfig {
     LaunchConfig {
@@ -336,44 +329,4 @@ fn check_rows_cols(op: &'static str, rows: usize, cols: usize) -> Result<(i32, i
         });
     }
     kernel_dims(op, rows, cols)
-}
-
-/// `(rows, cols)` as the kernels' `int`s: [`Error::Shape`] when `rows * cols` overflows,
-/// [`Error::Unsupported`] when either exceeds `i32::MAX`.
-pub(super) fn kernel_dims(op: &'static str, rows: usize, cols: usize) -> Result<(i32, i32)> {
-    if rows.checked_mul(cols).is_none() {
-        return Err(Error::Shape {
-            op,
-            detail: format!("rows x cols = {rows} x {cols} overflows usize"),
-        });
-    }
-    match (i32::try_from(rows), i32::try_from(cols)) {
-        (Ok(r), Ok(c)) => Ok((r, c)),
-        _ => Err(Error::Unsupported {
-            op,
-            detail: format!(
-                "rows x cols = {rows} x {cols}: each must be at most {}",
-                i32::MAX
-            ),
-        }),
-    }
-}
-
-/// [`Error::Overlap`] when an output is the same buffer as another output or an input (the
-/// kernels read inputs through the read-only cache and assume no aliasing).
-pub(super) fn distinct_outputs(
-    op: &'static str,
-    outputs: &[(&str, GpuBuffer)],
-    inputs: &[(&str, GpuBuffer)],
-) -> Result<()> {
-    for (i, &(name, out)) in outputs.iter().enumerate() {
-        let others = outputs[i + 1..].iter().chain(inputs);
-        if let Some((other, _)) = others.into_iter().find(|(_, b)| b.handle() == out.handle()) {
-            return Err(Error::Overlap {
-                op,
-                detail: format!("{name} and {other} are the same buffer"),
-            });
-        }
-    }
-    Ok(())
 }

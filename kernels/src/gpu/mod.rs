@@ -121,3 +121,56 @@ pub fn check_len(op: &'static str, name: &str, buf: GpuBuffer, elems: usize) -> 
     }
     Ok(())
 }
+
+/// `(rows, cols)` as the kernels' `int`s: [`Error::Shape`] when `rows * cols` overflows,
+/// [`Error::Unsupported`] when either exceeds `i32::MAX`.
+fn kernel_dims(op: &'static str, rows: usize, cols: usize) -> Result<(i32, i32)> {
+    if rows.checked_mul(cols).is_none() {
+        return Err(Error::Shape {
+            op,
+            detail: format!("rows x cols = {rows} x {cols} overflows usize"),
+        });
+    }
+    match (i32::try_from(rows), i32::try_from(cols)) {
+        (Ok(r), Ok(c)) => Ok((r, c)),
+        _ => Err(Error::Unsupported {
+            op,
+            detail: format!(
+                "rows x cols = {rows} x {cols}: each must be at most {}",
+                i32::MAX
+            ),
+        }),
+    }
+}
+
+/// Floats per access for rows of `cols`: a `float4` when rows stay 16-byte aligned (every
+/// buffer is a whole allocation, aligned to 256 bytes on both devices), else one float.
+// `usize::is_multiple_of` needs Rust 1.87, past the workspace's rust-version of 1.80.
+#[allow(clippy::manual_is_multiple_of)]
+fn width(cols: usize) -> usize {
+    if cols % 4 == 0 {
+        4
+    } else {
+        1
+    }
+}
+
+/// [`Error::Overlap`] when an output is the same buffer as another output or an input: the
+/// kernels read their inputs (through the read-only cache) while other threads write the
+/// outputs, and assume no aliasing.
+fn distinct_outputs(
+    op: &'static str,
+    outputs: &[(&str, GpuBuffer)],
+    inputs: &[(&str, GpuBuffer)],
+) -> Result<()> {
+    for (i, &(name, buf)) in outputs.iter().enumerate() {
+        let mut others = outputs[i + 1..].iter().chain(inputs);
+        if let Some((other, _)) = others.find(|(_, b)| b.handle() == buf.handle()) {
+            return Err(Error::Overlap {
+                op,
+                detail: format!("{name} and {other} are the same buffer"),
+            });
+        }
+    }
+    Ok(())
+}

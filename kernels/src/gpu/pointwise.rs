@@ -6,8 +6,11 @@
 //! columns, a block of 256 threads per row from there on. The elementwise kernels take
 //! `float4` chunks where the shape keeps them 16-byte aligned; they may run in place.
 
-use super::layernorm::{distinct_outputs, kernel_dims, width, BLOCK_ROW_MIN_COLS};
-use super::{check_len, GpuBuffer, GpuDevice, KernelArg, LaunchConfig, PtxModule};
+use super::layernorm::BLOCK_ROW_MIN_COLS;
+use super::{
+    check_len, distinct_outputs, kernel_dims, width, GpuBuffer, GpuDevice, KernelArg, LaunchConfig,
+    PtxModule,
+};
 use crate::{Error, Result};
 
 /// The pointwise kernels, compiled from `kernels/cuda/pointwise.cu`.

@@ -3,6 +3,8 @@
 // Every test crate compiles this module and uses some of the helpers only.
 #![allow(dead_code)]
 
+pub mod gpu;
+
 use smelt_kernels::cpu::{CpuOptions, Isa};
 use smelt_kernels::{Error, Result};
 use std::fmt::Debug;

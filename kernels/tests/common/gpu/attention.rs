@@ -1,0 +1,279 @@
+//! Attention cases: the GPU forward and backward against the f64 references (small shapes:
+//! output, logsumexp statistics, gradients) and against the CPU kernels (any shape), with
+//! padding masks and fully masked rows, on any device.
+
+use super::{download, nans, upload};
+use crate::common::random;
+use smelt_kernels::cpu::attention::{
+    attention_backward as cpu_backward, attention_backward_reference,
+    attention_forward as cpu_forward, attention_reference, AttentionShape, Probs,
+};
+use smelt_kernels::cpu::CpuOptions;
+use smelt_kernels::gpu::attention::{attention_backward, attention_forward, lse_len};
+use smelt_kernels::gpu::GpuDevice;
+
+/// `(T, d, masked)` of batch 2 x heads 2 at head dim 64: every tail of the tiles.
+pub const SEQ_LENGTHS_D64: [(usize, usize, bool); 4] = [
+    (1, 64, false),
+    (17, 64, true),
+    (128, 64, false),
+    (130, 64, true),
+];
+/// `(T, d, masked)` at head dims 32 and 128.
+pub const HEAD_DIMS_32_128: [(usize, usize, bool); 3] =
+    [(17, 32, true), (130, 32, false), (17, 128, false)];
+/// `(T, d, masked)`: head dim 128 with a mask and tails.
+pub const D128_MASKED_TAILS: [(usize, usize, bool); 1] = [(130, 128, true)];
+
+/// Relative L2 error `||got - want|| / ||want||` and the largest absolute difference.
+fn errors(got: &[f32], want: &[f32]) -> (f64, f64) {
+    assert_eq!(got.len(), want.len());
+    let (mut num, mut den, mut max) = (0.0f64, 0.0f64, 0.0f64);
+    for (&g, &w) in got.iter().zip(want) {
+        let diff = (g as f64 - w as f64).abs();
+        // A NaN must fail the comparison, and f64::max would drop it.
+        max = if diff.is_nan() || diff > max {
+            diff
+        } else {
+            max
+        };
+        num += diff * diff;
+        den += (w as f64) * (w as f64);
+    }
+    ((num / den.max(1e-30)).sqrt(), max)
+}
+
+/// Asserts a relative L2 error below 1e-4 and prints both errors. A gradient that vanishes
+/// (with one key, `dq = dk = 0` exactly) is held to 1e-6 absolute instead: its rounding
+/// residue has no scale to be relative to.
+fn assert_close(what: &str, got: &[f32], want: &[f32]) {
+    let (rel, max) = errors(got, want);
+    println!("{what}: rel L2 {rel:.2e}, max abs {max:.2e}");
+    let vanishes = want.iter().all(|&w| w == 0.0);
+    let ok = if vanishes { max < 1e-6 } else { rel < 1e-4 };
+    assert!(ok, "{what}: rel L2 {rel:e}, max abs {max:e}");
+}
+
+/// Key mask `[B, T]`: batch element `b` has its last `pad * b` keys padded with `f32::MIN`
+/// (key 0 is always kept).
+fn padding_mask(batch: usize, seq: usize, pad: usize) -> Vec<f32> {
+    (0..batch * seq)
+        .map(|i| {
+            let (b, j) = (i / seq, i % seq);
+            if j + pad * b >= seq && j > 0 {
+                f32::MIN
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
+/// The inputs of one attention call, with the output gradient.
+struct Case {
+    /// Shape and mask, for messages.
+    label: String,
+    shape: AttentionShape,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    dout: Vec<f32>,
+    mask: Option<Vec<f32>>,
+    scale: f32,
+}
+
+impl Case {
+    /// Random inputs for `shape` (seeded by `T` and `d`), with [`padding_mask`] of `pad` keys
+    /// per batch element when it is given.
+    fn new(shape: AttentionShape, pad: Option<usize>) -> Case {
+        let n = shape.qkv_len();
+        let seed = (shape.seq * 1000 + shape.head_dim) as u64;
+        let masked = if pad.is_some() { " masked" } else { "" };
+        let s = &shape;
+        Case {
+            label: format!(
+                "B={} H={} T={} d={}{masked}",
+                s.batch, s.heads, s.seq, s.head_dim
+            ),
+            shape,
+            q: random(n, seed),
+            k: random(n, seed + 1),
+            v: random(n, seed + 2),
+            dout: random(n, seed + 3),
+            mask: pad.map(|pad| padding_mask(shape.batch, shape.seq, pad)),
+            scale: 1.0 / (shape.head_dim as f32).sqrt(),
+        }
+    }
+
+    /// Batch 2, heads 2, `seq` and `head_dim`, with 3 padded keys in batch element 1 when
+    /// `masked`.
+    fn small(seq: usize, head_dim: usize, masked: bool) -> Case {
+        let shape = AttentionShape {
+            batch: 2,
+            seq,
+            heads: 2,
+            head_dim,
+        };
+        Case::new(shape, masked.then_some(3))
+    }
+
+    /// `out`, `lse`, `dq`, `dk`, `dv` from the GPU kernels (outputs start as NaN, so anything
+    /// left unwritten fails the comparisons).
+    fn gpu(&self, dev: &mut dyn GpuDevice) -> [Vec<f32>; 5] {
+        let n = self.shape.qkv_len();
+        let [q, k, v, dout] = [&self.q, &self.k, &self.v, &self.dout].map(|x| upload(dev, x));
+        let mask = self.mask.as_ref().map(|m| upload(dev, m));
+        let [out, dq, dk, dv] = [0; 4].map(|_| nans(dev, n));
+        let lse = nans(dev, lse_len(&self.shape));
+        let (shape, scale) = (&self.shape, self.scale);
+        attention_forward(dev, q, k, v, mask, scale, shape, out, lse).unwrap();
+        let (out_f, lse_f) = (download(dev, out), download(dev, lse));
+        attention_backward(dev, q, k, v, mask, scale, shape, out, lse, dout, dq, dk, dv).unwrap();
+        [
+            out_f,
+            lse_f,
+            download(dev, dq),
+            download(dev, dk),
+            download(dev, dv),
+        ]
+    }
+
+    /// `out`, `dq`, `dk`, `dv` of the CPU kernels.
+    fn cpu(&self, opts: &CpuOptions) -> [Vec<f32>; 4] {
+        let (s, n) = (&self.shape, self.shape.qkv_len());
+        let mut probs = vec![0.0; s.saved_probs_len()];
+        let mut out = vec![0.0; n];
+        let (q, k, v, mask) = (&self.q, &self.k, &self.v, self.mask.as_deref());
+        let save = Probs::Save(&mut probs);
+        cpu_forward(q, k, v, mask, self.scale, s, save, &mut out, opts).unwrap();
+        let mut scratch = vec![0.0; s.backward_scratch_len(opts.threads)];
+        let (mut dq, mut dk, mut dv) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+        cpu_backward(
+            q,
+            k,
+            v,
+            &probs,
+            &self.dout,
+            self.scale,
+            s,
+            &mut scratch,
+            &mut dq,
+            &mut dk,
+            &mut dv,
+            opts,
+        )
+        .unwrap();
+        [out, dq, dk, dv]
+    }
+
+    /// Each row's logsumexp of `scale * q.k + mask`, in f64, `[B, H, T]`.
+    fn logsumexp(&self) -> Vec<f64> {
+        let AttentionShape {
+            batch,
+            seq: t,
+            heads,
+            head_dim: d,
+        } = self.shape;
+        let at = |b: usize, i: usize, h: usize| (b * t + i) * heads * d + h * d;
+        let mut lse = Vec::with_capacity(batch * heads * t);
+        for b in 0..batch {
+            for h in 0..heads {
+                for i in 0..t {
+                    let s: Vec<f64> = (0..t)
+                        .map(|j| {
+                            let (qi, kj) = (at(b, i, h), at(b, j, h));
+                            let dot: f64 = (0..d)
+                                .map(|c| self.q[qi + c] as f64 * self.k[kj + c] as f64)
+                                .sum();
+                            let m = self.mask.as_ref().map_or(0.0, |m| m[b * t + j] as f64);
+                            self.scale as f64 * dot + m
+                        })
+                        .collect();
+                    let max = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    lse.push(max + s.iter().map(|x| (x - max).exp()).sum::<f64>().ln());
+                }
+            }
+        }
+        lse
+    }
+
+    /// Runs the GPU kernels and compares them with the f64 references: output, logsumexp
+    /// (plane 0 + plane 1 of `lse`), and the three gradients.
+    fn check_references(&self, dev: &mut dyn GpuDevice) {
+        let [out, lse, dq, dk, dv] = self.gpu(dev);
+        let name = format!("{}: {}", dev.name(), self.label);
+        let mask = self.mask.as_deref();
+        let (q, k, v, s) = (&self.q, &self.k, &self.v, &self.shape);
+        let (want, _) = attention_reference(q, k, v, mask, self.scale, s);
+        assert_close(&format!("{name} out"), &out, &want);
+        let rows = lse_len(s) / 3;
+        for (r, want) in self.logsumexp().into_iter().enumerate() {
+            let got = lse[r] as f64 + lse[rows + r] as f64;
+            let tol = 1e-5 * want.abs().max(1.0);
+            assert!(
+                (got - want).abs() <= tol,
+                "{name} lse row {r}: {got} vs {want}"
+            );
+        }
+        let (wdq, wdk, wdv) =
+            attention_backward_reference(q, k, v, mask, &self.dout, self.scale, s);
+        assert_close(&format!("{name} dq"), &dq, &wdq);
+        assert_close(&format!("{name} dk"), &dk, &wdk);
+        assert_close(&format!("{name} dv"), &dv, &wdv);
+    }
+
+    /// Runs the GPU and the CPU kernels and compares output and gradients; returns the GPU's
+    /// `[out, dq, dk, dv]`.
+    fn check_cpu(&self, dev: &mut dyn GpuDevice, opts: &CpuOptions) -> [Vec<f32>; 4] {
+        let [out, _, dq, dk, dv] = self.gpu(dev);
+        let got = [out, dq, dk, dv];
+        let name = format!("{}: {}", dev.name(), self.label);
+        let want = self.cpu(opts);
+        for (what, (got, want)) in ["out", "dq", "dk", "dv"].iter().zip(got.iter().zip(&want)) {
+            assert_close(&format!("{name} {what}"), got, want);
+        }
+        got
+    }
+}
+
+/// Batch 2 x heads 2 cases `(T, d, masked)` against the f64 references.
+pub fn matches_references(dev: &mut dyn GpuDevice, cases: &[(usize, usize, bool)]) {
+    for &(seq, head_dim, masked) in cases {
+        Case::small(seq, head_dim, masked).check_references(dev);
+    }
+}
+
+/// `shape` with a padding mask (batch element `b` pads `b * T / (2 B)` keys, the last one
+/// nearly half) against the CPU kernels on every available thread, forward and backward.
+pub fn matches_cpu(dev: &mut dyn GpuDevice, shape: AttentionShape) {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let pad = shape.seq / (2 * shape.batch);
+    Case::new(shape, Some(pad)).check_cpu(dev, &CpuOptions::threads(threads));
+}
+
+/// Batch element 1 has every key masked: with `f32::MIN` the CPU averages `v` uniformly (every
+/// logit rounds to `f32::MIN`), with `-inf` it gives zero rows; the GPU must do the same,
+/// forward and backward, and the same bits on a second run.
+pub fn fully_masked_rows(dev: &mut dyn GpuDevice) {
+    for fill in [f32::MIN, f32::NEG_INFINITY] {
+        let mut case = Case::small(17, 32, true);
+        let t = case.shape.seq;
+        if let Some(m) = case.mask.as_mut() {
+            m[t..].fill(fill);
+        }
+        case.label += &format!(", batch element 1 all {fill:e}");
+        let [out, dq, dk, dv] = case.check_cpu(dev, &CpuOptions::threads(1));
+        let name = &case.label;
+        if fill == f32::NEG_INFINITY {
+            let half = case.shape.qkv_len() / 2;
+            assert!(out[half..].iter().all(|&x| x == 0.0), "{name}: out");
+            assert!(dq[half..].iter().all(|&x| x == 0.0), "{name}: dq");
+        }
+        let [out2, _, dq2, dk2, dv2] = case.gpu(dev);
+        assert_eq!(
+            [out, dq, dk, dv],
+            [out2, dq2, dk2, dv2],
+            "{name}: runs differ"
+        );
+    }
+}

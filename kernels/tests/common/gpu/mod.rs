@@ -1,0 +1,114 @@
+//! Helpers of the GPU kernel tests, and the comparison cases of each op family
+//! ([`attention`], [`layernorm`], [`pointwise`]). The cases take any [`GpuDevice`], run the
+//! launchers and compare them with the CPU kernels: the `gpu_*` test files run them on ptx-sim
+//! ([`on_sim`]), `gpu_cuda` (feature `cuda`) on a real GPU, with large shapes too.
+
+pub mod attention;
+pub mod layernorm;
+pub mod pointwise;
+
+use smelt_kernels::gpu::{GpuBuffer, GpuDevice, KernelArg, LaunchConfig, PtxModule, SimDevice};
+use smelt_kernels::Result;
+use std::collections::BTreeSet;
+
+/// Elementwise tolerance of [`max_err`], relative to `max(|want|, floor)`.
+pub const TOL: f32 = 1e-5;
+
+/// Runs `f` on a fresh [`SimDevice`], asserts that no launch gave a simulator warning and
+/// prints how many thread-instructions ran.
+pub fn on_sim<R>(f: impl FnOnce(&mut dyn GpuDevice) -> R) -> R {
+    let mut dev = SimDevice::new();
+    let result = f(&mut dev);
+    assert!(dev.warnings().is_empty(), "{:?}", dev.warnings());
+    println!(
+        "ptx-sim: {:.1} M thread-instructions",
+        dev.instructions() as f64 / 1e6
+    );
+    result
+}
+
+/// `|got - want| / max(|want|, floor)` at its largest, asserting it stays within [`TOL`].
+pub fn max_err(what: &str, got: &[f32], want: &[f32], floor: f32) -> f32 {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let mut worst = 0.0f32;
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let err = (g - w).abs() / w.abs().max(floor);
+        assert!(err <= TOL, "{what}[{i}]: got {g}, want {w}");
+        worst = worst.max(err);
+    }
+    worst
+}
+
+/// A device buffer holding `values`.
+pub fn upload(dev: &mut dyn GpuDevice, values: &[f32]) -> GpuBuffer {
+    dev.upload_f32(values).unwrap()
+}
+
+/// The contents of a device buffer, once every launch finished.
+pub fn download(dev: &mut dyn GpuDevice, buf: GpuBuffer) -> Vec<f32> {
+    dev.download_f32(buf).unwrap()
+}
+
+/// A device buffer of `n` NaNs, so values a kernel fails to write show.
+pub fn nans(dev: &mut dyn GpuDevice, n: usize) -> GpuBuffer {
+    upload(dev, &vec![f32::NAN; n])
+}
+
+/// The kernels (`.entry` names) of a PTX module.
+pub fn entries(module: PtxModule) -> BTreeSet<String> {
+    module
+        .ptx
+        .lines()
+        .filter_map(|l| l.strip_prefix(".visible .entry "))
+        .map(|l| l.trim_end_matches('(').to_string())
+        .collect()
+}
+
+/// A device that passes everything on to another and records the name of every kernel it
+/// launches.
+pub struct Recorder<'a> {
+    dev: &'a mut dyn GpuDevice,
+    /// The kernels launched so far.
+    pub launched: BTreeSet<String>,
+}
+
+impl<'a> Recorder<'a> {
+    /// Records the launches made on `dev`.
+    pub fn new(dev: &'a mut dyn GpuDevice) -> Recorder<'a> {
+        Recorder {
+            dev,
+            launched: BTreeSet::new(),
+        }
+    }
+}
+
+impl GpuDevice for Recorder<'_> {
+    fn name(&self) -> String {
+        self.dev.name()
+    }
+    fn alloc_zeros(&mut self, bytes: usize) -> Result<GpuBuffer> {
+        self.dev.alloc_zeros(bytes)
+    }
+    fn upload_f32(&mut self, data: &[f32]) -> Result<GpuBuffer> {
+        self.dev.upload_f32(data)
+    }
+    fn download_f32(&mut self, buf: GpuBuffer) -> Result<Vec<f32>> {
+        self.dev.download_f32(buf)
+    }
+    fn launch(
+        &mut self,
+        module: PtxModule,
+        kernel: &str,
+        cfg: LaunchConfig,
+        args: &[KernelArg],
+    ) -> Result<()> {
+        self.launched.insert(kernel.to_string());
+        self.dev.launch(module, kernel, cfg, args)
+    }
+    fn copy(&mut self, src: GpuBuffer, dst: GpuBuffer) -> Result<()> {
+        self.dev.copy(src, dst)
+    }
+    fn synchronize(&mut self) -> Result<()> {
+        self.dev.synchronize()
+    }
+}
