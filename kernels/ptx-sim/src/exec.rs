@@ -1187,7 +1187,7 @@ fn bool_op(op: BoolOp, a: bool, b: bool) -> bool {
 }
 
 fn check_align(addr: u64, len: u32) -> Result<()> {
-    if addr % len as u64 != 0 {
+    if !addr.is_multiple_of(len as u64) {
         return Err(SimError::new(
             ErrorKind::Misaligned,
             format!("{len}-byte access at an address that is not a multiple of {len}"),

@@ -84,7 +84,7 @@ pub fn round_exact(hi: f64, lo: f64, fmt: Format, rnd: Rnd) -> f64 {
         hi - down == up - hi
     };
     if on_grid || halfway {
-        let nudged = if lo > 0.0 { next_up(hi) } else { next_down(hi) };
+        let nudged = if lo > 0.0 { hi.next_up() } else { hi.next_down() };
         round_to(nudged, fmt, rnd)
     } else {
         round_to(hi, fmt, rnd)
@@ -100,31 +100,15 @@ pub fn adjust_f64(hi: f64, lo: f64, rnd: Rnd) -> f64 {
     match plain(rnd) {
         Rnd::Rz if (lo < 0.0) != (hi < 0.0) => {
             if hi > 0.0 {
-                next_down(hi)
+                hi.next_down()
             } else {
-                next_up(hi)
+                hi.next_up()
             }
         }
-        Rnd::Rm if lo < 0.0 => next_down(hi),
-        Rnd::Rp if lo > 0.0 => next_up(hi),
+        Rnd::Rm if lo < 0.0 => hi.next_down(),
+        Rnd::Rp if lo > 0.0 => hi.next_up(),
         _ => hi,
     }
-}
-
-/// The next f64 above finite `x`.
-fn next_up(x: f64) -> f64 {
-    if x == 0.0 {
-        f64::from_bits(1)
-    } else if x > 0.0 {
-        f64::from_bits(x.to_bits() + 1)
-    } else {
-        f64::from_bits(x.to_bits() - 1)
-    }
-}
-
-/// The next f64 below finite `x`.
-fn next_down(x: f64) -> f64 {
-    -next_up(-x)
 }
 
 /// `a + b = s + e` exactly (Knuth's TwoSum).
@@ -290,14 +274,14 @@ mod tests {
         assert_eq!(round_exact(s, e, F32, Rnd::Rm), 1.0);
         assert_eq!(
             round_exact(s, e, F32, Rnd::Rp),
-            f32::from_bits(1.0f32.to_bits() + 1) as f64
+            1.0f32.next_up() as f64
         );
         // 1 - 2^-60: hi rounds to exactly 1.0 in f64, lo is negative.
         let (s, e) = two_sum(1.0, -exp2i(-60));
         assert_eq!(s, 1.0);
         assert_eq!(
             round_exact(s, e, F32, Rnd::Rm),
-            f32::from_bits(1.0f32.to_bits() - 1) as f64
+            1.0f32.next_down() as f64
         );
         assert_eq!(round_exact(s, e, F32, Rnd::Rn), 1.0);
     }

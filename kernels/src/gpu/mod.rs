@@ -145,10 +145,8 @@ fn kernel_dims(op: &'static str, rows: usize, cols: usize) -> Result<(i32, i32)>
 
 /// Floats per access for rows of `cols`: a `float4` when rows stay 16-byte aligned (every
 /// buffer is a whole allocation, aligned to 256 bytes on both devices), else one float.
-// `usize::is_multiple_of` needs Rust 1.87, past the workspace's rust-version of 1.80.
-#[allow(clippy::manual_is_multiple_of)]
 fn width(cols: usize) -> usize {
-    if cols % 4 == 0 {
+    if cols.is_multiple_of(4) {
         4
     } else {
         1
