@@ -84,7 +84,11 @@ pub fn round_exact(hi: f64, lo: f64, fmt: Format, rnd: Rnd) -> f64 {
         hi - down == up - hi
     };
     if on_grid || halfway {
-        let nudged = if lo > 0.0 { hi.next_up() } else { hi.next_down() };
+        let nudged = if lo > 0.0 {
+            hi.next_up()
+        } else {
+            hi.next_down()
+        };
         round_to(nudged, fmt, rnd)
     } else {
         round_to(hi, fmt, rnd)
@@ -272,17 +276,11 @@ mod tests {
         let (s, e) = two_sum(1.0, exp2i(-30));
         assert_eq!(round_exact(s, e, F32, Rnd::Rz), 1.0);
         assert_eq!(round_exact(s, e, F32, Rnd::Rm), 1.0);
-        assert_eq!(
-            round_exact(s, e, F32, Rnd::Rp),
-            1.0f32.next_up() as f64
-        );
+        assert_eq!(round_exact(s, e, F32, Rnd::Rp), 1.0f32.next_up() as f64);
         // 1 - 2^-60: hi rounds to exactly 1.0 in f64, lo is negative.
         let (s, e) = two_sum(1.0, -exp2i(-60));
         assert_eq!(s, 1.0);
-        assert_eq!(
-            round_exact(s, e, F32, Rnd::Rm),
-            1.0f32.next_down() as f64
-        );
+        assert_eq!(round_exact(s, e, F32, Rnd::Rm), 1.0f32.next_down() as f64);
         assert_eq!(round_exact(s, e, F32, Rnd::Rn), 1.0);
     }
 
