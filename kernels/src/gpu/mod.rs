@@ -94,6 +94,27 @@ pub trait GpuDevice {
     fn upload_f32(&mut self, data: &[f32]) -> Result<GpuBuffer>;
     /// The contents of a buffer as f32 values, after all launches finished.
     fn download_f32(&mut self, buf: GpuBuffer) -> Result<Vec<f32>>;
+    /// A buffer holding 16-bit values (bf16 or f16 bits), two to a 32-bit word, low half
+    /// first; its size is `2 * data.len()` bytes.
+    fn upload_u16(&mut self, data: &[u16]) -> Result<GpuBuffer> {
+        let words: Vec<f32> = data
+            .chunks(2)
+            .map(|c| f32::from_bits(c[0] as u32 | (c.get(1).copied().unwrap_or(0) as u32) << 16))
+            .collect();
+        let buf = self.upload_f32(&words)?;
+        Ok(GpuBuffer::new(buf.handle(), 2 * data.len()))
+    }
+    /// The contents of a buffer as 16-bit values (`bytes / 2` of them), after all launches
+    /// finished.
+    fn download_u16(&mut self, buf: GpuBuffer) -> Result<Vec<u16>> {
+        let words = self.download_f32(buf)?;
+        let mut out: Vec<u16> = words
+            .iter()
+            .flat_map(|w| [w.to_bits() as u16, (w.to_bits() >> 16) as u16])
+            .collect();
+        out.truncate(buf.bytes() / 2);
+        Ok(out)
+    }
     /// Runs `kernel` of `module`.
     fn launch(
         &mut self,

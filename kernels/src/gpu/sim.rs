@@ -127,3 +127,18 @@ impl GpuDevice for SimDevice {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sixteen_bit_values_round_trip_through_device_memory() {
+        let mut dev = SimDevice::new();
+        for data in [vec![], vec![0x3f80u16], vec![1, 2, 0xffff, 0x7fc1, 0x8000]] {
+            let buf = dev.upload_u16(&data).expect("upload");
+            assert_eq!(buf.bytes(), 2 * data.len());
+            assert_eq!(dev.download_u16(buf).expect("download"), data);
+        }
+    }
+}
