@@ -1,27 +1,32 @@
-// Layer normalisation over rows of `cols` f32 values (row-major), forward and backward; the
+// Layer normalisation over rows of `cols` values (row-major), forward and backward; the
 // numerics of kernels/src/cpu/layernorm.rs (biased variance, mean subtracted before squaring,
 // rstd = 1 / sqrt(var + eps), y = fma(xhat, gamma, beta)).
 //
-// W is the width of one memory access: 4 (float4, 16-byte loads) when cols % 4 == 0, else 1.
-// Every buffer is a whole device allocation (aligned to 256 bytes on ptx-sim and CUDA), so a
-// row of a cols % 4 == 0 matrix starts 16-byte aligned. A thread's "chunk" i holds the W
-// columns i*W .. i*W + W.
+// The row matrices (x, residual, sum, y, dy, dx) are stored as T: f32, or bf16 in the kernels
+// named with _bf16 (half the memory traffic). Either way all arithmetic and the statistics are
+// f32, bf16 is read exactly and written rounded to nearest even; gamma, beta, mean, rstd and the
+// parameter gradients are always f32. Each kernel body is a template on T, instantiated twice.
+//
+// W is the width of one memory access: 4 (a 16-byte float4, or 8 bytes of four bf16) when
+// cols % 4 == 0, else 1. Every buffer is a whole device allocation (aligned to 256 bytes on
+// ptx-sim and CUDA), so a row of a cols % 4 == 0 matrix starts aligned to an access of four. A
+// thread's "chunk" i holds the W columns i*W .. i*W + W.
 //
 // Forward, one row per group of threads; `_res` kernels first form x + residual, write it to
-// `sum` (the backward's input) and normalise that:
-//   layernorm_fwd{,_res}_{384,768,1024}  cols = 128 N (N = 3, 6, 8): a warp per row holding
-//       its N float4 per lane in registers (one read of x). Block (128): 4 rows per block,
-//       grid (ceil(rows / 4)).
-//   layernorm_fwd{,_res}_warp_w{1,4}     any cols < 2048: a warp per row, three passes
-//       over the row (sum, centred squares, output; the re-reads hit L1). Block (128), grid
-//       as above.
-//   layernorm_fwd{,_res}_block_w{1,4}    cols >= 2048: a block of 256 threads per row, the same
-//       three passes. Grid (rows).
+// `sum` (the backward's input) and normalise that as stored (rounded, for bf16):
+//   layernorm_fwd{,_res}{,_bf16}_{384,768,1024}  cols = 128 N (N = 3, 6, 8): a warp per row
+//       holding its N chunks of 4 per lane in registers (one read of x). Block (128): 4 rows
+//       per block, grid (ceil(rows / 4)).
+//   layernorm_fwd{,_res}{,_bf16}_warp_w{1,4}     any cols < 2048: a warp per row, three
+//       passes over the row (sum, centred squares, output; the re-reads hit L1). Block (128),
+//       grid as above.
+//   layernorm_fwd{,_res}{,_bf16}_block_w{1,4}    cols >= 2048: a block of 256 threads per
+//       row, the same three passes. Grid (rows).
 // Backward, deterministic: no float atomics, the same bits on every run and device.
-//   layernorm_bwd_w{1,4}: block b takes rows [b * rows_per_block, ...) one after another with
-//       all its threads; thread t owns chunks t, t + B, ... (at most MAXN = 8 / W of them,
-//       B = blockDim.x) and keeps their dgamma/dbeta partial sums in registers over its rows,
-//       then writes them to partial[b, :] (dgamma) and partial[gridDim.x + b, :] (dbeta).
+//   layernorm_bwd{,_bf16}_w{1,4}: block b takes rows [b * rows_per_block, ...) one after
+//       another with all its threads; thread t owns chunks t, t + B, ... (at most MAXN = 8 / W
+//       of them, B = blockDim.x) and keeps their dgamma/dbeta partial sums in registers over
+//       its rows, then writes them to partial[b, :] (dgamma) and partial[gridDim.x + b, :] (dbeta).
 //       Grid (num_blocks), block (B, a multiple of 32, B * MAXN * W >= cols).
 //   layernorm_bwd_params: dgamma[c] = sum_b partial[b, c], dbeta likewise, in a fixed order.
 //       Block (32, 8): column blockIdx.x * 32 + tx; thread (tx, ty) adds partial rows ty,
@@ -81,13 +86,14 @@ struct BlockGroup {
 };
 
 // The arguments of a forward launch. `residual` and `sum` are used by the _res kernels only.
+template <class T>
 struct Fwd {
-    const float* x;
-    const float* residual;
-    float* sum;
+    const T* x;
+    const T* residual;
+    T* sum;
     const float* gamma;
     const float* beta;
-    float* y;
+    T* y;
     float* mean;
     float* rstd;
     int rows;
@@ -95,22 +101,22 @@ struct Fwd {
     float eps;
 };
 
-// The row's input chunk i: x, or x + residual (then also written to `sum`).
-template <int W, bool RES>
-__device__ __forceinline__ Vec<W> input(const Fwd& a, size_t off, int i) {
+// The row's input chunk i: x, or x + residual as written to `sum` (rounded to T).
+template <int W, bool RES, class T>
+__device__ __forceinline__ Vec<W> input(const Fwd<T>& a, size_t off, int i) {
     Vec<W> v = load<W>(a.x + off + i * W);
     if constexpr (RES) {
         Vec<W> r = load<W>(a.residual + off + i * W);
 #pragma unroll
         for (int k = 0; k < W; k++) v.v[k] += r.v[k];
-        store<W>(a.sum + off + i * W, v);
+        v = store<W>(a.sum + off + i * W, v);
     }
     return v;
 }
 
 // y chunk i of a row from its input chunk v.
-template <int W>
-__device__ __forceinline__ void output(const Fwd& a, size_t off, int i, const Vec<W>& v,
+template <int W, class T>
+__device__ __forceinline__ void output(const Fwd<T>& a, size_t off, int i, const Vec<W>& v,
                                        float mean, float rstd) {
     Vec<W> g = load<W>(a.gamma + i * W), b = load<W>(a.beta + i * W), out;
 #pragma unroll
@@ -119,7 +125,8 @@ __device__ __forceinline__ void output(const Fwd& a, size_t off, int i, const Ve
 }
 
 // `1 / sqrt(var + eps)` from the sum of centred squares, and the saved statistics.
-__device__ __forceinline__ float finish_stats(const Fwd& a, int row, int rank, float mean,
+template <class T>
+__device__ __forceinline__ float finish_stats(const Fwd<T>& a, int row, int rank, float mean,
                                               float squares) {
     const float rstd = 1.0f / sqrtf(squares * (1.0f / a.cols) + a.eps);
     if (rank == 0) {
@@ -130,8 +137,8 @@ __device__ __forceinline__ float finish_stats(const Fwd& a, int row, int rank, f
 }
 
 // One row by a group of threads, three passes over memory.
-template <int W, bool RES, class G>
-__device__ __forceinline__ void forward_row(const Fwd& a, int row, G& g) {
+template <int W, bool RES, class T, class G>
+__device__ __forceinline__ void forward_row(const Fwd<T>& a, int row, G& g) {
     const size_t off = (size_t)row * a.cols;
     const int n = a.cols / W;
     float s[1] = {0.0f};
@@ -143,7 +150,7 @@ __device__ __forceinline__ void forward_row(const Fwd& a, int row, G& g) {
     g.sum(s);
     const float mean = s[0] * (1.0f / a.cols);
     // The passes below read back what this thread wrote to `sum`.
-    const float* src = RES ? a.sum : a.x;
+    const T* src = RES ? a.sum : a.x;
     float q[1] = {0.0f};
     for (int i = g.rank; i < n; i += g.size) {
         Vec<W> v = load<W>(src + off + i * W);
@@ -160,9 +167,9 @@ __device__ __forceinline__ void forward_row(const Fwd& a, int row, G& g) {
     }
 }
 
-// One row of 128 N columns by a warp, lane l holding float4 chunks l, l + 32, ... in registers.
-template <int N, bool RES>
-__device__ __forceinline__ void forward_row_regs(const Fwd& a, int row, int lane) {
+// One row of 128 N columns by a warp, lane l holding chunks (of 4) l, l + 32, ... in registers.
+template <int N, bool RES, class T>
+__device__ __forceinline__ void forward_row_regs(const Fwd<T>& a, int row, int lane) {
     const size_t off = (size_t)row * (N * 128);
     Vec<4> v[N];
     float s[1] = {0.0f};
@@ -191,8 +198,8 @@ __device__ __forceinline__ void forward_row_regs(const Fwd& a, int row, int lane
 }
 
 // Warp-per-row kernels: a warp past the last row leaves at once (they have no barrier).
-template <int W, int N, bool RES>
-__device__ __forceinline__ void forward_warp(const Fwd& a) {
+template <int W, int N, bool RES, class T>
+__device__ __forceinline__ void forward_warp(const Fwd<T>& a) {
     const int row = blockIdx.x * WARP_ROWS + (threadIdx.x >> 5);
     if (row >= a.rows) return;
     if constexpr (N > 0) {
@@ -203,36 +210,49 @@ __device__ __forceinline__ void forward_warp(const Fwd& a) {
     }
 }
 
-template <int W, bool RES>
-__device__ __forceinline__ void forward_block(const Fwd& a) {
+template <int W, bool RES, class T>
+__device__ __forceinline__ void forward_block(const Fwd<T>& a) {
     __shared__ float slots[2][32][1];
     BlockGroup<1> g{(int)threadIdx.x, (int)blockDim.x, slots, 0};
     forward_row<W, RES>(a, blockIdx.x, g);
 }
 
-#define FWD_PARAMS                                                                             \
-    const float *__restrict__ x, const float *__restrict__ gamma,                              \
-        const float *__restrict__ beta, float *__restrict__ y, float *__restrict__ mean,       \
-        float *__restrict__ rstd, int rows, int cols, float eps
-#define FWD_ARGS Fwd{x, nullptr, nullptr, gamma, beta, y, mean, rstd, rows, cols, eps}
-#define RES_PARAMS                                                                             \
-    const float *__restrict__ x, const float *__restrict__ residual, float *__restrict__ sum, \
-        const float *__restrict__ gamma, const float *__restrict__ beta,                       \
-        float *__restrict__ y, float *__restrict__ mean, float *__restrict__ rstd, int rows,  \
+#define FWD_PARAMS(T)                                                                          \
+    const T *__restrict__ x, const float *__restrict__ gamma, const float *__restrict__ beta,  \
+        T *__restrict__ y, float *__restrict__ mean, float *__restrict__ rstd, int rows,       \
         int cols, float eps
-#define RES_ARGS Fwd{x, residual, sum, gamma, beta, y, mean, rstd, rows, cols, eps}
+#define FWD_ARGS(T) Fwd<T>{x, nullptr, nullptr, gamma, beta, y, mean, rstd, rows, cols, eps}
+#define RES_PARAMS(T)                                                                          \
+    const T *__restrict__ x, const T *__restrict__ residual, T *__restrict__ sum,              \
+        const float *__restrict__ gamma, const float *__restrict__ beta, T *__restrict__ y,    \
+        float *__restrict__ mean, float *__restrict__ rstd, int rows, int cols, float eps
+#define RES_ARGS(T) Fwd<T>{x, residual, sum, gamma, beta, y, mean, rstd, rows, cols, eps}
 
+// layernorm_fwd_TAG SUFFIX and layernorm_fwd_res_TAG SUFFIX: BODY on rows stored as T.
+#define FWD_PAIR(SUFFIX, BODY, T, TAG)                                                         \
+    extern "C" __global__ void layernorm_fwd_##TAG##SUFFIX(FWD_PARAMS(T)) {                    \
+        BODY<false>(FWD_ARGS(T));                                                              \
+    }                                                                                          \
+    extern "C" __global__ void layernorm_fwd_res_##TAG##SUFFIX(RES_PARAMS(T)) {                \
+        BODY<true>(RES_ARGS(T));                                                               \
+    }
 #define FWD_KERNELS(SUFFIX, BODY)                                                              \
-    extern "C" __global__ void layernorm_fwd_##SUFFIX(FWD_PARAMS) { BODY<false>(FWD_ARGS); } \
-    extern "C" __global__ void layernorm_fwd_res_##SUFFIX(RES_PARAMS) { BODY<true>(RES_ARGS); }
+    FWD_PAIR(SUFFIX, BODY, float, ) FWD_PAIR(SUFFIX, BODY, bf16, bf16_)
 
-template <bool RES> __device__ void fwd_384(const Fwd& a) { forward_warp<4, 3, RES>(a); }
-template <bool RES> __device__ void fwd_768(const Fwd& a) { forward_warp<4, 6, RES>(a); }
-template <bool RES> __device__ void fwd_1024(const Fwd& a) { forward_warp<4, 8, RES>(a); }
-template <bool RES> __device__ void fwd_warp_w1(const Fwd& a) { forward_warp<1, 0, RES>(a); }
-template <bool RES> __device__ void fwd_warp_w4(const Fwd& a) { forward_warp<4, 0, RES>(a); }
-template <bool RES> __device__ void fwd_block_w1(const Fwd& a) { forward_block<1, RES>(a); }
-template <bool RES> __device__ void fwd_block_w4(const Fwd& a) { forward_block<4, RES>(a); }
+template <bool RES, class T>
+__device__ void fwd_384(const Fwd<T>& a) { forward_warp<4, 3, RES>(a); }
+template <bool RES, class T>
+__device__ void fwd_768(const Fwd<T>& a) { forward_warp<4, 6, RES>(a); }
+template <bool RES, class T>
+__device__ void fwd_1024(const Fwd<T>& a) { forward_warp<4, 8, RES>(a); }
+template <bool RES, class T>
+__device__ void fwd_warp_w1(const Fwd<T>& a) { forward_warp<1, 0, RES>(a); }
+template <bool RES, class T>
+__device__ void fwd_warp_w4(const Fwd<T>& a) { forward_warp<4, 0, RES>(a); }
+template <bool RES, class T>
+__device__ void fwd_block_w1(const Fwd<T>& a) { forward_block<1, RES>(a); }
+template <bool RES, class T>
+__device__ void fwd_block_w4(const Fwd<T>& a) { forward_block<4, RES>(a); }
 
 FWD_KERNELS(384, fwd_384)
 FWD_KERNELS(768, fwd_768)
@@ -243,13 +263,13 @@ FWD_KERNELS(block_w1, fwd_block_w1)
 FWD_KERNELS(block_w4, fwd_block_w4)
 
 // dx for the rows of this block and its dgamma/dbeta partial sums (see the top of the file).
-template <int W>
-__device__ __forceinline__ void backward_rows(const float* __restrict__ dy,
-                                              const float* __restrict__ x,
+template <int W, class T>
+__device__ __forceinline__ void backward_rows(const T* __restrict__ dy,
+                                              const T* __restrict__ x,
                                               const float* __restrict__ gamma,
                                               const float* __restrict__ mean,
                                               const float* __restrict__ rstd,
-                                              float* __restrict__ dx,
+                                              T* __restrict__ dx,
                                               float* __restrict__ partial, int rows, int cols,
                                               int rows_per_block) {
     constexpr int MAXN = BWD_FLOATS / W;
@@ -311,15 +331,16 @@ __device__ __forceinline__ void backward_rows(const float* __restrict__ dy,
     }
 }
 
-#define BWD_PARAMS                                                                             \
-    const float *__restrict__ dy, const float *__restrict__ x,                                 \
-        const float *__restrict__ gamma, const float *__restrict__ mean,                       \
-        const float *__restrict__ rstd, float *__restrict__ dx, float *__restrict__ partial,  \
-        int rows, int cols, int rows_per_block
+#define BWD_PARAMS(T)                                                                          \
+    const T *__restrict__ dy, const T *__restrict__ x, const float *__restrict__ gamma,        \
+        const float *__restrict__ mean, const float *__restrict__ rstd, T *__restrict__ dx,    \
+        float *__restrict__ partial, int rows, int cols, int rows_per_block
 #define BWD_ARGS dy, x, gamma, mean, rstd, dx, partial, rows, cols, rows_per_block
 
-extern "C" __global__ void layernorm_bwd_w1(BWD_PARAMS) { backward_rows<1>(BWD_ARGS); }
-extern "C" __global__ void layernorm_bwd_w4(BWD_PARAMS) { backward_rows<4>(BWD_ARGS); }
+extern "C" __global__ void layernorm_bwd_w1(BWD_PARAMS(float)) { backward_rows<1>(BWD_ARGS); }
+extern "C" __global__ void layernorm_bwd_w4(BWD_PARAMS(float)) { backward_rows<4>(BWD_ARGS); }
+extern "C" __global__ void layernorm_bwd_bf16_w1(BWD_PARAMS(bf16)) { backward_rows<1>(BWD_ARGS); }
+extern "C" __global__ void layernorm_bwd_bf16_w4(BWD_PARAMS(bf16)) { backward_rows<4>(BWD_ARGS); }
 
 extern "C" __global__ void layernorm_bwd_params(const float* __restrict__ partial,
                                                 float* __restrict__ dgamma,

@@ -12,6 +12,7 @@ use smelt_kernels::gpu::CudaDevice;
 
 mod common;
 use common::gpu::attention::{D128_MASKED_TAILS, HEAD_DIMS_32_128, SEQ_LENGTHS_D64};
+use common::gpu::layernorm::Rows;
 use common::gpu::{attention, layernorm, pointwise};
 
 /// Layer norm `(rows, hidden)`: 64 sequences of 128 tokens at BERT-base and BERT-large widths.
@@ -38,24 +39,30 @@ fn gpu() -> CudaDevice {
 #[test]
 fn layer_norm_forward_matches_cpu() {
     let dev = &mut gpu();
-    layernorm::forward(dev, &layernorm::shapes());
-    layernorm::forward(dev, &LAYER_NORM);
+    for kind in Rows::ALL {
+        layernorm::forward(dev, kind, &layernorm::shapes());
+        layernorm::forward(dev, kind, &LAYER_NORM);
+    }
     layernorm::large_offset(dev);
 }
 
 #[test]
 fn layer_norm_residual_forward_matches_cpu_on_the_sum() {
     let dev = &mut gpu();
-    layernorm::residual_forward(dev, &layernorm::shapes());
-    layernorm::residual_forward(dev, &LAYER_NORM);
+    for kind in Rows::ALL {
+        layernorm::residual_forward(dev, kind, &layernorm::shapes());
+        layernorm::residual_forward(dev, kind, &LAYER_NORM);
+    }
 }
 
 #[test]
 fn layer_norm_backward_matches_cpu_and_repeats() {
     let dev = &mut gpu();
-    layernorm::backward(dev, &layernorm::backward_shapes());
-    layernorm::backward(dev, &LAYER_NORM);
-    layernorm::backward_of_no_rows(dev);
+    for kind in Rows::ALL {
+        layernorm::backward(dev, kind, &layernorm::backward_shapes());
+        layernorm::backward(dev, kind, &LAYER_NORM);
+        layernorm::backward_of_no_rows(dev, kind);
+    }
 }
 
 #[test]

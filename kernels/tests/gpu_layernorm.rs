@@ -1,6 +1,7 @@
-//! The GPU layer norm (forward, fused residual forward, backward) run by ptx-sim against the
-//! CPU kernels on odd shapes, covering every kernel variant (the cases of
-//! `common::gpu::layernorm`), with no simulator warnings; bad shapes give errors naming the op.
+//! The GPU layer norm (forward, fused residual forward, backward), on f32 rows and on bf16
+//! rows, run by ptx-sim against the CPU kernels on odd shapes, covering every kernel variant
+//! (the cases of `common::gpu::layernorm`), with no simulator warnings; bad shapes give errors
+//! naming the op.
 
 use smelt_kernels::gpu::layernorm::{self as ln, MAX_BACKWARD_COLS};
 use smelt_kernels::gpu::{GpuDevice, SimDevice};
@@ -8,12 +9,17 @@ use smelt_kernels::Error;
 
 mod common;
 use common::assert_shape_error;
-use common::gpu::layernorm::{self as cases, EPS};
+use common::gpu::layernorm::{self as cases, Rows, EPS};
 use common::gpu::on_sim;
 
 #[test]
 fn forward_matches_cpu() {
-    on_sim(|dev| cases::forward(dev, &cases::shapes()));
+    on_sim(|dev| cases::forward(dev, Rows::F32, &cases::shapes()));
+}
+
+#[test]
+fn bf16_forward_matches_cpu_on_the_rounded_input() {
+    on_sim(|dev| cases::forward(dev, Rows::Bf16, &cases::shapes()));
 }
 
 #[test]
@@ -23,17 +29,27 @@ fn forward_keeps_the_variance_under_a_large_offset() {
 
 #[test]
 fn residual_forward_matches_cpu_on_the_sum() {
-    on_sim(|dev| cases::residual_forward(dev, &cases::shapes()));
+    on_sim(|dev| cases::residual_forward(dev, Rows::F32, &cases::shapes()));
+}
+
+#[test]
+fn bf16_residual_forward_matches_cpu_on_the_rounded_sum() {
+    on_sim(|dev| cases::residual_forward(dev, Rows::Bf16, &cases::shapes()));
 }
 
 #[test]
 fn backward_matches_cpu_and_repeats() {
-    on_sim(|dev| cases::backward(dev, &cases::backward_shapes()));
+    on_sim(|dev| cases::backward(dev, Rows::F32, &cases::backward_shapes()));
+}
+
+#[test]
+fn bf16_backward_matches_cpu_on_the_rounded_inputs_and_repeats() {
+    on_sim(|dev| cases::backward(dev, Rows::Bf16, &cases::backward_shapes()));
 }
 
 #[test]
 fn backward_of_no_rows_zeroes_the_parameter_gradients() {
-    on_sim(cases::backward_of_no_rows);
+    on_sim(|dev| Rows::ALL.map(|kind| cases::backward_of_no_rows(dev, kind)));
 }
 
 #[test]
@@ -88,4 +104,45 @@ fn bad_shapes_are_errors_naming_the_op() {
         err.to_string().starts_with("gpu_layer_norm_backward:"),
         "{err}"
     );
+}
+
+#[test]
+fn bf16_buffers_are_sized_in_two_byte_values() {
+    let mut dev = SimDevice::new();
+    let (rows, cols) = (3, 8);
+    let m = dev.upload_u16(&[0; 24]).unwrap();
+    let short = dev.upload_u16(&[0; 23]).unwrap();
+    let v = dev.alloc_zeros(4 * cols).unwrap();
+    let r = [0; 2].map(|_| dev.alloc_zeros(4 * rows).unwrap());
+    let [y, sum] = [0; 2].map(|_| dev.upload_u16(&[0; 24]).unwrap());
+    let d = &mut dev;
+    let err = ln::layer_norm_bf16(d, short, v, v, y, r[0], r[1], rows, cols, EPS);
+    assert_shape_error(
+        err,
+        "gpu_layer_norm_bf16",
+        &["x holds 23 bf16 values", "needs 24"],
+    );
+    // 24 bf16 are 12 f32.
+    let err = ln::layer_norm(d, m, v, v, y, r[0], r[1], rows, cols, EPS);
+    assert_shape_error(err, "gpu_layer_norm", &["x holds 12 f32 values"]);
+    let err = ln::layer_norm_residual_bf16(d, m, m, short, v, v, y, r[0], r[1], rows, cols, EPS);
+    assert_shape_error(err, "gpu_layer_norm_residual_bf16", &["sum holds 23 bf16"]);
+    let scratch_len = ln::layer_norm_backward_scratch_len(rows, cols);
+    let scratch = d.alloc_zeros(4 * scratch_len).unwrap();
+    let err =
+        ln::layer_norm_backward_bf16(d, m, m, v, r[0], r[1], short, v, v, scratch, rows, cols);
+    assert_shape_error(
+        err,
+        "gpu_layer_norm_backward_bf16",
+        &["dx holds 23 bf16 values"],
+    );
+    let err = ln::layer_norm_residual_bf16(d, m, m, sum, v, v, m, r[0], r[1], rows, cols, EPS);
+    let err = err.unwrap_err();
+    assert!(matches!(err, Error::Overlap { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("y and x are the same buffer"),
+        "{err}"
+    );
+    // The right sizes pass, and the call runs.
+    ln::layer_norm_residual_bf16(d, m, m, sum, v, v, y, r[0], r[1], rows, cols, EPS).unwrap();
 }

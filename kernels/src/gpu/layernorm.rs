@@ -3,13 +3,19 @@
 //!
 //! Forward: a warp per row (4 rows per block of 128 threads) below [`BLOCK_ROW_MIN_COLS`]
 //! columns, with the row kept in registers for 384, 768 and 1024 columns; a block of 256
-//! threads per row from there on. Rows of `cols % 4 == 0` move in 16-byte `float4` accesses,
-//! others one float at a time.
+//! threads per row from there on. Rows of `cols % 4 == 0` move four values per access (a
+//! 16-byte `float4`, or 8 bytes of bf16), others one value at a time.
 //!
 //! Backward: `dx` per row, and `dgamma`/`dbeta` in two deterministic stages (no float atomics,
 //! the same bits on every run): each of up to 512 blocks takes a contiguous range of rows and
 //! writes its column sums to a scratch buffer (see [`layer_norm_backward_scratch_len`]), then
 //! one kernel adds those partial sums per column in a fixed order.
+//!
+//! Each launcher has a `_bf16` twin that stores the row matrices (`x`, `residual`, `sum`, `y`,
+//! `dy`, `dx`) as bf16 bits, two bytes per value, which halves the traffic of these
+//! memory-bound kernels. The arithmetic and the statistics stay f32 (bf16 is read exactly and
+//! written rounded to nearest even); `gamma`, `beta`, `mean`, `rstd`, `dgamma`, `dbeta` and the
+//! scratch stay f32. Both come from one CUDA template, instantiated for each storage.
 
 use super::{
     check_len, distinct_outputs, kernel_dims, width, GpuBuffer, GpuDevice, KernelArg, LaunchConfig,
@@ -57,32 +63,48 @@ pub fn layer_norm(
     cols: usize,
     eps: f32,
 ) -> Result<()> {
+    let bufs = ForwardBuffers {
+        x,
+        residual: None,
+        gamma,
+        beta,
+        y,
+        mean,
+        rstd,
+    };
     const OP: &str = "gpu_layer_norm";
-    let (r, c) = check_forward(
-        OP,
-        [("x", x), ("y", y)],
-        [gamma, beta],
-        [mean, rstd],
-        rows,
-        cols,
-    )?;
-    distinct_outputs(
-        OP,
-        &[("y", y), ("mean", mean), ("rstd", rstd)],
-        &[("x", x), ("gamma", gamma), ("beta", beta)],
-    )?;
-    let args = [
-        KernelArg::Buf(x),
-        KernelArg::Buf(gamma),
-        KernelArg::Buf(beta),
-        KernelArg::Buf(y),
-        KernelArg::Buf(mean),
-        KernelArg::Buf(rstd),
-        KernelArg::I32(r),
-        KernelArg::I32(c),
-        KernelArg::F32(eps),
-    ];
-    launch_forward(dev, "layernorm_fwd", &args, rows, cols)
+    forward(dev, OP, Storage::F32, bufs, rows, cols, eps)
+}
+
+/// [`layer_norm`] on rows stored as bf16: `x` and `y` hold at least `rows * cols` bf16 values
+/// (`2 * rows * cols` bytes); `y` is rounded to nearest even. `gamma`, `beta`, `mean` and
+/// `rstd` are f32 as in [`layer_norm`], and the statistics are computed in f32 from the exact
+/// values of `x`. `mean` and `rstd` are what [`layer_norm_backward_bf16`] takes. Errors as
+/// [`layer_norm`].
+#[allow(clippy::too_many_arguments)]
+pub fn layer_norm_bf16(
+    dev: &mut dyn GpuDevice,
+    x: GpuBuffer,
+    gamma: GpuBuffer,
+    beta: GpuBuffer,
+    y: GpuBuffer,
+    mean: GpuBuffer,
+    rstd: GpuBuffer,
+    rows: usize,
+    cols: usize,
+    eps: f32,
+) -> Result<()> {
+    let bufs = ForwardBuffers {
+        x,
+        residual: None,
+        gamma,
+        beta,
+        y,
+        mean,
+        rstd,
+    };
+    const OP: &str = "gpu_layer_norm_bf16";
+    forward(dev, OP, Storage::Bf16, bufs, rows, cols, eps)
 }
 
 /// The residual add fused into [`layer_norm`]: `sum = x + residual`, then `y`, `mean` and
@@ -106,45 +128,55 @@ pub fn layer_norm_residual(
     cols: usize,
     eps: f32,
 ) -> Result<()> {
+    let bufs = ForwardBuffers {
+        x,
+        residual: Some((residual, sum)),
+        gamma,
+        beta,
+        y,
+        mean,
+        rstd,
+    };
     const OP: &str = "gpu_layer_norm_residual";
-    let (r, c) = check_forward(
-        OP,
-        [("x", x), ("y", y)],
-        [gamma, beta],
-        [mean, rstd],
-        rows,
-        cols,
-    )?;
-    check_len(OP, "residual", residual, rows * cols)?;
-    check_len(OP, "sum", sum, rows * cols)?;
-    distinct_outputs(
-        OP,
-        &[("sum", sum), ("y", y), ("mean", mean), ("rstd", rstd)],
-        &[
-            ("x", x),
-            ("residual", residual),
-            ("gamma", gamma),
-            ("beta", beta),
-        ],
-    )?;
-    let args = [
-        KernelArg::Buf(x),
-        KernelArg::Buf(residual),
-        KernelArg::Buf(sum),
-        KernelArg::Buf(gamma),
-        KernelArg::Buf(beta),
-        KernelArg::Buf(y),
-        KernelArg::Buf(mean),
-        KernelArg::Buf(rstd),
-        KernelArg::I32(r),
-        KernelArg::I32(c),
-        KernelArg::F32(eps),
-    ];
-    launch_forward(dev, "layernorm_fwd_res", &args, rows, cols)
+    forward(dev, OP, Storage::F32, bufs, rows, cols, eps)
 }
 
-/// f32 values the `scratch` buffer of [`layer_norm_backward`] needs for `rows x cols`: two
-/// partial sums (dgamma, dbeta) per column for each block of the first stage.
+/// [`layer_norm_residual`] on rows stored as bf16: `x`, `residual`, `sum` and `y` hold at
+/// least `rows * cols` bf16 values (`2 * rows * cols` bytes). `sum` is `x + residual` added in
+/// f32 and rounded to nearest even, and what is normalised is that rounded `sum`, the rows
+/// [`layer_norm_backward_bf16`] takes as its `x`; `y` is rounded to nearest even. `gamma`,
+/// `beta`, `mean` and `rstd` are f32. Errors as [`layer_norm`].
+#[allow(clippy::too_many_arguments)]
+pub fn layer_norm_residual_bf16(
+    dev: &mut dyn GpuDevice,
+    x: GpuBuffer,
+    residual: GpuBuffer,
+    sum: GpuBuffer,
+    gamma: GpuBuffer,
+    beta: GpuBuffer,
+    y: GpuBuffer,
+    mean: GpuBuffer,
+    rstd: GpuBuffer,
+    rows: usize,
+    cols: usize,
+    eps: f32,
+) -> Result<()> {
+    let bufs = ForwardBuffers {
+        x,
+        residual: Some((residual, sum)),
+        gamma,
+        beta,
+        y,
+        mean,
+        rstd,
+    };
+    const OP: &str = "gpu_layer_norm_residual_bf16";
+    forward(dev, OP, Storage::Bf16, bufs, rows, cols, eps)
+}
+
+/// f32 values the `scratch` buffer of [`layer_norm_backward`] (and of
+/// [`layer_norm_backward_bf16`]) needs for `rows x cols`: two partial sums (dgamma, dbeta) per
+/// column for each block of the first stage.
 pub fn layer_norm_backward_scratch_len(rows: usize, cols: usize) -> usize {
     2 * partition(rows).0 * cols
 }
@@ -176,44 +208,201 @@ pub fn layer_norm_backward(
     rows: usize,
     cols: usize,
 ) -> Result<()> {
-    const OP: &str = "gpu_layer_norm_backward";
-    let (r, c) = check_rows_cols(OP, rows, cols)?;
-    for (name, buf) in [("dy", dy), ("x", x), ("dx", dx)] {
-        check_len(OP, name, buf, rows * cols)?;
-    }
-    for (name, buf) in [("gamma", gamma), ("dgamma", dgamma), ("dbeta", dbeta)] {
-        check_len(OP, name, buf, cols)?;
-    }
-    check_len(OP, "mean", mean, rows)?;
-    check_len(OP, "rstd", rstd, rows)?;
-    check_len(
-        OP,
-        "scratch",
+    let bufs = BackwardBuffers {
+        dy,
+        x,
+        gamma,
+        mean,
+        rstd,
+        dx,
+        dgamma,
+        dbeta,
         scratch,
-        layer_norm_backward_scratch_len(rows, cols),
-    )?;
+    };
+    const OP: &str = "gpu_layer_norm_backward";
+    backward(dev, OP, Storage::F32, bufs, rows, cols)
+}
+
+/// [`layer_norm_backward`] on rows stored as bf16: `dy`, `x` and `dx` hold at least
+/// `rows * cols` bf16 values (`2 * rows * cols` bytes); `dx` is rounded to nearest even.
+/// `gamma`, `mean`, `rstd` (those of [`layer_norm_bf16`] or [`layer_norm_residual_bf16`]),
+/// `dgamma`, `dbeta` and `scratch` are f32, and `dgamma`/`dbeta` are f32 sums of the exact
+/// bf16 inputs, as deterministic as [`layer_norm_backward`]'s. Errors as
+/// [`layer_norm_backward`].
+#[allow(clippy::too_many_arguments)]
+pub fn layer_norm_backward_bf16(
+    dev: &mut dyn GpuDevice,
+    dy: GpuBuffer,
+    x: GpuBuffer,
+    gamma: GpuBuffer,
+    mean: GpuBuffer,
+    rstd: GpuBuffer,
+    dx: GpuBuffer,
+    dgamma: GpuBuffer,
+    dbeta: GpuBuffer,
+    scratch: GpuBuffer,
+    rows: usize,
+    cols: usize,
+) -> Result<()> {
+    let bufs = BackwardBuffers {
+        dy,
+        x,
+        gamma,
+        mean,
+        rstd,
+        dx,
+        dgamma,
+        dbeta,
+        scratch,
+    };
+    const OP: &str = "gpu_layer_norm_backward_bf16";
+    backward(dev, OP, Storage::Bf16, bufs, rows, cols)
+}
+
+/// How the row matrices of a call (`x`, `residual`, `sum`, `y`, `dy`, `dx`) are stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Storage {
+    F32,
+    Bf16,
+}
+
+impl Storage {
+    /// Bytes per value.
+    fn bytes(self) -> usize {
+        match self {
+            Storage::F32 => 4,
+            Storage::Bf16 => 2,
+        }
+    }
+
+    /// The name of the type in messages.
+    fn name(self) -> &'static str {
+        match self {
+            Storage::F32 => "f32",
+            Storage::Bf16 => "bf16",
+        }
+    }
+
+    /// What follows the op in the kernel names: `""` or `"_bf16"`.
+    fn tag(self) -> &'static str {
+        match self {
+            Storage::F32 => "",
+            Storage::Bf16 => "_bf16",
+        }
+    }
+}
+
+/// The buffers of a forward call; `residual` is `(residual, sum)` for the fused add.
+struct ForwardBuffers {
+    x: GpuBuffer,
+    residual: Option<(GpuBuffer, GpuBuffer)>,
+    gamma: GpuBuffer,
+    beta: GpuBuffer,
+    y: GpuBuffer,
+    mean: GpuBuffer,
+    rstd: GpuBuffer,
+}
+
+/// Checks and launches a forward (with the residual add when `b.residual` is set) on rows
+/// stored as `storage`.
+fn forward(
+    dev: &mut dyn GpuDevice,
+    op: &'static str,
+    storage: Storage,
+    b: ForwardBuffers,
+    rows: usize,
+    cols: usize,
+    eps: f32,
+) -> Result<()> {
+    let (r, c) = check_rows_cols(op, rows, cols)?;
+    let mut matrices = vec![("x", b.x), ("y", b.y)];
+    let mut outputs = vec![("y", b.y), ("mean", b.mean), ("rstd", b.rstd)];
+    let mut inputs = vec![("x", b.x), ("gamma", b.gamma), ("beta", b.beta)];
+    let mut args = vec![KernelArg::Buf(b.x)];
+    if let Some((residual, sum)) = b.residual {
+        matrices.extend([("residual", residual), ("sum", sum)]);
+        outputs.push(("sum", sum));
+        inputs.push(("residual", residual));
+        args.extend([KernelArg::Buf(residual), KernelArg::Buf(sum)]);
+    }
+    for (name, buf) in matrices {
+        check_rows_len(op, name, buf, rows * cols, storage)?;
+    }
+    check_len(op, "gamma", b.gamma, cols)?;
+    check_len(op, "beta", b.beta, cols)?;
+    check_len(op, "mean", b.mean, rows)?;
+    check_len(op, "rstd", b.rstd, rows)?;
+    distinct_outputs(op, &outputs, &inputs)?;
+    args.extend([
+        KernelArg::Buf(b.gamma),
+        KernelArg::Buf(b.beta),
+        KernelArg::Buf(b.y),
+        KernelArg::Buf(b.mean),
+        KernelArg::Buf(b.rstd),
+        KernelArg::I32(r),
+        KernelArg::I32(c),
+        KernelArg::F32(eps),
+    ]);
+    let res = if b.residual.is_some() { "_res" } else { "" };
+    let prefix = format!("layernorm_fwd{res}{}", storage.tag());
+    launch_forward(dev, &prefix, &args, rows, cols)
+}
+
+/// The buffers of a backward call.
+struct BackwardBuffers {
+    dy: GpuBuffer,
+    x: GpuBuffer,
+    gamma: GpuBuffer,
+    mean: GpuBuffer,
+    rstd: GpuBuffer,
+    dx: GpuBuffer,
+    dgamma: GpuBuffer,
+    dbeta: GpuBuffer,
+    scratch: GpuBuffer,
+}
+
+/// Checks and launches the two stages of a backward on rows stored as `storage`.
+fn backward(
+    dev: &mut dyn GpuDevice,
+    op: &'static str,
+    storage: Storage,
+    b: BackwardBuffers,
+    rows: usize,
+    cols: usize,
+) -> Result<()> {
+    let (r, c) = check_rows_cols(op, rows, cols)?;
+    for (name, buf) in [("dy", b.dy), ("x", b.x), ("dx", b.dx)] {
+        check_rows_len(op, name, buf, rows * cols, storage)?;
+    }
+    for (name, buf) in [("gamma", b.gamma), ("dgamma", b.dgamma), ("dbeta", b.dbeta)] {
+        check_len(op, name, buf, cols)?;
+    }
+    check_len(op, "mean", b.mean, rows)?;
+    check_len(op, "rstd", b.rstd, rows)?;
+    let scratch_len = layer_norm_backward_scratch_len(rows, cols);
+    check_len(op, "scratch", b.scratch, scratch_len)?;
     if cols > MAX_BACKWARD_COLS {
         return Err(Error::Unsupported {
-            op: OP,
+            op,
             detail: format!(
                 "rows x cols = {rows} x {cols}: the backward takes at most {MAX_BACKWARD_COLS} columns"
             ),
         });
     }
     distinct_outputs(
-        OP,
+        op,
         &[
-            ("dx", dx),
-            ("dgamma", dgamma),
-            ("dbeta", dbeta),
-            ("scratch", scratch),
+            ("dx", b.dx),
+            ("dgamma", b.dgamma),
+            ("dbeta", b.dbeta),
+            ("scratch", b.scratch),
         ],
         &[
-            ("dy", dy),
-            ("x", x),
-            ("gamma", gamma),
-            ("mean", mean),
-            ("rstd", rstd),
+            ("dy", b.dy),
+            ("x", b.x),
+            ("gamma", b.gamma),
+            ("mean", b.mean),
+            ("rstd", b.rstd),
         ],
     )?;
     let (blocks, rows_per_block) = partition(rows);
@@ -227,18 +416,19 @@ pub fn layer_norm_backward(
             shared_bytes: 0,
         };
         let args = [
-            KernelArg::Buf(dy),
-            KernelArg::Buf(x),
-            KernelArg::Buf(gamma),
-            KernelArg::Buf(mean),
-            KernelArg::Buf(rstd),
-            KernelArg::Buf(dx),
-            KernelArg::Buf(scratch),
+            KernelArg::Buf(b.dy),
+            KernelArg::Buf(b.x),
+            KernelArg::Buf(b.gamma),
+            KernelArg::Buf(b.mean),
+            KernelArg::Buf(b.rstd),
+            KernelArg::Buf(b.dx),
+            KernelArg::Buf(b.scratch),
             KernelArg::I32(r),
             KernelArg::I32(c),
             KernelArg::I32(rows_per_block as i32),
         ];
-        dev.launch(MODULE, &format!("layernorm_bwd_w{width}"), cfg, &args)?;
+        let kernel = format!("layernorm_bwd{}_w{width}", storage.tag());
+        dev.launch(MODULE, &kernel, cfg, &args)?;
     }
     let cfg = LaunchConfig {
         grid: [cols.div_ceil(32) as u32, 1, 1],
@@ -246,9 +436,9 @@ pub fn layer_norm_backward(
         shared_bytes: 0,
     };
     let args = [
-        KernelArg::Buf(scratch),
-        KernelArg::Buf(dgamma),
-        KernelArg::Buf(dbeta),
+        KernelArg::Buf(b.scratch),
+        KernelArg::Buf(b.dgamma),
+        KernelArg::Buf(b.dbeta),
         KernelArg::I32(blocks as i32),
         KernelArg::I32(c),
     ];
@@ -299,25 +489,26 @@ fn partition(rows: usize) -> (usize, usize) {
     (rows.div_ceil(per_block), per_block)
 }
 
-/// The checks of a forward call: `[x, y]` hold `rows * cols`, `[gamma, beta]` `cols`,
-/// `[mean, rstd]` `rows`; returns `(rows, cols)` as kernel integers.
-fn check_forward(
+/// Fails unless `buf` holds at least `elems` values stored as `storage` (`elems *
+/// storage.bytes()` bytes).
+fn check_rows_len(
     op: &'static str,
-    matrices: [(&str, GpuBuffer); 2],
-    [gamma, beta]: [GpuBuffer; 2],
-    [mean, rstd]: [GpuBuffer; 2],
-    rows: usize,
-    cols: usize,
-) -> Result<(i32, i32)> {
-    let dims = check_rows_cols(op, rows, cols)?;
-    for (name, buf) in matrices {
-        check_len(op, name, buf, rows * cols)?;
+    name: &str,
+    buf: GpuBuffer,
+    elems: usize,
+    storage: Storage,
+) -> Result<()> {
+    let held = buf.bytes() / storage.bytes();
+    if held < elems {
+        return Err(Error::Shape {
+            op,
+            detail: format!(
+                "{name} holds {held} {} values, the shape needs {elems}",
+                storage.name()
+            ),
+        });
     }
-    check_len(op, "gamma", gamma, cols)?;
-    check_len(op, "beta", beta, cols)?;
-    check_len(op, "mean", mean, rows)?;
-    check_len(op, "rstd", rstd, rows)?;
-    Ok(dims)
+    Ok(())
 }
 
 /// `cols >= 1`, `rows * cols` fits `usize`, and both fit the kernels' `int`s.

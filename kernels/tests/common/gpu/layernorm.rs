@@ -1,7 +1,7 @@
 //! Layer norm cases: the GPU forward, fused residual forward and backward against the CPU
-//! kernels on any device, and the shapes that cover every kernel variant (register rows of
-//! 384/768/1024, warp and block rows, float4 and scalar accesses, backward blocks of one and
-//! several rows).
+//! kernels on any device, with the row matrices stored as f32 or as bf16 ([`Rows`]), and the
+//! shapes that cover every kernel variant (register rows of 384/768/1024, warp and block rows,
+//! 4-wide and scalar accesses, backward blocks of one and several rows).
 
 use super::{download, entries, max_err, nans, upload, Recorder, TOL};
 use crate::common::random;
@@ -10,7 +10,7 @@ use smelt_kernels::cpu::CpuOptions;
 use smelt_kernels::gpu::layernorm::{
     self as ln, layer_norm_backward_scratch_len, MAX_BACKWARD_COLS,
 };
-use smelt_kernels::gpu::GpuDevice;
+use smelt_kernels::gpu::{GpuBuffer, GpuDevice};
 
 /// The epsilon of every case.
 pub const EPS: f32 = 1e-5;
@@ -41,6 +41,99 @@ fn grid() -> Vec<(usize, usize)> {
     ROWS.iter().flat_map(|&r| COLS.map(|c| (r, c))).collect()
 }
 
+/// How a case stores the row matrices (`x`, `residual`, `sum`, `y`, `dy`, `dx`), hence which
+/// launchers it runs: the f32 ones or their `_bf16` twins. The CPU reference always runs in f32
+/// on the inputs as stored (rounded to bf16 for [`Rows::Bf16`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rows {
+    /// f32 rows: [`ln::layer_norm`], [`ln::layer_norm_residual`], [`ln::layer_norm_backward`].
+    F32,
+    /// bf16 rows: [`ln::layer_norm_bf16`], [`ln::layer_norm_residual_bf16`],
+    /// [`ln::layer_norm_backward_bf16`].
+    Bf16,
+}
+
+impl Rows {
+    /// Both storages.
+    pub const ALL: [Rows; 2] = [Rows::F32, Rows::Bf16];
+
+    /// `values` as this storage holds them.
+    fn round(self, values: &[f32]) -> Vec<f32> {
+        match self {
+            Rows::F32 => values.to_vec(),
+            Rows::Bf16 => values.iter().map(|&v| round_bf16(v)).collect(),
+        }
+    }
+
+    /// A device buffer holding `values` (rounded to this storage).
+    fn upload(self, dev: &mut dyn GpuDevice, values: &[f32]) -> GpuBuffer {
+        match self {
+            Rows::F32 => upload(dev, values),
+            Rows::Bf16 => {
+                let bits: Vec<u16> = values.iter().map(|&v| bf16_bits(v)).collect();
+                dev.upload_u16(&bits).unwrap()
+            }
+        }
+    }
+
+    /// The values of a device buffer, once every launch finished.
+    fn download(self, dev: &mut dyn GpuDevice, buf: GpuBuffer) -> Vec<f32> {
+        match self {
+            Rows::F32 => download(dev, buf),
+            Rows::Bf16 => {
+                let bits = dev.download_u16(buf).unwrap();
+                bits.into_iter().map(bf16_value).collect()
+            }
+        }
+    }
+
+    /// A device buffer of `n` NaNs in this storage.
+    fn nans(self, dev: &mut dyn GpuDevice, n: usize) -> GpuBuffer {
+        self.upload(dev, &vec![f32::NAN; n])
+    }
+
+    /// The largest error of an output stored in this storage, as [`max_err`] measures it. For
+    /// bf16, every `got` must be what rounding to bf16 makes of some value within [`TOL`]
+    /// (relative to `max(|want|, floor)`) of `want`: a kernel as accurate in f32 as the f32
+    /// one, then rounded to nearest even. That bounds the error by `2^-8 |want|` plus [`TOL`].
+    fn max_err(self, what: &str, got: &[f32], want: &[f32], floor: f32) -> f32 {
+        if self == Rows::F32 {
+            return max_err(what, got, want, floor);
+        }
+        assert_eq!(got.len(), want.len(), "{what}: length");
+        let mut worst = 0.0f32;
+        for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+            let scale = w.abs().max(floor);
+            let [lo, hi] = [w - TOL * scale, w + TOL * scale].map(round_bf16);
+            assert!(
+                lo <= g && g <= hi,
+                "{what}[{i}]: got {g}, want {w} (bf16 {lo}..={hi})"
+            );
+            worst = worst.max((g - w).abs() / scale);
+        }
+        worst
+    }
+}
+
+/// The bf16 bits of `v`, rounded to nearest even (NaN stays a quiet NaN).
+fn bf16_bits(v: f32) -> u16 {
+    let bits = v.to_bits();
+    if v.is_nan() {
+        return (bits >> 16) as u16 | 0x40;
+    }
+    ((bits + 0x7fff + ((bits >> 16) & 1)) >> 16) as u16
+}
+
+/// `v` rounded to bf16, nearest even, as f32.
+fn round_bf16(v: f32) -> f32 {
+    bf16_value(bf16_bits(v))
+}
+
+/// The f32 value of bf16 bits (exact).
+fn bf16_value(bits: u16) -> f32 {
+    f32::from_bits((bits as u32) << 16)
+}
+
 /// `x` (3 * random + offset), `gamma` (1 + random) and `beta` (random) of one shape.
 fn inputs(rows: usize, cols: usize, seed: u64, offset: f32) -> [Vec<f32>; 3] {
     let x = random(rows * cols, seed)
@@ -61,43 +154,63 @@ fn cpu_forward(x: &[f32], gamma: &[f32], beta: &[f32], rows: usize, cols: usize)
     [y, mean, rstd]
 }
 
-/// `(y, mean, rstd)` of the GPU forward.
+/// `(y, mean, rstd)` of the GPU forward on `x` stored as `kind`.
 fn gpu_forward(
     dev: &mut dyn GpuDevice,
+    kind: Rows,
     x: &[f32],
     gamma: &[f32],
     beta: &[f32],
     rows: usize,
     cols: usize,
 ) -> [Vec<f32>; 3] {
-    let [bx, bg, bb] = [x, gamma, beta].map(|v| upload(dev, v));
-    let out = [nans(dev, rows * cols), nans(dev, rows), nans(dev, rows)];
+    let bx = kind.upload(dev, x);
+    let [bg, bb] = [gamma, beta].map(|v| upload(dev, v));
+    let out = [
+        kind.nans(dev, rows * cols),
+        nans(dev, rows),
+        nans(dev, rows),
+    ];
     let [y, mean, rstd] = out;
-    ln::layer_norm(dev, bx, bg, bb, y, mean, rstd, rows, cols, EPS).unwrap();
-    out.map(|b| download(dev, b))
+    let run = match kind {
+        Rows::F32 => ln::layer_norm,
+        Rows::Bf16 => ln::layer_norm_bf16,
+    };
+    run(dev, bx, bg, bb, y, mean, rstd, rows, cols, EPS).unwrap();
+    [
+        kind.download(dev, y),
+        download(dev, mean),
+        download(dev, rstd),
+    ]
 }
 
-/// The forward on every shape against the CPU; prints the largest errors of
-/// `(y, mean, rstd)`.
-pub fn forward(dev: &mut dyn GpuDevice, shapes: &[(usize, usize)]) {
+/// The forward on every shape against the CPU forward of the stored inputs; prints the
+/// largest errors of `(y, mean, rstd)`.
+pub fn forward(dev: &mut dyn GpuDevice, kind: Rows, shapes: &[(usize, usize)]) {
     let mut worst = [0.0f32; 3];
     for (seed, &(rows, cols)) in shapes.iter().enumerate() {
         let [x, gamma, beta] = inputs(rows, cols, 10 * seed as u64, 0.5);
+        let x = kind.round(&x);
         let want = cpu_forward(&x, &gamma, &beta, rows, cols);
-        let got = gpu_forward(dev, &x, &gamma, &beta, rows, cols);
+        let got = gpu_forward(dev, kind, &x, &gamma, &beta, rows, cols);
         for (k, name) in ["y", "mean", "rstd"].iter().enumerate() {
-            let what = format!("{name} of {rows} x {cols}");
-            worst[k] = worst[k].max(max_err(&what, &got[k], &want[k], 1.0));
+            let what = format!("{name} of {rows} x {cols} ({kind:?})");
+            let err = match k {
+                0 => kind.max_err(&what, &got[k], &want[k], 1.0),
+                _ => max_err(&what, &got[k], &want[k], 1.0),
+            };
+            worst[k] = worst[k].max(err);
         }
     }
     println!(
-        "{}: layer norm forward max error (y, mean, rstd): {worst:?}",
+        "{}: layer norm forward ({kind:?} rows) max error (y, mean, rstd): {worst:?}",
         dev.name()
     );
 }
 
 /// Around 1000 the mean itself carries an f32 rounding of about 3e-5 that `x - mean` keeps,
-/// whatever the summation order: the GPU must be as close to the f64 reference as the CPU.
+/// whatever the summation order: the GPU must be as close to the f64 reference as the CPU
+/// (f32 rows; bf16 rows around 1000 are 4 apart).
 pub fn large_offset(dev: &mut dyn GpuDevice) {
     for (seed, (rows, cols)) in [(3, 5), (3, 768), (3, 1000), (1, 2052)]
         .into_iter()
@@ -111,7 +224,7 @@ pub fn large_offset(dev: &mut dyn GpuDevice) {
             d.fold(0.0f32, f32::max)
         };
         let cpu = dist(&cpu_forward(&x, &gamma, &beta, rows, cols)[0]);
-        let gpu = dist(&gpu_forward(dev, &x, &gamma, &beta, rows, cols)[0]);
+        let gpu = dist(&gpu_forward(dev, Rows::F32, &x, &gamma, &beta, rows, cols)[0]);
         println!(
             "{}: {rows} x {cols} around 1000: max |y - f64| GPU {gpu:e}, CPU {cpu:e}",
             dev.name()
@@ -123,37 +236,67 @@ pub fn large_offset(dev: &mut dyn GpuDevice) {
     }
 }
 
-/// The residual forward on every shape against the CPU forward of the sum, checking the sum
-/// exactly; prints the largest errors of `(y, mean, rstd)`.
-pub fn residual_forward(dev: &mut dyn GpuDevice, shapes: &[(usize, usize)]) {
+/// `(sum, y, mean, rstd)` of the GPU residual forward on `x` and `residual` stored as `kind`.
+#[allow(clippy::too_many_arguments)]
+fn gpu_residual_forward(
+    dev: &mut dyn GpuDevice,
+    kind: Rows,
+    x: &[f32],
+    residual: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    rows: usize,
+    cols: usize,
+) -> [Vec<f32>; 4] {
+    let [bx, br] = [x, residual].map(|v| kind.upload(dev, v));
+    let [bg, bb] = [gamma, beta].map(|v| upload(dev, v));
+    let [sum, y] = [0; 2].map(|_| kind.nans(dev, rows * cols));
+    let [mean, rstd] = [0; 2].map(|_| nans(dev, rows));
+    let run = match kind {
+        Rows::F32 => ln::layer_norm_residual,
+        Rows::Bf16 => ln::layer_norm_residual_bf16,
+    };
+    run(dev, bx, br, sum, bg, bb, y, mean, rstd, rows, cols, EPS).unwrap();
+    let [sum, y] = [sum, y].map(|b| kind.download(dev, b));
+    [sum, y, download(dev, mean), download(dev, rstd)]
+}
+
+/// The residual forward on every shape against the CPU forward of the sum (added in f32 from
+/// the stored inputs and stored), checking the sum exactly; prints the largest errors of
+/// `(y, mean, rstd)`.
+pub fn residual_forward(dev: &mut dyn GpuDevice, kind: Rows, shapes: &[(usize, usize)]) {
     let mut worst = [0.0f32; 3];
     for (seed, &(rows, cols)) in shapes.iter().enumerate() {
         let [x, gamma, beta] = inputs(rows, cols, 10 * seed as u64 + 5, 0.5);
-        let residual = random(rows * cols, 10 * seed as u64 + 9);
+        let x = kind.round(&x);
+        let residual = kind.round(&random(rows * cols, 10 * seed as u64 + 9));
         let sum: Vec<f32> = x.iter().zip(&residual).map(|(a, b)| a + b).collect();
+        let sum = kind.round(&sum);
         let want = cpu_forward(&sum, &gamma, &beta, rows, cols);
-        let [bx, br, bg, bb] = [&x, &residual, &gamma, &beta].map(|v| upload(dev, v));
-        let bs = nans(dev, rows * cols);
-        let out = [nans(dev, rows * cols), nans(dev, rows), nans(dev, rows)];
-        let [y, mean, rstd] = out;
-        ln::layer_norm_residual(dev, bx, br, bs, bg, bb, y, mean, rstd, rows, cols, EPS).unwrap();
-        assert_eq!(download(dev, bs), sum, "sum of {rows} x {cols}");
-        for (k, (buf, name)) in out.iter().zip(["y", "mean", "rstd"]).enumerate() {
-            let got = download(dev, *buf);
-            let what = format!("{name} of {rows} x {cols} with a residual");
-            worst[k] = worst[k].max(max_err(&what, &got, &want[k], 1.0));
+        let [got_sum, got @ ..] =
+            gpu_residual_forward(dev, kind, &x, &residual, &gamma, &beta, rows, cols);
+        assert_eq!(got_sum, sum, "sum of {rows} x {cols} ({kind:?})");
+        for (k, name) in ["y", "mean", "rstd"].iter().enumerate() {
+            let what = format!("{name} of {rows} x {cols} with a residual ({kind:?})");
+            let err = match k {
+                0 => kind.max_err(&what, &got[k], &want[k], 1.0),
+                _ => max_err(&what, &got[k], &want[k], 1.0),
+            };
+            worst[k] = worst[k].max(err);
         }
     }
     println!(
-        "{}: layer norm residual forward max error (y, mean, rstd): {worst:?}",
+        "{}: layer norm residual forward ({kind:?} rows) max error (y, mean, rstd): {worst:?}",
         dev.name()
     );
 }
 
-/// `(dx, dgamma, dbeta)` of the GPU backward, run twice to check the bits repeat.
+/// `(dx, dgamma, dbeta)` of the GPU backward on `dy` and `x` stored as `kind`, run twice to
+/// check the bits repeat.
 #[allow(clippy::too_many_arguments)]
 fn gpu_backward(
     dev: &mut dyn GpuDevice,
+    kind: Rows,
     dy: &[f32],
     x: &[f32],
     gamma: &[f32],
@@ -162,14 +305,22 @@ fn gpu_backward(
     rows: usize,
     cols: usize,
 ) -> [Vec<f32>; 3] {
-    let [bdy, bx, bg, bm, bs] = [dy, x, gamma, mean, rstd].map(|v| upload(dev, v));
+    let [bdy, bx] = [dy, x].map(|v| kind.upload(dev, v));
+    let [bg, bm, bs] = [gamma, mean, rstd].map(|v| upload(dev, v));
     let scratch = nans(dev, layer_norm_backward_scratch_len(rows, cols));
+    let run = match kind {
+        Rows::F32 => ln::layer_norm_backward,
+        Rows::Bf16 => ln::layer_norm_backward_bf16,
+    };
     let mut runs = Vec::new();
     for _ in 0..2 {
-        let outs = [nans(dev, rows * cols), nans(dev, cols), nans(dev, cols)];
-        let [dx, dg, db] = outs;
-        ln::layer_norm_backward(dev, bdy, bx, bg, bm, bs, dx, dg, db, scratch, rows, cols).unwrap();
-        runs.push(outs.map(|b| download(dev, b)));
+        let [dx, dg, db] = [
+            kind.nans(dev, rows * cols),
+            nans(dev, cols),
+            nans(dev, cols),
+        ];
+        run(dev, bdy, bx, bg, bm, bs, dx, dg, db, scratch, rows, cols).unwrap();
+        runs.push([kind.download(dev, dx), download(dev, dg), download(dev, db)]);
     }
     let second = runs.pop().unwrap();
     let first = runs.pop().unwrap();
@@ -178,59 +329,59 @@ fn gpu_backward(
     first
 }
 
-/// The backward on every shape against the CPU, twice each (the bits must repeat); prints
-/// the largest errors of `(dx, dgamma, dbeta)`. Errors of dgamma and dbeta are relative to
-/// `max(|want|, sqrt(rows))`.
-pub fn backward(dev: &mut dyn GpuDevice, shapes: &[(usize, usize)]) {
+/// The backward on every shape against the CPU backward of the stored inputs, twice each (the
+/// bits must repeat); prints the largest errors of `(dx, dgamma, dbeta)`. Errors of dgamma and
+/// dbeta are relative to `max(|want|, sqrt(rows))`.
+pub fn backward(dev: &mut dyn GpuDevice, kind: Rows, shapes: &[(usize, usize)]) {
     let mut worst = [0.0f32; 3];
     for (seed, &(rows, cols)) in shapes.iter().enumerate() {
         let [x, gamma, beta] = inputs(rows, cols, 10 * seed as u64 + 3, 0.5);
+        let x = kind.round(&x);
         let [_, mean, rstd] = cpu_forward(&x, &gamma, &beta, rows, cols);
-        let dy = random(rows * cols, 10 * seed as u64 + 7);
+        let dy = kind.round(&random(rows * cols, 10 * seed as u64 + 7));
         let mut want = [vec![0.0; rows * cols], vec![0.0; cols], vec![0.0; cols]];
         let [dx, dg, db] = &mut want;
         let opts = CpuOptions::default();
         layer_norm_backward(&dy, &x, &gamma, &mean, &rstd, dx, dg, db, rows, cols, &opts).unwrap();
-        let got = gpu_backward(dev, &dy, &x, &gamma, &mean, &rstd, rows, cols);
+        let got = gpu_backward(dev, kind, &dy, &x, &gamma, &mean, &rstd, rows, cols);
         // dgamma and dbeta add `rows` terms of order 1 and random sign: their typical size is
         // sqrt(rows), and a column that cancels to less keeps the rounding of the big terms.
         let sums = (rows as f32).sqrt().max(1.0);
-        for (k, (name, floor)) in [("dx", 1.0), ("dgamma", sums), ("dbeta", sums)]
-            .into_iter()
-            .enumerate()
-        {
-            let what = format!("{name} of {rows} x {cols}");
-            worst[k] = worst[k].max(max_err(&what, &got[k], &want[k], floor));
+        let what = |name| format!("{name} of {rows} x {cols} ({kind:?})");
+        let errs = [
+            kind.max_err(&what("dx"), &got[0], &want[0], 1.0),
+            max_err(&what("dgamma"), &got[1], &want[1], sums),
+            max_err(&what("dbeta"), &got[2], &want[2], sums),
+        ];
+        for (w, e) in worst.iter_mut().zip(errs) {
+            *w = w.max(e);
         }
     }
     println!(
-        "{}: layer norm backward max error (dx, dgamma, dbeta): {worst:?}",
+        "{}: layer norm backward ({kind:?} rows) max error (dx, dgamma, dbeta): {worst:?}",
         dev.name()
     );
 }
 
 /// The backward of no rows still writes the parameter gradients: zeros.
-pub fn backward_of_no_rows(dev: &mut dyn GpuDevice) {
-    let got = gpu_backward(dev, &[], &[], &[1.0; 5], &[], &[], 0, 5);
+pub fn backward_of_no_rows(dev: &mut dyn GpuDevice, kind: Rows) {
+    let got = gpu_backward(dev, kind, &[], &[], &[1.0; 5], &[], &[], 0, 5);
     assert_eq!(got, [vec![], vec![0.0; 5], vec![0.0; 5]]);
 }
 
 /// Launches every kernel of the module (the forwards on every variant, the backward on both
-/// widths) and checks none is left out.
+/// widths, for both storages) and checks none is left out.
 pub fn every_kernel_runs(dev: &mut dyn GpuDevice) {
     let mut dev = Recorder::new(dev);
     let dev = &mut dev;
-    for cols in [5, 48, 384, 768, 1024, 2049, 2052] {
-        let [bx, bg, bb] = inputs(1, cols, cols as u64, 0.5).map(|v| upload(dev, &v));
-        let [y, sum, mean, rstd] = [0; 4].map(|_| dev.alloc_zeros(4 * cols).unwrap());
-        ln::layer_norm(dev, bx, bg, bb, y, mean, rstd, 1, cols, EPS).unwrap();
-        ln::layer_norm_residual(dev, bx, bx, sum, bg, bb, y, mean, rstd, 1, cols, EPS).unwrap();
-        if cols < 100 {
-            let scratch_len = layer_norm_backward_scratch_len(1, cols);
-            let scratch = dev.alloc_zeros(4 * scratch_len).unwrap();
-            let [dx, dg, db] = [0; 3].map(|_| dev.alloc_zeros(4 * cols).unwrap());
-            ln::layer_norm_backward(dev, bb, bx, bg, mean, rstd, dx, dg, db, scratch, 1, cols)
-                .unwrap();
+    for kind in Rows::ALL {
+        for cols in [5, 48, 384, 768, 1024, 2049, 2052] {
+            let [x, gamma, beta] = inputs(1, cols, cols as u64, 0.5);
+            let [_, mean, rstd] = gpu_forward(dev, kind, &x, &gamma, &beta, 1, cols);
+            gpu_residual_forward(dev, kind, &x, &x, &gamma, &beta, 1, cols);
+            if cols < 100 {
+                gpu_backward(dev, kind, &beta, &x, &gamma, &mean, &rstd, 1, cols);
+            }
         }
     }
     assert_eq!(dev.launched, entries(ln::MODULE));
