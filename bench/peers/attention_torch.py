@@ -10,8 +10,9 @@ attention: torch.nn.functional.scaled_dot_product_attention on [B, H, T, d] floa
 with an additive key-padding mask of zeros (so the kernel takes its masked path, as ours
 does), forward alone and forward + backward; FLOPs as FlashAttention counts them: forward
 4*B*H*T*T*d, backward 2.5x that. layernorm: torch.nn.functional.layer_norm over the last dim,
-forward, and forward + backward from a given dy; bytes counted as ours: forward reads x and
-writes y (8 bytes per element), backward reads dy and x and writes dx (12 per element). The
+forward, and forward + backward from a given dy, with x, y and dy stored as f32 or (--dtype
+bf16) bfloat16; bytes counted as ours: forward reads x and writes y (2 elements of storage
+per element), backward reads dy and x and writes dx (3). The
 same run measures the device-to-device copy bandwidth (a tensor copy_, counted as read +
 write) as the reference for "fraction of copy bandwidth".
 
@@ -77,28 +78,30 @@ def layernorm(args):
     for hidden in ints(args.hidden):
         rows = args.rows
         gen = torch.Generator(device=args.device).manual_seed(0)
-        x = torch.randn(rows, hidden, device=args.device, generator=gen, requires_grad=True)
+        dt = {"f32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
+        x = torch.randn(rows, hidden, device=args.device, generator=gen).to(dt).requires_grad_()
         w = torch.randn(hidden, device=args.device, generator=gen, requires_grad=True)
         bias = torch.randn(hidden, device=args.device, generator=gen, requires_grad=True)
-        dy = torch.randn(rows, hidden, device=args.device, generator=gen)
+        dy = torch.randn(rows, hidden, device=args.device, generator=gen).to(dt)
         dst = torch.empty_like(dy)
 
         def fwd():
             with torch.no_grad():
-                F.layer_norm(x, (hidden,), w, bias, 1e-12)
+                F.layer_norm(x, (hidden,), w.to(dt), bias.to(dt), 1e-12)
 
         def fwd_bwd():
-            y = F.layer_norm(x, (hidden,), w, bias, 1e-12)
+            y = F.layer_norm(x, (hidden,), w.to(dt), bias.to(dt), 1e-12)
             torch.autograd.grad(y, (x, w, bias), dy)
 
         def copy():
             dst.copy_(dy)
 
         n = rows * hidden
+        elem = x.element_size()
         t_c = timed(copy, args.device, args.runs)
         t_f = timed(fwd, args.device, args.runs)
         t_b = max(timed(fwd_bwd, args.device, args.runs) - t_f, 1e-9)
-        for phase, ms, nbytes in (("copy", t_c, 8 * n), ("forward", t_f, 8 * n), ("backward", t_b, 12 * n)):
+        for phase, ms, nbytes in (("copy", t_c, 2 * elem * n), ("forward", t_f, 2 * elem * n), ("backward", t_b, 3 * elem * n)):
             print(json.dumps({"impl": "pytorch", "op": "layernorm", "device": args.device, "phase": phase,
                               "rows": rows, "cols": hidden, "median_ms": round(ms, 4),
                               "gbps": round(nbytes / ms / 1e6, 2)}), flush=True)
@@ -115,6 +118,7 @@ def main():
     p.add_argument("--head-dim", type=int, default=64)
     p.add_argument("--rows", type=int, default=4096)
     p.add_argument("--hidden", default="768,1024")
+    p.add_argument("--dtype", choices=["f32", "bf16"], default="f32", help="layernorm: storage of x, y, dy")
     args = p.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("attention_torch.py: no CUDA device visible to PyTorch (use --device cpu for a smoke run)")

@@ -249,18 +249,34 @@ pub fn layernorm(args: &Args) -> Result<Vec<Row>, String> {
     let dev = device.gpu().ok_or("no GPU device")?;
     let rows_n: usize = args.get("rows", 4096)?;
     let budget = Duration::from_millis(args.get("budget-ms", 2000)?);
+    let dtype = args.get("dtype", "f32".to_string())?;
+    let bf16 = match dtype.as_str() {
+        "f32" => false,
+        "bf16" => true,
+        other => return Err(format!("--dtype {other:?}: want f32 or bf16")),
+    };
+    // Bytes of one row element: x, y, dy, dx are bf16 or f32; the statistics stay f32.
+    let elem = if bf16 { 2.0 } else { 4.0 };
     let mut rows = Vec::new();
     for cols in list(args, "hidden", "768,1024")? {
         let n = rows_n * cols;
         let e = |e: smelt_kernels::Error| e.to_string();
-        let x = dev.upload_f32(&pattern(n, 1)).map_err(e)?;
-        let dy = dev.upload_f32(&pattern(n, 2)).map_err(e)?;
+        let matrix = |dev: &mut dyn GpuDevice, seed| -> Result<GpuBuffer, String> {
+            let values = pattern(n, seed);
+            if bf16 {
+                let bits: Vec<u16> = values.iter().map(|v| (v.to_bits() >> 16) as u16).collect();
+                dev.upload_u16(&bits).map_err(e)
+            } else {
+                dev.upload_f32(&values).map_err(e)
+            }
+        };
+        let (x, dy) = (matrix(dev, 1)?, matrix(dev, 2)?);
+        let (y, dx, copy_dst) = (matrix(dev, 5)?, matrix(dev, 6)?, matrix(dev, 7)?);
         let gamma = dev.upload_f32(&pattern(cols, 3)).map_err(e)?;
         let beta = dev.upload_f32(&pattern(cols, 4)).map_err(e)?;
         let zeros = |dev: &mut dyn GpuDevice, len: usize| -> Result<GpuBuffer, String> {
             dev.alloc_zeros(len * 4).map_err(e)
         };
-        let (y, dx, copy_dst) = (zeros(dev, n)?, zeros(dev, n)?, zeros(dev, n)?);
         let (mean, rstd) = (zeros(dev, rows_n)?, zeros(dev, rows_n)?);
         let (dgamma, dbeta) = (zeros(dev, cols)?, zeros(dev, cols)?);
         let scratch = zeros(
@@ -275,13 +291,22 @@ pub fn layernorm(args: &Args) -> Result<Vec<Row>, String> {
         };
         let mut forward = || {
             let mut d = dev.borrow_mut();
-            layernorm::layer_norm(*d, x, gamma, beta, y, mean, rstd, rows_n, cols, 1e-12)
-                .map_err(e)?;
+            let forward = if bf16 {
+                layernorm::layer_norm_bf16
+            } else {
+                layernorm::layer_norm
+            };
+            forward(*d, x, gamma, beta, y, mean, rstd, rows_n, cols, 1e-12).map_err(e)?;
             d.synchronize().map_err(e)
         };
         let mut backward = || {
             let mut d = dev.borrow_mut();
-            layernorm::layer_norm_backward(
+            let backward = if bf16 {
+                layernorm::layer_norm_backward_bf16
+            } else {
+                layernorm::layer_norm_backward
+            };
+            backward(
                 *d, dy, x, gamma, mean, rstd, dx, dgamma, dbeta, scratch, rows_n, cols,
             )
             .map_err(e)?;
@@ -289,10 +314,15 @@ pub fn layernorm(args: &Args) -> Result<Vec<Row>, String> {
         };
         forward()?;
         let t = time_all(&mut [&mut copy, &mut forward, &mut backward], budget)?;
-        let bytes = [8.0 * n as f64, 8.0 * n as f64, 12.0 * n as f64];
+        // Copy and forward read and write one matrix, the backward reads two and writes one.
+        let bytes = [
+            2.0 * elem * n as f64,
+            2.0 * elem * n as f64,
+            3.0 * elem * n as f64,
+        ];
         let copy_gbps = bytes[0] / t[0] / 1e9;
         let peer = if args.flag("torch") {
-            torch_layernorm(args, rows_n, cols)?
+            torch_layernorm(args, rows_n, cols, &dtype)?
         } else {
             Vec::new()
         };
@@ -354,16 +384,18 @@ fn layernorm_row(
     ])
 }
 
-/// PyTorch's (phase, median ms, GB/s) for one layer-norm shape (phases copy, forward, backward).
+/// PyTorch's (phase, median ms, GB/s) for one layer-norm shape and storage type (phases copy,
+/// forward, backward).
 fn torch_layernorm(
     args: &Args,
     rows: usize,
     cols: usize,
+    dtype: &str,
 ) -> Result<Vec<(String, f64, f64)>, String> {
-    torch_peer(
-        args,
-        "layernorm",
-        &[format!("--rows={rows}"), format!("--hidden={cols}")],
-        "gbps",
-    )
+    let shape = [
+        format!("--rows={rows}"),
+        format!("--hidden={cols}"),
+        format!("--dtype={dtype}"),
+    ];
+    torch_peer(args, "layernorm", &shape, "gbps")
 }

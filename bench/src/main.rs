@@ -45,7 +45,7 @@ const USAGE: &str = "usage:
   smelt bench gemm    [--shape MxKxN ...] [--batch B] [--transb] [--threads N] [--torch] [--json]
   smelt bench softmax [--shape ROWSxCOLS ...] [--threads N] [--json]
   smelt bench attention [--device cuda|ptx-sim] [--batch 32] [--heads 12] [--seq 128,512] [--head-dim 64] [--torch] [--json]
-  smelt bench layernorm [--device cuda|ptx-sim] [--rows 4096] [--hidden 768,1024] [--torch] [--json]
+  smelt bench layernorm [--device cuda|ptx-sim] [--rows 4096] [--hidden 768,1024] [--dtype f32|bf16] [--torch] [--json]
                  (GPU kernels: --device cuda needs a build with --features cuda and a GPU)
 options:
   --threads N    threads for every implementation (default: all cores)
@@ -144,7 +144,7 @@ fn bench(raw: &[String]) -> Result<(), String> {
             gpu_bench::attention(&args)?
         }
         "layernorm" => {
-            args.only(&["device", "rows", "hidden", "torch", "json", "budget-ms"])?;
+            args.only(&["device", "rows", "hidden", "dtype", "torch", "json", "budget-ms"])?;
             gpu_bench::layernorm(&args)?
         }
         "softmax" => {
