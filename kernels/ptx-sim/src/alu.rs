@@ -40,6 +40,15 @@ pub fn int_op(op: IntOp, ty: Ty, a: u64, b: u64, sat: bool) -> u64 {
         IntOp::MulHi if !ty.is_signed() => return mask(((x as u128 * y as u128) >> w) as u64, w),
         IntOp::MulHi => x.wrapping_mul(y) >> w,
         IntOp::MulWide => return mask((x * y) as u64, 2 * w),
+        IntOp::Mul24Lo | IntOp::Mul24Hi => {
+            let (x, y) = if ty.is_signed() {
+                (sext(a, 24) as i128, sext(b, 24) as i128)
+            } else {
+                (mask(a, 24) as i128, mask(b, 24) as i128)
+            };
+            let p = x * y;
+            return mask((if op == IntOp::Mul24Hi { p >> 16 } else { p }) as u64, 32);
+        }
         IntOp::Div if y == 0 => -1,
         IntOp::Div => x.wrapping_div(y),
         IntOp::Rem if y == 0 => x,
@@ -184,6 +193,23 @@ fn exact(op: FloatOp, a: f64, b: f64) -> (f64, f64) {
 
 /// Two-operand float op.
 pub fn float_op(op: FloatOp, ty: Ty, m: FloatMods, a: u64, b: u64) -> u64 {
+    if let Some((elem, n)) = ty.halves() {
+        return per_half(n, [a, b, 0], |[x, y, _]| half_op(op, elem, m, x, y));
+    }
+    if m.nan && matches!(op, FloatOp::Min | FloatOp::Max) {
+        let nan = if ty == Ty::F64 {
+            f64::from_bits(a).is_nan() || f64::from_bits(b).is_nan()
+        } else {
+            f32::from_bits(a as u32).is_nan() || f32::from_bits(b as u32).is_nan()
+        };
+        if nan {
+            return if ty == Ty::F64 {
+                float::CANONICAL_NAN_F64
+            } else {
+                float::CANONICAL_NAN_F32 as u64
+            };
+        }
+    }
     if ty == Ty::F64 {
         let (x, y) = (f64::from_bits(a), f64::from_bits(b));
         let r = match op {
@@ -224,6 +250,20 @@ pub fn float_op(op: FloatOp, ty: Ty, m: FloatMods, a: u64, b: u64) -> u64 {
 /// One-operand float op. The `.approx` forms are computed in f64 and rounded to nearest, so
 /// they are at least as accurate as the hardware's documented bounds.
 pub fn float_unary(op: FloatUnary, ty: Ty, m: FloatMods, a: u64) -> u64 {
+    if let Some((elem, n)) = ty.halves() {
+        return per_half(n, [a, 0, 0], |[x, _, _]| {
+            let x = if m.ftz && half_in(x, elem, true) == 0.0 {
+                x & 0x8000
+            } else {
+                x
+            };
+            match op {
+                FloatUnary::Neg => x ^ 0x8000,
+                FloatUnary::Abs => x & 0x7fff,
+                other => half_out(unary_f64(other, half_in(x, elem, m.ftz)), 0.0, elem, m),
+            }
+        });
+    }
     if ty == Ty::F64 {
         let x = f64::from_bits(a);
         let r = match op {
@@ -291,8 +331,88 @@ fn unary_f64(op: FloatUnary, x: f64) -> f64 {
     }
 }
 
+/// Applies `f` to each 16-bit lane of up to three packed operands (`n` lanes: 1 or 2).
+fn per_half(n: u32, ops: [u64; 3], f: impl Fn([u64; 3]) -> u64) -> u64 {
+    (0..n).fold(0, |acc, i| {
+        let lane = ops.map(|v| (v >> (16 * i)) & 0xffff);
+        acc | (f(lane) & 0xffff) << (16 * i)
+    })
+}
+
+fn half_format(elem: Ty) -> float::Format {
+    if elem == Ty::F16 {
+        float::F16
+    } else {
+        float::BF16
+    }
+}
+
+/// The value of one f16 or bf16 (`elem`), a subnormal flushed to zero under `ftz`.
+fn half_in(bits: u64, elem: Ty, ftz: bool) -> f64 {
+    let x = float_value(bits & 0xffff, elem, false);
+    if ftz && x != 0.0 && x.abs() < 2f64.powi(half_format(elem).emin) {
+        0.0f64.copysign(x)
+    } else {
+        x
+    }
+}
+
+/// The exact result `hi + lo` rounded to the f16 or bf16 `elem`, then `.ftz`, `.relu` and
+/// `.sat` applied; NaN is the canonical 0x7fff.
+fn half_out(hi: f64, lo: f64, elem: Ty, m: FloatMods) -> u64 {
+    let fmt = half_format(elem);
+    let mut x = round_exact(hi, lo, fmt, m.rnd);
+    if m.ftz && x != 0.0 && x.abs() < 2f64.powi(fmt.emin) {
+        x = 0.0f64.copysign(x);
+    }
+    if m.relu && x < 0.0 {
+        x = 0.0;
+    }
+    if m.satfinite && x.is_infinite() {
+        x = fmt.max.copysign(x);
+    }
+    x = saturate(x, m.sat);
+    if elem == Ty::F16 {
+        float::to_f16(x, Rnd::Rn) as u64
+    } else {
+        float::to_bf16(x, Rnd::Rn) as u64
+    }
+}
+
+/// `add sub mul min max` on one f16 or bf16 lane.
+fn half_op(op: FloatOp, elem: Ty, m: FloatMods, a: u64, b: u64) -> u64 {
+    let (x, y) = (half_in(a, elem, m.ftz), half_in(b, elem, m.ftz));
+    match op {
+        FloatOp::Min | FloatOp::Max => {
+            let r = if m.nan && (x.is_nan() || y.is_nan()) {
+                f64::NAN
+            } else {
+                min_max(x, y, op == FloatOp::Max)
+            };
+            half_out(r, 0.0, elem, FloatMods { sat: false, ..m })
+        }
+        FloatOp::Copysign => (b & 0x7fff) | (a & 0x8000),
+        _ => {
+            let (hi, lo) = exact(op, x, y);
+            half_out(hi, lo, elem, m)
+        }
+    }
+}
+
 /// `fma`: `a * b + c` with one rounding.
 pub fn fma(ty: Ty, m: FloatMods, a: u64, b: u64, c: u64) -> u64 {
+    if let Some((elem, n)) = ty.halves() {
+        return per_half(n, [a, b, c], |[x, y, z]| {
+            let (x, y, z) = (
+                half_in(x, elem, m.ftz),
+                half_in(y, elem, m.ftz),
+                half_in(z, elem, m.ftz),
+            );
+            // The product of two 16-bit floats is exact in f64, the sum exact as hi + lo.
+            let (hi, lo) = two_sum(x * y, z);
+            half_out(hi, lo, elem, m)
+        });
+    }
     if ty == Ty::F64 {
         let (x, y, z) = (f64::from_bits(a), f64::from_bits(b), f64::from_bits(c));
         return f64_out(x.mul_add(y, z), m);
@@ -307,16 +427,14 @@ pub fn fma(ty: Ty, m: FloatMods, a: u64, b: u64, c: u64) -> u64 {
     f32_out(r, m)
 }
 
-/// `setp`/`set` comparison.
-pub fn compare(cmp: Cmp, ty: Ty, a: u64, b: u64) -> bool {
+/// `setp`/`set` comparison of two scalars (an f16 or bf16 in the low 16 bits); `ftz` flushes
+/// subnormal f32 and f16 inputs to zero first.
+pub fn compare(cmp: Cmp, ty: Ty, a: u64, b: u64, ftz: bool) -> bool {
     if ty.is_float() {
-        let (x, y) = if ty == Ty::F64 {
-            (f64::from_bits(a), f64::from_bits(b))
-        } else {
-            (
-                f32::from_bits(a as u32) as f64,
-                f32::from_bits(b as u32) as f64,
-            )
+        let (x, y) = match ty {
+            Ty::F64 => (f64::from_bits(a), f64::from_bits(b)),
+            Ty::F16 | Ty::Bf16 => (half_in(a, ty, ftz), half_in(b, ty, ftz)),
+            _ => (float_value(a, Ty::F32, ftz), float_value(b, Ty::F32, ftz)),
         };
         let unordered = x.is_nan() || y.is_nan();
         return match cmp {
@@ -346,6 +464,41 @@ pub fn compare(cmp: Cmp, ty: Ty, a: u64, b: u64) -> bool {
         Cmp::Ge | Cmp::Geu => x >= y,
         Cmp::Num => true,
         Cmp::Nan => false,
+    }
+}
+
+/// `setp` of an `.f16x2`/`.bf16x2` pair: the comparisons of the low and of the high halves.
+pub fn compare_halves(cmp: Cmp, ty: Ty, a: u64, b: u64, ftz: bool) -> (bool, bool) {
+    let elem = ty.halves().map_or(ty, |h| h.0);
+    (
+        compare(cmp, elem, a & 0xffff, b & 0xffff, ftz),
+        compare(cmp, elem, (a >> 16) & 0xffff, (b >> 16) & 0xffff, ftz),
+    )
+}
+
+/// `set.cmp.dtype.stype`: for each comparison (one, or one per half of an `.f16x2`/`.bf16x2`
+/// source) all ones of the destination width, or 1.0 in a float destination; 0 when false.
+pub fn set(cmp: Cmp, dty: Ty, sty: Ty, ftz: bool, a: u64, b: u64) -> u64 {
+    let one = |elem: Ty, bits: u32| match elem {
+        Ty::F32 => 1f32.to_bits() as u64,
+        Ty::F16 => 0x3c00,
+        Ty::Bf16 => 0x3f80,
+        _ => mask(u64::MAX, bits),
+    };
+    match sty.halves() {
+        Some((elem, 2)) => {
+            let (lo, hi) = compare_halves(cmp, elem, a, b, ftz);
+            let d = dty.halves().map_or(Ty::U(16), |h| h.0);
+            let v = |t: bool| if t { one(d, 16) } else { 0 };
+            v(lo) | v(hi) << 16
+        }
+        _ => {
+            if compare(cmp, sty, a, b, ftz) {
+                one(dty, dty.bits())
+            } else {
+                0
+            }
+        }
     }
 }
 
@@ -396,10 +549,15 @@ fn float_value(v: u64, ty: Ty, ftz: bool) -> f64 {
 fn store_float(x: f64, lo: f64, dty: Ty, m: FloatMods) -> u64 {
     let x = saturate(x, m.sat);
     match dty {
-        Ty::F16 => float::to_f16(float::round_exact(x, lo, float::F16, m.rnd), Rnd::Rn) as u64,
-        Ty::Bf16 => float::to_bf16(float::round_exact(x, lo, float::BF16, m.rnd), Rnd::Rn) as u64,
+        Ty::F16 | Ty::Bf16 => half_out(x, lo, dty, FloatMods { sat: false, ..m }),
         Ty::F32 => {
-            let r = round_exact(x, lo, F32, m.rnd) as f32;
+            let mut r = round_exact(x, lo, F32, m.rnd) as f32;
+            if m.relu && r < 0.0 {
+                r = 0.0;
+            }
+            if m.satfinite && r.is_infinite() {
+                r = f32::MAX.copysign(r);
+            }
             bits32(if m.ftz { ftz32(r) } else { r })
         }
         _ => bits64(adjust_f64(x, lo, m.rnd)),
@@ -532,10 +690,86 @@ pub fn shf(left: bool, wrap: bool, a: u64, b: u64, c: u64) -> u64 {
     }
 }
 
+/// `dp4a` and `dp2a.lo/.hi`: `c` plus the products of the bytes (and halves, for `dp2a`) of
+/// `a` and `b`, each signed or not, wrapping to 32 bits.
+pub fn dot(kind: DotKind, a_signed: bool, b_signed: bool, a: u64, b: u64, c: u64) -> u64 {
+    let part = |v: u64, i: u32, bits: u32, signed: bool| {
+        let x = mask(v >> (bits * i), bits);
+        if signed {
+            sext(x, bits)
+        } else {
+            x as i64
+        }
+    };
+    let sum: i64 = match kind {
+        DotKind::Dp4a => (0..4)
+            .map(|i| part(a, i, 8, a_signed) * part(b, i, 8, b_signed))
+            .sum(),
+        DotKind::Dp2a { hi } => {
+            let k = if hi { 2 } else { 0 };
+            (0..2)
+                .map(|i| part(a, i, 16, a_signed) * part(b, k + i, 8, b_signed))
+                .sum()
+        }
+    };
+    mask(c.wrapping_add(sum as u64), 32)
+}
+
+/// `vabsdiff4` (all four bytes, no selectors): per byte `|a - b|` of signed or unsigned bytes,
+/// packed into d (`add` false) or summed into `c` (`add` true).
+pub fn vabsdiff4(signed: bool, add: bool, a: u64, b: u64, c: u64) -> u64 {
+    let byte = |v: u64, i: u32| {
+        let x = (v >> (8 * i)) & 0xff;
+        if signed {
+            sext(x, 8)
+        } else {
+            x as i64
+        }
+    };
+    let diffs = (0..4).map(|i| (byte(a, i) - byte(b, i)).unsigned_abs());
+    if add {
+        mask(diffs.fold(c, u64::wrapping_add), 32)
+    } else {
+        diffs
+            .enumerate()
+            .fold(0, |d, (i, v)| d | (v & 0xff) << (8 * i))
+    }
+}
+
+/// `redux.sync`: the reduction of the member lanes' values (32-bit, signed for min/max when
+/// `signed`).
+pub fn redux(op: ReduxOp, signed: bool, vals: impl Iterator<Item = u64>) -> u64 {
+    let vals = vals.map(|v| mask(v, 32));
+    let key = |v: &u64| if signed { sext(*v, 32) } else { *v as i64 };
+    mask(
+        match op {
+            ReduxOp::Add => vals.fold(0, u64::wrapping_add),
+            ReduxOp::Min => vals.min_by_key(key).unwrap_or(0),
+            ReduxOp::Max => vals.max_by_key(key).unwrap_or(0),
+            ReduxOp::And => vals.fold(u64::MAX, |x, y| x & y),
+            ReduxOp::Or => vals.fold(0, |x, y| x | y),
+            ReduxOp::Xor => vals.fold(0, |x, y| x ^ y),
+        },
+        32,
+    )
+}
+
 /// The new value an atomic stores, given the old one (`c` is the swap value of `cas`).
 pub fn atom_apply(op: AtomOp, ty: Ty, old: u64, b: u64, c: u64) -> u64 {
     let w = ty.bits();
     match op {
+        AtomOp::Add if ty.halves().is_some() => {
+            let m = FloatMods {
+                rnd: Rnd::Rn,
+                ftz: false,
+                sat: false,
+                approx: false,
+                relu: false,
+                nan: false,
+                satfinite: false,
+            };
+            float_op(FloatOp::Add, ty, m, old, b)
+        }
         AtomOp::Add if ty == Ty::F32 => {
             bits32(f32::from_bits(old as u32) + f32::from_bits(b as u32))
         }
@@ -582,6 +816,195 @@ pub fn atom_apply(op: AtomOp, ty: Ty, old: u64, b: u64, c: u64) -> u64 {
 mod tests {
     use super::*;
 
+    const RN: FloatMods = FloatMods {
+        rnd: Rnd::Rn,
+        ftz: false,
+        sat: false,
+        approx: false,
+        relu: false,
+        nan: false,
+        satfinite: false,
+    };
+
+    #[test]
+    fn half_precision_arithmetic_rounds_once_per_lane() {
+        let (f16, f16x2, bf16) = (Ty::F16, Ty::F16x2, Ty::Bf16);
+        // 1 + 2^-11 is a tie between 1 and 1 + 2^-10: even wins; 1 + 3 * 2^-11 goes up.
+        assert_eq!(float_op(FloatOp::Add, f16, RN, 0x3c00, 0x1000), 0x3c00);
+        assert_eq!(float_op(FloatOp::Add, f16, RN, 0x3c00, 0x1600), 0x3c02);
+        let rz = FloatMods { rnd: Rnd::Rz, ..RN };
+        assert_eq!(float_op(FloatOp::Sub, f16, rz, 0x3c00, 0x0001), 0x3bff);
+        // fma rounds once: (1 + 3 * 2^-10)^2 - 1 is 1538 * 2^-18, a separate multiply gives 1536.
+        assert_eq!(fma(f16, RN, 0x3c03, 0x3c03, 0xbc00), 0x1e02);
+        assert_eq!(float_op(FloatOp::Mul, f16, RN, 0x3c03, 0x3c03), 0x3c06);
+        // Overflow, subnormal products, NaN canonical.
+        assert_eq!(float_op(FloatOp::Mul, f16, RN, 0x7bff, 0x4000), 0x7c00);
+        assert_eq!(float_op(FloatOp::Mul, f16, RN, 0x0200, 0x3800), 0x0100);
+        assert_eq!(float_op(FloatOp::Add, f16, RN, 0x7c00, 0xfc00), 0x7fff);
+        // .sat, .relu, .ftz.
+        let sat = FloatMods { sat: true, ..RN };
+        assert_eq!(float_op(FloatOp::Add, f16, sat, 0x3a00, 0x3800), 0x3c00);
+        assert_eq!(float_op(FloatOp::Add, f16, sat, 0x7e00, 0x3800), 0);
+        let relu = FloatMods { relu: true, ..RN };
+        assert_eq!(fma(f16, relu, 0xbc00, 0x3c00, 0x0000), 0);
+        assert_eq!(fma(f16, relu, 0x7e00, 0x3c00, 0x0000), 0x7fff);
+        let ftz = FloatMods { ftz: true, ..RN };
+        assert_eq!(float_op(FloatOp::Mul, f16, ftz, 0x0200, 0x3c00), 0);
+        assert_eq!(float_unary(FloatUnary::Neg, f16, ftz, 0x0001), 0x8000);
+        // min/max ignore one NaN unless .NaN.
+        let nan = FloatMods { nan: true, ..RN };
+        assert_eq!(float_op(FloatOp::Min, f16, RN, 0x7e00, 0x3c00), 0x3c00);
+        assert_eq!(float_op(FloatOp::Min, f16, nan, 0x7e00, 0x3c00), 0x7fff);
+        // Two lanes, each on its own: {1 + 1, 1 + 2}.
+        assert_eq!(
+            float_op(FloatOp::Add, f16x2, RN, 0x3c00_3c00, 0x4000_3c00),
+            0x4200_4000
+        );
+        assert_eq!(
+            float_unary(FloatUnary::Abs, f16x2, RN, 0x8001_bc00),
+            0x0001_3c00
+        );
+        // bf16: 1 + 2^-8 ties to 1, 1 + 2^-7 is exact.
+        assert_eq!(fma(bf16, RN, 0x3f80, 0x3f80, 0x3b80), 0x3f80);
+        assert_eq!(fma(bf16, RN, 0x3f80, 0x3f80, 0x3c00), 0x3f81);
+        assert_eq!(
+            fma(Ty::Bf16x2, RN, 0x4000_3f80, 0x3f80_3f80, 0x8000_8000),
+            0x4000_3f80
+        );
+    }
+
+    #[test]
+    fn half_comparisons_and_set_results() {
+        assert!(compare(Cmp::Lt, Ty::F16, 0xbc00, 0x3c00, false));
+        assert!(!compare(Cmp::Lt, Ty::F16, 0x7e00, 0x3c00, false));
+        assert!(compare(Cmp::Ltu, Ty::F16, 0x7e00, 0x3c00, false));
+        assert!(compare(Cmp::Gt, Ty::Bf16, 0x4000, 0x3f80, false));
+        // The low halves compare first.
+        assert_eq!(
+            compare_halves(Cmp::Lt, Ty::F16x2, 0x3c00_4000, 0x4000_3c00, false),
+            (false, true)
+        );
+        assert_eq!(
+            set(Cmp::Eq, Ty::F16, Ty::F16, false, 0x3c00, 0x3c00),
+            0x3c00
+        );
+        assert_eq!(
+            set(Cmp::Eq, Ty::Bf16, Ty::F16, false, 0x3c00, 0x3c00),
+            0x3f80
+        );
+        assert_eq!(
+            set(Cmp::Nan, Ty::F16, Ty::F16, false, 0x7e00, 0x7e00),
+            0x3c00
+        );
+        assert_eq!(set(Cmp::Eq, Ty::U(32), Ty::F32, false, 0, 0), 0xffff_ffff);
+        assert_eq!(set(Cmp::Eq, Ty::F32, Ty::S(32), false, 7, 7), 0x3f80_0000);
+        assert_eq!(
+            set(
+                Cmp::Lt,
+                Ty::U(32),
+                Ty::F16x2,
+                false,
+                0x3c00_4000,
+                0x4000_3c00
+            ),
+            0xffff_0000
+        );
+        assert_eq!(
+            set(
+                Cmp::Lt,
+                Ty::F16x2,
+                Ty::F16x2,
+                false,
+                0x3c00_3c00,
+                0x4000_4000
+            ),
+            0x3c00_3c00
+        );
+        // .ftz: a subnormal f32 equals zero.
+        let tiny = 1e-40f32.to_bits() as u64;
+        assert!(compare(Cmp::Eq, Ty::F32, tiny, 0, true));
+        assert!(!compare(Cmp::Eq, Ty::F32, tiny, 0, false));
+    }
+
+    #[test]
+    fn f32_min_nan_relu_and_satfinite_conversions() {
+        let nan = FloatMods { nan: true, ..RN };
+        let one = 1f32.to_bits() as u64;
+        let qnan = f32::NAN.to_bits() as u64;
+        assert_eq!(float_op(FloatOp::Max, Ty::F32, RN, qnan, one), one);
+        assert_eq!(
+            float_op(FloatOp::Max, Ty::F32, nan, qnan, one),
+            float::CANONICAL_NAN_F32 as u64
+        );
+        let big = 1e6f32.to_bits() as u64;
+        let satf = FloatMods {
+            satfinite: true,
+            ..RN
+        };
+        assert_eq!(cvt(Ty::F16, Ty::F32, RN, big), 0x7c00);
+        assert_eq!(cvt(Ty::F16, Ty::F32, satf, big), 0x7bff);
+        assert_eq!(
+            cvt(Ty::F16, Ty::F32, satf, f32::NEG_INFINITY.to_bits() as u64),
+            0xfbff
+        );
+        assert_eq!(cvt(Ty::F16, Ty::F32, satf, qnan), 0x7fff);
+        let relu = FloatMods { relu: true, ..RN };
+        assert_eq!(cvt(Ty::F16, Ty::F32, relu, (-2f32).to_bits() as u64), 0);
+        assert_eq!(
+            cvt_pack(Ty::Bf16x2, relu, (-2f32).to_bits() as u64, one),
+            0x3f80
+        );
+    }
+
+    #[test]
+    fn dot_products_video_and_warp_reductions() {
+        // Bytes of a: -128, 127, 1, -1; of b: 4, 3, 2, 1.
+        let (a, b) = (0xff01_7f80u64, 0x0102_0304u64);
+        assert_eq!(
+            dot(DotKind::Dp4a, true, true, a, b, 10),
+            (-120i32) as u32 as u64
+        );
+        assert_eq!(
+            dot(DotKind::Dp4a, false, false, a, b, 0),
+            (128 * 4 + 127 * 3 + 2 + 255) as u64
+        );
+        // Halves of a: 0x7f80 = 32640 and 0xff01 = -255 (signed); bytes 0, 1 or 2, 3 of b.
+        assert_eq!(
+            dot(DotKind::Dp2a { hi: false }, true, true, a, b, 0),
+            (32640 * 4 - 255 * 3) as u64
+        );
+        assert_eq!(
+            dot(DotKind::Dp2a { hi: true }, false, false, a, b, 1),
+            (32640 * 2 + 65281 + 1) as u64
+        );
+        assert_eq!(
+            vabsdiff4(false, false, 0x1020_3040, 0x4030_2010, 0),
+            0x3010_1030
+        );
+        assert_eq!(vabsdiff4(false, true, 0x1020_3040, 0x4030_2010, 5), 0x85);
+        assert_eq!(vabsdiff4(true, false, 0x80, 0x7f, 0), 0xff);
+        let vals = [0xffff_ffffu64, 5];
+        assert_eq!(redux(ReduxOp::Min, true, vals.into_iter()), 0xffff_ffff);
+        assert_eq!(redux(ReduxOp::Min, false, vals.into_iter()), 5);
+        assert_eq!(redux(ReduxOp::Max, true, vals.into_iter()), 5);
+        assert_eq!(redux(ReduxOp::Add, false, vals.into_iter()), 4);
+        assert_eq!(redux(ReduxOp::Xor, false, vals.into_iter()), 0xffff_fffa);
+        // mul24: the low 24 bits of each operand, signed or not.
+        let m = 0x00ff_ffffu64;
+        assert_eq!(int_op(IntOp::Mul24Lo, Ty::U(32), m, m, false), 0xfe00_0001);
+        assert_eq!(int_op(IntOp::Mul24Hi, Ty::U(32), m, m, false), 0xffff_fe00);
+        assert_eq!(int_op(IntOp::Mul24Lo, Ty::S(32), m, m, false), 1);
+        assert_eq!(
+            int_op(IntOp::Mul24Hi, Ty::S(32), m, 0xff00_0002, false),
+            0xffff_ffff
+        );
+        // f16 atomics add with rounding to nearest.
+        assert_eq!(
+            atom_apply(AtomOp::Add, Ty::F16x2, 0x3c00_3c00, 0x3c00_1000, 0),
+            0x4000_3c00
+        );
+    }
+
     #[test]
     fn integer_edge_cases() {
         let s32 = Ty::S(32);
@@ -615,6 +1038,9 @@ mod tests {
             ftz: false,
             sat: false,
             approx: false,
+            relu: false,
+            nan: false,
+            satfinite: false,
         };
         let nan = f32::NAN.to_bits() as u64;
         assert_eq!(
@@ -625,9 +1051,9 @@ mod tests {
             float_op(FloatOp::Max, Ty::F32, m, 0, (-0f32).to_bits() as u64),
             0
         );
-        assert!(!compare(Cmp::Ne, Ty::F32, nan, 0));
-        assert!(compare(Cmp::Neu, Ty::F32, nan, 0));
-        assert!(compare(Cmp::Lt, Ty::U(32), 1, 0xffff_ffff));
-        assert!(!compare(Cmp::Lt, Ty::S(32), 1, 0xffff_ffff));
+        assert!(!compare(Cmp::Ne, Ty::F32, nan, 0, false));
+        assert!(compare(Cmp::Neu, Ty::F32, nan, 0, false));
+        assert!(compare(Cmp::Lt, Ty::U(32), 1, 0xffff_ffff, false));
+        assert!(!compare(Cmp::Lt, Ty::S(32), 1, 0xffff_ffff, false));
     }
 }

@@ -82,6 +82,13 @@ pub enum Statement {
     Var(VarDecl),
     /// `name:`.
     Label(String),
+    /// `name: .branchtargets L1, L2, ...;`: the jump table of a `brx.idx`.
+    BranchTargets {
+        /// The table's label.
+        name: String,
+        /// Target labels in index order.
+        labels: Vec<String>,
+    },
     /// An instruction.
     Inst(Instruction),
     /// `{`: opens a scope for declarations.
@@ -116,6 +123,10 @@ pub struct Function {
     pub params: Vec<Param>,
     /// Body statements; None for a declaration without body.
     pub body: Option<Vec<Statement>>,
+    /// `.maxntid x, y, z`: the largest block it may be launched with.
+    pub maxntid: Option<[u32; 3]>,
+    /// `.reqntid x, y, z`: the one block size it must be launched with.
+    pub reqntid: Option<[u32; 3]>,
 }
 
 /// A whole module.

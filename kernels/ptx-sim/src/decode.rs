@@ -28,6 +28,10 @@ pub struct Program {
     pub dynamic_shared_offset: u32,
     /// Per-thread frame bytes (`.local` variables and device-function parameters).
     pub frame_bytes: u32,
+    /// `.maxntid` of the kernel: a launch may have at most this product of threads a block.
+    pub maxntid: Option<[u32; 3]>,
+    /// `.reqntid` of the kernel: a launch must have exactly this block.
+    pub reqntid: Option<[u32; 3]>,
 }
 
 /// One kernel parameter.
@@ -127,6 +131,8 @@ pub fn build_program(ast: &ModuleAst, data: &ModuleData, name: &str) -> Result<P
             static_shared: 0,
             dynamic_shared_offset: 0,
             frame_bytes: 0,
+            maxntid: ast.functions[entry].maxntid,
+            reqntid: ast.functions[entry].reqntid,
         },
         globals: HashMap::new(),
         layouts: HashMap::new(),
@@ -216,9 +222,17 @@ fn reachable(ast: &ModuleAst, funcs: &HashMap<&str, usize>, entry: usize) -> Res
                 .at_line(inst.line));
             };
             if ast.functions[ci].body.is_none() {
+                let what = match callee.as_str() {
+                    "vprintf" => "printf (a call to vprintf)".to_string(),
+                    "__assertfail" => "a failed assert (a call to __assertfail)".to_string(),
+                    "malloc" | "free" => format!("device-side {callee}"),
+                    _ => format!("a call to {callee}"),
+                };
                 return Err(SimError::new(
                     crate::ErrorKind::Unsupported,
-                    format!("call to external function {callee}, which has no body in this module"),
+                    format!(
+                        "{what} is not supported: {callee} is an external function with no body in this module"
+                    ),
                 )
                 .at_line(inst.line));
             }
@@ -338,12 +352,16 @@ impl Builder {
         }
         let body = f.body.as_deref().unwrap_or_default();
         let mut labels = HashMap::new();
+        let mut tables = HashMap::new();
         let mut count = start;
         for s in body {
             match s {
                 Statement::Inst(_) => count += 1,
                 Statement::Label(name) => {
                     labels.insert(name.clone(), count);
+                }
+                Statement::BranchTargets { name, labels } => {
+                    tables.insert(name.clone(), labels.clone());
                 }
                 _ => {}
             }
@@ -354,7 +372,7 @@ impl Builder {
                 Statement::Close => {
                     scopes.pop();
                 }
-                Statement::Label(_) => {}
+                Statement::Label(_) | Statement::BranchTargets { .. } => {}
                 Statement::Reg { names } => {
                     let scope = scopes.last_mut().expect("a function has a scope");
                     for (name, count) in names {
@@ -403,6 +421,7 @@ impl Builder {
                         scopes: &scopes,
                         globals: &self.globals,
                         labels: &labels,
+                        tables: &tables,
                         layouts: &self.layouts,
                         is_entry: f.is_entry,
                     };
@@ -446,6 +465,8 @@ struct Ctx<'a> {
     scopes: &'a [HashMap<String, Binding>],
     globals: &'a HashMap<String, Binding>,
     labels: &'a HashMap<String, u32>,
+    /// `.branchtargets` lists of the function, by their label.
+    tables: &'a HashMap<String, Vec<String>>,
     layouts: &'a HashMap<usize, FuncLayout>,
     is_entry: bool,
 }
@@ -666,8 +687,11 @@ impl Mods<'_> {
         FloatMods {
             rnd,
             ftz: self.has("ftz"),
-            sat: self.has("sat") || self.has("satfinite"),
+            sat: self.has("sat"),
             approx: self.has("approx"),
+            relu: self.has("relu"),
+            nan: self.has("NaN"),
+            satfinite: self.has("satfinite"),
         }
     }
 
@@ -740,6 +764,14 @@ fn operands(inst: &Instruction, n: usize) -> Result<&[Operand]> {
     Ok(&inst.operands)
 }
 
+/// PTX types the interpreter has no arithmetic for; an instruction using one is unsupported
+/// (rather than misread as having no type).
+const UNSUPPORTED_TYPES: &[&str] = &[
+    "b128", "tf32", "e4m3", "e5m2", "e4m3x2", "e5m2x2", "e4m3x4", "e5m2x4", "e2m1x2", "e2m3x2",
+    "e3m2x2", "ue8m0x2", "e2m1", "e2m3", "e3m2", "ue8m0", "s4", "u4", "b1", "f8x4", "f16x4",
+    "bf16x4", "u16x2", "s16x2",
+];
+
 /// Decodes one instruction.
 fn decode(ctx: &Ctx, inst: &Instruction, uses: &mut Vec<u32>) -> Result<Op> {
     let name = inst.opcode.join(".");
@@ -747,6 +779,11 @@ fn decode(ctx: &Ctx, inst: &Instruction, uses: &mut Vec<u32>) -> Result<Op> {
     let m = Mods(&inst.opcode[1..]);
     let o = &inst.operands;
     let unknown = || unsupported(format!("instruction {name} is not supported"));
+    if let Some(t) = m.0.iter().find(|w| UNSUPPORTED_TYPES.contains(&w.as_str())) {
+        return Err(unsupported(format!(
+            "instruction {name}: type .{t} is not supported"
+        )));
+    }
     Ok(match head {
         "mov" => {
             let ty = m.ty()?;
@@ -807,9 +844,9 @@ fn decode(ctx: &Ctx, inst: &Instruction, uses: &mut Vec<u32>) -> Result<Op> {
                 }
             }
         }
-        "add" | "sub" | "mul" | "div" | "rem" | "min" | "max" | "and" | "or" | "xor" | "shl"
-        | "shr" | "copysign" => {
-            if m.has("cc") || m.has("relu") || m.has("xorsign") {
+        "add" | "sub" | "mul" | "mul24" | "div" | "rem" | "min" | "max" | "and" | "or" | "xor"
+        | "shl" | "shr" | "copysign" => {
+            if m.has("cc") || m.has("xorsign") || (m.has("relu") && m.ty()?.halves().is_none()) {
                 return Err(unknown());
             }
             let ty = m.ty()?;
@@ -831,11 +868,6 @@ fn decode(ctx: &Ctx, inst: &Instruction, uses: &mut Vec<u32>) -> Result<Op> {
                 });
             }
             if ty.is_float() {
-                if !matches!(ty, Ty::F32 | Ty::F64) {
-                    return Err(unsupported(format!(
-                        "instruction {name}: only f32 and f64 arithmetic is supported"
-                    )));
-                }
                 let op = match head {
                     "add" => FloatOp::Add,
                     "sub" => FloatOp::Sub,
@@ -846,8 +878,14 @@ fn decode(ctx: &Ctx, inst: &Instruction, uses: &mut Vec<u32>) -> Result<Op> {
                     "copysign" => FloatOp::Copysign,
                     _ => return Err(unknown()),
                 };
-                if m.has("NaN") {
-                    return Err(unknown());
+                let half_ok = matches!(
+                    op,
+                    FloatOp::Add | FloatOp::Sub | FloatOp::Mul | FloatOp::Min | FloatOp::Max
+                );
+                if ty.halves().is_some() && !half_ok {
+                    return Err(unsupported(format!(
+                        "instruction {name}: {head} has no f16/bf16 form"
+                    )));
                 }
                 let (d, a, b) = (
                     ctx.dst(d, uses)?,
@@ -866,6 +904,8 @@ fn decode(ctx: &Ctx, inst: &Instruction, uses: &mut Vec<u32>) -> Result<Op> {
             let op = match head {
                 "add" => IntOp::Add,
                 "sub" => IntOp::Sub,
+                "mul24" if m.has("hi") => IntOp::Mul24Hi,
+                "mul24" => IntOp::Mul24Lo,
                 "mul" if m.has("hi") => IntOp::MulHi,
                 "mul" if m.has("wide") => IntOp::MulWide,
                 "mul" => IntOp::MulLo,
@@ -919,9 +959,6 @@ fn decode(ctx: &Ctx, inst: &Instruction, uses: &mut Vec<u32>) -> Result<Op> {
                     "abs" => FloatUnary::Abs,
                     _ => return Err(unknown()),
                 };
-                if !matches!(ty, Ty::F32 | Ty::F64) {
-                    return Err(unknown());
-                }
                 return Ok(Op::FloatUn {
                     op,
                     ty,
@@ -951,9 +988,10 @@ fn decode(ctx: &Ctx, inst: &Instruction, uses: &mut Vec<u32>) -> Result<Op> {
         }
         "sqrt" | "rsqrt" | "rcp" | "ex2" | "lg2" | "sin" | "cos" | "tanh" => {
             let ty = m.ty()?;
-            if !matches!(ty, Ty::F32 | Ty::F64) {
+            let half_ok = matches!(head, "ex2" | "tanh");
+            if !(matches!(ty, Ty::F32 | Ty::F64) || half_ok && ty.halves().is_some()) {
                 return Err(unsupported(format!(
-                    "instruction {name}: only f32 and f64 are supported"
+                    "instruction {name}: this type is not supported"
                 )));
             }
             let [d, a] = operands(inst, 2)? else {
@@ -977,16 +1015,14 @@ fn decode(ctx: &Ctx, inst: &Instruction, uses: &mut Vec<u32>) -> Result<Op> {
                 a: ctx.src(a, ty, uses)?,
             }
         }
-        "mad" | "fma" => {
+        "mad" | "fma" | "mad24" => {
             let ty = m.ty()?;
             let [d, a, b, c] = operands(inst, 4)? else {
                 unreachable!()
             };
             if ty.is_float() {
-                if !matches!(ty, Ty::F32 | Ty::F64) {
-                    return Err(unsupported(format!(
-                        "instruction {name}: only f32 and f64 are supported"
-                    )));
+                if ty.halves().is_some() && head != "fma" {
+                    return Err(unknown());
                 }
                 let (d, a, b, c) = (
                     ctx.dst(d, uses)?,
@@ -1006,7 +1042,13 @@ fn decode(ctx: &Ctx, inst: &Instruction, uses: &mut Vec<u32>) -> Result<Op> {
             if m.has("cc") || m.has("sat") {
                 return Err(unknown());
             }
-            let mode = if m.has("hi") {
+            let mode = if head == "mad24" {
+                if m.has("hi") {
+                    IntOp::Mul24Hi
+                } else {
+                    IntOp::Mul24Lo
+                }
+            } else if m.has("hi") {
                 IntOp::MulHi
             } else if m.has("wide") {
                 IntOp::MulWide
@@ -1068,7 +1110,7 @@ fn decode(ctx: &Ctx, inst: &Instruction, uses: &mut Vec<u32>) -> Result<Op> {
         "setp" => {
             let cmp = m.cmp().ok_or_else(unknown)?;
             let ty = m.ty()?;
-            if !matches!(ty, Ty::F32 | Ty::F64 | Ty::B(_) | Ty::U(_) | Ty::S(_)) {
+            if ty == Ty::Pred {
                 return Err(unsupported(format!(
                     "instruction {name}: type not supported"
                 )));
@@ -1096,6 +1138,7 @@ fn decode(ctx: &Ctx, inst: &Instruction, uses: &mut Vec<u32>) -> Result<Op> {
             Op::Setp {
                 cmp,
                 ty,
+                ftz: m.has("ftz"),
                 d,
                 d2,
                 a,
@@ -1115,10 +1158,16 @@ fn decode(ctx: &Ctx, inst: &Instruction, uses: &mut Vec<u32>) -> Result<Op> {
             let [d, a, b] = operands(inst, 3)? else {
                 unreachable!()
             };
+            if matches!(dty, Ty::F64 | Ty::Pred) || sty == Ty::Pred {
+                return Err(unsupported(format!(
+                    "instruction {name}: these types are not supported"
+                )));
+            }
             Op::Set {
                 cmp,
                 ty: sty,
                 dty,
+                ftz: m.has("ftz"),
                 d: ctx.dst(d, uses)?,
                 a: ctx.src(a, sty, uses)?,
                 b: ctx.src(b, sty, uses)?,
@@ -1324,7 +1373,8 @@ fn decode(ctx: &Ctx, inst: &Instruction, uses: &mut Vec<u32>) -> Result<Op> {
             .find(|(w, _)| m.has(w))
             .map(|p| p.1)
             .ok_or_else(unknown)?;
-            if m.vector() > 1 || (ty.is_float() && !matches!(ty, Ty::F32 | Ty::F64)) {
+            let half_add = op == AtomOp::Add && ty.halves().is_some();
+            if m.vector() > 1 || (ty.is_float() && !matches!(ty, Ty::F32 | Ty::F64) && !half_add) {
                 return Err(unknown());
             }
             let (d, rest) = if head == "atom" {
@@ -1380,7 +1430,35 @@ fn decode(ctx: &Ctx, inst: &Instruction, uses: &mut Vec<u32>) -> Result<Op> {
                 });
             }
             if m.has("red") {
-                return Err(unknown());
+                let op = if m.has("popc") {
+                    BarRedOp::Popc
+                } else if m.has("and") {
+                    BarRedOp::And
+                } else if m.has("or") {
+                    BarRedOp::Or
+                } else {
+                    return Err(unknown());
+                };
+                let (d, rest) = o
+                    .split_first()
+                    .ok_or_else(|| bad(format!("{name} needs operands")))?;
+                let (id, count, c) = match rest {
+                    [id, c] => (id, None, c),
+                    [id, n, c] => (id, Some(n), c),
+                    _ => return Err(bad(format!("{name} takes 3 or 4 operands"))),
+                };
+                let (pred, negate) = match c {
+                    Operand::Not(p) => (Src::Reg(ctx.reg(p, uses)?), true),
+                    x => (ctx.src(x, Ty::Pred, uses)?, false),
+                };
+                return Ok(Op::BarRed {
+                    op,
+                    d: ctx.dst(d, uses)?,
+                    id: ctx.src(id, u, uses)?,
+                    count: count.map(|n| ctx.src(n, u, uses)).transpose()?,
+                    pred,
+                    negate,
+                });
             }
             let wait = !m.has("arrive");
             let id = ctx.src(
@@ -1461,6 +1539,112 @@ fn decode(ctx: &Ctx, inst: &Instruction, uses: &mut Vec<u32>) -> Result<Op> {
                 mask: ctx.src(mask, Ty::B(32), uses)?,
             }
         }
+        "match" => {
+            if !m.has("sync") {
+                return Err(unknown());
+            }
+            let all = m.has("all");
+            if !all && !m.has("any") {
+                return Err(unknown());
+            }
+            let ty = m.ty()?;
+            let [d, a, mask] = operands(inst, 3)? else {
+                unreachable!()
+            };
+            let (d, p) = match d {
+                Operand::Pair(x, y) if all => (
+                    ctx.dst(&Operand::Name(x.clone()), uses)?,
+                    ctx.dst(&Operand::Name(y.clone()), uses)?,
+                ),
+                x => (ctx.dst(x, uses)?, SINK),
+            };
+            Op::Match {
+                all,
+                bits: ty.bits(),
+                d,
+                p,
+                a: ctx.src(a, ty, uses)?,
+                mask: ctx.src(mask, Ty::B(32), uses)?,
+            }
+        }
+        "redux" => {
+            let ty = m.ty()?;
+            let op = [
+                ("add", ReduxOp::Add),
+                ("min", ReduxOp::Min),
+                ("max", ReduxOp::Max),
+                ("and", ReduxOp::And),
+                ("or", ReduxOp::Or),
+                ("xor", ReduxOp::Xor),
+            ]
+            .iter()
+            .find(|(w, _)| m.has(w))
+            .map(|p| p.1)
+            .ok_or_else(unknown)?;
+            if !m.has("sync") || ty.is_float() || ty.bits() != 32 {
+                return Err(unknown());
+            }
+            let [d, a, mask] = operands(inst, 3)? else {
+                unreachable!()
+            };
+            Op::Redux {
+                op,
+                signed: ty.is_signed(),
+                d: ctx.dst(d, uses)?,
+                a: ctx.src(a, ty, uses)?,
+                mask: ctx.src(mask, Ty::B(32), uses)?,
+            }
+        }
+        "dp4a" | "dp2a" => {
+            let tys = m.types();
+            let [aty, bty] = tys[..] else {
+                return Err(bad(format!("{name} needs two types")));
+            };
+            let kind = if head == "dp4a" {
+                DotKind::Dp4a
+            } else {
+                DotKind::Dp2a { hi: m.has("hi") }
+            };
+            let [d, a, b, c] = operands(inst, 4)? else {
+                unreachable!()
+            };
+            let t = Ty::B(32);
+            Op::Dot {
+                kind,
+                a_signed: aty.is_signed(),
+                b_signed: bty.is_signed(),
+                d: ctx.dst(d, uses)?,
+                a: ctx.src(a, t, uses)?,
+                b: ctx.src(b, t, uses)?,
+                c: ctx.src(c, t, uses)?,
+            }
+        }
+        "vabsdiff4" => {
+            let tys = m.types();
+            let [_, aty, bty] = tys[..] else {
+                return Err(bad(format!("{name} needs three types")));
+            };
+            let selectors = o
+                .iter()
+                .any(|x| matches!(x, Operand::Name(n) if n.contains('.')));
+            if m.has("sat") || aty != bty || selectors {
+                return Err(unsupported(format!(
+                    "instruction {name}: only vabsdiff4 without .sat, byte selectors or masks, on operands of one type, is supported"
+                )));
+            }
+            let [d, a, b, c] = operands(inst, 4)? else {
+                unreachable!()
+            };
+            let t = Ty::B(32);
+            Op::Vabsdiff4 {
+                signed: aty.is_signed(),
+                add: m.has("add"),
+                d: ctx.dst(d, uses)?,
+                a: ctx.src(a, t, uses)?,
+                b: ctx.src(b, t, uses)?,
+                c: ctx.src(c, t, uses)?,
+            }
+        }
         "activemask" => {
             let [d] = operands(inst, 1)? else {
                 unreachable!()
@@ -1469,7 +1653,35 @@ fn decode(ctx: &Ctx, inst: &Instruction, uses: &mut Vec<u32>) -> Result<Op> {
                 d: ctx.dst(d, uses)?,
             }
         }
-        "bra" | "brx" => {
+        "brx" => {
+            let [index, Operand::Name(table)] = &o[..] else {
+                return Err(bad(format!(
+                    "{name} takes an index and a .branchtargets label"
+                )));
+            };
+            if !m.has("idx") {
+                return Err(unknown());
+            }
+            let labels = ctx.tables.get(table).ok_or_else(|| {
+                bad(format!(
+                    "{table} is not a .branchtargets list of this function"
+                ))
+            })?;
+            let targets = labels
+                .iter()
+                .map(|l| {
+                    ctx.labels
+                        .get(l)
+                        .copied()
+                        .ok_or_else(|| bad(format!("unknown label {l}")))
+                })
+                .collect::<Result<_>>()?;
+            Op::BrxIdx {
+                index: ctx.src(index, Ty::U(32), uses)?,
+                targets,
+            }
+        }
+        "bra" => {
             let [Operand::Name(label)] = &o[..] else {
                 return Err(unsupported(format!(
                     "{name}: only direct branches to a label are supported"

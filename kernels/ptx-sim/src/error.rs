@@ -20,8 +20,9 @@ pub enum ErrorKind {
     Race,
     /// Threads wait at a barrier that others never reach, or reach after exiting.
     BarrierDivergence,
-    /// Warp-level misuse: a `shfl.sync`/`vote.sync` whose member mask disagrees with the lanes
-    /// that execute it.
+    /// Warp-level misuse: a `.sync` warp instruction (`shfl`, `vote`, `match`, `redux`,
+    /// `bar.warp.sync`) whose member mask leaves out the lane executing it, names lanes that
+    /// exited or never arrive, or names a lane that executes it with another mask.
     Warp,
     /// The kernel executed `trap`, or a call recursed.
     Trap,

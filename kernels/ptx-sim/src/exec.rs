@@ -9,8 +9,8 @@ use crate::decode::{mask, Program};
 use crate::error::{ErrorKind, Result, SimError};
 use crate::inst::*;
 use crate::memory::{
-    check_range, load_le, store_le, Accessor, GlobalMem, Shadow, CONST_WINDOW, LOCAL_WINDOW,
-    SHARED_WINDOW, WINDOW_SIZE,
+    check_range, load_le, store_le, Accessor, GlobalMem, Shadow, SyncLog, CONST_WINDOW,
+    LOCAL_WINDOW, SHARED_WINDOW, WINDOW_SIZE,
 };
 
 /// Everything fixed for one launch.
@@ -59,8 +59,8 @@ struct Warp {
     state: [Lane; 32],
     /// Per lane: pcs of the `call` instructions being executed.
     stack: Vec<Vec<u32>>,
-    /// Number of `bar.warp.sync` executed.
-    sync: u32,
+    /// The `bar.warp.sync` instructions completed, for ordering shared-memory accesses.
+    log: SyncLog,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -69,6 +69,8 @@ struct Barrier {
     expected: u32,
     /// Line of the first waiter (threads of one barrier must wait at the same instruction).
     line: u32,
+    /// Arrived threads whose `bar.red` predicate is true.
+    true_count: u32,
 }
 
 /// Iterates the set bits of a lane mask.
@@ -170,7 +172,7 @@ impl Block<'_, '_> {
                 pc: [0; 32],
                 state,
                 stack: vec![Vec::new(); 32],
-                sync: 0,
+                log: SyncLog::default(),
             });
         }
     }
@@ -224,19 +226,36 @@ impl Block<'_, '_> {
         }
         if let Some((w, lane)) = warp_waiting {
             let inst = &self.ctx.prog.insts[self.warps[w].pc[lane] as usize];
-            let member = match &inst.op {
-                Op::WarpSync { mask } | Op::Shfl { mask, .. } | Op::Vote { mask, .. } => {
-                    self.get(w, *mask, lane) as u32
-                }
-                _ => 0,
-            };
-            let st = &self.warps[w].state;
+            let member = inst
+                .op
+                .member_mask()
+                .map_or(0, |m| self.get(w, m, lane) as u32);
+            let wp = &self.warps[w];
             let gone = (0..32)
-                .filter(|&l| member & (1 << l) != 0 && st[l] == Lane::Exit)
+                .filter(|&l| member & (1 << l) != 0 && wp.state[l] == Lane::Exit)
                 .fold(0u32, |m, l| m | 1 << l);
-            let msg = format!(
+            let elsewhere = (0..32)
+                .filter(|&l| {
+                    member & (1 << l) != 0
+                        && wp.state[l] == Lane::WarpWait
+                        && wp.pc[l] != wp.pc[lane]
+                })
+                .map(|l| {
+                    format!(
+                        "lane {l} at PTX line {}",
+                        self.ctx.prog.insts[wp.pc[l] as usize].line
+                    )
+                })
+                .collect::<Vec<_>>();
+            let mut msg = format!(
                 "a .sync warp instruction with member mask {member:#010x} waits for lanes that never reach it (lanes {gone:#010x} exited)"
             );
+            if !elsewhere.is_empty() {
+                msg += &format!(
+                    "; {} wait at another warp-synchronous instruction (only bar.warp.sync may meet across instructions)",
+                    elsewhere.join(", ")
+                );
+            }
             return self.locate(SimError::new(ErrorKind::Warp, msg), w, lane, inst.line);
         }
         let (w, lane, id) = waiting[0];
@@ -506,13 +525,14 @@ impl Block<'_, '_> {
         write: bool,
         atomic: bool,
     ) -> Result<()> {
+        let log = &self.warps[w].log;
         let who = Accessor {
             thread: (w * 32 + lane) as u32,
             warp: w as u32,
-            sync: self.warps[w].sync,
+            sync: log.now(),
             epoch: self.epoch,
         };
-        let Some(c) = self.shadow.access(off, len, who, write, atomic) else {
+        let Some(c) = self.shadow.access(off, len, who, write, atomic, log) else {
             return Ok(());
         };
         let other = match c.other {
@@ -655,19 +675,27 @@ impl Block<'_, '_> {
             &Op::Setp {
                 cmp,
                 ty,
+                ftz,
                 d,
                 d2,
                 a,
                 b,
                 comb,
             } => {
+                let pair = matches!(ty, Ty::F16x2 | Ty::Bf16x2);
                 for l in Lanes(active) {
-                    let t = alu::compare(cmp, ty, self.get(w, a, l), self.get(w, b, l));
+                    let (x, y) = (self.get(w, a, l), self.get(w, b, l));
+                    let (t, u) = if pair {
+                        alu::compare_halves(cmp, ty, x, y, ftz)
+                    } else {
+                        let t = alu::compare(cmp, ty, x, y, ftz);
+                        (t, !t)
+                    };
                     let (p, q) = match comb {
-                        None => (t, !t),
+                        None => (t, u),
                         Some((op, c, neg)) => {
                             let c = (self.get(w, c, l) & 1 != 0) != neg;
-                            (bool_op(op, t, c), bool_op(op, !t, c))
+                            (bool_op(op, t, c), bool_op(op, u, c))
                         }
                     };
                     self.set(w, d, l, p as u64);
@@ -678,17 +706,13 @@ impl Block<'_, '_> {
                 cmp,
                 ty,
                 dty,
+                ftz,
                 d,
                 a,
                 b,
             } => {
                 for l in Lanes(active) {
-                    let t = alu::compare(cmp, ty, self.get(w, a, l), self.get(w, b, l));
-                    let v = match (t, dty) {
-                        (false, _) => 0,
-                        (true, Ty::F32) => 1f32.to_bits() as u64,
-                        (true, _) => mask(u64::MAX, dty.bits()),
-                    };
+                    let v = alu::set(cmp, dty, ty, ftz, self.get(w, a, l), self.get(w, b, l));
                     self.set(w, d, l, v);
                 }
             }
@@ -770,6 +794,34 @@ impl Block<'_, '_> {
                         self.get(w, len, l),
                     );
                     self.set(w, d, l, v);
+                }
+            }
+            &Op::Dot {
+                kind,
+                a_signed,
+                b_signed,
+                d,
+                a,
+                b,
+                c,
+            } => {
+                for l in Lanes(active) {
+                    let (x, y, z) = (self.get(w, a, l), self.get(w, b, l), self.get(w, c, l));
+                    let v = alu::dot(kind, a_signed, b_signed, x, y, z);
+                    self.set(w, d, l, v);
+                }
+            }
+            &Op::Vabsdiff4 {
+                signed,
+                add,
+                d,
+                a,
+                b,
+                c,
+            } => {
+                for l in Lanes(active) {
+                    let (x, y, z) = (self.get(w, a, l), self.get(w, b, l), self.get(w, c, l));
+                    self.set(w, d, l, alu::vabsdiff4(signed, add, x, y, z));
                 }
             }
             &Op::Prmt { d, a, b, c } => {
@@ -857,9 +909,10 @@ impl Block<'_, '_> {
                 }
             }
             Op::Activemask { d } => {
-                let running = self.running(w);
+                // The lanes executing this instruction together: those that reached it on
+                // another path, exited or are predicated off are not active.
                 for l in Lanes(active) {
-                    self.set(w, *d, l, running as u64);
+                    self.set(w, *d, l, active as u64);
                 }
             }
             Op::Nop => {}
@@ -920,6 +973,19 @@ impl Block<'_, '_> {
                     self.warps[w].pc[l] = target;
                 }
             }
+            Op::BrxIdx { index, targets } => {
+                for l in Lanes(active) {
+                    let i = self.get(w, *index, l) as u32;
+                    let Some(&target) = targets.get(i as usize) else {
+                        let e = SimError::new(
+                            ErrorKind::Trap,
+                            format!("brx.idx index {i} is outside its {} targets", targets.len()),
+                        );
+                        return Err(self.locate(e, w, l, inst.line));
+                    };
+                    self.warps[w].pc[l] = target;
+                }
+            }
             Op::Call { target, ins, .. } => {
                 for l in Lanes(active) {
                     let base = (w * 32 + l) * self.ctx.prog.frame_bytes as usize;
@@ -961,7 +1027,7 @@ impl Block<'_, '_> {
             }
             &Op::Bar { wait, id, count } => {
                 if active != 0 {
-                    self.barrier(w, inst, active, wait, id, count)?;
+                    self.barrier(w, inst, active, wait, id, count, None)?;
                 }
                 if !wait {
                     for l in Lanes(active) {
@@ -969,14 +1035,30 @@ impl Block<'_, '_> {
                     }
                 }
             }
-            Op::WarpSync { .. } | Op::Shfl { .. } | Op::Vote { .. } => {
-                self.warp_sync(w, pc, inst, active)?
+            &Op::BarRed {
+                id,
+                count,
+                pred,
+                negate,
+                ..
+            } => {
+                if active != 0 {
+                    self.barrier(w, inst, active, true, id, count, Some((pred, negate)))?;
+                }
             }
+            Op::WarpSync { .. }
+            | Op::Shfl { .. }
+            | Op::Vote { .. }
+            | Op::Match { .. }
+            | Op::Redux { .. } => self.warp_sync(w, pc, inst, active)?,
             _ => unreachable!("not a control instruction"),
         }
         Ok(())
     }
 
+    /// `bar.sync`/`bar.arrive` (and `bar.red`, reducing `red`: a predicate and whether it is
+    /// negated) on barrier `id` by the `active` lanes of warp `w`.
+    #[allow(clippy::too_many_arguments)]
     fn barrier(
         &mut self,
         w: usize,
@@ -985,6 +1067,7 @@ impl Block<'_, '_> {
         wait: bool,
         id: Src,
         count: Option<Src>,
+        red: Option<(Src, bool)>,
     ) -> Result<()> {
         let l0 = active.trailing_zeros() as usize;
         let id = self.get(w, id, l0);
@@ -999,6 +1082,11 @@ impl Block<'_, '_> {
             );
             return Err(self.locate(e, w, l0, inst.line));
         }
+        let trues = red.map_or(0, |(pred, negate)| {
+            Lanes(active)
+                .filter(|&l| (self.get(w, pred, l) & 1 != 0) != negate)
+                .count() as u32
+        });
         let bar = &mut self.bars[id as usize];
         if bar.arrived == 0 {
             bar.expected = expected as u32;
@@ -1016,74 +1104,151 @@ impl Block<'_, '_> {
             ));
         }
         bar.arrived += active.count_ones();
+        bar.true_count += trues;
         if wait {
             for l in Lanes(active) {
                 self.warps[w].state[l] = Lane::Bar(id as u8);
             }
         }
+        let bar = self.bars[id as usize];
         if bar.arrived >= bar.expected {
-            *bar = Barrier::default();
-            for wp in &mut self.warps {
+            self.bars[id as usize] = Barrier::default();
+            for w in 0..self.warps.len() {
                 for l in 0..32 {
-                    if wp.state[l] == Lane::Bar(id as u8) {
-                        wp.state[l] = Lane::Run;
-                        wp.pc[l] += 1;
+                    if self.warps[w].state[l] != Lane::Bar(id as u8) {
+                        continue;
                     }
+                    let pc = self.warps[w].pc[l];
+                    if let Op::BarRed { op, d, .. } = self.ctx.prog.insts[pc as usize].op {
+                        let v = match op {
+                            BarRedOp::Popc => bar.true_count,
+                            BarRedOp::And => (bar.true_count == bar.arrived) as u32,
+                            BarRedOp::Or => (bar.true_count > 0) as u32,
+                        };
+                        self.set(w, d, l, v as u64);
+                    }
+                    let wp = &mut self.warps[w];
+                    wp.state[l] = Lane::Run;
+                    wp.pc[l] += 1;
                 }
+            }
+            for wp in &mut self.warps {
+                wp.log.new_interval();
             }
             self.epoch += 1;
         }
         Ok(())
     }
 
-    /// `bar.warp.sync`, `shfl.sync`, `vote.sync`: the lanes of the member mask meet at the
-    /// instruction, then it runs for all of them at once.
+    /// The member mask lane `l` of warp `w` names at the warp-synchronous instruction it is at.
+    fn lane_mask(&self, w: usize, l: usize) -> u32 {
+        let inst = &self.ctx.prog.insts[self.warps[w].pc[l] as usize];
+        inst.op
+            .member_mask()
+            .map_or(0, |m| self.get(w, m, l) as u32)
+    }
+
+    /// `bar.warp.sync`, `shfl.sync`, `vote.sync`, `match.sync`, `redux.sync`: the lanes of a
+    /// member mask meet at the instruction, then it runs for all of them at once. Lanes may
+    /// name different masks (a cooperative-groups tile names its own lanes); each mask is a
+    /// group of its own, and a lane named by a mask must use that same mask. On sm_70 and
+    /// later the lanes of a `bar.warp.sync` may meet at different `bar.warp.sync`
+    /// instructions (a `__syncwarp()` in each branch of an `if`); the instructions that
+    /// exchange data must be the same one.
     fn warp_sync(&mut self, w: usize, pc: u32, inst: &Inst, active: u32) -> Result<()> {
         if active == 0 {
             return Ok(());
         }
-        let mask_src = match &inst.op {
-            Op::WarpSync { mask } | Op::Shfl { mask, .. } | Op::Vote { mask, .. } => *mask,
-            _ => unreachable!("a warp-synchronous instruction"),
-        };
-        let l0 = active.trailing_zeros() as usize;
-        let member = self.get(w, mask_src, l0) as u32;
-        let wp = &self.warps[w];
-        let exists = (0..32)
-            .filter(|&l| w * 32 + l < self.nthreads as usize)
-            .fold(0u32, |m, l| m | 1 << l);
+        let mask_src = inst
+            .op
+            .member_mask()
+            .expect("a warp-synchronous instruction");
+        let is_bar = matches!(inst.op, Op::WarpSync { .. });
+        let live = (self.nthreads as usize - w * 32).min(32);
+        let exists = if live == 32 { !0 } else { (1u32 << live) - 1 };
+        // Each lane's member mask, for the lanes here now and those already waiting.
+        let mut masks = [0u32; 32];
         for l in Lanes(active) {
             let mine = self.get(w, mask_src, l) as u32;
-            if mine != member || member & (1 << l) == 0 {
-                let e = SimError::new(ErrorKind::Warp, format!("lane {l} executes a .sync warp instruction with member mask {mine:#010x}, which does not name it or differs from lane {l0}'s {member:#010x}"));
+            if mine & (1 << l) == 0 {
+                let e = SimError::new(
+                    ErrorKind::Warp,
+                    format!("lane {l} executes a .sync warp instruction with member mask {mine:#010x}, which does not name it"),
+                );
                 return Err(self.locate(e, w, l, inst.line));
             }
+            masks[l] = mine;
         }
-        let needed = member & exists;
-        let waiting = (0..32)
-            .filter(|&l| wp.state[l] == Lane::WarpWait && wp.pc[l] == pc)
-            .fold(0u32, |m, l| m | 1 << l);
-        let arrived = active | waiting;
-        let exited = (0..32)
-            .filter(|&l| wp.state[l] == Lane::Exit)
-            .fold(0u32, |m, l| m | 1 << l);
-        if needed & exited & !arrived != 0 {
-            let gone = (needed & exited & !arrived).trailing_zeros();
-            let e = SimError::new(
-                ErrorKind::Warp,
-                format!("member mask {member:#010x} names lane {gone}, which exited"),
-            );
-            return Err(self.locate(e, w, l0, inst.line));
-        }
-        if needed & !arrived != 0 {
-            for l in Lanes(active) {
-                self.warps[w].state[l] = Lane::WarpWait;
+        let (mut waiting, mut exited) = (0u32, 0u32);
+        let wp = &self.warps[w];
+        for (l, (state, &lpc)) in wp.state.iter().zip(&wp.pc).enumerate() {
+            match state {
+                Lane::Exit => exited |= 1 << l,
+                Lane::WarpWait
+                    if lpc == pc
+                        || is_bar
+                            && matches!(
+                                self.ctx.prog.insts[lpc as usize].op,
+                                Op::WarpSync { .. }
+                            ) =>
+                {
+                    waiting |= 1 << l;
+                }
+                _ => {}
             }
-            return Ok(());
         }
-        match &inst.op {
-            Op::WarpSync { .. } => self.warps[w].sync += 1,
-            &Op::Shfl {
+        for l in Lanes(waiting) {
+            masks[l] = self.lane_mask(w, l);
+        }
+        let here = active | waiting;
+        let mut pending = active;
+        while pending != 0 {
+            let l0 = pending.trailing_zeros() as usize;
+            let member = masks[l0];
+            let arrived = Lanes(here)
+                .filter(|&l| masks[l] == member)
+                .fold(0u32, |m, l| m | 1 << l);
+            let group = pending & arrived;
+            pending &= !group;
+            if let Some(other) = Lanes(here & member & !arrived).next() {
+                let theirs = masks[other];
+                let e = SimError::new(
+                    ErrorKind::Warp,
+                    format!("lane {l0} names lane {other} in member mask {member:#010x}, but lane {other} executes the instruction with member mask {theirs:#010x}"),
+                );
+                return Err(self.locate(e, w, l0, inst.line));
+            }
+            let needed = member & exists;
+            if needed & exited & !arrived != 0 {
+                let gone = (needed & exited & !arrived).trailing_zeros();
+                let e = SimError::new(
+                    ErrorKind::Warp,
+                    format!("member mask {member:#010x} names lane {gone}, which exited"),
+                );
+                return Err(self.locate(e, w, l0, inst.line));
+            }
+            if needed & !arrived != 0 {
+                for l in Lanes(group) {
+                    self.warps[w].state[l] = Lane::WarpWait;
+                }
+                continue;
+            }
+            self.warp_op(w, inst, arrived, member);
+            for l in Lanes(arrived) {
+                let wp = &mut self.warps[w];
+                wp.state[l] = Lane::Run;
+                wp.pc[l] += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs a warp-synchronous instruction for the lanes that met at it (`lanes`, all named by
+    /// `member`).
+    fn warp_op(&mut self, w: usize, inst: &Inst, lanes: u32, member: u32) {
+        match inst.op {
+            Op::WarpSync { .. } => self.warps[w].log.push(member),
+            Op::Shfl {
                 mode,
                 d,
                 p,
@@ -1091,31 +1256,55 @@ impl Block<'_, '_> {
                 b,
                 c,
                 ..
-            } => self.shfl(w, inst, arrived, mode, d, p, a, b, c),
-            &Op::Vote {
+            } => self.shfl(w, inst, lanes, mode, d, p, a, b, c),
+            Op::Vote {
                 mode, d, a, negate, ..
             } => {
-                let truth = Lanes(arrived)
+                let truth = Lanes(lanes)
                     .filter(|&l| (self.get(w, a, l) & 1 != 0) != negate)
                     .fold(0u32, |m, l| m | 1 << l);
                 let v = match mode {
                     VoteMode::Ballot => truth as u64,
-                    VoteMode::All => (truth == arrived) as u64,
+                    VoteMode::All => (truth == lanes) as u64,
                     VoteMode::Any => (truth != 0) as u64,
-                    VoteMode::Uni => (truth == arrived || truth == 0) as u64,
+                    VoteMode::Uni => (truth == lanes || truth == 0) as u64,
                 };
-                for l in Lanes(arrived) {
+                for l in Lanes(lanes) {
+                    self.set(w, d, l, v);
+                }
+            }
+            Op::Match {
+                all, bits, d, p, a, ..
+            } => {
+                let vals: Vec<(usize, u64)> = Lanes(lanes)
+                    .map(|l| (l, mask(self.get(w, a, l), bits)))
+                    .collect();
+                let same = |v: u64| {
+                    vals.iter()
+                        .filter(|&&(_, x)| x == v)
+                        .fold(0u32, |m, &(l, _)| m | 1 << l)
+                };
+                let uniform = vals.iter().all(|&(_, x)| x == vals[0].1);
+                for &(l, v) in &vals {
+                    let r = match (all, uniform) {
+                        (false, _) => same(v),
+                        (true, true) => lanes,
+                        (true, false) => 0,
+                    };
+                    self.set(w, d, l, r as u64);
+                    self.set(w, p, l, uniform as u64);
+                }
+            }
+            Op::Redux {
+                op, signed, d, a, ..
+            } => {
+                let v = alu::redux(op, signed, Lanes(lanes).map(|l| self.get(w, a, l)));
+                for l in Lanes(lanes) {
                     self.set(w, d, l, v);
                 }
             }
             _ => unreachable!("a warp-synchronous instruction"),
         }
-        for l in Lanes(arrived) {
-            let wp = &mut self.warps[w];
-            wp.state[l] = Lane::Run;
-            wp.pc[l] = pc + 1;
-        }
-        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]

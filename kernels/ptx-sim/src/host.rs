@@ -317,6 +317,7 @@ impl Sim {
         let prog = module.program(name)?;
         let fail = |msg: String| SimError::launch(msg).in_kernel(name);
         check_dims(launch).map_err(fail)?;
+        check_bounds(prog, launch.block.array()).map_err(fail)?;
         let shared = prog.dynamic_shared_offset as u64 + launch.shared_bytes as u64;
         if prog.static_shared.max(shared as u32) > MAX_SHARED_BYTES
             || shared > MAX_SHARED_BYTES as u64
@@ -376,6 +377,30 @@ impl Sim {
             warnings: out.warnings,
         })
     }
+}
+
+/// The kernel's own limits on its block: `.reqntid` (exactly this block) and `.maxntid` (at
+/// most this many threads), as `__launch_bounds__` and `__cluster_dims__`-free kernels declare
+/// them. A GPU refuses such a launch.
+fn check_bounds(prog: &Program, block: [u32; 3]) -> std::result::Result<(), String> {
+    let [x, y, z] = block;
+    let threads = x as u64 * y as u64 * z as u64;
+    if let Some(req) = prog.reqntid.filter(|&r| r != block) {
+        return Err(format!(
+            "block {x}x{y}x{z} differs from the kernel's .reqntid {}x{}x{}",
+            req[0], req[1], req[2]
+        ));
+    }
+    if let Some(max) = prog.maxntid {
+        let most = max.iter().map(|&d| d as u64).product::<u64>();
+        if threads > most {
+            return Err(format!(
+                "block {x}x{y}x{z} has {threads} threads, more than the kernel's .maxntid {}x{}x{} allows ({most}, from __launch_bounds__)",
+                max[0], max[1], max[2]
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// CUDA's limits on grid and block sizes.

@@ -72,6 +72,16 @@ impl Ty {
         matches!(self, Ty::S(_))
     }
 
+    /// A 16-bit float type or a pair of them packed in 32 bits: the element type and count.
+    pub fn halves(self) -> Option<(Ty, u32)> {
+        match self {
+            Ty::F16 | Ty::Bf16 => Some((self, 1)),
+            Ty::F16x2 => Some((Ty::F16, 2)),
+            Ty::Bf16x2 => Some((Ty::Bf16, 2)),
+            _ => None,
+        }
+    }
+
     /// Any floating-point type.
     pub fn is_float(self) -> bool {
         matches!(
@@ -220,6 +230,10 @@ pub enum IntOp {
     MulHi,
     /// `mul.wide`: result twice the source width.
     MulWide,
+    /// `mul24.lo`: low 32 bits of the product of the low 24 bits of each operand.
+    Mul24Lo,
+    /// `mul24.hi`: bits 16..48 of that 48-bit product.
+    Mul24Hi,
     Div,
     Rem,
     Min,
@@ -319,6 +333,40 @@ pub struct FloatMods {
     pub sat: bool,
     /// The hardware's approximate form (`.approx`).
     pub approx: bool,
+    /// `.relu`: negative results become +0 (NaN stays NaN).
+    pub relu: bool,
+    /// `min.NaN`/`max.NaN`: a NaN operand gives NaN instead of being ignored.
+    pub nan: bool,
+    /// `.satfinite`: results beyond the largest finite value (infinities included) become it.
+    pub satfinite: bool,
+}
+
+/// Operation of `redux.sync`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReduxOp {
+    Add,
+    Min,
+    Max,
+    And,
+    Or,
+    Xor,
+}
+
+/// Reduction of `bar.red`: count the true predicates, or and/or them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BarRedOp {
+    Popc,
+    And,
+    Or,
+}
+
+/// The integer dot products `dp4a` and `dp2a.lo/.hi`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DotKind {
+    /// Four bytes of a times four bytes of b.
+    Dp4a,
+    /// Two halves of a times bytes 0, 1 (`lo`: false) or 2, 3 (`hi`: true) of b.
+    Dp2a { hi: bool },
 }
 
 /// Bytes copied between local-frame slots when a call starts or returns.
@@ -410,21 +458,25 @@ pub enum Op {
     },
     /// `testp.{finite,infinite,number,notanumber,normal,subnormal}`.
     Testp { kind: u8, ty: Ty, d: Dst, a: Src },
-    /// `setp.cmp[.bool]`: `d = cmp(a, b) bool c`, `d2 = !cmp(a, b) bool c`.
+    /// `setp.cmp[.bool]`: `d = cmp(a, b) bool c`, `d2 = !cmp(a, b) bool c`; for `.f16x2` and
+    /// `.bf16x2`, `d` is the comparison of the low halves and `d2` that of the high halves.
     Setp {
         cmp: Cmp,
         ty: Ty,
+        ftz: bool,
         d: Dst,
         d2: Dst,
         a: Src,
         b: Src,
         comb: Option<(BoolOp, Src, bool)>,
     },
-    /// `set.cmp.dtype`: all ones (or 1.0) when true.
+    /// `set.cmp.dtype`: all ones (or 1.0 in a float `dtype`) when true; per half for
+    /// `.f16x2`/`.bf16x2` sources.
     Set {
         cmp: Cmp,
         ty: Ty,
         dty: Ty,
+        ftz: bool,
         d: Dst,
         a: Src,
         b: Src,
@@ -485,6 +537,25 @@ pub enum Op {
         b: Src,
         pos: Src,
         len: Src,
+    },
+    /// `dp4a`/`dp2a`: `c` plus the dot product of packed bytes or halves of `a` and bytes of `b`.
+    Dot {
+        kind: DotKind,
+        a_signed: bool,
+        b_signed: bool,
+        d: Dst,
+        a: Src,
+        b: Src,
+        c: Src,
+    },
+    /// `vabsdiff4` without selectors: per-byte `|a - b|`, summed into `c` when `add`.
+    Vabsdiff4 {
+        signed: bool,
+        add: bool,
+        d: Dst,
+        a: Src,
+        b: Src,
+        c: Src,
     },
     /// `prmt` (default mode only).
     Prmt { d: Dst, a: Src, b: Src, c: Src },
@@ -548,10 +619,39 @@ pub enum Op {
         negate: bool,
         mask: Src,
     },
+    /// `match.any.sync`/`match.all.sync` on `bits`-wide values.
+    Match {
+        all: bool,
+        bits: u32,
+        d: Dst,
+        p: Dst,
+        a: Src,
+        mask: Src,
+    },
+    /// `redux.sync`: the reduction over the member lanes, given to each of them.
+    Redux {
+        op: ReduxOp,
+        signed: bool,
+        d: Dst,
+        a: Src,
+        mask: Src,
+    },
+    /// `bar.red.popc.u32 d` / `bar.red.{and,or}.pred d`: a `bar.sync` that also reduces the
+    /// predicate `pred` (negated when `negate`) over the threads of the barrier.
+    BarRed {
+        op: BarRedOp,
+        d: Dst,
+        id: Src,
+        count: Option<Src>,
+        pred: Src,
+        negate: bool,
+    },
     /// `activemask`.
     Activemask { d: Dst },
     /// `bra`: jump to an instruction index.
     Bra { target: u32 },
+    /// `brx.idx index, table`: jump to `targets[index]`.
+    BrxIdx { index: Src, targets: Vec<u32> },
     /// `call`: jump to `target` after copying the arguments into the callee's parameter
     /// slots; `ret` copies `outs` back.
     Call {
@@ -583,20 +683,38 @@ pub struct Inst {
     pub uses: Vec<u32>,
 }
 
+impl Op {
+    /// The member mask of a warp-synchronous instruction.
+    pub fn member_mask(&self) -> Option<Src> {
+        match self {
+            Op::WarpSync { mask }
+            | Op::Shfl { mask, .. }
+            | Op::Vote { mask, .. }
+            | Op::Match { mask, .. }
+            | Op::Redux { mask, .. } => Some(*mask),
+            _ => None,
+        }
+    }
+}
+
 impl Inst {
     /// Whether this instruction transfers control or waits (ends a straight run).
     pub fn is_control(&self) -> bool {
         matches!(
             self.op,
             Op::Bra { .. }
+                | Op::BrxIdx { .. }
                 | Op::Call { .. }
                 | Op::Ret
                 | Op::Exit
                 | Op::Trap
                 | Op::Bar { .. }
+                | Op::BarRed { .. }
                 | Op::WarpSync { .. }
                 | Op::Shfl { .. }
                 | Op::Vote { .. }
+                | Op::Match { .. }
+                | Op::Redux { .. }
         )
     }
 }

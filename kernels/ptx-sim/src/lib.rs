@@ -3,9 +3,11 @@
 //!
 //! It runs a launch block by block and warp by warp, 32 lanes in SIMT fashion, and checks what
 //! usually needs compute-sanitizer: global accesses outside every allocation, shared and local
-//! accesses outside their size, misaligned accesses, shared-memory races between barriers,
-//! barrier divergence, warp-synchronous instructions whose lanes never meet, and (as a
-//! warning) registers read before they are written.
+//! accesses outside their size, misaligned accesses, shared-memory races between barriers
+//! (lanes of a warp are ordered only by a `bar.warp.sync` naming both), barrier divergence,
+//! warp-synchronous instructions whose lanes never meet or disagree on the member mask, launches
+//! beyond the kernel's `.maxntid`/`.reqntid`, and (as a warning) registers read before they
+//! are written.
 //!
 //! ```
 //! use smelt_ptx_sim::{Arg, Dim3, Launch, Module, Sim};

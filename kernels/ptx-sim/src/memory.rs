@@ -131,6 +131,41 @@ pub fn check_range(addr: u64, len: u64, size: usize, space: &str) -> Result<usiz
     }
 }
 
+/// The member masks of the `bar.warp.sync` instructions one warp completed in the current
+/// barrier interval, numbered on from `base` (the count of earlier ones).
+#[derive(Clone, Debug, Default)]
+pub struct SyncLog {
+    base: u32,
+    masks: Vec<u32>,
+}
+
+impl SyncLog {
+    /// The number of syncs so far: an access records it to be compared with later ones.
+    pub fn now(&self) -> u32 {
+        self.base + self.masks.len() as u32
+    }
+
+    /// Records a completed `bar.warp.sync` of the lanes in `mask`.
+    pub fn push(&mut self, mask: u32) {
+        self.masks.push(mask);
+    }
+
+    /// Forgets the masks (a block barrier orders everything before it); numbering goes on.
+    pub fn new_interval(&mut self) {
+        self.base = self.now();
+        self.masks.clear();
+    }
+
+    /// Whether a sync numbered `from` or later had every lane of `lanes` as a member, so that
+    /// what those lanes did before `from` is ordered before what they do now.
+    pub fn synced(&self, from: u32, lanes: u32) -> bool {
+        let start = from.saturating_sub(self.base) as usize;
+        self.masks
+            .get(start..)
+            .is_some_and(|m| m.iter().rev().any(|&k| k & lanes == lanes))
+    }
+}
+
 /// Who last touched one byte of shared memory, within which barrier interval.
 #[derive(Clone, Copy, Debug, Default)]
 struct ShadowByte {
@@ -138,7 +173,7 @@ struct ShadowByte {
     write_epoch: u32,
     /// Thread of the last write.
     writer: u32,
-    /// The writer warp's `bar.warp.sync` count at the write.
+    /// The writer warp's sync count (`SyncLog::now`) at the write.
     write_sync: u32,
     /// The last write was atomic.
     write_atomic: bool,
@@ -148,8 +183,13 @@ struct ShadowByte {
     reader: u32,
     /// Warp of the readers, or `MANY` when readers of several warps.
     reader_warp: u32,
-    /// The reader warp's `bar.warp.sync` count at the last read.
+    /// Lanes of `reader_warp` that read at its sync count `read_sync` (the latest round).
+    read_lanes: u32,
     read_sync: u32,
+    /// Lanes that read in earlier rounds, all taken to have read at sync count `old_sync`
+    /// (the latest of those rounds: a sync after it orders every one of them).
+    old_lanes: u32,
+    old_sync: u32,
 }
 
 const MANY: u32 = u32::MAX;
@@ -161,7 +201,7 @@ pub struct Accessor {
     pub thread: u32,
     /// Warp index in the block.
     pub warp: u32,
-    /// The warp's `bar.warp.sync` count.
+    /// The warp's `bar.warp.sync` count (`SyncLog::now`).
     pub sync: u32,
     /// Current barrier interval of the block.
     pub epoch: u32,
@@ -190,7 +230,8 @@ impl Shadow {
     }
 
     /// Records an access of `len` bytes at `off`; returns the conflict if another thread touched
-    /// these bytes in the same interval without synchronising with this one.
+    /// these bytes in the same interval without synchronising with this one. Lanes of one warp
+    /// are ordered by a `bar.warp.sync` of `log` (the accessor's warp) naming both.
     pub fn access(
         &mut self,
         off: usize,
@@ -198,14 +239,15 @@ impl Shadow {
         who: Accessor,
         write: bool,
         atomic: bool,
+        log: &SyncLog,
     ) -> Option<Conflict> {
+        let me = 1u32 << (who.thread % 32);
         for s in &mut self.bytes[off..off + len] {
-            let ordered_after = |thread: u32, warp: u32, sync: u32| {
-                thread == who.thread || (warp == who.warp && sync < who.sync)
-            };
             if s.write_epoch == who.epoch
                 && !(atomic && s.write_atomic)
-                && !ordered_after(s.writer, s.writer / 32, s.write_sync)
+                && s.writer != who.thread
+                && !(s.writer / 32 == who.warp
+                    && log.synced(s.write_sync, me | 1 << (s.writer % 32)))
             {
                 return Some(Conflict {
                     other: Some(s.writer),
@@ -213,9 +255,12 @@ impl Shadow {
                 });
             }
             if write && s.read_epoch == who.epoch {
-                let same =
-                    s.reader == who.thread || (s.reader_warp == who.warp && s.read_sync < who.sync);
-                if !same {
+                let before =
+                    |lanes: u32, sync: u32| lanes & !me == 0 || log.synced(sync, lanes | me);
+                let ordered = s.reader_warp == who.warp
+                    && before(s.read_lanes, s.read_sync)
+                    && before(s.old_lanes, s.old_sync);
+                if !ordered {
                     let other = (s.reader != MANY).then_some(s.reader);
                     return Some(Conflict {
                         other,
@@ -229,17 +274,26 @@ impl Shadow {
                 s.write_sync = who.sync;
                 s.write_atomic = atomic;
             } else {
-                if s.read_epoch == who.epoch && s.reader != who.thread {
-                    s.reader = MANY;
-                    if s.reader_warp != who.warp {
-                        s.reader_warp = MANY;
-                    }
-                } else {
+                if s.read_epoch != who.epoch {
                     s.reader = who.thread;
                     s.reader_warp = who.warp;
+                    (s.read_lanes, s.read_sync) = (me, who.sync);
+                    (s.old_lanes, s.old_sync) = (0, 0);
+                } else {
+                    if s.reader != who.thread {
+                        s.reader = MANY;
+                    }
+                    if s.reader_warp != who.warp {
+                        s.reader_warp = MANY;
+                    } else if s.read_sync == who.sync {
+                        s.read_lanes |= me;
+                    } else {
+                        s.old_lanes |= s.read_lanes;
+                        s.old_sync = s.read_sync;
+                        (s.read_lanes, s.read_sync) = (me, who.sync);
+                    }
                 }
                 s.read_epoch = who.epoch;
-                s.read_sync = who.sync;
             }
         }
         None

@@ -12,6 +12,7 @@ pub fn parse_module(text: &str) -> Result<ModuleAst> {
     let mut p = Parser {
         toks: &tokens,
         pos: 0,
+        pending: Vec::new(),
     };
     let mut m = ModuleAst {
         address_size: 64,
@@ -66,6 +67,9 @@ pub fn parse_module(text: &str) -> Result<ModuleAst> {
 struct Parser<'a> {
     toks: &'a [Token],
     pos: usize,
+    /// Words split off a directive written without spaces (`.reg.b16` gives `.b16`), read
+    /// before the next token.
+    pending: Vec<String>,
 }
 
 impl<'a> Parser<'a> {
@@ -85,6 +89,9 @@ impl<'a> Parser<'a> {
     }
 
     fn peek_word(&self) -> Option<String> {
+        if let Some(w) = self.pending.last() {
+            return Some(w.clone());
+        }
         match self.peek() {
             Some(Tok::Word(w)) => Some(w.clone()),
             _ => None,
@@ -102,6 +109,9 @@ impl<'a> Parser<'a> {
     }
 
     fn word(&mut self) -> Result<String> {
+        if let Some(w) = self.pending.pop() {
+            return Ok(w);
+        }
         let line = self.line();
         match self.next()? {
             Tok::Word(w) => Ok(w.clone()),
@@ -139,6 +149,22 @@ impl<'a> Parser<'a> {
         let v = parse_int(&w)
             .ok_or_else(|| SimError::parse(line, format!("expected a number, found {w:?}")))?;
         Ok(if neg { -v } else { v })
+    }
+
+    /// Splits a directive written as one word (`.reg.b16`, `.shared.align`) into its first
+    /// part, returned, and the rest, read next.
+    fn split_directive(&mut self, w: String) -> String {
+        let Some(rest) = w.strip_prefix('.') else {
+            return w;
+        };
+        let mut parts: Vec<String> = rest.split('.').map(|p| format!(".{p}")).collect();
+        if parts.len() < 2 {
+            return w;
+        }
+        let first = parts.remove(0);
+        parts.reverse();
+        self.pending.extend(parts);
+        first
     }
 
     fn skip_line(&mut self, line: u32) {
@@ -273,6 +299,7 @@ impl<'a> Parser<'a> {
         } else {
             Vec::new()
         };
+        let (mut maxntid, mut reqntid) = (None, None);
         loop {
             match self.peek() {
                 Some(Tok::Punct(';')) => {
@@ -283,16 +310,48 @@ impl<'a> Parser<'a> {
                         returns,
                         params,
                         body: None,
+                        maxntid,
+                        reqntid,
                     });
                 }
                 Some(Tok::Punct('{')) => break,
                 Some(Tok::Word(w)) if w.starts_with('.') => {
-                    // Performance directives (.maxntid 256, 1, 1; .reqntid; .minnctapersm N; .noreturn).
+                    // Performance directives (.maxntid 256, 1, 1; .reqntid; .minnctapersm N;
+                    // .noreturn); the block sizes are kept to check launches against.
+                    let directive = w.clone();
+                    let line = self.line();
                     self.pos += 1;
-                    while matches!(self.peek(), Some(Tok::Word(n)) if !n.starts_with('.')) {
+                    let mut words = Vec::new();
+                    while let Some(Tok::Word(n)) = self.peek() {
+                        if n.starts_with('.') {
+                            break;
+                        }
+                        words.push(n.clone());
                         self.pos += 1;
                         if !self.eat(',') {
                             break;
+                        }
+                    }
+                    if matches!(directive.as_str(), ".maxntid" | ".reqntid") {
+                        let dims: Vec<i64> = words.iter().filter_map(|w| parse_int(w)).collect();
+                        if dims.is_empty()
+                            || dims.len() != words.len()
+                            || dims.len() > 3
+                            || dims.iter().any(|&d| d <= 0)
+                        {
+                            return Err(SimError::parse(
+                                line,
+                                format!("{directive} of {name} needs 1 to 3 positive sizes"),
+                            ));
+                        }
+                        let mut v = [1u32; 3];
+                        for (slot, d) in v.iter_mut().zip(&dims) {
+                            *slot = u32::try_from(*d).unwrap_or(u32::MAX);
+                        }
+                        if directive == ".maxntid" {
+                            maxntid = Some(v);
+                        } else {
+                            reqntid = Some(v);
                         }
                     }
                 }
@@ -309,6 +368,8 @@ impl<'a> Parser<'a> {
             returns,
             params,
             body: Some(body),
+            maxntid,
+            reqntid,
         })
     }
 
@@ -399,9 +460,27 @@ impl<'a> Parser<'a> {
                 Tok::Word(w) => {
                     let w = w.clone();
                     if self.eat(':') {
-                        out.push(Statement::Label(w));
+                        match self.peek_word().as_deref() {
+                            Some(".branchtargets") => {
+                                self.word()?;
+                                let mut labels = vec![self.word()?];
+                                while self.eat(',') {
+                                    labels.push(self.word()?);
+                                }
+                                self.expect(';')?;
+                                out.push(Statement::BranchTargets { name: w, labels });
+                            }
+                            Some(".callprototype" | ".calltargets") => {
+                                // Only used by indirect calls, which are reported when decoded.
+                                while !self.eat(';') {
+                                    self.next()?;
+                                }
+                            }
+                            _ => out.push(Statement::Label(w)),
+                        }
                         continue;
                     }
+                    let w = self.split_directive(w);
                     match w.as_str() {
                         ".reg" => out.push(self.reg_decl(line)?),
                         ".local" => {

@@ -68,14 +68,16 @@ fn undeclared_register_and_unknown_label_are_errors() {
 fn unsupported_instruction_names_itself_and_its_line() {
     let text = kernel(
         "",
-        "mov.u32 %r1, 1;\ndp4a.u32.u32 %r2, %r1, %r1, %r1;\nret;",
+        "mov.u64 %rd1, 0;\ncp.async.ca.shared.global [%rd1], [%rd1], 16;\nret;",
     );
     let m = Module::parse(&text).expect("parses; the kernel fails when launched");
-    let e = m.check().expect_err("dp4a is not supported");
+    let e = m.check().expect_err("cp.async is not supported");
     assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
     let msg = e.to_string();
     assert!(
-        msg.contains("dp4a.u32.u32") && msg.contains("line 11") && msg.contains("kernel k"),
+        msg.contains("cp.async.ca.shared.global")
+            && msg.contains("line 11")
+            && msg.contains("kernel k"),
         "{msg}"
     );
     let mut sim = Sim::new();
@@ -217,4 +219,113 @@ fn recursion_is_reported_as_unsupported() {
     let e = m.check().expect_err("recursion");
     assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
     assert!(e.to_string().contains("recursive"), "{e}");
+}
+
+#[test]
+fn brx_idx_jumps_through_its_table_and_traps_out_of_range() {
+    let body = "ld.param.u64 %rd1, [p];\ncvta.to.global.u64 %rd2, %rd1;\nmov.u32 %r1, %tid.x;\n\
+        mul.wide.u32 %rd3, %r1, 4;\nadd.s64 %rd4, %rd2, %rd3;\nld.global.u32 %r2, [%rd4];\n\
+        TABLE: .branchtargets L0, L1, L2;\nbrx.idx %r2, TABLE;\n\
+        L0:\nmov.u32 %r3, 100;\nbra DONE;\nL1:\nmov.u32 %r3, 200;\nbra DONE;\n\
+        L2:\nmov.u32 %r3, 300;\nDONE:\nst.global.u32 [%rd4], %r3;\nret;";
+    let m = Module::parse(&kernel(".param .u64 p", body)).expect("parses");
+    let mut sim = Sim::new();
+    let buf = sim.upload_u32(&[2, 0, 1, 1, 0]);
+    sim.launch(&m, "k", one_block(5), &[Arg::Ptr(buf)])
+        .expect("brx.idx runs");
+    assert_eq!(sim.read_u32(buf), vec![300, 100, 200, 200, 100]);
+    let buf = sim.upload_u32(&[0, 3]);
+    let e = sim
+        .launch(&m, "k", one_block(2), &[Arg::Ptr(buf)])
+        .expect_err("index 3 of 3 targets");
+    assert_eq!(e.kind(), ErrorKind::Trap, "{e}");
+    assert!(e.message().contains("brx.idx index 3"), "{e}");
+    assert_eq!(e.location().thread, Some([1, 0, 0]), "{e}");
+}
+
+#[test]
+fn launch_bounds_of_the_kernel_are_enforced() {
+    let text = format!(
+        "{HEADER}.visible .entry k() .reqntid 64, 2\n{{\nret;\n}}\n.visible .entry m() .maxntid 128, 1, 1 .minnctapersm 2\n{{\nret;\n}}\n"
+    );
+    let m = Module::parse(&text).expect("parses");
+    let mut sim = Sim::new();
+    let square = |x, y| Launch {
+        grid: Dim3::x(1),
+        block: Dim3::xy(x, y),
+        shared_bytes: 0,
+    };
+    sim.launch(&m, "k", square(64, 2), &[])
+        .expect("the required block");
+    let e = sim
+        .launch(&m, "k", square(128, 1), &[])
+        .expect_err("not the required block");
+    assert_eq!(e.kind(), ErrorKind::Launch, "{e}");
+    assert!(e.message().contains(".reqntid 64x2x1"), "{e}");
+    sim.launch(&m, "m", square(32, 4), &[])
+        .expect("128 threads in any shape");
+    let e = sim
+        .launch(&m, "m", square(129, 1), &[])
+        .expect_err("too many threads");
+    assert!(e.message().contains(".maxntid"), "{e}");
+}
+
+#[test]
+fn warp_lanes_that_disagree_on_the_member_mask_are_a_warp_error() {
+    // Lane 0 names the whole warp, the others leave lane 0 out.
+    let body = "mov.u32 %r1, %laneid;\nsetp.eq.u32 %p1, %r1, 0;\nselp.b32 %r2, -1, -2, %p1;\n\
+        shfl.sync.idx.b32 %r3, %r1, 0, 31, %r2;\nret;";
+    let e = launch_err(&kernel("", body), one_block(32), &[]);
+    assert_eq!(e.kind(), ErrorKind::Warp, "{e}");
+    assert!(e.message().contains("member mask 0xfffffffe"), "{e}");
+}
+
+#[test]
+fn data_exchanging_warp_instructions_must_meet_at_one_instruction() {
+    // Each half shuffles at its own shfl.sync with the full mask: only bar.warp.sync may meet
+    // across instructions.
+    let body = "mov.u32 %r1, %laneid;\nsetp.lt.u32 %p1, %r1, 16;\n@%p1 bra A;\n\
+        shfl.sync.bfly.b32 %r2, %r1, 1, 31, -1;\nbra J;\nA:\nshfl.sync.bfly.b32 %r2, %r1, 1, 31, -1;\n\
+        J:\nret;";
+    let e = launch_err(&kernel("", body), one_block(32), &[]);
+    assert_eq!(e.kind(), ErrorKind::Warp, "{e}");
+    assert!(
+        e.message().contains("another warp-synchronous instruction"),
+        "{e}"
+    );
+}
+
+#[test]
+fn header_asm_forms_parse_and_unsupported_forms_say_so() {
+    // `.reg.b16` written as one word, as cuda_fp16.hpp's inline asm does.
+    let body = "{.reg.b16 c;\nmov.b16 c, 0X3C00U;\nmov.b32 %r1, {c, c};\n}\nret;";
+    let m = Module::parse(&kernel("", body)).expect("parses");
+    m.check().expect("runs");
+    // An indirect call: its prototype parses, the call is unsupported.
+    let body = "mov.u64 %rd1, 0;\nproto: .callprototype ()_ (.param .b32 _);\n\
+        {\n.param .b32 a;\nst.param.b32 [a], 1;\ncall %rd1, (a), proto;\n}\nret;";
+    let e = Module::parse(&kernel("", body))
+        .expect("parses")
+        .check()
+        .expect_err("indirect call");
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    assert!(e.message().contains("indirect"), "{e}");
+    // Types the interpreter has no arithmetic for, and video instructions with selectors.
+    for (inst, what) in [
+        ("cvt.rn.satfinite.e4m3x2.f32 %r1, %f1, %f2;", "e4m3x2"),
+        ("min.s16x2 %r1, %r2, %r3;", "s16x2"),
+        (
+            "vabsdiff4.u32.u32.u32 %r1, %r2.b3210, %r3, %r4;",
+            "selectors",
+        ),
+        ("bar.red.max.u32 %r1, 0, %p1;", "bar.red.max"),
+    ] {
+        let e = Module::parse(&kernel("", &format!("{inst}\nret;")))
+            .expect("parses")
+            .check()
+            .expect_err(inst);
+        assert_eq!(e.kind(), ErrorKind::Unsupported, "{inst}: {e}");
+        assert!(e.message().contains(what), "{inst}: {e}");
+        assert_eq!(e.location().line, Some(10), "{inst}: {e}");
+    }
 }
