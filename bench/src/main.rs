@@ -144,7 +144,15 @@ fn bench(raw: &[String]) -> Result<(), String> {
             gpu_bench::attention(&args)?
         }
         "layernorm" => {
-            args.only(&["device", "rows", "hidden", "dtype", "torch", "json", "budget-ms"])?;
+            args.only(&[
+                "device",
+                "rows",
+                "hidden",
+                "dtype",
+                "torch",
+                "json",
+                "budget-ms",
+            ])?;
             gpu_bench::layernorm(&args)?
         }
         "softmax" => {
