@@ -27,7 +27,10 @@
 //       another with all its threads; thread t owns chunks t, t + B, ... (at most MAXN = 8 / W
 //       of them, B = blockDim.x) and keeps their dgamma/dbeta partial sums in registers over
 //       its rows, then writes them to partial[b, :] (dgamma) and partial[gridDim.x + b, :] (dbeta).
-//       Grid (num_blocks), block (B, a multiple of 32, B * MAXN * W >= cols).
+//       Grid (num_blocks), block (B, a multiple of 32, B * MAXN * W >= cols), B at most
+//       BWD_THREADS_W4 = 1024 for _w4 and BWD_THREADS_W1 = 640 for _w1 (their
+//       __launch_bounds__: a block must fit the SM's 64 Ki registers, and at 1024 threads the
+//       _w1 kernels would spill), so the widest rows are 8192 and 5120 columns.
 //   layernorm_bwd_params: dgamma[c] = sum_b partial[b, c], dbeta likewise, in a fixed order.
 //       Block (32, 8): column blockIdx.x * 32 + tx; thread (tx, ty) adds partial rows ty,
 //       ty + 8, ... in turn, then thread (tx, 0) adds the 8 results in ty order.
@@ -39,6 +42,8 @@
 #include "common.cuh"
 
 #define BWD_FLOATS 8
+#define BWD_THREADS_W4 1024
+#define BWD_THREADS_W1 640
 
 __device__ __forceinline__ float warp_sum(float v) {
     for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(FULL, v, off);
@@ -337,10 +342,14 @@ __device__ __forceinline__ void backward_rows(const T* __restrict__ dy,
         float *__restrict__ partial, int rows, int cols, int rows_per_block
 #define BWD_ARGS dy, x, gamma, mean, rstd, dx, partial, rows, cols, rows_per_block
 
-extern "C" __global__ void layernorm_bwd_w1(BWD_PARAMS(float)) { backward_rows<1>(BWD_ARGS); }
-extern "C" __global__ void layernorm_bwd_w4(BWD_PARAMS(float)) { backward_rows<4>(BWD_ARGS); }
-extern "C" __global__ void layernorm_bwd_bf16_w1(BWD_PARAMS(bf16)) { backward_rows<1>(BWD_ARGS); }
-extern "C" __global__ void layernorm_bwd_bf16_w4(BWD_PARAMS(bf16)) { backward_rows<4>(BWD_ARGS); }
+extern "C" __global__ void __launch_bounds__(BWD_THREADS_W1)
+    layernorm_bwd_w1(BWD_PARAMS(float)) { backward_rows<1>(BWD_ARGS); }
+extern "C" __global__ void __launch_bounds__(BWD_THREADS_W4)
+    layernorm_bwd_w4(BWD_PARAMS(float)) { backward_rows<4>(BWD_ARGS); }
+extern "C" __global__ void __launch_bounds__(BWD_THREADS_W1)
+    layernorm_bwd_bf16_w1(BWD_PARAMS(bf16)) { backward_rows<1>(BWD_ARGS); }
+extern "C" __global__ void __launch_bounds__(BWD_THREADS_W4)
+    layernorm_bwd_bf16_w4(BWD_PARAMS(bf16)) { backward_rows<4>(BWD_ARGS); }
 
 extern "C" __global__ void layernorm_bwd_params(const float* __restrict__ partial,
                                                 float* __restrict__ dgamma,

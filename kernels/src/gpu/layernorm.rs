@@ -37,8 +37,13 @@ const BLOCK_THREADS: u32 = 256;
 pub const BLOCK_ROW_MIN_COLS: usize = 2048;
 /// Floats of a row that one backward thread holds in registers (`BWD_FLOATS` in the source).
 const BWD_FLOATS: usize = 8;
-/// The widest row the backward takes: 8 floats held by each of up to 1024 threads.
+/// The widest row the backward takes when `cols % 4 == 0`: 8 floats held by each of up to
+/// 1024 threads (`BWD_THREADS_W4`, the `__launch_bounds__` of the `_w4` kernels).
 pub const MAX_BACKWARD_COLS: usize = BWD_FLOATS * 1024;
+/// The widest row the backward takes when `cols % 4 != 0`: 8 floats held by each of up to 640
+/// threads (`BWD_THREADS_W1`: with 1024 the `_w1` kernels would need more registers than an
+/// SM has for one block, or spill).
+pub const MAX_BACKWARD_COLS_W1: usize = BWD_FLOATS * 640;
 /// The most blocks of the backward, hence the most partial sums per column.
 const MAX_PARTIAL_BLOCKS: usize = 512;
 
@@ -191,8 +196,8 @@ pub fn layer_norm_backward_scratch_len(rows: usize, cols: usize) -> usize {
 /// matter and are overwritten. `dx`, `dgamma` and `dbeta` are overwritten, not accumulated
 /// into. The column sums do not depend on the device or the run. Errors: [`Error::Shape`] when
 /// a buffer is too short or `cols` is 0, [`Error::Overlap`] when an output (or `scratch`) is
-/// also another argument, [`Error::Unsupported`] when `cols` exceeds [`MAX_BACKWARD_COLS`] or
-/// `rows` exceeds `i32::MAX`.
+/// also another argument, [`Error::Unsupported`] when `cols` exceeds [`MAX_BACKWARD_COLS`]
+/// ([`MAX_BACKWARD_COLS_W1`] when `cols % 4 != 0`) or `rows` exceeds `i32::MAX`.
 #[allow(clippy::too_many_arguments)]
 pub fn layer_norm_backward(
     dev: &mut dyn GpuDevice,
@@ -381,11 +386,18 @@ fn backward(
     check_len(op, "rstd", b.rstd, rows)?;
     let scratch_len = layer_norm_backward_scratch_len(rows, cols);
     check_len(op, "scratch", b.scratch, scratch_len)?;
-    if cols > MAX_BACKWARD_COLS {
+    let width = width(cols);
+    let max_cols = if width == 4 {
+        MAX_BACKWARD_COLS
+    } else {
+        MAX_BACKWARD_COLS_W1
+    };
+    if cols > max_cols {
         return Err(Error::Unsupported {
             op,
             detail: format!(
-                "rows x cols = {rows} x {cols}: the backward takes at most {MAX_BACKWARD_COLS} columns"
+                "rows x cols = {rows} x {cols}: the backward takes at most {MAX_BACKWARD_COLS} \
+                 columns when cols % 4 == 0, else at most {MAX_BACKWARD_COLS_W1}"
             ),
         });
     }
@@ -407,7 +419,6 @@ fn backward(
     )?;
     let (blocks, rows_per_block) = partition(rows);
     if rows > 0 {
-        let width = width(cols);
         let per_thread = BWD_FLOATS / width;
         let threads = (cols / width).div_ceil(per_thread).next_multiple_of(32);
         let cfg = LaunchConfig {

@@ -8,7 +8,7 @@ use crate::common::random;
 use smelt_kernels::cpu::layernorm::{layer_norm, layer_norm_backward, layer_norm_reference};
 use smelt_kernels::cpu::CpuOptions;
 use smelt_kernels::gpu::layernorm::{
-    self as ln, layer_norm_backward_scratch_len, MAX_BACKWARD_COLS,
+    self as ln, layer_norm_backward_scratch_len, MAX_BACKWARD_COLS, MAX_BACKWARD_COLS_W1,
 };
 use smelt_kernels::gpu::{GpuBuffer, GpuDevice};
 
@@ -29,10 +29,15 @@ pub fn shapes() -> Vec<(usize, usize)> {
 }
 
 /// Every backward variant: `ROWS x COLS`, 1100 rows (blocks of three rows and a last one of
-/// two; the others have a row per block) and the widest row the backward takes.
+/// two; the others have a row per block) and the widest rows the backward takes, 4-wide and
+/// scalar (odd).
 pub fn backward_shapes() -> Vec<(usize, usize)> {
     let mut all = grid();
-    all.extend([(1100, 3), (2, MAX_BACKWARD_COLS)]);
+    all.extend([
+        (1100, 3),
+        (2, MAX_BACKWARD_COLS),
+        (2, MAX_BACKWARD_COLS_W1 - 1),
+    ]);
     all
 }
 
