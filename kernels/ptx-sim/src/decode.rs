@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::ast::{Function, Instruction, ModuleAst, Operand, Space, Statement, VarDecl};
+use crate::ast::{Function, Instruction, ModuleAst, Operand, Param, Space, Statement, VarDecl};
 use crate::error::{Result, SimError};
 use crate::inst::*;
 
@@ -24,7 +24,8 @@ pub struct Program {
     pub param_bytes: u32,
     /// Static shared memory in bytes; dynamic shared memory starts at `dynamic_shared_offset`.
     pub static_shared: u32,
-    /// Offset of `.extern .shared` arrays (static size rounded up to 16).
+    /// Offset of `.extern .shared` arrays: the static size rounded up to their alignment (at
+    /// least 16).
     pub dynamic_shared_offset: u32,
     /// Per-thread frame bytes (`.local` variables and device-function parameters).
     pub frame_bytes: u32,
@@ -98,12 +99,14 @@ enum Binding {
     Func(usize),
 }
 
-/// Where a function starts and where its parameter and return slots are in the frame
-/// (offset, size).
+/// Where a function starts, where its parameter and return slots are in the frame (offset,
+/// size), and the shared-memory offsets of the `.shared` variables its body declares (in
+/// order).
 struct FuncLayout {
     start: u32,
     params: Vec<(u32, u32)>,
     returns: Vec<(u32, u32)>,
+    shared: Vec<u32>,
 }
 
 /// Builds the program of entry `name`.
@@ -136,7 +139,6 @@ pub fn build_program(ast: &ModuleAst, data: &ModuleData, name: &str) -> Result<P
         },
         globals: HashMap::new(),
         layouts: HashMap::new(),
-        dynamic_shared: Vec::new(),
     };
     for (sym, &(space, addr)) in &data.symbols {
         b.globals.insert(sym.clone(), Binding::Addr(space, addr));
@@ -144,56 +146,34 @@ pub fn build_program(ast: &ModuleAst, data: &ModuleData, name: &str) -> Result<P
     for (i, f) in ast.functions.iter().enumerate() {
         b.globals.insert(f.name.clone(), Binding::Func(i));
     }
-    for v in ast.vars.iter().filter(|v| v.space == Space::Shared) {
-        let binding = b.shared_var(v);
-        b.globals.insert(v.name.clone(), binding);
+    b.kernel_params(&ast.functions[entry]);
+    // Every address is known before any instruction is decoded: static shared memory holds
+    // the module's variables, then those of the function bodies; dynamic shared memory
+    // follows it.
+    for v in ast
+        .vars
+        .iter()
+        .filter(|v| v.space == Space::Shared && !v.dynamic)
+    {
+        let off = b.shared_alloc(v);
+        b.globals
+            .insert(v.name.clone(), Binding::Addr(MemSpace::Shared, off as u64));
     }
-    // Kernel parameters.
-    let kernel = &ast.functions[entry];
-    for p in &kernel.params {
-        let off = place(b.prog.param_bytes, p.align);
-        b.prog.params.push(KernelParam {
-            name: p.name.clone(),
-            ty: p.ty,
-            offset: off,
-            size: p.size as u32,
-        });
-        b.prog.param_bytes = off + p.size as u32;
-    }
-    // Start pcs and parameter slots of every function, before any body is decoded.
     let mut pc = 0u32;
     for &fi in &order {
         let f = &ast.functions[fi];
-        let mut layout = FuncLayout {
-            start: pc,
-            params: Vec::new(),
-            returns: Vec::new(),
-        };
-        if !f.is_entry {
-            for p in &f.params {
-                layout
-                    .params
-                    .push((b.frame_alloc(p.align, p.size as u32), p.size as u32));
-            }
-            for r in &f.returns {
-                layout
-                    .returns
-                    .push((b.frame_alloc(r.align, r.size as u32), r.size as u32));
-            }
-        }
-        let body = f.body.as_ref().map_or(0, |s| {
-            s.iter().filter(|s| matches!(s, Statement::Inst(_))).count()
-        });
-        pc += body as u32;
+        let layout = b.func_layout(f, pc);
         b.layouts.insert(fi, layout);
+        pc += f
+            .body
+            .iter()
+            .flatten()
+            .filter(|s| matches!(s, Statement::Inst(_)))
+            .count() as u32;
     }
+    b.dynamic_shared(ast);
     for &fi in &order {
         b.function(ast, fi)?;
-    }
-    b.prog.dynamic_shared_offset = b.prog.static_shared.next_multiple_of(16);
-    for at in std::mem::take(&mut b.dynamic_shared) {
-        let off = b.prog.dynamic_shared_offset as i64;
-        b.patch_dynamic_shared(at, off);
     }
     Ok(b.prog)
 }
@@ -284,12 +264,7 @@ struct Builder {
     prog: Program,
     globals: HashMap<String, Binding>,
     layouts: HashMap<usize, FuncLayout>,
-    /// Instruction indices whose immediate/address refers to dynamic shared memory (patched
-    /// once the static size is known).
-    dynamic_shared: Vec<usize>,
 }
-
-const DYNAMIC_SHARED_MARK: u64 = 0xD15A_0000_0000_0000;
 
 impl Builder {
     fn frame_alloc(&mut self, align: u32, size: u32) -> u32 {
@@ -298,29 +273,72 @@ impl Builder {
         off
     }
 
-    fn shared_var(&mut self, v: &VarDecl) -> Binding {
-        if v.dynamic {
-            return Binding::Addr(MemSpace::Shared, DYNAMIC_SHARED_MARK);
-        }
+    /// Places a static `.shared` variable; returns its offset.
+    fn shared_alloc(&mut self, v: &VarDecl) -> u32 {
         let off = place(self.prog.static_shared, v.align);
         self.prog.static_shared = off + v.size as u32;
-        Binding::Addr(MemSpace::Shared, off as u64)
+        off
     }
 
-    fn patch_dynamic_shared(&mut self, at: usize, off: i64) {
-        let fix_src = |s: &mut Src| {
-            if let Src::Imm(v) = s {
-                if *v >= DYNAMIC_SHARED_MARK {
-                    *v = (*v - DYNAMIC_SHARED_MARK).wrapping_add(off as u64);
-                }
-            }
+    /// Lays out the kernel parameter buffer.
+    fn kernel_params(&mut self, kernel: &Function) {
+        for p in &kernel.params {
+            let off = place(self.prog.param_bytes, p.align);
+            self.prog.params.push(KernelParam {
+                name: p.name.clone(),
+                ty: p.ty,
+                offset: off,
+                size: p.size as u32,
+            });
+            self.prog.param_bytes = off + p.size as u32;
+        }
+    }
+
+    /// Places the parameter and return slots of function `f` (starting at instruction
+    /// `start`) in the frame, and the `.shared` variables of its body.
+    fn func_layout(&mut self, f: &Function, start: u32) -> FuncLayout {
+        let mut slots = |params: &[Param]| -> Vec<(u32, u32)> {
+            params
+                .iter()
+                .map(|p| (self.frame_alloc(p.align, p.size as u32), p.size as u32))
+                .collect()
         };
-        match &mut self.prog.insts[at].op {
-            Op::Mov { a, .. } | Op::Cvta { a, .. } => fix_src(a),
-            Op::Ld { addr, .. } | Op::St { addr, .. } | Op::Atom { addr, .. } => {
-                addr.offset = addr.offset - DYNAMIC_SHARED_MARK as i64 + off
-            }
-            _ => {}
+        let (params, returns) = if f.is_entry {
+            (Vec::new(), Vec::new())
+        } else {
+            (slots(&f.params), slots(&f.returns))
+        };
+        let shared = f
+            .body
+            .iter()
+            .flatten()
+            .filter_map(|s| match s {
+                Statement::Var(v) if v.space == Space::Shared => Some(self.shared_alloc(v)),
+                _ => None,
+            })
+            .collect();
+        FuncLayout {
+            start,
+            params,
+            returns,
+            shared,
+        }
+    }
+
+    /// Binds the `.extern .shared` arrays (dynamic shared memory, all at one address) past the
+    /// static shared memory, at their alignment and at least 16.
+    fn dynamic_shared(&mut self, ast: &ModuleAst) {
+        let dynamic = || {
+            ast.vars
+                .iter()
+                .filter(|v| v.space == Space::Shared && v.dynamic)
+        };
+        let align = dynamic().map(|v| v.align).fold(16, u32::max);
+        self.prog.dynamic_shared_offset = place(self.prog.static_shared, align);
+        let off = self.prog.dynamic_shared_offset as u64;
+        for v in dynamic() {
+            self.globals
+                .insert(v.name.clone(), Binding::Addr(MemSpace::Shared, off));
         }
     }
 
@@ -328,6 +346,7 @@ impl Builder {
         let f: &Function = &ast.functions[fi];
         let layout = &self.layouts[&fi];
         let start = layout.start;
+        let mut shared_offsets = layout.shared.clone().into_iter();
         let mut scopes: Vec<HashMap<String, Binding>> = vec![HashMap::new()];
         if f.is_entry {
             for p in &self.prog.params {
@@ -395,7 +414,10 @@ impl Builder {
                 }
                 Statement::Var(v) => {
                     let binding = match v.space {
-                        Space::Shared => self.shared_var(v),
+                        Space::Shared => Binding::Addr(
+                            MemSpace::Shared,
+                            shared_offsets.next().expect("laid out by func_layout") as u64,
+                        ),
                         Space::Local => Binding::Addr(
                             MemSpace::Local,
                             self.frame_alloc(v.align, v.size as u32) as u64,
@@ -443,9 +465,6 @@ impl Builder {
                             }
                         },
                     };
-                    if ctx.mentions_dynamic_shared(inst) {
-                        self.dynamic_shared.push(self.prog.insts.len());
-                    }
                     uses.sort_unstable();
                     uses.dedup();
                     self.prog.insts.push(Inst {
@@ -487,15 +506,6 @@ impl Ctx<'_> {
             .find_map(|s| s.get(name))
             .or_else(|| self.globals.get(name))
             .copied()
-    }
-
-    fn mentions_dynamic_shared(&self, inst: &Instruction) -> bool {
-        let is_dyn = |n: &str| matches!(self.lookup(n), Some(Binding::Addr(MemSpace::Shared, a)) if a >= DYNAMIC_SHARED_MARK);
-        inst.operands.iter().any(|o| match o {
-            Operand::Name(n) => is_dyn(n),
-            Operand::Addr(Some(n), _) => is_dyn(n),
-            _ => false,
-        })
     }
 
     fn reg(&self, name: &str, uses: &mut Vec<u32>) -> Result<u32> {

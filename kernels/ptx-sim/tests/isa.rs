@@ -1,0 +1,79 @@
+//! Instruction semantics on hand-written PTX, for the forms NVRTC rarely emits: each test names
+//! the PTX ISA rule it checks and runs one thread (or one warp) that writes its results to a
+//! buffer.
+
+use smelt_ptx_sim::{Arg, Dim3, Launch, Module, Sim};
+
+const HEADER: &str = ".version 8.8\n.target sm_80\n.address_size 64\n";
+
+/// A module of one kernel `k(.param .u64 out)`: `decls` at module level, then the body with
+/// registers declared and `%rd1` holding `out` as a global address.
+fn kernel(decls: &str, body: &str) -> String {
+    format!(
+        "{HEADER}{decls}\n.visible .entry k(.param .u64 out)\n{{\n.reg .pred %p<4>;\n.reg .b32 %r<16>;\n\
+         .reg .f32 %f<8>;\n.reg .b64 %rd<16>;\n.reg .f64 %fd<8>;\n\
+         ld.param.u64 %rd1, [out];\ncvta.to.global.u64 %rd1, %rd1;\n{body}\nret;\n}}\n"
+    )
+}
+
+fn launch(shared_bytes: u32) -> Launch {
+    Launch {
+        grid: Dim3::x(1),
+        block: Dim3::x(1),
+        shared_bytes,
+    }
+}
+
+/// Runs `k` on one thread with `out` holding `init`; returns `out` afterwards.
+#[track_caller]
+fn run(text: &str, shared_bytes: u32, init: &[u8]) -> Vec<u8> {
+    let m = Module::parse(text).unwrap_or_else(|e| panic!("does not parse: {e}\n{text}"));
+    let mut sim = Sim::new();
+    let out = sim.upload_bytes(init);
+    let report = sim
+        .launch(&m, "k", launch(shared_bytes), &[Arg::Ptr(out)])
+        .unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    sim.read_bytes(out)
+}
+
+/// Runs `k` on one thread and returns `n` u32 results.
+#[track_caller]
+fn run_u32(text: &str, shared_bytes: u32, n: usize) -> Vec<u32> {
+    u32s(&run(text, shared_bytes, &vec![0; n * 4]))
+}
+
+fn u32s(bytes: &[u8]) -> Vec<u32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
+        .collect()
+}
+
+/// An `.extern .shared` array starts after the static shared variables, and its name means
+/// that address in every operand, not only in `mov`, `cvta` and memory addresses (PTX ISA 5.1.5,
+/// 6.4: a variable's name as an operand is its address).
+#[test]
+fn dynamic_shared_array_address_is_the_same_in_every_operand() {
+    let decls = ".shared .align 4 .b8 stat[20];\n.extern .shared .align 16 .b8 dyn[];";
+    let body = "mov.u32 %r1, dyn;\n\
+        add.u64 %rd2, dyn, 16;\ncvt.u32.u64 %r2, %rd2;\n\
+        st.shared.u32 [stat], dyn;\nld.shared.u32 %r3, [stat];\n\
+        cvta.shared.u64 %rd3, dyn;\ncvta.shared.u64 %rd4, stat;\nsub.u64 %rd5, %rd3, %rd4;\n\
+        cvt.u32.u64 %r4, %rd5;\n\
+        st.shared.u32 [dyn+4], 7;\nadd.u64 %rd6, dyn, 4;\nld.shared.u32 %r5, [%rd6];\n\
+        setp.eq.u64 %p1, %rd6, dyn;\nselp.u32 %r6, 1, 2, %p1;\n\
+        st.global.v4.u32 [%rd1], {%r1, %r2, %r3, %r4};\nst.global.v2.u32 [%rd1+16], {%r5, %r6};";
+    let got = run_u32(&kernel(decls, body), 8, 6);
+    assert_eq!(got, vec![32, 48, 32, 32, 7, 2]);
+}
+
+/// `.extern .shared` starts after every static shared variable, those declared in a function
+/// body included, at its declared alignment when that is above the default 16 bytes.
+#[test]
+fn dynamic_shared_array_follows_all_static_variables_at_its_alignment() {
+    let decls = ".shared .align 4 .b8 stat[20];\n.extern .shared .align 128 .b8 dyn[];";
+    let body = ".shared .align 8 .b8 inner[120];\nmov.u32 %r1, inner;\nmov.u32 %r2, dyn;\n\
+        st.global.v2.u32 [%rd1], {%r1, %r2};";
+    assert_eq!(run_u32(&kernel(decls, body), 4, 2), vec![24, 256]);
+}
