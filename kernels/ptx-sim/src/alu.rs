@@ -545,11 +545,12 @@ fn float_value(v: u64, ty: Ty, ftz: bool) -> f64 {
     }
 }
 
-/// Float `x` (exact f64 value, error `lo`) stored as `dty` with rounding `rnd`.
+/// The exact value `x + lo` stored as float `dty`: rounded in mode `m.rnd`, then `.relu`,
+/// `.satfinite`, `.ftz` and `.sat` applied (clamping after rounding gives what clamping
+/// before would: 0 and 1 are representable and rounding is monotonic).
 fn store_float(x: f64, lo: f64, dty: Ty, m: FloatMods) -> u64 {
-    let x = saturate(x, m.sat);
     match dty {
-        Ty::F16 | Ty::Bf16 => half_out(x, lo, dty, FloatMods { sat: false, ..m }),
+        Ty::F16 | Ty::Bf16 => half_out(x, lo, dty, m),
         Ty::F32 => {
             let mut r = round_exact(x, lo, F32, m.rnd) as f32;
             if m.relu && r < 0.0 {
@@ -558,9 +559,9 @@ fn store_float(x: f64, lo: f64, dty: Ty, m: FloatMods) -> u64 {
             if m.satfinite && r.is_infinite() {
                 r = f32::MAX.copysign(r);
             }
-            bits32(if m.ftz { ftz32(r) } else { r })
+            f32_out(r, m)
         }
-        _ => bits64(adjust_f64(x, lo, m.rnd)),
+        _ => f64_out(adjust_f64(x, lo, m.rnd), m),
     }
 }
 
@@ -591,19 +592,8 @@ pub fn cvt(dty: Ty, sty: Ty, m: FloatMods, a: u64) -> u64 {
             float::float_to_int(float_value(a, sty, m.ftz), r, dty.bits(), dty.is_signed())
         }
         (true, false) => {
-            let v = int_value(a, sty);
-            let fmt = match dty {
-                Ty::F16 => float::F16,
-                Ty::Bf16 => float::BF16,
-                Ty::F32 => F32,
-                _ => float::Format {
-                    precision: 53,
-                    emin: -1022,
-                    max: f64::MAX,
-                },
-            };
-            let x = float::int_to_float(v, fmt, m.rnd);
-            store_float(x, 0.0, dty, m)
+            let (hi, lo) = float::split_int(int_value(a, sty));
+            store_float(hi, lo, dty, m)
         }
         (true, true) => {
             let x = float_value(a, sty, m.ftz);

@@ -259,11 +259,10 @@ pub fn float_to_int(x: f64, r: IntRnd, bits: u32, signed: bool) -> u64 {
     crate::decode::mask(raw, bits)
 }
 
-/// An integer converted to `fmt` with rounding `rnd`.
-pub fn int_to_float(v: i128, fmt: Format, rnd: Rnd) -> f64 {
+/// An integer (of at most 64 bits) as `hi + lo` exactly: `hi` the nearest f64.
+pub fn split_int(v: i128) -> (f64, f64) {
     let hi = v as f64;
-    let lo = (v - hi as i128) as f64;
-    round_exact(hi, lo, fmt, rnd)
+    (hi, (v - hi as i128) as f64)
 }
 
 #[cfg(test)]
@@ -309,7 +308,8 @@ mod tests {
         );
         assert_eq!(float_to_int(-1.0, IntRnd::Z, 32, false), 0);
         assert_eq!(float_to_int(f64::NAN, IntRnd::Z, 32, true), 0);
-        assert_eq!(int_to_float(16_777_217, F32, Rnd::Rz), 16_777_216.0);
-        assert_eq!(int_to_float(16_777_217, F32, Rnd::Rp), 16_777_218.0);
+        let (hi, lo) = split_int(16_777_217);
+        assert_eq!(round_exact(hi, lo, F32, Rnd::Rz), 16_777_216.0);
+        assert_eq!(round_exact(hi, lo, F32, Rnd::Rp), 16_777_218.0);
     }
 }

@@ -37,6 +37,15 @@ fn run(text: &str, shared_bytes: u32, init: &[u8]) -> Vec<u8> {
     sim.read_bytes(out)
 }
 
+/// Runs `k` on one thread and returns `n` u64 results.
+#[track_caller]
+fn run_u64(text: &str, n: usize) -> Vec<u64> {
+    run(text, 0, &vec![0; n * 8])
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+        .collect()
+}
+
 /// Runs `k` on one thread and returns `n` u32 results.
 #[track_caller]
 fn run_u32(text: &str, shared_bytes: u32, n: usize) -> Vec<u32> {
@@ -76,4 +85,39 @@ fn dynamic_shared_array_follows_all_static_variables_at_its_alignment() {
     let body = ".shared .align 8 .b8 inner[120];\nmov.u32 %r1, inner;\nmov.u32 %r2, dyn;\n\
         st.global.v2.u32 [%rd1], {%r1, %r2};";
     assert_eq!(run_u32(&kernel(decls, body), 4, 2), vec![24, 256]);
+}
+
+/// `cvt.{rn,rz,rm,rp}.f64.{s64,u64}` rounds the integer once, in the given mode (PTX ISA
+/// 9.7.9.21: integer-to-float conversions round with `.irnd`), also above 2^53 where not
+/// every integer is a double.
+#[test]
+fn int64_to_f64_conversion_rounds_once_in_each_mode() {
+    let two53_plus_1 = (1u64 << 53) + 1;
+    let body = format!(
+        "mov.u64 %rd2, {two53_plus_1};\nneg.s64 %rd3, %rd2;\nmov.u64 %rd4, -1;\n\
+         cvt.rn.f64.s64 %fd1, %rd2;\nst.global.f64 [%rd1], %fd1;\n\
+         cvt.rz.f64.s64 %fd1, %rd2;\nst.global.f64 [%rd1+8], %fd1;\n\
+         cvt.rp.f64.s64 %fd1, %rd2;\nst.global.f64 [%rd1+16], %fd1;\n\
+         cvt.rm.f64.s64 %fd1, %rd3;\nst.global.f64 [%rd1+24], %fd1;\n\
+         cvt.rz.f64.s64 %fd1, %rd3;\nst.global.f64 [%rd1+32], %fd1;\n\
+         cvt.rz.f64.u64 %fd1, %rd4;\nst.global.f64 [%rd1+40], %fd1;\n\
+         cvt.rn.f64.u64 %fd1, %rd4;\nst.global.f64 [%rd1+48], %fd1;"
+    );
+    let got: Vec<f64> = run_u64(&kernel("", &body), 7)
+        .into_iter()
+        .map(f64::from_bits)
+        .collect();
+    let two53 = (1u64 << 53) as f64;
+    assert_eq!(
+        got,
+        vec![
+            two53,
+            two53,
+            two53 + 2.0,
+            -(two53 + 2.0),
+            -two53,
+            18_446_744_073_709_549_568.0,
+            18_446_744_073_709_551_616.0,
+        ]
+    );
 }
