@@ -415,7 +415,13 @@ pub fn fma(ty: Ty, m: FloatMods, a: u64, b: u64, c: u64) -> u64 {
     }
     if ty == Ty::F64 {
         let (x, y, z) = (f64::from_bits(a), f64::from_bits(b), f64::from_bits(c));
-        return f64_out(x.mul_add(y, z), m);
+        let r = x.mul_add(y, z);
+        let lo = if m.rnd == Rnd::Rn {
+            0.0
+        } else {
+            float::fma_error(x, y, z, r)
+        };
+        return f64_out(adjust_f64(r, lo, m.rnd), m);
     }
     let (x, y, z) = (f32_in(a, m), f32_in(b, m), f32_in(c, m));
     let r = if m.rnd == Rnd::Rn {

@@ -123,6 +123,28 @@ pub fn two_sum(a: f64, b: f64) -> (f64, f64) {
     (s, if s.is_finite() { e } else { 0.0 })
 }
 
+/// A value with the sign of `a * b + c - r` (zero when that is zero), for `r = fma(a, b, c)`
+/// rounded to nearest: what `adjust_f64` needs to round the fma in another mode.
+pub fn fma_error(a: f64, b: f64, c: f64, r: f64) -> f64 {
+    let p = a * b;
+    if !p.is_finite() || !r.is_finite() {
+        return 0.0;
+    }
+    // a * b = p + pe exactly; p + pe + c - r is summed into an expansion, parts of growing
+    // magnitude that do not overlap (Shewchuk's grow-expansion), so the largest non-zero part
+    // carries the sign of the whole.
+    let pe = a.mul_add(b, -p);
+    let mut parts = [0.0; 4];
+    for (n, t) in [pe, c, -r, p].into_iter().enumerate() {
+        let mut q = t;
+        for part in &mut parts[..n] {
+            (q, *part) = two_sum(q, *part);
+        }
+        parts[n] = q;
+    }
+    parts.into_iter().rev().find(|&x| x != 0.0).unwrap_or(0.0)
+}
+
 fn plain(rnd: Rnd) -> Rnd {
     match rnd {
         Rnd::Int(IntRnd::N) => Rnd::Rn,

@@ -121,3 +121,28 @@ fn int64_to_f64_conversion_rounds_once_in_each_mode() {
         ]
     );
 }
+
+/// `fma.{rz,rm,rp}.f64` rounds the exact `a * b + c` in its own mode (PTX ISA 9.7.4.6).
+#[test]
+fn f64_fma_rounds_in_each_mode() {
+    // (1 + 2^-52)^2 = 1 + 2^-51 + 2^-104: nearest and toward zero give 1 + 2^-51.
+    let a = 1f64.next_up().to_bits();
+    let body = format!(
+        "mov.b64 %fd1, 0d{a:016X};\nneg.f64 %fd2, %fd1;\nmov.f64 %fd3, 0d0000000000000000;\n\
+         fma.rn.f64 %fd4, %fd1, %fd1, %fd3;\nst.global.f64 [%rd1], %fd4;\n\
+         fma.rz.f64 %fd4, %fd1, %fd1, %fd3;\nst.global.f64 [%rd1+8], %fd4;\n\
+         fma.rp.f64 %fd4, %fd1, %fd1, %fd3;\nst.global.f64 [%rd1+16], %fd4;\n\
+         fma.rm.f64 %fd4, %fd2, %fd1, %fd3;\nst.global.f64 [%rd1+24], %fd4;\n\
+         fma.rp.f64 %fd4, %fd2, %fd1, %fd3;\nst.global.f64 [%rd1+32], %fd4;\n\
+         mov.f64 %fd5, 0d3FF8000000000000;\nmov.f64 %fd6, 0d3FD0000000000000;\n\
+         fma.rp.f64 %fd4, %fd5, %fd5, %fd6;\nst.global.f64 [%rd1+40], %fd4;"
+    );
+    let got = run_u64(&kernel("", &body), 6);
+    let up = 0x3ff0_0000_0000_0002u64;
+    let sign = 1u64 << 63;
+    assert_eq!(
+        got,
+        vec![up, up, up + 1, sign | (up + 1), sign | up, 2.5f64.to_bits()],
+        "{got:x?}"
+    );
+}
