@@ -10,7 +10,7 @@ use cudarc::driver::{
 };
 use cudarc::nvrtc::Ptx;
 
-use super::{GpuBuffer, GpuDevice, KernelArg, LaunchConfig, PtxModule};
+use super::{check_copy, GpuBuffer, GpuDevice, KernelArg, LaunchConfig, PtxModule};
 use crate::{Error, Result};
 
 /// GPU `ordinal` through the CUDA driver.
@@ -19,6 +19,8 @@ pub struct CudaDevice {
     stream: Arc<CudaStream>,
     modules: HashMap<&'static str, Arc<CudaModule>>,
     functions: HashMap<(&'static str, String), CudaFunction>,
+    /// Every allocation, indexed by its handle, as 32-bit words (`bytes.div_ceil(4)`, at least
+    /// one: the driver refuses empty allocations). `None` only while `copy` holds the target.
     buffers: Vec<Option<CudaSlice<f32>>>,
 }
 
@@ -95,21 +97,25 @@ impl GpuDevice for CudaDevice {
     }
 
     fn alloc_zeros(&mut self, bytes: usize) -> Result<GpuBuffer> {
-        let s = self
-            .stream
-            .alloc_zeros::<f32>(bytes.div_ceil(4))
-            .map_err(err)?;
+        let words = bytes.div_ceil(4).max(1);
+        let s = self.stream.alloc_zeros::<f32>(words).map_err(err)?;
         Ok(self.keep(s, bytes))
     }
 
     fn upload_f32(&mut self, data: &[f32]) -> Result<GpuBuffer> {
+        if data.is_empty() {
+            return self.alloc_zeros(0);
+        }
         let s = self.stream.clone_htod(data).map_err(err)?;
         Ok(self.keep(s, data.len() * 4))
     }
 
     fn download_f32(&mut self, buf: GpuBuffer) -> Result<Vec<f32>> {
         let s = self.slice(buf)?;
-        self.stream.clone_dtoh(s).map_err(err)
+        // A copy into pageable host memory returns once it is done, after earlier launches.
+        let mut words = self.stream.clone_dtoh(s).map_err(err)?;
+        words.truncate(buf.bytes().div_ceil(4));
+        Ok(words)
     }
 
     fn launch(
@@ -120,37 +126,16 @@ impl GpuDevice for CudaDevice {
         args: &[KernelArg],
     ) -> Result<()> {
         let f = self.function(module, kernel)?;
-        let mut ints = Vec::new();
-        let mut uints = Vec::new();
-        let mut floats = Vec::new();
-        for a in args {
-            match *a {
-                KernelArg::I32(v) => ints.push(v),
-                KernelArg::U32(v) => uints.push(v),
-                KernelArg::F32(v) => floats.push(v),
-                KernelArg::Buf(_) => {}
-            }
-        }
-        let (mut i, mut u, mut x) = (0, 0, 0);
+        // The builder keeps pointers to the values: they live in `args` and `self.buffers`,
+        // both borrowed until the launch below.
         let mut builder = self.stream.launch_builder(&f);
         for a in args {
             match a {
-                KernelArg::Buf(b) => {
-                    builder.arg(self.slice(*b)?);
-                }
-                KernelArg::I32(_) => {
-                    builder.arg(&ints[i]);
-                    i += 1;
-                }
-                KernelArg::U32(_) => {
-                    builder.arg(&uints[u]);
-                    u += 1;
-                }
-                KernelArg::F32(_) => {
-                    builder.arg(&floats[x]);
-                    x += 1;
-                }
-            }
+                KernelArg::Buf(b) => builder.arg(self.slice(*b)?),
+                KernelArg::I32(v) => builder.arg(v),
+                KernelArg::U32(v) => builder.arg(v),
+                KernelArg::F32(v) => builder.arg(v),
+            };
         }
         let c = CuConfig {
             grid_dim: (cfg.grid[0], cfg.grid[1], cfg.grid[2]),
@@ -165,13 +150,11 @@ impl GpuDevice for CudaDevice {
     }
 
     fn copy(&mut self, src: GpuBuffer, dst: GpuBuffer) -> Result<()> {
-        if src.bytes() != dst.bytes() {
-            return Err(err(format!(
-                "copy of {} bytes into a buffer of {}",
-                src.bytes(),
-                dst.bytes()
-            )));
+        check_copy(src, dst)?;
+        if src.handle() == dst.handle() {
+            return self.slice(src).map(|_| ());
         }
+        // Same size in bytes, so the same number of words: the whole of `src` fills `dst`.
         let slot = |b: GpuBuffer| b.handle() as usize;
         let mut target = self
             .buffers

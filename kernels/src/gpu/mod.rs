@@ -31,6 +31,12 @@ pub struct PtxModule {
 }
 
 /// A device allocation: an opaque handle and its size in bytes.
+///
+/// Only a device makes one, and always for a whole allocation (there are no sub-ranges): its
+/// data starts 256-byte aligned on both devices, which the kernels' 16-byte `float4` and 8-byte
+/// bf16 accesses rely on, and its size is what the device really holds, which the launchers'
+/// length checks rely on (the CUDA device does not check bounds). Storage comes in whole
+/// 32-bit words: a buffer of `bytes` holds `bytes.div_ceil(4)` of them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GpuBuffer {
     handle: u64,
@@ -39,7 +45,7 @@ pub struct GpuBuffer {
 
 impl GpuBuffer {
     /// A buffer handle as a device hands it out.
-    pub fn new(handle: u64, bytes: usize) -> GpuBuffer {
+    pub(crate) fn new(handle: u64, bytes: usize) -> GpuBuffer {
         GpuBuffer { handle, bytes }
     }
 
@@ -92,7 +98,8 @@ pub trait GpuDevice {
     fn alloc_zeros(&mut self, bytes: usize) -> Result<GpuBuffer>;
     /// A buffer holding `data`.
     fn upload_f32(&mut self, data: &[f32]) -> Result<GpuBuffer>;
-    /// The contents of a buffer as f32 values, after all launches finished.
+    /// The contents of a buffer as f32 values (`bytes.div_ceil(4)` of them), after all
+    /// launches finished.
     fn download_f32(&mut self, buf: GpuBuffer) -> Result<Vec<f32>>;
     /// A buffer holding 16-bit values (bf16 or f16 bits), two to a 32-bit word, low half
     /// first; its size is `2 * data.len()` bytes.
@@ -123,7 +130,8 @@ pub trait GpuDevice {
         cfg: LaunchConfig,
         args: &[KernelArg],
     ) -> Result<()>;
-    /// Copies all of `src` into `dst` on the device (the two must have the same size).
+    /// Copies all of `src` into `dst` on the device: [`Error::Shape`] unless the two have the
+    /// same size.
     fn copy(&mut self, src: GpuBuffer, dst: GpuBuffer) -> Result<()>;
     /// Waits until every launch finished.
     fn synchronize(&mut self) -> Result<()>;
@@ -137,6 +145,21 @@ pub fn check_len(op: &'static str, name: &str, buf: GpuBuffer, elems: usize) -> 
             detail: format!(
                 "{name} holds {} f32 values, the shape needs {elems}",
                 buf.len_f32()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// What [`GpuDevice::copy`] checks on every device: `src` and `dst` have the same size.
+fn check_copy(src: GpuBuffer, dst: GpuBuffer) -> Result<()> {
+    if src.bytes() != dst.bytes() {
+        return Err(Error::Shape {
+            op: "gpu_copy",
+            detail: format!(
+                "src holds {} bytes, dst {}: a copy needs the same size",
+                src.bytes(),
+                dst.bytes()
             ),
         });
     }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use smelt_ptx_sim::{Arg, Buffer, Dim3, Launch, Module, Sim};
 
-use super::{GpuBuffer, GpuDevice, KernelArg, LaunchConfig, PtxModule};
+use super::{check_copy, GpuBuffer, GpuDevice, KernelArg, LaunchConfig, PtxModule};
 use crate::{Error, Result};
 
 /// A simulated GPU: global memory, parsed modules, and the warnings of every launch.
@@ -44,9 +44,10 @@ impl SimDevice {
             })
     }
 
-    fn register(&mut self, b: Buffer) -> GpuBuffer {
+    /// Keeps `b` and hands it out as a buffer of `bytes` (at most its length).
+    fn register(&mut self, b: Buffer, bytes: usize) -> GpuBuffer {
         self.buffers.insert(b.addr(), b);
-        GpuBuffer::new(b.addr(), b.len())
+        GpuBuffer::new(b.addr(), bytes)
     }
 }
 
@@ -56,13 +57,14 @@ impl GpuDevice for SimDevice {
     }
 
     fn alloc_zeros(&mut self, bytes: usize) -> Result<GpuBuffer> {
-        let b = self.sim.zeros(bytes);
-        Ok(self.register(b))
+        // Whole 32-bit words, as on CUDA (and as `upload_u16` makes them).
+        let b = self.sim.zeros(4 * bytes.div_ceil(4));
+        Ok(self.register(b, bytes))
     }
 
     fn upload_f32(&mut self, data: &[f32]) -> Result<GpuBuffer> {
         let b = self.sim.upload_f32(data);
-        Ok(self.register(b))
+        Ok(self.register(b, b.len()))
     }
 
     fn download_f32(&mut self, buf: GpuBuffer) -> Result<Vec<f32>> {
@@ -113,6 +115,7 @@ impl GpuDevice for SimDevice {
     }
 
     fn copy(&mut self, src: GpuBuffer, dst: GpuBuffer) -> Result<()> {
+        check_copy(src, dst)?;
         let bytes = self.sim.read_bytes(self.buffer(src)?);
         let dst = self.buffer(dst)?;
         self.sim
@@ -139,6 +142,24 @@ mod tests {
             let buf = dev.upload_u16(&data).expect("upload");
             assert_eq!(buf.bytes(), 2 * data.len());
             assert_eq!(dev.download_u16(buf).expect("download"), data);
+            // A zeroed buffer of the same size holds as many values, and takes a copy.
+            let zeros = dev.alloc_zeros(buf.bytes()).expect("alloc");
+            assert_eq!(
+                dev.download_u16(zeros).expect("download"),
+                vec![0; data.len()]
+            );
+            dev.copy(buf, zeros).expect("copy");
+            assert_eq!(dev.download_u16(zeros).expect("download"), data);
         }
+    }
+
+    #[test]
+    fn copies_need_the_same_size() {
+        let mut dev = SimDevice::new();
+        let (a, b) = (dev.alloc_zeros(8).unwrap(), dev.alloc_zeros(12).unwrap());
+        let err = dev.copy(a, b).unwrap_err();
+        assert!(matches!(err, Error::Shape { .. }), "{err:?}");
+        assert!(err.to_string().contains("8 bytes, dst 12"), "{err}");
+        dev.copy(a, a).expect("a buffer onto itself");
     }
 }
