@@ -750,26 +750,19 @@ pub fn redux(op: ReduxOp, signed: bool, vals: impl Iterator<Item = u64>) -> u64 
     )
 }
 
-/// The new value an atomic stores, given the old one (`c` is the swap value of `cas`).
-pub fn atom_apply(op: AtomOp, ty: Ty, old: u64, b: u64, c: u64) -> u64 {
+/// The new value an atomic stores, given the old one (`c` is the swap value of `cas`). Float
+/// adds round to nearest; on `global` memory `atom.add.f32` also flushes subnormal inputs and
+/// results to zero, on shared memory it keeps them (PTX ISA, `atom`).
+pub fn atom_apply(op: AtomOp, ty: Ty, old: u64, b: u64, c: u64, global: bool) -> u64 {
     let w = ty.bits();
     match op {
-        AtomOp::Add if ty.halves().is_some() => {
+        AtomOp::Add if ty.is_float() => {
             let m = FloatMods {
-                rnd: Rnd::Rn,
-                ftz: false,
-                sat: false,
-                approx: false,
-                relu: false,
-                nan: false,
-                satfinite: false,
+                ftz: global && ty == Ty::F32,
+                ..FloatMods::NEAREST
             };
             float_op(FloatOp::Add, ty, m, old, b)
         }
-        AtomOp::Add if ty == Ty::F32 => {
-            bits32(f32::from_bits(old as u32) + f32::from_bits(b as u32))
-        }
-        AtomOp::Add if ty == Ty::F64 => bits64(f64::from_bits(old) + f64::from_bits(b)),
         AtomOp::Add => mask(old.wrapping_add(b), w),
         AtomOp::Min | AtomOp::Max => {
             let (x, y) = (int_value(old, ty), int_value(b, ty));
@@ -812,15 +805,7 @@ pub fn atom_apply(op: AtomOp, ty: Ty, old: u64, b: u64, c: u64) -> u64 {
 mod tests {
     use super::*;
 
-    const RN: FloatMods = FloatMods {
-        rnd: Rnd::Rn,
-        ftz: false,
-        sat: false,
-        approx: false,
-        relu: false,
-        nan: false,
-        satfinite: false,
-    };
+    const RN: FloatMods = FloatMods::NEAREST;
 
     #[test]
     fn half_precision_arithmetic_rounds_once_per_lane() {
@@ -996,7 +981,7 @@ mod tests {
         );
         // f16 atomics add with rounding to nearest.
         assert_eq!(
-            atom_apply(AtomOp::Add, Ty::F16x2, 0x3c00_3c00, 0x3c00_1000, 0),
+            atom_apply(AtomOp::Add, Ty::F16x2, 0x3c00_3c00, 0x3c00_1000, 0, true),
             0x4000_3c00
         );
     }
@@ -1029,22 +1014,13 @@ mod tests {
 
     #[test]
     fn float_min_max_and_compares_follow_ptx() {
-        let m = FloatMods {
-            rnd: Rnd::Rn,
-            ftz: false,
-            sat: false,
-            approx: false,
-            relu: false,
-            nan: false,
-            satfinite: false,
-        };
         let nan = f32::NAN.to_bits() as u64;
         assert_eq!(
-            float_op(FloatOp::Min, Ty::F32, m, nan, 2f32.to_bits() as u64),
+            float_op(FloatOp::Min, Ty::F32, RN, nan, 2f32.to_bits() as u64),
             2f32.to_bits() as u64
         );
         assert_eq!(
-            float_op(FloatOp::Max, Ty::F32, m, 0, (-0f32).to_bits() as u64),
+            float_op(FloatOp::Max, Ty::F32, RN, 0, (-0f32).to_bits() as u64),
             0
         );
         assert!(!compare(Cmp::Ne, Ty::F32, nan, 0, false));

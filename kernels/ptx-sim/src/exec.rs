@@ -953,7 +953,10 @@ impl Block<'_, '_> {
             }
         };
         let old = load_le(slot);
-        store_le(slot, alu::atom_apply(op, ty, old, b, c));
+        store_le(
+            slot,
+            alu::atom_apply(op, ty, old, b, c, space == MemSpace::Global),
+        );
         Ok(if ty.is_signed() {
             alu::sext(old, ty.bits()) as u64
         } else {

@@ -341,6 +341,19 @@ pub struct FloatMods {
     pub satfinite: bool,
 }
 
+impl FloatMods {
+    /// Round to nearest even and no other modifier.
+    pub const NEAREST: FloatMods = FloatMods {
+        rnd: Rnd::Rn,
+        ftz: false,
+        sat: false,
+        approx: false,
+        relu: false,
+        nan: false,
+        satfinite: false,
+    };
+}
+
 /// Operation of `redux.sync`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReduxOp {

@@ -146,3 +146,21 @@ fn f64_fma_rounds_in_each_mode() {
         "{got:x?}"
     );
 }
+
+/// `atom.add.f32` on global memory flushes subnormal inputs and results to sign-preserving
+/// zero; on shared memory it keeps them (PTX ISA 9.7.13.5). The old value comes back as it was.
+#[test]
+fn f32_atomic_add_flushes_subnormals_on_global_memory_only() {
+    let tiny = 1e-40f32.to_bits();
+    let decls = ".shared .align 4 .f32 s;";
+    let body = format!(
+        "ld.global.f32 %f1, [%rd1];\nst.shared.f32 [s], %f1;\n\
+         atom.global.add.f32 %f2, [%rd1], 0f{tiny:08X};\nst.global.f32 [%rd1+4], %f2;\n\
+         atom.shared.add.f32 %f3, [s], 0f{tiny:08X};\nld.shared.f32 %f4, [s];\n\
+         st.global.f32 [%rd1+8], %f4;"
+    );
+    let init: Vec<u8> = [tiny, 0, 0].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let got = u32s(&run(&kernel(decls, &body), 0, &init));
+    let doubled = (f32::from_bits(tiny) * 2.0).to_bits();
+    assert_eq!(got, vec![0, tiny, doubled]);
+}
