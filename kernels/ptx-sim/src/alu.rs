@@ -299,8 +299,8 @@ pub fn float_unary(op: FloatUnary, ty: Ty, m: FloatMods, a: u64) -> u64 {
     }
     let x = f32_in(a, m);
     let r = match op {
-        FloatUnary::Neg => return mask((a as u32 ^ 0x8000_0000) as u64, 32),
-        FloatUnary::Abs => return (a as u32 & 0x7fff_ffff) as u64,
+        FloatUnary::Neg => return (x.to_bits() ^ 0x8000_0000) as u64,
+        FloatUnary::Abs => return (x.to_bits() & 0x7fff_ffff) as u64,
         FloatUnary::Sqrt if !m.approx && m.rnd != Rnd::Rn => {
             let s = (x as f64).sqrt();
             round_exact(s, (-s).mul_add(s, x as f64), F32, m.rnd) as f32

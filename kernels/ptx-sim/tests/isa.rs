@@ -164,3 +164,17 @@ fn f32_atomic_add_flushes_subnormals_on_global_memory_only() {
     let doubled = (f32::from_bits(tiny) * 2.0).to_bits();
     assert_eq!(got, vec![0, tiny, doubled]);
 }
+
+/// `neg.ftz.f32` and `abs.ftz.f32` flush a subnormal input to a zero of its sign first (PTX ISA
+/// 9.7.3.9, 9.7.3.8).
+#[test]
+fn f32_neg_and_abs_flush_subnormals_under_ftz() {
+    let tiny = 1e-40f32.to_bits();
+    let body = format!(
+        "mov.b32 %f1, 0f{tiny:08X};\nneg.f32 %f2, %f1;\nneg.ftz.f32 %f3, %f1;\n\
+         neg.f32 %f4, %f2;\nabs.ftz.f32 %f5, %f2;\nabs.f32 %f6, %f2;\n\
+         st.global.v4.f32 [%rd1], {{%f2, %f3, %f4, %f5}};\nst.global.f32 [%rd1+16], %f6;"
+    );
+    let got = run_u32(&kernel("", &body), 0, 5);
+    assert_eq!(got, vec![tiny | 1 << 31, 1 << 31, tiny, 0, tiny]);
+}
