@@ -1310,6 +1310,12 @@ fn decode(ctx: &Ctx, inst: &Instruction, uses: &mut Vec<u32>) -> Result<Op> {
                 unreachable!()
             };
             let n = m.vector();
+            let bytes = ty.bytes() as usize * n;
+            if bytes > 16 {
+                return Err(unsupported(format!(
+                    "instruction {name}: a {bytes}-byte vector access (at most 16 bytes are supported)"
+                )));
+            }
             let (addr_op, val_op) = if head == "st" { (x, y) } else { (y, x) };
             let (addr, sym_space) = ctx.addr(addr_op, uses)?;
             let mut space = m.space();

@@ -2,7 +2,7 @@
 //! the PTX ISA rule it checks and runs one thread (or one warp) that writes its results to a
 //! buffer.
 
-use smelt_ptx_sim::{Arg, Dim3, Launch, Module, Sim};
+use smelt_ptx_sim::{Arg, Dim3, ErrorKind, Launch, Module, Sim, SimError};
 
 const HEADER: &str = ".version 8.8\n.target sm_80\n.address_size 64\n";
 
@@ -57,6 +57,15 @@ fn u32s(bytes: &[u8]) -> Vec<u32> {
         .chunks_exact(4)
         .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
         .collect()
+}
+
+#[track_caller]
+fn launch_err(text: &str) -> SimError {
+    let m = Module::parse(text).unwrap_or_else(|e| panic!("does not parse: {e}\n{text}"));
+    let mut sim = Sim::new();
+    let out = sim.zeros(64);
+    sim.launch(&m, "k", launch(0), &[Arg::Ptr(out)])
+        .expect_err("the launch must fail")
 }
 
 /// An `.extern .shared` array starts after the static shared variables, and its name means
@@ -177,4 +186,23 @@ fn f32_neg_and_abs_flush_subnormals_under_ftz() {
     );
     let got = run_u32(&kernel("", &body), 0, 5);
     assert_eq!(got, vec![tiny | 1 << 31, 1 << 31, tiny, 0, tiny]);
+}
+
+/// A vector access wider than 16 bytes is not something the interpreter runs: it says so when
+/// the module is checked, and does not panic.
+#[test]
+fn vector_access_wider_than_16_bytes_is_unsupported() {
+    for inst in [
+        "ld.global.v4.u64 {%rd2, %rd3, %rd4, %rd5}, [%rd1];",
+        "st.global.v4.f64 [%rd1], {%fd1, %fd1, %fd1, %fd1};",
+    ] {
+        let text = kernel("", &format!("mov.f64 %fd1, 0d0000000000000000;\n{inst}"));
+        let e = Module::parse(&text)
+            .expect("parses")
+            .check()
+            .expect_err(inst);
+        assert_eq!(e.kind(), ErrorKind::Unsupported, "{inst}: {e}");
+        assert!(e.message().contains("32-byte"), "{inst}: {e}");
+        assert_eq!(launch_err(&text).kind(), ErrorKind::Unsupported);
+    }
 }
