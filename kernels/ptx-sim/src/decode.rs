@@ -453,10 +453,7 @@ impl Builder {
                     let guard = match &inst.guard {
                         None => None,
                         Some((neg, name)) => match ctx.lookup(name) {
-                            Some(Binding::Reg(r)) => {
-                                uses.push(r);
-                                Some((r, *neg))
-                            }
+                            Some(Binding::Reg(r)) => Some((r, *neg)),
                             _ => {
                                 return Err(SimError::parse(
                                     inst.line,

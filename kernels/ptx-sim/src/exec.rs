@@ -322,9 +322,14 @@ impl Block<'_, '_> {
                 }
                 let active = match inst.guard {
                     None => group,
-                    Some((r, neg)) => self.pred_mask(w, r, group) ^ if neg { group } else { 0 },
+                    Some((r, neg)) => {
+                        self.check_written(w, inst.line, r, group);
+                        self.pred_mask(w, r, group) ^ if neg { group } else { 0 }
+                    }
                 };
-                self.check_uses(w, inst, active);
+                for &r in &inst.uses {
+                    self.check_written(w, inst.line, r, active);
+                }
                 if !inst.is_control() {
                     self.exec(w, inst, active)?;
                     pc += 1;
@@ -352,20 +357,16 @@ impl Block<'_, '_> {
             .fold(0, |m, l| m | 1 << l)
     }
 
-    fn check_uses(&mut self, w: usize, inst: &Inst, active: u32) {
-        for &r in &inst.uses {
-            let written = self.written[w * self.nregs + r as usize];
-            if active & !written != 0
-                && self.warned.len() < MAX_WARNINGS
-                && self.warned.insert((inst.line, r))
-            {
-                let lane = (active & !written).trailing_zeros() as usize;
-                let [x, y, z] = self.tid(w, lane);
-                self.out.warnings.push(format!(
-                    "kernel {}, PTX line {}: thread ({x},{y},{z}) reads register {} before any write to it",
-                    self.ctx.prog.name, inst.line, self.ctx.prog.reg_names[r as usize]
-                ));
-            }
+    /// Warns (once per line and register) when a lane of `lanes` reads register `r`, at PTX
+    /// line `line`, before any write to it.
+    fn check_written(&mut self, w: usize, line: u32, r: u32, lanes: u32) {
+        let unwritten = lanes & !self.written[w * self.nregs + r as usize];
+        if unwritten != 0 && self.warned.len() < MAX_WARNINGS && self.warned.insert((line, r)) {
+            let [x, y, z] = self.tid(w, unwritten.trailing_zeros() as usize);
+            self.out.warnings.push(format!(
+                "kernel {}, PTX line {line}: thread ({x},{y},{z}) reads register {} before any write to it",
+                self.ctx.prog.name, self.ctx.prog.reg_names[r as usize]
+            ));
         }
     }
 

@@ -692,7 +692,8 @@ pub struct Inst {
     pub guard: Option<(u32, bool)>,
     /// The operation.
     pub op: Op,
-    /// Registers read (for the never-written warning).
+    /// Registers the operation reads (for the never-written warning; the guard, read by every
+    /// lane, is checked on its own).
     pub uses: Vec<u32>,
 }
 

@@ -190,6 +190,21 @@ fn reading_a_register_never_written_is_a_warning() {
 }
 
 #[test]
+fn a_guard_predicate_never_written_is_a_warning() {
+    // %p1 reads as false, so no lane branches; every lane still read it.
+    let m = Module::parse(&kernel("", "@%p1 bra DONE;\nDONE:\nret;")).expect("parses");
+    let report = Sim::new()
+        .launch(&m, "k", one_block(32), &[])
+        .expect("runs");
+    assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+    assert!(
+        report.warnings[0].contains("%p1") && report.warnings[0].contains("line 10"),
+        "{:?}",
+        report.warnings
+    );
+}
+
+#[test]
 fn shfl_with_a_lane_that_exited_is_a_warp_error() {
     // Lanes 16..31 exit; the rest shuffle with a full member mask.
     let body = "mov.u32 %r1, %tid.x;\nsetp.ge.u32 %p1, %r1, 16;\n@%p1 bra DONE;\nshfl.sync.bfly.b32 %r2, %r1, 1, 31, -1;\nDONE:\nret;";
