@@ -106,20 +106,12 @@ pub fn attention_forward(
     lse: GpuBuffer,
 ) -> Result<()> {
     const OP: &str = "gpu_attention_forward";
-    let tiles = Tiles::of(OP, shape)?;
-    let seq = check_shape(OP, shape)?;
-    let n = shape.qkv_len();
-    for (name, buf) in [("q", q), ("k", k), ("v", v), ("out", out)] {
-        check(OP, shape, name, buf, n)?;
-    }
-    check(OP, shape, "lse", lse, lse_len(shape))?;
-    if let Some(m) = mask {
-        check(OP, shape, "mask", m, shape.batch * shape.seq)?;
-    }
+    let tensors = [("q", q), ("k", k), ("v", v), ("out", out)];
+    let (tiles, seq) = check_call(OP, shape, &tensors, lse, mask)?;
     let mut inputs = vec![("q", q), ("k", k), ("v", v)];
     inputs.extend(mask.map(|m| ("mask", m)));
     distinct_outputs(OP, &[("out", out), ("lse", lse)], &inputs)?;
-    if n == 0 {
+    if shape.qkv_len() == 0 {
         return Ok(());
     }
     let mut args = common_args(q, k, v, mask, scale, seq);
@@ -157,9 +149,6 @@ pub fn attention_backward(
     dv: GpuBuffer,
 ) -> Result<()> {
     const OP: &str = "gpu_attention_backward";
-    let tiles = Tiles::of(OP, shape)?;
-    let seq = check_shape(OP, shape)?;
-    let n = shape.qkv_len();
     let tensors = [
         ("q", q),
         ("k", k),
@@ -170,18 +159,12 @@ pub fn attention_backward(
         ("dk", dk),
         ("dv", dv),
     ];
-    for (name, buf) in tensors {
-        check(OP, shape, name, buf, n)?;
-    }
-    check(OP, shape, "lse", lse, lse_len(shape))?;
-    if let Some(m) = mask {
-        check(OP, shape, "mask", m, shape.batch * shape.seq)?;
-    }
+    let (tiles, seq) = check_call(OP, shape, &tensors, lse, mask)?;
     let mut inputs = vec![("q", q), ("k", k), ("v", v), ("out", out), ("dout", dout)];
     inputs.extend(mask.map(|m| ("mask", m)));
     let outputs = [("dq", dq), ("dk", dk), ("dv", dv), ("lse", lse)];
     distinct_outputs(OP, &outputs, &inputs)?;
-    if n == 0 {
+    if shape.qkv_len() == 0 {
         return Ok(());
     }
 
@@ -218,6 +201,28 @@ pub fn attention_backward(
     args.push(KernelArg::Buf(dq));
     let cfg = tile_grid(shape, tiles.dq_rows);
     dev.launch(MODULE, &format!("attention_backward_dq_d{d}"), cfg, &args)
+}
+
+/// The checks both launchers make: the kernels take `shape` ([`Tiles::of`], [`check_shape`]),
+/// each of `tensors` holds `[B, T, H*d]` values, `lse` [`lse_len`] and `mask` `[B, T]`.
+/// Returns the tiles and the sequence length as the kernels' `int`.
+fn check_call(
+    op: &'static str,
+    shape: &AttentionShape,
+    tensors: &[(&str, GpuBuffer)],
+    lse: GpuBuffer,
+    mask: Option<GpuBuffer>,
+) -> Result<(Tiles, i32)> {
+    let tiles = Tiles::of(op, shape)?;
+    let seq = check_shape(op, shape)?;
+    for &(name, buf) in tensors {
+        check(op, shape, name, buf, shape.qkv_len())?;
+    }
+    check(op, shape, "lse", lse, lse_len(shape))?;
+    if let Some(m) = mask {
+        check(op, shape, "mask", m, shape.batch * shape.seq)?;
+    }
+    Ok((tiles, seq))
 }
 
 /// The arguments every tile kernel starts with: `q, k, v, mask, has_mask, scale, T` (without a

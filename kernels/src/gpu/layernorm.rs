@@ -1,10 +1,11 @@
 //! GPU layer normalisation (`kernels/cuda/layernorm.cu`): the forward, alone or fused with a
 //! residual add, and the backward, with the numerics of [`crate::cpu::layernorm`].
 //!
-//! Forward: a warp per row (4 rows per block of 128 threads) below [`BLOCK_ROW_MIN_COLS`]
-//! columns, with the row kept in registers for 384, 768 and 1024 columns; a block of 256
-//! threads per row from there on. Rows of `cols % 4 == 0` move four values per access (a
-//! 16-byte `float4`, or 8 bytes of bf16), others one value at a time.
+//! Forward: a warp per row (4 rows per block of 128 threads) below
+//! [`BLOCK_ROW_MIN_COLS`](super::BLOCK_ROW_MIN_COLS) columns, with the row kept in registers
+//! for 384, 768 and 1024 columns; a block of 256 threads per row from there on. Rows of
+//! `cols % 4 == 0` move four values per access (a 16-byte `float4`, or 8 bytes of bf16),
+//! others one value at a time.
 //!
 //! Backward: `dx` per row, and `dgamma`/`dbeta` in two deterministic stages (no float atomics,
 //! the same bits on every run): each of up to 512 blocks takes a contiguous range of rows and
@@ -18,8 +19,8 @@
 //! scratch stay f32. Both come from one CUDA template, instantiated for each storage.
 
 use super::{
-    check_len, distinct_outputs, kernel_dims, width, GpuBuffer, GpuDevice, KernelArg, LaunchConfig,
-    PtxModule,
+    check_len, distinct_outputs, kernel_dims, row_launch, width, GpuBuffer, GpuDevice, KernelArg,
+    LaunchConfig, PtxModule,
 };
 use crate::{Error, Result};
 
@@ -29,12 +30,6 @@ pub const MODULE: PtxModule = PtxModule {
     ptx: include_str!("../../ptx/layernorm.ptx"),
 };
 
-/// Rows of a block of the warp-per-row kernels (one warp each; `WARP_ROWS` in the source).
-const WARP_ROWS: usize = 4;
-/// Threads of a block that takes one row alone.
-const BLOCK_THREADS: u32 = 256;
-/// From this many columns on, the forward gives each row a block instead of a warp.
-pub const BLOCK_ROW_MIN_COLS: usize = 2048;
 /// Floats of a row that one backward thread holds in registers (`BWD_FLOATS` in the source).
 const BWD_FLOATS: usize = 8;
 /// The widest row the backward takes when `cols % 4 == 0`: 8 floats held by each of up to
@@ -467,30 +462,13 @@ fn launch_forward(
     if rows == 0 {
         return Ok(());
     }
-    let (variant, cfg) = match cols {
-        384 | 768 | 1024 => (cols.to_string(), warp_rows(rows)),
-        c if c >= BLOCK_ROW_MIN_COLS => (format!("block_w{}", width(c)), block_rows(rows)),
-        c => (format!("warp_w{}", width(c)), warp_rows(rows)),
+    // 384, 768 and 1024 columns (warp rows) have kernels that keep the row in registers.
+    let (kind, cfg) = row_launch(rows, cols);
+    let variant = match cols {
+        384 | 768 | 1024 => cols.to_string(),
+        c => format!("{kind}_w{}", width(c)),
     };
     dev.launch(MODULE, &format!("{prefix}_{variant}"), cfg, args)
-}
-
-/// A warp per row, [`WARP_ROWS`] rows per block.
-fn warp_rows(rows: usize) -> LaunchConfig {
-    LaunchConfig {
-        grid: [rows.div_ceil(WARP_ROWS) as u32, 1, 1],
-        block: [32 * WARP_ROWS as u32, 1, 1],
-        shared_bytes: 0,
-    }
-}
-
-/// A block of [`BLOCK_THREADS`] per row.
-fn block_rows(rows: usize) -> LaunchConfig {
-    LaunchConfig {
-        grid: [rows as u32, 1, 1],
-        block: [BLOCK_THREADS, 1, 1],
-        shared_bytes: 0,
-    }
 }
 
 /// `(blocks, rows per block)` of the backward: contiguous ranges of rows, each block at least

@@ -187,6 +187,31 @@ fn kernel_dims(op: &'static str, rows: usize, cols: usize) -> Result<(i32, i32)>
     }
 }
 
+/// Rows of a block of the warp-per-row kernels, one warp each (`WARP_ROWS` in `common.cuh`).
+const WARP_ROWS: usize = 4;
+/// Threads of a block that takes one row alone.
+const BLOCK_ROW_THREADS: u32 = 256;
+/// From this many columns on, the row kernels (layer norm, softmax) give each row a block of
+/// 256 threads instead of a warp.
+pub const BLOCK_ROW_MIN_COLS: usize = 2048;
+
+/// How the row kernels take `rows` rows of `cols`: `("warp", _)`, a warp per row and
+/// [`WARP_ROWS`] rows per block of 128 threads, below [`BLOCK_ROW_MIN_COLS`] columns, else
+/// `("block", _)`, a block of 256 threads per row. `rows` fits an `i32` (checked by the caller).
+fn row_launch(rows: usize, cols: usize) -> (&'static str, LaunchConfig) {
+    let (kind, blocks, threads) = if cols >= BLOCK_ROW_MIN_COLS {
+        ("block", rows, BLOCK_ROW_THREADS)
+    } else {
+        ("warp", rows.div_ceil(WARP_ROWS), 32 * WARP_ROWS as u32)
+    };
+    let cfg = LaunchConfig {
+        grid: [blocks as u32, 1, 1],
+        block: [threads, 1, 1],
+        shared_bytes: 0,
+    };
+    (kind, cfg)
+}
+
 /// Floats per access for rows of `cols`: a `float4` when rows stay 16-byte aligned (every
 /// buffer is a whole allocation, aligned to 256 bytes on both devices), else one float.
 fn width(cols: usize) -> usize {

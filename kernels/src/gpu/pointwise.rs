@@ -2,14 +2,14 @@
 //! (`kernels/cuda/pointwise.cu`), with the numerics of [`crate::cpu::softmax`] and
 //! [`crate::cpu::activation`].
 //!
-//! Softmax: a warp per row (4 rows per block of 128 threads) below [`BLOCK_ROW_MIN_COLS`]
-//! columns, a block of 256 threads per row from there on. The elementwise kernels take
-//! `float4` chunks where the shape keeps them 16-byte aligned; they may run in place.
+//! Softmax: a warp per row (4 rows per block of 128 threads) below
+//! [`BLOCK_ROW_MIN_COLS`](super::BLOCK_ROW_MIN_COLS) columns, a block of 256 threads per row
+//! from there on. The elementwise kernels take `float4` chunks where the shape keeps them
+//! 16-byte aligned; they may run in place.
 
-use super::layernorm::BLOCK_ROW_MIN_COLS;
 use super::{
-    check_len, distinct_outputs, kernel_dims, width, GpuBuffer, GpuDevice, KernelArg, LaunchConfig,
-    PtxModule,
+    check_len, distinct_outputs, kernel_dims, row_launch, width, GpuBuffer, GpuDevice, KernelArg,
+    LaunchConfig, PtxModule,
 };
 use crate::{Error, Result};
 
@@ -19,10 +19,8 @@ pub const MODULE: PtxModule = PtxModule {
     ptx: include_str!("../../ptx/pointwise.ptx"),
 };
 
-/// Rows of a block of the warp-per-row kernels (one warp each; `WARP_ROWS` in the source).
-const WARP_ROWS: usize = 4;
-/// Threads of a block that takes one softmax row alone, and of an elementwise block.
-const BLOCK_THREADS: usize = 256;
+/// Threads of a block of the elementwise (GELU) and bias kernels, at most.
+const ELEMENTWISE_THREADS: usize = 256;
 /// CUDA's limit on grid y and the cap on grid x of the grid-stride elementwise kernels.
 const GRID_CAP: usize = 65535;
 
@@ -241,22 +239,13 @@ fn launch_rows(
     if rows == 0 || cols == 0 {
         return Ok(());
     }
-    let (kind, grid, threads) = if cols >= BLOCK_ROW_MIN_COLS {
-        ("block", rows, BLOCK_THREADS)
-    } else {
-        ("warp", rows.div_ceil(WARP_ROWS), 32 * WARP_ROWS)
-    };
-    let cfg = LaunchConfig {
-        grid: [grid as u32, 1, 1],
-        block: [threads as u32, 1, 1],
-        shared_bytes: 0,
-    };
+    let (kind, cfg) = row_launch(rows, cols);
     let name = format!("{prefix}_{kind}_w{}", width(cols));
     dev.launch(MODULE, &name, cfg, args)
 }
 
-/// Launches a grid-stride elementwise kernel over `n` values (checked): [`BLOCK_THREADS`]
-/// threads of one `float4` each per block.
+/// Launches a grid-stride elementwise kernel over `n` values (checked):
+/// [`ELEMENTWISE_THREADS`] threads of one `float4` each per block.
 fn launch_elementwise(
     dev: &mut dyn GpuDevice,
     kernel: &str,
@@ -266,10 +255,10 @@ fn launch_elementwise(
     if n == 0 {
         return Ok(());
     }
-    let blocks = n.div_ceil(4 * BLOCK_THREADS).min(GRID_CAP);
+    let blocks = n.div_ceil(4 * ELEMENTWISE_THREADS).min(GRID_CAP);
     let cfg = LaunchConfig {
         grid: [blocks as u32, 1, 1],
-        block: [BLOCK_THREADS as u32, 1, 1],
+        block: [ELEMENTWISE_THREADS as u32, 1, 1],
         shared_bytes: 0,
     };
     dev.launch(MODULE, kernel, cfg, args)
@@ -289,7 +278,7 @@ fn launch_bias(
     }
     let width = width(cols);
     let chunks = cols / width;
-    let threads = chunks.next_multiple_of(32).min(BLOCK_THREADS);
+    let threads = chunks.next_multiple_of(32).min(ELEMENTWISE_THREADS);
     let cfg = LaunchConfig {
         grid: [
             chunks.div_ceil(threads) as u32,
