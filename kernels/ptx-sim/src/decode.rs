@@ -1386,8 +1386,13 @@ fn decode(ctx: &Ctx, inst: &Instruction, uses: &mut Vec<u32>) -> Result<Op> {
             .find(|(w, _)| m.has(w))
             .map(|p| p.1)
             .ok_or_else(unknown)?;
-            let half_add = op == AtomOp::Add && ty.halves().is_some();
-            if m.vector() > 1 || (ty.is_float() && !matches!(ty, Ty::F32 | Ty::F64) && !half_add) {
+            // On floats PTX has only `add`; the bitwise operations keep f32/f64 bits as they are.
+            let float_ok = match op {
+                AtomOp::Add => true,
+                AtomOp::Min | AtomOp::Max | AtomOp::Inc | AtomOp::Dec => false,
+                _ => matches!(ty, Ty::F32 | Ty::F64),
+            };
+            if m.vector() > 1 || (ty.is_float() && !float_ok) {
                 return Err(unknown());
             }
             let (d, rest) = if head == "atom" {

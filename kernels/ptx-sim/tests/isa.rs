@@ -206,3 +206,25 @@ fn vector_access_wider_than_16_bytes_is_unsupported() {
         assert_eq!(launch_err(&text).kind(), ErrorKind::Unsupported);
     }
 }
+
+/// A float atomic other than `add` (and the bitwise `exch`, `cas`, `and`, `or`, `xor`) has no
+/// PTX meaning (PTX ISA, `atom`: the one floating-point operation is `.add`); it is reported
+/// rather than run as an integer comparison of the float bits.
+#[test]
+fn float_atomic_min_max_inc_dec_are_unsupported() {
+    for inst in [
+        "atom.global.min.f32 %f1, [%rd1], %f2;",
+        "atom.global.max.f64 %fd1, [%rd1], %fd2;",
+        "red.global.inc.f32 [%rd1], %f2;",
+    ] {
+        let text = kernel(
+            "",
+            &format!("mov.f32 %f2, 0f00000000;\nmov.f64 %fd2, 0d0000000000000000;\n{inst}"),
+        );
+        let e = Module::parse(&text)
+            .expect("parses")
+            .check()
+            .expect_err(inst);
+        assert_eq!(e.kind(), ErrorKind::Unsupported, "{inst}: {e}");
+    }
+}
