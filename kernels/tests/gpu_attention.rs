@@ -73,4 +73,14 @@ fn bad_arguments_are_errors() {
     assert_shape_error(result, "gpu_attention_backward", &["dq holds"]);
     let err = attention_forward(&mut dev, x, k, v, None, 1.0, &shape, x, lse).unwrap_err();
     assert!(matches!(err, Error::Overlap { .. }), "{err:?}");
+
+    // 3 x batch x heads x seq overflows usize: an error, not an overflow.
+    let huge = AttentionShape {
+        batch: 65535,
+        seq: i32::MAX as usize,
+        heads: 65535,
+        head_dim: 32,
+    };
+    let err = attention_forward(&mut dev, x, k, v, None, 1.0, &huge, out, lse).unwrap_err();
+    assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
 }

@@ -271,9 +271,13 @@ fn describe(shape: &AttentionShape) -> String {
 /// what the grid (`H`, `B` at most 65535) and the kernels' 32-bit indices (`3*B*H*T` values of
 /// `lse`) can address.
 fn check_shape(op: &'static str, shape: &AttentionShape) -> Result<i32> {
+    // 3*B*H*T multiplied checked: with B and H up to 65535 it can overflow usize.
+    let lse_values = [shape.heads, shape.seq, 3]
+        .into_iter()
+        .try_fold(shape.batch, usize::checked_mul);
     let fits = shape.batch <= MAX_GRID_YZ
         && shape.heads <= MAX_GRID_YZ
-        && i32::try_from(lse_len(shape)).is_ok();
+        && lse_values.is_some_and(|n| i32::try_from(n).is_ok());
     match i32::try_from(shape.seq) {
         Ok(seq) if fits => Ok(seq),
         _ => Err(Error::Unsupported {
