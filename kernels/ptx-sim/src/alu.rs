@@ -508,6 +508,16 @@ pub fn set(cmp: Cmp, dty: Ty, sty: Ty, ftz: bool, a: u64, b: u64) -> u64 {
     }
 }
 
+/// `slct`: whether `c` (of type `cty`; under `ftz` a subnormal f32 is a zero) is at least 0,
+/// which picks `a`.
+pub fn slct_picks_a(cty: Ty, ftz: bool, c: u64) -> bool {
+    if cty == Ty::F32 {
+        float_value(c, Ty::F32, ftz) >= 0.0
+    } else {
+        sext(c, 32) >= 0
+    }
+}
+
 /// `testp`: finite, infinite, number, notanumber, normal, subnormal (in that order of `kind`).
 pub fn testp(kind: u8, ty: Ty, a: u64) -> bool {
     let x = if ty == Ty::F64 {

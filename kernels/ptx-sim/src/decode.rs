@@ -1204,6 +1204,7 @@ fn decode(ctx: &Ctx, inst: &Instruction, uses: &mut Vec<u32>) -> Result<Op> {
             Op::Slct {
                 bits: ty.bits(),
                 cty,
+                ftz: m.has("ftz"),
                 d: ctx.dst(d, uses)?,
                 a: ctx.src(a, ty, uses)?,
                 b: ctx.src(b, ty, uses)?,

@@ -730,19 +730,14 @@ impl Block<'_, '_> {
             &Op::Slct {
                 bits,
                 cty,
+                ftz,
                 d,
                 a,
                 b,
                 c,
             } => {
                 for l in Lanes(active) {
-                    let cv = self.get(w, c, l);
-                    let pick_a = if cty == Ty::F32 {
-                        f32::from_bits(cv as u32) >= 0.0
-                    } else {
-                        alu::sext(cv, 32) >= 0
-                    };
-                    let v = if pick_a {
+                    let v = if alu::slct_picks_a(cty, ftz, self.get(w, c, l)) {
                         self.get(w, a, l)
                     } else {
                         self.get(w, b, l)

@@ -502,10 +502,11 @@ pub enum Op {
         b: Src,
         c: Src,
     },
-    /// `slct`: `c >= 0 ? a : b` with c of type `cty`.
+    /// `slct`: `c >= 0 ? a : b` with c of type `cty` (`.ftz`: a subnormal f32 c counts as 0).
     Slct {
         bits: u32,
         cty: Ty,
+        ftz: bool,
         d: Dst,
         a: Src,
         b: Src,

@@ -188,6 +188,21 @@ fn f32_neg_and_abs_flush_subnormals_under_ftz() {
     assert_eq!(got, vec![tiny | 1 << 31, 1 << 31, tiny, 0, tiny]);
 }
 
+/// `slct.ftz.f32` flushes a subnormal `c` to a zero of its sign, which is `>= 0` (PTX ISA,
+/// `slct`: negative zero equals zero), so a negative subnormal picks `a`; without `.ftz` it
+/// picks `b`.
+#[test]
+fn slct_ftz_flushes_a_subnormal_selector() {
+    let neg_tiny = (-1e-40f32).to_bits();
+    let body = format!(
+        "mov.b32 %f1, 0f{neg_tiny:08X};\n\
+         slct.ftz.u32.f32 %r1, 1, 2, %f1;\nslct.u32.f32 %r2, 1, 2, %f1;\n\
+         mov.b32 %f2, 0f80000000;\nslct.u32.f32 %r3, 1, 2, %f2;\n\
+         st.global.v2.u32 [%rd1], {{%r1, %r2}};\nst.global.u32 [%rd1+8], %r3;"
+    );
+    assert_eq!(run_u32(&kernel("", &body), 0, 3), vec![1, 2, 1]);
+}
+
 /// A vector access wider than 16 bytes is not something the interpreter runs: it says so when
 /// the module is checked, and does not panic.
 #[test]
