@@ -183,45 +183,30 @@ fn reachable(ast: &ModuleAst, funcs: &HashMap<&str, usize>, entry: usize) -> Res
     let mut order = vec![entry];
     let mut i = 0;
     while i < order.len() {
-        let f = &ast.functions[order[i]];
-        for s in f.body.iter().flatten() {
-            let Statement::Inst(inst) = s else { continue };
-            if inst.opcode.first().map(String::as_str) != Some("call") {
-                continue;
-            }
-            let callee = inst.operands.iter().find_map(|o| match o {
-                Operand::Name(n) => Some(n),
-                _ => None,
-            });
-            let Some(callee) = callee else { continue };
-            let Some(&ci) = funcs.get(callee.as_str()) else {
-                return Err(SimError::new(
-                    crate::ErrorKind::Unsupported,
-                    format!("call to unknown function {callee} (indirect calls are not supported)"),
-                )
+        for (inst, callee) in calls(&ast.functions[order[i]]) {
+            let Some(&ci) = funcs.get(callee) else {
+                return Err(unsupported(format!(
+                    "call to unknown function {callee} (indirect calls are not supported)"
+                ))
                 .at_line(inst.line));
             };
             if ast.functions[ci].body.is_none() {
-                let what = match callee.as_str() {
+                let what = match callee {
                     "vprintf" => "printf (a call to vprintf)".to_string(),
                     "__assertfail" => "a failed assert (a call to __assertfail)".to_string(),
                     "malloc" | "free" => format!("device-side {callee}"),
                     _ => format!("a call to {callee}"),
                 };
-                return Err(SimError::new(
-                    crate::ErrorKind::Unsupported,
-                    format!(
-                        "{what} is not supported: {callee} is an external function with no body in this module"
-                    ),
-                )
+                return Err(unsupported(format!(
+                    "{what} is not supported: {callee} is an external function with no body in this module"
+                ))
                 .at_line(inst.line));
             }
             if ci == order[i] || calls_back(ast, funcs, ci, order[i]) {
-                return Err(SimError::new(
-                    crate::ErrorKind::Unsupported,
-                    format!("recursive call to {callee} is not supported"),
-                )
-                .at_line(inst.line));
+                return Err(
+                    unsupported(format!("recursive call to {callee} is not supported"))
+                        .at_line(inst.line),
+                );
             }
             if !order.contains(&ci) {
                 order.push(ci);
@@ -240,24 +225,31 @@ fn calls_back(ast: &ModuleAst, funcs: &HashMap<&str, usize>, from: usize, to: us
         if std::mem::replace(&mut seen[f], true) {
             continue;
         }
-        for s in ast.functions[f].body.iter().flatten() {
-            let Statement::Inst(inst) = s else { continue };
-            if inst.opcode.first().map(String::as_str) != Some("call") {
-                continue;
-            }
-            for o in &inst.operands {
-                if let Operand::Name(n) = o {
-                    if let Some(&c) = funcs.get(n.as_str()) {
-                        if c == to {
-                            return true;
-                        }
-                        stack.push(c);
-                    }
+        for (_, callee) in calls(&ast.functions[f]) {
+            if let Some(&c) = funcs.get(callee) {
+                if c == to {
+                    return true;
                 }
+                stack.push(c);
             }
         }
     }
     false
+}
+
+/// The `call` instructions of `f` and the name each calls (its first plain name operand, as in
+/// `call (ret), f, (args)`; a register for an indirect call).
+fn calls(f: &Function) -> impl Iterator<Item = (&Instruction, &str)> {
+    f.body.iter().flatten().filter_map(|s| match s {
+        Statement::Inst(inst) if inst.opcode[0] == "call" => {
+            let callee = inst.operands.iter().find_map(|o| match o {
+                Operand::Name(n) => Some(n.as_str()),
+                _ => None,
+            })?;
+            Some((inst, callee))
+        }
+        _ => None,
+    })
 }
 
 struct Builder {
