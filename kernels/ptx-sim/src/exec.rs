@@ -987,11 +987,7 @@ impl Block<'_, '_> {
             }
             Op::Call { target, ins, .. } => {
                 for l in Lanes(active) {
-                    let base = (w * 32 + l) * self.ctx.prog.frame_bytes as usize;
-                    for c in ins {
-                        let (from, to) = (base + c.from as usize, base + c.to as usize);
-                        self.frames.copy_within(from..from + c.len as usize, to);
-                    }
+                    self.copy_frame(w, l, ins);
                     let wp = &mut self.warps[w];
                     wp.stack[l].push(pc);
                     wp.pc[l] = *target;
@@ -1004,11 +1000,7 @@ impl Block<'_, '_> {
                         continue;
                     };
                     if let Op::Call { outs, .. } = &self.ctx.prog.insts[call_pc as usize].op {
-                        let base = (w * 32 + l) * self.ctx.prog.frame_bytes as usize;
-                        for c in outs {
-                            let (from, to) = (base + c.from as usize, base + c.to as usize);
-                            self.frames.copy_within(from..from + c.len as usize, to);
-                        }
+                        self.copy_frame(w, l, outs);
                     }
                     self.warps[w].pc[l] = call_pc + 1;
                 }
@@ -1024,25 +1016,9 @@ impl Block<'_, '_> {
                     return Err(self.locate(e, w, active.trailing_zeros() as usize, inst.line));
                 }
             }
-            &Op::Bar { wait, id, count } => {
+            Op::Bar { .. } | Op::BarRed { .. } => {
                 if active != 0 {
-                    self.barrier(w, inst, active, wait, id, count, None)?;
-                }
-                if !wait {
-                    for l in Lanes(active) {
-                        self.warps[w].pc[l] = pc + 1;
-                    }
-                }
-            }
-            &Op::BarRed {
-                id,
-                count,
-                pred,
-                negate,
-                ..
-            } => {
-                if active != 0 {
-                    self.barrier(w, inst, active, true, id, count, Some((pred, negate)))?;
+                    self.barrier(w, pc, inst, active)?;
                 }
             }
             Op::WarpSync { .. }
@@ -1055,19 +1031,29 @@ impl Block<'_, '_> {
         Ok(())
     }
 
-    /// `bar.sync`/`bar.arrive` (and `bar.red`, reducing `red`: a predicate and whether it is
-    /// negated) on barrier `id` by the `active` lanes of warp `w`.
-    #[allow(clippy::too_many_arguments)]
-    fn barrier(
-        &mut self,
-        w: usize,
-        inst: &Inst,
-        active: u32,
-        wait: bool,
-        id: Src,
-        count: Option<Src>,
-        red: Option<(Src, bool)>,
-    ) -> Result<()> {
+    /// Copies the parameter or result slots of a call in the frame of thread `l` of warp `w`.
+    fn copy_frame(&mut self, w: usize, l: usize, copies: &[FrameCopy]) {
+        let base = (w * 32 + l) * self.ctx.prog.frame_bytes as usize;
+        for c in copies {
+            let (from, to) = (base + c.from as usize, base + c.to as usize);
+            self.frames.copy_within(from..from + c.len as usize, to);
+        }
+    }
+
+    /// `bar.sync`, `bar.arrive` and `bar.red` at `pc` by the `active` lanes of warp `w`: they
+    /// arrive at the barrier and wait there (`bar.arrive` goes on); the last arrival releases it.
+    fn barrier(&mut self, w: usize, pc: u32, inst: &Inst, active: u32) -> Result<()> {
+        let (wait, id, count, red) = match inst.op {
+            Op::Bar { wait, id, count } => (wait, id, count, None),
+            Op::BarRed {
+                id,
+                count,
+                pred,
+                negate,
+                ..
+            } => (true, id, count, Some((pred, negate))),
+            _ => unreachable!("a barrier instruction"),
+        };
         let l0 = active.trailing_zeros() as usize;
         let id = self.get(w, id, l0);
         let expected = count.map_or(self.nthreads as u64, |c| self.get(w, c, l0));
@@ -1081,6 +1067,7 @@ impl Block<'_, '_> {
             );
             return Err(self.locate(e, w, l0, inst.line));
         }
+        let id = id as u8;
         let trues = red.map_or(0, |(pred, negate)| {
             Lanes(active)
                 .filter(|&l| (self.get(w, pred, l) & 1 != 0) != negate)
@@ -1104,39 +1091,47 @@ impl Block<'_, '_> {
         }
         bar.arrived += active.count_ones();
         bar.true_count += trues;
-        if wait {
-            for l in Lanes(active) {
-                self.warps[w].state[l] = Lane::Bar(id as u8);
+        let complete = bar.arrived >= bar.expected;
+        for l in Lanes(active) {
+            if wait {
+                self.warps[w].state[l] = Lane::Bar(id);
+            } else {
+                self.warps[w].pc[l] = pc + 1;
             }
         }
-        let bar = self.bars[id as usize];
-        if bar.arrived >= bar.expected {
-            self.bars[id as usize] = Barrier::default();
-            for w in 0..self.warps.len() {
-                for l in 0..32 {
-                    if self.warps[w].state[l] != Lane::Bar(id as u8) {
-                        continue;
-                    }
-                    let pc = self.warps[w].pc[l];
-                    if let Op::BarRed { op, d, .. } = self.ctx.prog.insts[pc as usize].op {
-                        let v = match op {
-                            BarRedOp::Popc => bar.true_count,
-                            BarRedOp::And => (bar.true_count == bar.arrived) as u32,
-                            BarRedOp::Or => (bar.true_count > 0) as u32,
-                        };
-                        self.set(w, d, l, v as u64);
-                    }
-                    let wp = &mut self.warps[w];
-                    wp.state[l] = Lane::Run;
-                    wp.pc[l] += 1;
-                }
-            }
-            for wp in &mut self.warps {
-                wp.log.new_interval();
-            }
-            self.epoch += 1;
+        if complete {
+            self.release(id);
         }
         Ok(())
+    }
+
+    /// Completes barrier `id`: the threads waiting at it go on (those at a `bar.red` with the
+    /// reduction), and a new barrier interval begins for the race checks.
+    fn release(&mut self, id: u8) {
+        let bar = std::mem::take(&mut self.bars[id as usize]);
+        for w in 0..self.warps.len() {
+            for l in 0..32 {
+                if self.warps[w].state[l] != Lane::Bar(id) {
+                    continue;
+                }
+                let pc = self.warps[w].pc[l];
+                if let Op::BarRed { op, d, .. } = self.ctx.prog.insts[pc as usize].op {
+                    let v = match op {
+                        BarRedOp::Popc => bar.true_count,
+                        BarRedOp::And => (bar.true_count == bar.arrived) as u32,
+                        BarRedOp::Or => (bar.true_count > 0) as u32,
+                    };
+                    self.set(w, d, l, v as u64);
+                }
+                let wp = &mut self.warps[w];
+                wp.state[l] = Lane::Run;
+                wp.pc[l] += 1;
+            }
+        }
+        for wp in &mut self.warps {
+            wp.log.new_interval();
+        }
+        self.epoch += 1;
     }
 
     /// The member mask lane `l` of warp `w` names at the warp-synchronous instruction it is at.
@@ -1247,15 +1242,7 @@ impl Block<'_, '_> {
     fn warp_op(&mut self, w: usize, inst: &Inst, lanes: u32, member: u32) {
         match inst.op {
             Op::WarpSync { .. } => self.warps[w].log.push(member),
-            Op::Shfl {
-                mode,
-                d,
-                p,
-                a,
-                b,
-                c,
-                ..
-            } => self.shfl(w, inst, lanes, mode, d, p, a, b, c),
+            Op::Shfl { .. } => self.shfl(w, inst, lanes),
             Op::Vote {
                 mode, d, a, negate, ..
             } => {
@@ -1306,19 +1293,21 @@ impl Block<'_, '_> {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn shfl(
-        &mut self,
-        w: usize,
-        inst: &Inst,
-        lanes: u32,
-        mode: ShflMode,
-        d: Dst,
-        p: Dst,
-        a: Src,
-        b: Src,
-        c: Src,
-    ) {
+    /// `shfl.sync` for the lanes that met at it: each reads `a` from the lane its mode, `b`
+    /// and `c` (clamp and segment mask) pick, or its own value when that lane is out of range.
+    fn shfl(&mut self, w: usize, inst: &Inst, lanes: u32) {
+        let Op::Shfl {
+            mode,
+            d,
+            p,
+            a,
+            b,
+            c,
+            ..
+        } = inst.op
+        else {
+            unreachable!("a shfl.sync")
+        };
         let mut vals = [0u64; 32];
         for l in Lanes(lanes) {
             vals[l] = self.get(w, a, l);
