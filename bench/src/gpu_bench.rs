@@ -79,20 +79,31 @@ fn time_all(
     }
 }
 
-/// The device the PyTorch peer runs on: the GPU for `--device cuda`, else the CPU (a smoke test).
-fn peer_device(args: &Args) -> Result<String, String> {
-    let device = args.get("device", "cuda".to_string())?;
-    Ok(if device == "cuda" {
-        "cuda".into()
+/// The device the PyTorch peer runs on: the GPU when ours runs on one (`--device cuda` or
+/// `gpu`), else the CPU (a smoke test beside ptx-sim).
+fn peer_device(dev: &Device) -> &'static str {
+    if matches!(dev, Device::Cpu | Device::PtxSim(_)) {
+        "cpu"
     } else {
-        "cpu".into()
-    })
+        "cuda"
+    }
+}
+
+/// FLOPs of one attention forward and one backward, as FlashAttention counts them: the forward
+/// is two `T x T x d` matrix products per batch element and head (`Q K^T`, `P V`), 2 FLOPs per
+/// multiply-add, so `4 B H T^2 d`; the backward is 2.5 times that (five products: `Q K^T`
+/// recomputed, `dO V^T`, `dV`, `dQ`, `dK`). Our backward recomputes `Q K^T` and `dO V^T` in
+/// both of its kernels, work the count leaves out, as it leaves out the softmax's exponentials.
+fn attention_flops(s: &AttentionShape) -> (f64, f64) {
+    let forward =
+        4.0 * s.batch as f64 * s.heads as f64 * (s.seq as f64).powi(2) * s.head_dim as f64;
+    (forward, 2.5 * forward)
 }
 
 /// Runs `smelt bench attention` and returns its rows.
 pub fn attention(args: &Args) -> Result<Vec<Row>, String> {
     let mut device = device(args)?;
-    let dev_name = device.name();
+    let (dev_name, peer) = (device.name(), peer_device(&device));
     let dev = device.gpu().ok_or("no GPU device")?;
     let (batch, heads, head_dim) = (
         args.get("batch", 32)?,
@@ -151,15 +162,19 @@ pub fn attention(args: &Args) -> Result<Vec<Row>, String> {
         };
         forward()?;
         let t = time_all(&mut [&mut forward, &mut backward], budget)?;
-        let flops = 4.0 * (batch * heads * seq * seq * head_dim) as f64;
-        let peer = if args.flag("torch") {
-            torch_attention(args, &shape)?
+        let (forward_flops, backward_flops) = attention_flops(&shape);
+        let torch = if args.flag("torch") {
+            torch_attention(peer, &shape)?
         } else {
             Vec::new()
         };
-        for (phase, secs, fl) in [("forward", t[0], flops), ("backward", t[1], 2.5 * flops)] {
+        let phases = [
+            ("forward", t[0], forward_flops),
+            ("backward", t[1], backward_flops),
+        ];
+        for (phase, secs, fl) in phases {
             let ours = fl / secs / 1e12;
-            let theirs = peer.iter().find(|(p, _, _)| p == phase).map(|p| p.2);
+            let theirs = torch.iter().find(|(p, _, _)| p == phase);
             rows.push(attention_row(
                 "smelt",
                 &dev_name,
@@ -167,17 +182,11 @@ pub fn attention(args: &Args) -> Result<Vec<Row>, String> {
                 &shape,
                 secs * 1e3,
                 ours,
-                theirs.map(|t| ours / t),
+                theirs.map(|t| ours / t.2),
             ));
-            if let Some((_, ms, tf)) = peer.iter().find(|(p, _, _)| p == phase) {
+            if let Some((_, ms, tf)) = theirs {
                 rows.push(attention_row(
-                    "pytorch",
-                    &peer_device(args)?,
-                    phase,
-                    &shape,
-                    *ms,
-                    *tf,
-                    None,
+                    "pytorch", peer, phase, &shape, *ms, *tf, None,
                 ));
             }
         }
@@ -209,26 +218,26 @@ fn attention_row(
     ])
 }
 
-/// PyTorch's (phase, median ms, TFLOP/s) for one attention shape.
-fn torch_attention(args: &Args, s: &AttentionShape) -> Result<Vec<(String, f64, f64)>, String> {
+/// PyTorch's (phase, median ms, TFLOP/s) for one attention shape, on device `peer`.
+fn torch_attention(peer: &str, s: &AttentionShape) -> Result<Vec<(String, f64, f64)>, String> {
     let shape = [
         format!("--batch={}", s.batch),
         format!("--heads={}", s.heads),
         format!("--seq={}", s.seq),
         format!("--head-dim={}", s.head_dim),
     ];
-    torch_peer(args, "attention", &shape, "tflops")
+    torch_peer(peer, "attention", &shape, "tflops")
 }
 
-/// Runs `bench/peers/attention_torch.py OP` on the device of `args` and returns its
+/// Runs `bench/peers/attention_torch.py OP` on device `peer` and returns its
 /// (phase, median ms, `figure`) lines.
 fn torch_peer(
-    args: &Args,
+    peer: &str,
     op: &str,
     shape: &[String],
     figure: &str,
 ) -> Result<Vec<(String, f64, f64)>, String> {
-    let mut peer_args = vec![op.to_string(), format!("--device={}", peer_device(args)?)];
+    let mut peer_args = vec![op.to_string(), format!("--device={peer}")];
     peer_args.extend_from_slice(shape);
     json_lines("--torch", "attention_torch.py", &peer_args)?
         .iter()
@@ -245,7 +254,7 @@ fn torch_peer(
 /// Runs `smelt bench layernorm` and returns its rows.
 pub fn layernorm(args: &Args) -> Result<Vec<Row>, String> {
     let mut device = device(args)?;
-    let dev_name = device.name();
+    let (dev_name, peer) = (device.name(), peer_device(&device));
     let dev = device.gpu().ok_or("no GPU device")?;
     let rows_n: usize = args.get("rows", 4096)?;
     let budget = Duration::from_millis(args.get("budget-ms", 2000)?);
@@ -314,21 +323,22 @@ pub fn layernorm(args: &Args) -> Result<Vec<Row>, String> {
         };
         forward()?;
         let t = time_all(&mut [&mut copy, &mut forward, &mut backward], budget)?;
-        // Copy and forward read and write one matrix, the backward reads two and writes one.
+        // Copy and forward read and write one matrix, the backward reads two and writes one;
+        // the f32 parameters, statistics and partial sums (a row or a column each) are left out.
         let bytes = [
             2.0 * elem * n as f64,
             2.0 * elem * n as f64,
             3.0 * elem * n as f64,
         ];
         let copy_gbps = bytes[0] / t[0] / 1e9;
-        let peer = if args.flag("torch") {
-            torch_layernorm(args, rows_n, cols, &dtype)?
+        let torch = if args.flag("torch") {
+            torch_layernorm(peer, rows_n, cols, &dtype)?
         } else {
             Vec::new()
         };
         for (i, phase) in ["copy", "forward", "backward"].into_iter().enumerate() {
             let gbps = bytes[i] / t[i] / 1e9;
-            let theirs = peer.iter().find(|(p, _, _)| p == phase).map(|p| p.2);
+            let theirs = torch.iter().find(|(p, _, _)| p == phase);
             rows.push(layernorm_row(
                 "smelt",
                 &dev_name,
@@ -338,12 +348,12 @@ pub fn layernorm(args: &Args) -> Result<Vec<Row>, String> {
                 t[i] * 1e3,
                 gbps,
                 gbps / copy_gbps,
-                theirs.map(|t| gbps / t),
+                theirs.map(|t| gbps / t.2),
             ));
-            if let Some((_, ms, g)) = peer.iter().find(|(p, _, _)| p == phase) {
+            if let Some((_, ms, g)) = theirs {
                 rows.push(layernorm_row(
                     "pytorch",
-                    &peer_device(args)?,
+                    peer,
                     phase,
                     rows_n,
                     cols,
@@ -385,9 +395,9 @@ fn layernorm_row(
 }
 
 /// PyTorch's (phase, median ms, GB/s) for one layer-norm shape and storage type (phases copy,
-/// forward, backward).
+/// forward, backward), on device `peer`.
 fn torch_layernorm(
-    args: &Args,
+    peer: &str,
     rows: usize,
     cols: usize,
     dtype: &str,
@@ -397,5 +407,5 @@ fn torch_layernorm(
         format!("--hidden={cols}"),
         format!("--dtype={dtype}"),
     ];
-    torch_peer(args, "layernorm", &shape, "gbps")
+    torch_peer(peer, "layernorm", &shape, "gbps")
 }
