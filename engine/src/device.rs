@@ -51,7 +51,7 @@ impl Device {
             "cpu" => Ok(Device::cpu()),
             "ptx-sim" | "sim" => Ok(Device::ptx_sim()),
             "cuda" | "gpu" => Device::cuda(),
-            other => Err(Error::Shape {
+            other => Err(Error::Input {
                 op: "Device::from_name",
                 detail: format!("unknown device {other:?} (want cpu, ptx-sim or cuda)"),
             }),
