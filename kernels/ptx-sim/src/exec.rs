@@ -164,16 +164,27 @@ impl Block<'_, '_> {
         self.clock = 0;
         self.warps.clear();
         let nwarps = self.nthreads.div_ceil(32);
-        for w in 0..nwarps {
-            let live = (self.nthreads - w * 32).min(32);
+        for w in 0..nwarps as usize {
             let mut state = [Lane::Exit; 32];
-            state[..live as usize].fill(Lane::Run);
+            for l in Lanes(self.threads_of(w)) {
+                state[l] = Lane::Run;
+            }
             self.warps.push(Warp {
                 pc: [0; 32],
                 state,
                 stack: vec![Vec::new(); 32],
                 log: SyncLog::default(),
             });
+        }
+    }
+
+    /// The lanes of warp `w` that hold a thread of the block (the last warp may be partial).
+    fn threads_of(&self, w: usize) -> u32 {
+        let n = (self.nthreads as usize - w * 32).min(32);
+        if n == 32 {
+            !0
+        } else {
+            (1 << n) - 1
         }
     }
 
@@ -212,8 +223,7 @@ impl Block<'_, '_> {
         let mut warp_waiting = None;
         let mut exited = 0;
         for (w, wp) in self.warps.iter().enumerate() {
-            let live = (self.nthreads as usize - w * 32).min(32);
-            for lane in 0..live {
+            for lane in Lanes(self.threads_of(w)) {
                 match wp.state[lane] {
                     Lane::Bar(id) => waiting.push((w, lane, id)),
                     Lane::WarpWait => {
@@ -1150,51 +1160,17 @@ impl Block<'_, '_> {
     /// instructions (a `__syncwarp()` in each branch of an `if`); the instructions that
     /// exchange data must be the same one.
     fn warp_sync(&mut self, w: usize, pc: u32, inst: &Inst, active: u32) -> Result<()> {
-        if active == 0 {
-            return Ok(());
-        }
-        let mask_src = inst
-            .op
-            .member_mask()
-            .expect("a warp-synchronous instruction");
-        let is_bar = matches!(inst.op, Op::WarpSync { .. });
-        let live = (self.nthreads as usize - w * 32).min(32);
-        let exists = if live == 32 { !0 } else { (1u32 << live) - 1 };
         // Each lane's member mask, for the lanes here now and those already waiting.
         let mut masks = [0u32; 32];
         for l in Lanes(active) {
-            let mine = self.get(w, mask_src, l) as u32;
-            if mine & (1 << l) == 0 {
-                let e = SimError::new(
-                    ErrorKind::Warp,
-                    format!("lane {l} executes a .sync warp instruction with member mask {mine:#010x}, which does not name it"),
-                );
-                return Err(self.locate(e, w, l, inst.line));
-            }
-            masks[l] = mine;
+            masks[l] = self.own_member_mask(w, l, inst)?;
         }
-        let (mut waiting, mut exited) = (0u32, 0u32);
-        let wp = &self.warps[w];
-        for (l, (state, &lpc)) in wp.state.iter().zip(&wp.pc).enumerate() {
-            match state {
-                Lane::Exit => exited |= 1 << l,
-                Lane::WarpWait
-                    if lpc == pc
-                        || is_bar
-                            && matches!(
-                                self.ctx.prog.insts[lpc as usize].op,
-                                Op::WarpSync { .. }
-                            ) =>
-                {
-                    waiting |= 1 << l;
-                }
-                _ => {}
-            }
-        }
+        let (waiting, exited) = self.waiting_and_exited(w, pc, inst);
         for l in Lanes(waiting) {
             masks[l] = self.lane_mask(w, l);
         }
         let here = active | waiting;
+        let exists = self.threads_of(w);
         let mut pending = active;
         while pending != 0 {
             let l0 = pending.trailing_zeros() as usize;
@@ -1202,39 +1178,72 @@ impl Block<'_, '_> {
             let arrived = Lanes(here)
                 .filter(|&l| masks[l] == member)
                 .fold(0u32, |m, l| m | 1 << l);
-            let group = pending & arrived;
-            pending &= !group;
-            if let Some(other) = Lanes(here & member & !arrived).next() {
-                let theirs = masks[other];
-                let e = SimError::new(
-                    ErrorKind::Warp,
-                    format!("lane {l0} names lane {other} in member mask {member:#010x}, but lane {other} executes the instruction with member mask {theirs:#010x}"),
-                );
-                return Err(self.locate(e, w, l0, inst.line));
-            }
+            pending &= !arrived;
             let needed = member & exists;
-            if needed & exited & !arrived != 0 {
+            let err = if let Some(other) = Lanes(here & member & !arrived).next() {
+                Some(format!("lane {l0} names lane {other} in member mask {member:#010x}, but lane {other} executes the instruction with member mask {:#010x}", masks[other]))
+            } else if needed & exited & !arrived != 0 {
                 let gone = (needed & exited & !arrived).trailing_zeros();
-                let e = SimError::new(
-                    ErrorKind::Warp,
-                    format!("member mask {member:#010x} names lane {gone}, which exited"),
-                );
+                Some(format!(
+                    "member mask {member:#010x} names lane {gone}, which exited"
+                ))
+            } else {
+                None
+            };
+            if let Some(msg) = err {
+                let e = SimError::new(ErrorKind::Warp, msg);
                 return Err(self.locate(e, w, l0, inst.line));
             }
-            if needed & !arrived != 0 {
-                for l in Lanes(group) {
-                    self.warps[w].state[l] = Lane::WarpWait;
-                }
-                continue;
-            }
-            self.warp_op(w, inst, arrived, member);
+            let (state, step) = if needed & !arrived != 0 {
+                (Lane::WarpWait, 0)
+            } else {
+                self.warp_op(w, inst, arrived, member);
+                (Lane::Run, 1)
+            };
             for l in Lanes(arrived) {
                 let wp = &mut self.warps[w];
-                wp.state[l] = Lane::Run;
-                wp.pc[l] += 1;
+                wp.state[l] = state;
+                wp.pc[l] += step;
             }
         }
         Ok(())
+    }
+
+    /// The member mask lane `l` of warp `w` gives `inst`, which must name the lane itself.
+    fn own_member_mask(&self, w: usize, l: usize, inst: &Inst) -> Result<u32> {
+        let mask = inst
+            .op
+            .member_mask()
+            .expect("a warp-synchronous instruction");
+        let mine = self.get(w, mask, l) as u32;
+        if mine & (1 << l) == 0 {
+            let e = SimError::new(
+                ErrorKind::Warp,
+                format!("lane {l} executes a .sync warp instruction with member mask {mine:#010x}, which does not name it"),
+            );
+            return Err(self.locate(e, w, l, inst.line));
+        }
+        Ok(mine)
+    }
+
+    /// The lanes of warp `w` already waiting to meet at `inst` (at `pc`; any `bar.warp.sync`
+    /// when it is one), and the lanes that exited.
+    fn waiting_and_exited(&self, w: usize, pc: u32, inst: &Inst) -> (u32, u32) {
+        let is_bar = matches!(inst.op, Op::WarpSync { .. });
+        let wp = &self.warps[w];
+        let (mut waiting, mut exited) = (0u32, 0u32);
+        for (l, (state, &lpc)) in wp.state.iter().zip(&wp.pc).enumerate() {
+            let meets_here = || {
+                lpc == pc
+                    || is_bar && matches!(self.ctx.prog.insts[lpc as usize].op, Op::WarpSync { .. })
+            };
+            match state {
+                Lane::Exit => exited |= 1 << l,
+                Lane::WarpWait if meets_here() => waiting |= 1 << l,
+                _ => {}
+            }
+        }
+        (waiting, exited)
     }
 
     /// Runs a warp-synchronous instruction for the lanes that met at it (`lanes`, all named by
