@@ -293,7 +293,7 @@ __device__ __forceinline__ void backward_rows(const T* __restrict__ dy,
         dbeta[j] = Vec<W>{};
     }
     const int first = blockIdx.x * rows_per_block;
-    const int last = min(first + rows_per_block, rows);
+    const int last = first + min(rows_per_block, rows - first);  // no overflow near INT_MAX
     for (int r = first; r < last; r++) {
         const size_t off = (size_t)r * cols;
         const float m = mean[r], s = rstd[r];

@@ -235,8 +235,8 @@ __device__ __forceinline__ void map2(const float* a, const float* b, float* out,
         for (int k = 0; k < 4; k++) o.v[k] = f(u.v[k], v.v[k]);
         store<4>(out + 4 * i, o);
     }
-    const int tail = 4 * n4 + t;
-    if (tail < n) out[tail] = f(a[tail], b[tail]);
+    // t < n - 4 n4 rather than 4 n4 + t < n, which overflows for n near INT_MAX.
+    if (t < n - 4 * n4) out[4 * n4 + t] = f(a[4 * n4 + t], b[4 * n4 + t]);
 }
 
 extern "C" __global__ void gelu_fwd(const float* x, float* y, int n) {
@@ -257,7 +257,8 @@ __device__ __forceinline__ void bias_add(const float* x, const float* bias, cons
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= cols / W) return;
     const Vec<W> b = load<W>(bias + i * W);
-    for (int r = blockIdx.y; r < rows; r += gridDim.y) {
+    // Unsigned: r + gridDim.y stays below 2^32 where an int would overflow near INT_MAX rows.
+    for (unsigned r = blockIdx.y; r < (unsigned)rows; r += gridDim.y) {
         const size_t off = (size_t)r * cols + i * W;
         Vec<W> v = load<W>(x + off);
 #pragma unroll
