@@ -35,6 +35,18 @@ pub struct Program {
     pub reqntid: Option<[u32; 3]>,
 }
 
+impl Program {
+    /// Bytes of shared memory a block has when launched with `dynamic` bytes of dynamic shared
+    /// memory (without any, the static variables alone).
+    pub fn shared_bytes(&self, dynamic: u32) -> u64 {
+        if dynamic == 0 {
+            self.static_shared as u64
+        } else {
+            self.dynamic_shared_offset as u64 + dynamic as u64
+        }
+    }
+}
+
 /// One kernel parameter.
 #[derive(Clone, Debug)]
 pub struct KernelParam {

@@ -93,11 +93,7 @@ pub fn run(ctx: &LaunchCtx, global: &mut GlobalMem) -> Result<Outcome> {
     let p = ctx.prog;
     let nthreads = ctx.block.iter().product::<u32>();
     let nwarps = nthreads.div_ceil(32) as usize;
-    let shared_size = if ctx.dynamic_shared > 0 {
-        (p.dynamic_shared_offset + ctx.dynamic_shared) as usize
-    } else {
-        p.static_shared as usize
-    };
+    let shared_size = p.shared_bytes(ctx.dynamic_shared) as usize;
     let mut b = Block {
         ctx,
         global,

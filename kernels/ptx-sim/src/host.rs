@@ -318,10 +318,7 @@ impl Sim {
         let fail = |msg: String| SimError::launch(msg).in_kernel(name);
         check_dims(launch).map_err(fail)?;
         check_bounds(prog, launch.block.array()).map_err(fail)?;
-        let shared = prog.dynamic_shared_offset as u64 + launch.shared_bytes as u64;
-        if prog.static_shared.max(shared as u32) > MAX_SHARED_BYTES
-            || shared > MAX_SHARED_BYTES as u64
-        {
+        if prog.shared_bytes(launch.shared_bytes) > MAX_SHARED_BYTES as u64 {
             return Err(fail(format!(
                 "{} bytes of static and {} of dynamic shared memory exceed the {MAX_SHARED_BYTES} a block may have",
                 prog.static_shared, launch.shared_bytes
