@@ -365,10 +365,19 @@ impl Block<'_, '_> {
 
     /// Warns (once per line and register) when a lane of `lanes` reads register `r`, at PTX
     /// line `line`, before any write to it.
+    #[inline(always)]
     fn check_written(&mut self, w: usize, line: u32, r: u32, lanes: u32) {
         let unwritten = lanes & !self.written[w * self.nregs + r as usize];
-        if unwritten != 0 && self.warned.len() < MAX_WARNINGS && self.warned.insert((line, r)) {
-            let [x, y, z] = self.tid(w, unwritten.trailing_zeros() as usize);
+        if unwritten != 0 {
+            self.warn_unwritten(w, line, r, unwritten);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn warn_unwritten(&mut self, w: usize, line: u32, r: u32, lanes: u32) {
+        if self.warned.len() < MAX_WARNINGS && self.warned.insert((line, r)) {
+            let [x, y, z] = self.tid(w, lanes.trailing_zeros() as usize);
             self.out.warnings.push(format!(
                 "kernel {}, PTX line {line}: thread ({x},{y},{z}) reads register {} before any write to it",
                 self.ctx.prog.name, self.ctx.prog.reg_names[r as usize]
