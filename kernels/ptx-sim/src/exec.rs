@@ -43,6 +43,15 @@ pub struct Outcome {
 const MAX_WARNINGS: usize = 50;
 const NUM_BARRIERS: usize = 16;
 
+/// What a warning is about; each is given once per launch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Warning {
+    /// A register read before any write to it, at a PTX line.
+    Unwritten { line: u32, reg: u32 },
+    /// A shuffle reading a lane that does not take part, at a PTX line.
+    ShuffleSource { line: u32, lane: u32 },
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Lane {
     Run,
@@ -145,7 +154,8 @@ struct Block<'a, 'g> {
     epoch: u32,
     clock: u64,
     out: Outcome,
-    warned: HashSet<(u32, u32)>,
+    /// The warnings given so far (each once).
+    warned: HashSet<Warning>,
 }
 
 impl Block<'_, '_> {
@@ -375,13 +385,22 @@ impl Block<'_, '_> {
 
     #[cold]
     #[inline(never)]
-    fn warn_unwritten(&mut self, w: usize, line: u32, r: u32, lanes: u32) {
-        if self.warned.len() < MAX_WARNINGS && self.warned.insert((line, r)) {
-            let [x, y, z] = self.tid(w, lanes.trailing_zeros() as usize);
-            self.out.warnings.push(format!(
+    fn warn_unwritten(&mut self, w: usize, line: u32, reg: u32, lanes: u32) {
+        self.warn(Warning::Unwritten { line, reg }, |b| {
+            let [x, y, z] = b.tid(w, lanes.trailing_zeros() as usize);
+            format!(
                 "kernel {}, PTX line {line}: thread ({x},{y},{z}) reads register {} before any write to it",
-                self.ctx.prog.name, self.ctx.prog.reg_names[r as usize]
-            ));
+                b.ctx.prog.name, b.ctx.prog.reg_names[reg as usize]
+            )
+        });
+    }
+
+    /// Adds the warning `message` describes unless `what` was warned about already or there
+    /// are `MAX_WARNINGS`.
+    fn warn(&mut self, what: Warning, message: impl FnOnce(&Self) -> String) {
+        if self.warned.len() < MAX_WARNINGS && self.warned.insert(what) {
+            let m = message(self);
+            self.out.warnings.push(m);
         }
     }
 
@@ -1340,16 +1359,19 @@ impl Block<'_, '_> {
                 ShflMode::Idx => (min_lane | (bv & !seg), (min_lane | (bv & !seg)) <= max_lane),
             };
             let src = if ok { j as usize } else { l };
-            if ok
-                && lanes & (1 << src) == 0
-                && self.warned.len() < MAX_WARNINGS
-                && self.warned.insert((inst.line, u32::MAX - src as u32))
-            {
-                let [x, y, z] = self.tid(w, l);
-                self.out.warnings.push(format!(
-                    "kernel {}, PTX line {}: thread ({x},{y},{z}) shuffles from lane {src}, which does not take part (undefined value)",
-                    self.ctx.prog.name, inst.line
-                ));
+            if ok && lanes & (1 << src) == 0 {
+                let line = inst.line;
+                let what = Warning::ShuffleSource {
+                    line,
+                    lane: src as u32,
+                };
+                self.warn(what, |b| {
+                    let [x, y, z] = b.tid(w, l);
+                    format!(
+                        "kernel {}, PTX line {line}: thread ({x},{y},{z}) shuffles from lane {src}, which does not take part (undefined value)",
+                        b.ctx.prog.name
+                    )
+                });
             }
             let v = vals[src];
             self.set(w, d, l, v);
