@@ -205,6 +205,23 @@ fn a_guard_predicate_never_written_is_a_warning() {
 }
 
 #[test]
+fn shuffling_from_a_lane_that_does_not_take_part_is_a_warning() {
+    // The low half shuffles among itself but reads lane 20: once per line and source lane.
+    let body = "mov.u32 %r1, %laneid;\nsetp.ge.u32 %p1, %r1, 16;\n@%p1 bra DONE;\n\
+        shfl.sync.idx.b32 %r2, %r1, 20, 31, 0xffff;\nDONE:\nret;";
+    let m = Module::parse(&kernel("", body)).expect("parses");
+    let report = Sim::new()
+        .launch(&m, "k", one_block(32), &[])
+        .expect("runs");
+    assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+    assert!(
+        report.warnings[0].contains("lane 20") && report.warnings[0].contains("line 13"),
+        "{:?}",
+        report.warnings
+    );
+}
+
+#[test]
 fn shfl_with_a_lane_that_exited_is_a_warp_error() {
     // Lanes 16..31 exit; the rest shuffle with a full member mask.
     let body = "mov.u32 %r1, %tid.x;\nsetp.ge.u32 %p1, %r1, 16;\n@%p1 bra DONE;\nshfl.sync.bfly.b32 %r2, %r1, 1, 31, -1;\nDONE:\nret;";
