@@ -223,56 +223,19 @@ impl Block<'_, '_> {
         }
     }
 
-    /// Explains why no warp can go on.
+    /// Explains why no warp can go on: lanes wait at a warp-synchronous instruction for lanes
+    /// that never come, or threads wait at a barrier others never reach.
     fn deadlock(&self) -> SimError {
-        let mut waiting = Vec::new();
-        let mut warp_waiting = None;
-        let mut exited = 0;
+        let (mut waiting, mut exited) = (Vec::new(), 0);
         for (w, wp) in self.warps.iter().enumerate() {
             for lane in Lanes(self.threads_of(w)) {
                 match wp.state[lane] {
+                    Lane::WarpWait => return self.warp_never_met(w, lane),
                     Lane::Bar(id) => waiting.push((w, lane, id)),
-                    Lane::WarpWait => {
-                        warp_waiting.get_or_insert((w, lane));
-                    }
                     Lane::Exit => exited += 1,
                     Lane::Run => {}
                 }
             }
-        }
-        if let Some((w, lane)) = warp_waiting {
-            let inst = &self.ctx.prog.insts[self.warps[w].pc[lane] as usize];
-            let member = inst
-                .op
-                .member_mask()
-                .map_or(0, |m| self.get(w, m, lane) as u32);
-            let wp = &self.warps[w];
-            let gone = (0..32)
-                .filter(|&l| member & (1 << l) != 0 && wp.state[l] == Lane::Exit)
-                .fold(0u32, |m, l| m | 1 << l);
-            let elsewhere = (0..32)
-                .filter(|&l| {
-                    member & (1 << l) != 0
-                        && wp.state[l] == Lane::WarpWait
-                        && wp.pc[l] != wp.pc[lane]
-                })
-                .map(|l| {
-                    format!(
-                        "lane {l} at PTX line {}",
-                        self.ctx.prog.insts[wp.pc[l] as usize].line
-                    )
-                })
-                .collect::<Vec<_>>();
-            let mut msg = format!(
-                "a .sync warp instruction with member mask {member:#010x} waits for lanes that never reach it (lanes {gone:#010x} exited)"
-            );
-            if !elsewhere.is_empty() {
-                msg += &format!(
-                    "; {} wait at another warp-synchronous instruction (only bar.warp.sync may meet across instructions)",
-                    elsewhere.join(", ")
-                );
-            }
-            return self.locate(SimError::new(ErrorKind::Warp, msg), w, lane, inst.line);
         }
         let (w, lane, id) = waiting[0];
         let bar = self.bars[id as usize];
@@ -291,6 +254,36 @@ impl Block<'_, '_> {
             lane,
             line,
         )
+    }
+
+    /// The error for lane `lane` of warp `w`, waiting at a warp-synchronous instruction whose
+    /// other members exited or wait elsewhere.
+    fn warp_never_met(&self, w: usize, lane: usize) -> SimError {
+        let wp = &self.warps[w];
+        let member = self.lane_mask(w, lane);
+        let gone = Lanes(member)
+            .filter(|&l| wp.state[l] == Lane::Exit)
+            .fold(0u32, |m, l| m | 1 << l);
+        let elsewhere = Lanes(member)
+            .filter(|&l| wp.state[l] == Lane::WarpWait && wp.pc[l] != wp.pc[lane])
+            .map(|l| {
+                format!(
+                    "lane {l} at PTX line {}",
+                    self.ctx.prog.insts[wp.pc[l] as usize].line
+                )
+            })
+            .collect::<Vec<_>>();
+        let mut msg = format!(
+            "a .sync warp instruction with member mask {member:#010x} waits for lanes that never reach it (lanes {gone:#010x} exited)"
+        );
+        if !elsewhere.is_empty() {
+            msg += &format!(
+                "; {} wait at another warp-synchronous instruction (only bar.warp.sync may meet across instructions)",
+                elsewhere.join(", ")
+            );
+        }
+        let line = self.ctx.prog.insts[wp.pc[lane] as usize].line;
+        self.locate(SimError::new(ErrorKind::Warp, msg), w, lane, line)
     }
 
     fn running(&self, w: usize) -> u32 {
