@@ -1,7 +1,7 @@
 //! Elementwise arithmetic on slices, a dot product in f64 and the row broadcast and column
 //! sum of a bias.
 //!
-//! [`add`], [`add_assign`] and [`scale`] run one SIMD pattern, [`zip_map`], over contiguous
+//! [`add`], [`add_assign`] and [`scale`] run one SIMD pattern, `zip_map`, over contiguous
 //! chunks on [`CpuOptions::threads`] threads; each output is one correctly rounded operation,
 //! so every ISA and thread count gives the same bits. [`sum_rows`] (a bias gradient) splits
 //! the columns among tasks, and each task adds its columns' rows in order, one lane per

@@ -7,7 +7,7 @@
 //! and `loss_r` is formed and summed in f64. The loss is the mean over counted rows.
 //!
 //! The forward's sum must not depend on the thread count, yet it runs on threads: the rows are
-//! cut into at most [`BLOCKS`] blocks of consecutive rows, a cut that depends on `rows` alone;
+//! cut into at most `BLOCKS` blocks of consecutive rows, a cut that depends on `rows` alone;
 //! tasks take ranges of blocks and leave one f64 sum per block in an array on the caller's
 //! stack, which the caller then adds in block order. The backward is per row (rows split among
 //! tasks): `dlogits = dloss / count * (softmax(row) - onehot(target))`, zeros for ignored
