@@ -520,31 +520,19 @@ pub fn slct_picks_a(cty: Ty, ftz: bool, c: u64) -> bool {
 
 /// `testp`: finite, infinite, number, notanumber, normal, subnormal (in that order of `kind`).
 pub fn testp(kind: u8, ty: Ty, a: u64) -> bool {
-    let x = if ty == Ty::F64 {
-        f64::from_bits(a)
+    use std::num::FpCategory::{Infinite, Nan, Normal, Subnormal};
+    let class = if ty == Ty::F64 {
+        f64::from_bits(a).classify()
     } else {
-        f32::from_bits(a as u32) as f64
+        f32::from_bits(a as u32).classify()
     };
-    let sub32 = ty != Ty::F64 && f32::from_bits(a as u32).is_subnormal();
     match kind {
-        0 => x.is_finite(),
-        1 => x.is_infinite(),
-        2 => !x.is_nan(),
-        3 => x.is_nan(),
-        4 => {
-            if ty == Ty::F64 {
-                x.is_normal()
-            } else {
-                f32::from_bits(a as u32).is_normal()
-            }
-        }
-        _ => {
-            if ty == Ty::F64 {
-                x.is_subnormal()
-            } else {
-                sub32
-            }
-        }
+        0 => !matches!(class, Infinite | Nan),
+        1 => class == Infinite,
+        2 => class != Nan,
+        3 => class == Nan,
+        4 => class == Normal,
+        _ => class == Subnormal,
     }
 }
 
@@ -1020,6 +1008,28 @@ mod tests {
         assert_eq!(prmt(0x4433_2211, 0x8877_6655, 0x3210), 0x4433_2211);
         assert_eq!(prmt(0x4433_2211, 0x8877_6655, 0x000f), 0x1111_11ff);
         assert_eq!(shf(true, true, 0x8000_0000, 1, 1), 3);
+    }
+
+    #[test]
+    fn testp_classes() {
+        // finite, infinite, number, notanumber, normal, subnormal.
+        let f32s = [
+            (1.5f32, [true, false, true, false, true, false]),
+            (0.0, [true, false, true, false, false, false]),
+            (1e-40, [true, false, true, false, false, true]),
+            (f32::NEG_INFINITY, [false, true, true, false, false, false]),
+            (f32::NAN, [false, false, false, true, false, false]),
+        ];
+        for (x, want) in f32s {
+            let got: Vec<bool> = (0..6)
+                .map(|k| testp(k, Ty::F32, x.to_bits() as u64))
+                .collect();
+            assert_eq!(got, want, "{x}");
+        }
+        let tiny = f64::from_bits(1);
+        assert!(testp(5, Ty::F64, tiny.to_bits()));
+        assert!(!testp(4, Ty::F64, tiny.to_bits()));
+        assert!(testp(4, Ty::F64, 1e-40f64.to_bits()));
     }
 
     #[test]
