@@ -3,7 +3,10 @@
 //! and checked against plain Rust. Correct kernels must give the right answer on odd sizes;
 //! the planted-bug kernels must fail with the matching error kind, naming the kernel.
 
-use smelt_ptx_sim::{Arg, Buffer, Dim3, ErrorKind, Launch, Module, Sim, SimError};
+mod common;
+
+use common::*;
+use smelt_ptx_sim::{Arg, Dim3, ErrorKind, Launch, Module, Sim};
 
 // ---------------------------------------------------------------------------------------------
 // The corpus
@@ -45,27 +48,10 @@ fn module(name: &str) -> Module {
     Module::parse(ptx(name)).unwrap_or_else(|e| panic!("{name}.ptx does not parse: {e}"))
 }
 
-fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
 #[test]
 fn ptx_is_regenerated_from_its_source() {
     for (name, cu, ptx) in CORPUS {
-        let first = ptx.lines().next().unwrap_or("");
-        let recorded = first
-            .strip_prefix("// source-fnv1a64: ")
-            .unwrap_or_else(|| {
-                panic!("{name}.ptx: first line is not a source-fnv1a64 header: {first:?}")
-            });
-        let want = format!("{:016x}", fnv1a64(cu.as_bytes()));
-        assert_eq!(
-            recorded.trim(),
-            want,
-            "{name}.ptx is stale: regenerate with `python3 kernels/nvrtc.py kernels/ptx-sim/tests/kernels/*.cu`"
-        );
+        assert_ptx_is_current(name, cu, ptx);
     }
 }
 
@@ -120,57 +106,11 @@ fn ceil_div(a: usize, b: usize) -> u32 {
     a.div_ceil(b) as u32
 }
 
-fn launch1(grid: u32, block: u32) -> Launch {
-    Launch {
-        grid: Dim3::x(grid),
-        block: Dim3::x(block),
-        shared_bytes: 0,
-    }
-}
-
 fn run(sim: &mut Sim, m: &Module, kernel: &str, launch: Launch, args: &[Arg]) {
     if let Err(e) = sim.launch(m, kernel, launch, args) {
         panic!("{kernel}: {e}");
     }
 }
-
-fn upload_i32(sim: &mut Sim, v: &[i32]) -> Buffer {
-    let u: Vec<u32> = v.iter().map(|&x| x as u32).collect();
-    sim.upload_u32(&u)
-}
-
-/// Little-endian bytes of a slice of numbers.
-fn to_le<T: LeBytes>(v: &[T]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.le()).collect()
-}
-
-/// Numbers from little-endian bytes.
-fn from_le<T: LeBytes>(bytes: &[u8]) -> Vec<T> {
-    bytes
-        .chunks_exact(std::mem::size_of::<T>())
-        .map(T::from_le)
-        .collect()
-}
-
-/// Numbers that convert to and from little-endian bytes.
-trait LeBytes: Sized {
-    fn le(&self) -> Vec<u8>;
-    fn from_le(b: &[u8]) -> Self;
-}
-
-macro_rules! le_bytes {
-    ($($t:ty),*) => {$(
-        impl LeBytes for $t {
-            fn le(&self) -> Vec<u8> {
-                self.to_le_bytes().to_vec()
-            }
-            fn from_le(b: &[u8]) -> Self {
-                <$t>::from_le_bytes(b.try_into().expect("chunk of the type's size"))
-            }
-        }
-    )*};
-}
-le_bytes!(u32, u64, f32, f64);
 
 /// Runs the semantics kernel `kernel(a, b, out, n)` over `n` items of two inputs (little-endian
 /// bytes), each item writing `out_per_item` bytes, `block` threads a block; returns `out`.
@@ -212,39 +152,6 @@ fn assert_close(what: &str, got: &[f32], want: &[f32], abs: f32, rel: f32) {
             (g - w).abs() <= tol,
             "{what}[{i}]: got {g}, want {w} (tol {tol})"
         );
-    }
-}
-
-/// Float bits equal, or both NaN.
-fn same_f32(a: f32, b: f32) -> bool {
-    a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
-}
-
-fn same_f64(a: f64, b: f64) -> bool {
-    a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
-}
-
-/// Launches a planted-bug kernel and returns its error, which must be of `kind` and name the kernel.
-#[track_caller]
-fn expect_error(
-    sim: &mut Sim,
-    m: &Module,
-    kernel: &str,
-    launch: Launch,
-    args: &[Arg],
-    kind: ErrorKind,
-) -> SimError {
-    match sim.launch(m, kernel, launch, args) {
-        Ok(_) => panic!("{kernel}: launch succeeded, want a {kind:?} error"),
-        Err(e) => {
-            assert_eq!(e.kind(), kind, "{kernel}: wrong error kind: {e}");
-            let msg = e.to_string();
-            assert!(
-                msg.contains(kernel),
-                "{kernel}: message does not name the kernel: {msg}"
-            );
-            e
-        }
     }
 }
 
@@ -327,7 +234,7 @@ fn warp_inclusive_scan_shfl_up() {
     let x: Vec<i32> = (0..n)
         .map(|_| (rng.next_u32() % 201) as i32 - 100)
         .collect();
-    let xb = upload_i32(&mut sim, &x);
+    let xb = upload::<i32>(&mut sim, &x);
     let out = sim.zeros(n * 4);
     run(
         &mut sim,
@@ -402,7 +309,7 @@ fn warp_vote_ballot_all_any() {
         })
         .collect();
     let mut sim = Sim::new();
-    let xb = upload_i32(&mut sim, &x);
+    let xb = upload::<i32>(&mut sim, &x);
     let out = sim.upload_u32(&[0xaaaa_aaaa; 12]);
     run(
         &mut sim,
@@ -585,8 +492,8 @@ fn global_atomics_min_max_and_or_xor_cas_exch_fadd() {
         .map(|_| (rng.next_u32() % 2001) as i32 - 1000)
         .collect();
     let mut sim = Sim::new();
-    let vb = upload_i32(&mut sim, &vals);
-    let out = upload_i32(&mut sim, &[i32::MAX, i32::MIN, -1, 0, 0, 0, 0, 0, -1, 0]);
+    let vb = upload::<i32>(&mut sim, &vals);
+    let out = upload::<i32>(&mut sim, &[i32::MAX, i32::MIN, -1, 0, 0, 0, 0, 0, -1, 0]);
     let fsum = sim.upload_f32(&[0.0]);
     let old = sim.zeros(n * 4);
     run(
@@ -1334,40 +1241,6 @@ fn fast_and_precise_math() {
     }
 }
 
-/// erf in f64 (Abramowitz-Stegun 7.1.26 is not enough; use the series / continued fraction).
-fn erf(x: f64) -> f64 {
-    if x.abs() < 2.5 {
-        // Maclaurin series: erf x = 2/sqrt(pi) * sum (-1)^n x^(2n+1) / (n! (2n+1))
-        let mut term = x;
-        let mut sum = x;
-        let x2 = x * x;
-        for k in 1..80 {
-            term *= -x2 / k as f64;
-            sum += term / (2 * k + 1) as f64;
-        }
-        sum * 2.0 / std::f64::consts::PI.sqrt()
-    } else {
-        // erfc continued fraction (Lentz), good for |x| >= 2.5.
-        let z = x.abs();
-        let mut f = z;
-        let mut c = z;
-        let mut d = 0.0;
-        for k in 1..200 {
-            let a = k as f64 / 2.0;
-            d = z + a * d;
-            d = 1.0 / d;
-            c = z + a / c;
-            let delta = c * d;
-            f *= delta;
-            if (delta - 1.0).abs() < 1e-16 {
-                break;
-            }
-        }
-        let erfc = (-z * z).exp() / (f * std::f64::consts::PI.sqrt());
-        (1.0 - erfc).copysign(x)
-    }
-}
-
 #[test]
 fn double_precision_ops_are_exact() {
     let mut a: Vec<f64> = vec![
@@ -1448,7 +1321,7 @@ fn dynamically_indexed_local_array() {
     let n = 45;
     let idx: Vec<i32> = (0..n as i32).map(|i| i * 7 - 20).collect();
     let mut sim = Sim::new();
-    let ib = upload_i32(&mut sim, &idx);
+    let ib = upload::<i32>(&mut sim, &idx);
     let out = sim.zeros(n * 4);
     run(
         &mut sim,

@@ -4,7 +4,10 @@
 //! Each kernel's results are compared with plain Rust: bit-exact where PTX defines the result,
 //! within the CUDA C Programming Guide's error bounds for the approximate intrinsics.
 
-use smelt_ptx_sim::{Arg, Dim3, ErrorKind, Launch, Module, Report, Sim, SimError};
+mod common;
+
+use common::*;
+use smelt_ptx_sim::{Arg, Dim3, ErrorKind, Launch, Module, Report, Sim};
 
 const CU: &str = include_str!("kernels/coverage.cu");
 const PTX: &str = include_str!("kernels/coverage.ptx");
@@ -13,23 +16,9 @@ fn module() -> Module {
     Module::parse(PTX).unwrap_or_else(|e| panic!("coverage.ptx does not parse: {e}"))
 }
 
-fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
 #[test]
 fn ptx_is_regenerated_from_its_source() {
-    let first = PTX.lines().next().unwrap_or("");
-    let recorded = first
-        .strip_prefix("// source-fnv1a64: ")
-        .unwrap_or_else(|| panic!("coverage.ptx: no source-fnv1a64 header: {first:?}"));
-    assert_eq!(
-        recorded.trim(),
-        format!("{:016x}", fnv1a64(CU.as_bytes())),
-        "coverage.ptx is stale: regenerate with `python3 kernels/nvrtc.py kernels/ptx-sim/tests/kernels/coverage.cu`"
-    );
+    assert_ptx_is_current("coverage", CU, PTX);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -66,14 +55,6 @@ impl Rng {
     }
 }
 
-fn launch(grid: u32, block: u32) -> Launch {
-    Launch {
-        grid: Dim3::x(grid),
-        block: Dim3::x(block),
-        shared_bytes: 0,
-    }
-}
-
 /// Runs a kernel that must succeed without warnings.
 #[track_caller]
 fn run(sim: &mut Sim, m: &Module, kernel: &str, l: Launch, args: &[Arg]) -> Report {
@@ -84,58 +65,6 @@ fn run(sim: &mut Sim, m: &Module, kernel: &str, l: Launch, args: &[Arg]) -> Repo
         }
         Err(e) => panic!("{kernel}: {e}"),
     }
-}
-
-/// Launches a kernel that must fail with `kind`; the message must name the kernel.
-#[track_caller]
-fn expect_error(
-    sim: &mut Sim,
-    m: &Module,
-    kernel: &str,
-    l: Launch,
-    args: &[Arg],
-    kind: ErrorKind,
-) -> SimError {
-    match sim.launch(m, kernel, l, args) {
-        Ok(_) => panic!("{kernel}: launch succeeded, want a {kind:?} error"),
-        Err(e) => {
-            assert_eq!(e.kind(), kind, "{kernel}: wrong error kind: {e}");
-            assert!(e.to_string().contains(kernel), "{kernel}: {e}");
-            e
-        }
-    }
-}
-
-fn upload<T: Copy>(sim: &mut Sim, v: &[T], le: impl Fn(T) -> Vec<u8>) -> smelt_ptx_sim::Buffer {
-    let bytes: Vec<u8> = v.iter().flat_map(|&x| le(x)).collect();
-    sim.upload_bytes(&bytes)
-}
-
-fn upload_i32(sim: &mut Sim, v: &[i32]) -> smelt_ptx_sim::Buffer {
-    upload(sim, v, |x| x.to_le_bytes().to_vec())
-}
-
-fn read_u16(sim: &Sim, b: smelt_ptx_sim::Buffer) -> Vec<u16> {
-    sim.read_bytes(b)
-        .chunks_exact(2)
-        .map(|c| u16::from_le_bytes([c[0], c[1]]))
-        .collect()
-}
-
-fn read_u64(sim: &Sim, b: smelt_ptx_sim::Buffer) -> Vec<u64> {
-    sim.read_bytes(b)
-        .chunks_exact(8)
-        .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
-        .collect()
-}
-
-fn read_f64(sim: &Sim, b: smelt_ptx_sim::Buffer) -> Vec<f64> {
-    read_u64(sim, b).into_iter().map(f64::from_bits).collect()
-}
-
-/// Float bits equal, or both NaN.
-fn same_f32(a: f32, b: f32) -> bool {
-    a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
 }
 
 /// The distance between |x| and the next float up: an f32 ulp at x.
@@ -372,13 +301,13 @@ fn syncwarp_orders_a_warp_synchronous_exchange() {
     let mut sim = Sim::new();
     let mut rng = Rng::new(1);
     let input: Vec<i32> = (0..64).map(|_| rng.next_u32() as i32).collect();
-    let inb = upload_i32(&mut sim, &input);
+    let inb = upload::<i32>(&mut sim, &input);
     let out = sim.zeros(128 * 4);
     run(
         &mut sim,
         &m,
         "warp_exchange",
-        launch(1, 64),
+        launch1(1, 64),
         &[Arg::Ptr(inb), Arg::Ptr(out)],
     );
     let got = sim.read_i32(out);
@@ -413,13 +342,13 @@ fn syncwarps_in_two_branches_meet() {
     assert_eq!(n_sync, 2, "one bar.warp.sync in each branch");
     let mut sim = Sim::new();
     let input: Vec<i32> = (0..32).map(|i| i * 7 - 50).collect();
-    let inb = upload_i32(&mut sim, &input);
+    let inb = upload::<i32>(&mut sim, &input);
     let out = sim.zeros(32 * 4);
     run(
         &mut sim,
         &m,
         "syncwarp_in_branches",
-        launch(1, 32),
+        launch1(1, 32),
         &[Arg::Ptr(inb), Arg::Ptr(out)],
     );
     for (l, &got) in sim.read_i32(out).iter().enumerate() {
@@ -433,13 +362,13 @@ fn syncwarps_in_two_branches_meet() {
 fn exchange_without_syncwarp_is_a_race() {
     let m = module();
     let mut sim = Sim::new();
-    let inb = upload_i32(&mut sim, &[7; 64]);
+    let inb = upload::<i32>(&mut sim, &[7; 64]);
     let out = sim.zeros(64 * 4);
     let e = expect_error(
         &mut sim,
         &m,
         "warp_exchange_racy",
-        launch(1, 64),
+        launch1(1, 64),
         &[Arg::Ptr(inb), Arg::Ptr(out)],
         ErrorKind::Race,
     );
@@ -453,13 +382,13 @@ fn exchange_without_syncwarp_is_a_race() {
 fn a_tiles_syncwarp_does_not_order_the_other_tile() {
     let m = module();
     let mut sim = Sim::new();
-    let inb = upload_i32(&mut sim, &[3; 32]);
+    let inb = upload::<i32>(&mut sim, &[3; 32]);
     let out = sim.zeros(32 * 4);
     let e = expect_error(
         &mut sim,
         &m,
         "tile_sync_racy",
-        launch(1, 32),
+        launch1(1, 32),
         &[Arg::Ptr(inb), Arg::Ptr(out)],
         ErrorKind::Race,
     );
@@ -485,19 +414,19 @@ fn shuffles_of_doubles_and_long_longs() {
         })
         .collect();
     let y: Vec<i64> = (0..n).map(|_| rng.next_u64() as i64).collect();
-    let xb = upload(&mut sim, &x, |v: f64| v.to_le_bytes().to_vec());
-    let yb = upload(&mut sim, &y, |v: i64| v.to_le_bytes().to_vec());
+    let xb = upload::<f64>(&mut sim, &x);
+    let yb = upload::<i64>(&mut sim, &y);
     let od = sim.zeros(n * 3 * 8);
     let ol = sim.zeros(n * 2 * 8);
     run(
         &mut sim,
         &m,
         "shfl64",
-        launch(2, 64),
+        launch1(2, 64),
         &[Arg::Ptr(xb), Arg::Ptr(yb), Arg::Ptr(od), Arg::Ptr(ol)],
     );
-    let gd = read_u64(&sim, od);
-    let gl = read_u64(&sim, ol);
+    let gd = read::<u64>(&sim, od);
+    let gl = read::<u64>(&sim, ol);
     for w in 0..n / 32 {
         let lanes = w * 32..w * 32 + 32;
         let mut v: Vec<f64> = x[lanes.clone()].to_vec();
@@ -584,7 +513,7 @@ fn half_arithmetic_and_conversions() {
         &mut sim,
         &m,
         "half_ops",
-        launch(n.div_ceil(64) as u32, 64),
+        launch1(n.div_ceil(64) as u32, 64),
         &[
             Arg::Ptr(xb),
             Arg::Ptr(yb),
@@ -593,7 +522,7 @@ fn half_arithmetic_and_conversions() {
             Arg::I32(n as i32),
         ],
     );
-    let gh = read_u16(&sim, oh);
+    let gh = read::<u16>(&sim, oh);
     let gi = sim.read_i32(oi);
     let nan = f64::NAN;
     for i in 0..n {
@@ -761,7 +690,7 @@ fn bf16_arithmetic_and_conversions() {
         &mut sim,
         &m,
         "bf16_ops",
-        launch(n.div_ceil(32) as u32, 32),
+        launch1(n.div_ceil(32) as u32, 32),
         &[
             Arg::Ptr(xb),
             Arg::Ptr(yb),
@@ -770,7 +699,7 @@ fn bf16_arithmetic_and_conversions() {
             Arg::I32(n as i32),
         ],
     );
-    let gb = read_u16(&sim, ob);
+    let gb = read::<u16>(&sim, ob);
     let gf = sim.read_f32(of);
     for i in 0..n {
         let g = &gb[i * 10..i * 10 + 10];
@@ -867,7 +796,7 @@ fn atomics_double_add_cas_max_inc_dec_block_scope_and_shared() {
         &mut sim,
         &m,
         "atomics",
-        launch(grid, block),
+        launch1(grid, block),
         &[Arg::Ptr(xb), Arg::Ptr(out), Arg::I32(n as i32)],
     );
     let g = sim.read_u32(out);
@@ -1036,7 +965,7 @@ fn integer_intrinsics_match_ptx_semantics() {
         &mut sim,
         &m,
         "int_intrinsics",
-        launch(n.div_ceil(128) as u32, 128),
+        launch1(n.div_ceil(128) as u32, 128),
         &[
             Arg::Ptr(ab),
             Arg::Ptr(bb),
@@ -1111,31 +1040,6 @@ fn two_sum(a: f64, b: f64) -> (f64, f64) {
     let s = a + b;
     let bb = s - a;
     (s, (a - (s - bb)) + (b - bb))
-}
-
-/// erf in f64 (series below 2.5, continued fraction above).
-fn erf(x: f64) -> f64 {
-    if x.abs() < 2.5 {
-        let (mut term, mut sum, x2) = (x, x, x * x);
-        for k in 1..80 {
-            term *= -x2 / k as f64;
-            sum += term / (2 * k + 1) as f64;
-        }
-        sum * 2.0 / std::f64::consts::PI.sqrt()
-    } else {
-        let z = x.abs();
-        let (mut f, mut c, mut d) = (z, z, 0.0);
-        for k in 1..200 {
-            let a = k as f64 / 2.0;
-            d = 1.0 / (z + a * d);
-            c = z + a / c;
-            f *= c * d;
-            if (c * d - 1.0).abs() < 1e-16 {
-                break;
-            }
-        }
-        (1.0 - (-z * z).exp() / (f * std::f64::consts::PI.sqrt())).copysign(x)
-    }
 }
 
 /// C's nextafterf.
@@ -1218,7 +1122,7 @@ fn float_intrinsics_match_ptx_semantics_and_cuda_error_bounds() {
         &mut sim,
         &m,
         "float_intrinsics",
-        launch(n.div_ceil(96) as u32, 96),
+        launch1(n.div_ceil(96) as u32, 96),
         &[
             Arg::Ptr(xb),
             Arg::Ptr(yb),
@@ -1385,7 +1289,7 @@ fn cache_hinted_loads_and_stores() {
         &mut sim,
         &m,
         "cache_hints",
-        launch(3, 32),
+        launch1(3, 32),
         &[
             Arg::Ptr(in4),
             Arg::Ptr(inb),
@@ -1467,7 +1371,7 @@ fn templated_kernel_with_launch_bounds_and_unrolled_loop() {
         Arg::Ptr(out),
         Arg::I32(n as i32),
     ];
-    run(&mut sim, &m, name, launch(2, 128), &args);
+    run(&mut sim, &m, name, launch1(2, 128), &args);
     let got = sim.read_f32(out);
     for i in 0..n {
         let want = (0..8).fold(0.0f32, |acc, k| x[i * 8 + k].mul_add(y[k], acc));
@@ -1475,7 +1379,14 @@ fn templated_kernel_with_launch_bounds_and_unrolled_loop() {
     }
     // __launch_bounds__(128, 2) is .maxntid 128, 1, 1: the GPU refuses a bigger block, and so
     // must the simulator; a 2-D block of 128 threads is fine.
-    let e = expect_error(&mut sim, &m, name, launch(1, 256), &args, ErrorKind::Launch);
+    let e = expect_error(
+        &mut sim,
+        &m,
+        name,
+        launch1(1, 256),
+        &args,
+        ErrorKind::Launch,
+    );
     assert!(e.message().contains(".maxntid"), "{e}");
     let square = Launch {
         grid: Dim3::x(1),
@@ -1501,10 +1412,10 @@ fn device_function_returning_a_struct() {
         &mut sim,
         &m,
         "struct_return",
-        launch(2, 32),
+        launch1(2, 32),
         &[Arg::Ptr(xb), Arg::Ptr(out), Arg::I32(n as i32)],
     );
-    let got = read_f64(&sim, out);
+    let got = read::<f64>(&sim, out);
     for i in 0..n {
         let v = &x[4 * i..4 * i + 4];
         let sum = v.iter().fold(0.0f64, |s, &a| s + a as f64);
@@ -1525,7 +1436,7 @@ fn switch_statement() {
     let op: Vec<i32> = (0..n).map(|_| rng.next_u32() as i32).collect();
     let x: Vec<f32> = (0..n).map(|_| rng.f32(-5.0, 5.0)).collect();
     let (ob, xb, out) = (
-        upload_i32(&mut sim, &op),
+        upload::<i32>(&mut sim, &op),
         sim.upload_f32(&x),
         sim.zeros(4 * n),
     );
@@ -1533,7 +1444,7 @@ fn switch_statement() {
         &mut sim,
         &m,
         "switch_ops",
-        launch(4, 32),
+        launch1(4, 32),
         &[
             Arg::Ptr(ob),
             Arg::Ptr(xb),
@@ -1568,12 +1479,12 @@ fn activemask_and_ballot_in_divergent_code() {
     let mut sim = Sim::new();
     let mut rng = Rng::new(12);
     let x: Vec<i32> = (0..64).map(|_| (rng.next_u32() % 21) as i32 - 10).collect();
-    let (xb, out) = (upload_i32(&mut sim, &x), sim.zeros(64 * 16));
+    let (xb, out) = (upload::<i32>(&mut sim, &x), sim.zeros(64 * 16));
     run(
         &mut sim,
         &m,
         "divergent_ballot",
-        launch(1, 64),
+        launch1(1, 64),
         &[Arg::Ptr(xb), Arg::Ptr(out)],
     );
     let got = sim.read_u32(out);
@@ -1615,12 +1526,12 @@ fn match_and_reduce_sync() {
             }
         })
         .collect();
-    let (xb, out) = (upload_i32(&mut sim, &x), sim.zeros(64 * 10 * 4));
+    let (xb, out) = (upload::<i32>(&mut sim, &x), sim.zeros(64 * 10 * 4));
     run(
         &mut sim,
         &m,
         "warp_match_reduce",
-        launch(1, 64),
+        launch1(1, 64),
         &[Arg::Ptr(xb), Arg::Ptr(out)],
     );
     let got = sim.read_u32(out);
@@ -1661,7 +1572,7 @@ fn tiled_partition_16_reductions_and_tile_sync() {
         &mut sim,
         &m,
         "tile16",
-        launch(1, 64),
+        launch1(1, 64),
         &[Arg::Ptr(xb), Arg::Ptr(out)],
     );
     let got = sim.read_f32(out);
@@ -1704,12 +1615,12 @@ fn syncthreads_count_and_or() {
         let x: Vec<i32> = (0..block)
             .map(|_| (rng.next_u32() % 181) as i32 - 90)
             .collect();
-        let (xb, out) = (upload_i32(&mut sim, &x), sim.zeros(block as usize * 12));
+        let (xb, out) = (upload::<i32>(&mut sim, &x), sim.zeros(block as usize * 12));
         run(
             &mut sim,
             &m,
             "sync_count",
-            launch(1, block),
+            launch1(1, block),
             &[Arg::Ptr(xb), Arg::Ptr(out)],
         );
         let got = sim.read_i32(out);
@@ -1726,12 +1637,12 @@ fn syncthreads_count_and_or() {
     }
     // All true and none true.
     let x = vec![95i32; 64];
-    let (xb, out) = (upload_i32(&mut sim, &x), sim.zeros(64 * 12));
+    let (xb, out) = (upload::<i32>(&mut sim, &x), sim.zeros(64 * 12));
     run(
         &mut sim,
         &m,
         "sync_count",
-        launch(1, 64),
+        launch1(1, 64),
         &[Arg::Ptr(xb), Arg::Ptr(out)],
     );
     assert_eq!(&sim.read_i32(out)[..3], &[64, 1, 1]);
@@ -1747,7 +1658,7 @@ fn printf_is_reported_as_unsupported() {
         &mut sim,
         &m,
         "say_hello",
-        launch(1, 1),
+        launch1(1, 1),
         &[Arg::I32(1)],
         ErrorKind::Unsupported,
     );
