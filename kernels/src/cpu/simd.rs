@@ -75,6 +75,21 @@ mod x86 {
     use super::SimdF32;
     use std::arch::x86_64::*;
 
+    /// The mask of the first `n < 16` lanes.
+    #[inline(always)]
+    fn lanes16(n: usize) -> __mmask16 {
+        ((1u32 << n) - 1) as __mmask16
+    }
+
+    /// All-ones in the first `n < 8` lanes, zeros in the others.
+    #[inline(always)]
+    unsafe fn lanes8(n: usize) -> __m256i {
+        _mm256_cmpgt_epi32(
+            _mm256_set1_epi32(n as i32),
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+        )
+    }
+
     /// AVX-512F vector.
     #[derive(Clone, Copy)]
     pub(crate) struct V512(pub __m512);
@@ -96,6 +111,15 @@ mod x86 {
         #[inline(always)]
         unsafe fn store(p: *mut f32, v: Self) {
             _mm512_storeu_ps(p, v.0)
+        }
+        #[inline(always)]
+        unsafe fn load_partial(p: *const f32, n: usize, fill: f32) -> Self {
+            // Masked-off lanes are neither read nor able to fault.
+            V512(_mm512_mask_loadu_ps(_mm512_set1_ps(fill), lanes16(n), p))
+        }
+        #[inline(always)]
+        unsafe fn store_partial(p: *mut f32, n: usize, v: Self) {
+            _mm512_mask_storeu_ps(p, lanes16(n), v.0)
         }
         #[inline(always)]
         unsafe fn mul_add(a: Self, b: Self, c: Self) -> Self {
@@ -200,6 +224,21 @@ mod x86 {
         #[inline(always)]
         unsafe fn store(p: *mut f32, v: Self) {
             _mm256_storeu_ps(p, v.0)
+        }
+        #[inline(always)]
+        unsafe fn load_partial(p: *const f32, n: usize, fill: f32) -> Self {
+            // Masked-off lanes are neither read nor able to fault.
+            let mask = lanes8(n);
+            let v = _mm256_maskload_ps(p, mask);
+            V256(_mm256_blendv_ps(
+                _mm256_set1_ps(fill),
+                v,
+                _mm256_castsi256_ps(mask),
+            ))
+        }
+        #[inline(always)]
+        unsafe fn store_partial(p: *mut f32, n: usize, v: Self) {
+            _mm256_maskstore_ps(p, lanes8(n), v.0)
         }
         #[inline(always)]
         unsafe fn mul_add(a: Self, b: Self, c: Self) -> Self {

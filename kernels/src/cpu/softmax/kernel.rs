@@ -86,21 +86,25 @@ impl Kernels {
 const UNROLL: usize = 4;
 
 /// The forward pattern over rows `start..end`.
+///
+/// Software-pipelined: pass 1 of row `r + 1` runs before pass 2 of row `r`, and pass 3 of
+/// row `r - 1` after it, so each pass's horizontal reduction has a whole pass of another row
+/// to overlap with.
 #[inline(always)]
 unsafe fn forward_rows<V: SimdF32>(job: &Forward, start: usize, end: usize) {
+    if start >= end {
+        return;
+    }
     let cols = job.cols;
     // The row whose pass 3 is still to run, and its `1 / sum`.
     let mut pending: Option<(*mut f32, V)> = None;
+    let mut next = logits_max::<V>(job, start);
     for r in start..end {
-        let x = job.x.add(r * cols);
         let y = job.y.add(r * cols);
-        let (max, src, scale) = if job.mask.is_null() {
-            (scaled_max::<V>(x, cols, job.scale), x, job.scale)
-        } else {
-            let mask = job.mask.add(r / job.repeat * cols);
-            let max = masked_logits::<V>(x, mask, y, cols, job.scale);
-            (max, y.cast_const(), 1.0)
-        };
+        let (max, src, scale) = next;
+        if r + 1 < end {
+            next = logits_max::<V>(job, r + 1);
+        }
         if max == f32::NEG_INFINITY {
             // Every logit is -inf: there is no distribution, the row is all zeros.
             std::ptr::write_bytes(y, 0, cols);
@@ -118,6 +122,21 @@ unsafe fn forward_rows<V: SimdF32>(job: &Forward, start: usize, end: usize) {
     }
     if let Some((row, factor)) = pending {
         scale_row::<V>(row, cols, factor);
+    }
+}
+
+/// Pass 1 of row `r`: its maximum logit, where pass 2 reads the logits from, and the scale
+/// pass 2 applies to them (with a mask the logits are written to the row's `y`, scaled).
+#[inline(always)]
+unsafe fn logits_max<V: SimdF32>(job: &Forward, r: usize) -> (f32, *const f32, f32) {
+    let x = job.x.add(r * job.cols);
+    if job.mask.is_null() {
+        (scaled_max::<V>(x, job.cols, job.scale), x, job.scale)
+    } else {
+        let y = job.y.add(r * job.cols);
+        let mask = job.mask.add(r / job.repeat * job.cols);
+        let max = masked_logits::<V>(x, mask, y, job.cols, job.scale);
+        (max, y.cast_const(), 1.0)
     }
 }
 
