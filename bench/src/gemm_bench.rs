@@ -28,6 +28,14 @@ const DEFAULT_SHAPES: [(usize, usize, usize); 4] = [
     (1024, 768, 3072),
     (1024, 3072, 768),
 ];
+/// The large GEMM a batched case's rate is compared with (BERT-base's FFN up-projection).
+const LARGE_REFERENCE: Case = Case {
+    m: 1024,
+    k: 768,
+    n: 3072,
+    batch: 1,
+    transb: false,
+};
 /// Attention per head (batch 8 x 12 heads): Q K^T and P V.
 const ATTENTION_SHAPES: [(usize, usize, usize); 2] = [(128, 64, 128), (128, 128, 64)];
 
@@ -77,19 +85,29 @@ pub fn run(args: &Args, threads: usize, peak: f64) -> Result<Vec<Row>, String> {
     let budget = Duration::from_millis(args.get("budget-ms", 1500)?);
     let mut rows = Vec::new();
     for case in &cases {
-        let figures = measure(case, threads, budget);
+        let timed = measure(case, threads, budget);
         let torch = if args.flag("torch") {
             peers::sgemm_torch(case, threads)?
         } else {
             Vec::new()
         };
-        rows.extend(case_rows(case, threads, peak, &figures, &torch));
+        rows.extend(case_rows(case, peak, &timed, &torch));
     }
     Ok(rows)
 }
 
-/// Median seconds of smelt, the `gemm` crate and `matrixmultiply` on one case, interleaved.
-fn measure(case: &Case, threads: usize, budget: Duration) -> [f64; 3] {
+/// One implementation's median time on a case.
+struct Timed {
+    name: String,
+    case: Case,
+    threads: usize,
+    secs: f64,
+}
+
+/// Median seconds of smelt, the `gemm` crate and `matrixmultiply` on one case, interleaved
+/// with our own references: `smelt-1t` (the case on one thread, when `threads > 1`) and
+/// `smelt-large` (the large GEMM [`LARGE_REFERENCE`], for a batched case).
+fn measure(case: &Case, threads: usize, budget: Duration) -> Vec<Timed> {
     let Case {
         m,
         k,
@@ -103,27 +121,7 @@ fn measure(case: &Case, threads: usize, budget: Duration) -> [f64; 3] {
     let mut c_peer = vec![0.0f32; batch * m * n];
     let (rsb, csb) = if transb { (1, k) } else { (n, 1) };
     let opts = CpuOptions::threads(threads);
-    let strides = BatchStrides {
-        count: batch,
-        a: m * k,
-        b: k * n,
-        c: m * n,
-    };
-    let mut ours = || {
-        let b_view = MatRef::strided(&b, k, n, rsb, csb);
-        let result = sgemm_batched(
-            &strides,
-            1.0,
-            MatRef::row_major(&a, m, k),
-            b_view,
-            0.0,
-            MatMut::row_major(&mut c, m, n),
-            &opts,
-        );
-        if let Err(e) = result {
-            panic!("smelt sgemm failed on a case it must support: {e}");
-        }
-    };
+    let mut ours = || run_smelt(case, &a, &b, &mut c, &opts);
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build();
     let pool = pool.unwrap_or_else(|e| panic!("cannot start {threads} threads: {e}"));
     let per_batch = |i: usize, c: &mut [f32], parallel: gemm::Parallelism| {
@@ -183,12 +181,73 @@ fn measure(case: &Case, threads: usize, budget: Duration) -> [f64; 3] {
         }
     };
     let mut matrixmultiply = || each_batch(&pool, &mut c_mm, m * n, one);
-    let t = interleaved(
-        &mut [&mut ours, &mut gemm_crate, &mut matrixmultiply],
-        5,
-        budget,
+    let mut impls: Vec<&mut dyn FnMut()> = vec![&mut ours, &mut gemm_crate, &mut matrixmultiply];
+    let mut names = vec![
+        ("smelt", *case, threads),
+        ("gemm-crate", *case, threads),
+        ("matrixmultiply", *case, threads),
+    ];
+    // Our own references, in the same loop so that noise hits them alike: the same case on
+    // one thread (thread scaling), and for a batch our large-GEMM rate.
+    let mut c_one = vec![0.0f32; batch * m * n];
+    let mut ours_one_thread = || {
+        let opts = CpuOptions::threads(1);
+        run_smelt(case, &a, &b, &mut c_one, &opts);
+    };
+    if threads > 1 {
+        impls.push(&mut ours_one_thread);
+        names.push(("smelt-1t", *case, 1));
+    }
+    let large = Case {
+        batch: 1,
+        transb: false,
+        ..LARGE_REFERENCE
+    };
+    let (a_large, b_large) = (
+        filled(large.m * large.k, 0.25),
+        filled(large.k * large.n, 0.5),
     );
-    [t[0], t[1], t[2]]
+    let mut c_large = vec![0.0f32; large.m * large.n];
+    let mut ours_large = || run_smelt(&large, &a_large, &b_large, &mut c_large, &opts);
+    if batch > 1 {
+        impls.push(&mut ours_large);
+        names.push(("smelt-large", large, threads));
+    }
+    let t = interleaved(&mut impls, 5, budget);
+    names
+        .into_iter()
+        .zip(t)
+        .map(|((name, case, threads), secs)| Timed {
+            name: name.into(),
+            case,
+            threads,
+            secs,
+        })
+        .collect()
+}
+
+/// Our strided-batched SGEMM on `case` (B read transposed with `case.transb`).
+fn run_smelt(case: &Case, a: &[f32], b: &[f32], c: &mut [f32], opts: &CpuOptions) {
+    let Case { m, k, n, batch, .. } = *case;
+    let (rsb, csb) = if case.transb { (1, k) } else { (n, 1) };
+    let strides = BatchStrides {
+        count: batch,
+        a: m * k,
+        b: k * n,
+        c: m * n,
+    };
+    let result = sgemm_batched(
+        &strides,
+        1.0,
+        MatRef::row_major(a, m, k),
+        MatRef::strided(b, k, n, rsb, csb),
+        0.0,
+        MatMut::row_major(c, m, n),
+        opts,
+    );
+    if let Err(e) = result {
+        panic!("smelt sgemm failed on a case it must support: {e}");
+    }
 }
 
 /// Runs `f(i, c_i)` on each batch's output `c_i` (`len` floats of `out`): on the caller for a
@@ -217,42 +276,46 @@ fn filled(len: usize, scale: f32) -> Vec<f32> {
         .collect()
 }
 
-fn case_rows(
-    case: &Case,
-    threads: usize,
-    peak: f64,
-    secs: &[f64; 3],
-    torch: &[PeerFigure],
-) -> Vec<Row> {
-    let flops = 2.0 * (case.batch * case.m * case.n * case.k) as f64;
-    let ours = flops / secs[0] / 1e9;
-    let mut figures: Vec<(String, f64, f64)> = ["smelt", "gemm-crate", "matrixmultiply"]
+/// The table rows of one case: every implementation's figure and, in `smelt_x`, our rate
+/// over its rate (for `smelt-1t` that is our thread scaling, for `smelt-large` the batched
+/// rate as a fraction of the large-GEMM rate).
+fn case_rows(case: &Case, peak: f64, timed: &[Timed], torch: &[PeerFigure]) -> Vec<Row> {
+    let gflops = |c: &Case, secs: f64| 2.0 * (c.batch * c.m * c.n * c.k) as f64 / secs / 1e9;
+    let ours = gflops(case, timed[0].secs);
+    let mut figures: Vec<(String, Case, usize, f64, f64)> = timed
         .iter()
-        .zip(secs)
-        .map(|(name, &s)| (name.to_string(), s * 1e3, flops / s / 1e9))
+        .map(|t| {
+            let rate = gflops(&t.case, t.secs);
+            (t.name.clone(), t.case, t.threads, t.secs * 1e3, rate)
+        })
         .collect();
-    figures.extend(torch.iter().map(|p| (p.name.clone(), p.median_ms, p.value)));
-    let op = if case.batch > 1 {
-        "sgemm_batched"
-    } else {
-        "sgemm"
-    };
+    let threads = timed[0].threads;
+    figures.extend(
+        torch
+            .iter()
+            .map(|p| (p.name.clone(), *case, threads, p.median_ms, p.value)),
+    );
     figures
         .into_iter()
-        .map(|(name, ms, gflops)| {
+        .map(|(name, c, threads, ms, rate)| {
+            let op = if c.batch > 1 {
+                "sgemm_batched"
+            } else {
+                "sgemm"
+            };
             Row(vec![
                 ("impl", Value::Text(name)),
                 ("op", Value::Text(op.into())),
-                ("batch", Value::Int(case.batch)),
-                ("m", Value::Int(case.m)),
-                ("k", Value::Int(case.k)),
-                ("n", Value::Int(case.n)),
-                ("transb", Value::Text(case.transb.to_string())),
+                ("batch", Value::Int(c.batch)),
+                ("m", Value::Int(c.m)),
+                ("k", Value::Int(c.k)),
+                ("n", Value::Int(c.n)),
+                ("transb", Value::Text(c.transb.to_string())),
                 ("threads", Value::Int(threads)),
                 ("median_ms", Value::Num(ms)),
-                ("gflops", Value::Num(gflops)),
-                ("of_peak", Value::Num(gflops / (peak * threads as f64))),
-                ("smelt_x", Value::Num(ours / gflops)),
+                ("gflops", Value::Num(rate)),
+                ("of_peak", Value::Num(rate / (peak * threads as f64))),
+                ("smelt_x", Value::Num(ours / rate)),
             ])
         })
         .collect()

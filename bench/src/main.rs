@@ -53,6 +53,9 @@ options:
   --torch        also run the PyTorch peer script (bench/peers/*_torch.py) on the same cases
   --onnx         bench bert: also run bench/peers/bert_onnx.py (ONNX Runtime, forward)
   --budget-ms T  time spent per case (default 1500 for gemm, 1000 for softmax)
+                 bench gemm also times, in the same loop, our own references: smelt-1t (the case
+                 on 1 thread; its smelt_x is our thread scaling) and, for --batch > 1,
+                 smelt-large (1024x768x3072; its smelt_x is the batched rate over that rate)
   --args ARGS    ptx run: the kernel's parameters in order, comma-separated: buf:NAME (tensor NAME
                  of --buffers), zeros:NAME:BYTES, u32:V, i32:V, u64:V, i64:V, f32:V, f64:V;
                  every buffer is written to --output under its name (zeros as U8 [BYTES])";
@@ -69,6 +72,10 @@ fn main() -> ExitCode {
 }
 
 fn run(raw: &[String]) -> Result<(), String> {
+    if raw.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return Ok(());
+    }
     match raw.first().map(String::as_str) {
         Some("bench") => bench(&raw[1..]),
         Some("demo") => {

@@ -152,3 +152,55 @@ fn tokenize_prints_ids_and_refuses_bad_stdin() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no texts"));
 }
+
+#[test]
+fn bench_gemm_times_our_references_beside_the_peers() {
+    let out = smelt(&[
+        "bench",
+        "gemm",
+        "--shape",
+        "33x17x9",
+        "--batch",
+        "3",
+        "--threads",
+        "2",
+        "--budget-ms",
+        "1",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let impls: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.split("\"impl\":\"").nth(1)?.split('"').next())
+        .collect();
+    assert_eq!(
+        impls,
+        [
+            "fma-peak",
+            "smelt",
+            "gemm-crate",
+            "matrixmultiply",
+            "smelt-1t",
+            "smelt-large"
+        ],
+        "{stdout}"
+    );
+    let large = stdout.lines().last().unwrap_or_default();
+    for field in [
+        "\"m\":1024",
+        "\"k\":768",
+        "\"n\":3072",
+        "\"threads\":2",
+        "\"smelt_x\":",
+    ] {
+        assert!(large.contains(field), "{field} missing from {large}");
+    }
+    let out = smelt(&["bench", "gemm", "--help"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("smelt-large"));
+}
