@@ -149,7 +149,8 @@ unsafe fn tile<V: SimdF32, const MR: usize, const NV: usize, const PACKED_A: boo
         return;
     }
     // Edge tile or strided C: spill the scaled tile to the stack (uninitialised: only the
-    // lanes stored here are read back), then write the live part element by element. Taking
+    // lanes stored here are read back), then write the live part, by vectors where C's rows
+    // are contiguous, else element by element. Taking
     // the address of `acc` itself would force the accumulators out of registers.
     let mut spill = std::mem::MaybeUninit::<[[f32; MAX_NR]; MAX_MR]>::uninit();
     let rows = spill.as_mut_ptr().cast::<[f32; MAX_NR]>();
@@ -160,6 +161,29 @@ unsafe fn tile<V: SimdF32, const MR: usize, const NV: usize, const PACKED_A: boo
                 V::mul(alpha, *cell),
             );
         }
+    }
+    if out.csc == 1 {
+        // Rows of C are contiguous: vector copies, masked where the tile crosses C's last
+        // column.
+        for i in 0..out.rows {
+            let (src, dst) = ((*rows.add(i)).as_ptr(), out.c.add(i * out.rsc));
+            for j in (0..out.cols).step_by(V::LANES) {
+                let (s, p, lanes) = (src.add(j), dst.add(j), (out.cols - j).min(V::LANES));
+                let mut r = V::load(s);
+                if lanes == V::LANES {
+                    if out.beta != 0.0 {
+                        r = V::mul_add(beta, V::load(p), r);
+                    }
+                    V::store(p, r);
+                } else {
+                    if out.beta != 0.0 {
+                        r = V::mul_add(beta, V::load_partial(p, lanes, 0.0), r);
+                    }
+                    V::store_partial(p, lanes, r);
+                }
+            }
+        }
+        return;
     }
     for i in 0..out.rows {
         for j in 0..out.cols {
