@@ -8,7 +8,7 @@
 //! loop 1  ir: MR-tall micro-panels of A           the MR x NR tile of C lives in registers
 //! ```
 //!
-//! Threads split loop 3 (rows) when C is tall enough, otherwise loop 2 (column panels); the
+//! Threads split loop 3 (rows) or loop 2 (column panels), whichever balances better; the
 //! packing of B is split between the same threads before the compute phase starts.
 
 use super::blocking::{even_chunk, Blocking};
@@ -70,7 +70,7 @@ pub(crate) unsafe fn run(kernel: &Microkernel, blk: &Blocking, p: Problem, threa
     };
     let (mr, nr) = (kernel.mr, kernel.nr);
     let threads = threads.max(1);
-    let split_rows = p.m >= threads * mr * 4 || p.n < threads * nr;
+    let split_rows = split_rows(p.m, p.n, (mr, nr), threads);
 
     let nc_step = even_chunk(p.n, blk.nc, nr);
     let kc_step = even_chunk(p.k, blk.kc, 1);
@@ -83,69 +83,127 @@ pub(crate) unsafe fn run(kernel: &Microkernel, blk: &Blocking, p: Problem, threa
         b: single_block && p.b.cs == 1 && p.n % nr == 0,
     };
     let bpack_len = if direct.b { 0 } else { kc_step * nc_step };
-    with_buffer(&PACK_B, bpack_len, blk.kc * blk.nc, |bpack| {
-        let bpack = Shared(bpack);
-        for jc in (0..p.n).step_by(nc_step) {
-            let nc = nc_step.min(p.n - jc);
-            let panels = nc.div_ceil(nr);
-            for pc in (0..p.k).step_by(kc_step) {
-                let kc = kc_step.min(p.k - pc);
-                let beta = if pc == 0 { p.beta } else { 1.0 };
-                let b_block = Strided {
-                    ptr: p.b.at(pc, jc),
-                    ..p.b
-                };
+    let blocks = Blocks { nc_step, kc_step };
+    if split_rows {
+        // B's blocks are packed by all threads together, then every thread multiplies its
+        // rows of A by the whole block: two parallel phases per block.
+        with_buffer(&PACK_B, bpack_len, blk.kc * blk.nc, |bpack| {
+            let bpack = Shared(bpack);
+            blocks.each(&p, |block_b| {
                 let b_source = if direct.b {
-                    BSource {
-                        base: b_block.ptr,
-                        panel: nr,
-                        step: b_block.rs,
-                    }
+                    BSource::direct(block_b.b, nr)
                 } else {
-                    let shared_b = Shared(b_block);
+                    let shared_b = Shared(block_b);
                     for_each_task(threads, threads, |t| {
-                        let (lo, hi) = share(panels, threads, t);
-                        let (bpack, b_block) = (bpack.get(), shared_b.get());
-                        let cols = (hi * nr).min(nc).saturating_sub(lo * nr);
-                        pack_panels(
-                            Strided {
-                                ptr: b_block.at(0, lo * nr),
-                                ..b_block
-                            }
-                            .t(),
-                            cols,
-                            kc,
-                            nr,
-                            bpack.add(lo * nr * kc),
-                        );
+                        let block_b = shared_b.get();
+                        let panels = share(block_b.panels(nr), threads, t);
+                        let dst = bpack.get().add(panels.0 * nr * block_b.kc);
+                        block_b.pack(panels, nr, dst);
                     });
-                    BSource {
-                        base: bpack.get(),
-                        panel: nr * kc,
-                        step: nr,
-                    }
+                    BSource::packed(bpack.get(), 0, block_b.kc, nr)
                 };
-                let shared = Shared((p, b_source));
+                let shared = Shared((p, block_b, b_source));
                 for_each_task(threads, threads, |t| {
-                    let (p, b_source) = shared.get();
-                    let (rows, cols) = if split_rows {
-                        let part = even_chunk(p.m, p.m.div_ceil(threads), mr);
-                        let lo = (t * part).min(p.m);
-                        ((lo, (lo + part).min(p.m)), (0, panels))
+                    let (p, block_b, b_source) = shared.get();
+                    let part = even_chunk(p.m, p.m.div_ceil(threads), mr);
+                    let lo = (t * part).min(p.m);
+                    let rows = (lo, (lo + part).min(p.m));
+                    let range = block_b.range(rows, (0, block_b.panels(nr)));
+                    block(kernel, blk, &p, &range, block_b.beta, b_source, direct.a);
+                });
+            });
+        });
+    } else {
+        // Every thread owns a share of B's column panels: it packs them itself and multiplies
+        // them by all of A, so the whole product is one parallel phase with no barrier.
+        let shared = Shared(p);
+        for_each_task(threads, threads, |t| {
+            let p = shared.get();
+            with_buffer(&PACK_B, bpack_len, blk.kc * blk.nc, |bpack| {
+                blocks.each(&p, |block_b| {
+                    let panels = share(block_b.panels(nr), threads, t);
+                    if panels.0 >= panels.1 {
+                        return;
+                    }
+                    let b_source = if direct.b {
+                        BSource::direct(block_b.b, nr)
                     } else {
-                        ((0, p.m), share(panels, threads, t))
+                        block_b.pack(panels, nr, bpack);
+                        BSource::packed(bpack, panels.0, block_b.kc, nr)
                     };
-                    let range = Range {
-                        depth: (pc, kc),
-                        cols: (jc, nc),
-                        rows,
-                        panels: cols,
-                    };
-                    block(kernel, blk, &p, &range, beta, b_source, direct.a);
+                    let range = block_b.range((0, p.m), panels);
+                    block(kernel, blk, &p, &range, block_b.beta, b_source, direct.a);
+                });
+            });
+        });
+    }
+}
+
+/// Loops 5 and 4: B's blocks of `kc_step x nc_step`.
+struct Blocks {
+    nc_step: usize,
+    kc_step: usize,
+}
+
+impl Blocks {
+    /// Calls `f` on every block of B, column blocks outside, depth blocks inside.
+    unsafe fn each(&self, p: &Problem, mut f: impl FnMut(BlockB)) {
+        for jc in (0..p.n).step_by(self.nc_step) {
+            for pc in (0..p.k).step_by(self.kc_step) {
+                f(BlockB {
+                    b: Strided {
+                        ptr: p.b.at(pc, jc),
+                        ..p.b
+                    },
+                    jc,
+                    nc: self.nc_step.min(p.n - jc),
+                    pc,
+                    kc: self.kc_step.min(p.k - pc),
+                    beta: if pc == 0 { p.beta } else { 1.0 },
                 });
             }
         }
-    });
+    }
+}
+
+/// One `kc x nc` block of B, at row `pc` and column `jc`.
+#[derive(Clone, Copy)]
+struct BlockB {
+    b: Strided,
+    jc: usize,
+    nc: usize,
+    pc: usize,
+    kc: usize,
+    /// The beta this block's product is combined with: the caller's for the first depth
+    /// block, 1 for the others (they add to what the first wrote).
+    beta: f32,
+}
+
+impl BlockB {
+    /// Number of NR-wide micro-panels.
+    fn panels(&self, nr: usize) -> usize {
+        self.nc.div_ceil(nr)
+    }
+
+    /// Packs micro-panels `lo..hi` to `dst` (panel `lo` first, `nr * kc` floats each).
+    unsafe fn pack(&self, (lo, hi): (usize, usize), nr: usize, dst: *mut f32) {
+        let cols = (hi * nr).min(self.nc).saturating_sub(lo * nr);
+        let first = Strided {
+            ptr: self.b.at(0, lo * nr),
+            ..self.b
+        };
+        pack_panels(first.t(), cols, self.kc, nr, dst);
+    }
+
+    /// The task that multiplies rows `rows` of A by micro-panels `panels` of this block.
+    fn range(&self, rows: (usize, usize), panels: (usize, usize)) -> Range {
+        Range {
+            depth: (self.pc, self.kc),
+            cols: (self.jc, self.nc),
+            rows,
+            panels,
+        }
+    }
 }
 
 /// Which operands the microkernel reads in place instead of from packed panels.
@@ -155,13 +213,36 @@ struct Direct {
     b: bool,
 }
 
-/// Where loop 2 finds B's micro-panels: panel `jp` starts at `base + jp * panel`, and each of
-/// its k steps holds NR contiguous values, `step` elements apart.
+/// Where loop 2 finds B's micro-panels: panel `jp` starts at `base + (jp - first) * panel`,
+/// and each of its k steps holds NR contiguous values, `step` elements apart.
 #[derive(Clone, Copy)]
 struct BSource {
     base: *const f32,
+    first: usize,
     panel: usize,
     step: usize,
+}
+
+impl BSource {
+    /// B's block read in place: its rows hold contiguous values.
+    fn direct(b: Strided, nr: usize) -> BSource {
+        BSource {
+            base: b.ptr,
+            first: 0,
+            panel: nr,
+            step: b.rs,
+        }
+    }
+
+    /// Panels packed at `base` from panel `first` on, `kc` steps of `nr` values each.
+    fn packed(base: *const f32, first: usize, kc: usize, nr: usize) -> BSource {
+        BSource {
+            base,
+            first,
+            panel: nr * kc,
+            step: nr,
+        }
+    }
 }
 
 /// The part of C one task computes in loops 3 to 1.
@@ -174,6 +255,18 @@ struct Range {
     rows: (usize, usize),
     /// B micro-panels `lo..hi` of the block.
     panels: (usize, usize),
+}
+
+/// Whether threads split C's rows (loop 3) rather than its NR-wide column panels (loop 2):
+/// whichever leaves the busiest thread the least microkernel work, counting the rows that
+/// ragged MR tiles compute for nothing (at M = 128 on 2 threads, 64 rows each become 72, while
+/// all 128 rows in one share become 132). Rows on a tie: each thread then packs only its own
+/// rows of A.
+fn split_rows(m: usize, n: usize, (mr, nr): (usize, usize), threads: usize) -> bool {
+    let panels = n.div_ceil(nr);
+    let by_rows = m.div_ceil(threads).div_ceil(mr) * mr * panels;
+    let by_panels = m.div_ceil(mr) * mr * panels.div_ceil(threads);
+    by_rows <= by_panels
 }
 
 /// The `t`-th of `threads` near-equal shares of `0..len`.
@@ -232,7 +325,7 @@ unsafe fn block(
                         a,
                         a_row: a_block.rs,
                         a_step: a_block.cs,
-                        b: b.base.add(jp * b.panel),
+                        b: b.base.add((jp - b.first) * b.panel),
                         b_step: b.step,
                     };
                     let out = TileOut {

@@ -22,7 +22,7 @@ pub use reference::sgemm_reference;
 
 use crate::cpu::isa::Isa;
 use crate::cpu::options::CpuOptions;
-use crate::cpu::threads::{for_each_task, Shared};
+use crate::cpu::threads::{for_each_task, install, Shared};
 use crate::{Error, Result};
 use cache::CacheSizes;
 use loops::{Problem, StridedMut};
@@ -310,7 +310,14 @@ pub unsafe fn sgemm_batched_unchecked(
             cs: csc,
         },
     };
-    run_batched(&kernel, &blk, problem, batch, opts.threads.max(1));
+    // One entry into the thread pool for the whole product: a caller outside the pool pays
+    // the hand-over once, not once per parallel phase (tens of microseconds each on a VM).
+    let threads = opts.threads.max(1);
+    let job = Shared((problem, *batch));
+    install(threads, move || {
+        let (problem, batch) = job.get();
+        run_batched(&kernel, &blk, problem, &batch, threads)
+    });
 }
 
 unsafe fn run_batched(
