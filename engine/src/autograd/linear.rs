@@ -4,7 +4,7 @@ use super::node::Node;
 use super::tape::{Graph, Var};
 use crate::{Error, Result, Tensor};
 use smelt_kernels::cpu::elementwise::{broadcast_rows, sum_rows};
-use smelt_kernels::cpu::gemm::{sgemm, sgemm_prepacked, MatMut, MatRef, PackedB};
+use smelt_kernels::cpu::gemm::{sgemm, MatMut, MatRef};
 
 const OP: &str = "linear";
 
@@ -43,49 +43,6 @@ impl Graph<'_> {
     /// `x [.., in] -> [.., out]`: `x W^T + b` for a weight `w [out, in]` (any strides) and an
     /// optional bias `b [out]`.
     pub fn linear(&mut self, x: Var, w: Var, b: Option<Var>) -> Result<Var> {
-        self.linear_with(x, w, None, b)
-    }
-
-    /// [`Graph::linear`] with the weight also given packed: `packed` is `w^T` (`[in, out]`)
-    /// packed once by [`PackedB::new`]. Without recording (inference) the product reads the
-    /// packed panels and not `w`; while recording (training, where the weight changes every
-    /// step) it reads `w`, exactly as [`Graph::linear`]. A packed weight whose shape is not
-    /// `w^T`'s is an error naming both.
-    pub fn linear_prepacked(
-        &mut self,
-        x: Var,
-        w: Var,
-        packed: &PackedB,
-        b: Option<Var>,
-    ) -> Result<Var> {
-        let wt = self.value(w);
-        if wt.dims() != [packed.cols(), packed.rows()] {
-            return Err(Error::Shape {
-                op: OP,
-                detail: format!(
-                    "weight {} and its packed form ({} x {}, the transpose) differ",
-                    wt.shape(),
-                    packed.rows(),
-                    packed.cols()
-                ),
-            });
-        }
-        let packed = if self.is_recording() {
-            None
-        } else {
-            Some(packed)
-        };
-        self.linear_with(x, w, packed, b)
-    }
-
-    /// `linear`, reading the weight from `packed` when given.
-    fn linear_with(
-        &mut self,
-        x: Var,
-        w: Var,
-        packed: Option<&PackedB>,
-        b: Option<Var>,
-    ) -> Result<Var> {
         let (xt, wt) = (self.value(x), self.value(w));
         let (rows, _, out_f) = sizes(xt, wt, b.map(|b| self.value(b)))?;
         let mut dims = [0; crate::MAX_RANK];
@@ -110,10 +67,7 @@ impl Graph<'_> {
             };
             let c = MatMut::row_major(y, rows, out_f);
             let x = MatRef::row_major(xd, rows, in_f);
-            match packed {
-                Some(packed) => Ok(sgemm_prepacked(1.0, x, packed, beta, c, &opts)?),
-                None => Ok(sgemm(1.0, x, weight(wt, wd).t(), beta, c, &opts)?),
-            }
+            Ok(sgemm(1.0, x, weight(wt, wd).t(), beta, c, &opts)?)
         })?;
         let inputs = [x, w];
         let record = |out| Node::Linear { x, w, b, out };
@@ -160,75 +114,4 @@ pub(super) fn backward(
         g.accumulate(b, db)?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::testing::random_tensor;
-    use crate::{Arena, Graph, Tape};
-    use smelt_kernels::cpu::gemm::{MatRef, PackedB};
-    use smelt_kernels::cpu::CpuOptions;
-
-    /// `w^T` of a `[out, in]` weight, packed.
-    fn packed(w: &crate::Tensor, arena: &Arena, opts: &CpuOptions) -> PackedB {
-        let (out_f, in_f) = (w.dims()[0], w.dims()[1]);
-        let data = w.to_vec(arena).unwrap();
-        PackedB::new(MatRef::row_major(&data, out_f, in_f).t(), opts).unwrap()
-    }
-
-    /// The output bits of `x W^T + b` and, when recording, the bits of dW for loss sum(y^2).
-    fn run(recording: bool, prepacked: bool, threads: usize) -> (Vec<u32>, Option<Vec<u32>>) {
-        let (arena, mut tape, opts) = (Arena::new(), Tape::new(), CpuOptions::threads(threads));
-        let (x, w, b) = (
-            random_tensor(&[3, 43, 70], 1),
-            random_tensor(&[37, 70], 2),
-            random_tensor(&[37], 3),
-        );
-        let pack = packed(&w, &arena, &opts);
-        let mut g = Graph::new(&mut tape, &arena, opts, recording);
-        let (x, w, b) = (g.leaf(x, false), g.leaf(w, true), g.leaf(b, true));
-        let y = if prepacked {
-            g.linear_prepacked(x, w, &pack, Some(b)).unwrap()
-        } else {
-            g.linear(x, w, Some(b)).unwrap()
-        };
-        let bits = |t: &crate::Tensor| -> Vec<u32> {
-            let v = t.to_vec(&arena).unwrap();
-            v.iter().map(|f| f.to_bits()).collect()
-        };
-        let out = bits(g.value(y));
-        if !recording {
-            return (out, None);
-        }
-        let loss = g.sum_squares(y).unwrap();
-        g.backward(loss).unwrap();
-        let dw = bits(g.grad(w).unwrap());
-        (out, Some(dw))
-    }
-
-    #[test]
-    fn prepacked_weights_give_the_bits_and_gradients_of_linear() {
-        for threads in [1, 2] {
-            assert_eq!(run(false, true, threads), run(false, false, threads));
-            assert_eq!(run(true, true, threads), run(true, false, threads));
-        }
-    }
-
-    #[test]
-    fn a_packed_weight_of_another_shape_is_an_error() {
-        let (arena, mut tape, opts) = (Arena::new(), Tape::new(), CpuOptions::default());
-        let other = random_tensor(&[70, 37], 4);
-        let pack = packed(&other, &arena, &opts);
-        let mut g = Graph::new(&mut tape, &arena, opts, false);
-        let x = g.leaf(random_tensor(&[5, 70], 1), false);
-        let w = g.leaf(random_tensor(&[37, 70], 2), false);
-        let err = g
-            .linear_prepacked(x, w, &pack, None)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("weight [37, 70] and its packed form (37 x 70"),
-            "{err}"
-        );
-    }
 }
