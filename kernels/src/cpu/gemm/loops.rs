@@ -43,7 +43,11 @@ pub(crate) struct Problem {
 /// `a`, `b`, `c` must describe valid, in-bounds matrices of shapes `m x k`, `k x n`, `m x n`;
 /// no element of C may alias another element of C or any element of A or B.
 pub(crate) unsafe fn run(kernel: &Microkernel, blk: &Blocking, p: Problem, threads: usize) {
-    if scaled_only(&p) {
+    if p.m == 0 || p.n == 0 {
+        return;
+    }
+    if p.k == 0 || p.alpha == 0.0 {
+        scale(p.m, p.n, p.beta, p.c);
         return;
     }
     // The microkernel writes rows of C with vector stores; a column-major C is handled as
@@ -64,135 +68,39 @@ pub(crate) unsafe fn run(kernel: &Microkernel, blk: &Blocking, p: Problem, threa
     } else {
         p
     };
-    let nr = kernel.nr;
-    let blocks = Blocks::new(p.k, p.n, blk, nr);
+    let (mr, nr) = (kernel.mr, kernel.nr);
+    let threads = threads.max(1);
+    let split_rows = split_rows(p.m, p.n, (mr, nr), threads);
+
+    let nc_step = even_chunk(p.n, blk.nc, nr);
+    let kc_step = even_chunk(p.k, blk.kc, 1);
     // A problem that fits in one block of every loop (attention heads: 128 x 64 x 128) would
     // spend as long packing as multiplying: read A in place (only a ragged last panel is
     // packed), and B too when its rows are contiguous and its width a multiple of NR.
-    let single_block = p.k == blocks.kc_step && p.n == blocks.nc_step && p.m <= blk.mc;
-    let b = if single_block && p.b.cs == 1 && p.n % nr == 0 {
-        BInput::InPlace
-    } else {
-        BInput::PackHere
+    let single_block = p.k == kc_step && p.n == nc_step && p.m <= blk.mc;
+    let direct = Direct {
+        a: single_block,
+        b: single_block && p.b.cs == 1 && p.n % nr == 0,
     };
-    multiply(kernel, blk, &p, threads, &blocks, b, single_block);
-}
-
-/// Runs `C = alpha * A * B + beta * C` with B already packed at `packed` by [`pack_b`] with
-/// the same `blocks` (`p.b` is not read).
-///
-/// # Safety
-/// As [`run`]; moreover C's columns must be contiguous (`p.c.cs == 1`) and `packed` must hold
-/// [`Blocks::packed_len`] floats written by [`pack_b`] for this `k x n`.
-pub(crate) unsafe fn run_prepacked(
-    kernel: &Microkernel,
-    blk: &Blocking,
-    p: Problem,
-    threads: usize,
-    blocks: &Blocks,
-    packed: *const f32,
-) {
-    if !scaled_only(&p) {
-        multiply(
-            kernel,
-            blk,
-            &p,
-            threads,
-            blocks,
-            BInput::Packed(packed),
-            false,
-        );
-    }
-}
-
-/// Packs all of `b` (`k x n`) into `dst` in the order [`run_prepacked`] reads it: block after
-/// block as [`Blocks::each`] visits them, each block's micro-panels one after another.
-///
-/// # Safety
-/// `b` must be a valid `k x n` matrix and `dst` must hold [`Blocks::packed_len`] floats.
-pub(crate) unsafe fn pack_b(b: Strided, k: usize, n: usize, blocks: &Blocks, dst: *mut f32) {
-    let p = Problem {
-        m: 0,
-        n,
-        k,
-        alpha: 1.0,
-        a: b,
-        b,
-        beta: 0.0,
-        c: StridedMut {
-            ptr: std::ptr::null_mut(),
-            rs: 0,
-            cs: 1,
-        },
-    };
-    blocks.each(&p, |block_b| {
-        let panels = (0, block_b.panels(blocks.nr));
-        block_b.pack(panels, blocks.nr, dst.add(blocks.offset(&block_b)));
-    });
-}
-
-/// For `k == 0`, `alpha == 0` or an empty C there is nothing to multiply: C is scaled by beta
-/// (or left alone when empty) and `true` returned.
-unsafe fn scaled_only(p: &Problem) -> bool {
-    if p.m == 0 || p.n == 0 {
-        return true;
-    }
-    if p.k == 0 || p.alpha == 0.0 {
-        scale(p.m, p.n, p.beta, p.c);
-        return true;
-    }
-    false
-}
-
-/// Where the compute phase takes B's micro-panels from.
-#[derive(Clone, Copy)]
-enum BInput {
-    /// Read in place: one block whose rows are contiguous and NR-divisible.
-    InPlace,
-    /// Packed by this call, block by block.
-    PackHere,
-    /// Packed beforehand by [`pack_b`], all blocks, at this address.
-    Packed(*const f32),
-}
-
-/// Loops 5 to 1 on `threads` threads, B's blocks from `b`; `direct_a` reads A in place.
-unsafe fn multiply(
-    kernel: &Microkernel,
-    blk: &Blocking,
-    p: &Problem,
-    threads: usize,
-    blocks: &Blocks,
-    b: BInput,
-    direct_a: bool,
-) {
-    let (mr, nr) = (kernel.mr, kernel.nr);
-    let threads = threads.max(1);
-    let bpack_len = match b {
-        BInput::PackHere => blocks.kc_step * blocks.nc_step,
-        BInput::InPlace | BInput::Packed(_) => 0,
-    };
-    let p = *p;
-    if split_rows(p.m, p.n, (mr, nr), threads) {
-        // B's blocks are packed by all threads together (unless packed already), then every
-        // thread multiplies its rows of A by the whole block: up to two phases per block.
+    let bpack_len = if direct.b { 0 } else { kc_step * nc_step };
+    let blocks = Blocks { nc_step, kc_step };
+    if split_rows {
+        // B's blocks are packed by all threads together, then every thread multiplies its
+        // rows of A by the whole block: two parallel phases per block.
         with_buffer(&PACK_B, bpack_len, blk.kc * blk.nc, |bpack| {
             let bpack = Shared(bpack);
             blocks.each(&p, |block_b| {
-                let b_source = match b {
-                    BInput::InPlace => BSource::direct(block_b.b, nr),
-                    BInput::Packed(base) => {
-                        BSource::packed(base.add(blocks.offset(&block_b)), 0, block_b.kc, nr)
-                    }
-                    BInput::PackHere => {
-                        let shared_b = Shared(block_b);
-                        for_each_task(threads, threads, |t| {
-                            let block_b = shared_b.get();
-                            let panels = share(block_b.panels(nr), threads, t);
-                            let dst = bpack.get().add(panels.0 * nr * block_b.kc);
-                            block_b.pack(panels, nr, dst);
-                        });
-                        BSource::packed(bpack.get(), 0, block_b.kc, nr)
-                    }
+                let b_source = if direct.b {
+                    BSource::direct(block_b.b, nr)
+                } else {
+                    let shared_b = Shared(block_b);
+                    for_each_task(threads, threads, |t| {
+                        let block_b = shared_b.get();
+                        let panels = share(block_b.panels(nr), threads, t);
+                        let dst = bpack.get().add(panels.0 * nr * block_b.kc);
+                        block_b.pack(panels, nr, dst);
+                    });
+                    BSource::packed(bpack.get(), 0, block_b.kc, nr)
                 };
                 let shared = Shared((p, block_b, b_source));
                 for_each_task(threads, threads, |t| {
@@ -201,73 +109,43 @@ unsafe fn multiply(
                     let lo = (t * part).min(p.m);
                     let rows = (lo, (lo + part).min(p.m));
                     let range = block_b.range(rows, (0, block_b.panels(nr)));
-                    block(kernel, blk, &p, &range, block_b.beta, b_source, direct_a);
+                    block(kernel, blk, &p, &range, block_b.beta, b_source, direct.a);
                 });
             });
         });
     } else {
-        // Every thread owns a share of B's column panels: it packs them itself (unless packed
-        // already) and multiplies them by all of A, so the whole product is one parallel
-        // phase with no barrier.
-        let shared = Shared((p, b));
+        // Every thread owns a share of B's column panels: it packs them itself and multiplies
+        // them by all of A, so the whole product is one parallel phase with no barrier.
+        let shared = Shared(p);
         for_each_task(threads, threads, |t| {
-            let (p, b) = shared.get();
+            let p = shared.get();
             with_buffer(&PACK_B, bpack_len, blk.kc * blk.nc, |bpack| {
                 blocks.each(&p, |block_b| {
                     let panels = share(block_b.panels(nr), threads, t);
                     if panels.0 >= panels.1 {
                         return;
                     }
-                    let b_source = match b {
-                        BInput::InPlace => BSource::direct(block_b.b, nr),
-                        BInput::Packed(base) => {
-                            let base = base.add(blocks.offset(&block_b));
-                            BSource::packed(base, 0, block_b.kc, nr)
-                        }
-                        BInput::PackHere => {
-                            block_b.pack(panels, nr, bpack);
-                            BSource::packed(bpack, panels.0, block_b.kc, nr)
-                        }
+                    let b_source = if direct.b {
+                        BSource::direct(block_b.b, nr)
+                    } else {
+                        block_b.pack(panels, nr, bpack);
+                        BSource::packed(bpack, panels.0, block_b.kc, nr)
                     };
                     let range = block_b.range((0, p.m), panels);
-                    block(kernel, blk, &p, &range, block_b.beta, b_source, direct_a);
+                    block(kernel, blk, &p, &range, block_b.beta, b_source, direct.a);
                 });
             });
         });
     }
 }
 
-/// Loops 5 and 4: B's blocks of `kc_step x nc_step`, as even as the cache sizes allow.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Blocks {
-    pub nc_step: usize,
-    pub kc_step: usize,
-    pub nr: usize,
+/// Loops 5 and 4: B's blocks of `kc_step x nc_step`.
+struct Blocks {
+    nc_step: usize,
+    kc_step: usize,
 }
 
 impl Blocks {
-    /// The blocks of a `k x n` B for `blk` and a microkernel NR wide.
-    pub(crate) fn new(k: usize, n: usize, blk: &Blocking, nr: usize) -> Blocks {
-        Blocks {
-            nc_step: even_chunk(n, blk.nc, nr),
-            kc_step: even_chunk(k, blk.kc, 1),
-            nr,
-        }
-    }
-
-    /// Floats of a `k x n` B packed whole: its columns padded to a multiple of NR.
-    pub(crate) fn packed_len(&self, k: usize, n: usize) -> usize {
-        k * n.div_ceil(self.nr) * self.nr
-    }
-
-    /// Where `block` starts in a B packed whole: the column blocks before it hold all `k`
-    /// rows of `jc` columns (NC is a multiple of NR), and the depth blocks before it in its
-    /// column block `pc` rows of its padded width.
-    fn offset(&self, block: &BlockB) -> usize {
-        let k = block.k_total;
-        k * block.jc + block.pc * block.panels(self.nr) * self.nr
-    }
-
     /// Calls `f` on every block of B, column blocks outside, depth blocks inside.
     unsafe fn each(&self, p: &Problem, mut f: impl FnMut(BlockB)) {
         for jc in (0..p.n).step_by(self.nc_step) {
@@ -277,7 +155,6 @@ impl Blocks {
                         ptr: p.b.at(pc, jc),
                         ..p.b
                     },
-                    k_total: p.k,
                     jc,
                     nc: self.nc_step.min(p.n - jc),
                     pc,
@@ -293,8 +170,6 @@ impl Blocks {
 #[derive(Clone, Copy)]
 struct BlockB {
     b: Strided,
-    /// Rows of the whole B.
-    k_total: usize,
     jc: usize,
     nc: usize,
     pc: usize,
@@ -329,6 +204,13 @@ impl BlockB {
             panels,
         }
     }
+}
+
+/// Which operands the microkernel reads in place instead of from packed panels.
+#[derive(Clone, Copy)]
+struct Direct {
+    a: bool,
+    b: bool,
 }
 
 /// Where loop 2 finds B's micro-panels: panel `jp` starts at `base + (jp - first) * panel`,

@@ -7,8 +7,7 @@
 //!
 //! Layout of this module: [`cache`] (CPUID cache sizes) -> `blocking` (NC, KC, MC) -> `pack`
 //! (panels) -> `microkernel` (MR x NR register tiles per ISA) -> `loops` (the five loops and
-//! threads); `prepacked` ([`PackedB`], [`sgemm_prepacked`]) packs a B once for many products;
-//! [`sgemm_reference`] is the plain triple loop everything is tested against.
+//! threads); [`sgemm_reference`] is the plain triple loop everything is tested against.
 
 pub mod cache;
 
@@ -16,11 +15,9 @@ mod blocking;
 mod loops;
 mod microkernel;
 mod pack;
-mod prepacked;
 mod reference;
 
 pub use blocking::Blocking;
-pub use prepacked::{sgemm_prepacked, PackedB};
 pub use reference::sgemm_reference;
 
 use crate::cpu::isa::Isa;
