@@ -7,7 +7,7 @@
 
 use crate::args::Args;
 use crate::bert_bench::random_ids;
-use crate::peak::fma_peak_gflops_per_core;
+use crate::peak::fma_peak_gflops;
 use crate::timing::median;
 use smelt_engine::{Arena, CpuOptions};
 use smelt_kernels::cpu::adamw::AdamW;
@@ -72,7 +72,7 @@ pub fn run(args: &Args) -> Result<(), String> {
     }
     let steady = median(times[1..].to_vec());
     let gflops = step_flops / steady / 1e9;
-    let peak = fma_peak_gflops_per_core() * threads as f64;
+    let peak = fma_peak_gflops(threads);
     println!(
         "median training step (after the first): {:.1} ms, {:.0} tokens/s, {gflops:.1} GFLOP/s = {:.0}% of the measured FMA peak ({peak:.0} GFLOP/s on {threads} threads)",
         steady * 1e3,

@@ -2,6 +2,7 @@
 //! `--torch`, PyTorch and numpy through `bench/peers/sgemm_torch.py`), plus the FMA peak.
 
 use crate::args::{parse_dims, Args};
+use crate::peak::Peaks;
 use crate::peers::{self, PeerFigure};
 use crate::report::{Row, Value};
 use crate::timing::interleaved;
@@ -80,7 +81,7 @@ fn cases(args: &Args) -> Result<Vec<Case>, String> {
 }
 
 /// Runs the gemm benchmark and returns its rows.
-pub fn run(args: &Args, threads: usize, peak: f64) -> Result<Vec<Row>, String> {
+pub fn run(args: &Args, threads: usize, peaks: &Peaks) -> Result<Vec<Row>, String> {
     let cases = cases(args)?;
     let budget = Duration::from_millis(args.get("budget-ms", 1500)?);
     let mut rows = Vec::new();
@@ -91,7 +92,7 @@ pub fn run(args: &Args, threads: usize, peak: f64) -> Result<Vec<Row>, String> {
         } else {
             Vec::new()
         };
-        rows.extend(case_rows(case, peak, &timed, &torch));
+        rows.extend(case_rows(case, peaks, &timed, &torch));
     }
     Ok(rows)
 }
@@ -279,7 +280,7 @@ fn filled(len: usize, scale: f32) -> Vec<f32> {
 /// The table rows of one case: every implementation's figure and, in `smelt_x`, our rate
 /// over its rate (for `smelt-1t` that is our thread scaling, for `smelt-large` the batched
 /// rate as a fraction of the large-GEMM rate).
-fn case_rows(case: &Case, peak: f64, timed: &[Timed], torch: &[PeerFigure]) -> Vec<Row> {
+fn case_rows(case: &Case, peaks: &Peaks, timed: &[Timed], torch: &[PeerFigure]) -> Vec<Row> {
     let gflops = |c: &Case, secs: f64| 2.0 * (c.batch * c.m * c.n * c.k) as f64 / secs / 1e9;
     let ours = gflops(case, timed[0].secs);
     let mut figures: Vec<(String, Case, usize, f64, f64)> = timed
@@ -314,7 +315,7 @@ fn case_rows(case: &Case, peak: f64, timed: &[Timed], torch: &[PeerFigure]) -> V
                 ("threads", Value::Int(threads)),
                 ("median_ms", Value::Num(ms)),
                 ("gflops", Value::Num(rate)),
-                ("of_peak", Value::Num(rate / (peak * threads as f64))),
+                ("of_peak", Value::Num(rate / peaks.at(threads))),
                 ("smelt_x", Value::Num(ours / rate)),
             ])
         })

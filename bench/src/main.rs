@@ -132,9 +132,9 @@ fn bench(raw: &[String]) -> Result<(), String> {
                 "json",
                 "budget-ms",
             ])?;
-            let peak = peak::fma_peak_gflops_per_core();
-            let mut rows = vec![peak_row(peak, threads)];
-            rows.extend(gemm_bench::run(&args, threads, peak)?);
+            let peaks = peak::Peaks::measure(threads);
+            let mut rows = vec![peak_row(peaks.all, threads)];
+            rows.extend(gemm_bench::run(&args, threads, &peaks)?);
             rows
         }
         "attention" => {
@@ -184,9 +184,8 @@ fn bench(raw: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// The measured FMA peak of this machine at `threads` cores, as a row.
-fn peak_row(peak: f64, threads: usize) -> Row {
-    let total = peak * threads as f64;
+/// The FMA peak measured on `threads` cores at once (`total` GFLOP/s), as a row.
+fn peak_row(total: f64, threads: usize) -> Row {
     Row(vec![
         ("impl", Value::Text("fma-peak".into())),
         ("op", Value::Text("fma".into())),

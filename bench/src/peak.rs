@@ -3,18 +3,53 @@
 
 use std::time::Instant;
 
-/// Peak GFLOP/s of one core (median of several runs of an FMA loop).
-pub fn fma_peak_gflops_per_core() -> f64 {
+/// Peak GFLOP/s of `threads` cores together: the median of several runs of an FMA loop on
+/// `threads` threads at once. Measured, not one core's figure times the count: on a shared
+/// VM the cores are not always all there.
+pub fn fma_peak_gflops(threads: usize) -> f64 {
     let iters = 20_000_000;
+    let threads = threads.max(1);
     let mut runs: Vec<f64> = (0..5)
         .map(|_| {
             let start = Instant::now();
-            let flops = fma_loop(iters);
+            let flops: f64 = std::thread::scope(|s| {
+                let workers: Vec<_> = (0..threads).map(|_| s.spawn(|| fma_loop(iters))).collect();
+                workers.into_iter().filter_map(|w| w.join().ok()).sum()
+            });
             flops / start.elapsed().as_secs_f64() / 1e9
         })
         .collect();
     runs.sort_by(f64::total_cmp);
     runs[runs.len() / 2]
+}
+
+/// The FMA peaks a benchmark divides by: one core alone, and all the run's threads at once.
+#[derive(Debug, Clone, Copy)]
+pub struct Peaks {
+    pub one: f64,
+    pub all: f64,
+}
+
+impl Peaks {
+    /// Measures both for a run on `threads` threads.
+    pub fn measure(threads: usize) -> Peaks {
+        let one = fma_peak_gflops(1);
+        let all = if threads > 1 {
+            fma_peak_gflops(threads)
+        } else {
+            one
+        };
+        Peaks { one, all }
+    }
+
+    /// The peak of a figure measured on `threads` threads.
+    pub fn at(&self, threads: usize) -> f64 {
+        if threads > 1 {
+            self.all
+        } else {
+            self.one
+        }
+    }
 }
 
 /// Runs `iters` rounds of 12 independent vector FMAs; returns the flops done.

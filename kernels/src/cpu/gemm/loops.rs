@@ -8,8 +8,9 @@
 //! loop 1  ir: MR-tall micro-panels of A           the MR x NR tile of C lives in registers
 //! ```
 //!
-//! Threads split loop 3 (rows) or loop 2 (column panels), whichever balances better; the
-//! packing of B is split between the same threads before the compute phase starts.
+//! Threads split loop 3 (rows) or loop 2 (column panels), whichever balances better. With
+//! rows split, the threads pack each block of B together before they multiply it; with
+//! panels split, each thread packs only its own panels, so there is no barrier at all.
 
 use super::blocking::{even_chunk, Blocking};
 use super::microkernel::{Microkernel, Panels, TileOut};
