@@ -36,6 +36,8 @@ pub(super) struct Forward {
     pub mask: *const f32,
     /// Row `r` adds mask row `r / repeat` (`>= 1`).
     pub repeat: usize,
+    /// Whether each row's lines are requested [`AHEAD`] rows early.
+    pub prefetch: bool,
 }
 
 /// One backward call, shared by every task.
@@ -89,7 +91,8 @@ const UNROLL: usize = 4;
 ///
 /// Software-pipelined: pass 1 of row `r + 1` runs before pass 2 of row `r`, and pass 3 of
 /// row `r - 1` after it, so each pass's horizontal reduction has a whole pass of another row
-/// to overlap with.
+/// to overlap with. With `job.prefetch`, row `r + AHEAD` is requested from memory (its input
+/// to read, its output to write) while row `r` computes.
 #[inline(always)]
 unsafe fn forward_rows<V: SimdF32>(job: &Forward, start: usize, end: usize) {
     if start >= end {
@@ -101,6 +104,13 @@ unsafe fn forward_rows<V: SimdF32>(job: &Forward, start: usize, end: usize) {
     let mut next = logits_max::<V>(job, start);
     for r in start..end {
         let y = job.y.add(r * cols);
+        if job.prefetch && r + AHEAD < end {
+            prefetch_row(
+                job.x.add((r + AHEAD) * cols),
+                job.y.add((r + AHEAD) * cols),
+                cols,
+            );
+        }
         let (max, src, scale) = next;
         if r + 1 < end {
             next = logits_max::<V>(job, r + 1);
@@ -123,6 +133,24 @@ unsafe fn forward_rows<V: SimdF32>(job: &Forward, start: usize, end: usize) {
     if let Some((row, factor)) = pending {
         scale_row::<V>(row, cols, factor);
     }
+}
+
+/// Rows ahead whose lines are requested while this row computes.
+const AHEAD: usize = 4;
+
+/// Asks for row `x` to be read and row `y` to be written soon (cache lines of 16 floats).
+#[inline(always)]
+unsafe fn prefetch_row(x: *const f32, y: *mut f32, cols: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_ET0, _MM_HINT_T0};
+        for j in (0..cols).step_by(16) {
+            _mm_prefetch::<_MM_HINT_T0>(x.add(j).cast());
+            _mm_prefetch::<_MM_HINT_ET0>(y.add(j).cast_const().cast());
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (x, y, cols);
 }
 
 /// Pass 1 of row `r`: its maximum logit, where pass 2 reads the logits from, and the scale

@@ -21,6 +21,7 @@ mod reference;
 pub(crate) use kernel::row_max;
 pub use reference::{softmax_backward_reference, softmax_reference};
 
+use crate::cpu::gemm::cache::CacheSizes;
 use crate::cpu::options::CpuOptions;
 use crate::cpu::threads::{for_each_task, Shared};
 use crate::{Error, Result};
@@ -150,6 +151,9 @@ fn run_forward(
         scale,
         mask: mask.map_or(std::ptr::null(), |m| m.values.as_ptr()),
         repeat: mask.map_or(1, |m| m.repeat),
+        // Input and output that outgrow L2 stream from farther away: fetch rows ahead (in
+        // L2 the prefetches would only cost issue slots: 3-5% measured).
+        prefetch: 2 * rows * cols * std::mem::size_of::<f32>() > CacheSizes::detect().l2,
     });
     let (tasks, chunk) = row_chunks(rows, cols, opts.threads);
     for_each_task(opts.threads, tasks, |t| {
