@@ -150,8 +150,8 @@ unsafe fn tile<V: SimdF32, const MR: usize, const NV: usize, const PACKED_A: boo
     }
     // Edge tile or strided C: spill the scaled tile to the stack (uninitialised: only the
     // lanes stored here are read back), then write the live part, by vectors where C's rows
-    // are contiguous, else element by element. Taking
-    // the address of `acc` itself would force the accumulators out of registers.
+    // are contiguous, else element by element. Taking the address of `acc` itself would
+    // force the accumulators out of registers.
     let mut spill = std::mem::MaybeUninit::<[[f32; MAX_NR]; MAX_MR]>::uninit();
     let rows = spill.as_mut_ptr().cast::<[f32; MAX_NR]>();
     for (i, row) in acc.iter().enumerate() {
