@@ -1,11 +1,12 @@
 //! `smelt bench softmax`: row softmax against a plain copy of the same bytes (the memory
-//! bandwidth it could reach at best), both on the same threads, interleaved.
+//! bandwidth it could reach at best), both inside the same thread pool, interleaved.
 
 use crate::args::{parse_dims, Args};
 use crate::report::{Row, Value};
 use crate::timing::interleaved;
 use rayon::prelude::*;
 use smelt_kernels::cpu::softmax::softmax;
+use smelt_kernels::cpu::threads::install;
 use smelt_kernels::cpu::CpuOptions;
 use std::time::Duration;
 
@@ -20,10 +21,6 @@ pub fn run(args: &Args, threads: usize) -> Result<Vec<Row>, String> {
             .collect::<Result<_, _>>()?
     };
     let budget = Duration::from_millis(args.get("budget-ms", 1000)?);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| format!("cannot start {threads} threads: {e}"))?;
     let opts = CpuOptions::threads(threads);
     let mut rows = Vec::new();
     for (r, c) in shapes {
@@ -33,20 +30,28 @@ pub fn run(args: &Args, threads: usize) -> Result<Vec<Row>, String> {
         let mut y = vec![0.0f32; r * c];
         let mut copy = vec![0.0f32; r * c];
         let mut error = None;
-        let mut ours = || {
-            if let Err(e) = softmax(&x, &mut y, r, c, 1.0, None, &opts) {
-                error = Some(e.to_string());
-            }
-        };
         let chunk = (r * c).div_ceil(threads);
-        let mut plain_copy = || {
-            pool.install(|| {
-                copy.par_chunks_mut(chunk)
-                    .zip(x.par_chunks(chunk))
-                    .for_each(|(dst, src)| dst.copy_from_slice(src))
-            })
-        };
-        let t = interleaved(&mut [&mut ours, &mut plain_copy], 10, budget);
+        // Both run inside our kernels' pool, as the model's ops do (a call from outside pays a
+        // hand-over to the pool each time), and the copy on that same pool: a second pool's
+        // idle workers would spin on the same cores after each copy and slow what runs next.
+        let t = install(threads, || {
+            let mut ours = || {
+                if let Err(e) = softmax(&x, &mut y, r, c, 1.0, None, &opts) {
+                    error = Some(e.to_string());
+                }
+            };
+            let mut plain_copy = || {
+                if threads == 1 {
+                    // No pool on one thread: rayon would hand the work to its global pool.
+                    copy.copy_from_slice(&x);
+                } else {
+                    copy.par_chunks_mut(chunk)
+                        .zip(x.par_chunks(chunk))
+                        .for_each(|(dst, src)| dst.copy_from_slice(src))
+                }
+            };
+            interleaved(&mut [&mut ours, &mut plain_copy], 10, budget)
+        });
         if let Some(e) = error {
             return Err(e);
         }
