@@ -199,17 +199,19 @@ fn measure(case: &Case, threads: usize, budget: Duration) -> Vec<Timed> {
         impls.push(&mut ours_one_thread);
         names.push(("smelt-1t", *case, 1));
     }
-    let large = Case {
-        batch: 1,
-        transb: false,
-        ..LARGE_REFERENCE
+    let large = LARGE_REFERENCE;
+    let mut large_operands = (batch > 1).then(|| {
+        (
+            filled(large.m * large.k, 0.25),
+            filled(large.k * large.n, 0.5),
+            vec![0.0f32; large.m * large.n],
+        )
+    });
+    let mut ours_large = || {
+        if let Some((a, b, c)) = large_operands.as_mut() {
+            run_smelt(&large, a, b, c, &opts);
+        }
     };
-    let (a_large, b_large) = (
-        filled(large.m * large.k, 0.25),
-        filled(large.k * large.n, 0.5),
-    );
-    let mut c_large = vec![0.0f32; large.m * large.n];
-    let mut ours_large = || run_smelt(&large, &a_large, &b_large, &mut c_large, &opts);
     if batch > 1 {
         impls.push(&mut ours_large);
         names.push(("smelt-large", large, threads));
