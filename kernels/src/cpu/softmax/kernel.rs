@@ -94,8 +94,8 @@ const UNROLL: usize = 4;
 /// Software-pipelined: pass 1 of row `r + 1` runs before pass 2 of row `r`, and pass 3 of
 /// row `r - 1` after it, so each pass's horizontal reduction has a whole pass of another row
 /// to overlap with; short rows run passes 2 and 3 at once from registers
-/// ([`exp_normalize_short`]). With `job.prefetch`, row `r + AHEAD` is requested from memory (its input
-/// to read, its output to write) while row `r` computes.
+/// ([`exp_normalize_short`]). With `job.prefetch`, row `r + AHEAD` is requested from memory
+/// (its input to read, its output to write) while row `r` computes.
 #[inline(always)]
 unsafe fn forward_rows<V: SimdF32>(job: &Forward, start: usize, end: usize) {
     if start >= end {
