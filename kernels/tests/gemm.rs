@@ -132,6 +132,28 @@ fn cube_of_1000_on_two_threads_matches_f64() {
 }
 
 #[test]
+fn every_block_of_b_in_both_thread_splits_matches_f64() {
+    // N over several NC blocks and K over several KC blocks of every kernel on any CPU (the
+    // blocking clamps NC to 8192 and KC to 1024), on 2 threads: M = 26 splits B's column
+    // panels between the threads (each packs its own) on every kernel, M = 96 splits the rows.
+    let (k, n) = (1100, 8300);
+    let b_data = random(k * n, 21);
+    let b = view(&b_data, k, n, true);
+    for m in [26, 96] {
+        let a_data = random(m * k, 22);
+        let c0 = random(m * n, 23);
+        let a = view(&a_data, m, k, false);
+        let want = expected(0.5, a, b, 2.0, &c0);
+        for isa in Isa::supported() {
+            let o = CpuOptions::threads(2).isa(isa);
+            let mut c = c0.clone();
+            sgemm(0.5, a, b, 2.0, MatMut::row_major(&mut c, m, n), &o).unwrap();
+            assert_close(&c, &want, &format!("{m}x{k}x{n} {o:?}"));
+        }
+    }
+}
+
+#[test]
 fn alpha_and_beta_scale_the_product_and_c() {
     let (m, k, n) = (33, 65, 17);
     let a_data = random(m * k, 5);
