@@ -70,9 +70,6 @@ pub(crate) unsafe fn run(kernel: &Microkernel, blk: &Blocking, p: Problem, threa
         p
     };
     let (mr, nr) = (kernel.mr, kernel.nr);
-    let threads = threads.max(1);
-    let split_rows = split_rows(p.m, p.n, (mr, nr), threads);
-
     let nc_step = even_chunk(p.n, blk.nc, nr);
     let kc_step = even_chunk(p.k, blk.kc, 1);
     // A problem that fits in one block of every loop (attention heads: 128 x 64 x 128) would
@@ -83,64 +80,95 @@ pub(crate) unsafe fn run(kernel: &Microkernel, blk: &Blocking, p: Problem, threa
         a: single_block,
         b: single_block && p.b.cs == 1 && p.n % nr == 0,
     };
-    let bpack_len = if direct.b { 0 } else { kc_step * nc_step };
-    let blocks = Blocks { nc_step, kc_step };
-    if split_rows {
-        // B's blocks are packed by all threads together, then every thread multiplies its
-        // rows of A by the whole block: two parallel phases per block.
-        with_buffer(&PACK_B, bpack_len, blk.kc * blk.nc, |bpack| {
-            let bpack = Shared(bpack);
-            blocks.each(&p, |block_b| {
-                let b_source = if direct.b {
-                    BSource::direct(block_b.b, nr)
-                } else {
-                    let shared_b = Shared(block_b);
-                    for_each_task(threads, threads, |t| {
-                        let block_b = shared_b.get();
-                        let panels = share(block_b.panels(nr), threads, t);
-                        let dst = bpack.get().add(panels.0 * nr * block_b.kc);
-                        block_b.pack(panels, nr, dst);
-                    });
-                    BSource::packed(bpack.get(), 0, block_b.kc, nr)
-                };
-                let shared = Shared((p, block_b, b_source));
-                for_each_task(threads, threads, |t| {
-                    let (p, block_b, b_source) = shared.get();
-                    let part = even_chunk(p.m, p.m.div_ceil(threads), mr);
-                    let lo = (t * part).min(p.m);
-                    let rows = (lo, (lo + part).min(p.m));
-                    let range = block_b.range(rows, (0, block_b.panels(nr)));
-                    block(kernel, blk, &p, &range, block_b.beta, b_source, direct.a);
-                });
-            });
-        });
+    let plan = Plan {
+        blocks: Blocks { nc_step, kc_step },
+        direct,
+        bpack_len: if direct.b { 0 } else { kc_step * nc_step },
+    };
+    let threads = threads.max(1);
+    if split_rows(p.m, p.n, (mr, nr), threads) {
+        by_rows(kernel, blk, &p, &plan, threads);
     } else {
-        // Every thread owns a share of B's column panels: it packs them itself and multiplies
-        // them by all of A, so the whole product is one parallel phase with no barrier.
-        let shared = Shared(p);
-        for_each_task(threads, threads, |t| {
-            let p = shared.get();
-            with_buffer(&PACK_B, bpack_len, blk.kc * blk.nc, |bpack| {
-                blocks.each(&p, |block_b| {
-                    let panels = share(block_b.panels(nr), threads, t);
-                    if panels.0 >= panels.1 {
-                        return;
-                    }
-                    let b_source = if direct.b {
-                        BSource::direct(block_b.b, nr)
-                    } else {
-                        block_b.pack(panels, nr, bpack);
-                        BSource::packed(bpack, panels.0, block_b.kc, nr)
-                    };
-                    let range = block_b.range((0, p.m), panels);
-                    block(kernel, blk, &p, &range, block_b.beta, b_source, direct.a);
-                });
-            });
-        });
+        by_panels(kernel, blk, &p, &plan, threads);
     }
 }
 
+/// How one product walks B: its blocks, which operands are read in place, and the size of
+/// a packed block of B.
+struct Plan {
+    blocks: Blocks,
+    direct: Direct,
+    bpack_len: usize,
+}
+
+/// Threads split C's rows: B's blocks are packed by all threads together, then every thread
+/// multiplies its rows of A by the whole block (two parallel phases per block).
+unsafe fn by_rows(kernel: &Microkernel, blk: &Blocking, p: &Problem, plan: &Plan, threads: usize) {
+    let (mr, nr) = (kernel.mr, kernel.nr);
+    let (p, direct) = (*p, plan.direct);
+    with_buffer(&PACK_B, plan.bpack_len, blk.kc * blk.nc, |bpack| {
+        let bpack = Shared(bpack);
+        plan.blocks.each(&p, |block_b| {
+            let b_source = if direct.b {
+                BSource::direct(block_b.b, nr)
+            } else {
+                let shared_b = Shared(block_b);
+                for_each_task(threads, threads, |t| {
+                    let block_b = shared_b.get();
+                    let panels = share(block_b.panels(nr), threads, t);
+                    let dst = bpack.get().add(panels.0 * nr * block_b.kc);
+                    block_b.pack(panels, nr, dst);
+                });
+                BSource::packed(bpack.get(), 0, block_b.kc, nr)
+            };
+            let shared = Shared((p, block_b, b_source));
+            for_each_task(threads, threads, |t| {
+                let (p, block_b, b_source) = shared.get();
+                let part = even_chunk(p.m, p.m.div_ceil(threads), mr);
+                let lo = (t * part).min(p.m);
+                let rows = (lo, (lo + part).min(p.m));
+                let range = block_b.range(rows, (0, block_b.panels(nr)));
+                block(kernel, blk, &p, &range, block_b.beta, b_source, direct.a);
+            });
+        });
+    });
+}
+
+/// Threads split B's column panels: every thread packs its own panels of each block and
+/// multiplies them by all of A, so the whole product is one parallel phase with no barrier.
+unsafe fn by_panels(
+    kernel: &Microkernel,
+    blk: &Blocking,
+    p: &Problem,
+    plan: &Plan,
+    threads: usize,
+) {
+    let nr = kernel.nr;
+    let direct = plan.direct;
+    let shared = Shared((*p, plan.blocks));
+    for_each_task(threads, threads, |t| {
+        let (p, blocks) = shared.get();
+        with_buffer(&PACK_B, plan.bpack_len, blk.kc * blk.nc, |bpack| {
+            blocks.each(&p, |block_b| {
+                let panels = share(block_b.panels(nr), threads, t);
+                if panels.0 >= panels.1 {
+                    return;
+                }
+                let b_source = if direct.b {
+                    BSource::direct(block_b.b, nr)
+                } else {
+                    block_b.pack(panels, nr, bpack);
+                    BSource::packed(bpack, panels.0, block_b.kc, nr)
+                };
+                let range = block_b.range((0, p.m), panels);
+                block(kernel, blk, &p, &range, block_b.beta, b_source, direct.a);
+            });
+        });
+    });
+}
+
 /// Loops 5 and 4: B's blocks of `kc_step x nc_step`.
+#[derive(Clone, Copy)]
 struct Blocks {
     nc_step: usize,
     kc_step: usize,
