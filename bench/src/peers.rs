@@ -40,9 +40,17 @@ pub fn sgemm_torch(case: &Case, threads: usize) -> Result<Vec<PeerFigure>, Strin
 }
 
 /// Runs `python3 bench/peers/<script> <args>` and returns the JSON lines it printed; `option`
-/// names the command-line option that asked for it, in errors.
+/// names the command-line option that asked for it, in errors. The script is taken from
+/// `bench/peers/` under the current directory when it is there (a binary carried to another
+/// machine with the working tree, as `bench/gpu_check.sh` does), else from the source tree
+/// the binary was built from.
 pub fn json_lines(option: &str, script: &str, args: &[String]) -> Result<Vec<String>, String> {
-    let path = format!("{}/peers/{script}", env!("CARGO_MANIFEST_DIR"));
+    let local = format!("bench/peers/{script}");
+    let path = if std::path::Path::new(&local).is_file() {
+        local
+    } else {
+        format!("{}/peers/{script}", env!("CARGO_MANIFEST_DIR"))
+    };
     let out = Command::new("python3")
         .arg(&path)
         .args(args)
