@@ -3,7 +3,7 @@
 
     python3 bench/peers/bert_onnx.py --config bert-base|distilbert-base|minilm --batch B --seq T
         --threads N [--phase forward] [--runs R] [--exporter torchscript|dynamo]
-        [--fusion transformers|session]
+        [--fusion transformers|session] [--serve]
 
 The model is the one bert_torch.py builds (same config, seed, weights and input ids), exported
 with torch.onnx.export at the fixed shape [B, T] into a temporary directory, then run by an
@@ -27,7 +27,9 @@ and says why.
 
 The export runs in a child process, so this process (the one timed and whose peak RSS is
 reported) loads onnxruntime and numpy only, never torch. Only the forward phase exists here.
-Output line:
+With --serve the session is built and warmed up once, then every "forward" read on stdin runs one
+round (W warm-ups, R timed runs) and prints its line (peer_common.serve): `smelt bench bert`
+alternates these rounds with its own. Output line:
   {"impl": "onnxruntime", "config", "batch", "seq", "threads", "phase": "forward", "median_ms",
    "tokens_per_s", "peak_rss_mb", "start_rss_mb", "exporter", "fusion", "fused_ops",
    "max_abs_diff"}
@@ -44,7 +46,7 @@ import sys
 import tempfile
 import time
 
-from peer_common import peak_rss_mb
+from peer_common import peak_rss_mb, serve
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FUSED_OPS = ("Attention", "MultiHeadAttention", "EmbedLayerNormalization", "SkipLayerNormalization",
@@ -65,6 +67,7 @@ def parse_args():
     p.add_argument("--warmup", type=int, default=2, help="warm-up runs (default 2)")
     p.add_argument("--exporter", choices=("torchscript", "dynamo"), default="torchscript")
     p.add_argument("--fusion", choices=("transformers", "session"), default="transformers")
+    p.add_argument("--serve", action="store_true", help="time one round per phase name read on stdin")
     p.add_argument("--keep", metavar="DIR", help="export into DIR and keep it (default: a temp dir, removed)")
     p.add_argument("--_export", metavar="DIR", help=argparse.SUPPRESS)  # child: export into DIR
     args = p.parse_args()
@@ -206,33 +209,41 @@ def main():
 
         out = sess.run(None, feed)[0]
         diff = float(np.abs(out - ref).max())
-        for _ in range(max(0, args.warmup - 1)):
-            sess.run(None, feed)
-        ts = []
-        for _ in range(args.runs):
-            t0 = time.perf_counter()
-            sess.run(None, feed)
-            ts.append(time.perf_counter() - t0)
-        ms = statistics.median(ts) * 1e3
-        print(json.dumps({
-            "impl": "onnxruntime",
-            "config": args.config,
-            "batch": args.batch,
-            "seq": args.seq,
-            "threads": args.threads,
-            "phase": "forward",
-            "median_ms": round(ms, 3),
-            "tokens_per_s": round(args.batch * args.seq / (ms / 1e3), 1),
-            "peak_rss_mb": round(peak_rss_mb(), 1),
-            "start_rss_mb": start,
-            "exporter": info["exporter"],
-            "fusion": args.fusion,
-            "fused_ops": info["fused_ops"],
-            "max_abs_diff": diff,
-        }), flush=True)
         if diff > 1e-3:
             print(f"bert_onnx: ORT output differs from PyTorch by {diff:g}", file=sys.stderr)
             return 1
+
+        def run_round(phase, warmup=args.warmup):
+            for _ in range(warmup):
+                sess.run(None, feed)
+            ts = []
+            for _ in range(args.runs):
+                t0 = time.perf_counter()
+                sess.run(None, feed)
+                ts.append(time.perf_counter() - t0)
+            ms = statistics.median(ts) * 1e3
+            print(json.dumps({
+                "impl": "onnxruntime",
+                "config": args.config,
+                "batch": args.batch,
+                "seq": args.seq,
+                "threads": args.threads,
+                "phase": phase,
+                "median_ms": round(ms, 3),
+                "tokens_per_s": round(args.batch * args.seq / (ms / 1e3), 1),
+                "peak_rss_mb": round(peak_rss_mb(), 1),
+                "start_rss_mb": start,
+                "exporter": info["exporter"],
+                "fusion": args.fusion,
+                "fused_ops": info["fused_ops"],
+                "max_abs_diff": diff,
+            }), flush=True)
+
+        if args.serve:
+            for _ in range(max(0, args.warmup - 1)):  # the checked run above was the first
+                sess.run(None, feed)
+            return serve(run_round, ("forward",))
+        run_round("forward", warmup=max(0, args.warmup - 1))
     finally:
         if not args.keep:
             shutil.rmtree(out_dir, ignore_errors=True)

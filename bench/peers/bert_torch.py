@@ -2,7 +2,7 @@
 """PyTorch (HuggingFace transformers) BERT figures, one JSON object per line.
 
     python3 bench/peers/bert_torch.py --config bert-base|distilbert-base|minilm --batch B --seq T
-        --threads N [--phase forward|train|both] [--runs R] [--attn sdpa|eager]
+        --threads N [--phase forward|train|both] [--runs R] [--warmup W] [--attn sdpa|eager] [--serve]
 
 The model is built from a config object (no hub access), seeded random weights, float32, eval()
 mode, every dropout 0, random valid input ids (no padding, attention_mask all ones).
@@ -12,7 +12,9 @@ mode, every dropout 0, random valid input ids (no padding, attention_mask all on
   backward (no optimizer step).
 
 Each phase runs warm-up iterations, then R timed ones (default 10 forward, 5 train); the median is
-reported. Output line:
+reported. With --serve the model is built and warmed up once, then every phase name read on stdin
+runs one round (W warm-ups, R timed runs) and prints its line (peer_common.serve): `smelt bench
+bert` alternates these rounds with its own. Output line:
   {"impl": "pytorch", "config", "batch", "seq", "threads", "phase", "median_ms", "tokens_per_s",
    "peak_rss_mb", "attn", "start_rss_mb"}
 peak_rss_mb is this process's peak resident set (VmHWM) read after the phase; with
@@ -28,7 +30,7 @@ import statistics
 import sys
 import time
 
-from peer_common import peak_rss_mb
+from peer_common import peak_rss_mb, serve
 
 CONFIGS = {
     # name: (family, sizes); vocab 30522 and 512 positions for all three.
@@ -52,6 +54,7 @@ def parse_args(description=__doc__, phases=("forward", "train", "both"), default
     p.add_argument("--warmup", type=int, default=None, help="warm-up runs (default 2 forward, 1 train)")
     p.add_argument("--attn", choices=("sdpa", "eager"), default="sdpa",
                    help="HF attention implementation (default sdpa, HF's own default)")
+    p.add_argument("--serve", action="store_true", help="time one round per phase name read on stdin")
     args = p.parse_args()
     if args.seq > MAX_POS:
         p.error(f"--seq {args.seq} > {MAX_POS} positions")
@@ -135,24 +138,35 @@ def main():
     ids, mask = make_inputs(args.batch, args.seq)
     start = round(peak_rss_mb(), 1)
 
-    if args.phase in ("forward", "both"):
-        def forward():
-            with torch.inference_mode():
-                return model(input_ids=ids, attention_mask=mask).last_hidden_state
+    def forward():
+        with torch.inference_mode():
+            return model(input_ids=ids, attention_mask=mask).last_hidden_state
 
-        ms = time_it(forward, 2 if args.warmup is None else args.warmup, args.runs or 10)
-        report("pytorch", args, "forward", ms, attn=args.attn, start_rss_mb=start)
+    def train_step():
+        model.zero_grad(set_to_none=True)
+        h = model(input_ids=ids, attention_mask=mask).last_hidden_state
+        loss = (h * h).sum()
+        loss.backward()
+        return loss
 
-    if args.phase in ("train", "both"):
-        def train_step():
-            model.zero_grad(set_to_none=True)
-            h = model(input_ids=ids, attention_mask=mask).last_hidden_state
-            loss = (h * h).sum()
-            loss.backward()
-            return loss
+    # phase: (function, default warm-ups, default timed runs)
+    phases = {"forward": (forward, 2, 10), "train": (train_step, 1, 5)}
+    phases = {k: v for k, v in phases.items() if args.phase in (k, "both")}
 
-        ms = time_it(train_step, 1 if args.warmup is None else args.warmup, args.runs or 5)
-        report("pytorch", args, "train", ms, attn=args.attn, start_rss_mb=start)
+    def run_round(phase):
+        fn, default_warmup, default_runs = phases[phase]
+        warmup = default_warmup if args.warmup is None else args.warmup
+        ms = time_it(fn, warmup, args.runs or default_runs)
+        report("pytorch", args, phase, ms, attn=args.attn, start_rss_mb=start)
+
+    if args.serve:
+        for fn, default_warmup, _ in phases.values():
+            for _ in range(default_warmup):  # first-call set-up, before any round is timed
+                fn()
+        return serve(run_round, phases)
+    for phase in phases:
+        run_round(phase)
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,22 +1,36 @@
 //! `smelt bench bert`: a BERT-family encoder's forward (inference, nothing recorded) and
 //! training step (forward + backward of `sum(last_hidden_state^2)`) on seeded random weights
-//! and random tokens, with PyTorch (`--torch`, bench/peers/bert_torch.py) and ONNX Runtime
-//! (`--onnx`, bench/peers/bert_onnx.py) measured by the same command right after us.
+//! and random tokens, beside PyTorch (`--torch`, bench/peers/bert_torch.py) and ONNX Runtime
+//! (`--onnx`, bench/peers/bert_onnx.py) measured by the same command.
+//!
+//! The peers stay up for the whole command (`--serve`), and the implementations take turns
+//! in rounds: each round, every implementation runs one warm-up and `--runs` timed runs of a
+//! phase, in an order that rotates from round to round. On a shared machine whose speed
+//! drifts from minute to minute, this compares them in the same minutes: a row's `smelt_x`
+//! is the median over rounds of the peer's time over ours in that round.
 
 use crate::args::Args;
-use crate::peers::{field, json_lines, number};
+use crate::peers::{field, number, PeerServer};
 use crate::report::{Row, Value};
 use crate::timing::median;
 use smelt_engine::{Arena, CpuOptions, Graph, Tape};
 use smelt_model::{Batch, Config, HeadKind, Model, Objective};
 use std::time::Instant;
 
-/// What one implementation measured for one phase.
+/// What one implementation measured in one round of one phase.
 struct Figure {
     name: String,
     phase: String,
+    round: usize,
     median_ms: f64,
     peak_rss_mb: f64,
+}
+
+/// Who runs in a turn of a round: us, or the peer at this index.
+#[derive(Clone, Copy)]
+enum Turn {
+    Ours,
+    Peer(usize),
 }
 
 /// Runs the benchmark and returns its rows (ours first, then the peers with their ratio).
@@ -31,36 +45,31 @@ pub fn run(args: &Args, threads: usize) -> Result<Vec<Row>, String> {
     let batch: usize = args.get("batch", 8)?;
     let seq: usize = args.get("seq", 128)?;
     let runs: usize = args.get("runs", 5)?;
+    let rounds: usize = args.get("rounds", 3)?;
     let phase = args.get("phase", "both".to_string())?;
     if !["forward", "train", "both"].contains(&phase.as_str()) {
         return Err(format!(
             "--phase {phase:?}: expected forward, train or both"
         ));
     }
-    if batch == 0 || seq == 0 || runs == 0 {
-        return Err("--batch, --seq and --runs must be at least 1".into());
+    if batch == 0 || seq == 0 || runs == 0 || rounds == 0 {
+        return Err("--batch, --seq, --runs and --rounds must be at least 1".into());
     }
     let model = Model::random(&config, HeadKind::None, 0x5eed).map_err(|e| e.to_string())?;
     let input = random_batch(&config, batch, seq)?;
     let opts = CpuOptions::threads(threads);
-    let mut figures = Vec::new();
-    for p in ["forward", "train"] {
-        if phase == p || phase == "both" {
-            let ms = time_phase(&model, &input, opts, p == "train", runs)?;
-            figures.push(Figure {
-                name: "smelt".into(),
-                phase: p.into(),
-                median_ms: ms,
-                peak_rss_mb: peak_rss_mb(),
-            });
-        }
-    }
+    let phases: Vec<&str> = ["forward", "train"]
+        .into_iter()
+        .filter(|p| phase == *p || phase == "both")
+        .collect();
+
     // ONNX Runtime has no training step: it is asked for the forward only.
-    let peers = [
+    let wanted = [
         ("torch", "bert_torch.py", phase.as_str()),
         ("onnx", "bert_onnx.py", "forward"),
     ];
-    for (flag, script, peer_phase) in peers {
+    let mut peers: Vec<(PeerServer, &str)> = Vec::new();
+    for (flag, script, peer_phase) in wanted {
         if !args.flag(flag) || (peer_phase == "forward" && phase == "train") {
             continue;
         }
@@ -75,46 +84,111 @@ pub fn run(args: &Args, threads: usize) -> Result<Vec<Row>, String> {
             &threads.to_string(),
             "--phase",
             peer_phase,
+            "--runs",
+            &runs.to_string(),
+            "--warmup",
+            "1",
         ]
         .map(str::to_string);
-        for line in json_lines(&format!("--{flag}"), script, &peer_args)? {
-            figures.push(Figure {
-                name: field(&line, "impl")?,
-                phase: field(&line, "phase")?,
-                median_ms: number(&line, "median_ms")?,
-                peak_rss_mb: number(&line, "peak_rss_mb").unwrap_or(f64::NAN),
-            });
+        let server = PeerServer::start(&format!("--{flag}"), script, &peer_args)?;
+        peers.push((server, peer_phase));
+    }
+
+    let mut figures = Vec::new();
+    for round in 0..rounds {
+        for &p in &phases {
+            let mut turns = vec![Turn::Ours];
+            for (i, (_, peer_phase)) in peers.iter().enumerate() {
+                if *peer_phase == p || *peer_phase == "both" {
+                    turns.push(Turn::Peer(i));
+                }
+            }
+            let first = round % turns.len();
+            turns.rotate_left(first);
+            for turn in turns {
+                figures.push(match turn {
+                    Turn::Ours => Figure {
+                        name: "smelt".into(),
+                        phase: p.into(),
+                        round,
+                        median_ms: time_phase(&model, &input, opts, p == "train", runs)?,
+                        peak_rss_mb: peak_rss_mb(),
+                    },
+                    Turn::Peer(i) => {
+                        let line = peers[i].0.round(p)?;
+                        Figure {
+                            name: field(&line, "impl")?,
+                            phase: field(&line, "phase")?,
+                            round,
+                            median_ms: number(&line, "median_ms")?,
+                            peak_rss_mb: number(&line, "peak_rss_mb").unwrap_or(f64::NAN),
+                        }
+                    }
+                });
+            }
         }
     }
+    drop(peers);
+    Ok(rows(&figures, &name, batch, seq, threads, rounds, &model))
+}
+
+/// One row per implementation and phase, in the order they first ran: the median of its
+/// round figures, its last peak RSS, and `smelt_x`, the median over rounds of its time over
+/// ours in the same round.
+fn rows(
+    figures: &[Figure],
+    name: &str,
+    batch: usize,
+    seq: usize,
+    threads: usize,
+    rounds: usize,
+    model: &Model,
+) -> Vec<Row> {
+    let ours = |phase: &str, round: usize| {
+        figures
+            .iter()
+            .find(|o| o.name == "smelt" && o.phase == phase && o.round == round)
+            .map_or(f64::NAN, |o| o.median_ms)
+    };
+    let mut keys: Vec<(&str, &str)> = Vec::new();
+    for f in figures {
+        let key = (f.name.as_str(), f.phase.as_str());
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    keys.sort_by_key(|(impl_name, phase)| (*phase != "forward", *impl_name != "smelt"));
     let tokens = (batch * seq) as f64;
     let flops = model.forward_flops(batch, seq);
-    Ok(figures
-        .iter()
-        .map(|f| {
-            let ours = figures
+    keys.into_iter()
+        .map(|(impl_name, phase)| {
+            let mine: Vec<&Figure> = figures
                 .iter()
-                .find(|o| o.name == "smelt" && o.phase == f.phase)
-                .map_or(f64::NAN, |o| o.median_ms);
-            let work = if f.phase == "train" {
-                3.0 * flops
-            } else {
-                flops
-            };
+                .filter(|f| f.name == impl_name && f.phase == phase)
+                .collect();
+            let ms = median(mine.iter().map(|f| f.median_ms).collect());
+            let ratio = median(
+                mine.iter()
+                    .map(|f| f.median_ms / ours(phase, f.round))
+                    .collect(),
+            );
+            let work = if phase == "train" { 3.0 * flops } else { flops };
             Row(vec![
-                ("impl", Value::Text(f.name.clone())),
-                ("config", Value::Text(name.clone())),
+                ("impl", Value::Text(impl_name.to_string())),
+                ("config", Value::Text(name.to_string())),
                 ("batch", Value::Int(batch)),
                 ("seq", Value::Int(seq)),
                 ("threads", Value::Int(threads)),
-                ("phase", Value::Text(f.phase.clone())),
-                ("median_ms", Value::Num(f.median_ms)),
-                ("tokens_per_s", Value::Num(tokens / f.median_ms * 1e3)),
-                ("gflops", Value::Num(work / f.median_ms / 1e6)),
-                ("peak_rss_mb", Value::Num(f.peak_rss_mb)),
-                ("smelt_x", Value::Num(f.median_ms / ours)),
+                ("phase", Value::Text(phase.to_string())),
+                ("rounds", Value::Int(rounds)),
+                ("median_ms", Value::Num(ms)),
+                ("tokens_per_s", Value::Num(tokens / ms * 1e3)),
+                ("gflops", Value::Num(work / ms / 1e6)),
+                ("peak_rss_mb", Value::Num(mine.last().map_or(f64::NAN, |f| f.peak_rss_mb))),
+                ("smelt_x", Value::Num(ratio)),
             ])
         })
-        .collect())
+        .collect()
 }
 
 /// Median milliseconds of `runs` timed runs after one warm-up; `train` records the forward

@@ -7,7 +7,7 @@
 //! smelt run           --model DIR --input IN.safetensors --output OUT.safetensors [--grad] [--threads N]
 //! smelt ptx run       FILE.ptx --kernel NAME --grid X[,Y,Z] --block X[,Y,Z] [--shared BYTES]
 //!                     [--buffers IN.safetensors] [--args ARGS] --output OUT.safetensors
-//! smelt bench bert    [--config NAME] [--batch B] [--seq T] [--phase forward|train|both] [--runs R] [--threads N] [--torch] [--onnx] [--json]
+//! smelt bench bert    [--config NAME] [--batch B] [--seq T] [--phase forward|train|both] [--runs R] [--rounds K] [--threads N] [--torch] [--onnx] [--json]
 //! smelt bench embed   --model DIR [--count N] [--batch N] [--runs R] [--threads N] [--torch] [--json]
 //! smelt bench gemm    [--shape MxKxN ...] [--batch B] [--transb] [--threads N] [--torch] [--json]
 //! smelt bench softmax [--shape ROWSxCOLS ...] [--threads N] [--json]
@@ -40,7 +40,8 @@ const USAGE: &str = "usage:
   smelt ptx run       FILE.ptx --kernel NAME --grid X[,Y,Z] --block X[,Y,Z] [--shared BYTES]
                       [--buffers IN.safetensors] [--args ARGS] --output OUT.safetensors
   smelt bench bert    [--config bert-base|distilbert-base|minilm|tiny] [--batch B] [--seq T]
-                      [--phase forward|train|both] [--runs R] [--threads N] [--torch] [--onnx] [--json]
+                      [--phase forward|train|both] [--runs R] [--rounds K] [--threads N] [--torch] [--onnx]
+                      [--json]
   smelt bench embed   --model DIR [--count N] [--batch N] [--runs R] [--threads N] [--torch] [--json]
   smelt bench gemm    [--shape MxKxN ...] [--batch B] [--transb] [--threads N] [--torch] [--json]
   smelt bench softmax [--shape ROWSxCOLS ...] [--threads N] [--json]
@@ -52,6 +53,10 @@ options:
   --json         one JSON object per line instead of a table
   --torch        also run the PyTorch peer script (bench/peers/*_torch.py) on the same cases
   --onnx         bench bert: also run bench/peers/bert_onnx.py (ONNX Runtime, forward)
+  --rounds K     bench bert: K rounds (default 3) in which every implementation runs one warm-up
+                 and R timed runs (--runs, default 5) in turn, the order rotating each round; the
+                 peers stay up between rounds. median_ms is the median of the round medians,
+                 smelt_x the median over rounds of the peer's time over ours in that round
   --budget-ms T  time spent per case (default 1500 for gemm, 1000 for softmax)
                  bench gemm also times, in the same loop, our own references: smelt-1t (the case
                  on 1 thread; its smelt_x is our thread scaling) and, for --batch > 1,
@@ -176,7 +181,7 @@ fn bench(raw: &[String]) -> Result<(), String> {
         }
         "bert" => {
             args.only(&[
-                "config", "batch", "seq", "phase", "runs", "threads", "torch", "onnx", "json",
+                "config", "batch", "seq", "phase", "runs", "rounds", "threads", "torch", "onnx", "json",
             ])?;
             bert_bench::run(&args, threads)?
         }

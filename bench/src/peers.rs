@@ -1,8 +1,12 @@
-//! Peers outside Rust (PyTorch, numpy, ONNX Runtime) run as `python3 bench/peers/*.py` in the same command,
-//! right after our measurement, and report the same JSON fields we do.
+//! Peers outside Rust (PyTorch, numpy, ONNX Runtime) run as `python3 bench/peers/*.py` in the
+//! same command and report the same JSON fields we do: either once, right after our
+//! measurement ([`json_lines`]), or kept running and asked for one round at a time between
+//! ours ([`PeerServer`]), so that a noisy minute slows every implementation alike.
 
 use crate::gemm_bench::Case;
-use std::process::Command;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::thread::JoinHandle;
 
 /// One figure a peer script printed.
 #[derive(Debug, Clone)]
@@ -45,12 +49,7 @@ pub fn sgemm_torch(case: &Case, threads: usize) -> Result<Vec<PeerFigure>, Strin
 /// machine with the working tree, as `bench/gpu_check.sh` does), else from the source tree
 /// the binary was built from.
 pub fn json_lines(option: &str, script: &str, args: &[String]) -> Result<Vec<String>, String> {
-    let local = format!("bench/peers/{script}");
-    let path = if std::path::Path::new(&local).is_file() {
-        local
-    } else {
-        format!("{}/peers/{script}", env!("CARGO_MANIFEST_DIR"))
-    };
+    let path = script_path(script);
     let out = Command::new("python3")
         .arg(&path)
         .args(args)
@@ -68,6 +67,116 @@ pub fn json_lines(option: &str, script: &str, args: &[String]) -> Result<Vec<Str
         .filter(|l| l.trim_start().starts_with('{'))
         .map(str::to_string)
         .collect())
+}
+
+/// Where `script` is run from: `bench/peers/` under the current directory when it is there,
+/// else the source tree the binary was built from.
+fn script_path(script: &str) -> String {
+    let local = format!("bench/peers/{script}");
+    if std::path::Path::new(&local).is_file() {
+        local
+    } else {
+        format!("{}/peers/{script}", env!("CARGO_MANIFEST_DIR"))
+    }
+}
+
+/// A peer script started with `--serve`: it builds its model once and prints `{"ready":
+/// true}`, then for every phase name it reads on stdin it times one round of that phase and
+/// prints one JSON line; it exits when its stdin closes (when this value is dropped).
+pub struct PeerServer {
+    /// The command-line option that asked for the peer, and its script, for errors.
+    name: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+    /// Collects the script's stderr (read while it runs, so a chatty peer cannot block on a
+    /// full pipe); its text goes into the error when the script dies.
+    stderr: Option<JoinHandle<String>>,
+}
+
+impl PeerServer {
+    /// Starts `python3 bench/peers/<script> <args> --serve` and waits until it is ready.
+    pub fn start(option: &str, script: &str, args: &[String]) -> Result<PeerServer, String> {
+        let path = script_path(script);
+        let name = format!("{option}: {path}");
+        let mut child = Command::new("python3")
+            .arg(&path)
+            .args(args)
+            .arg("--serve")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("{option}: cannot run python3 {path}: {e}"))?;
+        let pipes = (child.stdin.take(), child.stdout.take(), child.stderr.take());
+        let (Some(stdin), Some(stdout), Some(mut stderr)) = pipes else {
+            return Err(format!("{name}: its pipes could not be opened"));
+        };
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        let mut server = PeerServer {
+            name,
+            child,
+            stdin: Some(stdin),
+            stdout: BufReader::new(stdout),
+            stderr: Some(stderr),
+        };
+        let ready = server.next_line()?;
+        if field(&ready, "ready").as_deref() != Ok("true") {
+            return Err(format!("{}: expected {{\"ready\": true}}, got {ready}", server.name));
+        }
+        Ok(server)
+    }
+
+    /// Times one round of `phase` in the peer and returns the JSON line it printed.
+    pub fn round(&mut self, phase: &str) -> Result<String, String> {
+        let sent = match self.stdin.as_mut() {
+            Some(stdin) => writeln!(stdin, "{phase}").and_then(|()| stdin.flush()),
+            None => Ok(()),
+        };
+        if sent.is_err() {
+            return Err(self.died());
+        }
+        self.next_line()
+    }
+
+    /// The next line of the peer's stdout that holds a JSON object.
+    fn next_line(&mut self) -> Result<String, String> {
+        loop {
+            let mut line = String::new();
+            match self.stdout.read_line(&mut line) {
+                Ok(0) | Err(_) => return Err(self.died()),
+                Ok(_) if line.trim_start().starts_with('{') => return Ok(line.trim().to_string()),
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// The error for a peer that stopped answering: its exit status and stderr.
+    fn died(&mut self) -> String {
+        self.stdin = None;
+        let status = self
+            .child
+            .wait()
+            .map_or_else(|e| e.to_string(), |s| s.to_string());
+        let stderr = self
+            .stderr
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
+        format!("{} failed ({status}): {}", self.name, stderr.trim())
+    }
+}
+
+impl Drop for PeerServer {
+    /// Closes the peer's stdin, which ends its loop, and waits for it to exit.
+    fn drop(&mut self) {
+        self.stdin = None;
+        let _ = self.child.wait();
+    }
 }
 
 /// The raw text of `"key": value` in a flat one-line JSON object (quotes stripped).
