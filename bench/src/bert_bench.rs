@@ -129,12 +129,14 @@ pub fn run(args: &Args, threads: usize) -> Result<Vec<Row>, String> {
         }
     }
     drop(peers);
-    Ok(rows(&figures, &name, batch, seq, threads, rounds, &model))
+    let flops = model.forward_flops(batch, seq);
+    Ok(rows(&figures, &name, batch, seq, threads, rounds, flops))
 }
 
 /// One row per implementation and phase, in the order they first ran: the median of its
 /// round figures, its last peak RSS, and `smelt_x`, the median over rounds of its time over
-/// ours in the same round.
+/// ours in the same round. `flops` is the work of one forward pass (a training step counts
+/// three).
 fn rows(
     figures: &[Figure],
     name: &str,
@@ -142,7 +144,7 @@ fn rows(
     seq: usize,
     threads: usize,
     rounds: usize,
-    model: &Model,
+    flops: f64,
 ) -> Vec<Row> {
     let ours = |phase: &str, round: usize| {
         figures
@@ -159,7 +161,6 @@ fn rows(
     }
     keys.sort_by_key(|(impl_name, phase)| (*phase != "forward", *impl_name != "smelt"));
     let tokens = (batch * seq) as f64;
-    let flops = model.forward_flops(batch, seq);
     keys.into_iter()
         .map(|(impl_name, phase)| {
             let mine: Vec<&Figure> = figures
@@ -184,7 +185,10 @@ fn rows(
                 ("median_ms", Value::Num(ms)),
                 ("tokens_per_s", Value::Num(tokens / ms * 1e3)),
                 ("gflops", Value::Num(work / ms / 1e6)),
-                ("peak_rss_mb", Value::Num(mine.last().map_or(f64::NAN, |f| f.peak_rss_mb))),
+                (
+                    "peak_rss_mb",
+                    Value::Num(mine.last().map_or(f64::NAN, |f| f.peak_rss_mb)),
+                ),
                 ("smelt_x", Value::Num(ratio)),
             ])
         })
@@ -256,4 +260,70 @@ fn peak_rss_mb() -> f64 {
             Some(kb / 1024.0)
         })
         .unwrap_or(f64::NAN)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn figure(name: &str, phase: &str, round: usize, median_ms: f64) -> Figure {
+        Figure {
+            name: name.into(),
+            phase: phase.into(),
+            round,
+            median_ms,
+            peak_rss_mb: round as f64,
+        }
+    }
+
+    fn num(row: &Row, key: &str) -> f64 {
+        match row.0.iter().find(|(k, _)| *k == key) {
+            Some((_, Value::Num(x))) => *x,
+            _ => panic!("no {key} in the row"),
+        }
+    }
+
+    fn text(row: &Row, key: &str) -> String {
+        match row.0.iter().find(|(k, _)| *k == key) {
+            Some((_, Value::Text(x))) => x.clone(),
+            _ => panic!("no {key} in the row"),
+        }
+    }
+
+    #[test]
+    fn smelt_x_is_the_median_of_the_ratios_taken_round_by_round() {
+        // Rounds in rotating order; the peer is 2x, 1x and 3x our time in rounds 0, 1, 2,
+        // so its ratio is 2 where the ratio of the two medians would be 20 / 12.
+        let figures = [
+            figure("smelt", "forward", 0, 10.0),
+            figure("peer", "forward", 0, 20.0),
+            figure("peer", "forward", 1, 20.0),
+            figure("smelt", "forward", 1, 20.0),
+            figure("smelt", "forward", 2, 12.0),
+            figure("peer", "forward", 2, 36.0),
+            figure("smelt", "train", 0, 30.0),
+            figure("peer", "train", 0, 15.0),
+        ];
+        let rows = rows(&figures, "minilm", 1, 128, 2, 3, 6e9);
+        let order: Vec<(String, String)> = rows
+            .iter()
+            .map(|r| (text(r, "impl"), text(r, "phase")))
+            .collect();
+        let expected = [
+            ("smelt", "forward"),
+            ("peer", "forward"),
+            ("smelt", "train"),
+            ("peer", "train"),
+        ]
+        .map(|(i, p)| (i.to_string(), p.to_string()));
+        assert_eq!(order, expected);
+        assert_eq!(num(&rows[0], "median_ms"), 12.0);
+        assert_eq!(num(&rows[0], "smelt_x"), 1.0);
+        assert_eq!(num(&rows[0], "gflops"), 500.0);
+        assert_eq!(num(&rows[1], "median_ms"), 20.0);
+        assert_eq!(num(&rows[1], "smelt_x"), 2.0);
+        assert_eq!(num(&rows[1], "peak_rss_mb"), 2.0);
+        assert_eq!(num(&rows[3], "smelt_x"), 0.5);
+        assert_eq!(num(&rows[3], "gflops"), 3.0 * 6e9 / 15.0 / 1e6);
+    }
 }

@@ -181,7 +181,8 @@ fn bench(raw: &[String]) -> Result<(), String> {
         }
         "bert" => {
             args.only(&[
-                "config", "batch", "seq", "phase", "runs", "rounds", "threads", "torch", "onnx", "json",
+                "config", "batch", "seq", "phase", "runs", "rounds", "threads", "torch", "onnx",
+                "json",
             ])?;
             bert_bench::run(&args, threads)?
         }

@@ -97,10 +97,14 @@ pub struct PeerServer {
 impl PeerServer {
     /// Starts `python3 bench/peers/<script> <args> --serve` and waits until it is ready.
     pub fn start(option: &str, script: &str, args: &[String]) -> Result<PeerServer, String> {
-        let path = script_path(script);
+        PeerServer::spawn(option, &script_path(script), args)
+    }
+
+    /// [`PeerServer::start`] for the script at `path`.
+    fn spawn(option: &str, path: &str, args: &[String]) -> Result<PeerServer, String> {
         let name = format!("{option}: {path}");
         let mut child = Command::new("python3")
-            .arg(&path)
+            .arg(path)
             .args(args)
             .arg("--serve")
             .stdin(Stdio::piped())
@@ -126,7 +130,10 @@ impl PeerServer {
         };
         let ready = server.next_line()?;
         if field(&ready, "ready").as_deref() != Ok("true") {
-            return Err(format!("{}: expected {{\"ready\": true}}, got {ready}", server.name));
+            return Err(format!(
+                "{}: expected {{\"ready\": true}}, got {ready}",
+                server.name
+            ));
         }
         Ok(server)
     }
@@ -213,5 +220,64 @@ mod tests {
         assert_eq!(number(line, "gflops").unwrap(), 171.25);
         assert!(number(line, "missing").is_err());
         assert!(number(line, "impl").is_err());
+    }
+
+    /// Writes a peer script into the temp directory and returns its path.
+    fn script(name: &str, body: &str) -> String {
+        let path =
+            std::env::temp_dir().join(format!("smelt-peer-{}-{name}.py", std::process::id()));
+        std::fs::write(&path, body).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+
+    #[test]
+    fn a_served_peer_answers_one_line_per_round_until_dropped() {
+        let path = script(
+            "echo",
+            "import json, sys\n\
+             assert sys.argv[1:] == ['--phase', 'forward', '--serve'], sys.argv\n\
+             print('loading...')\n\
+             print(json.dumps({'ready': True}), flush=True)\n\
+             for n, line in enumerate(sys.stdin):\n\
+             \x20   print(json.dumps({'impl': 'echo', 'phase': line.strip(), 'median_ms': n}), flush=True)\n",
+        );
+        let args = ["--phase", "forward"].map(str::to_string);
+        let mut peer = PeerServer::spawn("--echo", &path, &args).unwrap();
+        for n in 0..3 {
+            let line = peer.round("forward").unwrap();
+            assert_eq!(field(&line, "phase").unwrap(), "forward");
+            assert_eq!(number(&line, "median_ms").unwrap(), n as f64);
+        }
+        drop(peer);
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn a_peer_that_dies_or_never_gets_ready_is_an_error_with_its_stderr() {
+        let dies = script(
+            "dies",
+            "import json, sys\n\
+             print(json.dumps({'ready': True}), flush=True)\n\
+             sys.stdin.readline()\n\
+             sys.exit('out of memory in round 1')\n",
+        );
+        let mut peer = PeerServer::spawn("--dies", &dies, &[]).unwrap();
+        let err = peer.round("train").unwrap_err();
+        assert!(
+            err.contains("--dies") && err.contains("out of memory in round 1"),
+            "{err}"
+        );
+        assert!(err.contains("exit status: 1"), "{err}");
+
+        let silent = script("silent", "import sys\nsys.exit('no torch here')\n");
+        let err = PeerServer::spawn("--silent", &silent, &[]).err().unwrap();
+        assert!(err.contains("no torch here"), "{err}");
+
+        let rude = script("rude", "print('{\"hello\": 1}', flush=True)\n");
+        let err = PeerServer::spawn("--rude", &rude, &[]).err().unwrap();
+        assert!(err.contains("expected {\"ready\": true}"), "{err}");
+        for path in [dies, silent, rude] {
+            std::fs::remove_file(path).unwrap();
+        }
     }
 }
