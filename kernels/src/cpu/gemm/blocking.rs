@@ -13,17 +13,20 @@ pub struct Blocking {
 }
 
 impl Blocking {
-    /// Sizes that make a KC x NR micro-panel of B as large as L1, an MC x KC block of A half
-    /// of L2, and a KC x NC block of B half of this core's share of L3.
+    /// Sizes that make a KC x NR micro-panel of B twice as large as L1, an MC x KC block of A
+    /// half of L2, and a KC x NC block of B half of this core's share of L3.
     ///
-    /// KC is as deep as L1 allows, not half of it (the textbook choice): the microkernel
-    /// loads 2 B vectors per 24 FMAs, which L2 sustains when a panel spills out of L1, and a
-    /// deeper KC halves the passes over C. On the AVX-512 machine (48 KiB L1, NR = 32) KC 384
-    /// against 192 gave the same 1-thread rate and 3-20% more on 2 threads, where the two
-    /// cores share the memory system (bench/NOTES.md); AVX2 was indifferent (384 or 768).
+    /// KC is deeper than the textbook choice (a micro-panel in half of L1): the microkernel
+    /// loads 2 B vectors per 24 FMAs, which L2 sustains when a panel lives there, while each
+    /// KC block costs a pass over C (a read and a write of every element after the first).
+    /// On the AVX-512 machine (48 KiB L1, NR = 32): KC 384 against 192 gave the same 1-thread
+    /// rate and 3-20% more on 2 threads; KC 768 against 384 (one pass over C at BERT's
+    /// K = 768) gave 2-8% more on 1 thread and 5-7% on 2 for M = 1024, and the same for
+    /// M = 128; 1024 against 768 was noise (bench/NOTES.md). AVX2 was indifferent (384 to
+    /// 1024).
     pub(crate) fn derive(kernel: &Microkernel, caches: &CacheSizes) -> Blocking {
         const F32: usize = std::mem::size_of::<f32>();
-        let kc = round_down(caches.l1d / (kernel.nr * F32), 8).clamp(64, 1024);
+        let kc = round_down(2 * caches.l1d / (kernel.nr * F32), 8).clamp(64, 1024);
         let mc = round_down(caches.l2 / 2 / (kc * F32), kernel.mr).clamp(kernel.mr, 4096);
         let nc =
             round_down(caches.l3_per_core / 2 / (kc * F32), kernel.nr).clamp(kernel.nr * 8, 8192);
