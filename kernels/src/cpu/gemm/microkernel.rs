@@ -48,6 +48,12 @@ pub(crate) struct Panels {
     pub b: *const f32,
     /// Elements between steps of B (NR when packed, B's row stride when read in place).
     pub b_step: usize,
+    /// `ahead_len` floats from `ahead` are requested into L2 while the tile computes, one
+    /// cache line per unrolled k step: the loops point this at a share of the next B panel,
+    /// so that panel does not arrive from L3 at the rate the microkernel reads it. Any
+    /// address works (prefetches never fault); `ahead_len` 0 requests nothing.
+    pub ahead: *const f32,
+    pub ahead_len: usize,
 }
 
 /// Signature of every microkernel: `k` steps over `panels`, result combined into `out`.
@@ -118,10 +124,15 @@ unsafe fn tile<V: SimdF32, const MR: usize, const NV: usize, const PACKED_A: boo
     }
     let mut acc = [[V::zero(); NV]; MR];
     let (mut a, mut b) = (panels.a, panels.b);
+    let (mut ahead, ahead_end) = (panels.ahead, panels.ahead.wrapping_add(panels.ahead_len));
     const UNROLL: usize = 4;
     for _ in 0..k / UNROLL {
         for u in 0..UNROLL {
             step::<V, MR, NV>(&mut acc, a.add(u * a_step), a_row, b.add(u * b_step));
+        }
+        if ahead < ahead_end {
+            prefetch_l2(ahead);
+            ahead = ahead.wrapping_add(16);
         }
         a = a.add(UNROLL * a_step);
         b = b.add(UNROLL * b_step);
@@ -217,6 +228,15 @@ unsafe fn step<V: SimdF32, const MR: usize, const NV: usize>(
             *cell = V::mul_add(ai, bv[v], *cell);
         }
     }
+}
+
+/// Hints the CPU to bring the cache line holding `p` into L2 (no effect off x86_64).
+#[inline(always)]
+unsafe fn prefetch_l2(p: *const f32) {
+    #[cfg(target_arch = "x86_64")]
+    std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(p.cast());
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 /// Hints the CPU to bring the cache line holding `p` into L1 (no effect off x86_64).
