@@ -3,7 +3,7 @@
 //! on every ISA this CPU supports, odd sizes, and the errors.
 
 use smelt_kernels::cpu::elementwise::{
-    add, add_assign, broadcast_rows, mul_sum, scale, sum_rows, sum_rows_reference,
+    add, add_assign, mul_sum, scale, sum_rows, sum_rows_reference,
 };
 use smelt_kernels::cpu::{CpuOptions, Isa};
 
@@ -59,25 +59,6 @@ fn mul_sum_is_the_f64_dot_product() {
         mul_sum(&[1.5, 2.0, 1e8], &[2.0, -0.25, 1e8]).unwrap(),
         2.5 + 1e16
     );
-}
-
-#[test]
-fn broadcast_rows_copies_the_row_everywhere() {
-    for cols in COLS {
-        for rows in ROWS {
-            let row = random(cols, cols as u64);
-            let mut out = vec![f32::NAN; rows * cols];
-            broadcast_rows(&row, &mut out, rows, cols).unwrap();
-            for r in 0..rows {
-                assert_eq!(
-                    &out[r * cols..(r + 1) * cols],
-                    &row[..],
-                    "{rows}x{cols} row {r}"
-                );
-            }
-        }
-    }
-    broadcast_rows(&[], &mut [], 5, 0).unwrap();
 }
 
 fn column_sums(x: &[f32], rows: usize, cols: usize, opts: &CpuOptions) -> Vec<f32> {
@@ -146,16 +127,6 @@ fn bad_lengths_are_errors_naming_them() {
         &["out has 2"],
     );
     assert_shape_error(mul_sum(&a, &a[..11]), "mul_sum", &["b has 11", "a has 12"]);
-    assert_shape_error(
-        broadcast_rows(&a[..3], &mut out, 3, 4),
-        "broadcast_rows",
-        &["row has 3", "cols = 4"],
-    );
-    assert_shape_error(
-        broadcast_rows(&a[..4], &mut out[..8], 3, 4),
-        "broadcast_rows",
-        &["out has 8", "rows x cols = 3 x 4"],
-    );
     assert_shape_error(
         sum_rows(&a[..11], &mut out[..4], 3, 4, &opts),
         "sum_rows",

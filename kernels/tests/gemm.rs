@@ -1,7 +1,7 @@
 //! SGEMM against an f64 triple loop: odd sizes, all transposes, alpha/beta, strides, threads,
 //! every microkernel this CPU supports, and the errors of the checked API.
 
-use smelt_kernels::cpu::gemm::{sgemm, sgemm_batched, BatchStrides, MatMut, MatRef};
+use smelt_kernels::cpu::gemm::{sgemm, sgemm_batched, sgemm_bias, BatchStrides, MatMut, MatRef};
 use smelt_kernels::cpu::{CpuOptions, Isa};
 use smelt_kernels::Error;
 
@@ -244,6 +244,122 @@ fn non_contiguous_strides_in_every_operand() {
             &format!("strided C {o:?}"),
         );
     }
+}
+
+/// `expected` plus `bias[j]` in every row (and its magnitude in the error scale).
+fn expected_bias(
+    alpha: f32,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    bias: &[f32],
+    beta: f32,
+    c0: &[f32],
+) -> (Vec<f64>, Vec<f64>) {
+    let (mut value, mut scale) = expected(alpha, a, b, beta, c0);
+    for (idx, (v, s)) in value.iter_mut().zip(scale.iter_mut()).enumerate() {
+        let add = bias[idx % bias.len()] as f64;
+        *v += add;
+        *s += add.abs();
+    }
+    (value, scale)
+}
+
+#[test]
+fn the_bias_is_added_once_to_every_row() {
+    // Odd sizes (edge tiles on both sides), K beyond any KC (the bias must come with the
+    // first depth block only), beta 0 over NaN and beta 1.5, both thread splits, B stored
+    // as nn.Linear stores its weight (N x K).
+    for (m, k, n) in [
+        (1, 1, 1),
+        (7, 15, 17),
+        (33, 65, 31),
+        (96, 1100, 40),
+        (26, 1100, 130),
+    ] {
+        let a_data = random(m * k, 31);
+        let b_data = random(k * n, 32);
+        let bias = random(n, 33);
+        let (a, b) = (view(&a_data, m, k, false), view(&b_data, k, n, true));
+        let c0 = random(m * n, 34);
+        for (alpha, beta) in [(1.0, 0.0), (-0.5, 1.5)] {
+            let want = expected_bias(alpha, a, b, &bias, beta, &c0);
+            for o in all_options() {
+                let mut c = if beta == 0.0 {
+                    vec![f32::NAN; m * n]
+                } else {
+                    c0.clone()
+                };
+                sgemm_bias(
+                    alpha,
+                    a,
+                    b,
+                    &bias,
+                    beta,
+                    MatMut::row_major(&mut c, m, n),
+                    &o,
+                )
+                .unwrap();
+                assert_close(&c, &want, &format!("{m}x{k}x{n} beta {beta} {o:?}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn the_bias_follows_c_in_any_layout_and_without_a_product() {
+    let (m, k, n) = (31, 63, 33);
+    let (a_data, b_data, bias) = (random(m * k, 35), random(k * n, 36), random(n, 37));
+    let (a, b) = (view(&a_data, m, k, true), view(&b_data, k, n, false));
+    let c0 = random(m * n, 38);
+    for o in all_options() {
+        // Column-major C: the bias still belongs to C's columns.
+        let mut c = c0.clone();
+        let want = expected_bias(1.0, a, b, &bias, 1.0, &strided_copy(&c0, m, n, 1, m));
+        sgemm_bias(
+            1.0,
+            a,
+            b,
+            &bias,
+            1.0,
+            MatMut::strided(&mut c, m, n, 1, m),
+            &o,
+        )
+        .unwrap();
+        let got = strided_copy(&c, m, n, 1, m);
+        assert_close(&got, &want, &format!("col-major C {o:?}"));
+        // alpha = 0 and k = 0: C = bias + beta * C, without a product.
+        let mut c = c0.clone();
+        sgemm_bias(0.0, a, b, &bias, 0.5, MatMut::row_major(&mut c, m, n), &o).unwrap();
+        let want: Vec<f32> = (0..m * n).map(|i| bias[i % n] + 0.5 * c0[i]).collect();
+        assert_eq!(c, want, "alpha 0 {o:?}");
+        let (a0, b0) = (MatRef::row_major(&[], m, 0), MatRef::row_major(&[], 0, n));
+        let mut c = vec![f32::NAN; m * n];
+        sgemm_bias(1.0, a0, b0, &bias, 0.0, MatMut::row_major(&mut c, m, n), &o).unwrap();
+        let want: Vec<f32> = (0..m * n).map(|i| bias[i % n]).collect();
+        assert_eq!(c, want, "k 0 {o:?}");
+    }
+}
+
+#[test]
+fn a_bias_of_the_wrong_length_is_an_error_naming_it() {
+    let (a, b, bias) = (vec![0.0; 12], vec![0.0; 8], vec![0.0; 3]);
+    let mut c = vec![0.0; 6];
+    let err = sgemm_bias(
+        1.0,
+        MatRef::row_major(&a, 3, 4),
+        MatRef::row_major(&b, 4, 2),
+        &bias,
+        0.0,
+        MatMut::row_major(&mut c, 3, 2),
+        &CpuOptions::default(),
+    )
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, Error::Shape { .. }), "{msg}");
+    assert!(
+        msg.contains("sgemm_bias") && msg.contains("3 values") && msg.contains("3x2"),
+        "{msg}"
+    );
 }
 
 /// The `m x n` matrix at `data` with strides `(rs, cs)`, gathered row-major.

@@ -3,8 +3,8 @@
 use super::node::Node;
 use super::tape::{Graph, Var};
 use crate::{Error, Result, Tensor};
-use smelt_kernels::cpu::elementwise::{broadcast_rows, sum_rows};
-use smelt_kernels::cpu::gemm::{sgemm, MatMut, MatRef};
+use smelt_kernels::cpu::elementwise::sum_rows;
+use smelt_kernels::cpu::gemm::{sgemm, sgemm_bias, MatMut, MatRef};
 
 const OP: &str = "linear";
 
@@ -58,16 +58,14 @@ impl Graph<'_> {
         let opts = self.opts;
         let in_f = xt.dims()[rank - 1];
         let value = self.alloc_with(OP, &dims[..rank], |y| {
-            let beta = match bd {
-                Some(bias) => {
-                    broadcast_rows(bias, y, rows, out_f)?;
-                    1.0
-                }
-                None => 0.0,
-            };
             let c = MatMut::row_major(y, rows, out_f);
             let x = MatRef::row_major(xd, rows, in_f);
-            Ok(sgemm(1.0, x, weight(wt, wd).t(), beta, c, &opts)?)
+            let w = weight(wt, wd).t();
+            match bd {
+                Some(bias) => sgemm_bias(1.0, x, w, bias, 0.0, c, &opts)?,
+                None => sgemm(1.0, x, w, 0.0, c, &opts)?,
+            }
+            Ok(())
         })?;
         let inputs = [x, w];
         let record = |out| Node::Linear { x, w, b, out };

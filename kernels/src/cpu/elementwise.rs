@@ -1,5 +1,5 @@
-//! Elementwise arithmetic on slices, a dot product in f64 and the row broadcast and column
-//! sum of a bias.
+//! Elementwise arithmetic on slices, a dot product in f64 and the column sum of a bias
+//! gradient (the bias itself is added by `gemm::sgemm_bias`, in the product's pass over C).
 //!
 //! [`add`], [`add_assign`] and [`scale`] run one SIMD pattern, `zip_map`, over contiguous
 //! chunks on [`CpuOptions::threads`] threads; each output is one correctly rounded operation,
@@ -164,22 +164,6 @@ pub fn mul_sum(a: &[f32], b: &[f32]) -> Result<f64> {
         acc[3] + acc[7],
     ];
     Ok((quads[0] + quads[2]) + (quads[1] + quads[3]) + tail)
-}
-
-/// `out[r, :] = row` for `rows` rows of `cols` (row-major): a bias copied into every row,
-/// e.g. into C before a GEMM with `beta = 1`.
-///
-/// Errors when `row` does not hold `cols` values or `out` does not hold `rows * cols`.
-pub fn broadcast_rows(row: &[f32], out: &mut [f32], rows: usize, cols: usize) -> Result<()> {
-    const OP: &str = "broadcast_rows";
-    check::vector(OP, "cols", cols, &[("row", row.len())])?;
-    check::rows_cols(OP, rows, cols, &[("out", out.len())])?;
-    if cols > 0 {
-        for dst in out.chunks_exact_mut(cols) {
-            dst.copy_from_slice(row);
-        }
-    }
-    Ok(())
 }
 
 /// One [`sum_rows`] call; tasks own ranges of columns.

@@ -36,24 +36,27 @@ pub(crate) struct Problem {
     pub b: Strided,
     pub beta: f32,
     pub c: StridedMut,
+    /// `n` values added to every row of C (`bias[j]` to column `j`), or null for none.
+    pub bias: *const f32,
 }
 
-/// Runs `C = alpha * A * B + beta * C` on `threads` threads.
+/// Runs `C = alpha * A * B + bias + beta * C` on `threads` threads.
 ///
 /// # Safety
-/// `a`, `b`, `c` must describe valid, in-bounds matrices of shapes `m x k`, `k x n`, `m x n`;
-/// no element of C may alias another element of C or any element of A or B.
+/// `a`, `b`, `c` must describe valid, in-bounds matrices of shapes `m x k`, `k x n`, `m x n`,
+/// and a non-null `bias` `n` floats; no element of C may alias another element of C or any
+/// element of A, B or the bias.
 pub(crate) unsafe fn run(kernel: &Microkernel, blk: &Blocking, p: Problem, threads: usize) {
     if p.m == 0 || p.n == 0 {
         return;
     }
     if p.k == 0 || p.alpha == 0.0 {
-        scale(p.m, p.n, p.beta, p.c);
+        scale(&p);
         return;
     }
     // The microkernel writes rows of C with vector stores; a column-major C is handled as
-    // C^T = B^T * A^T, which is row-major.
-    let p = if p.c.cs != 1 && p.c.rs == 1 {
+    // C^T = B^T * A^T, which is row-major (not with a bias, which belongs to C's columns).
+    let p = if p.c.cs != 1 && p.c.rs == 1 && p.bias.is_null() {
         Problem {
             m: p.n,
             n: p.m,
@@ -128,7 +131,7 @@ unsafe fn by_rows(kernel: &Microkernel, blk: &Blocking, p: &Problem, plan: &Plan
                 let lo = (t * part).min(p.m);
                 let rows = (lo, (lo + part).min(p.m));
                 let range = block_b.range(rows, (0, block_b.panels(nr)));
-                block(kernel, blk, &p, &range, block_b.beta, b_source, direct.a);
+                block(kernel, blk, &p, &range, b_source, direct.a);
             });
         });
     });
@@ -161,7 +164,7 @@ unsafe fn by_panels(
                     BSource::packed(bpack, panels.0, block_b.kc, nr)
                 };
                 let range = block_b.range((0, p.m), panels);
-                block(kernel, blk, &p, &range, block_b.beta, b_source, direct.a);
+                block(kernel, blk, &p, &range, b_source, direct.a);
             });
         });
     });
@@ -189,6 +192,11 @@ impl Blocks {
                     pc,
                     kc: self.kc_step.min(p.k - pc),
                     beta: if pc == 0 { p.beta } else { 1.0 },
+                    bias: if pc == 0 && !p.bias.is_null() {
+                        p.bias.add(jc)
+                    } else {
+                        std::ptr::null()
+                    },
                 });
             }
         }
@@ -206,6 +214,8 @@ struct BlockB {
     /// The beta this block's product is combined with: the caller's for the first depth
     /// block, 1 for the others (they add to what the first wrote).
     beta: f32,
+    /// The bias of the block's columns, added by the first depth block only (else null).
+    bias: *const f32,
 }
 
 impl BlockB {
@@ -231,6 +241,8 @@ impl BlockB {
             cols: (self.jc, self.nc),
             rows,
             panels,
+            beta: self.beta,
+            bias: self.bias,
         }
     }
 }
@@ -284,6 +296,10 @@ struct Range {
     rows: (usize, usize),
     /// B micro-panels `lo..hi` of the block.
     panels: (usize, usize),
+    /// How the product is combined into C: `C = alpha * AB + bias + beta * C`, with `bias`
+    /// the block's first column's (null for none).
+    beta: f32,
+    bias: *const f32,
 }
 
 /// Whether threads split C's rows (loop 3) rather than its NR-wide column panels (loop 2):
@@ -311,7 +327,6 @@ unsafe fn block(
     blk: &Blocking,
     p: &Problem,
     range: &Range,
-    beta: f32,
     b: BSource,
     direct_a: bool,
 ) {
@@ -380,7 +395,12 @@ unsafe fn block(
                         rows: mr.min(mc - ir),
                         cols: nr.min(nc - j),
                         alpha: p.alpha,
-                        beta,
+                        beta: range.beta,
+                        bias: if range.bias.is_null() {
+                            range.bias
+                        } else {
+                            range.bias.add(j)
+                        },
                     };
                     run(kc, &operands, &out);
                 }
@@ -408,12 +428,22 @@ pub(crate) unsafe fn prefetch_l2(s: Strided, rows: usize, cols: usize) {
     }
 }
 
-/// `C = beta * C` (zeroing without reading when `beta == 0`), for `k == 0` or `alpha == 0`.
-unsafe fn scale(m: usize, n: usize, beta: f32, c: StridedMut) {
-    for i in 0..m {
-        for j in 0..n {
+/// `C = bias + beta * C` (C not read when `beta == 0`), for `k == 0` or `alpha == 0`.
+unsafe fn scale(p: &Problem) {
+    let c = p.c;
+    for i in 0..p.m {
+        for j in 0..p.n {
             let e = c.ptr.add(i * c.rs + j * c.cs);
-            *e = if beta == 0.0 { 0.0 } else { beta * *e };
+            let bias = if p.bias.is_null() {
+                0.0
+            } else {
+                *p.bias.add(j)
+            };
+            *e = if p.beta == 0.0 {
+                bias
+            } else {
+                bias + p.beta * *e
+            };
         }
     }
 }

@@ -29,6 +29,9 @@ pub(crate) struct TileOut {
     pub alpha: f32,
     /// `0.0` means C is overwritten without being read (NaN in C is ignored).
     pub beta: f32,
+    /// The tile's `cols` values of a bias added to every row (`bias[j]` to column `j`), or
+    /// null for none.
+    pub bias: *const f32,
 }
 
 /// Largest MR and NR of any kernel (size of the stack tile edge tiles are written through).
@@ -98,7 +101,8 @@ impl Microkernel {
     }
 }
 
-/// The pattern: `acc = A_panel * B_panel` over `k` steps, then `C = alpha * acc + beta * C`.
+/// The pattern: `acc = A_panel * B_panel` over `k` steps, then `C = alpha * acc + bias +
+/// beta * C`.
 ///
 /// A(i, p) is `a[i * a_row + p * a_step]`, B(p, j) is `b[p * b_step + j]`; with `PACKED_A` the
 /// A strides are the constants `1` and `MR`. Panels hold full `MR x NR` tiles (packing
@@ -145,12 +149,13 @@ unsafe fn tile<V: SimdF32, const MR: usize, const NV: usize, const PACKED_A: boo
 
     let alpha = V::splat(out.alpha);
     let beta = V::splat(out.beta);
+    let bias = bias_vectors::<V, NV>(out);
     if out.csc == 1 && out.rows == MR && out.cols == nr {
         for (i, row) in acc.iter().enumerate() {
             let c_row = out.c.add(i * out.rsc);
             for (v, cell) in row.iter().enumerate() {
                 let p = c_row.add(v * V::LANES);
-                let mut r = V::mul(alpha, *cell);
+                let mut r = V::mul_add(alpha, *cell, bias[v]);
                 if out.beta != 0.0 {
                     r = V::mul_add(beta, V::load(p), r);
                 }
@@ -169,7 +174,7 @@ unsafe fn tile<V: SimdF32, const MR: usize, const NV: usize, const PACKED_A: boo
         for (v, cell) in row.iter().enumerate() {
             V::store(
                 (*rows.add(i)).as_mut_ptr().add(v * V::LANES),
-                V::mul(alpha, *cell),
+                V::mul_add(alpha, *cell, bias[v]),
             );
         }
     }
@@ -207,6 +212,24 @@ unsafe fn tile<V: SimdF32, const MR: usize, const NV: usize, const PACKED_A: boo
             };
         }
     }
+}
+
+/// The bias of a tile's columns as `NV` vectors: zeros without a bias and past the tile's
+/// last live column (a bias holds only the live columns' values).
+#[inline(always)]
+unsafe fn bias_vectors<V: SimdF32, const NV: usize>(out: &TileOut) -> [V; NV] {
+    let mut bias = [V::zero(); NV];
+    if !out.bias.is_null() {
+        for (v, lane) in bias.iter_mut().enumerate() {
+            let j = v * V::LANES;
+            if j + V::LANES <= out.cols {
+                *lane = V::load(out.bias.add(j));
+            } else if j < out.cols {
+                *lane = V::load_partial(out.bias.add(j), out.cols - j, 0.0);
+            }
+        }
+    }
+    bias
 }
 
 /// One k step: `acc += A[:, p] * B[p, :]` for MR values of A at `a` (`a_row` apart) and NR

@@ -201,14 +201,45 @@ pub fn sgemm(
     c: MatMut<'_>,
     opts: &CpuOptions,
 ) -> Result<()> {
-    let batch = BatchStrides {
-        count: 1,
-        a: 0,
-        b: 0,
-        c: 0,
-    };
-    sgemm_batched(&batch, alpha, a, b, beta, c, opts)
+    checked("sgemm", &ONE, alpha, a, b, None, beta, c, opts)
 }
+
+/// `C = alpha * A * B + bias + beta * C`, with the `n` values of `bias` added to every row
+/// of C (`bias[j]` to column `j`): nn.Linear's forward in the same pass over C as the
+/// product, instead of writing the bias into C first and reading it back.
+///
+/// Errors as [`sgemm`] does, and when `bias` does not hold one value per column of C.
+pub fn sgemm_bias(
+    alpha: f32,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    bias: &[f32],
+    beta: f32,
+    c: MatMut<'_>,
+    opts: &CpuOptions,
+) -> Result<()> {
+    const OP: &str = "sgemm_bias";
+    if bias.len() != c.cols {
+        return Err(Error::Shape {
+            op: OP,
+            detail: format!(
+                "a bias of {} values for C {}x{}: need one per column",
+                bias.len(),
+                c.rows,
+                c.cols
+            ),
+        });
+    }
+    checked(OP, &ONE, alpha, a, b, Some(bias), beta, c, opts)
+}
+
+/// One product: what [`sgemm`] and [`sgemm_bias`] run as a batch.
+const ONE: BatchStrides = BatchStrides {
+    count: 1,
+    a: 0,
+    b: 0,
+    c: 0,
+};
 
 /// `batch.count` independent GEMMs `C_i = alpha * A_i * B_i + beta * C_i`, where `A_i` is `a`
 /// shifted by `i * batch.a` elements (likewise B and C). `a`, `b`, `c` describe the first
@@ -225,9 +256,24 @@ pub fn sgemm_batched(
     c: MatMut<'_>,
     opts: &CpuOptions,
 ) -> Result<()> {
-    const OP: &str = "sgemm";
-    opts.validate(OP)?;
-    check_shapes(&a, &b, &c)?;
+    checked("sgemm", batch, alpha, a, b, None, beta, c, opts)
+}
+
+/// The checks of the safe API (names `op` in errors), then the product.
+#[allow(clippy::too_many_arguments)]
+fn checked(
+    op: &'static str,
+    batch: &BatchStrides,
+    alpha: f32,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    bias: Option<&[f32]>,
+    beta: f32,
+    c: MatMut<'_>,
+    opts: &CpuOptions,
+) -> Result<()> {
+    opts.validate(op)?;
+    check_shapes(op, &a, &b, &c)?;
     let spans = |one: usize, stride: usize| {
         if one == 0 || batch.count == 0 {
             0
@@ -242,29 +288,41 @@ pub fn sgemm_batched(
     ] {
         if needed > len {
             return Err(Error::OutOfBounds {
-                op: OP,
+                op,
                 operand,
                 needed,
                 len,
             });
         }
     }
-    check_no_alias(&c, batch)?;
-    // SAFETY: every operand was checked to lie inside its slice for every batch, C's elements
-    // are distinct, C is borrowed mutably so it aliases neither A nor B, and the ISA and the
-    // thread count were validated.
-    unsafe {
-        sgemm_batched_unchecked(
-            batch,
-            (a.rows, b.cols, a.cols),
-            alpha,
-            (a.data.as_ptr(), a.row_stride, a.col_stride),
-            (b.data.as_ptr(), b.row_stride, b.col_stride),
-            beta,
-            (c.data.as_mut_ptr(), c.row_stride, c.col_stride),
-            opts,
-        )
+    check_no_alias(op, &c, batch)?;
+    let problem = Problem {
+        m: a.rows,
+        n: b.cols,
+        k: a.cols,
+        alpha,
+        a: Strided {
+            ptr: a.data.as_ptr(),
+            rs: a.row_stride,
+            cs: a.col_stride,
+        },
+        b: Strided {
+            ptr: b.data.as_ptr(),
+            rs: b.row_stride,
+            cs: b.col_stride,
+        },
+        beta,
+        c: StridedMut {
+            ptr: c.data.as_mut_ptr(),
+            rs: c.row_stride,
+            cs: c.col_stride,
+        },
+        bias: bias.map_or(std::ptr::null(), <[f32]>::as_ptr),
     };
+    // SAFETY: every operand was checked to lie inside its slice for every batch (the bias
+    // holds one value per column), C's elements are distinct, C is borrowed mutably so it
+    // aliases neither A, B nor the bias, and the ISA and the thread count were validated.
+    unsafe { run_product(problem, batch, opts) };
     Ok(())
 }
 
@@ -286,8 +344,6 @@ pub unsafe fn sgemm_batched_unchecked(
     (c, rsc, csc): (*mut f32, usize, usize),
     opts: &CpuOptions,
 ) {
-    let kernel = Microkernel::for_isa(opts.isa);
-    let blk = Blocking::derive(&kernel, &CacheSizes::detect());
     let problem = Problem {
         m,
         n,
@@ -309,7 +365,15 @@ pub unsafe fn sgemm_batched_unchecked(
             rs: rsc,
             cs: csc,
         },
+        bias: std::ptr::null(),
     };
+    run_product(problem, batch, opts);
+}
+
+/// Runs a checked (or vouched-for) product on the kernel and threads of `opts`.
+unsafe fn run_product(problem: Problem, batch: &BatchStrides, opts: &CpuOptions) {
+    let kernel = Microkernel::for_isa(opts.isa);
+    let blk = Blocking::derive(&kernel, &CacheSizes::detect());
     // One entry into the thread pool for the whole product: a caller outside the pool pays
     // the hand-over once, not once per parallel phase (tens of microseconds each on a VM).
     let threads = opts.threads.max(1);
@@ -365,10 +429,10 @@ unsafe fn run_batched(
     }
 }
 
-fn check_shapes(a: &MatRef<'_>, b: &MatRef<'_>, c: &MatMut<'_>) -> Result<()> {
+fn check_shapes(op: &'static str, a: &MatRef<'_>, b: &MatRef<'_>, c: &MatMut<'_>) -> Result<()> {
     if a.cols != b.rows || c.rows != a.rows || c.cols != b.cols {
         return Err(Error::Shape {
-            op: "sgemm",
+            op,
             detail: format!(
                 "A is {}x{}, B is {}x{}, C is {}x{}: need A m x k, B k x n, C m x n",
                 a.rows, a.cols, b.rows, b.cols, c.rows, c.cols
@@ -379,7 +443,7 @@ fn check_shapes(a: &MatRef<'_>, b: &MatRef<'_>, c: &MatMut<'_>) -> Result<()> {
 }
 
 /// C's elements (in every batch) must be pairwise distinct, or threads would race on them.
-fn check_no_alias(c: &MatMut<'_>, batch: &BatchStrides) -> Result<()> {
+fn check_no_alias(op: &'static str, c: &MatMut<'_>, batch: &BatchStrides) -> Result<()> {
     let mut dims = [
         (c.rows, c.row_stride),
         (c.cols, c.col_stride),
@@ -390,7 +454,7 @@ fn check_no_alias(c: &MatMut<'_>, batch: &BatchStrides) -> Result<()> {
     for (n, stride) in dims.into_iter().filter(|&(n, _)| n > 1) {
         if stride < span {
             return Err(Error::Overlap {
-                op: "sgemm",
+                op,
                 detail: format!(
                     "C is {}x{} with strides ({}, {}) in {} batches {} apart: elements alias",
                     c.rows, c.cols, c.row_stride, c.col_stride, batch.count, batch.c
