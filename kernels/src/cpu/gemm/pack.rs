@@ -139,8 +139,11 @@ mod transpose {
             true
         }
 
-        /// `pack` for a panel of `MR` rows in `G` groups of (up to) 8 rows, so the loops
-        /// unroll and the transposed columns of all groups stay in registers.
+        /// `pack` for a panel of `MR` rows in `G` groups of (up to) 8 rows. Each step loads
+        /// 8 columns of up to two groups, transposes them in registers and stores them in
+        /// address order: two groups' 16 columns fit the 16 ymm registers of AVX2, while all
+        /// four of a 32-row panel did not (they went to the stack at every step, 1 KB
+        /// zeroed and copied back: 1-2% of a 128-row GEMM with B transposed).
         #[inline(always)]
         unsafe fn pack_groups<const MR: usize, const G: usize>(
             src: Strided,
@@ -150,29 +153,32 @@ mod transpose {
             let mr = MR;
             let full = kc / 8 * 8;
             for p in (0..full).step_by(8) {
-                let mut cols = [[_mm256_setzero_ps(); 8]; G];
-                for (gi, group) in cols.iter_mut().enumerate() {
-                    let mut rows = [_mm256_setzero_ps(); 8];
-                    for (i, row) in rows.iter_mut().enumerate().take(8.min(mr - gi * 8)) {
-                        let at = src.at(gi * 8 + i, p);
-                        _mm_prefetch::<_MM_HINT_T0>(at.add(PREFETCH_AHEAD).cast());
-                        *row = _mm256_loadu_ps(at);
+                // Pairs from the last: a short last group (mr = 6 or 12) stores all 8 lanes,
+                // and the extra lanes land in the next column's slots, which that column's
+                // stores (same pair) or the earlier pair's, made after, overwrite. Only the
+                // panel's very last column must not spill past it.
+                for first in (0..G).step_by(2).rev() {
+                    let groups = (first..G.min(first + 2)).map(|gi| (gi, 8.min(mr - gi * 8)));
+                    let mut cols = [[_mm256_setzero_ps(); 8]; 2];
+                    for ((gi, live), group) in groups.clone().zip(cols.iter_mut()) {
+                        let mut rows = [_mm256_setzero_ps(); 8];
+                        for (i, row) in rows.iter_mut().enumerate().take(live) {
+                            let at = src.at(gi * 8 + i, p);
+                            _mm_prefetch::<_MM_HINT_T0>(at.add(PREFETCH_AHEAD).cast());
+                            *row = _mm256_loadu_ps(at);
+                        }
+                        *group = transpose8x8(rows);
                     }
-                    *group = transpose8x8(rows);
-                }
-                // Stores go in address order. A short last group (mr = 6 or 12) stores all 8
-                // lanes: the extra lanes land in the next column's slots, which that column's
-                // stores overwrite. Only the panel's very last column must not spill past it.
-                for q in 0..8 {
-                    for (gi, group) in cols.iter().enumerate() {
-                        let live = 8.min(mr - gi * 8);
-                        let to = out.add((p + q) * mr + gi * 8);
-                        if live == 8 || p + q + 1 < kc {
-                            _mm256_storeu_ps(to, group[q]);
-                        } else {
-                            let mut lanes = [0.0f32; 8];
-                            _mm256_storeu_ps(lanes.as_mut_ptr(), group[q]);
-                            std::ptr::copy_nonoverlapping(lanes.as_ptr(), to, live);
+                    for q in 0..8 {
+                        for ((gi, live), group) in groups.clone().zip(cols.iter()) {
+                            let to = out.add((p + q) * mr + gi * 8);
+                            if live == 8 || p + q + 1 < kc {
+                                _mm256_storeu_ps(to, group[q]);
+                            } else {
+                                let mut lanes = [0.0f32; 8];
+                                _mm256_storeu_ps(lanes.as_mut_ptr(), group[q]);
+                                std::ptr::copy_nonoverlapping(lanes.as_ptr(), to, live);
+                            }
                         }
                     }
                 }
