@@ -13,6 +13,7 @@ pub mod loss;
 pub mod math;
 mod options;
 pub mod pooling;
+mod prefetch;
 pub(crate) mod simd;
 pub mod softmax;
 mod split;

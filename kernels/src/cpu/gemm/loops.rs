@@ -15,6 +15,7 @@
 use super::blocking::{even_chunk, Blocking};
 use super::microkernel::{Microkernel, Panels, TileOut};
 use super::pack::{pack_panels, with_buffer, Strided, PACK_A, PACK_B};
+use crate::cpu::prefetch::{prefetch, Hint};
 use crate::cpu::threads::{for_each_task, Shared};
 
 /// A strided output matrix: element (i, j) is at `ptr + i * rs + j * cs`.
@@ -411,7 +412,7 @@ unsafe fn block(
 
 /// Hints the CPU to bring a `rows x cols` operand into L2, when it is dense enough that its
 /// span holds little else (at most twice its own size); a no-op off x86_64.
-pub(crate) unsafe fn prefetch_l2(s: Strided, rows: usize, cols: usize) {
+pub(crate) fn prefetch_l2(s: Strided, rows: usize, cols: usize) {
     let span = if rows == 0 || cols == 0 {
         0
     } else {
@@ -421,10 +422,7 @@ pub(crate) unsafe fn prefetch_l2(s: Strided, rows: usize, cols: usize) {
         return;
     }
     for offset in (0..span).step_by(16) {
-        #[cfg(target_arch = "x86_64")]
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(
-            s.ptr.wrapping_add(offset).cast(),
-        );
+        prefetch(s.ptr.wrapping_add(offset), Hint::L2);
     }
 }
 

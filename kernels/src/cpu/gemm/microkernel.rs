@@ -11,6 +11,7 @@
 //! | portable | 16 xmm    |  4 x 8   | 8 (x2 halves) + 2 + 2|
 
 use crate::cpu::isa::Isa;
+use crate::cpu::prefetch::{prefetch, Hint};
 use crate::cpu::simd::SimdF32;
 
 /// Where a tile of C lives and how to combine the product into it.
@@ -121,21 +122,10 @@ unsafe fn tile<V: SimdF32, const MR: usize, const NV: usize, const PACKED_A: boo
         (panels.a_row, panels.a_step)
     };
     let b_step = panels.b_step;
-    // Ask for C's tile now so its lines arrive while the k loop runs; with beta = 0 C is
-    // only written, so ask for the lines to write (one ownership request instead of a read
-    // and then an upgrade): +1-3% on 2 threads (bench/NOTES.md).
+    // Ask for C's tile now so its lines arrive while the k loop runs.
     for i in 0..out.rows {
-        let (first, last) = (
-            out.c.add(i * out.rsc),
-            out.c.add(i * out.rsc + (nr - 1) * out.csc),
-        );
-        if out.beta == 0.0 {
-            prefetch_write(first);
-            prefetch_write(last);
-        } else {
-            prefetch(first);
-            prefetch(last);
-        }
+        prefetch(out.c.add(i * out.rsc), Hint::L1);
+        prefetch(out.c.add(i * out.rsc + (nr - 1) * out.csc), Hint::L1);
     }
     let mut acc = [[V::zero(); NV]; MR];
     let (mut a, mut b) = (panels.a, panels.b);
@@ -146,7 +136,7 @@ unsafe fn tile<V: SimdF32, const MR: usize, const NV: usize, const PACKED_A: boo
             step::<V, MR, NV>(&mut acc, a.add(u * a_step), a_row, b.add(u * b_step));
         }
         if ahead < ahead_end {
-            prefetch_l2(ahead);
+            prefetch(ahead, Hint::L2);
             ahead = ahead.wrapping_add(16);
         }
         a = a.add(UNROLL * a_step);
@@ -262,34 +252,6 @@ unsafe fn step<V: SimdF32, const MR: usize, const NV: usize>(
             *cell = V::mul_add(ai, bv[v], *cell);
         }
     }
-}
-
-/// Hints the CPU to bring the cache line holding `p` into L1 for writing (`prefetchw`; no
-/// effect off x86_64).
-#[inline(always)]
-unsafe fn prefetch_write(p: *const f32) {
-    #[cfg(target_arch = "x86_64")]
-    std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_ET0 }>(p.cast());
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}
-
-/// Hints the CPU to bring the cache line holding `p` into L2 (no effect off x86_64).
-#[inline(always)]
-unsafe fn prefetch_l2(p: *const f32) {
-    #[cfg(target_arch = "x86_64")]
-    std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(p.cast());
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}
-
-/// Hints the CPU to bring the cache line holding `p` into L1 (no effect off x86_64).
-#[inline(always)]
-unsafe fn prefetch(p: *const f32) {
-    #[cfg(target_arch = "x86_64")]
-    std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast());
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
 }
 
 #[cfg(target_arch = "x86_64")]

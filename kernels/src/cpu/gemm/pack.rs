@@ -118,6 +118,7 @@ mod transpose {
     #[cfg(target_arch = "x86_64")]
     mod x86 {
         use super::Strided;
+        use crate::cpu::prefetch::{prefetch, Hint};
         use std::arch::x86_64::*;
 
         /// How far ahead along a row (in floats) to ask for the next cache lines.
@@ -164,7 +165,7 @@ mod transpose {
                         let mut rows = [_mm256_setzero_ps(); 8];
                         for (i, row) in rows.iter_mut().enumerate().take(live) {
                             let at = src.at(gi * 8 + i, p);
-                            _mm_prefetch::<_MM_HINT_T0>(at.add(PREFETCH_AHEAD).cast());
+                            prefetch(at.wrapping_add(PREFETCH_AHEAD), Hint::L1);
                             *row = _mm256_loadu_ps(at);
                         }
                         *group = transpose8x8(rows);

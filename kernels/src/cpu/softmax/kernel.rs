@@ -22,6 +22,7 @@
 
 use crate::cpu::isa::Isa;
 use crate::cpu::math::exp_nonpositive as exp;
+use crate::cpu::prefetch::{prefetch, Hint};
 use crate::cpu::simd::SimdF32;
 
 /// One forward call, shared by every task: raw pointers into the caller's slices
@@ -155,17 +156,11 @@ const AHEAD: usize = 4;
 
 /// Asks for row `x` to be read and row `y` to be written soon (cache lines of 16 floats).
 #[inline(always)]
-unsafe fn prefetch_row(x: *const f32, y: *mut f32, cols: usize) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_ET0, _MM_HINT_T0};
-        for j in (0..cols).step_by(16) {
-            _mm_prefetch::<_MM_HINT_T0>(x.add(j).cast());
-            _mm_prefetch::<_MM_HINT_ET0>(y.add(j).cast_const().cast());
-        }
+fn prefetch_row(x: *const f32, y: *mut f32, cols: usize) {
+    for j in (0..cols).step_by(16) {
+        prefetch(x.wrapping_add(j), Hint::L1);
+        prefetch(y.wrapping_add(j).cast_const(), Hint::L1);
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (x, y, cols);
 }
 
 /// Pass 1 of row `r`: its maximum logit, where pass 2 reads the logits from, and the scale
