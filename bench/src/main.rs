@@ -60,7 +60,9 @@ options:
   --budget-ms T  time spent per case (default 1500 for gemm, 1000 for softmax)
                  bench gemm also times, in the same loop, our own references: smelt-1t (the case
                  on 1 thread; its smelt_x is our thread scaling) and, for --batch > 1,
-                 smelt-large (1024x768x3072; its smelt_x is the batched rate over that rate)
+                 smelt-large (1024x768x3072; its smelt_x is the batched rate over that rate);
+                 with --threads > 1 it measures the FMA peak on 1 thread too (that row's
+                 smelt_x: the FMA loop's own scaling in this run, the ceiling of ours)
   --args ARGS    ptx run: the kernel's parameters in order, comma-separated: buf:NAME (tensor NAME
                  of --buffers), zeros:NAME:BYTES, u32:V, i32:V, u64:V, i64:V, f32:V, f64:V;
                  every buffer is written to --output under its name (zeros as U8 [BYTES])";
@@ -140,7 +142,10 @@ fn bench(raw: &[String]) -> Result<(), String> {
                 "budget-ms",
             ])?;
             let peaks = peak::Peaks::measure(threads);
-            let mut rows = vec![peak_row(peaks.all, threads)];
+            let mut rows = vec![peak_row(peaks.all, threads, f64::NAN)];
+            if threads > 1 {
+                rows.push(peak_row(peaks.one, 1, peaks.all / peaks.one));
+            }
             rows.extend(gemm_bench::run(&args, threads, &peaks)?);
             rows
         }
@@ -192,8 +197,10 @@ fn bench(raw: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// The FMA peak measured on `threads` cores at once (`total` GFLOP/s), as a row.
-fn peak_row(total: f64, threads: usize) -> Row {
+/// The FMA peak measured on `threads` cores at once (`total` GFLOP/s), as a row; `scaling`
+/// goes in its `smelt_x` column (for the 1-thread row of a multi-thread run: the FMA loop's
+/// own N-thread over 1-thread ratio, the ceiling of our `smelt-1t` row's).
+fn peak_row(total: f64, threads: usize, scaling: f64) -> Row {
     Row(vec![
         ("impl", Value::Text("fma-peak".into())),
         ("op", Value::Text("fma".into())),
@@ -206,6 +213,6 @@ fn peak_row(total: f64, threads: usize) -> Row {
         ("median_ms", Value::Num(f64::NAN)),
         ("gflops", Value::Num(total)),
         ("of_peak", Value::Num(1.0)),
-        ("smelt_x", Value::Num(f64::NAN)),
+        ("smelt_x", Value::Num(scaling)),
     ])
 }

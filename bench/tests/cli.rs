@@ -182,6 +182,7 @@ fn bench_gemm_times_our_references_beside_the_peers() {
         impls,
         [
             "fma-peak",
+            "fma-peak",
             "smelt",
             "gemm-crate",
             "matrixmultiply",
@@ -190,6 +191,15 @@ fn bench_gemm_times_our_references_beside_the_peers() {
         ],
         "{stdout}"
     );
+    // The second peak row is 1 thread's, with the FMA loop's own 2-thread scaling.
+    let peak_1t = stdout.lines().nth(1).unwrap_or_default();
+    assert!(peak_1t.contains("\"threads\":1"), "{peak_1t}");
+    let scaling: f64 = peak_1t
+        .split("\"smelt_x\":")
+        .nth(1)
+        .and_then(|v| v.split([',', '}']).next()?.parse().ok())
+        .unwrap_or(f64::NAN);
+    assert!(scaling > 0.5 && scaling < 2.5, "{peak_1t}");
     let large = stdout.lines().last().unwrap_or_default();
     for field in [
         "\"m\":1024",
