@@ -190,6 +190,7 @@ def main():
 
         import numpy as np
         import onnxruntime as ort
+        from bert_torch import report  # the shared JSON line (bert_torch imports torch lazily)
 
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -222,22 +223,8 @@ def main():
                 sess.run(None, feed)
                 ts.append(time.perf_counter() - t0)
             ms = statistics.median(ts) * 1e3
-            print(json.dumps({
-                "impl": "onnxruntime",
-                "config": args.config,
-                "batch": args.batch,
-                "seq": args.seq,
-                "threads": args.threads,
-                "phase": phase,
-                "median_ms": round(ms, 3),
-                "tokens_per_s": round(args.batch * args.seq / (ms / 1e3), 1),
-                "peak_rss_mb": round(peak_rss_mb(), 1),
-                "start_rss_mb": start,
-                "exporter": info["exporter"],
-                "fusion": args.fusion,
-                "fused_ops": info["fused_ops"],
-                "max_abs_diff": diff,
-            }), flush=True)
+            report("onnxruntime", args, phase, ms, start_rss_mb=start, exporter=info["exporter"],
+                   fusion=args.fusion, fused_ops=info["fused_ops"], max_abs_diff=diff)
 
         if args.serve:
             for _ in range(max(0, args.warmup - 1)):  # the checked run above was the first
