@@ -1,9 +1,11 @@
 //! Criterion benchmark of our SGEMM at BERT-base shapes, 1 thread, plain and with B
 //! transposed, beside the `gemm` crate (the figures in README come from `smelt bench gemm`,
-//! which also measures the FMA peak and more peers; this is the statistics-heavy view).
+//! which also measures the FMA peak and more peers; this is the statistics-heavy view); and
+//! nn.Linear's forward both ways: `sgemm_bias` (the bias added in the write-back) against the
+//! bias copied into C first and a product with beta = 1.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use smelt_kernels::cpu::gemm::{sgemm, MatMut, MatRef};
+use smelt_kernels::cpu::gemm::{sgemm, sgemm_bias, MatMut, MatRef};
 use smelt_kernels::cpu::CpuOptions;
 
 fn bench(c: &mut Criterion) {
@@ -74,5 +76,37 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+fn linear(c: &mut Criterion) {
+    let mut group = c.benchmark_group("linear");
+    group.sample_size(20);
+    let opts = CpuOptions::threads(1);
+    for (m, k, n) in [(1024, 768, 3072), (128, 384, 1536)] {
+        let x = vec![0.5f32; m * k];
+        let w = vec![0.25f32; n * k];
+        let bias: Vec<f32> = (0..n).map(|j| j as f32).collect();
+        let mut out = vec![0.0f32; m * n];
+        group.throughput(Throughput::Elements((2 * m * n * k) as u64));
+        let shape = format!("{m}x{k}x{n}");
+        group.bench_function(BenchmarkId::new("sgemm_bias", &shape), |bench| {
+            bench.iter(|| {
+                let (x, w) = (MatRef::row_major(&x, m, k), MatRef::row_major(&w, n, k).t());
+                let y = MatMut::row_major(&mut out, m, n);
+                sgemm_bias(1.0, x, w, &bias, 0.0, y, &opts)
+            })
+        });
+        group.bench_function(BenchmarkId::new("copy-bias+beta1", &shape), |bench| {
+            bench.iter(|| {
+                for row in out.chunks_exact_mut(n) {
+                    row.copy_from_slice(&bias);
+                }
+                let (x, w) = (MatRef::row_major(&x, m, k), MatRef::row_major(&w, n, k).t());
+                let y = MatMut::row_major(&mut out, m, n);
+                sgemm(1.0, x, w, 1.0, y, &opts)
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, linear);
 criterion_main!(benches);
