@@ -276,6 +276,29 @@ impl BSource {
         }
     }
 
+    /// What tile `tile` of `tiles` requests into L2 while it multiplies panel `jp` (of panels
+    /// up to `end`): its share of panel `jp + 1`, so that panel does not come from L3 at the
+    /// rate the microkernel reads it (+4-7% on 1 thread at N = 2304 and 3072, no change
+    /// elsewhere: bench/NOTES.md), as the share's first float and its length. Nothing (length
+    /// 0) after the last panel, or for a B read in place, whose steps are its row stride apart.
+    fn ahead(
+        &self,
+        (jp, end): (usize, usize),
+        (tile, tiles): (usize, usize),
+        nr: usize,
+    ) -> (*const f32, usize) {
+        if jp + 1 >= end || self.step != nr {
+            return (std::ptr::null(), 0);
+        }
+        let share = self.panel.div_ceil(tiles).next_multiple_of(16);
+        let start = (tile * share).min(self.panel);
+        let next = (jp + 1 - self.first) * self.panel;
+        (
+            self.base.wrapping_add(next + start),
+            share.min(self.panel - start),
+        )
+    }
+
     /// Panels packed at `base` from panel `first` on, `kc` steps of `nr` values each.
     fn packed(base: *const f32, first: usize, kc: usize, nr: usize) -> BSource {
         BSource {
@@ -359,16 +382,8 @@ unsafe fn block(
             let tiles = mc.div_ceil(mr);
             for jp in panels.0..panels.1 {
                 let j = jp * nr;
-                // The next packed B panel, requested into L2 a share per tile (not for a B
-                // read in place, whose steps are its row stride apart). +4-5% on 1 thread at
-                // N = 2304 and 3072, no change elsewhere (bench/NOTES.md).
-                let next = if jp + 1 < panels.1 && b.step == nr {
-                    b.base.add((jp + 1 - b.first) * b.panel)
-                } else {
-                    std::ptr::null()
-                };
-                let share = b.panel.div_ceil(tiles).next_multiple_of(16);
                 for ir in (0..mc).step_by(mr) {
+                    let (ahead, ahead_len) = b.ahead((jp, panels.1), (ir / mr, tiles), nr);
                     let (a, run) = if !direct_a {
                         (apack.add(ir * kc).cast_const(), kernel.packed)
                     } else if ir < full_rows {
@@ -382,12 +397,8 @@ unsafe fn block(
                         a_step: a_block.cs,
                         b: b.base.add((jp - b.first) * b.panel),
                         b_step: b.step,
-                        ahead: next.wrapping_add(ir / mr * share),
-                        ahead_len: if next.is_null() {
-                            0
-                        } else {
-                            share.min(b.panel.saturating_sub(ir / mr * share))
-                        },
+                        ahead,
+                        ahead_len,
                     };
                     let out = TileOut {
                         c: p.c.ptr.add((ic + ir) * p.c.rs + (jc + j) * p.c.cs),
