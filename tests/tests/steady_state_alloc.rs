@@ -3,7 +3,7 @@
 //!
 //! The whole binary runs under a counting global allocator, so this file is its own test
 //! binary, without the libtest harness (whose bookkeeping thread would allocate meanwhile).
-//! Inputs are built once as host tensors; after warm-up steps, each step resets the arena
+//! Inputs are built once as host tensors; after one warm-up step, each step resets the arena
 //! and runs 2-D and batched matmuls (one with a transposed operand, one broadcasting a 2-D
 //! rhs), a masked softmax, its backward and a strided copy, all into arena tensors. The count
 //! of alloc/realloc calls, on every thread (rayon workers included), must not change across
@@ -139,10 +139,8 @@ fn ops_allocations(threads: usize, warmup: usize, steps: usize) -> Result<usize>
     let opts = CpuOptions::threads(threads);
     let x = inputs();
     let mut arena = Arena::new();
-    let counted =
-        allocations_in_steady_state(threads, warmup, steps, &mut || step(&mut arena, &x, &opts))?;
-    assert_eq!(arena.block_count(), 1, "the arena settled into one block");
-    Ok(counted)
+    // A block added to the arena after the warm-up would be counted as an allocation.
+    allocations_in_steady_state(threads, warmup, steps, &mut || step(&mut arena, &x, &opts))
 }
 
 /// Allocations of steady-state training steps of a small BERT with a masked-LM head on a
@@ -160,16 +158,14 @@ fn training_allocations(threads: usize, warmup: usize, steps: usize) -> Result<u
     let batch = Batch::new(&config, b, t, &ids, Some(&mask), Some(&types))?.with_labels(&labels)?;
     let mut trainer = Trainer::new(&mut model, AdamW::default(), CpuOptions::threads(threads))?;
     let mut arena = Arena::new();
-    let counted = allocations_in_steady_state(threads, warmup, steps, &mut || {
+    allocations_in_steady_state(threads, warmup, steps, &mut || {
         trainer.step(&mut model, &mut arena, &batch, &Objective::Head)
-    })?;
-    assert_eq!(arena.block_count(), 1, "the arena settled into one block");
-    Ok(counted)
+    })
 }
 
 /// Measures both thread counts, then fails when any step allocated.
 fn main() -> Result<()> {
-    const WARMUP: usize = 2;
+    const WARMUP: usize = 1;
     const STEPS: usize = 20;
     let ops = (
         ops_allocations(1, WARMUP, STEPS)?,
