@@ -63,36 +63,7 @@ pub fn run(args: &Args, threads: usize) -> Result<Vec<Row>, String> {
         .filter(|p| phase == *p || phase == "both")
         .collect();
 
-    // ONNX Runtime has no training step: it is asked for the forward only.
-    let wanted = [
-        ("torch", "bert_torch.py", phase.as_str()),
-        ("onnx", "bert_onnx.py", "forward"),
-    ];
-    let mut peers: Vec<(PeerServer, &str)> = Vec::new();
-    for (flag, script, peer_phase) in wanted {
-        if !args.flag(flag) || (peer_phase == "forward" && phase == "train") {
-            continue;
-        }
-        let peer_args = [
-            "--config",
-            &name,
-            "--batch",
-            &batch.to_string(),
-            "--seq",
-            &seq.to_string(),
-            "--threads",
-            &threads.to_string(),
-            "--phase",
-            peer_phase,
-            "--runs",
-            &runs.to_string(),
-            "--warmup",
-            "1",
-        ]
-        .map(str::to_string);
-        let server = PeerServer::start(&format!("--{flag}"), script, &peer_args)?;
-        peers.push((server, peer_phase));
-    }
+    let mut peers = start_peers(args, &name, (batch, seq, threads, runs), &phase)?;
 
     let mut figures = Vec::new();
     for round in 0..rounds {
@@ -133,9 +104,50 @@ pub fn run(args: &Args, threads: usize) -> Result<Vec<Row>, String> {
     Ok(rows(&figures, &name, batch, seq, threads, rounds, flops))
 }
 
-/// One row per implementation and phase, in the order they first ran: the median of its
-/// round figures, its last peak RSS, and `smelt_x`, the median over rounds of its time over
-/// ours in the same round. `flops` is the work of one forward pass (a training step counts
+/// Starts the peers the command line asks for (`--torch`, `--onnx`) in `--serve` mode, each
+/// with the phases it will be asked for: ONNX Runtime has no training step, so it serves the
+/// forward only (and is not started for `--phase train`).
+fn start_peers<'p>(
+    args: &Args,
+    name: &str,
+    (batch, seq, threads, runs): (usize, usize, usize, usize),
+    phase: &'p str,
+) -> Result<Vec<(PeerServer, &'p str)>, String> {
+    let wanted = [
+        ("torch", "bert_torch.py", phase),
+        ("onnx", "bert_onnx.py", "forward"),
+    ];
+    let mut peers = Vec::new();
+    for (flag, script, peer_phase) in wanted {
+        if !args.flag(flag) || (peer_phase == "forward" && phase == "train") {
+            continue;
+        }
+        let peer_args = [
+            "--config",
+            name,
+            "--batch",
+            &batch.to_string(),
+            "--seq",
+            &seq.to_string(),
+            "--threads",
+            &threads.to_string(),
+            "--phase",
+            peer_phase,
+            "--runs",
+            &runs.to_string(),
+            "--warmup",
+            "1",
+        ]
+        .map(str::to_string);
+        let server = PeerServer::start(&format!("--{flag}"), script, &peer_args)?;
+        peers.push((server, peer_phase));
+    }
+    Ok(peers)
+}
+
+/// One row per implementation and phase (forward before train, ours first, then the peers
+/// in the order they first ran): the median of its round figures, its last peak RSS, and
+/// `smelt_x`, the median over rounds of its time over ours in the same round. `flops` is the work of one forward pass (a training step counts
 /// three).
 fn rows(
     figures: &[Figure],
