@@ -20,12 +20,23 @@ fn smelt(args: &[&str]) -> std::process::Output {
         .expect("the smelt binary runs")
 }
 
+/// `smelt args`, which must succeed (its stderr is the failure message).
+fn smelt_ok(args: &[&str]) -> std::process::Output {
+    let out = smelt(args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 #[test]
 fn run_writes_hf_outputs_and_gradients() {
     let dir = fixture("bert");
     let input = dir.join("reference.safetensors");
     let output = std::env::temp_dir().join(format!("smelt-run-{}.safetensors", std::process::id()));
-    let out = smelt(&[
+    let out = smelt_ok(&[
         "run",
         "--model",
         dir.to_str().unwrap(),
@@ -37,11 +48,6 @@ fn run_writes_hf_outputs_and_gradients() {
         "--threads",
         "2",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let ours = SafeTensors::open(&output).unwrap();
     let reference = SafeTensors::open(&input).unwrap();
     let arena = Arena::new();
@@ -115,18 +121,13 @@ fn bad_input_is_a_message_and_a_failure() {
 #[test]
 fn tokenize_prints_ids_and_refuses_bad_stdin() {
     let dir = fixture("tokenizer");
-    let out = smelt(&[
+    let out = smelt_ok(&[
         "tokenize",
         "--model",
         dir.to_str().unwrap(),
         "Hello, world!",
         "",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "{\"text\":\"Hello, world!\",\"ids\":[101,7592,1010,2088,999,102]}\n{\"text\":\"\",\"ids\":[101,102]}\n"
@@ -155,7 +156,7 @@ fn tokenize_prints_ids_and_refuses_bad_stdin() {
 
 #[test]
 fn bench_gemm_times_our_references_beside_the_peers() {
-    let out = smelt(&[
+    let out = smelt_ok(&[
         "bench",
         "gemm",
         "--shape",
@@ -168,11 +169,6 @@ fn bench_gemm_times_our_references_beside_the_peers() {
         "1",
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let impls: Vec<&str> = stdout
         .lines()
@@ -210,7 +206,6 @@ fn bench_gemm_times_our_references_beside_the_peers() {
     ] {
         assert!(large.contains(field), "{field} missing from {large}");
     }
-    let out = smelt(&["bench", "gemm", "--help"]);
-    assert!(out.status.success());
+    let out = smelt_ok(&["bench", "gemm", "--help"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("smelt-large"));
 }

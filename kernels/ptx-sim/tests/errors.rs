@@ -172,36 +172,39 @@ fn launch_sizes_are_checked_against_cuda_limits() {
     .expect("1024 threads are fine");
 }
 
-#[test]
-fn reading_a_register_never_written_is_a_warning() {
-    let text = kernel(".param .u64 p", "ld.param.u64 %rd1, [p];\ncvta.to.global.u64 %rd2, %rd1;\nadd.s32 %r2, %r1, 1;\nst.global.u32 [%rd2], %r2;\nret;");
-    let m = Module::parse(&text).expect("parses");
+/// Runs `kernel(params, body)` on one block of `threads` threads and checks that it gave
+/// exactly one warning, naming every one of `names`. `params` is empty or one pointer, which
+/// gets a 4-byte output buffer.
+fn assert_one_warning(params: &str, body: &str, threads: u32, names: &[&str]) {
+    let m = Module::parse(&kernel(params, body)).expect("parses");
     let mut sim = Sim::new();
     let out = sim.zeros(4);
+    let args = if params.is_empty() {
+        vec![]
+    } else {
+        vec![Arg::Ptr(out)]
+    };
     let report = sim
-        .launch(&m, "k", one_block(1), &[Arg::Ptr(out)])
+        .launch(&m, "k", one_block(threads), &args)
         .expect("runs");
     assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
     assert!(
-        report.warnings[0].contains("%r1") && report.warnings[0].contains("line 12"),
+        names.iter().all(|n| report.warnings[0].contains(n)),
         "{:?}",
         report.warnings
     );
 }
 
 #[test]
+fn reading_a_register_never_written_is_a_warning() {
+    let body = "ld.param.u64 %rd1, [p];\ncvta.to.global.u64 %rd2, %rd1;\nadd.s32 %r2, %r1, 1;\nst.global.u32 [%rd2], %r2;\nret;";
+    assert_one_warning(".param .u64 p", body, 1, &["%r1", "line 12"]);
+}
+
+#[test]
 fn a_guard_predicate_never_written_is_a_warning() {
     // %p1 reads as false, so no lane branches; every lane still read it.
-    let m = Module::parse(&kernel("", "@%p1 bra DONE;\nDONE:\nret;")).expect("parses");
-    let report = Sim::new()
-        .launch(&m, "k", one_block(32), &[])
-        .expect("runs");
-    assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
-    assert!(
-        report.warnings[0].contains("%p1") && report.warnings[0].contains("line 10"),
-        "{:?}",
-        report.warnings
-    );
+    assert_one_warning("", "@%p1 bra DONE;\nDONE:\nret;", 32, &["%p1", "line 10"]);
 }
 
 #[test]
@@ -209,16 +212,7 @@ fn shuffling_from_a_lane_that_does_not_take_part_is_a_warning() {
     // The low half shuffles among itself but reads lane 20: once per line and source lane.
     let body = "mov.u32 %r1, %laneid;\nsetp.ge.u32 %p1, %r1, 16;\n@%p1 bra DONE;\n\
         shfl.sync.idx.b32 %r2, %r1, 20, 31, 0xffff;\nDONE:\nret;";
-    let m = Module::parse(&kernel("", body)).expect("parses");
-    let report = Sim::new()
-        .launch(&m, "k", one_block(32), &[])
-        .expect("runs");
-    assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
-    assert!(
-        report.warnings[0].contains("lane 20") && report.warnings[0].contains("line 13"),
-        "{:?}",
-        report.warnings
-    );
+    assert_one_warning("", body, 32, &["lane 20", "line 13"]);
 }
 
 #[test]
