@@ -36,7 +36,7 @@ fn run_writes_hf_outputs_and_gradients() {
     let dir = fixture("bert");
     let input = dir.join("reference.safetensors");
     let output = std::env::temp_dir().join(format!("smelt-run-{}.safetensors", std::process::id()));
-    let out = smelt_ok(&[
+    smelt_ok(&[
         "run",
         "--model",
         dir.to_str().unwrap(),
