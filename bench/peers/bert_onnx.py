@@ -40,11 +40,9 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 from peer_common import peak_rss_mb, serve
 
@@ -190,7 +188,7 @@ def main():
 
         import numpy as np
         import onnxruntime as ort
-        from bert_torch import report  # the shared JSON line (bert_torch imports torch lazily)
+        from bert_torch import report, time_it  # shared with the PyTorch peer (torch loads lazily)
 
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -215,14 +213,7 @@ def main():
             return 1
 
         def run_round(phase, warmup=args.warmup):
-            for _ in range(warmup):
-                sess.run(None, feed)
-            ts = []
-            for _ in range(args.runs):
-                t0 = time.perf_counter()
-                sess.run(None, feed)
-                ts.append(time.perf_counter() - t0)
-            ms = statistics.median(ts) * 1e3
+            ms = time_it(lambda: sess.run(None, feed), warmup, args.runs)
             report("onnxruntime", args, phase, ms, start_rss_mb=start, exporter=info["exporter"],
                    fusion=args.fusion, fused_ops=info["fused_ops"], max_abs_diff=diff)
 
