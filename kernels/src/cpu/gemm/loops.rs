@@ -41,6 +41,37 @@ pub(crate) struct Problem {
     pub bias: *const f32,
 }
 
+impl Problem {
+    /// The product of `(m, n, k)` over raw operands, each `(pointer, row stride, column
+    /// stride)`, with a bias of `n` values or null.
+    pub(crate) fn new(
+        (m, n, k): (usize, usize, usize),
+        alpha: f32,
+        (a, rsa, csa): (*const f32, usize, usize),
+        (b, rsb, csb): (*const f32, usize, usize),
+        beta: f32,
+        (c, rsc, csc): (*mut f32, usize, usize),
+        bias: *const f32,
+    ) -> Problem {
+        let strided = |ptr, rs, cs| Strided { ptr, rs, cs };
+        Problem {
+            m,
+            n,
+            k,
+            alpha,
+            a: strided(a, rsa, csa),
+            b: strided(b, rsb, csb),
+            beta,
+            c: StridedMut {
+                ptr: c,
+                rs: rsc,
+                cs: csc,
+            },
+            bias,
+        }
+    }
+}
+
 /// Runs `C = alpha * A * B + bias + beta * C` on `threads` threads.
 ///
 /// # Safety

@@ -296,29 +296,15 @@ fn checked(
         }
     }
     check_no_alias(op, &c, batch)?;
-    let problem = Problem {
-        m: a.rows,
-        n: b.cols,
-        k: a.cols,
+    let problem = Problem::new(
+        (a.rows, b.cols, a.cols),
         alpha,
-        a: Strided {
-            ptr: a.data.as_ptr(),
-            rs: a.row_stride,
-            cs: a.col_stride,
-        },
-        b: Strided {
-            ptr: b.data.as_ptr(),
-            rs: b.row_stride,
-            cs: b.col_stride,
-        },
+        (a.data.as_ptr(), a.row_stride, a.col_stride),
+        (b.data.as_ptr(), b.row_stride, b.col_stride),
         beta,
-        c: StridedMut {
-            ptr: c.data.as_mut_ptr(),
-            rs: c.row_stride,
-            cs: c.col_stride,
-        },
-        bias: bias.map_or(std::ptr::null(), <[f32]>::as_ptr),
-    };
+        (c.data.as_mut_ptr(), c.row_stride, c.col_stride),
+        bias.map_or(std::ptr::null(), <[f32]>::as_ptr),
+    );
     // SAFETY: every operand was checked to lie inside its slice for every batch (the bias
     // holds one value per column), C's elements are distinct, C is borrowed mutably so it
     // aliases neither A, B nor the bias, and the ISA and the thread count were validated.
@@ -344,29 +330,15 @@ pub unsafe fn sgemm_batched_unchecked(
     (c, rsc, csc): (*mut f32, usize, usize),
     opts: &CpuOptions,
 ) {
-    let problem = Problem {
-        m,
-        n,
-        k,
+    let problem = Problem::new(
+        (m, n, k),
         alpha,
-        a: Strided {
-            ptr: a,
-            rs: rsa,
-            cs: csa,
-        },
-        b: Strided {
-            ptr: b,
-            rs: rsb,
-            cs: csb,
-        },
+        (a, rsa, csa),
+        (b, rsb, csb),
         beta,
-        c: StridedMut {
-            ptr: c,
-            rs: rsc,
-            cs: csc,
-        },
-        bias: std::ptr::null(),
-    };
+        (c, rsc, csc),
+        std::ptr::null(),
+    );
     run_product(problem, batch, opts);
 }
 
