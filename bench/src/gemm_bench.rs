@@ -8,6 +8,7 @@ use crate::report::{Row, Value};
 use crate::timing::interleaved;
 use rayon::prelude::*;
 use smelt_kernels::cpu::gemm::{sgemm_batched, BatchStrides, MatMut, MatRef};
+use smelt_kernels::cpu::threads::install;
 use smelt_kernels::cpu::CpuOptions;
 use std::time::Duration;
 
@@ -108,6 +109,12 @@ struct Timed {
 /// Median seconds of smelt, the `gemm` crate and `matrixmultiply` on one case, interleaved
 /// with our own references: `smelt-1t` (the case on one thread, when `threads > 1`) and
 /// `smelt-large` (the large GEMM [`LARGE_REFERENCE`], for a batched case).
+///
+/// Everything runs inside our kernels' thread pool ([`install`]), the peers' threads
+/// included: with a second pool, its idle workers spin on the same cores after each of its
+/// calls and slow whatever runs next (on this 2-core machine that cost our 2-thread calls
+/// 0.3-0.8 ms each, and made our thread scaling look like 1.63-1.81 instead of 1.91-1.97).
+/// Calls from inside the pool are also how the model runs them (no hand-over per call).
 fn measure(case: &Case, threads: usize, budget: Duration) -> Vec<Timed> {
     let Case {
         m,
@@ -120,11 +127,10 @@ fn measure(case: &Case, threads: usize, budget: Duration) -> Vec<Timed> {
     let b = filled(batch * k * n, 0.5);
     let mut c = vec![0.0f32; batch * m * n];
     let mut c_peer = vec![0.0f32; batch * m * n];
+    let mut c_mm = vec![0.0f32; batch * m * n];
+    let mut c_one = vec![0.0f32; batch * m * n];
     let (rsb, csb) = if transb { (1, k) } else { (n, 1) };
     let opts = CpuOptions::threads(threads);
-    let mut ours = || run_smelt(case, &a, &b, &mut c, &opts);
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build();
-    let pool = pool.unwrap_or_else(|e| panic!("cannot start {threads} threads: {e}"));
     let per_batch = |i: usize, c: &mut [f32], parallel: gemm::Parallelism| {
         // SAFETY: every pointer addresses batch i of a buffer sized for `batch` matrices.
         unsafe {
@@ -151,15 +157,12 @@ fn measure(case: &Case, threads: usize, budget: Duration) -> Vec<Timed> {
             )
         }
     };
-    // One product runs the crate's own threading; a batch spreads products over the pool.
+    // One product runs the crate's own threading (on our pool); a batch spreads products.
     let parallel = if batch == 1 && threads > 1 {
         gemm::Parallelism::Rayon(threads)
     } else {
         gemm::Parallelism::None
     };
-    let mut gemm_crate =
-        || pool.install(|| each_batch(&pool, &mut c_peer, m * n, |i, c| per_batch(i, c, parallel)));
-    let mut c_mm = vec![0.0f32; batch * m * n];
     let one = |i: usize, c: &mut [f32]| {
         // SAFETY: as above, batch i of buffers sized for `batch` matrices.
         unsafe {
@@ -181,24 +184,6 @@ fn measure(case: &Case, threads: usize, budget: Duration) -> Vec<Timed> {
             )
         }
     };
-    let mut matrixmultiply = || each_batch(&pool, &mut c_mm, m * n, one);
-    let mut impls: Vec<&mut dyn FnMut()> = vec![&mut ours, &mut gemm_crate, &mut matrixmultiply];
-    let mut names = vec![
-        ("smelt", *case, threads),
-        ("gemm-crate", *case, threads),
-        ("matrixmultiply", *case, threads),
-    ];
-    // Our own references, in the same loop so that noise hits them alike: the same case on
-    // one thread (thread scaling), and for a batch our large-GEMM rate.
-    let mut c_one = vec![0.0f32; batch * m * n];
-    let mut ours_one_thread = || {
-        let opts = CpuOptions::threads(1);
-        run_smelt(case, &a, &b, &mut c_one, &opts);
-    };
-    if threads > 1 {
-        impls.push(&mut ours_one_thread);
-        names.push(("smelt-1t", *case, 1));
-    }
     let large = LARGE_REFERENCE;
     let mut large_operands = (batch > 1).then(|| {
         (
@@ -207,16 +192,43 @@ fn measure(case: &Case, threads: usize, budget: Duration) -> Vec<Timed> {
             vec![0.0f32; large.m * large.n],
         )
     });
-    let mut ours_large = || {
-        if let Some((a, b, c)) = large_operands.as_mut() {
-            run_smelt(&large, a, b, c, &opts);
-        }
-    };
+    let mut names = vec![
+        ("smelt", *case, threads),
+        ("gemm-crate", *case, threads),
+        ("matrixmultiply", *case, threads),
+    ];
+    // Our own references, in the same loop so that noise hits them alike: the same case on
+    // one thread (thread scaling), and for a batch our large-GEMM rate.
+    if threads > 1 {
+        names.push(("smelt-1t", *case, 1));
+    }
     if batch > 1 {
-        impls.push(&mut ours_large);
         names.push(("smelt-large", large, threads));
     }
-    let t = interleaved(&mut impls, 5, budget);
+    let t = install(threads, || {
+        let mut ours = || run_smelt(case, &a, &b, &mut c, &opts);
+        let mut gemm_crate = || {
+            each_batch(threads, &mut c_peer, m * n, |i, c| {
+                per_batch(i, c, parallel)
+            })
+        };
+        let mut matrixmultiply = || each_batch(threads, &mut c_mm, m * n, one);
+        let mut ours_one_thread = || run_smelt(case, &a, &b, &mut c_one, &CpuOptions::threads(1));
+        let mut ours_large = || {
+            if let Some((a, b, c)) = large_operands.as_mut() {
+                run_smelt(&large, a, b, c, &opts);
+            }
+        };
+        let mut impls: Vec<&mut dyn FnMut()> =
+            vec![&mut ours, &mut gemm_crate, &mut matrixmultiply];
+        if threads > 1 {
+            impls.push(&mut ours_one_thread);
+        }
+        if batch > 1 {
+            impls.push(&mut ours_large);
+        }
+        interleaved(&mut impls, 5, budget)
+    });
     names
         .into_iter()
         .zip(t)
@@ -253,22 +265,16 @@ fn run_smelt(case: &Case, a: &[f32], b: &[f32], c: &mut [f32], opts: &CpuOptions
     }
 }
 
-/// Runs `f(i, c_i)` on each batch's output `c_i` (`len` floats of `out`): on the caller for a
-/// single batch, spread over `pool` for several.
-fn each_batch(
-    pool: &rayon::ThreadPool,
-    out: &mut [f32],
-    len: usize,
-    f: impl Fn(usize, &mut [f32]) + Sync,
-) {
-    if out.len() == len {
-        f(0, out);
+/// Runs `f(i, c_i)` on each batch's output `c_i` (`len` floats of `out`): in order on the
+/// caller for a single batch or one thread, else spread over the current pool (ours, inside
+/// [`install`]).
+fn each_batch(threads: usize, out: &mut [f32], len: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    if out.len() == len || threads == 1 {
+        out.chunks_mut(len).enumerate().for_each(|(i, c)| f(i, c));
     } else {
-        pool.install(|| {
-            out.par_chunks_mut(len)
-                .enumerate()
-                .for_each(|(i, c)| f(i, c))
-        });
+        out.par_chunks_mut(len)
+            .enumerate()
+            .for_each(|(i, c)| f(i, c));
     }
 }
 
