@@ -57,13 +57,14 @@ options:
                  and R timed runs (--runs, default 5) in turn, the order rotating each round; the
                  peers stay up between rounds. median_ms is the median of the round medians,
                  smelt_x the median over rounds of the peer's time over ours in that round
-  --budget-ms T  time spent per case (default 1500 for gemm, 1000 for softmax); within
-                 it the implementations take turns, each timed on the second of two calls in a
-                 row (all on our thread pool, peers included). bench gemm also times, in the same loop, our own references: smelt-1t (the case
-                 on 1 thread; its smelt_x is our thread scaling) and, for --batch > 1,
-                 smelt-large (1024x768x3072; its smelt_x is the batched rate over that rate);
-                 with --threads > 1 it measures the FMA peak on 1 thread too (that row's
-                 smelt_x: the FMA loop's own scaling in this run, the ceiling of ours)
+  --budget-ms T  time spent per case (default 1500 for gemm, 1000 for softmax); within it
+                 the implementations take turns, each timed on the second of two calls in a
+                 row, all on our thread pool (peers included). bench gemm also times, in the
+                 same loop, our own references: smelt-1t (the case on 1 thread; its smelt_x
+                 is our thread scaling) and, for --batch > 1, smelt-large (1024x768x3072; its
+                 smelt_x is the batched rate over that rate); with --threads > 1 it measures
+                 the FMA peak on 1 thread too (that row's smelt_x: the FMA loop's own scaling
+                 in this run, the ceiling of ours)
   --args ARGS    ptx run: the kernel's parameters in order, comma-separated: buf:NAME (tensor NAME
                  of --buffers), zeros:NAME:BYTES, u32:V, i32:V, u64:V, i64:V, f32:V, f64:V;
                  every buffer is written to --output under its name (zeros as U8 [BYTES])";
