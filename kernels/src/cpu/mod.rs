@@ -17,6 +17,7 @@ mod prefetch;
 pub(crate) mod simd;
 pub mod softmax;
 mod split;
+mod team;
 pub mod threads;
 
 pub use isa::Isa;

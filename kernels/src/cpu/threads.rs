@@ -1,9 +1,11 @@
-//! Threads for the CPU kernels: one rayon pool per requested thread count, built once.
+//! Threads for the CPU kernels: one rayon pool per requested thread count, built once, and
+//! inside [`install`] a spinning team of its workers ([`team`](super::team)).
 //!
 //! A kernel asked for 1 thread runs on the caller and never touches a pool. Pools are created
 //! on first use, with every worker's GEMM pack buffers sized at once, and kept for the life
 //! of the process, so a steady-state call builds nothing.
 
+use super::team::{self, Team};
 use rayon::prelude::*;
 use rayon::ThreadPool;
 use std::marker::PhantomData;
@@ -34,23 +36,50 @@ fn pool(threads: usize) -> &'static ThreadPool {
 
 /// Runs `task(i)` for every `i` in `0..tasks`, spread over `threads` threads.
 ///
-/// `threads <= 1` (or a single task) runs everything on the calling thread, in order.
+/// `threads <= 1` (or a single task) runs everything on the calling thread, in order, and so
+/// does a call made from inside a task of the team of [`install`]. Inside `install` the tasks
+/// go to its spinning team; elsewhere, to the rayon pool of `threads` workers.
 pub fn for_each_task(threads: usize, tasks: usize, task: impl Fn(usize) + Sync + Send) {
-    if threads <= 1 || tasks <= 1 {
+    if threads <= 1 || tasks <= 1 || team::in_task() {
         (0..tasks).for_each(task);
+        return;
+    }
+    if team::try_run(threads, tasks, &task) {
         return;
     }
     pool(threads).install(|| (0..tasks).into_par_iter().with_max_len(1).for_each(task));
 }
 
-/// Runs `f` on a worker of the `threads`-thread pool (on the caller when `threads <= 1`).
+/// Runs `f` on a worker of the `threads`-thread pool (on the caller when `threads <= 1`),
+/// with the pool's other workers as its spinning team ([`team`](super::team)).
 ///
-/// Kernel calls made inside `f` with the same thread count hand their tasks to the pool
-/// through the worker's own deque. A call from outside the pool goes through rayon's global
-/// injection queue instead, which allocates a new block every 63 jobs: run a whole step loop
-/// inside `install` when it must make no heap allocation at all.
+/// Kernel calls made inside `f` with the same thread count hand their tasks to the team,
+/// whose helpers wait for them spinning instead of asleep (for up to a millisecond between
+/// calls), and allocate nothing. A call from outside the pool goes through rayon's global
+/// injection queue instead, which allocates a new block every 63 jobs and wakes a sleeping
+/// worker each time: run a whole step loop inside `install`. Rayon work started inside `f`
+/// (a parallel iterator) still runs on the helpers, which poll for it while they wait.
+/// Calling `install` again inside `f` with the same count just runs the inner closure.
 pub fn install<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
-    if threads <= 1 {
+    if threads <= 1 || team::leads(threads) {
+        return f();
+    }
+    pool(threads).install(|| {
+        let team = Team::new(threads);
+        rayon::scope(|s| {
+            for _ in 1..threads {
+                s.spawn(|_| team.help());
+            }
+            team.lead(f)
+        })
+    })
+}
+
+/// Runs `f` inside the `threads`-thread pool without starting a team (on the caller when
+/// `threads <= 1` or when it already leads a team of that size): one kernel call's single
+/// entry into the pool, so that a caller outside it pays the hand-over once per call.
+pub(crate) fn enter<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    if threads <= 1 || team::leads(threads) {
         return f();
     }
     pool(threads).install(f)

@@ -22,7 +22,7 @@ pub use reference::sgemm_reference;
 
 use crate::cpu::isa::Isa;
 use crate::cpu::options::CpuOptions;
-use crate::cpu::threads::{for_each_task, install, Shared};
+use crate::cpu::threads::{enter, for_each_task, Shared};
 use crate::{Error, Result};
 use cache::CacheSizes;
 use loops::{Problem, StridedMut};
@@ -350,7 +350,7 @@ unsafe fn run_product(problem: Problem, batch: &BatchStrides, opts: &CpuOptions)
     // the hand-over once, not once per parallel phase (tens of microseconds each on a VM).
     let threads = opts.threads.max(1);
     let job = Shared((problem, *batch));
-    install(threads, move || {
+    enter(threads, move || {
         let (problem, batch) = job.get();
         run_batched(&kernel, &blk, problem, &batch, threads)
     });

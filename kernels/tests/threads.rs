@@ -1,0 +1,148 @@
+//! The thread layer: `for_each_task` inside and outside `install` (the spinning team), nested
+//! calls, rayon work inside `install`, panics in tasks, and concurrent `install`s.
+
+use rayon::prelude::*;
+use smelt_kernels::cpu::threads::{for_each_task, install};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Runs `tasks` tasks of `work` each through `for_each_task(threads, ..)` and returns how
+/// many times each task ran and which threads ran them.
+fn run_tasks(threads: usize, tasks: usize, work: Duration) -> (Vec<usize>, HashSet<String>) {
+    let counts: Vec<AtomicUsize> = (0..tasks).map(|_| AtomicUsize::new(0)).collect();
+    let names = Mutex::new(HashSet::new());
+    for_each_task(threads, tasks, |i| {
+        counts[i].fetch_add(1, Ordering::SeqCst);
+        let name = format!("{:?}", std::thread::current().id());
+        names.lock().unwrap().insert(name);
+        let began = Instant::now();
+        while began.elapsed() < work {
+            std::hint::spin_loop();
+        }
+    });
+    let counts = counts.into_iter().map(AtomicUsize::into_inner).collect();
+    (counts, names.into_inner().unwrap())
+}
+
+#[test]
+fn every_task_runs_once_inside_and_outside_install() {
+    for threads in [1, 2, 3] {
+        for tasks in [0, 1, 2, 5, 64] {
+            let (outside, _) = run_tasks(threads, tasks, Duration::ZERO);
+            assert_eq!(
+                outside,
+                vec![1; tasks],
+                "outside, {threads} threads, {tasks} tasks"
+            );
+            let inside = install(threads, || {
+                (0..50)
+                    .map(|_| run_tasks(threads, tasks, Duration::ZERO).0)
+                    .collect::<Vec<_>>()
+            });
+            for counts in inside {
+                assert_eq!(
+                    counts,
+                    vec![1; tasks],
+                    "inside, {threads} threads, {tasks} tasks"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_team_spreads_tasks_over_its_threads() {
+    // Helpers join when their worker picks them up, so give them a moment: some job of the
+    // first hundred must have run on more than one thread. Four threads, a pool no other
+    // test here uses: tests run at once, and a team whose helper job was taken by a worker
+    // busy in another team goes on without that helper (see `cpu::team`).
+    let spread = install(4, || {
+        (0..100).any(|_| run_tasks(4, 8, Duration::from_micros(500)).1.len() > 1)
+    });
+    assert!(spread, "every task ran on the leader");
+}
+
+#[test]
+fn a_nested_call_runs_its_tasks_in_order_on_the_same_thread() {
+    let order = install(2, || {
+        let order = Mutex::new(Vec::new());
+        for_each_task(2, 2, |outer| {
+            let me = std::thread::current().id();
+            for_each_task(2, 4, |inner| {
+                assert_eq!(
+                    std::thread::current().id(),
+                    me,
+                    "a nested task changed thread"
+                );
+                order.lock().unwrap().push((outer, inner));
+            });
+        });
+        order.into_inner().unwrap()
+    });
+    for outer in 0..2 {
+        let inner: Vec<usize> = order
+            .iter()
+            .filter(|(o, _)| *o == outer)
+            .map(|(_, i)| *i)
+            .collect();
+        assert_eq!(inner, vec![0, 1, 2, 3]);
+    }
+}
+
+#[test]
+fn rayon_work_inside_install_still_uses_every_worker() {
+    let names = install(2, || {
+        let names = Mutex::new(HashSet::new());
+        // Long enough items that the second worker, spinning as a helper, takes some.
+        for _ in 0..20 {
+            (0..8).into_par_iter().for_each(|_| {
+                names
+                    .lock()
+                    .unwrap()
+                    .insert(format!("{:?}", std::thread::current().id()));
+                std::thread::sleep(Duration::from_millis(2));
+            });
+        }
+        names.into_inner().unwrap()
+    });
+    assert_eq!(names.len(), 2, "a parallel iterator ran on one thread only");
+}
+
+#[test]
+fn a_panicking_task_panics_the_call_and_the_team_goes_on() {
+    for threads in [2, 3] {
+        let caught = std::panic::catch_unwind(|| {
+            install(threads, || {
+                for_each_task(threads, 16, |i| {
+                    if i == 11 {
+                        panic!("task 11");
+                    }
+                    std::thread::sleep(Duration::from_micros(200));
+                })
+            })
+        });
+        assert!(caught.is_err(), "{threads} threads: the panic was lost");
+        let (counts, _) = install(threads, || run_tasks(threads, 16, Duration::ZERO));
+        assert_eq!(counts, vec![1; 16]);
+    }
+}
+
+#[test]
+fn installs_from_several_threads_at_once_all_finish() {
+    let total = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                install(2, || {
+                    for _ in 0..200 {
+                        let (counts, _) = run_tasks(2, 8, Duration::from_micros(20));
+                        total.fetch_add(counts.iter().sum::<usize>(), Ordering::SeqCst);
+                    }
+                })
+            });
+        }
+    });
+    assert_eq!(total.into_inner(), 4 * 200 * 8);
+}
