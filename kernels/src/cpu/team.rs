@@ -149,9 +149,10 @@ impl Team {
     }
 
     /// Waits until a generation after `seen` is published (`None` when the team is
-    /// dismissed): spinning, and running any rayon work it finds (a parallel iterator inside
-    /// `install`), for [`SPIN`] after the last work; then in naps of 50 us growing to
-    /// [`MAX_NAP`], still looking for rayon work between naps.
+    /// dismissed): spinning, running any rayon work it finds (a parallel iterator inside
+    /// `install`) and now and then yielding the core to the OS, for [`SPIN`] after the last
+    /// work; then in naps of 50 us growing to [`MAX_NAP`], still looking for rayon work
+    /// between naps.
     fn wait_for_job(&self, seen: u64) -> Option<u64> {
         let mut idle_since = Instant::now();
         let mut nap = FIRST_NAP;
@@ -172,7 +173,13 @@ impl Team {
             if let Some(Yield::Executed) = rayon::yield_now() {
                 idle_since = Instant::now();
                 nap = FIRST_NAP;
-            } else if idle_since.elapsed() > SPIN {
+            } else if idle_since.elapsed() <= SPIN {
+                if polls.is_multiple_of(64) {
+                    // Let the OS run something else on this core, should there be anything
+                    // (more threads than cores): an idle core comes straight back.
+                    std::thread::yield_now();
+                }
+            } else {
                 self.parked.fetch_add(1, SeqCst);
                 if self.generation.load(SeqCst) == seen && !self.stop.load(SeqCst) {
                     std::thread::park_timeout(nap);
