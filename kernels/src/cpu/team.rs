@@ -252,18 +252,22 @@ impl Team {
     }
 }
 
-/// Runs the job on the team this thread leads, if it leads one of `threads` threads and is
-/// not inside one of its tasks; returns false (running nothing) otherwise.
-pub(crate) fn try_run(threads: usize, tasks: usize, task: &(dyn Fn(usize) + Sync)) -> bool {
+/// The team of `threads` threads this thread leads, if it leads one.
+fn led(threads: usize) -> Option<&'static Team> {
     let team = LEADING.with(Cell::get);
-    if team.is_null() || IN_TASK.with(Cell::get) {
+    // SAFETY: `LEADING` points at a team only while its `lead` runs on this thread, and the
+    // reference is used only within calls made from inside that `lead`.
+    let team = unsafe { team.as_ref() }?;
+    (team.size == threads).then_some(team)
+}
+
+/// Runs the job on the team this thread leads, if it leads one of `threads` threads; returns
+/// false (running nothing) otherwise. The caller has checked that this thread is not inside
+/// a task ([`in_task`]).
+pub(crate) fn try_run(threads: usize, tasks: usize, task: &(dyn Fn(usize) + Sync)) -> bool {
+    let Some(team) = led(threads) else {
         return false;
-    }
-    // SAFETY: `LEADING` points at a team only while its `lead` runs on this thread.
-    let team = unsafe { &*team };
-    if team.size != threads {
-        return false;
-    }
+    };
     team.run_job(tasks, task);
     true
 }
@@ -275,7 +279,5 @@ pub(crate) fn in_task() -> bool {
 
 /// Whether this thread leads a team of `threads` threads.
 pub(crate) fn leads(threads: usize) -> bool {
-    let team = LEADING.with(Cell::get);
-    // SAFETY: as in `try_run`.
-    !team.is_null() && unsafe { (*team).size } == threads
+    led(threads).is_some()
 }
