@@ -192,20 +192,7 @@ fn measure(case: &Case, threads: usize, budget: Duration) -> Vec<Timed> {
             vec![0.0f32; large.m * large.n],
         )
     });
-    let mut names = vec![
-        ("smelt", *case, threads),
-        ("gemm-crate", *case, threads),
-        ("matrixmultiply", *case, threads),
-    ];
-    // Our own references, in the same loop so that noise hits them alike: the same case on
-    // one thread (thread scaling), and for a batch our large-GEMM rate.
-    if threads > 1 {
-        names.push(("smelt-1t", *case, 1));
-    }
-    if batch > 1 {
-        names.push(("smelt-large", large, threads));
-    }
-    let t = install(threads, || {
+    install(threads, || {
         let mut ours = || run_smelt(case, &a, &b, &mut c, &opts);
         let mut gemm_crate = || {
             each_batch(threads, &mut c_peer, m * n, |i, c| {
@@ -219,26 +206,35 @@ fn measure(case: &Case, threads: usize, budget: Duration) -> Vec<Timed> {
                 run_smelt(&large, a, b, c, &opts);
             }
         };
-        let mut impls: Vec<&mut dyn FnMut()> =
-            vec![&mut ours, &mut gemm_crate, &mut matrixmultiply];
+        let mut entries: Vec<(&str, Case, usize, &mut dyn FnMut())> = vec![
+            ("smelt", *case, threads, &mut ours),
+            ("gemm-crate", *case, threads, &mut gemm_crate),
+            ("matrixmultiply", *case, threads, &mut matrixmultiply),
+        ];
+        // Our own references, in the same loop so that noise hits them alike: the same case
+        // on one thread (thread scaling), and for a batch our large-GEMM rate.
         if threads > 1 {
-            impls.push(&mut ours_one_thread);
+            entries.push(("smelt-1t", *case, 1, &mut ours_one_thread));
         }
         if batch > 1 {
-            impls.push(&mut ours_large);
+            entries.push(("smelt-large", large, threads, &mut ours_large));
         }
-        interleaved(&mut impls, 5, budget)
-    });
-    names
-        .into_iter()
-        .zip(t)
-        .map(|((name, case, threads), secs)| Timed {
-            name: name.into(),
-            case,
-            threads,
-            secs,
-        })
-        .collect()
+        let (labels, mut impls): (Vec<_>, Vec<&mut dyn FnMut()>) = entries
+            .into_iter()
+            .map(|(name, case, threads, f)| ((name, case, threads), f))
+            .unzip();
+        let t = interleaved(&mut impls, 5, budget);
+        labels
+            .into_iter()
+            .zip(t)
+            .map(|((name, case, threads), secs)| Timed {
+                name: name.into(),
+                case,
+                threads,
+                secs,
+            })
+            .collect()
+    })
 }
 
 /// Our strided-batched SGEMM on `case` (B read transposed with `case.transb`).
