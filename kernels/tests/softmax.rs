@@ -188,6 +188,54 @@ fn logits_of_plus_minus_1e4_and_rows_of_one() {
 }
 
 #[test]
+fn logits_too_large_for_a_rounded_maximum_still_give_a_distribution() {
+    // Beyond |scale * x| ~ 1e9 the rounded maximum can sit hundreds or far more above the
+    // exact products; the kernel must still find the largest entry, not underflow the row.
+    for opts in all_options() {
+        for cols in [3, 17, 128] {
+            for (scale, top) in [
+                (0.3f32, 3.1e9f32),
+                (0.3, 3.1e37),
+                (-0.7, -1.7e36),
+                (1.0, 2.9e38),
+            ] {
+                let step = top.abs() * 1e-3;
+                let x: Vec<f32> = (0..cols)
+                    .map(|j| top - step * ((j * 7) % cols) as f32 * top.signum())
+                    .collect();
+                let y = forward(&x, 1, cols, scale, None, &opts);
+                let want = reference(&x, 1, cols, scale, None);
+                assert_close(&y, &want, &format!("{top:e} x {cols}, scale {scale}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn rows_masked_with_f32_min_everywhere_are_uniform_as_in_pytorch() {
+    // HF's masks add f32::MIN; a row masked everywhere rounds every logit to the same value
+    // in f32, and PyTorch gives the uniform distribution.
+    for opts in all_options() {
+        for cols in [1, 5, 17, 128] {
+            let x = logits(cols, 3);
+            let values = vec![f32::MIN; cols];
+            let mask = Some(Mask {
+                values: &values,
+                repeat: 1,
+            });
+            let y = forward(&x, 1, cols, 0.125, mask, &opts);
+            for (j, &v) in y.iter().enumerate() {
+                assert_eq!(
+                    v,
+                    1.0 / cols as f32,
+                    "1x{cols} {opts:?}: element {j} of {y:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn inplace_equals_out_of_place() {
     for opts in all_options() {
         for cols in COLS {

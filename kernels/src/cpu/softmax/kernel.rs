@@ -6,24 +6,31 @@
 //! 1. the maximum of the logits `z = scale * x (+ mask)`: without a mask, `scale * max(x)`
 //!    (or `min` for a negative scale), one op per vector; with a mask, `z` is written to `y`
 //!    so the next pass reads one stream instead of two;
-//! 2. `e = exp(z - max)` written to `y` and summed; `exp_nonpositive` is the bottleneck, so
-//!    `z - max` is an add when the scale is 1 (FMAs compete with the exp for the FMA pipes);
+//! 2. `e = 2^(z log2(e) - max log2(e))` written to `y` and summed: the conversion to base 2
+//!    rides on the FMA that subtracts the maximum, so the exp needs no range reduction by
+//!    `ln 2` ([`exp2_nonpositive`], 3-9% faster than `e^(z - max)` by `exp_nonpositive`);
 //! 3. `y *= 1 / sum`, run after pass 2 of the next row, so that the latency of a row's last
 //!    exps, its sum and the division overlaps work instead of stalling the core. On AVX-512
 //!    a row of at most 128 floats keeps its exps in registers and passes 2 and 3 become one
 //!    (a store per vector instead of store, load, store).
 //!
-//! Without a mask pass 2 computes `z - max` as one FMA, `scale * x - max`, so `max` (itself
-//! rounded) only shifts the whole row and cancels in the normalisation. Column tails go
-//! through `load_partial`/`store_partial`; the tail of the max pass is filled with the row's
+//! Pass 2's exponent, `(z - max) log2(e)`, is one FMA from the input where the ISA has a
+//! true FMA and the row's logits are moderate ([`Exponent`]): `(scale log2(e)) x -
+//! max log2(e)`. The rounded constants only shift the whole row (by a fraction of one in the
+//! exponent), which cancels in the normalisation, and each exponent is rounded once, the same
+//! relative error (`|z - max| 2^-24`) as rounding `z - max`. Otherwise (no FMA, or logits
+//! beyond 2^19 in size, where the shift could underflow the whole row, or HF's `f32::MIN`
+//! masks) it is computed exactly as written, with the product rounded first so that the
+//! maximum gives exactly 0. Column tails go through `load_partial`/`store_partial`; the tail of the max pass is filled with the row's
 //! first entry, which cannot change a maximum.
 //!
 //! Backward, per row: `dot = sum_j dy[j] y[j]`, then `dx = (scale * y) * (dy - dot)`.
 
 use crate::cpu::isa::Isa;
-use crate::cpu::math::exp_nonpositive as exp;
+use crate::cpu::math::{exp2_nonpositive, exp_nonpositive};
 use crate::cpu::prefetch::{prefetch, Hint};
 use crate::cpu::simd::SimdF32;
+use std::f32::consts::LOG2_E;
 
 /// One forward call, shared by every task: raw pointers into the caller's slices
 /// (`cols >= 1`: rows are read from their first element on).
@@ -120,6 +127,7 @@ unsafe fn forward_rows<V: SimdF32>(job: &Forward, start: usize, end: usize) {
             );
         }
         let (max, src, scale) = next;
+        let e = Exponent::for_row::<V>(scale, max);
         if r + 1 < end {
             next = logits_max::<V>(job, r + 1);
         }
@@ -129,17 +137,17 @@ unsafe fn forward_rows<V: SimdF32>(job: &Forward, start: usize, end: usize) {
             continue;
         }
         if short {
-            if scale == 1.0 {
-                exp_normalize_short::<V, false>(src, y, cols, scale, -max);
+            if e.fused {
+                exp_normalize_short::<V, true>(src, y, cols, e);
             } else {
-                exp_normalize_short::<V, true>(src, y, cols, scale, -max);
+                exp_normalize_short::<V, false>(src, y, cols, e);
             }
             continue;
         }
-        let sum = if scale == 1.0 {
-            exp_sum::<V, false>(src, y, cols, scale, -max)
+        let sum = if e.fused {
+            exp_sum::<V, true>(src, y, cols, e)
         } else {
-            exp_sum::<V, true>(src, y, cols, scale, -max)
+            exp_sum::<V, false>(src, y, cols, e)
         };
         if let Some((row, factor)) = pending {
             scale_row::<V>(row, cols, factor);
@@ -275,37 +283,77 @@ unsafe fn masked_logits<V: SimdF32>(
     V::reduce_max(V::max(V::max(acc[0], acc[1]), V::max(acc[2], acc[3])))
 }
 
-/// Writes `e[j] = exp(scale * src[j] + bias)` to `dst` and returns `sum_j e[j]`; without
-/// `SCALED` the scale is taken to be 1, and an add replaces the FMA (an FMA pipe is the
-/// bottleneck of the exp, while adds run on other pipes).
+/// Pass 2's exponent of a row, in one of two forms: fused, the base-2 exponent
+/// `(scale x - max) log2(e)` as one FMA; exact, `scale x - max` as written.
+#[derive(Clone, Copy)]
+struct Exponent {
+    /// Fused: `scale log2(e)`; exact: `scale`.
+    a: f32,
+    /// Fused: `-max log2(e)`; exact: `max`.
+    b: f32,
+    /// Whether the exponent is the one FMA `a x + b` (base 2), or `a x - b` (base e).
+    fused: bool,
+}
+
+/// `|max log2(e)|` (2^20) below which the fused exponent is used: its roundings (of `b`, of
+/// `a`, and of `max` itself) then shift the row by at most ~0.2 in the exponent.
+const FUSED_LIMIT: f32 = 1048576.0;
+
+impl Exponent {
+    /// The fused form where `V` has a true FMA and the row's maximum logit `max` is moderate,
+    /// the exact form otherwise.
+    fn for_row<V: SimdF32>(scale: f32, max: f32) -> Exponent {
+        let (a, b) = (scale * LOG2_E, -(max * LOG2_E));
+        if V::FUSED && a.is_finite() && b.abs() < FUSED_LIMIT {
+            Exponent { a, b, fused: true }
+        } else {
+            Exponent {
+                a: scale,
+                b: max,
+                fused: false,
+            }
+        }
+    }
+}
+
+/// `e^(scale x - max)` of one vector `x` of inputs, from its exponent in the form `FUSED`
+/// (see [`Exponent`]; `a` and `b` hold the row's constants in every lane): fused, `2^(a x +
+/// b)`; exact, `e^(a x - b)` with the product rounded first, by `exp_nonpositive` (no
+/// further rounding by a conversion to base 2).
+#[inline(always)]
+unsafe fn exp<V: SimdF32, const FUSED: bool>(a: V, b: V, x: V) -> V {
+    if FUSED {
+        exp2_nonpositive(V::mul_add(a, x, b))
+    } else {
+        exp_nonpositive(V::sub(V::mul(a, x), b))
+    }
+}
+
+/// Writes `e[j] = exp(src[j])` (see [`exp`]) to `dst` and returns `sum_j e[j]`.
 ///
 /// One vector per step and one accumulator: the exp chain is long, so the out-of-order core
 /// overlaps consecutive vectors by itself (the add's latency hides behind the exp), and
 /// unrolling would spill the 16 ymm registers that the polynomial's constants mostly fill.
 #[inline(always)]
-unsafe fn exp_sum<V: SimdF32, const SCALED: bool>(
+unsafe fn exp_sum<V: SimdF32, const FUSED: bool>(
     src: *const f32,
     dst: *mut f32,
     cols: usize,
-    scale: f32,
-    bias: f32,
+    e: Exponent,
 ) -> f32 {
-    let (s, b) = (V::splat(scale), V::splat(bias));
+    let (a, b) = (V::splat(e.a), V::splat(e.b));
     let mut acc = V::zero();
     let mut j = 0;
     while j + V::LANES <= cols {
-        let e = exp(logit::<V, SCALED>(s, V::load(src.add(j)), b));
+        let e = exp::<V, FUSED>(a, b, V::load(src.add(j)));
         V::store(dst.add(j), e);
         acc = V::add(acc, e);
         j += V::LANES;
     }
     if j < cols {
         let n = cols - j;
-        let e = exp(logit::<V, SCALED>(
-            s,
-            V::load_partial(src.add(j), n, 0.0),
-            b,
-        ));
+        let x = V::load_partial(src.add(j), n, 0.0);
+        let e = exp::<V, FUSED>(a, b, x);
         V::store_partial(dst.add(j), n, e);
         // Read back the stored lanes only: the others hold exp of the fill value.
         acc = V::add(acc, V::load_partial(dst.add(j), n, 0.0));
@@ -317,27 +365,27 @@ unsafe fn exp_sum<V: SimdF32, const SCALED: bool>(
 const SHORT: usize = 8;
 
 /// Passes 2 and 3 of a row of at most [`SHORT`] vectors, with the exps kept in registers:
-/// `dst[j] = e[j] / sum(e)` for `e[j] = exp(scale * src[j] + bias)`, one store per vector.
+/// `dst[j] = e[j] / sum(e)` for `e[j] = exp(src[j])` (see [`exp`]), one store per vector.
 #[inline(always)]
-unsafe fn exp_normalize_short<V: SimdF32, const SCALED: bool>(
+unsafe fn exp_normalize_short<V: SimdF32, const FUSED: bool>(
     src: *const f32,
     dst: *mut f32,
     cols: usize,
-    scale: f32,
-    bias: f32,
+    e: Exponent,
 ) {
-    let (s, b) = (V::splat(scale), V::splat(bias));
+    let (a, b) = (V::splat(e.a), V::splat(e.b));
     let (full, tail) = (cols / V::LANES, cols % V::LANES);
     let mut e = [V::zero(); SHORT];
     let mut acc = V::zero();
     for (v, ev) in e.iter_mut().enumerate() {
         let j = v * V::LANES;
         if v < full {
-            *ev = exp(logit::<V, SCALED>(s, V::load(src.add(j)), b));
+            *ev = exp::<V, FUSED>(a, b, V::load(src.add(j)));
             acc = V::add(acc, *ev);
         } else if v == full && tail > 0 {
             let x = V::load_partial(src.add(j), tail, 0.0);
-            V::store_partial(dst.add(j), tail, exp(logit::<V, SCALED>(s, x, b)));
+            let ex = exp::<V, FUSED>(a, b, x);
+            V::store_partial(dst.add(j), tail, ex);
             // Read back the stored lanes only: the others hold exp of the fill value.
             *ev = V::load_partial(dst.add(j), tail, 0.0);
             acc = V::add(acc, *ev);
@@ -351,16 +399,6 @@ unsafe fn exp_normalize_short<V: SimdF32, const SCALED: bool>(
         } else if v == full && tail > 0 {
             V::store_partial(dst.add(j), tail, V::mul(f, *ev));
         }
-    }
-}
-
-/// `s * x + b`, or `x + b` without `SCALED`.
-#[inline(always)]
-unsafe fn logit<V: SimdF32, const SCALED: bool>(s: V, x: V, b: V) -> V {
-    if SCALED {
-        V::mul_add(s, x, b)
-    } else {
-        V::add(x, b)
     }
 }
 
