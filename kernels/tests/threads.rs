@@ -109,7 +109,10 @@ fn rayon_work_inside_install_still_runs_on_the_helpers() {
         }
         names.into_inner().unwrap()
     });
-    assert!(names.len() > 1, "a parallel iterator ran on one thread only");
+    assert!(
+        names.len() > 1,
+        "a parallel iterator ran on one thread only"
+    );
 }
 
 #[test]

@@ -26,18 +26,34 @@ impl CacheSizes {
     }
 }
 
+/// Tries the cache leaf this CPU's vendor documents first, then the other: AMD describes its
+/// caches in 0x8000001D (leaf 4 is reserved there), Intel in leaf 4, while 0x8000001D reads
+/// as zeros on Intel even where a hypervisor reports extended leaves that far.
 #[cfg(target_arch = "x86_64")]
 fn detect_cpuid() -> Option<CacheSizes> {
-    use std::arch::x86_64::{__cpuid, __cpuid_count};
+    use std::arch::x86_64::__cpuid;
     // CPUID exists on every x86_64 CPU; leaves are only read after checking the maximum.
-    let (max_basic, max_ext) = (__cpuid(0).eax, __cpuid(0x8000_0000).eax);
-    let leaf = if max_ext >= 0x8000_001D {
-        0x8000_001D
-    } else if max_basic >= 4 {
-        4
+    let basic = __cpuid(0);
+    let max_ext = __cpuid(0x8000_0000).eax;
+    // "AuthenticAMD" and "HygonGenuine" (AMD's design licensed in China).
+    let amd = matches!(basic.ebx, 0x6874_7541 | 0x6f67_7948);
+    let order: [u32; 2] = if amd {
+        [0x8000_001D, 4]
     } else {
-        return None;
+        [4, 0x8000_001D]
     };
+    let present = |leaf: &u32| match leaf {
+        4 => basic.eax >= 4,
+        _ => max_ext >= 0x8000_001D,
+    };
+    order.into_iter().filter(present).find_map(read_cache_leaf)
+}
+
+/// The caches described by CPUID `leaf` (4 or 0x8000001D, which share a layout), or `None`
+/// when L1d or L2 is missing or implausible.
+#[cfg(target_arch = "x86_64")]
+fn read_cache_leaf(leaf: u32) -> Option<CacheSizes> {
+    use std::arch::x86_64::__cpuid_count;
     let mut sizes = CacheSizes {
         l1d: 0,
         l2: 0,
@@ -76,4 +92,22 @@ fn detect_cpuid() -> Option<CacheSizes> {
 #[cfg(not(target_arch = "x86_64"))]
 fn detect_cpuid() -> Option<CacheSizes> {
     None
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detection_finds_the_caches_whichever_leaf_describes_them() {
+        // Intel VMs may report extended leaves up to 0x80000021 with 0x8000001D all zeros:
+        // detection must still read leaf 4 there (it fell back to the defaults before).
+        let described = read_cache_leaf(4).is_some() || read_cache_leaf(0x8000_001D).is_some();
+        let detected = detect_cpuid();
+        assert_eq!(detected.is_some(), described, "{detected:?}");
+        assert_eq!(
+            CacheSizes::detect(),
+            detected.unwrap_or(CacheSizes::DEFAULT)
+        );
+    }
 }

@@ -107,13 +107,17 @@ pub(crate) unsafe fn run(kernel: &Microkernel, blk: &Blocking, p: Problem, threa
     let (mr, nr) = (kernel.mr, kernel.nr);
     let nc_step = even_chunk(p.n, blk.nc, nr);
     let kc_step = even_chunk(p.k, blk.kc, 1);
-    // A problem that fits in one block of every loop (attention heads: 128 x 64 x 128) would
-    // spend as long packing as multiplying: read A in place (only a ragged last panel is
-    // packed), and B too when its rows are contiguous and its width a multiple of NR.
+    // A problem that fits in one block of every loop (attention heads: 128 x 64 x 128) can
+    // spend as long packing as multiplying. A is read in place (only a ragged last panel is
+    // packed) when at most 4 panels of B reuse it, so packing would cost a large share; B too
+    // when its rows are contiguous, its width a multiple of NR and its rows span no more
+    // than a packed KC x NR micro-panel: wider rows put the k steps of a column panel a row
+    // stride apart, which maps them to few L1 sets (N = 3072: 12 KiB apart, all in one set;
+    // 128 x 768 x 3072 ran 2.5x slower in place than packed on the Intel VM; bench/NOTES.md).
     let single_block = p.k == kc_step && p.n == nc_step && p.m <= blk.mc;
     let direct = Direct {
-        a: single_block,
-        b: single_block && p.b.cs == 1 && p.n % nr == 0,
+        a: single_block && p.n <= 4 * nr,
+        b: single_block && p.b.cs == 1 && p.n % nr == 0 && p.k * p.b.rs <= blk.kc * nr,
     };
     let plan = Plan {
         blocks: Blocks { nc_step, kc_step },
