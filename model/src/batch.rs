@@ -36,9 +36,9 @@ impl Batch {
     /// A batch of `batch` sequences of `seq` tokens from `input_ids` (`[B, T]` row-major),
     /// an optional 0/1 `attention_mask` and optional `token_type_ids` of the same shape.
     ///
-    /// Errors name the offending position and value: ids `>= vocab_size`, negative ids,
-    /// types `>= type_vocab_size`, `seq` beyond `max_position_embeddings`, wrong lengths,
-    /// mask values other than 0 and 1.
+    /// Errors name the offending position and value: an empty batch or empty sequences
+    /// (`batch` or `seq` 0), ids `>= vocab_size`, negative ids, types `>= type_vocab_size`,
+    /// `seq` beyond `max_position_embeddings`, wrong lengths, mask values other than 0 and 1.
     pub fn new(
         config: &Config,
         batch: usize,
@@ -47,7 +47,21 @@ impl Batch {
         attention_mask: Option<&[i64]>,
         token_type_ids: Option<&[i64]>,
     ) -> Result<Batch> {
-        let n = batch * seq;
+        if batch == 0 || seq == 0 {
+            let what = if batch == 0 {
+                "no sequences"
+            } else {
+                "sequences of no tokens"
+            };
+            return Err(input_error(format!(
+                "input_ids has shape [{batch}, {seq}]: {what}; [B, T] needs B >= 1 and T >= 1"
+            )));
+        }
+        let n = batch.checked_mul(seq).ok_or_else(|| {
+            input_error(format!(
+                "input_ids has shape [{batch}, {seq}]: more tokens than fit in usize"
+            ))
+        })?;
         if seq > config.max_positions {
             return Err(input_error(format!(
                 "sequences of {seq} tokens are longer than max_position_embeddings = {}",
@@ -92,8 +106,8 @@ impl Batch {
                         0 | 1 => Ok(v as f32),
                         _ => Err(input_error(format!(
                             "attention_mask[{}][{}] = {v}; it must be 0 or 1",
-                            i / seq.max(1),
-                            i % seq.max(1)
+                            i / seq,
+                            i % seq
                         ))),
                     })
                     .collect::<Result<Vec<f32>>>()?
@@ -111,7 +125,7 @@ impl Batch {
             seq,
             input_ids: ids,
             token_type_ids: types,
-            position_ids: (0..n).map(|i| (i % seq.max(1)) as u32).collect(),
+            position_ids: (0..n).map(|i| (i % seq) as u32).collect(),
             mask: Tensor::from_vec(&[batch, seq], mask)?,
             additive_mask,
             labels: Vec::new(),
@@ -153,10 +167,39 @@ fn to_ids(
             } else {
                 Err(input_error(format!(
                     "{name}[{}][{}] = {v} is outside 0..{limit} ({limit_name})",
-                    i / seq.max(1),
-                    i % seq.max(1)
+                    i / seq,
+                    i % seq
                 )))
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An empty batch or empty sequences are refused, naming input_ids and its shape: a
+    /// `[2^40, 0]` input holds no bytes but would make attention loop over 2^40 sequences.
+    #[test]
+    fn empty_batches_and_sequences_are_errors() {
+        let config = Config::preset("tiny").unwrap();
+        let err = |batch, seq| {
+            Batch::new(&config, batch, seq, &[], None, None)
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            err(1 << 40, 0),
+            "Batch::new: input_ids has shape [1099511627776, 0]: sequences of no tokens; [B, T] needs B >= 1 and T >= 1"
+        );
+        assert_eq!(
+            err(0, 3),
+            "Batch::new: input_ids has shape [0, 3]: no sequences; [B, T] needs B >= 1 and T >= 1"
+        );
+        assert!(err(0, 0).contains("[0, 0]"));
+        let huge = err(usize::MAX, 2);
+        assert!(huge.contains("more tokens than fit in usize"), "{huge}");
+        assert!(Batch::new(&config, 1, 2, &[1, 2], None, None).is_ok());
+    }
 }
