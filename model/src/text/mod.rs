@@ -77,7 +77,8 @@ impl Tokenizer {
     /// Loads `dir/vocab.txt` and, when present, `dir/tokenizer_config.json`.
     ///
     /// Errors name the file: a missing or unreadable vocabulary, one without the `[UNK]`,
-    /// `[CLS]`, `[SEP]` or `[PAD]` token the config names, malformed JSON.
+    /// `[CLS]`, `[SEP]` or `[PAD]` token the config names, an empty special token, malformed
+    /// JSON.
     pub fn from_dir(dir: &Path) -> Result<Tokenizer> {
         let vocab_path = dir.join("vocab.txt");
         let text = std::fs::read_to_string(&vocab_path).map_err(|e| Error::Io {
@@ -112,8 +113,9 @@ impl Tokenizer {
             strip_accents: flag("strip_accents", lowercase)?,
             split_cjk: flag("tokenize_chinese_chars", true)?,
         };
-        let token = |key: &str, default: &str| -> String {
-            match config.get(key) {
+        // An empty special token would match everywhere in the text and consume nothing.
+        let token = |key: &str, default: &str| -> Result<String> {
+            let name = match config.get(key) {
                 Some(Json::String(s)) => s.clone(),
                 Some(object) => object
                     .get("content")
@@ -121,11 +123,18 @@ impl Tokenizer {
                     .unwrap_or(default)
                     .to_string(),
                 None => default.to_string(),
+            };
+            if name.is_empty() {
+                return Err(format_error(
+                    config_path,
+                    format!("\"{key}\" is the empty string; a special token needs characters"),
+                ));
             }
+            Ok(name)
         };
         let mut verbatim = Vec::new();
         let mut id_of = |key: &str, default: &str| -> Result<u32> {
-            let name = token(key, default);
+            let name = token(key, default)?;
             let id = vocab.id(&name).ok_or_else(|| {
                 format_error(vocab_path, format!("the vocabulary has no {key} '{name}'"))
             })?;
@@ -138,7 +147,7 @@ impl Tokenizer {
             sep: id_of("sep_token", "[SEP]")?,
             pad: id_of("pad_token", "[PAD]")?,
         };
-        let mask = token("mask_token", "[MASK]");
+        let mask = token("mask_token", "[MASK]")?;
         if let Some(id) = vocab.id(&mask) {
             verbatim.push((mask, id));
         }
@@ -181,11 +190,11 @@ impl Tokenizer {
     }
 
     /// The special token written at the start of `text`, if any (the longest), with its
-    /// length in bytes and id.
+    /// length in bytes (never 0: an empty token would stall [`Tokenizer::pieces`]) and id.
     fn special_at(&self, text: &str) -> Option<(usize, u32)> {
         self.verbatim
             .iter()
-            .filter(|(s, _)| text.starts_with(s.as_str()))
+            .filter(|(s, _)| !s.is_empty() && text.starts_with(s.as_str()))
             .max_by_key(|(s, _)| s.len())
             .map(|(s, id)| (s.len(), *id))
     }
@@ -307,5 +316,50 @@ impl Tokenizer {
                 .extend(std::iter::repeat_n(1, ids.len()).chain(std::iter::repeat_n(0, pad)));
         }
         Ok(encoding)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A scratch directory holding `vocab` and `tokenizer_config.json` = `config`.
+    fn dir_with(tag: &str, vocab: &str, config: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("smelt-text-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("vocab.txt"), vocab).unwrap();
+        std::fs::write(dir.join("tokenizer_config.json"), config).unwrap();
+        dir
+    }
+
+    /// An empty special token (here in the vocabulary through a blank line) is refused at
+    /// load, naming the file and key; it used to make `encode` loop forever.
+    #[test]
+    fn empty_special_tokens_are_errors() {
+        let vocab = "[PAD]\n[UNK]\n[CLS]\n[SEP]\n\n[MASK]\nfoo\n";
+        for key in ["mask_token", "unk_token", "pad_token"] {
+            let dir = dir_with(key, vocab, &format!("{{\"{key}\": \"\"}}"));
+            let err = Tokenizer::from_dir(&dir).err().unwrap().to_string();
+            std::fs::remove_dir_all(&dir).ok();
+            assert!(
+                err.contains("tokenizer_config.json") && err.contains(&format!("\"{key}\"")),
+                "{err}"
+            );
+            assert!(err.contains("empty string"), "{err}");
+        }
+        let object = dir_with("object", vocab, r#"{"mask_token": {"content": ""}}"#);
+        assert!(Tokenizer::from_dir(&object).is_err());
+        std::fs::remove_dir_all(&object).ok();
+    }
+
+    /// Backstop: a zero-length special token never matches, so text still advances.
+    #[test]
+    fn special_at_skips_empty_tokens() {
+        let dir = dir_with("backstop", "[PAD]\n[UNK]\n[CLS]\n[SEP]\n\nfoo\n", "{}");
+        let mut tokenizer = Tokenizer::from_dir(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).ok();
+        tokenizer.verbatim.push((String::new(), 4));
+        assert_eq!(tokenizer.special_at("[foo"), None);
+        assert_eq!(tokenizer.encode("[foo"), vec![2, 1, 5, 3]);
     }
 }
