@@ -82,6 +82,8 @@ impl Config {
         let config = match family {
             Family::Bert => {
                 keys.activation("hidden_act")?;
+                keys.absolute_positions()?;
+                keys.encoder_only()?;
                 Config {
                     family,
                     vocab_size: keys.size("vocab_size")?,
@@ -135,6 +137,11 @@ impl Config {
         ];
         if let Some((name, _)) = sizes.iter().find(|(_, v)| *v == 0) {
             return Err(format!("the {name} is 0"));
+        }
+        // HF's BERT always adds a token-type embedding (type 0 when none are given), so a
+        // table of 0 rows cannot run there either.
+        if self.family == Family::Bert && self.type_vocab_size == 0 {
+            return Err("\"type_vocab_size\" is 0; BERT needs at least 1 token type".into());
         }
         if !self.hidden.is_multiple_of(self.heads) {
             return Err(format!(
@@ -226,13 +233,42 @@ impl Keys<'_> {
         }
     }
 
-    /// The activation must be HF's exact (erf) GELU.
+    /// The activation must be HF's exact (erf) GELU (HF's default when the key is absent).
     fn activation(&self, key: &str) -> Result<()> {
-        match self.root.get(key).and_then(Json::as_str) {
-            Some("gelu") | None => Ok(()),
-            Some(other) => Err(self.error(format!(
+        match self.root.get(key) {
+            None => Ok(()),
+            Some(Json::String(name)) if name == "gelu" => Ok(()),
+            Some(Json::String(other)) => Err(self.error(format!(
                 "\"{key}\": \"{other}\" is not supported (smelt implements \"gelu\", the exact erf form)"
             ))),
+            Some(v) => Err(self.error(format!(
+                "\"{key}\" must be the name of an activation (\"gelu\"), got {v}"
+            ))),
+        }
+    }
+
+    /// BERT's `position_embedding_type` must be `"absolute"` (the default): the relative kinds
+    /// add distance embeddings to the attention scores, which smelt does not implement.
+    fn absolute_positions(&self) -> Result<()> {
+        const KEY: &str = "position_embedding_type";
+        match self.root.get(KEY) {
+            None => Ok(()),
+            Some(Json::String(kind)) if kind == "absolute" => Ok(()),
+            Some(v) => Err(self.error(format!(
+                "\"{KEY}\": {v} is not supported (smelt implements \"absolute\" position embeddings only)"
+            ))),
+        }
+    }
+
+    /// `is_decoder` must be false, null or absent: a decoder masks attention causally.
+    fn encoder_only(&self) -> Result<()> {
+        const KEY: &str = "is_decoder";
+        match self.root.get(KEY) {
+            None | Some(Json::Null) | Some(Json::Bool(false)) => Ok(()),
+            Some(Json::Bool(true)) => Err(self.error(format!(
+                "\"{KEY}\": true is not supported (smelt runs BERT as an encoder, without a causal mask)"
+            ))),
+            Some(v) => Err(self.error(format!("\"{KEY}\" must be true or false, got {v}"))),
         }
     }
 
@@ -321,6 +357,41 @@ mod tests {
         assert!(err(&BERT.replace("32", "-32")).contains("non-negative integer"));
         let sinusoidal = r#"{"model_type": "distilbert", "sinusoidal_pos_embds": true}"#;
         assert!(err(sinusoidal).contains("sinusoidal_pos_embds"));
+    }
+
+    /// Settings that change the math are refused, naming the file and key, not ignored.
+    #[test]
+    fn unsupported_math_settings_are_errors() {
+        let err = |text: &str| Config::parse("config.json", text).unwrap_err().to_string();
+        let with = |extra: &str| BERT.replacen('{', &format!("{{{extra}, "), 1);
+        for kind in ["\"relative_key\"", "\"relative_key_query\"", "null"] {
+            let e = err(&with(&format!("\"position_embedding_type\": {kind}")));
+            assert_eq!(
+                e,
+                format!("config.json: \"position_embedding_type\": {kind} is not supported (smelt implements \"absolute\" position embeddings only)")
+            );
+        }
+        assert!(Config::parse("c", &with(r#""position_embedding_type": "absolute""#)).is_ok());
+        assert_eq!(
+            err(&with(r#""is_decoder": true"#)),
+            "config.json: \"is_decoder\": true is not supported (smelt runs BERT as an encoder, without a causal mask)"
+        );
+        assert!(err(&with(r#""is_decoder": 1"#)).contains("\"is_decoder\" must be true or false"));
+        assert!(Config::parse("c", &with(r#""is_decoder": false"#)).is_ok());
+        for act in ["1", "null", "[\"gelu\"]", "{}"] {
+            let e = err(&BERT.replace("\"gelu\"", act));
+            assert!(
+                e.starts_with("config.json: \"hidden_act\" must be the name of an activation"),
+                "{e}"
+            );
+        }
+        let distil = r#"{"model_type": "distilbert", "vocab_size": 10, "dim": 8, "n_layers": 1,
+            "n_heads": 2, "hidden_dim": 16, "max_position_embeddings": 20, "activation": false}"#;
+        assert!(err(distil).contains("\"activation\" must be the name of an activation"));
+        assert_eq!(
+            err(&BERT.replace("\"type_vocab_size\": 2", "\"type_vocab_size\": 0")),
+            "config.json: \"type_vocab_size\" is 0; BERT needs at least 1 token type"
+        );
     }
 
     /// Seeded mutations of a valid config (byte flips, deletions, insertions of JSON
