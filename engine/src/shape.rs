@@ -13,7 +13,8 @@ use std::fmt;
 /// The largest rank a shape may have.
 pub const MAX_RANK: usize = 6;
 
-/// The dimensions of a tensor, rank 0 (a scalar) to [`MAX_RANK`]; its element count fits a `usize`.
+/// The dimensions of a tensor, rank 0 (a scalar) to [`MAX_RANK`]; the product of its non-zero
+/// dimensions (and so its element count and every row-major stride) fits a `usize`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Shape {
     dims: [usize; MAX_RANK],
@@ -22,7 +23,8 @@ pub struct Shape {
 
 impl Shape {
     /// The shape with these dimensions; errors when there are more than [`MAX_RANK`] of them or
-    /// when their product overflows `usize`.
+    /// when the product of the non-zero ones overflows `usize` (so every stride fits, even in
+    /// an empty shape).
     pub fn new(dims: &[usize]) -> Result<Shape> {
         Shape::for_op("Shape::new", dims)
     }
@@ -38,14 +40,19 @@ impl Shape {
                 ),
             });
         }
+        // The non-zero dimensions alone: an empty shape like [0, 2^32, 2^32] has 0 elements,
+        // but its row-major strides (products of the inner dimensions) would still overflow.
         if dims
             .iter()
+            .filter(|&&d| d != 0)
             .try_fold(1usize, |n, &d| n.checked_mul(d))
             .is_none()
         {
             return Err(Error::Shape {
                 op,
-                detail: format!("{dims:?} has more elements than fit in usize"),
+                detail: format!(
+                    "{dims:?}: the product of its non-zero dimensions does not fit in usize"
+                ),
             });
         }
         let mut shape = Shape {
@@ -313,6 +320,21 @@ mod tests {
         let err = Shape::new(&[1; 7]).unwrap_err().to_string();
         assert!(err.contains("rank 7"), "{err}");
         assert!(Shape::new(&[usize::MAX, 2]).is_err());
+    }
+
+    /// An empty shape whose other dimensions overflow is refused: its strides would overflow.
+    #[test]
+    fn empty_shapes_with_overflowing_strides_are_errors() {
+        let big = 1usize << (usize::BITS / 2);
+        let err = Shape::new(&[0, big, big]).unwrap_err().to_string();
+        assert!(
+            err.contains("the product of its non-zero dimensions does not fit in usize"),
+            "{err}"
+        );
+        assert!(Shape::new(&[big, 0, big]).is_err());
+        let empty = layout(&[0, big, 3]);
+        assert_eq!((empty.numel(), empty.strides()), (0, &[3 * big, 3, 1][..]));
+        assert_eq!(layout(&[3, 0, 2]).strides(), &[0, 2, 1]);
     }
 
     #[test]

@@ -487,6 +487,21 @@ fn more_dimensions_than_the_engine_holds_are_an_error() {
     );
 }
 
+/// An empty tensor whose other dimensions multiply past `usize` reads as a shape error, not
+/// an overflow in its strides.
+#[test]
+fn empty_tensors_with_overflowing_dimensions_are_an_error() {
+    let big = 1u64 << 32;
+    let header =
+        format!(r#"{{"x":{{"dtype":"F32","shape":[0,{big},{big}],"data_offsets":[0,0]}}}}"#);
+    let file = SafeTensors::from_bytes("empty", raw_file(&header, &[])).unwrap();
+    let err = file.tensor_f32("x").unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "empty: tensor 'x': Shape::new: [0, 4294967296, 4294967296]: the product of its non-zero dimensions does not fit in usize"
+    );
+}
+
 #[test]
 fn malformed_files_say_what_is_wrong() {
     let entry = |name: &str, dtype: &str, shape: &str, offsets: &str| {

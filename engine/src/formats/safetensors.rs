@@ -257,7 +257,8 @@ impl SafeTensors {
     /// mapped file is page-aligned, so that is when its offset in the file is a multiple of 4;
     /// files written by [`write()`] and by the Python library always are); misaligned F32 data is
     /// copied. F16, BF16 and F64 data is converted into a new buffer. Errors for a missing
-    /// name, an integer or 8-bit float dtype, or more than [`MAX_RANK`] dimensions.
+    /// name, an integer or 8-bit float dtype, or a shape [`Shape::new`](crate::Shape::new)
+    /// refuses (more than [`MAX_RANK`] dimensions, non-zero ones that overflow `usize`).
     pub fn tensor_f32(&self, name: &str) -> Result<Tensor> {
         let (info, bytes) = self.tensor_bytes(name)?;
         if info.shape.len() > MAX_RANK {
@@ -267,6 +268,7 @@ impl SafeTensors {
                 info.shape.len()
             )));
         }
+        crate::Shape::new(&info.shape).map_err(|e| self.format(format!("tensor '{name}': {e}")))?;
         let values: Vec<f32> = match info.dtype {
             Dtype::F32 => {
                 // The file is little-endian, so only a little-endian target reads it in place.
