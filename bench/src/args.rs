@@ -56,6 +56,19 @@ impl Args {
         }
     }
 
+    /// `--threads N`, every core by default; refused outside `1..=MAX_THREADS` (a huge count
+    /// would otherwise reach the thread pool and abort the process).
+    pub fn threads(&self) -> Result<usize, String> {
+        use smelt_kernels::cpu::threads::{available, MAX_THREADS};
+        let threads: usize = self.get("threads", available())?;
+        if !(1..=MAX_THREADS).contains(&threads) {
+            return Err(format!(
+                "--threads must be between 1 and {MAX_THREADS}, got {threads}"
+            ));
+        }
+        Ok(threads)
+    }
+
     /// Rejects options outside `known` (so a typo is an error, not silently ignored).
     pub fn only(&self, known: &[&str]) -> Result<(), String> {
         let given = self.values.keys().chain(self.flags.iter());

@@ -19,11 +19,11 @@ use std::time::Instant;
 pub fn run(args: &Args) -> Result<(), String> {
     args.only(&["steps", "threads", "batch", "seq"])?;
     let steps: usize = args.get("steps", 5)?;
-    let threads: usize = args.get("threads", smelt_kernels::cpu::threads::available())?;
+    let threads = args.threads()?;
     let batch: usize = args.get("batch", 8)?;
     let seq: usize = args.get("seq", 128)?;
-    if steps < 2 || threads == 0 || batch == 0 || seq == 0 {
-        return Err("--steps must be at least 2; --threads, --batch and --seq at least 1".into());
+    if steps < 2 || batch == 0 || seq == 0 {
+        return Err("--steps must be at least 2; --batch and --seq at least 1".into());
     }
     let config =
         Config::preset("distilbert-base").ok_or("the distilbert-base preset is missing")?;

@@ -59,9 +59,9 @@ pub fn embed(args: &Args) -> Result<(), String> {
     args.only(&["model", "batch", "threads", "no-truncate", "stdin"])?;
     let dir = model_dir(args)?;
     let batch: usize = args.get("batch", 32)?;
-    let threads: usize = args.get("threads", smelt_kernels::cpu::threads::available())?;
-    if batch == 0 || threads == 0 {
-        return Err("--batch and --threads must be at least 1".into());
+    let threads = args.threads()?;
+    if batch == 0 {
+        return Err("--batch must be at least 1".into());
     }
     let texts = texts(args)?;
     let encoder = SentenceEncoder::load(Path::new(&dir)).map_err(|e| e.to_string())?;

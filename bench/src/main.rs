@@ -125,10 +125,7 @@ fn bench(raw: &[String]) -> Result<(), String> {
     if let Some(extra) = args.positional.first() {
         return Err(format!("unexpected argument {extra:?}\n{USAGE}"));
     }
-    let threads: usize = args.get("threads", smelt_kernels::cpu::threads::available())?;
-    if threads == 0 {
-        return Err("--threads must be at least 1".into());
-    }
+    let threads = args.threads()?;
     // matrixmultiply reads its thread count from the environment on first use.
     std::env::set_var("MATMUL_NUM_THREADS", threads.to_string());
     let json = args.flag("json");

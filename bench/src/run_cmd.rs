@@ -20,10 +20,7 @@ pub fn run(args: &Args) -> Result<(), String> {
             .ok_or_else(|| format!("run: --{name} is required"))
     };
     let (dir, input, output) = (need("model")?, need("input")?, need("output")?);
-    let threads: usize = args.get("threads", smelt_kernels::cpu::threads::available())?;
-    if threads == 0 {
-        return Err("--threads must be at least 1".into());
-    }
+    let threads = args.threads()?;
     let grad = args.flag("grad");
     let e = |e: smelt_engine::Error| e.to_string();
     let dir = Path::new(&dir);

@@ -118,6 +118,55 @@ fn bad_input_is_a_message_and_a_failure() {
     }
 }
 
+/// `--threads` past the maximum (or 0) is a message and a failure before any thread pool
+/// is built; `usize::MAX` used to abort with a capacity overflow in the thread team.
+#[test]
+fn thread_counts_past_the_maximum_are_refused() {
+    let bert = fixture("bert");
+    let input = bert.join("reference.safetensors");
+    let output =
+        std::env::temp_dir().join(format!("smelt-threads-{}.safetensors", std::process::id()));
+    let tokenizer = fixture("tokenizer");
+    for threads in ["18446744073709551615", "1025", "0"] {
+        let commands: [&[&str]; 4] = [
+            &[
+                "run",
+                "--model",
+                bert.to_str().unwrap(),
+                "--input",
+                input.to_str().unwrap(),
+                "--output",
+                output.to_str().unwrap(),
+                "--threads",
+                threads,
+            ],
+            &[
+                "embed",
+                "--model",
+                tokenizer.to_str().unwrap(),
+                "--threads",
+                threads,
+                "hi",
+            ],
+            &["demo", "--threads", threads],
+            &["bench", "softmax", "--threads", threads],
+        ];
+        for args in commands {
+            let out = smelt(args);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{args:?} succeeded");
+            assert!(
+                stderr.contains(&format!(
+                    "--threads must be between 1 and 1024, got {threads}"
+                )),
+                "{args:?}: {stderr}"
+            );
+            assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        }
+    }
+    assert!(!output.exists());
+}
+
 #[test]
 fn tokenize_prints_ids_and_refuses_bad_stdin() {
     let dir = fixture("tokenizer");

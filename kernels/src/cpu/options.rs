@@ -1,6 +1,7 @@
 //! How a CPU kernel runs: how many threads, which instruction set.
 
 use crate::cpu::isa::Isa;
+use crate::cpu::threads::MAX_THREADS;
 use crate::{Error, Result};
 
 /// Threads and instruction set for one kernel call.
@@ -35,7 +36,8 @@ impl CpuOptions {
         CpuOptions { isa, ..self }
     }
 
-    /// Checks that the instruction set runs on this CPU and that `threads >= 1`.
+    /// Checks that the instruction set runs on this CPU and that `1 <= threads <=`
+    /// [`MAX_THREADS`].
     pub fn validate(&self, op: &'static str) -> Result<()> {
         if !self.isa.is_supported() {
             return Err(Error::Unsupported {
@@ -49,6 +51,40 @@ impl CpuOptions {
                 detail: "threads must be at least 1".into(),
             });
         }
+        if self.threads > MAX_THREADS {
+            return Err(Error::Unsupported {
+                op,
+                detail: format!(
+                    "{} threads is more than the maximum {MAX_THREADS}",
+                    self.threads
+                ),
+            });
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Thread counts outside `1..=MAX_THREADS` are errors naming the op (a count near
+    /// `usize::MAX` used to reach the thread team and panic with a capacity overflow).
+    #[test]
+    fn validate_bounds_the_thread_count() {
+        assert!(CpuOptions::threads(1).validate("op").is_ok());
+        assert!(CpuOptions::threads(MAX_THREADS).validate("op").is_ok());
+        let err = |threads| {
+            CpuOptions::threads(threads)
+                .validate("op")
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(err(0), "op: unsupported: threads must be at least 1");
+        assert_eq!(
+            err(MAX_THREADS + 1),
+            "op: unsupported: 1025 threads is more than the maximum 1024"
+        );
+        assert!(err(usize::MAX).contains(&format!("{} threads is more than", usize::MAX)));
     }
 }

@@ -12,8 +12,21 @@ use std::marker::PhantomData;
 use std::ops::Range;
 use std::sync::Mutex;
 
+/// The most threads a kernel may be asked for ([`CpuOptions::validate`] refuses more): far
+/// above any core count smelt runs on, and below rayon's pool limit (65535 on 64-bit
+/// targets), which rayon would silently clamp to, leaving a team waiting for missing workers.
+///
+/// [`CpuOptions::validate`]: super::CpuOptions::validate
+pub const MAX_THREADS: usize = 1024;
+
 /// The pool with exactly `threads` workers, created on first request.
+///
+/// Panics when `threads` is above [`MAX_THREADS`]: callers validate their options first.
 fn pool(threads: usize) -> &'static ThreadPool {
+    assert!(
+        threads <= MAX_THREADS,
+        "smelt: a pool of {threads} threads is more than MAX_THREADS = {MAX_THREADS} (CpuOptions::validate refuses it)"
+    );
     static POOLS: Mutex<Vec<(usize, &'static ThreadPool)>> = Mutex::new(Vec::new());
     let mut pools = POOLS
         .lock()
@@ -60,6 +73,9 @@ pub fn for_each_task(threads: usize, tasks: usize, task: impl Fn(usize) + Sync +
 /// worker each time: run a whole step loop inside `install`. Rayon work started inside `f`
 /// (a parallel iterator) still runs on the helpers, which poll for it while they wait.
 /// Calling `install` again inside `f` with the same count just runs the inner closure.
+/// Panics when `threads` is above [`MAX_THREADS`] (see [`CpuOptions::validate`]).
+///
+/// [`CpuOptions::validate`]: super::CpuOptions::validate
 pub fn install<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
     if threads <= 1 || team::leads(threads) {
         return f();
