@@ -109,7 +109,8 @@ impl SentenceEncoder {
 
     /// The embedding of every text, computed `batch_size` texts at a time on `opts.threads`
     /// threads. Texts longer than [`SentenceEncoder::max_len`] tokens are cut (or an error
-    /// with [`Truncation::Error`]); an empty list is an error.
+    /// with [`Truncation::Error`]); an empty list or options [`CpuOptions::validate`] refuses
+    /// are errors.
     pub fn embed(
         &self,
         texts: &[&str],
@@ -117,6 +118,8 @@ impl SentenceEncoder {
         truncation: Truncation,
         opts: CpuOptions,
     ) -> Result<Embeddings> {
+        // Before `install`, which does not take a thread count it cannot run.
+        opts.validate("embed")?;
         if texts.is_empty() {
             return Err(Error::Input {
                 op: "embed",
@@ -147,13 +150,16 @@ impl SentenceEncoder {
                     },
                     other => other,
                 })?;
+            // Single texts are all type 0; a model without token types (DistilBERT) takes none.
+            let types = (self.model.config().type_vocab_size > 0)
+                .then_some(encoding.token_type_ids.as_slice());
             let batch = Batch::new(
                 self.model.config(),
                 encoding.batch,
                 encoding.seq,
                 &encoding.input_ids,
                 Some(&encoding.attention_mask),
-                Some(&encoding.token_type_ids),
+                types,
             )?;
             let (tape_ref, arena_ref) = (&mut tape, &mut arena);
             let pooled = smelt_kernels::cpu::threads::install(opts.threads, move || {
