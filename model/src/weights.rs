@@ -131,19 +131,31 @@ impl RandomInit {
 }
 
 impl WeightSource for RandomInit {
+    /// Errors, naming the tensor and shape, when its element count overflows `usize` or its
+    /// values cannot be allocated (sizes come from a config file).
     fn load(&self, name: &str, dims: &[usize]) -> Result<(String, Tensor)> {
-        let n: usize = dims.iter().product();
-        let is_norm = name.contains("LayerNorm") || name.contains("layer_norm");
-        let values = if name.ends_with("bias") {
-            vec![0.0; n]
-        } else if is_norm {
-            vec![1.0; n]
+        let error = |what: &str| Error::Shape {
+            op: "RandomInit",
+            detail: format!("tensor '{name}' of shape {dims:?}: {what}"),
+        };
+        let n = dims
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .ok_or_else(|| error("more elements than fit in usize"))?;
+        let mut values = Vec::new();
+        values
+            .try_reserve_exact(n)
+            .map_err(|_| error(&format!("cannot allocate {n} values")))?;
+        if name.ends_with("bias") {
+            values.resize(n, 0.0);
+        } else if name.contains("LayerNorm") || name.contains("layer_norm") {
+            values.resize(n, 1.0);
         } else {
             let seed = name
                 .bytes()
                 .fold(self.seed, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
-            normal(n, seed, 0.02)
-        };
+            values.extend(normal_values(seed, 0.02).take(n));
+        }
         Ok((name.to_string(), Tensor::from_vec(dims, values)?))
     }
 
@@ -154,6 +166,11 @@ impl WeightSource for RandomInit {
 
 /// `n` values from `N(0, std^2)` (Box-Muller over a 64-bit LCG), reproducible from `seed`.
 pub fn normal(n: usize, seed: u64, std: f32) -> Vec<f32> {
+    normal_values(seed, std).take(n).collect()
+}
+
+/// The endless stream [`normal`] takes its values from.
+fn normal_values(seed: u64, std: f32) -> impl Iterator<Item = f32> {
     let mut state = seed ^ 0x9e3779b97f4a7c15;
     let mut uniform = move || {
         state = state
@@ -161,11 +178,47 @@ pub fn normal(n: usize, seed: u64, std: f32) -> Vec<f32> {
             .wrapping_add(1442695040888963407);
         ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
     };
-    (0..n)
-        .map(|_| {
-            let (u1, u2) = (uniform(), uniform());
-            let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
-            (z * std as f64) as f32
-        })
-        .collect()
+    std::iter::repeat_with(move || {
+        let (u1, u2) = (uniform(), uniform());
+        let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
+        (z * std as f64) as f32
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sizes from a config that overflow or cannot be allocated are errors naming the tensor,
+    /// not a panic or an abort; ordinary ones are filled as before.
+    #[test]
+    fn random_init_refuses_impossible_sizes() {
+        let init = RandomInit::new(7);
+        let err = init
+            .load("w.weight", &[1 << 40, 1 << 40])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "RandomInit: tensor 'w.weight' of shape [1099511627776, 1099511627776]: more elements than fit in usize"
+        );
+        let err = init.load("w.weight", &[1 << 62]).unwrap_err().to_string();
+        assert!(
+            err.ends_with("cannot allocate 4611686018427387904 values"),
+            "{err}"
+        );
+        let (_, w) = init.load("w.weight", &[3, 4]).unwrap();
+        let arena = smelt_engine::Arena::new();
+        assert_eq!(
+            w.to_vec(&arena).unwrap(),
+            normal(12, w_seed(7, "w.weight"), 0.02)
+        );
+        let (_, b) = init.load("w.bias", &[2]).unwrap();
+        assert_eq!(b.to_vec(&arena).unwrap(), [0.0, 0.0]);
+    }
+
+    fn w_seed(seed: u64, name: &str) -> u64 {
+        name.bytes()
+            .fold(seed, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
+    }
 }
