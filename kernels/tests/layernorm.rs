@@ -377,3 +377,146 @@ fn unsupported_isa_and_zero_threads_are_errors() {
         ));
     }
 }
+
+/// `(inputs, y, mean)` of the kernel for `rows` copies of `row`, with random `gamma` and
+/// `beta`; the saved statistics must be finite.
+fn forward_rows(row: &[f32], rows: usize, opts: &CpuOptions) -> (Inputs, Vec<f32>, Vec<f32>) {
+    let cols = row.len();
+    let inp = Inputs {
+        x: row.repeat(rows),
+        ..inputs(rows, cols, 0.0, cols as u64)
+    };
+    let (y, mean, rstd) = forward(&inp, opts);
+    assert!(
+        mean.iter().chain(&rstd).all(|v| v.is_finite()),
+        "{opts:?}: mean {mean:?}, rstd {rstd:?}"
+    );
+    (inp, y, mean)
+}
+
+#[test]
+fn constant_rows_give_beta() {
+    // mean = sum * (1/cols) is a few ulps off the constant, and eps = 1e-12 makes rstd ~1e6:
+    // the centred ulps must not survive as y = beta +- 0.1.
+    for opts in all_options() {
+        for cols in [3, 17, 768] {
+            for value in [1.7f32, 0.1, -3e5] {
+                let (inp, y, mean) = forward_rows(&vec![value; cols], 3, &opts);
+                let what = format!("{opts:?} {cols} x {value}");
+                for (k, &v) in y.iter().enumerate() {
+                    let beta = inp.beta[k % cols];
+                    assert!((v - beta).abs() < 1e-6, "{what}: y[{k}] = {v}, beta {beta}");
+                }
+                assert!(mean.iter().all(|&m| m == value), "{what}: mean {mean:?}");
+            }
+        }
+    }
+}
+
+/// The kernel's `y` of `rows` copies of `row` equals the f64 reference's within `1e-6` of
+/// `|gamma| + |beta|`.
+fn assert_rows_match_f64(row: &[f32], opts: &CpuOptions) {
+    let (rows, cols) = (2, row.len());
+    let (inp, y, _) = forward_rows(row, rows, opts);
+    let mut want = vec![f32::NAN; rows * cols];
+    layer_norm_reference(
+        &inp.x, &inp.gamma, &inp.beta, &mut want, None, rows, cols, EPS,
+    )
+    .unwrap();
+    for k in 0..rows * cols {
+        let tol = 1e-6 * (inp.gamma[k % cols].abs() + inp.beta[k % cols].abs());
+        assert!(
+            (y[k] - want[k]).abs() <= tol,
+            "{opts:?} {cols} cols from {}: y[{k}] = {}, want {}",
+            row[0],
+            y[k],
+            want[k]
+        );
+    }
+}
+
+#[test]
+fn rows_whose_sum_overflows_f32_match_f64() {
+    // The f32 sum overflows: mean inf, y NaN without a fallback.
+    for opts in all_options() {
+        for cols in [2, 17, 34] {
+            assert_rows_match_f64(&vec![3e38; cols], &opts);
+        }
+    }
+}
+
+#[test]
+fn rows_whose_squares_overflow_f32_match_f64() {
+    // (x - mean)^2 overflows: var inf, rstd 0, y = beta without a fallback.
+    for opts in all_options() {
+        for cols in [2, 17, 34] {
+            let alternating: Vec<f32> = (0..cols)
+                .map(|j| if j % 2 == 0 { 2e19 } else { -2e19 })
+                .collect();
+            assert_rows_match_f64(&alternating, &opts);
+        }
+    }
+}
+
+#[test]
+fn non_finite_rows_stay_nan() {
+    for opts in all_options() {
+        for bad in [f32::NAN, f32::INFINITY] {
+            let mut row = vec![1.0f32; 17];
+            row[5] = bad;
+            let inp = Inputs {
+                x: row,
+                ..inputs(1, 17, 0.0, 9)
+            };
+            let (y, _, _) = forward(&inp, &opts);
+            assert!(y.iter().all(|v| v.is_nan()), "{opts:?} {bad}: {y:?}");
+        }
+    }
+}
+
+#[test]
+fn backward_of_a_huge_constant_row_is_finite() {
+    // x = 2^110 and rstd = 1e6: a tail lane that loaded x = 0 would have xhat = -inf, and
+    // dy = 0 there would make 0 * inf = NaN in the row's sums.
+    for opts in all_options() {
+        for cols in [4, 5, 17] {
+            let rows = 2;
+            let mut inp = inputs(rows, cols, 0.0, 21);
+            inp.x = vec![2f32.powi(110); rows * cols];
+            let (_, mean, rstd) = forward(&inp, &opts);
+            let dy = random(rows * cols, 22);
+            let (dx, dgamma, dbeta) = backward(&inp, &dy, &mean, &rstd, &opts);
+            let mut want_dx = vec![0.0; rows * cols];
+            let (mut want_dgamma, mut want_dbeta) = (vec![0.0; cols], vec![0.0; cols]);
+            layer_norm_backward_reference(
+                &dy,
+                &inp.x,
+                &inp.gamma,
+                &mean,
+                &rstd,
+                &mut want_dx,
+                &mut want_dgamma,
+                &mut want_dbeta,
+                rows,
+                cols,
+            )
+            .unwrap();
+            let what = format!("{opts:?} {rows}x{cols}");
+            for k in 0..rows * cols {
+                // dx = rstd * (g - mean(g)) here (xhat = 0): bound by the terms' sizes.
+                let r = k / cols;
+                let g = |i: usize| (dy[i] * inp.gamma[i % cols]).abs();
+                let mean_g = (r * cols..(r + 1) * cols).map(g).sum::<f32>() / cols as f32;
+                let tol = 2e-6 * rstd[r] * (g(k) + mean_g);
+                assert!(
+                    dx[k].is_finite() && (dx[k] - want_dx[k]).abs() <= tol,
+                    "{what}: dx[{k}] = {}, want {}",
+                    dx[k],
+                    want_dx[k]
+                );
+            }
+            assert_eq!(dgamma, want_dgamma, "{what}");
+            assert_eq!(dbeta, want_dbeta, "{what}");
+        }
+    }
+}

@@ -1,11 +1,19 @@
 //! Layer normalisation over the last dimension, and its backward, on contiguous row-major rows.
 //!
 //! Forward, per row of `cols` values (the row stays in L1 across the three passes):
-//! 1. `mean = sum(x) / cols`;
-//! 2. `var = sum((x - mean)^2) / cols` (biased, as PyTorch), `rstd = 1 / sqrt(var + eps)`;
-//!    the second pass subtracts the mean first, so a large common offset does not cancel
-//!    away the variance as `E[x^2] - mean^2` would;
+//! 1. `mean0 = sum(x) / cols`;
+//! 2. with `d = x - mean0`: `s1 = sum(d)` and `s2 = sum(d^2)`, then the corrected two-pass
+//!    statistics `mean = mean0 + s1 / cols` and `var = max(s2 / cols - (s1 / cols)^2, 0)`
+//!    (biased, as PyTorch), `rstd = 1 / sqrt(var + eps)`. Subtracting `mean0` first keeps a
+//!    large common offset from cancelling away the variance as `E[x^2] - mean^2` would; the
+//!    `s1` correction removes the rounding error of `mean0`, which `rstd` would otherwise
+//!    amplify: a constant row gets its mean exactly, hence `y = beta` even with BERT's
+//!    `eps = 1e-12` (where `rstd` reaches `1e6`);
 //! 3. `y = (x - mean) * rstd * gamma + beta`.
+//!
+//! A finite row whose f32 sums overflow (`|x| ~ 1e38`, or `|x - mean| > ~1.8e19`) gets a
+//! non-finite `mean` or `var`; such a row (rare) is redone in f64 like the reference, and so
+//! is a row holding an infinity or a NaN (whose outputs are NaN either way).
 //!
 //! Backward, with `xhat = (x - mean) * rstd` and `g = dy * gamma` (the gradient w.r.t. `xhat`,
 //! since `y = xhat * gamma + beta`). `mean` and `rstd` depend on every `x[i]`:
@@ -170,18 +178,31 @@ impl SimdJob for Forward {
         let inv_n = 1.0 / cols as f32;
         for r in range {
             let (x, y) = (self.x.add(r * cols), self.y.add(r * cols));
-            let mean = row_sum::<V>(x, cols) * inv_n;
-            let var = centered_square_sum::<V>(x, cols, mean) * inv_n;
-            let rstd = 1.0 / (var + self.eps).sqrt();
+            let mean0 = row_sum::<V>(x, cols) * inv_n;
+            let (s1, s2) = centered_sums::<V>(x, cols, mean0);
+            let shift = s1 / cols as f32;
+            let mean = mean0 + shift;
+            let var = s2 * inv_n - shift * shift;
+            if !(mean.is_finite() && var.is_finite()) {
+                let (gamma, beta) = (self.gamma, self.beta);
+                let (mean, rstd) = row_f64(x, gamma, beta, y, cols, self.eps);
+                if !self.mean.is_null() {
+                    *self.mean.add(r) = mean;
+                    *self.rstd.add(r) = rstd;
+                }
+                continue;
+            }
+            // Rounding can leave a (tiny) negative difference; NaN was caught above.
+            let rstd = 1.0 / (var.max(0.0) + self.eps).sqrt();
             if !self.mean.is_null() {
                 *self.mean.add(r) = mean;
                 *self.rstd.add(r) = rstd;
             }
-            let (m, s) = (V::splat(mean), V::splat(rstd));
+            let s = V::splat(rstd);
             let mut j = 0;
             while j < cols {
                 let n = V::LANES.min(cols - j);
-                let xhat = normalized(x.add(j), n, m, s);
+                let xhat = normalized(x.add(j), n, mean, s);
                 let out = V::mul_add(
                     xhat,
                     load_n(self.gamma.add(j), n),
@@ -209,40 +230,94 @@ unsafe fn row_sum<V: SimdF32>(x: *const f32, cols: usize) -> f32 {
         acc[0] = V::add(acc[0], load_n(x.add(j), V::LANES.min(cols - j)));
         j += V::LANES;
     }
-    V::reduce_sum(V::add(V::add(acc[0], acc[1]), V::add(acc[2], acc[3])))
+    total(acc)
 }
 
-/// `sum_j (x[j] - mean)^2` over one row.
+/// `(sum_j d[j], sum_j d[j]^2)` with `d = x - mean` over one row.
 #[inline(always)]
-unsafe fn centered_square_sum<V: SimdF32>(x: *const f32, cols: usize, mean: f32) -> f32 {
+unsafe fn centered_sums<V: SimdF32>(x: *const f32, cols: usize, mean: f32) -> (f32, f32) {
     let m = V::splat(mean);
-    let mut acc = [V::zero(); UNROLL];
+    let mut s1 = [V::zero(); UNROLL];
+    let mut s2 = [V::zero(); UNROLL];
     let mut j = 0;
     while j + UNROLL * V::LANES <= cols {
-        for (u, a) in acc.iter_mut().enumerate() {
+        for u in 0..UNROLL {
             let d = V::sub(V::load(x.add(j + u * V::LANES)), m);
-            *a = V::mul_add(d, d, *a);
+            s1[u] = V::add(s1[u], d);
+            s2[u] = V::mul_add(d, d, s2[u]);
         }
         j += UNROLL * V::LANES;
     }
     while j + V::LANES <= cols {
         let d = V::sub(V::load(x.add(j)), m);
-        acc[0] = V::mul_add(d, d, acc[0]);
+        s1[0] = V::add(s1[0], d);
+        s2[0] = V::mul_add(d, d, s2[0]);
         j += V::LANES;
     }
     if j < cols {
         // Lanes past the row are filled with the mean: they add 0.
         let d = V::sub(V::load_partial(x.add(j), cols - j, mean), m);
-        acc[1] = V::mul_add(d, d, acc[1]);
+        s1[1] = V::add(s1[1], d);
+        s2[1] = V::mul_add(d, d, s2[1]);
     }
-    V::reduce_sum(V::add(V::add(acc[0], acc[1]), V::add(acc[2], acc[3])))
+    (total(s1), total(s2))
 }
 
-/// `xhat = (x - mean) * rstd` of the `n` values from `x` (the other lanes load 0), with `m`
-/// and `s` the row's `mean` and `rstd` in every lane.
+/// The sum of every lane of the `UNROLL` accumulators.
 #[inline(always)]
-unsafe fn normalized<V: SimdF32>(x: *const f32, n: usize, m: V, s: V) -> V {
-    V::mul(V::sub(load_n(x, n), m), s)
+unsafe fn total<V: SimdF32>(a: [V; UNROLL]) -> f32 {
+    V::reduce_sum(V::add(V::add(a[0], a[1]), V::add(a[2], a[3])))
+}
+
+/// `xhat = (x - mean) * rstd` of the `n` values from `x`, with `s` the row's `rstd` in every
+/// lane. Lanes past the row load the mean, so their `xhat` is 0 (not `-mean * rstd`, which
+/// overflows to infinity for a large mean and a large `rstd`).
+#[inline(always)]
+unsafe fn normalized<V: SimdF32>(x: *const f32, n: usize, mean: f32, s: V) -> V {
+    let v = if n == V::LANES {
+        V::load(x)
+    } else {
+        V::load_partial(x, n, mean)
+    };
+    V::mul(V::sub(v, V::splat(mean)), s)
+}
+
+/// One row of the forward in f64, as [`layer_norm_reference`]: the slow path for rows whose
+/// f32 statistics overflow. Writes `y` and returns `(mean, rstd)` rounded to f32.
+///
+/// # Safety
+/// `x` and `y` hold `cols` values, `gamma` and `beta` `cols` values each.
+#[cold]
+unsafe fn row_f64(
+    x: *const f32,
+    gamma: *const f32,
+    beta: *const f32,
+    y: *mut f32,
+    cols: usize,
+    eps: f32,
+) -> (f32, f32) {
+    let (x, y) = (
+        std::slice::from_raw_parts(x, cols),
+        std::slice::from_raw_parts_mut(y, cols),
+    );
+    let (gamma, beta) = (
+        std::slice::from_raw_parts(gamma, cols),
+        std::slice::from_raw_parts(beta, cols),
+    );
+    let (mean, rstd) = stats_f64(x, eps);
+    for (j, out) in y.iter_mut().enumerate() {
+        let xhat = (x[j] as f64 - mean) * rstd;
+        *out = (xhat * gamma[j] as f64 + beta[j] as f64) as f32;
+    }
+    (mean as f32, rstd as f32)
+}
+
+/// `(mean, rstd)` of one row in f64 (two passes).
+fn stats_f64(row: &[f32], eps: f32) -> (f64, f64) {
+    let n = row.len() as f64;
+    let mean = row.iter().map(|&v| v as f64).sum::<f64>() / n;
+    let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+    (mean, 1.0 / (var + eps as f64).sqrt())
 }
 
 /// The first backward pass: `dx`, rows owned by tasks.
@@ -267,18 +342,13 @@ impl SimdJob for BackwardRows {
                 self.x.add(r * cols),
                 self.dx.add(r * cols),
             );
-            let (m, s) = (V::splat(*self.mean.add(r)), V::splat(*self.rstd.add(r)));
-            // `g` and `xhat` of the `n` columns from `j`; lanes past the row load 0 for dy, so
-            // g = 0 there.
-            let g_xhat = |j: usize, n: usize| {
-                let g = V::mul(load_n(dy.add(j), n), load_n(self.gamma.add(j), n));
-                (g, normalized(x.add(j), n, m, s))
-            };
+            let (mean, s) = (*self.mean.add(r), V::splat(*self.rstd.add(r)));
+            let gamma = self.gamma;
             // Pass 1: sum(g) and sum(g * xhat).
             let (mut sum_g, mut sum_gx) = (V::zero(), V::zero());
             let mut j = 0;
             while j < cols {
-                let (g, xhat) = g_xhat(j, V::LANES.min(cols - j));
+                let (g, xhat) = g_xhat::<V>(dy, gamma, x, j, V::LANES.min(cols - j), mean, s);
                 sum_g = V::add(sum_g, g);
                 sum_gx = V::mul_add(g, xhat, sum_gx);
                 j += V::LANES;
@@ -289,13 +359,32 @@ impl SimdJob for BackwardRows {
             let mut j = 0;
             while j < cols {
                 let n = V::LANES.min(cols - j);
-                let (g, xhat) = g_xhat(j, n);
+                let (g, xhat) = g_xhat::<V>(dy, gamma, x, j, n, mean, s);
                 let t = V::mul_add(xhat, minus_b, V::sub(g, a));
                 store_n(dx.add(j), n, V::mul(s, t));
                 j += V::LANES;
             }
         }
     }
+}
+
+/// `(g, xhat)` of the `n <= V::LANES` columns from `j` of one row: `g = dy * gamma` and
+/// `xhat = (x - mean) * rstd`, with `s` holding `rstd`. Lanes past the row load 0 for `dy`,
+/// so `g = 0` there, and the mean for `x`, so `xhat = 0` there: a finite `g * xhat` even when
+/// `mean * rstd` overflows. (A function, not a closure in `run`: a closure does not inherit
+/// the entry point's target features, and one left out of line ran the pass 8-12x slower.)
+#[inline(always)]
+unsafe fn g_xhat<V: SimdF32>(
+    dy: *const f32,
+    gamma: *const f32,
+    x: *const f32,
+    j: usize,
+    n: usize,
+    mean: f32,
+    s: V,
+) -> (V, V) {
+    let g = V::mul(load_n(dy.add(j), n), load_n(gamma.add(j), n));
+    (g, normalized(x.add(j), n, mean, s))
 }
 
 /// The second backward pass: `dgamma` and `dbeta`, columns owned by tasks.
@@ -319,7 +408,7 @@ impl ColumnJob for BackwardColumns {
         let mut dgamma = [V::zero(); B];
         let mut dbeta = [V::zero(); B];
         for r in 0..self.rows {
-            let (m, s) = (V::splat(*self.mean.add(r)), V::splat(*self.rstd.add(r)));
+            let (mean, s) = (*self.mean.add(r), V::splat(*self.rstd.add(r)));
             let (dy, x) = (
                 self.dy.add(r * self.cols + j),
                 self.x.add(r * self.cols + j),
@@ -327,7 +416,7 @@ impl ColumnJob for BackwardColumns {
             for b in 0..B {
                 let k = b * V::LANES;
                 let g = load_n::<V>(dy.add(k), width(b));
-                let xhat = normalized(x.add(k), width(b), m, s);
+                let xhat = normalized(x.add(k), width(b), mean, s);
                 dgamma[b] = V::mul_add(g, xhat, dgamma[b]);
                 dbeta[b] = V::add(dbeta[b], g);
             }
@@ -418,9 +507,7 @@ pub fn layer_norm_reference(
     for r in 0..rows {
         let span = r * cols..(r + 1) * cols;
         let row = &x[span.clone()];
-        let mean = row.iter().map(|&v| v as f64).sum::<f64>() / cols as f64;
-        let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / cols as f64;
-        let rstd = 1.0 / (var + eps as f64).sqrt();
+        let (mean, rstd) = stats_f64(row, eps);
         if let Some((m, s)) = saved.as_mut() {
             m[r] = mean as f32;
             s[r] = rstd as f32;
