@@ -160,7 +160,7 @@ fn tanh_and_relu_match_f64() {
 
             let dx = binary(|x, dy, dx| relu_backward(x, dy, dx, &opts), &x, &dy);
             let want: Vec<f32> = (0..n)
-                .map(|i| if x[i] > 0.0 { dy[i] } else { 0.0 })
+                .map(|i| if x[i] <= 0.0 { 0.0 } else { dy[i] })
                 .collect();
             assert_eq!(dx, want, "{what}");
         }
@@ -182,6 +182,20 @@ fn relu_keeps_nan_and_zeroes_negative_zero() {
         &[5.0, 5.0],
     );
     assert_eq!(dx, vec![0.0, 5.0]);
+}
+
+#[test]
+fn relu_backward_passes_the_gradient_at_nan() {
+    // PyTorch's threshold_backward zeroes where x <= 0, which is false for NaN.
+    for opts in all_options() {
+        let x = [f32::NAN, -f32::NAN, -0.0, -1.0, 2.0, f32::INFINITY];
+        let dx = binary(
+            |x, dy, dx| relu_backward(x, dy, dx, &opts),
+            &x,
+            &[3.0, 4.0, 5.0, 6.0, 7.0, 8.0],
+        );
+        assert_eq!(dx, vec![3.0, 4.0, 0.0, 0.0, 7.0, 8.0], "{opts:?}");
+    }
 }
 
 #[test]

@@ -182,14 +182,14 @@ pub fn relu(x: &[f32], y: &mut [f32], opts: &CpuOptions) -> Result<()> {
     Ok(())
 }
 
-/// `dx = dy` where `x > 0`, else 0: the gradient of [`relu`] given its input `x`, on slices
-/// of equal length.
+/// `dx = 0` where `x <= 0`, else `dy`: the gradient of [`relu`] given its input `x`, on slices
+/// of equal length. A NaN `x` passes `dy` through, as PyTorch's `threshold_backward` does.
 ///
 /// Errors when the lengths differ or `opts` is invalid.
 pub fn relu_backward(x: &[f32], dy: &[f32], dx: &mut [f32], opts: &CpuOptions) -> Result<()> {
     const OP: &str = "relu_backward";
     opts.validate(OP)?;
     check::same_len(OP, &[("x", x.len()), ("dy", dy.len()), ("dx", dx.len())])?;
-    scalar_map(x, dy, dx, opts, |v, g| if v > 0.0 { g } else { 0.0 });
+    scalar_map(x, dy, dx, opts, |v, g| if v <= 0.0 { 0.0 } else { g });
     Ok(())
 }
