@@ -216,3 +216,41 @@ fn wrong_lengths_are_errors() {
         .to_string();
     assert!(err.contains("probs has 5 values"), "{err}");
 }
+
+#[test]
+fn empty_sequences_and_heads_with_a_mask_are_fine() {
+    // seq 0 or heads 0 make heads * seq = 0 score rows per mask row: the mask must still be
+    // accepted, as it is without a mask.
+    for (batch, seq, heads, head_dim) in [(2, 0, 3, 4), (2, 3, 0, 4), (0, 3, 2, 4)] {
+        let shape = attention_shape(batch, seq, heads, head_dim);
+        let n = shape.qkv_len();
+        let (q, k, v) = (random(n, 1), random(n, 2), random(n, 3));
+        let mask = padding_mask(batch, seq);
+        for mask in [None, Some(&mask[..])] {
+            for threads in [1, 2] {
+                let opts = CpuOptions::threads(threads);
+                let what = format!("{shape:?} mask {} {threads} threads", mask.is_some());
+                let case = Case {
+                    q: &q,
+                    k: &k,
+                    v: &v,
+                    mask,
+                    scale: 0.5,
+                    shape,
+                };
+                let mut probs = vec![f32::NAN; shape.saved_probs_len()];
+                let out = case
+                    .forward(Probs::Save(&mut probs), &opts)
+                    .unwrap_or_else(|e| panic!("{what}: {e}"));
+                assert_eq!(out.len(), n, "{what}");
+                // No key to attend to: the output is the empty sum, 0.
+                assert!(out.iter().all(|&o| o == 0.0), "{what}: {out:?}");
+                let (dq, dk, dv) = case.backward(&probs, &random(n, 4), &opts);
+                assert_eq!([dq.len(), dk.len(), dv.len()], [n; 3], "{what}");
+                let mut scratch = vec![f32::NAN; shape.forward_scratch_len(threads)];
+                case.forward(Probs::Scratch(&mut scratch), &opts)
+                    .unwrap_or_else(|e| panic!("{what}: {e}"));
+            }
+        }
+    }
+}

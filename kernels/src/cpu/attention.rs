@@ -278,6 +278,11 @@ impl ForwardOne<'_> {
         opts: &CpuOptions,
     ) -> Result<()> {
         let (t, d) = (shape.seq, shape.head_dim);
+        if t == 0 || shape.heads == 0 {
+            // No scores and no output values: nothing to compute (and a mask row would
+            // cover heads * t = 0 score rows, which the softmax rejects).
+            return Ok(());
+        }
         // S_h = Q_h K_h^T, unscaled: the softmax applies the scale and the mask.
         let s = MatMut::row_major(p, t, t);
         let (q, k) = (shape.head(self.q), shape.head(self.k));
@@ -386,6 +391,10 @@ impl BackwardOne<'_> {
         opts: &CpuOptions,
     ) -> Result<()> {
         let (t, d, h) = (shape.seq, shape.head_dim, shape.heads);
+        if t == 0 || h == 0 {
+            // No scores and no gradient values: nothing to compute.
+            return Ok(());
+        }
         let (q, k, v) = (shape.head(self.q), shape.head(self.k), shape.head(self.v));
         let (p, dout) = (shape.scores_of(self.p), shape.head(self.dout));
         // dV_h = P_h^T dO_h
