@@ -8,7 +8,8 @@ use smelt_kernels::cpu::gemm::{sgemm, sgemm_bias, MatMut, MatRef};
 
 const OP: &str = "linear";
 
-/// `(rows, in, out)` of `x [.., in]` times `w [out, in]`, or an error naming both shapes.
+/// `(rows, in, out)` of `x [.., in]` times `w [out, in]` (`rows` the product of x's leading
+/// dims), or an error naming both shapes.
 fn sizes(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<(usize, usize, usize)> {
     let error = |detail: String| Error::Shape {
         op: OP,
@@ -30,7 +31,14 @@ fn sizes(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<(usize, usize, us
             return Err(error(format!("bias {} must be [{out_f}]", b.shape())));
         }
     }
-    Ok((x.numel() / in_f.max(1), in_f, out_f))
+    // The product of the leading dims, not numel / in: that is 0 when `in` is 0, while the
+    // output still has rows (each the bias).
+    let lead = &x.dims()[..x.dims().len() - 1];
+    let rows = lead
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| error("the rows of x overflow usize".into()))?;
+    Ok((rows, in_f, out_f))
 }
 
 /// The weight as a GEMM operand `[out, in]`, through its strides.
@@ -58,6 +66,11 @@ impl Graph<'_> {
         let opts = self.opts;
         let in_f = xt.dims()[rank - 1];
         let value = self.alloc_with(OP, &dims[..rank], |y| {
+            // Nothing to write for no rows or out = 0 (see `backward`); with in = 0 the
+            // GEMM's k is 0 and it writes C = bias.
+            if y.is_empty() {
+                return Ok(());
+            }
             let c = MatMut::row_major(y, rows, out_f);
             let x = MatRef::row_major(xd, rows, in_f);
             let w = weight(wt, wd).t();
@@ -77,6 +90,9 @@ impl Graph<'_> {
 }
 
 /// `dx = dy W`, `dW = dy^T x`, `db = sum over rows of dy`.
+///
+/// An empty output (`in` or `out` 0) skips its GEMM: there is nothing to write, and sgemm
+/// rejects an empty C whose row stride is 0 as aliasing.
 pub(super) fn backward(
     g: &mut Graph<'_>,
     x: Var,
@@ -93,6 +109,9 @@ pub(super) fn backward(
     if g.needs_grad(x) {
         let wd = wt.data(arena)?.get(wt.offset()..).unwrap_or(&[]);
         let dx = g.alloc_with(OP, xt.dims(), |dx| {
+            if dx.is_empty() {
+                return Ok(());
+            }
             let c = MatMut::row_major(dx, rows, in_f);
             Ok(sgemm(1.0, dy_mat, weight(&wt, wd), 0.0, c, &opts)?)
         })?;
@@ -101,6 +120,9 @@ pub(super) fn backward(
     if g.needs_grad(w) {
         let xd = g.dense(OP, x)?;
         let dw = g.alloc_with(OP, &[out_f, in_f], |dw| {
+            if dw.is_empty() {
+                return Ok(());
+            }
             let c = MatMut::row_major(dw, out_f, in_f);
             let x = MatRef::row_major(xd, rows, in_f);
             Ok(sgemm(1.0, dy_mat.t(), x, 0.0, c, &opts)?)
@@ -112,4 +134,66 @@ pub(super) fn backward(
         g.accumulate(b, db)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Arena, CpuOptions, Graph, Tape, Tensor};
+
+    #[test]
+    fn no_input_features_give_the_bias_and_zero_gradients() {
+        // x [.., 0] times w [3, 0]: every output is the empty sum plus the bias, as in
+        // PyTorch, whatever the arena held before.
+        for dims in [&[4, 0][..], &[2, 2, 0]] {
+            let mut arena = Arena::new();
+            arena.alloc(&[64]).unwrap().as_mut_slice().fill(f32::NAN);
+            arena.reset();
+            let mut tape = Tape::new();
+            let mut g = Graph::new(&mut tape, &arena, CpuOptions::threads(2), true);
+            let x = g.leaf(Tensor::from_vec(dims, vec![]).unwrap(), true);
+            let w = g.leaf(Tensor::from_vec(&[3, 0], vec![]).unwrap(), true);
+            let bias = [1.0, -2.0, 0.5];
+            let b = g.leaf(Tensor::from_vec(&[3], bias.to_vec()).unwrap(), true);
+            let y = g.linear(x, w, Some(b)).unwrap();
+            let mut out_dims = dims.to_vec();
+            *out_dims.last_mut().unwrap() = 3;
+            assert_eq!(g.value(y).dims(), &out_dims[..]);
+            let got = g.value(y).to_vec(&arena).unwrap();
+            assert_eq!(got, bias.repeat(4), "{dims:?}");
+
+            let probe: Vec<f32> = (0..12).map(|i| i as f32).collect();
+            let probe = Tensor::from_vec(&out_dims, probe).unwrap();
+            let loss = g.mul_sum(y, &probe).unwrap();
+            g.backward(loss).unwrap();
+            let grad = |v| g.grad(v).unwrap().to_vec(&arena).unwrap();
+            assert_eq!(grad(b), vec![18.0, 22.0, 26.0], "{dims:?}");
+            assert_eq!(g.grad(x).unwrap().dims(), dims);
+            assert_eq!(g.grad(w).unwrap().dims(), &[3, 0]);
+        }
+    }
+
+    #[test]
+    fn no_rows_or_no_outputs_are_fine() {
+        // (x, w): no rows, then no output features.
+        for (x_dims, out_f) in [([0, 5], 3), ([4, 5], 0)] {
+            let arena = Arena::new();
+            let mut tape = Tape::new();
+            let mut g = Graph::new(&mut tape, &arena, CpuOptions::threads(2), true);
+            let rows = x_dims[0];
+            let x = Tensor::from_vec(&x_dims, vec![1.0; rows * 5]).unwrap();
+            let x = g.leaf(x, true);
+            let w = Tensor::from_vec(&[out_f, 5], vec![1.0; out_f * 5]).unwrap();
+            let w = g.leaf(w, true);
+            let b = g.leaf(Tensor::from_vec(&[out_f], vec![1.0; out_f]).unwrap(), true);
+            let y = g.linear(x, w, Some(b)).unwrap();
+            assert_eq!(g.value(y).dims(), &[rows, out_f]);
+            let probe = Tensor::from_vec(&[rows, out_f], vec![]).unwrap();
+            let loss = g.mul_sum(y, &probe).unwrap();
+            g.backward(loss).unwrap();
+            let grad = |v| g.grad(v).unwrap().to_vec(&arena).unwrap();
+            assert_eq!(grad(x), vec![0.0; rows * 5], "{x_dims:?}");
+            assert_eq!(grad(w), vec![0.0; out_f * 5], "{x_dims:?}");
+            assert_eq!(grad(b), vec![0.0; out_f], "{x_dims:?}");
+        }
+    }
 }
