@@ -568,6 +568,24 @@ fn aliasing_outputs_are_errors() {
 }
 
 #[test]
+fn empty_outputs_never_alias() {
+    // A 4 x 0 row-major C has row stride 0; with no elements there is nothing to alias.
+    let a = vec![1.0; 8];
+    let mut c: Vec<f32> = Vec::new();
+    for (m, n) in [(4, 0), (0, 3)] {
+        sgemm(
+            1.0,
+            MatRef::row_major(&a, m, 2),
+            MatRef::row_major(&a, 2, n),
+            0.0,
+            MatMut::row_major(&mut c, m, n),
+            &CpuOptions::default(),
+        )
+        .unwrap_or_else(|e| panic!("{m}x{n}: {e}"));
+    }
+}
+
+#[test]
 fn unsupported_kernels_and_zero_threads_are_errors() {
     let (a, b) = (vec![1.0; 4], vec![1.0; 4]);
     for isa in Isa::ALL.into_iter().filter(|isa| !isa.is_supported()) {

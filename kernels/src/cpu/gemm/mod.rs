@@ -416,6 +416,10 @@ fn check_shapes(op: &'static str, a: &MatRef<'_>, b: &MatRef<'_>, c: &MatMut<'_>
 
 /// C's elements (in every batch) must be pairwise distinct, or threads would race on them.
 fn check_no_alias(op: &'static str, c: &MatMut<'_>, batch: &BatchStrides) -> Result<()> {
+    if c.rows == 0 || c.cols == 0 || batch.count == 0 {
+        // No elements, nothing to alias (a 4 x 0 row-major C has row stride 0).
+        return Ok(());
+    }
     let mut dims = [
         (c.rows, c.row_stride),
         (c.cols, c.col_stride),
