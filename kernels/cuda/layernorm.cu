@@ -1,6 +1,7 @@
 // Layer normalisation over rows of `cols` values (row-major), forward and backward; the
-// numerics of kernels/src/cpu/layernorm.rs (biased variance, mean subtracted before squaring,
-// rstd = 1 / sqrt(var + eps), y = fma(xhat, gamma, beta)).
+// numerics of kernels/src/cpu/layernorm.rs (biased variance by the corrected two-pass method,
+// rstd = 1 / sqrt(var + eps), y = fma(xhat, gamma, beta)); unlike the CPU, rows whose f32
+// sums overflow (|x| near 1e38, or |x - mean| above 1e19) are not recomputed in f64.
 //
 // The row matrices (x, residual, sum, y, dy, dx) are stored as T: f32, or bf16 in the kernels
 // named with _bf16 (half the memory traffic). Either way all arithmetic and the statistics are
@@ -70,22 +71,25 @@ struct BlockGroup {
     int size;
     float (*slots)[32][K];  // [2][32][K] shared
     int parity;
-    __device__ __forceinline__ void sum(float (&v)[K]) {
+    // Sums J <= K values at once.
+    template <int J>
+    __device__ __forceinline__ void sum(float (&v)[J]) {
+        static_assert(J <= K, "more sums than slots");
         const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 #pragma unroll
-        for (int k = 0; k < K; k++) v[k] = warp_sum(v[k]);
+        for (int k = 0; k < J; k++) v[k] = warp_sum(v[k]);
         float(*slot)[K] = slots[parity];
         parity ^= 1;
         if (lane == 0) {
 #pragma unroll
-            for (int k = 0; k < K; k++) slot[warp][k] = v[k];
+            for (int k = 0; k < J; k++) slot[warp][k] = v[k];
         }
         __syncthreads();
 #pragma unroll
-        for (int k = 0; k < K; k++) v[k] = 0.0f;
+        for (int k = 0; k < J; k++) v[k] = 0.0f;
         for (int w = 0; w < (size >> 5); w++) {
 #pragma unroll
-            for (int k = 0; k < K; k++) v[k] += slot[w][k];
+            for (int k = 0; k < J; k++) v[k] += slot[w][k];
         }
     }
 };
@@ -129,16 +133,22 @@ __device__ __forceinline__ void output(const Fwd<T>& a, size_t off, int i, const
     store<W>(a.y + off + i * W, out);
 }
 
-// `1 / sqrt(var + eps)` from the sum of centred squares, and the saved statistics.
+// The row's statistics from the first mean `mean` and the centred sums `c` = {sum of d, sum
+// of d^2} (d = x - mean): the corrected two-pass method, as on the CPU. The rounded mean is
+// off by an ulp or so, which sum(d) corrects; without it a constant row had a variance of
+// ulp^2, and 1 / sqrt(ulp^2 + 1e-12) scaled its rounding error up to -0.1 instead of 0.
+// Saves mean and rstd = 1 / sqrt(var + eps); returns {mean, rstd}.
 template <class T>
-__device__ __forceinline__ float finish_stats(const Fwd<T>& a, int row, int rank, float mean,
-                                              float squares) {
-    const float rstd = 1.0f / sqrtf(squares * (1.0f / a.cols) + a.eps);
+__device__ __forceinline__ float2 finish_stats(const Fwd<T>& a, int row, int rank, float mean,
+                                               const float (&c)[2]) {
+    const float shift = c[0] * (1.0f / a.cols);
+    const float var = fmaxf(c[1] * (1.0f / a.cols) - shift * shift, 0.0f);
+    const float2 stats = make_float2(mean + shift, 1.0f / sqrtf(var + a.eps));
     if (rank == 0) {
-        a.mean[row] = mean;
-        a.rstd[row] = rstd;
+        a.mean[row] = stats.x;
+        a.rstd[row] = stats.y;
     }
-    return rstd;
+    return stats;
 }
 
 // One row by a group of threads, three passes over memory.
@@ -156,19 +166,20 @@ __device__ __forceinline__ void forward_row(const Fwd<T>& a, int row, G& g) {
     const float mean = s[0] * (1.0f / a.cols);
     // The passes below read back what this thread wrote to `sum`.
     const T* src = RES ? a.sum : a.x;
-    float q[1] = {0.0f};
+    float c[2] = {0.0f, 0.0f};
     for (int i = g.rank; i < n; i += g.size) {
         Vec<W> v = load<W>(src + off + i * W);
 #pragma unroll
         for (int k = 0; k < W; k++) {
             const float d = v.v[k] - mean;
-            q[0] = fmaf(d, d, q[0]);
+            c[0] += d;
+            c[1] = fmaf(d, d, c[1]);
         }
     }
-    g.sum(q);
-    const float rstd = finish_stats(a, row, g.rank, mean, q[0]);
+    g.sum(c);
+    const float2 stats = finish_stats(a, row, g.rank, mean, c);
     for (int i = g.rank; i < n; i += g.size) {
-        output<W>(a, off, i, load<W>(src + off + i * W), mean, rstd);
+        output<W>(a, off, i, load<W>(src + off + i * W), stats.x, stats.y);
     }
 }
 
@@ -187,19 +198,20 @@ __device__ __forceinline__ void forward_row_regs(const Fwd<T>& a, int row, int l
     WarpGroup g{lane};
     g.sum(s);
     const float mean = s[0] * (1.0f / (N * 128));
-    float q[1] = {0.0f};
+    float c[2] = {0.0f, 0.0f};
 #pragma unroll
     for (int j = 0; j < N; j++) {
 #pragma unroll
         for (int k = 0; k < 4; k++) {
             const float d = v[j].v[k] - mean;
-            q[0] = fmaf(d, d, q[0]);
+            c[0] += d;
+            c[1] = fmaf(d, d, c[1]);
         }
     }
-    g.sum(q);
-    const float rstd = finish_stats(a, row, lane, mean, q[0]);
+    g.sum(c);
+    const float2 stats = finish_stats(a, row, lane, mean, c);
 #pragma unroll
-    for (int j = 0; j < N; j++) output<4>(a, off, j * 32 + lane, v[j], mean, rstd);
+    for (int j = 0; j < N; j++) output<4>(a, off, j * 32 + lane, v[j], stats.x, stats.y);
 }
 
 // Warp-per-row kernels: a warp past the last row leaves at once (they have no barrier).
@@ -217,8 +229,8 @@ __device__ __forceinline__ void forward_warp(const Fwd<T>& a) {
 
 template <int W, bool RES, class T>
 __device__ __forceinline__ void forward_block(const Fwd<T>& a) {
-    __shared__ float slots[2][32][1];
-    BlockGroup<1> g{(int)threadIdx.x, (int)blockDim.x, slots, 0};
+    __shared__ float slots[2][32][2];
+    BlockGroup<2> g{(int)threadIdx.x, (int)blockDim.x, slots, 0};
     forward_row<W, RES>(a, blockIdx.x, g);
 }
 

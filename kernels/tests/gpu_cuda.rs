@@ -44,6 +44,7 @@ fn layer_norm_forward_matches_cpu() {
         layernorm::forward(dev, kind, &LAYER_NORM);
     }
     layernorm::large_offset(dev);
+    layernorm::constant_rows(dev);
 }
 
 #[test]

@@ -28,6 +28,11 @@ fn forward_keeps_the_variance_under_a_large_offset() {
 }
 
 #[test]
+fn constant_rows_give_beta() {
+    on_sim(cases::constant_rows);
+}
+
+#[test]
 fn residual_forward_matches_cpu_on_the_sum() {
     on_sim(|dev| cases::residual_forward(dev, Rows::F32, &cases::shapes()));
 }

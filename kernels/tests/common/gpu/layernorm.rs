@@ -214,11 +214,10 @@ pub fn forward(dev: &mut dyn GpuDevice, kind: Rows, shapes: &[(usize, usize)]) {
 }
 
 /// Around 1000 an f32 mean carries a rounding of an ulp or so (6e-5) that `x - mean` keeps,
-/// whatever the summation order: the GPU (which takes `mean = sum(x) / cols`) must be within
-/// two ulps of the mean (times `rstd * |gamma|`) of the f64 reference, and so not lose the
-/// variance to cancellation as `E[x^2] - mean^2` would (f32 rows; bf16 rows around 1000 are 4
-/// apart). The CPU kernel corrects its mean by `sum(x - mean) / cols`, which leaves half an
-/// ulp; its figure is printed beside the GPU's.
+/// whatever the summation order: GPU and CPU (which both correct `sum(x) / cols` by
+/// `sum(x - mean) / cols`) must be within two ulps of the mean (times `rstd * |gamma|`) of the
+/// f64 reference, and so not lose the variance to cancellation as `E[x^2] - mean^2` would (f32
+/// rows; bf16 rows around 1000 are 4 apart).
 pub fn large_offset(dev: &mut dyn GpuDevice) {
     for (seed, (rows, cols)) in [(3, 5), (3, 768), (3, 1000), (1, 2052)]
         .into_iter()
@@ -251,6 +250,30 @@ pub fn large_offset(dev: &mut dyn GpuDevice) {
             gpu <= bound && cpu <= bound,
             "{rows} x {cols}: GPU {gpu}, CPU {cpu}, bound {bound}"
         );
+    }
+}
+
+/// Constant rows normalise to exactly `beta` with BERT's eps of 1e-12, on every forward
+/// kernel (shapes of the warp, register and block variants): without the corrected mean, the
+/// ulp by which `sum(x) / cols` misses the value became a variance of ulp^2, whose `rstd` of
+/// ~1e6 turned the rounding into outputs of -0.1 and more.
+pub fn constant_rows(dev: &mut dyn GpuDevice) {
+    for (rows, cols) in [(3, 5), (3, 384), (3, 768), (3, 1000), (3, 1024), (3, 2052)] {
+        let x: Vec<f32> = (0..rows * cols)
+            .map(|i| [1.7f32, 0.1, -3e5][i / cols])
+            .collect();
+        let (gamma, beta) = (random(cols, 7), random(cols, 8));
+        let bx = upload(dev, &x);
+        let [bg, bb] = [&gamma, &beta].map(|v| upload(dev, v));
+        let [y, mean, rstd] = [rows * cols, rows, rows].map(|n| nans(dev, n));
+        ln::layer_norm(dev, bx, bg, bb, y, mean, rstd, rows, cols, 1e-12).unwrap();
+        let got = download(dev, y);
+        for (i, (g, want)) in got.iter().zip(beta.iter().cycle()).enumerate() {
+            assert!(
+                (g - want).abs() <= 1e-6,
+                "{rows} x {cols}: y[{i}] = {g}, want beta = {want}"
+            );
+        }
     }
 }
 
