@@ -157,6 +157,32 @@ fn backward(
     (dx, dgamma, dbeta)
 }
 
+/// `(dx, dgamma, dbeta)` of the f64 backward reference at the saved `mean` and `rstd`.
+fn backward_reference(
+    inp: &Inputs,
+    dy: &[f32],
+    mean: &[f32],
+    rstd: &[f32],
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let (rows, cols) = (inp.rows, inp.cols);
+    let mut dx = vec![0.0; rows * cols];
+    let (mut dgamma, mut dbeta) = (vec![0.0; cols], vec![0.0; cols]);
+    layer_norm_backward_reference(
+        dy,
+        &inp.x,
+        &inp.gamma,
+        mean,
+        rstd,
+        &mut dx,
+        &mut dgamma,
+        &mut dbeta,
+        rows,
+        cols,
+    )
+    .unwrap();
+    (dx, dgamma, dbeta)
+}
+
 #[test]
 fn backward_matches_f64_for_every_size() {
     for (opts, rows, cols, offset) in cases(ROWS.into_iter().chain([67])) {
@@ -165,21 +191,7 @@ fn backward_matches_f64_for_every_size() {
         let (_, mean, rstd) = forward(&inp, &opts);
         let dy = random(rows * cols, seed + 7);
         let (dx, dgamma, dbeta) = backward(&inp, &dy, &mean, &rstd, &opts);
-        let mut want_dx = vec![0.0; rows * cols];
-        let (mut want_dgamma, mut want_dbeta) = (vec![0.0; cols], vec![0.0; cols]);
-        layer_norm_backward_reference(
-            &dy,
-            &inp.x,
-            &inp.gamma,
-            &mean,
-            &rstd,
-            &mut want_dx,
-            &mut want_dgamma,
-            &mut want_dbeta,
-            rows,
-            cols,
-        )
-        .unwrap();
+        let (want_dx, want_dgamma, want_dbeta) = backward_reference(&inp, &dy, &mean, &rstd);
         let what = format!("{rows}x{cols} offset {offset} {opts:?}");
         let xhat =
             |r: usize, j: usize| (inp.x[r * cols + j] as f64 - mean[r] as f64) * rstd[r] as f64;
@@ -486,21 +498,7 @@ fn backward_of_a_huge_constant_row_is_finite() {
             let (_, mean, rstd) = forward(&inp, &opts);
             let dy = random(rows * cols, 22);
             let (dx, dgamma, dbeta) = backward(&inp, &dy, &mean, &rstd, &opts);
-            let mut want_dx = vec![0.0; rows * cols];
-            let (mut want_dgamma, mut want_dbeta) = (vec![0.0; cols], vec![0.0; cols]);
-            layer_norm_backward_reference(
-                &dy,
-                &inp.x,
-                &inp.gamma,
-                &mean,
-                &rstd,
-                &mut want_dx,
-                &mut want_dgamma,
-                &mut want_dbeta,
-                rows,
-                cols,
-            )
-            .unwrap();
+            let (want_dx, want_dgamma, want_dbeta) = backward_reference(&inp, &dy, &mean, &rstd);
             let what = format!("{opts:?} {rows}x{cols}");
             for k in 0..rows * cols {
                 // dx = rstd * (g - mean(g)) here (xhat = 0): bound by the terms' sizes.
