@@ -38,6 +38,10 @@ impl Objective {
 pub struct Trainer {
     hp: AdamW,
     step: u32,
+    /// Per parameter, the updates it has had: as in PyTorch, a parameter with no gradient in a
+    /// step (a head the step's objective does not use) is skipped, and its bias correction
+    /// counts only its own updates.
+    updates: Vec<u32>,
     m: Vec<Vec<f32>>,
     v: Vec<Vec<f32>>,
     tape: Tape,
@@ -59,6 +63,7 @@ impl Trainer {
         Ok(Trainer {
             hp,
             step: 0,
+            updates: vec![0; model.params().len()],
             m: zeros(model),
             v: zeros(model),
             tape: Tape::new(),
@@ -71,8 +76,8 @@ impl Trainer {
         self.step
     }
 
-    /// One step on `batch`: forward, loss, backward, AdamW on every parameter, then
-    /// `arena.reset()`. Returns the loss before the update. Allocates nothing once the
+    /// One step on `batch`: forward, loss, backward, AdamW on every parameter that has a
+    /// gradient, then `arena.reset()`. Returns the loss before the update. Allocates nothing once the
     /// arena has grown to the step's size.
     pub fn step(
         &mut self,
@@ -108,12 +113,13 @@ impl Trainer {
                     "parameter '{name}' is shared or read-only; it cannot be updated in place"
                 ),
             })?;
+            self.updates[i] += 1;
             adamw_step(
                 values,
                 grad,
                 &mut self.m[i],
                 &mut self.v[i],
-                self.step,
+                self.updates[i],
                 &self.hp,
                 &self.opts,
             )?;

@@ -1,0 +1,88 @@
+//! AdamW counts steps per parameter, as PyTorch does: a parameter without a gradient in a
+//! step (the classifier and pooler under a loss on the hidden states) is skipped, and its
+//! first update later is bias-corrected as a first step.
+
+use smelt_engine::{Arena, CpuOptions};
+use smelt_kernels::cpu::adamw::AdamW;
+use smelt_model::{Batch, Config, HeadKind, Model, Objective, Trainer};
+
+const SEED: u64 = 11;
+
+fn hp() -> AdamW {
+    AdamW {
+        lr: 1e-2,
+        ..AdamW::default()
+    }
+}
+
+fn batch(config: &Config) -> Batch {
+    let (b, t) = (2, 8);
+    let ids: Vec<i64> = (0..b * t).map(|i| (i * 5 % 90) as i64).collect();
+    Batch::new(config, b, t, &ids, None, None)
+        .unwrap()
+        .with_labels(&[0, 1])
+        .unwrap()
+}
+
+/// A fresh classifier after one step on `sum(last_hidden_state^2)`, which gives the heads no
+/// gradient, and the trainer that took it.
+fn after_a_step_without_the_heads(config: &Config, batch: &Batch) -> (Model, Trainer) {
+    let mut model = Model::random(config, HeadKind::Classification, SEED).unwrap();
+    let mut trainer = Trainer::new(&mut model, hp(), CpuOptions::threads(1)).unwrap();
+    let mut arena = Arena::new();
+    trainer
+        .step(&mut model, &mut arena, batch, &Objective::SumSquares)
+        .unwrap();
+    (model, trainer)
+}
+
+#[test]
+fn a_parameter_skipped_by_a_step_starts_its_own_count() {
+    let config = Config::preset("tiny").unwrap();
+    let batch = batch(&config);
+    // The same model state twice; one keeps its trainer (step count 1 for the encoder, 0 for
+    // the heads), the other gets a fresh one (0 everywhere).
+    let (mut kept, mut trainer) = after_a_step_without_the_heads(&config, &batch);
+    let (mut fresh, _) = after_a_step_without_the_heads(&config, &batch);
+    let mut new_trainer = Trainer::new(&mut fresh, hp(), CpuOptions::threads(1)).unwrap();
+    let mut arena = Arena::new();
+    trainer
+        .step(&mut kept, &mut arena, &batch, &Objective::Head)
+        .unwrap();
+    new_trainer
+        .step(&mut fresh, &mut arena, &batch, &Objective::Head)
+        .unwrap();
+    // The heads had no update before, in either trainer: same gradient, same first update.
+    let heads: Vec<_> = kept
+        .params()
+        .iter()
+        .zip(fresh.params().iter())
+        .filter(|(p, _)| p.name.contains("classifier") || p.name.contains("pooler"))
+        .collect();
+    assert!(!heads.is_empty(), "no head parameters found");
+    for (k, f) in heads {
+        let (k_values, f_values) = (
+            k.tensor.data(&arena).unwrap(),
+            f.tensor.data(&arena).unwrap(),
+        );
+        assert_eq!(
+            k_values, f_values,
+            "{}: a second-step bias correction",
+            k.name
+        );
+    }
+    // The encoder had its first update in the kept trainer only, so it differs.
+    let encoder = kept
+        .params()
+        .iter()
+        .zip(fresh.params().iter())
+        .find(|(p, _)| {
+            p.name
+                .contains("encoder.layer.0.attention.self.query.weight")
+        })
+        .expect("a query weight");
+    assert_ne!(
+        encoder.0.tensor.data(&arena).unwrap(),
+        encoder.1.tensor.data(&arena).unwrap()
+    );
+}
