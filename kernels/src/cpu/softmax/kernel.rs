@@ -21,8 +21,8 @@
 //! relative error (`|z - max| 2^-24`) as rounding `z - max`. Otherwise (no FMA, or logits
 //! beyond 2^19 in size, where the shift could underflow the whole row, or HF's `f32::MIN`
 //! masks) it is computed exactly as written, with the product rounded first so that the
-//! maximum gives exactly 0. Column tails go through `load_partial`/`store_partial`; the tail of the max pass is filled with the row's
-//! first entry, which cannot change a maximum.
+//! maximum gives exactly 0. Column tails go through `load_partial`/`store_partial`; the tail
+//! of the max pass is filled with the row's first entry, which cannot change a maximum.
 //!
 //! Backward, per row: `dot = sum_j dy[j] y[j]`, then `dx = (scale * y) * (dy - dot)`.
 
