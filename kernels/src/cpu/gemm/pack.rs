@@ -45,10 +45,8 @@ pub(crate) unsafe fn pack_panels(src: Strided, rows: usize, kc: usize, mr: usize
             ptr: src.at(r0, 0),
             ..src
         };
-        let transposed = live == mr
-            && src.cs == 1
-            && transpose::available()
-            && transpose::pack(src, kc, mr, out);
+        let transposed =
+            src.cs == 1 && transpose::available() && transpose::pack(src, kc, mr, live, out);
         if !transposed {
             pack_scalar(src, live, kc, mr, out);
         }
@@ -100,17 +98,25 @@ mod transpose {
         false
     }
 
-    /// Packs one full panel of `mr` rows whose columns are contiguous (`src.cs == 1`);
-    /// returns false, packing nothing, for a panel height no kernel uses.
+    /// Packs one panel of `mr` rows whose columns are contiguous (`src.cs == 1`), of which
+    /// the first `live` exist (the others are packed as zeros and never read); returns
+    /// false, packing nothing, for a panel height no kernel uses.
     ///
     /// # Safety
-    /// AVX2 must be available; `src` must hold `mr x kc` elements; `out` `mr * kc` floats.
-    pub(super) unsafe fn pack(src: Strided, kc: usize, mr: usize, out: *mut f32) -> bool {
+    /// AVX2 must be available; `src` must hold `live x kc` elements (`live <= mr`); `out`
+    /// `mr * kc` floats.
+    pub(super) unsafe fn pack(
+        src: Strided,
+        kc: usize,
+        mr: usize,
+        live: usize,
+        out: *mut f32,
+    ) -> bool {
         #[cfg(target_arch = "x86_64")]
-        return x86::pack(src, kc, mr, out);
+        return x86::pack(src, kc, mr, live, out);
         #[cfg(not(target_arch = "x86_64"))]
         {
-            let _ = (src, kc, mr, out);
+            let _ = (src, kc, mr, live, out);
             false
         }
     }
@@ -125,25 +131,33 @@ mod transpose {
         /// (64 beat 0, 32, 128, 256 and 1024 with weights out of cache: bench/NOTES.md).
         const PREFETCH_AHEAD: usize = 64;
 
-        /// Packs one full panel of `mr` rows; returns false (packing nothing) for a panel
-        /// height no kernel uses.
+        /// Packs one panel of `mr` rows, the first `live` of them read; returns false
+        /// (packing nothing) for a panel height no kernel uses.
         #[target_feature(enable = "avx2")]
-        pub(super) unsafe fn pack(src: Strided, kc: usize, mr: usize, out: *mut f32) -> bool {
+        pub(super) unsafe fn pack(
+            src: Strided,
+            kc: usize,
+            mr: usize,
+            live: usize,
+            out: *mut f32,
+        ) -> bool {
             match mr {
-                4 => pack_groups::<4, 1>(src, kc, out),
-                6 => pack_groups::<6, 1>(src, kc, out),
-                8 => pack_groups::<8, 1>(src, kc, out),
-                12 => pack_groups::<12, 2>(src, kc, out),
-                16 => pack_groups::<16, 2>(src, kc, out),
-                32 => pack_groups::<32, 4>(src, kc, out),
+                4 => pack_groups::<4, 1>(src, kc, live, out),
+                6 => pack_groups::<6, 1>(src, kc, live, out),
+                8 => pack_groups::<8, 1>(src, kc, live, out),
+                12 => pack_groups::<12, 2>(src, kc, live, out),
+                16 => pack_groups::<16, 2>(src, kc, live, out),
+                32 => pack_groups::<32, 4>(src, kc, live, out),
                 _ => return false,
             }
             true
         }
 
-        /// `pack` for a panel of `MR` rows in `G` groups of (up to) 8 rows. Each step loads
-        /// 8 columns of up to two groups, transposes them in registers and stores them in
-        /// address order: two groups' 16 columns fit the 16 ymm registers of AVX2, while all
+        /// `pack` for a panel of `MR` rows in `G` groups of (up to) 8 rows, of which the first
+        /// `live` are read and the rest packed as zeros (a ragged last panel: the 8 rows of
+        /// an attention head's 128 past ten 12-row panels were packed element by element,
+        /// 6% of the product). Each step loads 8 columns of up to two groups, transposes
+        /// them in registers and stores them in address order: two groups' 16 columns fit the 16 ymm registers of AVX2, while all
         /// four of a 32-row panel did not (they went to the stack at every step, 1 KB
         /// zeroed and copied back; +1-2% measured at M = 128, at the noise floor of the probe).
         /// Every other step also asks for the same line of the next panel into L2, so each
@@ -153,6 +167,7 @@ mod transpose {
         unsafe fn pack_groups<const MR: usize, const G: usize>(
             src: Strided,
             kc: usize,
+            live_rows: usize,
             out: *mut f32,
         ) {
             let mr = MR;
@@ -167,7 +182,8 @@ mod transpose {
                     let mut cols = [[_mm256_setzero_ps(); 8]; 2];
                     for ((gi, live), group) in groups.clone().zip(cols.iter_mut()) {
                         let mut rows = [_mm256_setzero_ps(); 8];
-                        for (i, row) in rows.iter_mut().enumerate().take(live) {
+                        let read = live.min(live_rows.saturating_sub(gi * 8));
+                        for (i, row) in rows.iter_mut().enumerate().take(read) {
                             let at = src.at(gi * 8 + i, p);
                             prefetch(at.wrapping_add(PREFETCH_AHEAD), Hint::L1);
                             if p % 16 == 0 {
@@ -198,7 +214,7 @@ mod transpose {
             }
             for p in full..kc {
                 for i in 0..mr {
-                    *out.add(p * mr + i) = *src.at(i, p);
+                    *out.add(p * mr + i) = if i < live_rows { *src.at(i, p) } else { 0.0 };
                 }
             }
         }
