@@ -66,11 +66,7 @@ impl Graph<'_> {
         let opts = self.opts;
         let in_f = xt.dims()[rank - 1];
         let value = self.alloc_with(OP, &dims[..rank], |y| {
-            // Nothing to write for no rows or out = 0 (see `backward`); with in = 0 the
-            // GEMM's k is 0 and it writes C = bias.
-            if y.is_empty() {
-                return Ok(());
-            }
+            // With in = 0 the GEMM's k is 0 and it writes C = bias.
             let c = MatMut::row_major(y, rows, out_f);
             let x = MatRef::row_major(xd, rows, in_f);
             let w = weight(wt, wd).t();
@@ -90,9 +86,6 @@ impl Graph<'_> {
 }
 
 /// `dx = dy W`, `dW = dy^T x`, `db = sum over rows of dy`.
-///
-/// An empty output (`in` or `out` 0) skips its GEMM: there is nothing to write, and sgemm
-/// rejects an empty C whose row stride is 0 as aliasing.
 pub(super) fn backward(
     g: &mut Graph<'_>,
     x: Var,
@@ -109,9 +102,6 @@ pub(super) fn backward(
     if g.needs_grad(x) {
         let wd = wt.data(arena)?.get(wt.offset()..).unwrap_or(&[]);
         let dx = g.alloc_with(OP, xt.dims(), |dx| {
-            if dx.is_empty() {
-                return Ok(());
-            }
             let c = MatMut::row_major(dx, rows, in_f);
             Ok(sgemm(1.0, dy_mat, weight(&wt, wd), 0.0, c, &opts)?)
         })?;
@@ -120,9 +110,6 @@ pub(super) fn backward(
     if g.needs_grad(w) {
         let xd = g.dense(OP, x)?;
         let dw = g.alloc_with(OP, &[out_f, in_f], |dw| {
-            if dw.is_empty() {
-                return Ok(());
-            }
             let c = MatMut::row_major(dw, out_f, in_f);
             let x = MatRef::row_major(xd, rows, in_f);
             Ok(sgemm(1.0, dy_mat.t(), x, 0.0, c, &opts)?)
