@@ -151,10 +151,7 @@ impl WeightSource for RandomInit {
         } else if name.contains("LayerNorm") || name.contains("layer_norm") {
             values.resize(n, 1.0);
         } else {
-            let seed = name
-                .bytes()
-                .fold(self.seed, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
-            values.extend(normal_values(seed, 0.02).take(n));
+            values.extend(normal_values(tensor_seed(self.seed, name), 0.02).take(n));
         }
         Ok((name.to_string(), Tensor::from_vec(dims, values)?))
     }
@@ -162,6 +159,12 @@ impl WeightSource for RandomInit {
     fn contains(&self, _name: &str) -> bool {
         true
     }
+}
+
+/// The seed of tensor `name`'s values under the model seed `seed` (FNV-1a style over the name).
+fn tensor_seed(seed: u64, name: &str) -> u64 {
+    name.bytes()
+        .fold(seed, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
 }
 
 /// `n` values from `N(0, std^2)` (Box-Muller over a 64-bit LCG), reproducible from `seed`.
@@ -211,14 +214,9 @@ mod tests {
         let arena = smelt_engine::Arena::new();
         assert_eq!(
             w.to_vec(&arena).unwrap(),
-            normal(12, w_seed(7, "w.weight"), 0.02)
+            normal(12, tensor_seed(7, "w.weight"), 0.02)
         );
         let (_, b) = init.load("w.bias", &[2]).unwrap();
         assert_eq!(b.to_vec(&arena).unwrap(), [0.0, 0.0]);
-    }
-
-    fn w_seed(seed: u64, name: &str) -> u64 {
-        name.bytes()
-            .fold(seed, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
     }
 }
