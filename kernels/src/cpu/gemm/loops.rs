@@ -15,7 +15,7 @@
 use super::blocking::{even_chunk, Blocking};
 use super::microkernel::{Microkernel, Panels, TileOut};
 use super::pack::{pack_panels, with_buffer, Strided, PACK_A, PACK_B};
-use crate::cpu::prefetch::{prefetch, Hint};
+use super::upcoming::Upcoming;
 use crate::cpu::threads::{for_each_task, Shared};
 
 /// A strided output matrix: element (i, j) is at `ptr + i * rs + j * cs`.
@@ -39,6 +39,9 @@ pub(crate) struct Problem {
     pub c: StridedMut,
     /// `n` values added to every row of C (`bias[j]` to column `j`), or null for none.
     pub bias: *const f32,
+    /// What to ask into L2 while this product computes (in a batch, the next product's
+    /// operands); only a product of a single block asks.
+    pub upcoming: Upcoming,
 }
 
 impl Problem {
@@ -68,6 +71,7 @@ impl Problem {
                 cs: csc,
             },
             bias,
+            upcoming: Upcoming::NONE,
         }
     }
 }
@@ -123,6 +127,11 @@ pub(crate) unsafe fn run(kernel: &Microkernel, blk: &Blocking, p: Problem, threa
         blocks: Blocks { nc_step, kc_step },
         direct,
         bpack_len: if direct.b { 0 } else { kc_step * nc_step },
+        upcoming: if single_block {
+            p.upcoming
+        } else {
+            Upcoming::NONE
+        },
     };
     let threads = threads.max(1);
     if split_rows(p.m, p.n, (mr, nr), threads) {
@@ -132,12 +141,14 @@ pub(crate) unsafe fn run(kernel: &Microkernel, blk: &Blocking, p: Problem, threa
     }
 }
 
-/// How one product walks B: its blocks, which operands are read in place, and the size of
-/// a packed block of B.
+/// How one product walks B: its blocks, which operands are read in place, the size of a
+/// packed block of B, and what its tiles ask into L2 (once: a product of one block).
+#[derive(Clone, Copy)]
 struct Plan {
     blocks: Blocks,
     direct: Direct,
     bpack_len: usize,
+    upcoming: Upcoming,
 }
 
 /// Threads split C's rows: B's blocks are packed by all threads together, then every thread
@@ -160,14 +171,14 @@ unsafe fn by_rows(kernel: &Microkernel, blk: &Blocking, p: &Problem, plan: &Plan
                 });
                 BSource::packed(bpack.get(), 0, block_b.kc, nr)
             };
-            let shared = Shared((p, block_b, b_source));
+            let shared = Shared((p, block_b, b_source, *plan));
             for_each_task(threads, threads, |t| {
-                let (p, block_b, b_source) = shared.get();
+                let (p, block_b, b_source, plan) = shared.get();
                 let part = even_chunk(p.m, p.m.div_ceil(threads), mr);
                 let lo = (t * part).min(p.m);
                 let rows = (lo, (lo + part).min(p.m));
                 let range = block_b.range(rows, (0, block_b.panels(nr)));
-                block(kernel, blk, &p, &range, b_source, direct.a);
+                block(kernel, blk, &p, &range, b_source, &plan);
             });
         });
     });
@@ -184,9 +195,10 @@ unsafe fn by_panels(
 ) {
     let nr = kernel.nr;
     let direct = plan.direct;
-    let shared = Shared((*p, plan.blocks));
+    let shared = Shared((*p, *plan));
     for_each_task(threads, threads, |t| {
-        let (p, blocks) = shared.get();
+        let (p, plan) = shared.get();
+        let blocks = plan.blocks;
         with_buffer(&PACK_B, plan.bpack_len, blk.kc * blk.nc, |bpack| {
             blocks.each(&p, |block_b| {
                 let panels = share(block_b.panels(nr), threads, t);
@@ -200,7 +212,7 @@ unsafe fn by_panels(
                     BSource::packed(bpack, panels.0, block_b.kc, nr)
                 };
                 let range = block_b.range((0, p.m), panels);
-                block(kernel, blk, &p, &range, b_source, direct.a);
+                block(kernel, blk, &p, &range, b_source, &plan);
             });
         });
     });
@@ -373,22 +385,24 @@ fn split_rows(m: usize, n: usize, (mr, nr): (usize, usize), threads: usize) -> b
     by_rows <= by_panels
 }
 
-/// The `t`-th of `threads` near-equal shares of `0..len`.
-fn share(len: usize, threads: usize, t: usize) -> (usize, usize) {
-    let per = len.div_ceil(threads);
+/// The `t`-th of `parts` near-equal shares of `0..len`.
+pub(crate) fn share(len: usize, parts: usize, t: usize) -> (usize, usize) {
+    let per = len.div_ceil(parts);
     ((t * per).min(len), ((t + 1) * per).min(len))
 }
 
-/// Loops 3, 2 and 1 over one task's `range`, with B's panels at `b`. With `direct_a`, full A
-/// panels are read in place and only a ragged last panel is packed.
+/// Loops 3, 2 and 1 over one task's `range`, with B's panels at `b`. When the plan reads A
+/// in place, only a ragged last panel is packed. Each tile asks its share of the plan's
+/// upcoming operands into L2 after it computes.
 unsafe fn block(
     kernel: &Microkernel,
     blk: &Blocking,
     p: &Problem,
     range: &Range,
     b: BSource,
-    direct_a: bool,
+    plan: &Plan,
 ) {
+    let direct_a = plan.direct.a;
     let (mr, nr) = (kernel.mr, kernel.nr);
     let ((pc, kc), (jc, nc)) = (range.depth, range.cols);
     let ((m_lo, m_hi), panels) = (range.rows, range.panels);
@@ -397,6 +411,8 @@ unsafe fn block(
     }
     let mc_step = even_chunk(m_hi - m_lo, blk.mc, mr);
     let apack_len = if direct_a { mr * kc } else { mc_step * kc };
+    let tiles_total = (panels.1 - panels.0) * (m_hi - m_lo).div_ceil(mr);
+    let mut tiles_done = 0;
     with_buffer(&PACK_A, apack_len, blk.mc * blk.kc, |apack| {
         for ic in (m_lo..m_hi).step_by(mc_step) {
             let mc = mc_step.min(m_hi - ic);
@@ -450,26 +466,12 @@ unsafe fn block(
                         },
                     };
                     run(kc, &operands, &out);
+                    plan.upcoming.request(tiles_done, tiles_total);
+                    tiles_done += 1;
                 }
             }
         }
     });
-}
-
-/// Hints the CPU to bring a `rows x cols` operand into L2, when it is dense enough that its
-/// span holds little else (at most twice its own size); a no-op off x86_64.
-pub(crate) fn prefetch_l2(s: Strided, rows: usize, cols: usize) {
-    let span = if rows == 0 || cols == 0 {
-        0
-    } else {
-        (rows - 1) * s.rs + (cols - 1) * s.cs + 1
-    };
-    if span > 2 * rows * cols {
-        return;
-    }
-    for offset in (0..span).step_by(16) {
-        prefetch(s.ptr.wrapping_add(offset), Hint::L2);
-    }
 }
 
 /// `C = bias + beta * C` (C not read when `beta == 0`), for `k == 0` or `alpha == 0`.

@@ -7,7 +7,7 @@
 //!
 //! Layout of this module: [`cache`] (CPUID cache sizes) -> `blocking` (NC, KC, MC) -> `pack`
 //! (panels) -> `microkernel` (MR x NR register tiles per ISA) -> `loops` (the five loops and
-//! threads); [`sgemm_reference`] is the plain triple loop everything is tested against.
+//! threads), with `upcoming` (a batch's next operands asked into L2); [`sgemm_reference`] is the plain triple loop everything is tested against.
 
 pub mod cache;
 
@@ -16,6 +16,7 @@ mod loops;
 mod microkernel;
 mod pack;
 mod reference;
+mod upcoming;
 
 pub use blocking::Blocking;
 pub use reference::sgemm_reference;
@@ -28,6 +29,7 @@ use cache::CacheSizes;
 use loops::{Problem, StridedMut};
 use microkernel::Microkernel;
 use pack::Strided;
+use upcoming::Upcoming;
 
 /// A read-only matrix view: element (i, j) is `data[i * row_stride + j * col_stride]`.
 #[derive(Debug, Clone, Copy)]
@@ -378,25 +380,32 @@ unsafe fn run_batched(
         },
         ..p
     };
-    // Small batched products (attention heads) stream their operands from L3: ask for the
-    // next batch's A and B while this one computes.
-    let prefetch_next = |p: Problem, i: usize| {
-        if i + 1 < batch.count {
+    // Small batched products (attention heads) stream their operands from L3: each asks for
+    // the next product's A and B while it computes, so a thread runs consecutive products.
+    let limit = blk.mc * blk.kc;
+    let product = |p: Problem, i: usize, end: usize| {
+        let upcoming = if i + 1 < end {
             let next = at(p, i + 1);
-            loops::prefetch_l2(next.a, next.m, next.k);
-            loops::prefetch_l2(next.b, next.k, next.n);
+            Upcoming::operands((next.a, next.b), (p.m, p.n, p.k), limit)
+        } else {
+            Upcoming::NONE
+        };
+        Problem {
+            upcoming,
+            ..at(p, i)
         }
     };
     if batch.count >= threads && threads > 1 {
         let shared = Shared(p);
-        for_each_task(threads, batch.count, |i| {
-            prefetch_next(shared.get(), i);
-            loops::run(kernel, blk, at(shared.get(), i), 1)
+        for_each_task(threads, threads, |t| {
+            let (lo, hi) = loops::share(batch.count, threads, t);
+            for i in lo..hi {
+                loops::run(kernel, blk, product(shared.get(), i, hi), 1);
+            }
         });
     } else {
         for i in 0..batch.count {
-            prefetch_next(p, i);
-            loops::run(kernel, blk, at(p, i), threads);
+            loops::run(kernel, blk, product(p, i, batch.count), threads);
         }
     }
 }

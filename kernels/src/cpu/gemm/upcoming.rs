@@ -1,0 +1,140 @@
+//! Operands of the next product of a batch, asked into L2 a share at a time while the
+//! current product computes.
+//!
+//! Small batched products (attention heads: 128 x 64 x 128) read operands that come from L3,
+//! and a product that only starts fetching them when its first tiles need them stalls on
+//! each. Requesting the next product's A and B all at once when a product starts put a burst
+//! of ~1000 prefetches in front of its first tile, and took as long as it saved; one share
+//! after each tile of the current product lets them arrive while it computes (+6-15% on 96
+//! distinct 128x64x128 products, bench/NOTES.md).
+
+use super::loops::share;
+use super::pack::Strided;
+use crate::cpu::prefetch::{prefetch, Hint};
+
+/// Floats per cache line.
+const LINE: usize = 16;
+
+/// Rows of contiguous floats, `stride` apart: one operand as it lies in memory.
+#[derive(Clone, Copy)]
+struct Region {
+    ptr: *const f32,
+    rows: usize,
+    /// Contiguous floats per row.
+    len: usize,
+    stride: usize,
+}
+
+impl Region {
+    /// The memory of a `rows x cols` matrix whose rows or columns are contiguous; `None`
+    /// when neither is (elements strided both ways are not worth asking for line by line).
+    fn of(s: Strided, rows: usize, cols: usize) -> Option<Region> {
+        let (rows, len, stride) = match (s.rs, s.cs) {
+            (_, 1) => (rows, cols, s.rs),
+            (1, _) => (cols, rows, s.cs),
+            _ => return None,
+        };
+        Some(Region {
+            ptr: s.ptr,
+            rows,
+            len,
+            stride,
+        })
+    }
+
+    fn lines_per_row(&self) -> usize {
+        self.len.div_ceil(LINE)
+    }
+
+    fn lines(&self) -> usize {
+        self.rows * self.lines_per_row()
+    }
+
+    /// Asks lines `lo..hi` (counted row by row) into L2.
+    fn request(&self, (lo, hi): (usize, usize)) {
+        let per_row = self.lines_per_row();
+        for line in lo..hi {
+            let (row, col) = (line / per_row, line % per_row);
+            let at = row * self.stride + col * LINE;
+            prefetch(self.ptr.wrapping_add(at), Hint::L2);
+        }
+    }
+}
+
+/// The A and B of the next product, or nothing.
+#[derive(Clone, Copy)]
+pub(crate) struct Upcoming {
+    operands: [Option<Region>; 2],
+}
+
+impl Upcoming {
+    /// Nothing to ask for.
+    pub(crate) const NONE: Upcoming = Upcoming {
+        operands: [None, None],
+    };
+
+    /// The A (`m x k`) and B (`k x n`) of a product, when together they hold at most `limit`
+    /// floats (they must fit in L2 beside the current product's).
+    pub(crate) fn operands(
+        (a, b): (Strided, Strided),
+        (m, n, k): (usize, usize, usize),
+        limit: usize,
+    ) -> Upcoming {
+        if m * k + k * n > limit {
+            return Upcoming::NONE;
+        }
+        Upcoming {
+            operands: [Region::of(a, m, k), Region::of(b, k, n)],
+        }
+    }
+
+    /// Asks for the `tile`-th of `tiles` equal shares of every operand.
+    pub(crate) fn request(&self, tile: usize, tiles: usize) {
+        for region in self.operands.iter().flatten() {
+            region.request(share(region.lines(), tiles, tile));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_operand_is_its_rows_of_contiguous_floats_whichever_way_it_is_stored() {
+        let data = [0.0f32; 4];
+        // 5 x 20 row-major in rows 40 apart (2 lines a row), and the same memory seen as
+        // its 20 x 5 transpose.
+        let rows = Strided {
+            ptr: data.as_ptr(),
+            rs: 40,
+            cs: 1,
+        };
+        for (s, (r, c)) in [(rows, (5, 20)), (rows.t(), (20, 5))] {
+            let region = Region::of(s, r, c).expect("contiguous one way");
+            assert_eq!((region.rows, region.len, region.stride), (5, 20, 40));
+            assert_eq!(region.lines(), 10);
+        }
+        let neither = Strided {
+            rs: 3,
+            cs: 2,
+            ..rows
+        };
+        assert!(Region::of(neither, 4, 4).is_none());
+    }
+
+    #[test]
+    fn operands_too_large_for_l2_are_not_asked_for() {
+        let data = [0.0f32; 4];
+        let a = Strided {
+            ptr: data.as_ptr(),
+            rs: 20,
+            cs: 1,
+        };
+        // A 5 x 20 and B 20 x 5: 200 floats.
+        let fits = Upcoming::operands((a, a.t()), (5, 5, 20), 200);
+        assert!(fits.operands.iter().all(Option::is_some));
+        let too_large = Upcoming::operands((a, a.t()), (5, 5, 20), 199);
+        assert!(too_large.operands.iter().all(Option::is_none));
+    }
+}
