@@ -533,6 +533,41 @@ fn short_slices_are_errors_naming_the_operand() {
 }
 
 #[test]
+fn strides_whose_extent_overflows_are_out_of_bounds() {
+    // (3 - 1) * 2^63 + 1 wraps to 1 in usize arithmetic: the check must not pass it.
+    let a = [1.0f32];
+    let mut c = [0.0f32; 3];
+    let err = sgemm(
+        1.0,
+        MatRef::strided(&a, 3, 1, 1 << 63, 1),
+        MatRef::row_major(&a, 1, 1),
+        0.0,
+        MatMut::row_major(&mut c, 3, 1),
+        &CpuOptions::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("operand A"), "{err}");
+    // Batches whose span overflows: 3 batches 2^63 apart.
+    let strides = BatchStrides {
+        count: 3,
+        a: 0,
+        b: 1 << 63,
+        c: 0,
+    };
+    let err = sgemm_batched(
+        &strides,
+        1.0,
+        MatRef::row_major(&a, 1, 1),
+        MatRef::row_major(&a, 1, 1),
+        0.0,
+        MatMut::row_major(&mut c[..1], 1, 1),
+        &CpuOptions::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("operand B"), "{err}");
+}
+
+#[test]
 fn aliasing_outputs_are_errors() {
     let (a, b) = (vec![0.0; 6], vec![0.0; 6]);
     let mut c = vec![0.0; 8];

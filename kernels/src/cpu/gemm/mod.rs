@@ -151,13 +151,17 @@ impl<'a> MatMut<'a> {
     }
 }
 
-/// Number of elements spanned by a `rows x cols` matrix with these strides (0 when empty).
+/// Number of elements spanned by a `rows x cols` matrix with these strides (0 when empty;
+/// `usize::MAX` when the span does not fit in `usize`, which no slice can hold).
 fn extent(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
     if rows == 0 || cols == 0 {
-        0
-    } else {
-        (rows - 1) * rs + (cols - 1) * cs + 1
+        return 0;
     }
+    (rows - 1)
+        .checked_mul(rs)
+        .and_then(|r| r.checked_add((cols - 1).checked_mul(cs)?))
+        .and_then(|e| e.checked_add(1))
+        .unwrap_or(usize::MAX)
 }
 
 /// The block sizes the `isa` kernel uses on this CPU.
@@ -276,11 +280,12 @@ fn checked(
 ) -> Result<()> {
     opts.validate(op)?;
     check_shapes(op, &a, &b, &c)?;
+    // Saturating: a span past usize::MAX is longer than any slice.
     let spans = |one: usize, stride: usize| {
         if one == 0 || batch.count == 0 {
             0
         } else {
-            (batch.count - 1) * stride + one
+            (batch.count - 1).saturating_mul(stride).saturating_add(one)
         }
     };
     for (operand, needed, len) in [
@@ -446,7 +451,7 @@ fn check_no_alias(op: &'static str, c: &MatMut<'_>, batch: &BatchStrides) -> Res
                 ),
             });
         }
-        span += stride * (n - 1);
+        span = span.saturating_add(stride.saturating_mul(n - 1));
     }
     Ok(())
 }
