@@ -254,3 +254,43 @@ fn empty_sequences_and_heads_with_a_mask_are_fine() {
         }
     }
 }
+
+#[test]
+fn shapes_whose_sizes_overflow_are_errors() {
+    // 2^32 x 2^32 tokens: every length wraps to 0 in usize arithmetic, which empty slices
+    // would match.
+    let shape = attention_shape(1 << 32, 1 << 32, 1, 1);
+    let mut out: [f32; 0] = [];
+    let mut probs: [f32; 0] = [];
+    let err = attention_forward(
+        &[],
+        &[],
+        &[],
+        None,
+        1.0,
+        &shape,
+        Probs::Scratch(&mut probs),
+        &mut out,
+        &CpuOptions::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("overflow"), "{err}");
+    let (mut dq, mut dk, mut dv, mut scratch): ([f32; 0], [f32; 0], [f32; 0], [f32; 0]) =
+        ([], [], [], []);
+    let err = attention_backward(
+        &[],
+        &[],
+        &[],
+        &[],
+        &[],
+        1.0,
+        &shape,
+        &mut scratch,
+        &mut dq,
+        &mut dk,
+        &mut dv,
+        &CpuOptions::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("overflow"), "{err}");
+}

@@ -134,6 +134,31 @@ impl AttentionShape {
         sgemm_batched(&strides, 1.0, lhs, rhs, 0.0, out, opts)
     }
 
+    /// Errors when a length of a call (the `[B, T, H*d]` tensors, the `[B, T]` mask, the saved
+    /// `[B, H, T, T]` probabilities, the backward's scratch for `threads` tasks) does not fit
+    /// in `usize`; every other length divides one of these, so none wraps around after it.
+    fn check_sizes(&self, op: &'static str, threads: usize) -> Result<()> {
+        let product = |factors: &[usize]| {
+            factors
+                .iter()
+                .try_fold(1usize, |acc, &f| acc.checked_mul(f))
+        };
+        let (b, t, h, d) = (self.batch, self.seq, self.heads, self.head_dim);
+        let lengths = [
+            product(&[b, t, h, d]),
+            product(&[b, t]),
+            product(&[b, h, t, t]),
+            product(&[2, threads.max(1), h, t, t]),
+        ];
+        if lengths.iter().all(Option::is_some) {
+            return Ok(());
+        }
+        Err(Error::Shape {
+            op,
+            detail: format!("batch {b} x seq {t} x heads {h} x head_dim {d}: sizes overflow"),
+        })
+    }
+
     /// Errors when a slice length disagrees with the shape.
     fn check(&self, op: &'static str, lens: &[(&'static str, usize, usize)]) -> Result<()> {
         for &(name, len, needed) in lens {
@@ -179,6 +204,7 @@ pub fn attention_forward(
 ) -> Result<()> {
     const OP: &str = "attention_forward";
     opts.validate(OP)?;
+    shape.check_sizes(OP, opts.threads)?;
     let n = shape.qkv_len();
     let (probs, save) = match probs {
         Probs::Save(p) => (p, true),
@@ -320,6 +346,7 @@ pub fn attention_backward(
 ) -> Result<()> {
     const OP: &str = "attention_backward";
     opts.validate(OP)?;
+    shape.check_sizes(OP, opts.threads)?;
     let n = shape.qkv_len();
     shape.check(
         OP,
