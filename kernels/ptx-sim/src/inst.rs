@@ -42,12 +42,15 @@ impl Ty {
             "f32" => Ty::F32,
             "f64" => Ty::F64,
             "pred" => Ty::Pred,
-            _ => match word.split_at(1) {
-                ("b", n) => Ty::B(sized(n)?),
-                ("u", n) => Ty::U(sized(n)?),
-                ("s", n) => Ty::S(sized(n)?),
-                _ => return None,
-            },
+            _ => {
+                let bits = sized(word.get(1..)?)?;
+                match word.as_bytes().first() {
+                    Some(b'b') => Ty::B(bits),
+                    Some(b'u') => Ty::U(bits),
+                    Some(b's') => Ty::S(bits),
+                    _ => return None,
+                }
+            }
         })
     }
 
