@@ -34,7 +34,8 @@ pub struct Config {
     pub type_vocab_size: usize,
     /// Epsilon of every layer norm (`layer_norm_eps`; DistilBERT uses 1e-12).
     pub layer_norm_eps: f32,
-    /// Classes of a sequence-classification head (`num_labels`, or the size of `id2label`).
+    /// Classes of a sequence-classification head: the size of `id2label` when given (as in
+    /// HF, it wins over `num_labels`), else `num_labels`, else 2.
     pub num_labels: usize,
     /// The first entry of `architectures`, when given (e.g. `BertForMaskedLM`).
     pub architecture: Option<String>,
@@ -272,14 +273,31 @@ impl Keys<'_> {
         }
     }
 
+    /// As HF: the number of distinct integer ids in `id2label` when it is given (HF keeps
+    /// `id2label` and only warns when `num_labels` disagrees), else `num_labels`, else 2.
     fn num_labels(&self) -> Result<usize> {
-        if self.root.get("num_labels").is_some() {
-            return self.size("num_labels");
+        match self.root.get("id2label") {
+            None | Some(Json::Null) => match self.root.get("num_labels") {
+                Some(_) => self.size("num_labels"),
+                None => Ok(2),
+            },
+            Some(Json::Object(labels)) => self.label_ids(labels),
+            Some(v) => Err(self.error(format!(
+                "\"id2label\" must be an object of label names by integer id, got {v}"
+            ))),
         }
-        Ok(match self.root.get("id2label").and_then(Json::as_object) {
-            Some(labels) => labels.len(),
-            None => 2,
-        })
+    }
+
+    /// The number of distinct ids among `id2label`'s keys, which HF reads with `int(key)`.
+    fn label_ids(&self, labels: &[(String, Json)]) -> Result<usize> {
+        let mut ids = std::collections::BTreeSet::new();
+        for (key, _) in labels {
+            let id = key.trim().parse::<i64>().map_err(|_| {
+                self.error(format!("\"id2label\" key \"{key}\" is not an integer id"))
+            })?;
+            ids.insert(id);
+        }
+        Ok(ids.len())
     }
 
     fn pad_token_id(&self) -> Result<Option<u32>> {
@@ -391,6 +409,27 @@ mod tests {
         assert_eq!(
             err(&BERT.replace("\"type_vocab_size\": 2", "\"type_vocab_size\": 0")),
             "config.json: \"type_vocab_size\" is 0; BERT needs at least 1 token type"
+        );
+    }
+
+    /// As HF, `id2label` decides the number of labels when both keys are given (HF warns and
+    /// keeps `id2label`); a malformed `id2label` is an error naming the key.
+    #[test]
+    fn id2label_wins_over_num_labels() {
+        let with = |extra: &str| BERT.replacen('{', &format!("{{{extra}, "), 1);
+        let both = with(r#""num_labels": 3, "id2label": {"0": "a", "1": "b"}"#);
+        assert_eq!(Config::parse("c", &both).unwrap().num_labels, 2);
+        let only_count = with(r#""num_labels": 5, "id2label": null"#);
+        assert_eq!(Config::parse("c", &only_count).unwrap().num_labels, 5);
+        assert_eq!(Config::parse("c", BERT).unwrap().num_labels, 2);
+        let err = |text: &str| Config::parse("config.json", text).unwrap_err().to_string();
+        assert_eq!(
+            err(&with(r#""id2label": ["a", "b"]"#)),
+            "config.json: \"id2label\" must be an object of label names by integer id, got [\"a\",\"b\"]"
+        );
+        assert_eq!(
+            err(&with(r#""id2label": {"zero": "a"}"#)),
+            "config.json: \"id2label\" key \"zero\" is not an integer id"
         );
     }
 
