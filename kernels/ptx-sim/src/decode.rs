@@ -108,16 +108,35 @@ fn place(used: u32, align: u32) -> u32 {
 enum Binding {
     Reg(u32),
     Addr(MemSpace, u64),
+    /// A `.param` variable in the frame: its offset and size in bytes.
+    Param(u32, u32),
     Func(usize),
 }
 
-/// Where a function starts, where its parameter and return slots are in the frame (offset,
-/// size), and the shared-memory offsets of the `.shared` variables its body declares (in
-/// order).
+impl Binding {
+    /// The state space and address of a variable.
+    fn address(self) -> Option<(MemSpace, u64)> {
+        match self {
+            Binding::Addr(space, a) => Some((space, a)),
+            Binding::Param(off, _) => Some((MemSpace::FrameParam, off as u64)),
+            Binding::Reg(_) | Binding::Func(_) => None,
+        }
+    }
+}
+
+/// A parameter or return slot of a device function in the frame.
+struct Slot {
+    name: String,
+    off: u32,
+    size: u32,
+}
+
+/// Where a function starts, where its parameter and return slots are in the frame, and the
+/// shared-memory offsets of the `.shared` variables its body declares (in order).
 struct FuncLayout {
     start: u32,
-    params: Vec<(u32, u32)>,
-    returns: Vec<(u32, u32)>,
+    params: Vec<Slot>,
+    returns: Vec<Slot>,
     shared: Vec<u32>,
 }
 
@@ -301,10 +320,14 @@ impl Builder {
     /// Places the parameter and return slots of function `f` (starting at instruction
     /// `start`) in the frame, and the `.shared` variables of its body.
     fn func_layout(&mut self, f: &Function, start: u32) -> FuncLayout {
-        let mut slots = |params: &[Param]| -> Vec<(u32, u32)> {
+        let mut slots = |params: &[Param]| -> Vec<Slot> {
             params
                 .iter()
-                .map(|p| (self.frame_alloc(p.align, p.size as u32), p.size as u32))
+                .map(|p| Slot {
+                    name: p.name.clone(),
+                    off: self.frame_alloc(p.align, p.size as u32),
+                    size: p.size as u32,
+                })
                 .collect()
         };
         let (params, returns) = if f.is_entry {
@@ -360,17 +383,8 @@ impl Builder {
                 );
             }
         } else {
-            for (p, &(off, _)) in f.params.iter().zip(&layout.params) {
-                scopes[0].insert(
-                    p.name.clone(),
-                    Binding::Addr(MemSpace::FrameParam, off as u64),
-                );
-            }
-            for (r, &(off, _)) in f.returns.iter().zip(&layout.returns) {
-                scopes[0].insert(
-                    r.name.clone(),
-                    Binding::Addr(MemSpace::FrameParam, off as u64),
-                );
+            for slot in layout.params.iter().chain(&layout.returns) {
+                scopes[0].insert(slot.name.clone(), Binding::Param(slot.off, slot.size));
             }
         }
         let body = f.body.as_deref().unwrap_or_default();
@@ -426,10 +440,9 @@ impl Builder {
                             MemSpace::Local,
                             self.frame_alloc(v.align, v.size as u32) as u64,
                         ),
-                        Space::Param => Binding::Addr(
-                            MemSpace::FrameParam,
-                            self.frame_alloc(v.align, v.size as u32) as u64,
-                        ),
+                        Space::Param => {
+                            Binding::Param(self.frame_alloc(v.align, v.size as u32), v.size as u32)
+                        }
                         _ => {
                             return Err(SimError::parse(
                                 v.line,
@@ -532,6 +545,7 @@ impl Ctx<'_> {
                         Src::Reg(r)
                     }
                     Some(Binding::Addr(_, a)) => Src::Imm(a),
+                    Some(Binding::Param(off, _)) => Src::Imm(off as u64),
                     Some(Binding::Func(_)) => {
                         return Err(unsupported(format!("function address {n} as a value")))
                     }
@@ -593,14 +607,18 @@ impl Ctx<'_> {
                         None,
                     )
                 }
-                Some(Binding::Addr(space, a)) => (
-                    Addr {
-                        base: None,
-                        offset: (a as i64).wrapping_add(*offset),
-                    },
-                    Some(space),
-                ),
-                _ => return Err(bad(format!("unknown address base {n}"))),
+                other => {
+                    let (space, a) = other
+                        .and_then(Binding::address)
+                        .ok_or_else(|| bad(format!("unknown address base {n}")))?;
+                    (
+                        Addr {
+                            base: None,
+                            offset: (a as i64).wrapping_add(*offset),
+                        },
+                        Some(space),
+                    )
+                }
             },
         })
     }
@@ -1770,33 +1788,27 @@ fn decode_call(ctx: &Ctx, inst: &Instruction) -> Result<Op> {
             layout.returns.len()
         )));
     }
-    let slot = |name: &str| -> Result<u32> {
-        match ctx.lookup(name) {
-            Some(Binding::Addr(MemSpace::FrameParam, off)) => Ok(off as u32),
-            _ => Err(bad(format!(
-                "call argument {name} is not a .param variable"
-            ))),
-        }
-    };
     let ins = args
         .iter()
         .zip(&layout.params)
-        .map(|(a, &(to, len))| {
+        .map(|(a, p)| {
+            let from = caller_slot(ctx, a, p, callee, "argument", "parameter")?;
             Ok(FrameCopy {
-                from: slot(a)?,
-                to,
-                len,
+                from,
+                to: p.off,
+                len: p.size,
             })
         })
         .collect::<Result<_>>()?;
     let outs = rets
         .iter()
         .zip(&layout.returns)
-        .map(|(r, &(from, len))| {
+        .map(|(r, p)| {
+            let to = caller_slot(ctx, r, p, callee, "result", "return parameter")?;
             Ok(FrameCopy {
-                from,
-                to: slot(r)?,
-                len,
+                from: p.off,
+                to,
+                len: p.size,
             })
         })
         .collect::<Result<_>>()?;
@@ -1805,4 +1817,24 @@ fn decode_call(ctx: &Ctx, inst: &Instruction) -> Result<Op> {
         ins,
         outs,
     })
+}
+
+/// The frame offset of the caller's `.param` variable `name`, passed to (or receiving) the
+/// callee's slot `p`; it must have the slot's size. `what` and `whose` name the two in errors.
+fn caller_slot(
+    ctx: &Ctx,
+    name: &str,
+    p: &Slot,
+    callee: &str,
+    what: &str,
+    whose: &str,
+) -> Result<u32> {
+    match ctx.lookup(name) {
+        Some(Binding::Param(off, size)) if size == p.size => Ok(off),
+        Some(Binding::Param(_, size)) => Err(bad(format!(
+            "{what} {name} has {size} bytes, {whose} {} of {callee} has {}",
+            p.name, p.size
+        ))),
+        _ => Err(bad(format!("call {what} {name} is not a .param variable"))),
+    }
 }
