@@ -127,7 +127,8 @@ impl Config {
         Ok(config)
     }
 
-    /// Sizes that must agree: heads divide the hidden width, nothing is zero.
+    /// Sizes that must agree: heads divide the hidden width, nothing is zero, the padding
+    /// token is in the vocabulary.
     fn check(&self) -> std::result::Result<(), String> {
         let sizes = [
             ("vocab size", self.vocab_size),
@@ -156,7 +157,18 @@ impl Config {
                 self.layer_norm_eps
             ));
         }
-        Ok(())
+        self.check_pad()
+    }
+
+    /// The padding row must exist: HF's `nn.Embedding` asserts `padding_idx < vocab_size`.
+    fn check_pad(&self) -> std::result::Result<(), String> {
+        match self.pad_token_id {
+            Some(pad) if pad as usize >= self.vocab_size => Err(format!(
+                "\"pad_token_id\" {pad} is not below \"vocab_size\" {}",
+                self.vocab_size
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Width of one attention head.
@@ -430,6 +442,27 @@ mod tests {
         assert_eq!(
             err(&with(r#""id2label": {"zero": "a"}"#)),
             "config.json: \"id2label\" key \"zero\" is not an integer id"
+        );
+    }
+
+    /// HF's embedding asserts `padding_idx < num_embeddings`; a `pad_token_id` past the
+    /// vocabulary is a config error naming both keys, not a padding row that never exists.
+    #[test]
+    fn pad_token_id_must_be_in_the_vocabulary() {
+        let with = |pad: &str| BERT.replacen('{', &format!("{{\"pad_token_id\": {pad}, "), 1);
+        assert_eq!(
+            Config::parse("config.json", &with("99"))
+                .unwrap_err()
+                .to_string(),
+            "config.json: \"pad_token_id\" 99 is not below \"vocab_size\" 99"
+        );
+        assert_eq!(
+            Config::parse("c", &with("98")).unwrap().pad_token_id,
+            Some(98)
+        );
+        assert_eq!(
+            Config::parse("c", &with("null")).unwrap().pad_token_id,
+            None
         );
     }
 
