@@ -42,6 +42,9 @@ pub struct Config {
     /// `pad_token_id` (default 0): HF's word embeddings use it as `padding_idx`, so that row
     /// gets no gradient.
     pub pad_token_id: Option<u32>,
+    /// `tie_word_embeddings` (default true): whether the masked-LM decoder is the word
+    /// embeddings or its own tensor.
+    pub tie_word_embeddings: bool,
 }
 
 impl Config {
@@ -98,6 +101,7 @@ impl Config {
                     num_labels: keys.num_labels()?,
                     architecture: keys.architecture(),
                     pad_token_id: keys.pad_token_id()?,
+                    tie_word_embeddings: keys.flag_or("tie_word_embeddings", true)?,
                 }
             }
             Family::DistilBert => {
@@ -120,6 +124,7 @@ impl Config {
                     num_labels: keys.num_labels()?,
                     architecture: keys.architecture(),
                     pad_token_id: keys.pad_token_id()?,
+                    tie_word_embeddings: keys.flag_or("tie_word_embeddings", true)?,
                 }
             }
         };
@@ -192,6 +197,7 @@ impl Config {
             num_labels: 2,
             architecture: None,
             pad_token_id: Some(0),
+            tie_word_embeddings: true,
         };
         match name {
             "bert-base" => Some(bert(768, 12, 12, 3072)),
@@ -243,6 +249,15 @@ impl Keys<'_> {
                 .as_f64()
                 .ok_or_else(|| self.error(format!("\"{key}\" must be a number, got {v}"))),
             None => Ok(default),
+        }
+    }
+
+    /// The boolean at `key`, `default` when absent or null.
+    fn flag_or(&self, key: &str, default: bool) -> Result<bool> {
+        match self.root.get(key) {
+            None | Some(Json::Null) => Ok(default),
+            Some(Json::Bool(b)) => Ok(*b),
+            Some(v) => Err(self.error(format!("\"{key}\" must be true or false, got {v}"))),
         }
     }
 
@@ -463,6 +478,24 @@ mod tests {
         assert_eq!(
             Config::parse("c", &with("null")).unwrap().pad_token_id,
             None
+        );
+    }
+
+    /// `tie_word_embeddings` defaults to true as in HF; a non-boolean is an error naming it.
+    #[test]
+    fn reads_tie_word_embeddings() {
+        let with = |v: &str| BERT.replacen('{', &format!("{{\"tie_word_embeddings\": {v}, "), 1);
+        assert!(Config::parse("c", BERT).unwrap().tie_word_embeddings);
+        assert!(
+            !Config::parse("c", &with("false"))
+                .unwrap()
+                .tie_word_embeddings
+        );
+        assert_eq!(
+            Config::parse("config.json", &with("\"no\""))
+                .unwrap_err()
+                .to_string(),
+            "config.json: \"tie_word_embeddings\" must be true or false, got \"no\""
         );
     }
 

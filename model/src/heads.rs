@@ -1,5 +1,6 @@
-//! Task heads on the encoder: masked-LM (decoder tied to the word embeddings) and sequence
-//! classification, with HF's names and their losses.
+//! Task heads on the encoder: masked-LM (decoder tied to the word embeddings unless the config
+//! says `tie_word_embeddings: false`) and sequence classification, with HF's names and their
+//! losses.
 
 use crate::batch::Batch;
 use crate::config::{Config, Family};
@@ -32,10 +33,12 @@ impl HeadKind {
 /// A head's parameters.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Head {
-    /// `transform -> gelu -> norm -> x E^T + bias`, with `E` the word embeddings.
+    /// `transform -> gelu -> norm -> x E^T + bias`, with `E` the decoder weight (the word
+    /// embeddings when tied).
     MaskedLm {
         transform: Linear,
         norm: Norm,
+        decoder: usize,
         bias: usize,
     },
     /// BERT: `classifier(pooled)`; DistilBERT: `classifier(relu(pre(h[:, 0])))`.
@@ -43,9 +46,15 @@ pub(crate) enum Head {
 }
 
 impl Head {
-    /// Loads the head of `kind` under HF's names (`None` for [`HeadKind::None`]).
-    pub fn build(config: &Config, kind: HeadKind, b: &mut Builder<'_>) -> Result<Option<Head>> {
-        let (h, v) = (config.hidden, config.vocab_size);
+    /// Loads the head of `kind` under HF's names (`None` for [`HeadKind::None`]); `word` is
+    /// the word embeddings' parameter, the masked-LM decoder when the config ties them.
+    pub fn build(
+        config: &Config,
+        kind: HeadKind,
+        word: usize,
+        b: &mut Builder<'_>,
+    ) -> Result<Option<Head>> {
+        let h = config.hidden;
         let bert = config.family == Family::Bert;
         Ok(match kind {
             HeadKind::None => None,
@@ -55,17 +64,29 @@ impl Head {
                 } else {
                     "cls.predictions.decoder.bias"
                 };
+                let transform = b.linear("cls.predictions.transform.dense", h, h)?;
+                let norm = b.norm("cls.predictions.transform.LayerNorm", h)?;
+                let decoder = decoder(config, word, "cls.predictions.decoder.weight", b)?;
+                let bias = b.tensor(bias_name, &[config.vocab_size])?;
                 Some(Head::MaskedLm {
-                    transform: b.linear("cls.predictions.transform.dense", h, h)?,
-                    norm: b.norm("cls.predictions.transform.LayerNorm", h)?,
-                    bias: b.tensor(bias_name, &[v])?,
+                    transform,
+                    norm,
+                    decoder,
+                    bias,
                 })
             }
-            HeadKind::MaskedLm => Some(Head::MaskedLm {
-                transform: b.linear("vocab_transform", h, h)?,
-                norm: b.norm("vocab_layer_norm", h)?,
-                bias: b.tensor("vocab_projector.bias", &[v])?,
-            }),
+            HeadKind::MaskedLm => {
+                let transform = b.linear("vocab_transform", h, h)?;
+                let norm = b.norm("vocab_layer_norm", h)?;
+                let decoder = decoder(config, word, "vocab_projector.weight", b)?;
+                let bias = b.tensor("vocab_projector.bias", &[config.vocab_size])?;
+                Some(Head::MaskedLm {
+                    transform,
+                    norm,
+                    decoder,
+                    bias,
+                })
+            }
             HeadKind::Classification => Some(Head::Classifier {
                 pre: if bert {
                     None
@@ -83,19 +104,19 @@ impl Head {
         g: &mut Graph<'_>,
         p: &Leaves,
         config: &Config,
-        word_embeddings: usize,
         enc: &EncoderOutput,
     ) -> Result<Var> {
         match *self {
             Head::MaskedLm {
                 transform,
                 norm: n,
+                decoder,
                 bias,
             } => {
                 let t = linear(g, p, enc.hidden, transform)?;
                 let t = g.gelu(t)?;
                 let t = norm(g, p, t, n, config.layer_norm_eps)?;
-                g.linear(t, leaf(p, word_embeddings)?, Some(leaf(p, bias)?))
+                g.linear(t, leaf(p, decoder)?, Some(leaf(p, bias)?))
             }
             Head::Classifier { pre: None, out } => {
                 let pooled = enc.pooled.ok_or_else(|| Error::Shape {
@@ -142,5 +163,15 @@ impl Head {
             });
         }
         g.cross_entropy(logits, &batch.labels, -100)
+    }
+}
+
+/// The masked-LM decoder weight: the word embeddings `word` when the config ties them (HF's
+/// default), else the `[vocab, hidden]` tensor `name`.
+fn decoder(config: &Config, word: usize, name: &str, b: &mut Builder<'_>) -> Result<usize> {
+    if config.tie_word_embeddings {
+        Ok(word)
+    } else {
+        b.tensor(name, &[config.vocab_size, config.hidden])
     }
 }

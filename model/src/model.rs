@@ -73,7 +73,7 @@ impl Model {
             HeadKind::Classification => true,
         };
         let encoder = Encoder::build(config, &mut builder, pooler)?;
-        let head = Head::build(config, head, &mut builder)?;
+        let head = Head::build(config, head, encoder.word, &mut builder)?;
         Ok(Model {
             params,
             encoder,
@@ -115,13 +115,9 @@ impl Model {
         let params = g.leaves(self.params.iter().map(|p| &p.tensor), needs_grad);
         let EncoderOutput { hidden, pooled } = self.encoder.forward(g, &params, batch)?;
         let logits = match &self.head {
-            Some(head) => Some(head.forward(
-                g,
-                &params,
-                self.config(),
-                self.encoder.word,
-                &EncoderOutput { hidden, pooled },
-            )?),
+            Some(head) => {
+                Some(head.forward(g, &params, self.config(), &EncoderOutput { hidden, pooled })?)
+            }
             None => None,
         };
         Ok(Forward {
