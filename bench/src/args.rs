@@ -56,6 +56,16 @@ impl Args {
         }
     }
 
+    /// `--name N` as a count in `1..=max` (`default` when absent): zero, or a count large
+    /// enough to exhaust memory before the work starts, is an error naming the option.
+    pub fn count(&self, name: &str, default: usize, max: usize) -> Result<usize, String> {
+        let n: usize = self.get(name, default)?;
+        if !(1..=max).contains(&n) {
+            return Err(format!("--{name} must be between 1 and {max}, got {n}"));
+        }
+        Ok(n)
+    }
+
     /// `--threads N`, every core by default; refused outside `1..=MAX_THREADS` (a huge count
     /// would otherwise reach the thread pool and abort the process).
     pub fn threads(&self) -> Result<usize, String> {
@@ -95,6 +105,27 @@ pub fn parse_dims<const N: usize>(s: &str, example: &str) -> Result<[usize; N], 
     Ok(dims)
 }
 
+/// Most timed runs, rounds or steps a command may ask for.
+pub const MAX_RUNS: usize = 100_000;
+
+/// Most elements one benchmark buffer may hold (8 GiB of f32).
+pub const MAX_ELEMENTS: usize = 1 << 31;
+
+/// The number of elements of a buffer of `dims` (named `what` in the error), when it is at
+/// most [`MAX_ELEMENTS`].
+pub fn elements(what: &str, dims: &[usize]) -> Result<usize, String> {
+    dims.iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .filter(|&n| n <= MAX_ELEMENTS)
+        .ok_or_else(|| {
+            let shape: Vec<String> = dims.iter().map(usize::to_string).collect();
+            format!(
+                "{what} of {} elements is too large (at most {MAX_ELEMENTS})",
+                shape.join(" x ")
+            )
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,6 +143,23 @@ mod tests {
                 err.contains("expected 3 positive sizes like MxKxN"),
                 "{err}"
             );
+        }
+    }
+
+    #[test]
+    fn counts_and_buffer_sizes_have_bounds() {
+        let raw = |words: &[&str]| words.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+        let args = Args::parse(&raw(&["--runs", "0", "--steps", "7"]), &[]).unwrap();
+        assert!(args
+            .count("runs", 3, 10)
+            .unwrap_err()
+            .contains("--runs must be between 1 and 10, got 0"));
+        assert_eq!(args.count("steps", 5, 10), Ok(7));
+        assert_eq!(args.count("rounds", 3, 10), Ok(3));
+        assert_eq!(elements("A", &[2, 3, 4]), Ok(24));
+        for dims in [[1usize << 32, 1 << 32, 1], [1 << 16, 1 << 16, 2]] {
+            let err = elements("A", &dims).unwrap_err();
+            assert!(err.contains("A of") && err.contains("too large"), "{err}");
         }
     }
 }

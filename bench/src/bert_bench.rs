@@ -9,7 +9,7 @@
 //! drifts from minute to minute, this compares them in the same minutes: a row's `smelt_x`
 //! is the median over rounds of the peer's time over ours in that round.
 
-use crate::args::Args;
+use crate::args::{Args, MAX_RUNS};
 use crate::peers::{field, number, PeerServer};
 use crate::report::{Row, Value};
 use crate::timing::median;
@@ -42,18 +42,15 @@ pub fn run(args: &Args, threads: usize) -> Result<Vec<Row>, String> {
             Config::PRESETS.join(", ")
         )
     })?;
-    let batch: usize = args.get("batch", 8)?;
-    let seq: usize = args.get("seq", 128)?;
-    let runs: usize = args.get("runs", 5)?;
-    let rounds: usize = args.get("rounds", 3)?;
+    let batch = args.count("batch", 8, MAX_TOKENS)?;
+    let seq = args.count("seq", 128, MAX_TOKENS)?;
+    let runs = args.count("runs", 5, MAX_RUNS)?;
+    let rounds = args.count("rounds", 3, MAX_RUNS)?;
     let phase = args.get("phase", "both".to_string())?;
     if !["forward", "train", "both"].contains(&phase.as_str()) {
         return Err(format!(
             "--phase {phase:?}: expected forward, train or both"
         ));
-    }
-    if batch == 0 || seq == 0 || runs == 0 || rounds == 0 {
-        return Err("--batch, --seq, --runs and --rounds must be at least 1".into());
     }
     let model = Model::random(&config, HeadKind::None, 0x5eed).map_err(|e| e.to_string())?;
     let input = random_batch(&config, batch, seq)?;
@@ -256,9 +253,30 @@ pub fn random_ids(count: usize, vocab: usize, seed: u64) -> Vec<i64> {
         .collect()
 }
 
+/// Most tokens (`batch x seq`) a benchmark or demo step may take: about a million, whose
+/// activations already need tens of GB for BERT-base.
+const MAX_TOKENS: usize = 1 << 20;
+
+/// `batch * seq`, checked before any input is generated: `seq` within the model's
+/// `max_position_embeddings` and the product at most [`MAX_TOKENS`].
+pub fn step_tokens(config: &Config, batch: usize, seq: usize) -> Result<usize, String> {
+    if seq > config.max_positions {
+        return Err(format!(
+            "--seq {seq} is longer than max_position_embeddings = {}",
+            config.max_positions
+        ));
+    }
+    batch
+        .checked_mul(seq)
+        .filter(|&t| t <= MAX_TOKENS)
+        .ok_or_else(|| {
+            format!("--batch {batch} x --seq {seq} tokens is too many (at most {MAX_TOKENS})")
+        })
+}
+
 /// `batch` unpadded sequences of `seq` random token ids.
 fn random_batch(config: &Config, batch: usize, seq: usize) -> Result<Batch, String> {
-    let ids = random_ids(batch * seq, config.vocab_size, 0xbe7c);
+    let ids = random_ids(step_tokens(config, batch, seq)?, config.vocab_size, 0xbe7c);
     Batch::new(config, batch, seq, &ids, None, None).map_err(|e| e.to_string())
 }
 

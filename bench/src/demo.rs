@@ -5,8 +5,8 @@
 //! grows only in the first step. It prints each step's loss, time, tokens/s and GFLOP/s, the
 //! arena's size, and checks that the loss went down. No download: the weights are generated.
 
-use crate::args::Args;
-use crate::bert_bench::random_ids;
+use crate::args::{Args, MAX_RUNS};
+use crate::bert_bench::{random_ids, step_tokens};
 use crate::peak::fma_peak_gflops;
 use crate::timing::median;
 use smelt_engine::{Arena, CpuOptions};
@@ -18,15 +18,18 @@ use std::time::Instant;
 /// Runs the demo and prints its progress and figures.
 pub fn run(args: &Args) -> Result<(), String> {
     args.only(&["steps", "threads", "batch", "seq"])?;
-    let steps: usize = args.get("steps", 5)?;
+    let steps = args.count("steps", 5, MAX_RUNS)?;
     let threads = args.threads()?;
-    let batch: usize = args.get("batch", 8)?;
-    let seq: usize = args.get("seq", 128)?;
-    if steps < 2 || batch == 0 || seq == 0 {
-        return Err("--steps must be at least 2; --batch and --seq at least 1".into());
+    let batch = args.count("batch", 8, usize::MAX)?;
+    let seq = args.count("seq", 128, usize::MAX)?;
+    if steps < 2 {
+        return Err(
+            "--steps must be at least 2 (the check compares the first and last loss)".into(),
+        );
     }
     let config =
         Config::preset("distilbert-base").ok_or("the distilbert-base preset is missing")?;
+    let tokens = step_tokens(&config, batch, seq)?;
     let opts = CpuOptions::threads(threads);
     println!(
         "smelt demo: DistilBERT-base classifier ({} layers, hidden {}, {} heads), batch {batch} x seq {seq}, {threads} threads, kernels: {}",
@@ -44,7 +47,6 @@ pub fn run(args: &Args) -> Result<(), String> {
     };
     let mut trainer = Trainer::new(&mut model, hp, opts).map_err(|e| e.to_string())?;
     let mut arena = Arena::new();
-    let tokens = batch * seq;
     // The backward costs about twice the forward's GEMM work.
     let step_flops = 3.0 * model.forward_flops(batch, seq);
     let mut losses = Vec::with_capacity(steps);

@@ -2,7 +2,7 @@
 //! length), and the tokenizer alone, beside sentence-transformers and HF's fast tokenizer
 //! (`--torch`, bench/peers/embed_torch.py) on the same texts in the same command.
 
-use crate::args::Args;
+use crate::args::{Args, MAX_RUNS};
 use crate::peers::{field, json_lines, number};
 use crate::report::{Row, Value};
 use crate::timing::median;
@@ -12,6 +12,9 @@ use smelt_model::SentenceEncoder;
 use std::path::Path;
 use std::time::Instant;
 
+/// Most sentences a run may embed.
+const MAX_TEXTS: usize = 10_000_000;
+
 /// Runs the benchmark and returns its rows.
 pub fn run(args: &Args, threads: usize) -> Result<Vec<Row>, String> {
     let dir = args
@@ -19,12 +22,9 @@ pub fn run(args: &Args, threads: usize) -> Result<Vec<Row>, String> {
         .last()
         .cloned()
         .ok_or("bench embed: --model DIR is required")?;
-    let count: usize = args.get("count", 1000)?;
-    let batch: usize = args.get("batch", 32)?;
-    let runs: usize = args.get("runs", 3)?;
-    if count == 0 || batch == 0 || runs == 0 {
-        return Err("--count, --batch and --runs must be at least 1".into());
-    }
+    let count = args.count("count", 1000, MAX_TEXTS)?;
+    let batch = args.count("batch", 32, usize::MAX)?;
+    let runs = args.count("runs", 3, MAX_RUNS)?;
     let encoder = SentenceEncoder::load(Path::new(&dir)).map_err(|e| e.to_string())?;
     let texts = mixed_texts(Path::new(&dir), count)?;
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();

@@ -1,7 +1,7 @@
 //! `smelt bench gemm`: our SGEMM beside the `gemm` and `matrixmultiply` crates (and, with
 //! `--torch`, PyTorch and numpy through `bench/peers/sgemm_torch.py`), plus the FMA peak.
 
-use crate::args::{parse_dims, Args};
+use crate::args::{elements, parse_dims, Args, MAX_ELEMENTS};
 use crate::peak::Peaks;
 use crate::peers::{self, PeerFigure};
 use crate::report::{Row, Value};
@@ -44,16 +44,19 @@ const ATTENTION_SHAPES: [(usize, usize, usize); 2] = [(128, 64, 128), (128, 128,
 /// The cases selected by the command line.
 fn cases(args: &Args) -> Result<Vec<Case>, String> {
     let transb = args.flag("transb");
-    let batch: usize = args.get("batch", 1)?;
-    if batch == 0 {
-        return Err("--batch must be at least 1".into());
-    }
+    let batch = args.count("batch", 1, MAX_ELEMENTS)?;
     let shapes = args.all("shape");
+    if shapes.is_empty() && !args.all("batch").is_empty() {
+        return Err("--batch applies to --shape cases (the default cases set their own)".into());
+    }
     if !shapes.is_empty() {
         return shapes
             .iter()
             .map(|s| {
                 let [m, k, n] = parse_dims::<3>(s, "1024x768x3072 (MxKxN)")?;
+                for (operand, rows, cols) in [("A", m, k), ("B", k, n), ("C", m, n)] {
+                    elements(&format!("operand {operand}"), &[batch, rows, cols])?;
+                }
                 Ok(Case {
                     m,
                     k,

@@ -1,7 +1,7 @@
 //! `smelt bench softmax`: row softmax against a plain copy of the same bytes (the memory
 //! bandwidth it could reach at best), both inside the same thread pool, interleaved.
 
-use crate::args::{parse_dims, Args};
+use crate::args::{elements, parse_dims, Args};
 use crate::report::{Row, Value};
 use crate::timing::interleaved;
 use rayon::prelude::*;
@@ -17,7 +17,11 @@ pub fn run(args: &Args, threads: usize) -> Result<Vec<Row>, String> {
     } else {
         args.all("shape")
             .iter()
-            .map(|s| parse_dims::<2>(s, "12288x128 (ROWSxCOLS)").map(|[r, c]| (r, c)))
+            .map(|s| {
+                let [r, c] = parse_dims::<2>(s, "12288x128 (ROWSxCOLS)")?;
+                elements("--shape", &[r, c])?;
+                Ok::<_, String>((r, c))
+            })
             .collect::<Result<_, _>>()?
     };
     let budget = Duration::from_millis(args.get("budget-ms", 1000)?);

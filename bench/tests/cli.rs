@@ -167,6 +167,60 @@ fn thread_counts_past_the_maximum_are_refused() {
     assert!(!output.exists());
 }
 
+/// Counts and sizes far past what a run can hold are a message and a failure before any
+/// input is generated (they panicked with capacity overflows, or wrapped to empty buffers
+/// that the kernels then ran past).
+#[test]
+fn huge_counts_and_shapes_are_refused() {
+    let max = "18446744073709551615";
+    let sentence = fixture("sentence");
+    let sentence = sentence.to_str().unwrap();
+    let cases: [(&[&str], &str); 9] = [
+        (&["demo", "--steps", max], "--steps must be between 1 and"),
+        (&["demo", "--batch", max], "tokens is too many"),
+        (
+            &["demo", "--seq", "513"],
+            "longer than max_position_embeddings = 512",
+        ),
+        (
+            &["bench", "bert", "--batch", max],
+            "--batch must be between 1 and",
+        ),
+        (
+            &["bench", "embed", "--model", sentence, "--count", max],
+            "--count must be between 1 and",
+        ),
+        (
+            &["bench", "embed", "--model", sentence, "--runs", max],
+            "--runs must be between 1 and",
+        ),
+        (
+            &["bench", "softmax", "--shape", "4294967296x4294967296"],
+            "too large",
+        ),
+        (
+            &[
+                "bench",
+                "gemm",
+                "--shape",
+                "4294967296x4294967296x4294967296",
+            ],
+            "operand A of 1 x 4294967296 x 4294967296 elements is too large",
+        ),
+        (
+            &["bench", "gemm", "--batch", "4"],
+            "--batch applies to --shape",
+        ),
+    ];
+    for (args, message) in cases {
+        let out = smelt(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
 #[test]
 fn tokenize_prints_ids_and_refuses_bad_stdin() {
     let dir = fixture("tokenizer");
