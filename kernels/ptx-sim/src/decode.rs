@@ -85,10 +85,12 @@ pub fn module_data(ast: &ModuleAst, global_base: u64) -> Result<ModuleData> {
             Space::Const => (&mut d.consts, MemSpace::Const),
             _ => continue,
         };
-        let off = place(bytes.len() as u32, v.align);
+        let what = format!("{:?} variable {}", v.space, v.name).to_lowercase();
+        let (off, end) = place_var(bytes.len(), v.align, v.size, &MODULE_DATA, &what)
+            .map_err(|e| e.at_line(v.line))?;
         bytes.resize(off as usize, 0);
         bytes.extend_from_slice(&v.init);
-        bytes.resize(off as usize + v.size, 0);
+        bytes.resize(end as usize, 0);
         let addr = if space == MemSpace::Global {
             global_base + off as u64
         } else {
@@ -102,6 +104,47 @@ pub fn module_data(ast: &ModuleAst, global_base: u64) -> Result<ModuleData> {
 /// The first offset at or after `used` aligned to `align`.
 fn place(used: u32, align: u32) -> u32 {
     used.next_multiple_of(align.max(1))
+}
+
+/// The most bytes an area of memory may hold, and how errors name it.
+struct Limit {
+    bytes: u64,
+    area: &'static str,
+}
+
+/// A thread's local memory: `.local` variables and call parameters (CUDA's 512 KiB).
+const LOCAL: Limit = Limit {
+    bytes: 512 * 1024,
+    area: "local memory and call parameters a thread may have",
+};
+
+/// The `.global` or the `.const` variables of a module (each space on its own).
+const MODULE_DATA: Limit = Limit {
+    bytes: 1 << 30,
+    area: "a module's .global or .const data",
+};
+
+/// Most registers a kernel and the functions it calls may declare together.
+const MAX_REGISTERS: u32 = 65536;
+
+/// Places `size` bytes aligned to `align` after the `used` bytes of an area within `limit`:
+/// the variable's offset and end, or an error naming the variable (`what`).
+fn place_var(
+    used: usize,
+    align: u32,
+    size: usize,
+    limit: &Limit,
+    what: &str,
+) -> Result<(u32, u32)> {
+    let off = (used as u64).checked_next_multiple_of(align.max(1) as u64);
+    let end = off.and_then(|o| o.checked_add(size as u64));
+    match (off, end) {
+        (Some(off), Some(end)) if end <= limit.bytes => Ok((off as u32, end as u32)),
+        _ => Err(bad(format!(
+            "{what} ({size} bytes, {used} placed before it) does not fit in the {} bytes of {}",
+            limit.bytes, limit.area
+        ))),
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -193,7 +236,7 @@ pub fn build_program(ast: &ModuleAst, data: &ModuleData, name: &str) -> Result<P
     let mut pc = 0u32;
     for &fi in &order {
         let f = &ast.functions[fi];
-        let layout = b.func_layout(f, pc);
+        let layout = b.func_layout(f, pc)?;
         b.layouts.insert(fi, layout);
         pc += f
             .body
@@ -290,10 +333,12 @@ struct Builder {
 }
 
 impl Builder {
-    fn frame_alloc(&mut self, align: u32, size: u32) -> u32 {
-        let off = place(self.prog.frame_bytes, align);
-        self.prog.frame_bytes = off + size;
-        off
+    /// Places `size` bytes of the variable `what` in the frame; returns its offset.
+    fn frame_alloc(&mut self, align: u32, size: usize, what: &str) -> Result<u32> {
+        let used = self.prog.frame_bytes as usize;
+        let (off, end) = place_var(used, align, size, &LOCAL, what)?;
+        self.prog.frame_bytes = end;
+        Ok(off)
     }
 
     /// Places a static `.shared` variable; returns its offset.
@@ -319,21 +364,24 @@ impl Builder {
 
     /// Places the parameter and return slots of function `f` (starting at instruction
     /// `start`) in the frame, and the `.shared` variables of its body.
-    fn func_layout(&mut self, f: &Function, start: u32) -> FuncLayout {
-        let mut slots = |params: &[Param]| -> Vec<Slot> {
+    fn func_layout(&mut self, f: &Function, start: u32) -> Result<FuncLayout> {
+        let mut slots = |params: &[Param]| -> Result<Vec<Slot>> {
             params
                 .iter()
-                .map(|p| Slot {
-                    name: p.name.clone(),
-                    off: self.frame_alloc(p.align, p.size as u32),
-                    size: p.size as u32,
+                .map(|p| {
+                    let what = format!("parameter {} of {}", p.name, f.name);
+                    Ok(Slot {
+                        name: p.name.clone(),
+                        off: self.frame_alloc(p.align, p.size, &what)?,
+                        size: p.size as u32,
+                    })
                 })
                 .collect()
         };
         let (params, returns) = if f.is_entry {
             (Vec::new(), Vec::new())
         } else {
-            (slots(&f.params), slots(&f.returns))
+            (slots(&f.params)?, slots(&f.returns)?)
         };
         let shared = f
             .body
@@ -344,12 +392,12 @@ impl Builder {
                 _ => None,
             })
             .collect();
-        FuncLayout {
+        Ok(FuncLayout {
             start,
             params,
             returns,
             shared,
-        }
+        })
     }
 
     /// Binds the `.extern .shared` arrays (dynamic shared memory, all at one address) past the
@@ -366,6 +414,53 @@ impl Builder {
         for v in dynamic() {
             self.globals
                 .insert(v.name.clone(), Binding::Addr(MemSpace::Shared, off));
+        }
+    }
+
+    /// Declares register `name` (`count` None) or `name0` to `name{count-1}` in `scope`,
+    /// within `MAX_REGISTERS` in all.
+    fn declare_regs(
+        &mut self,
+        scope: &mut HashMap<String, Binding>,
+        name: &str,
+        count: Option<u32>,
+    ) -> Result<()> {
+        let total = self.prog.nregs as u64 + count.unwrap_or(1) as u64;
+        if total > MAX_REGISTERS as u64 {
+            let shown = count.map_or(name.to_string(), |c| format!("{name}<{c}>"));
+            return Err(bad(format!(
+                "registers {shown} make {total} in all, more than the {MAX_REGISTERS} a kernel may declare"
+            )));
+        }
+        let names = match count {
+            None => vec![name.to_string()],
+            Some(c) => (0..c).map(|i| format!("{name}{i}")).collect(),
+        };
+        for full in names {
+            scope.insert(full.clone(), Binding::Reg(self.prog.nregs));
+            self.prog.reg_names.push(full);
+            self.prog.nregs += 1;
+        }
+        Ok(())
+    }
+
+    /// Places a `.local` or `.param` variable of a function body in the frame.
+    fn frame_var(&mut self, v: &VarDecl) -> Result<Binding> {
+        match v.space {
+            Space::Local => {
+                let off =
+                    self.frame_alloc(v.align, v.size, &format!("local variable {}", v.name))?;
+                Ok(Binding::Addr(MemSpace::Local, off as u64))
+            }
+            Space::Param => {
+                let off =
+                    self.frame_alloc(v.align, v.size, &format!("parameter variable {}", v.name))?;
+                Ok(Binding::Param(off, v.size as u32))
+            }
+            _ => Err(bad(format!(
+                "{:?} variable {} inside a function",
+                v.space, v.name
+            ))),
         }
     }
 
@@ -413,21 +508,7 @@ impl Builder {
                 Statement::Reg { names } => {
                     let scope = scopes.last_mut().expect("a function has a scope");
                     for (name, count) in names {
-                        match count {
-                            None => {
-                                scope.insert(name.clone(), Binding::Reg(self.prog.nregs));
-                                self.prog.reg_names.push(name.clone());
-                                self.prog.nregs += 1;
-                            }
-                            Some(n) => {
-                                for i in 0..*n {
-                                    let full = format!("{name}{i}");
-                                    scope.insert(full.clone(), Binding::Reg(self.prog.nregs));
-                                    self.prog.reg_names.push(full);
-                                    self.prog.nregs += 1;
-                                }
-                            }
-                        }
+                        self.declare_regs(scope, name, *count)?;
                     }
                 }
                 Statement::Var(v) => {
@@ -436,19 +517,7 @@ impl Builder {
                             MemSpace::Shared,
                             shared_offsets.next().expect("laid out by func_layout") as u64,
                         ),
-                        Space::Local => Binding::Addr(
-                            MemSpace::Local,
-                            self.frame_alloc(v.align, v.size as u32) as u64,
-                        ),
-                        Space::Param => {
-                            Binding::Param(self.frame_alloc(v.align, v.size as u32), v.size as u32)
-                        }
-                        _ => {
-                            return Err(SimError::parse(
-                                v.line,
-                                format!("{:?} variable {} inside a function", v.space, v.name),
-                            ))
-                        }
+                        _ => self.frame_var(v).map_err(|e| e.at_line(v.line))?,
                     };
                     scopes
                         .last_mut()

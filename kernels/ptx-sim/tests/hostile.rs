@@ -58,3 +58,61 @@ fn call_arguments_and_results_must_match_the_parameter_sizes() {
         "{e}"
     );
 }
+
+#[test]
+fn local_memory_is_limited_to_512_kib_a_thread() {
+    let e = check_err(&format!(
+        "{HEADER}.visible .entry k() {{ .local .b8 a[4000000000]; ret; }}"
+    ));
+    assert_eq!(e.kind(), ErrorKind::Parse, "{e}");
+    assert!(
+        e.message().contains("local variable a") && e.message().contains("524288"),
+        "{e}"
+    );
+    // The limit holds for the frame as a whole: locals, call parameters and results.
+    let e = check_err(&format!(
+        "{HEADER}.func f(.param .b8 x[300000]) {{ ret; }}\n\
+         .visible .entry k() {{ .local .b8 a[300000]; .param .b8 p[300000]; call f, (p); ret; }}"
+    ));
+    assert!(e.message().contains("524288"), "{e}");
+    Module::parse(&format!(
+        "{HEADER}.visible .entry k() {{ .local .b8 a[524288]; ret; }}"
+    ))
+    .and_then(|m| m.check())
+    .expect("512 KiB of local memory is fine");
+}
+
+#[test]
+fn registers_are_limited_to_65536_a_kernel() {
+    let e = check_err(&format!(
+        "{HEADER}.visible .entry k() {{ .reg .b32 %r<65537>; ret; }}"
+    ));
+    assert_eq!(e.kind(), ErrorKind::Parse, "{e}");
+    assert!(
+        e.message().contains("%r") && e.message().contains("65536"),
+        "{e}"
+    );
+    let e = check_err(&format!(
+        "{HEADER}.visible .entry k() {{ .reg .b32 %a<40000>, %b<40000>; ret; }}"
+    ));
+    assert!(e.message().contains("%b"), "{e}");
+}
+
+#[test]
+fn module_data_is_limited_to_1_gib_a_space() {
+    for (space, name) in [(".global", "g"), (".const", "c")] {
+        let text =
+            format!("{HEADER}{space} .b8 {name}[1073741825];\n.visible .entry k() {{ ret; }}");
+        let e = parse_err(&text);
+        assert_eq!(e.kind(), ErrorKind::Parse, "{e}");
+        assert!(
+            e.message().contains(&format!("variable {name} "))
+                && e.message().contains("1073741824"),
+            "{e}"
+        );
+    }
+    let e = parse_err(&format!(
+        "{HEADER}.global .b8 g[100000000000];\n.visible .entry k() {{ ret; }}"
+    ));
+    assert!(e.message().contains("variable g "), "{e}");
+}
