@@ -76,3 +76,17 @@ fn bad_shapes_are_errors_naming_the_op() {
     assert!(matches!(err, Error::Overlap { .. }), "{err:?}");
     assert!(err.to_string().starts_with("gpu_softmax:"), "{err}");
 }
+
+#[test]
+fn buffers_of_another_device_are_refused() {
+    // Both simulated devices hand out the same first address: a buffer of `one` must not
+    // reach `two`'s buffer (on CUDA, the same index with a size `two` never allocated).
+    let mut one = SimDevice::new();
+    let mut two = SimDevice::new();
+    let large = one.upload_f32(&[1.0; 64]).unwrap();
+    let small = two.upload_f32(&[5.0; 8]).unwrap();
+    let err = pw::gelu(&mut two, large, large, 64).unwrap_err();
+    assert!(matches!(err, Error::Device { .. }), "{err}");
+    assert_eq!(two.download_f32(small).unwrap(), vec![5.0; 8]);
+    assert!(two.download_f32(large).is_err());
+}

@@ -10,11 +10,12 @@ use cudarc::driver::{
 };
 use cudarc::nvrtc::Ptx;
 
-use super::{check_copy, GpuBuffer, GpuDevice, KernelArg, LaunchConfig, PtxModule};
+use super::{check_copy, DeviceId, GpuBuffer, GpuDevice, KernelArg, LaunchConfig, PtxModule};
 use crate::{Error, Result};
 
 /// GPU `ordinal` through the CUDA driver.
 pub struct CudaDevice {
+    id: DeviceId,
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
     modules: HashMap<&'static str, Arc<CudaModule>>,
@@ -45,6 +46,7 @@ impl CudaDevice {
             .map_err(|e| err(format!("cannot open GPU {ordinal}: {e}")))?;
         let stream = ctx.default_stream();
         Ok(CudaDevice {
+            id: DeviceId::fresh(),
             ctx,
             stream,
             modules: HashMap::new(),
@@ -54,6 +56,7 @@ impl CudaDevice {
     }
 
     fn slice(&self, b: GpuBuffer) -> Result<&CudaSlice<f32>> {
+        let b = self.id.owns("cuda", b)?;
         self.buffers
             .get(b.handle() as usize)
             .and_then(Option::as_ref)
@@ -86,7 +89,7 @@ impl CudaDevice {
 
     fn keep(&mut self, s: CudaSlice<f32>, bytes: usize) -> GpuBuffer {
         self.buffers.push(Some(s));
-        GpuBuffer::new(self.buffers.len() as u64 - 1, bytes)
+        GpuBuffer::new(self.id, self.buffers.len() as u64 - 1, bytes)
     }
 }
 
@@ -151,6 +154,7 @@ impl GpuDevice for CudaDevice {
 
     fn copy(&mut self, src: GpuBuffer, dst: GpuBuffer) -> Result<()> {
         check_copy(src, dst)?;
+        self.slice(dst)?;
         if src.handle() == dst.handle() {
             return self.slice(src).map(|_| ());
         }

@@ -30,23 +30,55 @@ pub struct PtxModule {
     pub ptx: &'static str,
 }
 
-/// A device allocation: an opaque handle and its size in bytes.
+/// A device allocation: an opaque handle, the device that made it, and its size in bytes.
 ///
 /// Only a device makes one, and always for a whole allocation (there are no sub-ranges): its
 /// data starts 256-byte aligned on both devices, which the kernels' 16-byte `float4` and 8-byte
 /// bf16 accesses rely on, and its size is what the device really holds, which the launchers'
 /// length checks rely on (the CUDA device does not check bounds). Storage comes in whole
-/// 32-bit words: a buffer of `bytes` holds `bytes.div_ceil(4)` of them.
+/// 32-bit words: a buffer of `bytes` holds `bytes.div_ceil(4)` of them. Devices refuse the
+/// buffers of other devices (handles repeat from one device to the next).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GpuBuffer {
+    device: DeviceId,
     handle: u64,
     bytes: usize,
 }
 
+/// Tells devices apart, so that a buffer is only ever used on the device that made it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DeviceId(u64);
+
+impl DeviceId {
+    /// An id no other device of this process has.
+    pub(crate) fn fresh() -> DeviceId {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        DeviceId(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// `buf` when this device made it, else an error naming the op.
+    pub(crate) fn owns(self, op: &'static str, buf: GpuBuffer) -> Result<GpuBuffer> {
+        if buf.device == self {
+            return Ok(buf);
+        }
+        Err(Error::Device {
+            op,
+            detail: format!(
+                "buffer {:#x} ({} bytes) belongs to another device",
+                buf.handle, buf.bytes
+            ),
+        })
+    }
+}
+
 impl GpuBuffer {
-    /// A buffer handle as a device hands it out.
-    pub(crate) fn new(handle: u64, bytes: usize) -> GpuBuffer {
-        GpuBuffer { handle, bytes }
+    /// A buffer handle as device `device` hands it out.
+    pub(crate) fn new(device: DeviceId, handle: u64, bytes: usize) -> GpuBuffer {
+        GpuBuffer {
+            device,
+            handle,
+            bytes,
+        }
     }
 
     /// The device's handle (an address on ptx-sim, an index on CUDA).
@@ -109,7 +141,10 @@ pub trait GpuDevice {
             .map(|c| f32::from_bits(c[0] as u32 | (c.get(1).copied().unwrap_or(0) as u32) << 16))
             .collect();
         let buf = self.upload_f32(&words)?;
-        Ok(GpuBuffer::new(buf.handle(), 2 * data.len()))
+        Ok(GpuBuffer {
+            bytes: 2 * data.len(),
+            ..buf
+        })
     }
     /// The contents of a buffer as 16-bit values (`bytes / 2` of them), after all launches
     /// finished.

@@ -5,12 +5,12 @@ use std::collections::HashMap;
 
 use smelt_ptx_sim::{Arg, Buffer, Dim3, Launch, Module, Sim};
 
-use super::{check_copy, GpuBuffer, GpuDevice, KernelArg, LaunchConfig, PtxModule};
+use super::{check_copy, DeviceId, GpuBuffer, GpuDevice, KernelArg, LaunchConfig, PtxModule};
 use crate::{Error, Result};
 
 /// A simulated GPU: global memory, parsed modules, and the warnings of every launch.
-#[derive(Default)]
 pub struct SimDevice {
+    id: DeviceId,
     sim: Sim,
     modules: HashMap<&'static str, Module>,
     buffers: HashMap<u64, Buffer>,
@@ -21,7 +21,14 @@ pub struct SimDevice {
 impl SimDevice {
     /// A fresh simulated device.
     pub fn new() -> SimDevice {
-        SimDevice::default()
+        SimDevice {
+            id: DeviceId::fresh(),
+            sim: Sim::default(),
+            modules: HashMap::new(),
+            buffers: HashMap::new(),
+            warnings: Vec::new(),
+            instructions: 0,
+        }
     }
 
     /// Warnings of all launches so far (registers read before written, and the like).
@@ -35,6 +42,7 @@ impl SimDevice {
     }
 
     fn buffer(&self, b: GpuBuffer) -> Result<Buffer> {
+        let b = self.id.owns("ptx-sim", b)?;
         self.buffers
             .get(&b.handle())
             .copied()
@@ -47,7 +55,13 @@ impl SimDevice {
     /// Keeps `b` and hands it out as a buffer of `bytes` (at most its length).
     fn register(&mut self, b: Buffer, bytes: usize) -> GpuBuffer {
         self.buffers.insert(b.addr(), b);
-        GpuBuffer::new(b.addr(), bytes)
+        GpuBuffer::new(self.id, b.addr(), bytes)
+    }
+}
+
+impl Default for SimDevice {
+    fn default() -> SimDevice {
+        SimDevice::new()
     }
 }
 
