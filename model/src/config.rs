@@ -13,6 +13,35 @@ pub enum Family {
     DistilBert,
 }
 
+/// HF's `problem_type`: which loss a sequence-classification head trains with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProblemType {
+    /// `"regression"`: MSE on float labels (HF's choice for one label without a problem type).
+    Regression,
+    /// `"single_label_classification"`: cross-entropy over class ids.
+    SingleLabel,
+    /// `"multi_label_classification"`: BCE-with-logits on multi-hot float labels.
+    MultiLabel,
+}
+
+impl ProblemType {
+    /// The three kinds.
+    const ALL: [ProblemType; 3] = [
+        ProblemType::Regression,
+        ProblemType::SingleLabel,
+        ProblemType::MultiLabel,
+    ];
+
+    /// HF's name for this kind.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProblemType::Regression => "regression",
+            ProblemType::SingleLabel => "single_label_classification",
+            ProblemType::MultiLabel => "multi_label_classification",
+        }
+    }
+}
+
 /// The sizes and constants of an encoder, under HF's names where they exist.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -45,6 +74,8 @@ pub struct Config {
     /// `tie_word_embeddings` (default true): whether the masked-LM decoder is the word
     /// embeddings or its own tensor.
     pub tie_word_embeddings: bool,
+    /// `problem_type`, when given (see [`Config::problem`] for HF's choice without it).
+    pub problem_type: Option<ProblemType>,
 }
 
 impl Config {
@@ -102,6 +133,7 @@ impl Config {
                     architecture: keys.architecture(),
                     pad_token_id: keys.pad_token_id()?,
                     tie_word_embeddings: keys.flag_or("tie_word_embeddings", true)?,
+                    problem_type: keys.problem_type()?,
                 }
             }
             Family::DistilBert => {
@@ -125,6 +157,7 @@ impl Config {
                     architecture: keys.architecture(),
                     pad_token_id: keys.pad_token_id()?,
                     tie_word_embeddings: keys.flag_or("tie_word_embeddings", true)?,
+                    problem_type: keys.problem_type()?,
                 }
             }
         };
@@ -176,6 +209,16 @@ impl Config {
         }
     }
 
+    /// The loss HF's sequence classifier uses with integer labels: `problem_type` when given,
+    /// else regression for one label, else single-label classification.
+    pub fn problem(&self) -> ProblemType {
+        match self.problem_type {
+            Some(kind) => kind,
+            None if self.num_labels == 1 => ProblemType::Regression,
+            None => ProblemType::SingleLabel,
+        }
+    }
+
     /// Width of one attention head.
     pub fn head_dim(&self) -> usize {
         self.hidden / self.heads
@@ -198,6 +241,7 @@ impl Config {
             architecture: None,
             pad_token_id: Some(0),
             tie_word_embeddings: true,
+            problem_type: None,
         };
         match name {
             "bert-base" => Some(bert(768, 12, 12, 3072)),
@@ -258,6 +302,23 @@ impl Keys<'_> {
             None | Some(Json::Null) => Ok(default),
             Some(Json::Bool(b)) => Ok(*b),
             Some(v) => Err(self.error(format!("\"{key}\" must be true or false, got {v}"))),
+        }
+    }
+
+    /// `problem_type`: absent or null, or one of HF's three names (HF refuses any other).
+    fn problem_type(&self) -> Result<Option<ProblemType>> {
+        const KEY: &str = "problem_type";
+        match self.root.get(KEY) {
+            None | Some(Json::Null) => Ok(None),
+            Some(v) => ProblemType::ALL
+                .into_iter()
+                .find(|kind| v.as_str() == Some(kind.name()))
+                .map(Some)
+                .ok_or_else(|| {
+                    self.error(format!(
+                        "\"{KEY}\" must be \"regression\", \"single_label_classification\" or \"multi_label_classification\", got {v}"
+                    ))
+                }),
         }
     }
 
@@ -496,6 +557,25 @@ mod tests {
                 .unwrap_err()
                 .to_string(),
             "config.json: \"tie_word_embeddings\" must be true or false, got \"no\""
+        );
+    }
+
+    /// `problem_type` is one of HF's three names or absent; anything else is an error.
+    #[test]
+    fn reads_problem_type() {
+        let with = |v: &str| BERT.replacen('{', &format!("{{\"problem_type\": {v}, "), 1);
+        let parse = |text: &str| Config::parse("config.json", text);
+        assert_eq!(parse(BERT).unwrap().problem_type, None);
+        assert_eq!(parse(BERT).unwrap().problem(), ProblemType::SingleLabel);
+        let one = BERT.replacen('{', "{\"num_labels\": 1, ", 1);
+        assert_eq!(parse(&one).unwrap().problem(), ProblemType::Regression);
+        for kind in ProblemType::ALL {
+            let c = parse(&with(&format!("\"{}\"", kind.name()))).unwrap();
+            assert_eq!(c.problem_type, Some(kind));
+        }
+        assert_eq!(
+            parse(&with("\"ranking\"")).unwrap_err().to_string(),
+            "config.json: \"problem_type\" must be \"regression\", \"single_label_classification\" or \"multi_label_classification\", got \"ranking\""
         );
     }
 

@@ -3,7 +3,7 @@
 //! losses.
 
 use crate::batch::Batch;
-use crate::config::{Config, Family};
+use crate::config::{Config, Family, ProblemType};
 use crate::encoder::{leaf, linear, norm, Builder, EncoderOutput, Linear, Norm};
 use smelt_engine::{Error, Graph, Leaves, Result, Var};
 
@@ -138,9 +138,19 @@ impl Head {
     }
 
     /// HF's loss for `logits` against the batch's labels: cross-entropy with ignore index
-    /// -100 over tokens (masked LM) or sequences (classification).
-    pub fn loss(&self, g: &mut Graph<'_>, logits: Var, batch: &Batch) -> Result<Var> {
+    /// -100 over tokens (masked LM) or sequences (classification). A classifier whose config
+    /// asks HF for another loss (regression, multi-label) is an error naming config.json.
+    pub fn loss(
+        &self,
+        g: &mut Graph<'_>,
+        config: &Config,
+        logits: Var,
+        batch: &Batch,
+    ) -> Result<Var> {
         let per_token = matches!(self, Head::MaskedLm { .. });
+        if !per_token {
+            single_label(config)?;
+        }
         let needed = if per_token {
             batch.batch * batch.seq
         } else {
@@ -174,4 +184,24 @@ fn decoder(config: &Config, word: usize, name: &str, b: &mut Builder<'_>) -> Res
     } else {
         b.tensor(name, &[config.vocab_size, config.hidden])
     }
+}
+
+/// Refuses a classifier whose config makes HF train with MSE or BCE: smelt's labels are class
+/// ids and its loss is cross-entropy, which differs (and over one class is always 0).
+fn single_label(config: &Config) -> Result<()> {
+    let why = match (config.problem(), config.problem_type) {
+        (ProblemType::SingleLabel, _) => return Ok(()),
+        (ProblemType::Regression, None) => format!(
+            "num_labels {} and no problem_type, for which HF's loss is regression (MSE on float labels)",
+            config.num_labels
+        ),
+        (ProblemType::Regression, Some(_)) => {
+            "problem_type \"regression\", for which HF's loss is MSE on float labels".to_string()
+        }
+        (ProblemType::MultiLabel, _) => "problem_type \"multi_label_classification\", for which HF's loss is BCE-with-logits on multi-hot float labels".to_string(),
+    };
+    Err(Error::Input {
+        op: "loss",
+        detail: format!("config.json has {why}; smelt's classification loss is cross-entropy over class ids (problem_type \"single_label_classification\") only"),
+    })
 }

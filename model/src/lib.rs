@@ -19,7 +19,7 @@ mod train;
 mod weights;
 
 pub use batch::Batch;
-pub use config::{Config, Family};
+pub use config::{Config, Family, ProblemType};
 pub use encoder::EncoderOutput;
 pub use heads::HeadKind;
 pub use model::{Forward, Model};

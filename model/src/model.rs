@@ -128,10 +128,12 @@ impl Model {
         })
     }
 
-    /// The head's loss on the batch's labels (errors when the model has no head).
+    /// The head's loss on the batch's labels. Errors when the model has no head, and for a
+    /// classifier whose config makes HF use regression or multi-label loss (see
+    /// [`Config::problem`]).
     pub fn loss(&self, g: &mut Graph<'_>, forward: &Forward, batch: &Batch) -> Result<Var> {
         match (&self.head, forward.logits) {
-            (Some(head), Some(logits)) => head.loss(g, logits, batch),
+            (Some(head), Some(logits)) => head.loss(g, self.config(), logits, batch),
             _ => Err(Error::Input {
                 op: "loss",
                 detail: "the model has no head; use a probe or sum-of-squares loss".into(),
