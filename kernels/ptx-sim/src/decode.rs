@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use crate::ast::{Function, Instruction, ModuleAst, Operand, Param, Space, Statement, VarDecl};
 use crate::error::{Result, SimError};
+use crate::host::MAX_SHARED_BYTES;
 use crate::inst::*;
 
 /// A kernel ready to run: its instructions, then those of every function it calls.
@@ -26,7 +27,7 @@ pub struct Program {
     pub static_shared: u32,
     /// Offset of `.extern .shared` arrays: the static size rounded up to their alignment (at
     /// least 16).
-    pub dynamic_shared_offset: u32,
+    pub dynamic_shared_offset: u64,
     /// Per-thread frame bytes (`.local` variables and device-function parameters).
     pub frame_bytes: u32,
     /// `.maxntid` of the kernel: a launch may have at most this product of threads a block.
@@ -42,7 +43,7 @@ impl Program {
         if dynamic == 0 {
             self.static_shared as u64
         } else {
-            self.dynamic_shared_offset as u64 + dynamic as u64
+            self.dynamic_shared_offset + dynamic as u64
         }
     }
 }
@@ -101,11 +102,6 @@ pub fn module_data(ast: &ModuleAst, global_base: u64) -> Result<ModuleData> {
     Ok(d)
 }
 
-/// The first offset at or after `used` aligned to `align`.
-fn place(used: u32, align: u32) -> u32 {
-    used.next_multiple_of(align.max(1))
-}
-
 /// The most bytes an area of memory may hold, and how errors name it.
 struct Limit {
     bytes: u64,
@@ -116,6 +112,18 @@ struct Limit {
 const LOCAL: Limit = Limit {
     bytes: 512 * 1024,
     area: "local memory and call parameters a thread may have",
+};
+
+/// A block's static shared memory.
+const SHARED: Limit = Limit {
+    bytes: MAX_SHARED_BYTES as u64,
+    area: "static shared memory a block may have",
+};
+
+/// The kernel parameters (CUDA's limit on Volta and later since CUDA 12.1).
+const PARAMS: Limit = Limit {
+    bytes: 32764,
+    area: "parameters a kernel may have",
 };
 
 /// The `.global` or the `.const` variables of a module (each space on its own).
@@ -220,7 +228,7 @@ pub fn build_program(ast: &ModuleAst, data: &ModuleData, name: &str) -> Result<P
     for (i, f) in ast.functions.iter().enumerate() {
         b.globals.insert(f.name.clone(), Binding::Func(i));
     }
-    b.kernel_params(&ast.functions[entry]);
+    b.kernel_params(&ast.functions[entry])?;
     // Every address is known before any instruction is decoded: static shared memory holds
     // the module's variables, then those of the function bodies; dynamic shared memory
     // follows it.
@@ -229,7 +237,7 @@ pub fn build_program(ast: &ModuleAst, data: &ModuleData, name: &str) -> Result<P
         .iter()
         .filter(|v| v.space == Space::Shared && !v.dynamic)
     {
-        let off = b.shared_alloc(v);
+        let off = b.shared_alloc(v)?;
         b.globals
             .insert(v.name.clone(), Binding::Addr(MemSpace::Shared, off as u64));
     }
@@ -342,24 +350,30 @@ impl Builder {
     }
 
     /// Places a static `.shared` variable; returns its offset.
-    fn shared_alloc(&mut self, v: &VarDecl) -> u32 {
-        let off = place(self.prog.static_shared, v.align);
-        self.prog.static_shared = off + v.size as u32;
-        off
+    fn shared_alloc(&mut self, v: &VarDecl) -> Result<u32> {
+        let used = self.prog.static_shared as usize;
+        let what = format!("shared variable {}", v.name);
+        let (off, end) =
+            place_var(used, v.align, v.size, &SHARED, &what).map_err(|e| e.at_line(v.line))?;
+        self.prog.static_shared = end;
+        Ok(off)
     }
 
     /// Lays out the kernel parameter buffer.
-    fn kernel_params(&mut self, kernel: &Function) {
+    fn kernel_params(&mut self, kernel: &Function) -> Result<()> {
         for p in &kernel.params {
-            let off = place(self.prog.param_bytes, p.align);
+            let used = self.prog.param_bytes as usize;
+            let what = format!("parameter {} of {}", p.name, kernel.name);
+            let (off, end) = place_var(used, p.align, p.size, &PARAMS, &what)?;
             self.prog.params.push(KernelParam {
                 name: p.name.clone(),
                 ty: p.ty,
                 offset: off,
-                size: p.size as u32,
+                size: end - off,
             });
-            self.prog.param_bytes = off + p.size as u32;
+            self.prog.param_bytes = end;
         }
+        Ok(())
     }
 
     /// Places the parameter and return slots of function `f` (starting at instruction
@@ -391,7 +405,7 @@ impl Builder {
                 Statement::Var(v) if v.space == Space::Shared => Some(self.shared_alloc(v)),
                 _ => None,
             })
-            .collect();
+            .collect::<Result<_>>()?;
         Ok(FuncLayout {
             start,
             params,
@@ -409,8 +423,8 @@ impl Builder {
                 .filter(|v| v.space == Space::Shared && v.dynamic)
         };
         let align = dynamic().map(|v| v.align).fold(16, u32::max);
-        self.prog.dynamic_shared_offset = place(self.prog.static_shared, align);
-        let off = self.prog.dynamic_shared_offset as u64;
+        let off = (self.prog.static_shared as u64).next_multiple_of(align as u64);
+        self.prog.dynamic_shared_offset = off;
         for v in dynamic() {
             self.globals
                 .insert(v.name.clone(), Binding::Addr(MemSpace::Shared, off));
@@ -1005,7 +1019,10 @@ fn decode(ctx: &Ctx, inst: &Instruction, uses: &mut Vec<u32>) -> Result<Op> {
                 "mul24" if m.has("hi") => IntOp::Mul24Hi,
                 "mul24" => IntOp::Mul24Lo,
                 "mul" if m.has("hi") => IntOp::MulHi,
-                "mul" if m.has("wide") => IntOp::MulWide,
+                "mul" if m.has("wide") => {
+                    check_wide(ty)?;
+                    IntOp::MulWide
+                }
                 "mul" => IntOp::MulLo,
                 "div" => IntOp::Div,
                 "rem" => IntOp::Rem,
@@ -1149,6 +1166,7 @@ fn decode(ctx: &Ctx, inst: &Instruction, uses: &mut Vec<u32>) -> Result<Op> {
             } else if m.has("hi") {
                 IntOp::MulHi
             } else if m.has("wide") {
+                check_wide(ty)?;
                 IntOp::MulWide
             } else {
                 IntOp::MulLo
@@ -1817,6 +1835,17 @@ fn decode(ctx: &Ctx, inst: &Instruction, uses: &mut Vec<u32>) -> Result<Op> {
         | "applypriority" | "createpolicy" => Op::Nop,
         _ => return Err(unknown()),
     })
+}
+
+/// `.wide` doubles a 16- or 32-bit operand type, as PTX allows; a 64-bit product would not fit.
+fn check_wide(ty: Ty) -> Result<()> {
+    if matches!(ty.bits(), 16 | 32) {
+        Ok(())
+    } else {
+        Err(bad(format!(
+            ".wide needs a 16- or 32-bit integer type, not {ty:?}"
+        )))
+    }
 }
 
 fn wide(ty: Ty) -> Ty {

@@ -30,10 +30,14 @@ pub fn parse_module(text: &str) -> Result<ModuleAst> {
                 }
             }
             ".address_size" => {
-                m.address_size = p.number()? as u32;
-                if m.address_size != 64 {
-                    return Err(SimError::parse(line, "only .address_size 64 is supported"));
+                let size = p.number()?;
+                if size != 64 {
+                    return Err(SimError::parse(
+                        line,
+                        format!("only .address_size 64 is supported, not {size}"),
+                    ));
                 }
+                m.address_size = 64;
             }
             ".visible" | ".extern" | ".weak" | ".common" => {
                 let next = p.peek_word();
@@ -148,7 +152,42 @@ impl<'a> Parser<'a> {
         let w = self.word()?;
         let v = parse_int(&w)
             .ok_or_else(|| SimError::parse(line, format!("expected a number, found {w:?}")))?;
-        Ok(if neg { -v } else { v })
+        if !neg {
+            return Ok(v);
+        }
+        v.checked_neg()
+            .ok_or_else(|| SimError::parse(line, format!("number -{w} is out of range")))
+    }
+
+    /// The value of `.align N`: a power of two.
+    fn alignment(&mut self) -> Result<u32> {
+        let line = self.line();
+        let n = self.number()?;
+        u32::try_from(n)
+            .ok()
+            .filter(|a| a.is_power_of_two())
+            .ok_or_else(|| SimError::parse(line, format!(".align {n} is not a power of two")))
+    }
+
+    /// The size in bytes of `name`, `elem` bytes times its dimensions `[n][m]...` if it has
+    /// any; None when one is `[]` (an `.extern .shared` array without a size).
+    fn array_size(&mut self, name: &str, elem: usize, line: u32) -> Result<Option<usize>> {
+        let mut size = elem;
+        let mut dynamic = false;
+        while self.eat('[') {
+            if self.eat(']') {
+                dynamic = true;
+                continue;
+            }
+            let n = self.number()?;
+            let n = usize::try_from(n)
+                .map_err(|_| SimError::parse(line, format!("negative array size {n} in {name}")))?;
+            size = size
+                .checked_mul(n)
+                .ok_or_else(|| SimError::parse(line, format!("the size of {name} overflows")))?;
+            self.expect(']')?;
+        }
+        Ok((!dynamic).then_some(size))
     }
 
     /// Splits a directive written as one word (`.reg.b16`, `.shared.align`) into its first
@@ -193,7 +232,7 @@ impl<'a> Parser<'a> {
         let ty = loop {
             let w = self.word()?;
             match w.as_str() {
-                ".align" => align = self.number()? as u32,
+                ".align" => align = self.alignment()?,
                 ".v2" => vec = 2,
                 ".v4" => vec = 4,
                 ".ptr" | ".global" | ".shared" | ".const" | ".local" => {}
@@ -211,24 +250,8 @@ impl<'a> Parser<'a> {
         };
         let elem = ty.bytes() as usize * vec;
         let name = self.word()?;
-        let mut count = 1usize;
-        let mut dynamic = false;
-        while self.eat('[') {
-            if self.eat(']') {
-                dynamic = true;
-                continue;
-            }
-            let n = self.number()?;
-            if n < 0 {
-                return Err(SimError::parse(
-                    line,
-                    format!("negative array size in {name}"),
-                ));
-            }
-            count *= n as usize;
-            self.expect(']')?;
-        }
-        let size = if dynamic { 0 } else { elem * count };
+        let sized = self.array_size(&name, elem, line)?;
+        let (size, dynamic) = (sized.unwrap_or(0), sized.is_none());
         let mut init = Vec::new();
         if self.eat('=') {
             let mut values = Vec::new();
@@ -405,7 +428,7 @@ impl<'a> Parser<'a> {
         let name = loop {
             let w = self.word()?;
             match w.as_str() {
-                ".align" => align = self.number()? as u32,
+                ".align" => align = self.alignment()?,
                 ".ptr" | ".global" | ".shared" | ".const" | ".local" => {}
                 _ if w.starts_with('.') => {
                     ty = Some(
@@ -418,12 +441,9 @@ impl<'a> Parser<'a> {
         };
         let ty =
             ty.ok_or_else(|| SimError::parse(line, format!("parameter {name} has no type")))?;
-        let mut count = 1usize;
-        while self.eat('[') {
-            count *= self.number()?.max(0) as usize;
-            self.expect(']')?;
-        }
-        let size = ty.bytes() as usize * count;
+        let size = self
+            .array_size(&name, ty.bytes() as usize, line)?
+            .ok_or_else(|| SimError::parse(line, format!("parameter {name}[] has no size")))?;
         let align = if align == 0 { ty.bytes() } else { align };
         Ok(Param {
             name,
@@ -536,7 +556,10 @@ impl<'a> Parser<'a> {
             let count = if self.eat('<') {
                 let n = self.number()?;
                 self.expect('>')?;
-                Some(n.max(0) as u32)
+                let count = u32::try_from(n).map_err(|_| {
+                    SimError::parse(line, format!("register count {name}<{n}> is out of range"))
+                })?;
+                Some(count)
             } else {
                 None
             };
@@ -606,7 +629,14 @@ impl<'a> Parser<'a> {
                         }
                     };
                     let v = self.number()?;
-                    offset += if neg { -v } else { v };
+                    let sum = if neg {
+                        offset.checked_sub(v)
+                    } else {
+                        offset.checked_add(v)
+                    };
+                    offset = sum.ok_or_else(|| {
+                        SimError::parse(line, "the address offset overflows 64 bits")
+                    })?;
                 }
                 Ok(Operand::Addr(base, offset))
             }

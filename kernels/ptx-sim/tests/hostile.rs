@@ -116,3 +116,76 @@ fn module_data_is_limited_to_1_gib_a_space() {
     ));
     assert!(e.message().contains("variable g "), "{e}");
 }
+
+#[test]
+fn sizes_offsets_and_alignments_that_overflow_are_parse_errors() {
+    for (decl, want) in [
+        (".global .b8 g[4294967296][4294967296];", "g"),
+        (".global .b64 g[2305843009213693952];", "g"),
+        (".global .align 3 .b8 g[4];", ".align 3"),
+        (".global .align 4294967296 .b8 g[4];", ".align 4294967296"),
+        (
+            ".visible .entry k(.param .b64 p[2305843009213693952]) { ret; }",
+            "p",
+        ),
+        (
+            ".visible .entry k(.param .b8 p[-1]) { ret; }",
+            "p",
+        ),
+        (
+            ".visible .entry k() { .reg .b32 %r<4294967297>; ret; }",
+            "%r",
+        ),
+        (
+            ".visible .entry k() { .reg .b64 %rd1; ld.global.u8 %rd1, [%rd1-0x8000000000000000]; ret; }",
+            "offset",
+        ),
+        (
+            ".visible .entry k() { .reg .b64 %rd1; ld.global.u8 %rd1, [%rd1+0x7fffffffffffffff+1]; ret; }",
+            "offset",
+        ),
+        (".global .b8 g[-0x8000000000000000];", "-0x8000000000000000"),
+        (".address_size 4294967360", "address_size"),
+    ] {
+        let e = parse_err(&format!("{HEADER}{decl}"));
+        assert_eq!(e.kind(), ErrorKind::Parse, "{decl}: {e}");
+        assert!(e.message().contains(want), "{decl}: {e}");
+    }
+}
+
+#[test]
+fn shared_and_parameter_layouts_are_checked_not_truncated() {
+    let e = check_err(&format!(
+        "{HEADER}.shared .b8 a[4294967292];\n.shared .b32 b;\n.shared .b32 c;\n\
+         .visible .entry k() {{ ret; }}"
+    ));
+    assert!(
+        e.message().contains("shared variable a") && e.message().contains("232448"),
+        "{e}"
+    );
+    let e = check_err(&format!(
+        "{HEADER}.visible .entry k() {{ .shared .b8 a[200000]; .shared .b8 b[40000]; ret; }}"
+    ));
+    assert!(e.message().contains("shared variable b"), "{e}");
+    let e = check_err(&format!(
+        "{HEADER}.visible .entry k(.param .b8 a[4294967295], .param .b32 b) {{ ret; }}"
+    ));
+    assert!(
+        e.message().contains("parameter a of k") && e.message().contains("32764"),
+        "{e}"
+    );
+}
+
+#[test]
+fn wide_multiplies_of_64_bit_types_are_rejected() {
+    for inst in [
+        "mul.wide.u64 %rd1, %rd2, %rd3;",
+        "mad.wide.s64 %rd1, %rd2, %rd3, %rd4;",
+    ] {
+        let e = check_err(&format!(
+            "{HEADER}.visible .entry k() {{ .reg .b64 %rd<5>; {inst} ret; }}"
+        ));
+        assert_eq!(e.kind(), ErrorKind::Parse, "{inst}: {e}");
+        assert!(e.message().contains(".wide"), "{inst}: {e}");
+    }
+}
