@@ -5,7 +5,7 @@
 //! checkpoint name.
 
 use crate::args::Args;
-use smelt_engine::formats::safetensors::{write_tensors, SafeTensors, TensorData};
+use smelt_engine::formats::safetensors::{write_tensors, Dtype, SafeTensors, TensorData};
 use smelt_engine::{Arena, CpuOptions, Graph, Tape, Tensor};
 use smelt_model::{Batch, Config, HeadKind, Model, Objective};
 use std::path::Path;
@@ -87,27 +87,61 @@ pub fn run(args: &Args) -> Result<(), String> {
 /// same shape, checked against the model.
 fn read_batch(inputs: &SafeTensors, config: &Config) -> Result<Batch, String> {
     let e = |e: smelt_engine::Error| e.to_string();
+    let (batch, seq) = check_ids(inputs, config)?;
     let (dims, ids) = inputs.tensor_i64("input_ids").map_err(e)?;
-    let &[batch, seq] = dims.as_slice() else {
-        return Err(format!(
-            "{}: tensor 'input_ids' has shape {dims:?}; expected [batch, seq]",
-            inputs.file()
-        ));
-    };
     let optional = |name: &str| -> Result<Option<Vec<i64>>, String> {
-        if inputs.info(name).is_none() {
+        let Some(info) = inputs.info(name) else {
             return Ok(None);
-        }
-        let (d, values) = inputs.tensor_i64(name).map_err(e)?;
-        if d != dims {
+        };
+        if info.shape != dims {
             return Err(format!(
-                "{}: tensor '{name}' has shape {d:?}, input_ids has {dims:?}",
-                inputs.file()
+                "{}: tensor '{name}' has shape {:?}, input_ids has {dims:?}",
+                inputs.file(),
+                info.shape
             ));
         }
-        Ok(Some(values))
+        inputs.tensor_i64(name).map(|(_, v)| Some(v)).map_err(e)
     };
     let mask = optional("attention_mask")?;
+    if let Some(info) = inputs.info("token_type_ids") {
+        index_dtype(inputs, "token_type_ids", info.dtype)?;
+    }
     let types = optional("token_type_ids")?;
     Batch::new(config, batch, seq, &ids, mask.as_deref(), types.as_deref()).map_err(e)
+}
+
+/// `input_ids`' `[batch, seq]`, read from the header before its values are converted: an
+/// index dtype (I64 or I32, as PyTorch's embedding takes) and `seq` within the model's
+/// `max_position_embeddings`, so a bad file costs no conversion of its values.
+fn check_ids(inputs: &SafeTensors, config: &Config) -> Result<(usize, usize), String> {
+    let info = inputs
+        .info("input_ids")
+        .ok_or_else(|| format!("{}: no tensor 'input_ids'", inputs.file()))?;
+    index_dtype(inputs, "input_ids", info.dtype)?;
+    let &[batch, seq] = info.shape.as_slice() else {
+        return Err(format!(
+            "{}: tensor 'input_ids' has shape {:?}; expected [batch, seq]",
+            inputs.file(),
+            info.shape
+        ));
+    };
+    if seq > config.max_positions {
+        return Err(format!(
+            "{}: input_ids has sequences of {seq} tokens, longer than max_position_embeddings = {}",
+            inputs.file(),
+            config.max_positions
+        ));
+    }
+    Ok((batch, seq))
+}
+
+/// Token indices must be I64 or I32.
+fn index_dtype(inputs: &SafeTensors, name: &str, dtype: Dtype) -> Result<(), String> {
+    if matches!(dtype, Dtype::I64 | Dtype::I32) {
+        return Ok(());
+    }
+    Err(format!(
+        "{}: tensor '{name}' holds {dtype} values; token indices must be I64 or I32",
+        inputs.file()
+    ))
 }

@@ -221,6 +221,66 @@ fn huge_counts_and_shapes_are_refused() {
     }
 }
 
+/// A safetensors file holding one tensor `name` of `dtype` and `shape` with `data`.
+fn write_raw_tensor(path: &std::path::Path, name: &str, dtype: &str, shape: &[usize], data: &[u8]) {
+    let header = format!(
+        "{{\"{name}\":{{\"dtype\":\"{dtype}\",\"shape\":{shape:?},\"data_offsets\":[0,{}]}}}}",
+        data.len()
+    );
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(data);
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// `smelt run` reads the ids' dtype and shape from the header before converting them: ids
+/// of a non-index dtype were accepted (and a file of billions of U8 ids converted to i64
+/// before the length check).
+#[test]
+fn run_checks_the_ids_before_converting_them() {
+    let bert = fixture("bert");
+    let dir = std::env::temp_dir();
+    let output = dir.join(format!("smelt-ids-out-{}.safetensors", std::process::id()));
+    let cases: [(&str, &[usize], Vec<u8>, &str); 3] = [
+        (
+            "U8",
+            &[1, 2],
+            vec![1, 2],
+            "holds U8 values; token indices must be I64 or I32",
+        ),
+        (
+            "F32",
+            &[1, 1],
+            1.0f32.to_le_bytes().to_vec(),
+            "holds F32 values",
+        ),
+        (
+            "I32",
+            &[1, 600],
+            vec![0; 2400],
+            "longer than max_position_embeddings",
+        ),
+    ];
+    for (i, (dtype, shape, data, message)) in cases.into_iter().enumerate() {
+        let input = dir.join(format!("smelt-ids-{}-{i}.safetensors", std::process::id()));
+        write_raw_tensor(&input, "input_ids", dtype, shape, &data);
+        let out = smelt(&[
+            "run",
+            "--model",
+            bert.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{dtype} {shape:?} succeeded");
+        assert!(stderr.contains(message), "{dtype} {shape:?}: {stderr}");
+        std::fs::remove_file(&input).ok();
+    }
+    assert!(!output.exists());
+}
+
 #[test]
 fn tokenize_prints_ids_and_refuses_bad_stdin() {
     let dir = fixture("tokenizer");
