@@ -107,8 +107,8 @@ impl SentenceEncoder {
         self.pooling
     }
 
-    /// The embedding of every text, computed `batch_size` texts at a time on `opts.threads`
-    /// threads. Texts longer than [`SentenceEncoder::max_len`] tokens are cut (or an error
+    /// The embedding of every text, computed `batch_size` texts at a time (at least 1, at
+    /// most all of them) on `opts.threads` threads. Texts longer than [`SentenceEncoder::max_len`] tokens are cut (or an error
     /// with [`Truncation::Error`]); an empty list or options [`CpuOptions::validate`] refuses
     /// are errors.
     pub fn embed(
@@ -136,8 +136,10 @@ impl SentenceEncoder {
         };
         let mut arena = Arena::new();
         let mut tape = Tape::new();
-        let mut chunk_texts = Vec::with_capacity(batch_size.max(1));
-        for chunk in order.chunks(batch_size.max(1)) {
+        // At most one batch of every text: the size is the caller's and may be huge.
+        let batch_size = batch_size.clamp(1, texts.len());
+        let mut chunk_texts = Vec::with_capacity(batch_size);
+        for chunk in order.chunks(batch_size) {
             chunk_texts.clear();
             chunk_texts.extend(chunk.iter().map(|&i| texts[i]));
             let encoding = self

@@ -69,3 +69,27 @@ fn embed_refuses_a_thread_count_past_the_maximum() {
         .to_string();
     assert!(err.starts_with("embed: unsupported: "), "{err}");
 }
+
+/// A batch size past the number of texts is one batch of all of them: `usize::MAX` used to
+/// overflow the capacity of the chunk's list (a panic; 1e10 aborted on allocation).
+#[test]
+fn embed_takes_a_batch_size_larger_than_the_texts() {
+    let dir = distilbert_dir("huge-batch");
+    let encoder = SentenceEncoder::load(&dir).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    let texts = ["the cat sat", "cat"];
+    let one_batch = encoder
+        .embed(&texts, 2, Truncation::Truncate, CpuOptions::threads(1))
+        .unwrap();
+    for batch_size in [usize::MAX, 10_000_000_000] {
+        let got = encoder
+            .embed(
+                &texts,
+                batch_size,
+                Truncation::Truncate,
+                CpuOptions::threads(1),
+            )
+            .unwrap();
+        assert_eq!(got.values, one_batch.values, "batch size {batch_size}");
+    }
+}
