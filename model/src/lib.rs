@@ -14,6 +14,7 @@ mod heads;
 mod json_file;
 mod model;
 mod sentence;
+mod sentence_config;
 pub mod text;
 mod train;
 mod weights;

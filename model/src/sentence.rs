@@ -1,6 +1,6 @@
 //! Sentence embeddings as sentence-transformers computes them: the encoder's last hidden state
-//! pooled as `1_Pooling/config.json` says (mean over the attention mask, `[CLS]`, or max), then
-//! L2-normalised when `modules.json` lists a `Normalize` module. Texts are encoded in batches
+//! pooled as the pooling config says (mean over the attention mask, `[CLS]`, or max), then
+//! L2-normalised when `modules.json` lists a `Normalize` module (other modules are refused). Texts are encoded in batches
 //! of similar length (sorted by character count, longest first, as sentence-transformers
 //! does), and the results come back in the input order.
 
@@ -8,6 +8,7 @@ use crate::batch::Batch;
 use crate::heads::HeadKind;
 use crate::json_file::read_optional;
 use crate::model::Model;
+use crate::sentence_config::{read_pipeline, Pipeline};
 use crate::text::{Tokenizer, Truncation};
 use crate::Config;
 use smelt_engine::formats::json::Json;
@@ -55,28 +56,16 @@ impl Embeddings {
 
 impl SentenceEncoder {
     /// Loads `dir`: `config.json`, `model.safetensors`, the tokenizer files, and when present
-    /// `1_Pooling/config.json`, `modules.json` and `sentence_bert_config.json`
-    /// (`max_seq_length`). Without a pooling config, mean pooling; without `modules.json`, no
-    /// normalisation.
+    /// `modules.json` (Transformer, Pooling, optionally Normalize; any other module is an
+    /// error), the pooling config it names (`1_Pooling/config.json` without it) and
+    /// `sentence_bert_config.json` (`max_seq_length`). Without a pooling config, mean pooling;
+    /// without `modules.json`, no normalisation. A pooling mode other than mean, `[CLS]` or
+    /// max, or several at once, is an error naming the file and keys.
     pub fn load(dir: &Path) -> Result<SentenceEncoder> {
         let config = Config::load(&dir.join("config.json"))?;
         let model = Model::load_with_head(dir, &config, HeadKind::None)?;
         let tokenizer = Tokenizer::from_dir(dir)?;
-        let pooling_path = dir.join("1_Pooling").join("config.json");
-        let pooling = match read_optional(&pooling_path)? {
-            Some(pooling) => pooling_mode(&pooling_path.display().to_string(), &pooling)?,
-            None => Pooling::Mean,
-        };
-        let normalize = match read_optional(&dir.join("modules.json"))? {
-            Some(modules) => modules.as_array().is_some_and(|list| {
-                list.iter().any(|m| {
-                    m.get("type")
-                        .and_then(Json::as_str)
-                        .is_some_and(|t| t.ends_with("Normalize"))
-                })
-            }),
-            None => false,
-        };
+        let Pipeline { pooling, normalize } = read_pipeline(dir)?;
         let st_max = read_optional(&dir.join("sentence_bert_config.json"))?
             .and_then(|c| c.get("max_seq_length").and_then(Json::as_usize));
         let max_len = st_max
@@ -228,27 +217,5 @@ fn remap_index(detail: &str, chunk: &[usize]) -> String {
     match digits.parse::<usize>().ok().and_then(|i| chunk.get(i)) {
         Some(original) => format!("text {original}{}", &rest[digits.len()..]),
         None => detail.to_string(),
-    }
-}
-
-/// The pooling a sentence-transformers `1_Pooling/config.json` selects.
-fn pooling_mode(file: &str, config: &Json) -> Result<Pooling> {
-    let on = |key: &str| config.get(key).and_then(Json::as_bool) == Some(true);
-    let modes = [
-        ("pooling_mode_mean_tokens", Pooling::Mean),
-        ("pooling_mode_cls_token", Pooling::Cls),
-        ("pooling_mode_max_tokens", Pooling::Max),
-    ];
-    let chosen: Vec<Pooling> = modes
-        .iter()
-        .filter(|(k, _)| on(k))
-        .map(|&(_, p)| p)
-        .collect();
-    match chosen.as_slice() {
-        [one] => Ok(*one),
-        _ => Err(Error::Format {
-            file: file.to_string(),
-            detail: "exactly one of pooling_mode_mean_tokens, pooling_mode_cls_token and pooling_mode_max_tokens must be true (other modes are not supported)".into(),
-        }),
     }
 }

@@ -3,7 +3,7 @@
 
 use smelt_engine::{Arena, CpuOptions, Graph, Tape};
 use smelt_model::text::Truncation;
-use smelt_model::{Batch, Config, HeadKind, Model, SentenceEncoder};
+use smelt_model::{Batch, Config, HeadKind, Model, Pooling, SentenceEncoder};
 use std::path::PathBuf;
 
 /// A scratch copy of `tests/fixtures/distilbert` with a 12-token `vocab.txt`.
@@ -92,4 +92,154 @@ fn embed_takes_a_batch_size_larger_than_the_texts() {
             .unwrap();
         assert_eq!(got.values, one_batch.values, "batch size {batch_size}");
     }
+}
+
+const TRANSFORMER: &str =
+    r#"{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}"#;
+const POOLING: &str = r#"{"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}"#;
+const NORMALIZE: &str = r#"{"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}"#;
+const DENSE: &str =
+    r#"{"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"}"#;
+
+/// The JSON list of `modules`.
+fn list(modules: &[&str]) -> String {
+    format!("[{}]", modules.join(", "))
+}
+
+/// The error `SentenceEncoder::load` gives (empty when none) for a DistilBERT folder with
+/// `modules.json` holding `modules` and, when given, `1_Pooling/config.json` holding `pooling`.
+fn load_error(tag: &str, modules: &str, pooling: Option<&str>) -> (String, PathBuf) {
+    let dir = distilbert_dir(tag);
+    std::fs::write(dir.join("modules.json"), modules).unwrap();
+    if let Some(pooling) = pooling {
+        std::fs::create_dir_all(dir.join("1_Pooling")).unwrap();
+        std::fs::write(dir.join("1_Pooling/config.json"), pooling).unwrap();
+    }
+    let err = match SentenceEncoder::load(&dir) {
+        Ok(_) => String::new(),
+        Err(e) => e.to_string(),
+    };
+    std::fs::remove_dir_all(&dir).ok();
+    (err, dir)
+}
+
+/// A module smelt does not run (distiluse-base-multilingual-cased's Dense 768 -> 512) is an
+/// error naming modules.json and the type, not vectors of the wrong width.
+#[test]
+fn modules_other_than_transformer_pooling_normalize_are_refused() {
+    let mean = r#"{"pooling_mode_mean_tokens": true}"#;
+    let (err, dir) = load_error("dense", &list(&[TRANSFORMER, POOLING, DENSE]), Some(mean));
+    assert_eq!(
+        err,
+        format!(
+            "{}: module 2 has type \"sentence_transformers.models.Dense\", which smelt does not run (it runs Transformer, Pooling and Normalize)",
+            dir.join("modules.json").display()
+        )
+    );
+    let (err, dir) = load_error("order", &list(&[TRANSFORMER, NORMALIZE]), None);
+    assert_eq!(
+        err,
+        format!(
+            "{}: the modules are Transformer, Normalize; smelt runs Transformer, Pooling and optionally Normalize, in that order",
+            dir.join("modules.json").display()
+        )
+    );
+    let (err, _) = load_error("not-a-list", "{}", None);
+    assert!(
+        err.ends_with("modules.json: expected a list of modules, got an object"),
+        "{err}"
+    );
+    let (err, _) = load_error("no-type", &list(&[r#"{"path": ""}"#]), None);
+    assert!(err.ends_with("module 0 has no string \"type\""), "{err}");
+    let nested = TRANSFORMER.replace("\"path\": \"\"", "\"path\": \"0_Transformer\"");
+    let (err, _) = load_error("nested", &list(&[&nested, POOLING]), None);
+    assert!(
+        err.contains("the Transformer module is at \"0_Transformer\""),
+        "{err}"
+    );
+}
+
+/// The pooling config is read from the folder `modules.json` names for the Pooling module,
+/// which must hold one.
+#[test]
+fn pooling_config_comes_from_the_pooling_module_path() {
+    let elsewhere = POOLING.replace("1_Pooling", "pool");
+    let (err, dir) = load_error("missing-pooling", &list(&[TRANSFORMER, &elsewhere]), None);
+    assert_eq!(
+        err,
+        format!(
+            "{}: missing: {} lists a Pooling module at \"pool\"",
+            dir.join("pool/config.json").display(),
+            dir.join("modules.json").display()
+        )
+    );
+    let dir = distilbert_dir("pooling-path");
+    std::fs::write(dir.join("modules.json"), list(&[TRANSFORMER, &elsewhere])).unwrap();
+    std::fs::create_dir_all(dir.join("pool")).unwrap();
+    let cls = r#"{"pooling_mode_cls_token": true, "pooling_mode_mean_tokens": false}"#;
+    std::fs::write(dir.join("pool/config.json"), cls).unwrap();
+    let encoder = SentenceEncoder::load(&dir);
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(encoder.unwrap().pooling(), Pooling::Cls);
+}
+
+/// Pooling modes smelt does not implement, or several at once (which sentence-transformers
+/// concatenates), are errors naming the file and keys, not mean pooling.
+#[test]
+fn unsupported_and_combined_pooling_modes_are_refused() {
+    let modules = list(&[TRANSFORMER, POOLING, NORMALIZE]);
+    for mode in ["mean_sqrt_len_tokens", "weightedmean_tokens", "lasttoken"] {
+        let pooling =
+            format!("{{\"pooling_mode_mean_tokens\": false, \"pooling_mode_{mode}\": true}}");
+        let (err, dir) = load_error(mode, &modules, Some(&pooling));
+        assert_eq!(
+            err,
+            format!(
+                "{}: \"pooling_mode_{mode}\" is true, which smelt does not implement (it implements pooling_mode_mean_tokens, pooling_mode_cls_token and pooling_mode_max_tokens)",
+                dir.join("1_Pooling/config.json").display()
+            )
+        );
+    }
+    let both = r#"{"pooling_mode_mean_tokens": true, "pooling_mode_max_tokens": true}"#;
+    let (err, _) = load_error("both", &modules, Some(both));
+    assert!(
+        err.ends_with(": \"pooling_mode_mean_tokens\" and \"pooling_mode_max_tokens\" are true together; sentence-transformers concatenates the poolings, which smelt does not implement"),
+        "{err}"
+    );
+    let with_sqrt =
+        r#"{"pooling_mode_mean_tokens": true, "pooling_mode_mean_sqrt_len_tokens": true}"#;
+    let (err, _) = load_error("mean-sqrt", &modules, Some(with_sqrt));
+    assert!(
+        err.contains("\"pooling_mode_mean_sqrt_len_tokens\" is true"),
+        "{err}"
+    );
+    let number = r#"{"pooling_mode_mean_tokens": 1}"#;
+    let (err, _) = load_error("number", &modules, Some(number));
+    assert!(
+        err.ends_with(": \"pooling_mode_mean_tokens\" must be true or false, got 1"),
+        "{err}"
+    );
+}
+
+/// The standard three modules load, and Normalize gives unit vectors.
+#[test]
+fn transformer_pooling_normalize_gives_unit_vectors() {
+    let dir = distilbert_dir("normalize");
+    let modules = format!("[{TRANSFORMER}, {POOLING}, {NORMALIZE}]");
+    std::fs::write(dir.join("modules.json"), modules).unwrap();
+    std::fs::create_dir_all(dir.join("1_Pooling")).unwrap();
+    let pooling = r#"{"word_embedding_dimension": 32, "pooling_mode_cls_token": false, "pooling_mode_mean_tokens": true, "pooling_mode_max_tokens": false, "pooling_mode_mean_sqrt_len_tokens": false, "pooling_mode_weightedmean_tokens": false, "pooling_mode_lasttoken": false, "include_prompt": true}"#;
+    std::fs::write(dir.join("1_Pooling/config.json"), pooling).unwrap();
+    let encoder = SentenceEncoder::load(&dir).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    let got = encoder
+        .embed(
+            &["the cat sat"],
+            1,
+            Truncation::Truncate,
+            CpuOptions::threads(1),
+        )
+        .unwrap();
+    let norm: f32 = got.values.iter().map(|v| v * v).sum::<f32>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-5, "{norm}");
 }
