@@ -46,9 +46,12 @@ fn fixture_tensor(case: &Case, name: &str) -> Vec<f32> {
         .unwrap()
 }
 
+/// Makes a decoder weight from the word embeddings.
+type MakeDecoder = fn(&[f32]) -> Vec<f32>;
+
 /// A scratch copy of the fixture with `tie_word_embeddings: false` and, when given, the
 /// decoder weight `decoder` (made from the word embeddings) added to the checkpoint.
-fn untied_dir(case: &Case, tag: &str, decoder: Option<&dyn Fn(&[f32]) -> Vec<f32>>) -> PathBuf {
+fn untied_dir(case: &Case, tag: &str, decoder: Option<MakeDecoder>) -> PathBuf {
     let src = fixture(case);
     let dir = std::env::temp_dir().join(format!(
         "smelt-untied-{}-{tag}-{}",
@@ -110,7 +113,7 @@ fn logits(model: &Model) -> Vec<f32> {
 fn untied_decoder_is_its_own_tensor() {
     for case in &CASES {
         let zeros = |w: &[f32]| vec![0.0; w.len()];
-        let dir = untied_dir(case, "zeros", Some(&zeros));
+        let dir = untied_dir(case, "zeros", Some(zeros));
         let got = logits(&Model::load(&dir).unwrap());
         let bias = fixture_tensor(case, case.bias);
         for (i, (got, want)) in got.iter().zip(bias.iter().cycle()).enumerate() {
@@ -125,7 +128,7 @@ fn untied_decoder_is_its_own_tensor() {
 fn untied_copy_of_the_embeddings_matches_the_tied_model() {
     for case in &CASES {
         let copy = |w: &[f32]| w.to_vec();
-        let dir = untied_dir(case, "copy", Some(&copy));
+        let dir = untied_dir(case, "copy", Some(copy));
         let untied = logits(&Model::load(&dir).unwrap());
         let tied = logits(&Model::load(&fixture(case)).unwrap());
         assert_eq!(untied, tied, "{}", case.fixture);
