@@ -6,12 +6,10 @@
 
 use crate::batch::Batch;
 use crate::heads::HeadKind;
-use crate::json_file::read_optional;
 use crate::model::Model;
-use crate::sentence_config::{read_pipeline, Pipeline};
+use crate::sentence_config::{max_seq_length, read_pipeline, Pipeline};
 use crate::text::{Tokenizer, Truncation};
 use crate::Config;
-use smelt_engine::formats::json::Json;
 use smelt_engine::{Arena, CpuOptions, Error, Graph, Result, Tape};
 use smelt_kernels::cpu::pooling::{cls_pool, max_pool};
 use std::path::Path;
@@ -58,7 +56,8 @@ impl SentenceEncoder {
     /// Loads `dir`: `config.json`, `model.safetensors`, the tokenizer files, and when present
     /// `modules.json` (Transformer, Pooling, optionally Normalize; any other module is an
     /// error), the pooling config it names (`1_Pooling/config.json` without it) and
-    /// `sentence_bert_config.json` (`max_seq_length`). Without a pooling config, mean pooling;
+    /// `sentence_bert_config.json` (`max_seq_length`, which must be 2 to
+    /// `max_position_embeddings`). Without a pooling config, mean pooling;
     /// without `modules.json`, no normalisation. A pooling mode other than mean, `[CLS]` or
     /// max, or several at once, is an error naming the file and keys.
     pub fn load(dir: &Path) -> Result<SentenceEncoder> {
@@ -66,12 +65,7 @@ impl SentenceEncoder {
         let model = Model::load_with_head(dir, &config, HeadKind::None)?;
         let tokenizer = Tokenizer::from_dir(dir)?;
         let Pipeline { pooling, normalize } = read_pipeline(dir)?;
-        let st_max = read_optional(&dir.join("sentence_bert_config.json"))?
-            .and_then(|c| c.get("max_seq_length").and_then(Json::as_usize));
-        let max_len = st_max
-            .unwrap_or(usize::MAX)
-            .min(tokenizer.max_len())
-            .min(config.max_positions);
+        let max_len = max_seq_length(dir, tokenizer.max_len(), config.max_positions)?;
         Ok(SentenceEncoder {
             model,
             tokenizer,

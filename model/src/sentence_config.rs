@@ -1,5 +1,6 @@
 //! The sentence-transformers files of a model folder: `modules.json` (which modules run, and
-//! where the pooling config lives) and the pooling config. Anything sentence-transformers
+//! where the pooling config lives), the pooling config and `sentence_bert_config.json`
+//! (`max_seq_length`). Anything sentence-transformers
 //! would compute differently from smelt (another module, another or a combined pooling) is an
 //! error naming the file and the type or key.
 
@@ -174,4 +175,40 @@ fn supported_mode(file: &Path, key: &str) -> Result<(&'static str, Pooling)> {
     MODES.into_iter().find(|(k, _)| *k == key).ok_or_else(|| {
         format_error(file, format!("\"{key}\" is true, which smelt does not implement (it implements pooling_mode_mean_tokens, pooling_mode_cls_token and pooling_mode_max_tokens)"))
     })
+}
+
+/// The longest input in tokens: `max_seq_length` from `dir/sentence_bert_config.json` when
+/// given (sentence-transformers passes it to the tokenizer as `max_length`, over the
+/// tokenizer's `model_max_length`), else the smaller of `tokenizer_max` and `max_positions`.
+/// A value below 2 or past `max_positions` (on which sentence-transformers fails for every
+/// longer text) is an error naming the file and key, refused rather than clamped.
+pub(crate) fn max_seq_length(
+    dir: &Path,
+    tokenizer_max: usize,
+    max_positions: usize,
+) -> Result<usize> {
+    let path = dir.join("sentence_bert_config.json");
+    let value = match read_optional(&path)? {
+        Some(config) => config.get("max_seq_length").cloned(),
+        None => None,
+    };
+    let n = match value {
+        None | Some(Json::Null) => return Ok(tokenizer_max.min(max_positions)),
+        Some(v) => v.as_usize().ok_or_else(|| {
+            format_error(
+                &path,
+                format!("\"max_seq_length\" must be a whole number of tokens, got {v}"),
+            )
+        })?,
+    };
+    if n < 2 {
+        return Err(format_error(
+            &path,
+            format!("\"max_seq_length\" {n} leaves no room for [CLS] and [SEP] (at least 2)"),
+        ));
+    }
+    if n > max_positions {
+        return Err(format_error(&path, format!("\"max_seq_length\" {n} is longer than the model's max_position_embeddings {max_positions}")));
+    }
+    Ok(n)
 }

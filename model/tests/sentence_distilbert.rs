@@ -243,3 +243,68 @@ fn transformer_pooling_normalize_gives_unit_vectors() {
     let norm: f32 = got.values.iter().map(|v| v * v).sum::<f32>().sqrt();
     assert!((norm - 1.0).abs() < 1e-5, "{norm}");
 }
+
+/// The `max_len` of a DistilBERT folder (40 positions) with `sentence_bert_config.json`
+/// holding `st_config` and `tokenizer_config.json` holding `tokenizer`, or the load error.
+fn max_len_with(tag: &str, st_config: &str, tokenizer: &str) -> Result<usize, String> {
+    let dir = distilbert_dir(tag);
+    std::fs::write(dir.join("sentence_bert_config.json"), st_config).unwrap();
+    std::fs::write(dir.join("tokenizer_config.json"), tokenizer).unwrap();
+    let loaded = SentenceEncoder::load(&dir);
+    std::fs::remove_dir_all(&dir).ok();
+    loaded.map(|e| e.max_len()).map_err(|e| e.to_string())
+}
+
+/// `max_seq_length` is checked at load, naming the file and key: below 2 (no room for
+/// `[CLS]` and `[SEP]`), past `max_position_embeddings` (sentence-transformers would fail on
+/// every longer text), or not a number. Given, it is the limit even past the tokenizer's
+/// `model_max_length`, as sentence-transformers passes it to the tokenizer as `max_length`.
+#[test]
+fn max_seq_length_is_checked_at_load() {
+    let no_limit = "{}";
+    let file = |tag: &str| {
+        std::env::temp_dir()
+            .join(format!("smelt-embed-{tag}-{}", std::process::id()))
+            .join("sentence_bert_config.json")
+            .display()
+            .to_string()
+    };
+    for (tag, value) in [("zero", "0"), ("one", "1")] {
+        let config = format!("{{\"max_seq_length\": {value}}}");
+        assert_eq!(
+            max_len_with(tag, &config, no_limit).unwrap_err(),
+            format!(
+                "{}: \"max_seq_length\" {value} leaves no room for [CLS] and [SEP] (at least 2)",
+                file(tag)
+            )
+        );
+    }
+    assert_eq!(
+        max_len_with("past", r#"{"max_seq_length": 41}"#, no_limit).unwrap_err(),
+        format!(
+            "{}: \"max_seq_length\" 41 is longer than the model's max_position_embeddings 40",
+            file("past")
+        )
+    );
+    assert_eq!(
+        max_len_with("text", r#"{"max_seq_length": "long"}"#, no_limit).unwrap_err(),
+        format!(
+            "{}: \"max_seq_length\" must be a whole number of tokens, got \"long\"",
+            file("text")
+        )
+    );
+    assert_eq!(
+        max_len_with("forty", r#"{"max_seq_length": 40}"#, no_limit),
+        Ok(40)
+    );
+    assert_eq!(
+        max_len_with("null", r#"{"max_seq_length": null}"#, no_limit),
+        Ok(40)
+    );
+    let short_tokenizer = r#"{"model_max_length": 8}"#;
+    assert_eq!(max_len_with("tok-default", "{}", short_tokenizer), Ok(8));
+    assert_eq!(
+        max_len_with("tok-override", r#"{"max_seq_length": 16}"#, short_tokenizer),
+        Ok(16)
+    );
+}
