@@ -113,10 +113,11 @@ pub fn run(ctx: &LaunchCtx, global: &mut GlobalMem) -> Result<Outcome> {
         written: vec![0; nwarps * p.nregs as usize],
         frames: vec![0; nthreads as usize * p.frame_bytes as usize],
         shared: vec![0; shared_size],
-        shadow: Shadow::default(),
+        shadow: Shadow::new(shared_size),
         warps: Vec::with_capacity(nwarps),
         bars: [Barrier::default(); NUM_BARRIERS],
         epoch: 0,
+        budget: ctx.limit,
         clock: 0,
         out: Outcome::default(),
         warned: HashSet::new(),
@@ -125,8 +126,11 @@ pub fn run(ctx: &LaunchCtx, global: &mut GlobalMem) -> Result<Outcome> {
         for y in 0..ctx.grid[1] {
             for x in 0..ctx.grid[0] {
                 b.ctaid = [x, y, z];
-                b.reset();
-                b.run_block()
+                b.charge_setup()
+                    .and_then(|()| {
+                        b.reset();
+                        b.run_block()
+                    })
                     .map_err(|e| e.in_block([x, y, z]).in_kernel(&p.name))?;
             }
         }
@@ -150,8 +154,11 @@ struct Block<'a, 'g> {
     shadow: Shadow,
     warps: Vec<Warp>,
     bars: [Barrier; NUM_BARRIERS],
-    /// Current barrier interval, unique over the launch.
-    epoch: u32,
+    /// Current barrier interval, unique over the launch (it cannot wrap).
+    epoch: u64,
+    /// Thread-instructions the launch may still run: its limit less what the setups of its
+    /// blocks were charged.
+    budget: u64,
     clock: u64,
     out: Outcome,
     /// The warnings given so far (each once).
@@ -159,12 +166,38 @@ struct Block<'a, 'g> {
 }
 
 impl Block<'_, '_> {
+    /// Charges the setup of a block to the instruction budget: one instruction per thread and
+    /// per 64 bytes of registers, frames and shared memory cleared, so that a huge grid of
+    /// tiny blocks stops at the limit like an endless loop does.
+    fn charge_setup(&mut self) -> Result<()> {
+        let bytes =
+            self.regs.len() * 8 + self.written.len() * 4 + self.frames.len() + self.shared.len();
+        let cost = self.nthreads as u64 + bytes as u64 / 64;
+        let spent = self.out.instructions;
+        self.budget = self
+            .budget
+            .checked_sub(cost)
+            .filter(|&left| left >= spent)
+            .ok_or_else(|| self.limit_reached())?;
+        Ok(())
+    }
+
+    /// The error for a launch that ran out of its instruction budget.
+    fn limit_reached(&self) -> SimError {
+        SimError::new(
+            ErrorKind::Trap,
+            format!(
+                "instruction limit of {} reached (an endless loop? the setup of each block counts one instruction per thread and per 64 bytes it clears)",
+                self.ctx.limit
+            ),
+        )
+    }
+
     fn reset(&mut self) {
         self.regs.fill(0);
         self.written.fill(0);
         self.frames.fill(0);
         self.shared.fill(0);
-        self.shadow.reset(self.shared.len());
         self.bars = [Barrier::default(); NUM_BARRIERS];
         self.epoch += 1;
         self.clock = 0;
@@ -319,14 +352,8 @@ impl Block<'_, '_> {
                 })?;
                 self.out.instructions += group.count_ones() as u64;
                 self.clock += 1;
-                if self.out.instructions > self.ctx.limit {
-                    let e = SimError::new(
-                        ErrorKind::Trap,
-                        format!(
-                            "instruction limit of {} reached (an endless loop?)",
-                            self.ctx.limit
-                        ),
-                    );
+                if self.out.instructions > self.budget {
+                    let e = self.limit_reached();
                     return Err(self.locate(e, w, group.trailing_zeros() as usize, inst.line));
                 }
                 let active = match inst.guard {

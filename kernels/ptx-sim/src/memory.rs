@@ -170,7 +170,7 @@ impl SyncLog {
 #[derive(Clone, Copy, Debug, Default)]
 struct ShadowByte {
     /// Interval (barrier epoch) of the last write; 0 never.
-    write_epoch: u32,
+    write_epoch: u64,
     /// Thread of the last write.
     writer: u32,
     /// The writer warp's sync count (`SyncLog::now`) at the write.
@@ -178,7 +178,7 @@ struct ShadowByte {
     /// The last write was atomic.
     write_atomic: bool,
     /// Interval of the last read.
-    read_epoch: u32,
+    read_epoch: u64,
     /// Thread of the last read, or `MANY` when several threads read in the interval.
     reader: u32,
     /// Warp of the readers, or `MANY` when readers of several warps.
@@ -203,8 +203,8 @@ pub struct Accessor {
     pub warp: u32,
     /// The warp's `bar.warp.sync` count (`SyncLog::now`).
     pub sync: u32,
-    /// Current barrier interval of the block.
-    pub epoch: u32,
+    /// Current barrier interval of the block, unique over the launch.
+    pub epoch: u64,
 }
 
 /// A race found by the shadow: the other thread and whether it wrote.
@@ -216,7 +216,8 @@ pub struct Conflict {
     pub other_wrote: bool,
 }
 
-/// Race-detection state of a block's shared memory, one entry per byte.
+/// Race-detection state of a block's shared memory, one entry per byte. Entries of earlier
+/// barrier intervals (and blocks) are ignored, so it needs no reset between blocks.
 #[derive(Clone, Debug, Default)]
 pub struct Shadow {
     bytes: Vec<ShadowByte>,
@@ -224,9 +225,10 @@ pub struct Shadow {
 
 impl Shadow {
     /// Fresh state for `size` bytes.
-    pub fn reset(&mut self, size: usize) {
-        self.bytes.clear();
-        self.bytes.resize(size, ShadowByte::default());
+    pub fn new(size: usize) -> Shadow {
+        Shadow {
+            bytes: vec![ShadowByte::default(); size],
+        }
     }
 
     /// Records an access of `len` bytes at `off`; returns the conflict if another thread touched

@@ -1,7 +1,8 @@
 //! Hostile or degenerate input: each gets an error naming what is wrong, never a panic, an
 //! unbounded allocation, a silently wrong layout or a launch that runs for hours.
 
-use smelt_ptx_sim::{ErrorKind, Module, SimError};
+use smelt_ptx_sim::{Dim3, ErrorKind, Launch, Module, Sim, SimError, MAX_SHARED_BYTES};
+use std::time::{Duration, Instant};
 
 const HEADER: &str = ".version 8.8\n.target sm_80\n.address_size 64\n";
 
@@ -188,4 +189,21 @@ fn wide_multiplies_of_64_bit_types_are_rejected() {
         assert_eq!(e.kind(), ErrorKind::Parse, "{inst}: {e}");
         assert!(e.message().contains(".wide"), "{inst}: {e}");
     }
+}
+
+#[test]
+fn a_huge_grid_is_charged_for_each_block_and_stops_at_the_limit() {
+    let m = Module::parse(&format!("{HEADER}.visible .entry k() {{ ret; }}")).expect("parses");
+    let mut sim = Sim::new();
+    sim.set_instruction_limit(10_000_000);
+    let launch = Launch {
+        grid: Dim3::x(i32::MAX as u32),
+        block: Dim3::x(1),
+        shared_bytes: MAX_SHARED_BYTES,
+    };
+    let start = Instant::now();
+    let e = sim.launch(&m, "k", launch, &[]).expect_err("too much work");
+    assert_eq!(e.kind(), ErrorKind::Trap, "{e}");
+    assert!(e.message().contains("instruction limit of 10000000"), "{e}");
+    assert!(start.elapsed() < Duration::from_secs(10), "{e}");
 }
