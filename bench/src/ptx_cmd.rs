@@ -1,7 +1,11 @@
 //! `smelt ptx run FILE.ptx --kernel NAME --grid X[,Y,Z] --block X[,Y,Z] [--shared BYTES]
-//! [--buffers IN.safetensors] [--args ARGS] --output OUT.safetensors`: runs one kernel of a PTX
-//! file on smelt-ptx-sim (the CPU interpreter that checks bounds, alignment, shared-memory races
-//! and barriers) and writes every device buffer of the launch to OUT.
+//! [--buffers IN.safetensors] [--args ARGS] [--max-instructions N] --output OUT.safetensors`:
+//! runs one kernel of a PTX file on smelt-ptx-sim (the CPU interpreter that checks bounds,
+//! alignment, shared-memory races and barriers) and writes every device buffer of the launch
+//! to OUT.
+//!
+//! `--max-instructions N` (default 10^9, seconds of simulation) stops a launch that runs more
+//! thread-instructions than N, counting each block's setup too, as an endless loop.
 //!
 //! ARGS is a comma list of the kernel's parameters, in order:
 //! - `buf:NAME`: a new device buffer holding the raw bytes of tensor NAME of IN; written back
@@ -14,14 +18,24 @@
 
 use crate::args::Args;
 use smelt_engine::formats::safetensors::{write, Dtype, RawTensor, SafeTensors};
-use smelt_ptx_sim::{Arg, Buffer, Dim3, Launch, Module, Sim};
+use smelt_ptx_sim::{Arg, Buffer, Dim3, ErrorKind, Launch, Module, Sim, SimError};
 use std::path::Path;
 use std::time::Instant;
 
 /// The options `smelt ptx run` takes.
 const OPTIONS: &[&str] = &[
-    "kernel", "grid", "block", "shared", "buffers", "args", "output",
+    "kernel",
+    "grid",
+    "block",
+    "shared",
+    "buffers",
+    "args",
+    "max-instructions",
+    "output",
 ];
+
+/// The default of `--max-instructions`: an endless loop fails after seconds, not hours.
+const DEFAULT_MAX_INSTRUCTIONS: u64 = 1_000_000_000;
 
 /// The forms an `--args` item may take, for error messages.
 const ARG_FORMS: &str = "buf:NAME, zeros:NAME:BYTES, u32:V, i32:V, u64:V, i64:V, f32:V or f64:V";
@@ -74,12 +88,14 @@ pub fn run(args: &Args) -> Result<(), String> {
     let grid = parse_dim3("grid", &need("grid")?)?;
     let block = parse_dim3("block", &need("block")?)?;
     let shared_bytes: u32 = args.get("shared", 0)?;
+    let max_instructions: u64 = args.get("max-instructions", DEFAULT_MAX_INSTRUCTIONS)?;
     let specs = parse_arg_list(args.all("args").last().map_or("", String::as_str))?;
 
     let text =
         std::fs::read_to_string(&file).map_err(|e| format!("ptx run: cannot read {file}: {e}"))?;
     let module = Module::parse(&text).map_err(|e| format!("{file}: {e}"))?;
     let mut sim = Sim::new();
+    sim.set_instruction_limit(max_instructions);
     let (kernel_args, outputs) = device_args(&mut sim, &specs, args.all("buffers").last())?;
 
     let launch = Launch {
@@ -90,7 +106,7 @@ pub fn run(args: &Args) -> Result<(), String> {
     let start = Instant::now();
     let report = sim
         .launch(&module, &kernel, launch, &kernel_args)
-        .map_err(|e| format!("{file}: {e}"))?;
+        .map_err(|e| format!("{file}: {e}{}", limit_hint(&e)))?;
     let seconds = start.elapsed().as_secs_f64();
     for warning in &report.warnings {
         eprintln!("smelt: warning: {file}: {warning}");
@@ -116,6 +132,15 @@ pub fn run(args: &Args) -> Result<(), String> {
         seconds * 1e3,
     );
     Ok(())
+}
+
+/// How to raise the limit, for a launch stopped at `--max-instructions`.
+fn limit_hint(e: &SimError) -> &'static str {
+    if e.kind() == ErrorKind::Trap && e.message().starts_with("instruction limit") {
+        " (--max-instructions N raises the limit)"
+    } else {
+        ""
+    }
 }
 
 /// Parses `X[,Y,Z]` (missing extents are 1), the value of `--grid` or `--block`.
@@ -334,5 +359,43 @@ mod tests {
             let err = parse_arg_list(list).unwrap_err();
             assert!(err.contains(want), "{list}: {err}");
         }
+    }
+
+    #[test]
+    fn max_instructions_stops_an_endless_loop() {
+        let dir = std::env::temp_dir().join(format!("smelt-ptx-cmd-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ptx = dir.join("loop.ptx");
+        let output = dir.join("out.safetensors");
+        std::fs::write(
+            &ptx,
+            ".version 8.8\n.target sm_80\n.address_size 64\n.visible .entry k()\n{\nLOOP:\nbra LOOP;\n}\n",
+        )
+        .unwrap();
+        let run_with = |limit: &str| {
+            let raw: Vec<String> = [
+                ptx.to_str().unwrap(),
+                "--kernel",
+                "k",
+                "--grid",
+                "1",
+                "--block",
+                "32",
+                "--max-instructions",
+                limit,
+                "--output",
+                output.to_str().unwrap(),
+            ]
+            .map(String::from)
+            .to_vec();
+            run(&Args::parse(&raw, &[]).unwrap()).unwrap_err()
+        };
+        let err = run_with("1000");
+        assert!(err.contains("instruction limit of 1000 "), "{err}");
+        assert!(err.contains("--max-instructions"), "{err}");
+        assert!(!output.exists());
+        let err = run_with("lots");
+        assert!(err.starts_with("--max-instructions"), "{err}");
+        std::fs::remove_dir_all(&dir).ok();
     }
 }
