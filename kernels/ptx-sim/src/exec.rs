@@ -1241,7 +1241,8 @@ impl Block<'_, '_> {
             let (state, step) = if needed & !arrived != 0 {
                 (Lane::WarpWait, 0)
             } else {
-                self.warp_op(w, inst, arrived, member);
+                self.warp_op(w, inst, arrived, member)
+                    .map_err(|e| self.locate(e, w, l0, inst.line))?;
                 (Lane::Run, 1)
             };
             for l in Lanes(arrived) {
@@ -1292,9 +1293,9 @@ impl Block<'_, '_> {
 
     /// Runs a warp-synchronous instruction for the lanes that met at it (`lanes`, all named by
     /// `member`).
-    fn warp_op(&mut self, w: usize, inst: &Inst, lanes: u32, member: u32) {
+    fn warp_op(&mut self, w: usize, inst: &Inst, lanes: u32, member: u32) -> Result<()> {
         match inst.op {
-            Op::WarpSync { .. } => self.warps[w].log.push(member),
+            Op::WarpSync { .. } => self.warps[w].log.push(member)?,
             Op::Shfl { .. } => self.shfl(w, inst, lanes),
             Op::Vote {
                 mode, d, a, negate, ..
@@ -1344,6 +1345,7 @@ impl Block<'_, '_> {
             }
             _ => unreachable!("a warp-synchronous instruction"),
         }
+        Ok(())
     }
 
     /// `shfl.sync` for the lanes that met at it: each reads `a` from the lane its mode, `b`

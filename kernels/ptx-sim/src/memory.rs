@@ -131,38 +131,60 @@ pub fn check_range(addr: u64, len: u64, size: usize, space: &str) -> Result<usiz
     }
 }
 
-/// The member masks of the `bar.warp.sync` instructions one warp completed in the current
-/// barrier interval, numbered on from `base` (the count of earlier ones).
+/// Most member masks a warp's `SyncLog` keeps in one barrier interval.
+pub const MAX_SYNC_MASKS: usize = 256;
+
+/// The `bar.warp.sync` instructions one warp completed in the current barrier interval: the
+/// latest number of each member mask that no later sync's mask contains (a later sync of a
+/// larger mask orders everything the earlier one did), at most `MAX_SYNC_MASKS` of them.
 #[derive(Clone, Debug, Default)]
 pub struct SyncLog {
-    base: u32,
-    masks: Vec<u32>,
+    /// Syncs completed by the warp in the block so far.
+    count: u32,
+    /// (number, member mask) of the syncs kept, oldest first.
+    masks: Vec<(u32, u32)>,
 }
 
 impl SyncLog {
     /// The number of syncs so far: an access records it to be compared with later ones.
     pub fn now(&self) -> u32 {
-        self.base + self.masks.len() as u32
+        self.count
     }
 
-    /// Records a completed `bar.warp.sync` of the lanes in `mask`.
-    pub fn push(&mut self, mask: u32) {
-        self.masks.push(mask);
+    /// Records a completed `bar.warp.sync` of the lanes in `mask`. An error when the count
+    /// passes u32 or the interval has more than `MAX_SYNC_MASKS` masks none containing another.
+    pub fn push(&mut self, mask: u32) -> Result<()> {
+        let number = self.count;
+        self.count = number.checked_add(1).ok_or_else(|| {
+            SimError::new(
+                ErrorKind::Unsupported,
+                "a warp executed more than 2^32 bar.warp.sync in one block",
+            )
+        })?;
+        self.masks.retain(|&(_, m)| m & mask != m);
+        if self.masks.len() >= MAX_SYNC_MASKS {
+            return Err(SimError::new(
+                ErrorKind::Unsupported,
+                format!("a warp executed bar.warp.sync with more than {MAX_SYNC_MASKS} member masks, none containing another, between two block barriers: more than the race check tracks"),
+            ));
+        }
+        self.masks.push((number, mask));
+        Ok(())
     }
 
     /// Forgets the masks (a block barrier orders everything before it); numbering goes on.
     pub fn new_interval(&mut self) {
-        self.base = self.now();
         self.masks.clear();
     }
 
     /// Whether a sync numbered `from` or later had every lane of `lanes` as a member, so that
     /// what those lanes did before `from` is ordered before what they do now.
     pub fn synced(&self, from: u32, lanes: u32) -> bool {
-        let start = from.saturating_sub(self.base) as usize;
         self.masks
-            .get(start..)
-            .is_some_and(|m| m.iter().rev().any(|&k| k & lanes == lanes))
+            .iter()
+            .rev()
+            .take_while(|&&(n, _)| n >= from)
+            .any(|&(_, m)| m & lanes == lanes)
     }
 }
 
@@ -299,5 +321,48 @@ impl Shadow {
             }
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sync_log_keeps_only_masks_no_later_one_contains() {
+        let mut log = SyncLog::default();
+        for _ in 0..100_000 {
+            log.push(0b1).expect("room");
+        }
+        assert_eq!(log.now(), 100_000);
+        assert_eq!(log.masks.len(), 1);
+        let before = log.now();
+        log.push(0b0110).expect("room");
+        log.push(0b0010).expect("room");
+        assert!(log.synced(before, 0b0110));
+        assert!(log.synced(before + 1, 0b0010));
+        assert!(!log.synced(before + 1, 0b0110));
+        assert!(!log.synced(before, 0b0001));
+        assert!(log.synced(0, 0b0001));
+        log.push(0b0111).expect("room");
+        assert_eq!(log.masks.len(), 1);
+        assert!(log.synced(before + 2, 0b0001));
+    }
+
+    #[test]
+    fn a_sync_log_refuses_masks_past_its_bound_and_counts_past_u32() {
+        let mut log = SyncLog::default();
+        let distinct = (0..32).flat_map(|a| (a + 1..32).map(move |b| 1u32 << a | 1 << b));
+        let e = distinct
+            .take(MAX_SYNC_MASKS + 1)
+            .try_for_each(|m| log.push(m))
+            .expect_err("too many masks");
+        assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+        let mut log = SyncLog {
+            count: u32::MAX - 1,
+            ..SyncLog::default()
+        };
+        log.push(1).expect("the last count");
+        assert!(log.push(1).is_err());
     }
 }
