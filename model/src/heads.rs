@@ -87,6 +87,12 @@ impl Head {
                     bias,
                 })
             }
+            HeadKind::Classification if config.num_labels == 0 => {
+                return Err(Error::Input {
+                    op: "classification head",
+                    detail: "config.json gives num_labels 0 (or an empty id2label): a classifier needs at least one label".into(),
+                })
+            }
             HeadKind::Classification => Some(Head::Classifier {
                 pre: if bert {
                     None

@@ -64,3 +64,19 @@ fn regression_and_multi_label_problem_types_are_refused() {
     };
     assert!(loss(&explicit).unwrap().is_finite());
 }
+
+#[test]
+fn a_classifier_without_labels_is_refused() {
+    // An empty id2label gives num_labels 0: a classifier of no classes, whose cross-entropy
+    // would be the log of an empty sum.
+    let config = Config {
+        num_labels: 0,
+        ..Config::preset("tiny").unwrap()
+    };
+    let err = Model::random(&config, HeadKind::Classification, 5)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("num_labels") && err.contains("0"), "{err}");
+    assert!(Model::random(&config, HeadKind::None, 5).is_ok());
+}
