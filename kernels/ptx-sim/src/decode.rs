@@ -7,6 +7,7 @@ use crate::ast::{Function, Instruction, ModuleAst, Operand, Param, Space, Statem
 use crate::error::{Result, SimError};
 use crate::host::MAX_SHARED_BYTES;
 use crate::inst::*;
+use crate::memory::MODULE_WINDOW;
 
 /// A kernel ready to run: its instructions, then those of every function it calls.
 #[derive(Clone, Debug)]
@@ -128,7 +129,7 @@ const PARAMS: Limit = Limit {
 
 /// The `.global` or the `.const` variables of a module (each space on its own).
 const MODULE_DATA: Limit = Limit {
-    bytes: 1 << 30,
+    bytes: MODULE_WINDOW,
     area: "a module's .global or .const data",
 };
 

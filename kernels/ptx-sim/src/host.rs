@@ -1,13 +1,14 @@
 //! The host side: modules, device buffers, typed kernel arguments and launches.
 
-use std::collections::HashSet;
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::decode::{build_program, module_data, ModuleData, Program};
 use crate::error::{Result, SimError};
 use crate::exec::{self, LaunchCtx};
 use crate::inst::Ty;
-use crate::memory::{GlobalMem, MODULE_GLOBALS, WINDOW_SIZE};
+use crate::memory::{GlobalMem, MODULE_GLOBALS, MODULE_WINDOW, MODULE_WINDOWS};
 use crate::parse::parse_module;
 
 /// Largest shared memory of one block on sm_80 and later (227 KiB).
@@ -31,9 +32,14 @@ impl Module {
     /// Parses PTX text as NVRTC emits it. Malformed text is an error naming the line; a kernel
     /// using an instruction the simulator does not run fails when launched (and in `check`).
     pub fn parse(text: &str) -> Result<Module> {
+        Module::parse_as(text, NEXT_MODULE.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Parses `text` as the module numbered `id`.
+    fn parse_as(text: &str, id: u64) -> Result<Module> {
         let ast = parse_module(text)?;
-        let id = NEXT_MODULE.fetch_add(1, Ordering::Relaxed);
-        let data = module_data(&ast, MODULE_GLOBALS + (id % 4096) * WINDOW_SIZE)?;
+        let window = MODULE_GLOBALS + (id % MODULE_WINDOWS) * MODULE_WINDOW;
+        let data = module_data(&ast, window)?;
         let kernels = ast
             .functions
             .iter()
@@ -187,7 +193,8 @@ pub struct Report {
 pub struct Sim {
     id: u64,
     global: GlobalMem,
-    loaded: HashSet<u64>,
+    /// The module whose `.global` variables each window holds.
+    windows: HashMap<u64, u64>,
     limit: u64,
 }
 
@@ -203,7 +210,7 @@ impl Sim {
         Sim {
             id: NEXT_SIM.fetch_add(1, Ordering::Relaxed),
             global: GlobalMem::default(),
-            loaded: HashSet::new(),
+            windows: HashMap::new(),
             limit: 100_000_000_000,
         }
     }
@@ -355,10 +362,7 @@ impl Sim {
             }
             params[p.offset as usize..(p.offset + p.size) as usize].copy_from_slice(&bytes);
         }
-        if self.loaded.insert(module.id) && !module.data.global_init.is_empty() {
-            self.global
-                .insert(module.data.global_base, module.data.global_init.clone());
-        }
+        self.load(module).map_err(fail)?;
         let ctx = LaunchCtx {
             prog,
             consts: &module.data.consts,
@@ -373,6 +377,28 @@ impl Sim {
             instructions: out.instructions,
             warnings: out.warnings,
         })
+    }
+
+    /// Places the `.global` variables of `module` in its window on first use. An error when
+    /// another module already holds the window (they were `MODULE_WINDOWS` parses apart).
+    fn load(&mut self, module: &Module) -> std::result::Result<(), String> {
+        let data = &module.data;
+        if data.global_init.is_empty() {
+            return Ok(());
+        }
+        match self.windows.entry(data.global_base) {
+            Entry::Occupied(e) if *e.get() == module.id => Ok(()),
+            Entry::Occupied(e) => Err(format!(
+                "the .global variables of this module (parsed {} modules apart from the one already loaded) would share the addresses {:#x}.. of that module's in this simulator; launch it on a new Sim",
+                module.id.abs_diff(*e.get()),
+                data.global_base
+            )),
+            Entry::Vacant(e) => {
+                e.insert(module.id);
+                self.global.insert(data.global_base, data.global_init.clone());
+                Ok(())
+            }
+        }
     }
 }
 
@@ -419,4 +445,45 @@ fn check_dims(l: Launch) -> std::result::Result<(), String> {
         return Err(format!("block {bx}x{by}x{bz} ({threads} threads) exceeds CUDA's limits (1024 threads, z at most 64)"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A module whose kernel `k` copies its `.global` `g` (initially `value`) to its argument.
+    fn module(id: u64, value: u32) -> Module {
+        let text = format!(
+            ".version 8.8\n.target sm_80\n.address_size 64\n.global .align 4 .u32 g = {value};\n\
+             .visible .entry k(.param .u64 p) {{ .reg .b32 %r1; .reg .b64 %rd<3>;\n\
+             ld.param.u64 %rd1, [p]; cvta.to.global.u64 %rd2, %rd1;\n\
+             ld.global.u32 %r1, [g]; st.global.u32 [%rd2], %r1; ret; }}"
+        );
+        Module::parse_as(&text, id).expect("parses")
+    }
+
+    /// `g` of module `m` as kernel `k` reads it on `sim`.
+    fn read_g(sim: &mut Sim, m: &Module) -> Result<u32> {
+        let out = sim.zeros(4);
+        let launch = Launch {
+            grid: Dim3::x(1),
+            block: Dim3::x(1),
+            shared_bytes: 0,
+        };
+        sim.launch(m, "k", launch, &[Arg::Ptr(out)])?;
+        Ok(sim.read_u32(out)[0])
+    }
+
+    #[test]
+    fn modules_far_apart_in_parse_order_keep_their_own_globals() {
+        let mut sim = Sim::new();
+        let (a, b) = (module(3, 1), module(3 + 4096, 2));
+        assert_eq!(read_g(&mut sim, &a), Ok(1));
+        assert_eq!(read_g(&mut sim, &b), Ok(2));
+        let c = module(3 + MODULE_WINDOWS, 3);
+        let e = read_g(&mut sim, &c).expect_err("shares a's window");
+        assert_eq!(e.kind(), crate::ErrorKind::Launch, "{e}");
+        assert!(e.message().contains("would share the addresses"), "{e}");
+        assert_eq!(read_g(&mut Sim::new(), &c), Ok(3));
+    }
 }

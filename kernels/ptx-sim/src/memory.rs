@@ -13,8 +13,13 @@ pub const CONST_WINDOW: u64 = 3 << 48;
 pub const WINDOW_SIZE: u64 = 1 << 32;
 /// First address handed out for host allocations.
 const HEAP_START: u64 = 1 << 36;
-/// Module `.global` variables live at `MODULE_GLOBALS + id * WINDOW_SIZE`.
+/// Module `.global` variables live in windows from here up to `SHARED_WINDOW`: module `id` in
+/// window `id % MODULE_WINDOWS`.
 pub const MODULE_GLOBALS: u64 = 1 << 44;
+/// The size of a module's window, the most `.global` data a module may have (1 GiB).
+pub const MODULE_WINDOW: u64 = 1 << 30;
+/// How many module windows there are; modules this many apart in parse order share one.
+pub const MODULE_WINDOWS: u64 = (SHARED_WINDOW - MODULE_GLOBALS) / MODULE_WINDOW;
 
 /// One global allocation.
 #[derive(Clone, Debug)]
