@@ -453,6 +453,9 @@ impl<'a> Parser<'a> {
         })
     }
 
+    /// The statements of a body in braces. Its closing brace is an implicit `ret`, so running
+    /// off the end returns (or, in a kernel, exits) rather than going on into the code of the
+    /// next function.
     fn body(&mut self) -> Result<Vec<Statement>> {
         self.expect('{')?;
         let mut out = Vec::new();
@@ -466,9 +469,16 @@ impl<'a> Parser<'a> {
                 }
                 Tok::Punct('}') => {
                     depth -= 1;
-                    if depth > 0 {
-                        out.push(Statement::Close);
-                    }
+                    out.push(if depth > 0 {
+                        Statement::Close
+                    } else {
+                        Statement::Inst(Instruction {
+                            line,
+                            guard: None,
+                            opcode: vec!["ret".to_string()],
+                            operands: Vec::new(),
+                        })
+                    });
                 }
                 Tok::Punct('@') => {
                     let neg = self.eat('!');

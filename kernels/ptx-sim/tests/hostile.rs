@@ -207,3 +207,28 @@ fn a_huge_grid_is_charged_for_each_block_and_stops_at_the_limit() {
     assert!(e.message().contains("instruction limit of 10000000"), "{e}");
     assert!(start.elapsed() < Duration::from_secs(10), "{e}");
 }
+
+#[test]
+fn running_off_the_end_of_a_body_returns_from_it() {
+    let one = Launch {
+        grid: Dim3::x(1),
+        block: Dim3::x(32),
+        shared_bytes: 0,
+    };
+    // The kernel branches to a label after its last instruction; the function that follows it
+    // in the program traps, and must not run.
+    let text = format!(
+        "{HEADER}.func g() {{ trap; ret; }}\n\
+         .visible .entry k() {{ bra SKIP;\ncall g;\nSKIP:\n}}"
+    );
+    let m = Module::parse(&text).expect("parses");
+    let report = Sim::new()
+        .launch(&m, "k", one, &[])
+        .expect("exits at the end");
+    assert_eq!(report.instructions, 64);
+    // A function without `ret` returns to its caller.
+    let text = format!("{HEADER}.func g() {{ }}\n.visible .entry k() {{ call g;\nret; }}");
+    let m = Module::parse(&text).expect("parses");
+    let report = Sim::new().launch(&m, "k", one, &[]).expect("returns");
+    assert_eq!(report.instructions, 96);
+}
