@@ -6,7 +6,8 @@
 //! smelt tokenize      --model DIR [--stdin] [TEXT ...]
 //! smelt run           --model DIR --input IN.safetensors --output OUT.safetensors [--grad] [--threads N]
 //! smelt ptx run       FILE.ptx --kernel NAME --grid X[,Y,Z] --block X[,Y,Z] [--shared BYTES]
-//!                     [--buffers IN.safetensors] [--args ARGS] --output OUT.safetensors
+//!                     [--buffers IN.safetensors] [--args ARGS] [--max-instructions N]
+//!                     --output OUT.safetensors
 //! smelt bench bert    [--config NAME] [--batch B] [--seq T] [--phase forward|train|both] [--runs R] [--rounds K] [--threads N] [--torch] [--onnx] [--json]
 //! smelt bench embed   --model DIR [--count N] [--batch N] [--runs R] [--threads N] [--torch] [--json]
 //! smelt bench gemm    [--shape MxKxN ...] [--batch B] [--transb] [--threads N] [--torch] [--json]
@@ -38,7 +39,8 @@ const USAGE: &str = "usage:
   smelt tokenize      --model DIR [--stdin] [TEXT ...]
   smelt run           --model DIR --input IN.safetensors --output OUT.safetensors [--grad] [--threads N]
   smelt ptx run       FILE.ptx --kernel NAME --grid X[,Y,Z] --block X[,Y,Z] [--shared BYTES]
-                      [--buffers IN.safetensors] [--args ARGS] --output OUT.safetensors
+                      [--buffers IN.safetensors] [--args ARGS] [--max-instructions N]
+                      --output OUT.safetensors
   smelt bench bert    [--config bert-base|distilbert-base|minilm|tiny] [--batch B] [--seq T]
                       [--phase forward|train|both] [--runs R] [--rounds K] [--threads N] [--torch] [--onnx]
                       [--json]
@@ -67,7 +69,9 @@ options:
                  in this run, the ceiling of ours)
   --args ARGS    ptx run: the kernel's parameters in order, comma-separated: buf:NAME (tensor NAME
                  of --buffers), zeros:NAME:BYTES, u32:V, i32:V, u64:V, i64:V, f32:V, f64:V;
-                 every buffer is written to --output under its name (zeros as U8 [BYTES])";
+                 every buffer is written to --output under its name (zeros as U8 [BYTES])
+  --max-instructions N  ptx run: stop with an error after N thread-instructions (default
+                 1000000000; each block's setup counts too), so a kernel that never ends fails";
 
 fn main() -> ExitCode {
     let raw: Vec<String> = std::env::args().skip(1).collect();
