@@ -20,6 +20,8 @@ pub enum Error {
     Unsupported { op: &'static str, detail: String },
     /// A GPU device is absent or failed, or a kernel run on ptx-sim failed one of its checks.
     Device { op: &'static str, detail: String },
+    /// A scalar argument outside the values the op accepts, e.g. an AdamW `beta1` of 1.
+    Value { op: &'static str, detail: String },
 }
 
 /// Result alias for kernel calls.
@@ -41,6 +43,7 @@ impl fmt::Display for Error {
             Error::Overlap { op, detail } => write!(f, "{op}: overlapping output: {detail}"),
             Error::Unsupported { op, detail } => write!(f, "{op}: unsupported: {detail}"),
             Error::Device { op, detail } => write!(f, "{op}: device: {detail}"),
+            Error::Value { op, detail } => write!(f, "{op}: invalid argument: {detail}"),
         }
     }
 }

@@ -330,6 +330,75 @@ fn bad_lengths_and_step_zero_are_errors_and_write_nothing() {
     assert_eq!((p, m, v), (vec![1.0; 4], vec![0.0; 4], vec![0.0; 4]));
 }
 
+/// PyTorch's AdamW refuses these values; unchecked, a beta of 1 made every parameter NaN.
+#[test]
+fn hyperparameters_out_of_range_are_errors_and_write_nothing() {
+    let opts = CpuOptions::default();
+    let base = AdamW::default();
+    let bad = [
+        (
+            AdamW { beta1: 1.0, ..base },
+            "beta1 is 1; it must be in [0, 1)",
+        ),
+        (AdamW { beta2: 1.0, ..base }, "beta2 is 1"),
+        (
+            AdamW {
+                beta1: -0.1,
+                ..base
+            },
+            "beta1 is -0.1",
+        ),
+        (
+            AdamW { lr: -1e-3, ..base },
+            "lr is -0.001; it must be finite and at least 0",
+        ),
+        (
+            AdamW {
+                lr: f32::NAN,
+                ..base
+            },
+            "lr is NaN",
+        ),
+        (
+            AdamW {
+                eps: f32::INFINITY,
+                ..base
+            },
+            "eps is inf",
+        ),
+        (
+            AdamW {
+                weight_decay: -0.5,
+                ..base
+            },
+            "weight_decay is -0.5",
+        ),
+    ];
+    for (hp, message) in bad {
+        let (mut p, g, mut m, mut v) =
+            (vec![1.0f32; 4], vec![0.5f32; 4], vec![0.0; 4], vec![0.0; 4]);
+        for err in [
+            adamw_step(&mut p, &g, &mut m, &mut v, 1, &hp, &opts).unwrap_err(),
+            adamw_step_reference(&mut p, &g, &mut m, &mut v, 1, &hp).unwrap_err(),
+        ] {
+            let text = err.to_string();
+            assert!(
+                text.contains("invalid argument") && text.contains(message),
+                "{text}"
+            );
+        }
+        assert_eq!((p, m, v), (vec![1.0; 4], vec![0.0; 4], vec![0.0; 4]));
+    }
+    let zero = AdamW {
+        lr: 0.0,
+        beta1: 0.0,
+        beta2: 0.0,
+        eps: 0.0,
+        weight_decay: 0.0,
+    };
+    assert!(zero.validate("adamw_step").is_ok());
+}
+
 #[test]
 fn unsupported_isa_and_zero_threads_are_errors() {
     for opts in invalid_options() {

@@ -60,6 +60,40 @@ pub struct AdamW {
     pub weight_decay: f32,
 }
 
+impl AdamW {
+    /// Errors unless every value is one PyTorch's `AdamW` accepts and finite: `lr`, `eps` and
+    /// `weight_decay` at least 0, both betas in `[0, 1)` (a beta of 1 divides by a zero bias
+    /// correction and turns every parameter into NaN).
+    pub fn validate(&self, op: &'static str) -> Result<()> {
+        let at_least_zero = [
+            ("lr", self.lr),
+            ("eps", self.eps),
+            ("weight_decay", self.weight_decay),
+        ];
+        for (name, value) in at_least_zero {
+            if !(value.is_finite() && value >= 0.0) {
+                return Err(invalid(
+                    op,
+                    format!("{name} is {value}; it must be finite and at least 0"),
+                ));
+            }
+        }
+        for (name, value) in [("beta1", self.beta1), ("beta2", self.beta2)] {
+            if !(0.0..1.0).contains(&value) {
+                return Err(invalid(
+                    op,
+                    format!("{name} is {value}; it must be in [0, 1)"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn invalid(op: &'static str, detail: String) -> Error {
+    Error::Value { op, detail }
+}
+
 impl Default for AdamW {
     /// `torch.optim.AdamW`'s defaults: lr 1e-3, betas (0.9, 0.999), eps 1e-8, weight decay 0.01.
     fn default() -> Self {
@@ -77,7 +111,8 @@ impl Default for AdamW {
 /// the first and second moments `m` and `v` (zeros before step 1) in place.
 ///
 /// `step` counts from 1 (the step being taken). All four slices have the same length. Errors
-/// when the lengths differ, `step` is 0, or `opts` is invalid; nothing is written on error.
+/// when the lengths differ, `step` is 0, a hyperparameter is out of range
+/// ([`AdamW::validate`]), or `opts` is invalid; nothing is written on error.
 pub fn adamw_step(
     params: &mut [f32],
     grads: &[f32],
@@ -90,6 +125,7 @@ pub fn adamw_step(
     const OP: &str = "adamw_step";
     opts.validate(OP)?;
     check_args(OP, params.len(), grads.len(), m.len(), v.len(), step)?;
+    hp.validate(OP)?;
     let s = Scalars::new(hp, step);
     let lerp_weight = (1.0 - s.beta1) as f32;
     let small = lerp_weight.abs() < 0.5;
@@ -130,6 +166,7 @@ pub fn adamw_step_reference(
 ) -> Result<()> {
     const OP: &str = "adamw_step_reference";
     check_args(OP, params.len(), grads.len(), m.len(), v.len(), step)?;
+    hp.validate(OP)?;
     let s = Scalars::new(hp, step);
     for (((p, &g), m), v) in params.iter_mut().zip(grads).zip(m).zip(v) {
         let g = g as f64;
