@@ -2,7 +2,7 @@
 
 use crate::batch::Batch;
 use crate::model::{Forward, Model};
-use smelt_engine::{Arena, Error, Graph, Result, Tape, Tensor, Var};
+use smelt_engine::{Arena, Error, Graph, Leaves, Result, Tape, Tensor, Var};
 use smelt_kernels::cpu::adamw::{adamw_step, AdamW};
 use smelt_kernels::cpu::CpuOptions;
 
@@ -52,6 +52,7 @@ impl Trainer {
     /// A trainer for `model` (made trainable: mapped weights are copied once) with AdamW
     /// hyper-parameters `hp`, running kernels with `opts`.
     pub fn new(model: &mut Model, hp: AdamW, opts: CpuOptions) -> Result<Trainer> {
+        hp.validate("Trainer::new")?;
         model.make_trainable()?;
         let zeros = |model: &Model| {
             model
@@ -78,7 +79,8 @@ impl Trainer {
 
     /// One step on `batch`: forward, loss, backward, AdamW on every parameter that has a
     /// gradient, then `arena.reset()`. Returns the loss before the update. Allocates nothing once the
-    /// arena has grown to the step's size.
+    /// arena has grown to the step's size. On error no parameter is updated and the arena is
+    /// still reset, so a caller that skips a bad batch keeps a steady arena.
     pub fn step(
         &mut self,
         model: &mut Model,
@@ -86,46 +88,75 @@ impl Trainer {
         batch: &Batch,
         objective: &Objective,
     ) -> Result<f32> {
-        let (loss, params) = {
-            let mut g = Graph::new(&mut self.tape, arena, self.opts, true);
-            let forward = model.forward(&mut g, batch)?;
-            let loss = objective.loss(model, &mut g, &forward, batch)?;
-            g.backward(loss)?;
-            let value = g
-                .value(loss)
-                .data(arena)?
-                .first()
-                .copied()
-                .unwrap_or(f32::NAN);
-            (value, forward.params)
-        };
+        let result = self.forward_backward(model, arena, batch, objective);
+        let result = result.and_then(|(loss, params)| {
+            self.update(model, arena, &params)?;
+            Ok(loss)
+        });
+        self.tape.clear();
+        arena.reset();
+        result
+    }
+
+    /// The loss of `batch` and the parameters' variables, with their gradients on the tape.
+    fn forward_backward(
+        &mut self,
+        model: &Model,
+        arena: &Arena,
+        batch: &Batch,
+        objective: &Objective,
+    ) -> Result<(f32, Leaves)> {
+        let mut g = Graph::new(&mut self.tape, arena, self.opts, true);
+        let forward = model.forward(&mut g, batch)?;
+        let loss = objective.loss(model, &mut g, &forward, batch)?;
+        g.backward(loss)?;
+        let value = g
+            .value(loss)
+            .data(arena)?
+            .first()
+            .copied()
+            .unwrap_or(f32::NAN);
+        Ok((value, forward.params))
+    }
+
+    /// AdamW on every parameter with a gradient, once all of them are known to be writable.
+    fn update(&mut self, model: &mut Model, arena: &Arena, params: &Leaves) -> Result<()> {
         self.tape.release_values();
+        let has_grad = |i: usize| {
+            params
+                .get(i)
+                .is_some_and(|var| self.tape.grad(var).is_some())
+        };
+        for (i, param) in model.params_mut().iter_mut().enumerate() {
+            if has_grad(i) && param.tensor.host_mut().is_none() {
+                return Err(Error::Input {
+                    op: "Trainer::step",
+                    detail: format!(
+                        "parameter '{}' is shared or read-only; it cannot be updated in place",
+                        param.name
+                    ),
+                });
+            }
+        }
         self.step += 1;
         for (i, param) in model.params_mut().iter_mut().enumerate() {
             let Some(grad) = params.get(i).and_then(|var| self.tape.grad(var)) else {
                 continue;
             };
-            let grad = grad.data(arena)?;
-            let name = &param.name;
-            let values = param.tensor.host_mut().ok_or_else(|| Error::Input {
-                op: "Trainer::step",
-                detail: format!(
-                    "parameter '{name}' is shared or read-only; it cannot be updated in place"
-                ),
-            })?;
-            self.updates[i] += 1;
+            let Some(values) = param.tensor.host_mut() else {
+                continue;
+            };
             adamw_step(
                 values,
-                grad,
+                grad.data(arena)?,
                 &mut self.m[i],
                 &mut self.v[i],
-                self.updates[i],
+                self.updates[i] + 1,
                 &self.hp,
                 &self.opts,
             )?;
+            self.updates[i] += 1;
         }
-        self.tape.clear();
-        arena.reset();
-        Ok(loss)
+        Ok(())
     }
 }

@@ -86,3 +86,53 @@ fn a_parameter_skipped_by_a_step_starts_its_own_count() {
         encoder.1.tensor.data(&arena).unwrap()
     );
 }
+
+#[test]
+fn hyperparameters_pytorch_refuses_are_refused() {
+    let config = Config::preset("tiny").unwrap();
+    let mut model = Model::random(&config, HeadKind::Classification, SEED).unwrap();
+    let bad = AdamW {
+        beta1: 1.0,
+        ..hp()
+    };
+    let Err(err) = Trainer::new(&mut model, bad, CpuOptions::threads(1)) else {
+        panic!("a beta1 of 1 was accepted");
+    };
+    assert!(err.to_string().contains("beta1 is 1"), "{err}");
+}
+
+/// A step that fails (here: a batch without labels under the head's loss) updates nothing and
+/// still resets the arena: the next good step is the same as a fresh trainer's first one.
+#[test]
+fn a_failed_step_changes_nothing_and_releases_the_arena() {
+    let config = Config::preset("tiny").unwrap();
+    let good = batch(&config);
+    let ids: Vec<i64> = (0..16).map(|i| (i * 3 % 90) as i64).collect();
+    let unlabelled = Batch::new(&config, 2, 8, &ids, None, None).unwrap();
+    let mut model = Model::random(&config, HeadKind::Classification, SEED).unwrap();
+    let mut twin = Model::random(&config, HeadKind::Classification, SEED).unwrap();
+    let mut trainer = Trainer::new(&mut model, hp(), CpuOptions::threads(1)).unwrap();
+    let mut fresh = Trainer::new(&mut twin, hp(), CpuOptions::threads(1)).unwrap();
+    let mut arena = Arena::new();
+    for _ in 0..3 {
+        assert!(trainer
+            .step(&mut model, &mut arena, &unlabelled, &Objective::Head)
+            .is_err());
+        assert_eq!(arena.bytes_used(), 0);
+    }
+    let loss = trainer
+        .step(&mut model, &mut arena, &good, &Objective::Head)
+        .unwrap();
+    let twin_loss = fresh
+        .step(&mut twin, &mut arena, &good, &Objective::Head)
+        .unwrap();
+    assert_eq!(loss, twin_loss);
+    for (p, q) in model.params().iter().zip(twin.params().iter()) {
+        assert_eq!(
+            p.tensor.data(&arena).unwrap(),
+            q.tensor.data(&arena).unwrap(),
+            "{}",
+            p.name
+        );
+    }
+}
