@@ -209,7 +209,12 @@ impl Encoder {
 /// Hands the buffers of values no longer needed back for reuse (only when not recording:
 /// see [`Graph::release_value`]).
 fn release(g: &mut Graph<'_>, vars: &[Var]) {
-    vars.iter().for_each(|&v| g.release_value(v));
+    for &v in vars {
+        // SAFETY: the forward releases each value once, after the last op that reads it;
+        // every released value is an op's fresh output (no view of another value, and no
+        // value is a view of it), and no slice of its data is held across ops.
+        unsafe { g.release_value(v) };
+    }
 }
 
 /// The `Var` of parameter `i`.

@@ -259,16 +259,29 @@ impl<'a> Graph<'a> {
         result
     }
 
-    /// In inference (recording off), hands the buffer of `var` back for reuse by later ops:
-    /// the caller promises not to read `var` again (its memory will hold other values).
-    /// Does nothing while recording (the backward needs every value), for leaves and for
-    /// values not in the arena. This is how a forward pass keeps one layer's activations
-    /// alive instead of all of them.
-    pub fn release_value(&mut self, var: Var) {
+    /// In inference (recording off), hands the buffer of `var` back for reuse by later ops,
+    /// whose results will overwrite it. Does nothing while recording (the backward needs every
+    /// value), for leaves and for values not in the arena. This is how a forward pass keeps
+    /// one layer's activations alive instead of all of them.
+    ///
+    /// The graph forgets the value (ops given `var` afterwards see an empty `[0]` tensor, not
+    /// whatever later ops wrote there), so releasing it twice does nothing more.
+    ///
+    /// # Safety
+    ///
+    /// Until the arena is reset, nothing may read `var`'s memory again: no slice of its data
+    /// may still be borrowed, no clone of its tensor may be read, and no other value of the
+    /// graph may share its storage (a view of it, or a value it is a view of). Later ops
+    /// write into that memory while such a slice would still see it.
+    pub unsafe fn release_value(&mut self, var: Var) {
         if self.recording || self.tape.leaf[var.0] {
             return;
         }
-        let t = self.tape.values[var.0].clone();
+        let forgotten = Tensor::from_vec(&[0], Vec::new());
+        let Ok(t) = forgotten.map(|empty| std::mem::replace(&mut self.tape.values[var.0], empty))
+        else {
+            return;
+        };
         if t.is_contiguous() && t.offset() == 0 {
             self.recycle(t);
         }
@@ -422,4 +435,31 @@ fn dense_of<'a>(op: &'static str, t: Tensor, arena: &'a Arena) -> Result<&'a [f3
     // a handle the tape keeps until `Tape::clear`, which needs the `&mut Tape` the graph holds,
     // so the slice outlives neither while the graph (and so the borrow) lasts.
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Arena, CpuOptions};
+
+    #[test]
+    fn a_value_released_twice_is_pooled_once() {
+        let arena = Arena::new();
+        let mut tape = Tape::new();
+        let mut g = Graph::new(&mut tape, &arena, CpuOptions::threads(1), false);
+        let values = Tensor::from_vec(&[4], vec![1.0, 2.0, 3.0, 4.0]).unwrap();
+        let x = g.leaf(values, false);
+        let a = g.relu(x).unwrap();
+        // SAFETY: nothing reads `a` or its memory after the release.
+        unsafe {
+            g.release_value(a);
+            g.release_value(a);
+        }
+        assert_eq!(g.value(a).dims(), &[0]);
+        // Pooled twice, the buffer would go to both `b` and `c`, and `c = b + b` overwrite `b`.
+        let b = g.relu(x).unwrap();
+        let c = g.add(b, b).unwrap();
+        assert_eq!(g.value(b).to_vec(&arena).unwrap(), vec![1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(g.value(c).to_vec(&arena).unwrap(), vec![2.0, 4.0, 6.0, 8.0]);
+    }
 }
