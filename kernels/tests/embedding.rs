@@ -174,3 +174,13 @@ fn zero_threads_is_an_error() {
     assert_unsupported(embedding(&[0.0], 1, 1, &[0], &mut [0.0], &opts));
     assert_unsupported(embedding_backward(&[0], &[0.0], &mut [0.0], 1, 1, &opts));
 }
+
+#[test]
+fn an_empty_table_of_huge_width_is_no_work() {
+    // 0 ids over a [0, usize::MAX] table: rounding the task's columns up to a cache line
+    // overflowed (a divide by zero in release builds).
+    for threads in [1, 2] {
+        let opts = CpuOptions::threads(threads);
+        embedding_backward(&[], &[], &mut [], 0, usize::MAX, &opts).unwrap();
+    }
+}

@@ -25,6 +25,7 @@ impl Graph<'_> {
     ) -> Result<Var> {
         let qt = self.value(q);
         let shape = attention_shape(qt, heads)?;
+        shape.check_sizes(OP, self.opts.threads)?;
         for (name, var) in [("k", k), ("v", v)] {
             if self.value(var).dims() != qt.dims() {
                 return Err(Error::Shape {

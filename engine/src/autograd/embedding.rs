@@ -10,7 +10,8 @@ const OP: &str = "embedding";
 impl Graph<'_> {
     /// `table [V, D]` rows at `ids`, shaped `dims + [D]` (`dims` multiply to `ids.len()`).
     /// An id `>= V` is an error naming it and its position. Row `padding_idx` (torch's
-    /// `nn.Embedding(padding_idx=..)`) gets no gradient.
+    /// `nn.Embedding(padding_idx=..)`) gets no gradient; a `padding_idx >= V` is an error, as
+    /// in torch.
     pub fn embedding(
         &mut self,
         table: Var,
@@ -25,7 +26,14 @@ impl Graph<'_> {
                 detail: format!("the table {} must be [vocab, dim]", tt.shape()),
             });
         };
-        if dims.iter().product::<usize>() != ids.len() || dims.len() >= crate::MAX_RANK {
+        if let Some(pad) = padding_idx.filter(|&p| p as usize >= vocab) {
+            return Err(Error::Shape {
+                op: OP,
+                detail: format!("padding_idx {pad} is outside the table {}", tt.shape()),
+            });
+        }
+        let count = dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        if count != Some(ids.len()) || dims.len() >= crate::MAX_RANK {
             return Err(Error::Shape {
                 op: OP,
                 detail: format!("{} ids do not fill the index shape {dims:?}", ids.len()),

@@ -30,7 +30,11 @@ impl Graph<'_> {
         const OP: &str = "cross_entropy";
         let lt = self.value(logits);
         let cols = lt.dims().last().copied().unwrap_or(0);
-        let rows = lt.numel() / cols.max(1);
+        // The leading dims' product, not numel / C: with C = 0 that would be 0 rows whatever
+        // the batch (a valid shape's non-zero dims never overflow).
+        let rows = lt.dims()[..lt.dims().len().saturating_sub(1)]
+            .iter()
+            .product::<usize>();
         if lt.dims().is_empty() || targets.len() != rows {
             return Err(Error::Shape {
                 op: OP,

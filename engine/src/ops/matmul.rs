@@ -16,6 +16,13 @@ pub fn matmul(arena: &Arena, a: &Tensor, b: &Tensor, opts: &CpuOptions) -> Resul
     let (batch, m, k, n) = check_shapes(a.shape(), b.shape())?;
     let (ra, sa) = (a.shape().rank(), a.strides());
     let (rb, sb) = (b.shape().rank(), b.strides());
+    // The output's shape first: it refuses sizes whose product overflows, so `m * n` below
+    // cannot.
+    let out_shape = if ra == 3 {
+        Shape::for_op(OP, &[batch, m, n])?
+    } else {
+        Shape::for_op(OP, &[m, n])?
+    };
     let strides = BatchStrides {
         count: batch,
         a: if ra == 3 { sa[0] } else { 0 },
@@ -24,11 +31,6 @@ pub fn matmul(arena: &Arena, a: &Tensor, b: &Tensor, opts: &CpuOptions) -> Resul
     };
     let lhs = MatRef::strided(a.view_data(OP, arena)?, m, k, sa[ra - 2], sa[ra - 1]);
     let rhs = MatRef::strided(b.view_data(OP, arena)?, k, n, sb[rb - 2], sb[rb - 1]);
-    let out_shape = if ra == 3 {
-        Shape::for_op(OP, &[batch, m, n])?
-    } else {
-        Shape::for_op(OP, &[m, n])?
-    };
     let mut out = arena.alloc_shape(out_shape)?;
     let c = MatMut::row_major(out.as_mut_slice(), m, n);
     sgemm_batched(&strides, 1.0, lhs, rhs, 0.0, c, opts)?;

@@ -137,7 +137,7 @@ impl AttentionShape {
     /// Errors when a length of a call (the `[B, T, H*d]` tensors, the `[B, T]` mask, the saved
     /// `[B, H, T, T]` probabilities, the backward's scratch for `threads` tasks) does not fit
     /// in `usize`; every other length divides one of these, so none wraps around after it.
-    fn check_sizes(&self, op: &'static str, threads: usize) -> Result<()> {
+    pub fn check_sizes(&self, op: &'static str, threads: usize) -> Result<()> {
         let product = |factors: &[usize]| {
             factors
                 .iter()

@@ -41,7 +41,12 @@ pub(crate) fn for_each_range(
     }
     let min_units = MIN_TASK_LEN.div_ceil(unit_len.max(1));
     let tasks = threads.min(units / min_units).max(1);
-    let chunk = units.div_ceil(tasks).next_multiple_of(align);
+    // Rounding up to `align` cannot overflow a share of any real slice; saturate for sizes
+    // that describe no memory (an empty table of usize::MAX columns).
+    let chunk = units
+        .div_ceil(tasks)
+        .checked_next_multiple_of(align)
+        .unwrap_or(units);
     for_each_task(threads, units.div_ceil(chunk), |t| {
         let start = t * chunk;
         task(start..(start + chunk).min(units));

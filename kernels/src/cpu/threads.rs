@@ -51,7 +51,9 @@ fn pool(threads: usize) -> &'static ThreadPool {
 ///
 /// `threads <= 1` (or a single task) runs everything on the calling thread, in order, and so
 /// does a call made from inside a task of the team of [`install`]. Inside `install` the tasks
-/// go to its spinning team; elsewhere, to the rayon pool of `threads` workers.
+/// go to its spinning team; elsewhere, to the rayon pool of `threads` workers. Panics when
+/// `threads` is above [`MAX_THREADS`] (the kernels refuse those in
+/// [`CpuOptions::validate`](super::CpuOptions::validate) first).
 pub fn for_each_task(threads: usize, tasks: usize, task: impl Fn(usize) + Sync + Send) {
     if threads <= 1 || tasks <= 1 || team::in_task() {
         (0..tasks).for_each(task);
