@@ -91,10 +91,7 @@ fn a_parameter_skipped_by_a_step_starts_its_own_count() {
 fn hyperparameters_pytorch_refuses_are_refused() {
     let config = Config::preset("tiny").unwrap();
     let mut model = Model::random(&config, HeadKind::Classification, SEED).unwrap();
-    let bad = AdamW {
-        beta1: 1.0,
-        ..hp()
-    };
+    let bad = AdamW { beta1: 1.0, ..hp() };
     let Err(err) = Trainer::new(&mut model, bad, CpuOptions::threads(1)) else {
         panic!("a beta1 of 1 was accepted");
     };

@@ -1,5 +1,5 @@
 //! Threads for the CPU kernels: one rayon pool per requested thread count, built once, and
-//! inside [`install`] a spinning team of its workers ([`team`](super::team)).
+//! inside [`install`] a spinning team of its workers (`cpu/team.rs`).
 //!
 //! A kernel asked for 1 thread runs on the caller and never touches a pool. Pools are created
 //! on first use, with every worker's GEMM pack buffers sized at once, and kept for the life
@@ -66,7 +66,7 @@ pub fn for_each_task(threads: usize, tasks: usize, task: impl Fn(usize) + Sync +
 }
 
 /// Runs `f` on a worker of the `threads`-thread pool (on the caller when `threads <= 1`),
-/// with the pool's other workers as its spinning team ([`team`](super::team)).
+/// with the pool's other workers as its spinning team (`cpu/team.rs`).
 ///
 /// Kernel calls made inside `f` with the same thread count hand their tasks to the team,
 /// whose helpers wait for them spinning instead of asleep (for up to a millisecond between
