@@ -6,21 +6,35 @@ use smelt_kernels::cpu::elementwise;
 use smelt_kernels::cpu::CpuOptions;
 use std::cell::RefCell;
 
-/// A value of the current step: an index into the tape.
+/// A value of the current step: an index into the tape, and the tape's generation (every
+/// [`Tape::clear`], so every [`Graph::new`], starts a new one), so that a `Var` of another
+/// graph is never taken for one of this graph's values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Var(pub(crate) usize);
+pub struct Var(pub(crate) usize, Generation);
 
-/// Consecutive leaves added by [`Graph::leaves`]: leaf `i` is `Var(first + i)`.
+/// The generation of a tape's contents: unique in the process.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Generation(u64);
+
+impl Generation {
+    fn fresh() -> Generation {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        Generation(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
+/// Consecutive leaves added by [`Graph::leaves`]: leaf `i` is the `i`-th of them.
 #[derive(Clone, Copy, Debug)]
 pub struct Leaves {
     first: usize,
     len: usize,
+    generation: Generation,
 }
 
 impl Leaves {
     /// The `Var` of leaf `i`, or `None` past the end.
     pub fn get(&self, i: usize) -> Option<Var> {
-        (i < self.len).then(|| Var(self.first + i))
+        (i < self.len).then(|| Var(self.first + i, self.generation))
     }
 
     /// Number of leaves.
@@ -59,6 +73,7 @@ pub struct Tape {
     /// Token ids and targets recorded by ops (nodes keep ranges into these).
     pub(crate) ids: Vec<u32>,
     pub(crate) targets: Vec<i64>,
+    generation: Generation,
 }
 
 impl Tape {
@@ -70,6 +85,9 @@ impl Tape {
     /// The gradient of `var` computed by the last [`Graph::backward`] on this tape, still
     /// there after [`Tape::release_values`].
     pub fn grad(&self, var: Var) -> Option<&Tensor> {
+        if var.1 != self.generation {
+            return None;
+        }
         self.grads.get(var.0).and_then(Option::as_ref)
     }
 
@@ -92,6 +110,17 @@ impl Tape {
         self.nodes.clear();
         self.ids.clear();
         self.targets.clear();
+        self.generation = Generation::fresh();
+    }
+
+    /// The index of `var` on this tape. Panics, naming the mistake, for a `Var` of another
+    /// graph or of an earlier step on this tape (its index could name any value here).
+    fn index(&self, var: Var) -> usize {
+        assert!(
+            var.1 == self.generation && var.0 < self.values.len(),
+            "a Var of another graph (or of an earlier step) used on this one"
+        );
+        var.0
     }
 }
 
@@ -155,23 +184,25 @@ impl<'a> Graph<'a> {
         Leaves {
             first,
             len: self.tape.values.len() - first,
+            generation: self.tape.generation,
         }
     }
 
-    /// The tensor of `var`.
+    /// The tensor of `var`. Panics for a `Var` of another graph (or an earlier step): a
+    /// mistake in the calling code, which would otherwise read some other value.
     pub fn value(&self, var: Var) -> &Tensor {
-        &self.tape.values[var.0]
+        &self.tape.values[self.tape.index(var)]
     }
 
     /// The gradient of `var` after [`Graph::backward`]; `None` when nothing reached it.
     /// Only leaves keep theirs: intermediate gradients are released during the backward.
     pub fn grad(&self, var: Var) -> Option<&Tensor> {
-        self.tape.grads.get(var.0).and_then(Option::as_ref)
+        self.tape.grad(var)
     }
 
     /// Whether `var` needs a gradient.
     pub(crate) fn needs_grad(&self, var: Var) -> bool {
-        self.tape.needs_grad[var.0]
+        self.tape.needs_grad[self.tape.index(var)]
     }
 
     /// Whether an op with these inputs must be recorded.
@@ -210,7 +241,7 @@ impl<'a> Graph<'a> {
         self.tape.values.push(value);
         self.tape.needs_grad.push(needs_grad);
         self.tape.leaf.push(false);
-        Var(self.tape.values.len() - 1)
+        Var(self.tape.values.len() - 1, self.tape.generation)
     }
 
     /// The contiguous values of `var` (a copy into the arena first when it is a strided view),
@@ -274,11 +305,12 @@ impl<'a> Graph<'a> {
     /// graph may share its storage (a view of it, or a value it is a view of). Later ops
     /// write into that memory while such a slice would still see it.
     pub unsafe fn release_value(&mut self, var: Var) {
-        if self.recording || self.tape.leaf[var.0] {
+        let i = self.tape.index(var);
+        if self.recording || self.tape.leaf[i] {
             return;
         }
         let forgotten = Tensor::from_vec(&[0], Vec::new());
-        let Ok(t) = forgotten.map(|empty| std::mem::replace(&mut self.tape.values[var.0], empty))
+        let Ok(t) = forgotten.map(|empty| std::mem::replace(&mut self.tape.values[i], empty))
         else {
             return;
         };
@@ -461,5 +493,33 @@ mod tests {
         let c = g.add(b, b).unwrap();
         assert_eq!(g.value(b).to_vec(&arena).unwrap(), vec![1.0, 2.0, 3.0, 4.0]);
         assert_eq!(g.value(c).to_vec(&arena).unwrap(), vec![2.0, 4.0, 6.0, 8.0]);
+    }
+
+    #[test]
+    #[should_panic(expected = "a Var of another graph")]
+    fn a_var_of_another_graph_is_refused() {
+        let arena = Arena::new();
+        let (mut first, mut second) = (Tape::new(), Tape::new());
+        let values = Tensor::from_vec(&[2], vec![1.0, 2.0]).unwrap();
+        let mut g1 = Graph::new(&mut first, &arena, CpuOptions::threads(1), false);
+        let foreign = g1.leaf(values.clone(), false);
+        let mut g2 = Graph::new(&mut second, &arena, CpuOptions::threads(1), false);
+        // Same index 0 on both tapes: this read `g2`'s own leaf before.
+        let own = g2.leaf(values, false);
+        assert_eq!(own.0, foreign.0);
+        let _ = g2.add(own, foreign);
+    }
+
+    #[test]
+    fn a_gradient_of_an_earlier_step_is_none() {
+        let arena = Arena::new();
+        let mut tape = Tape::new();
+        let values = Tensor::from_vec(&[1], vec![3.0]).unwrap();
+        let mut g = Graph::new(&mut tape, &arena, CpuOptions::threads(1), true);
+        let x = g.leaf(values.clone(), true);
+        g.backward(x).unwrap();
+        assert!(g.grad(x).is_some());
+        let g = Graph::new(&mut tape, &arena, CpuOptions::threads(1), true);
+        assert!(g.grad(x).is_none());
     }
 }
