@@ -31,6 +31,16 @@ fn smelt_ok(args: &[&str]) -> std::process::Output {
     out
 }
 
+/// Runs smelt with `args` and checks that it fails, printing `message` and no panic.
+#[track_caller]
+fn assert_refused(args: &[&str], message: &str) {
+    let out = smelt(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{args:?} succeeded");
+    assert!(stderr.contains(message), "{args:?}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+}
+
 #[test]
 fn run_writes_hf_outputs_and_gradients() {
     let dir = fixture("bert");
@@ -111,10 +121,7 @@ fn bad_input_is_a_message_and_a_failure() {
         ),
     ];
     for (args, message) in cases {
-        let out = smelt(args);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{args:?} succeeded");
-        assert!(stderr.contains(message), "{args:?}: {stderr}");
+        assert_refused(args, message);
     }
 }
 
@@ -151,17 +158,9 @@ fn thread_counts_past_the_maximum_are_refused() {
             &["demo", "--threads", threads],
             &["bench", "softmax", "--threads", threads],
         ];
+        let message = format!("--threads must be between 1 and 1024, got {threads}");
         for args in commands {
-            let out = smelt(args);
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            assert!(!out.status.success(), "{args:?} succeeded");
-            assert!(
-                stderr.contains(&format!(
-                    "--threads must be between 1 and 1024, got {threads}"
-                )),
-                "{args:?}: {stderr}"
-            );
-            assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+            assert_refused(args, &message);
         }
     }
     assert!(!output.exists());
@@ -213,11 +212,7 @@ fn huge_counts_and_shapes_are_refused() {
         ),
     ];
     for (args, message) in cases {
-        let out = smelt(args);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{args:?} succeeded");
-        assert!(stderr.contains(message), "{args:?}: {stderr}");
-        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_refused(args, message);
     }
 }
 
@@ -264,7 +259,7 @@ fn run_checks_the_ids_before_converting_them() {
     for (i, (dtype, shape, data, message)) in cases.into_iter().enumerate() {
         let input = dir.join(format!("smelt-ids-{}-{i}.safetensors", std::process::id()));
         write_raw_tensor(&input, "input_ids", dtype, shape, &data);
-        let out = smelt(&[
+        let args = [
             "run",
             "--model",
             bert.to_str().unwrap(),
@@ -272,10 +267,8 @@ fn run_checks_the_ids_before_converting_them() {
             input.to_str().unwrap(),
             "--output",
             output.to_str().unwrap(),
-        ]);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{dtype} {shape:?} succeeded");
-        assert!(stderr.contains(message), "{dtype} {shape:?}: {stderr}");
+        ];
+        assert_refused(&args, message);
         std::fs::remove_file(&input).ok();
     }
     assert!(!output.exists());

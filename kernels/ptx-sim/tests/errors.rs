@@ -4,7 +4,8 @@
 
 use smelt_ptx_sim::{Arg, Dim3, ErrorKind, Launch, Module, Sim, SimError};
 
-const HEADER: &str = ".version 8.8\n.target sm_80\n.address_size 64\n";
+mod common;
+use common::{parse_err, HEADER};
 
 /// A module of one kernel `k` with the given parameters and body (registers declared).
 fn kernel(params: &str, body: &str) -> String {
@@ -18,14 +19,6 @@ fn one_block(threads: u32) -> Launch {
         grid: Dim3::x(1),
         block: Dim3::x(threads),
         shared_bytes: 0,
-    }
-}
-
-#[track_caller]
-fn parse_err(text: &str) -> SimError {
-    match Module::parse(text) {
-        Ok(_) => panic!("parsed, want an error:\n{text}"),
-        Err(e) => e,
     }
 }
 

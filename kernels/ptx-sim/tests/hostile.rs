@@ -4,15 +4,8 @@
 use smelt_ptx_sim::{Dim3, ErrorKind, Launch, Module, Sim, SimError, MAX_SHARED_BYTES};
 use std::time::{Duration, Instant};
 
-const HEADER: &str = ".version 8.8\n.target sm_80\n.address_size 64\n";
-
-#[track_caller]
-fn parse_err(text: &str) -> SimError {
-    match Module::parse(text) {
-        Ok(_) => panic!("parsed, want an error:\n{text}"),
-        Err(e) => e,
-    }
-}
+mod common;
+use common::{parse_err, HEADER};
 
 #[test]
 fn a_lone_dot_where_a_type_belongs_is_an_unknown_type() {

@@ -1,5 +1,6 @@
-//! Helpers shared by the corpus test files: the PTX freshness check, error expectations,
-//! little-endian buffers, float comparisons and an f64 `erf` reference.
+//! Helpers shared by the test files: the PTX freshness check, error expectations, a module
+//! header and the error of text that must not parse, little-endian buffers, float
+//! comparisons and an f64 `erf` reference.
 #![allow(dead_code)]
 
 use smelt_ptx_sim::{Arg, Buffer, Dim3, ErrorKind, Launch, Module, Sim, SimError};
@@ -137,5 +138,17 @@ pub fn erf(x: f64) -> f64 {
             }
         }
         (1.0 - (-z * z).exp() / (f * std::f64::consts::PI.sqrt())).copysign(x)
+    }
+}
+
+/// The first lines of every test module: PTX ISA 8.8 for sm_80, 64-bit addresses.
+pub const HEADER: &str = ".version 8.8\n.target sm_80\n.address_size 64\n";
+
+/// The error of `text`, which must not parse.
+#[track_caller]
+pub fn parse_err(text: &str) -> SimError {
+    match Module::parse(text) {
+        Ok(_) => panic!("parsed, want an error:\n{text}"),
+        Err(e) => e,
     }
 }
