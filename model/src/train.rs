@@ -53,6 +53,7 @@ impl Trainer {
     /// hyper-parameters `hp`, running kernels with `opts`.
     pub fn new(model: &mut Model, hp: AdamW, opts: CpuOptions) -> Result<Trainer> {
         hp.validate("Trainer::new")?;
+        opts.validate("Trainer::new")?;
         model.make_trainable()?;
         let zeros = |model: &Model| {
             model
@@ -78,9 +79,10 @@ impl Trainer {
     }
 
     /// One step on `batch`: forward, loss, backward, AdamW on every parameter that has a
-    /// gradient, then `arena.reset()`. Returns the loss before the update. Allocates nothing once the
-    /// arena has grown to the step's size. On error no parameter is updated and the arena is
-    /// still reset, so a caller that skips a bad batch keeps a steady arena.
+    /// gradient, then `arena.reset()`. Returns the loss before the update. Allocates nothing
+    /// once the arena has grown to the step's size. An error before the update (forward, loss,
+    /// backward, a read-only parameter) leaves every parameter unchanged, and the arena is
+    /// reset on every path, so a caller that skips a bad batch keeps a steady arena.
     pub fn step(
         &mut self,
         model: &mut Model,
@@ -119,16 +121,16 @@ impl Trainer {
         Ok((value, forward.params))
     }
 
-    /// AdamW on every parameter with a gradient, once all of them are known to be writable.
+    /// AdamW on every parameter with a gradient, once every one of them is known to be
+    /// writable and its gradient readable (so an error leaves all parameters unchanged).
     fn update(&mut self, model: &mut Model, arena: &Arena, params: &Leaves) -> Result<()> {
         self.tape.release_values();
-        let has_grad = |i: usize| {
-            params
-                .get(i)
-                .is_some_and(|var| self.tape.grad(var).is_some())
-        };
         for (i, param) in model.params_mut().iter_mut().enumerate() {
-            if has_grad(i) && param.tensor.host_mut().is_none() {
+            let Some(grad) = params.get(i).and_then(|var| self.tape.grad(var)) else {
+                continue;
+            };
+            grad.data(arena)?;
+            if param.tensor.host_mut().is_none() {
                 return Err(Error::Input {
                     op: "Trainer::step",
                     detail: format!(
@@ -138,12 +140,9 @@ impl Trainer {
                 });
             }
         }
-        self.step += 1;
         for (i, param) in model.params_mut().iter_mut().enumerate() {
-            let Some(grad) = params.get(i).and_then(|var| self.tape.grad(var)) else {
-                continue;
-            };
-            let Some(values) = param.tensor.host_mut() else {
+            let grad = params.get(i).and_then(|var| self.tape.grad(var));
+            let (Some(grad), Some(values)) = (grad, param.tensor.host_mut()) else {
                 continue;
             };
             adamw_step(
@@ -157,6 +156,7 @@ impl Trainer {
             )?;
             self.updates[i] += 1;
         }
+        self.step += 1;
         Ok(())
     }
 }
