@@ -83,7 +83,7 @@ impl Tape {
     }
 
     /// The gradient of `var` computed by the last [`Graph::backward`] on this tape, still
-    /// there after [`Tape::release_values`].
+    /// there after [`Tape::release_values`]; `None` for a `Var` of another tape or step.
     pub fn grad(&self, var: Var) -> Option<&Tensor> {
         if var.1 != self.generation {
             return None;
@@ -309,11 +309,8 @@ impl<'a> Graph<'a> {
         if self.recording || self.tape.leaf[i] {
             return;
         }
-        let forgotten = Tensor::from_vec(&[0], Vec::new());
-        let Ok(t) = forgotten.map(|empty| std::mem::replace(&mut self.tape.values[i], empty))
-        else {
-            return;
-        };
+        let empty = Tensor::from_vec(&[0], Vec::new()).expect("[0] holds no values");
+        let t = std::mem::replace(&mut self.tape.values[i], empty);
         if t.is_contiguous() && t.offset() == 0 {
             self.recycle(t);
         }
@@ -519,7 +516,12 @@ mod tests {
         let x = g.leaf(values.clone(), true);
         g.backward(x).unwrap();
         assert!(g.grad(x).is_some());
-        let g = Graph::new(&mut tape, &arena, CpuOptions::threads(1), true);
+        // The next step's leaf has the same index: its gradient is not `x`'s.
+        let mut g = Graph::new(&mut tape, &arena, CpuOptions::threads(1), true);
+        let y = g.leaf(values, true);
+        g.backward(y).unwrap();
+        assert_eq!(y.0, x.0);
+        assert!(g.grad(y).is_some());
         assert!(g.grad(x).is_none());
     }
 }
