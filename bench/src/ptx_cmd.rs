@@ -136,7 +136,7 @@ pub fn run(args: &Args) -> Result<(), String> {
 
 /// How to raise the limit, for a launch stopped at `--max-instructions`.
 fn limit_hint(e: &SimError) -> &'static str {
-    if e.kind() == ErrorKind::Trap && e.message().starts_with("instruction limit") {
+    if e.kind() == ErrorKind::InstructionLimit {
         " (--max-instructions N raises the limit)"
     } else {
         ""

@@ -87,7 +87,8 @@ pub fn module_data(ast: &ModuleAst, global_base: u64) -> Result<ModuleData> {
             Space::Const => (&mut d.consts, MemSpace::Const),
             _ => continue,
         };
-        let what = format!("{:?} variable {}", v.space, v.name).to_lowercase();
+        let kind = format!("{:?}", v.space).to_lowercase();
+        let what = format!("{kind} variable {}", v.name);
         let (off, end) = place_var(bytes.len(), v.align, v.size, &MODULE_DATA, &what)
             .map_err(|e| e.at_line(v.line))?;
         bytes.resize(off as usize, 0);

@@ -26,6 +26,8 @@ pub enum ErrorKind {
     Warp,
     /// The kernel executed `trap`, or a call recursed.
     Trap,
+    /// The launch ran more thread-instructions than its limit (an endless loop?).
+    InstructionLimit,
 }
 
 /// Where in a launch an error happened. Empty fields are left out of the message.

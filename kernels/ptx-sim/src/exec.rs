@@ -156,8 +156,8 @@ struct Block<'a, 'g> {
     bars: [Barrier; NUM_BARRIERS],
     /// Current barrier interval, unique over the launch (it cannot wrap).
     epoch: u64,
-    /// Thread-instructions the launch may still run: its limit less what the setups of its
-    /// blocks were charged.
+    /// The most thread-instructions the launch may run in all: its limit less what the
+    /// setups of its blocks were charged so far.
     budget: u64,
     clock: u64,
     out: Outcome,
@@ -185,7 +185,7 @@ impl Block<'_, '_> {
     /// The error for a launch that ran out of its instruction budget.
     fn limit_reached(&self) -> SimError {
         SimError::new(
-            ErrorKind::Trap,
+            ErrorKind::InstructionLimit,
             format!(
                 "instruction limit of {} reached (an endless loop? the setup of each block counts one instruction per thread and per 64 bytes it clears)",
                 self.ctx.limit

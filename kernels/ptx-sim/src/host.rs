@@ -215,7 +215,9 @@ impl Sim {
         }
     }
 
-    /// Sets the most thread-instructions one launch may run before it is stopped as endless.
+    /// Sets the most thread-instructions one launch may run before it is stopped as endless;
+    /// each block's setup counts too (a thread, and 64 bytes of shared memory cleared, one
+    /// instruction each).
     pub fn set_instruction_limit(&mut self, limit: u64) {
         self.limit = limit;
     }

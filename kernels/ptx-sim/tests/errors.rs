@@ -225,7 +225,7 @@ fn endless_loop_stops_at_the_instruction_limit() {
     let e = sim
         .launch(&m, "k", one_block(32), &[])
         .expect_err("endless");
-    assert_eq!(e.kind(), ErrorKind::Trap, "{e}");
+    assert_eq!(e.kind(), ErrorKind::InstructionLimit, "{e}");
     assert!(e.to_string().contains("instruction limit"), "{e}");
 }
 
