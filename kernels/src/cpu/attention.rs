@@ -148,7 +148,7 @@ impl AttentionShape {
             product(&[b, t, h, d]),
             product(&[b, t]),
             product(&[b, h, t, t]),
-            product(&[2, threads.max(1), h, t, t]),
+            product(&[2, self.outer_tasks(threads), h, t, t]),
         ];
         if lengths.iter().all(Option::is_some) {
             return Ok(());

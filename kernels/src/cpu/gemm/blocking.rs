@@ -44,3 +44,9 @@ pub(crate) fn even_chunk(len: usize, max: usize, align: usize) -> usize {
     let chunks = len.div_ceil(max).max(1);
     len.div_ceil(chunks).div_ceil(align) * align
 }
+
+/// The `t`-th of `parts` near-equal shares of `0..len`, as `(start, end)`.
+pub(crate) fn share(len: usize, parts: usize, t: usize) -> (usize, usize) {
+    let per = len.div_ceil(parts);
+    ((t * per).min(len), ((t + 1) * per).min(len))
+}

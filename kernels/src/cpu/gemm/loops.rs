@@ -12,7 +12,7 @@
 //! rows split, the threads pack each block of B together before they multiply it; with
 //! panels split, each thread packs only its own panels, so there is no barrier at all.
 
-use super::blocking::{even_chunk, Blocking};
+use super::blocking::{even_chunk, share, Blocking};
 use super::microkernel::{Microkernel, Panels, TileOut};
 use super::pack::{pack_panels, with_buffer, Strided, PACK_A, PACK_B};
 use super::upcoming::Upcoming;
@@ -142,7 +142,8 @@ pub(crate) unsafe fn run(kernel: &Microkernel, blk: &Blocking, p: Problem, threa
 }
 
 /// How one product walks B: its blocks, which operands are read in place, the size of a
-/// packed block of B, and what its tiles ask into L2 (once: a product of one block).
+/// packed block of B, and what its tiles ask into L2 (only a product of one block asks; when
+/// threads share the product, each thread's tiles ask for all of it, into that core's L2).
 #[derive(Clone, Copy)]
 struct Plan {
     blocks: Blocks,
@@ -383,12 +384,6 @@ fn split_rows(m: usize, n: usize, (mr, nr): (usize, usize), threads: usize) -> b
     let by_rows = m.div_ceil(threads).div_ceil(mr) * mr * panels;
     let by_panels = m.div_ceil(mr) * mr * panels.div_ceil(threads);
     by_rows <= by_panels
-}
-
-/// The `t`-th of `parts` near-equal shares of `0..len`.
-pub(crate) fn share(len: usize, parts: usize, t: usize) -> (usize, usize) {
-    let per = len.div_ceil(parts);
-    ((t * per).min(len), ((t + 1) * per).min(len))
 }
 
 /// Loops 3, 2 and 1 over one task's `range`, with B's panels at `b`. When the plan reads A

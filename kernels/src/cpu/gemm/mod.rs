@@ -7,7 +7,8 @@
 //!
 //! Layout of this module: [`cache`] (CPUID cache sizes) -> `blocking` (NC, KC, MC) -> `pack`
 //! (panels) -> `microkernel` (MR x NR register tiles per ISA) -> `loops` (the five loops and
-//! threads), with `upcoming` (a batch's next operands asked into L2); [`sgemm_reference`] is the plain triple loop everything is tested against.
+//! threads), with `upcoming` (a batch's next operands asked into L2); [`sgemm_reference`] is
+//! the plain triple loop everything is tested against.
 
 pub mod cache;
 
@@ -403,7 +404,7 @@ unsafe fn run_batched(
     if batch.count >= threads && threads > 1 {
         let shared = Shared(p);
         for_each_task(threads, threads, |t| {
-            let (lo, hi) = loops::share(batch.count, threads, t);
+            let (lo, hi) = blocking::share(batch.count, threads, t);
             for i in lo..hi {
                 loops::run(kernel, blk, product(shared.get(), i, hi), 1);
             }

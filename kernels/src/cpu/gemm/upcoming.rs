@@ -5,10 +5,11 @@
 //! and a product that only starts fetching them when its first tiles need them stalls on
 //! each. Requesting the next product's A and B all at once when a product starts put a burst
 //! of ~1000 prefetches in front of its first tile, and took as long as it saved; one share
-//! after each tile of the current product lets them arrive while it computes (+6-15% on 96
-//! distinct 128x64x128 products, bench/NOTES.md).
+//! after each tile of the current product lets them arrive while it computes (96 distinct
+//! 128x64x128 products on the Intel VM: 0.48-0.55 -> 0.59-0.67 of the large-GEMM rate,
+//! bench/NOTES.md).
 
-use super::loops::share;
+use super::blocking::share;
 use super::pack::Strided;
 use crate::cpu::prefetch::{prefetch, Hint};
 
