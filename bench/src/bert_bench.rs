@@ -52,6 +52,7 @@ pub fn run(args: &Args, threads: usize) -> Result<Vec<Row>, String> {
             "--phase {phase:?}: expected forward, train or both"
         ));
     }
+    step_tokens(&config, batch, seq)?;
     let model = Model::random(&config, HeadKind::None, 0x5eed).map_err(|e| e.to_string())?;
     let input = random_batch(&config, batch, seq)?;
     let opts = CpuOptions::threads(threads);
@@ -255,7 +256,7 @@ pub fn random_ids(count: usize, vocab: usize, seed: u64) -> Vec<i64> {
 
 /// Most tokens (`batch x seq`) a benchmark or demo step may take: about a million, whose
 /// activations already need tens of GB for BERT-base.
-const MAX_TOKENS: usize = 1 << 20;
+pub const MAX_TOKENS: usize = 1 << 20;
 
 /// `batch * seq`, checked before any input is generated: `seq` within the model's
 /// `max_position_embeddings` and the product at most [`MAX_TOKENS`].

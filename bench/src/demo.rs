@@ -6,7 +6,7 @@
 //! arena's size, and checks that the loss went down. No download: the weights are generated.
 
 use crate::args::{Args, MAX_RUNS};
-use crate::bert_bench::{random_ids, step_tokens};
+use crate::bert_bench::{random_ids, step_tokens, MAX_TOKENS};
 use crate::peak::fma_peak_gflops;
 use crate::timing::median;
 use smelt_engine::{Arena, CpuOptions};
@@ -20,8 +20,8 @@ pub fn run(args: &Args) -> Result<(), String> {
     args.only(&["steps", "threads", "batch", "seq"])?;
     let steps = args.count("steps", 5, MAX_RUNS)?;
     let threads = args.threads()?;
-    let batch = args.count("batch", 8, usize::MAX)?;
-    let seq = args.count("seq", 128, usize::MAX)?;
+    let batch = args.count("batch", 8, MAX_TOKENS)?;
+    let seq = args.count("seq", 128, MAX_TOKENS)?;
     if steps < 2 {
         return Err(
             "--steps must be at least 2 (the check compares the first and last loss)".into(),

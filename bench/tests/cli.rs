@@ -174,9 +174,10 @@ fn huge_counts_and_shapes_are_refused() {
     let max = "18446744073709551615";
     let sentence = fixture("sentence");
     let sentence = sentence.to_str().unwrap();
-    let cases: [(&[&str], &str); 9] = [
+    let cases: [(&[&str], &str); 10] = [
         (&["demo", "--steps", max], "--steps must be between 1 and"),
-        (&["demo", "--batch", max], "tokens is too many"),
+        (&["demo", "--batch", max], "--batch must be between 1 and"),
+        (&["demo", "--batch", "100000"], "tokens is too many"),
         (
             &["demo", "--seq", "513"],
             "longer than max_position_embeddings = 512",
