@@ -1,8 +1,8 @@
 //! Sentence embeddings as sentence-transformers computes them: the encoder's last hidden state
 //! pooled as the pooling config says (mean over the attention mask, `[CLS]`, or max), then
-//! L2-normalised when `modules.json` lists a `Normalize` module (other modules are refused). Texts are encoded in batches
-//! of similar length (sorted by character count, longest first, as sentence-transformers
-//! does), and the results come back in the input order.
+//! L2-normalised when `modules.json` lists a `Normalize` module (other modules are refused).
+//! Texts are encoded in batches of similar length (sorted by character count, longest first,
+//! as sentence-transformers does), and the results come back in the input order.
 
 use crate::batch::Batch;
 use crate::heads::HeadKind;
@@ -91,9 +91,9 @@ impl SentenceEncoder {
     }
 
     /// The embedding of every text, computed `batch_size` texts at a time (at least 1, at
-    /// most all of them) on `opts.threads` threads. Texts longer than [`SentenceEncoder::max_len`] tokens are cut (or an error
-    /// with [`Truncation::Error`]); an empty list or options [`CpuOptions::validate`] refuses
-    /// are errors.
+    /// most all of them) on `opts.threads` threads. Texts longer than
+    /// [`SentenceEncoder::max_len`] tokens are cut (or an error with [`Truncation::Error`]);
+    /// an empty list or options [`CpuOptions::validate`] refuses are errors.
     pub fn embed(
         &self,
         texts: &[&str],

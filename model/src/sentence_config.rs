@@ -1,8 +1,8 @@
 //! The sentence-transformers files of a model folder: `modules.json` (which modules run, and
 //! where the pooling config lives), the pooling config and `sentence_bert_config.json`
-//! (`max_seq_length`). Anything sentence-transformers
-//! would compute differently from smelt (another module, another or a combined pooling) is an
-//! error naming the file and the type or key.
+//! (`max_seq_length`). Anything sentence-transformers would compute differently from smelt
+//! (another module, another or a combined pooling) is an error naming the file and the type
+//! or key.
 
 use crate::json_file::read_optional;
 use crate::sentence::Pooling;
@@ -41,9 +41,9 @@ fn format_error(file: &Path, detail: String) -> Error {
     }
 }
 
-/// Reads `dir/modules.json` and the pooling config it points to. Without `modules.json`, as
-/// sentence-transformers: the encoder then pooling (`1_Pooling/config.json` when present,
-/// else mean), no normalisation.
+/// Reads `dir/modules.json` and the pooling config it points to. Without `modules.json`: the
+/// encoder then pooling (`1_Pooling/config.json` when present, else mean, which is what
+/// sentence-transformers builds for a bare transformer folder), no normalisation.
 pub(crate) fn read_pipeline(dir: &Path) -> Result<Pipeline> {
     let modules_path = dir.join("modules.json");
     let Some(modules) = read_optional(&modules_path)? else {
@@ -131,7 +131,7 @@ fn module<'a>(file: &Path, i: usize, entry: &'a Json) -> Result<(Module, &'a str
 
 /// The pooling a sentence-transformers pooling config selects: exactly one of the modes smelt
 /// implements may be true, and no other.
-pub(crate) fn pooling_mode(file: &Path, config: &Json) -> Result<Pooling> {
+fn pooling_mode(file: &Path, config: &Json) -> Result<Pooling> {
     let members = config.as_object().ok_or_else(|| {
         format_error(
             file,
