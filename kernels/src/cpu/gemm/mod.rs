@@ -387,12 +387,17 @@ unsafe fn run_batched(
         ..p
     };
     // Small batched products (attention heads) stream their operands from L3: each asks for
-    // the next product's A and B while it computes, so a thread runs consecutive products.
+    // the next product's A, B and C while it computes, so a thread runs consecutive products.
     let limit = blk.mc * blk.kc;
     let product = |p: Problem, i: usize, end: usize| {
         let upcoming = if i + 1 < end {
             let next = at(p, i + 1);
-            Upcoming::operands((next.a, next.b), (p.m, p.n, p.k), limit)
+            let c = Strided {
+                ptr: next.c.ptr.cast_const(),
+                rs: next.c.rs,
+                cs: next.c.cs,
+            };
+            Upcoming::operands((next.a, next.b, c), (p.m, p.n, p.k), limit)
         } else {
             Upcoming::NONE
         };
