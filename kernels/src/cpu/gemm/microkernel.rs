@@ -122,11 +122,6 @@ unsafe fn tile<V: SimdF32, const MR: usize, const NV: usize, const PACKED_A: boo
         (panels.a_row, panels.a_step)
     };
     let b_step = panels.b_step;
-    // Ask for C's tile now so its lines arrive while the k loop runs.
-    for i in 0..out.rows {
-        prefetch(out.c.add(i * out.rsc), Hint::L1);
-        prefetch(out.c.add(i * out.rsc + (nr - 1) * out.csc), Hint::L1);
-    }
     let mut acc = [[V::zero(); NV]; MR];
     let (mut a, mut b) = (panels.a, panels.b);
     let (mut ahead, ahead_end) = (panels.ahead, panels.ahead.wrapping_add(panels.ahead_len));
