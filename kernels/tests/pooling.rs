@@ -74,6 +74,17 @@ fn fully_masked_sequences_pool_to_zero_with_zero_gradient() {
 }
 
 #[test]
+fn a_nan_in_the_mask_makes_the_whole_sequence_nan_as_in_torch() {
+    // torch.clamp(NaN, min=1e-9) is NaN, so every token's gradient is NaN, not just the
+    // NaN one's.
+    let (seq, dim) = (3, 2);
+    let mask = [1.0, f32::NAN, 1.0];
+    let mut dx = vec![0.0; seq * dim];
+    mean_pool_backward(&mask, &[1.0; 2], &mut dx, 1, seq, dim).unwrap();
+    assert!(dx.iter().all(|v| v.is_nan()), "{dx:?}");
+}
+
+#[test]
 fn max_pool_takes_the_max_of_unmasked_tokens() {
     for dim in DIMS {
         for seq in SEQS {

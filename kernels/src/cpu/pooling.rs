@@ -129,9 +129,15 @@ pub fn cls_pool(x: &[f32], out: &mut [f32], batch: usize, seq: usize, dim: usize
     Ok(())
 }
 
-/// `max(sum_t mask[t], 1e-9)`, summed in order in f32.
+/// `max(sum_t mask[t], 1e-9)`, summed in order in f32; a NaN sum stays NaN, as with
+/// `torch.clamp` (`f32::max` would give 1e-9 and make the other tokens' gradients finite).
 fn mask_sum(mask: &[f32]) -> f32 {
-    mask.iter().sum::<f32>().max(MIN_MASK_SUM)
+    let sum = mask.iter().sum::<f32>();
+    if sum < MIN_MASK_SUM {
+        MIN_MASK_SUM
+    } else {
+        sum
+    }
 }
 
 /// The sizes of a call: `batch` sequences of `seq` tokens of `dim` values.
