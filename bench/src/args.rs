@@ -108,8 +108,8 @@ pub fn parse_dims<const N: usize>(s: &str, example: &str) -> Result<[usize; N], 
 /// Most timed runs, rounds or steps a command may ask for.
 pub const MAX_RUNS: usize = 100_000;
 
-/// Most elements one benchmark buffer may hold (8 GiB of f32).
-pub const MAX_ELEMENTS: usize = 1 << 31;
+/// Most elements one benchmark buffer may hold (1 GiB of f32: a run makes several).
+pub const MAX_ELEMENTS: usize = 1 << 28;
 
 /// The number of elements of a buffer of `dims` (named `what` in the error), when it is at
 /// most [`MAX_ELEMENTS`].

@@ -13,7 +13,7 @@ use smelt_engine::Device;
 use smelt_kernels::cpu::attention::AttentionShape;
 use smelt_kernels::gpu::{attention, layernorm, GpuBuffer, GpuDevice};
 
-use crate::args::Args;
+use crate::args::{elements, Args, MAX_ELEMENTS};
 use crate::peers::{json_lines, number};
 use crate::report::{Row, Value};
 use crate::timing::interleaved;
@@ -29,13 +29,13 @@ fn device(args: &Args) -> Result<Device, String> {
     Ok(dev)
 }
 
+/// The comma-separated sizes of `--name` (`default` when absent), each at least 1.
 fn list(args: &Args, name: &str, default: &str) -> Result<Vec<usize>, String> {
     args.get(name, default.to_string())?
         .split(',')
-        .map(|s| {
-            s.trim()
-                .parse::<usize>()
-                .map_err(|_| format!("--{name}: {s:?} is not a whole number"))
+        .map(|s| match s.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!("--{name}: {s:?} is not a positive whole number")),
         })
         .collect()
 }
@@ -106,9 +106,9 @@ pub fn attention(args: &Args) -> Result<Vec<Row>, String> {
     let (dev_name, peer) = (device.name(), peer_device(&device));
     let dev = device.gpu().ok_or("no GPU device")?;
     let (batch, heads, head_dim) = (
-        args.get("batch", 32)?,
-        args.get("heads", 12)?,
-        args.get("head-dim", 64)?,
+        args.count("batch", 32, MAX_ELEMENTS)?,
+        args.count("heads", 12, MAX_ELEMENTS)?,
+        args.count("head-dim", 64, MAX_ELEMENTS)?,
     );
     let budget = Duration::from_millis(args.get("budget-ms", 2000)?);
     let mut rows = Vec::new();
@@ -119,7 +119,7 @@ pub fn attention(args: &Args) -> Result<Vec<Row>, String> {
             heads,
             head_dim,
         };
-        let n = shape.qkv_len();
+        let n = elements("q", &[batch, seq, heads, head_dim])?;
         let e = |e: smelt_kernels::Error| e.to_string();
         let upload = |dev: &mut dyn GpuDevice, seed| dev.upload_f32(&pattern(n, seed)).map_err(e);
         let (q, k, v, dout) = (
@@ -256,7 +256,7 @@ pub fn layernorm(args: &Args) -> Result<Vec<Row>, String> {
     let mut device = device(args)?;
     let (dev_name, peer) = (device.name(), peer_device(&device));
     let dev = device.gpu().ok_or("no GPU device")?;
-    let rows_n: usize = args.get("rows", 4096)?;
+    let rows_n = args.count("rows", 4096, MAX_ELEMENTS)?;
     let budget = Duration::from_millis(args.get("budget-ms", 2000)?);
     let dtype = args.get("dtype", "f32".to_string())?;
     let bf16 = match dtype.as_str() {
@@ -268,7 +268,7 @@ pub fn layernorm(args: &Args) -> Result<Vec<Row>, String> {
     let elem = if bf16 { 2.0 } else { 4.0 };
     let mut rows = Vec::new();
     for cols in list(args, "hidden", "768,1024")? {
-        let n = rows_n * cols;
+        let n = elements("x", &[rows_n, cols])?;
         let e = |e: smelt_kernels::Error| e.to_string();
         let matrix = |dev: &mut dyn GpuDevice, seed| -> Result<GpuBuffer, String> {
             let values = pattern(n, seed);

@@ -174,7 +174,7 @@ fn huge_counts_and_shapes_are_refused() {
     let max = "18446744073709551615";
     let sentence = fixture("sentence");
     let sentence = sentence.to_str().unwrap();
-    let cases: [(&[&str], &str); 10] = [
+    let cases: [(&[&str], &str); 14] = [
         (&["demo", "--steps", max], "--steps must be between 1 and"),
         (&["demo", "--batch", max], "--batch must be between 1 and"),
         (&["demo", "--batch", "100000"], "tokens is too many"),
@@ -210,6 +210,31 @@ fn huge_counts_and_shapes_are_refused() {
         (
             &["bench", "gemm", "--batch", "4"],
             "--batch applies to --shape",
+        ),
+        (
+            &["bench", "attention", "--device", "ptx-sim", "--batch", "0"],
+            "--batch must be between 1 and",
+        ),
+        (
+            &["bench", "attention", "--device", "ptx-sim", "--seq", "0"],
+            "--seq: \"0\" is not a positive whole number",
+        ),
+        (
+            &[
+                "bench",
+                "attention",
+                "--device",
+                "ptx-sim",
+                "--heads",
+                "65536",
+                "--batch",
+                "65536",
+            ],
+            "too large",
+        ),
+        (
+            &["bench", "layernorm", "--device", "ptx-sim", "--rows", max],
+            "--rows must be between 1 and",
         ),
     ];
     for (args, message) in cases {
