@@ -55,8 +55,9 @@ pub(crate) unsafe fn pack_panels(src: Strided, rows: usize, kc: usize, mr: usize
 
 /// The panels' rows are adjacent in memory (B row-major, or A stored transposed): for each
 /// column `p`, one sequential sweep copies its `rows` values into every panel (8 at a time,
-/// or a whole row of an A panel), with 256-bit moves where AVX2 is there (the portable build copies through 128-bit SSE
-/// moves: with AVX2, 128 x 768 x 768 products ran 3% faster, large ones within 2%).
+/// or a whole row of an A panel), with 256-bit moves where AVX2 is there (the portable
+/// build copies through 128-bit SSE moves: with AVX2, 128 x 768 x 768 products ran 3%
+/// faster, large ones within 2%).
 unsafe fn pack_contiguous_rows(src: Strided, rows: usize, kc: usize, mr: usize, dst: *mut f32) {
     #[cfg(target_arch = "x86_64")]
     if transpose::available() {
@@ -75,48 +76,52 @@ unsafe fn contiguous_rows_avx2(src: Strided, rows: usize, kc: usize, mr: usize, 
     contiguous_rows(src, rows, kc, mr, dst);
 }
 
-/// The body of [`pack_contiguous_rows`], inlined into each ISA's entry. The kernels' A panel
-/// heights (12, 6, 4), not multiples of 8, copy each panel row as one array; they went
-/// element by element (the weight gradients' `dY^T X` packs A this way: 0-8% faster on
-/// BERT's shapes, bench/NOTES.md).
+/// The body of [`pack_contiguous_rows`], inlined into each ISA's entry: one instance per
+/// kernel panel height, copying a whole panel row in chunks of `CHUNK` floats. B's heights
+/// (8, 16, 32) go 8 at a time (copying a 32-float row as one array made 768 x 1024 x 3072
+/// 5-7% slower); A's (12, 6, 4), not multiples of 8, go as one array (they went element by
+/// element: the weight gradients' `dY^T X` packs A this way, 0-8% faster on BERT's shapes,
+/// bench/NOTES.md). A height no kernel uses goes element by element.
 #[inline(always)]
 unsafe fn contiguous_rows(src: Strided, rows: usize, kc: usize, mr: usize, dst: *mut f32) {
     match mr {
-        4 => return panels_of::<4>(src, rows, kc, dst),
-        6 => return panels_of::<6>(src, rows, kc, dst),
-        12 => return panels_of::<12>(src, rows, kc, dst),
-        _ => {}
-    }
-    for p in 0..kc {
-        let column = src.at(0, p);
-        for (panel, r0) in (0..rows).step_by(mr).enumerate() {
-            let (from, to) = (column.add(r0), dst.add(panel * mr * kc + p * mr));
-            let live = mr.min(rows - r0);
-            if live == mr && mr.is_multiple_of(8) {
-                for c in (0..mr).step_by(8) {
-                    let chunk = std::ptr::read_unaligned(from.add(c).cast::<[f32; 8]>());
-                    std::ptr::write_unaligned(to.add(c).cast::<[f32; 8]>(), chunk);
-                }
-            } else {
-                for i in 0..mr {
-                    *to.add(i) = if i < live { *from.add(i) } else { 0.0 };
-                }
+        4 => panels_of::<4, 4>(src, rows, kc, dst),
+        6 => panels_of::<6, 6>(src, rows, kc, dst),
+        8 => panels_of::<8, 8>(src, rows, kc, dst),
+        12 => panels_of::<12, 12>(src, rows, kc, dst),
+        16 => panels_of::<16, 8>(src, rows, kc, dst),
+        32 => panels_of::<32, 8>(src, rows, kc, dst),
+        _ => {
+            for (panel, r0) in (0..rows).step_by(mr).enumerate() {
+                let first = Strided {
+                    ptr: src.at(r0, 0),
+                    ..src
+                };
+                pack_scalar(first, mr.min(rows - r0), kc, mr, dst.add(panel * mr * kc));
             }
         }
     }
 }
 
-/// [`contiguous_rows`] for panels of `MR` rows: each whole panel row copied as one array.
+/// [`contiguous_rows`] for panels of `MR` rows, whole panel rows copied `CHUNK` floats at a
+/// time (`CHUNK` divides `MR`); a ragged last panel element by element, zero-padded.
 #[inline(always)]
-unsafe fn panels_of<const MR: usize>(src: Strided, rows: usize, kc: usize, dst: *mut f32) {
+unsafe fn panels_of<const MR: usize, const CHUNK: usize>(
+    src: Strided,
+    rows: usize,
+    kc: usize,
+    dst: *mut f32,
+) {
     for p in 0..kc {
         let column = src.at(0, p);
         for (panel, r0) in (0..rows).step_by(MR).enumerate() {
             let (from, to) = (column.add(r0), dst.add(panel * MR * kc + p * MR));
             let live = MR.min(rows - r0);
             if live == MR {
-                let values = std::ptr::read_unaligned(from.cast::<[f32; MR]>());
-                std::ptr::write_unaligned(to.cast::<[f32; MR]>(), values);
+                for c in (0..MR).step_by(CHUNK) {
+                    let chunk = std::ptr::read_unaligned(from.add(c).cast::<[f32; CHUNK]>());
+                    std::ptr::write_unaligned(to.add(c).cast::<[f32; CHUNK]>(), chunk);
+                }
             } else {
                 for i in 0..MR {
                     *to.add(i) = if i < live { *from.add(i) } else { 0.0 };
