@@ -258,21 +258,16 @@ pub fn random_ids(count: usize, vocab: usize, seed: u64) -> Vec<i64> {
 /// activations already need tens of GB for BERT-base.
 pub const MAX_TOKENS: usize = 1 << 20;
 
-/// `batch * seq`, checked before any input is generated: `seq` within the model's
-/// `max_position_embeddings` and the product at most [`MAX_TOKENS`].
+/// `batch * seq`, checked before any input is generated: the shape as [`Batch::new`] checks
+/// it (`seq` within the model's `max_position_embeddings`) and at most [`MAX_TOKENS`].
 pub fn step_tokens(config: &Config, batch: usize, seq: usize) -> Result<usize, String> {
-    if seq > config.max_positions {
+    let tokens = Batch::check_shape(config, batch, seq).map_err(|e| e.to_string())?;
+    if tokens > MAX_TOKENS {
         return Err(format!(
-            "--seq {seq} is longer than max_position_embeddings = {}",
-            config.max_positions
+            "--batch {batch} x --seq {seq} tokens is too many (at most {MAX_TOKENS})"
         ));
     }
-    batch
-        .checked_mul(seq)
-        .filter(|&t| t <= MAX_TOKENS)
-        .ok_or_else(|| {
-            format!("--batch {batch} x --seq {seq} tokens is too many (at most {MAX_TOKENS})")
-        })
+    Ok(tokens)
 }
 
 /// `batch` unpadded sequences of `seq` random token ids.

@@ -111,8 +111,9 @@ fn read_batch(inputs: &SafeTensors, config: &Config) -> Result<Batch, String> {
 }
 
 /// `input_ids`' `[batch, seq]`, read from the header before its values are converted: an
-/// index dtype (I64 or I32, as PyTorch's embedding takes) and `seq` within the model's
-/// `max_position_embeddings`, so a bad file costs no conversion of its values.
+/// index dtype (I64 or I32, as PyTorch's embedding takes) and the shape as [`Batch::new`]
+/// checks it (`seq` within the model's `max_position_embeddings`), so a bad file costs no
+/// conversion of its values.
 fn check_ids(inputs: &SafeTensors, config: &Config) -> Result<(usize, usize), String> {
     let info = inputs
         .info("input_ids")
@@ -125,13 +126,7 @@ fn check_ids(inputs: &SafeTensors, config: &Config) -> Result<(usize, usize), St
             info.shape
         ));
     };
-    if seq > config.max_positions {
-        return Err(format!(
-            "{}: input_ids has sequences of {seq} tokens, longer than max_position_embeddings = {}",
-            inputs.file(),
-            config.max_positions
-        ));
-    }
+    Batch::check_shape(config, batch, seq).map_err(|e| format!("{}: {e}", inputs.file()))?;
     Ok((batch, seq))
 }
 

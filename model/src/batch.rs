@@ -33,20 +33,10 @@ fn input_error(detail: String) -> Error {
 }
 
 impl Batch {
-    /// A batch of `batch` sequences of `seq` tokens from `input_ids` (`[B, T]` row-major),
-    /// an optional 0/1 `attention_mask` and optional `token_type_ids` of the same shape.
-    ///
-    /// Errors name the offending position and value: an empty batch or empty sequences
-    /// (`batch` or `seq` 0), ids `>= vocab_size`, negative ids, types `>= type_vocab_size`,
-    /// `seq` beyond `max_position_embeddings`, wrong lengths, mask values other than 0 and 1.
-    pub fn new(
-        config: &Config,
-        batch: usize,
-        seq: usize,
-        input_ids: &[i64],
-        attention_mask: Option<&[i64]>,
-        token_type_ids: Option<&[i64]>,
-    ) -> Result<Batch> {
+    /// The token count `batch * seq` of a batch of that shape, or the error [`Batch::new`]
+    /// gives for it (a size of 0, a count past `usize`, `seq` beyond
+    /// `max_position_embeddings`), checked before any ids are read or made.
+    pub fn check_shape(config: &Config, batch: usize, seq: usize) -> Result<usize> {
         if batch == 0 || seq == 0 {
             let what = if batch == 0 {
                 "no sequences"
@@ -68,6 +58,24 @@ impl Batch {
                 config.max_positions
             )));
         }
+        Ok(n)
+    }
+
+    /// A batch of `batch` sequences of `seq` tokens from `input_ids` (`[B, T]` row-major),
+    /// an optional 0/1 `attention_mask` and optional `token_type_ids` of the same shape.
+    ///
+    /// Errors name the offending position and value: an empty batch or empty sequences
+    /// (`batch` or `seq` 0), ids `>= vocab_size`, negative ids, types `>= type_vocab_size`,
+    /// `seq` beyond `max_position_embeddings`, wrong lengths, mask values other than 0 and 1.
+    pub fn new(
+        config: &Config,
+        batch: usize,
+        seq: usize,
+        input_ids: &[i64],
+        attention_mask: Option<&[i64]>,
+        token_type_ids: Option<&[i64]>,
+    ) -> Result<Batch> {
+        let n = Batch::check_shape(config, batch, seq)?;
         let check_len = |name: &str, len: usize| {
             if len == n {
                 Ok(())
