@@ -70,13 +70,7 @@ impl Args {
     /// would otherwise reach the thread pool and abort the process).
     pub fn threads(&self) -> Result<usize, String> {
         use smelt_kernels::cpu::threads::{available, MAX_THREADS};
-        let threads: usize = self.get("threads", available())?;
-        if !(1..=MAX_THREADS).contains(&threads) {
-            return Err(format!(
-                "--threads must be between 1 and {MAX_THREADS}, got {threads}"
-            ));
-        }
-        Ok(threads)
+        self.count("threads", available(), MAX_THREADS)
     }
 
     /// Rejects options outside `known` (so a typo is an error, not silently ignored).
