@@ -10,9 +10,10 @@
 //!    rides on the FMA that subtracts the maximum, so the exp needs no range reduction by
 //!    `ln 2` ([`exp2_nonpositive`], 3-9% faster than `e^(z - max)` by `exp_nonpositive`);
 //! 3. `y *= 1 / sum`, run after pass 2 of the next row, so that the latency of a row's last
-//!    exps, its sum and the division overlaps work instead of stalling the core. On AVX-512
-//!    a row of at most 128 floats keeps its exps in registers and passes 2 and 3 become one
-//!    (a store per vector instead of store, load, store).
+//!    exps, its sum and the division overlaps work instead of stalling the core. (Keeping a
+//!    short row's exps in registers to make passes 2 and 3 one, a store per vector instead of
+//!    store, load, store, measured the same on Zen 5 and 10-20% slower on Zen 4, where that
+//!    row's sum and division then stall the next row: bench/NOTES.md.)
 //!
 //! Pass 2's exponent, `(z - max) log2(e)`, is one FMA from the input where the ISA has a
 //! true FMA and the row's logits are moderate ([`Exponent`]): `(scale log2(e)) x -
@@ -101,8 +102,7 @@ const UNROLL: usize = 4;
 ///
 /// Software-pipelined: pass 1 of row `r + 1` runs before pass 2 of row `r`, and pass 3 of
 /// row `r - 1` after it, so each pass's horizontal reduction has a whole pass of another row
-/// to overlap with; short rows run passes 2 and 3 at once from registers
-/// ([`exp_normalize_short`]). With `job.prefetch`, row `r + AHEAD` is requested from memory
+/// to overlap with. With `job.prefetch`, row `r + AHEAD` is requested from memory
 /// (its input to read, its output to write) while row `r` computes.
 #[inline(always)]
 unsafe fn forward_rows<V: SimdF32>(job: &Forward, start: usize, end: usize) {
@@ -110,10 +110,6 @@ unsafe fn forward_rows<V: SimdF32>(job: &Forward, start: usize, end: usize) {
         return;
     }
     let cols = job.cols;
-    // Rows of up to SHORT vectors keep their exps in registers, where there are 32 of them
-    // (AVX-512, 16 lanes): with 16 the exps and the polynomial's constants do not fit, and
-    // the measured gain (2-11% with 32) turned into a loss.
-    let short = V::LANES >= 16 && cols <= SHORT * V::LANES;
     // The row whose pass 3 is still to run, and its `1 / sum`.
     let mut pending: Option<(*mut f32, V)> = None;
     let mut next = logits_max::<V>(job, start);
@@ -134,14 +130,6 @@ unsafe fn forward_rows<V: SimdF32>(job: &Forward, start: usize, end: usize) {
         if max == f32::NEG_INFINITY {
             // Every logit is -inf: there is no distribution, the row is all zeros.
             std::ptr::write_bytes(y, 0, cols);
-            continue;
-        }
-        if short {
-            if e.fused {
-                exp_normalize_short::<V, true>(src, y, cols, e);
-            } else {
-                exp_normalize_short::<V, false>(src, y, cols, e);
-            }
             continue;
         }
         let sum = if e.fused {
@@ -359,47 +347,6 @@ unsafe fn exp_sum<V: SimdF32, const FUSED: bool>(
         acc = V::add(acc, V::load_partial(dst.add(j), n, 0.0));
     }
     V::reduce_sum(acc)
-}
-
-/// Vectors of a row short enough for [`exp_normalize_short`].
-const SHORT: usize = 8;
-
-/// Passes 2 and 3 of a row of at most [`SHORT`] vectors, with the exps kept in registers:
-/// `dst[j] = e[j] / sum(e)` for `e[j] = exp(src[j])` (see [`exp`]), one store per vector.
-#[inline(always)]
-unsafe fn exp_normalize_short<V: SimdF32, const FUSED: bool>(
-    src: *const f32,
-    dst: *mut f32,
-    cols: usize,
-    e: Exponent,
-) {
-    let (a, b) = (V::splat(e.a), V::splat(e.b));
-    let (full, tail) = (cols / V::LANES, cols % V::LANES);
-    let mut e = [V::zero(); SHORT];
-    let mut acc = V::zero();
-    for (v, ev) in e.iter_mut().enumerate() {
-        let j = v * V::LANES;
-        if v < full {
-            *ev = exp::<V, FUSED>(a, b, V::load(src.add(j)));
-            acc = V::add(acc, *ev);
-        } else if v == full && tail > 0 {
-            let x = V::load_partial(src.add(j), tail, 0.0);
-            let ex = exp::<V, FUSED>(a, b, x);
-            V::store_partial(dst.add(j), tail, ex);
-            // Read back the stored lanes only: the others hold exp of the fill value.
-            *ev = V::load_partial(dst.add(j), tail, 0.0);
-            acc = V::add(acc, *ev);
-        }
-    }
-    let f = V::div(V::splat(1.0), V::splat(V::reduce_sum(acc)));
-    for (v, ev) in e.iter().enumerate() {
-        let j = v * V::LANES;
-        if v < full {
-            V::store(dst.add(j), V::mul(f, *ev));
-        } else if v == full && tail > 0 {
-            V::store_partial(dst.add(j), tail, V::mul(f, *ev));
-        }
-    }
 }
 
 /// `y[j] *= f` over one row (`f` has the factor in every lane).
