@@ -13,20 +13,22 @@ pub struct Blocking {
 }
 
 impl Blocking {
-    /// Sizes that make a KC x NR micro-panel of B twice as large as L1, an MC x KC block of A
-    /// half of L2, and a KC x NC block of B half of this core's share of L3.
+    /// Sizes that make a KC x NR micro-panel of B three times as large as L1 (KC at most
+    /// 768), an MC x KC block of A half of L2, and a KC x NC block of B half of this core's
+    /// share of L3.
     ///
     /// KC is deeper than the textbook choice (a micro-panel in half of L1): the microkernel
     /// loads 2 B vectors per 24 FMAs, which L2 sustains when a panel lives there, while each
     /// KC block costs a pass over C (a read and a write of every element after the first).
-    /// On the AVX-512 machine (48 KiB L1, NR = 32): KC 384 against 192 gave the same 1-thread
+    /// On the Zen 5 machine (48 KiB L1, NR = 32): KC 384 against 192 gave the same 1-thread
     /// rate and 3-20% more on 2 threads; KC 768 against 384 (one pass over C at BERT's
     /// K = 768) gave 2-8% more on 1 thread and 5-7% on 2 for M = 1024, and the same for
-    /// M = 128; 1024 against 768 was noise (bench/NOTES.md). AVX2 was indifferent (384 to
-    /// 1024).
+    /// M = 128; 1024 against 768 was noise. On Zen 4 (32 KiB L1) KC 768 against the 512 of
+    /// a micro-panel twice L1 gave 3-9% more on 1 and 2 threads, 1024 the same as 768
+    /// (bench/NOTES.md). AVX2 was indifferent (384 to 1024).
     pub(crate) fn derive(kernel: &Microkernel, caches: &CacheSizes) -> Blocking {
         const F32: usize = std::mem::size_of::<f32>();
-        let kc = round_down(2 * caches.l1d / (kernel.nr * F32), 8).clamp(64, 1024);
+        let kc = round_down(3 * caches.l1d / (kernel.nr * F32), 8).clamp(64, 768);
         let mc = round_down(caches.l2 / 2 / (kc * F32), kernel.mr).clamp(kernel.mr, 4096);
         let nc =
             round_down(caches.l3_per_core / 2 / (kc * F32), kernel.nr).clamp(kernel.nr * 8, 8192);
