@@ -5,6 +5,11 @@
 //!
 //! `--device cuda` needs a build with `--features cuda` and a GPU; `--device ptx-sim` runs the
 //! same launches in the interpreter (a smoke test of the command, not a speed figure).
+//!
+//! Each timing covers `--launches K` calls in a row (default 10 on a GPU, 1 in the
+//! interpreter) and one synchronisation, divided by K, so that the host's cost of a launch
+//! overlaps the device's work as in a model's step; the PyTorch peer times K calls between
+//! CUDA events in the same way.
 
 use std::cell::RefCell;
 use std::time::Duration;
@@ -47,6 +52,15 @@ fn pattern(n: usize, seed: usize) -> Vec<f32> {
         .collect()
 }
 
+/// Calls in a row per timing: `--launches`, by default 10 on a GPU and 1 in the interpreter.
+fn launches(args: &Args, dev: &Device) -> Result<usize, String> {
+    let default = if matches!(dev, Device::PtxSim(_)) { 1 } else { 10 };
+    args.count("launches", default, MAX_LAUNCHES)
+}
+
+/// The most calls in a row one timing may make.
+const MAX_LAUNCHES: usize = 1000;
+
 /// Times each closure (interleaved, median after warm-up); the first error stops the run.
 fn time_all(
     fns: &mut [&mut dyn FnMut() -> Result<(), String>],
@@ -79,6 +93,11 @@ fn time_all(
     }
 }
 
+/// Seconds of one call, from the seconds of `launches` calls in a row.
+fn per_launch(times: Vec<f64>, launches: usize) -> Vec<f64> {
+    times.into_iter().map(|t| t / launches as f64).collect()
+}
+
 /// The device the PyTorch peer runs on: the GPU when ours runs on one (`--device cuda` or
 /// `gpu`), else the CPU (a smoke test beside ptx-sim).
 fn peer_device(dev: &Device) -> &'static str {
@@ -104,6 +123,7 @@ fn attention_flops(s: &AttentionShape) -> (f64, f64) {
 pub fn attention(args: &Args) -> Result<Vec<Row>, String> {
     let mut device = device(args)?;
     let (dev_name, peer) = (device.name(), peer_device(&device));
+    let launches = launches(args, &device)?;
     let dev = device.gpu().ok_or("no GPU device")?;
     let (batch, heads, head_dim) = (
         args.count("batch", 32, MAX_ELEMENTS)?,
@@ -136,35 +156,39 @@ pub fn attention(args: &Args) -> Result<Vec<Row>, String> {
         let dev = RefCell::new(&mut *dev);
         let mut forward = || {
             let mut d = dev.borrow_mut();
-            attention::attention_forward(*d, q, k, v, Some(mask), scale, &shape, out, lse)
-                .map_err(e)?;
+            for _ in 0..launches {
+                attention::attention_forward(*d, q, k, v, Some(mask), scale, &shape, out, lse)
+                    .map_err(e)?;
+            }
             d.synchronize().map_err(e)
         };
         let mut backward = || {
             let mut d = dev.borrow_mut();
-            attention::attention_backward(
-                *d,
-                q,
-                k,
-                v,
-                Some(mask),
-                scale,
-                &shape,
-                out,
-                lse,
-                dout,
-                dq,
-                dk,
-                dv,
-            )
-            .map_err(e)?;
+            for _ in 0..launches {
+                attention::attention_backward(
+                    *d,
+                    q,
+                    k,
+                    v,
+                    Some(mask),
+                    scale,
+                    &shape,
+                    out,
+                    lse,
+                    dout,
+                    dq,
+                    dk,
+                    dv,
+                )
+                .map_err(e)?;
+            }
             d.synchronize().map_err(e)
         };
         forward()?;
-        let t = time_all(&mut [&mut forward, &mut backward], budget)?;
+        let t = per_launch(time_all(&mut [&mut forward, &mut backward], budget)?, launches);
         let (forward_flops, backward_flops) = attention_flops(&shape);
         let torch = if args.flag("torch") {
-            torch_attention(peer, &shape)?
+            torch_attention(peer, &shape, launches)?
         } else {
             Vec::new()
         };
@@ -219,12 +243,17 @@ fn attention_row(
 }
 
 /// PyTorch's (phase, median ms, TFLOP/s) for one attention shape, on device `peer`.
-fn torch_attention(peer: &str, s: &AttentionShape) -> Result<Vec<(String, f64, f64)>, String> {
+fn torch_attention(
+    peer: &str,
+    s: &AttentionShape,
+    launches: usize,
+) -> Result<Vec<(String, f64, f64)>, String> {
     let shape = [
         format!("--batch={}", s.batch),
         format!("--heads={}", s.heads),
         format!("--seq={}", s.seq),
         format!("--head-dim={}", s.head_dim),
+        format!("--launches={launches}"),
     ];
     torch_peer(peer, "attention", &shape, "tflops")
 }
@@ -255,8 +284,11 @@ fn torch_peer(
 pub fn layernorm(args: &Args) -> Result<Vec<Row>, String> {
     let mut device = device(args)?;
     let (dev_name, peer) = (device.name(), peer_device(&device));
+    let launches = launches(args, &device)?;
     let dev = device.gpu().ok_or("no GPU device")?;
-    let rows_n = args.count("rows", 4096, MAX_ELEMENTS)?;
+    // Batch 32 x 512 tokens: a 50 MB f32 matrix, so a copy's read and write (100 MB) do not
+    // fit in the 50 MB L2 of an H100 and the copy reference is the memory's bandwidth.
+    let rows_n = args.count("rows", 16384, MAX_ELEMENTS)?;
     let budget = Duration::from_millis(args.get("budget-ms", 2000)?);
     let dtype = args.get("dtype", "f32".to_string())?;
     let bf16 = match dtype.as_str() {
@@ -295,7 +327,9 @@ pub fn layernorm(args: &Args) -> Result<Vec<Row>, String> {
         let dev = RefCell::new(&mut *dev);
         let mut copy = || {
             let mut d = dev.borrow_mut();
-            d.copy(x, copy_dst).map_err(e)?;
+            for _ in 0..launches {
+                d.copy(x, copy_dst).map_err(e)?;
+            }
             d.synchronize().map_err(e)
         };
         let mut forward = || {
@@ -305,7 +339,9 @@ pub fn layernorm(args: &Args) -> Result<Vec<Row>, String> {
             } else {
                 layernorm::layer_norm
             };
-            forward(*d, x, gamma, beta, y, mean, rstd, rows_n, cols, 1e-12).map_err(e)?;
+            for _ in 0..launches {
+                forward(*d, x, gamma, beta, y, mean, rstd, rows_n, cols, 1e-12).map_err(e)?;
+            }
             d.synchronize().map_err(e)
         };
         let mut backward = || {
@@ -315,14 +351,19 @@ pub fn layernorm(args: &Args) -> Result<Vec<Row>, String> {
             } else {
                 layernorm::layer_norm_backward
             };
-            backward(
-                *d, dy, x, gamma, mean, rstd, dx, dgamma, dbeta, scratch, rows_n, cols,
-            )
-            .map_err(e)?;
+            for _ in 0..launches {
+                backward(
+                    *d, dy, x, gamma, mean, rstd, dx, dgamma, dbeta, scratch, rows_n, cols,
+                )
+                .map_err(e)?;
+            }
             d.synchronize().map_err(e)
         };
         forward()?;
-        let t = time_all(&mut [&mut copy, &mut forward, &mut backward], budget)?;
+        let t = per_launch(
+            time_all(&mut [&mut copy, &mut forward, &mut backward], budget)?,
+            launches,
+        );
         // Copy and forward read and write one matrix, the backward reads two and writes one;
         // the f32 parameters, statistics and partial sums (a row or a column each) are left out.
         let bytes = [
@@ -332,7 +373,7 @@ pub fn layernorm(args: &Args) -> Result<Vec<Row>, String> {
         ];
         let copy_gbps = bytes[0] / t[0] / 1e9;
         let torch = if args.flag("torch") {
-            torch_layernorm(peer, rows_n, cols, &dtype)?
+            torch_layernorm(peer, rows_n, cols, &dtype, launches)?
         } else {
             Vec::new()
         };
@@ -401,11 +442,13 @@ fn torch_layernorm(
     rows: usize,
     cols: usize,
     dtype: &str,
+    launches: usize,
 ) -> Result<Vec<(String, f64, f64)>, String> {
     let shape = [
         format!("--rows={rows}"),
         format!("--hidden={cols}"),
         format!("--dtype={dtype}"),
+        format!("--launches={launches}"),
     ];
     torch_peer(peer, "layernorm", &shape, "gbps")
 }

@@ -47,8 +47,10 @@ const USAGE: &str = "usage:
   smelt bench embed   --model DIR [--count N] [--batch N] [--runs R] [--threads N] [--torch] [--json]
   smelt bench gemm    [--shape MxKxN ...] [--batch B] [--transb] [--threads N] [--torch] [--json]
   smelt bench softmax [--shape ROWSxCOLS ...] [--threads N] [--json]
-  smelt bench attention [--device cuda|ptx-sim] [--batch 32] [--heads 12] [--seq 128,512] [--head-dim 64] [--torch] [--json]
-  smelt bench layernorm [--device cuda|ptx-sim] [--rows 4096] [--hidden 768,1024] [--dtype f32|bf16] [--torch] [--json]
+  smelt bench attention [--device cuda|ptx-sim] [--batch 32] [--heads 12] [--seq 128,512] [--head-dim 64]
+                      [--launches K] [--torch] [--json]
+  smelt bench layernorm [--device cuda|ptx-sim] [--rows 16384] [--hidden 768,1024] [--dtype f32|bf16]
+                      [--launches K] [--torch] [--json]
                  (GPU kernels: --device cuda needs a build with --features cuda and a GPU)
 options:
   --threads N    threads for every implementation (default: all cores)
@@ -67,6 +69,9 @@ options:
                  smelt_x is the batched rate over that rate); with --threads > 1 it measures
                  the FMA peak on 1 thread too (that row's smelt_x: the FMA loop's own scaling
                  in this run, the ceiling of ours)
+  --launches K   bench attention|layernorm: each timing covers K calls in a row and one
+                 synchronisation (default 10 on a GPU, 1 in ptx-sim), the peer's K calls
+                 between CUDA events likewise
   --args ARGS    ptx run: the kernel's parameters in order, comma-separated: buf:NAME (tensor NAME
                  of --buffers), zeros:NAME:BYTES, u32:V, i32:V, u64:V, i64:V, f32:V, f64:V;
                  every buffer is written to --output under its name (zeros as U8 [BYTES])
@@ -159,6 +164,7 @@ fn bench(raw: &[String]) -> Result<(), String> {
                 "heads",
                 "seq",
                 "head-dim",
+                "launches",
                 "torch",
                 "json",
                 "budget-ms",
@@ -171,6 +177,7 @@ fn bench(raw: &[String]) -> Result<(), String> {
                 "rows",
                 "hidden",
                 "dtype",
+                "launches",
                 "torch",
                 "json",
                 "budget-ms",
