@@ -3,7 +3,7 @@
 of `smelt bench attention|layernorm --json`.
 
     python3 bench/peers/attention_torch.py attention --batch 32 --heads 12 --seq 128,512 --head-dim 64
-    python3 bench/peers/attention_torch.py layernorm --rows 16384 --hidden 768,1024
+    python3 bench/peers/attention_torch.py layernorm --rows 65536 --hidden 768,1024
         [--device cuda|cpu] [--runs R] [--launches K]
 
 attention: torch.nn.functional.scaled_dot_product_attention on [B, H, T, d] float32 tensors
@@ -144,7 +144,7 @@ def main():
     p.add_argument("--heads", type=int, default=12)
     p.add_argument("--seq", default="128,512")
     p.add_argument("--head-dim", type=int, default=64)
-    p.add_argument("--rows", type=int, default=16384)
+    p.add_argument("--rows", type=int, default=65536)
     p.add_argument("--hidden", default="768,1024")
     p.add_argument("--dtype", choices=["f32", "bf16"], default="f32", help="layernorm: storage of x, y, dy")
     args = p.parse_args()

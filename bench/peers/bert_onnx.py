@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """ONNX Runtime BERT forward figures, one JSON object per line (the format of bert_torch.py).
 
-    python3 bench/peers/bert_onnx.py --config bert-base|distilbert-base|minilm --batch B --seq T
+    python3 bench/peers/bert_onnx.py --config bert-base|distilbert-base|minilm|tiny --batch B --seq T
         --threads N [--phase forward] [--runs R] [--exporter torchscript|dynamo]
         [--fusion transformers|session] [--serve]
 
@@ -53,7 +53,7 @@ FUSED_OPS = ("Attention", "MultiHeadAttention", "EmbedLayerNormalization", "Skip
 
 def parse_args():
     sys.path.insert(0, HERE)
-    from bert_torch import CONFIGS, MAX_POS
+    from bert_torch import CONFIGS
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, choices=sorted(CONFIGS))
@@ -71,8 +71,9 @@ def parse_args():
     args = p.parse_args()
     if args.phase != "forward":
         p.error("onnxruntime is measured for --phase forward only (no training step)")
-    if args.seq > MAX_POS:
-        p.error(f"--seq {args.seq} > {MAX_POS} positions")
+    positions = CONFIGS[args.config][3]
+    if args.seq > positions:
+        p.error(f"--seq {args.seq} > {positions} positions of {args.config}")
     return args
 
 
@@ -91,11 +92,11 @@ def export_child(args, out_dir):
     import numpy as np
 
     warnings.filterwarnings("ignore")
-    fam, sizes = bt.CONFIGS[args.config]
+    fam, sizes = bt.CONFIGS[args.config][:2]
     # Eager attention: a plain MatMul/Softmax/MatMul graph that the fusion recognises
     # (HF's sdpa path exports with extra NaN guards around the softmax).
     model = bt.build_model(args.config, "eager")
-    ids, mask = bt.make_inputs(args.batch, args.seq)
+    ids, mask = bt.make_inputs(args.config, args.batch, args.seq)
 
     class LastHidden(torch.nn.Module):
         def __init__(self, m):

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch (HuggingFace transformers) BERT figures, one JSON object per line.
 
-    python3 bench/peers/bert_torch.py --config bert-base|distilbert-base|minilm --batch B --seq T
+    python3 bench/peers/bert_torch.py --config bert-base|distilbert-base|minilm|tiny --batch B --seq T
         --threads N [--phase forward|train|both] [--runs R] [--warmup W] [--attn sdpa|eager] [--serve]
 
 The model is built from a config object (no hub access), seeded random weights, float32, eval()
@@ -18,8 +18,9 @@ bert` alternates these rounds with its own. Output line:
   {"impl": "pytorch", "config", "batch", "seq", "threads", "phase", "median_ms", "tokens_per_s",
    "peak_rss_mb", "attn", "start_rss_mb"}
 peak_rss_mb is this process's peak resident set (VmHWM) read after the phase; with
---phase both the train figure also covers the forward phase that ran before it, so measure a
-training step's peak memory with --phase train alone, in a fresh process. start_rss_mb is the same figure taken once the model
+--phase both the train figure also covers the forward phase that ran before it, and a forward
+after a training step reports the training's peak (`smelt bench bert` keeps each phase's
+first round, which comes before any training step). start_rss_mb is the same figure taken once the model
 and inputs are built, before the first phase (the interpreter, torch and transformers alone
 take about 0.5 GB).
 """
@@ -33,13 +34,12 @@ import time
 from peer_common import peak_rss_mb, serve
 
 CONFIGS = {
-    # name: (family, sizes); vocab 30522 and 512 positions for all three.
-    "bert-base": ("bert", dict(num_hidden_layers=12, hidden_size=768, num_attention_heads=12, intermediate_size=3072)),
-    "distilbert-base": ("distilbert", dict(n_layers=6, dim=768, n_heads=12, hidden_dim=3072)),
-    "minilm": ("bert", dict(num_hidden_layers=6, hidden_size=384, num_attention_heads=12, intermediate_size=1536)),
+    # name: (family, sizes, vocabulary, positions), as `Config::preset` in model/src/config.rs.
+    "bert-base": ("bert", dict(num_hidden_layers=12, hidden_size=768, num_attention_heads=12, intermediate_size=3072), 30522, 512),
+    "distilbert-base": ("distilbert", dict(n_layers=6, dim=768, n_heads=12, hidden_dim=3072), 30522, 512),
+    "minilm": ("bert", dict(num_hidden_layers=6, hidden_size=384, num_attention_heads=12, intermediate_size=1536), 30522, 512),
+    "tiny": ("bert", dict(num_hidden_layers=2, hidden_size=32, num_attention_heads=4, intermediate_size=37), 99, 64),
 }
-VOCAB = 30522
-MAX_POS = 512
 SEED = 0
 
 
@@ -56,8 +56,9 @@ def parse_args(description=__doc__, phases=("forward", "train", "both"), default
                    help="HF attention implementation (default sdpa, HF's own default)")
     p.add_argument("--serve", action="store_true", help="time one round per phase name read on stdin")
     args = p.parse_args()
-    if args.seq > MAX_POS:
-        p.error(f"--seq {args.seq} > {MAX_POS} positions")
+    positions = CONFIGS[args.config][3]
+    if args.seq > positions:
+        p.error(f"--seq {args.seq} > {positions} positions of {args.config}")
     return args
 
 
@@ -80,24 +81,26 @@ def build_model(name, attn="sdpa"):
     from transformers import BertConfig, BertModel, DistilBertConfig, DistilBertModel
 
     transformers.logging.set_verbosity_error()
-    family, sizes = CONFIGS[name]
+    family, sizes, vocab, positions = CONFIGS[name]
     torch.manual_seed(SEED)
     if family == "bert":
-        cfg = BertConfig(vocab_size=VOCAB, max_position_embeddings=MAX_POS, hidden_dropout_prob=0.0,
+        cfg = BertConfig(vocab_size=vocab, max_position_embeddings=positions, hidden_dropout_prob=0.0,
                          attention_probs_dropout_prob=0.0, attn_implementation=attn, **sizes)
         model = BertModel(cfg, add_pooling_layer=False)
     else:
-        cfg = DistilBertConfig(vocab_size=VOCAB, max_position_embeddings=MAX_POS, dropout=0.0,
+        cfg = DistilBertConfig(vocab_size=vocab, max_position_embeddings=positions, dropout=0.0,
                                attention_dropout=0.0, attn_implementation=attn, **sizes)
         model = DistilBertModel(cfg)
     return model.float().eval()
 
 
-def make_inputs(batch, seq):
+def make_inputs(name, batch, seq):
     import torch
 
+    vocab = CONFIGS[name][2]
     g = torch.Generator().manual_seed(SEED + 1)
-    ids = torch.randint(1000, VOCAB, (batch, seq), generator=g)  # valid, non-special ids
+    # Valid, non-special ids (BERT's specials are below 1000; a tiny vocabulary's below 5).
+    ids = torch.randint(1000 if vocab > 2000 else 5, vocab, (batch, seq), generator=g)
     mask = torch.ones(batch, seq, dtype=torch.int64)
     return ids, mask
 
@@ -135,7 +138,7 @@ def main():
     args = parse_args()
     torch = set_threads(args.threads)
     model = build_model(args.config, args.attn)
-    ids, mask = make_inputs(args.batch, args.seq)
+    ids, mask = make_inputs(args.config, args.batch, args.seq)
     start = round(peak_rss_mb(), 1)
 
     def forward():

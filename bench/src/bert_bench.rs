@@ -24,6 +24,9 @@ struct Figure {
     round: usize,
     median_ms: f64,
     peak_rss_mb: f64,
+    /// The peak resident set before the first phase: the model, its inputs, and for a peer
+    /// the interpreter and its libraries.
+    start_rss_mb: f64,
 }
 
 /// Who runs in a turn of a round: us, or the peer at this index.
@@ -56,6 +59,7 @@ pub fn run(args: &Args, threads: usize) -> Result<Vec<Row>, String> {
     let model = Model::random(&config, HeadKind::None, 0x5eed).map_err(|e| e.to_string())?;
     let input = random_batch(&config, batch, seq)?;
     let opts = CpuOptions::threads(threads);
+    let start_rss = peak_rss_mb();
     let phases: Vec<&str> = ["forward", "train"]
         .into_iter()
         .filter(|p| phase == *p || phase == "both")
@@ -82,6 +86,7 @@ pub fn run(args: &Args, threads: usize) -> Result<Vec<Row>, String> {
                         round,
                         median_ms: time_phase(&model, &input, opts, p == "train", runs)?,
                         peak_rss_mb: peak_rss_mb(),
+                        start_rss_mb: start_rss,
                     },
                     Turn::Peer(i) => {
                         let line = peers[i].0.round(p)?;
@@ -91,6 +96,7 @@ pub fn run(args: &Args, threads: usize) -> Result<Vec<Row>, String> {
                             round,
                             median_ms: number(&line, "median_ms")?,
                             peak_rss_mb: number(&line, "peak_rss_mb").unwrap_or(f64::NAN),
+                            start_rss_mb: number(&line, "start_rss_mb").unwrap_or(f64::NAN),
                         }
                     }
                 });
@@ -144,8 +150,8 @@ fn start_peers<'p>(
 }
 
 /// One row per implementation and phase (forward before train, ours first, then the peers
-/// in the order they first ran): the median of its round figures, its last peak RSS, and
-/// `smelt_x`, the median over rounds of its time over ours in the same round. `flops` is the
+/// in the order they first ran): the median of its round figures, its peak RSS after its
+/// first round and before its first phase, and `smelt_x`, the median over rounds of its time over ours in the same round. `flops` is the
 /// work of one forward pass (a training step counts three).
 fn rows(
     figures: &[Figure],
@@ -196,8 +202,15 @@ fn rows(
                 ("tokens_per_s", Value::Num(tokens / ms * 1e3)),
                 ("gflops", Value::Num(work / ms / 1e6)),
                 (
+                    // The first round's: every round runs the forward before the training
+                    // step, so under `--phase both` only the forward's first round comes
+                    // before any training step's memory (the peak only grows).
                     "peak_rss_mb",
-                    Value::Num(mine.last().map_or(f64::NAN, |f| f.peak_rss_mb)),
+                    Value::Num(mine.first().map_or(f64::NAN, |f| f.peak_rss_mb)),
+                ),
+                (
+                    "start_rss_mb",
+                    Value::Num(mine.first().map_or(f64::NAN, |f| f.start_rss_mb)),
                 ),
                 ("smelt_x", Value::Num(ratio)),
             ])
@@ -298,7 +311,8 @@ mod tests {
             phase: phase.into(),
             round,
             median_ms,
-            peak_rss_mb: round as f64,
+            peak_rss_mb: 100.0 + round as f64,
+            start_rss_mb: 50.0,
         }
     }
 
@@ -348,7 +362,8 @@ mod tests {
         assert_eq!(num(&rows[0], "gflops"), 500.0);
         assert_eq!(num(&rows[1], "median_ms"), 20.0);
         assert_eq!(num(&rows[1], "smelt_x"), 2.0);
-        assert_eq!(num(&rows[1], "peak_rss_mb"), 2.0);
+        // Round 0's, run before any training step under `--phase both`.
+        assert_eq!(num(&rows[1], "peak_rss_mb"), 100.0);
         assert_eq!(num(&rows[3], "smelt_x"), 0.5);
         assert_eq!(num(&rows[3], "gflops"), 3.0 * 6e9 / 15.0 / 1e6);
     }

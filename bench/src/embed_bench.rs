@@ -74,6 +74,8 @@ pub fn run(args: &Args, threads: usize) -> Result<Vec<Row>, String> {
             batch.to_string(),
             "--threads".to_string(),
             threads.to_string(),
+            "--runs".to_string(),
+            runs.to_string(),
         ];
         let lines = json_lines("--torch", "embed_torch.py", &peer_args);
         std::fs::remove_file(&file).ok();

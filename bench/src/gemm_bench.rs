@@ -92,7 +92,7 @@ pub fn run(args: &Args, threads: usize, peaks: &Peaks) -> Result<Vec<Row>, Strin
     for case in &cases {
         let timed = measure(case, threads, budget);
         let torch = if args.flag("torch") {
-            peers::sgemm_torch(case, threads)?
+            peers::sgemm_torch(case, threads, budget)?
         } else {
             Vec::new()
         };

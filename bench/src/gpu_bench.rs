@@ -54,7 +54,11 @@ fn pattern(n: usize, seed: usize) -> Vec<f32> {
 
 /// Calls in a row per timing: `--launches`, by default 10 on a GPU and 1 in the interpreter.
 fn launches(args: &Args, dev: &Device) -> Result<usize, String> {
-    let default = if matches!(dev, Device::PtxSim(_)) { 1 } else { 10 };
+    let default = if matches!(dev, Device::PtxSim(_)) {
+        1
+    } else {
+        10
+    };
     args.count("launches", default, MAX_LAUNCHES)
 }
 
@@ -185,7 +189,10 @@ pub fn attention(args: &Args) -> Result<Vec<Row>, String> {
             d.synchronize().map_err(e)
         };
         forward()?;
-        let t = per_launch(time_all(&mut [&mut forward, &mut backward], budget)?, launches);
+        let t = per_launch(
+            time_all(&mut [&mut forward, &mut backward], budget)?,
+            launches,
+        );
         let (forward_flops, backward_flops) = attention_flops(&shape);
         let torch = if args.flag("torch") {
             torch_attention(peer, &shape, launches)?
@@ -286,9 +293,10 @@ pub fn layernorm(args: &Args) -> Result<Vec<Row>, String> {
     let (dev_name, peer) = (device.name(), peer_device(&device));
     let launches = launches(args, &device)?;
     let dev = device.gpu().ok_or("no GPU device")?;
-    // Batch 32 x 512 tokens: a 50 MB f32 matrix, so a copy's read and write (100 MB) do not
-    // fit in the 50 MB L2 of an H100 and the copy reference is the memory's bandwidth.
-    let rows_n = args.count("rows", 16384, MAX_ELEMENTS)?;
+    // Large enough that x and y together (2 x 96 MB in bf16 at hidden 768) are several
+    // times the 50-60 MB L2 of an H100 or H200: the second of two calls in a row must
+    // stream them from memory, or the copy reference and our GB/s would measure the L2.
+    let rows_n = args.count("rows", 65536, MAX_ELEMENTS)?;
     let budget = Duration::from_millis(args.get("budget-ms", 2000)?);
     let dtype = args.get("dtype", "f32".to_string())?;
     let bf16 = match dtype.as_str() {

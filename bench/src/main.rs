@@ -49,7 +49,7 @@ const USAGE: &str = "usage:
   smelt bench softmax [--shape ROWSxCOLS ...] [--threads N] [--json]
   smelt bench attention [--device cuda|ptx-sim] [--batch 32] [--heads 12] [--seq 128,512] [--head-dim 64]
                       [--launches K] [--torch] [--json]
-  smelt bench layernorm [--device cuda|ptx-sim] [--rows 16384] [--hidden 768,1024] [--dtype f32|bf16]
+  smelt bench layernorm [--device cuda|ptx-sim] [--rows 65536] [--hidden 768,1024] [--dtype f32|bf16]
                       [--launches K] [--torch] [--json]
                  (GPU kernels: --device cuda needs a build with --features cuda and a GPU)
 options:

@@ -7,6 +7,7 @@ use crate::gemm_bench::Case;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// One figure a peer script printed.
 #[derive(Debug, Clone)]
@@ -18,8 +19,13 @@ pub struct PeerFigure {
     pub value: f64,
 }
 
-/// Runs `bench/peers/sgemm_torch.py` on one case and returns its figures.
-pub fn sgemm_torch(case: &Case, threads: usize) -> Result<Vec<PeerFigure>, String> {
+/// Runs `bench/peers/sgemm_torch.py` on one case, with the same time budget per case as ours,
+/// and returns its figures.
+pub fn sgemm_torch(
+    case: &Case,
+    threads: usize,
+    budget: Duration,
+) -> Result<Vec<PeerFigure>, String> {
     let mut args = vec![
         "--shape".to_string(),
         format!("{}x{}x{}", case.m, case.k, case.n),
@@ -27,6 +33,8 @@ pub fn sgemm_torch(case: &Case, threads: usize) -> Result<Vec<PeerFigure>, Strin
         case.batch.to_string(),
         "--threads".to_string(),
         threads.to_string(),
+        "--budget".to_string(),
+        budget.as_secs_f64().to_string(),
     ];
     if case.transb {
         args.push("--transb".into());
