@@ -4,7 +4,8 @@
     pip install nvidia-cuda-nvrtc-cu12==12.9.86
     python3 kernels/nvrtc.py kernels/ptx-sim/tests/kernels/*.cu
 
-Each `NAME.cu` becomes `NAME.ptx` (beside it, or in --out-dir) for `compute_80`.
+Each `NAME.cu` becomes `NAME.ptx` (beside it, or in --out-dir) for `compute_80`, with
+`--fmad=false` (only explicit `fmaf` calls are fused multiply-adds, on a GPU as in ptx-sim).
 The PTX starts with a comment line `// source-fnv1a64: <hex>` holding the FNV-1a
 64-bit hash of the source bytes followed by the bytes of every local header it
 includes (`#include "name.cuh"`, found beside the source, in order of inclusion), so
@@ -63,7 +64,12 @@ def compile_one(lib, src_path: str) -> str:
     name = os.path.basename(src_path).encode()
     check(lib, lib.nvrtcCreateProgram(ctypes.byref(prog), source, name, 0, None, None), src_path)
     include = os.path.dirname(os.path.abspath(src_path))
-    opts = [f"--gpu-architecture={ARCH}".encode(), b"--std=c++17", b"-default-device", f"--include-path={include}".encode()]
+    # --fmad=false: every multiply and add not written as fmaf() is emitted with an explicit
+    # rounding mode (mul.rn, add.rn), which ptxas and the driver's JIT may not fuse into an FMA.
+    # Without it they may, and the GPU would round differently from ptx-sim, which executes
+    # each instruction as written (in layer norm's `x - mean`, `mean` would go unrounded).
+    opts = [f"--gpu-architecture={ARCH}".encode(), b"--std=c++17", b"-default-device", b"--fmad=false",
+            f"--include-path={include}".encode()]
     arr = (ctypes.c_char_p * len(opts))(*opts)
     status = lib.nvrtcCompileProgram(prog, len(opts), arr)
     log_size = ctypes.c_size_t()
