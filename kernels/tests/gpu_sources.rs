@@ -1,7 +1,8 @@
 //! The committed PTX is what NVRTC makes of the committed CUDA C: every `kernels/cuda/*.cu` has
 //! a `kernels/ptx/*.ptx` whose first line records the FNV-1a hash of the source followed by the
-//! local headers it includes (as `kernels/nvrtc.py` computes it), and every PTX file parses in
-//! ptx-sim with all its kernels runnable.
+//! local headers it includes (as `kernels/nvrtc.py` computes it), every PTX file parses in
+//! ptx-sim with all its kernels runnable, and no f32 multiply or add is left unrounded for an
+//! assembler to fuse.
 
 use std::fs;
 use std::path::Path;
@@ -84,5 +85,29 @@ fn every_ptx_kernel_runs_on_ptx_sim() {
         module
             .check()
             .unwrap_or_else(|e| panic!("{}: {e}", ptx.display()));
+    }
+}
+
+/// Every f32 multiply, add and subtract of the shipped PTX names its rounding mode (as
+/// `nvrtc.py --fmad=false` emits them), so no assembler may fuse a pair into an FMA that
+/// ptx-sim, executing each instruction as written, would not: the GPU rounds as the tests do.
+#[test]
+fn no_f32_multiply_or_add_is_left_for_the_assembler_to_fuse() {
+    for ptx_path in files("ptx", "ptx") {
+        let ptx = fs::read_to_string(&ptx_path).unwrap_or_else(|e| panic!("{ptx_path:?}: {e}"));
+        for (n, line) in ptx.lines().enumerate() {
+            // The opcode: the first word that is not a guard predicate (`@%p1`).
+            let op = line
+                .split_whitespace()
+                .find(|w| !w.starts_with('@'))
+                .unwrap_or("");
+            assert!(
+                !["mul.f32", "add.f32", "sub.f32"].contains(&op),
+                "{}:{}: `{}` has no rounding mode; regenerate with kernels/nvrtc.py (--fmad=false)",
+                ptx_path.display(),
+                n + 1,
+                line.trim()
+            );
+        }
     }
 }
