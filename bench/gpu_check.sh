@@ -6,7 +6,9 @@
 #                                  the `cuda` feature into .gpu/ (ignored by git: carry it)
 #   bench/gpu_check.sh run [DIR]   there, from the repository root: runs the gpu_cuda tests, then
 #                                  both GPU benchmarks beside PyTorch, logging to DIR (default
-#                                  $OUT, else .gpu/out): tests.log, attention.jsonl,
+#                                  $OUT, else .gpu/out): tests.log (and, when the tests
+#                                  fail, tests-sync.log: again with SMELT_CUDA_SYNC=1, so
+#                                  a kernel fault names its kernel), attention.jsonl,
 #                                  layernorm.jsonl, layernorm-bf16.jsonl
 #
 # `run` goes on after a failure so that one call gives every figure; its exit status is the
@@ -18,11 +20,28 @@ case "${1:-}" in
 build)
     set -e
     mkdir -p .gpu
-    cargo build --release -p smelt-bench --features cuda
-    cp target/release/smelt .gpu/smelt
-    test_bin=$(cargo test --release -p smelt-kernels --features cuda --test gpu_cuda --no-run 2>&1 |
-        sed -n 's/.*(\(target\/release\/deps\/gpu_cuda-[^)]*\)).*/\1/p' | tail -n 1)
-    [ -n "$test_bin" ] || { echo "gpu_check: cannot find the gpu_cuda test binary" >&2; exit 1; }
+    # The executables' paths from cargo's own messages, wherever the target directory is
+    # (CARGO_TARGET_DIR included); diagnostics still go to the terminal.
+    executable() {
+        python3 -c '
+import json, sys
+found = ""
+for line in sys.stdin:
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == sys.argv[1] and m.get("executable"):
+        found = m["executable"]
+print(found)' "$1"
+    }
+    smelt=$(cargo build --release -p smelt-bench --features cuda --message-format=json-render-diagnostics | executable smelt)
+    test_bin=$(cargo test --release -p smelt-kernels --features cuda --test gpu_cuda --no-run \
+        --message-format=json-render-diagnostics | executable gpu_cuda)
+    [ -n "$smelt" ] && [ -n "$test_bin" ] || { echo "gpu_check: cargo named no smelt or gpu_cuda executable" >&2; exit 1; }
+    # A build without the cuda feature has no CUDA driver entry points to look up.
+    grep -aq cuModuleLoadData "$smelt" || { echo "gpu_check: $smelt is not a --features cuda build" >&2; exit 1; }
+    cp "$smelt" .gpu/smelt
     cp "$test_bin" .gpu/gpu_cuda
     echo "built .gpu/smelt and .gpu/gpu_cuda: carry .gpu, then run bench/gpu_check.sh run"
     ;;
@@ -47,6 +66,10 @@ run)
     }
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >"$out/gpu.csv" 2>&1
     step tests.log .gpu/gpu_cuda --test-threads 1
+    if [ "$status" -ne 0 ]; then
+        # Again with every launch waited on, so that a kernel fault names its kernel.
+        SMELT_CUDA_SYNC=1 step tests-sync.log .gpu/gpu_cuda --test-threads 1
+    fi
     step attention.jsonl .gpu/smelt bench attention --device cuda --torch --json
     step layernorm.jsonl .gpu/smelt bench layernorm --device cuda --torch --json
     step layernorm-bf16.jsonl .gpu/smelt bench layernorm --device cuda --torch --dtype bf16 --json

@@ -1,5 +1,10 @@
 //! The CUDA device (feature `cuda`): the embedded PTX loaded by the driver through cudarc
 //! (`dynamic-loading`, so building needs no CUDA; running needs libcuda and a GPU).
+//!
+//! Launches are asynchronous: a kernel that faults (an illegal address, say) is reported by
+//! whichever call next waits on the stream, under that call's name. With the environment
+//! variable `SMELT_CUDA_SYNC=1` every launch waits for its kernel, so the error names the
+//! kernel that faulted and its grid (slower; for diagnosis).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,6 +28,8 @@ pub struct CudaDevice {
     /// Every allocation, indexed by its handle, as 32-bit words (`bytes.div_ceil(4)`, at least
     /// one: the driver refuses empty allocations). `None` only while `copy` holds the target.
     buffers: Vec<Option<CudaSlice<f32>>>,
+    /// `SMELT_CUDA_SYNC=1`: wait for every kernel right after its launch.
+    sync_each_launch: bool,
 }
 
 fn err(what: impl std::fmt::Display) -> Error {
@@ -52,6 +59,7 @@ impl CudaDevice {
             modules: HashMap::new(),
             functions: HashMap::new(),
             buffers: Vec::new(),
+            sync_each_launch: std::env::var("SMELT_CUDA_SYNC").is_ok_and(|v| v == "1"),
         })
     }
 
@@ -149,6 +157,14 @@ impl GpuDevice for CudaDevice {
         // told, and the argument list matches the kernel's parameters (ptx-sim checks the same
         // list on every test run).
         unsafe { builder.launch(c) }.map_err(|e| err(format!("launching {kernel}: {e}")))?;
+        if self.sync_each_launch {
+            self.stream.synchronize().map_err(|e| {
+                err(format!(
+                    "{kernel} (grid {:?}, block {:?}) failed on the GPU: {e}",
+                    cfg.grid, cfg.block
+                ))
+            })?;
+        }
         Ok(())
     }
 
