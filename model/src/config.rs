@@ -42,6 +42,47 @@ impl ProblemType {
     }
 }
 
+/// The dropout probabilities of HF's training mode, with HF's defaults where `config.json`
+/// leaves them out (0.1; DistilBERT's classifier 0.2).
+///
+/// smelt computes every forward as HF's eval mode, without dropout: inference and the
+/// gradients of `smelt run --grad` match HF's `model.eval()` whatever these say, but a
+/// training run would not match HF's `model.train()`. So [`Trainer`](crate::Trainer) refuses a
+/// model whose config asks for dropout until it is cleared with
+/// [`Model::disable_dropout`](crate::Model::disable_dropout) (or set to 0 in `config.json`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Dropout {
+    /// On the embeddings and on the attention and feed-forward outputs
+    /// (`hidden_dropout_prob`; DistilBERT's `dropout`).
+    pub hidden: f32,
+    /// On the attention probabilities (`attention_probs_dropout_prob`; `attention_dropout`).
+    pub attention: f32,
+    /// Before a sequence classifier (`classifier_dropout`, which defaults to
+    /// `hidden_dropout_prob`; DistilBERT's `seq_classif_dropout`).
+    pub classifier: f32,
+}
+
+impl Dropout {
+    /// No dropout anywhere.
+    pub const NONE: Dropout = Dropout {
+        hidden: 0.0,
+        attention: 0.0,
+        classifier: 0.0,
+    };
+
+    /// The probabilities above 0, by their BERT key names.
+    pub fn active(&self) -> Vec<(&'static str, f32)> {
+        [
+            ("hidden_dropout_prob", self.hidden),
+            ("attention_probs_dropout_prob", self.attention),
+            ("classifier_dropout", self.classifier),
+        ]
+        .into_iter()
+        .filter(|(_, p)| *p > 0.0)
+        .collect()
+    }
+}
+
 /// The sizes and constants of an encoder, under HF's names where they exist.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -76,6 +117,8 @@ pub struct Config {
     pub tie_word_embeddings: bool,
     /// `problem_type`, when given (see [`Config::problem`] for HF's choice without it).
     pub problem_type: Option<ProblemType>,
+    /// What HF's training mode would drop (smelt never does; see [`Dropout`]).
+    pub dropout: Dropout,
 }
 
 impl Config {
@@ -134,6 +177,14 @@ impl Config {
                     pad_token_id: keys.pad_token_id()?,
                     tie_word_embeddings: keys.flag_or("tie_word_embeddings", true)?,
                     problem_type: keys.problem_type()?,
+                    dropout: {
+                        let hidden = keys.probability_or("hidden_dropout_prob", 0.1)?;
+                        Dropout {
+                            hidden,
+                            attention: keys.probability_or("attention_probs_dropout_prob", 0.1)?,
+                            classifier: keys.probability_or("classifier_dropout", hidden)?,
+                        }
+                    },
                 }
             }
             Family::DistilBert => {
@@ -158,6 +209,11 @@ impl Config {
                     pad_token_id: keys.pad_token_id()?,
                     tie_word_embeddings: keys.flag_or("tie_word_embeddings", true)?,
                     problem_type: keys.problem_type()?,
+                    dropout: Dropout {
+                        hidden: keys.probability_or("dropout", 0.1)?,
+                        attention: keys.probability_or("attention_dropout", 0.1)?,
+                        classifier: keys.probability_or("seq_classif_dropout", 0.2)?,
+                    },
                 }
             }
         };
@@ -242,6 +298,8 @@ impl Config {
             pad_token_id: Some(0),
             tie_word_embeddings: true,
             problem_type: None,
+            // The benchmarks' peers run without dropout too.
+            dropout: Dropout::NONE,
         };
         match name {
             "bert-base" => Some(bert(768, 12, 12, 3072)),
@@ -294,6 +352,22 @@ impl Keys<'_> {
                 .ok_or_else(|| self.error(format!("\"{key}\" must be a number, got {v}"))),
             None => Ok(default),
         }
+    }
+
+    /// The probability at `key` (in `[0, 1]`), `default` when absent or null.
+    fn probability_or(&self, key: &str, default: f32) -> Result<f32> {
+        let p = match self.root.get(key) {
+            None | Some(Json::Null) => return Ok(default),
+            Some(v) => v
+                .as_f64()
+                .filter(|p| (0.0..=1.0).contains(p))
+                .ok_or_else(|| {
+                    self.error(format!(
+                        "\"{key}\" must be a probability in [0, 1], got {v}"
+                    ))
+                })?,
+        };
+        Ok(p as f32)
     }
 
     /// The boolean at `key`, `default` when absent or null.
@@ -611,6 +685,58 @@ mod tests {
             let _ = std::panic::catch_unwind(|| Config::parse("fuzz.json", &text))
                 .unwrap_or_else(|_| panic!("Config::parse panicked on {text:?}"));
         }
+    }
+
+    #[test]
+    fn dropout_is_read_with_hf_defaults() {
+        let with = |extra: &str| BERT.replacen('{', &format!("{{{extra}, "), 1);
+        let bert = |text: &str| Config::parse("config.json", text).map(|c| c.dropout);
+        let hf = Dropout {
+            hidden: 0.1,
+            attention: 0.1,
+            classifier: 0.1,
+        };
+        assert_eq!(bert(BERT).unwrap(), hf, "absent keys take HF's defaults");
+        let given = with(
+            r#""hidden_dropout_prob": 0.25, "attention_probs_dropout_prob": 0, "classifier_dropout": null"#,
+        );
+        // A null classifier_dropout falls back to hidden_dropout_prob, as in HF.
+        assert_eq!(
+            bert(&given).unwrap(),
+            Dropout {
+                hidden: 0.25,
+                attention: 0.0,
+                classifier: 0.25,
+            }
+        );
+        for bad in ["1.5", "-0.1", "\"x\""] {
+            let err = bert(&with(&format!(r#""attention_probs_dropout_prob": {bad}"#)))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("attention_probs_dropout_prob") && err.contains("probability"),
+                "{err}"
+            );
+        }
+        let d = Config::parse(
+            "d.json",
+            r#"{"model_type": "distilbert", "vocab_size": 10, "dim": 8, "n_layers": 1,
+               "n_heads": 2, "hidden_dim": 16, "max_position_embeddings": 20, "activation": "gelu",
+               "attention_dropout": 0.0}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            d.dropout,
+            Dropout {
+                hidden: 0.1,
+                attention: 0.0,
+                classifier: 0.2,
+            }
+        );
+        assert_eq!(
+            d.dropout.active(),
+            [("hidden_dropout_prob", 0.1), ("classifier_dropout", 0.2)]
+        );
     }
 
     #[test]

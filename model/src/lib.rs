@@ -20,7 +20,7 @@ mod train;
 mod weights;
 
 pub use batch::Batch;
-pub use config::{Config, Family, ProblemType};
+pub use config::{Config, Dropout, Family, ProblemType};
 pub use encoder::EncoderOutput;
 pub use heads::HeadKind;
 pub use model::{Forward, Model};

@@ -86,6 +86,12 @@ impl Model {
         &self.encoder.config
     }
 
+    /// Clears the config's dropout probabilities, so that a [`Trainer`](crate::Trainer) trains
+    /// this model as HF's eval mode does (no dropout; see [`Dropout`](crate::Dropout)).
+    pub fn disable_dropout(&mut self) {
+        self.encoder.config.dropout = crate::Dropout::NONE;
+    }
+
     /// The parameters, in the order [`Forward::params`] binds them, with checkpoint names.
     pub fn params(&self) -> &Params {
         &self.params

@@ -51,9 +51,26 @@ pub struct Trainer {
 impl Trainer {
     /// A trainer for `model` (made trainable: mapped weights are copied once) with AdamW
     /// hyper-parameters `hp`, running kernels with `opts`.
+    ///
+    /// Steps run without dropout (HF's eval mode), so a model whose config asks for dropout
+    /// is refused, naming the probabilities, until [`Model::disable_dropout`] clears them:
+    /// training it here would silently differ from HF's `model.train()`.
     pub fn new(model: &mut Model, hp: AdamW, opts: CpuOptions) -> Result<Trainer> {
         hp.validate("Trainer::new")?;
         opts.validate("Trainer::new")?;
+        let dropout = model.config().dropout.active();
+        if !dropout.is_empty() {
+            let list: Vec<String> = dropout.iter().map(|(k, p)| format!("{k} {p}")).collect();
+            return Err(Error::Input {
+                op: "Trainer::new",
+                detail: format!(
+                    "the config asks for dropout in training ({}), which smelt does not implement: \
+                     it trains as HF's eval mode, without dropout; call Model::disable_dropout() \
+                     (or set those probabilities to 0 in config.json) to train that way",
+                    list.join(", ")
+                ),
+            });
+        }
         model.make_trainable()?;
         let zeros = |model: &Model| {
             model

@@ -4,7 +4,7 @@
 
 use smelt_engine::{Arena, CpuOptions};
 use smelt_kernels::cpu::adamw::AdamW;
-use smelt_model::{Batch, Config, HeadKind, Model, Objective, Trainer};
+use smelt_model::{Batch, Config, Dropout, HeadKind, Model, Objective, Trainer};
 
 const SEED: u64 = 11;
 
@@ -132,4 +132,42 @@ fn a_failed_step_changes_nothing_and_releases_the_arena() {
             p.name
         );
     }
+}
+
+#[test]
+fn a_config_that_asks_for_dropout_is_refused_until_dropout_is_disabled() {
+    // HF trains this config with dropout; smelt's steps have none, so training it silently
+    // would not match HF's model.train().
+    let config = Config {
+        dropout: Dropout {
+            hidden: 0.1,
+            attention: 0.0,
+            classifier: 0.1,
+        },
+        ..Config::preset("tiny").unwrap()
+    };
+    let mut model = Model::random(&config, HeadKind::Classification, SEED).unwrap();
+    let Err(err) = Trainer::new(&mut model, hp(), CpuOptions::threads(1)) else {
+        panic!("a config with dropout was accepted for training");
+    };
+    let err = err.to_string();
+    assert!(
+        err.contains("hidden_dropout_prob 0.1")
+            && err.contains("classifier_dropout 0.1")
+            && !err.contains("attention_probs")
+            && err.contains("disable_dropout"),
+        "{err}"
+    );
+    model.disable_dropout();
+    assert_eq!(model.config().dropout, Dropout::NONE);
+    let mut trainer = Trainer::new(&mut model, hp(), CpuOptions::threads(1)).unwrap();
+    let loss = trainer
+        .step(
+            &mut model,
+            &mut Arena::new(),
+            &batch(&config),
+            &Objective::Head,
+        )
+        .unwrap();
+    assert!(loss.is_finite());
 }
