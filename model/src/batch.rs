@@ -21,6 +21,9 @@ pub struct Batch {
     /// 1 for tokens, 0 for padding, `[B, T]` (for pooling).
     pub mask: Tensor,
     /// HF's additive key mask `(1 - mask) * f32::MIN`, `[B, T]`; `None` when nothing is padded.
+    /// A sequence whose mask is all 0 attends uniformly over its keys, as in HF's eager
+    /// attention (`attn_implementation="eager"`, which the reference fixtures use); HF's
+    /// default SDPA path gives such a sequence other values (its other sequences agree).
     pub additive_mask: Option<Tensor>,
     /// Per-token targets for a masked-LM loss (`-100` ignored), `[B, T]`, when given.
     pub labels: Vec<i64>,
