@@ -258,6 +258,31 @@ fn inplace_equals_out_of_place() {
     }
 }
 
+/// In place, the row's first logit is overwritten before the ragged last vector is read, so
+/// that vector's fill lanes must not take the overwritten value: with very negative logits
+/// and a scale below 1, `scale * (scale * x0 + m0)` is far above the true maximum and every
+/// exp underflowed (a row of NaN, where the answer is uniform).
+#[test]
+fn inplace_with_a_mask_ignores_the_overwritten_first_logit() {
+    for opts in all_options() {
+        for cols in [9, 17, 65] {
+            let x = vec![-1000.0; cols];
+            let zeros = vec![0.0; cols];
+            let mask = Some(Mask {
+                values: &zeros,
+                repeat: 1,
+            });
+            let mut y = x.clone();
+            softmax_inplace(&mut y, 1, cols, 0.125, mask, &opts).unwrap();
+            let uniform = 1.0 / cols as f32;
+            assert!(
+                y.iter().all(|&v| (v - uniform).abs() <= 1e-7),
+                "1x{cols} {opts:?}: {y:?}"
+            );
+        }
+    }
+}
+
 #[test]
 fn rows_sum_to_one() {
     for opts in all_options() {

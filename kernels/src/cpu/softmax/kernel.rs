@@ -240,6 +240,9 @@ unsafe fn masked_logits<V: SimdF32>(
     cols: usize,
     scale: f32,
 ) -> f32 {
+    // The ragged tail's fill lanes repeat the first entry, read now: in place (`y == x`) the
+    // first store overwrites it, and `scale * z[0] + mask[0]` could exceed every real logit.
+    let (x0, mask0) = (*x, *mask);
     let s = V::splat(scale);
     let mut acc = [V::splat(f32::NEG_INFINITY); UNROLL];
     let mut j = 0;
@@ -262,8 +265,8 @@ unsafe fn masked_logits<V: SimdF32>(
         let n = cols - j;
         let z = V::mul_add(
             s,
-            V::load_partial(x.add(j), n, *x),
-            V::load_partial(mask.add(j), n, *mask),
+            V::load_partial(x.add(j), n, x0),
+            V::load_partial(mask.add(j), n, mask0),
         );
         V::store_partial(y.add(j), n, z);
         acc[1] = V::max(acc[1], z);
