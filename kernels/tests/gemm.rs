@@ -207,6 +207,35 @@ fn k_zero_scales_c_by_beta() {
 }
 
 #[test]
+fn a_batch_of_empty_products_scales_every_c_by_beta() {
+    // k = 0: A and B are empty slices, yet their batch strides are not 0.
+    let (count, m, n) = (3, 5, 4);
+    let strides = BatchStrides {
+        count,
+        a: 5,
+        b: 5,
+        c: m * n,
+    };
+    let c0 = random(count * m * n, 16);
+    for o in all_options() {
+        let mut c = c0.clone();
+        let (a, b) = (MatRef::row_major(&[], m, 0), MatRef::row_major(&[], 0, n));
+        sgemm_batched(
+            &strides,
+            1.0,
+            a,
+            b,
+            0.5,
+            MatMut::row_major(&mut c, m, n),
+            &o,
+        )
+        .unwrap();
+        let want: Vec<f32> = c0.iter().map(|x| 0.5 * x).collect();
+        assert_eq!(c, want, "{o:?}");
+    }
+}
+
+#[test]
 fn non_contiguous_strides_in_every_operand() {
     let (m, k, n) = (31, 63, 33);
     // A: every other column of a padded buffer; B: rows 3 apart, columns 1 apart with padding.
@@ -374,10 +403,18 @@ fn strided_batches_match_one_gemm_each() {
     let (batch, m, k, n) = (7, 17, 33, 15);
     let a_data = random(batch * m * k, 14);
     let b_data = random(batch * k * n, 15);
-    for (b_stride, tb) in [(k * n, false), (k * n, true), (0, false)] {
+    // Strides of 0 broadcast one A or one B (or both) over the batch.
+    let cases = [
+        (m * k, k * n, false),
+        (m * k, k * n, true),
+        (m * k, 0, false),
+        (0, k * n, true),
+        (0, 0, false),
+    ];
+    for (a_stride, b_stride, tb) in cases {
         let strides = BatchStrides {
             count: batch,
-            a: m * k,
+            a: a_stride,
             b: b_stride,
             c: m * n,
         };
@@ -396,11 +433,12 @@ fn strided_batches_match_one_gemm_each() {
             )
             .unwrap();
             for i in 0..batch {
-                let a_i = view(&a_data[i * m * k..], m, k, false);
+                let a_i = view(&a_data[i * a_stride..], m, k, false);
                 let b_i = view(&b_data[i * b_stride..], k, n, tb);
                 let want = expected(1.0, a_i, b_i, 0.0, &[]);
                 let got = &c[i * m * n..(i + 1) * m * n];
-                assert_close(got, &want, &format!("batch {i} b_stride={b_stride} {o:?}"));
+                let what = format!("batch {i} a_stride={a_stride} b_stride={b_stride} {o:?}");
+                assert_close(got, &want, &what);
             }
         }
     }

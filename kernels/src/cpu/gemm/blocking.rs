@@ -29,7 +29,8 @@ impl Blocking {
     pub(crate) fn derive(kernel: &Microkernel, caches: &CacheSizes) -> Blocking {
         const F32: usize = std::mem::size_of::<f32>();
         let kc = round_down(3 * caches.l1d / (kernel.nr * F32), 8).clamp(64, 768);
-        let mc = round_down(caches.l2 / 2 / (kc * F32), kernel.mr).clamp(kernel.mr, 4096);
+        let mc = round_down(caches.l2 / 2 / (kc * F32), kernel.mr)
+            .clamp(kernel.mr, round_down(4096, kernel.mr));
         let nc =
             round_down(caches.l3_per_core / 2 / (kc * F32), kernel.nr).clamp(kernel.nr * 8, 8192);
         Blocking { mc, kc, nc }
@@ -51,4 +52,35 @@ pub(crate) fn even_chunk(len: usize, max: usize, align: usize) -> usize {
 pub(crate) fn share(len: usize, parts: usize, t: usize) -> (usize, usize) {
     let per = len.div_ceil(parts);
     ((t * per).min(len), ((t + 1) * per).min(len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::Isa;
+
+    #[test]
+    fn block_sizes_stay_whole_panels_for_any_plausible_caches() {
+        let kib = 1024;
+        let extremes = [
+            (8 * kib, 64 * kib, 256 * kib),
+            (32 * kib, 2048 * kib, 16384 * kib),
+            (1024 * kib, 65536 * kib, 1 << 30),
+        ];
+        for isa in Isa::ALL {
+            let kernel = Microkernel::for_isa(isa);
+            for (l1d, l2, l3_per_core) in extremes {
+                let caches = CacheSizes {
+                    l1d,
+                    l2,
+                    l3_per_core,
+                };
+                let b = Blocking::derive(&kernel, &caches);
+                let what = format!("{isa:?} {caches:?}: {b:?}");
+                assert!((64..=768).contains(&b.kc), "{what}");
+                assert!(b.mc >= kernel.mr && b.mc % kernel.mr == 0, "{what}");
+                assert!(b.nc >= kernel.nr && b.nc % kernel.nr == 0, "{what}");
+            }
+        }
+    }
 }

@@ -71,7 +71,12 @@ fn read_cache_leaf(leaf: u32) -> Option<CacheSizes> {
         let partitions = ((r.ebx >> 12) & 0x3ff) as usize + 1;
         let line = (r.ebx & 0xfff) as usize + 1;
         let sets = r.ecx as usize + 1;
-        let size = ways * partitions * line * sets;
+        // Absurd fields (a hypervisor's) can overflow; the plausibility check below then
+        // falls back to the defaults.
+        let size = [partitions, line, sets]
+            .iter()
+            .try_fold(ways, |acc, &f| acc.checked_mul(f))
+            .unwrap_or(0);
         match (level, kind) {
             (1, 1) => sizes.l1d = size,
             (2, 1) | (2, 3) => sizes.l2 = size,

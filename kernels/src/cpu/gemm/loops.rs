@@ -275,6 +275,10 @@ impl BlockB {
 
     /// Packs micro-panels `lo..hi` to `dst` (panel `lo` first, `nr * kc` floats each).
     unsafe fn pack(&self, (lo, hi): (usize, usize), nr: usize, dst: *mut f32) {
+        if lo >= hi {
+            // An empty share (fewer panels than threads).
+            return;
+        }
         let cols = (hi * nr).min(self.nc).saturating_sub(lo * nr);
         let first = Strided {
             ptr: self.b.at(0, lo * nr),

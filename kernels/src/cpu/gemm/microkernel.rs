@@ -134,13 +134,15 @@ unsafe fn tile<V: SimdF32, const MR: usize, const NV: usize, const PACKED_A: boo
             prefetch(ahead, Hint::L2);
             ahead = ahead.wrapping_add(16);
         }
-        a = a.add(UNROLL * a_step);
-        b = b.add(UNROLL * b_step);
+        // Wrapping: after the last step these point one k step past the panels, which for
+        // operands read in place can lie past the end of their allocation.
+        a = a.wrapping_add(UNROLL * a_step);
+        b = b.wrapping_add(UNROLL * b_step);
     }
     for _ in 0..k % UNROLL {
         step::<V, MR, NV>(&mut acc, a, a_row, b);
-        a = a.add(a_step);
-        b = b.add(b_step);
+        a = a.wrapping_add(a_step);
+        b = b.wrapping_add(b_step);
     }
 
     let alpha = V::splat(out.alpha);

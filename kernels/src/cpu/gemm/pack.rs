@@ -13,10 +13,11 @@ pub(crate) struct Strided {
 }
 
 impl Strided {
-    /// The element pointer of (i, j).
+    /// The element pointer of (i, j); only a pointer, so (i, j) may lie past the matrix (one
+    /// panel past the last, an empty share's first column) as long as it is not read.
     #[inline(always)]
-    pub(crate) unsafe fn at(self, i: usize, j: usize) -> *const f32 {
-        self.ptr.add(i * self.rs + j * self.cs)
+    pub(crate) fn at(self, i: usize, j: usize) -> *const f32 {
+        self.ptr.wrapping_add(i * self.rs + j * self.cs)
     }
 
     /// The same matrix seen transposed (rows and columns swapped, no data moved).
