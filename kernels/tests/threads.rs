@@ -151,3 +151,45 @@ fn installs_from_several_threads_at_once_all_finish() {
     });
     assert_eq!(total.into_inner(), 4 * 200 * 8);
 }
+
+/// Kernels called from rayon work inside `install`: the leader can steal a piece of a
+/// parallel iterator from a helper that is itself waiting (inside that rayon work) for the
+/// piece, and then publish a team job from it. The job must not wait for that helper, which
+/// cannot get to it: the two waited on each other (a hang within a few thousand rounds).
+#[test]
+fn kernels_inside_rayon_work_inside_install_do_not_deadlock() {
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let began = Instant::now();
+        let mut rounds = 0;
+        while rounds < 5_000 && began.elapsed() < Duration::from_secs(5) {
+            let total = install(2, || {
+                (0..256)
+                    .into_par_iter()
+                    .map(|i| {
+                        let sum = AtomicUsize::new(0);
+                        if i % 4 == 0 {
+                            for_each_task(2, 4, |t| {
+                                sum.fetch_add(t, Ordering::SeqCst);
+                            });
+                        }
+                        // Work after the job widens the window in which a helper steals.
+                        let mut x = 0u64;
+                        for j in 0..20_000u64 {
+                            x = x.wrapping_add(j * j);
+                        }
+                        std::hint::black_box(x);
+                        sum.into_inner()
+                    })
+                    .sum::<usize>()
+            });
+            assert_eq!(total, 64 * 6);
+            rounds += 1;
+        }
+        done.send(rounds).ok();
+    });
+    let rounds = finished
+        .recv_timeout(Duration::from_secs(60))
+        .expect("kernels called from rayon work inside install deadlocked");
+    assert!(rounds > 0);
+}

@@ -8,13 +8,15 @@
 //! worker (the leader) for as long as its closure runs: between jobs they spin, running any
 //! rayon work they find, and nap only after [`SPIN`] without work (a job wakes them at once).
 //!
-//! Helpers join whenever their worker picks up the helper job; a job counts the helpers that
-//! had joined when it was published (joining and publishing take the roster's lock, so a
-//! helper either takes part in a job or skips it whole). A job is one
+//! Helpers join whenever their worker picks up the helper job. A job is one
 //! [`for_each_task`](super::threads::for_each_task) call of the leader: it publishes the task
 //! function and count, bumps the generation, runs tasks itself (each task index is claimed
-//! once, by whoever gets it first), and returns when every counted helper has reported that
-//! generation finished, so no helper holds the job afterwards. A job makes no heap
+//! once, by whoever gets it first), then closes the job and waits for the helpers that
+//! entered it before it closed, so no helper holds the job afterwards. A helper that gets to a
+//! job after it closed skips it (its tasks were all claimed): the leader never waits for a
+//! helper that is busy elsewhere, e.g. inside rayon work that itself waits for the piece of
+//! that work the leader stole and is running (it once did, and the two waited for each
+//! other). A job makes no heap
 //! allocation. A task that calls `for_each_task` again runs that call's tasks in order on its
 //! own thread. A thread helps at most one team at a time and never while it leads one: with
 //! several `install`s running at once on one pool, a helper job picked up by a worker busy in
@@ -46,7 +48,9 @@ pub(crate) struct Team {
     job: UnsafeCell<Job>,
     /// The next task index to claim.
     next: AtomicUsize,
-    /// Helpers done with the current generation.
+    /// Helpers that entered the current job, plus [`CLOSED`] once the leader has closed it.
+    entered: AtomicUsize,
+    /// Helpers done with the current job.
     finished: AtomicUsize,
     /// Helpers parked (or about to park).
     parked: AtomicUsize,
@@ -59,11 +63,14 @@ pub(crate) struct Team {
     roster: Mutex<Vec<Thread>>,
 }
 
-// SAFETY: `job` is written by the leader only between jobs, when every helper has reported
-// the previous generation finished and reads it only after seeing a new generation (the
-// Release/Acquire pair on `generation`); everything else is atomic or behind the roster's
-// lock.
+// SAFETY: `job` is written by the leader only while the job is closed and every helper that
+// entered the previous one has reported it finished; a helper reads it only after entering
+// an open job (the Release store that reopens `entered`, the AcqRel add that enters it);
+// everything else is atomic or behind the roster's lock.
 unsafe impl Sync for Team {}
+
+/// The bit of `Team::entered` that closes a job to helpers that have not entered it yet.
+const CLOSED: usize = 1 << (usize::BITS - 1);
 
 /// A published job: its tasks and their count. The pointer is valid for the job's duration
 /// (the leader does not return from the job before every helper is done with it).
@@ -94,6 +101,7 @@ impl Team {
                 count: 0,
             }),
             next: AtomicUsize::new(0),
+            entered: AtomicUsize::new(CLOSED),
             finished: AtomicUsize::new(0),
             parked: AtomicUsize::new(0),
             panicked: AtomicBool::new(false),
@@ -130,14 +138,22 @@ impl Team {
                 return;
             }
             roster.push(std::thread::current());
-            // Jobs up to this generation were counted without this helper.
+            // Jobs up to this generation run without this helper.
             self.generation.load(SeqCst)
         };
         HELPING.with(|h| h.set(true));
         while let Some(generation) = self.wait_for_job(seen) {
             seen = generation;
-            // SAFETY: the generation was published with Release after the job was written,
-            // and the leader does not rewrite it before this helper reports it finished.
+            if self.entered.fetch_add(1, AcqRel) & CLOSED != 0 {
+                // Closed before this helper got to it: its tasks are all claimed.
+                continue;
+            }
+            // Entered the open job, the latest: a later one cannot be published before this
+            // helper reports this one finished.
+            seen = self.generation.load(Acquire);
+            // SAFETY: the job was written before `entered` was reopened (Release) and this
+            // helper saw it open (Acquire); the leader does not rewrite it before every helper
+            // that entered reports it finished.
             let job = unsafe { *self.job.get() };
             if let Err(payload) = catch_unwind(AssertUnwindSafe(|| self.run_tasks(job))) {
                 self.panicked.store(true, SeqCst);
@@ -213,12 +229,12 @@ impl Team {
     /// Runs `task(i)` for `i` in `0..count` on the leader and its helpers (the leader's side
     /// of a job); panics, after every helper is done, if a task panicked.
     fn run_job(&self, count: usize, task: &(dyn Fn(usize) + Sync)) {
-        let helpers = {
+        {
             let roster = self.roster.lock().unwrap_or_else(|e| e.into_inner());
-            // SAFETY: every counted helper finished the previous job before the previous
-            // `run_job` returned, a helper joining now waits for the lock and then skips this
-            // generation, and none reads the job before the generation below changes; the
-            // lifetime is erased only for this call, which outlives every use.
+            // SAFETY: every helper that entered the previous job finished it before the
+            // previous `run_job` returned, and the job is closed until `entered` is reset
+            // below, so no helper reads it while it is written; the lifetime is erased only
+            // for this call, which outlives every use.
             unsafe {
                 let task: *const (dyn Fn(usize) + Sync + '_) = task;
                 *self.job.get() = Job {
@@ -231,15 +247,16 @@ impl Team {
             }
             self.next.store(0, Relaxed);
             self.finished.store(0, Relaxed);
+            self.entered.store(0, Release);
             self.generation.fetch_add(1, SeqCst);
             if self.parked.load(SeqCst) > 0 {
                 roster.iter().for_each(Thread::unpark);
             }
-            roster.len()
-        };
+        }
         // SAFETY: as above; the leader reads its own write.
         let job = unsafe { *self.job.get() };
         let mine = catch_unwind(AssertUnwindSafe(|| self.run_tasks(job)));
+        let helpers = self.entered.fetch_or(CLOSED, AcqRel) & !CLOSED;
         while self.finished.load(Acquire) < helpers {
             std::hint::spin_loop();
         }
