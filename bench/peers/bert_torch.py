@@ -12,7 +12,7 @@ mode, every dropout 0, random valid input ids (no padding, attention_mask all on
   backward (no optimizer step).
 
 Each phase runs warm-up iterations, then R timed ones (default 10 forward, 5 train); the median is
-reported. With --serve the model is built and warmed up once, then every phase name read on stdin
+reported. With --serve the model is built once, then every phase name read on stdin
 runs one round (W warm-ups, R timed runs) and prints its line (peer_common.serve): `smelt bench
 bert` alternates these rounds with its own. Output line:
   {"impl": "pytorch", "config", "batch", "seq", "threads", "phase", "median_ms", "tokens_per_s",
@@ -163,9 +163,8 @@ def main():
         report("pytorch", args, phase, ms, attn=args.attn, start_rss_mb=start)
 
     if args.serve:
-        for fn, default_warmup, _ in phases.values():
-            for _ in range(default_warmup):  # first-call set-up, before any round is timed
-                fn()
+        # No warm-up here: each round warms up its phase itself, and a training step now
+        # would count in the peak RSS of every forward round that follows.
         return serve(run_round, phases)
     for phase in phases:
         run_round(phase)
