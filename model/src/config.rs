@@ -70,16 +70,16 @@ impl Dropout {
         classifier: 0.0,
     };
 
-    /// The probabilities above 0, by their BERT key names.
-    pub fn active(&self) -> Vec<(&'static str, f32)> {
-        [
-            ("hidden_dropout_prob", self.hidden),
-            ("attention_probs_dropout_prob", self.attention),
-            ("classifier_dropout", self.classifier),
-        ]
-        .into_iter()
-        .filter(|(_, p)| *p > 0.0)
-        .collect()
+    /// The `config.json` keys of `family`'s hidden, attention and classifier dropout.
+    pub fn keys(family: Family) -> [&'static str; 3] {
+        match family {
+            Family::Bert => [
+                "hidden_dropout_prob",
+                "attention_probs_dropout_prob",
+                "classifier_dropout",
+            ],
+            Family::DistilBert => ["dropout", "attention_dropout", "seq_classif_dropout"],
+        }
     }
 }
 
@@ -732,10 +732,6 @@ mod tests {
                 attention: 0.0,
                 classifier: 0.2,
             }
-        );
-        assert_eq!(
-            d.dropout.active(),
-            [("hidden_dropout_prob", 0.1), ("classifier_dropout", 0.2)]
         );
     }
 

@@ -86,6 +86,23 @@ impl Model {
         &self.encoder.config
     }
 
+    /// The dropout HF's training mode would apply to this model: each probability above 0,
+    /// under its `config.json` key (the classifier's only when the model has a
+    /// sequence-classifier head).
+    pub fn training_dropout(&self) -> Vec<(&'static str, f32)> {
+        let d = self.config().dropout;
+        let classifies = matches!(self.head, Some(Head::Classifier { .. }));
+        let [hidden, attention, classifier] = crate::Dropout::keys(self.config().family);
+        [
+            (hidden, d.hidden),
+            (attention, d.attention),
+            (classifier, if classifies { d.classifier } else { 0.0 }),
+        ]
+        .into_iter()
+        .filter(|(_, p)| *p > 0.0)
+        .collect()
+    }
+
     /// Clears the config's dropout probabilities, so that a [`Trainer`](crate::Trainer) trains
     /// this model as HF's eval mode does (no dropout; see [`Dropout`](crate::Dropout)).
     pub fn disable_dropout(&mut self) {

@@ -58,7 +58,7 @@ impl Trainer {
     pub fn new(model: &mut Model, hp: AdamW, opts: CpuOptions) -> Result<Trainer> {
         hp.validate("Trainer::new")?;
         opts.validate("Trainer::new")?;
-        let dropout = model.config().dropout.active();
+        let dropout = model.training_dropout();
         if !dropout.is_empty() {
             let list: Vec<String> = dropout.iter().map(|(k, p)| format!("{k} {p}")).collect();
             return Err(Error::Input {

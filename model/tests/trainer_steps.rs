@@ -4,7 +4,7 @@
 
 use smelt_engine::{Arena, CpuOptions};
 use smelt_kernels::cpu::adamw::AdamW;
-use smelt_model::{Batch, Config, Dropout, HeadKind, Model, Objective, Trainer};
+use smelt_model::{Batch, Config, Dropout, Family, HeadKind, Model, Objective, Trainer};
 
 const SEED: u64 = 11;
 
@@ -170,4 +170,27 @@ fn a_config_that_asks_for_dropout_is_refused_until_dropout_is_disabled() {
         )
         .unwrap();
     assert!(loss.is_finite());
+}
+
+#[test]
+fn dropout_is_named_by_the_family_keys_and_the_classifier_counts_only_with_its_head() {
+    // HF writes seq_classif_dropout 0.2 into every DistilBERT config: it applies only to a
+    // sequence classifier.
+    let config = Config {
+        family: Family::DistilBert,
+        type_vocab_size: 0,
+        dropout: Dropout {
+            hidden: 0.0,
+            attention: 0.0,
+            classifier: 0.2,
+        },
+        ..Config::preset("tiny").unwrap()
+    };
+    let mut mlm = Model::random(&config, HeadKind::MaskedLm, SEED).unwrap();
+    assert!(Trainer::new(&mut mlm, hp(), CpuOptions::threads(1)).is_ok());
+    let mut classifier = Model::random(&config, HeadKind::Classification, SEED).unwrap();
+    let Err(err) = Trainer::new(&mut classifier, hp(), CpuOptions::threads(1)) else {
+        panic!("a DistilBERT classifier with seq_classif_dropout was accepted");
+    };
+    assert!(err.to_string().contains("seq_classif_dropout 0.2"), "{err}");
 }
