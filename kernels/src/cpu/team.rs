@@ -260,10 +260,12 @@ impl Team {
         while self.finished.load(Acquire) < helpers {
             std::hint::spin_loop();
         }
+        // Cleared whoever panicked, so that it cannot fail the next job.
+        let helper_panicked = self.panicked.swap(false, SeqCst);
         if let Err(payload) = mine {
             resume_unwind(payload);
         }
-        if self.panicked.swap(false, SeqCst) {
+        if helper_panicked {
             panic!("smelt: a kernel task panicked on a helper thread");
         }
     }
