@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.." || exit 1
 
 case "${1:-}" in
 build)
-    set -e
+    set -eo pipefail
     mkdir -p .gpu
     # The executables' paths from cargo's own messages, wherever the target directory is
     # (CARGO_TARGET_DIR included); diagnostics still go to the terminal.

@@ -49,7 +49,7 @@ const USAGE: &str = "usage:
   smelt bench softmax [--shape ROWSxCOLS ...] [--threads N] [--json]
   smelt bench attention [--device cuda|ptx-sim] [--batch 32] [--heads 12] [--seq 128,512] [--head-dim 64]
                       [--launches K] [--torch] [--json]
-  smelt bench layernorm [--device cuda|ptx-sim] [--rows 65536] [--hidden 768,1024] [--dtype f32|bf16]
+  smelt bench layernorm [--device cuda|ptx-sim] [--rows 65536 (4096 on ptx-sim)] [--hidden 768,1024] [--dtype f32|bf16]
                       [--launches K] [--torch] [--json]
                  (GPU kernels: --device cuda needs a build with --features cuda and a GPU)
 options:
@@ -70,8 +70,8 @@ options:
                  the FMA peak on 1 thread too (that row's smelt_x: the FMA loop's own scaling
                  in this run, the ceiling of ours)
   --launches K   bench attention|layernorm: each timing covers K calls in a row and one
-                 synchronisation (default 10 on a GPU, 1 in ptx-sim), the peer's K calls
-                 between CUDA events likewise
+                 synchronisation (default 10 on a GPU, 1 in ptx-sim); the peer times its K
+                 calls between two CUDA events
   --args ARGS    ptx run: the kernel's parameters in order, comma-separated: buf:NAME (tensor NAME
                  of --buffers), zeros:NAME:BYTES, u32:V, i32:V, u64:V, i64:V, f32:V, f64:V;
                  every buffer is written to --output under its name (zeros as U8 [BYTES])

@@ -4,7 +4,7 @@
 //! loop 5  jc: columns of C and B in steps of NC   packed B block (KC x NC) lives in L3
 //! loop 4  pc: the k dimension in steps of KC      B block packed here, shared by all threads
 //! loop 3  ic: rows of C and A in steps of MC      packed A block (MC x KC) lives in L2
-//! loop 2  jr: NR-wide micro-panels of B           one micro-panel (KC x NR) lives in L1
+//! loop 2  jr: NR-wide micro-panels of B           one micro-panel (KC x NR) streams from L2
 //! loop 1  ir: MR-tall micro-panels of A           the MR x NR tile of C lives in registers
 //! ```
 //!
