@@ -16,9 +16,8 @@
 //! job after it closed skips it (its tasks were all claimed): the leader never waits for a
 //! helper that is busy elsewhere, e.g. inside rayon work that itself waits for the piece of
 //! that work the leader stole and is running (it once did, and the two waited for each
-//! other). A job makes no heap
-//! allocation. A task that calls `for_each_task` again runs that call's tasks in order on its
-//! own thread. A thread helps at most one team at a time and never while it leads one: with
+//! other). A job makes no heap allocation. A task that calls `for_each_task` again runs that
+//! call's tasks in order on its own thread. A thread helps at most one team at a time and never while it leads one: with
 //! several `install`s running at once on one pool, a helper job picked up by a worker busy in
 //! another team returns at once, and its team goes on with one helper fewer (slower, never
 //! wrong).
@@ -148,8 +147,10 @@ impl Team {
                 // Closed before this helper got to it: its tasks are all claimed.
                 continue;
             }
-            // Entered the open job, the latest: a later one cannot be published before this
-            // helper reports this one finished.
+            // Entered the open job, the current one: no later job is published before this
+            // helper reports it finished. (Entering between the job's reopening and its
+            // generation bump leaves `seen` one behind, so it may enter the same job again
+            // next; each entry reports once, so the counts still agree.)
             seen = self.generation.load(Acquire);
             // SAFETY: the job was written before `entered` was reopened (Release) and this
             // helper saw it open (Acquire); the leader does not rewrite it before every helper
