@@ -42,6 +42,10 @@ pub struct Outcome {
 
 const MAX_WARNINGS: usize = 50;
 const NUM_BARRIERS: usize = 16;
+/// Every byte of a block's shared memory when the block starts: hardware leaves it undefined,
+/// so a kernel that reads what it never wrote gets NaN (as f32) or -1 (as integers), values
+/// that fail its tests, rather than convenient zeros.
+const SHARED_POISON: u8 = 0xff;
 
 /// What a warning is about; each is given once per launch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -112,7 +116,7 @@ pub fn run(ctx: &LaunchCtx, global: &mut GlobalMem) -> Result<Outcome> {
         regs: vec![0; nwarps * p.nregs as usize * 32],
         written: vec![0; nwarps * p.nregs as usize],
         frames: vec![0; nthreads as usize * p.frame_bytes as usize],
-        shared: vec![0; shared_size],
+        shared: vec![SHARED_POISON; shared_size],
         shadow: Shadow::new(shared_size),
         warps: Vec::with_capacity(nwarps),
         bars: [Barrier::default(); NUM_BARRIERS],
@@ -197,7 +201,7 @@ impl Block<'_, '_> {
         self.regs.fill(0);
         self.written.fill(0);
         self.frames.fill(0);
-        self.shared.fill(0);
+        self.shared.fill(SHARED_POISON);
         self.bars = [Barrier::default(); NUM_BARRIERS];
         self.epoch += 1;
         self.clock = 0;

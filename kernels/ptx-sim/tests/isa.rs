@@ -86,6 +86,19 @@ fn dynamic_shared_array_address_is_the_same_in_every_operand() {
     assert_eq!(got, vec![32, 48, 32, 32, 7, 2]);
 }
 
+/// Shared memory is undefined when a block starts on a GPU; here it reads as 0xff bytes (NaN
+/// as f32), static and dynamic alike, so a kernel that reads what it never wrote fails its
+/// tests instead of finding zeros.
+#[test]
+fn shared_memory_a_block_never_wrote_reads_as_poison() {
+    let decls = ".shared .align 4 .b8 stat[8];\n.extern .shared .align 16 .b8 dyn[];";
+    let body = "ld.shared.u32 %r1, [stat+4];\nld.shared.f32 %f1, [dyn];\n\
+        setp.nan.f32 %p1, %f1, %f1;\nselp.u32 %r2, 1, 0, %p1;\n\
+        st.global.v2.u32 [%rd1], {%r1, %r2};";
+    let got = run_u32(&kernel(decls, body), 8, 2);
+    assert_eq!(got, vec![u32::MAX, 1]);
+}
+
 /// `.extern .shared` starts after every static shared variable, those declared in a function
 /// body included, at its declared alignment when that is above the default 16 bytes.
 #[test]
