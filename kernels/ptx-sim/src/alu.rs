@@ -247,6 +247,28 @@ pub fn float_op(op: FloatOp, ty: Ty, m: FloatMods, a: u64, b: u64) -> u64 {
     f32_out(r, m)
 }
 
+/// An f32 `.approx` result `r` of operand bits `a` moved `ulps` units in the last place, away
+/// from or toward zero as a hash of `a` decides, so that errors differ from value to value
+/// (a common factor would cancel in a softmax) and repeat from run to run. The exactly
+/// defined cases stay exact: zero, infinite or NaN operands and results (PTX: `ex2(-inf) =
+/// +0`, `ex2(+-0) = 1`, ...).
+pub fn approx_error(r: u64, a: u64, ulps: u32) -> u64 {
+    let (x, y) = (f32::from_bits(a as u32), f32::from_bits(r as u32));
+    if ulps == 0 || x == 0.0 || !x.is_finite() || y == 0.0 || !y.is_finite() {
+        return r;
+    }
+    let mag = (r as u32 & 0x7fff_ffff) as i64;
+    let away = (a as u32).wrapping_mul(0x9e37_79b9) >> 31 == 1;
+    let mag = if away {
+        mag + ulps as i64
+    } else {
+        mag - ulps as i64
+    };
+    // Stay a finite number of the same sign.
+    let mag = mag.clamp(1, f32::MAX.to_bits() as i64) as u32;
+    u64::from((r as u32 & 0x8000_0000) | mag)
+}
+
 /// One-operand float op. The `.approx` forms are computed in f64 and rounded to nearest, so
 /// they are at least as accurate as the hardware's documented bounds.
 pub fn float_unary(op: FloatUnary, ty: Ty, m: FloatMods, a: u64) -> u64 {

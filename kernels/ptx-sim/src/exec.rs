@@ -29,6 +29,8 @@ pub struct LaunchCtx<'a> {
     pub dynamic_shared: u32,
     /// Stop with an error after this many thread-instructions.
     pub limit: u64,
+    /// Units in the last place every f32 `.approx` result is moved by ([`alu::approx_error`]).
+    pub approx_ulps: u32,
 }
 
 /// What a finished launch reports.
@@ -703,13 +705,21 @@ impl Block<'_, '_> {
             }
             &Op::Float { op, ty, m, d, a, b } => {
                 for l in Lanes(active) {
-                    let v = alu::float_op(op, ty, m, self.get(w, a, l), self.get(w, b, l));
+                    let (x, y) = (self.get(w, a, l), self.get(w, b, l));
+                    let mut v = alu::float_op(op, ty, m, x, y);
+                    if m.approx && ty == Ty::F32 {
+                        v = alu::approx_error(v, x ^ y.rotate_left(16), self.ctx.approx_ulps);
+                    }
                     self.set(w, d, l, v);
                 }
             }
             &Op::FloatUn { op, ty, m, d, a } => {
                 for l in Lanes(active) {
-                    let v = alu::float_unary(op, ty, m, self.get(w, a, l));
+                    let x = self.get(w, a, l);
+                    let mut v = alu::float_unary(op, ty, m, x);
+                    if m.approx && ty == Ty::F32 {
+                        v = alu::approx_error(v, x, self.ctx.approx_ulps);
+                    }
                     self.set(w, d, l, v);
                 }
             }

@@ -196,6 +196,7 @@ pub struct Sim {
     /// The module whose `.global` variables each window holds.
     windows: HashMap<u64, u64>,
     limit: u64,
+    approx_ulps: u32,
 }
 
 impl Default for Sim {
@@ -212,6 +213,7 @@ impl Sim {
             global: GlobalMem::default(),
             windows: HashMap::new(),
             limit: 100_000_000_000,
+            approx_ulps: 0,
         }
     }
 
@@ -220,6 +222,15 @@ impl Sim {
     /// instruction each).
     pub fn set_instruction_limit(&mut self, limit: u64) {
         self.limit = limit;
+    }
+
+    /// Makes every f32 `.approx` result (`ex2`, `lg2`, `rcp`, `rsqrt`, `sqrt`, `sin`, `cos`,
+    /// `tanh`, `div`) `ulps` units in the last place off, up or down by the operand's hash,
+    /// instead of correctly rounded: at the hardware's documented error (`ex2.approx`: 2 ulp)
+    /// a test shows that a kernel's tolerance holds on a GPU too. Exactly defined cases (zero,
+    /// infinite or NaN operands and results) stay exact. Default 0.
+    pub fn set_approx_error(&mut self, ulps: u32) {
+        self.approx_ulps = ulps;
     }
 
     /// A new buffer holding `bytes`.
@@ -373,6 +384,7 @@ impl Sim {
             block: launch.block.array(),
             dynamic_shared: launch.shared_bytes,
             limit: self.limit,
+            approx_ulps: self.approx_ulps,
         };
         let out = exec::run(&ctx, &mut self.global).map_err(|e| e.in_kernel(name))?;
         Ok(Report {

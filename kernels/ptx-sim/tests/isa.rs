@@ -86,6 +86,57 @@ fn dynamic_shared_array_address_is_the_same_in_every_operand() {
     assert_eq!(got, vec![32, 48, 32, 32, 7, 2]);
 }
 
+/// With `set_approx_error(n)` each f32 `.approx` result is n ulp off, up for some operands
+/// and down for others, while the exactly defined cases (`ex2(0) = 1`, `ex2(-inf) = 0`) and
+/// the correctly rounded instructions stay exact.
+#[test]
+fn approx_error_moves_approx_results_by_whole_ulps_and_leaves_exact_cases() {
+    let inputs: Vec<f32> = vec![0.5, -1.25, 3.7, 0.1, -7.9, 1e-3, 0.0, f32::NEG_INFINITY];
+    let n = inputs.len();
+    let body = format!(
+        "mov.u32 %r1, %tid.x;\nmul.wide.u32 %rd2, %r1, 4;\nadd.u64 %rd3, %rd1, %rd2;\n\
+         ld.global.f32 %f1, [%rd3];\nex2.approx.f32 %f2, %f1;\nst.global.f32 [%rd3], %f2;\n\
+         sqrt.rn.f32 %f3, %f1;\nst.global.f32 [%rd3+{}], %f3;",
+        4 * n
+    );
+    let text = kernel("", &body);
+    let m = Module::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let run_with = |ulps: u32| -> Vec<u32> {
+        let mut sim = Sim::new();
+        sim.set_approx_error(ulps);
+        let mut init = inputs.clone();
+        init.extend(vec![0.0; n]);
+        let buf = sim.upload_bytes(
+            &init
+                .iter()
+                .flat_map(|x| x.to_le_bytes())
+                .collect::<Vec<_>>(),
+        );
+        let one_block = Launch {
+            grid: Dim3::x(1),
+            block: Dim3::x(n as u32),
+            shared_bytes: 0,
+        };
+        sim.launch(&m, "k", one_block, &[Arg::Ptr(buf)])
+            .unwrap_or_else(|e| panic!("{e}"));
+        u32s(&sim.read_bytes(buf))
+    };
+    let (exact, off) = (run_with(0), run_with(2));
+    let moves: Vec<i64> = (0..n).map(|i| off[i] as i64 - exact[i] as i64).collect();
+    // ex2 results are positive, so their bits move as their magnitude does.
+    assert!(moves[..6].iter().all(|d| d.abs() == 2), "{moves:?}");
+    assert!(
+        moves[..6].contains(&2) && moves[..6].contains(&-2),
+        "{moves:?}"
+    );
+    assert_eq!(
+        (f32::from_bits(off[6]), f32::from_bits(off[7])),
+        (1.0, 0.0),
+        "exact cases"
+    );
+    assert_eq!(off[n..], exact[n..], "sqrt.rn is not approximate");
+}
+
 /// Shared memory is undefined when a block starts on a GPU; here it reads as 0xff bytes (NaN
 /// as f32), static and dynamic alike, so a kernel that reads what it never wrote fails its
 /// tests instead of finding zeros.

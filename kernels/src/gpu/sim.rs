@@ -31,6 +31,15 @@ impl SimDevice {
         }
     }
 
+    /// A fresh simulated device whose f32 `.approx` instructions are `ulps` units in the last
+    /// place off instead of correctly rounded (see `smelt_ptx_sim::Sim::set_approx_error`):
+    /// 2 is `ex2.approx`'s documented worst case on a GPU.
+    pub fn with_approx_error(ulps: u32) -> SimDevice {
+        let mut dev = SimDevice::new();
+        dev.sim.set_approx_error(ulps);
+        dev
+    }
+
     /// Warnings of all launches so far (registers read before written, and the like).
     pub fn warnings(&self) -> &[String] {
         &self.warnings
