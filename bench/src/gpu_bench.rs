@@ -129,15 +129,22 @@ pub fn attention(args: &Args) -> Result<Vec<Row>, String> {
     let mut device = device(args)?;
     let (dev_name, peer) = (device.name(), peer_device(&device));
     let launches = launches(args, &device)?;
+    // BERT-like batches on a GPU; one sequence in the interpreter, a smoke test (the GPU
+    // defaults would take it hours).
+    let (default_batch, default_seq) = if matches!(device, Device::PtxSim(_)) {
+        (1, "128")
+    } else {
+        (32, "128,512")
+    };
     let dev = device.gpu().ok_or("no GPU device")?;
     let (batch, heads, head_dim) = (
-        args.count("batch", 32, MAX_ELEMENTS)?,
+        args.count("batch", default_batch, MAX_ELEMENTS)?,
         args.count("heads", 12, MAX_ELEMENTS)?,
         args.count("head-dim", 64, MAX_ELEMENTS)?,
     );
     let budget = Duration::from_millis(args.get("budget-ms", 2000)?);
     let mut rows = Vec::new();
-    for seq in list(args, "seq", "128,512")? {
+    for seq in list(args, "seq", default_seq)? {
         let shape = AttentionShape {
             batch,
             seq,

@@ -47,7 +47,7 @@ const USAGE: &str = "usage:
   smelt bench embed   --model DIR [--count N] [--batch N] [--runs R] [--threads N] [--torch] [--json]
   smelt bench gemm    [--shape MxKxN ...] [--batch B] [--transb] [--threads N] [--torch] [--json]
   smelt bench softmax [--shape ROWSxCOLS ...] [--threads N] [--json]
-  smelt bench attention [--device cuda|ptx-sim] [--batch 32] [--heads 12] [--seq 128,512] [--head-dim 64]
+  smelt bench attention [--device cuda|ptx-sim] [--batch 32 (1 on ptx-sim)] [--heads 12] [--seq 128,512 (128)] [--head-dim 64]
                       [--launches K] [--torch] [--json]
   smelt bench layernorm [--device cuda|ptx-sim] [--rows 65536 (4096 on ptx-sim)] [--hidden 768,1024] [--dtype f32|bf16]
                       [--launches K] [--torch] [--json]
