@@ -151,8 +151,9 @@ fn start_peers<'p>(
 
 /// One row per implementation and phase (forward before train, ours first, then the peers
 /// in the order they first ran): the median of its round figures, its peak RSS after its
-/// first round and before its first phase, and `smelt_x`, the median over rounds of its time over ours in the same round. `flops` is the
-/// work of one forward pass (a training step counts three).
+/// first round and before its first phase, and `smelt_x`, the median over rounds of its time
+/// over ours in the same round. `flops` is the work of one forward pass (a training step
+/// counts three).
 fn rows(
     figures: &[Figure],
     name: &str,

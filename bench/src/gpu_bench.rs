@@ -53,13 +53,15 @@ fn pattern(n: usize, seed: usize) -> Vec<f32> {
         .collect()
 }
 
+/// Whether the benchmark runs in the interpreter: a smoke test, whose defaults are sizes it
+/// finishes in seconds.
+fn in_interpreter(dev: &Device) -> bool {
+    matches!(dev, Device::PtxSim(_))
+}
+
 /// Calls in a row per timing: `--launches`, by default 10 on a GPU and 1 in the interpreter.
 fn launches(args: &Args, dev: &Device) -> Result<usize, String> {
-    let default = if matches!(dev, Device::PtxSim(_)) {
-        1
-    } else {
-        10
-    };
+    let default = if in_interpreter(dev) { 1 } else { 10 };
     args.count("launches", default, MAX_LAUNCHES)
 }
 
@@ -131,7 +133,7 @@ pub fn attention(args: &Args) -> Result<Vec<Row>, String> {
     let launches = launches(args, &device)?;
     // BERT-like batches on a GPU; one sequence in the interpreter, a smoke test (the GPU
     // defaults would take it hours).
-    let (default_batch, default_seq) = if matches!(device, Device::PtxSim(_)) {
+    let (default_batch, default_seq) = if in_interpreter(&device) {
         (1, "128")
     } else {
         (32, "128,512")
@@ -304,11 +306,7 @@ pub fn layernorm(args: &Args) -> Result<Vec<Row>, String> {
     // times the 50-60 MB L2 of an H100 or H200: the second of two calls in a row must
     // stream them from memory, or the copy reference and our GB/s would measure the L2.
     // The interpreter, a smoke test, takes a batch of 32 x 128 tokens.
-    let default_rows = if matches!(device, Device::PtxSim(_)) {
-        4096
-    } else {
-        65536
-    };
+    let default_rows = if in_interpreter(&device) { 4096 } else { 65536 };
     let dev = device.gpu().ok_or("no GPU device")?;
     let rows_n = args.count("rows", default_rows, MAX_ELEMENTS)?;
     let budget = Duration::from_millis(args.get("budget-ms", 2000)?);
