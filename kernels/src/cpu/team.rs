@@ -17,10 +17,10 @@
 //! helper that is busy elsewhere, e.g. inside rayon work that itself waits for the piece of
 //! that work the leader stole and is running (it once did, and the two waited for each
 //! other). A job makes no heap allocation. A task that calls `for_each_task` again runs that
-//! call's tasks in order on its own thread. A thread helps at most one team at a time and never while it leads one: with
-//! several `install`s running at once on one pool, a helper job picked up by a worker busy in
-//! another team returns at once, and its team goes on with one helper fewer (slower, never
-//! wrong).
+//! call's tasks in order on its own thread. A thread helps at most one team at a time and
+//! never while it leads one: with several `install`s running at once on one pool, a helper
+//! job picked up by a worker busy in another team returns at once, and its team goes on with
+//! one helper fewer (slower, never wrong).
 
 use rayon::Yield;
 use std::cell::{Cell, UnsafeCell};
