@@ -1,14 +1,18 @@
 //! Criterion benchmark of the training-step kernels beside the GEMMs at BERT-base sizes (1024
 //! tokens, hidden 768, FFN 3072, vocabulary 30522): layer norm, GELU, embedding and
-//! cross-entropy forward and backward, fused attention forward and backward (batch 8, 12 heads,
-//! 128 tokens, head width 64), and an AdamW step on an FFN weight, on 1 thread and on every
+//! cross-entropy forward and backward, dropout (p 0.1) on a hidden state, fused attention
+//! forward and backward (batch 8, 12 heads, 128 tokens, head width 64, without and with
+//! dropout on the probabilities), and an AdamW step on an FFN weight, on 1 thread and on every
 //! thread of the machine. Throughput is the bytes each call must read and write, or for
 //! attention the multiply-adds of its four (forward) or eight (backward) T x T x d products.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use smelt_kernels::cpu::activation::{gelu, gelu_backward};
 use smelt_kernels::cpu::adamw::{adamw_step, AdamW};
-use smelt_kernels::cpu::attention::{attention_backward, attention_forward, AttentionShape, Probs};
+use smelt_kernels::cpu::attention::{
+    attention_backward, attention_forward, AttentionShape, Probs, ProbsDropout,
+};
+use smelt_kernels::cpu::dropout::{dropout, DropoutMask};
 use smelt_kernels::cpu::embedding::{embedding, embedding_backward};
 use smelt_kernels::cpu::layernorm::{layer_norm, layer_norm_backward};
 use smelt_kernels::cpu::loss::{cross_entropy, cross_entropy_backward};
@@ -108,6 +112,24 @@ fn gelu_bench(c: &mut Criterion) {
         group.bench_function(
             BenchmarkId::new(format!("backward/t{threads}"), &shape),
             |b| b.iter(|| gelu_backward(&x, &dy, &mut y, &opts)),
+        );
+    }
+    group.finish();
+}
+
+fn dropout_bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("dropout");
+    let n = TOKENS * HIDDEN;
+    let x = values(n, 5);
+    let mut y = vec![0.0f32; n];
+    let mask = DropoutMask::new(0.1, 1, 2).expect("0.1 is a probability");
+    let shape = format!("{TOKENS}x{HIDDEN}");
+    for threads in thread_counts() {
+        let opts = CpuOptions::threads(threads);
+        group.throughput(bytes(2 * n));
+        group.bench_function(
+            BenchmarkId::new(format!("forward/t{threads}"), &shape),
+            |b| b.iter(|| dropout(&x, &mask, 0, &mut y, &opts)),
         );
     }
     group.finish();
@@ -239,33 +261,73 @@ fn attention_bench(c: &mut Criterion) {
             |b| {
                 b.iter(|| {
                     let p = Probs::Save(&mut probs);
-                    attention_forward(&q, &k, &v, Some(&mask), scale, &shape, p, &mut out, &opts)
-                })
-            },
-        );
-        let mut scratch = vec![0.0; shape.backward_scratch_len(threads)];
-        group.throughput(Throughput::Elements(2 * 4 * products));
-        group.bench_function(
-            BenchmarkId::new(format!("backward/t{threads}"), &name),
-            |b| {
-                b.iter(|| {
-                    attention_backward(
+                    attention_forward(
                         &q,
                         &k,
                         &v,
-                        &probs,
-                        &dout,
+                        Some(&mask),
                         scale,
                         &shape,
-                        &mut scratch,
-                        &mut dq,
-                        &mut dk,
-                        &mut dv,
+                        p,
+                        None,
+                        &mut out,
                         &opts,
                     )
                 })
             },
         );
+        let drop = DropoutMask::new(0.1, 1, 3).expect("0.1 is a probability");
+        let mut dropped = vec![0.0; shape.forward_scratch_len(threads)];
+        group.bench_function(
+            BenchmarkId::new(format!("forward-dropout/t{threads}"), &name),
+            |b| {
+                b.iter(|| {
+                    let p = Probs::Save(&mut probs);
+                    let d = ProbsDropout {
+                        mask: drop,
+                        scratch: &mut dropped,
+                    };
+                    attention_forward(
+                        &q,
+                        &k,
+                        &v,
+                        Some(&mask),
+                        scale,
+                        &shape,
+                        p,
+                        Some(d),
+                        &mut out,
+                        &opts,
+                    )
+                })
+            },
+        );
+        let mut scratch = vec![0.0; shape.backward_scratch_len(threads)];
+        group.throughput(Throughput::Elements(2 * 4 * products));
+        for (label, d) in [("backward", None), ("backward-dropout", Some(&drop))] {
+            group.bench_function(
+                BenchmarkId::new(format!("{label}/t{threads}"), &name),
+                |b| {
+                    b.iter(|| {
+                        attention_backward(
+                            &q,
+                            &k,
+                            &v,
+                            &probs,
+                            &dout,
+                            scale,
+                            d,
+                            &shape,
+                            &mut scratch,
+                            &mut dq,
+                            &mut dk,
+                            &mut dv,
+                            &opts,
+                        )
+                    })
+                },
+            );
+        }
     }
     group.finish();
 }
@@ -293,6 +355,7 @@ criterion_group!(
     benches,
     layer_norm_bench,
     gelu_bench,
+    dropout_bench,
     embedding_bench,
     cross_entropy_bench,
     attention_bench,

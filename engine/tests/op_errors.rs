@@ -47,7 +47,7 @@ fn index_shapes_and_products_that_overflow_are_errors() {
     assert!(embed.is_err());
     let attention = on_graph(|g| {
         let q = g.leaf(empty(&[1, 1 << 33, 0]), false);
-        g.attention(q, q, q, None, 1, 1.0).map(|_| ())
+        g.attention(q, q, q, None, 1, 1.0, 0.0).map(|_| ())
     });
     assert!(attention.unwrap_err().to_string().contains("overflow"));
     let arena = Arena::new();

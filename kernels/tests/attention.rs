@@ -1,11 +1,13 @@
 //! Multi-head attention forward and backward against the f64 references: odd sequence lengths
 //! and head sizes, padding masks (HF's `f32::MIN` convention), saved and scratch
-//! probabilities, fewer and more batch elements than threads, and the length checks.
+//! probabilities, dropout on the probabilities, fewer and more batch elements than threads,
+//! and the length checks.
 
 use smelt_kernels::cpu::attention::{
     attention_backward, attention_backward_reference, attention_forward, attention_reference,
-    AttentionShape, Probs,
+    AttentionShape, Probs, ProbsDropout,
 };
+use smelt_kernels::cpu::dropout::DropoutMask;
 use smelt_kernels::cpu::{CpuOptions, Isa};
 
 mod common;
@@ -63,6 +65,7 @@ struct Case<'a> {
     v: &'a [f32],
     mask: Option<&'a [f32]>,
     scale: f32,
+    dropout: Option<DropoutMask>,
     shape: AttentionShape,
 }
 
@@ -70,6 +73,11 @@ impl Case<'_> {
     /// [`attention_forward`]'s output, written over NaN.
     fn forward(&self, probs: Probs<'_>, opts: &CpuOptions) -> smelt_kernels::Result<Vec<f32>> {
         let mut out = vec![f32::NAN; self.shape.qkv_len()];
+        let mut dropped = vec![f32::NAN; self.shape.forward_scratch_len(opts.threads)];
+        let dropout = self.dropout.map(|mask| ProbsDropout {
+            mask,
+            scratch: &mut dropped,
+        });
         attention_forward(
             self.q,
             self.k,
@@ -78,6 +86,7 @@ impl Case<'_> {
             self.scale,
             &self.shape,
             probs,
+            dropout,
             &mut out,
             opts,
         )?;
@@ -101,6 +110,7 @@ impl Case<'_> {
             probs,
             dout,
             self.scale,
+            self.dropout.as_ref(),
             &self.shape,
             &mut scratch,
             &mut dq,
@@ -115,7 +125,10 @@ impl Case<'_> {
 
 #[test]
 fn forward_and_backward_match_the_reference() {
-    for &(batch, seq, heads, head_dim) in &SHAPES {
+    let drop = DropoutMask::new(0.3, 11, 2).unwrap();
+    for (&(batch, seq, heads, head_dim), dropout) in
+        SHAPES.iter().flat_map(|s| [(s, None), (s, Some(drop))])
+    {
         let shape = attention_shape(batch, seq, heads, head_dim);
         let n = shape.qkv_len();
         let (q, k, v, dout) = (random(n, 1), random(n, 2), random(n, 3), random(n, 4));
@@ -127,15 +140,17 @@ fn forward_and_backward_match_the_reference() {
             v: &v,
             mask: Some(&mask),
             scale,
+            dropout,
             shape,
         };
-        let (want, want_probs) = attention_reference(&q, &k, &v, Some(&mask), scale, &shape);
+        let d = dropout.as_ref();
+        let (want, want_probs) = attention_reference(&q, &k, &v, Some(&mask), scale, d, &shape);
         let (wdq, wdk, wdv) =
-            attention_backward_reference(&q, &k, &v, Some(&mask), &dout, scale, &shape);
+            attention_backward_reference(&q, &k, &v, Some(&mask), &dout, scale, d, &shape);
         for isa in Isa::supported() {
             for threads in [1, 2, 3] {
                 let opts = CpuOptions::threads(threads).isa(isa);
-                let what = format!("{shape:?} {isa:?} {threads} threads");
+                let what = format!("{shape:?} dropout {dropout:?} {isa:?} {threads} threads");
                 let mut probs = vec![f32::NAN; shape.saved_probs_len()];
                 let out = case.forward(Probs::Save(&mut probs), &opts).unwrap();
                 assert!(rel_l2(&out, &want) < 1e-6, "out {what}");
@@ -166,6 +181,7 @@ fn padded_keys_get_no_weight_and_no_gradient() {
         v: &v,
         mask: Some(&mask),
         scale: 0.5,
+        dropout: None,
         shape,
     };
     let opts = CpuOptions::default();
@@ -194,6 +210,7 @@ fn wrong_lengths_are_errors() {
         v: &x,
         mask: None,
         scale: 1.0,
+        dropout: None,
         shape,
     };
     let err = case
@@ -236,6 +253,7 @@ fn empty_sequences_and_heads_with_a_mask_are_fine() {
                     v: &v,
                     mask,
                     scale: 0.5,
+                    dropout: None,
                     shape,
                 };
                 let mut probs = vec![f32::NAN; shape.saved_probs_len()];
@@ -270,6 +288,7 @@ fn shapes_whose_sizes_overflow_are_errors() {
         1.0,
         &shape,
         Probs::Scratch(&mut probs),
+        None,
         &mut out,
         &CpuOptions::default(),
     )
@@ -284,6 +303,7 @@ fn shapes_whose_sizes_overflow_are_errors() {
         &[],
         &[],
         1.0,
+        None,
         &shape,
         &mut scratch,
         &mut dq,

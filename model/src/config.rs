@@ -45,11 +45,11 @@ impl ProblemType {
 /// The dropout probabilities of HF's training mode, with HF's defaults where `config.json`
 /// leaves them out (0.1; DistilBERT's classifier 0.2).
 ///
-/// smelt computes every forward as HF's eval mode, without dropout: inference and the
-/// gradients of `smelt run --grad` match HF's `model.eval()` whatever these say, but a
-/// training run would not match HF's `model.train()`. So [`Trainer`](crate::Trainer) refuses a
-/// model whose config asks for dropout until it is cleared with
-/// [`Model::disable_dropout`](crate::Model::disable_dropout) (or set to 0 in `config.json`).
+/// Inference and `smelt run --grad` compute HF's eval mode, without dropout, whatever these
+/// say; a [`Trainer`](crate::Trainer)'s steps drop with them as HF's `model.train()` does
+/// (each step's masks drawn from the trainer's seed; see
+/// [`Model::forward`](crate::Model::forward) for the sites), or train as eval mode after
+/// [`Model::disable_dropout`](crate::Model::disable_dropout).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Dropout {
     /// On the embeddings and on the attention and feed-forward outputs
@@ -69,18 +69,6 @@ impl Dropout {
         attention: 0.0,
         classifier: 0.0,
     };
-
-    /// The `config.json` keys of `family`'s hidden, attention and classifier dropout.
-    pub fn keys(family: Family) -> [&'static str; 3] {
-        match family {
-            Family::Bert => [
-                "hidden_dropout_prob",
-                "attention_probs_dropout_prob",
-                "classifier_dropout",
-            ],
-            Family::DistilBert => ["dropout", "attention_dropout", "seq_classif_dropout"],
-        }
-    }
 }
 
 /// The sizes and constants of an encoder, under HF's names where they exist.
@@ -117,7 +105,7 @@ pub struct Config {
     pub tie_word_embeddings: bool,
     /// `problem_type`, when given (see [`Config::problem`] for HF's choice without it).
     pub problem_type: Option<ProblemType>,
-    /// What HF's training mode would drop (smelt never does; see [`Dropout`]).
+    /// What HF's training mode drops (see [`Dropout`]).
     pub dropout: Dropout,
 }
 

@@ -147,7 +147,8 @@ impl Encoder {
         })
     }
 
-    /// The hidden states (and pooled output) of `batch`.
+    /// The hidden states (and pooled output) of `batch`, with dropout where HF's training mode
+    /// has it once `g` has dropout on (see [`Model::forward`](crate::Model::forward)).
     pub fn forward(&self, g: &mut Graph<'_>, p: &Leaves, batch: &Batch) -> Result<EncoderOutput> {
         let c = &self.config;
         let eps = c.layer_norm_eps;
@@ -163,16 +164,23 @@ impl Encoder {
             release(g, &[x, types]);
             x = sum;
         }
-        let mut h = norm(g, p, x, self.embed_norm, eps)?;
+        let h = norm(g, p, x, self.embed_norm, eps)?;
         release(g, &[x]);
+        let mut h = dropout(g, h, c.dropout.hidden)?;
         let scale = 1.0 / (c.head_dim() as f32).sqrt();
+        let mask = batch.additive_mask.as_ref();
         for layer in &self.layers {
             let q = linear(g, p, h, layer.query)?;
             let k = linear(g, p, h, layer.key)?;
             let v = linear(g, p, h, layer.value)?;
-            let ctx = g.attention(q, k, v, batch.additive_mask.as_ref(), c.heads, scale)?;
+            let ctx = g.attention(q, k, v, mask, c.heads, scale, c.dropout.attention)?;
             release(g, &[q, k, v]);
             let a = linear(g, p, ctx, layer.attn_out)?;
+            // BERT drops the attention block's output; DistilBERT does not.
+            let a = match c.family {
+                Family::Bert => dropout(g, a, c.dropout.hidden)?,
+                Family::DistilBert => a,
+            };
             let a_h = g.add(a, h)?;
             release(g, &[ctx, a, h]);
             let h1 = norm(g, p, a_h, layer.attn_norm, eps)?;
@@ -180,6 +188,7 @@ impl Encoder {
             let f_act = g.gelu(f)?;
             release(g, &[a_h, f]);
             let o = linear(g, p, f_act, layer.ffn_out)?;
+            let o = dropout(g, o, c.dropout.hidden)?;
             let o_h = g.add(o, h1)?;
             release(g, &[f_act, o, h1]);
             h = norm(g, p, o_h, layer.ffn_norm, eps)?;
@@ -223,6 +232,15 @@ pub(crate) fn leaf(p: &Leaves, i: usize) -> Result<Var> {
         op: "model",
         detail: format!("parameter {i} is not bound in this step ({} are)", p.len()),
     })
+}
+
+/// [`Graph::dropout`] of `x`, releasing `x` when dropout made a new value of it.
+pub(crate) fn dropout(g: &mut Graph<'_>, x: Var, p: f32) -> Result<Var> {
+    let y = g.dropout(x, p)?;
+    if y != x {
+        release(g, &[x]);
+    }
+    Ok(y)
 }
 
 /// `x W^T + b` with the parameters of `l`.

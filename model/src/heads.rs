@@ -129,6 +129,7 @@ impl Head {
                     op: "classifier",
                     detail: "BERT's classification head needs the pooler".into(),
                 })?;
+                let pooled = g.dropout(pooled, config.dropout.classifier)?;
                 linear(g, p, pooled, out)
             }
             Head::Classifier {
@@ -138,6 +139,7 @@ impl Head {
                 let cls = g.select_token(enc.hidden, 0)?;
                 let x = linear(g, p, cls, pre)?;
                 let x = g.relu(x)?;
+                let x = g.dropout(x, config.dropout.classifier)?;
                 linear(g, p, x, out)
             }
         }

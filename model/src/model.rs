@@ -86,25 +86,8 @@ impl Model {
         &self.encoder.config
     }
 
-    /// The dropout HF's training mode would apply to this model: each probability above 0,
-    /// under its `config.json` key (the classifier's only when the model has a
-    /// sequence-classifier head).
-    pub fn training_dropout(&self) -> Vec<(&'static str, f32)> {
-        let d = self.config().dropout;
-        let classifies = matches!(self.head, Some(Head::Classifier { .. }));
-        let [hidden, attention, classifier] = crate::Dropout::keys(self.config().family);
-        [
-            (hidden, d.hidden),
-            (attention, d.attention),
-            (classifier, if classifies { d.classifier } else { 0.0 }),
-        ]
-        .into_iter()
-        .filter(|(_, p)| *p > 0.0)
-        .collect()
-    }
-
     /// Clears the config's dropout probabilities, so that a [`Trainer`](crate::Trainer) trains
-    /// this model as HF's eval mode does (no dropout; see [`Dropout`](crate::Dropout)).
+    /// this model as HF's eval mode computes (no dropout; see [`Dropout`](crate::Dropout)).
     pub fn disable_dropout(&mut self) {
         self.encoder.config.dropout = crate::Dropout::NONE;
     }
@@ -133,6 +116,11 @@ impl Model {
 
     /// Runs the encoder and head on `batch`. Parameters are bound as leaves that need a
     /// gradient when `g` is recording.
+    ///
+    /// Once `g` has dropout on ([`Graph::enable_dropout`]) it drops with the config's
+    /// probabilities where HF's training mode does, each site drawing the next stream in HF's
+    /// order: the embeddings; per layer the attention probabilities, (BERT only) the attention
+    /// output and the feed-forward output; before a classifier's last linear layer.
     pub fn forward(&self, g: &mut Graph<'_>, batch: &Batch) -> Result<Forward> {
         let needs_grad = g.is_recording();
         let params = g.leaves(self.params.iter().map(|p| &p.tensor), needs_grad);

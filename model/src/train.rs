@@ -4,6 +4,7 @@ use crate::batch::Batch;
 use crate::model::{Forward, Model};
 use smelt_engine::{Arena, Error, Graph, Leaves, Result, Tape, Tensor, Var};
 use smelt_kernels::cpu::adamw::{adamw_step, AdamW};
+use smelt_kernels::cpu::dropout::step_seed;
 use smelt_kernels::cpu::CpuOptions;
 
 /// What a step minimises.
@@ -46,31 +47,21 @@ pub struct Trainer {
     v: Vec<Vec<f32>>,
     tape: Tape,
     opts: CpuOptions,
+    /// The run's dropout seed; step `k` draws with `step_seed(dropout_seed, k)`.
+    dropout_seed: u64,
 }
 
 impl Trainer {
     /// A trainer for `model` (made trainable: mapped weights are copied once) with AdamW
     /// hyper-parameters `hp`, running kernels with `opts`.
     ///
-    /// Steps run without dropout (HF's eval mode), so a model whose config asks for dropout
-    /// is refused, naming the probabilities, until [`Model::disable_dropout`] clears them:
-    /// training it here would silently differ from HF's `model.train()`.
+    /// Steps run in HF's training mode: with the dropout the model's config asks for (see
+    /// [`Model::forward`]), each step drawing its masks from its own seed (the run's seed is 0
+    /// until [`Trainer::set_dropout_seed`]); [`Model::disable_dropout`] makes them HF's eval
+    /// mode instead.
     pub fn new(model: &mut Model, hp: AdamW, opts: CpuOptions) -> Result<Trainer> {
         hp.validate("Trainer::new")?;
         opts.validate("Trainer::new")?;
-        let dropout = model.training_dropout();
-        if !dropout.is_empty() {
-            let list: Vec<String> = dropout.iter().map(|(k, p)| format!("{k} {p}")).collect();
-            return Err(Error::Input {
-                op: "Trainer::new",
-                detail: format!(
-                    "the config asks for dropout in training ({}), which smelt does not implement: \
-                     it trains as HF's eval mode, without dropout; call Model::disable_dropout() \
-                     (or set those probabilities to 0 in config.json) to train that way",
-                    list.join(", ")
-                ),
-            });
-        }
         model.make_trainable()?;
         let zeros = |model: &Model| {
             model
@@ -87,7 +78,15 @@ impl Trainer {
             v: zeros(model),
             tape: Tape::new(),
             opts,
+            dropout_seed: 0,
         })
+    }
+
+    /// Seeds the dropout of the steps to come: step `k` of the run (counted by
+    /// [`Trainer::steps`]) draws its masks with seed
+    /// [`step_seed`]`(seed, k)`, so a run is reproducible from its seed.
+    pub fn set_dropout_seed(&mut self, seed: u64) {
+        self.dropout_seed = seed;
     }
 
     /// Steps taken so far.
@@ -126,6 +125,7 @@ impl Trainer {
         objective: &Objective,
     ) -> Result<(f32, Leaves)> {
         let mut g = Graph::new(&mut self.tape, arena, self.opts, true);
+        g.enable_dropout(step_seed(self.dropout_seed, u64::from(self.step)));
         let forward = model.forward(&mut g, batch)?;
         let loss = objective.loss(model, &mut g, &forward, batch)?;
         g.backward(loss)?;

@@ -1,6 +1,7 @@
 //! AdamW counts steps per parameter, as PyTorch does: a parameter without a gradient in a
 //! step (the classifier and pooler under a loss on the hidden states) is skipped, and its
-//! first update later is bias-corrected as a first step.
+//! first update later is bias-corrected as a first step. Steps drop as the config asks,
+//! reproducibly from the trainer's seed.
 
 use smelt_engine::{Arena, CpuOptions};
 use smelt_kernels::cpu::adamw::AdamW;
@@ -134,63 +135,75 @@ fn a_failed_step_changes_nothing_and_releases_the_arena() {
     }
 }
 
-#[test]
-fn a_config_that_asks_for_dropout_is_refused_until_dropout_is_disabled() {
-    // HF trains this config with dropout; smelt's steps have none, so training it silently
-    // would not match HF's model.train().
-    let config = Config {
-        dropout: Dropout {
-            hidden: 0.1,
-            attention: 0.0,
-            classifier: 0.1,
-        },
-        ..Config::preset("tiny").unwrap()
-    };
-    let mut model = Model::random(&config, HeadKind::Classification, SEED).unwrap();
-    let Err(err) = Trainer::new(&mut model, hp(), CpuOptions::threads(1)) else {
-        panic!("a config with dropout was accepted for training");
-    };
-    let err = err.to_string();
-    assert!(
-        err.contains("hidden_dropout_prob 0.1")
-            && err.contains("classifier_dropout 0.1")
-            && !err.contains("attention_probs")
-            && err.contains("disable_dropout"),
-        "{err}"
-    );
-    model.disable_dropout();
-    assert_eq!(model.config().dropout, Dropout::NONE);
-    let mut trainer = Trainer::new(&mut model, hp(), CpuOptions::threads(1)).unwrap();
-    let loss = trainer
-        .step(
-            &mut model,
-            &mut Arena::new(),
-            &batch(&config),
-            &Objective::Head,
-        )
-        .unwrap();
-    assert!(loss.is_finite());
+/// The losses of `steps` steps of a fresh classifier of `config` on the same batch, with the
+/// trainer's dropout seed `seed` (`None`: dropout disabled), and the parameters after them.
+fn run(config: &Config, seed: Option<u64>, steps: usize) -> (Vec<f32>, Vec<Vec<f32>>) {
+    let mut model = Model::random(config, HeadKind::Classification, SEED).unwrap();
+    if seed.is_none() {
+        model.disable_dropout();
+    }
+    let mut trainer = Trainer::new(&mut model, hp(), CpuOptions::threads(2)).unwrap();
+    trainer.set_dropout_seed(seed.unwrap_or(0));
+    let (mut arena, batch) = (Arena::new(), batch(config));
+    let losses = (0..steps)
+        .map(|_| {
+            trainer
+                .step(&mut model, &mut arena, &batch, &Objective::Head)
+                .unwrap()
+        })
+        .collect();
+    let params = model
+        .params()
+        .iter()
+        .map(|p| p.tensor.to_vec(&arena).unwrap())
+        .collect();
+    (losses, params)
 }
 
 #[test]
-fn dropout_is_named_by_the_family_keys_and_the_classifier_counts_only_with_its_head() {
-    // HF writes seq_classif_dropout 0.2 into every DistilBERT config: it applies only to a
-    // sequence classifier.
-    let config = Config {
-        family: Family::DistilBert,
-        type_vocab_size: 0,
+fn dropout_steps_are_reproducible_from_the_seed_and_differ_from_eval_mode() {
+    for family in [Family::Bert, Family::DistilBert] {
+        let config = Config {
+            family,
+            type_vocab_size: if family == Family::Bert { 2 } else { 0 },
+            dropout: Dropout {
+                hidden: 0.1,
+                attention: 0.1,
+                classifier: 0.2,
+            },
+            ..Config::preset("tiny").unwrap()
+        };
+        let (losses, params) = run(&config, Some(5), 2);
+        assert_eq!(
+            (losses.clone(), params),
+            run(&config, Some(5), 2),
+            "{family:?}"
+        );
+        let (other, _) = run(&config, Some(6), 2);
+        let (eval, _) = run(&config, None, 2);
+        // The same batch and weights in the first step: only the masks differ.
+        assert_ne!(
+            losses[0], other[0],
+            "{family:?}: another seed draws other masks"
+        );
+        assert_ne!(losses[0], eval[0], "{family:?}: dropout changes the loss");
+        assert!(losses.iter().chain(&eval).all(|l| l.is_finite()));
+    }
+}
+
+#[test]
+fn disabled_dropout_trains_as_a_config_without_any() {
+    let with = Config {
         dropout: Dropout {
-            hidden: 0.0,
-            attention: 0.0,
-            classifier: 0.2,
+            hidden: 0.3,
+            attention: 0.3,
+            classifier: 0.3,
         },
         ..Config::preset("tiny").unwrap()
     };
-    let mut mlm = Model::random(&config, HeadKind::MaskedLm, SEED).unwrap();
-    assert!(Trainer::new(&mut mlm, hp(), CpuOptions::threads(1)).is_ok());
-    let mut classifier = Model::random(&config, HeadKind::Classification, SEED).unwrap();
-    let Err(err) = Trainer::new(&mut classifier, hp(), CpuOptions::threads(1)) else {
-        panic!("a DistilBERT classifier with seq_classif_dropout was accepted");
+    let without = Config {
+        dropout: Dropout::NONE,
+        ..with.clone()
     };
-    assert!(err.to_string().contains("seq_classif_dropout 0.2"), "{err}");
+    assert_eq!(run(&with, None, 2), run(&without, Some(1), 2));
 }

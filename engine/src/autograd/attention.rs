@@ -1,19 +1,25 @@
-//! Fused multi-head attention: `softmax(scale * Q K^T + mask) V` per batch element and head,
-//! one op with its own backward; the scores exist only inside it.
+//! Fused multi-head attention: `dropout(softmax(scale * Q K^T + mask)) V` per batch element
+//! and head, one op with its own backward; the scores exist only inside it.
 
 use super::node::Node;
 use super::tape::{Graph, Var};
 use crate::{Error, Result, Tensor};
-use smelt_kernels::cpu::attention::{attention_backward, attention_forward, AttentionShape, Probs};
+use smelt_kernels::cpu::attention::{
+    attention_backward, attention_forward, AttentionShape, Probs, ProbsDropout,
+};
+use smelt_kernels::cpu::dropout::DropoutMask;
 
 const OP: &str = "attention";
 
 impl Graph<'_> {
     /// Attention over `q`, `k`, `v` of `[B, T, H*d]` (heads side by side in each row, as HF's
     /// projections give them) with `heads` heads, `scale` (HF: `1/sqrt(d)`) and an optional
-    /// additive key mask `[B, T]` (0 for tokens, `f32::MIN` for padding, as HF). Returns
-    /// `[B, T, H*d]`. When recording, the probabilities `[B, H, T, T]` are saved for the
-    /// backward; otherwise they live in scratch only.
+    /// additive key mask `[B, T]` (0 for tokens, `f32::MIN` for padding, as HF), and dropout
+    /// of probability `dropout` on the probabilities once [`Graph::enable_dropout`] turned it
+    /// on (a dropout site either way; the probabilities are drawn in `[B, H, T, T]` order).
+    /// Returns `[B, T, H*d]`. When recording, the probabilities `[B, H, T, T]` are saved for
+    /// the backward; otherwise they live in scratch only.
+    #[allow(clippy::too_many_arguments)]
     pub fn attention(
         &mut self,
         q: Var,
@@ -22,6 +28,7 @@ impl Graph<'_> {
         mask: Option<&Tensor>,
         heads: usize,
         scale: f32,
+        dropout: f32,
     ) -> Result<Var> {
         let qt = self.value(q);
         let shape = attention_shape(qt, heads)?;
@@ -57,6 +64,7 @@ impl Graph<'_> {
             }
             None => None,
         };
+        let drop_mask = self.next_dropout(OP, dropout)?;
         let (qd, kd, vd) = (self.dense(OP, q)?, self.dense(OP, k)?, self.dense(OP, v)?);
         let record = self.records(&[q, k, v]);
         let opts = self.opts;
@@ -65,19 +73,34 @@ impl Graph<'_> {
         } else {
             self.alloc_tensor(OP, &[shape.forward_scratch_len(opts.threads)])?
         };
+        let dropped = match drop_mask {
+            Some(_) => Some(self.alloc_tensor(OP, &[shape.forward_scratch_len(opts.threads)])?),
+            None => None,
+        };
         let value = self.alloc_with(OP, dims.dims(), |out| {
-            // SAFETY: `probs` was just taken from the pool or the arena and is a different
-            // buffer from `out`; nothing else refers to it.
+            // SAFETY: `probs` and `dropped` were just taken from the pool or the arena and are
+            // different buffers from `out` and from each other; nothing else refers to them.
             let buffer = unsafe { self.buffer_mut(OP, &probs)? };
             let p = if record {
                 Probs::Save(buffer)
             } else {
                 Probs::Scratch(buffer)
             };
+            let dropout = match (drop_mask, &dropped) {
+                (Some(mask), Some(d)) => Some(ProbsDropout {
+                    mask,
+                    // SAFETY: as for `probs` above.
+                    scratch: unsafe { self.buffer_mut(OP, d)? },
+                }),
+                _ => None,
+            };
             Ok(attention_forward(
-                qd, kd, vd, mask, scale, &shape, p, out, &opts,
+                qd, kd, vd, mask, scale, &shape, p, dropout, out, &opts,
             )?)
         })?;
+        if let Some(d) = dropped {
+            self.recycle(d);
+        }
         let out = self.push_value(value, record);
         if !record {
             self.recycle(probs);
@@ -89,6 +112,7 @@ impl Graph<'_> {
                 probs,
                 shape,
                 scale,
+                dropout: drop_mask,
                 out,
             });
         }
@@ -115,13 +139,15 @@ fn attention_shape(q: &Tensor, heads: usize) -> Result<AttentionShape> {
     }
 }
 
-/// `dq`, `dk`, `dv` from the saved probabilities (the kernel documents the formulas).
+/// `dq`, `dk`, `dv` from the saved probabilities and the forward's dropout draw (the kernel
+/// documents the formulas).
 pub(super) fn backward(
     g: &mut Graph<'_>,
     [q, k, v]: [Var; 3],
     probs: &Tensor,
     shape: &AttentionShape,
     scale: f32,
+    dropout: Option<&DropoutMask>,
     dout: &Tensor,
 ) -> Result<()> {
     let arena = g.arena;
@@ -144,7 +170,9 @@ pub(super) fn backward(
             g.buffer_mut(OP, &dv)?,
         )
     };
-    attention_backward(qd, kd, vd, p, dy, scale, shape, s, dqs, dks, dvs, &opts)?;
+    attention_backward(
+        qd, kd, vd, p, dy, scale, dropout, shape, s, dqs, dks, dvs, &opts,
+    )?;
     g.recycle(scratch);
     g.accumulate(q, dq)?;
     g.accumulate(k, dk)?;

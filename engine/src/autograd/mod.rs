@@ -9,6 +9,7 @@
 mod activation;
 mod add;
 mod attention;
+mod dropout;
 mod embedding;
 mod layer_norm;
 mod linear;

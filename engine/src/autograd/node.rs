@@ -1,9 +1,10 @@
 //! [`Node`]: one recorded op, what its backward needs, and the dispatch to that backward.
 
 use super::tape::{Graph, Var};
-use super::{activation, add, attention, embedding, layer_norm, linear, loss, pooling};
+use super::{activation, add, attention, dropout, embedding, layer_norm, linear, loss, pooling};
 use crate::{Result, Tensor};
 use smelt_kernels::cpu::attention::AttentionShape;
+use smelt_kernels::cpu::dropout::DropoutMask;
 use std::ops::Range;
 
 /// A recorded op: its inputs, its output and the tensors saved for its backward.
@@ -40,6 +41,12 @@ pub(crate) enum Node {
         probs: Tensor,
         shape: AttentionShape,
         scale: f32,
+        dropout: Option<DropoutMask>,
+        out: Var,
+    },
+    Dropout {
+        x: Var,
+        mask: DropoutMask,
         out: Var,
     },
     Embedding {
@@ -84,6 +91,7 @@ impl Node {
             | Node::LayerNorm { out, .. }
             | Node::Activation { out, .. }
             | Node::Attention { out, .. }
+            | Node::Dropout { out, .. }
             | Node::Embedding { out, .. }
             | Node::CrossEntropy { out, .. }
             | Node::MulSum { out, .. }
@@ -114,8 +122,18 @@ impl Node {
                 probs,
                 shape,
                 scale,
+                dropout,
                 ..
-            } => attention::backward(g, [*q, *k, *v], probs, shape, *scale, dout),
+            } => attention::backward(
+                g,
+                [*q, *k, *v],
+                probs,
+                shape,
+                *scale,
+                dropout.as_ref(),
+                dout,
+            ),
+            Node::Dropout { x, mask, .. } => dropout::backward(g, *x, mask, dout),
             Node::Embedding {
                 table,
                 ids,

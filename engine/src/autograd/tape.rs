@@ -134,6 +134,8 @@ pub struct Graph<'a> {
     pub(crate) arena: &'a Arena,
     pub(crate) opts: CpuOptions,
     recording: bool,
+    /// Training-mode dropout's draws, once [`Graph::enable_dropout`] turned it on.
+    pub(crate) draws: Option<super::dropout::Draws>,
 }
 
 impl<'a> Graph<'a> {
@@ -146,6 +148,7 @@ impl<'a> Graph<'a> {
             arena,
             opts,
             recording,
+            draws: None,
         }
     }
 

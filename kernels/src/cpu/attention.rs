@@ -6,15 +6,15 @@
 //! ```text
 //! S = scale * Q_h K_h^T + mask_b      (mask_b: one additive value per key, broadcast over queries)
 //! P = softmax(S)                      (row-wise)
-//! O_h = P V_h
+//! O_h = (P * M) V_h                   (M: dropout's factors in training, else all 1)
 //! ```
 //!
 //! The scores `S`/`P` exist only inside these calls: in a caller-provided buffer that is either
 //! scratch (inference) or kept for the backward (training). The backward, with `dO` given:
 //!
 //! ```text
-//! dV_h = P^T dO_h
-//! dP   = dO_h V_h^T
+//! dV_h = (P * M)^T dO_h
+//! dP   = (dO_h V_h^T) * M
 //! dS   = scale * P * (dP - rowsum(dP * P))   (softmax backward, through the scale)
 //! dQ_h = dS K_h
 //! dK_h = dS^T Q_h
@@ -25,7 +25,12 @@
 //! threads take whole batch elements (each running single-threaded GEMMs, no synchronisation
 //! inside); otherwise batch elements run in turn with the threads inside each GEMM and softmax.
 //! [`attention_reference`] is a plain f64 version for the tests.
+//!
+//! Dropout on the probabilities (HF's training mode) draws element `((b*H + h)*T + i)*T + j`
+//! of `P`, its index in `[B, H, T, T]`, from a [`DropoutMask`]; the backward draws the same
+//! factors again, so only `P` is kept.
 
+use crate::cpu::dropout::{dropout, dropout_inplace, DropoutMask};
 use crate::cpu::gemm::{sgemm_batched, BatchStrides, MatMut, MatRef};
 use crate::cpu::options::CpuOptions;
 use crate::cpu::softmax::{softmax_backward, softmax_inplace, Mask};
@@ -98,6 +103,11 @@ impl AttentionShape {
     fn scores(&self, i: usize) -> Range<usize> {
         let len = self.scores_len();
         i * len..(i + 1) * len
+    }
+
+    /// The index of batch element `b`'s first score in `[B, H, T, T]`, where dropout draws.
+    fn first_score(&self, b: usize) -> u64 {
+        (b * self.scores_len()) as u64
     }
 
     /// Head 0's `[T, d]` block of `[T, H*d]` rows (batch strides of `d` reach the others).
@@ -185,7 +195,18 @@ pub enum Probs<'a> {
     Scratch(&'a mut [f32]),
 }
 
-/// `out = softmax(scale * Q K^T + mask) V` per batch element and head (see the module docs).
+/// Dropout on the attention probabilities (training).
+#[derive(Debug)]
+pub struct ProbsDropout<'a> {
+    /// The draw over `[B, H, T, T]` (see the module docs).
+    pub mask: DropoutMask,
+    /// [`AttentionShape::forward_scratch_len`] values for the probabilities after dropout
+    /// (the saved ones are those before, which the softmax's backward needs).
+    pub scratch: &'a mut [f32],
+}
+
+/// `out = dropout(softmax(scale * Q K^T + mask)) V` per batch element and head (see the
+/// module docs), without dropout when `dropout` is `None`.
 ///
 /// `q`, `k`, `v` and `out` are `[B, T, H*d]` row-major; `mask` is `[B, T]` additive key values
 /// (HF uses 0 for tokens and `f32::MIN` for padding). Errors when a length disagrees with
@@ -199,6 +220,7 @@ pub fn attention_forward(
     scale: f32,
     shape: &AttentionShape,
     probs: Probs<'_>,
+    dropout: Option<ProbsDropout<'_>>,
     out: &mut [f32],
     opts: &CpuOptions,
 ) -> Result<()> {
@@ -228,16 +250,30 @@ pub fn attention_forward(
     if let Some(m) = mask {
         shape.check(OP, &[("mask", m.len(), shape.batch * shape.seq)])?;
     }
+    let (drop_mask, dropped) = match dropout {
+        Some(d) => {
+            let needed = shape.forward_scratch_len(opts.threads);
+            shape.check(OP, &[("dropout scratch", d.scratch.len(), needed)])?;
+            (Some(d.mask), d.scratch)
+        }
+        None => (None, &mut [][..]),
+    };
     let (out, probs) = (SharedSlice::new(out), SharedSlice::new(probs));
+    let dropped = SharedSlice::new(dropped);
     for_each_batch(shape, opts, |task, b, inner| {
         let rows = shape.rows(b);
         // SAFETY: batch element `b` is handled by exactly one task, so its rows of `out`
         // and (when saved) its scores are written by this task only; scratch scores are
-        // indexed by the task.
-        let (o, p) = unsafe {
+        // indexed by the task, as is the dropout scratch (empty and untouched without
+        // dropout).
+        let (o, p, pd) = unsafe {
             (
                 out.range(rows.clone()),
                 probs.range(shape.scores(if save { b } else { task })),
+                match drop_mask {
+                    Some(_) => dropped.range(shape.scores(task)),
+                    None => &mut [][..],
+                },
             )
         };
         let one = ForwardOne {
@@ -245,6 +281,7 @@ pub fn attention_forward(
             k: &k[rows.clone()],
             v: &v[rows],
             mask: mask.map(|m| &m[b * shape.seq..(b + 1) * shape.seq]),
+            dropout: drop_mask.map(|m| (m, shape.first_score(b), pd)),
         };
         one.run(scale, shape, p, o, inner)
     })
@@ -285,18 +322,21 @@ fn for_each_batch(
     }
 }
 
-/// The inputs of the forward of one batch element: `[T, H*d]` rows and the `[T]` mask.
+/// The inputs of the forward of one batch element: `[T, H*d]` rows, the `[T]` mask and,
+/// with dropout, its draw, the index of the element's first score and an `[H, T, T]` buffer
+/// for the probabilities after dropout.
 struct ForwardOne<'a> {
     q: &'a [f32],
     k: &'a [f32],
     v: &'a [f32],
     mask: Option<&'a [f32]>,
+    dropout: Option<(DropoutMask, u64, &'a mut [f32])>,
 }
 
 impl ForwardOne<'_> {
     /// Writes the element's `[H, T, T]` probabilities to `p` and its output rows to `out`.
     fn run(
-        &self,
+        self,
         scale: f32,
         shape: &AttentionShape,
         p: &mut [f32],
@@ -318,14 +358,22 @@ impl ForwardOne<'_> {
             repeat: shape.heads * t,
         });
         softmax_inplace(p, shape.heads * t, t, scale, mask, opts)?;
-        // O_h = P_h V_h, written into the head's columns of the output rows.
+        let p = match self.dropout {
+            Some((m, first, dropped)) => {
+                dropout(p, &m, first, dropped, opts)?;
+                dropped
+            }
+            None => p,
+        };
+        // O_h = (P_h * M) V_h, written into the head's columns of the output rows.
         let (p, v) = (shape.scores_of(p), shape.head(self.v));
         shape.per_head([t * t, d, d], p, v, shape.head_mut(out), opts)
     }
 }
 
 /// Gradients of [`attention_forward`]: `dq`, `dk`, `dv` (`[B, T, H*d]`, overwritten) from the
-/// saved probabilities `probs` (`[B, H, T, T]`) and the output gradient `dout`.
+/// saved probabilities `probs` (`[B, H, T, T]`, before dropout) and the output gradient
+/// `dout`; `dropout` is the forward's draw.
 ///
 /// `scratch` holds [`AttentionShape::backward_scratch_len`] values. The mask needs no gradient;
 /// masked keys get none because their probability is zero.
@@ -337,6 +385,7 @@ pub fn attention_backward(
     probs: &[f32],
     dout: &[f32],
     scale: f32,
+    dropout: Option<&DropoutMask>,
     shape: &AttentionShape,
     scratch: &mut [f32],
     dq: &mut [f32],
@@ -392,6 +441,7 @@ pub fn attention_backward(
             v: &v[rows.clone()],
             p: &probs[shape.scores(b)],
             dout: &dout[rows],
+            dropout: dropout.map(|m| (*m, shape.first_score(b))),
         };
         one.run(scale, shape, dp, ds, [dqb, dkb, dvb], inner)
     })
@@ -404,6 +454,8 @@ struct BackwardOne<'a> {
     v: &'a [f32],
     p: &'a [f32],
     dout: &'a [f32],
+    /// The forward's dropout draw and the index of the element's first score.
+    dropout: Option<(DropoutMask, u64)>,
 }
 
 impl BackwardOne<'_> {
@@ -424,11 +476,21 @@ impl BackwardOne<'_> {
         }
         let (q, k, v) = (shape.head(self.q), shape.head(self.k), shape.head(self.v));
         let (p, dout) = (shape.scores_of(self.p), shape.head(self.dout));
-        // dV_h = P_h^T dO_h
-        shape.per_head([t * t, d, d], p.t(), dout, shape.head_mut(dv), opts)?;
-        // dP_h = dO_h V_h^T
+        // dV_h = (P_h * M)^T dO_h, the dropped probabilities drawn again into `ds`.
+        let kept = match self.dropout {
+            Some((m, first)) => {
+                dropout(self.p, &m, first, ds, opts)?;
+                shape.scores_of(ds)
+            }
+            None => p,
+        };
+        shape.per_head([t * t, d, d], kept.t(), dout, shape.head_mut(dv), opts)?;
+        // dP_h = (dO_h V_h^T) * M
         let dp_mat = MatMut::row_major(dp, t, t);
         shape.per_head([d, d, t * t], dout, v.t(), dp_mat, opts)?;
+        if let Some((m, first)) = self.dropout {
+            dropout_inplace(dp, &m, first, opts)?;
+        }
         // dS = scale * P * (dP - rowsum(dP * P))
         softmax_backward(self.p, dp, ds, h * t, t, scale, opts)?;
         // dQ_h = dS_h K_h and dK_h = dS_h^T Q_h
@@ -438,14 +500,20 @@ impl BackwardOne<'_> {
     }
 }
 
+/// The factor dropout gives score `index` of `[B, H, T, T]` (1 without dropout), in f64.
+fn dropout_factor(dropout: Option<&DropoutMask>, index: usize) -> f64 {
+    dropout.map_or(1.0, |m| f64::from(m.factor(index as u64)))
+}
+
 /// Plain f64 attention for the tests: the output `[B, T, H*d]` and the probabilities
-/// `[B, H, T, T]`, with the same conventions as [`attention_forward`].
+/// `[B, H, T, T]` (before dropout), with the same conventions as [`attention_forward`].
 pub fn attention_reference(
     q: &[f32],
     k: &[f32],
     v: &[f32],
     mask: Option<&[f32]>,
     scale: f32,
+    dropout: Option<&DropoutMask>,
     shape: &AttentionShape,
 ) -> (Vec<f32>, Vec<f32>) {
     let (bs, t, h, d) = (shape.batch, shape.seq, shape.heads, shape.head_dim);
@@ -474,7 +542,10 @@ pub fn attention_reference(
                 }
                 for c in 0..d {
                     let o: f64 = (0..t)
-                        .map(|j| e[j] / sum * v[at(b, j, head, c)] as f64)
+                        .map(|j| {
+                            let m = dropout_factor(dropout, row + j);
+                            e[j] / sum * m * v[at(b, j, head, c)] as f64
+                        })
                         .sum();
                     out[at(b, i, head, c)] = o as f32;
                 }
@@ -486,6 +557,7 @@ pub fn attention_reference(
 
 /// Plain f64 gradients `(dq, dk, dv)` of [`attention_reference`] for the output gradient `dout`,
 /// with the same conventions as [`attention_backward`].
+#[allow(clippy::too_many_arguments)]
 pub fn attention_backward_reference(
     q: &[f32],
     k: &[f32],
@@ -493,31 +565,36 @@ pub fn attention_backward_reference(
     mask: Option<&[f32]>,
     dout: &[f32],
     scale: f32,
+    dropout: Option<&DropoutMask>,
     shape: &AttentionShape,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let (bs, t, h, d) = (shape.batch, shape.seq, shape.heads, shape.head_dim);
     let hd = h * d;
-    let (_, probs) = attention_reference(q, k, v, mask, scale, shape);
+    let (_, probs) = attention_reference(q, k, v, mask, scale, dropout, shape);
     let at = |b: usize, i: usize, head: usize, c: usize| (b * t + i) * hd + head * d + c;
     let mut dq = vec![0.0f64; shape.qkv_len()];
     let mut dk = vec![0.0f64; shape.qkv_len()];
     let mut dv = vec![0.0f64; shape.qkv_len()];
     for b in 0..bs {
         for head in 0..h {
-            let p = |i: usize, j: usize| probs[((b * h + head) * t + i) * t + j] as f64;
+            let index = |i: usize, j: usize| ((b * h + head) * t + i) * t + j;
+            let p = |i: usize, j: usize| probs[index(i, j)] as f64;
+            let m = |i: usize, j: usize| dropout_factor(dropout, index(i, j));
             for i in 0..t {
                 let dp: Vec<f64> = (0..t)
                     .map(|j| {
-                        (0..d)
+                        let dp: f64 = (0..d)
                             .map(|c| dout[at(b, i, head, c)] as f64 * v[at(b, j, head, c)] as f64)
-                            .sum()
+                            .sum();
+                        dp * m(i, j)
                     })
                     .collect();
                 let dot: f64 = (0..t).map(|j| dp[j] * p(i, j)).sum();
                 for j in 0..t {
                     let ds = scale as f64 * p(i, j) * (dp[j] - dot);
+                    let kept = p(i, j) * m(i, j);
                     for c in 0..d {
-                        dv[at(b, j, head, c)] += p(i, j) * dout[at(b, i, head, c)] as f64;
+                        dv[at(b, j, head, c)] += kept * dout[at(b, i, head, c)] as f64;
                         dq[at(b, i, head, c)] += ds * k[at(b, j, head, c)] as f64;
                         dk[at(b, j, head, c)] += ds * q[at(b, i, head, c)] as f64;
                     }

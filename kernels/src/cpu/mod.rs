@@ -4,6 +4,7 @@ pub mod activation;
 pub mod adamw;
 pub mod attention;
 mod check;
+pub mod dropout;
 pub mod elementwise;
 pub mod embedding;
 pub mod gemm;

@@ -145,7 +145,7 @@ impl Case {
         let mut out = vec![0.0; n];
         let (q, k, v, mask) = (&self.q, &self.k, &self.v, self.mask.as_deref());
         let save = Probs::Save(&mut probs);
-        cpu_forward(q, k, v, mask, self.scale, s, save, &mut out, opts).unwrap();
+        cpu_forward(q, k, v, mask, self.scale, s, save, None, &mut out, opts).unwrap();
         let mut scratch = vec![0.0; s.backward_scratch_len(opts.threads)];
         let (mut dq, mut dk, mut dv) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
         cpu_backward(
@@ -155,6 +155,7 @@ impl Case {
             &probs,
             &self.dout,
             self.scale,
+            None,
             s,
             &mut scratch,
             &mut dq,
@@ -204,7 +205,7 @@ impl Case {
         let name = format!("{}: {}", dev.name(), self.label);
         let mask = self.mask.as_deref();
         let (q, k, v, s) = (&self.q, &self.k, &self.v, &self.shape);
-        let (want, _) = attention_reference(q, k, v, mask, self.scale, s);
+        let (want, _) = attention_reference(q, k, v, mask, self.scale, None, s);
         assert_close(&format!("{name} out"), &out, &want);
         let rows = lse_len(s) / 3;
         for (r, want) in self.logsumexp().into_iter().enumerate() {
@@ -216,7 +217,7 @@ impl Case {
             );
         }
         let (wdq, wdk, wdv) =
-            attention_backward_reference(q, k, v, mask, &self.dout, self.scale, s);
+            attention_backward_reference(q, k, v, mask, &self.dout, self.scale, None, s);
         assert_close(&format!("{name} dq"), &dq, &wdq);
         assert_close(&format!("{name} dk"), &dk, &wdk);
         assert_close(&format!("{name} dv"), &dv, &wdv);
