@@ -4,7 +4,8 @@
     python3 tests/reference/make_fixtures.py [--out tests/fixtures]
 
 Offline and deterministic: every model is built from a config object (never from the hub) with
-seeded random weights, float32, eager attention, every dropout probability 0, eval() mode.
+seeded random weights, float32, eager attention, every dropout probability 0, eval() mode;
+the `*_dropout` cases are train() mode with dropout, their masks smelt's (see `SmeltDropout`).
 For each case it writes tests/fixtures/<case>/ holding
 
   config.json, model.safetensors   exactly what `model.save_pretrained(dir, safe_serialization=True)`
@@ -15,13 +16,17 @@ For each case it writes tests/fixtures/<case>/ holding
 
 Cases: bert (BertModel + pooler), distilbert (DistilBertModel), bert_mlm / distilbert_mlm
 (*ForMaskedLM, tied decoder, + 5 AdamW steps), bert_cls / distilbert_cls
-(*ForSequenceClassification, 3 labels). See tests/reference/README.md for the tensor names.
+(*ForSequenceClassification, 3 labels), bert_cls_dropout / distilbert_cls_dropout (the same
+heads in training mode with dropout 0.1 / 0.2 / 0.3 on hidden states / attention probabilities /
+classifier input, + 5 AdamW steps). See tests/reference/README.md for the tensor names.
 """
 import argparse
 import json
 import os
 import shutil
 import sys
+
+import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub access: models come from config objects
 import torch
@@ -47,10 +52,11 @@ INIT_STD = 0.5  # every weight and bias ~ N(0, 0.5); LayerNorm gamma ~ N(1, LN_S
 LN_STD = 0.2
 ADAMW = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01)
 ADAMW_STEPS = 5
+DROPOUT_SEED = 77  # the *_dropout cases: the seed of the forward's masks and of the AdamW run
 
 
 def bert_config(**extra):
-    return BertConfig(
+    kwargs = dict(
         vocab_size=VOCAB,
         hidden_size=HIDDEN,
         num_hidden_layers=2,
@@ -65,12 +71,12 @@ def bert_config(**extra):
         classifier_dropout=0.0,
         pad_token_id=0,
         attn_implementation="eager",
-        **extra,
     )
+    return BertConfig(**{**kwargs, **extra})
 
 
 def distilbert_config(**extra):
-    return DistilBertConfig(
+    kwargs = dict(
         vocab_size=VOCAB,
         dim=HIDDEN,
         n_layers=2,
@@ -85,8 +91,78 @@ def distilbert_config(**extra):
         seq_classif_dropout=0.0,
         pad_token_id=0,
         attn_implementation="eager",
-        **extra,
     )
+    return DistilBertConfig(**{**kwargs, **extra})
+
+
+M64 = (1 << 64) - 1
+
+
+def mix64(z):
+    """SplitMix64's output function on a Python int."""
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
+    return z ^ (z >> 31)
+
+
+def mix32(x):
+    """Wellons' lowbias32 on a uint32 array (numpy wraps the products)."""
+    x = x ^ (x >> np.uint32(16))
+    x = x * np.uint32(0x7FEB352D)
+    x = x ^ (x >> np.uint32(15))
+    x = x * np.uint32(0x846CA68B)
+    return x ^ (x >> np.uint32(16))
+
+
+def step_seed(seed, step):
+    """The seed of step `step` of a smelt Trainer seeded `seed`."""
+    return mix64(seed ^ mix64(step))
+
+
+def smelt_dropout_factors(p, seed, stream, n):
+    """smelt's dropout factors (kernels/src/cpu/dropout.rs) of elements 0..n of stream `stream`:
+    1/(1-p) as float32 where kept, 0 where dropped. p is read as float32, as smelt's config is."""
+    p = float(np.float32(p))
+    if p == 1.0:
+        return np.zeros(n, dtype=np.float32)
+    key = mix64(seed ^ mix64((stream + 0x9E3779B97F4A7C15) & M64))
+    i = np.arange(n, dtype=np.uint64)
+    lo = (i & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    hi = (i >> np.uint64(32)).astype(np.uint32)
+    bits = mix32(mix32(lo ^ np.uint32(key & 0xFFFFFFFF)) ^ np.uint32(key >> 32) ^ hi)
+    threshold = int(np.floor(p * 4294967296.0 + 0.5))  # Rust's f64::round, for p >= 0
+    scale = np.float32(1.0 / (1.0 - p))
+    return np.where(bits.astype(np.uint64) >= threshold, scale, np.float32(0.0)).astype(np.float32)
+
+
+class SmeltDropout:
+    """Stands in for torch.nn.functional.dropout (which nn.Dropout and HF's eager attention
+    both call): in training, the k-th call since `begin(seed)` multiplies its input by smelt's
+    mask of stream k, so HF's train() mode drops exactly what smelt drops."""
+
+    def __init__(self):
+        self.original = torch.nn.functional.dropout
+        self.seed, self.calls = None, 0
+
+    def begin(self, seed):
+        self.seed, self.calls = seed, 0
+
+    def __call__(self, input, p=0.5, training=True, inplace=False):
+        if not training:
+            return input
+        factors = smelt_dropout_factors(p, self.seed, self.calls, input.numel())
+        self.calls += 1
+        return input * torch.from_numpy(factors).reshape(input.shape)
+
+    def __enter__(self):
+        torch.nn.functional.dropout = self
+        return self
+
+    def __exit__(self, *exc):
+        torch.nn.functional.dropout = self.original
+
+
+DROPOUT = SmeltDropout()
 
 
 # name -> (model class, config factory, kind); kind selects inputs/outputs/loss.
@@ -103,6 +179,28 @@ CASES = {
     "distilbert_cls": (
         DistilBertForSequenceClassification,
         lambda: distilbert_config(num_labels=3, problem_type="single_label_classification"),
+        "cls",
+    ),
+    "bert_cls_dropout": (
+        BertForSequenceClassification,
+        lambda: bert_config(
+            num_labels=3,
+            problem_type="single_label_classification",
+            hidden_dropout_prob=0.1,
+            attention_probs_dropout_prob=0.2,
+            classifier_dropout=0.3,
+        ),
+        "cls",
+    ),
+    "distilbert_cls_dropout": (
+        DistilBertForSequenceClassification,
+        lambda: distilbert_config(
+            num_labels=3,
+            problem_type="single_label_classification",
+            dropout=0.1,
+            attention_dropout=0.2,
+            seq_classif_dropout=0.3,
+        ),
         "cls",
     ),
 }
@@ -187,7 +285,13 @@ def saved_names(path):
 
 
 def build_case(name, out_root):
+    with DROPOUT:
+        return build_case_with(name, out_root)
+
+
+def build_case_with(name, out_root):
     ctor, cfg_fn, kind = CASES[name]
+    train = name.endswith("_dropout")  # HF's training mode, with smelt's masks
     case_dir = os.path.join(out_root, name)
     if os.path.isdir(case_dir):
         shutil.rmtree(case_dir)
@@ -204,7 +308,15 @@ def build_case(name, out_root):
 
     inputs = make_inputs(gen, kind, with_token_types=name.startswith("bert"))
     model.zero_grad(set_to_none=True)
+    model.train(train)
+    DROPOUT.begin(DROPOUT_SEED)
     out, loss = forward_loss(model, kind, inputs)
+    if train:
+        # smelt's sites: the embeddings, per layer the attention probabilities, (BERT) the
+        # attention output and the feed-forward output, then the classifier's input.
+        per_layer = 3 if name.startswith("bert") else 2
+        sites = 2 + per_layer * config.num_hidden_layers
+        assert DROPOUT.calls == sites, f"{name}: {DROPOUT.calls} dropout calls, smelt has {sites}"
     loss.backward()
 
     ref = dict(inputs)
@@ -228,12 +340,15 @@ def build_case(name, out_root):
         "seed": str(SEED),
         "loss": "sum(last_hidden_state * probe)" if kind == "base" else "HF model loss (mean cross-entropy)",
     }
+    if train:
+        meta["dropout_seed"] = str(DROPOUT_SEED)
 
-    if kind == "mlm":
+    if kind == "mlm" or train:
         # Fresh copy of the same initial weights, loaded back from the files just written
         # (this also checks that the saved, deduplicated checkpoint round-trips).
         m2 = type(model).from_pretrained(case_dir, attn_implementation="eager")
-        m2.eval()
+        m2.train(train)
+        DROPOUT.begin(DROPOUT_SEED)
         with torch.no_grad():
             again = m2(**model_kwargs(inputs)).logits
         assert torch.equal(again, out.logits), "reloaded model differs"
@@ -245,7 +360,9 @@ def build_case(name, out_root):
             weight_decay=ADAMW["weight_decay"],
         )
         losses = []
-        for _ in range(ADAMW_STEPS):
+        for step in range(ADAMW_STEPS):
+            # A smelt Trainer seeded DROPOUT_SEED draws step k's masks from step_seed(seed, k).
+            DROPOUT.begin(step_seed(DROPOUT_SEED, step))
             opt.zero_grad(set_to_none=True)
             _, l2 = forward_loss(m2, kind, inputs)
             losses.append(l2.detach())
@@ -258,6 +375,8 @@ def build_case(name, out_root):
         for k, v in ADAMW.items():
             meta["adamw." + k] = repr(v)
         meta["adamw.steps"] = str(ADAMW_STEPS)
+        if train:
+            meta["adamw.dropout_seed"] = str(DROPOUT_SEED)
 
     ref = {k: v.detach().contiguous().clone() for k, v in ref.items()}
     save_file(ref, os.path.join(case_dir, "reference.safetensors"), metadata=meta)

@@ -1,6 +1,8 @@
 //! BERT and DistilBERT against HuggingFace transformers: outputs, losses and every parameter
 //! gradient from the fixtures that `tests/reference/make_fixtures.py` wrote (seeded random
-//! weights, a padded batch with two token types), and five AdamW steps against PyTorch's.
+//! weights, a padded batch with two token types), and five AdamW steps against PyTorch's; the
+//! `*_dropout` fixtures are HF's training mode, dropping with smelt's masks (the fixture
+//! script computes them), so dropout's forward and backward are checked the same way.
 //!
 //! Error measure: relative L2 `||ours - ref|| / ||ref||` per tensor, at most 1e-5 for outputs
 //! and losses and 1e-4 for gradients and updated weights.
@@ -62,6 +64,12 @@ impl Reference {
         self.file.info(name).is_some()
     }
 
+    /// The metadata value of `key`, parsed.
+    fn meta<T: std::str::FromStr>(&self, key: &str) -> Option<T> {
+        let (_, value) = self.file.metadata().iter().find(|(k, _)| k == key)?;
+        value.parse().ok()
+    }
+
     fn batch(&self, model: &Model) -> Batch {
         let (dims, ids) = self.i64("input_ids").unwrap();
         let mask = self.i64("attention_mask").map(|(_, m)| m);
@@ -112,6 +120,9 @@ fn outputs_and_gradients(case: &str, threads: usize) {
     let mut tape = Tape::new();
     let opts = CpuOptions::threads(threads);
     let mut g = Graph::new(&mut tape, &arena, opts, true);
+    if let Some(seed) = reference.meta("dropout_seed") {
+        g.enable_dropout(seed);
+    }
     let f = model.forward(&mut g, &batch).unwrap();
     let loss = objective.loss(&model, &mut g, &f, &batch).unwrap();
     let mut compared = 0;
@@ -206,14 +217,9 @@ fn adamw_matches(case: &str) {
     let reference = Reference::open(case);
     let batch = reference.batch(&model);
     let meta = |key: &str| -> f32 {
-        let value = reference
-            .file
-            .metadata()
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_else(|| panic!("{case}: no metadata {key}"));
-        value.parse().unwrap()
+        reference
+            .meta(key)
+            .unwrap_or_else(|| panic!("{case}: no metadata {key}"))
     };
     let hp = AdamW {
         lr: meta("adamw.lr"),
@@ -223,6 +229,9 @@ fn adamw_matches(case: &str) {
         weight_decay: meta("adamw.weight_decay"),
     };
     let mut trainer = Trainer::new(&mut model, hp, CpuOptions::threads(2)).unwrap();
+    if let Some(seed) = reference.meta("adamw.dropout_seed") {
+        trainer.set_dropout_seed(seed);
+    }
     let mut arena = Arena::new();
     let losses: Vec<f32> = (0..5)
         .map(|_| {
@@ -239,8 +248,10 @@ fn adamw_matches(case: &str) {
             "{case}: AdamW step {step}: loss {l} vs {w} ({err:e})"
         );
     }
+    // With dropout each step's loss is of other masks: only an eval-mode run must go down.
+    let dropout = reference.meta::<u64>("adamw.dropout_seed").is_some();
     assert!(
-        losses[4] < losses[0],
+        dropout || losses[4] < losses[0],
         "{case}: the loss did not go down: {losses:?}"
     );
     for param in model.params().iter() {
@@ -294,6 +305,16 @@ fn masked_lm_heads_match_hf() {
 fn classification_heads_match_hf() {
     for case in ["bert_cls", "distilbert_cls"] {
         outputs_and_gradients(case, 2);
+    }
+}
+
+#[test]
+fn training_mode_dropout_matches_hf() {
+    for case in ["bert_cls_dropout", "distilbert_cls_dropout"] {
+        for threads in [1, 2] {
+            outputs_and_gradients(case, threads);
+        }
+        adamw_matches(case);
     }
 }
 
