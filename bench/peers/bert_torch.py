@@ -2,21 +2,23 @@
 """PyTorch (HuggingFace transformers) BERT figures, one JSON object per line.
 
     python3 bench/peers/bert_torch.py --config bert-base|distilbert-base|minilm|tiny --batch B --seq T
-        --threads N [--phase forward|train|both] [--runs R] [--warmup W] [--attn sdpa|eager] [--serve]
+        --threads N [--phase forward|train|both] [--runs R] [--warmup W] [--attn sdpa|eager]
+        [--dropout P] [--serve]
 
-The model is built from a config object (no hub access), seeded random weights, float32, eval()
-mode, every dropout 0, random valid input ids (no padding, attention_mask all ones).
+The model is built from a config object (no hub access), seeded random weights, float32, random
+valid input ids (no padding, attention_mask all ones).
 
-- forward: under torch.inference_mode();
+- forward: eval() mode, under torch.inference_mode();
 - train: one training step = zero the grads, forward, loss = sum(last_hidden_state ** 2),
-  backward (no optimizer step).
+  backward (no optimizer step); with --dropout P > 0 in train() mode, dropping P of the hidden
+  states and attention probabilities (HF's training mode; default 0, which eval() computes).
 
 Each phase runs warm-up iterations, then R timed ones (default 10 forward, 5 train); the median is
 reported. With --serve the model is built once, then every phase name read on stdin
 runs one round (W warm-ups, R timed runs) and prints its line (peer_common.serve): `smelt bench
 bert` alternates these rounds with its own. Output line:
   {"impl": "pytorch", "config", "batch", "seq", "threads", "phase", "median_ms", "tokens_per_s",
-   "peak_rss_mb", "attn", "start_rss_mb"}
+   "peak_rss_mb", "attn", "start_rss_mb", "dropout"}
 peak_rss_mb is this process's peak resident set (VmHWM) read after the phase; with
 --phase both the train figure also covers the forward phase that ran before it, and a forward
 after a training step reports the training's peak (`smelt bench bert` keeps each phase's
@@ -55,6 +57,8 @@ def parse_args(description=__doc__, phases=("forward", "train", "both"), default
     p.add_argument("--attn", choices=("sdpa", "eager"), default="sdpa",
                    help="HF attention implementation (default sdpa, HF's own default)")
     p.add_argument("--serve", action="store_true", help="time one round per phase name read on stdin")
+    p.add_argument("--dropout", type=float, default=0.0,
+                   help="train phase: train() mode with this dropout on hidden states and attention probabilities")
     args = p.parse_args()
     positions = CONFIGS[args.config][3]
     if args.seq > positions:
@@ -74,8 +78,9 @@ def set_threads(n):
     return torch
 
 
-def build_model(name, attn="sdpa"):
-    """Config-built model with seeded random weights (HF's own init), eval mode, dropout 0."""
+def build_model(name, attn="sdpa", dropout=0.0):
+    """Config-built model with seeded random weights (HF's own init), eval mode, `dropout` on the
+    hidden states and attention probabilities (applied only in train() mode)."""
     import torch
     import transformers
     from transformers import BertConfig, BertModel, DistilBertConfig, DistilBertModel
@@ -84,12 +89,12 @@ def build_model(name, attn="sdpa"):
     family, sizes, vocab, positions = CONFIGS[name]
     torch.manual_seed(SEED)
     if family == "bert":
-        cfg = BertConfig(vocab_size=vocab, max_position_embeddings=positions, hidden_dropout_prob=0.0,
-                         attention_probs_dropout_prob=0.0, attn_implementation=attn, **sizes)
+        cfg = BertConfig(vocab_size=vocab, max_position_embeddings=positions, hidden_dropout_prob=dropout,
+                         attention_probs_dropout_prob=dropout, attn_implementation=attn, **sizes)
         model = BertModel(cfg, add_pooling_layer=False)
     else:
-        cfg = DistilBertConfig(vocab_size=vocab, max_position_embeddings=positions, dropout=0.0,
-                               attention_dropout=0.0, attn_implementation=attn, **sizes)
+        cfg = DistilBertConfig(vocab_size=vocab, max_position_embeddings=positions, dropout=dropout,
+                               attention_dropout=dropout, attn_implementation=attn, **sizes)
         model = DistilBertModel(cfg)
     return model.float().eval()
 
@@ -137,15 +142,17 @@ def report(impl, args, phase, median_ms, **extra):
 def main():
     args = parse_args()
     torch = set_threads(args.threads)
-    model = build_model(args.config, args.attn)
+    model = build_model(args.config, args.attn, args.dropout)
     ids, mask = make_inputs(args.config, args.batch, args.seq)
     start = round(peak_rss_mb(), 1)
 
     def forward():
+        model.eval()
         with torch.inference_mode():
             return model(input_ids=ids, attention_mask=mask).last_hidden_state
 
     def train_step():
+        model.train(args.dropout > 0)  # eval() mode computes the same without dropout
         model.zero_grad(set_to_none=True)
         h = model(input_ids=ids, attention_mask=mask).last_hidden_state
         loss = (h * h).sum()
@@ -160,7 +167,7 @@ def main():
         fn, default_warmup, default_runs = phases[phase]
         warmup = default_warmup if args.warmup is None else args.warmup
         ms = time_it(fn, warmup, args.runs or default_runs)
-        report("pytorch", args, phase, ms, attn=args.attn, start_rss_mb=start)
+        report("pytorch", args, phase, ms, attn=args.attn, start_rss_mb=start, dropout=args.dropout)
 
     if args.serve:
         # No warm-up here: each round warms up its phase itself, and a training step now

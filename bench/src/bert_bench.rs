@@ -8,13 +8,16 @@
 //! phase, in an order that rotates from round to round. On a shared machine whose speed
 //! drifts from minute to minute, this compares them in the same minutes: a row's `smelt_x`
 //! is the median over rounds of the peer's time over ours in that round.
+//!
+//! `--dropout P` makes the training step HF's training mode, dropping `P` of the hidden states
+//! and attention probabilities (ours and PyTorch's); the forward stays eval mode.
 
 use crate::args::{Args, MAX_RUNS};
 use crate::peers::{field, number, PeerServer};
 use crate::report::{Row, Value};
 use crate::timing::median;
 use smelt_engine::{Arena, CpuOptions, Graph, Tape};
-use smelt_model::{Batch, Config, HeadKind, Model, Objective};
+use smelt_model::{Batch, Config, Dropout, HeadKind, Model, Objective};
 use std::time::Instant;
 
 /// What one implementation measured in one round of one phase.
@@ -39,12 +42,26 @@ enum Turn {
 /// Runs the benchmark and returns its rows (ours first, then the peers with their ratio).
 pub fn run(args: &Args, threads: usize) -> Result<Vec<Row>, String> {
     let name = args.get("config", "bert-base".to_string())?;
-    let config = Config::preset(&name).ok_or_else(|| {
+    let preset = Config::preset(&name).ok_or_else(|| {
         format!(
             "--config {name:?}: expected one of {}",
             Config::PRESETS.join(", ")
         )
     })?;
+    let dropout: f32 = args.get("dropout", 0.0)?;
+    if !(0.0..1.0).contains(&dropout) {
+        return Err(format!(
+            "--dropout {dropout}: expected a probability in [0, 1)"
+        ));
+    }
+    let config = Config {
+        dropout: Dropout {
+            hidden: dropout,
+            attention: dropout,
+            classifier: 0.0,
+        },
+        ..preset
+    };
     let batch = args.count("batch", 8, MAX_TOKENS)?;
     let seq = args.count("seq", 128, MAX_TOKENS)?;
     let runs = args.count("runs", 5, MAX_RUNS)?;
@@ -65,7 +82,7 @@ pub fn run(args: &Args, threads: usize) -> Result<Vec<Row>, String> {
         .filter(|p| phase == *p || phase == "both")
         .collect();
 
-    let mut peers = start_peers(args, &name, (batch, seq, threads, runs), &phase)?;
+    let mut peers = start_peers(args, &name, (batch, seq, threads, runs), &phase, dropout)?;
 
     let mut figures = Vec::new();
     for round in 0..rounds {
@@ -105,7 +122,14 @@ pub fn run(args: &Args, threads: usize) -> Result<Vec<Row>, String> {
     }
     drop(peers);
     let flops = model.forward_flops(batch, seq);
-    Ok(rows(&figures, &name, batch, seq, threads, rounds, flops))
+    let rows = rows(&figures, &name, batch, seq, threads, rounds, flops);
+    Ok(rows
+        .into_iter()
+        .map(|mut row| {
+            row.0.push(("dropout", Value::Num(f64::from(dropout))));
+            row
+        })
+        .collect())
 }
 
 /// Starts the peers the command line asks for (`--torch`, `--onnx`) in `--serve` mode, each
@@ -116,6 +140,7 @@ fn start_peers<'p>(
     name: &str,
     (batch, seq, threads, runs): (usize, usize, usize, usize),
     phase: &'p str,
+    dropout: f32,
 ) -> Result<Vec<(PeerServer, &'p str)>, String> {
     let wanted = [
         ("torch", "bert_torch.py", phase),
@@ -126,7 +151,7 @@ fn start_peers<'p>(
         if !args.flag(flag) || (peer_phase == "forward" && phase == "train") {
             continue;
         }
-        let peer_args = [
+        let mut peer_args = vec![
             "--config",
             name,
             "--batch",
@@ -142,7 +167,12 @@ fn start_peers<'p>(
             "--warmup",
             "1",
         ]
-        .map(str::to_string);
+        .into_iter()
+        .map(str::to_string)
+        .collect::<Vec<_>>();
+        if flag == "torch" {
+            peer_args.extend(["--dropout".to_string(), dropout.to_string()]);
+        }
         let server = PeerServer::start(&format!("--{flag}"), script, &peer_args)?;
         peers.push((server, peer_phase));
     }
@@ -220,7 +250,8 @@ fn rows(
 }
 
 /// Median milliseconds of `runs` timed runs after one warm-up; `train` records the forward
-/// and runs the backward of `sum(hidden^2)`.
+/// and runs the backward of `sum(hidden^2)`, with the config's dropout (each run its own
+/// seed).
 fn time_phase(
     model: &Model,
     input: &Batch,
@@ -230,11 +261,16 @@ fn time_phase(
 ) -> Result<f64, String> {
     let mut arena = Arena::new();
     let mut tape = Tape::new();
+    let mut seed = 0;
     let mut once = || -> Result<f64, String> {
         let began = Instant::now();
         let (arena_ref, tape_ref) = (&mut arena, &mut tape);
+        seed += 1;
         smelt_kernels::cpu::threads::install(opts.threads, move || {
             let mut g = Graph::new(tape_ref, arena_ref, opts, train);
+            if train {
+                g.enable_dropout(seed);
+            }
             let f = model.forward(&mut g, input)?;
             if train {
                 let loss = Objective::SumSquares.loss(model, &mut g, &f, input)?;

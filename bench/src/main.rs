@@ -8,7 +8,7 @@
 //! smelt ptx run       FILE.ptx --kernel NAME --grid X[,Y,Z] --block X[,Y,Z] [--shared BYTES]
 //!                     [--buffers IN.safetensors] [--args ARGS] [--max-instructions N]
 //!                     --output OUT.safetensors
-//! smelt bench bert    [--config NAME] [--batch B] [--seq T] [--phase forward|train|both] [--runs R] [--rounds K] [--threads N] [--torch] [--onnx] [--json]
+//! smelt bench bert    [--config NAME] [--batch B] [--seq T] [--phase forward|train|both] [--dropout P] [--runs R] [--rounds K] [--threads N] [--torch] [--onnx] [--json]
 //! smelt bench embed   --model DIR [--count N] [--batch N] [--runs R] [--threads N] [--torch] [--json]
 //! smelt bench gemm    [--shape MxKxN ...] [--batch B] [--transb] [--threads N] [--torch] [--json]
 //! smelt bench softmax [--shape ROWSxCOLS ...] [--threads N] [--json]
@@ -42,8 +42,8 @@ const USAGE: &str = "usage:
                       [--buffers IN.safetensors] [--args ARGS] [--max-instructions N]
                       --output OUT.safetensors
   smelt bench bert    [--config bert-base|distilbert-base|minilm|tiny] [--batch B] [--seq T]
-                      [--phase forward|train|both] [--runs R] [--rounds K] [--threads N] [--torch] [--onnx]
-                      [--json]
+                      [--phase forward|train|both] [--dropout P] [--runs R] [--rounds K] [--threads N]
+                      [--torch] [--onnx] [--json]
   smelt bench embed   --model DIR [--count N] [--batch N] [--runs R] [--threads N] [--torch] [--json]
   smelt bench gemm    [--shape MxKxN ...] [--batch B] [--transb] [--threads N] [--torch] [--json]
   smelt bench softmax [--shape ROWSxCOLS ...] [--threads N] [--json]
@@ -57,6 +57,8 @@ options:
   --json         one JSON object per line instead of a table
   --torch        also run the PyTorch peer script (bench/peers/*_torch.py) on the same cases
   --onnx         bench bert: also run bench/peers/bert_onnx.py (ONNX Runtime, forward)
+  --dropout P    bench bert: training steps in HF's training mode, dropping P of the hidden
+                 states and attention probabilities (ours and PyTorch's; default 0)
   --rounds K     bench bert: K rounds (default 3) in which every implementation runs one warm-up
                  and R timed runs (--runs, default 5) in turn, the order rotating each round; the
                  peers stay up between rounds. median_ms is the median of the round medians,
@@ -196,8 +198,8 @@ fn bench(raw: &[String]) -> Result<(), String> {
         }
         "bert" => {
             args.only(&[
-                "config", "batch", "seq", "phase", "runs", "rounds", "threads", "torch", "onnx",
-                "json",
+                "config", "batch", "seq", "phase", "dropout", "runs", "rounds", "threads", "torch",
+                "onnx", "json",
             ])?;
             bert_bench::run(&args, threads)?
         }
