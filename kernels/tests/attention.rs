@@ -232,6 +232,26 @@ fn wrong_lengths_are_errors() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("probs has 5 values"), "{err}");
+    let mut dropped = vec![0.0; 3];
+    let mut scratch = vec![0.0; shape.forward_scratch_len(1)];
+    let err = attention_forward(
+        &x,
+        &x,
+        &x,
+        None,
+        1.0,
+        &shape,
+        Probs::Scratch(&mut scratch),
+        Some(ProbsDropout {
+            mask: DropoutMask::new(0.5, 0, 0).unwrap(),
+            scratch: &mut dropped,
+        }),
+        &mut vec![0.0; n],
+        &CpuOptions::threads(1),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("dropout scratch has 3 values"), "{err}");
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! A steady-state step makes no heap allocation: the engine's ops, and a whole BERT training
-//! step (forward, masked-LM loss, backward, AdamW) of the model crate.
+//! step (forward with dropout, masked-LM loss, backward, AdamW) of the model crate.
 //!
 //! The whole binary runs under a counting global allocator, so this file is its own test
 //! binary, without the libtest harness (whose bookkeeping thread would allocate meanwhile).
@@ -13,7 +13,7 @@ use smelt_engine::ops::{matmul, softmax, softmax_backward};
 use smelt_engine::{Arena, CpuOptions, Result, Tensor};
 use smelt_kernels::cpu::adamw::AdamW;
 use smelt_kernels::cpu::threads::install;
-use smelt_model::{Batch, Config, HeadKind, Model, Objective, Trainer};
+use smelt_model::{Batch, Config, Dropout, HeadKind, Model, Objective, Trainer};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -143,10 +143,17 @@ fn ops_allocations(threads: usize, warmup: usize, steps: usize) -> Result<usize>
     allocations_in_steady_state(threads, warmup, steps, &mut || step(&mut arena, &x, &opts))
 }
 
-/// Allocations of steady-state training steps of a small BERT with a masked-LM head on a
-/// padded batch with two token types.
+/// Allocations of steady-state training steps of a small BERT with a masked-LM head and
+/// HF's default dropout on a padded batch with two token types.
 fn training_allocations(threads: usize, warmup: usize, steps: usize) -> Result<usize> {
-    let config = Config::preset("tiny").expect("the tiny preset exists");
+    let config = Config {
+        dropout: Dropout {
+            hidden: 0.1,
+            attention: 0.1,
+            classifier: 0.1,
+        },
+        ..Config::preset("tiny").expect("the tiny preset exists")
+    };
     let mut model = Model::random(&config, HeadKind::MaskedLm, 7)?;
     let (b, t) = (4, 16);
     let ids: Vec<i64> = (0..b * t).map(|i| (i * 7 % 99) as i64).collect();
