@@ -256,52 +256,34 @@ fn attention_bench(c: &mut Criterion) {
     for threads in thread_counts() {
         let opts = CpuOptions::threads(threads);
         group.throughput(Throughput::Elements(2 * 2 * products));
-        group.bench_function(
-            BenchmarkId::new(format!("forward/t{threads}"), &name),
-            |b| {
-                b.iter(|| {
-                    let p = Probs::Save(&mut probs);
-                    attention_forward(
-                        &q,
-                        &k,
-                        &v,
-                        Some(&mask),
-                        scale,
-                        &shape,
-                        p,
-                        None,
-                        &mut out,
-                        &opts,
-                    )
-                })
-            },
-        );
         let drop = DropoutMask::new(0.1, 1, 3).expect("0.1 is a probability");
         let mut dropped = vec![0.0; shape.forward_scratch_len(threads)];
-        group.bench_function(
-            BenchmarkId::new(format!("forward-dropout/t{threads}"), &name),
-            |b| {
-                b.iter(|| {
-                    let p = Probs::Save(&mut probs);
-                    let d = ProbsDropout {
-                        mask: drop,
-                        scratch: &mut dropped,
-                    };
-                    attention_forward(
-                        &q,
-                        &k,
-                        &v,
-                        Some(&mask),
-                        scale,
-                        &shape,
-                        p,
-                        Some(d),
-                        &mut out,
-                        &opts,
-                    )
-                })
-            },
-        );
+        for (label, d) in [("forward", None), ("forward-dropout", Some(drop))] {
+            group.bench_function(
+                BenchmarkId::new(format!("{label}/t{threads}"), &name),
+                |b| {
+                    b.iter(|| {
+                        let p = Probs::Save(&mut probs);
+                        let d = d.map(|mask| ProbsDropout {
+                            mask,
+                            scratch: &mut dropped,
+                        });
+                        attention_forward(
+                            &q,
+                            &k,
+                            &v,
+                            Some(&mask),
+                            scale,
+                            &shape,
+                            p,
+                            d,
+                            &mut out,
+                            &opts,
+                        )
+                    })
+                },
+            );
+        }
         let mut scratch = vec![0.0; shape.backward_scratch_len(threads)];
         group.throughput(Throughput::Elements(2 * 4 * products));
         for (label, d) in [("backward", None), ("backward-dropout", Some(&drop))] {
