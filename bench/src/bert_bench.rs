@@ -123,10 +123,16 @@ pub fn run(args: &Args, threads: usize) -> Result<Vec<Row>, String> {
     drop(peers);
     let flops = model.forward_flops(batch, seq);
     let rows = rows(&figures, &name, batch, seq, threads, rounds, flops);
+    // Only training steps drop: forward rows (ONNX Runtime's too) ran in eval mode.
     Ok(rows
         .into_iter()
         .map(|mut row| {
-            row.0.push(("dropout", Value::Num(f64::from(dropout))));
+            let train = row
+                .0
+                .iter()
+                .any(|(k, v)| *k == "phase" && matches!(v, Value::Text(t) if t == "train"));
+            let p = if train { f64::from(dropout) } else { 0.0 };
+            row.0.push(("dropout", Value::Num(p)));
             row
         })
         .collect())

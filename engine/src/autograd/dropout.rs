@@ -23,9 +23,11 @@ pub(crate) struct Draws {
 
 impl Graph<'_> {
     /// Makes this graph drop as HF's training mode does, drawing from `seed` (give each step
-    /// its own). Without it [`Graph::dropout`] is the identity.
+    /// its own). Without it [`Graph::dropout`] is the identity. Call it before the forward: a
+    /// second call changes the seed but keeps counting sites, so no stream is drawn twice.
     pub fn enable_dropout(&mut self, seed: u64) {
-        self.draws = Some(Draws { seed, next: 0 });
+        let next = self.draws.map_or(0, |d| d.next);
+        self.draws = Some(Draws { seed, next });
     }
 
     /// The mask of the next dropout site with probability `p`: `None` when dropout is off or
@@ -88,7 +90,9 @@ mod tests {
         assert_eq!(g.dropout(x, 0.5).unwrap(), x, "eval mode drops nothing");
         g.enable_dropout(9);
         assert_eq!(g.dropout(x, 0.0).unwrap(), x, "p = 0 is the identity");
-        // That site took stream 0, so this one draws stream 1.
+        // That site took stream 0; enabling again changes the seed, not the count, so this
+        // one draws stream 1.
+        g.enable_dropout(9);
         let y = g.dropout(x, 0.5).unwrap();
         let mask = DropoutMask::new(0.5, 9, 1).unwrap();
         let (xs, ys) = (

@@ -14,8 +14,9 @@
 //!
 //! so every element is kept with probability `1 - p` to within `2^-32`, whatever the thread
 //! count or ISA (the mask depends on the numbers alone). Kept elements are multiplied by
-//! `1 / (1 - p)` rounded to f32, dropped ones by 0 (NaN stays NaN, as in PyTorch); `p = 1`
-//! drops everything. `tests/reference/make_fixtures.py` computes the same bits in numpy to
+//! `1 / (1 - p)` correctly rounded to f32 (PyTorch rounds `1 - p` to f32 before dividing,
+//! which can be 1 ulp away), dropped ones by 0 (NaN stays NaN, as in PyTorch); `p = 1` drops
+//! everything. `tests/reference/make_fixtures.py` computes the same bits in numpy to
 //! give HuggingFace's training mode these masks. The generator is a hash, not a
 //! cryptographic one: fine for regularisation, not for secrets.
 //!
