@@ -74,7 +74,10 @@ impl Graph<'_> {
             self.alloc_tensor(OP, &[shape.forward_scratch_len(opts.threads)])?
         };
         let dropped = match drop_mask {
-            Some(_) => Some(self.alloc_tensor(OP, &[shape.forward_scratch_len(opts.threads)])?),
+            Some(m) => Some((
+                m,
+                self.alloc_tensor(OP, &[shape.forward_scratch_len(opts.threads)])?,
+            )),
             None => None,
         };
         let value = self.alloc_with(OP, dims.dims(), |out| {
@@ -86,19 +89,19 @@ impl Graph<'_> {
             } else {
                 Probs::Scratch(buffer)
             };
-            let dropout = match (drop_mask, &dropped) {
-                (Some(mask), Some(d)) => Some(ProbsDropout {
-                    mask,
+            let dropout = match &dropped {
+                Some((mask, d)) => Some(ProbsDropout {
+                    mask: *mask,
                     // SAFETY: as for `probs` above.
                     scratch: unsafe { self.buffer_mut(OP, d)? },
                 }),
-                _ => None,
+                None => None,
             };
             Ok(attention_forward(
                 qd, kd, vd, mask, scale, &shape, p, dropout, out, &opts,
             )?)
         })?;
-        if let Some(d) = dropped {
+        if let Some((_, d)) = dropped {
             self.recycle(d);
         }
         let out = self.push_value(value, record);

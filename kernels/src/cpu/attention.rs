@@ -250,38 +250,37 @@ pub fn attention_forward(
     if let Some(m) = mask {
         shape.check(OP, &[("mask", m.len(), shape.batch * shape.seq)])?;
     }
-    let (drop_mask, dropped) = match dropout {
+    let dropout = match dropout {
         Some(d) => {
             let needed = shape.forward_scratch_len(opts.threads);
             shape.check(OP, &[("dropout scratch", d.scratch.len(), needed)])?;
-            (Some(d.mask), d.scratch)
+            Some((d.mask, SharedSlice::new(d.scratch)))
         }
-        None => (None, &mut [][..]),
+        None => None,
     };
     let (out, probs) = (SharedSlice::new(out), SharedSlice::new(probs));
-    let dropped = SharedSlice::new(dropped);
     for_each_batch(shape, opts, |task, b, inner| {
         let rows = shape.rows(b);
         // SAFETY: batch element `b` is handled by exactly one task, so its rows of `out`
         // and (when saved) its scores are written by this task only; scratch scores are
-        // indexed by the task, as is the dropout scratch (empty and untouched without
-        // dropout).
-        let (o, p, pd) = unsafe {
+        // indexed by the task, as is the dropout scratch.
+        let (o, p) = unsafe {
             (
                 out.range(rows.clone()),
                 probs.range(shape.scores(if save { b } else { task })),
-                match drop_mask {
-                    Some(_) => dropped.range(shape.scores(task)),
-                    None => &mut [][..],
-                },
             )
         };
+        let dropout = dropout.as_ref().map(|(m, scratch)| {
+            // SAFETY: as above, the task's own block of the dropout scratch.
+            let dropped = unsafe { scratch.range(shape.scores(task)) };
+            (*m, shape.first_score(b), dropped)
+        });
         let one = ForwardOne {
             q: &q[rows.clone()],
             k: &k[rows.clone()],
             v: &v[rows],
             mask: mask.map(|m| &m[b * shape.seq..(b + 1) * shape.seq]),
-            dropout: drop_mask.map(|m| (m, shape.first_score(b), pd)),
+            dropout,
         };
         one.run(scale, shape, p, o, inner)
     })

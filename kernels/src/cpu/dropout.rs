@@ -92,18 +92,13 @@ impl DropoutMask {
         })
     }
 
-    /// What a kept element is multiplied by: `1 / (1 - p)` as f32 (0 for `p = 1`).
-    pub fn scale(&self) -> f32 {
-        f32::from_bits(self.scale)
-    }
-
     /// The 32 random bits of the element whose index has low and high halves `lo`, `hi`.
     #[inline(always)]
     fn bits(&self, lo: u32, hi: u32) -> u32 {
         mix32(mix32(lo ^ self.key as u32) ^ (self.key >> 32) as u32 ^ hi)
     }
 
-    /// The factor of element `index`: [`DropoutMask::scale`] when it is kept, else 0. The
+    /// The factor of element `index`: `1 / (1 - p)` as f32 when it is kept, else 0. The
     /// scalar reference of [`dropout`].
     pub fn factor(&self, index: u64) -> f32 {
         self.factor_of(index as u32, (index >> 32) as u32)
