@@ -151,8 +151,8 @@ fn run_forward(
         scale,
         mask: mask.map_or(std::ptr::null(), |m| m.values.as_ptr()),
         repeat: mask.map_or(1, |m| m.repeat),
-        // Input and output that outgrow L2 stream from farther away: fetch rows ahead (in
-        // L2 the prefetches would only cost issue slots: 3-5% measured).
+        // Input and output that outgrow L2 stream from farther away: fetch input rows ahead
+        // (in L2 the prefetches would only cost issue slots: 3-5% measured).
         prefetch: 2 * rows * cols * std::mem::size_of::<f32>() > CacheSizes::detect().l2,
     });
     let (tasks, chunk) = row_chunks(rows, cols, opts.threads);
