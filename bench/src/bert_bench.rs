@@ -11,11 +11,17 @@
 //!
 //! `--dropout P` makes the training step HF's training mode, dropping `P` of the hidden states
 //! and attention probabilities (ours and PyTorch's); the forward stays eval mode.
+//!
+//! `--profile` then runs each of our phases once more (one warm-up, `--runs` steps) on a
+//! profiled tape ([`smelt_engine::autograd::Profile`]) and adds a second table: per op and
+//! direction, its calls and milliseconds per step and its share of the step, with a last row
+//! for the step's time outside every op (graph set-up, arena reset, hand-over to the pool).
 
 use crate::args::{Args, MAX_RUNS};
 use crate::peers::{field, number, PeerServer};
 use crate::report::{Row, Value};
 use crate::timing::median;
+use smelt_engine::autograd::Profile;
 use smelt_engine::{Arena, CpuOptions, Graph, Tape};
 use smelt_model::{Batch, Config, Dropout, HeadKind, Model, Objective};
 use std::time::Instant;
@@ -39,8 +45,9 @@ enum Turn {
     Peer(usize),
 }
 
-/// Runs the benchmark and returns its rows (ours first, then the peers with their ratio).
-pub fn run(args: &Args, threads: usize) -> Result<Vec<Row>, String> {
+/// Runs the benchmark and returns its rows (ours first, then the peers with their ratio) and,
+/// with `--profile`, the rows of our per-op profile (else none).
+pub fn run(args: &Args, threads: usize) -> Result<(Vec<Row>, Vec<Row>), String> {
     let name = args.get("config", "bert-base".to_string())?;
     let preset = Config::preset(&name).ok_or_else(|| {
         format!(
@@ -101,7 +108,8 @@ pub fn run(args: &Args, threads: usize) -> Result<Vec<Row>, String> {
                         name: "smelt".into(),
                         phase: p.into(),
                         round,
-                        median_ms: time_phase(&model, &input, opts, p == "train", runs)?,
+                        median_ms: time_phase(&model, &input, opts, p == "train", runs, false)?
+                            .median_ms,
                         peak_rss_mb: peak_rss_mb(),
                         start_rss_mb: start_rss,
                     },
@@ -121,10 +129,24 @@ pub fn run(args: &Args, threads: usize) -> Result<Vec<Row>, String> {
         }
     }
     drop(peers);
+    let mut profile = Vec::new();
+    if args.flag("profile") {
+        for &p in &phases {
+            let timing = time_phase(&model, &input, opts, p == "train", runs, true)?;
+            let case = ProfileCase {
+                config: &name,
+                batch,
+                seq,
+                threads,
+                phase: p,
+            };
+            profile.extend(profile_rows(&case, &timing, runs));
+        }
+    }
     let flops = model.forward_flops(batch, seq);
     let rows = rows(&figures, &name, batch, seq, threads, rounds, flops);
     // Only training steps drop: forward rows (ONNX Runtime's too) ran in eval mode.
-    Ok(rows
+    let rows = rows
         .into_iter()
         .map(|mut row| {
             let train = row
@@ -135,7 +157,8 @@ pub fn run(args: &Args, threads: usize) -> Result<Vec<Row>, String> {
             row.0.push(("dropout", Value::Num(p)));
             row
         })
-        .collect())
+        .collect();
+    Ok((rows, profile))
 }
 
 /// Starts the peers the command line asks for (`--torch`, `--onnx`) in `--serve` mode, each
@@ -255,23 +278,32 @@ fn rows(
         .collect()
 }
 
-/// Median milliseconds of `runs` timed runs after one warm-up; `train` records the forward
-/// and runs the backward of `sum(hidden^2)`, with the config's dropout (each run its own
-/// seed).
+/// What [`time_phase`] measured.
+struct Timing {
+    median_ms: f64,
+    /// The sum of the timed runs.
+    total_ms: f64,
+    /// The timed runs' per-op profile, when asked for.
+    profile: Option<Profile>,
+}
+
+/// `runs` timed runs after one warm-up; `train` records the forward and runs the backward of
+/// `sum(hidden^2)`, with the config's dropout (each run its own seed). With `profile` the
+/// timed runs are profiled op by op.
 fn time_phase(
     model: &Model,
     input: &Batch,
     opts: CpuOptions,
     train: bool,
     runs: usize,
-) -> Result<f64, String> {
+    profile: bool,
+) -> Result<Timing, String> {
     let mut arena = Arena::new();
     let mut tape = Tape::new();
-    let mut seed = 0;
-    let mut once = || -> Result<f64, String> {
+    let mut once = |tape: &mut Tape, seed: u64| -> Result<f64, String> {
         let began = Instant::now();
-        let (arena_ref, tape_ref) = (&mut arena, &mut tape);
-        seed += 1;
+        let arena_ref = &mut arena;
+        let tape_ref = &mut *tape;
         smelt_kernels::cpu::threads::install(opts.threads, move || {
             let mut g = Graph::new(tape_ref, arena_ref, opts, train);
             if train {
@@ -290,11 +322,66 @@ fn time_phase(
         arena.reset();
         Ok(secs)
     };
-    once()?;
+    once(&mut tape, 1)?;
+    if profile {
+        tape.enable_profile();
+    }
     let times = (0..runs)
-        .map(|_| once())
+        .map(|run| once(&mut tape, run as u64 + 2))
         .collect::<Result<Vec<f64>, String>>()?;
-    Ok(median(times) * 1e3)
+    Ok(Timing {
+        total_ms: times.iter().sum::<f64>() * 1e3,
+        median_ms: median(times) * 1e3,
+        profile: tape.profile().cloned(),
+    })
+}
+
+/// The case a profile was measured on, for its rows.
+struct ProfileCase<'a> {
+    config: &'a str,
+    batch: usize,
+    seq: usize,
+    threads: usize,
+    phase: &'a str,
+}
+
+/// One row per op and direction of a profiled phase, in the order the ops first ran, then a
+/// row `(outside ops)` for the rest of the steps' time; milliseconds and calls are per step
+/// (the profile covers `runs` steps), shares are of the whole step.
+fn profile_rows(case: &ProfileCase<'_>, timing: &Timing, runs: usize) -> Vec<Row> {
+    let Some(profile) = &timing.profile else {
+        return Vec::new();
+    };
+    let steps = runs as f64;
+    let step_ms = timing.total_ms / steps;
+    let row = |op: &str, direction: &str, calls: Value, ms: f64| {
+        Row(vec![
+            ("impl", Value::Text("smelt".into())),
+            ("config", Value::Text(case.config.to_string())),
+            ("batch", Value::Int(case.batch)),
+            ("seq", Value::Int(case.seq)),
+            ("threads", Value::Int(case.threads)),
+            ("phase", Value::Text(case.phase.to_string())),
+            ("op", Value::Text(op.to_string())),
+            ("direction", Value::Text(direction.to_string())),
+            ("calls", calls),
+            ("ms", Value::Num(ms)),
+            ("share", Value::Num(ms / step_ms)),
+        ])
+    };
+    let mut rows: Vec<Row> = profile
+        .times()
+        .iter()
+        .map(|t| {
+            let ms = t.time.as_secs_f64() * 1e3 / steps;
+            // Every step runs the same graph, so the calls divide evenly.
+            let calls = Value::Int(t.calls as usize / runs);
+            row(t.op, t.direction.name(), calls, ms)
+        })
+        .collect();
+    let outside = step_ms - profile.total().as_secs_f64() * 1e3 / steps;
+    rows.push(row("(outside ops)", "-", Value::Text("-".into()), outside));
+    rows
 }
 
 /// `count` token ids below `vocab`, reproducible from `seed` (a 64-bit LCG).

@@ -8,7 +8,7 @@
 //! smelt ptx run       FILE.ptx --kernel NAME --grid X[,Y,Z] --block X[,Y,Z] [--shared BYTES]
 //!                     [--buffers IN.safetensors] [--args ARGS] [--max-instructions N]
 //!                     --output OUT.safetensors
-//! smelt bench bert    [--config NAME] [--batch B] [--seq T] [--phase forward|train|both] [--dropout P] [--runs R] [--rounds K] [--threads N] [--torch] [--onnx] [--json]
+//! smelt bench bert    [--config NAME] [--batch B] [--seq T] [--phase forward|train|both] [--dropout P] [--runs R] [--rounds K] [--threads N] [--torch] [--onnx] [--profile] [--json]
 //! smelt bench embed   --model DIR [--count N] [--batch N] [--runs R] [--threads N] [--torch] [--json]
 //! smelt bench gemm    [--shape MxKxN ...] [--batch B] [--transb] [--threads N] [--torch] [--json]
 //! smelt bench softmax [--shape ROWSxCOLS ...] [--threads N] [--json]
@@ -43,7 +43,7 @@ const USAGE: &str = "usage:
                       --output OUT.safetensors
   smelt bench bert    [--config bert-base|distilbert-base|minilm|tiny] [--batch B] [--seq T]
                       [--phase forward|train|both] [--dropout P] [--runs R] [--rounds K] [--threads N]
-                      [--torch] [--onnx] [--json]
+                      [--torch] [--onnx] [--profile] [--json]
   smelt bench embed   --model DIR [--count N] [--batch N] [--runs R] [--threads N] [--torch] [--json]
   smelt bench gemm    [--shape MxKxN ...] [--batch B] [--transb] [--threads N] [--torch] [--json]
   smelt bench softmax [--shape ROWSxCOLS ...] [--threads N] [--json]
@@ -59,6 +59,8 @@ options:
   --onnx         bench bert: also run bench/peers/bert_onnx.py (ONNX Runtime, forward)
   --dropout P    bench bert: training steps in HF's training mode, dropping P of the hidden
                  states and attention probabilities (ours and PyTorch's; default 0)
+  --profile      bench bert: then our phases once more on a profiled tape, and a second table:
+                 per op and direction, calls and ms per step and the share of the step
   --rounds K     bench bert: K rounds (default 3) in which every implementation runs one warm-up
                  and R timed runs (--runs, default 5) in turn, the order rotating each round; the
                  peers stay up between rounds. median_ms is the median of the round medians,
@@ -132,7 +134,7 @@ fn run(raw: &[String]) -> Result<(), String> {
 
 fn bench(raw: &[String]) -> Result<(), String> {
     let what = raw.first().ok_or_else(|| format!("bench what?\n{USAGE}"))?;
-    let args = Args::parse(&raw[1..], &["json", "transb", "torch", "onnx"])?;
+    let args = Args::parse(&raw[1..], &["json", "transb", "torch", "onnx", "profile"])?;
     if let Some(extra) = args.positional.first() {
         return Err(format!("unexpected argument {extra:?}\n{USAGE}"));
     }
@@ -199,9 +201,17 @@ fn bench(raw: &[String]) -> Result<(), String> {
         "bert" => {
             args.only(&[
                 "config", "batch", "seq", "phase", "dropout", "runs", "rounds", "threads", "torch",
-                "onnx", "json",
+                "onnx", "json", "profile",
             ])?;
-            bert_bench::run(&args, threads)?
+            let (rows, profile) = bert_bench::run(&args, threads)?;
+            report::print(&rows, json);
+            if !profile.is_empty() {
+                if !json {
+                    println!();
+                }
+                report::print(&profile, json);
+            }
+            return Ok(());
         }
         other => return Err(format!("unknown benchmark {other:?}\n{USAGE}")),
     };

@@ -1,5 +1,6 @@
-//! A steady-state step makes no heap allocation: the engine's ops, and a whole BERT training
-//! step (forward with dropout, masked-LM loss, backward, AdamW) of the model crate.
+//! A steady-state step makes no heap allocation: the engine's ops, a whole BERT training
+//! step (forward with dropout, masked-LM loss, backward, AdamW) of the model crate, and a
+//! forward and backward on a profiled tape (as `smelt bench bert --profile` runs them).
 //!
 //! The whole binary runs under a counting global allocator, so this file is its own test
 //! binary, without the libtest harness (whose bookkeeping thread would allocate meanwhile).
@@ -9,8 +10,9 @@
 //! of alloc/realloc calls, on every thread (rayon workers included), must not change across
 //! those steps, at 1 and at 2 threads (the steps run inside `threads::install`, see below).
 
+use smelt_engine::autograd::Direction;
 use smelt_engine::ops::{matmul, softmax, softmax_backward};
-use smelt_engine::{Arena, CpuOptions, Result, Tensor};
+use smelt_engine::{Arena, CpuOptions, Graph, Result, Tape, Tensor};
 use smelt_kernels::cpu::adamw::AdamW;
 use smelt_kernels::cpu::threads::install;
 use smelt_model::{Batch, Config, Dropout, HeadKind, Model, Objective, Trainer};
@@ -143,9 +145,9 @@ fn ops_allocations(threads: usize, warmup: usize, steps: usize) -> Result<usize>
     allocations_in_steady_state(threads, warmup, steps, &mut || step(&mut arena, &x, &opts))
 }
 
-/// Allocations of steady-state training steps of a small BERT with a masked-LM head and
-/// HF's default dropout on a padded batch with two token types.
-fn training_allocations(threads: usize, warmup: usize, steps: usize) -> Result<usize> {
+/// A small BERT with HF's default dropout, and a padded batch with two token types and
+/// masked-LM labels.
+fn small_bert() -> Result<(Model, Batch)> {
     let config = Config {
         dropout: Dropout {
             hidden: 0.1,
@@ -154,7 +156,7 @@ fn training_allocations(threads: usize, warmup: usize, steps: usize) -> Result<u
         },
         ..Config::preset("tiny").expect("the tiny preset exists")
     };
-    let mut model = Model::random(&config, HeadKind::MaskedLm, 7)?;
+    let model = Model::random(&config, HeadKind::MaskedLm, 7)?;
     let (b, t) = (4, 16);
     let ids: Vec<i64> = (0..b * t).map(|i| (i * 7 % 99) as i64).collect();
     let mask: Vec<i64> = (0..b * t).map(|i| i64::from(i % t < t - i / t)).collect();
@@ -163,11 +165,67 @@ fn training_allocations(threads: usize, warmup: usize, steps: usize) -> Result<u
         .map(|i| if i % 3 == 0 { (i % 99) as i64 } else { -100 })
         .collect();
     let batch = Batch::new(&config, b, t, &ids, Some(&mask), Some(&types))?.with_labels(&labels)?;
+    Ok((model, batch))
+}
+
+/// Allocations of steady-state training steps of [`small_bert`].
+fn training_allocations(threads: usize, warmup: usize, steps: usize) -> Result<usize> {
+    let (mut model, batch) = small_bert()?;
     let mut trainer = Trainer::new(&mut model, AdamW::default(), CpuOptions::threads(threads))?;
     let mut arena = Arena::new();
     allocations_in_steady_state(threads, warmup, steps, &mut || {
         trainer.step(&mut model, &mut arena, &batch, &Objective::Head)
     })
+}
+
+/// Allocations of steady-state forward and backward passes (masked-LM loss, dropout on) of
+/// [`small_bert`] on a profiled tape; also checks that each op's backward is profiled under the
+/// name of its forward.
+fn profiled_allocations(threads: usize, warmup: usize, steps: usize) -> Result<usize> {
+    let (model, batch) = small_bert()?;
+    let opts = CpuOptions::threads(threads);
+    let mut arena = Arena::new();
+    let mut tape = Tape::new();
+    tape.enable_profile();
+    let count = allocations_in_steady_state(threads, warmup, steps, &mut || {
+        let loss = {
+            let mut g = Graph::new(&mut tape, &arena, opts, true);
+            g.enable_dropout(1);
+            let f = model.forward(&mut g, &batch)?;
+            let loss = Objective::Head.loss(&model, &mut g, &f, &batch)?;
+            g.backward(loss)?;
+            g.value(loss).data(&arena)?[0]
+        };
+        tape.clear();
+        arena.reset();
+        Ok(loss)
+    })?;
+    let profile = tape.profile().expect("profiling was enabled");
+    let names = |d| {
+        profile
+            .times()
+            .iter()
+            .filter(move |t| t.direction == d)
+            .map(|t| t.op)
+    };
+    let forward: Vec<&str> = names(Direction::Forward).collect();
+    for op in names(Direction::Backward) {
+        assert!(
+            forward.contains(&op),
+            "backward of {op} not among {forward:?}"
+        );
+    }
+    for op in [
+        "embedding",
+        "layer_norm",
+        "linear",
+        "attention",
+        "dropout",
+        "cross_entropy",
+    ] {
+        assert!(forward.contains(&op), "{op} not profiled: {forward:?}");
+    }
+    Ok(count)
 }
 
 /// Measures both thread counts, then fails when any step allocated.
@@ -182,11 +240,17 @@ fn main() -> Result<()> {
         training_allocations(1, WARMUP, STEPS)?,
         training_allocations(2, WARMUP, STEPS)?,
     );
+    let profiled = (
+        profiled_allocations(1, WARMUP, STEPS)?,
+        profiled_allocations(2, WARMUP, STEPS)?,
+    );
     println!(
-        "heap allocations in {STEPS} steady-state steps: ops {} / {}, BERT training {} / {} (1 / 2 threads)",
-        ops.0, ops.1, train.0, train.1
+        "heap allocations in {STEPS} steady-state steps: ops {} / {}, BERT training {} / {}, \
+         profiled BERT forward and backward {} / {} (1 / 2 threads)",
+        ops.0, ops.1, train.0, train.1, profiled.0, profiled.1
     );
     assert_eq!(ops, (0, 0), "a steady-state op step allocated");
     assert_eq!(train, (0, 0), "a steady-state training step allocated");
+    assert_eq!(profiled, (0, 0), "a profiled steady-state step allocated");
     Ok(())
 }

@@ -16,7 +16,7 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
-    fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             Kind::Gelu => "gelu",
             Kind::Tanh => "tanh",
@@ -59,7 +59,13 @@ impl Graph<'_> {
                 dims.dims(),
                 |y| Ok(kind.forward(xd, y, &opts)?),
             )?;
-        Ok(self.output(value, &[x], |out| Node::Activation { kind, x, out }))
+        Ok(
+            self.output(kind.name(), value, &[x], |out| Node::Activation {
+                kind,
+                x,
+                out,
+            }),
+        )
     }
 }
 

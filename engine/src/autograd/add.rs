@@ -5,7 +5,8 @@ use super::tape::{Graph, Var};
 use crate::{Error, Result, Tensor};
 use smelt_kernels::cpu::elementwise::add;
 
-const OP: &str = "add";
+/// The op's name, in errors and profiles.
+pub(super) const OP: &str = "add";
 
 impl Graph<'_> {
     /// `a + b` for two values of the same shape.
@@ -21,7 +22,7 @@ impl Graph<'_> {
         let (ad, bd) = (self.dense(OP, a)?, self.dense(OP, b)?);
         let opts = self.opts;
         let value = self.alloc_with(OP, dims.dims(), |out| Ok(add(ad, bd, out, &opts)?))?;
-        Ok(self.output(value, &[a, b], |out| Node::Add { a, b, out }))
+        Ok(self.output(OP, value, &[a, b], |out| Node::Add { a, b, out }))
     }
 }
 

@@ -9,7 +9,8 @@ use smelt_kernels::cpu::attention::{
 };
 use smelt_kernels::cpu::dropout::DropoutMask;
 
-const OP: &str = "attention";
+/// The op's name, in errors and profiles.
+pub(super) const OP: &str = "attention";
 
 impl Graph<'_> {
     /// Attention over `q`, `k`, `v` of `[B, T, H*d]` (heads side by side in each row, as HF's
@@ -104,7 +105,7 @@ impl Graph<'_> {
         if let Some((_, d)) = dropped {
             self.recycle(d);
         }
-        let out = self.push_value(value, record);
+        let out = self.push_value(OP, value, record);
         if !record {
             self.recycle(probs);
         } else {

@@ -12,7 +12,8 @@ use super::tape::{Graph, Var};
 use crate::{Result, Tensor};
 use smelt_kernels::cpu::dropout::{dropout, DropoutMask};
 
-const OP: &str = "dropout";
+/// The op's name, in errors and profiles.
+pub(super) const OP: &str = "dropout";
 
 /// The dropout draws of one step: its seed and the stream of the next site.
 #[derive(Clone, Copy, Debug)]
@@ -62,7 +63,7 @@ impl Graph<'_> {
         let xd = self.dense(OP, x)?;
         let opts = self.opts;
         let value = self.alloc_with(OP, dims.dims(), |y| Ok(dropout(xd, &mask, 0, y, &opts)?))?;
-        Ok(self.output(value, &[x], |out| Node::Dropout { x, mask, out }))
+        Ok(self.output(OP, value, &[x], |out| Node::Dropout { x, mask, out }))
     }
 }
 

@@ -5,7 +5,8 @@ use super::tape::{Graph, Var};
 use crate::{Error, Result, Tensor};
 use smelt_kernels::cpu::embedding::{embedding, embedding_backward};
 
-const OP: &str = "embedding";
+/// The op's name, in errors and profiles.
+pub(super) const OP: &str = "embedding";
 
 impl Graph<'_> {
     /// `table [V, D]` rows at `ids`, shaped `dims + [D]` (`dims` multiply to `ids.len()`).
@@ -51,7 +52,7 @@ impl Graph<'_> {
             })
         })?;
         let record = self.records(&[table]);
-        let out = self.push_value(value, record);
+        let out = self.push_value(OP, value, record);
         if record {
             let start = self.tape.ids.len();
             self.tape.ids.extend_from_slice(ids);

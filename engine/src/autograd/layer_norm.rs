@@ -5,7 +5,8 @@ use super::tape::{Graph, Var};
 use crate::{Error, Result, Tensor};
 use smelt_kernels::cpu::layernorm::{layer_norm, layer_norm_backward};
 
-const OP: &str = "layer_norm";
+/// The op's name, in errors and profiles.
+pub(super) const OP: &str = "layer_norm";
 
 /// `(rows, cols)` of `x [.., cols]` normalised with `gamma`, `beta` of `[cols]`.
 fn sizes(x: &Tensor, gamma: &Tensor, beta: &Tensor) -> Result<(usize, usize)> {
@@ -50,7 +51,7 @@ impl Graph<'_> {
                 .map(|(m, r)| (m.as_mut_slice(), r.as_mut_slice()));
             Ok(layer_norm(xd, gd, bd, y, saved, rows, cols, eps, &opts)?)
         })?;
-        let out = self.push_value(value, record);
+        let out = self.push_value(OP, value, record);
         if let Some((mean, rstd)) = stats {
             self.record(Node::LayerNorm {
                 x,

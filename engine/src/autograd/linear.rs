@@ -6,7 +6,8 @@ use crate::{Error, Result, Tensor};
 use smelt_kernels::cpu::elementwise::sum_rows;
 use smelt_kernels::cpu::gemm::{sgemm, sgemm_bias, MatMut, MatRef};
 
-const OP: &str = "linear";
+/// The op's name, in errors and profiles.
+pub(super) const OP: &str = "linear";
 
 /// `(rows, in, out)` of `x [.., in]` times `w [out, in]` (`rows` the product of x's leading
 /// dims), or an error naming both shapes.
@@ -79,8 +80,8 @@ impl Graph<'_> {
         let inputs = [x, w];
         let record = |out| Node::Linear { x, w, b, out };
         Ok(match b {
-            Some(b) => self.output(value, &[x, w, b], record),
-            None => self.output(value, &inputs, record),
+            Some(b) => self.output(OP, value, &[x, w, b], record),
+            None => self.output(OP, value, &inputs, record),
         })
     }
 }

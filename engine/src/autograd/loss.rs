@@ -7,6 +7,11 @@ use smelt_kernels::cpu::elementwise::{mul_sum, scale};
 use smelt_kernels::cpu::loss as kernel;
 
 /// The single value of a scalar gradient.
+/// The ops' names, in errors and profiles.
+pub(super) const CROSS_ENTROPY: &str = "cross_entropy";
+pub(super) const MUL_SUM: &str = "mul_sum";
+pub(super) const SUM_SQUARES: &str = "sum_squares";
+
 fn scalar(op: &'static str, g: &Graph<'_>, t: &Tensor) -> Result<f32> {
     t.contiguous_data(op, g.arena)?
         .first()
@@ -27,7 +32,7 @@ impl Graph<'_> {
         targets: &[i64],
         ignore_index: i64,
     ) -> Result<Var> {
-        const OP: &str = "cross_entropy";
+        const OP: &str = CROSS_ENTROPY;
         let lt = self.value(logits);
         let cols = lt.dims().last().copied().unwrap_or(0);
         // The leading dims' product, not numel / C: with C = 0 that would be 0 rows whatever
@@ -58,7 +63,7 @@ impl Graph<'_> {
             Ok(())
         })?;
         let record = self.records(&[logits]);
-        let out = self.push_value(value, record);
+        let out = self.push_value(OP, value, record);
         if record {
             let start = self.tape.targets.len();
             self.tape.targets.extend_from_slice(targets);
@@ -75,7 +80,7 @@ impl Graph<'_> {
     /// `sum(x * probe)` over all elements (a probe loss whose gradient is `probe`); a scalar
     /// `[]`. `probe` is a constant of x's shape.
     pub fn mul_sum(&mut self, x: Var, probe: &Tensor) -> Result<Var> {
-        const OP: &str = "mul_sum";
+        const OP: &str = MUL_SUM;
         if self.value(x).dims() != probe.dims() {
             return Err(Error::Shape {
                 op: OP,
@@ -92,17 +97,17 @@ impl Graph<'_> {
             s[0] = mul_sum(xd, pd)? as f32;
             Ok(())
         })?;
-        Ok(self.output(value, &[x], |out| Node::MulSum { x, probe, out }))
+        Ok(self.output(OP, value, &[x], |out| Node::MulSum { x, probe, out }))
     }
 
     /// `sum(x^2)` over all elements; a scalar `[]`.
     pub fn sum_squares(&mut self, x: Var) -> Result<Var> {
-        let xd = self.dense("sum_squares", x)?;
-        let value = self.alloc_with("sum_squares", &[], |s| {
+        let xd = self.dense(SUM_SQUARES, x)?;
+        let value = self.alloc_with(SUM_SQUARES, &[], |s| {
             s[0] = mul_sum(xd, xd)? as f32;
             Ok(())
         })?;
-        Ok(self.output(value, &[x], |out| Node::SumSquares { x, out }))
+        Ok(self.output(SUM_SQUARES, value, &[x], |out| Node::SumSquares { x, out }))
     }
 }
 
@@ -114,7 +119,7 @@ pub(super) fn cross_entropy_backward(
     ignore_index: i64,
     dout: &Tensor,
 ) -> Result<()> {
-    const OP: &str = "cross_entropy";
+    const OP: &str = CROSS_ENTROPY;
     let dloss = scalar(OP, g, dout)?;
     let dims = *g.value(logits).shape();
     let cols = dims.dims().last().copied().unwrap_or(0);
@@ -144,7 +149,7 @@ pub(super) fn mul_sum_backward(
     probe: &Tensor,
     dout: &Tensor,
 ) -> Result<()> {
-    const OP: &str = "mul_sum";
+    const OP: &str = MUL_SUM;
     let dloss = scalar(OP, g, dout)?;
     let pd = probe.contiguous_data(OP, g.arena)?;
     let opts = g.opts;
@@ -154,7 +159,7 @@ pub(super) fn mul_sum_backward(
 
 /// `dx = 2 * dloss * x`.
 pub(super) fn sum_squares_backward(g: &mut Graph<'_>, x: Var, dout: &Tensor) -> Result<()> {
-    const OP: &str = "sum_squares";
+    const OP: &str = SUM_SQUARES;
     let dloss = scalar(OP, g, dout)?;
     let dims = *g.value(x).shape();
     let xd = g.dense(OP, x)?;

@@ -16,6 +16,8 @@ mod linear;
 mod loss;
 mod node;
 mod pooling;
+mod profile;
 mod tape;
 
+pub use profile::{Direction, OpTime, Profile};
 pub use tape::{Graph, Leaves, Tape, Var};

@@ -101,6 +101,24 @@ impl Node {
         }
     }
 
+    /// The op's name, the one its forward is profiled and reports errors under.
+    pub(crate) fn op(&self) -> &'static str {
+        match self {
+            Node::Linear { .. } => linear::OP,
+            Node::Add { .. } => add::OP,
+            Node::LayerNorm { .. } => layer_norm::OP,
+            Node::Activation { kind, .. } => kind.name(),
+            Node::Attention { .. } => attention::OP,
+            Node::Dropout { .. } => dropout::OP,
+            Node::Embedding { .. } => embedding::OP,
+            Node::CrossEntropy { .. } => loss::CROSS_ENTROPY,
+            Node::MulSum { .. } => loss::MUL_SUM,
+            Node::SumSquares { .. } => loss::SUM_SQUARES,
+            Node::MeanPool { .. } => pooling::MEAN_POOL,
+            Node::SelectToken { .. } => pooling::SELECT_TOKEN,
+        }
+    }
+
     /// Adds this op's input gradients to `g`, given `dout`, the gradient of its output.
     pub(crate) fn backward(&self, g: &mut Graph<'_>, dout: &Tensor) -> Result<()> {
         match self {

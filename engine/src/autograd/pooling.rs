@@ -7,6 +7,10 @@ use crate::{Error, Result, Tensor};
 use smelt_kernels::cpu::pooling as kernel;
 
 /// `(B, T, D)` of `x [B, T, D]`, or an error naming `op` and the shape.
+/// The ops' names, in errors and profiles.
+pub(super) const MEAN_POOL: &str = "mean_pool";
+pub(super) const SELECT_TOKEN: &str = "select_token";
+
 fn btd(op: &'static str, x: &Tensor) -> Result<(usize, usize, usize)> {
     match *x.dims() {
         [b, t, d] => Ok((b, t, d)),
@@ -21,7 +25,7 @@ impl Graph<'_> {
     /// `out[b] = sum_t mask[b, t] * x[b, t] / max(sum_t mask[b, t], 1e-9)`: `x [B, T, D]`,
     /// constant `mask [B, T]` (1 for tokens, 0 for padding) -> `[B, D]`.
     pub fn mean_pool(&mut self, x: Var, mask: &Tensor) -> Result<Var> {
-        const OP: &str = "mean_pool";
+        const OP: &str = MEAN_POOL;
         let (b, t, d) = btd(OP, self.value(x))?;
         if mask.dims() != [b, t] {
             return Err(Error::Shape {
@@ -38,12 +42,12 @@ impl Graph<'_> {
         let value = self.alloc_with(OP, &[b, d], |out| {
             Ok(kernel::mean_pool(xd, md, out, b, t, d)?)
         })?;
-        Ok(self.output(value, &[x], |out| Node::MeanPool { x, mask, out }))
+        Ok(self.output(OP, value, &[x], |out| Node::MeanPool { x, mask, out }))
     }
 
     /// Row `index` of every sequence: `x [B, T, D] -> [B, D]`.
     pub fn select_token(&mut self, x: Var, index: usize) -> Result<Var> {
-        const OP: &str = "select_token";
+        const OP: &str = SELECT_TOKEN;
         let (b, t, d) = btd(OP, self.value(x))?;
         if index >= t {
             return Err(Error::Shape {
@@ -62,7 +66,7 @@ impl Graph<'_> {
             }
             Ok(())
         })?;
-        Ok(self.output(value, &[x], |out| Node::SelectToken { x, index, out }))
+        Ok(self.output(OP, value, &[x], |out| Node::SelectToken { x, index, out }))
     }
 }
 
@@ -73,7 +77,7 @@ pub(super) fn mean_pool_backward(
     mask: &Tensor,
     dout: &Tensor,
 ) -> Result<()> {
-    const OP: &str = "mean_pool";
+    const OP: &str = MEAN_POOL;
     let dims = *g.value(x).shape();
     let (b, t, d) = btd(OP, g.value(x))?;
     let md = mask.contiguous_data(OP, g.arena)?;
@@ -91,7 +95,7 @@ pub(super) fn select_token_backward(
     index: usize,
     dout: &Tensor,
 ) -> Result<()> {
-    const OP: &str = "select_token";
+    const OP: &str = SELECT_TOKEN;
     let dims = *g.value(x).shape();
     let (_, t, d) = btd(OP, g.value(x))?;
     let dy = dout.contiguous_data(OP, g.arena)?;

@@ -1,6 +1,7 @@
 //! [`Tape`]: the values and recorded ops of one step; [`Graph`]: the step's view of it.
 
 use super::node::Node;
+use super::profile::{Clock, Direction, Profile};
 use crate::{Arena, Error, Result, Shape, Storage, Tensor};
 use smelt_kernels::cpu::elementwise;
 use smelt_kernels::cpu::CpuOptions;
@@ -74,6 +75,8 @@ pub struct Tape {
     pub(crate) ids: Vec<u32>,
     pub(crate) targets: Vec<i64>,
     generation: Generation,
+    /// Time per op of every step since [`Tape::enable_profile`], or `None` (the default).
+    profile: Option<Profile>,
 }
 
 impl Tape {
@@ -113,6 +116,18 @@ impl Tape {
         self.generation = Generation::fresh();
     }
 
+    /// Starts profiling the steps run on this tape from now on, from an empty [`Profile`]
+    /// (a profile already running starts again).
+    pub fn enable_profile(&mut self) {
+        self.profile = Some(Profile::default());
+    }
+
+    /// The time per op of the steps since [`Tape::enable_profile`], or `None` when profiling
+    /// is off.
+    pub fn profile(&self) -> Option<&Profile> {
+        self.profile.as_ref()
+    }
+
     /// The index of `var` on this tape. Panics, naming the mistake, for a `Var` of another
     /// graph or of an earlier step on this tape (its index could name any value here).
     fn index(&self, var: Var) -> usize {
@@ -136,6 +151,8 @@ pub struct Graph<'a> {
     recording: bool,
     /// Training-mode dropout's draws, once [`Graph::enable_dropout`] turned it on.
     pub(crate) draws: Option<super::dropout::Draws>,
+    /// When the tape is profiled: when the last output or leaf was added.
+    clock: Option<Clock>,
 }
 
 impl<'a> Graph<'a> {
@@ -143,12 +160,14 @@ impl<'a> Graph<'a> {
     /// `opts`; `recording` says whether ops are recorded for a backward pass.
     pub fn new(tape: &'a mut Tape, arena: &'a Arena, opts: CpuOptions, recording: bool) -> Self {
         tape.clear();
+        let clock = tape.profile.is_some().then(Clock::start);
         Graph {
             tape,
             arena,
             opts,
             recording,
             draws: None,
+            clock,
         }
     }
 
@@ -171,6 +190,10 @@ impl<'a> Graph<'a> {
     pub fn leaf(&mut self, value: Tensor, needs_grad: bool) -> Var {
         let var = self.push(value, needs_grad && self.recording);
         self.tape.leaf[var.0] = true;
+        // Adding leaves is no op's work: the next op's time starts here.
+        if let Some(clock) = &mut self.clock {
+            clock.lap();
+        }
         var
     }
 
@@ -213,14 +236,16 @@ impl<'a> Graph<'a> {
         self.recording && inputs.iter().any(|&v| self.needs_grad(v))
     }
 
-    /// Adds `value`, computed from `inputs` by the op `node` builds, recording the node when
-    /// any input needs a gradient. `node` gets the output's `Var`.
+    /// Adds `value`, computed from `inputs` by the op `op` whose node `node` builds,
+    /// recording the node when any input needs a gradient. `node` gets the output's `Var`.
     pub(crate) fn output(
         &mut self,
+        op: &'static str,
         value: Tensor,
         inputs: &[Var],
         node: impl FnOnce(Var) -> Node,
     ) -> Var {
+        self.charge(op);
         let record = self.records(inputs);
         let out = self.push(value, record);
         if record {
@@ -229,10 +254,19 @@ impl<'a> Graph<'a> {
         out
     }
 
-    /// Adds an op's output, which needs a gradient when the op is recorded (`record`); the
-    /// op then calls [`Graph::record`] with its node.
-    pub(crate) fn push_value(&mut self, value: Tensor, record: bool) -> Var {
+    /// Adds the output of the op `op`, which needs a gradient when the op is recorded
+    /// (`record`); the op then calls [`Graph::record`] with its node.
+    pub(crate) fn push_value(&mut self, op: &'static str, value: Tensor, record: bool) -> Var {
+        self.charge(op);
         self.push(value, record)
+    }
+
+    /// When profiling, charges the forward of `op` with the time since the last output or
+    /// leaf.
+    fn charge(&mut self, op: &'static str) {
+        if let (Some(clock), Some(profile)) = (&mut self.clock, &mut self.tape.profile) {
+            profile.add(op, Direction::Forward, clock.lap());
+        }
     }
 
     /// Records `node` (built after [`Graph::push_value`] gave its output).
@@ -283,13 +317,21 @@ impl<'a> Graph<'a> {
             let Some(dout) = self.tape.grads[out.0].clone() else {
                 return Ok(());
             };
+            let began = self.clock.is_some().then(std::time::Instant::now);
             node.backward(self, &dout)?;
+            if let (Some(began), Some(profile)) = (began, &mut self.tape.profile) {
+                profile.add(node.op(), Direction::Backward, began.elapsed());
+            }
             // Every op that reads this value ran after it, so its gradient is complete and
             // the op that made the value was its last reader.
             self.release(out);
             Ok(())
         });
         self.tape.nodes = nodes;
+        // Ops after the backward are not charged its time.
+        if let Some(clock) = &mut self.clock {
+            clock.lap();
+        }
         result
     }
 
@@ -526,5 +568,59 @@ mod tests {
         assert_eq!(y.0, x.0);
         assert!(g.grad(y).is_some());
         assert!(g.grad(x).is_none());
+    }
+
+    /// One profiled step: `sum((gelu(x W^T) + x)^2)` and its backward; the wall time of the
+    /// step.
+    fn profiled_step(tape: &mut Tape, arena: &Arena) -> std::time::Duration {
+        let began = std::time::Instant::now();
+        let mut g = Graph::new(tape, arena, CpuOptions::threads(1), true);
+        let x = Tensor::from_vec(&[4, 8], (0..32).map(|i| i as f32 / 32.0).collect()).unwrap();
+        let w = Tensor::from_vec(&[8, 8], (0..64).map(|i| i as f32 / 64.0).collect()).unwrap();
+        let (x, w) = (g.leaf(x, true), g.leaf(w, true));
+        let h = g.linear(x, w, None).unwrap();
+        let a = g.gelu(h).unwrap();
+        let r = g.add(a, x).unwrap();
+        let loss = g.sum_squares(r).unwrap();
+        g.backward(loss).unwrap();
+        began.elapsed()
+    }
+
+    #[test]
+    fn a_profiled_tape_times_every_op_forward_and_backward() {
+        let arena = Arena::new();
+        let mut tape = Tape::new();
+        profiled_step(&mut tape, &arena);
+        assert!(tape.profile().is_none(), "profiling is off by default");
+        tape.enable_profile();
+        let wall = profiled_step(&mut tape, &arena) + profiled_step(&mut tape, &arena);
+        let profile = tape.profile().expect("profiling is on");
+        let seen: Vec<(&str, Direction, u64)> = profile
+            .times()
+            .iter()
+            .map(|t| (t.op, t.direction, t.calls))
+            .collect();
+        use Direction::{Backward, Forward};
+        assert_eq!(
+            seen,
+            [
+                ("linear", Forward, 2),
+                ("gelu", Forward, 2),
+                ("add", Forward, 2),
+                ("sum_squares", Forward, 2),
+                ("sum_squares", Backward, 2),
+                ("add", Backward, 2),
+                ("gelu", Backward, 2),
+                ("linear", Backward, 2),
+            ]
+        );
+        assert!(profile.total() > std::time::Duration::ZERO);
+        assert!(
+            profile.total() <= wall,
+            "{:?} of ops in {wall:?}",
+            profile.total()
+        );
+        tape.enable_profile();
+        assert!(tape.profile().is_some_and(|p| p.times().is_empty()));
     }
 }
