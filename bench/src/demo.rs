@@ -9,6 +9,7 @@ use crate::args::{Args, MAX_RUNS};
 use crate::bert_bench::{random_ids, step_tokens, MAX_TOKENS};
 use crate::peak::fma_peak_gflops;
 use crate::timing::median;
+use smelt_engine::autograd::Profile;
 use smelt_engine::{Arena, CpuOptions};
 use smelt_kernels::cpu::adamw::AdamW;
 use smelt_model::{Batch, Config, HeadKind, Model, Objective, Trainer};
@@ -70,6 +71,7 @@ pub fn run(args: &Args) -> Result<(), String> {
         times.push(secs);
         if step == 1 {
             after_first = arena.capacity();
+            trainer.enable_profile();
         }
     }
     let steady = median(times[1..].to_vec());
@@ -81,6 +83,13 @@ pub fn run(args: &Args) -> Result<(), String> {
         tokens as f64 / steady,
         100.0 * gflops / peak
     );
+    if let Some(profile) = trainer.profile() {
+        let profiled: f64 = times[1..].iter().sum();
+        println!(
+            "where the steps after the first went: {}",
+            breakdown(profile, profiled)
+        );
+    }
     let growth = if arena.capacity() == after_first {
         "it grew only in the first step".to_string()
     } else {
@@ -103,6 +112,33 @@ pub fn run(args: &Args) -> Result<(), String> {
             "check failed: the loss did not go down ({first:.5} -> {last:.5})"
         ))
     }
+}
+
+/// Each op's share (forward and backward together) of `total_secs`, largest first (ops under
+/// 0.1% together), then the rest: the AdamW update and whatever ran outside the ops.
+fn breakdown(profile: &Profile, total_secs: f64) -> String {
+    let mut per_op: Vec<(&str, f64)> = Vec::new();
+    for t in profile.times() {
+        let secs = t.time.as_secs_f64();
+        match per_op.iter_mut().find(|(op, _)| *op == t.op) {
+            Some((_, sum)) => *sum += secs,
+            None => per_op.push((t.op, secs)),
+        }
+    }
+    per_op.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let share = |secs: f64| 100.0 * secs / total_secs;
+    let (large, small): (Vec<_>, Vec<_>) = per_op.iter().partition(|(_, s)| share(*s) >= 0.1);
+    let mut parts: Vec<String> = large
+        .iter()
+        .map(|(op, secs)| format!("{op} {:.1}%", share(*secs)))
+        .collect();
+    if !small.is_empty() {
+        let secs: f64 = small.iter().map(|(_, s)| s).sum();
+        parts.push(format!("{} smaller ops {:.2}%", small.len(), share(secs)));
+    }
+    let rest = total_secs - profile.total().as_secs_f64();
+    parts.push(format!("AdamW and the rest {:.1}%", share(rest)));
+    parts.join(", ")
 }
 
 /// `batch` sequences of `seq` random tokens; sequence `b` pads its last `(b % 4) * seq / 8`

@@ -2,6 +2,7 @@
 
 use crate::batch::Batch;
 use crate::model::{Forward, Model};
+use smelt_engine::autograd::Profile;
 use smelt_engine::{Arena, Error, Graph, Leaves, Result, Tape, Tensor, Var};
 use smelt_kernels::cpu::adamw::{adamw_step, AdamW};
 use smelt_kernels::cpu::dropout::step_seed;
@@ -87,6 +88,17 @@ impl Trainer {
     /// [`step_seed`]`(seed, k)`, so a run is reproducible from its seed.
     pub fn set_dropout_seed(&mut self, seed: u64) {
         self.dropout_seed = seed;
+    }
+
+    /// Profiles the steps to come op by op (forward and backward; the AdamW update is not an
+    /// op), from an empty profile: see [`Tape::enable_profile`].
+    pub fn enable_profile(&mut self) {
+        self.tape.enable_profile();
+    }
+
+    /// The per-op time of the steps since [`Trainer::enable_profile`], or `None`.
+    pub fn profile(&self) -> Option<&Profile> {
+        self.tape.profile()
     }
 
     /// Steps taken so far.
