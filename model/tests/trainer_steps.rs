@@ -1,7 +1,7 @@
 //! AdamW counts steps per parameter, as PyTorch does: a parameter without a gradient in a
 //! step (the classifier and pooler under a loss on the hidden states) is skipped, and its
 //! first update later is bias-corrected as a first step. Steps drop as the config asks,
-//! reproducibly from the trainer's seed.
+//! reproducibly from the trainer's seed. A profiled trainer counts every op of its steps.
 
 use smelt_engine::{Arena, CpuOptions};
 use smelt_kernels::cpu::adamw::AdamW;
@@ -206,4 +206,35 @@ fn disabled_dropout_trains_as_a_config_without_any() {
         ..with.clone()
     };
     assert_eq!(run(&with, None, 2), run(&without, Some(1), 2));
+}
+
+#[test]
+fn a_profiled_trainer_times_the_ops_of_the_steps_after_enable_profile() {
+    let config = Config::preset("tiny").unwrap();
+    let batch = batch(&config);
+    let (mut model, mut trainer) = after_a_step_without_the_heads(&config, &batch);
+    assert!(trainer.profile().is_none());
+    trainer.enable_profile();
+    let mut arena = Arena::new();
+    for _ in 0..2 {
+        trainer
+            .step(&mut model, &mut arena, &batch, &Objective::Head)
+            .unwrap();
+    }
+    let profile = trainer.profile().expect("profiling is on");
+    let calls = |op: &str, direction| {
+        profile
+            .times()
+            .iter()
+            .find(|t| t.op == op && t.direction == direction)
+            .map_or(0, |t| t.calls)
+    };
+    use smelt_engine::autograd::Direction::{Backward, Forward};
+    // Per step: q, k, v, attention output and two FFN products per layer, the pooler, the
+    // classifier; the backward reaches them all.
+    let linear = 2 * (6 * config.layers as u64 + 2);
+    assert_eq!(calls("linear", Forward), linear);
+    assert_eq!(calls("linear", Backward), linear);
+    assert_eq!(calls("attention", Backward), 2 * config.layers as u64);
+    assert_eq!(calls("cross_entropy", Forward), 2);
 }
