@@ -14,8 +14,10 @@
 //!
 //! `--profile` then runs each of our phases once more (one warm-up, `--runs` steps) on a
 //! profiled tape ([`smelt_engine::autograd::Profile`]) and adds a second table: per op and
-//! direction, its calls and milliseconds per step and its share of the step, with a last row
-//! for the step's time outside every op (graph set-up, arena reset, hand-over to the pool).
+//! direction, its calls and milliseconds per step and its share (a fraction) of the step,
+//! then a row for the step's time outside every op (the hand-over to the pool, the graph's
+//! set-up and parameter leaves, the backward's set-up and gradient releases) and a row for
+//! the whole step (the mean of the profiled steps).
 
 use crate::args::{Args, MAX_RUNS};
 use crate::peers::{field, number, PeerServer};
@@ -346,8 +348,9 @@ struct ProfileCase<'a> {
 }
 
 /// One row per op and direction of a profiled phase, in the order the ops first ran, then a
-/// row `(outside ops)` for the rest of the steps' time; milliseconds and calls are per step
-/// (the profile covers `runs` steps), shares are of the whole step.
+/// row `(outside ops)` for the rest of the steps' time and a row `(step)` for the whole;
+/// milliseconds and calls are per step (the profile covers `runs` steps), shares are
+/// fractions of the whole step.
 fn profile_rows(case: &ProfileCase<'_>, timing: &Timing, runs: usize) -> Vec<Row> {
     let Some(profile) = &timing.profile else {
         return Vec::new();
@@ -380,7 +383,8 @@ fn profile_rows(case: &ProfileCase<'_>, timing: &Timing, runs: usize) -> Vec<Row
         })
         .collect();
     let outside = step_ms - profile.total().as_secs_f64() * 1e3 / steps;
-    rows.push(row("(outside ops)", "-", Value::Text("-".into()), outside));
+    rows.push(row("(outside ops)", "-", Value::Num(f64::NAN), outside));
+    rows.push(row("(step)", "-", Value::Num(f64::NAN), step_ms));
     rows
 }
 

@@ -3,7 +3,8 @@
 //! 8 x 128 random tokens: every step runs the forward, the cross-entropy loss, the backward
 //! through every op and an AdamW update, all activations and gradients in one arena that
 //! grows only in the first step. It prints each step's loss, time, tokens/s and GFLOP/s, the
-//! arena's size, and checks that the loss went down. No download: the weights are generated.
+//! arena's size, each op's share of the steps after the first (the trainer's profile), and
+//! checks that the loss went down. No download: the weights are generated.
 
 use crate::args::{Args, MAX_RUNS};
 use crate::bert_bench::{random_ids, step_tokens, MAX_TOKENS};

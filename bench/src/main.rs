@@ -59,8 +59,9 @@ options:
   --onnx         bench bert: also run bench/peers/bert_onnx.py (ONNX Runtime, forward)
   --dropout P    bench bert: training steps in HF's training mode, dropping P of the hidden
                  states and attention probabilities (ours and PyTorch's; default 0)
-  --profile      bench bert: then our phases once more on a profiled tape, and a second table:
-                 per op and direction, calls and ms per step and the share of the step
+  --profile      bench bert: then runs our phases once more on a profiled tape and prints a
+                 second table: per op and direction, calls and ms per step and the fraction of
+                 the step (share), then the time outside every op and the whole step
   --rounds K     bench bert: K rounds (default 3) in which every implementation runs one warm-up
                  and R timed runs (--runs, default 5) in turn, the order rotating each round; the
                  peers stay up between rounds. median_ms is the median of the round medians,

@@ -37,6 +37,8 @@ impl Row {
             .map(|(_, v)| match v {
                 Value::Text(s) => s.clone(),
                 Value::Int(i) => i.to_string(),
+                // JSON's null: no figure for this row.
+                Value::Num(x) if !x.is_finite() => "-".to_string(),
                 Value::Num(x) if x.abs() >= 100.0 => format!("{x:.1}"),
                 Value::Num(x) => format!("{x:.3}"),
             })

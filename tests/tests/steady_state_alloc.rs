@@ -179,8 +179,8 @@ fn training_allocations(threads: usize, warmup: usize, steps: usize) -> Result<u
 }
 
 /// Allocations of steady-state forward and backward passes (masked-LM loss, dropout on) of
-/// [`small_bert`] on a profiled tape; also checks that each op's backward is profiled under the
-/// name of its forward.
+/// [`small_bert`] on a profiled tape; also checks that the model's ops are profiled and that
+/// every backward is profiled under the name of a forward op.
 fn profiled_allocations(threads: usize, warmup: usize, steps: usize) -> Result<usize> {
     let (model, batch) = small_bert()?;
     let opts = CpuOptions::threads(threads);

@@ -16,6 +16,7 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
+    /// The activation's op name, in errors and profiles.
     pub(super) fn name(self) -> &'static str {
         match self {
             Kind::Gelu => "gelu",

@@ -6,12 +6,14 @@ use crate::{Error, Result, Tensor};
 use smelt_kernels::cpu::elementwise::{mul_sum, scale};
 use smelt_kernels::cpu::loss as kernel;
 
-/// The single value of a scalar gradient.
-/// The ops' names, in errors and profiles.
+/// The cross-entropy op's name, in errors and profiles.
 pub(super) const CROSS_ENTROPY: &str = "cross_entropy";
+/// The `sum(x * probe)` op's name.
 pub(super) const MUL_SUM: &str = "mul_sum";
+/// The `sum(x^2)` op's name.
 pub(super) const SUM_SQUARES: &str = "sum_squares";
 
+/// The single value of a scalar gradient.
 fn scalar(op: &'static str, g: &Graph<'_>, t: &Tensor) -> Result<f32> {
     t.contiguous_data(op, g.arena)?
         .first()

@@ -6,11 +6,12 @@ use super::tape::{Graph, Var};
 use crate::{Error, Result, Tensor};
 use smelt_kernels::cpu::pooling as kernel;
 
-/// `(B, T, D)` of `x [B, T, D]`, or an error naming `op` and the shape.
-/// The ops' names, in errors and profiles.
+/// The masked mean's name, in errors and profiles.
 pub(super) const MEAN_POOL: &str = "mean_pool";
+/// The token selection's name.
 pub(super) const SELECT_TOKEN: &str = "select_token";
 
+/// `(B, T, D)` of `x [B, T, D]`, or an error naming `op` and the shape.
 fn btd(op: &'static str, x: &Tensor) -> Result<(usize, usize, usize)> {
     match *x.dims() {
         [b, t, d] => Ok((b, t, d)),

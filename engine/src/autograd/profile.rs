@@ -3,7 +3,8 @@
 //! Off by default; [`Tape::enable_profile`](super::Tape::enable_profile) turns it on for every
 //! later step on that tape. A forward op is charged the time from the previous op's output
 //! (or the last leaf added) to its own: its checks, its output's allocation and its kernel,
-//! plus any model code run between the two ops (views, lookups: small next to a kernel). A
+//! plus whatever ran between the two (the previous op's bookkeeping after its output, such as
+//! recording its node, and model code: views, lookups; all small next to a kernel). A
 //! backward op is charged its own backward call, including the additions of gradients that
 //! reach a value more than once. Each measurement is one `Instant::now()`, about 20-30 ns.
 
@@ -12,7 +13,9 @@ use std::time::{Duration, Instant};
 /// Which pass an [`OpTime`] covers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Direction {
+    /// The op itself.
     Forward,
+    /// Its backward: the gradients of its inputs.
     Backward,
 }
 
@@ -32,8 +35,11 @@ impl Direction {
 pub struct OpTime {
     /// The op's name, as in its errors (`"linear"`, `"attention"`, `"gelu"`, ...).
     pub op: &'static str,
+    /// Forward or backward.
     pub direction: Direction,
+    /// Calls summed.
     pub calls: u64,
+    /// Their time summed.
     pub time: Duration,
 }
 
@@ -90,7 +96,7 @@ impl Profile {
 }
 
 /// The forward clock of one profiled step: when the last op's output (or leaf) was added.
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 pub(crate) struct Clock(Instant);
 
 impl Clock {

@@ -149,8 +149,8 @@ const AHEAD: usize = 4;
 /// Asks for the input row `x` to be read soon (cache lines of 16 floats).
 ///
 /// The output row is not requested as well: on Zen 4 that made [12288, 128] 6-29% slower and
-/// rows of 512 up to 1.5x slower than no prefetch at all, while the input alone is as fast
-/// as none or faster (bench/NOTES.md, session 9).
+/// [12288, 512] 1.3-2x slower than no prefetch at all, while the input alone is within the
+/// noise of none, or faster (49152 x 128 on one thread; bench/NOTES.md, session 9).
 #[inline(always)]
 fn prefetch_input(x: *const f32, cols: usize) {
     for j in (0..cols).step_by(16) {
