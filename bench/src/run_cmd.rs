@@ -107,7 +107,10 @@ fn read_batch(inputs: &SafeTensors, config: &Config) -> Result<Batch, String> {
         index_dtype(inputs, "token_type_ids", info.dtype)?;
     }
     let types = optional("token_type_ids")?;
-    Batch::new(config, batch, seq, &ids, mask.as_deref(), types.as_deref()).map_err(e)
+    // Its errors (an id past the vocabulary, a mask value other than 0 or 1) are about this
+    // file's values: name it.
+    Batch::new(config, batch, seq, &ids, mask.as_deref(), types.as_deref())
+        .map_err(|err| format!("{}: {err}", inputs.file()))
 }
 
 /// `input_ids`' `[batch, seq]`, read from the header before its values are converted: an

@@ -300,6 +300,38 @@ fn run_checks_the_ids_before_converting_them() {
     assert!(!output.exists());
 }
 
+/// An id past the vocabulary is refused with the input file named (it is about its values).
+#[test]
+fn run_names_the_input_file_holding_an_id_past_the_vocabulary() {
+    let bert = fixture("bert");
+    let dir = std::env::temp_dir();
+    let input = dir.join(format!("smelt-oov-{}.safetensors", std::process::id()));
+    let output = dir.join(format!("smelt-oov-out-{}.safetensors", std::process::id()));
+    let ids: Vec<u8> = [1i64, 1 << 40]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    write_raw_tensor(&input, "input_ids", "I64", &[1, 2], &ids);
+    let out = smelt(&[
+        "run",
+        "--model",
+        bert.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    let named = format!("{}: Batch::new: input_ids[0][1]", input.display());
+    assert!(
+        stderr.contains(&named) && stderr.contains("is outside"),
+        "{stderr}"
+    );
+    std::fs::remove_file(&input).ok();
+    assert!(!output.exists());
+}
+
 #[test]
 fn tokenize_prints_ids_and_refuses_bad_stdin() {
     let dir = fixture("tokenizer");
