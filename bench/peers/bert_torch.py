@@ -16,7 +16,11 @@ valid input ids (no padding, attention_mask all ones).
 Each phase runs warm-up iterations, then R timed ones (default 10 forward, 5 train); the median is
 reported. With --serve the model is built once, then every phase name read on stdin
 runs one round (W warm-ups, R timed runs) and prints its line (peer_common.serve): `smelt bench
-bert` alternates these rounds with its own. Output line:
+bert` alternates these rounds with its own; a line "profile PHASE" instead runs the phase's
+warm-ups and R steps under torch.profiler (torch_profile.py) and prints one line per op and
+direction under smelt's op names ({"impl", "config", "batch", "seq", "threads", "phase", "op",
+"direction", "calls", "ms"}, per step), then one with "op": "(step)" and the step's time, for
+`smelt bench bert --profile --torch`. Output line of a round:
   {"impl": "pytorch", "config", "batch", "seq", "threads", "phase", "median_ms", "tokens_per_s",
    "peak_rss_mb", "attn", "start_rss_mb", "dropout"}
 peak_rss_mb is this process's peak resident set (VmHWM) read after the phase; with
@@ -34,6 +38,7 @@ import sys
 import time
 
 from peer_common import peak_rss_mb, serve
+from torch_profile import profile_steps
 
 CONFIGS = {
     # name: (family, sizes, vocabulary, positions), as `Config::preset` in model/src/config.rs.
@@ -169,10 +174,21 @@ def main():
         ms = time_it(fn, warmup, args.runs or default_runs)
         report("pytorch", args, phase, ms, attn=args.attn, start_rss_mb=start, dropout=args.dropout)
 
+    def run_profile(phase):
+        fn, default_warmup, default_runs = phases[phase]
+        for _ in range(default_warmup if args.warmup is None else args.warmup):
+            fn()
+        ops, step_ms = profile_steps(fn, args.runs or default_runs)
+        case = {k: getattr(args, k) for k in ("config", "batch", "seq", "threads")}
+        for op, direction, calls, ms in ops + [("(step)", "-", None, step_ms)]:
+            row = {"impl": "pytorch", **case, "phase": phase, "op": op, "direction": direction,
+                   "calls": calls, "ms": round(ms, 4)}
+            print(json.dumps(row), flush=True)
+
     if args.serve:
         # No warm-up here: each round warms up its phase itself, and a training step now
         # would count in the peak RSS of every forward round that follows.
-        return serve(run_round, phases)
+        return serve(run_round, phases, run_profile)
     for phase in phases:
         run_round(phase)
     return 0

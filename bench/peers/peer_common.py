@@ -20,18 +20,22 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
-def serve(run_round, phases):
+def serve(run_round, phases, run_profile=None):
     """--serve: the script stays up between rounds, so `smelt bench` can interleave them with its own.
 
     Prints {"ready": true}; then each line read on stdin names a phase, and run_round(phase) times
-    one round of it and prints its JSON line. Returns at the end of input (status 0); a phase this
-    script was not started for ends it with status 2.
+    one round of it and prints its JSON line; a line "profile PHASE" calls run_profile(phase)
+    instead, where the script has one (it prints per-op lines, the last with "op": "(step)").
+    Returns at the end of input (status 0); a phase this script was not started for, or a profile
+    it cannot give, ends it with status 2.
     """
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
-        phase = line.strip()
-        if phase not in phases:
-            print(f"{sys.argv[0]}: asked for phase {phase!r}; serving {sorted(phases)}", file=sys.stderr)
+        words = line.split()
+        profiling = len(words) == 2 and words[0] == "profile" and run_profile is not None
+        phase = words[-1] if words else ""
+        if phase not in phases or (len(words) != 1 and not profiling):
+            print(f"{sys.argv[0]}: asked for {line.strip()!r}; serving {sorted(phases)}", file=sys.stderr)
             return 2
-        run_round(phase)
+        (run_profile if profiling else run_round)(phase)
     return 0

@@ -17,9 +17,12 @@
 //! direction, its calls and milliseconds per step and its share (a fraction) of the step,
 //! then a row for the step's time outside every op (the hand-over to the pool, the graph's
 //! set-up and parameter leaves, the backward's set-up and gradient releases) and a row for
-//! the whole step (the mean of the profiled steps).
+//! the whole step (the mean of the profiled steps). With `--torch`, the PyTorch peer then runs
+//! the same steps under torch.profiler (bench/peers/torch_profile.py) and its time per op
+//! stands beside ours ([`crate::bert_profile`]).
 
 use crate::args::{Args, MAX_RUNS};
+use crate::bert_profile::{OpTimes, ProfileCase};
 use crate::peers::{field, number, PeerServer};
 use crate::report::{Row, Value};
 use crate::timing::median;
@@ -97,8 +100,8 @@ pub fn run(args: &Args, threads: usize) -> Result<(Vec<Row>, Vec<Row>), String> 
     for round in 0..rounds {
         for &p in &phases {
             let mut turns = vec![Turn::Ours];
-            for (i, (_, peer_phase)) in peers.iter().enumerate() {
-                if *peer_phase == p || *peer_phase == "both" {
+            for (i, peer) in peers.iter().enumerate() {
+                if peer.serves(p) {
                     turns.push(Turn::Peer(i));
                 }
             }
@@ -116,7 +119,7 @@ pub fn run(args: &Args, threads: usize) -> Result<(Vec<Row>, Vec<Row>), String> 
                         start_rss_mb: start_rss,
                     },
                     Turn::Peer(i) => {
-                        let line = peers[i].0.round(p)?;
+                        let line = peers[i].server.round(p)?;
                         Figure {
                             name: field(&line, "impl")?,
                             phase: field(&line, "phase")?,
@@ -130,11 +133,21 @@ pub fn run(args: &Args, threads: usize) -> Result<(Vec<Row>, Vec<Row>), String> 
             }
         }
     }
-    drop(peers);
     let mut profile = Vec::new();
     if args.flag("profile") {
         for &p in &phases {
             let timing = time_phase(&model, &input, opts, p == "train", runs, true)?;
+            let Some(ours) = &timing.profile else {
+                return Err("bench bert --profile: the profiled steps kept no profile".into());
+            };
+            let ours = OpTimes::ours(ours, runs, timing.total_ms);
+            let theirs = match peers
+                .iter_mut()
+                .find(|peer| peer.profiles && peer.serves(p))
+            {
+                Some(peer) => Some(OpTimes::from_lines(&peer.server.profile(p)?)?),
+                None => None,
+            };
             let case = ProfileCase {
                 config: &name,
                 batch,
@@ -142,9 +155,10 @@ pub fn run(args: &Args, threads: usize) -> Result<(Vec<Row>, Vec<Row>), String> 
                 threads,
                 phase: p,
             };
-            profile.extend(profile_rows(&case, &timing, runs));
+            profile.extend(crate::bert_profile::rows(&case, &ours, theirs.as_ref()));
         }
     }
+    drop(peers);
     let flops = model.forward_flops(batch, seq);
     let rows = rows(&figures, &name, batch, seq, threads, rounds, flops);
     // Only training steps drop: forward rows (ONNX Runtime's too) ran in eval mode.
@@ -163,6 +177,22 @@ pub fn run(args: &Args, threads: usize) -> Result<(Vec<Row>, Vec<Row>), String> 
     Ok((rows, profile))
 }
 
+/// A peer serving rounds of the phases it was started for.
+struct Peer<'p> {
+    server: PeerServer,
+    /// `forward`, `train` or `both`.
+    phase: &'p str,
+    /// Whether it answers profile requests (PyTorch, through torch.profiler).
+    profiles: bool,
+}
+
+impl Peer<'_> {
+    /// Whether it serves `phase`.
+    fn serves(&self, phase: &str) -> bool {
+        self.phase == phase || self.phase == "both"
+    }
+}
+
 /// Starts the peers the command line asks for (`--torch`, `--onnx`) in `--serve` mode, each
 /// with the phases it will be asked for: ONNX Runtime has no training step, so it serves the
 /// forward only (and is not started for `--phase train`).
@@ -172,7 +202,7 @@ fn start_peers<'p>(
     (batch, seq, threads, runs): (usize, usize, usize, usize),
     phase: &'p str,
     dropout: f32,
-) -> Result<Vec<(PeerServer, &'p str)>, String> {
+) -> Result<Vec<Peer<'p>>, String> {
     let wanted = [
         ("torch", "bert_torch.py", phase),
         ("onnx", "bert_onnx.py", "forward"),
@@ -205,7 +235,11 @@ fn start_peers<'p>(
             peer_args.extend(["--dropout".to_string(), dropout.to_string()]);
         }
         let server = PeerServer::start(&format!("--{flag}"), script, &peer_args)?;
-        peers.push((server, peer_phase));
+        peers.push(Peer {
+            server,
+            phase: peer_phase,
+            profiles: flag == "torch",
+        });
     }
     Ok(peers)
 }
@@ -336,56 +370,6 @@ fn time_phase(
         median_ms: median(times) * 1e3,
         profile: tape.profile().cloned(),
     })
-}
-
-/// The case a profile was measured on, for its rows.
-struct ProfileCase<'a> {
-    config: &'a str,
-    batch: usize,
-    seq: usize,
-    threads: usize,
-    phase: &'a str,
-}
-
-/// One row per op and direction of a profiled phase, in the order the ops first ran, then a
-/// row `(outside ops)` for the rest of the steps' time and a row `(step)` for the whole;
-/// milliseconds and calls are per step (the profile covers `runs` steps), shares are
-/// fractions of the whole step.
-fn profile_rows(case: &ProfileCase<'_>, timing: &Timing, runs: usize) -> Vec<Row> {
-    let Some(profile) = &timing.profile else {
-        return Vec::new();
-    };
-    let steps = runs as f64;
-    let step_ms = timing.total_ms / steps;
-    let row = |op: &str, direction: &str, calls: Value, ms: f64| {
-        Row(vec![
-            ("impl", Value::Text("smelt".into())),
-            ("config", Value::Text(case.config.to_string())),
-            ("batch", Value::Int(case.batch)),
-            ("seq", Value::Int(case.seq)),
-            ("threads", Value::Int(case.threads)),
-            ("phase", Value::Text(case.phase.to_string())),
-            ("op", Value::Text(op.to_string())),
-            ("direction", Value::Text(direction.to_string())),
-            ("calls", calls),
-            ("ms", Value::Num(ms)),
-            ("share", Value::Num(ms / step_ms)),
-        ])
-    };
-    let mut rows: Vec<Row> = profile
-        .times()
-        .iter()
-        .map(|t| {
-            let ms = t.time.as_secs_f64() * 1e3 / steps;
-            // Every step runs the same graph, so the calls divide evenly.
-            let calls = Value::Int(t.calls as usize / runs);
-            row(t.op, t.direction.name(), calls, ms)
-        })
-        .collect();
-    let outside = step_ms - profile.total().as_secs_f64() * 1e3 / steps;
-    rows.push(row("(outside ops)", "-", Value::Num(f64::NAN), outside));
-    rows.push(row("(step)", "-", Value::Num(f64::NAN), step_ms));
-    rows
 }
 
 /// `count` token ids below `vocab`, reproducible from `seed` (a 64-bit LCG).

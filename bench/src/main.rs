@@ -16,6 +16,7 @@
 
 mod args;
 mod bert_bench;
+mod bert_profile;
 mod demo;
 mod embed_bench;
 mod embed_cmd;
@@ -61,7 +62,8 @@ options:
                  states and attention probabilities (ours and PyTorch's; default 0)
   --profile      bench bert: then runs our phases once more on a profiled tape and prints a
                  second table: per op and direction, calls and ms per step and the fraction of
-                 the step (share), then the time outside every op and the whole step
+                 the step (share), then the time outside every op and the whole step; with
+                 --torch, PyTorch's time per op beside ours (torch.profiler, same op names)
   --rounds K     bench bert: K rounds (default 3) in which every implementation runs one warm-up
                  and R timed runs (--runs, default 5) in turn, the order rotating each round; the
                  peers stay up between rounds. median_ms is the median of the round medians,

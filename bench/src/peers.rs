@@ -158,6 +158,16 @@ impl PeerServer {
         self.next_line()
     }
 
+    /// Profiles `phase` in the peer and returns its lines: one per op and direction, the last
+    /// one with `"op": "(step)"` (bench/peers/torch_profile.py).
+    pub fn profile(&mut self, phase: &str) -> Result<Vec<String>, String> {
+        let mut lines = vec![self.round(&format!("profile {phase}"))?];
+        while field(&lines[lines.len() - 1], "op")? != "(step)" {
+            lines.push(self.next_line()?);
+        }
+        Ok(lines)
+    }
+
     /// The next line of the peer's stdout that holds a JSON object.
     fn next_line(&mut self) -> Result<String, String> {
         loop {
@@ -255,6 +265,27 @@ mod tests {
             let line = peer.round("forward").unwrap();
             assert_eq!(field(&line, "phase").unwrap(), "forward");
             assert_eq!(number(&line, "median_ms").unwrap(), n as f64);
+        }
+        drop(peer);
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn a_profile_request_reads_the_peers_lines_up_to_its_step_line() {
+        let path = script(
+            "profiler",
+            "import json, sys\n\
+             print(json.dumps({'ready': True}), flush=True)\n\
+             for line in sys.stdin:\n\
+             \x20   assert line.split() == ['profile', 'train'], line\n\
+             \x20   for op in ['linear', 'gelu', '(step)']:\n\
+             \x20       print(json.dumps({'op': op, 'ms': 1.5}), flush=True)\n",
+        );
+        let mut peer = PeerServer::spawn("--profiler", &path, &[]).unwrap();
+        for _ in 0..2 {
+            let lines = peer.profile("train").unwrap();
+            let ops: Vec<String> = lines.iter().map(|l| field(l, "op").unwrap()).collect();
+            assert_eq!(ops, ["linear", "gelu", "(step)"]);
         }
         drop(peer);
         std::fs::remove_file(path).unwrap();
