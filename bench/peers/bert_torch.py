@@ -4,6 +4,7 @@
     python3 bench/peers/bert_torch.py --config bert-base|distilbert-base|minilm|tiny --batch B --seq T
         --threads N [--phase forward|train|both] [--runs R] [--warmup W] [--attn sdpa|eager]
         [--dropout P] [--serve]
+    (with --serve, stdin lines: a phase name for a timed round, or "profile PHASE")
 
 The model is built from a config object (no hub access), seeded random weights, float32, random
 valid input ids (no padding, attention_mask all ones).

@@ -4,8 +4,14 @@ torch.profiler records every aten op and autograd function of `runs` steps. An o
 own CPU time including what it calls (`cpu_time_total`): a forward op when it is not inside
 another counted op or inside the backward, a backward op as the autograd engine's
 `evaluate_function: <Node>` event. Ops named in FORWARD and BACKWARD become smelt's op names;
-the rest of the step (other aten ops such as copies and the gradients' zeroing, the Python and
-autograd overhead) is left to the caller as the time outside those ops.
+the rest of the step (other aten ops such as the mask's expansion, views and reshapes, the
+loss, and the Python and autograd overhead between ops) is left to the caller as the time
+outside those ops. (smelt's own profile charges each forward op the time since the previous
+op's output, so its views and glue land in the op after them.)
+
+The attention is recognised as SDPA (`--attn sdpa`, what `smelt bench bert` runs, without
+dropout): HF's eager attention, or SDPA's math path under dropout, runs as separate matmul,
+softmax and dropout ops that land in the time outside ops or under other names.
 """
 import time
 
@@ -15,6 +21,7 @@ FORWARD = {
     "aten::scaled_dot_product_attention": "attention",
     "aten::gelu": "gelu",
     "aten::add": "add",
+    "aten::add_": "add",
     "aten::layer_norm": "layer_norm",
     "aten::embedding": "embedding",
     "aten::dropout": "dropout",

@@ -4,7 +4,8 @@
 //! One row per op and direction, in the order our ops first ran (then any op only PyTorch
 //! ran), with calls and milliseconds per step and the share (a fraction) of our step; then
 //! `(outside ops)`, the rest of each side's step, and `(step)`, the whole step. With a peer,
-//! `pytorch_ms` and `smelt_x` (its time over ours) follow.
+//! `pytorch_calls`, `pytorch_ms` and `smelt_x` (its time over ours; none for the rest
+//! outside ops, whose two sides hold different things) follow.
 
 use crate::peers::{field, number};
 use crate::report::{Row, Value};
@@ -12,16 +13,35 @@ use smelt_engine::autograd::Profile;
 
 /// The case a profile was measured on, for its rows.
 pub struct ProfileCase<'a> {
+    /// The model preset's name.
     pub config: &'a str,
+    /// Sequences per step.
     pub batch: usize,
+    /// Tokens per sequence.
     pub seq: usize,
+    /// Threads of every implementation.
     pub threads: usize,
+    /// `forward` or `train`.
     pub phase: &'a str,
 }
 
-/// One side's per-op time of a phase: `(op, direction, calls, ms)` per step, and the step.
+/// One op and direction of one side, per step.
+pub struct OpMs {
+    /// The op's name (ours, which the PyTorch peer maps its ops to).
+    pub op: String,
+    /// `forward` or `backward`.
+    pub direction: String,
+    /// Calls per step.
+    pub calls: f64,
+    /// Milliseconds per step.
+    pub ms: f64,
+}
+
+/// One side's per-op time of a phase, and its whole step, per step.
 pub struct OpTimes {
-    pub ops: Vec<(String, String, f64, f64)>,
+    /// In the order the ops first ran.
+    pub ops: Vec<OpMs>,
+    /// The whole step, the ops and everything around them.
     pub step_ms: f64,
 }
 
@@ -32,10 +52,11 @@ impl OpTimes {
         let ops = profile
             .times()
             .iter()
-            .map(|t| {
-                let ms = t.time.as_secs_f64() * 1e3 / steps;
-                let calls = t.calls as f64 / steps;
-                (t.op.to_string(), t.direction.name().to_string(), calls, ms)
+            .map(|t| OpMs {
+                op: t.op.to_string(),
+                direction: t.direction.name().to_string(),
+                calls: t.calls as f64 / steps,
+                ms: t.time.as_secs_f64() * 1e3 / steps,
             })
             .collect();
         OpTimes {
@@ -54,24 +75,29 @@ impl OpTimes {
             if op == "(step)" {
                 step_ms = Some(ms);
             } else {
-                ops.push((op, field(line, "direction")?, number(line, "calls")?, ms));
+                let (direction, calls) = (field(line, "direction")?, number(line, "calls")?);
+                ops.push(OpMs {
+                    op,
+                    direction,
+                    calls,
+                    ms,
+                });
             }
         }
         let step_ms = step_ms.ok_or("peer profile: no \"(step)\" line")?;
         Ok(OpTimes { ops, step_ms })
     }
 
-    /// Milliseconds per step of `op` in `direction`, if this side ran it.
-    fn ms(&self, op: &str, direction: &str) -> Option<f64> {
+    /// `op` in `direction`, if this side ran it.
+    fn find(&self, op: &str, direction: &str) -> Option<&OpMs> {
         self.ops
             .iter()
-            .find(|(o, d, _, _)| o == op && d == direction)
-            .map(|o| o.3)
+            .find(|o| o.op == op && o.direction == direction)
     }
 
     /// The step's time outside every listed op.
     fn outside_ms(&self) -> f64 {
-        self.step_ms - self.ops.iter().map(|o| o.3).sum::<f64>()
+        self.step_ms - self.ops.iter().map(|o| o.ms).sum::<f64>()
     }
 }
 
@@ -85,9 +111,37 @@ fn count(calls: f64) -> Value {
     }
 }
 
+/// Calls and milliseconds per step of one row on one side; NaN where that side has none.
+#[derive(Clone, Copy)]
+struct Cell {
+    calls: f64,
+    ms: f64,
+}
+
+impl Cell {
+    const NONE: Cell = Cell {
+        calls: f64::NAN,
+        ms: f64::NAN,
+    };
+
+    fn of(o: Option<&OpMs>) -> Cell {
+        o.map_or(Cell::NONE, |o| Cell {
+            calls: o.calls,
+            ms: o.ms,
+        })
+    }
+
+    fn ms(ms: f64) -> Cell {
+        Cell {
+            calls: f64::NAN,
+            ms,
+        }
+    }
+}
+
 /// The rows of one phase (see the module doc).
 pub fn rows(case: &ProfileCase<'_>, ours: &OpTimes, peer: Option<&OpTimes>) -> Vec<Row> {
-    let row = |op: &str, direction: &str, calls: f64, ms: f64, theirs: Option<f64>| {
+    let row = |op: &str, direction: &str, mine: Cell, theirs: Cell, ratio: bool| {
         let mut fields = vec![
             ("impl", Value::Text("smelt".into())),
             ("config", Value::Text(case.config.to_string())),
@@ -97,40 +151,47 @@ pub fn rows(case: &ProfileCase<'_>, ours: &OpTimes, peer: Option<&OpTimes>) -> V
             ("phase", Value::Text(case.phase.to_string())),
             ("op", Value::Text(op.to_string())),
             ("direction", Value::Text(direction.to_string())),
-            ("calls", count(calls)),
-            ("ms", Value::Num(ms)),
-            ("share", Value::Num(ms / ours.step_ms)),
+            ("calls", count(mine.calls)),
+            ("ms", Value::Num(mine.ms)),
+            ("share", Value::Num(mine.ms / ours.step_ms)),
         ];
         if peer.is_some() {
-            let theirs = theirs.unwrap_or(f64::NAN);
-            fields.push(("pytorch_ms", Value::Num(theirs)));
-            fields.push(("smelt_x", Value::Num(theirs / ms)));
+            let x = if ratio { theirs.ms / mine.ms } else { f64::NAN };
+            fields.push(("pytorch_calls", count(theirs.calls)));
+            fields.push(("pytorch_ms", Value::Num(theirs.ms)));
+            fields.push(("smelt_x", Value::Num(x)));
         }
         Row(fields)
     };
-    let theirs = |op: &str, direction: &str| peer.and_then(|p| p.ms(op, direction));
+    let theirs = |o: &OpMs| Cell::of(peer.and_then(|p| p.find(&o.op, &o.direction)));
     let mut out: Vec<Row> = ours
         .ops
         .iter()
-        .map(|(op, d, calls, ms)| row(op, d, *calls, *ms, theirs(op, d)))
+        .map(|o| row(&o.op, &o.direction, Cell::of(Some(o)), theirs(o), true))
         .collect();
     if let Some(peer) = peer {
-        for (op, d, _, ms) in &peer.ops {
-            if ours.ms(op, d).is_none() {
-                out.push(row(op, d, f64::NAN, f64::NAN, Some(*ms)));
+        for o in &peer.ops {
+            if ours.find(&o.op, &o.direction).is_none() {
+                out.push(row(
+                    &o.op,
+                    &o.direction,
+                    Cell::NONE,
+                    Cell::of(Some(o)),
+                    true,
+                ));
             }
         }
     }
-    let outside = peer.map(OpTimes::outside_ms);
+    let outside = Cell::ms(peer.map_or(f64::NAN, OpTimes::outside_ms));
     out.push(row(
         "(outside ops)",
         "-",
-        f64::NAN,
-        ours.outside_ms(),
+        Cell::ms(ours.outside_ms()),
         outside,
+        false,
     ));
-    let step = peer.map(|p| p.step_ms);
-    out.push(row("(step)", "-", f64::NAN, ours.step_ms, step));
+    let step = Cell::ms(peer.map_or(f64::NAN, |p| p.step_ms));
+    out.push(row("(step)", "-", Cell::ms(ours.step_ms), step, true));
     out
 }
 
@@ -142,7 +203,12 @@ mod tests {
         OpTimes {
             ops: ops
                 .iter()
-                .map(|&(o, d, c, ms)| (o.to_string(), d.to_string(), c, ms))
+                .map(|&(op, direction, calls, ms)| OpMs {
+                    op: op.to_string(),
+                    direction: direction.to_string(),
+                    calls,
+                    ms,
+                })
                 .collect(),
             step_ms,
         }
@@ -188,18 +254,25 @@ mod tests {
         let table: Vec<Vec<String>> = rows
             .iter()
             .map(|r| {
-                ["op", "direction", "ms", "pytorch_ms", "smelt_x"]
-                    .map(|k| cell(r, k))
-                    .to_vec()
+                [
+                    "op",
+                    "direction",
+                    "ms",
+                    "pytorch_calls",
+                    "pytorch_ms",
+                    "smelt_x",
+                ]
+                .map(|k| cell(r, k))
+                .to_vec()
             })
             .collect();
         let expected = [
-            ["linear", "forward", "8.00", "10.00", "1.25"],
-            ["tanh", "forward", "0.50", "NaN", "NaN"],
-            ["linear", "backward", "16.00", "24.00", "1.50"],
-            ["dropout", "forward", "NaN", "0.50", "NaN"],
-            ["(outside ops)", "-", "0.50", "5.50", "11.00"],
-            ["(step)", "-", "25.00", "40.00", "1.60"],
+            ["linear", "forward", "8.00", "12", "10.00", "1.25"],
+            ["tanh", "forward", "0.50", "NaN", "NaN", "NaN"],
+            ["linear", "backward", "16.00", "12", "24.00", "1.50"],
+            ["dropout", "forward", "NaN", "5", "0.50", "NaN"],
+            ["(outside ops)", "-", "0.50", "NaN", "5.50", "NaN"],
+            ["(step)", "-", "25.00", "NaN", "40.00", "1.60"],
         ];
         assert_eq!(table, expected.map(|r| r.map(String::from).to_vec()));
         let alone = super::rows(&case, &ours, None);

@@ -148,24 +148,32 @@ impl PeerServer {
 
     /// Times one round of `phase` in the peer and returns the JSON line it printed.
     pub fn round(&mut self, phase: &str) -> Result<String, String> {
-        let sent = match self.stdin.as_mut() {
-            Some(stdin) => writeln!(stdin, "{phase}").and_then(|()| stdin.flush()),
-            None => Ok(()),
-        };
-        if sent.is_err() {
-            return Err(self.died());
-        }
+        self.send(phase)?;
         self.next_line()
     }
 
     /// Profiles `phase` in the peer and returns its lines: one per op and direction, the last
     /// one with `"op": "(step)"` (bench/peers/torch_profile.py).
     pub fn profile(&mut self, phase: &str) -> Result<Vec<String>, String> {
-        let mut lines = vec![self.round(&format!("profile {phase}"))?];
-        while field(&lines[lines.len() - 1], "op")? != "(step)" {
-            lines.push(self.next_line()?);
+        self.send(&format!("profile {phase}"))?;
+        let mut lines = Vec::new();
+        loop {
+            let line = self.next_line()?;
+            let last = field(&line, "op")? == "(step)";
+            lines.push(line);
+            if last {
+                return Ok(lines);
+            }
         }
-        Ok(lines)
+    }
+
+    /// Writes one request line to the peer's stdin.
+    fn send(&mut self, request: &str) -> Result<(), String> {
+        let sent = match self.stdin.as_mut() {
+            Some(stdin) => writeln!(stdin, "{request}").and_then(|()| stdin.flush()),
+            None => Ok(()),
+        };
+        sent.map_err(|_| self.died())
     }
 
     /// The next line of the peer's stdout that holds a JSON object.
@@ -288,7 +296,21 @@ mod tests {
             assert_eq!(ops, ["linear", "gelu", "(step)"]);
         }
         drop(peer);
-        std::fs::remove_file(path).unwrap();
+        // A peer that stops after one line is an error with its stderr, not a hang.
+        let quits = script(
+            "quits",
+            "import json, sys\n\
+             print(json.dumps({'ready': True}), flush=True)\n\
+             sys.stdin.readline()\n\
+             print(json.dumps({'op': 'linear', 'ms': 1.5}), flush=True)\n\
+             sys.exit('profiler crashed')\n",
+        );
+        let mut peer = PeerServer::spawn("--quits", &quits, &[]).unwrap();
+        let err = peer.profile("forward").unwrap_err();
+        assert!(err.contains("profiler crashed"), "{err}");
+        for path in [path, quits] {
+            std::fs::remove_file(path).unwrap();
+        }
     }
 
     #[test]
