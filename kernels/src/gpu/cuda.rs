@@ -39,6 +39,26 @@ fn err(what: impl std::fmt::Display) -> Error {
     }
 }
 
+/// The driver API version the shipped PTX needs: ISA 8.8 (NVRTC 12.9) loads on drivers for
+/// CUDA 12.9 and later (R575 and later).
+const MIN_DRIVER_VERSION: i32 = 12090;
+
+/// An error naming both versions when a driver reporting `version` (`1000 * major + 10 *
+/// minor`, as `cuDriverGetVersion` gives it) is too old to load the shipped PTX, which it
+/// would otherwise refuse module by module with `CUDA_ERROR_UNSUPPORTED_PTX_VERSION`.
+fn check_driver(version: i32) -> Result<()> {
+    if version >= MIN_DRIVER_VERSION {
+        return Ok(());
+    }
+    let cuda = |v: i32| format!("{}.{}", v / 1000, v % 1000 / 10);
+    Err(err(format!(
+        "the CUDA driver supports CUDA {}; smelt's PTX (ISA 8.8, from NVRTC 12.9) needs a \
+         driver for CUDA {} or newer (R575 or later)",
+        cuda(version),
+        cuda(MIN_DRIVER_VERSION)
+    )))
+}
+
 impl CudaDevice {
     /// Opens GPU `ordinal`. With no CUDA driver or no GPU this is an error that says so (it
     /// checks for libcuda before touching it, so it never panics).
@@ -51,6 +71,14 @@ impl CudaDevice {
         }
         let ctx = CudaContext::new(ordinal)
             .map_err(|e| err(format!("cannot open GPU {ordinal}: {e}")))?;
+        let mut version = 0;
+        // SAFETY: libcuda is present and initialised (the context above); the call only
+        // writes `version`.
+        let status = unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut version) };
+        if status != cudarc::driver::sys::CUresult::CUDA_SUCCESS {
+            return Err(err(format!("cuDriverGetVersion failed: {status:?}")));
+        }
+        check_driver(version)?;
         let stream = ctx.default_stream();
         Ok(CudaDevice {
             id: DeviceId::fresh(),
@@ -137,6 +165,16 @@ impl GpuDevice for CudaDevice {
         args: &[KernelArg],
     ) -> Result<()> {
         let f = self.function(module, kernel)?;
+        if cfg.shared_bytes > 0 {
+            // Static and dynamic shared memory above 48 KiB together need the kernel to opt
+            // in, or the launch fails (ptx-sim has no such limit); opting in below is
+            // harmless. No shipped kernel asks for dynamic shared memory today.
+            let attribute =
+                cudarc::driver::sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES;
+            let bytes = i32::try_from(cfg.shared_bytes).map_err(err)?;
+            f.set_attribute(attribute, bytes)
+                .map_err(|e| err(format!("{kernel}: {} bytes of shared memory: {e}", bytes)))?;
+        }
         // The builder keeps pointers to the values: they live in `args` and `self.buffers`,
         // both borrowed until the launch below.
         let mut builder = self.stream.launch_builder(&f);
@@ -195,5 +233,21 @@ impl GpuDevice for CudaDevice {
 
     fn synchronize(&mut self) -> Result<()> {
         self.stream.synchronize().map_err(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_driver_older_than_cuda_12_9_is_refused_with_both_versions() {
+        assert!(check_driver(12090).is_ok());
+        assert!(check_driver(13000).is_ok());
+        let old = check_driver(12040).unwrap_err().to_string();
+        assert!(
+            old.contains("supports CUDA 12.4") && old.contains("CUDA 12.9 or newer"),
+            "{old}"
+        );
     }
 }
