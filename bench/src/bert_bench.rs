@@ -136,34 +136,6 @@ pub fn run(args: &Args, threads: usize) -> Result<(Vec<Row>, Vec<Row>), String> 
     let mut profile = Vec::new();
     if args.flag("profile") {
         for &p in &phases {
-            let timing = time_phase(&model, &input, opts, p == "train", runs, true)?;
-            let Some(ours) = &timing.profile else {
-                return Err("bench bert --profile: the profiled steps kept no profile".into());
-            };
-            let ours = OpTimes::ours(ours, runs, timing.total_ms);
-            let peer = peers
-                .iter_mut()
-                .find(|peer| peer.profiles && peer.serves(p));
-            let theirs = match peer {
-                // With dropout, PyTorch's CPU attention leaves its fused kernel for the math
-                // path, whose backward nodes cannot be told from the rest of the step.
-                Some(_) if p == "train" && dropout > 0.0 => {
-                    eprintln!(
-                        "bench bert --profile: no PyTorch profile of a training step with \
-                         dropout (its attention's backward runs as separate ops)"
-                    );
-                    None
-                }
-                Some(peer) => match peer.server.profile(p).and_then(|l| OpTimes::from_lines(&l)) {
-                    Ok(times) => Some(times),
-                    // The timed rounds above stand; only the comparison is lost.
-                    Err(e) => {
-                        eprintln!("bench bert --profile: PyTorch's profile failed: {e}");
-                        None
-                    }
-                },
-                None => None,
-            };
             let case = ProfileCase {
                 config: &name,
                 batch,
@@ -171,7 +143,13 @@ pub fn run(args: &Args, threads: usize) -> Result<(Vec<Row>, Vec<Row>), String> 
                 threads,
                 phase: p,
             };
-            profile.extend(crate::bert_profile::rows(&case, &ours, theirs.as_ref()));
+            let peer = peers
+                .iter_mut()
+                .find(|peer| peer.profiles && peer.serves(p));
+            let train = (p == "train").then_some(dropout);
+            profile.extend(profile_phase(
+                &model, &input, opts, runs, train, peer, &case,
+            )?);
         }
     }
     drop(peers);
@@ -191,6 +169,50 @@ pub fn run(args: &Args, threads: usize) -> Result<(Vec<Row>, Vec<Row>), String> 
         })
         .collect();
     Ok((rows, profile))
+}
+
+/// The `--profile` rows of one phase (`train`: the training step, with this dropout; else
+/// the forward): ours from a profiled run of `runs` steps and, from `peer` where it can give
+/// one, its profile of the same steps.
+fn profile_phase(
+    model: &Model,
+    input: &Batch,
+    opts: CpuOptions,
+    runs: usize,
+    train: Option<f32>,
+    peer: Option<&mut Peer<'_>>,
+    case: &ProfileCase<'_>,
+) -> Result<Vec<Row>, String> {
+    let timing = time_phase(model, input, opts, train.is_some(), runs, true)?;
+    let Some(ours) = &timing.profile else {
+        return Err("bench bert --profile: the profiled steps kept no profile".into());
+    };
+    let ours = OpTimes::ours(ours, runs, timing.total_ms);
+    let theirs = match peer {
+        // With dropout, PyTorch's CPU attention leaves its fused kernel for the math path,
+        // whose backward nodes cannot be told from the rest of the step.
+        Some(_) if train.is_some_and(|p| p > 0.0) => {
+            eprintln!(
+                "bench bert --profile: no PyTorch profile of a training step with dropout \
+                 (its attention's backward runs as separate ops)"
+            );
+            None
+        }
+        Some(peer) => match peer
+            .server
+            .profile(case.phase)
+            .and_then(|lines| OpTimes::from_lines(&lines))
+        {
+            Ok(times) => Some(times),
+            // The timed rounds stand; only the comparison is lost.
+            Err(e) => {
+                eprintln!("bench bert --profile: PyTorch's profile failed: {e}");
+                None
+            }
+        },
+        None => None,
+    };
+    Ok(crate::bert_profile::rows(case, &ours, theirs.as_ref()))
 }
 
 /// A peer serving rounds of the phases it was started for.
