@@ -169,17 +169,20 @@ def main():
     phases = {"forward": (forward, 2, 10), "train": (train_step, 1, 5)}
     phases = {k: v for k, v in phases.items() if args.phase in (k, "both")}
 
-    def run_round(phase):
+    def plan(phase):
+        """(function, warm-ups, timed runs) of a phase: the command line's, else its defaults."""
         fn, default_warmup, default_runs = phases[phase]
-        warmup = default_warmup if args.warmup is None else args.warmup
-        ms = time_it(fn, warmup, args.runs or default_runs)
+        return fn, default_warmup if args.warmup is None else args.warmup, args.runs or default_runs
+
+    def run_round(phase):
+        ms = time_it(*plan(phase))
         report("pytorch", args, phase, ms, attn=args.attn, start_rss_mb=start, dropout=args.dropout)
 
     def run_profile(phase):
-        fn, default_warmup, default_runs = phases[phase]
-        for _ in range(default_warmup if args.warmup is None else args.warmup):
+        fn, warmup, runs = plan(phase)
+        for _ in range(warmup):
             fn()
-        ops, step_ms = profile_steps(fn, args.runs or default_runs)
+        ops, step_ms = profile_steps(fn, runs)
         case = {k: getattr(args, k) for k in ("config", "batch", "seq", "threads")}
         for op, direction, calls, ms in ops + [("(step)", "-", None, step_ms)]:
             row = {"impl": "pytorch", **case, "phase": phase, "op": op, "direction": direction,
