@@ -16,6 +16,7 @@ use super::blocking::{even_chunk, share, Blocking};
 use super::microkernel::{Microkernel, Panels, TileOut};
 use super::pack::{pack_panels, with_buffer, Strided, PACK_A, PACK_B};
 use super::upcoming::Upcoming;
+use crate::cpu::prefetch::{Lines, LINE};
 use crate::cpu::threads::{for_each_task, Shared};
 
 /// A strided output matrix: element (i, j) is at `ptr + i * rs + j * cs`.
@@ -331,21 +332,21 @@ impl BSource {
     /// What tile `tile` of `tiles` requests into L2 while it multiplies panel `jp` (of panels
     /// up to `end`): its share of panel `jp + 1`, so that panel does not come from L3 at the
     /// rate the microkernel reads it (+4-7% on 1 thread at N = 2304 and 3072, no change
-    /// elsewhere: bench/NOTES.md), as the share's first float and its length. Nothing (length
-    /// 0) after the last panel, or for a B read in place, whose steps are its row stride apart.
+    /// elsewhere: bench/NOTES.md). Nothing after the last panel, or for a B read in place,
+    /// whose steps are its row stride apart.
     fn ahead(
         &self,
         (jp, end): (usize, usize),
         (tile, tiles): (usize, usize),
         nr: usize,
-    ) -> (*const f32, usize) {
+    ) -> Lines {
         if jp + 1 >= end || self.step != nr {
-            return (std::ptr::null(), 0);
+            return Lines::NONE;
         }
-        let share = self.panel.div_ceil(tiles).next_multiple_of(16);
+        let share = self.panel.div_ceil(tiles).next_multiple_of(LINE);
         let start = (tile * share).min(self.panel);
         let next = (jp + 1 - self.first) * self.panel;
-        (
+        Lines::contiguous(
             self.base.wrapping_add(next + start),
             share.min(self.panel - start),
         )
@@ -391,8 +392,8 @@ fn split_rows(m: usize, n: usize, (mr, nr): (usize, usize), threads: usize) -> b
 }
 
 /// Loops 3, 2 and 1 over one task's `range`, with B's panels at `b`. When the plan reads A
-/// in place, only a ragged last panel is packed. Each tile asks its share of the plan's
-/// upcoming operands into L2 after it computes.
+/// in place, only a ragged last panel is packed. Each tile's microkernel asks its share of
+/// the plan's upcoming operands (else of the next B panel) into L2 while it computes.
 unsafe fn block(
     kernel: &Microkernel,
     blk: &Blocking,
@@ -433,7 +434,11 @@ unsafe fn block(
             for jp in panels.0..panels.1 {
                 let j = jp * nr;
                 for ir in (0..mc).step_by(mr) {
-                    let (ahead, ahead_len) = b.ahead((jp, panels.1), (ir / mr, tiles), nr);
+                    let ahead = if plan.upcoming.is_none() {
+                        b.ahead((jp, panels.1), (ir / mr, tiles), nr)
+                    } else {
+                        plan.upcoming.share(tiles_done, tiles_total)
+                    };
                     let (a, run) = if !direct_a {
                         (apack.add(ir * kc).cast_const(), kernel.packed)
                     } else if ir < full_rows {
@@ -448,7 +453,6 @@ unsafe fn block(
                         b: b.base.add((jp - b.first) * b.panel),
                         b_step: b.step,
                         ahead,
-                        ahead_len,
                     };
                     let out = TileOut {
                         c: p.c.ptr.add((ic + ir) * p.c.rs + (jc + j) * p.c.cs),
@@ -465,7 +469,6 @@ unsafe fn block(
                         },
                     };
                     run(kc, &operands, &out);
-                    plan.upcoming.request(tiles_done, tiles_total);
                     tiles_done += 1;
                 }
             }

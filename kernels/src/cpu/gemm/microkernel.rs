@@ -11,7 +11,7 @@
 //! | portable | 16 xmm    |  4 x 8   | 8 (x2 halves) + 2 + 2|
 
 use crate::cpu::isa::Isa;
-use crate::cpu::prefetch::{prefetch, Hint};
+use crate::cpu::prefetch::Lines;
 use crate::cpu::simd::SimdF32;
 
 /// Where a tile of C lives and how to combine the product into it.
@@ -52,12 +52,10 @@ pub(crate) struct Panels {
     pub b: *const f32,
     /// Elements between steps of B (NR when packed, B's row stride when read in place).
     pub b_step: usize,
-    /// `ahead_len` floats from `ahead` are requested into L2 while the tile computes, one
-    /// cache line per unrolled k step: the loops point this at a share of the next B panel,
-    /// so that panel does not arrive from L3 at the rate the microkernel reads it. Any
-    /// address works (prefetches never fault); `ahead_len` 0 requests nothing.
-    pub ahead: *const f32,
-    pub ahead_len: usize,
+    /// Lines asked into L2 while the tile computes, one per k step: the loops point this at
+    /// a share of the next B panel, so that panel does not arrive from L3 at the rate the
+    /// microkernel reads it, or in a batch at a share of the next product's operands.
+    pub ahead: Lines,
 }
 
 /// Signature of every microkernel: `k` steps over `panels`, result combined into `out`.
@@ -124,15 +122,12 @@ unsafe fn tile<V: SimdF32, const MR: usize, const NV: usize, const PACKED_A: boo
     let b_step = panels.b_step;
     let mut acc = [[V::zero(); NV]; MR];
     let (mut a, mut b) = (panels.a, panels.b);
-    let (mut ahead, ahead_end) = (panels.ahead, panels.ahead.wrapping_add(panels.ahead_len));
+    let mut ahead = panels.ahead;
     const UNROLL: usize = 4;
     for _ in 0..k / UNROLL {
         for u in 0..UNROLL {
             step::<V, MR, NV>(&mut acc, a.add(u * a_step), a_row, b.add(u * b_step));
-        }
-        if ahead < ahead_end {
-            prefetch(ahead, Hint::L2);
-            ahead = ahead.wrapping_add(16);
+            ahead.request_next();
         }
         // Wrapping: after the last step these point one k step past the panels, which for
         // operands read in place can lie past the end of their allocation.

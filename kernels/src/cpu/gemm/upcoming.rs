@@ -5,16 +5,14 @@
 //! and a product that only starts fetching them when its first tiles need them stalls on
 //! each. Requesting the next product's A and B all at once when a product starts put a burst
 //! of ~1000 prefetches in front of its first tile, and took as long as it saved; one share
-//! after each tile of the current product lets them arrive while it computes (96 distinct
-//! 128x64x128 products on the Intel VM: 0.48-0.55 -> 0.59-0.67 of the large-GEMM rate,
-//! bench/NOTES.md).
+//! after each tile of the current product let them arrive while it computes (96 distinct
+//! 128x64x128 products on the Intel VM: 0.48-0.55 -> 0.59-0.67 of the large-GEMM rate), and
+//! one line per k step inside each tile's microkernel, instead of a burst between tiles, did
+//! better still (Zen 4: 0.67-0.81 -> 0.84-0.89, bench/NOTES.md).
 
 use super::blocking::share;
 use super::pack::Strided;
-use crate::cpu::prefetch::{prefetch, Hint};
-
-/// Floats per cache line.
-const LINE: usize = 16;
+use crate::cpu::prefetch::{Lines, LINE};
 
 /// Rows of contiguous floats, `stride` apart: one operand as it lies in memory.
 #[derive(Clone, Copy)]
@@ -43,22 +41,13 @@ impl Region {
         })
     }
 
-    fn lines_per_row(&self) -> usize {
-        self.len.div_ceil(LINE)
-    }
-
     fn lines(&self) -> usize {
-        self.rows * self.lines_per_row()
+        self.rows * self.len.div_ceil(LINE)
     }
 
-    /// Asks lines `lo..hi` (counted row by row) into L2.
-    fn request(&self, (lo, hi): (usize, usize)) {
-        let per_row = self.lines_per_row();
-        for line in lo..hi {
-            let (row, col) = (line / per_row, line % per_row);
-            let at = row * self.stride + col * LINE;
-            prefetch(self.ptr.wrapping_add(at), Hint::L2);
-        }
+    /// Lines `lo..hi` of this region, counted row by row.
+    fn walk(&self, range: (usize, usize)) -> Lines {
+        Lines::rows(self.ptr, (self.rows, self.len), self.stride, range)
     }
 }
 
@@ -97,11 +86,36 @@ impl Upcoming {
         }
     }
 
-    /// Asks for the `tile`-th of `tiles` equal shares of every operand.
-    pub(crate) fn request(&self, tile: usize, tiles: usize) {
-        for region in self.operands.iter().flatten() {
-            region.request(share(region.lines(), tiles, tile));
-        }
+    /// Whether there is nothing to ask for.
+    pub(crate) fn is_none(&self) -> bool {
+        self.operands.iter().all(Option::is_none)
+    }
+
+    /// The `tile`-th of `tiles` equal shares of the operands' lines (A's, then B's, then
+    /// C's): the part in its first operand as a walk for the tile's microkernel, which asks
+    /// for one line per k step while it computes (asking for a share at once, between tiles,
+    /// stalled on the CPU's queue of outstanding misses: 96 distinct 128x64x128 products, 1
+    /// thread, 0.67-0.81 -> 0.84-0.89 of the large-GEMM rate, bench/NOTES.md). A part in the
+    /// next operands, a few lines where the share crosses into them, is asked for now.
+    pub(crate) fn share(&self, tile: usize, tiles: usize) -> Lines {
+        let mut parts = self.parts(tile, tiles);
+        let first = parts.next().unwrap_or(Lines::NONE);
+        parts.for_each(Lines::request_all);
+        first
+    }
+
+    /// The `tile`-th of `tiles` equal shares of the operands' lines, counted A's, then B's,
+    /// then C's, as one walk for each operand it reaches into.
+    fn parts(&self, tile: usize, tiles: usize) -> impl Iterator<Item = Lines> + '_ {
+        let total = self.operands.iter().flatten().map(Region::lines).sum();
+        let (lo, hi) = share(total, tiles, tile);
+        let mut start = 0;
+        self.operands.iter().flatten().filter_map(move |region| {
+            let (first, end) = (start, start + region.lines());
+            start = end;
+            (lo < end && first < hi)
+                .then(|| region.walk((lo.max(first) - first, hi.min(end) - first)))
+        })
     }
 }
 
@@ -145,5 +159,38 @@ mod tests {
         assert!(fits.operands.iter().all(Option::is_some));
         let too_large = Upcoming::operands((a, a.t(), a), (5, 5, 20), 224);
         assert!(too_large.operands.iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn the_tiles_shares_take_every_line_of_the_operands_once() {
+        let data = [0.0f32; 1];
+        let base = data.as_ptr();
+        let at = |offset: usize, rs: usize| Strided {
+            ptr: base.wrapping_add(offset),
+            rs,
+            cs: 1,
+        };
+        // A 7 x 20 in rows 100 apart (14 lines), B^T stored 9 x 20 (B 20 x 9, 18 lines),
+        // C 7 x 9 (7 lines), at distinct places.
+        let upcoming = Upcoming::operands(
+            (at(0, 100), at(10_000, 20).t(), at(20_000, 9)),
+            (7, 9, 20),
+            usize::MAX,
+        );
+        let mut expected: Vec<usize> = (0..7)
+            .flat_map(|r| [r * 100, r * 100 + 16])
+            .chain((0..9).flat_map(|r| [10_000 + r * 20, 10_000 + r * 20 + 16]))
+            .chain((0..7).map(|r| 20_000 + r * 9))
+            .collect();
+        expected.sort_unstable();
+        for tiles in [1, 2, 3, 5, 39, 50] {
+            let mut lines: Vec<usize> = (0..tiles)
+                .flat_map(|tile| upcoming.parts(tile, tiles).flatten().collect::<Vec<_>>())
+                .map(|p| (p as usize - base as usize) / 4)
+                .collect();
+            lines.sort_unstable();
+            assert_eq!(lines, expected, "{tiles} tiles");
+        }
+        assert_eq!(Upcoming::NONE.parts(0, 1).count(), 0);
     }
 }
