@@ -110,6 +110,7 @@ pub(crate) unsafe fn run(kernel: &Microkernel, blk: &Blocking, p: Problem, threa
         p
     };
     let (mr, nr) = (kernel.mr, kernel.nr);
+    let blk = &blk.for_depth(p.k, (mr, nr));
     let nc_step = even_chunk(p.n, blk.nc, nr);
     let kc_step = even_chunk(p.k, blk.kc, 1);
     // A problem that fits in one block of every loop (attention heads: 128 x 64 x 128) can
