@@ -71,7 +71,8 @@ impl Lines {
         (lo, hi): (usize, usize),
     ) -> Lines {
         let per_row = len.div_ceil(LINE);
-        if rows == 0 || per_row == 0 || lo >= hi {
+        let hi = hi.min(rows * per_row);
+        if lo >= hi {
             return Lines::NONE;
         }
         Lines {
@@ -79,7 +80,7 @@ impl Lines {
             col: lo % per_row * LINE,
             row_len: per_row * LINE,
             stride,
-            left: hi.min(rows * per_row) - lo.min(rows * per_row),
+            left: hi - lo,
         }
     }
 
@@ -141,7 +142,10 @@ mod tests {
         let middle = Lines::rows(base, (3, 40), 100, (2, 5));
         assert_eq!(offsets(base, middle), [32, 100, 116]);
         // Past the last line there is nothing; an empty range asks for nothing.
-        assert_eq!(offsets(base, Lines::rows(base, (3, 40), 100, (8, 20))), [232]);
+        assert_eq!(
+            offsets(base, Lines::rows(base, (3, 40), 100, (8, 20))),
+            [232]
+        );
         assert_eq!(Lines::rows(base, (3, 40), 100, (4, 4)).count(), 0);
         assert_eq!(Lines::rows(base, (0, 40), 100, (0, 4)).count(), 0);
     }

@@ -41,19 +41,19 @@ impl Blocking {
     /// The blocks for a product of depth `k`: depth blocks of up to a third more than KC
     /// when that takes fewer of them (one pass over C fewer each), with MC and NC shrunk so
     /// that the packed blocks of A and B hold no more than before (they fit the caches, and
-    /// the pack buffers reserved for them). A BERT step at 8 x 128 tokens has weight
-    /// gradients of depth 1024 and FFN products of depth 3072: blocks of 1024 against 512
-    /// and 768 measured 1-6% faster on Zen 4, 1 and 2 threads (bench/NOTES.md).
+    /// the pack buffers reserved for them); unchanged when an A block of a single MR panel
+    /// cannot shrink. A BERT step at 8 x 128 tokens has weight gradients of depth 1024 and
+    /// FFN products of depth 3072: blocks of 1024 against 512 and 768 measured mostly 1-6%
+    /// faster on Zen 4, 1 and 2 threads, 2 of 14 comparisons slower in noisy minutes
+    /// (bench/NOTES.md).
     pub(crate) fn for_depth(&self, k: usize, (mr, nr): (usize, usize)) -> Blocking {
         let kc = even_chunk(k, self.kc * 4 / 3, 1);
-        if kc <= self.kc {
+        let mc = round_down(self.mc * self.kc / kc, mr);
+        let nc = round_down(self.nc * self.kc / kc, nr);
+        if kc <= self.kc || mc == 0 || nc == 0 {
             return *self;
         }
-        Blocking {
-            kc,
-            mc: round_down(self.mc * self.kc / kc, mr).max(mr),
-            nc: round_down(self.nc * self.kc / kc, nr).max(nr),
-        }
+        Blocking { mc, kc, nc }
     }
 }
 
@@ -84,6 +84,7 @@ mod tests {
         let kib = 1024;
         let extremes = [
             (8 * kib, 64 * kib, 256 * kib),
+            (32 * kib, 64 * kib, 256 * kib),
             (32 * kib, 2048 * kib, 16384 * kib),
             (1024 * kib, 65536 * kib, 1 << 30),
         ];
@@ -95,7 +96,14 @@ mod tests {
                     l2,
                     l3_per_core,
                 };
-                let b = Blocking::derive(&kernel, &caches);
+                let base = Blocking::derive(&kernel, &caches);
+                for k in [64, 1000, 3072] {
+                    let b = base.for_depth(k, (kernel.mr, kernel.nr));
+                    let what = format!("{isa:?} {caches:?} depth {k}: {b:?} from {base:?}");
+                    assert!(b.mc * b.kc <= base.mc * base.kc, "{what}");
+                    assert!(b.kc * b.nc <= base.kc * base.nc, "{what}");
+                }
+                let b = base;
                 let what = format!("{isa:?} {caches:?}: {b:?}");
                 assert!((64..=768).contains(&b.kc), "{what}");
                 assert!(
@@ -121,7 +129,13 @@ mod tests {
         for k in [1, 500, 768, 1025, 1536] {
             assert_eq!(blk.for_depth(k, (mr, nr)), blk, "k = {k}");
         }
-        for (k, kc) in [(769, 769), (1024, 1024), (2048, 1024), (3072, 1024), (4000, 1000)] {
+        for (k, kc) in [
+            (769, 769),
+            (1024, 1024),
+            (2048, 1024),
+            (3072, 1024),
+            (4000, 1000),
+        ] {
             let deep = blk.for_depth(k, (mr, nr));
             assert_eq!(deep.kc, kc, "k = {k}");
             assert!(deep.mc.is_multiple_of(mr) && deep.mc * kc <= blk.mc * blk.kc);

@@ -110,6 +110,8 @@ pub(crate) unsafe fn run(kernel: &Microkernel, blk: &Blocking, p: Problem, threa
         p
     };
     let (mr, nr) = (kernel.mr, kernel.nr);
+    // The pack buffers grow (once) to the base blocks, which a deeper product's never exceed.
+    let buffers = (blk.mc * blk.kc, blk.kc * blk.nc);
     let blk = &blk.for_depth(p.k, (mr, nr));
     let nc_step = even_chunk(p.n, blk.nc, nr);
     let kc_step = even_chunk(p.k, blk.kc, 1);
@@ -129,6 +131,7 @@ pub(crate) unsafe fn run(kernel: &Microkernel, blk: &Blocking, p: Problem, threa
         blocks: Blocks { nc_step, kc_step },
         direct,
         bpack_len: if direct.b { 0 } else { kc_step * nc_step },
+        buffers,
         upcoming: if single_block {
             p.upcoming
         } else {
@@ -151,6 +154,8 @@ struct Plan {
     blocks: Blocks,
     direct: Direct,
     bpack_len: usize,
+    /// Floats the A and B pack buffers grow to when they must grow.
+    buffers: (usize, usize),
     upcoming: Upcoming,
 }
 
@@ -159,7 +164,7 @@ struct Plan {
 unsafe fn by_rows(kernel: &Microkernel, blk: &Blocking, p: &Problem, plan: &Plan, threads: usize) {
     let (mr, nr) = (kernel.mr, kernel.nr);
     let (p, direct) = (*p, plan.direct);
-    with_buffer(&PACK_B, plan.bpack_len, blk.kc * blk.nc, |bpack| {
+    with_buffer(&PACK_B, plan.bpack_len, plan.buffers.1, |bpack| {
         let bpack = Shared(bpack);
         plan.blocks.each(&p, |block_b| {
             let b_source = if direct.b {
@@ -202,7 +207,7 @@ unsafe fn by_panels(
     for_each_task(threads, threads, |t| {
         let (p, plan) = shared.get();
         let blocks = plan.blocks;
-        with_buffer(&PACK_B, plan.bpack_len, blk.kc * blk.nc, |bpack| {
+        with_buffer(&PACK_B, plan.bpack_len, plan.buffers.1, |bpack| {
             blocks.each(&p, |block_b| {
                 let panels = share(block_b.panels(nr), threads, t);
                 if panels.0 >= panels.1 {
@@ -335,12 +340,7 @@ impl BSource {
     /// rate the microkernel reads it (+4-7% on 1 thread at N = 2304 and 3072, no change
     /// elsewhere: bench/NOTES.md). Nothing after the last panel, or for a B read in place,
     /// whose steps are its row stride apart.
-    fn ahead(
-        &self,
-        (jp, end): (usize, usize),
-        (tile, tiles): (usize, usize),
-        nr: usize,
-    ) -> Lines {
+    fn ahead(&self, (jp, end): (usize, usize), (tile, tiles): (usize, usize), nr: usize) -> Lines {
         if jp + 1 >= end || self.step != nr {
             return Lines::NONE;
         }
@@ -414,7 +414,7 @@ unsafe fn block(
     let apack_len = if direct_a { mr * kc } else { mc_step * kc };
     let tiles_total = (panels.1 - panels.0) * (m_hi - m_lo).div_ceil(mr);
     let mut tiles_done = 0;
-    with_buffer(&PACK_A, apack_len, blk.mc * blk.kc, |apack| {
+    with_buffer(&PACK_A, apack_len, plan.buffers.0, |apack| {
         for ic in (m_lo..m_hi).step_by(mc_step) {
             let mc = mc_step.min(m_hi - ic);
             let a_block = Strided {

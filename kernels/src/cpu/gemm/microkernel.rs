@@ -52,9 +52,10 @@ pub(crate) struct Panels {
     pub b: *const f32,
     /// Elements between steps of B (NR when packed, B's row stride when read in place).
     pub b_step: usize,
-    /// Lines asked into L2 while the tile computes, one per k step: the loops point this at
-    /// a share of the next B panel, so that panel does not arrive from L3 at the rate the
-    /// microkernel reads it, or in a batch at a share of the next product's operands.
+    /// Lines asked into L2 while the tile computes, one per k step of its unrolled loop and
+    /// any left at its end: the loops point this at a share of the next B panel, so that
+    /// panel does not arrive from L3 at the rate the microkernel reads it, or in a batch at
+    /// a share of the next product's operands.
     pub ahead: Lines,
 }
 
@@ -139,6 +140,8 @@ unsafe fn tile<V: SimdF32, const MR: usize, const NV: usize, const PACKED_A: boo
         a = a.wrapping_add(a_step);
         b = b.wrapping_add(b_step);
     }
+    // A share longer than the tile's k steps (a shallow product) asks for the rest now.
+    ahead.request_all();
 
     let alpha = V::splat(out.alpha);
     let beta = V::splat(out.beta);

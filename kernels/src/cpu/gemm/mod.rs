@@ -165,7 +165,8 @@ fn extent(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
         .unwrap_or(usize::MAX)
 }
 
-/// The block sizes the `isa` kernel uses on this CPU.
+/// The block sizes the `isa` kernel uses on this CPU (a product whose depth takes fewer
+/// blocks a third deeper uses those, with MC and NC shrunk to hold no more).
 pub fn blocking(isa: Isa) -> Blocking {
     Blocking::derive(&Microkernel::for_isa(isa), &CacheSizes::detect())
 }

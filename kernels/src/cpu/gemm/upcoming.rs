@@ -95,8 +95,9 @@ impl Upcoming {
     /// C's): the part in its first operand as a walk for the tile's microkernel, which asks
     /// for one line per k step while it computes (asking for a share at once, between tiles,
     /// stalled on the CPU's queue of outstanding misses: 96 distinct 128x64x128 products, 1
-    /// thread, 0.67-0.81 -> 0.84-0.89 of the large-GEMM rate, bench/NOTES.md). A part in the
-    /// next operands, a few lines where the share crosses into them, is asked for now.
+    /// thread, 0.67-0.81 -> 0.84-0.89 of the large-GEMM rate, bench/NOTES.md). The parts in
+    /// the next operands (a few lines where a share crosses into them; whole operands when
+    /// a product has very few tiles) are asked for now.
     pub(crate) fn share(&self, tile: usize, tiles: usize) -> Lines {
         let mut parts = self.parts(tile, tiles);
         let first = parts.next().unwrap_or(Lines::NONE);
@@ -113,7 +114,7 @@ impl Upcoming {
         self.operands.iter().flatten().filter_map(move |region| {
             let (first, end) = (start, start + region.lines());
             start = end;
-            (lo < end && first < hi)
+            (lo.max(first) < hi.min(end))
                 .then(|| region.walk((lo.max(first) - first, hi.min(end) - first)))
         })
     }
