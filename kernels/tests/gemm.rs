@@ -112,6 +112,27 @@ fn a_dimension_of_1000_matches_f64() {
 }
 
 #[test]
+fn depths_taken_in_blocks_deeper_than_kc_match_f64() {
+    // KC is at most 768, and a depth that then takes fewer blocks of up to 1024 is cut into
+    // those (900: one block; 2000: two of 1000; 3072, BERT's FFN: three of 1024), with MC and
+    // NC shrunk: beta applies in the first block only, whichever operand is transposed.
+    for (m, k, n) in [(37, 900, 70), (29, 2000, 45), (13, 3072, 33)] {
+        let a_data = random(m * k, 31);
+        let b_data = random(k * n, 32);
+        let c0 = random(m * n, 33);
+        for (ta, tb) in [(false, true), (true, false)] {
+            let (a, b) = (view(&a_data, m, k, ta), view(&b_data, k, n, tb));
+            let want = expected(0.5, a, b, 2.0, &c0);
+            for o in all_options() {
+                let mut c = c0.clone();
+                sgemm(0.5, a, b, 2.0, MatMut::row_major(&mut c, m, n), &o).unwrap();
+                assert_close(&c, &want, &format!("{m}x{k}x{n} ta={ta} tb={tb} {o:?}"));
+            }
+        }
+    }
+}
+
+#[test]
 fn cube_of_1000_on_two_threads_matches_f64() {
     let n = 1000;
     let a_data = random(n * n, 3);
