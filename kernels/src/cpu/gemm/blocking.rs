@@ -35,9 +35,7 @@ impl Blocking {
             round_down(caches.l3_per_core / 2 / (kc * F32), kernel.nr).clamp(kernel.nr * 8, 8192);
         Blocking { mc, kc, nc }
     }
-}
 
-impl Blocking {
     /// The blocks for a product of depth `k`: depth blocks of up to a third more than KC
     /// when that takes fewer of them (one pass over C fewer each), with MC and NC shrunk so
     /// that the packed blocks of A and B hold no more than before (they fit the caches, and
