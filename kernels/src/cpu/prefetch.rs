@@ -35,7 +35,7 @@ pub(crate) fn prefetch(p: *const f32, hint: Hint) {
 /// Floats per cache line.
 pub(crate) const LINE: usize = 16;
 
-/// A walk over cache lines to ask into L2 one at a time, spread through a computation: `left`
+/// A walk over cache lines to ask for one at a time, spread through a computation: `left`
 /// lines taken along rows of `row_len` floats (whole lines) that lie `stride` floats apart,
 /// from float `col` of the row at `row`.
 #[derive(Clone, Copy)]
@@ -84,11 +84,11 @@ impl Lines {
         }
     }
 
-    /// Asks for the next line, if any is left.
+    /// Asks for the next line, if any is left, to go where `hint` says.
     #[inline(always)]
-    pub(crate) fn request_next(&mut self) {
+    pub(crate) fn request_next(&mut self, hint: Hint) {
         if let Some(line) = self.next() {
-            prefetch(line, Hint::L2);
+            prefetch(line, hint);
         }
     }
 

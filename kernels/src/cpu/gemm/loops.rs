@@ -394,7 +394,9 @@ fn split_rows(m: usize, n: usize, (mr, nr): (usize, usize), threads: usize) -> b
 
 /// Loops 3, 2 and 1 over one task's `range`, with B's panels at `b`. When the plan reads A
 /// in place, only a ragged last panel is packed. Each tile's microkernel asks its share of
-/// the plan's upcoming operands (else of the next B panel) into L2 while it computes.
+/// the plan's upcoming operands (else of the next B panel) into L2 while it computes, and
+/// where the plan has no upcoming operands (whose share holds the next product's C) its own
+/// lines of C into L1.
 unsafe fn block(
     kernel: &Microkernel,
     blk: &Blocking,
@@ -468,6 +470,7 @@ unsafe fn block(
                         } else {
                             range.bias.add(j)
                         },
+                        fetch: plan.upcoming.is_none(),
                     };
                     run(kc, &operands, &out);
                     tiles_done += 1;

@@ -11,7 +11,7 @@
 //! | portable | 16 xmm    |  4 x 8   | 8 (x2 halves) + 2 + 2|
 
 use crate::cpu::isa::Isa;
-use crate::cpu::prefetch::Lines;
+use crate::cpu::prefetch::{Hint, Lines};
 use crate::cpu::simd::SimdF32;
 
 /// Where a tile of C lives and how to combine the product into it.
@@ -33,6 +33,23 @@ pub(crate) struct TileOut {
     /// The tile's `cols` values of a bias added to every row (`bias[j]` to column `j`), or
     /// null for none.
     pub bias: *const f32,
+    /// Whether the microkernel asks for the tile's own lines of C into L1 while it computes
+    /// (false where a batch asked for them with the previous product's tiles).
+    pub fetch: bool,
+}
+
+impl TileOut {
+    /// The tile's lines of C to ask for while it computes: its rows when [`fetch`] is set and
+    /// they are contiguous, else none.
+    ///
+    /// [`fetch`]: TileOut::fetch
+    fn lines(&self) -> Lines {
+        if self.fetch && self.csc == 1 {
+            Lines::rows(self.c, (self.rows, self.cols), self.rsc, (0, usize::MAX))
+        } else {
+            Lines::NONE
+        }
+    }
 }
 
 /// Largest MR and NR of any kernel (size of the stack tile edge tiles are written through).
@@ -124,12 +141,17 @@ unsafe fn tile<V: SimdF32, const MR: usize, const NV: usize, const PACKED_A: boo
     let mut acc = [[V::zero(); NV]; MR];
     let (mut a, mut b) = (panels.a, panels.b);
     let mut ahead = panels.ahead;
+    // C's lines, one per unrolled step, are in L1 by the write-back instead of each store
+    // waiting for its line (a tile of 12 x 32 writes 24 lines; 1-5% on BERT's linear shapes
+    // on Zen 5, bench/NOTES.md).
+    let mut own = out.lines();
     const UNROLL: usize = 4;
     for _ in 0..k / UNROLL {
         for u in 0..UNROLL {
             step::<V, MR, NV>(&mut acc, a.add(u * a_step), a_row, b.add(u * b_step));
-            ahead.request_next();
+            ahead.request_next(Hint::L2);
         }
+        own.request_next(Hint::L1);
         // Wrapping: after the last step these point one k step past the panels, which for
         // operands read in place can lie past the end of their allocation.
         a = a.wrapping_add(UNROLL * a_step);
@@ -267,4 +289,41 @@ mod x86 {
 
 unsafe fn portable_4x8<const PACKED_A: bool>(k: usize, p: &Panels, out: &TileOut) {
     tile::<crate::cpu::simd::Wide, 4, 1, PACKED_A>(k, p, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tile_out(c: *mut f32, (rows, cols): (usize, usize), csc: usize, fetch: bool) -> TileOut {
+        TileOut {
+            c,
+            rsc: 100,
+            csc,
+            rows,
+            cols,
+            alpha: 1.0,
+            beta: 0.0,
+            bias: std::ptr::null(),
+            fetch,
+        }
+    }
+
+    #[test]
+    fn a_tile_asks_for_each_of_its_lines_of_c_once() {
+        let mut c = vec![0.0f32; 12 * 100];
+        let base = c.as_mut_ptr();
+        for (rows, cols) in [(12, 32), (5, 17), (1, 1), (12, 16)] {
+            let lines: Vec<usize> = tile_out(base, (rows, cols), 1, true)
+                .lines()
+                .map(|p| (p as usize - base as usize) / 4)
+                .collect();
+            let expected: Vec<usize> = (0..rows)
+                .flat_map(|i| (0..cols.div_ceil(16)).map(move |l| i * 100 + l * 16))
+                .collect();
+            assert_eq!(lines, expected, "{rows} x {cols}");
+        }
+        assert_eq!(tile_out(base, (12, 32), 1, false).lines().count(), 0);
+        assert_eq!(tile_out(base, (12, 32), 3, true).lines().count(), 0);
+    }
 }
