@@ -98,6 +98,9 @@ impl Upcoming {
     /// thread, 0.67-0.81 -> 0.84-0.89 of the large-GEMM rate, bench/NOTES.md). The parts in
     /// the next operands (a few lines where a share crosses into them; whole operands when
     /// a product has very few tiles) are asked for now.
+    ///
+    /// Inlined, as [`BSource::ahead`](super::loops) is, for the reason given there.
+    #[inline(always)]
     pub(crate) fn share(&self, tile: usize, tiles: usize) -> Lines {
         let mut parts = self.parts(tile, tiles);
         let first = parts.next().unwrap_or(Lines::NONE);
