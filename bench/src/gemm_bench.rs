@@ -84,11 +84,13 @@ fn cases(args: &Args) -> Result<Vec<Case>, String> {
     Ok(big.chain(attention).collect())
 }
 
-/// Runs the gemm benchmark and returns its rows.
-pub fn run(args: &Args, threads: usize, peaks: &Peaks) -> Result<Vec<Row>, String> {
+/// Runs the gemm benchmark: the FMA peaks (measured before the cases and after them, the
+/// higher of each kept: [`Peaks::max`]) and the cases' rows.
+pub fn run(args: &Args, threads: usize) -> Result<(Peaks, Vec<Row>), String> {
     let cases = cases(args)?;
     let budget = Duration::from_millis(args.get("budget-ms", 1500)?);
-    let mut rows = Vec::new();
+    let before = Peaks::measure(threads);
+    let mut figures = Vec::new();
     for case in &cases {
         let timed = measure(case, threads, budget);
         let torch = if args.flag("torch") {
@@ -96,9 +98,15 @@ pub fn run(args: &Args, threads: usize, peaks: &Peaks) -> Result<Vec<Row>, Strin
         } else {
             Vec::new()
         };
-        rows.extend(case_rows(case, peaks, &timed, &torch));
+        figures.push((timed, torch));
     }
-    Ok(rows)
+    let peaks = before.max(Peaks::measure(threads));
+    let rows = cases
+        .iter()
+        .zip(&figures)
+        .flat_map(|(case, (timed, torch))| case_rows(case, &peaks, timed, torch))
+        .collect();
+    Ok((peaks, rows))
 }
 
 /// One implementation's median time on a case.

@@ -156,12 +156,12 @@ fn bench(raw: &[String]) -> Result<(), String> {
                 "json",
                 "budget-ms",
             ])?;
-            let peaks = peak::Peaks::measure(threads);
+            let (peaks, cases) = gemm_bench::run(&args, threads)?;
             let mut rows = vec![peak_row(peaks.all, threads, f64::NAN)];
             if threads > 1 {
                 rows.push(peak_row(peaks.one, 1, peaks.all / peaks.one));
             }
-            rows.extend(gemm_bench::run(&args, threads, &peaks)?);
+            rows.extend(cases);
             rows
         }
         "attention" => {

@@ -42,6 +42,17 @@ impl Peaks {
         Peaks { one, all }
     }
 
+    /// The higher of two measurements of each peak. A run measures its peaks before its
+    /// cases and again after them: a host that takes a core away for the seconds of one
+    /// measurement only lowers it (one 2-thread measurement read 238 GFLOP/s, one core's
+    /// worth, minutes after another read 453, and made `of_peak` 1.77).
+    pub fn max(self, other: Peaks) -> Peaks {
+        Peaks {
+            one: self.one.max(other.one),
+            all: self.all.max(other.all),
+        }
+    }
+
     /// The peak of a figure measured on `threads` threads.
     pub fn at(&self, threads: usize) -> f64 {
         if threads > 1 {
