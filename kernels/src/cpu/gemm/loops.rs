@@ -450,17 +450,22 @@ unsafe fn block(
                     } else {
                         plan.upcoming.share(tiles_done, tiles_total)
                     };
-                    let (a, run) = if !direct_a {
-                        (apack.add(ir * kc).cast_const(), kernel.packed)
-                    } else if ir < full_rows {
-                        (a_block.at(ir, 0), kernel.direct)
-                    } else {
-                        (apack.cast_const(), kernel.packed)
+                    // The packed panel: this one's, or in place the ragged last one's.
+                    let packed = if direct_a { apack } else { apack.add(ir * kc) };
+                    let short = (ir >= full_rows)
+                        .then(|| kernel.short_for(mc - ir))
+                        .flatten();
+                    let (a, (a_row, a_step), run) = match short {
+                        Some(short) => (packed.cast_const(), (1, mr), short),
+                        None if direct_a && ir < full_rows => {
+                            (a_block.at(ir, 0), (a_block.rs, a_block.cs), kernel.direct)
+                        }
+                        None => (packed.cast_const(), (1, mr), kernel.packed),
                     };
                     let operands = Panels {
                         a,
-                        a_row: a_block.rs,
-                        a_step: a_block.cs,
+                        a_row,
+                        a_step,
                         b: b.base.add((jp - b.first) * b.panel),
                         b_step: b.step,
                         ahead,

@@ -61,9 +61,9 @@ const MAX_NR: usize = 32;
 pub(crate) struct Panels {
     /// A(0, 0) of the `MR x k` panel.
     pub a: *const f32,
-    /// Elements between rows of A (1 when packed; read only by the direct kernel).
+    /// Elements between rows of A (1 when packed; read by the direct and short kernels).
     pub a_row: usize,
-    /// Elements between steps of A (MR when packed; read only by the direct kernel).
+    /// Elements between steps of A (MR when packed; read by the direct and short kernels).
     pub a_step: usize,
     /// B(0, 0) of the `k x NR` panel; each step's NR values are contiguous.
     pub b: *const f32,
@@ -82,12 +82,19 @@ pub(crate) type KernelFn = unsafe fn(k: usize, panels: &Panels, out: &TileOut);
 /// A microkernel and its register-block shape, in two forms: `packed` reads A from a packed
 /// panel (`a[p * MR + i]`), `direct` reads A in place through `a_row`/`a_step` (used when a
 /// small problem would spend more time packing A than multiplying).
+///
+/// `short` holds kernels of fewer rows for the last panel of A when it is ragged, as `(rows,
+/// kernel)` by rising `rows`; each reads through `a_row`/`a_step` like `direct`, and is run on
+/// the zero-padded packed panel (`a_row = 1`, `a_step = mr`), so it reads no row past A's
+/// end. Without them the ragged panel's tiles cost as much as full ones: at M = 128 (an
+/// attention head, 10 panels of 12 and one of 8) a twelfth of the work is padding.
 #[derive(Clone, Copy)]
 pub(crate) struct Microkernel {
     pub mr: usize,
     pub nr: usize,
     pub packed: KernelFn,
     pub direct: KernelFn,
+    pub short: &'static [(usize, KernelFn)],
 }
 
 impl Microkernel {
@@ -100,6 +107,7 @@ impl Microkernel {
                 nr: 32,
                 packed: x86::avx512_12x32::<true>,
                 direct: x86::avx512_12x32::<false>,
+                short: &[(4, x86::avx512_4x32), (8, x86::avx512_8x32)],
             },
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2Fma => Microkernel {
@@ -107,14 +115,25 @@ impl Microkernel {
                 nr: 16,
                 packed: x86::avx2_6x16::<true>,
                 direct: x86::avx2_6x16::<false>,
+                short: &[(2, x86::avx2_2x16), (4, x86::avx2_4x16)],
             },
             _ => Microkernel {
                 mr: 4,
                 nr: 8,
                 packed: portable_4x8::<true>,
                 direct: portable_4x8::<false>,
+                short: &[],
             },
         }
+    }
+
+    /// The short kernel for a ragged panel of `rows` live rows (`rows < mr`): the smallest
+    /// that covers them, or `None` where only the full kernel does.
+    pub(crate) fn short_for(&self, rows: usize) -> Option<KernelFn> {
+        self.short
+            .iter()
+            .find(|&&(covers, _)| covers >= rows)
+            .map(|&(_, kernel)| kernel)
     }
 }
 
@@ -284,6 +303,26 @@ mod x86 {
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn avx2_6x16<const PACKED_A: bool>(k: usize, p: &Panels, out: &TileOut) {
         tile::<V256, 6, 2, PACKED_A>(k, p, out)
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn avx512_4x32(k: usize, p: &Panels, out: &TileOut) {
+        tile::<V512, 4, 2, false>(k, p, out)
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn avx512_8x32(k: usize, p: &Panels, out: &TileOut) {
+        tile::<V512, 8, 2, false>(k, p, out)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn avx2_2x16(k: usize, p: &Panels, out: &TileOut) {
+        tile::<V256, 2, 2, false>(k, p, out)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn avx2_4x16(k: usize, p: &Panels, out: &TileOut) {
+        tile::<V256, 4, 2, false>(k, p, out)
     }
 }
 
