@@ -92,7 +92,7 @@ impl Lines {
         }
     }
 
-    /// Asks for every line left at once.
+    /// Asks for every line left at once, into L2.
     pub(crate) fn request_all(self) {
         for line in self {
             prefetch(line, Hint::L2);

@@ -346,7 +346,7 @@ impl BSource {
     /// temporary 8 bytes at a time and copied 16 at a time: a load that spans two stores
     /// cannot take its data from them, so it waited for them to reach L1, behind the
     /// previous tile's stores to C (the instruction after each microkernel's return held
-    /// 4-7% of a large product's samples; 1-5% faster on 1 thread, bench/NOTES.md).
+    /// 4.4% of a large product's samples; 1-5% faster on 1 thread, bench/NOTES.md).
     #[inline(always)]
     fn ahead(&self, (jp, end): (usize, usize), (tile, tiles): (usize, usize), nr: usize) -> Lines {
         if jp + 1 >= end || self.step != nr {
@@ -391,7 +391,9 @@ struct Range {
 /// Whether threads split C's rows (loop 3) rather than its NR-wide column panels (loop 2):
 /// whichever leaves the busiest thread the least microkernel work, counting the rows that
 /// ragged MR tiles compute for nothing (at M = 128 on 2 threads, 64 rows each become 72, while
-/// all 128 rows in one share become 132). Rows on a tie: each thread then packs only its own
+/// all 128 rows in one share count as 132). A ragged last panel counts at the full MR here,
+/// though a short kernel may compute it (the 8 rows past 120 at M = 128): an estimate that
+/// leans towards rows, kept as measured. Rows on a tie: each thread then packs only its own
 /// rows of A.
 fn split_rows(m: usize, n: usize, (mr, nr): (usize, usize), threads: usize) -> bool {
     let panels = n.div_ceil(nr);

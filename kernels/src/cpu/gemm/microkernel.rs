@@ -2,16 +2,17 @@
 //!
 //! One generic pattern, [`tile`], written over [`SimdF32`]; each ISA instantiates it with its
 //! own `MR` (rows of A broadcast per step) and `NV` (vectors per row, `NR = NV * LANES`) so
-//! that the accumulators plus the B vectors plus one broadcast fill the register file:
+//! that the accumulators plus the B vectors plus one broadcast fill the register file, and
+//! with fewer rows for a ragged last panel of A ([`Microkernel::short`]):
 //!
-//! | ISA      | registers | MR x NR  | accumulators + B + A |
-//! |----------|-----------|----------|----------------------|
-//! | avx512   | 32 zmm    | 12 x 32  | 24 + 2 + 1           |
-//! | avx2     | 16 ymm    |  6 x 16  | 12 + 2 + 1           |
-//! | portable | 16 xmm    |  4 x 8   | 8 (x2 halves) + 2 + 2|
+//! | ISA      | registers | MR x NR  | accumulators + B + A | short      |
+//! |----------|-----------|----------|----------------------|------------|
+//! | avx512   | 32 zmm    | 12 x 32  | 24 + 2 + 1           | 4, 8 x 32  |
+//! | avx2     | 16 ymm    |  6 x 16  | 12 + 2 + 1           | 2, 4 x 16  |
+//! | portable | 16 xmm    |  4 x 8   | 8 (x2 halves) + 2 + 2| none       |
 
 use crate::cpu::isa::Isa;
-use crate::cpu::prefetch::{Hint, Lines};
+use crate::cpu::prefetch::{Hint, Lines, LINE};
 use crate::cpu::simd::SimdF32;
 
 /// Where a tile of C lives and how to combine the product into it.
@@ -33,19 +34,28 @@ pub(crate) struct TileOut {
     /// The tile's `cols` values of a bias added to every row (`bias[j]` to column `j`), or
     /// null for none.
     pub bias: *const f32,
-    /// Whether the microkernel asks for the tile's own lines of C into L1 while it computes
-    /// (false where a batch asked for them with the previous product's tiles).
+    /// Whether the microkernel asks for the tile's own lines of C into L1 while it computes:
+    /// false where the tiles ask for a batch's next product's operands, C included, instead
+    /// (asking for both cost 3% on 2 threads).
     pub fetch: bool,
 }
 
 impl TileOut {
     /// The tile's lines of C to ask for while it computes: its rows when [`fetch`] is set and
-    /// they are contiguous, else none.
+    /// they are contiguous, else none. Each row's walk starts at the line holding its first
+    /// element (exactly its lines when C's row stride is a whole number of lines).
     ///
     /// [`fetch`]: TileOut::fetch
     fn lines(&self) -> Lines {
         if self.fetch && self.csc == 1 {
-            Lines::rows(self.c, (self.rows, self.cols), self.rsc, (0, usize::MAX))
+            let skip = self.c as usize % (LINE * 4) / 4;
+            let first = self.c.wrapping_sub(skip).cast_const();
+            Lines::rows(
+                first,
+                (self.rows, skip + self.cols),
+                self.rsc,
+                (0, usize::MAX),
+            )
         } else {
             Lines::NONE
         }
@@ -79,21 +89,25 @@ pub(crate) struct Panels {
 /// Signature of every microkernel: `k` steps over `panels`, result combined into `out`.
 pub(crate) type KernelFn = unsafe fn(k: usize, panels: &Panels, out: &TileOut);
 
-/// A microkernel and its register-block shape, in two forms: `packed` reads A from a packed
+/// A microkernel and its register-block shape, in three forms: `packed` reads A from a packed
 /// panel (`a[p * MR + i]`), `direct` reads A in place through `a_row`/`a_step` (used when a
-/// small problem would spend more time packing A than multiplying).
-///
-/// `short` holds kernels of fewer rows for the last panel of A when it is ragged, as `(rows,
-/// kernel)` by rising `rows`; each reads through `a_row`/`a_step` like `direct`, and is run on
-/// the zero-padded packed panel (`a_row = 1`, `a_step = mr`), so it reads no row past A's
-/// end. Without them the ragged panel's tiles cost as much as full ones: at M = 128 (an
-/// attention head, 10 panels of 12 and one of 8) a twelfth of the work is padding.
+/// small problem would spend more time packing A than multiplying), and `short` computes
+/// fewer rows.
 #[derive(Clone, Copy)]
 pub(crate) struct Microkernel {
+    /// Rows of the tile (of A per panel).
     pub mr: usize,
+    /// Columns of the tile (of B per panel).
     pub nr: usize,
+    /// The kernel over a packed panel of A.
     pub packed: KernelFn,
+    /// The kernel over A in place.
     pub direct: KernelFn,
+    /// Kernels of fewer rows for a ragged last panel of A, as `(rows, kernel)` by rising
+    /// `rows`. Each reads through `a_row`/`a_step` like `direct` and runs on the zero-padded
+    /// packed panel (`a_row = 1`, `a_step = mr`), so it reads no row past A's end. Without
+    /// them a ragged panel's tiles cost as much as full ones: at M = 128 (an attention head:
+    /// 10 panels of 12 rows and one of 8) 4 of the 132 rows computed were padding.
     pub short: &'static [(usize, KernelFn)],
 }
 
@@ -160,9 +174,10 @@ unsafe fn tile<V: SimdF32, const MR: usize, const NV: usize, const PACKED_A: boo
     let mut acc = [[V::zero(); NV]; MR];
     let (mut a, mut b) = (panels.a, panels.b);
     let mut ahead = panels.ahead;
-    // C's lines, one per unrolled step, are in L1 by the write-back instead of each store
-    // waiting for its line (a tile of 12 x 32 writes 24 lines; 1-5% on BERT's linear shapes
-    // on Zen 5, bench/NOTES.md).
+    // C's lines, one per unrolled step (a 12 x 32 tile writes 24 lines, asked for in its
+    // first 96 k steps; a shallower tile asks for only the first k / 4), reach L1 before
+    // the write-back, so its stores do not each wait for a line (1-5% on BERT's linear
+    // shapes on Zen 5, bench/NOTES.md).
     let mut own = out.lines();
     const UNROLL: usize = 4;
     for _ in 0..k / UNROLL {
@@ -337,7 +352,7 @@ mod tests {
     fn tile_out(c: *mut f32, (rows, cols): (usize, usize), csc: usize, fetch: bool) -> TileOut {
         TileOut {
             c,
-            rsc: 100,
+            rsc: 112,
             csc,
             rows,
             cols,
@@ -350,19 +365,28 @@ mod tests {
 
     #[test]
     fn a_tile_asks_for_each_of_its_lines_of_c_once() {
-        let mut c = vec![0.0f32; 12 * 100];
+        // Rows 112 floats (7 lines) apart; the tile starts on a line or 3 floats into one.
+        let mut c = vec![0.0f32; 16 * 112];
         let base = c.as_mut_ptr();
-        for (rows, cols) in [(12, 32), (5, 17), (1, 1), (12, 16)] {
-            let lines: Vec<usize> = tile_out(base, (rows, cols), 1, true)
-                .lines()
-                .map(|p| (p as usize - base as usize) / 4)
-                .collect();
-            let expected: Vec<usize> = (0..rows)
-                .flat_map(|i| (0..cols.div_ceil(16)).map(move |l| i * 100 + l * 16))
-                .collect();
-            assert_eq!(lines, expected, "{rows} x {cols}");
+        let aligned = base.wrapping_add((LINE - base as usize % 64 / 4) % LINE);
+        for skip in [0, 3] {
+            let start = aligned.wrapping_add(skip);
+            for (rows, cols) in [(12, 32), (5, 17), (1, 1), (12, 16), (3, 13)] {
+                let lines: Vec<usize> = tile_out(start, (rows, cols), 1, true)
+                    .lines()
+                    .map(|p| (p as usize - aligned as usize) / 4)
+                    .collect();
+                // Every line that holds an element of the tile, row by row, once.
+                let expected: Vec<usize> = (0..rows)
+                    .flat_map(|i| {
+                        let (lo, hi) = (i * 112 + skip, i * 112 + skip + cols);
+                        (lo / LINE..hi.div_ceil(LINE)).map(|l| l * LINE)
+                    })
+                    .collect();
+                assert_eq!(lines, expected, "{rows} x {cols} from {skip}");
+            }
         }
-        assert_eq!(tile_out(base, (12, 32), 1, false).lines().count(), 0);
-        assert_eq!(tile_out(base, (12, 32), 3, true).lines().count(), 0);
+        assert_eq!(tile_out(aligned, (12, 32), 1, false).lines().count(), 0);
+        assert_eq!(tile_out(aligned, (12, 32), 3, true).lines().count(), 0);
     }
 }

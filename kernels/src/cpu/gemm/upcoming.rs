@@ -99,7 +99,7 @@ impl Upcoming {
     /// the next operands (a few lines where a share crosses into them; whole operands when
     /// a product has very few tiles) are asked for now.
     ///
-    /// Inlined, as [`BSource::ahead`](super::loops) is, for the reason given there.
+    /// Inlined, as `BSource::ahead` (gemm/loops.rs) is, for the reason given there.
     #[inline(always)]
     pub(crate) fn share(&self, tile: usize, tiles: usize) -> Lines {
         let mut parts = self.parts(tile, tiles);
