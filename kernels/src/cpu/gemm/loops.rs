@@ -393,8 +393,9 @@ struct Range {
 /// ragged MR tiles compute for nothing (at M = 128 on 2 threads, 64 rows each become 72, while
 /// all 128 rows in one share count as 132). A ragged last panel counts at the full MR here,
 /// though a short kernel may compute it (the 8 rows past 120 at M = 128): an estimate that
-/// leans towards rows, kept as measured. Rows on a tie: each thread then packs only its own
-/// rows of A.
+/// leans towards rows. Counting it exactly would move M = 1024 on 2 threads to the panel
+/// split, measured 0.98-1.01x the row split there (bench/NOTES.md). Rows on a tie: each
+/// thread then packs only its own rows of A.
 fn split_rows(m: usize, n: usize, (mr, nr): (usize, usize), threads: usize) -> bool {
     let panels = n.div_ceil(nr);
     let by_rows = m.div_ceil(threads).div_ceil(mr) * mr * panels;
