@@ -119,17 +119,23 @@ impl Microkernel {
             Isa::Avx512 => Microkernel {
                 mr: 12,
                 nr: 32,
-                packed: x86::avx512_12x32::<true>,
-                direct: x86::avx512_12x32::<false>,
-                short: &[(4, x86::avx512_4x32), (8, x86::avx512_8x32)],
+                packed: x86::avx512_x32::<12, true>,
+                direct: x86::avx512_x32::<12, false>,
+                short: &[
+                    (4, x86::avx512_x32::<4, false>),
+                    (8, x86::avx512_x32::<8, false>),
+                ],
             },
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2Fma => Microkernel {
                 mr: 6,
                 nr: 16,
-                packed: x86::avx2_6x16::<true>,
-                direct: x86::avx2_6x16::<false>,
-                short: &[(2, x86::avx2_2x16), (4, x86::avx2_4x16)],
+                packed: x86::avx2_x16::<6, true>,
+                direct: x86::avx2_x16::<6, false>,
+                short: &[
+                    (2, x86::avx2_x16::<2, false>),
+                    (4, x86::avx2_x16::<4, false>),
+                ],
             },
             _ => Microkernel {
                 mr: 4,
@@ -310,34 +316,24 @@ mod x86 {
     use super::{tile, Panels, TileOut};
     use crate::cpu::simd::{V256, V512};
 
+    /// `MR x 32` tiles in zmm registers.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn avx512_12x32<const PACKED_A: bool>(k: usize, p: &Panels, out: &TileOut) {
-        tile::<V512, 12, 2, PACKED_A>(k, p, out)
+    pub(super) unsafe fn avx512_x32<const MR: usize, const PACKED_A: bool>(
+        k: usize,
+        p: &Panels,
+        out: &TileOut,
+    ) {
+        tile::<V512, MR, 2, PACKED_A>(k, p, out)
     }
 
+    /// `MR x 16` tiles in ymm registers.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn avx2_6x16<const PACKED_A: bool>(k: usize, p: &Panels, out: &TileOut) {
-        tile::<V256, 6, 2, PACKED_A>(k, p, out)
-    }
-
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn avx512_4x32(k: usize, p: &Panels, out: &TileOut) {
-        tile::<V512, 4, 2, false>(k, p, out)
-    }
-
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn avx512_8x32(k: usize, p: &Panels, out: &TileOut) {
-        tile::<V512, 8, 2, false>(k, p, out)
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn avx2_2x16(k: usize, p: &Panels, out: &TileOut) {
-        tile::<V256, 2, 2, false>(k, p, out)
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn avx2_4x16(k: usize, p: &Panels, out: &TileOut) {
-        tile::<V256, 4, 2, false>(k, p, out)
+    pub(super) unsafe fn avx2_x16<const MR: usize, const PACKED_A: bool>(
+        k: usize,
+        p: &Panels,
+        out: &TileOut,
+    ) {
+        tile::<V256, MR, 2, PACKED_A>(k, p, out)
     }
 }
 
