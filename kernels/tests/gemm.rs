@@ -155,8 +155,9 @@ fn cube_of_1000_on_two_threads_matches_f64() {
 #[test]
 fn every_block_of_b_in_both_thread_splits_matches_f64() {
     // N over several NC blocks and K over several KC blocks of every kernel on any CPU (the
-    // blocking clamps NC to 8192 and KC to 768, 1024 for a deeper block), on 2 threads: M = 26 splits B's column
-    // panels between the threads (each packs its own) on every kernel, M = 96 splits the rows.
+    // blocking clamps NC to 8192 and KC to 768, 1024 for a deeper block), on 2 threads: M = 26
+    // splits B's column panels between the threads (each packs its own) on every kernel,
+    // M = 96 splits the rows.
     let (k, n) = (1100, 8300);
     let b_data = random(k * n, 21);
     let b = view(&b_data, k, n, true);

@@ -92,10 +92,11 @@ impl Lines {
         }
     }
 
-    /// Asks for every line left at once, into L2.
-    pub(crate) fn request_all(self) {
+    /// Asks for every line left at once, to go where `hint` says.
+    #[inline(always)]
+    pub(crate) fn request_all(self, hint: Hint) {
         for line in self {
-            prefetch(line, Hint::L2);
+            prefetch(line, hint);
         }
     }
 }

@@ -18,9 +18,9 @@ use std::ops::Range;
 /// Elements per task below which extra threads cost more than they save.
 const MIN_TASK_LEN: usize = 1 << 14;
 
-/// Floats in one 64-byte cache line: ranges of columns or elements start on a multiple of this,
-/// so two tasks never write the same line.
-pub(crate) const LINE: usize = 16;
+/// Floats in one 64-byte cache line ([`crate::cpu::prefetch::LINE`]): ranges of columns or
+/// elements start on a multiple of this, so two tasks never write the same line.
+pub(crate) use crate::cpu::prefetch::LINE;
 
 /// Runs `task(range)` over `0..units`, split into at most `threads` contiguous ranges, in
 /// order on the caller when there is one.

@@ -427,6 +427,7 @@ unsafe fn block(
     let apack_len = if direct_a { mr * kc } else { mc_step * kc };
     let tiles_total = (panels.1 - panels.0) * (m_hi - m_lo).div_ceil(mr);
     let mut tiles_done = 0;
+    let batch_ahead = !plan.upcoming.is_none();
     with_buffer(&PACK_A, apack_len, plan.buffers.0, |apack| {
         for ic in (m_lo..m_hi).step_by(mc_step) {
             let mc = mc_step.min(m_hi - ic);
@@ -448,10 +449,10 @@ unsafe fn block(
             for jp in panels.0..panels.1 {
                 let j = jp * nr;
                 for ir in (0..mc).step_by(mr) {
-                    let ahead = if plan.upcoming.is_none() {
-                        b.ahead((jp, panels.1), (ir / mr, tiles), nr)
-                    } else {
+                    let ahead = if batch_ahead {
                         plan.upcoming.share(tiles_done, tiles_total)
+                    } else {
+                        b.ahead((jp, panels.1), (ir / mr, tiles), nr)
                     };
                     // The packed panel: this one's, or in place the ragged last one's.
                     let packed = if direct_a { apack } else { apack.add(ir * kc) };
@@ -486,7 +487,7 @@ unsafe fn block(
                         } else {
                             range.bias.add(j)
                         },
-                        fetch: plan.upcoming.is_none(),
+                        fetch: !batch_ahead,
                     };
                     run(kc, &operands, &out);
                     tiles_done += 1;

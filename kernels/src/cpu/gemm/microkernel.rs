@@ -48,7 +48,8 @@ impl TileOut {
     /// [`fetch`]: TileOut::fetch
     fn lines(&self) -> Lines {
         if self.fetch && self.csc == 1 {
-            let skip = self.c as usize % (LINE * 4) / 4;
+            let f32_bytes = std::mem::size_of::<f32>();
+            let skip = self.c as usize % (LINE * f32_bytes) / f32_bytes;
             let first = self.c.wrapping_sub(skip).cast_const();
             Lines::rows(
                 first,
@@ -203,7 +204,7 @@ unsafe fn tile<V: SimdF32, const MR: usize, const NV: usize, const PACKED_A: boo
         b = b.wrapping_add(b_step);
     }
     // A share longer than the tile's k steps (a shallow product) asks for the rest now.
-    ahead.request_all();
+    ahead.request_all(Hint::L2);
 
     let alpha = V::splat(out.alpha);
     let beta = V::splat(out.beta);

@@ -12,7 +12,7 @@
 
 use super::blocking::share;
 use super::pack::Strided;
-use crate::cpu::prefetch::{Lines, LINE};
+use crate::cpu::prefetch::{Hint, Lines, LINE};
 
 /// Rows of contiguous floats, `stride` apart: one operand as it lies in memory.
 #[derive(Clone, Copy)]
@@ -104,7 +104,7 @@ impl Upcoming {
     pub(crate) fn share(&self, tile: usize, tiles: usize) -> Lines {
         let mut parts = self.parts(tile, tiles);
         let first = parts.next().unwrap_or(Lines::NONE);
-        parts.for_each(Lines::request_all);
+        parts.for_each(|part| part.request_all(Hint::L2));
         first
     }
 

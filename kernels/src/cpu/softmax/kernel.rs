@@ -29,7 +29,7 @@
 
 use crate::cpu::isa::Isa;
 use crate::cpu::math::{exp2_nonpositive, exp_nonpositive};
-use crate::cpu::prefetch::{prefetch, Hint};
+use crate::cpu::prefetch::{Hint, Lines};
 use crate::cpu::simd::SimdF32;
 use std::f32::consts::LOG2_E;
 
@@ -153,9 +153,7 @@ const AHEAD: usize = 4;
 /// noise of none, or faster (49152 x 128 on one thread; bench/NOTES.md, session 9).
 #[inline(always)]
 fn prefetch_input(x: *const f32, cols: usize) {
-    for j in (0..cols).step_by(16) {
-        prefetch(x.wrapping_add(j), Hint::L1);
-    }
+    Lines::contiguous(x, cols).request_all(Hint::L1);
 }
 
 /// Pass 1 of row `r`: its maximum logit, where pass 2 reads the logits from, and the scale
