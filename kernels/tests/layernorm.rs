@@ -4,6 +4,7 @@
 
 use smelt_kernels::cpu::layernorm::{
     layer_norm, layer_norm_backward, layer_norm_backward_reference, layer_norm_reference,
+    layer_norm_residual,
 };
 use smelt_kernels::cpu::{CpuOptions, Isa};
 
@@ -125,6 +126,67 @@ fn forward_without_saved_statistics_gives_the_same_output() {
         )
         .unwrap();
         assert_eq!(y, with, "{opts:?}");
+    }
+}
+
+/// `layer_norm_residual` against `layer_norm` of the sum added in f32 beforehand: the same
+/// sum, statistics and output bit for bit, with the sum kept or not, on every size, offset
+/// and option set, and on rows that take the f64 path (sums that overflow f32, infinities).
+#[test]
+fn residual_form_is_layer_norm_of_the_sum() {
+    let mut problems: Vec<(CpuOptions, Inputs, Vec<f32>)> = cases(ROWS.into_iter())
+        .into_iter()
+        .map(|(opts, rows, cols, offset)| {
+            let seed = (rows * 1000 + cols) as u64;
+            let residual = random(rows * cols, seed + 7);
+            (opts, inputs(rows, cols, offset, seed), residual)
+        })
+        .collect();
+    for opts in all_options() {
+        let mut inp = inputs(3, 17, 0.0, 5);
+        let mut residual = random(3 * 17, 6);
+        inp.x[17..34].fill(1e38);
+        residual[17..34].fill(1e38);
+        inp.x[40] = f32::INFINITY;
+        problems.push((opts, inp, residual));
+    }
+    for (opts, inp, residual) in &problems {
+        let (rows, cols) = (inp.rows, inp.cols);
+        let summed = Inputs {
+            x: inp.x.iter().zip(residual).map(|(a, b)| a + b).collect(),
+            gamma: inp.gamma.clone(),
+            beta: inp.beta.clone(),
+            rows,
+            cols,
+        };
+        let (want_y, want_mean, want_rstd) = forward(&summed, opts);
+        for keep_sum in [false, true] {
+            let mut y = vec![f32::NAN; rows * cols];
+            let mut sum = vec![f32::NAN; rows * cols];
+            let (mut mean, mut rstd) = (vec![f32::NAN; rows], vec![f32::NAN; rows]);
+            layer_norm_residual(
+                &inp.x,
+                residual,
+                keep_sum.then_some(&mut sum[..]),
+                &inp.gamma,
+                &inp.beta,
+                &mut y,
+                Some((&mut mean[..], &mut rstd[..])),
+                rows,
+                cols,
+                EPS,
+                opts,
+            )
+            .unwrap();
+            let what = format!("{rows}x{cols} keep_sum {keep_sum} {opts:?}");
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&y), bits(&want_y), "{what}: y");
+            assert_eq!(bits(&mean), bits(&want_mean), "{what}: mean");
+            assert_eq!(bits(&rstd), bits(&want_rstd), "{what}: rstd");
+            if keep_sum {
+                assert_eq!(bits(&sum), bits(&summed.x), "{what}: sum");
+            }
+        }
     }
 }
 
@@ -375,6 +437,29 @@ fn bad_shapes_are_errors_naming_them() {
         "layer_norm_backward_reference",
         &["dbeta has 3"],
     );
+}
+
+#[test]
+fn residual_shapes_are_errors_naming_them() {
+    let opts = CpuOptions::default();
+    let (x, g, b) = (vec![0.0f32; 12], vec![1.0f32; 4], vec![0.0f32; 4]);
+    let (mut y, mut sum) = (vec![0.0f32; 12], vec![0.0f32; 12]);
+    const OP: &str = "layer_norm_residual";
+    let call = |residual: &[f32], sum: Option<&mut [f32]>, y: &mut [f32]| {
+        layer_norm_residual(&x, residual, sum, &g, &b, y, None, 3, 4, EPS, &opts)
+    };
+    assert_shape_error(
+        call(&x[..11], None, &mut y),
+        OP,
+        &["residual has 11", "3 x 4"],
+    );
+    assert_shape_error(
+        call(&x, Some(&mut sum[..10]), &mut y),
+        OP,
+        &["sum has 10", "3 x 4"],
+    );
+    assert_shape_error(call(&x, None, &mut y[..4]), OP, &["y has 4"]);
+    call(&x, Some(&mut sum), &mut y).unwrap();
 }
 
 #[test]

@@ -156,16 +156,21 @@ impl Encoder {
         let dims = [batch.batch, batch.seq];
         let words = g.embedding(var(self.word)?, &batch.input_ids, &dims, c.pad_token_id)?;
         let positions = g.embedding(var(self.position)?, &batch.position_ids, &dims, None)?;
-        let mut x = g.add(words, positions)?;
-        release(g, &[words, positions]);
-        if let Some(types) = self.token_type {
-            let types = g.embedding(var(types)?, &batch.token_type_ids, &dims, None)?;
-            let sum = g.add(x, types)?;
-            release(g, &[x, types]);
-            x = sum;
-        }
-        let h = norm(g, p, x, self.embed_norm, eps)?;
-        release(g, &[x]);
+        let h = match self.token_type {
+            Some(types) => {
+                let types = g.embedding(var(types)?, &batch.token_type_ids, &dims, None)?;
+                let x = g.add(words, positions)?;
+                release(g, &[words, positions]);
+                let h = norm_residual(g, p, x, types, self.embed_norm, eps)?;
+                release(g, &[x, types]);
+                h
+            }
+            None => {
+                let h = norm_residual(g, p, words, positions, self.embed_norm, eps)?;
+                release(g, &[words, positions]);
+                h
+            }
+        };
         let mut h = dropout(g, h, c.dropout.hidden)?;
         let scale = 1.0 / (c.head_dim() as f32).sqrt();
         let mask = batch.additive_mask.as_ref();
@@ -181,18 +186,15 @@ impl Encoder {
                 Family::Bert => dropout(g, a, c.dropout.hidden)?,
                 Family::DistilBert => a,
             };
-            let a_h = g.add(a, h)?;
+            let h1 = norm_residual(g, p, a, h, layer.attn_norm, eps)?;
             release(g, &[ctx, a, h]);
-            let h1 = norm(g, p, a_h, layer.attn_norm, eps)?;
             let f = linear(g, p, h1, layer.ffn_in)?;
             let f_act = g.gelu(f)?;
-            release(g, &[a_h, f]);
+            release(g, &[f]);
             let o = linear(g, p, f_act, layer.ffn_out)?;
             let o = dropout(g, o, c.dropout.hidden)?;
-            let o_h = g.add(o, h1)?;
+            h = norm_residual(g, p, o, h1, layer.ffn_norm, eps)?;
             release(g, &[f_act, o, h1]);
-            h = norm(g, p, o_h, layer.ffn_norm, eps)?;
-            release(g, &[o_h]);
         }
         let pooled = match self.pooler {
             Some(pooler) => {
@@ -251,4 +253,16 @@ pub(crate) fn linear(g: &mut Graph<'_>, p: &Leaves, x: Var, l: Linear) -> Result
 /// Layer norm with the parameters of `n`.
 pub(crate) fn norm(g: &mut Graph<'_>, p: &Leaves, x: Var, n: Norm, eps: f32) -> Result<Var> {
     g.layer_norm(x, leaf(p, n.w)?, leaf(p, n.b)?, eps)
+}
+
+/// Layer norm of `x + residual` with the parameters of `n`.
+fn norm_residual(
+    g: &mut Graph<'_>,
+    p: &Leaves,
+    x: Var,
+    residual: Var,
+    n: Norm,
+    eps: f32,
+) -> Result<Var> {
+    g.layer_norm_residual(x, residual, leaf(p, n.w)?, leaf(p, n.b)?, eps)
 }

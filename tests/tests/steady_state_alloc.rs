@@ -218,6 +218,7 @@ fn profiled_allocations(threads: usize, warmup: usize, steps: usize) -> Result<u
     for op in [
         "embedding",
         "layer_norm",
+        "layer_norm_residual",
         "linear",
         "attention",
         "dropout",

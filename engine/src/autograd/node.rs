@@ -29,6 +29,16 @@ pub(crate) enum Node {
         rstd: Tensor,
         out: Var,
     },
+    LayerNormResidual {
+        x: Var,
+        residual: Var,
+        gamma: Var,
+        beta: Var,
+        sum: Tensor,
+        mean: Tensor,
+        rstd: Tensor,
+        out: Var,
+    },
     Activation {
         kind: activation::Kind,
         x: Var,
@@ -89,6 +99,7 @@ impl Node {
             Node::Linear { out, .. }
             | Node::Add { out, .. }
             | Node::LayerNorm { out, .. }
+            | Node::LayerNormResidual { out, .. }
             | Node::Activation { out, .. }
             | Node::Attention { out, .. }
             | Node::Dropout { out, .. }
@@ -107,6 +118,7 @@ impl Node {
             Node::Linear { .. } => linear::OP,
             Node::Add { .. } => add::OP,
             Node::LayerNorm { .. } => layer_norm::OP,
+            Node::LayerNormResidual { .. } => layer_norm::RESIDUAL_OP,
             Node::Activation { kind, .. } => kind.name(),
             Node::Attention { .. } => attention::OP,
             Node::Dropout { .. } => dropout::OP,
@@ -132,6 +144,25 @@ impl Node {
                 rstd,
                 ..
             } => layer_norm::backward(g, *x, *gamma, *beta, mean, rstd, dout),
+            Node::LayerNormResidual {
+                x,
+                residual,
+                gamma,
+                beta,
+                sum,
+                mean,
+                rstd,
+                ..
+            } => layer_norm::residual_backward(
+                g,
+                [*x, *residual],
+                *gamma,
+                *beta,
+                sum,
+                mean,
+                rstd,
+                dout,
+            ),
             &Node::Activation { kind, x, out } => activation::backward(g, kind, x, out, dout),
             Node::Attention {
                 q,

@@ -11,6 +11,10 @@
 //!    `eps = 1e-12` (where `rstd` reaches `1e6`);
 //! 3. `y = (x - mean) * rstd * gamma + beta`.
 //!
+//! [`layer_norm_residual`] normalises `x + residual` (a transformer's residual connection),
+//! adding the two rows in pass 1 into the output row (or into a `sum` the backward keeps), so
+//! the sum never makes a trip through memory of its own.
+//!
 //! A finite row whose f32 sums overflow (`|x| ~ 1e38`, or `|x - mean| > ~1.8e19`) gets a
 //! non-finite `mean` or `var`; such a row (rare) is redone in f64 like the reference, and so
 //! is a row holding an infinity or a NaN (whose outputs are NaN either way).
@@ -76,12 +80,87 @@ pub fn layer_norm(
         rows,
         cols,
     )?;
+    let rows_in = RowsIn {
+        x: x.as_ptr(),
+        residual: std::ptr::null(),
+        sum: std::ptr::null_mut(),
+    };
+    // SAFETY: validated options and lengths; every output is borrowed mutably.
+    unsafe { run_forward(rows_in, gamma, beta, y, saved, rows, cols, eps, opts) };
+    Ok(())
+}
+
+/// The residual add fused into [`layer_norm`]: `y`, and `saved`, are those of [`layer_norm`]
+/// of `x + residual`, computed in one sweep over the rows (the sum is made in the row while it
+/// is in L1, never as a tensor of its own).
+///
+/// `x`, `residual` and `y` hold `rows * cols` values, `gamma` and `beta` `cols`. `sum`, when
+/// given (`rows * cols` values), receives `x + residual`: the input [`layer_norm_backward`]
+/// takes as its `x`, whose `dx` is the gradient of both `x` and `residual`. Errors as
+/// [`layer_norm`].
+#[allow(clippy::too_many_arguments)]
+pub fn layer_norm_residual(
+    x: &[f32],
+    residual: &[f32],
+    sum: Option<&mut [f32]>,
+    gamma: &[f32],
+    beta: &[f32],
+    y: &mut [f32],
+    saved: Option<(&mut [f32], &mut [f32])>,
+    rows: usize,
+    cols: usize,
+    eps: f32,
+    opts: &CpuOptions,
+) -> Result<()> {
+    const OP: &str = "layer_norm_residual";
+    opts.validate(OP)?;
+    let saved_lens = saved.as_ref().map(|(m, r)| [m.len(), r.len()]);
+    check_forward(
+        OP,
+        [x.len(), y.len()],
+        [gamma.len(), beta.len()],
+        saved_lens,
+        rows,
+        cols,
+    )?;
+    check::rows_cols(OP, rows, cols, &[("residual", residual.len())])?;
+    if let Some(sum) = &sum {
+        check::rows_cols(OP, rows, cols, &[("sum", sum.len())])?;
+    }
+    let rows_in = RowsIn {
+        x: x.as_ptr(),
+        residual: residual.as_ptr(),
+        sum: sum.map_or(std::ptr::null_mut(), |s| s.as_mut_ptr()),
+    };
+    // SAFETY: validated options and lengths; every output is borrowed mutably.
+    unsafe { run_forward(rows_in, gamma, beta, y, saved, rows, cols, eps, opts) };
+    Ok(())
+}
+
+/// Runs a forward call whose lengths are checked: `rows_in` as [`Forward::rows_in`], the rest
+/// as [`layer_norm`].
+///
+/// # Safety
+/// Every pointer of `rows_in` holds `rows * cols` values (or is null where allowed), and
+/// no output overlaps another output or an input.
+#[allow(clippy::too_many_arguments)]
+unsafe fn run_forward(
+    rows_in: RowsIn,
+    gamma: &[f32],
+    beta: &[f32],
+    y: &mut [f32],
+    saved: Option<(&mut [f32], &mut [f32])>,
+    rows: usize,
+    cols: usize,
+    eps: f32,
+    opts: &CpuOptions,
+) {
     let (mean, rstd) = match saved {
         Some((m, r)) => (m.as_mut_ptr(), r.as_mut_ptr()),
         None => (std::ptr::null_mut(), std::ptr::null_mut()),
     };
     let job = Forward {
-        x: x.as_ptr(),
+        rows_in,
         gamma: gamma.as_ptr(),
         beta: beta.as_ptr(),
         y: y.as_mut_ptr(),
@@ -90,10 +169,8 @@ pub fn layer_norm(
         cols,
         eps,
     };
-    // SAFETY: validated options and lengths; each task reads and writes its own rows only,
-    // and every output is borrowed mutably.
-    unsafe { run_simd(&job, opts, rows, cols, 1) };
-    Ok(())
+    // Each task reads and writes its own rows only.
+    run_simd(&job, opts, rows, cols, 1);
 }
 
 /// The gradients of [`layer_norm`]: with `xhat = (x - mean) * rstd` per row,
@@ -158,9 +235,20 @@ pub fn layer_norm_backward(
     Ok(())
 }
 
+/// Where a forward call's rows come from: `x`, or `x + residual`.
+#[derive(Clone, Copy)]
+struct RowsIn {
+    x: *const f32,
+    /// Null for a plain layer norm.
+    residual: *const f32,
+    /// Where `x + residual` is written; null to make it in the output row, which the
+    /// normalisation then overwrites.
+    sum: *mut f32,
+}
+
 /// One forward call; tasks own ranges of rows.
 struct Forward {
-    x: *const f32,
+    rows_in: RowsIn,
     gamma: *const f32,
     beta: *const f32,
     y: *mut f32,
@@ -176,9 +264,23 @@ impl SimdJob for Forward {
     unsafe fn run<V: SimdF32>(&self, range: Range<usize>) {
         let cols = self.cols;
         let inv_n = 1.0 / cols as f32;
+        let RowsIn {
+            x: xs,
+            residual,
+            sum,
+        } = self.rows_in;
         for r in range {
-            let (x, y) = (self.x.add(r * cols), self.y.add(r * cols));
-            let mean0 = row_sum::<V>(x, cols) * inv_n;
+            let y = self.y.add(r * cols);
+            // The row to normalise, and its sum.
+            let (x, total) = if residual.is_null() {
+                let x = xs.add(r * cols);
+                (x, row_sum::<V>(x, cols))
+            } else {
+                let to = if sum.is_null() { y } else { sum.add(r * cols) };
+                let total = add_rows::<V>(xs.add(r * cols), residual.add(r * cols), to, cols);
+                (to.cast_const(), total)
+            };
+            let mean0 = total * inv_n;
             let (s1, s2) = centered_sums::<V>(x, cols, mean0);
             let shift = s1 / cols as f32;
             let mean = mean0 + shift;
@@ -213,6 +315,31 @@ impl SimdJob for Forward {
             }
         }
     }
+}
+
+/// Writes `to[j] = a[j] + b[j]` over one row and returns `sum_j to[j]`. `to` may be `a` or
+/// `b` (each value is read before it is written).
+#[inline(always)]
+unsafe fn add_rows<V: SimdF32>(a: *const f32, b: *const f32, to: *mut f32, cols: usize) -> f32 {
+    let mut acc = [V::zero(); UNROLL];
+    let mut j = 0;
+    while j + UNROLL * V::LANES <= cols {
+        for (u, s) in acc.iter_mut().enumerate() {
+            let k = j + u * V::LANES;
+            let v = V::add(V::load(a.add(k)), V::load(b.add(k)));
+            V::store(to.add(k), v);
+            *s = V::add(*s, v);
+        }
+        j += UNROLL * V::LANES;
+    }
+    while j < cols {
+        let n = V::LANES.min(cols - j);
+        let v = V::add(load_n(a.add(j), n), load_n(b.add(j), n));
+        store_n(to.add(j), n, v);
+        acc[0] = V::add(acc[0], v);
+        j += V::LANES;
+    }
+    total(acc)
 }
 
 /// `sum_j x[j]` over one row.
@@ -286,7 +413,7 @@ unsafe fn normalized<V: SimdF32>(x: *const f32, n: usize, mean: f32, s: V) -> V 
 /// f32 statistics overflow. Writes `y` and returns `(mean, rstd)` rounded to f32.
 ///
 /// # Safety
-/// `x` and `y` hold `cols` values, `gamma` and `beta` `cols` values each.
+/// `x` and `y` hold `cols` values (`y` may be `x`), `gamma` and `beta` `cols` values each.
 #[cold]
 unsafe fn row_f64(
     x: *const f32,
@@ -296,18 +423,10 @@ unsafe fn row_f64(
     cols: usize,
     eps: f32,
 ) -> (f32, f32) {
-    let (x, y) = (
-        std::slice::from_raw_parts(x, cols),
-        std::slice::from_raw_parts_mut(y, cols),
-    );
-    let (gamma, beta) = (
-        std::slice::from_raw_parts(gamma, cols),
-        std::slice::from_raw_parts(beta, cols),
-    );
-    let (mean, rstd) = stats_f64(x, eps);
-    for (j, out) in y.iter_mut().enumerate() {
-        let xhat = (x[j] as f64 - mean) * rstd;
-        *out = (xhat * gamma[j] as f64 + beta[j] as f64) as f32;
+    let (mean, rstd) = stats_f64(std::slice::from_raw_parts(x, cols), eps);
+    for j in 0..cols {
+        let xhat = (*x.add(j) as f64 - mean) * rstd;
+        *y.add(j) = (xhat * *gamma.add(j) as f64 + *beta.add(j) as f64) as f32;
     }
     (mean as f32, rstd as f32)
 }
