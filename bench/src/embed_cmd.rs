@@ -6,15 +6,15 @@
 //! smelt tokenize --model DIR [--stdin] [TEXT ...]
 //! ```
 //!
-//! With `--stdin`, texts are read one per line after those on the command line. Texts longer
-//! than the model allows are truncated with a note on stderr, or are an error with
-//! `--no-truncate`.
+//! With `--stdin`, texts are read one per line after those on the command line. `embed`
+//! truncates texts longer than the model allows with a note on stderr (an error with
+//! `--no-truncate`); `tokenize` prints every id of each text, untruncated.
 
 use crate::args::Args;
 use smelt_engine::formats::json::Json;
 use smelt_engine::CpuOptions;
 use smelt_model::text::{Tokenizer, Truncation};
-use smelt_model::SentenceEncoder;
+use smelt_model::{Embeddings, SentenceEncoder};
 use std::io::{BufRead, Write};
 use std::path::Path;
 
@@ -74,6 +74,7 @@ pub fn embed(args: &Args) -> Result<(), String> {
     let embeddings = encoder
         .embed(&refs, batch, truncation, CpuOptions::threads(threads))
         .map_err(|e| e.to_string())?;
+    all_finite(&embeddings)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for (i, text) in texts.iter().enumerate() {
         if embeddings.truncated[i] {
@@ -95,6 +96,20 @@ pub fn embed(args: &Args) -> Result<(), String> {
     out.flush().map_err(|e| format!("cannot write stdout: {e}"))
 }
 
+/// An error naming the first text whose embedding holds a NaN or an infinity, which JSON
+/// cannot carry (a checkpoint with such a weight gives them).
+fn all_finite(embeddings: &Embeddings) -> Result<(), String> {
+    let dim = embeddings.dim.max(1);
+    match embeddings.values.iter().position(|v| !v.is_finite()) {
+        Some(at) => Err(format!(
+            "text {}: the embedding holds {}, which JSON cannot carry (are the model's weights finite?)",
+            at / dim,
+            embeddings.values[at]
+        )),
+        None => Ok(()),
+    }
+}
+
 /// `smelt tokenize`.
 pub fn tokenize(args: &Args) -> Result<(), String> {
     args.only(&["model", "stdin"])?;
@@ -113,4 +128,22 @@ pub fn tokenize(args: &Args) -> Result<(), String> {
         .map_err(|e| format!("cannot write stdout: {e}"))?;
     }
     out.flush().map_err(|e| format!("cannot write stdout: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_non_finite_embedding_is_an_error_naming_its_text() {
+        let mut embeddings = Embeddings {
+            dim: 3,
+            values: vec![0.5; 6],
+            truncated: vec![false; 2],
+        };
+        assert_eq!(all_finite(&embeddings), Ok(()));
+        embeddings.values[4] = f32::NAN;
+        let err = all_finite(&embeddings).unwrap_err();
+        assert!(err.starts_with("text 1: the embedding holds NaN"), "{err}");
+    }
 }

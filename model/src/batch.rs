@@ -172,16 +172,13 @@ fn to_ids(
     values
         .iter()
         .enumerate()
-        .map(|(i, &v)| {
-            if v >= 0 && (v as u64) < limit as u64 {
-                Ok(v as u32)
-            } else {
-                Err(input_error(format!(
-                    "{name}[{}][{}] = {v} is outside 0..{limit} ({limit_name})",
-                    i / seq,
-                    i % seq
-                )))
-            }
+        .map(|(i, &v)| match u32::try_from(v) {
+            Ok(id) if (id as usize) < limit => Ok(id),
+            _ => Err(input_error(format!(
+                "{name}[{}][{}] = {v} is outside 0..{limit} ({limit_name})",
+                i / seq,
+                i % seq
+            ))),
         })
         .collect()
 }

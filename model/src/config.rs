@@ -177,7 +177,7 @@ impl Config {
             }
             Family::DistilBert => {
                 keys.activation("activation")?;
-                if root.get("sinusoidal_pos_embds").and_then(Json::as_bool) == Some(true) {
+                if keys.flag_or("sinusoidal_pos_embds", false)? {
                     return Err(format(
                         "sinusoidal_pos_embds: true is not supported: smelt reads learned position embeddings from the checkpoint".into(),
                     ));
@@ -209,8 +209,18 @@ impl Config {
         Ok(config)
     }
 
-    /// Sizes that must agree: heads divide the hidden width, nothing is zero, the padding
-    /// token is in the vocabulary.
+    /// Checks what [`Config::load`] checks on a file, for a config built or edited in code:
+    /// every size but the layer count is above zero, the heads divide the hidden width, the
+    /// tables' ids fit in 32 bits, `layer_norm_eps` is a non-negative number and the padding
+    /// token is in the vocabulary. The error names the size that does not fit.
+    pub fn validate(&self) -> Result<()> {
+        self.check().map_err(|detail| Error::Input {
+            op: "config",
+            detail,
+        })
+    }
+
+    /// The checks of [`Config::validate`], as a message.
     fn check(&self) -> std::result::Result<(), String> {
         let sizes = [
             ("vocab size", self.vocab_size),
@@ -221,6 +231,17 @@ impl Config {
         ];
         if let Some((name, _)) = sizes.iter().find(|(_, v)| *v == 0) {
             return Err(format!("the {name} is 0"));
+        }
+        // Token ids are u32 on the way to the embedding kernels.
+        const IDS: usize = 1 << 32;
+        for (name, rows) in [
+            ("vocab size", self.vocab_size),
+            ("token type vocab size", self.type_vocab_size),
+            ("max positions", self.max_positions),
+        ] {
+            if rows > IDS {
+                return Err(format!("the {name} {rows} is past 2^32 ids"));
+            }
         }
         // HF's BERT always adds a token-type embedding (type 0 when none are given), so a
         // table of 0 rows cannot run there either.

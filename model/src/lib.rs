@@ -26,4 +26,4 @@ pub use heads::HeadKind;
 pub use model::{Forward, Model};
 pub use sentence::{Embeddings, Pooling, SentenceEncoder};
 pub use train::{Objective, Trainer};
-pub use weights::{normal, Checkpoint, Param, Params, RandomInit, WeightSource};
+pub use weights::{Checkpoint, Param, Params, RandomInit, WeightSource};

@@ -33,7 +33,8 @@ pub struct Forward {
 impl Model {
     /// Loads `dir/config.json` and `dir/model.safetensors` (memory-mapped; F32 weights are
     /// used in place). The head follows the config's `architectures` entry; a BERT gets its
-    /// pooler when the checkpoint has one (and always for classification).
+    /// pooler when the checkpoint has one, never with the masked-LM head (as HF's
+    /// `BertForMaskedLM`), and always for classification.
     pub fn load(dir: &Path) -> Result<Model> {
         let config = Config::load(&dir.join("config.json"))?;
         let head = HeadKind::from_architecture(config.architecture.as_deref());
@@ -62,6 +63,7 @@ impl Model {
         pooler: bool,
         source: &dyn WeightSource,
     ) -> Result<Model> {
+        config.validate()?;
         let mut params = Params::default();
         let mut builder = Builder {
             source,

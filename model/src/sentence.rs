@@ -7,7 +7,7 @@
 use crate::batch::Batch;
 use crate::heads::HeadKind;
 use crate::model::Model;
-use crate::sentence_config::{max_seq_length, read_pipeline, Pipeline};
+use crate::sentence_config::{read_pipeline, read_settings, Pipeline, Settings};
 use crate::text::{Tokenizer, Truncation};
 use crate::Config;
 use smelt_engine::{Arena, CpuOptions, Error, Graph, Result, Tape};
@@ -32,6 +32,8 @@ pub struct SentenceEncoder {
     pooling: Pooling,
     normalize: bool,
     max_len: usize,
+    /// Whether texts are lowercased before the tokenizer sees them.
+    lowercase: bool,
 }
 
 /// Embeddings of a list of texts, in input order.
@@ -46,9 +48,10 @@ pub struct Embeddings {
 }
 
 impl Embeddings {
-    /// The vector of text `i`.
+    /// The vector of text `i`, or `None` past the last text.
     pub fn get(&self, i: usize) -> Option<&[f32]> {
-        self.values.get(i * self.dim..(i + 1) * self.dim)
+        let start = i.checked_mul(self.dim)?;
+        self.values.get(start..start.checked_add(self.dim)?)
     }
 }
 
@@ -57,21 +60,35 @@ impl SentenceEncoder {
     /// `modules.json` (Transformer, Pooling, optionally Normalize; any other module is an
     /// error), the pooling config it names (`1_Pooling/config.json` without it) and
     /// `sentence_bert_config.json` (`max_seq_length`, which must be 2 to
-    /// `max_position_embeddings`). Without a pooling config, mean pooling;
-    /// without `modules.json`, no normalisation. A pooling mode other than mean, `[CLS]` or
-    /// max, or several at once, is an error naming the file and keys.
+    /// `max_position_embeddings`, and `do_lower_case`). Without a pooling config, mean
+    /// pooling; without `modules.json`, no normalisation. A pooling mode other than mean,
+    /// `[CLS]` or max, or several at once, is an error naming the file and keys; so is a
+    /// vocabulary with ids past the model's embedding table.
     pub fn load(dir: &Path) -> Result<SentenceEncoder> {
         let config = Config::load(&dir.join("config.json"))?;
         let model = Model::load_with_head(dir, &config, HeadKind::None)?;
         let tokenizer = Tokenizer::from_dir(dir)?;
+        if tokenizer.vocab_size() > config.vocab_size {
+            return Err(Error::Format {
+                file: dir.join("vocab.txt").display().to_string(),
+                detail: format!(
+                    "{} tokens, more than the {} rows of the embedding table (vocab_size in {})",
+                    tokenizer.vocab_size(),
+                    config.vocab_size,
+                    dir.join("config.json").display()
+                ),
+            });
+        }
         let Pipeline { pooling, normalize } = read_pipeline(dir)?;
-        let max_len = max_seq_length(dir, tokenizer.max_len(), config.max_positions)?;
+        let Settings { max_len, lowercase } =
+            read_settings(dir, tokenizer.max_len(), config.max_positions)?;
         Ok(SentenceEncoder {
             model,
             tokenizer,
             pooling,
             normalize,
             max_len,
+            lowercase,
         })
     }
 
@@ -112,6 +129,12 @@ impl SentenceEncoder {
         let dim = self.model.config().hidden;
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(texts[i].chars().count()));
+        let lowered: Vec<String> = if self.lowercase {
+            texts.iter().map(|t| t.to_lowercase()).collect()
+        } else {
+            Vec::new()
+        };
+        let text = |i: usize| lowered.get(i).map_or(texts[i], String::as_str);
         let mut out = Embeddings {
             dim,
             values: vec![0.0; texts.len() * dim],
@@ -124,7 +147,7 @@ impl SentenceEncoder {
         let mut chunk_texts = Vec::with_capacity(batch_size);
         for chunk in order.chunks(batch_size) {
             chunk_texts.clear();
-            chunk_texts.extend(chunk.iter().map(|&i| texts[i]));
+            chunk_texts.extend(chunk.iter().map(|&i| text(i)));
             let encoding = self
                 .tokenizer
                 .encode_batch(&chunk_texts, self.max_len, truncation)

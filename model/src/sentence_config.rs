@@ -1,6 +1,6 @@
 //! The sentence-transformers files of a model folder: `modules.json` (which modules run, and
 //! where the pooling config lives), the pooling config and `sentence_bert_config.json`
-//! (`max_seq_length`). Anything sentence-transformers would compute differently from smelt
+//! (`max_seq_length`, `do_lower_case`). Anything sentence-transformers would compute differently from smelt
 //! (another module, another or a combined pooling) is an error naming the file and the type
 //! or key.
 
@@ -177,38 +177,71 @@ fn supported_mode(file: &Path, key: &str) -> Result<(&'static str, Pooling)> {
     })
 }
 
-/// The longest input in tokens: `max_seq_length` from `dir/sentence_bert_config.json` when
+/// What `sentence_bert_config.json` sets for the Transformer module.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Settings {
+    /// The longest input in tokens, `[CLS]` and `[SEP]` included.
+    pub max_len: usize,
+    /// Whether texts are lowercased before tokenizing (`do_lower_case`, which
+    /// sentence-transformers applies as Python's `str.lower` whatever the tokenizer does).
+    pub lowercase: bool,
+}
+
+/// The settings of `dir/sentence_bert_config.json`. `max_len` is its `max_seq_length` when
 /// given (sentence-transformers passes it to the tokenizer as `max_length`, over the
-/// tokenizer's `model_max_length`), else the smaller of `tokenizer_max` and `max_positions`.
-/// A value below 2 or past `max_positions` (on which sentence-transformers fails for every
-/// longer text) is an error naming the file and key, refused rather than clamped.
-pub(crate) fn max_seq_length(
+/// tokenizer's `model_max_length`), else the smaller of `tokenizer_max` and `max_positions`;
+/// `lowercase` is its `do_lower_case` (false when absent). A file that is not a JSON object, a
+/// `max_seq_length` below 2 or past `max_positions` (on which sentence-transformers fails for
+/// every longer text), or a `do_lower_case` that is not a boolean is an error naming the file
+/// and key, refused rather than clamped.
+pub(crate) fn read_settings(
     dir: &Path,
     tokenizer_max: usize,
     max_positions: usize,
-) -> Result<usize> {
+) -> Result<Settings> {
     let path = dir.join("sentence_bert_config.json");
-    let value = match read_optional(&path)? {
-        Some(config) => config.get("max_seq_length").cloned(),
-        None => None,
-    };
-    let n = match value {
-        None | Some(Json::Null) => return Ok(tokenizer_max.min(max_positions)),
-        Some(v) => v.as_usize().ok_or_else(|| {
-            format_error(
+    let config = read_optional(&path)?;
+    if let Some(config) = &config {
+        if config.as_object().is_none() {
+            return Err(format_error(
                 &path,
-                format!("\"max_seq_length\" must be a whole number of tokens, got {v}"),
-            )
-        })?,
+                format!("must hold a JSON object, got {}", config.type_name()),
+            ));
+        }
+    }
+    let key = |name: &str| config.as_ref().and_then(|c| c.get(name)).cloned();
+    let lowercase = match key("do_lower_case") {
+        None | Some(Json::Null) => false,
+        Some(Json::Bool(b)) => b,
+        Some(v) => {
+            return Err(format_error(
+                &path,
+                format!("\"do_lower_case\" must be true, false or null, got {v}"),
+            ))
+        }
     };
-    if n < 2 {
-        return Err(format_error(
-            &path,
-            format!("\"max_seq_length\" {n} leaves no room for [CLS] and [SEP] (at least 2)"),
-        ));
-    }
-    if n > max_positions {
-        return Err(format_error(&path, format!("\"max_seq_length\" {n} is longer than the model's max_position_embeddings {max_positions}")));
-    }
-    Ok(n)
+    let max_len = match key("max_seq_length") {
+        None | Some(Json::Null) => tokenizer_max.min(max_positions),
+        Some(v) => {
+            let n = v.as_usize().ok_or_else(|| {
+                format_error(
+                    &path,
+                    format!("\"max_seq_length\" must be a whole number of tokens, got {v}"),
+                )
+            })?;
+            if n < 2 {
+                return Err(format_error(
+                    &path,
+                    format!(
+                        "\"max_seq_length\" {n} leaves no room for [CLS] and [SEP] (at least 2)"
+                    ),
+                ));
+            }
+            if n > max_positions {
+                return Err(format_error(&path, format!("\"max_seq_length\" {n} is longer than the model's max_position_embeddings {max_positions}")));
+            }
+            n
+        }
+    };
+    Ok(Settings { max_len, lowercase })
 }

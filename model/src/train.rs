@@ -126,7 +126,9 @@ impl Trainer {
     /// gradient, then `arena.reset()`. Returns the loss before the update. Allocates nothing
     /// once the arena has grown to the step's size. An error before the update (forward, loss,
     /// backward, a read-only parameter) leaves every parameter unchanged, and the arena is
-    /// reset on every path, so a caller that skips a bad batch keeps a steady arena.
+    /// reset on every path, so a caller that skips a bad batch keeps a steady arena. A model
+    /// whose parameters are not those the trainer was made for (their count or sizes) is an
+    /// error.
     pub fn step(
         &mut self,
         model: &mut Model,
@@ -134,7 +136,9 @@ impl Trainer {
         batch: &Batch,
         objective: &Objective,
     ) -> Result<f32> {
-        let result = self.forward_backward(model, arena, batch, objective);
+        let result = self
+            .check_model(model)
+            .and_then(|()| self.forward_backward(model, arena, batch, objective));
         let result = result.and_then(|(loss, params)| {
             self.update(model, arena, &params)?;
             Ok(loss)
@@ -142,6 +146,35 @@ impl Trainer {
         self.tape.clear();
         arena.reset();
         result
+    }
+
+    /// An error unless `model`'s parameters have the count and sizes of the moments.
+    fn check_model(&self, model: &Model) -> Result<()> {
+        let error = |detail| {
+            Err(Error::Input {
+                op: "Trainer::step",
+                detail,
+            })
+        };
+        let params = model.params();
+        if params.len() != self.m.len() {
+            return error(format!(
+                "the model has {} parameters, the trainer was made for a model of {}",
+                params.len(),
+                self.m.len()
+            ));
+        }
+        for (param, m) in params.iter().zip(&self.m) {
+            if param.tensor.numel() != m.len() {
+                return error(format!(
+                    "parameter '{}' holds {} values, the trainer's moments for it {}",
+                    param.name,
+                    param.tensor.numel(),
+                    m.len()
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The loss of `batch` and the parameters' variables, with their gradients on the tape.

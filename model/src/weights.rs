@@ -167,12 +167,8 @@ fn tensor_seed(seed: u64, name: &str) -> u64 {
         .fold(seed, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
 }
 
-/// `n` values from `N(0, std^2)` (Box-Muller over a 64-bit LCG), reproducible from `seed`.
-pub fn normal(n: usize, seed: u64, std: f32) -> Vec<f32> {
-    normal_values(seed, std).take(n).collect()
-}
-
-/// The endless stream [`normal`] takes its values from.
+/// An endless stream of values from `N(0, std^2)` (Box-Muller over a 64-bit LCG),
+/// reproducible from `seed`.
 fn normal_values(seed: u64, std: f32) -> impl Iterator<Item = f32> {
     let mut state = seed ^ 0x9e3779b97f4a7c15;
     let mut uniform = move || {
@@ -214,7 +210,9 @@ mod tests {
         let arena = smelt_engine::Arena::new();
         assert_eq!(
             w.to_vec(&arena).unwrap(),
-            normal(12, tensor_seed(7, "w.weight"), 0.02)
+            normal_values(tensor_seed(7, "w.weight"), 0.02)
+                .take(12)
+                .collect::<Vec<_>>()
         );
         let (_, b) = init.load("w.bias", &[2]).unwrap();
         assert_eq!(b.to_vec(&arena).unwrap(), [0.0, 0.0]);

@@ -238,3 +238,41 @@ fn a_profiled_trainer_times_the_ops_of_the_steps_after_enable_profile() {
     assert_eq!(calls("attention", Backward), 2 * config.layers as u64);
     assert_eq!(calls("cross_entropy", Forward), 2);
 }
+
+#[test]
+fn a_model_of_other_parameters_is_an_error_that_changes_nothing() {
+    let config = Config::preset("tiny").unwrap();
+    let batch = batch(&config);
+    let mut model = Model::random(&config, HeadKind::None, SEED).unwrap();
+    let mut trainer = Trainer::new(&mut model, hp(), CpuOptions::threads(1)).unwrap();
+    let mut arena = Arena::new();
+    let mut other = Model::random(&config, HeadKind::Classification, SEED).unwrap();
+    let before: Vec<Vec<f32>> = other
+        .params()
+        .iter()
+        .map(|p| p.tensor.to_vec(&arena).unwrap())
+        .collect();
+    let err = trainer
+        .step(&mut other, &mut arena, &batch, &Objective::Head)
+        .unwrap_err()
+        .to_string();
+    let (n, m) = (other.params().len(), model.params().len());
+    assert!(
+        err.contains(&format!("the model has {n} parameters")) && err.contains(&m.to_string()),
+        "{err}"
+    );
+    for (p, want) in other.params().iter().zip(&before) {
+        assert_eq!(&p.tensor.to_vec(&arena).unwrap(), want, "{}", p.name);
+    }
+    let wider = Config {
+        intermediate: config.intermediate + 1,
+        ..config.clone()
+    };
+    let mut wider = Model::random(&wider, HeadKind::None, SEED).unwrap();
+    let err = trainer
+        .step(&mut wider, &mut arena, &batch, &Objective::SumSquares)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("intermediate.dense.weight' holds"), "{err}");
+    assert_eq!(trainer.steps(), 0);
+}

@@ -134,6 +134,30 @@ fn f32_to_f16(x: f32) -> u16 {
     sign | rounded as u16
 }
 
+/// A config built in code is checked as one read from a file: a model of 0 heads, or of a
+/// vocabulary past 32-bit ids, is an error naming the size, not a panic in the forward.
+#[test]
+fn configs_made_in_code_are_checked() {
+    let tiny = Config::preset("tiny").unwrap();
+    let no_heads = Config {
+        heads: 0,
+        ..tiny.clone()
+    };
+    let huge = Config {
+        vocab_size: (1 << 32) + 1,
+        ..tiny.clone()
+    };
+    for (config, says) in [(no_heads, "the heads is 0"), (huge, "past 2^32 ids")] {
+        let err = Model::random(&config, HeadKind::None, 1)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains(says), "{err}");
+        assert!(config.validate().unwrap_err().to_string().contains(says));
+    }
+    tiny.validate().unwrap();
+}
+
 #[test]
 fn bad_inputs_are_clear_errors() {
     let config = Config::load(&fixture("bert").join("config.json")).unwrap();

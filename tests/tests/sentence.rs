@@ -101,11 +101,15 @@ fn embeddings_match_sentence_transformers() {
     assert!(empty.unwrap_err().to_string().contains("no texts"));
 }
 
-/// A copy of the model folder (links to its files) whose `1_Pooling/config.json` asks for
-/// `mode` and that has no `modules.json` (so no normalisation).
-fn with_pooling(dir: &std::path::Path, mode: &str) -> PathBuf {
-    let copy = std::env::temp_dir().join(format!("smelt-pooling-{mode}-{}", std::process::id()));
+/// A folder named for `name` holding links to the model files of `dir` but for those in
+/// `files` (path, contents), which are written instead; no `modules.json`, so no
+/// normalisation.
+fn variant(dir: &std::path::Path, name: &str, files: &[(&str, String)]) -> PathBuf {
+    let copy = std::env::temp_dir().join(format!("smelt-{name}-{}", std::process::id()));
     std::fs::create_dir_all(copy.join("1_Pooling")).unwrap();
+    for (path, contents) in files {
+        std::fs::write(copy.join(path), contents).unwrap();
+    }
     for name in [
         "config.json",
         "model.safetensors",
@@ -113,17 +117,89 @@ fn with_pooling(dir: &std::path::Path, mode: &str) -> PathBuf {
         "tokenizer_config.json",
     ] {
         let link = copy.join(name);
-        if !link.exists() {
+        if !files.iter().any(|(path, _)| *path == name) && !link.exists() {
             std::os::unix::fs::symlink(dir.join(name), link).unwrap();
         }
     }
+    copy
+}
+
+/// A copy of the model folder whose `1_Pooling/config.json` asks for `mode`.
+fn with_pooling(dir: &std::path::Path, mode: &str) -> PathBuf {
     let config = format!(
         "{{\"pooling_mode_mean_tokens\": false, \"pooling_mode_cls_token\": {}, \"pooling_mode_max_tokens\": {}}}",
         mode == "cls",
         mode == "max"
     );
-    std::fs::write(copy.join("1_Pooling/config.json"), config).unwrap();
-    copy
+    variant(
+        dir,
+        &format!("pooling-{mode}"),
+        &[("1_Pooling/config.json", config)],
+    )
+}
+
+/// A copy of the model folder with a cased tokenizer and `sentence_bert_config.json` holding
+/// `settings`.
+fn cased(dir: &std::path::Path, name: &str, settings: &str) -> PathBuf {
+    variant(
+        dir,
+        name,
+        &[
+            ("tokenizer_config.json", "{\"do_lower_case\": false}".into()),
+            ("sentence_bert_config.json", settings.into()),
+        ],
+    )
+}
+
+#[test]
+fn do_lower_case_lowercases_the_texts_before_a_cased_tokenizer() {
+    let Some(dir) = model_dir_or_skip() else {
+        return;
+    };
+    let embed = |dir: &std::path::Path, text: &str| {
+        SentenceEncoder::load(dir)
+            .unwrap()
+            .embed(&[text], 1, Truncation::Truncate, CpuOptions::default())
+            .unwrap()
+            .values
+    };
+    let keep = cased(&dir, "case-kept", "{\"do_lower_case\": false}");
+    let lower = cased(&dir, "case-lowered", "{\"do_lower_case\": true}");
+    let want = embed(&keep, "hello world");
+    assert_ne!(embed(&keep, "Hello WORLD"), want, "the tokenizer is cased");
+    assert_eq!(embed(&lower, "Hello WORLD"), want);
+    for (name, settings, says) in [
+        (
+            "case-bad",
+            "{\"do_lower_case\": \"yes\"}",
+            "\"do_lower_case\" must be",
+        ),
+        ("case-array", "[]", "must hold a JSON object, got an array"),
+    ] {
+        let err = SentenceEncoder::load(&cased(&dir, name, settings))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains(says) && err.contains("sentence_bert_config.json"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn a_vocabulary_past_the_embedding_table_is_an_error() {
+    let Some(dir) = model_dir_or_skip() else {
+        return;
+    };
+    let mut vocab = std::fs::read_to_string(dir.join("vocab.txt")).unwrap();
+    vocab.push_str("[EXTRA]\n");
+    let copy = variant(&dir, "vocab-long", &[("vocab.txt", vocab)]);
+    let err = SentenceEncoder::load(&copy).err().unwrap().to_string();
+    assert!(
+        err.contains("vocab.txt") && err.contains("30523 tokens") && err.contains("30522"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -115,14 +115,19 @@ impl Tokenizer {
         };
         // An empty special token would match everywhere in the text and consume nothing.
         let token = |key: &str, default: &str| -> Result<String> {
+            // A string, or HF's `AddedToken` object with the string as its `content`.
             let name = match config.get(key) {
+                None | Some(Json::Null) => default.to_string(),
                 Some(Json::String(s)) => s.clone(),
-                Some(object) => object
-                    .get("content")
-                    .and_then(Json::as_str)
-                    .unwrap_or(default)
-                    .to_string(),
-                None => default.to_string(),
+                Some(value) => match value.get("content") {
+                    Some(Json::String(s)) => s.clone(),
+                    _ => {
+                        return Err(format_error(
+                            config_path,
+                            format!("\"{key}\" must be a string or an object with a string \"content\", got {value}"),
+                        ))
+                    }
+                },
             };
             if name.is_empty() {
                 return Err(format_error(
@@ -152,14 +157,16 @@ impl Tokenizer {
             verbatim.push((mask, id));
         }
         // HF writes a huge number (1e30) for "no limit": the model's position table decides.
+        const NO_LIMIT: f64 = 1e18;
         let max_len = match config.get("model_max_length") {
             None | Some(Json::Null) => usize::MAX,
-            Some(v) => match v.as_f64() {
-                Some(n) if n >= 2.0 => v.as_usize().unwrap_or(usize::MAX),
+            Some(v) => match (v.as_f64(), v.as_usize()) {
+                (Some(n), _) if n >= NO_LIMIT => usize::MAX,
+                (_, Some(n)) if n >= 2 => n,
                 _ => {
                     return Err(format_error(
                         config_path,
-                        format!("model_max_length must be a number of at least 2, got {v}"),
+                        format!("model_max_length must be a whole number of at least 2, got {v}"),
                     ))
                 }
             },
@@ -350,6 +357,52 @@ mod tests {
         let object = dir_with("object", vocab, r#"{"mask_token": {"content": ""}}"#);
         assert!(Tokenizer::from_dir(&object).is_err());
         std::fs::remove_dir_all(&object).ok();
+    }
+
+    /// Settings of the wrong type are errors naming the key, not silently the default.
+    #[test]
+    fn mistyped_settings_are_errors() {
+        let vocab = "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nfoo\n";
+        for (name, config, says) in [
+            (
+                "number",
+                r#"{"unk_token": 5}"#,
+                "\"unk_token\" must be a string",
+            ),
+            (
+                "content",
+                r#"{"cls_token": {"content": 7}}"#,
+                "\"cls_token\" must be",
+            ),
+            (
+                "fraction",
+                r#"{"model_max_length": 512.5}"#,
+                "model_max_length must be",
+            ),
+            (
+                "small",
+                r#"{"model_max_length": 1}"#,
+                "model_max_length must be",
+            ),
+        ] {
+            let dir = dir_with(name, vocab, config);
+            let err = Tokenizer::from_dir(&dir).err().unwrap().to_string();
+            std::fs::remove_dir_all(&dir).ok();
+            assert!(err.contains(says), "{name}: {err}");
+        }
+        for (name, config, max_len) in [
+            (
+                "null",
+                r#"{"pad_token": null, "model_max_length": 512}"#,
+                512,
+            ),
+            ("no-limit", r#"{"model_max_length": 1e30}"#, usize::MAX),
+        ] {
+            let dir = dir_with(name, vocab, config);
+            let tokenizer = Tokenizer::from_dir(&dir).unwrap();
+            std::fs::remove_dir_all(&dir).ok();
+            assert_eq!(tokenizer.max_len(), max_len, "{name}");
+        }
     }
 
     /// Backstop: a zero-length special token never matches, so text still advances.
