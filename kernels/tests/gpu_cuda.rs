@@ -1,6 +1,6 @@
-//! The GPU kernels on a real GPU (feature `cuda`, GPU 0): every comparison the ptx-sim test
-//! files run (the cases of `common::gpu`), plus large BERT-like shapes against the CPU
-//! kernels. Without a GPU every test fails with "no GPU: ...", it never skips:
+//! The GPU kernels on a real GPU (feature `cuda`, GPU 0): the comparisons of the ptx-sim test
+//! files shared through `common::gpu` (not their argument checks, which the launchers make
+//! before any device sees the call), plus large BERT-like shapes against the CPU kernels. Without a GPU every test fails with "no GPU: ...", it never skips:
 //!
 //! ```text
 //! cargo test --release -p smelt-kernels --features cuda --test gpu_cuda

@@ -76,7 +76,7 @@ fn bad_shapes_are_errors_naming_the_op() {
     assert_shape_error(
         err,
         "gpu_layer_norm",
-        &["x holds 23 f32 values", "needs 24"],
+        &["x holds 23 f32 values", "needs 24", "(rows x cols = 3 x 8)"],
     );
     let err = ln::layer_norm(d, m, v, v, y, r[0], r[1], rows, 0, EPS);
     assert_shape_error(err, "gpu_layer_norm", &["3 x 0"]);
@@ -88,7 +88,7 @@ fn bad_shapes_are_errors_naming_the_op() {
     assert_shape_error(
         err,
         "gpu_layer_norm_backward",
-        &["dbeta holds 3", "needs 8"],
+        &["dbeta holds 3", "needs 8", "(rows x cols = 3 x 8)"],
     );
     let err = ln::layer_norm_backward(d, m, m, v, r[0], r[1], y, v, v, scratch, rows, cols);
     assert_shape_error(err, "gpu_layer_norm_backward", &["scratch holds 1"]);

@@ -48,7 +48,11 @@ fn bad_shapes_are_errors_naming_the_op() {
     let d = &mut dev;
 
     let err = pw::softmax(d, short, y, rows, cols, 1.0, None);
-    assert_shape_error(err, "gpu_softmax", &["x holds 23 f32 values", "needs 24"]);
+    assert_shape_error(
+        err,
+        "gpu_softmax",
+        &["x holds 23 f32 values", "needs 24", "(rows x cols = 3 x 8)"],
+    );
     let mask = Some(Mask {
         values: v,
         repeat: 2,
@@ -64,7 +68,7 @@ fn bad_shapes_are_errors_naming_the_op() {
     let err = pw::softmax_backward(d, m, m, short, rows, cols, 1.0);
     assert_shape_error(err, "gpu_softmax_backward", &["dx holds 23"]);
     let err = pw::gelu(d, short, y, rows * cols);
-    assert_shape_error(err, "gpu_gelu", &["x holds 23"]);
+    assert_shape_error(err, "gpu_gelu", &["x holds 23", "(n = 24)"]);
     let err = pw::gelu_backward(d, m, short, y, rows * cols);
     assert_shape_error(err, "gpu_gelu_backward", &["dy holds 23"]);
     let err = pw::bias_add(d, m, short, y, rows, cols + 1);
@@ -75,6 +79,15 @@ fn bad_shapes_are_errors_naming_the_op() {
     let err = pw::softmax(d, m, m, rows, cols, 1.0, None).unwrap_err();
     assert!(matches!(err, Error::Overlap { .. }), "{err:?}");
     assert!(err.to_string().starts_with("gpu_softmax:"), "{err}");
+    // An output over the bias would race with the blocks still reading it.
+    let err = pw::bias_add(d, m, m, m, 1, rows * cols).unwrap_err();
+    assert!(matches!(err, Error::Overlap { .. }), "{err:?}");
+    let err = pw::bias_residual_add(d, m, y, m, y, 1, rows * cols).unwrap_err();
+    assert!(
+        err.to_string().contains("out and bias are the same buffer"),
+        "{err}"
+    );
+    pw::bias_add(d, m, v, m, rows, cols).unwrap();
 }
 
 #[test]

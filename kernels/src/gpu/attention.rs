@@ -24,7 +24,7 @@
 //! `-inf` its output (and its gradients) are zero.
 
 use super::{
-    check_len, distinct_outputs, GpuBuffer, GpuDevice, KernelArg, LaunchConfig, PtxModule,
+    check_lens, distinct_outputs, GpuBuffer, GpuDevice, KernelArg, LaunchConfig, PtxModule,
 };
 use crate::cpu::attention::AttentionShape;
 use crate::{Error, Result};
@@ -117,12 +117,16 @@ pub fn attention_forward(
     let mut args = common_args(q, k, v, mask, scale, seq);
     args.extend([KernelArg::Buf(out), KernelArg::Buf(lse)]);
     let cfg = tile_grid(shape, tiles.forward_rows);
-    dev.launch(
-        MODULE,
-        &format!("attention_forward_d{}", shape.head_dim),
-        cfg,
-        &args,
-    )
+    // SAFETY: `check_call` checked every buffer against the shape, and the arguments are the
+    // kernel's parameters in order.
+    unsafe {
+        dev.launch(
+            MODULE,
+            &format!("attention_forward_d{}", shape.head_dim),
+            cfg,
+            &args,
+        )
+    }
 }
 
 /// Gradients of [`attention_forward`]: `dq`, `dk`, `dv` (`[B, T, H*d]`, overwritten) from the
@@ -184,7 +188,9 @@ pub fn attention_backward(
         KernelArg::I32(shape.head_dim as i32),
         KernelArg::I32(rows as i32),
     ];
-    dev.launch(MODULE, "attention_backward_dvec", cfg, &dvec_args)?;
+    // SAFETY (this launch and the two below): `check_call` and the `dout` check covered every
+    // buffer against the shape, and each argument list is its kernel's parameters in order.
+    unsafe { dev.launch(MODULE, "attention_backward_dvec", cfg, &dvec_args)? };
 
     let d = shape.head_dim;
     let mut args = common_args(q, k, v, mask, scale, seq);
@@ -192,15 +198,11 @@ pub fn attention_backward(
     let mut dkdv_args = args.clone();
     dkdv_args.extend([KernelArg::Buf(dk), KernelArg::Buf(dv)]);
     let cfg = tile_grid(shape, tiles.dkdv_rows);
-    dev.launch(
-        MODULE,
-        &format!("attention_backward_dkdv_d{d}"),
-        cfg,
-        &dkdv_args,
-    )?;
+    let dkdv = format!("attention_backward_dkdv_d{d}");
+    unsafe { dev.launch(MODULE, &dkdv, cfg, &dkdv_args)? };
     args.push(KernelArg::Buf(dq));
     let cfg = tile_grid(shape, tiles.dq_rows);
-    dev.launch(MODULE, &format!("attention_backward_dq_d{d}"), cfg, &args)
+    unsafe { dev.launch(MODULE, &format!("attention_backward_dq_d{d}"), cfg, &args) }
 }
 
 /// The checks both launchers make: the kernels take `shape` ([`Tiles::of`], [`check_shape`]),
@@ -291,7 +293,7 @@ fn check_shape(op: &'static str, shape: &AttentionShape) -> Result<i32> {
     }
 }
 
-/// [`check_len`] with the shape in the message.
+/// [`check_lens`] of one buffer, with the shape in the message.
 fn check(
     op: &'static str,
     shape: &AttentionShape,
@@ -299,11 +301,5 @@ fn check(
     buf: GpuBuffer,
     elems: usize,
 ) -> Result<()> {
-    check_len(op, name, buf, elems).map_err(|e| match e {
-        Error::Shape { op, detail } => Error::Shape {
-            op,
-            detail: format!("{detail} ({})", describe(shape)),
-        },
-        other => other,
-    })
+    check_lens(op, &|| describe(shape), &[(name, buf, elems)])
 }

@@ -157,7 +157,7 @@ impl GpuDevice for CudaDevice {
         Ok(words)
     }
 
-    fn launch(
+    unsafe fn launch(
         &mut self,
         module: PtxModule,
         kernel: &str,
@@ -191,9 +191,8 @@ impl GpuDevice for CudaDevice {
             block_dim: (cfg.block[0], cfg.block[1], cfg.block[2]),
             shared_mem_bytes: cfg.shared_bytes,
         };
-        // SAFETY: the typed launchers check every buffer against the shapes the kernel is
-        // told, and the argument list matches the kernel's parameters (ptx-sim checks the same
-        // list on every test run).
+        // SAFETY: the caller's contract (see the trait): the arguments match the kernel's
+        // parameters and every buffer holds what the kernel touches under `c`.
         unsafe { builder.launch(c) }.map_err(|e| err(format!("launching {kernel}: {e}")))?;
         if self.sync_each_launch {
             self.stream.synchronize().map_err(|e| {

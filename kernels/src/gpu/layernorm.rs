@@ -19,8 +19,8 @@
 //! scratch stay f32. Both come from one CUDA template, instantiated for each storage.
 
 use super::{
-    check_len, distinct_outputs, kernel_dims, row_launch, width, GpuBuffer, GpuDevice, KernelArg,
-    LaunchConfig, PtxModule,
+    check_lens, distinct_outputs, kernel_dims, row_launch, rows_cols, width, with_sizes, GpuBuffer,
+    GpuDevice, KernelArg, LaunchConfig, PtxModule,
 };
 use crate::{Error, Result};
 
@@ -325,13 +325,20 @@ fn forward(
         inputs.push(("residual", residual));
         args.extend([KernelArg::Buf(residual), KernelArg::Buf(sum)]);
     }
+    let sizes = || rows_cols(rows, cols);
     for (name, buf) in matrices {
-        check_rows_len(op, name, buf, rows * cols, storage)?;
+        check_rows_len(op, name, buf, rows * cols, storage).map_err(|e| with_sizes(e, &sizes))?;
     }
-    check_len(op, "gamma", b.gamma, cols)?;
-    check_len(op, "beta", b.beta, cols)?;
-    check_len(op, "mean", b.mean, rows)?;
-    check_len(op, "rstd", b.rstd, rows)?;
+    check_lens(
+        op,
+        &sizes,
+        &[
+            ("gamma", b.gamma, cols),
+            ("beta", b.beta, cols),
+            ("mean", b.mean, rows),
+            ("rstd", b.rstd, rows),
+        ],
+    )?;
     distinct_outputs(op, &outputs, &inputs)?;
     args.extend([
         KernelArg::Buf(b.gamma),
@@ -345,7 +352,9 @@ fn forward(
     ]);
     let res = if b.residual.is_some() { "_res" } else { "" };
     let prefix = format!("layernorm_fwd{res}{}", storage.tag());
-    launch_forward(dev, &prefix, &args, rows, cols)
+    // SAFETY: every buffer was checked against the shape above, and `args` are
+    // the kernel's parameters in order.
+    unsafe { launch_forward(dev, &prefix, &args, rows, cols) }
 }
 
 /// The buffers of a backward call.
@@ -371,16 +380,26 @@ fn backward(
     cols: usize,
 ) -> Result<()> {
     let (r, c) = check_rows_cols(op, rows, cols)?;
+    let sizes = || rows_cols(rows, cols);
     for (name, buf) in [("dy", b.dy), ("x", b.x), ("dx", b.dx)] {
-        check_rows_len(op, name, buf, rows * cols, storage)?;
+        check_rows_len(op, name, buf, rows * cols, storage).map_err(|e| with_sizes(e, &sizes))?;
     }
-    for (name, buf) in [("gamma", b.gamma), ("dgamma", b.dgamma), ("dbeta", b.dbeta)] {
-        check_len(op, name, buf, cols)?;
-    }
-    check_len(op, "mean", b.mean, rows)?;
-    check_len(op, "rstd", b.rstd, rows)?;
-    let scratch_len = layer_norm_backward_scratch_len(rows, cols);
-    check_len(op, "scratch", b.scratch, scratch_len)?;
+    check_lens(
+        op,
+        &sizes,
+        &[
+            ("gamma", b.gamma, cols),
+            ("dgamma", b.dgamma, cols),
+            ("dbeta", b.dbeta, cols),
+            ("mean", b.mean, rows),
+            ("rstd", b.rstd, rows),
+            (
+                "scratch",
+                b.scratch,
+                layer_norm_backward_scratch_len(rows, cols),
+            ),
+        ],
+    )?;
     let width = width(cols);
     let max_cols = if width == 4 {
         MAX_BACKWARD_COLS
@@ -434,7 +453,9 @@ fn backward(
             KernelArg::I32(rows_per_block as i32),
         ];
         let kernel = format!("layernorm_bwd{}_w{width}", storage.tag());
-        dev.launch(MODULE, &kernel, cfg, &args)?;
+        // SAFETY: every buffer was checked against `rows x cols` (the scratch against
+        // `blocks x cols`), and the arguments are the kernel's parameters in order.
+        unsafe { dev.launch(MODULE, &kernel, cfg, &args)? };
     }
     let cfg = LaunchConfig {
         grid: [cols.div_ceil(32) as u32, 1, 1],
@@ -448,11 +469,15 @@ fn backward(
         KernelArg::I32(blocks as i32),
         KernelArg::I32(c),
     ];
-    dev.launch(MODULE, "layernorm_bwd_params", cfg, &args)
+    // SAFETY: as above; the grid covers the columns, each thread summing `blocks` partials.
+    unsafe { dev.launch(MODULE, "layernorm_bwd_params", cfg, &args) }
 }
 
-/// Launches forward kernel `prefix`_(variant) for the shape (checked) with `args`.
-fn launch_forward(
+/// Launches forward kernel `prefix`_(variant) for the shape with `args`.
+///
+/// # Safety
+/// `args` are the kernel's parameters in order, their buffers checked against `rows x cols`.
+unsafe fn launch_forward(
     dev: &mut dyn GpuDevice,
     prefix: &str,
     args: &[KernelArg],
@@ -468,7 +493,8 @@ fn launch_forward(
         384 | 768 | 1024 => cols.to_string(),
         c => format!("{kind}_w{}", width(c)),
     };
-    dev.launch(MODULE, &format!("{prefix}_{variant}"), cfg, args)
+    // SAFETY: the caller's contract; the configuration is the one the kernels are written for.
+    unsafe { dev.launch(MODULE, &format!("{prefix}_{variant}"), cfg, args) }
 }
 
 /// `(blocks, rows per block)` of the backward: contiguous ranges of rows, each block at least

@@ -158,7 +158,13 @@ pub trait GpuDevice {
         Ok(out)
     }
     /// Runs `kernel` of `module`.
-    fn launch(
+    ///
+    /// # Safety
+    /// `args` match the kernel's parameters in number and type, and every buffer holds all
+    /// that the kernel reads or writes through it under `cfg` for the sizes `args` give it:
+    /// a GPU checks nothing (ptx-sim reports an access out of bounds as an error). The typed
+    /// launchers of [`attention`], [`layernorm`] and [`pointwise`] make these checks.
+    unsafe fn launch(
         &mut self,
         module: PtxModule,
         kernel: &str,
@@ -184,6 +190,36 @@ pub fn check_len(op: &'static str, name: &str, buf: GpuBuffer, elems: usize) -> 
         });
     }
     Ok(())
+}
+
+/// [`check_len`] for each `(name, buf, elems)`, a failure's message ending with the call's
+/// sizes (`sizes()`, e.g. `rows x cols = 4 x 768`), so that it names the shape as well as the
+/// buffer.
+fn check_lens(
+    op: &'static str,
+    sizes: &dyn Fn() -> String,
+    bufs: &[(&str, GpuBuffer, usize)],
+) -> Result<()> {
+    for &(name, buf, elems) in bufs {
+        check_len(op, name, buf, elems).map_err(|e| with_sizes(e, sizes))?;
+    }
+    Ok(())
+}
+
+/// `e` with the call's sizes appended when it is a shape error.
+fn with_sizes(e: Error, sizes: &dyn Fn() -> String) -> Error {
+    match e {
+        Error::Shape { op, detail } => Error::Shape {
+            op,
+            detail: format!("{detail} ({})", sizes()),
+        },
+        other => other,
+    }
+}
+
+/// `rows x cols = R x C`, the sizes of a row kernel's call in its errors.
+fn rows_cols(rows: usize, cols: usize) -> String {
+    format!("rows x cols = {rows} x {cols}")
 }
 
 /// What [`GpuDevice::copy`] checks on every device: `src` and `dst` have the same size.

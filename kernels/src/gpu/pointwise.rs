@@ -8,8 +8,8 @@
 //! 16-byte aligned; they may run in place.
 
 use super::{
-    check_len, distinct_outputs, kernel_dims, row_launch, width, GpuBuffer, GpuDevice, KernelArg,
-    LaunchConfig, PtxModule,
+    check_lens, distinct_outputs, kernel_dims, row_launch, rows_cols, width, GpuBuffer, GpuDevice,
+    KernelArg, LaunchConfig, PtxModule,
 };
 use crate::{Error, Result};
 
@@ -54,8 +54,8 @@ pub fn softmax(
 ) -> Result<()> {
     const OP: &str = "gpu_softmax";
     let (r, c) = kernel_dims(OP, rows, cols)?;
-    check_len(OP, "x", x, rows * cols)?;
-    check_len(OP, "y", y, rows * cols)?;
+    let sizes = || rows_cols(rows, cols);
+    check_lens(OP, &sizes, &[("x", x, rows * cols), ("y", y, rows * cols)])?;
     let Some(mask) = mask else {
         distinct_outputs(OP, &[("y", y)], &[("x", x)])?;
         let args = [
@@ -65,7 +65,9 @@ pub fn softmax(
             KernelArg::I32(c),
             KernelArg::F32(scale),
         ];
-        return launch_rows(dev, "softmax_fwd", &args, rows, cols);
+        // SAFETY: every buffer was checked against the shape above, and `args` are
+        // the kernel's parameters in order.
+        return unsafe { launch_rows(dev, "softmax_fwd", &args, rows, cols) };
     };
     if mask.repeat == 0 {
         return Err(Error::Shape {
@@ -77,7 +79,8 @@ pub fn softmax(
         op: OP,
         detail: format!("mask repeat {} exceeds {}", mask.repeat, i32::MAX),
     })?;
-    check_len(OP, "mask", mask.values, rows.div_ceil(mask.repeat) * cols)?;
+    let mask_len = rows.div_ceil(mask.repeat) * cols;
+    check_lens(OP, &sizes, &[("mask", mask.values, mask_len)])?;
     distinct_outputs(OP, &[("y", y)], &[("x", x), ("mask", mask.values)])?;
     let args = [
         KernelArg::Buf(x),
@@ -88,7 +91,9 @@ pub fn softmax(
         KernelArg::F32(scale),
         KernelArg::I32(repeat),
     ];
-    launch_rows(dev, "softmax_fwd_mask", &args, rows, cols)
+    // SAFETY: every buffer was checked against the shape above, and `args` are
+    // the kernel's parameters in order.
+    unsafe { launch_rows(dev, "softmax_fwd_mask", &args, rows, cols) }
 }
 
 /// `dx = scale * y * (dy - sum_j dy[j] * y[j])` per row: the gradient of [`softmax`] w.r.t.
@@ -108,9 +113,12 @@ pub fn softmax_backward(
 ) -> Result<()> {
     const OP: &str = "gpu_softmax_backward";
     let (r, c) = kernel_dims(OP, rows, cols)?;
-    for (name, buf) in [("y", y), ("dy", dy), ("dx", dx)] {
-        check_len(OP, name, buf, rows * cols)?;
-    }
+    let n = rows * cols;
+    check_lens(
+        OP,
+        &|| rows_cols(rows, cols),
+        &[("y", y, n), ("dy", dy, n), ("dx", dx, n)],
+    )?;
     distinct_outputs(OP, &[("dx", dx)], &[("y", y), ("dy", dy)])?;
     let args = [
         KernelArg::Buf(y),
@@ -120,7 +128,9 @@ pub fn softmax_backward(
         KernelArg::I32(c),
         KernelArg::F32(scale),
     ];
-    launch_rows(dev, "softmax_bwd", &args, rows, cols)
+    // SAFETY: every buffer was checked against the shape above, and `args` are
+    // the kernel's parameters in order.
+    unsafe { launch_rows(dev, "softmax_bwd", &args, rows, cols) }
 }
 
 /// `y = 0.5 x (1 + erf(x / sqrt 2))` (exact GELU) on the first `n` values; `y` may be `x`.
@@ -130,10 +140,11 @@ pub fn softmax_backward(
 pub fn gelu(dev: &mut dyn GpuDevice, x: GpuBuffer, y: GpuBuffer, n: usize) -> Result<()> {
     const OP: &str = "gpu_gelu";
     let len = kernel_len(OP, n)?;
-    check_len(OP, "x", x, n)?;
-    check_len(OP, "y", y, n)?;
+    check_lens(OP, &|| format!("n = {n}"), &[("x", x, n), ("y", y, n)])?;
     let args = [KernelArg::Buf(x), KernelArg::Buf(y), KernelArg::I32(len)];
-    launch_elementwise(dev, "gelu_fwd", &args, n)
+    // SAFETY: every buffer was checked against the shape above, and `args` are
+    // the kernel's parameters in order.
+    unsafe { launch_elementwise(dev, "gelu_fwd", &args, n) }
 }
 
 /// `dx = dy * (0.5 (1 + erf(x / sqrt 2)) + x e^(-x^2 / 2) / sqrt(2 pi))`, the gradient of
@@ -149,23 +160,27 @@ pub fn gelu_backward(
 ) -> Result<()> {
     const OP: &str = "gpu_gelu_backward";
     let len = kernel_len(OP, n)?;
-    for (name, buf) in [("x", x), ("dy", dy), ("dx", dx)] {
-        check_len(OP, name, buf, n)?;
-    }
+    check_lens(
+        OP,
+        &|| format!("n = {n}"),
+        &[("x", x, n), ("dy", dy, n), ("dx", dx, n)],
+    )?;
     let args = [
         KernelArg::Buf(x),
         KernelArg::Buf(dy),
         KernelArg::Buf(dx),
         KernelArg::I32(len),
     ];
-    launch_elementwise(dev, "gelu_bwd", &args, n)
+    // SAFETY: every buffer was checked against the shape above, and `args` are
+    // the kernel's parameters in order.
+    unsafe { launch_elementwise(dev, "gelu_bwd", &args, n) }
 }
 
 /// `out[r, c] = x[r, c] + bias[c]` for `rows` rows of `cols` (row-major); `out` may be `x`.
 ///
 /// `x` and `out` hold at least `rows * cols` f32 values, `bias` `cols`. Errors:
-/// [`Error::Shape`] when a buffer is too short, [`Error::Unsupported`] when `rows` or `cols`
-/// exceeds `i32::MAX`.
+/// [`Error::Shape`] when a buffer is too short, [`Error::Overlap`] when `out` is `bias`,
+/// [`Error::Unsupported`] when `rows` or `cols` exceeds `i32::MAX`.
 pub fn bias_add(
     dev: &mut dyn GpuDevice,
     x: GpuBuffer,
@@ -176,9 +191,14 @@ pub fn bias_add(
 ) -> Result<()> {
     const OP: &str = "gpu_bias_add";
     let (r, c) = kernel_dims(OP, rows, cols)?;
-    check_len(OP, "x", x, rows * cols)?;
-    check_len(OP, "bias", bias, cols)?;
-    check_len(OP, "out", out, rows * cols)?;
+    let n = rows * cols;
+    check_lens(
+        OP,
+        &|| rows_cols(rows, cols),
+        &[("x", x, n), ("bias", bias, cols), ("out", out, n)],
+    )?;
+    // Blocks read the bias while others write their rows of `out`.
+    distinct_outputs(OP, &[("out", out)], &[("bias", bias)])?;
     let args = [
         KernelArg::Buf(x),
         KernelArg::Buf(bias),
@@ -186,7 +206,9 @@ pub fn bias_add(
         KernelArg::I32(r),
         KernelArg::I32(c),
     ];
-    launch_bias(dev, "bias_add", &args, rows, cols)
+    // SAFETY: every buffer was checked against the shape above, and `args` are
+    // the kernel's parameters in order.
+    unsafe { launch_bias(dev, "bias_add", &args, rows, cols) }
 }
 
 /// `out[r, c] = (x[r, c] + bias[c]) + residual[r, c]` for `rows` rows of `cols` (row-major);
@@ -205,10 +227,18 @@ pub fn bias_residual_add(
 ) -> Result<()> {
     const OP: &str = "gpu_bias_residual_add";
     let (r, c) = kernel_dims(OP, rows, cols)?;
-    check_len(OP, "x", x, rows * cols)?;
-    check_len(OP, "bias", bias, cols)?;
-    check_len(OP, "residual", residual, rows * cols)?;
-    check_len(OP, "out", out, rows * cols)?;
+    let n = rows * cols;
+    check_lens(
+        OP,
+        &|| rows_cols(rows, cols),
+        &[
+            ("x", x, n),
+            ("bias", bias, cols),
+            ("residual", residual, n),
+            ("out", out, n),
+        ],
+    )?;
+    distinct_outputs(OP, &[("out", out)], &[("bias", bias)])?;
     let args = [
         KernelArg::Buf(x),
         KernelArg::Buf(bias),
@@ -217,7 +247,9 @@ pub fn bias_residual_add(
         KernelArg::I32(r),
         KernelArg::I32(c),
     ];
-    launch_bias(dev, "bias_residual_add", &args, rows, cols)
+    // SAFETY: every buffer was checked against the shape above, and `args` are
+    // the kernel's parameters in order.
+    unsafe { launch_bias(dev, "bias_residual_add", &args, rows, cols) }
 }
 
 /// `n` as the kernels' `int`, or [`Error::Unsupported`].
@@ -228,8 +260,11 @@ fn kernel_len(op: &'static str, n: usize) -> Result<i32> {
     })
 }
 
-/// Launches the row kernel `prefix`_(warp|block)_w(1|4) for `rows x cols` (checked).
-fn launch_rows(
+/// Launches the row kernel `prefix`_(warp|block)_w(1|4) for `rows x cols`.
+///
+/// # Safety
+/// `args` are the kernel's parameters in order, their buffers checked against `rows x cols`.
+unsafe fn launch_rows(
     dev: &mut dyn GpuDevice,
     prefix: &str,
     args: &[KernelArg],
@@ -241,12 +276,16 @@ fn launch_rows(
     }
     let (kind, cfg) = row_launch(rows, cols);
     let name = format!("{prefix}_{kind}_w{}", width(cols));
-    dev.launch(MODULE, &name, cfg, args)
+    // SAFETY: the caller's contract; the configuration is the one the kernels are written for.
+    unsafe { dev.launch(MODULE, &name, cfg, args) }
 }
 
-/// Launches a grid-stride elementwise kernel over `n` values (checked):
+/// Launches a grid-stride elementwise kernel over `n` values:
 /// [`ELEMENTWISE_THREADS`] threads of one `float4` each per block.
-fn launch_elementwise(
+///
+/// # Safety
+/// `args` are the kernel's parameters in order, their buffers checked against `n`.
+unsafe fn launch_elementwise(
     dev: &mut dyn GpuDevice,
     kernel: &str,
     args: &[KernelArg],
@@ -261,12 +300,16 @@ fn launch_elementwise(
         block: [ELEMENTWISE_THREADS as u32, 1, 1],
         shared_bytes: 0,
     };
-    dev.launch(MODULE, kernel, cfg, args)
+    // SAFETY: the caller's contract; the kernel strides over `n` whatever the grid.
+    unsafe { dev.launch(MODULE, kernel, cfg, args) }
 }
 
-/// Launches bias kernel `prefix`_w(1|4) for `rows x cols` (checked): a thread per chunk of
-/// columns, blocks along y walking the rows.
-fn launch_bias(
+/// Launches bias kernel `prefix`_w(1|4) for `rows x cols`: a thread per chunk of columns,
+/// blocks along y walking the rows.
+///
+/// # Safety
+/// `args` are the kernel's parameters in order, their buffers checked against `rows x cols`.
+unsafe fn launch_bias(
     dev: &mut dyn GpuDevice,
     prefix: &str,
     args: &[KernelArg],
@@ -288,5 +331,6 @@ fn launch_bias(
         block: [threads as u32, 1, 1],
         shared_bytes: 0,
     };
-    dev.launch(MODULE, &format!("{prefix}_w{width}"), cfg, args)
+    // SAFETY: the caller's contract; the configuration is the one the kernels are written for.
+    unsafe { dev.launch(MODULE, &format!("{prefix}_w{width}"), cfg, args) }
 }

@@ -94,7 +94,7 @@ impl GpuDevice for SimDevice {
         Ok(self.sim.read_f32(self.buffer(buf)?))
     }
 
-    fn launch(
+    unsafe fn launch(
         &mut self,
         module: PtxModule,
         kernel: &str,

@@ -103,7 +103,7 @@ impl GpuDevice for Recorder<'_> {
     fn download_f32(&mut self, buf: GpuBuffer) -> Result<Vec<f32>> {
         self.dev.download_f32(buf)
     }
-    fn launch(
+    unsafe fn launch(
         &mut self,
         module: PtxModule,
         kernel: &str,
@@ -111,7 +111,8 @@ impl GpuDevice for Recorder<'_> {
         args: &[KernelArg],
     ) -> Result<()> {
         self.launched.insert(kernel.to_string());
-        self.dev.launch(module, kernel, cfg, args)
+        // SAFETY: the caller's contract, passed on unchanged.
+        unsafe { self.dev.launch(module, kernel, cfg, args) }
     }
     fn copy(&mut self, src: GpuBuffer, dst: GpuBuffer) -> Result<()> {
         self.dev.copy(src, dst)
