@@ -29,10 +29,12 @@
 //!    back to its mark and, in the same call, kills every scope opened after the mark, so every
 //!    region that is handed out again belonged only to dead handles. Hence live allocations
 //!    are pairwise disjoint and lie before the bump position.
-//! 3. A `&mut [f32]` to a region exists only inside the [`Fresh`] returned by
-//!    [`Arena::alloc`]; it becomes a [`crate::Tensor`] (read-only access) only by consuming the
-//!    `Fresh`. Shared slices of live tensors borrow the arena, so they end before `reset` or
-//!    `reset_to` (both `&mut self`) can recycle their memory.
+//! 3. A `&mut [f32]` to a region exists inside the [`Fresh`] returned by [`Arena::alloc`],
+//!    which becomes a [`crate::Tensor`] (read-only access) only by being consumed, or comes
+//!    from the `unsafe` `Arena::slice_mut`, whose caller (the autograd tape, for buffers it
+//!    owns alone) guarantees that nothing else reads or refers to the slot meanwhile. Shared
+//!    slices of live tensors borrow the arena, so they end before `reset` or `reset_to` (both
+//!    `&mut self`) can recycle their memory.
 //! 4. Block memory is zeroed when the block is allocated and is only ever written as `f32`,
 //!    so every slice handed out is initialised. A fresh allocation holds zeros the first time
 //!    its memory is used and, after a reset, whatever values the previous step left there.

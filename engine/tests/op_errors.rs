@@ -28,6 +28,20 @@ fn cross_entropy_over_zero_classes_still_needs_one_target_per_row() {
 }
 
 #[test]
+fn cross_entropy_over_zero_classes_with_every_row_ignored_has_a_backward() {
+    // Every target ignored: the loss is NaN (0 / 0, as torch's mean) and the gradient of the
+    // [3, 0] logits is empty, not an error about the rows.
+    let arena = Arena::new();
+    let mut tape = Tape::new();
+    let mut g = Graph::new(&mut tape, &arena, CpuOptions::threads(1), true);
+    let logits = g.leaf(empty(&[3, 0]), true);
+    let loss = g.cross_entropy(logits, &[-100; 3], -100).unwrap();
+    assert!(g.value(loss).to_vec(&arena).unwrap()[0].is_nan());
+    g.backward(loss).unwrap();
+    assert_eq!(g.grad(logits).unwrap().dims(), &[3, 0]);
+}
+
+#[test]
 fn embedding_refuses_a_padding_row_past_the_table() {
     let err = on_graph(|g| {
         let table = g.leaf(Tensor::from_vec(&[2, 1], vec![1.0, 2.0]).unwrap(), false);

@@ -1,5 +1,5 @@
 //! Elementwise add, add_assign and scale (bit for bit against plain loops), the f64 dot
-//! product, the row broadcast and the column sum (against f64, the same on 1 and 2 threads)
+//! product and the column sum (against f64, the same on 1 and 2 threads)
 //! on every ISA this CPU supports, odd sizes, and the errors.
 
 use smelt_kernels::cpu::elementwise::{

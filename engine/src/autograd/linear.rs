@@ -164,7 +164,10 @@ mod tests {
     fn no_rows_or_no_outputs_are_fine() {
         // (x, w): no rows, then no output features.
         for (x_dims, out_f) in [([0, 5], 3), ([4, 5], 0)] {
-            let arena = Arena::new();
+            // NaN in the arena first: the gradients must be written, not found zeroed.
+            let mut arena = Arena::new();
+            arena.alloc(&[256]).unwrap().as_mut_slice().fill(f32::NAN);
+            arena.reset();
             let mut tape = Tape::new();
             let mut g = Graph::new(&mut tape, &arena, CpuOptions::threads(2), true);
             let rows = x_dims[0];

@@ -125,7 +125,8 @@ pub(super) fn cross_entropy_backward(
     let dloss = scalar(OP, g, dout)?;
     let dims = *g.value(logits).shape();
     let cols = dims.dims().last().copied().unwrap_or(0);
-    let rows = dims.numel() / cols.max(1);
+    // One target per row, as the forward checked (numel / C would be 0 rows for C = 0).
+    let rows = targets.len();
     let ld = g.dense(OP, logits)?;
     let targets = &g.tape.targets[targets];
     let opts = g.opts;

@@ -289,8 +289,9 @@ impl<'a> Graph<'a> {
 
     /// Runs every recorded op's backward in reverse, starting from `d loss / d loss = 1`.
     ///
-    /// `loss` must hold one value. Afterwards [`Graph::grad`] gives the gradient of every value
-    /// that needs one and was reached. Gradients reaching a value more than once are summed.
+    /// `loss` must hold one value. Afterwards [`Graph::grad`] gives the gradient of every leaf
+    /// that needs one and was reached (intermediate gradients are released during the pass).
+    /// Gradients reaching a value more than once are summed.
     pub fn backward(&mut self, loss: Var) -> Result<()> {
         const OP: &str = "backward";
         let shape = *self.value(loss).shape();

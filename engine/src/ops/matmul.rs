@@ -160,7 +160,10 @@ mod tests {
 
     #[test]
     fn empty_inner_dimension_gives_zeros() {
-        let arena = Arena::new();
+        // NaN in the arena first: C must be written, not found zeroed.
+        let mut arena = Arena::new();
+        arena.alloc(&[16]).unwrap().as_mut_slice().fill(f32::NAN);
+        arena.reset();
         let a = random_tensor(&[3, 0], 15);
         let b = random_tensor(&[0, 2], 16);
         let c = matmul(&arena, &a, &b, &CpuOptions::default()).unwrap();

@@ -79,7 +79,8 @@ pub fn mean_pool_backward(
 /// `out[b, j] = max_t x'[b, t, j]` with `x' = x` where `mask[b, t] != 0` and `-1e9` where it is
 /// 0 (sentence-transformers' max pooling); NaN propagates.
 ///
-/// Errors when a length does not match (as [`mean_pool`]) or `seq` is 0.
+/// Errors when a length does not match (as [`mean_pool`]) or `seq` is 0 with a non-empty
+/// batch.
 pub fn max_pool(
     x: &[f32],
     mask: &[f32],
@@ -117,7 +118,7 @@ pub fn max_pool(
 /// `out[b, :] = x[b, 0, :]`: the first token's hidden state.
 ///
 /// Errors when `x` does not hold `batch * seq * dim` values or `out` `batch * dim`, or when
-/// `seq` is 0.
+/// `seq` is 0 with a non-empty batch.
 pub fn cls_pool(x: &[f32], out: &mut [f32], batch: usize, seq: usize, dim: usize) -> Result<()> {
     const OP: &str = "cls_pool";
     let d = Dims { batch, seq, dim };

@@ -62,8 +62,16 @@ pub(super) struct Backward {
 }
 
 /// Runs rows `start..end` of a forward call.
+///
+/// # Safety
+/// The job's slices hold every row below `end` (`cols >= 1` values each, the mask its rows
+/// for them), calls running at the same time get disjoint row ranges, and the CPU supports
+/// the kernel's ISA.
 pub(super) type ForwardFn = unsafe fn(job: &Forward, start: usize, end: usize);
 /// Runs rows `start..end` of a backward call.
+///
+/// # Safety
+/// As [`ForwardFn`], for the backward's slices.
 pub(super) type BackwardFn = unsafe fn(job: &Backward, start: usize, end: usize);
 
 /// The forward and backward kernels of one ISA.
@@ -182,7 +190,10 @@ unsafe fn scaled_max<V: SimdF32>(x: *const f32, cols: usize, scale: f32) -> f32 
     }
 }
 
-/// `max_j x[j]` over one row (`cols >= 1`); the cross-entropy's max pass.
+/// `max_j x[j]` over one row; the cross-entropy's max pass.
+///
+/// # Safety
+/// `x` holds `cols >= 1` values, and the CPU supports the ISA of `V`.
 #[inline(always)]
 pub(crate) unsafe fn row_max<V: SimdF32>(x: *const f32, cols: usize) -> f32 {
     extreme::<V, true>(x, cols)
@@ -426,6 +437,7 @@ unsafe fn dot<V: SimdF32>(a: *const f32, b: *const f32, cols: usize) -> f32 {
 }
 
 #[cfg(target_arch = "x86_64")]
+/// The entry points per ISA; each is a [`ForwardFn`] or [`BackwardFn`], with its contract.
 mod x86 {
     use super::{backward_rows, forward_rows, Backward, Forward};
     use crate::cpu::simd::{V256, V512};
@@ -451,10 +463,12 @@ mod x86 {
     }
 }
 
+/// The portable [`ForwardFn`].
 unsafe fn forward_portable(job: &Forward, start: usize, end: usize) {
     forward_rows::<crate::cpu::simd::Wide>(job, start, end)
 }
 
+/// The portable [`BackwardFn`].
 unsafe fn backward_portable(job: &Backward, start: usize, end: usize) {
     backward_rows::<crate::cpu::simd::Wide>(job, start, end)
 }
