@@ -16,6 +16,8 @@ pub enum Error {
     },
     /// Strides that would make an output element alias another one.
     Overlap { op: &'static str, detail: String },
+    /// A GPU buffer holds another element type than the op reads from it (bf16 for f32).
+    Dtype { op: &'static str, detail: String },
     /// A requested instruction set is not supported by this CPU.
     Unsupported { op: &'static str, detail: String },
     /// A GPU device is absent or failed, or a kernel run on ptx-sim failed one of its checks.
@@ -41,6 +43,7 @@ impl fmt::Display for Error {
                 "{op}: operand {operand} needs a slice of at least {needed} elements for its shape and strides, got {len}"
             ),
             Error::Overlap { op, detail } => write!(f, "{op}: overlapping output: {detail}"),
+            Error::Dtype { op, detail } => write!(f, "{op}: dtype mismatch: {detail}"),
             Error::Unsupported { op, detail } => write!(f, "{op}: unsupported: {detail}"),
             Error::Device { op, detail } => write!(f, "{op}: device: {detail}"),
             Error::Value { op, detail } => write!(f, "{op}: invalid argument: {detail}"),

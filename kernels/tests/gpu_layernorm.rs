@@ -133,9 +133,25 @@ fn bf16_buffers_are_sized_in_two_byte_values() {
         "gpu_layer_norm_bf16",
         &["x holds 23 bf16 values", "needs 24"],
     );
-    // 24 bf16 are 12 f32.
-    let err = ln::layer_norm(d, m, v, v, y, r[0], r[1], rows, cols, EPS);
+    // The 48 bytes of 24 bf16 are 12 f32.
+    let untyped = d.alloc_zeros(48).unwrap();
+    let err = ln::layer_norm(d, untyped, v, v, y, r[0], r[1], rows, cols, EPS);
     assert_shape_error(err, "gpu_layer_norm", &["x holds 12 f32 values"]);
+    // Values of the other type are refused whatever their size: bf16 where f32 is read, and
+    // 24 f32 (enough bytes for 48 bf16) where bf16 is read.
+    let err = ln::layer_norm(d, m, v, v, y, r[0], r[1], rows, cols, EPS).unwrap_err();
+    assert!(matches!(err, Error::Dtype { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "gpu_layer_norm: dtype mismatch: x holds bf16 values, the op reads f32 from it (rows x cols = 3 x 8)"
+    );
+    let f32_rows = d.upload_f32(&[0.0; 24]).unwrap();
+    let err = ln::layer_norm_bf16(d, f32_rows, v, v, y, r[0], r[1], rows, cols, EPS).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("x holds f32 values, the op reads bf16"),
+        "{err}"
+    );
     let err = ln::layer_norm_residual_bf16(d, m, m, short, v, v, y, r[0], r[1], rows, cols, EPS);
     assert_shape_error(err, "gpu_layer_norm_residual_bf16", &["sum holds 23 bf16"]);
     let scratch_len = ln::layer_norm_backward_scratch_len(rows, cols);

@@ -100,6 +100,10 @@ fn buffers_of_another_device_are_refused() {
     let small = two.upload_f32(&[5.0; 8]).unwrap();
     let err = pw::gelu(&mut two, large, large, 64).unwrap_err();
     assert!(matches!(err, Error::Device { .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "gpu_gelu: device: x (256 bytes) belongs to another device than ptx-sim (n = 64)"
+    );
     assert_eq!(two.download_f32(small).unwrap(), vec![5.0; 8]);
     assert!(two.download_f32(large).is_err());
 }

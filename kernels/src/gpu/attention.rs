@@ -107,7 +107,7 @@ pub fn attention_forward(
 ) -> Result<()> {
     const OP: &str = "gpu_attention_forward";
     let tensors = [("q", q), ("k", k), ("v", v), ("out", out)];
-    let (tiles, seq) = check_call(OP, shape, &tensors, lse, mask)?;
+    let (tiles, seq) = check_call(&*dev, OP, shape, &tensors, lse, mask)?;
     let mut inputs = vec![("q", q), ("k", k), ("v", v)];
     inputs.extend(mask.map(|m| ("mask", m)));
     distinct_outputs(OP, &[("out", out), ("lse", lse)], &inputs)?;
@@ -163,7 +163,7 @@ pub fn attention_backward(
         ("dk", dk),
         ("dv", dv),
     ];
-    let (tiles, seq) = check_call(OP, shape, &tensors, lse, mask)?;
+    let (tiles, seq) = check_call(&*dev, OP, shape, &tensors, lse, mask)?;
     let mut inputs = vec![("q", q), ("k", k), ("v", v), ("out", out), ("dout", dout)];
     inputs.extend(mask.map(|m| ("mask", m)));
     let outputs = [("dq", dq), ("dk", dk), ("dv", dv), ("lse", lse)];
@@ -206,9 +206,10 @@ pub fn attention_backward(
 }
 
 /// The checks both launchers make: the kernels take `shape` ([`Tiles::of`], [`check_shape`]),
-/// each of `tensors` holds `[B, T, H*d]` values, `lse` [`lse_len`] and `mask` `[B, T]`.
+/// `dev` made every buffer, each of `tensors` holds `[B, T, H*d]` f32 values, `lse` [`lse_len`] and `mask` `[B, T]`.
 /// Returns the tiles and the sequence length as the kernels' `int`.
 fn check_call(
+    dev: &dyn GpuDevice,
     op: &'static str,
     shape: &AttentionShape,
     tensors: &[(&str, GpuBuffer)],
@@ -218,11 +219,11 @@ fn check_call(
     let tiles = Tiles::of(op, shape)?;
     let seq = check_shape(op, shape)?;
     for &(name, buf) in tensors {
-        check(op, shape, name, buf, shape.qkv_len())?;
+        check(dev, op, shape, name, buf, shape.qkv_len())?;
     }
-    check(op, shape, "lse", lse, lse_len(shape))?;
+    check(dev, op, shape, "lse", lse, lse_len(shape))?;
     if let Some(m) = mask {
-        check(op, shape, "mask", m, shape.batch * shape.seq)?;
+        check(dev, op, shape, "mask", m, shape.batch * shape.seq)?;
     }
     Ok((tiles, seq))
 }
@@ -295,11 +296,12 @@ fn check_shape(op: &'static str, shape: &AttentionShape) -> Result<i32> {
 
 /// [`check_lens`] of one buffer, with the shape in the message.
 fn check(
+    dev: &dyn GpuDevice,
     op: &'static str,
     shape: &AttentionShape,
     name: &str,
     buf: GpuBuffer,
     elems: usize,
 ) -> Result<()> {
-    check_lens(op, &|| describe(shape), &[(name, buf, elems)])
+    check_lens(dev, op, &|| describe(shape), &[(name, buf, elems)])
 }

@@ -15,7 +15,9 @@ use cudarc::driver::{
 };
 use cudarc::nvrtc::Ptx;
 
-use super::{check_copy, DeviceId, GpuBuffer, GpuDevice, KernelArg, LaunchConfig, PtxModule};
+use super::{
+    check_copy, DeviceId, Dtype, GpuBuffer, GpuDevice, KernelArg, LaunchConfig, PtxModule,
+};
 use crate::{Error, Result};
 
 /// GPU `ordinal` through the CUDA driver.
@@ -135,6 +137,10 @@ impl GpuDevice for CudaDevice {
         format!("cuda:{} ({name})", self.ctx.ordinal())
     }
 
+    fn owns(&self, buf: GpuBuffer) -> bool {
+        self.id.made(buf)
+    }
+
     fn alloc_zeros(&mut self, bytes: usize) -> Result<GpuBuffer> {
         let words = bytes.div_ceil(4).max(1);
         let s = self.stream.alloc_zeros::<f32>(words).map_err(err)?;
@@ -146,7 +152,7 @@ impl GpuDevice for CudaDevice {
             return self.alloc_zeros(0);
         }
         let s = self.stream.clone_htod(data).map_err(err)?;
-        Ok(self.keep(s, data.len() * 4))
+        Ok(self.keep(s, data.len() * 4).holding(Dtype::F32))
     }
 
     fn download_f32(&mut self, buf: GpuBuffer) -> Result<Vec<f32>> {

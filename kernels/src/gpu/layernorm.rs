@@ -19,8 +19,8 @@
 //! scratch stay f32. Both come from one CUDA template, instantiated for each storage.
 
 use super::{
-    check_lens, distinct_outputs, kernel_dims, row_launch, rows_cols, width, with_sizes, GpuBuffer,
-    GpuDevice, KernelArg, LaunchConfig, PtxModule,
+    check_buffer, check_lens, distinct_outputs, kernel_dims, row_launch, rows_cols, width,
+    with_sizes, Dtype, GpuBuffer, GpuDevice, KernelArg, LaunchConfig, PtxModule,
 };
 use crate::{Error, Result};
 
@@ -267,19 +267,11 @@ enum Storage {
 }
 
 impl Storage {
-    /// Bytes per value.
-    fn bytes(self) -> usize {
+    /// The buffers' element type.
+    fn dtype(self) -> Dtype {
         match self {
-            Storage::F32 => 4,
-            Storage::Bf16 => 2,
-        }
-    }
-
-    /// The name of the type in messages.
-    fn name(self) -> &'static str {
-        match self {
-            Storage::F32 => "f32",
-            Storage::Bf16 => "bf16",
+            Storage::F32 => Dtype::F32,
+            Storage::Bf16 => Dtype::Bf16,
         }
     }
 
@@ -327,9 +319,11 @@ fn forward(
     }
     let sizes = || rows_cols(rows, cols);
     for (name, buf) in matrices {
-        check_rows_len(op, name, buf, rows * cols, storage).map_err(|e| with_sizes(e, &sizes))?;
+        check_buffer(&*dev, op, name, buf, rows * cols, storage.dtype())
+            .map_err(|e| with_sizes(e, &sizes))?;
     }
     check_lens(
+        &*dev,
         op,
         &sizes,
         &[
@@ -382,9 +376,11 @@ fn backward(
     let (r, c) = check_rows_cols(op, rows, cols)?;
     let sizes = || rows_cols(rows, cols);
     for (name, buf) in [("dy", b.dy), ("x", b.x), ("dx", b.dx)] {
-        check_rows_len(op, name, buf, rows * cols, storage).map_err(|e| with_sizes(e, &sizes))?;
+        check_buffer(&*dev, op, name, buf, rows * cols, storage.dtype())
+            .map_err(|e| with_sizes(e, &sizes))?;
     }
     check_lens(
+        &*dev,
         op,
         &sizes,
         &[
@@ -502,28 +498,6 @@ unsafe fn launch_forward(
 fn partition(rows: usize) -> (usize, usize) {
     let per_block = rows.div_ceil(MAX_PARTIAL_BLOCKS).max(1);
     (rows.div_ceil(per_block), per_block)
-}
-
-/// Fails unless `buf` holds at least `elems` values stored as `storage` (`elems *
-/// storage.bytes()` bytes).
-fn check_rows_len(
-    op: &'static str,
-    name: &str,
-    buf: GpuBuffer,
-    elems: usize,
-    storage: Storage,
-) -> Result<()> {
-    let held = buf.bytes() / storage.bytes();
-    if held < elems {
-        return Err(Error::Shape {
-            op,
-            detail: format!(
-                "{name} holds {held} {} values, the shape needs {elems}",
-                storage.name()
-            ),
-        });
-    }
-    Ok(())
 }
 
 /// `cols >= 1`, `rows * cols` fits `usize`, and both fit the kernels' `int`s.

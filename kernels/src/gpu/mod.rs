@@ -30,7 +30,30 @@ pub struct PtxModule {
     pub ptx: &'static str,
 }
 
-/// A device allocation: an opaque handle, the device that made it, and its size in bytes.
+/// What a buffer holds, as the call that made it says: launchers refuse a buffer of the
+/// other kind where they read values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dtype {
+    /// f32 values ([`GpuDevice::upload_f32`]).
+    F32,
+    /// 16-bit values, which the kernels read as bf16 ([`GpuDevice::upload_u16`]).
+    Bf16,
+    /// Zeroed memory not typed yet ([`GpuDevice::alloc_zeros`]), which every launcher takes.
+    Untyped,
+}
+
+impl Dtype {
+    fn name(self) -> &'static str {
+        match self {
+            Dtype::F32 => "f32",
+            Dtype::Bf16 => "bf16",
+            Dtype::Untyped => "untyped",
+        }
+    }
+}
+
+/// A device allocation: an opaque handle, the device that made it, its size in bytes and
+/// what it holds.
 ///
 /// Only a device makes one, and always for a whole allocation (there are no sub-ranges): its
 /// data starts 256-byte aligned on both devices, which the kernels' 16-byte `float4` and 8-byte
@@ -43,6 +66,7 @@ pub struct GpuBuffer {
     device: DeviceId,
     handle: u64,
     bytes: usize,
+    dtype: Dtype,
 }
 
 /// Tells devices apart, so that a buffer is only ever used on the device that made it.
@@ -54,6 +78,11 @@ impl DeviceId {
     pub(crate) fn fresh() -> DeviceId {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         DeviceId(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Whether this device made `buf`.
+    pub(crate) fn made(self, buf: GpuBuffer) -> bool {
+        buf.device == self
     }
 
     /// `buf` when this device made it, else an error naming the op.
@@ -72,13 +101,24 @@ impl DeviceId {
 }
 
 impl GpuBuffer {
-    /// A buffer handle as device `device` hands it out.
+    /// An untyped buffer handle as device `device` hands it out.
     pub(crate) fn new(device: DeviceId, handle: u64, bytes: usize) -> GpuBuffer {
         GpuBuffer {
             device,
             handle,
             bytes,
+            dtype: Dtype::Untyped,
         }
+    }
+
+    /// The same buffer, said to hold `dtype` values.
+    pub(crate) fn holding(self, dtype: Dtype) -> GpuBuffer {
+        GpuBuffer { dtype, ..self }
+    }
+
+    /// What the buffer holds.
+    pub fn dtype(&self) -> Dtype {
+        self.dtype
     }
 
     /// The device's handle (an address on ptx-sim, an index on CUDA).
@@ -126,15 +166,17 @@ pub struct LaunchConfig {
 pub trait GpuDevice {
     /// Human-readable name ("ptx-sim", "NVIDIA H100 ...").
     fn name(&self) -> String;
-    /// A zeroed buffer of `bytes` bytes.
+    /// Whether `buf` is this device's (handles repeat from one device to the next).
+    fn owns(&self, buf: GpuBuffer) -> bool;
+    /// A zeroed buffer of `bytes` bytes, [`Dtype::Untyped`].
     fn alloc_zeros(&mut self, bytes: usize) -> Result<GpuBuffer>;
-    /// A buffer holding `data`.
+    /// A buffer holding `data`, [`Dtype::F32`].
     fn upload_f32(&mut self, data: &[f32]) -> Result<GpuBuffer>;
     /// The contents of a buffer as f32 values (`bytes.div_ceil(4)` of them), after all
     /// launches finished.
     fn download_f32(&mut self, buf: GpuBuffer) -> Result<Vec<f32>>;
-    /// A buffer holding 16-bit values (bf16 or f16 bits), two to a 32-bit word, low half
-    /// first; its size is `2 * data.len()` bytes.
+    /// A buffer holding 16-bit values (the bits of bf16 values), two to a 32-bit word, low
+    /// half first; its size is `2 * data.len()` bytes, its dtype [`Dtype::Bf16`].
     fn upload_u16(&mut self, data: &[u16]) -> Result<GpuBuffer> {
         let words: Vec<f32> = data
             .chunks(2)
@@ -143,7 +185,7 @@ pub trait GpuDevice {
         let buf = self.upload_f32(&words)?;
         Ok(GpuBuffer {
             bytes: 2 * data.len(),
-            ..buf
+            ..buf.holding(Dtype::Bf16)
         })
     }
     /// The contents of a buffer as 16-bit values (`bytes / 2` of them), after all launches
@@ -178,40 +220,94 @@ pub trait GpuDevice {
     fn synchronize(&mut self) -> Result<()>;
 }
 
-/// Fails unless `buf` holds at least `elems` f32 values.
-pub fn check_len(op: &'static str, name: &str, buf: GpuBuffer, elems: usize) -> Result<()> {
-    if buf.len_f32() < elems {
+/// Fails unless `buf` holds at least `elems` values of `dtype`: [`Error::Dtype`] when it holds
+/// the other kind, [`Error::Shape`] when it is too short.
+fn check_len(
+    op: &'static str,
+    name: &str,
+    buf: GpuBuffer,
+    elems: usize,
+    dtype: Dtype,
+) -> Result<()> {
+    if buf.dtype != dtype && buf.dtype != Dtype::Untyped {
+        return Err(Error::Dtype {
+            op,
+            detail: format!(
+                "{name} holds {} values, the op reads {} from it",
+                buf.dtype.name(),
+                dtype.name()
+            ),
+        });
+    }
+    let size = match dtype {
+        Dtype::Bf16 => 2,
+        Dtype::F32 | Dtype::Untyped => 4,
+    };
+    let held = buf.bytes / size;
+    if held < elems {
         return Err(Error::Shape {
             op,
             detail: format!(
-                "{name} holds {} f32 values, the shape needs {elems}",
-                buf.len_f32()
+                "{name} holds {held} {} values, the shape needs {elems}",
+                dtype.name()
             ),
         });
     }
     Ok(())
 }
 
-/// [`check_len`] for each `(name, buf, elems)`, a failure's message ending with the call's
-/// sizes (`sizes()`, e.g. `rows x cols = 4 x 768`), so that it names the shape as well as the
-/// buffer.
+/// [`check_buffer`] of f32 values for each `(name, buf, elems)`; a failure's message ends
+/// with the call's sizes (`sizes()`, e.g. `rows x cols = 4 x 768`), so that it names the
+/// shape as well as the buffer.
 fn check_lens(
+    dev: &dyn GpuDevice,
     op: &'static str,
     sizes: &dyn Fn() -> String,
     bufs: &[(&str, GpuBuffer, usize)],
 ) -> Result<()> {
     for &(name, buf, elems) in bufs {
-        check_len(op, name, buf, elems).map_err(|e| with_sizes(e, sizes))?;
+        check_buffer(dev, op, name, buf, elems, Dtype::F32).map_err(|e| with_sizes(e, sizes))?;
     }
     Ok(())
 }
 
-/// `e` with the call's sizes appended when it is a shape error.
+/// An [`Error::Device`] unless `dev` made `buf`, then [`check_len`].
+fn check_buffer(
+    dev: &dyn GpuDevice,
+    op: &'static str,
+    name: &str,
+    buf: GpuBuffer,
+    elems: usize,
+    dtype: Dtype,
+) -> Result<()> {
+    if !dev.owns(buf) {
+        return Err(Error::Device {
+            op,
+            detail: format!(
+                "{name} ({} bytes) belongs to another device than {}",
+                buf.bytes,
+                dev.name()
+            ),
+        });
+    }
+    check_len(op, name, buf, elems, dtype)
+}
+
+/// `e` with the call's sizes appended to its message.
 fn with_sizes(e: Error, sizes: &dyn Fn() -> String) -> Error {
+    let add = |detail: String| format!("{detail} ({})", sizes());
     match e {
         Error::Shape { op, detail } => Error::Shape {
             op,
-            detail: format!("{detail} ({})", sizes()),
+            detail: add(detail),
+        },
+        Error::Dtype { op, detail } => Error::Dtype {
+            op,
+            detail: add(detail),
+        },
+        Error::Device { op, detail } => Error::Device {
+            op,
+            detail: add(detail),
         },
         other => other,
     }

@@ -55,7 +55,12 @@ pub fn softmax(
     const OP: &str = "gpu_softmax";
     let (r, c) = kernel_dims(OP, rows, cols)?;
     let sizes = || rows_cols(rows, cols);
-    check_lens(OP, &sizes, &[("x", x, rows * cols), ("y", y, rows * cols)])?;
+    check_lens(
+        &*dev,
+        OP,
+        &sizes,
+        &[("x", x, rows * cols), ("y", y, rows * cols)],
+    )?;
     let Some(mask) = mask else {
         distinct_outputs(OP, &[("y", y)], &[("x", x)])?;
         let args = [
@@ -80,7 +85,7 @@ pub fn softmax(
         detail: format!("mask repeat {} exceeds {}", mask.repeat, i32::MAX),
     })?;
     let mask_len = rows.div_ceil(mask.repeat) * cols;
-    check_lens(OP, &sizes, &[("mask", mask.values, mask_len)])?;
+    check_lens(&*dev, OP, &sizes, &[("mask", mask.values, mask_len)])?;
     distinct_outputs(OP, &[("y", y)], &[("x", x), ("mask", mask.values)])?;
     let args = [
         KernelArg::Buf(x),
@@ -115,6 +120,7 @@ pub fn softmax_backward(
     let (r, c) = kernel_dims(OP, rows, cols)?;
     let n = rows * cols;
     check_lens(
+        &*dev,
         OP,
         &|| rows_cols(rows, cols),
         &[("y", y, n), ("dy", dy, n), ("dx", dx, n)],
@@ -140,7 +146,12 @@ pub fn softmax_backward(
 pub fn gelu(dev: &mut dyn GpuDevice, x: GpuBuffer, y: GpuBuffer, n: usize) -> Result<()> {
     const OP: &str = "gpu_gelu";
     let len = kernel_len(OP, n)?;
-    check_lens(OP, &|| format!("n = {n}"), &[("x", x, n), ("y", y, n)])?;
+    check_lens(
+        &*dev,
+        OP,
+        &|| format!("n = {n}"),
+        &[("x", x, n), ("y", y, n)],
+    )?;
     let args = [KernelArg::Buf(x), KernelArg::Buf(y), KernelArg::I32(len)];
     // SAFETY: every buffer was checked against the shape above, and `args` are
     // the kernel's parameters in order.
@@ -161,6 +172,7 @@ pub fn gelu_backward(
     const OP: &str = "gpu_gelu_backward";
     let len = kernel_len(OP, n)?;
     check_lens(
+        &*dev,
         OP,
         &|| format!("n = {n}"),
         &[("x", x, n), ("dy", dy, n), ("dx", dx, n)],
@@ -193,6 +205,7 @@ pub fn bias_add(
     let (r, c) = kernel_dims(OP, rows, cols)?;
     let n = rows * cols;
     check_lens(
+        &*dev,
         OP,
         &|| rows_cols(rows, cols),
         &[("x", x, n), ("bias", bias, cols), ("out", out, n)],
@@ -229,6 +242,7 @@ pub fn bias_residual_add(
     let (r, c) = kernel_dims(OP, rows, cols)?;
     let n = rows * cols;
     check_lens(
+        &*dev,
         OP,
         &|| rows_cols(rows, cols),
         &[

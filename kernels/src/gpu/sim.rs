@@ -5,7 +5,9 @@ use std::collections::HashMap;
 
 use smelt_ptx_sim::{Arg, Buffer, Dim3, Launch, Module, Sim};
 
-use super::{check_copy, DeviceId, GpuBuffer, GpuDevice, KernelArg, LaunchConfig, PtxModule};
+use super::{
+    check_copy, DeviceId, Dtype, GpuBuffer, GpuDevice, KernelArg, LaunchConfig, PtxModule,
+};
 use crate::{Error, Result};
 
 /// A simulated GPU: global memory, parsed modules, and the warnings of every launch.
@@ -79,6 +81,10 @@ impl GpuDevice for SimDevice {
         "ptx-sim".to_string()
     }
 
+    fn owns(&self, buf: GpuBuffer) -> bool {
+        self.id.made(buf)
+    }
+
     fn alloc_zeros(&mut self, bytes: usize) -> Result<GpuBuffer> {
         // Whole 32-bit words, as on CUDA (and as `upload_u16` makes them).
         let b = self.sim.zeros(4 * bytes.div_ceil(4));
@@ -87,7 +93,7 @@ impl GpuDevice for SimDevice {
 
     fn upload_f32(&mut self, data: &[f32]) -> Result<GpuBuffer> {
         let b = self.sim.upload_f32(data);
-        Ok(self.register(b, b.len()))
+        Ok(self.register(b, b.len()).holding(Dtype::F32))
     }
 
     fn download_f32(&mut self, buf: GpuBuffer) -> Result<Vec<f32>> {

@@ -94,6 +94,9 @@ impl GpuDevice for Recorder<'_> {
     fn name(&self) -> String {
         self.dev.name()
     }
+    fn owns(&self, buf: GpuBuffer) -> bool {
+        self.dev.owns(buf)
+    }
     fn alloc_zeros(&mut self, bytes: usize) -> Result<GpuBuffer> {
         self.dev.alloc_zeros(bytes)
     }
