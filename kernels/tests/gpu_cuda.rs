@@ -11,7 +11,7 @@ use smelt_kernels::cpu::attention::AttentionShape;
 use smelt_kernels::gpu::CudaDevice;
 
 mod common;
-use common::gpu::attention::{D128_MASKED_TAILS, HEAD_DIMS_32_128, SEQ_LENGTHS_D64};
+use common::gpu::attention::{D128_LONG, HEAD_DIMS_32_128, SEQ_LENGTHS_D64};
 use common::gpu::layernorm::Rows;
 use common::gpu::{attention, layernorm, pointwise};
 
@@ -105,7 +105,7 @@ fn every_pointwise_kernel_runs() {
 #[test]
 fn attention_matches_the_references() {
     let dev = &mut gpu();
-    for cases in [&SEQ_LENGTHS_D64[..], &HEAD_DIMS_32_128, &D128_MASKED_TAILS] {
+    for cases in [&SEQ_LENGTHS_D64[..], &HEAD_DIMS_32_128, &D128_LONG] {
         attention::matches_references(dev, cases);
     }
 }

@@ -12,18 +12,31 @@ use smelt_kernels::cpu::CpuOptions;
 use smelt_kernels::gpu::attention::{attention_backward, attention_forward, lse_len};
 use smelt_kernels::gpu::GpuDevice;
 
-/// `(T, d, masked)` of batch 2 x heads 2 at head dim 64: every tail of the tiles.
-pub const SEQ_LENGTHS_D64: [(usize, usize, bool); 4] = [
-    (1, 64, false),
-    (17, 64, true),
-    (128, 64, false),
-    (130, 64, true),
+/// One case of batch 2 x heads 2: `(T, d, padding)`, where `padding` is the value that masks
+/// padded keys (`f32::MIN`, as HF's masks, or `-inf`), or `None` for no mask.
+pub type Small = (usize, usize, Option<f32>);
+
+const MIN: Option<f32> = Some(f32::MIN);
+const NEG_INF: Option<f32> = Some(f32::NEG_INFINITY);
+
+/// Every sequence length (every tail of the tiles) at head dim 64.
+pub const SEQ_LENGTHS_D64: [Small; 4] = [
+    (1, 64, None),
+    (17, 64, MIN),
+    (128, 64, None),
+    (130, 64, NEG_INF),
 ];
-/// `(T, d, masked)` at head dims 32 and 128.
-pub const HEAD_DIMS_32_128: [(usize, usize, bool); 3] =
-    [(17, 32, true), (130, 32, false), (17, 128, false)];
-/// `(T, d, masked)`: head dim 128 with a mask and tails.
-pub const D128_MASKED_TAILS: [(usize, usize, bool); 1] = [(130, 128, true)];
+/// Every sequence length at head dim 32, and the short ones at 128.
+pub const HEAD_DIMS_32_128: [Small; 6] = [
+    (1, 32, NEG_INF),
+    (17, 32, MIN),
+    (128, 32, NEG_INF),
+    (130, 32, None),
+    (1, 128, MIN),
+    (17, 128, None),
+];
+/// The long sequences at head dim 128 (the slowest to interpret).
+pub const D128_LONG: [Small; 2] = [(128, 128, NEG_INF), (130, 128, MIN)];
 
 /// Relative L2 error `||got - want|| / ||want||` and the largest absolute difference.
 fn errors(got: &[f32], want: &[f32]) -> (f64, f64) {
@@ -54,14 +67,14 @@ fn assert_close(what: &str, got: &[f32], want: &[f32]) {
     assert!(ok, "{what}: rel L2 {rel:e}, max abs {max:e}");
 }
 
-/// Key mask `[B, T]`: batch element `b` has its last `pad * b` keys padded with `f32::MIN`
-/// (key 0 is always kept).
-fn padding_mask(batch: usize, seq: usize, pad: usize) -> Vec<f32> {
+/// Key mask `[B, T]`: batch element `b` has its last `pad * b` keys set to `fill` (key 0 is
+/// always kept).
+fn padding_mask(batch: usize, seq: usize, pad: usize, fill: f32) -> Vec<f32> {
     (0..batch * seq)
         .map(|i| {
             let (b, j) = (i / seq, i % seq);
             if j + pad * b >= seq && j > 0 {
-                f32::MIN
+                fill
             } else {
                 0.0
             }
@@ -84,11 +97,14 @@ struct Case {
 
 impl Case {
     /// Random inputs for `shape` (seeded by `T` and `d`), with [`padding_mask`] of `pad` keys
-    /// per batch element when it is given.
-    fn new(shape: AttentionShape, pad: Option<usize>) -> Case {
+    /// per batch element set to `fill`, when `(pad, fill)` is given.
+    fn new(shape: AttentionShape, padding: Option<(usize, f32)>) -> Case {
         let n = shape.qkv_len();
         let seed = (shape.seq * 1000 + shape.head_dim) as u64;
-        let masked = if pad.is_some() { " masked" } else { "" };
+        let masked = match padding {
+            Some((_, fill)) => format!(" masked with {fill:e}"),
+            None => String::new(),
+        };
         let s = &shape;
         Case {
             label: format!(
@@ -100,21 +116,21 @@ impl Case {
             k: random(n, seed + 1),
             v: random(n, seed + 2),
             dout: random(n, seed + 3),
-            mask: pad.map(|pad| padding_mask(shape.batch, shape.seq, pad)),
+            mask: padding.map(|(pad, fill)| padding_mask(shape.batch, shape.seq, pad, fill)),
             scale: 1.0 / (shape.head_dim as f32).sqrt(),
         }
     }
 
-    /// Batch 2, heads 2, `seq` and `head_dim`, with 3 padded keys in batch element 1 when
-    /// `masked`.
-    fn small(seq: usize, head_dim: usize, masked: bool) -> Case {
+    /// Batch 2, heads 2, `seq` and `head_dim`, with 3 keys of batch element 1 set to `padding`
+    /// when it is given.
+    fn small((seq, head_dim, padding): Small) -> Case {
         let shape = AttentionShape {
             batch: 2,
             seq,
             heads: 2,
             head_dim,
         };
-        Case::new(shape, masked.then_some(3))
+        Case::new(shape, padding.map(|fill| (3, fill)))
     }
 
     /// `out`, `lse`, `dq`, `dk`, `dv` from the GPU kernels (outputs start as NaN, so anything
@@ -198,10 +214,16 @@ impl Case {
         lse
     }
 
-    /// Runs the GPU kernels and compares them with the f64 references: output, logsumexp
-    /// (plane 0 + plane 1 of `lse`), and the three gradients.
+    /// Runs the GPU kernels and compares them with the f64 references (output, logsumexp as
+    /// plane 0 + plane 1 of `lse`, and the three gradients) and with the CPU kernels.
     fn check_references(&self, dev: &mut dyn GpuDevice) {
         let [out, lse, dq, dk, dv] = self.gpu(dev);
+        let cpu = self.cpu(&CpuOptions::threads(1));
+        let name = format!("{}: {} against the CPU kernels", dev.name(), self.label);
+        let gpu = [&out, &dq, &dk, &dv];
+        for (what, (got, want)) in ["out", "dq", "dk", "dv"].iter().zip(gpu.iter().zip(&cpu)) {
+            assert_close(&format!("{name} {what}"), got, want);
+        }
         let name = format!("{}: {}", dev.name(), self.label);
         let mask = self.mask.as_deref();
         let (q, k, v, s) = (&self.q, &self.k, &self.v, &self.shape);
@@ -237,10 +259,10 @@ impl Case {
     }
 }
 
-/// Batch 2 x heads 2 cases `(T, d, masked)` against the f64 references.
-pub fn matches_references(dev: &mut dyn GpuDevice, cases: &[(usize, usize, bool)]) {
-    for &(seq, head_dim, masked) in cases {
-        Case::small(seq, head_dim, masked).check_references(dev);
+/// Batch 2 x heads 2 cases against the f64 references and the CPU kernels.
+pub fn matches_references(dev: &mut dyn GpuDevice, cases: &[Small]) {
+    for &case in cases {
+        Case::small(case).check_references(dev);
     }
 }
 
@@ -249,7 +271,7 @@ pub fn matches_references(dev: &mut dyn GpuDevice, cases: &[(usize, usize, bool)
 pub fn matches_cpu(dev: &mut dyn GpuDevice, shape: AttentionShape) {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let pad = shape.seq / (2 * shape.batch);
-    Case::new(shape, Some(pad)).check_cpu(dev, &CpuOptions::threads(threads));
+    Case::new(shape, Some((pad, f32::MIN))).check_cpu(dev, &CpuOptions::threads(threads));
 }
 
 /// Batch element 1 has every key masked: with `f32::MIN` the CPU averages `v` uniformly (every
@@ -257,7 +279,7 @@ pub fn matches_cpu(dev: &mut dyn GpuDevice, shape: AttentionShape) {
 /// forward and backward, and the same bits on a second run.
 pub fn fully_masked_rows(dev: &mut dyn GpuDevice) {
     for fill in [f32::MIN, f32::NEG_INFINITY] {
-        let mut case = Case::small(17, 32, true);
+        let mut case = Case::small((17, 32, MIN));
         let t = case.shape.seq;
         if let Some(m) = case.mask.as_mut() {
             m[t..].fill(fill);
