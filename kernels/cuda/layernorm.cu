@@ -32,6 +32,11 @@
 //       BWD_THREADS_W4 = 1024 for _w4 and BWD_THREADS_W1 = 640 for _w1 (their
 //       __launch_bounds__: a block must fit the SM's 64 Ki registers, and at 1024 threads the
 //       _w1 kernels would spill), so the widest rows are 8192 and 5120 columns.
+//   layernorm_bwd{,_bf16}_wide_w{1,4}: rows wider than that, any width. The same sums and the
+//       same partial rows, but in two passes over each row in global memory (sums, then dx:
+//       nothing of a row stays in registers), and the dgamma/dbeta partials kept in
+//       partial[b, :] itself, each chunk updated by the one thread that owns it (so neither
+//       races nor depends on timing). Grid (num_blocks), block (BWD_THREADS_WIDE).
 //   layernorm_bwd_params: dgamma[c] = sum_b partial[b, c], dbeta likewise, in a fixed order.
 //       Block (32, 8): column blockIdx.x * 32 + tx; thread (tx, ty) adds partial rows ty,
 //       ty + 8, ... in turn, then thread (tx, 0) adds the 8 results in ty order.
@@ -45,6 +50,7 @@
 #define BWD_FLOATS 8
 #define BWD_THREADS_W4 1024
 #define BWD_THREADS_W1 640
+#define BWD_THREADS_WIDE 1024
 
 __device__ __forceinline__ float warp_sum(float v) {
     for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(FULL, v, off);
@@ -348,6 +354,64 @@ __device__ __forceinline__ void backward_rows(const T* __restrict__ dy,
     }
 }
 
+// The wide rows' dx and partial sums (see the top of the file): chunks i = t, t + B, ... of
+// thread t, as many as the row has.
+template <int W, class T>
+__device__ __forceinline__ void backward_rows_wide(const T* __restrict__ dy,
+                                                   const T* __restrict__ x,
+                                                   const float* __restrict__ gamma,
+                                                   const float* __restrict__ mean,
+                                                   const float* __restrict__ rstd,
+                                                   T* __restrict__ dx,
+                                                   float* __restrict__ partial, int rows,
+                                                   int cols, int rows_per_block) {
+    __shared__ float slots[2][32][2];
+    BlockGroup<2> group{(int)threadIdx.x, (int)blockDim.x, slots, 0};
+    const int n = cols / W;
+    const float inv_n = 1.0f / cols;
+    float* pg = partial + (size_t)blockIdx.x * cols;
+    float* pb = partial + (size_t)(gridDim.x + blockIdx.x) * cols;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        store<W>(pg + i * W, Vec<W>{});
+        store<W>(pb + i * W, Vec<W>{});
+    }
+    const int first = blockIdx.x * rows_per_block;
+    const int last = first + min(rows_per_block, rows - first);  // no overflow near INT_MAX
+    for (int r = first; r < last; r++) {
+        const size_t off = (size_t)r * cols;
+        const float m = mean[r], s = rstd[r];
+        // sums[0] = sum(g), sums[1] = sum(g * xhat) over the row.
+        float sums[2] = {0.0f, 0.0f};
+        for (int i = threadIdx.x; i < n; i += blockDim.x) {
+            Vec<W> d = load<W>(dy + off + i * W), v = load<W>(x + off + i * W);
+            Vec<W> gam = load<W>(gamma + i * W);
+            Vec<W> dg = load<W>(pg + i * W), db = load<W>(pb + i * W);
+#pragma unroll
+            for (int k = 0; k < W; k++) {
+                const float xhat = (v.v[k] - m) * s, g = d.v[k] * gam.v[k];
+                sums[0] += g;
+                sums[1] = fmaf(g, xhat, sums[1]);
+                dg.v[k] = fmaf(d.v[k], xhat, dg.v[k]);
+                db.v[k] += d.v[k];
+            }
+            store<W>(pg + i * W, dg);
+            store<W>(pb + i * W, db);
+        }
+        group.sum(sums);
+        const float a = sums[0] * inv_n, minus_b = -sums[1] * inv_n;
+        for (int i = threadIdx.x; i < n; i += blockDim.x) {
+            Vec<W> d = load<W>(dy + off + i * W), v = load<W>(x + off + i * W);
+            Vec<W> gam = load<W>(gamma + i * W), out;
+#pragma unroll
+            for (int k = 0; k < W; k++) {
+                const float xhat = (v.v[k] - m) * s, g = d.v[k] * gam.v[k];
+                out.v[k] = s * fmaf(xhat, minus_b, g - a);
+            }
+            store<W>(dx + off + i * W, out);
+        }
+    }
+}
+
 #define BWD_PARAMS(T)                                                                          \
     const T *__restrict__ dy, const T *__restrict__ x, const float *__restrict__ gamma,        \
         const float *__restrict__ mean, const float *__restrict__ rstd, T *__restrict__ dx,    \
@@ -362,6 +426,14 @@ extern "C" __global__ void __launch_bounds__(BWD_THREADS_W1)
     layernorm_bwd_bf16_w1(BWD_PARAMS(bf16)) { backward_rows<1>(BWD_ARGS); }
 extern "C" __global__ void __launch_bounds__(BWD_THREADS_W4)
     layernorm_bwd_bf16_w4(BWD_PARAMS(bf16)) { backward_rows<4>(BWD_ARGS); }
+extern "C" __global__ void __launch_bounds__(BWD_THREADS_WIDE)
+    layernorm_bwd_wide_w1(BWD_PARAMS(float)) { backward_rows_wide<1>(BWD_ARGS); }
+extern "C" __global__ void __launch_bounds__(BWD_THREADS_WIDE)
+    layernorm_bwd_wide_w4(BWD_PARAMS(float)) { backward_rows_wide<4>(BWD_ARGS); }
+extern "C" __global__ void __launch_bounds__(BWD_THREADS_WIDE)
+    layernorm_bwd_bf16_wide_w1(BWD_PARAMS(bf16)) { backward_rows_wide<1>(BWD_ARGS); }
+extern "C" __global__ void __launch_bounds__(BWD_THREADS_WIDE)
+    layernorm_bwd_bf16_wide_w4(BWD_PARAMS(bf16)) { backward_rows_wide<4>(BWD_ARGS); }
 
 extern "C" __global__ void layernorm_bwd_params(const float* __restrict__ partial,
                                                 float* __restrict__ dgamma,

@@ -10,7 +10,9 @@
 //! Backward: `dx` per row, and `dgamma`/`dbeta` in two deterministic stages (no float atomics,
 //! the same bits on every run): each of up to 512 blocks takes a contiguous range of rows and
 //! writes its column sums to a scratch buffer (see [`layer_norm_backward_scratch_len`]), then
-//! one kernel adds those partial sums per column in a fixed order.
+//! one kernel adds those partial sums per column in a fixed order. Rows up to
+//! [`MAX_BACKWARD_COLS`] ([`MAX_BACKWARD_COLS_W1`] when `cols % 4 != 0`) stay in registers
+//! between the two passes over them; wider rows go to kernels that read them twice.
 //!
 //! Each launcher has a `_bf16` twin that stores the row matrices (`x`, `residual`, `sum`, `y`,
 //! `dy`, `dx`) as bf16 bits, two bytes per value, which halves the traffic of these
@@ -32,13 +34,16 @@ pub const MODULE: PtxModule = PtxModule {
 
 /// Floats of a row that one backward thread holds in registers (`BWD_FLOATS` in the source).
 const BWD_FLOATS: usize = 8;
-/// The widest row the backward takes when `cols % 4 == 0`: 8 floats held by each of up to
-/// 1024 threads (`BWD_THREADS_W4`, the `__launch_bounds__` of the `_w4` kernels).
+/// The widest row the backward keeps in registers when `cols % 4 == 0`: 8 floats held by each
+/// of up to 1024 threads (`BWD_THREADS_W4`, the `__launch_bounds__` of the `_w4` kernels).
+/// Wider rows go to the `_wide` kernels, which read each row twice.
 pub const MAX_BACKWARD_COLS: usize = BWD_FLOATS * 1024;
-/// The widest row the backward takes when `cols % 4 != 0`: 8 floats held by each of up to 640
-/// threads (`BWD_THREADS_W1`: with 1024 the `_w1` kernels would need more registers than an
-/// SM has for one block, or spill).
+/// The widest row the backward keeps in registers when `cols % 4 != 0`: 8 floats held by each
+/// of up to 640 threads (`BWD_THREADS_W1`: with 1024 the `_w1` kernels would need more
+/// registers than an SM has for one block, or spill).
 pub const MAX_BACKWARD_COLS_W1: usize = BWD_FLOATS * 640;
+/// Threads of a block of the `_wide` backward kernels (`BWD_THREADS_WIDE`).
+const WIDE_THREADS: usize = 1024;
 /// The most blocks of the backward, hence the most partial sums per column.
 const MAX_PARTIAL_BLOCKS: usize = 512;
 
@@ -191,8 +196,7 @@ pub fn layer_norm_backward_scratch_len(rows: usize, cols: usize) -> usize {
 /// matter and are overwritten. `dx`, `dgamma` and `dbeta` are overwritten, not accumulated
 /// into. The column sums do not depend on the device or the run. Errors: [`Error::Shape`] when
 /// a buffer is too short or `cols` is 0, [`Error::Overlap`] when an output (or `scratch`) is
-/// also another argument, [`Error::Unsupported`] when `cols` exceeds [`MAX_BACKWARD_COLS`]
-/// ([`MAX_BACKWARD_COLS_W1`] when `cols % 4 != 0`) or `rows` exceeds `i32::MAX`.
+/// also another argument, [`Error::Unsupported`] when `rows` or `cols` exceeds `i32::MAX`.
 #[allow(clippy::too_many_arguments)]
 pub fn layer_norm_backward(
     dev: &mut dyn GpuDevice,
@@ -397,20 +401,12 @@ fn backward(
         ],
     )?;
     let width = width(cols);
-    let max_cols = if width == 4 {
-        MAX_BACKWARD_COLS
-    } else {
-        MAX_BACKWARD_COLS_W1
-    };
-    if cols > max_cols {
-        return Err(Error::Unsupported {
-            op,
-            detail: format!(
-                "rows x cols = {rows} x {cols}: the backward takes at most {MAX_BACKWARD_COLS} \
-                 columns when cols % 4 == 0, else at most {MAX_BACKWARD_COLS_W1}"
-            ),
-        });
-    }
+    let in_registers = cols
+        <= if width == 4 {
+            MAX_BACKWARD_COLS
+        } else {
+            MAX_BACKWARD_COLS_W1
+        };
     distinct_outputs(
         op,
         &[
@@ -430,7 +426,11 @@ fn backward(
     let (blocks, rows_per_block) = partition(rows);
     if rows > 0 {
         let per_thread = BWD_FLOATS / width;
-        let threads = (cols / width).div_ceil(per_thread).next_multiple_of(32);
+        let threads = if in_registers {
+            (cols / width).div_ceil(per_thread).next_multiple_of(32)
+        } else {
+            WIDE_THREADS
+        };
         let cfg = LaunchConfig {
             grid: [blocks as u32, 1, 1],
             block: [threads as u32, 1, 1],
@@ -448,7 +448,8 @@ fn backward(
             KernelArg::I32(c),
             KernelArg::I32(rows_per_block as i32),
         ];
-        let kernel = format!("layernorm_bwd{}_w{width}", storage.tag());
+        let wide = if in_registers { "" } else { "_wide" };
+        let kernel = format!("layernorm_bwd{}{wide}_w{width}", storage.tag());
         // SAFETY: every buffer was checked against `rows x cols` (the scratch against
         // `blocks x cols`), and the arguments are the kernel's parameters in order.
         unsafe { dev.launch(MODULE, &kernel, cfg, &args)? };

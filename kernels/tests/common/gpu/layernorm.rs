@@ -29,17 +29,20 @@ pub fn shapes() -> Vec<(usize, usize)> {
 }
 
 /// Every backward variant: `ROWS x COLS`, 1100 rows (blocks of three rows and a last one of
-/// two; the others have a row per block) and the widest rows the backward takes, 4-wide and
-/// scalar (odd).
+/// two; the others have a row per block), the widest rows kept in registers, 4-wide and scalar
+/// (odd), and rows past them (the `_wide` kernels).
 pub fn backward_shapes() -> Vec<(usize, usize)> {
     let mut all = grid();
-    all.extend([
-        (1100, 3),
-        (2, MAX_BACKWARD_COLS),
-        (2, MAX_BACKWARD_COLS_W1 - 1),
-    ]);
+    all.extend([(1100, 3)]);
+    all.extend(WIDEST);
+    all.extend(WIDER);
     all
 }
+
+/// The widest rows the backward keeps in registers: 4-wide, and scalar (odd).
+const WIDEST: [(usize, usize); 2] = [(2, MAX_BACKWARD_COLS), (2, MAX_BACKWARD_COLS_W1 - 1)];
+/// Rows past [`WIDEST`], for the `_wide` kernels: 4-wide, and scalar (odd).
+const WIDER: [(usize, usize); 2] = [(2, MAX_BACKWARD_COLS + 4), (3, MAX_BACKWARD_COLS_W1 + 1)];
 
 /// `ROWS x COLS`.
 fn grid() -> Vec<(usize, usize)> {
@@ -411,7 +414,7 @@ pub fn backward_of_no_rows(dev: &mut dyn GpuDevice, kind: Rows) {
 }
 
 /// Launches every kernel of the module (the forwards on every variant, the backward on both
-/// widths, for both storages) and checks none is left out.
+/// access widths, in registers and wide, for both storages) and checks none is left out.
 pub fn every_kernel_runs(dev: &mut dyn GpuDevice) {
     let mut dev = Recorder::new(dev);
     let dev = &mut dev;
@@ -423,6 +426,11 @@ pub fn every_kernel_runs(dev: &mut dyn GpuDevice) {
             if cols < 100 {
                 gpu_backward(dev, kind, &beta, &x, &gamma, &mean, &rstd, 1, cols);
             }
+        }
+        for (rows, cols) in WIDER {
+            let [x, gamma, beta] = inputs(rows, cols, cols as u64, 0.5);
+            let [_, mean, rstd] = gpu_forward(dev, kind, &x, &gamma, &beta, rows, cols);
+            gpu_backward(dev, kind, &x, &x, &gamma, &mean, &rstd, rows, cols);
         }
     }
     assert_eq!(dev.launched, entries(ln::MODULE));
