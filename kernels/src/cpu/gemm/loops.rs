@@ -10,7 +10,9 @@
 //!
 //! Threads split loop 3 (rows) or loop 2 (column panels), whichever balances better. With
 //! rows split, the threads pack each block of B together before they multiply it; with
-//! panels split, each thread packs only its own panels, so there is no barrier at all.
+//! panels split, each thread packs only its own panels, so there is no barrier at all. When
+//! all of A fits one row block (M <= MC, e.g. a linear layer over 128 tokens), loop 4 packs
+//! nothing: loop 2 packs each micro-panel just before its tiles, into a one-panel buffer in L2.
 
 use super::blocking::{even_chunk, share, Blocking};
 use super::microkernel::{Microkernel, Panels, TileOut};
@@ -127,10 +129,25 @@ pub(crate) unsafe fn run(kernel: &Microkernel, blk: &Blocking, p: Problem, threa
         a: single_block && p.n <= 4 * nr,
         b: single_block && p.b.cs == 1 && p.n % nr == 0 && p.k * p.b.rs <= blk.kc * nr,
     };
+    let threads = threads.max(1);
+    let by_rows_split = split_rows(p.m, p.n, (mr, nr), threads);
+    // With all of A in one row block, each panel of B meets every row of A at once: packed
+    // just before its tiles, into a buffer of one panel that stays in L2, instead of with its
+    // whole block (the block's trip through L3 and back cost 128 x 768 x 3072 10% on one
+    // thread, 5% on two; bench/NOTES.md). Not when threads split the rows: each would pack
+    // every panel.
+    let lazy_b = !direct.b && p.m <= blk.mc && (threads == 1 || !by_rows_split);
     let plan = Plan {
         blocks: Blocks { nc_step, kc_step },
         direct,
-        bpack_len: if direct.b { 0 } else { kc_step * nc_step },
+        lazy_b,
+        bpack_len: if direct.b {
+            0
+        } else if lazy_b {
+            kc_step * nr
+        } else {
+            kc_step * nc_step
+        },
         buffers,
         upcoming: if single_block {
             p.upcoming
@@ -138,8 +155,7 @@ pub(crate) unsafe fn run(kernel: &Microkernel, blk: &Blocking, p: Problem, threa
             Upcoming::NONE
         },
     };
-    let threads = threads.max(1);
-    if split_rows(p.m, p.n, (mr, nr), threads) {
+    if by_rows_split {
         by_rows(kernel, blk, &p, &plan, threads);
     } else {
         by_panels(kernel, blk, &p, &plan, threads);
@@ -153,6 +169,8 @@ pub(crate) unsafe fn run(kernel: &Microkernel, blk: &Blocking, p: Problem, threa
 struct Plan {
     blocks: Blocks,
     direct: Direct,
+    /// Whether B's panels are packed one at a time, as loop 2 reaches them.
+    lazy_b: bool,
     bpack_len: usize,
     /// Floats the A and B pack buffers grow to when they must grow.
     buffers: (usize, usize),
@@ -169,6 +187,8 @@ unsafe fn by_rows(kernel: &Microkernel, blk: &Blocking, p: &Problem, plan: &Plan
         plan.blocks.each(&p, |block_b| {
             let b_source = if direct.b {
                 BSource::direct(block_b.b, nr)
+            } else if plan.lazy_b {
+                BSource::lazy(block_b, bpack.get(), nr)
             } else {
                 let shared_b = Shared(block_b);
                 for_each_task(threads, threads, |t| {
@@ -215,6 +235,8 @@ unsafe fn by_panels(
                 }
                 let b_source = if direct.b {
                     BSource::direct(block_b.b, nr)
+                } else if plan.lazy_b {
+                    BSource::lazy(block_b, bpack, nr)
                 } else {
                     block_b.pack(panels, nr, bpack);
                     BSource::packed(bpack, panels.0, block_b.kc, nr)
@@ -322,6 +344,8 @@ struct BSource {
     first: usize,
     panel: usize,
     step: usize,
+    /// The block whose panels are packed to `base` one at a time, when they are.
+    lazy: Option<BlockB>,
 }
 
 impl BSource {
@@ -332,6 +356,7 @@ impl BSource {
             first: 0,
             panel: nr,
             step: b.rs,
+            lazy: None,
         }
     }
 
@@ -349,7 +374,9 @@ impl BSource {
     /// 4.4% of a large product's samples; 1-5% faster on 1 thread, bench/NOTES.md).
     #[inline(always)]
     fn ahead(&self, (jp, end): (usize, usize), (tile, tiles): (usize, usize), nr: usize) -> Lines {
-        if jp + 1 >= end || self.step != nr {
+        // Panels packed one at a time ask nothing here: their pack asks for the next one's
+        // rows into L2.
+        if jp + 1 >= end || self.step != nr || self.lazy.is_some() {
             return Lines::NONE;
         }
         let share = self.panel.div_ceil(tiles).next_multiple_of(LINE);
@@ -368,6 +395,29 @@ impl BSource {
             first,
             panel: nr * kc,
             step: nr,
+            lazy: None,
+        }
+    }
+
+    /// Panels of `block` packed one at a time into `buffer`, as loop 2 reaches them.
+    fn lazy(block: BlockB, buffer: *mut f32, nr: usize) -> BSource {
+        BSource {
+            base: buffer,
+            first: 0,
+            panel: nr * block.kc,
+            step: nr,
+            lazy: Some(block),
+        }
+    }
+
+    /// Where panel `jp` starts, after packing it when the panels are packed one at a time.
+    unsafe fn panel_at(&self, jp: usize, nr: usize) -> *const f32 {
+        match self.lazy {
+            Some(block) => {
+                block.pack((jp, jp + 1), nr, self.base.cast_mut());
+                self.base
+            }
+            None => self.base.add((jp - self.first) * self.panel),
         }
     }
 }
@@ -448,6 +498,7 @@ unsafe fn block(
             let tiles = mc.div_ceil(mr);
             for jp in panels.0..panels.1 {
                 let j = jp * nr;
+                let b_panel = b.panel_at(jp, nr);
                 for ir in (0..mc).step_by(mr) {
                     let ahead = if batch_ahead {
                         plan.upcoming.share(tiles_done, tiles_total)
@@ -470,7 +521,7 @@ unsafe fn block(
                         a,
                         a_row,
                         a_step,
-                        b: b.base.add((jp - b.first) * b.panel),
+                        b: b_panel,
                         b_step: b.step,
                         ahead,
                     };
