@@ -45,6 +45,9 @@ pub(crate) struct Problem {
     /// What to ask into L2 while this product computes (in a batch, the next product's
     /// operands); only a product of a single block asks.
     pub upcoming: Upcoming,
+    /// B's panels packed beforehand in the layout of [`b_blocks`] (see
+    /// [`PackedB`](super::PackedB)), or null to pack them here from `b`.
+    pub packed_b: *const f32,
 }
 
 impl Problem {
@@ -75,8 +78,25 @@ impl Problem {
             },
             bias,
             upcoming: Upcoming::NONE,
+            packed_b: std::ptr::null(),
         }
     }
+}
+
+/// Loops 5 and 4's blocks of B for a product of depth `k` and width `n` on a kernel of
+/// `(mr, nr)`: the blocking for that depth, and the steps along N and K. A [`PackedB`]
+/// is laid out by these, so a product over it walks the same blocks.
+///
+/// [`PackedB`]: super::PackedB
+pub(crate) fn b_blocks(
+    blk: &Blocking,
+    (k, n): (usize, usize),
+    (mr, nr): (usize, usize),
+) -> (Blocking, Blocks) {
+    let blk = blk.for_depth(k, (mr, nr));
+    let nc_step = even_chunk(n, blk.nc, nr);
+    let kc_step = even_chunk(k, blk.kc, 1);
+    (blk, Blocks { nc_step, kc_step })
 }
 
 /// Runs `C = alpha * A * B + bias + beta * C` on `threads` threads.
@@ -95,7 +115,8 @@ pub(crate) unsafe fn run(kernel: &Microkernel, blk: &Blocking, p: Problem, threa
     }
     // The microkernel writes rows of C with vector stores; a column-major C is handled as
     // C^T = B^T * A^T, which is row-major (not with a bias, which belongs to C's columns).
-    let p = if p.c.cs != 1 && p.c.rs == 1 && p.bias.is_null() {
+    // Not with B packed beforehand, whose panels are B's, not A's.
+    let p = if p.c.cs != 1 && p.c.rs == 1 && p.bias.is_null() && p.packed_b.is_null() {
         Problem {
             m: p.n,
             n: p.m,
@@ -114,9 +135,10 @@ pub(crate) unsafe fn run(kernel: &Microkernel, blk: &Blocking, p: Problem, threa
     let (mr, nr) = (kernel.mr, kernel.nr);
     // The pack buffers grow (once) to the base blocks, which a deeper product's never exceed.
     let buffers = (blk.mc * blk.kc, blk.kc * blk.nc);
-    let blk = &blk.for_depth(p.k, (mr, nr));
-    let nc_step = even_chunk(p.n, blk.nc, nr);
-    let kc_step = even_chunk(p.k, blk.kc, 1);
+    let (blk, blocks) = b_blocks(blk, (p.k, p.n), (mr, nr));
+    let blk = &blk;
+    let Blocks { nc_step, kc_step } = blocks;
+    let prepacked = !p.packed_b.is_null();
     // A problem that fits in one block of every loop (attention heads: 128 x 64 x 128) can
     // spend as long packing as multiplying. A is read in place (only a ragged last panel is
     // packed) when at most 4 panels of B reuse it, so packing would cost a large share; B too
@@ -127,7 +149,11 @@ pub(crate) unsafe fn run(kernel: &Microkernel, blk: &Blocking, p: Problem, threa
     let single_block = p.k == kc_step && p.n == nc_step && p.m <= blk.mc;
     let direct = Direct {
         a: single_block && p.n <= 4 * nr,
-        b: single_block && p.b.cs == 1 && p.n % nr == 0 && p.k * p.b.rs <= blk.kc * nr,
+        b: !prepacked
+            && single_block
+            && p.b.cs == 1
+            && p.n % nr == 0
+            && p.k * p.b.rs <= blk.kc * nr,
     };
     let threads = threads.max(1);
     let by_rows_split = split_rows(p.m, p.n, (mr, nr), threads);
@@ -136,12 +162,12 @@ pub(crate) unsafe fn run(kernel: &Microkernel, blk: &Blocking, p: Problem, threa
     // whole block (the block's trip through L3 and back cost 128 x 768 x 3072 10% on one
     // thread, 5% on two; bench/NOTES.md). Not when threads split the rows: each would pack
     // every panel.
-    let lazy_b = !direct.b && p.m <= blk.mc && (threads == 1 || !by_rows_split);
+    let lazy_b = !prepacked && !direct.b && p.m <= blk.mc && (threads == 1 || !by_rows_split);
     let plan = Plan {
-        blocks: Blocks { nc_step, kc_step },
+        blocks,
         direct,
         lazy_b,
-        bpack_len: if direct.b {
+        bpack_len: if direct.b || prepacked {
             0
         } else if lazy_b {
             kc_step * nr
@@ -184,8 +210,13 @@ unsafe fn by_rows(kernel: &Microkernel, blk: &Blocking, p: &Problem, plan: &Plan
     let (p, direct) = (*p, plan.direct);
     with_buffer(&PACK_B, plan.bpack_len, plan.buffers.1, |bpack| {
         let bpack = Shared(bpack);
+        let mut prepacked = p.packed_b;
         plan.blocks.each(&p, |block_b| {
-            let b_source = if direct.b {
+            let b_source = if !prepacked.is_null() {
+                let source = BSource::packed(prepacked, 0, block_b.kc, nr);
+                prepacked = prepacked.add(block_b.packed_len(nr));
+                source
+            } else if direct.b {
                 BSource::direct(block_b.b, nr)
             } else if plan.lazy_b {
                 BSource::lazy(block_b, bpack.get(), nr)
@@ -228,12 +259,19 @@ unsafe fn by_panels(
         let (p, plan) = shared.get();
         let blocks = plan.blocks;
         with_buffer(&PACK_B, plan.bpack_len, plan.buffers.1, |bpack| {
+            let mut prepacked = p.packed_b;
             blocks.each(&p, |block_b| {
+                let block_packed = prepacked;
+                if !prepacked.is_null() {
+                    prepacked = prepacked.add(block_b.packed_len(nr));
+                }
                 let panels = share(block_b.panels(nr), threads, t);
                 if panels.0 >= panels.1 {
                     return;
                 }
-                let b_source = if direct.b {
+                let b_source = if !block_packed.is_null() {
+                    BSource::packed(block_packed, 0, block_b.kc, nr)
+                } else if direct.b {
                     BSource::direct(block_b.b, nr)
                 } else if plan.lazy_b {
                     BSource::lazy(block_b, bpack, nr)
@@ -250,14 +288,14 @@ unsafe fn by_panels(
 
 /// Loops 5 and 4: B's blocks of `kc_step x nc_step`.
 #[derive(Clone, Copy)]
-struct Blocks {
+pub(crate) struct Blocks {
     nc_step: usize,
     kc_step: usize,
 }
 
 impl Blocks {
     /// Calls `f` on every block of B, column blocks outside, depth blocks inside.
-    unsafe fn each(&self, p: &Problem, mut f: impl FnMut(BlockB)) {
+    pub(crate) unsafe fn each(&self, p: &Problem, mut f: impl FnMut(BlockB)) {
         for jc in (0..p.n).step_by(self.nc_step) {
             for pc in (0..p.k).step_by(self.kc_step) {
                 f(BlockB {
@@ -283,7 +321,7 @@ impl Blocks {
 
 /// One `kc x nc` block of B, at row `pc` and column `jc`.
 #[derive(Clone, Copy)]
-struct BlockB {
+pub(crate) struct BlockB {
     b: Strided,
     jc: usize,
     nc: usize,
@@ -298,12 +336,17 @@ struct BlockB {
 
 impl BlockB {
     /// Number of NR-wide micro-panels.
-    fn panels(&self, nr: usize) -> usize {
+    pub(crate) fn panels(&self, nr: usize) -> usize {
         self.nc.div_ceil(nr)
     }
 
+    /// Floats of the whole block packed: its panels of `nr * kc` each.
+    pub(crate) fn packed_len(&self, nr: usize) -> usize {
+        self.panels(nr) * nr * self.kc
+    }
+
     /// Packs micro-panels `lo..hi` to `dst` (panel `lo` first, `nr * kc` floats each).
-    unsafe fn pack(&self, (lo, hi): (usize, usize), nr: usize, dst: *mut f32) {
+    pub(crate) unsafe fn pack(&self, (lo, hi): (usize, usize), nr: usize, dst: *mut f32) {
         if lo >= hi {
             // An empty share (fewer panels than threads).
             return;

@@ -7,8 +7,9 @@
 //!
 //! Layout of this module: [`cache`] (CPUID cache sizes) -> `blocking` (NC, KC, MC) -> `pack`
 //! (panels) -> `microkernel` (MR x NR register tiles per ISA) -> `loops` (the five loops and
-//! threads), with `upcoming` (a batch's next operands asked into L2); [`sgemm_reference`] is
-//! the plain triple loop everything is tested against.
+//! threads), with `upcoming` (a batch's next operands asked into L2) and `prepacked` (B
+//! packed once for many products, [`PackedB`]); [`sgemm_reference`] is the plain triple loop
+//! everything is tested against.
 
 pub mod cache;
 
@@ -16,10 +17,12 @@ mod blocking;
 mod loops;
 mod microkernel;
 mod pack;
+mod prepacked;
 mod reference;
 mod upcoming;
 
 pub use blocking::Blocking;
+pub use prepacked::{sgemm_prepacked, PackedB};
 pub use reference::sgemm_reference;
 
 use crate::cpu::isa::Isa;

@@ -318,10 +318,15 @@ pub(crate) struct PackBuffer {
 struct CacheLine([f32; 16]);
 
 impl PackBuffer {
+    /// The start of the buffer (dangling while it is empty).
+    pub(crate) fn as_ptr(&self) -> *const f32 {
+        self.lines.as_ptr().cast()
+    }
+
     /// A pointer to at least `len` writable floats. When the buffer must grow, it grows to
     /// `max(len, most)` at once, so that later calls of any size up to `most` never grow it
     /// again (whichever worker thread they land on).
-    fn reserve(&mut self, len: usize, most: usize) -> *mut f32 {
+    pub(crate) fn reserve(&mut self, len: usize, most: usize) -> *mut f32 {
         if self.lines.len() * 16 < len {
             let lines = len.max(most).div_ceil(16);
             self.lines.resize(lines, CacheLine([0.0; 16]));

@@ -1,0 +1,172 @@
+//! B packed once for many products: a weight that every forward multiplies by new rows
+//! ([`PackedB`], [`sgemm_prepacked`]). Packing B is a fifth of a product of 128 rows; a
+//! product over a [`PackedB`] packs nothing of B.
+
+use super::loops::{b_blocks, Problem};
+use super::microkernel::Microkernel;
+use super::pack::PackBuffer;
+use super::{check_no_alias, run_product, Blocking, CacheSizes, MatMut, MatRef, ONE};
+use crate::cpu::isa::Isa;
+use crate::cpu::options::CpuOptions;
+use crate::{Error, Result};
+
+/// `B` (`k x n`) packed once into the micro-panels the kernel of one ISA reads, in the blocks
+/// that a product of depth `k` and width `n` walks, for [`sgemm_prepacked`]. A linear layer's
+/// weight `W [out, in]` is `B = W^T` (`k = in`, `n = out`): `MatRef::row_major(w, out, in).t()`.
+/// Holds about `k x n` floats of its own (rounded up to whole micro-panels).
+pub struct PackedB {
+    buffer: PackBuffer,
+    k: usize,
+    n: usize,
+    isa: Isa,
+}
+
+impl PackedB {
+    /// Packs `b` (any strides) for products run with the kernel of `opts.isa`, on the calling
+    /// thread. Errors when the CPU cannot run that kernel, or when `b`'s slice is too short
+    /// for its shape and strides.
+    pub fn new(b: MatRef<'_>, opts: &CpuOptions) -> Result<PackedB> {
+        const OP: &str = "PackedB::new";
+        opts.validate(OP)?;
+        let (needed, len) = (b.required_len(), b.data.len());
+        if needed > len {
+            return Err(Error::OutOfBounds {
+                op: OP,
+                operand: "B",
+                needed,
+                len,
+            });
+        }
+        let kernel = Microkernel::for_isa(opts.isa);
+        let blk = Blocking::derive(&kernel, &CacheSizes::detect());
+        let (k, n, nr) = (b.rows, b.cols, kernel.nr);
+        let (_, blocks) = b_blocks(&blk, (k, n), (kernel.mr, nr));
+        let problem = Problem::new(
+            (0, n, k),
+            1.0,
+            (std::ptr::null(), 0, 0),
+            (b.data.as_ptr(), b.row_stride, b.col_stride),
+            0.0,
+            (std::ptr::null_mut(), 0, 0),
+            std::ptr::null(),
+        );
+        let mut buffer = PackBuffer::default();
+        // SAFETY: `b` lies inside its slice (checked above); the blocks walk its `k x n`
+        // elements only, and each block is packed to its own stretch of the buffer, which
+        // holds the sum of their lengths.
+        unsafe {
+            let mut total = 0;
+            blocks.each(&problem, |block| total += block.packed_len(nr));
+            let mut dst = buffer.reserve(total, total);
+            blocks.each(&problem, |block| {
+                block.pack((0, block.panels(nr)), nr, dst);
+                dst = dst.add(block.packed_len(nr));
+            });
+        }
+        Ok(PackedB {
+            buffer,
+            k,
+            n,
+            isa: opts.isa,
+        })
+    }
+
+    /// Rows of B (the depth of a product).
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Columns of B (and of C).
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// The ISA whose kernel reads these panels.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+}
+
+/// `C = alpha * A * B + bias + beta * C` for `A: m x k` (any strides), `B` packed beforehand
+/// (`k x n`), `C: m x n` (any strides) and `bias` `n` values (added to every row) or none;
+/// with `beta == 0` C is written without being read. The same numbers as [`super::sgemm_bias`]
+/// (the same panels, kernel and blocks), without packing B.
+///
+/// Errors name the shapes when they disagree, when a slice is too short, when C's strides
+/// make two elements alias, when `bias` does not hold one value per column, and when `b` was
+/// packed for another kernel than the one of `opts.isa`.
+pub fn sgemm_prepacked(
+    alpha: f32,
+    a: MatRef<'_>,
+    b: &PackedB,
+    bias: Option<&[f32]>,
+    beta: f32,
+    c: MatMut<'_>,
+    opts: &CpuOptions,
+) -> Result<()> {
+    const OP: &str = "sgemm_prepacked";
+    opts.validate(OP)?;
+    if a.cols != b.k || c.rows != a.rows || c.cols != b.n {
+        return Err(Error::Shape {
+            op: OP,
+            detail: format!(
+                "A is {}x{}, the packed B {}x{}, C is {}x{}: need A m x k, B k x n, C m x n",
+                a.rows, a.cols, b.k, b.n, c.rows, c.cols
+            ),
+        });
+    }
+    if b.isa != opts.isa {
+        return Err(Error::Value {
+            op: OP,
+            detail: format!(
+                "B was packed for the {} kernels, these options run the {} ones",
+                b.isa, opts.isa
+            ),
+        });
+    }
+    if let Some(bias) = bias {
+        if bias.len() != c.cols {
+            return Err(Error::Shape {
+                op: OP,
+                detail: format!(
+                    "a bias of {} values for C {}x{}: need one per column",
+                    bias.len(),
+                    c.rows,
+                    c.cols
+                ),
+            });
+        }
+    }
+    for (operand, needed, len) in [
+        ("A", a.required_len(), a.data.len()),
+        ("C", c.required_len(), c.data.len()),
+    ] {
+        if needed > len {
+            return Err(Error::OutOfBounds {
+                op: OP,
+                operand,
+                needed,
+                len,
+            });
+        }
+    }
+    check_no_alias(OP, &c, &ONE)?;
+    let problem = Problem {
+        packed_b: b.buffer.as_ptr(),
+        ..Problem::new(
+            (a.rows, b.n, a.cols),
+            alpha,
+            (a.data.as_ptr(), a.row_stride, a.col_stride),
+            (std::ptr::null(), 0, 0),
+            beta,
+            (c.data.as_mut_ptr(), c.row_stride, c.col_stride),
+            bias.map_or(std::ptr::null(), <[f32]>::as_ptr),
+        )
+    };
+    // SAFETY: A and C lie inside their slices and C's elements are distinct (checked); C is
+    // borrowed mutably, so it aliases neither A, B nor the bias; the bias holds one value per
+    // column; B's panels were packed for this kernel and this product's blocks (`b_blocks`
+    // of the same k and n); the ISA and the thread count were validated.
+    unsafe { run_product(problem, &ONE, opts) };
+    Ok(())
+}
