@@ -12,6 +12,9 @@
 //! `--dropout P` makes the training step HF's training mode, dropping `P` of the hidden states
 //! and attention probabilities (ours and PyTorch's); the forward stays eval mode.
 //!
+//! `--prepack` packs our model's linear weights for the GEMM once before anything is timed
+//! ([`Model::prepack`]); every row then says `prepacked` 1 (ours) instead of 0.
+//!
 //! `--profile` then runs each of our phases once more (one warm-up, `--runs` steps) on a
 //! profiled tape ([`smelt_engine::autograd::Profile`]) and adds a second table: per op and
 //! direction, its calls and milliseconds per step and its share (a fraction) of the step,
@@ -85,9 +88,13 @@ pub fn run(args: &Args, threads: usize) -> Result<(Vec<Row>, Vec<Row>), String> 
         ));
     }
     step_tokens(&config, batch, seq)?;
-    let model = Model::random(&config, HeadKind::None, 0x5eed).map_err(|e| e.to_string())?;
+    let mut model = Model::random(&config, HeadKind::None, 0x5eed).map_err(|e| e.to_string())?;
     let input = random_batch(&config, batch, seq)?;
     let opts = CpuOptions::threads(threads);
+    let prepack = args.flag("prepack");
+    if prepack {
+        model.prepack(&opts).map_err(|e| e.to_string())?;
+    }
     let start_rss = peak_rss_mb();
     let phases: Vec<&str> = ["forward", "train"]
         .into_iter()
@@ -165,6 +172,12 @@ pub fn run(args: &Args, threads: usize) -> Result<(Vec<Row>, Vec<Row>), String> 
                 .any(|(k, v)| *k == "phase" && matches!(v, Value::Text(t) if t == "train"));
             let p = if train { f64::from(dropout) } else { 0.0 };
             row.0.push(("dropout", Value::Num(p)));
+            let ours = row
+                .0
+                .iter()
+                .any(|(k, v)| *k == "impl" && matches!(v, Value::Text(t) if t == "smelt"));
+            row.0
+                .push(("prepacked", Value::Int(usize::from(prepack && ours))));
             row
         })
         .collect();

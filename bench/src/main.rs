@@ -44,7 +44,7 @@ const USAGE: &str = "usage:
                       --output OUT.safetensors
   smelt bench bert    [--config bert-base|distilbert-base|minilm|tiny] [--batch B] [--seq T]
                       [--phase forward|train|both] [--dropout P] [--runs R] [--rounds K] [--threads N]
-                      [--torch] [--onnx] [--profile] [--json]
+                      [--prepack] [--torch] [--onnx] [--profile] [--json]
   smelt bench embed   --model DIR [--count N] [--batch N] [--runs R] [--threads N] [--torch] [--json]
   smelt bench gemm    [--shape MxKxN ...] [--batch B] [--transb] [--threads N] [--torch] [--json]
   smelt bench softmax [--shape ROWSxCOLS ...] [--threads N] [--json]
@@ -60,6 +60,9 @@ options:
   --onnx         bench bert: also run bench/peers/bert_onnx.py (ONNX Runtime, forward)
   --dropout P    bench bert: training steps in HF's training mode, dropping P of the hidden
                  states and attention probabilities (ours and PyTorch's; default 0)
+  --prepack      bench bert: packs our model's linear weights once for the GEMM before
+                 timing (Model::prepack, as ONNX Runtime packs constant weights at load), so no
+                 forward packs them again; costs a second copy of those weights in memory
   --profile      bench bert: then runs our phases once more on a profiled tape and prints a
                  second table: per op and direction, calls and ms per step and the fraction of
                  the step (share), then the time outside every op and the whole step; with
@@ -137,7 +140,10 @@ fn run(raw: &[String]) -> Result<(), String> {
 
 fn bench(raw: &[String]) -> Result<(), String> {
     let what = raw.first().ok_or_else(|| format!("bench what?\n{USAGE}"))?;
-    let args = Args::parse(&raw[1..], &["json", "transb", "torch", "onnx", "profile"])?;
+    let args = Args::parse(
+        &raw[1..],
+        &["json", "transb", "torch", "onnx", "profile", "prepack"],
+    )?;
     if let Some(extra) = args.positional.first() {
         return Err(format!("unexpected argument {extra:?}\n{USAGE}"));
     }
@@ -204,7 +210,7 @@ fn bench(raw: &[String]) -> Result<(), String> {
         "bert" => {
             args.only(&[
                 "config", "batch", "seq", "phase", "dropout", "runs", "rounds", "threads", "torch",
-                "onnx", "json", "profile",
+                "onnx", "json", "profile", "prepack",
             ])?;
             let (rows, profile) = bert_bench::run(&args, threads)?;
             report::print(&rows, json);

@@ -7,6 +7,7 @@ use crate::batch::Batch;
 use crate::config::{Config, Family};
 use crate::weights::{Params, WeightSource};
 use smelt_engine::{Graph, Leaves, Result, Var};
+use smelt_kernels::cpu::gemm::PackedB;
 
 /// A linear layer's `[out, in]` weight and `[out]` bias.
 #[derive(Clone, Copy, Debug)]
@@ -147,9 +148,25 @@ impl Encoder {
         })
     }
 
+    /// The parameter indices of every linear weight (the layers' six, and the pooler's).
+    pub fn linear_weights(&self) -> impl Iterator<Item = usize> + '_ {
+        let layers = self.layers.iter().flat_map(|l| {
+            [l.query, l.key, l.value, l.attn_out, l.ffn_in, l.ffn_out].map(|linear| linear.w)
+        });
+        layers.chain(self.pooler.map(|linear| linear.w))
+    }
+
     /// The hidden states (and pooled output) of `batch`, with dropout where HF's training mode
-    /// has it once `g` has dropout on (see [`Model::forward`](crate::Model::forward)).
-    pub fn forward(&self, g: &mut Graph<'_>, p: &Leaves, batch: &Batch) -> Result<EncoderOutput> {
+    /// has it once `g` has dropout on (see [`Model::forward`](crate::Model::forward)). A
+    /// linear weight with a packing in `packed` (by parameter index) is multiplied through it.
+    pub fn forward(
+        &self,
+        g: &mut Graph<'_>,
+        p: &Leaves,
+        packed: &[Option<PackedB>],
+        batch: &Batch,
+    ) -> Result<EncoderOutput> {
+        let linear = |g: &mut Graph<'_>, x, l| linear_packed(g, p, packed, x, l);
         let c = &self.config;
         let eps = c.layer_norm_eps;
         let var = |i: usize| leaf(p, i);
@@ -175,12 +192,12 @@ impl Encoder {
         let scale = 1.0 / (c.head_dim() as f32).sqrt();
         let mask = batch.additive_mask.as_ref();
         for layer in &self.layers {
-            let q = linear(g, p, h, layer.query)?;
-            let k = linear(g, p, h, layer.key)?;
-            let v = linear(g, p, h, layer.value)?;
+            let q = linear(g, h, layer.query)?;
+            let k = linear(g, h, layer.key)?;
+            let v = linear(g, h, layer.value)?;
             let ctx = g.attention(q, k, v, mask, c.heads, scale, c.dropout.attention)?;
             release(g, &[q, k, v]);
-            let a = linear(g, p, ctx, layer.attn_out)?;
+            let a = linear(g, ctx, layer.attn_out)?;
             // BERT drops the attention block's output; DistilBERT does not.
             let a = match c.family {
                 Family::Bert => dropout(g, a, c.dropout.hidden)?,
@@ -188,10 +205,10 @@ impl Encoder {
             };
             let h1 = norm_residual(g, p, a, h, layer.attn_norm, eps)?;
             release(g, &[ctx, a, h]);
-            let f = linear(g, p, h1, layer.ffn_in)?;
+            let f = linear(g, h1, layer.ffn_in)?;
             let f_act = g.gelu(f)?;
             release(g, &[f]);
-            let o = linear(g, p, f_act, layer.ffn_out)?;
+            let o = linear(g, f_act, layer.ffn_out)?;
             let o = dropout(g, o, c.dropout.hidden)?;
             h = norm_residual(g, p, o, h1, layer.ffn_norm, eps)?;
             release(g, &[f_act, o, h1]);
@@ -199,7 +216,7 @@ impl Encoder {
         let pooled = match self.pooler {
             Some(pooler) => {
                 let cls = g.select_token(h, 0)?;
-                let y = linear(g, p, cls, pooler)?;
+                let y = linear(g, cls, pooler)?;
                 Some(g.tanh(y)?)
             }
             None => None,
@@ -247,7 +264,22 @@ pub(crate) fn dropout(g: &mut Graph<'_>, x: Var, p: f32) -> Result<Var> {
 
 /// `x W^T + b` with the parameters of `l`.
 pub(crate) fn linear(g: &mut Graph<'_>, p: &Leaves, x: Var, l: Linear) -> Result<Var> {
-    g.linear(x, leaf(p, l.w)?, Some(leaf(p, l.b)?))
+    linear_packed(g, p, &[], x, l)
+}
+
+/// [`linear`], through `W`'s packing in `packed` (by parameter index) when it has one.
+fn linear_packed(
+    g: &mut Graph<'_>,
+    p: &Leaves,
+    packed: &[Option<PackedB>],
+    x: Var,
+    l: Linear,
+) -> Result<Var> {
+    let (w, b) = (leaf(p, l.w)?, Some(leaf(p, l.b)?));
+    match packed.get(l.w).and_then(Option::as_ref) {
+        Some(packing) => g.linear_prepacked(x, w, packing, b),
+        None => g.linear(x, w, b),
+    }
 }
 
 /// Layer norm with the parameters of `n`.

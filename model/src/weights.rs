@@ -37,6 +37,11 @@ impl Params {
         self.list.iter_mut()
     }
 
+    /// Parameter `i`, if there is one.
+    pub fn get(&self, i: usize) -> Option<&Param> {
+        self.list.get(i)
+    }
+
     /// Number of parameters.
     pub fn len(&self) -> usize {
         self.list.len()

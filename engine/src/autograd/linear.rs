@@ -4,7 +4,7 @@ use super::node::Node;
 use super::tape::{Graph, Var};
 use crate::{Error, Result, Tensor};
 use smelt_kernels::cpu::elementwise::sum_rows;
-use smelt_kernels::cpu::gemm::{sgemm, sgemm_bias, MatMut, MatRef};
+use smelt_kernels::cpu::gemm::{sgemm, sgemm_bias, sgemm_prepacked, MatMut, MatRef, PackedB};
 
 /// The op's name, in errors and profiles.
 pub(super) const OP: &str = "linear";
@@ -52,6 +52,32 @@ impl Graph<'_> {
     /// `x [.., in] -> [.., out]`: `x W^T + b` for a weight `w [out, in]` (any strides) and an
     /// optional bias `b [out]`.
     pub fn linear(&mut self, x: Var, w: Var, b: Option<Var>) -> Result<Var> {
+        self.linear_with(x, w, None, b)
+    }
+
+    /// [`Graph::linear`] whose forward multiplies by `packed`, `w` packed beforehand
+    /// ([`PackedB::new`] of `W^T`; see `Model::prepack`), instead of packing `w` again: the
+    /// same values (the same panels and kernel), a fifth less time for 128 rows. The backward
+    /// reads `w` as always, so `packed` must hold `w`'s current values. A packing for other
+    /// sizes or another kernel than this graph's options is not used (the product packs `w`).
+    pub fn linear_prepacked(
+        &mut self,
+        x: Var,
+        w: Var,
+        packed: &PackedB,
+        b: Option<Var>,
+    ) -> Result<Var> {
+        self.linear_with(x, w, Some(packed), b)
+    }
+
+    /// [`Graph::linear`], through `packed` when it fits.
+    fn linear_with(
+        &mut self,
+        x: Var,
+        w: Var,
+        packed: Option<&PackedB>,
+        b: Option<Var>,
+    ) -> Result<Var> {
         let (xt, wt) = (self.value(x), self.value(w));
         let (rows, _, out_f) = sizes(xt, wt, b.map(|b| self.value(b)))?;
         let mut dims = [0; crate::MAX_RANK];
@@ -66,14 +92,16 @@ impl Graph<'_> {
         };
         let opts = self.opts;
         let in_f = xt.dims()[rank - 1];
+        let packed = packed.filter(|p| (p.k(), p.n(), p.isa()) == (in_f, out_f, opts.isa));
         let value = self.alloc_with(OP, &dims[..rank], |y| {
             // With in = 0 the GEMM's k is 0 and it writes C = bias.
             let c = MatMut::row_major(y, rows, out_f);
             let x = MatRef::row_major(xd, rows, in_f);
             let w = weight(wt, wd).t();
-            match bd {
-                Some(bias) => sgemm_bias(1.0, x, w, bias, 0.0, c, &opts)?,
-                None => sgemm(1.0, x, w, 0.0, c, &opts)?,
+            match (packed, bd) {
+                (Some(packed), bias) => sgemm_prepacked(1.0, x, packed, bias, 0.0, c, &opts)?,
+                (None, Some(bias)) => sgemm_bias(1.0, x, w, bias, 0.0, c, &opts)?,
+                (None, None) => sgemm(1.0, x, w, 0.0, c, &opts)?,
             }
             Ok(())
         })?;
@@ -126,7 +154,44 @@ pub(super) fn backward(
 
 #[cfg(test)]
 mod tests {
+    use crate::testing::random_tensor;
     use crate::{Arena, CpuOptions, Graph, Tape, Tensor};
+    use smelt_kernels::cpu::gemm::{MatRef, PackedB};
+
+    /// The output and every gradient of `sum((x W^T + b) * probe)`, the weight multiplied
+    /// through `packed` when it is given.
+    fn linear_step(packed: Option<&PackedB>, w: &Tensor) -> Vec<Vec<f32>> {
+        let arena = Arena::new();
+        let mut tape = Tape::new();
+        let mut g = Graph::new(&mut tape, &arena, CpuOptions::threads(2), true);
+        let x = g.leaf(random_tensor(&[3, 5, 40], 1), true);
+        let wv = g.leaf(w.clone(), true);
+        let b = g.leaf(random_tensor(&[70], 3), true);
+        let y = match packed {
+            Some(packed) => g.linear_prepacked(x, wv, packed, Some(b)).unwrap(),
+            None => g.linear(x, wv, Some(b)).unwrap(),
+        };
+        let loss = g.mul_sum(y, &random_tensor(&[3, 5, 70], 4)).unwrap();
+        g.backward(loss).unwrap();
+        let mut out = vec![g.value(y).to_vec(&arena).unwrap()];
+        for v in [x, wv, b] {
+            out.push(g.grad(v).unwrap().to_vec(&arena).unwrap());
+        }
+        out
+    }
+
+    #[test]
+    fn a_prepacked_weight_gives_the_same_values_and_gradients() {
+        let w = random_tensor(&[70, 40], 2);
+        let wd = w.to_vec(&Arena::new()).unwrap();
+        let opts = CpuOptions::threads(2);
+        let packed = PackedB::new(MatRef::row_major(&wd, 70, 40).t(), &opts).unwrap();
+        let want = linear_step(None, &w);
+        assert!(linear_step(Some(&packed), &w) == want);
+        // A packing of other sizes (a 70 x 40 B) is not used: the product packs the weight.
+        let other = PackedB::new(MatRef::row_major(&wd, 70, 40), &opts).unwrap();
+        assert!(linear_step(Some(&other), &w) == want);
+    }
 
     #[test]
     fn no_input_features_give_the_bias_and_zero_gradients() {

@@ -308,7 +308,7 @@ mod transpose {
 }
 
 /// A 64-byte aligned scratch buffer that only ever grows.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(crate) struct PackBuffer {
     lines: Vec<CacheLine>,
 }

@@ -14,11 +14,18 @@ use crate::{Error, Result};
 /// that a product of depth `k` and width `n` walks, for [`sgemm_prepacked`]. A linear layer's
 /// weight `W [out, in]` is `B = W^T` (`k = in`, `n = out`): `MatRef::row_major(w, out, in).t()`.
 /// Holds about `k x n` floats of its own (rounded up to whole micro-panels).
+#[derive(Clone)]
 pub struct PackedB {
     buffer: PackBuffer,
     k: usize,
     n: usize,
     isa: Isa,
+}
+
+impl std::fmt::Debug for PackedB {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PackedB({}x{} for {})", self.k, self.n, self.isa)
+    }
 }
 
 impl PackedB {
