@@ -98,37 +98,19 @@ fn shapes_kernels_and_short_slices_are_checked() {
     let a_data = random(10, 2);
     let mut c = vec![0.0; 8];
     const OP: &str = "sgemm_prepacked";
-    let a = MatRef::row_major(&a_data, 2, 5);
-    let err = sgemm_prepacked(
-        1.0,
-        a,
-        &packed,
-        None,
-        0.0,
-        MatMut::row_major(&mut c, 2, 4),
-        &opts,
+    // A 2 x k times the packed 3 x 4 B into `c` as a 2 x 4 C.
+    let run = |k: usize, bias: Option<&[f32]>, c: &mut [f32], opts: &CpuOptions| {
+        let a = MatRef::row_major(&a_data[..2 * k], 2, k);
+        sgemm_prepacked(1.0, a, &packed, bias, 0.0, MatMut::row_major(c, 2, 4), opts)
+    };
+    assert_shape_error(
+        run(5, None, &mut c, &opts),
+        OP,
+        &["A is 2x5", "the packed B 3x4"],
     );
-    assert_shape_error(err, OP, &["A is 2x5", "the packed B 3x4"]);
-    let a = MatRef::row_major(&a_data, 2, 3);
-    let err = sgemm_prepacked(
-        1.0,
-        a,
-        &packed,
-        Some(&[1.0; 3]),
-        0.0,
-        MatMut::row_major(&mut c, 2, 4),
-        &opts,
-    );
+    let err = run(3, Some(&[1.0; 3]), &mut c, &opts);
     assert_shape_error(err, OP, &["a bias of 3 values"]);
-    let err = sgemm_prepacked(
-        1.0,
-        a,
-        &packed,
-        None,
-        0.0,
-        MatMut::row_major(&mut c[..7], 2, 4),
-        &opts,
-    );
+    let err = run(3, None, &mut c[..7], &opts);
     assert!(
         matches!(err, Err(Error::OutOfBounds { operand: "C", .. })),
         "{err:?}"
@@ -140,29 +122,10 @@ fn shapes_kernels_and_short_slices_are_checked() {
         "{err:?}"
     );
     // Panels packed for one kernel are refused by another.
-    let other = Isa::supported().find(|&isa| isa != opts.isa);
-    if let Some(isa) = other {
-        let err = sgemm_prepacked(
-            1.0,
-            a,
-            &packed,
-            None,
-            0.0,
-            MatMut::row_major(&mut c, 2, 4),
-            &opts.isa(isa),
-        )
-        .unwrap_err();
+    if let Some(isa) = Isa::supported().find(|&isa| isa != opts.isa) {
+        let err = run(3, None, &mut c, &opts.isa(isa)).unwrap_err();
         assert!(matches!(err, Error::Value { .. }), "{err:?}");
         assert!(err.to_string().contains("packed for the"), "{err}");
     }
-    sgemm_prepacked(
-        1.0,
-        a,
-        &packed,
-        None,
-        0.0,
-        MatMut::row_major(&mut c, 2, 4),
-        &opts,
-    )
-    .unwrap();
+    run(3, None, &mut c, &opts).unwrap();
 }

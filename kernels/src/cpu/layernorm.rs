@@ -69,25 +69,19 @@ pub fn layer_norm(
     eps: f32,
     opts: &CpuOptions,
 ) -> Result<()> {
-    const OP: &str = "layer_norm";
-    opts.validate(OP)?;
-    let saved_lens = saved.as_ref().map(|(m, r)| [m.len(), r.len()]);
-    check_forward(
-        OP,
-        [x.len(), y.len()],
-        [gamma.len(), beta.len()],
-        saved_lens,
+    forward(
+        "layer_norm",
+        x,
+        None,
+        gamma,
+        beta,
+        y,
+        saved,
         rows,
         cols,
-    )?;
-    let rows_in = RowsIn {
-        x: x.as_ptr(),
-        residual: std::ptr::null(),
-        sum: std::ptr::null_mut(),
-    };
-    // SAFETY: validated options and lengths; every output is borrowed mutably.
-    unsafe { run_forward(rows_in, gamma, beta, y, saved, rows, cols, eps, opts) };
-    Ok(())
+        eps,
+        opts,
+    )
 }
 
 /// The residual add fused into [`layer_norm`]: `y`, and `saved`, are those of [`layer_norm`]
@@ -112,40 +106,28 @@ pub fn layer_norm_residual(
     eps: f32,
     opts: &CpuOptions,
 ) -> Result<()> {
-    const OP: &str = "layer_norm_residual";
-    opts.validate(OP)?;
-    let saved_lens = saved.as_ref().map(|(m, r)| [m.len(), r.len()]);
-    check_forward(
-        OP,
-        [x.len(), y.len()],
-        [gamma.len(), beta.len()],
-        saved_lens,
+    forward(
+        "layer_norm_residual",
+        x,
+        Some((residual, sum)),
+        gamma,
+        beta,
+        y,
+        saved,
         rows,
         cols,
-    )?;
-    check::rows_cols(OP, rows, cols, &[("residual", residual.len())])?;
-    if let Some(sum) = &sum {
-        check::rows_cols(OP, rows, cols, &[("sum", sum.len())])?;
-    }
-    let rows_in = RowsIn {
-        x: x.as_ptr(),
-        residual: residual.as_ptr(),
-        sum: sum.map_or(std::ptr::null_mut(), |s| s.as_mut_ptr()),
-    };
-    // SAFETY: validated options and lengths; every output is borrowed mutably.
-    unsafe { run_forward(rows_in, gamma, beta, y, saved, rows, cols, eps, opts) };
-    Ok(())
+        eps,
+        opts,
+    )
 }
 
-/// Runs a forward call whose lengths are checked: `rows_in` as [`Forward::rows_in`], the rest
-/// as [`layer_norm`].
-///
-/// # Safety
-/// Every pointer of `rows_in` holds `rows * cols` values (or is null where allowed), and
-/// no output overlaps another output or an input.
+/// The checks of both forwards (errors name `op`), then the rows: of `x`, or of `x +
+/// residual` when `residual` is given, with where to keep the sum.
 #[allow(clippy::too_many_arguments)]
-unsafe fn run_forward(
-    rows_in: RowsIn,
+fn forward(
+    op: &'static str,
+    x: &[f32],
+    residual: Option<(&[f32], Option<&mut [f32]>)>,
     gamma: &[f32],
     beta: &[f32],
     y: &mut [f32],
@@ -154,13 +136,38 @@ unsafe fn run_forward(
     cols: usize,
     eps: f32,
     opts: &CpuOptions,
-) {
+) -> Result<()> {
+    opts.validate(op)?;
+    let saved_lens = saved.as_ref().map(|(m, r)| [m.len(), r.len()]);
+    check_forward(
+        op,
+        [x.len(), y.len()],
+        [gamma.len(), beta.len()],
+        saved_lens,
+        rows,
+        cols,
+    )?;
+    let (residual, sum) = match residual {
+        Some((residual, sum)) => {
+            check::rows_cols(op, rows, cols, &[("residual", residual.len())])?;
+            if let Some(sum) = &sum {
+                check::rows_cols(op, rows, cols, &[("sum", sum.len())])?;
+            }
+            let sum = sum.map_or(std::ptr::null_mut(), |s| s.as_mut_ptr());
+            (residual.as_ptr(), sum)
+        }
+        None => (std::ptr::null(), std::ptr::null_mut()),
+    };
     let (mean, rstd) = match saved {
         Some((m, r)) => (m.as_mut_ptr(), r.as_mut_ptr()),
         None => (std::ptr::null_mut(), std::ptr::null_mut()),
     };
     let job = Forward {
-        rows_in,
+        rows_in: RowsIn {
+            x: x.as_ptr(),
+            residual,
+            sum,
+        },
         gamma: gamma.as_ptr(),
         beta: beta.as_ptr(),
         y: y.as_mut_ptr(),
@@ -169,8 +176,10 @@ unsafe fn run_forward(
         cols,
         eps,
     };
-    // Each task reads and writes its own rows only.
-    run_simd(&job, opts, rows, cols, 1);
+    // SAFETY: validated options and lengths; each task reads and writes its own rows only,
+    // and every output is borrowed mutably.
+    unsafe { run_simd(&job, opts, rows, cols, 1) };
+    Ok(())
 }
 
 /// The gradients of [`layer_norm`]: with `xhat = (x - mean) * rstd` per row,

@@ -21,8 +21,8 @@
 //! scratch stay f32. Both come from one CUDA template, instantiated for each storage.
 
 use super::{
-    check_buffer, check_lens, distinct_outputs, kernel_dims, row_launch, rows_cols, width,
-    with_sizes, Dtype, GpuBuffer, GpuDevice, KernelArg, LaunchConfig, PtxModule,
+    check_lens, check_lens_of, distinct_outputs, kernel_dims, row_launch, rows_cols, width, Dtype,
+    GpuBuffer, GpuDevice, KernelArg, LaunchConfig, PtxModule,
 };
 use crate::{Error, Result};
 
@@ -322,10 +322,11 @@ fn forward(
         args.extend([KernelArg::Buf(residual), KernelArg::Buf(sum)]);
     }
     let sizes = || rows_cols(rows, cols);
-    for (name, buf) in matrices {
-        check_buffer(&*dev, op, name, buf, rows * cols, storage.dtype())
-            .map_err(|e| with_sizes(e, &sizes))?;
-    }
+    let matrices: Vec<_> = matrices
+        .into_iter()
+        .map(|(name, buf)| (name, buf, rows * cols))
+        .collect();
+    check_lens_of(&*dev, op, &sizes, storage.dtype(), &matrices)?;
     check_lens(
         &*dev,
         op,
@@ -379,10 +380,9 @@ fn backward(
 ) -> Result<()> {
     let (r, c) = check_rows_cols(op, rows, cols)?;
     let sizes = || rows_cols(rows, cols);
-    for (name, buf) in [("dy", b.dy), ("x", b.x), ("dx", b.dx)] {
-        check_buffer(&*dev, op, name, buf, rows * cols, storage.dtype())
-            .map_err(|e| with_sizes(e, &sizes))?;
-    }
+    let n = rows * cols;
+    let matrices = [("dy", b.dy, n), ("x", b.x, n), ("dx", b.dx, n)];
+    check_lens_of(&*dev, op, &sizes, storage.dtype(), &matrices)?;
     check_lens(
         &*dev,
         op,

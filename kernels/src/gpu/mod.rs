@@ -256,41 +256,43 @@ fn check_len(
     Ok(())
 }
 
-/// [`check_buffer`] of f32 values for each `(name, buf, elems)`; a failure's message ends
-/// with the call's sizes (`sizes()`, e.g. `rows x cols = 4 x 768`), so that it names the
-/// shape as well as the buffer.
+/// [`check_lens_of`] f32 values.
 fn check_lens(
     dev: &dyn GpuDevice,
     op: &'static str,
     sizes: &dyn Fn() -> String,
     bufs: &[(&str, GpuBuffer, usize)],
 ) -> Result<()> {
-    for &(name, buf, elems) in bufs {
-        check_buffer(dev, op, name, buf, elems, Dtype::F32).map_err(|e| with_sizes(e, sizes))?;
-    }
-    Ok(())
+    check_lens_of(dev, op, sizes, Dtype::F32, bufs)
 }
 
-/// An [`Error::Device`] unless `dev` made `buf`, then [`check_len`].
-fn check_buffer(
+/// For each `(name, buf, elems)`: an [`Error::Device`] unless `dev` made `buf`, then
+/// [`check_len`] of `dtype` values. A failure's message ends with the call's sizes
+/// (`sizes()`, e.g. `rows x cols = 4 x 768`), so that it names the shape as well as the
+/// buffer.
+fn check_lens_of(
     dev: &dyn GpuDevice,
     op: &'static str,
-    name: &str,
-    buf: GpuBuffer,
-    elems: usize,
+    sizes: &dyn Fn() -> String,
     dtype: Dtype,
+    bufs: &[(&str, GpuBuffer, usize)],
 ) -> Result<()> {
-    if !dev.owns(buf) {
-        return Err(Error::Device {
-            op,
-            detail: format!(
-                "{name} ({} bytes) belongs to another device than {}",
-                buf.bytes,
-                dev.name()
-            ),
-        });
+    for &(name, buf, elems) in bufs {
+        let checked = if dev.owns(buf) {
+            check_len(op, name, buf, elems, dtype)
+        } else {
+            Err(Error::Device {
+                op,
+                detail: format!(
+                    "{name} ({} bytes) belongs to another device than {}",
+                    buf.bytes,
+                    dev.name()
+                ),
+            })
+        };
+        checked.map_err(|e| with_sizes(e, sizes))?;
     }
-    check_len(op, name, buf, elems, dtype)
+    Ok(())
 }
 
 /// `e` with the call's sizes appended to its message.

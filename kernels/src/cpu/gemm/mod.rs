@@ -230,9 +230,15 @@ pub fn sgemm_bias(
     opts: &CpuOptions,
 ) -> Result<()> {
     const OP: &str = "sgemm_bias";
+    check_bias(OP, bias, &c)?;
+    checked(OP, &ONE, alpha, a, b, Some(bias), beta, c, opts)
+}
+
+/// An error naming the sizes unless `bias` holds one value per column of `c`.
+fn check_bias(op: &'static str, bias: &[f32], c: &MatMut<'_>) -> Result<()> {
     if bias.len() != c.cols {
         return Err(Error::Shape {
-            op: OP,
+            op,
             detail: format!(
                 "a bias of {} values for C {}x{}: need one per column",
                 bias.len(),
@@ -241,7 +247,7 @@ pub fn sgemm_bias(
             ),
         });
     }
-    checked(OP, &ONE, alpha, a, b, Some(bias), beta, c, opts)
+    Ok(())
 }
 
 /// One product: what [`sgemm`] and [`sgemm_bias`] run as a batch.

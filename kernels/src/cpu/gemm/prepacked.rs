@@ -5,7 +5,7 @@
 use super::loops::{b_blocks, Problem};
 use super::microkernel::Microkernel;
 use super::pack::PackBuffer;
-use super::{check_no_alias, run_product, Blocking, CacheSizes, MatMut, MatRef, ONE};
+use super::{check_bias, check_no_alias, run_product, Blocking, CacheSizes, MatMut, MatRef, ONE};
 use crate::cpu::isa::Isa;
 use crate::cpu::options::CpuOptions;
 use crate::{Error, Result};
@@ -132,17 +132,7 @@ pub fn sgemm_prepacked(
         });
     }
     if let Some(bias) = bias {
-        if bias.len() != c.cols {
-            return Err(Error::Shape {
-                op: OP,
-                detail: format!(
-                    "a bias of {} values for C {}x{}: need one per column",
-                    bias.len(),
-                    c.rows,
-                    c.cols
-                ),
-            });
-        }
+        check_bias(OP, bias, &c)?;
     }
     for (operand, needed, len) in [
         ("A", a.required_len(), a.data.len()),
