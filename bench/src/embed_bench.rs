@@ -1,6 +1,8 @@
 //! `smelt bench embed`: sentence embeddings of many texts of mixed length (batched by similar
 //! length), and the tokenizer alone, beside sentence-transformers and HF's fast tokenizer
-//! (`--torch`, bench/peers/embed_torch.py) on the same texts in the same command.
+//! (`--torch`, bench/peers/embed_torch.py) on the same texts in the same command. With
+//! `--prepack` our model's weights are packed for the GEMM once before the timing
+//! ([`SentenceEncoder::prepack`]).
 
 use crate::args::{Args, MAX_RUNS};
 use crate::peers::{field, json_lines, number};
@@ -25,10 +27,13 @@ pub fn run(args: &Args, threads: usize) -> Result<Vec<Row>, String> {
     let count = args.count("count", 1000, MAX_TEXTS)?;
     let batch = args.count("batch", 32, usize::MAX)?;
     let runs = args.count("runs", 3, MAX_RUNS)?;
-    let encoder = SentenceEncoder::load(Path::new(&dir)).map_err(|e| e.to_string())?;
+    let mut encoder = SentenceEncoder::load(Path::new(&dir)).map_err(|e| e.to_string())?;
     let texts = mixed_texts(Path::new(&dir), count)?;
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let opts = CpuOptions::threads(threads);
+    if args.flag("prepack") {
+        encoder.prepack(&opts).map_err(|e| e.to_string())?;
+    }
 
     let tokenizer = encoder.tokenizer();
     let tokens: usize = refs.iter().map(|t| tokenizer.encode(t).len()).sum();

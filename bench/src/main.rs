@@ -8,8 +8,8 @@
 //! smelt ptx run       FILE.ptx --kernel NAME --grid X[,Y,Z] --block X[,Y,Z] [--shared BYTES]
 //!                     [--buffers IN.safetensors] [--args ARGS] [--max-instructions N]
 //!                     --output OUT.safetensors
-//! smelt bench bert    [--config NAME] [--batch B] [--seq T] [--phase forward|train|both] [--dropout P] [--runs R] [--rounds K] [--threads N] [--torch] [--onnx] [--profile] [--json]
-//! smelt bench embed   --model DIR [--count N] [--batch N] [--runs R] [--threads N] [--torch] [--json]
+//! smelt bench bert    [--config NAME] [--batch B] [--seq T] [--phase forward|train|both] [--dropout P] [--runs R] [--rounds K] [--threads N] [--prepack] [--torch] [--onnx] [--profile] [--json]
+//! smelt bench embed   --model DIR [--count N] [--batch N] [--runs R] [--threads N] [--prepack] [--torch] [--json]
 //! smelt bench gemm    [--shape MxKxN ...] [--batch B] [--transb] [--threads N] [--torch] [--json]
 //! smelt bench softmax [--shape ROWSxCOLS ...] [--threads N] [--json]
 //! ```
@@ -45,7 +45,7 @@ const USAGE: &str = "usage:
   smelt bench bert    [--config bert-base|distilbert-base|minilm|tiny] [--batch B] [--seq T]
                       [--phase forward|train|both] [--dropout P] [--runs R] [--rounds K] [--threads N]
                       [--prepack] [--torch] [--onnx] [--profile] [--json]
-  smelt bench embed   --model DIR [--count N] [--batch N] [--runs R] [--threads N] [--torch] [--json]
+  smelt bench embed   --model DIR [--count N] [--batch N] [--runs R] [--threads N] [--prepack] [--torch] [--json]
   smelt bench gemm    [--shape MxKxN ...] [--batch B] [--transb] [--threads N] [--torch] [--json]
   smelt bench softmax [--shape ROWSxCOLS ...] [--threads N] [--json]
   smelt bench attention [--device cuda|ptx-sim] [--batch 32 (1 on ptx-sim)] [--heads 12] [--seq 128,512 (128)] [--head-dim 64]
@@ -60,7 +60,7 @@ options:
   --onnx         bench bert: also run bench/peers/bert_onnx.py (ONNX Runtime, forward)
   --dropout P    bench bert: training steps in HF's training mode, dropping P of the hidden
                  states and attention probabilities (ours and PyTorch's; default 0)
-  --prepack      bench bert: packs our model's linear weights once for the GEMM before
+  --prepack      bench bert, bench embed: packs our model's linear weights once for the GEMM before
                  timing (Model::prepack, as ONNX Runtime packs constant weights at load), so no
                  forward packs them again; costs a second copy of those weights in memory
   --profile      bench bert: then runs our phases once more on a profiled tape and prints a
@@ -203,7 +203,7 @@ fn bench(raw: &[String]) -> Result<(), String> {
         }
         "embed" => {
             args.only(&[
-                "model", "count", "batch", "runs", "threads", "torch", "json",
+                "model", "count", "batch", "runs", "threads", "prepack", "torch", "json",
             ])?;
             embed_bench::run(&args, threads)?
         }
