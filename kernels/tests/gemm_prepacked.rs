@@ -11,14 +11,18 @@ use smelt_kernels::Error;
 mod common;
 use common::{all_options, assert_shape_error, random};
 
-/// `(m, k, n)`: one block; few rows over many columns (B packed panel by panel when packing);
-/// a depth of two blocks; more columns than one block of B holds; many rows.
-const SHAPES: [(usize, usize, usize); 6] = [
+/// `(m, k, n)`: empty B; one block; few rows over many columns (B packed panel by panel when
+/// packing); a depth of two blocks; more columns than one block of B holds; both, with a
+/// ragged last depth block (2001 = 1001 + 1000 at KC 768); many rows.
+const SHAPES: [(usize, usize, usize); 9] = [
+    (3, 0, 5),
+    (3, 5, 0),
     (1, 1, 1),
     (17, 65, 33),
     (129, 1000, 1000),
     (129, 2000, 300),
     (7, 300, 3000),
+    (129, 2001, 3000),
     (1000, 65, 700),
 ];
 

@@ -9,6 +9,7 @@ use crate::weights::{Checkpoint, Params, RandomInit, WeightSource};
 use smelt_engine::{Arena, CpuOptions, Error, Graph, Leaves, Result, Tensor, Var};
 use smelt_kernels::cpu::gemm::{MatRef, PackedB};
 use std::path::Path;
+use std::sync::Arc;
 
 /// A BERT or DistilBERT with an optional head.
 #[derive(Clone, Debug)]
@@ -17,8 +18,8 @@ pub struct Model {
     encoder: Encoder,
     head: Option<Head>,
     /// The encoder's linear weights packed for the GEMM, by parameter index, after
-    /// [`Model::prepack`]; empty otherwise.
-    packed: Vec<Option<PackedB>>,
+    /// [`Model::prepack`]; empty otherwise. Shared by clones, as the parameters are.
+    packed: Arc<[Option<PackedB>]>,
 }
 
 /// The values of one forward pass.
@@ -84,7 +85,7 @@ impl Model {
             params,
             encoder,
             head,
-            packed: Vec::new(),
+            packed: Arc::new([]),
         })
     }
 
@@ -107,7 +108,7 @@ impl Model {
     /// Mutable parameters, for an optimizer. Drops the packing of [`Model::prepack`], which
     /// would no longer hold the weights' values.
     pub fn params_mut(&mut self) -> &mut Params {
-        self.packed.clear();
+        self.packed = Arc::new([]);
         &mut self.params
     }
 
@@ -137,19 +138,19 @@ impl Model {
             let b = MatRef::strided(data, out, inp, rs, cs).t();
             packed[w] = Some(PackedB::new(b, opts)?);
         }
-        self.packed = packed;
+        self.packed = packed.into();
         Ok(())
     }
 
     /// Whether [`Model::prepack`] packed the weights (and nothing dropped the packing since).
     pub fn is_prepacked(&self) -> bool {
-        !self.packed.is_empty()
+        self.packed.iter().any(Option::is_some)
     }
 
     /// Gives every parameter its own writable host buffer (memory-mapped weights are copied
     /// once), as training needs. Drops the packing of [`Model::prepack`].
     pub fn make_trainable(&mut self) -> Result<()> {
-        self.packed.clear();
+        self.packed = Arc::new([]);
         for p in self.params.iter_mut() {
             if p.tensor.host_mut().is_none() {
                 let values = p.tensor.to_vec(&smelt_engine::Arena::new())?;

@@ -159,7 +159,7 @@ mod tests {
     use smelt_kernels::cpu::gemm::{MatRef, PackedB};
 
     /// The output and every gradient of `sum((x W^T + b) * probe)`, the weight multiplied
-    /// through `packed` when it is given.
+    /// through `packed` when it is given (the backward reads `w` either way).
     fn linear_step(packed: Option<&PackedB>, w: &Tensor) -> Vec<Vec<f32>> {
         let arena = Arena::new();
         let mut tape = Tape::new();
@@ -188,6 +188,11 @@ mod tests {
         let packed = PackedB::new(MatRef::row_major(&wd, 70, 40).t(), &opts).unwrap();
         let want = linear_step(None, &w);
         assert!(linear_step(Some(&packed), &w) == want);
+        // The forward does go through the packing: one of 2 W gives the output of 2 W.
+        let doubled: Vec<f32> = wd.iter().map(|v| 2.0 * v).collect();
+        let packed2 = PackedB::new(MatRef::row_major(&doubled, 70, 40).t(), &opts).unwrap();
+        let w2 = Tensor::from_vec(&[70, 40], doubled.clone()).unwrap();
+        assert!(linear_step(Some(&packed2), &w)[0] == linear_step(None, &w2)[0]);
         // A packing of other sizes (a 70 x 40 B) is not used: the product packs the weight.
         let other = PackedB::new(MatRef::row_major(&wd, 70, 40), &opts).unwrap();
         assert!(linear_step(Some(&other), &w) == want);

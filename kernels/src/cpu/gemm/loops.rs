@@ -11,8 +11,10 @@
 //! Threads split loop 3 (rows) or loop 2 (column panels), whichever balances better. With
 //! rows split, the threads pack each block of B together before they multiply it; with
 //! panels split, each thread packs only its own panels, so there is no barrier at all. When
-//! all of A fits one row block (M <= MC, e.g. a linear layer over 128 tokens), loop 4 packs
-//! nothing: loop 2 packs each micro-panel just before its tiles, into a one-panel buffer in L2.
+//! all of A fits one row block (M <= MC, e.g. a linear layer over 128 tokens) and the threads
+//! do not split its rows, loop 4 packs nothing: loop 2 packs each micro-panel just before its
+//! tiles, into a one-panel buffer in L2. B read in place, or packed beforehand
+//! ([`PackedB`](super::PackedB)), is not packed at all.
 
 use super::blocking::{even_chunk, share, Blocking};
 use super::microkernel::{Microkernel, Panels, TileOut};
@@ -287,13 +289,19 @@ unsafe fn by_panels(
 }
 
 /// Loops 5 and 4: B's blocks of `kc_step x nc_step`.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Blocks {
     nc_step: usize,
     kc_step: usize,
 }
 
 impl Blocks {
+    /// The blocks of an empty product, which walks none.
+    pub(crate) const EMPTY: Blocks = Blocks {
+        nc_step: 0,
+        kc_step: 0,
+    };
+
     /// Calls `f` on every block of B, column blocks outside, depth blocks inside.
     pub(crate) unsafe fn each(&self, p: &Problem, mut f: impl FnMut(BlockB)) {
         for jc in (0..p.n).step_by(self.nc_step) {
@@ -417,8 +425,9 @@ impl BSource {
     /// 4.4% of a large product's samples; 1-5% faster on 1 thread, bench/NOTES.md).
     #[inline(always)]
     fn ahead(&self, (jp, end): (usize, usize), (tile, tiles): (usize, usize), nr: usize) -> Lines {
-        // Panels packed one at a time ask nothing here: their pack asks for the next one's
-        // rows into L2.
+        // Panels packed one at a time ask nothing here: the transposing pack (B stored as
+        // nn.Linear's weights) asks for the next panel's rows into L2 itself; a row-major B's
+        // rows are contiguous runs the hardware prefetcher follows.
         if jp + 1 >= end || self.step != nr || self.lazy.is_some() {
             return Lines::NONE;
         }

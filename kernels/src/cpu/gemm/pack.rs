@@ -220,7 +220,7 @@ mod transpose {
         /// (BERT's `W_out` of `[768, 3072]`: 12 KiB) fall in one L1 set, which holds 12
         /// lines: each line left L1 before its second half was read. Group by group, 8 rows
         /// share a set: 128 x 3072 x 768 ran 12% faster, 1024 x 3072 x 768 1.4-2%.
-        /// Each step over the first group of a 16-column stretch also asks for the same
+        /// Every other step (each 16 columns) also asks, for each of its rows, for the same
         /// line of the next panel into L2, so each panel finds its rows there (with weights
         /// out of cache: 3-6% per linear product at M = 128, 11-14% at M = 32, a MiniLM
         /// forward of 32 tokens 14-16% faster).

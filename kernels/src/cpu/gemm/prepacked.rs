@@ -2,7 +2,7 @@
 //! ([`PackedB`], [`sgemm_prepacked`]). Packing B is a fifth of a product of 128 rows; a
 //! product over a [`PackedB`] packs nothing of B.
 
-use super::loops::{b_blocks, Problem};
+use super::loops::{b_blocks, Blocks, Problem};
 use super::microkernel::Microkernel;
 use super::pack::PackBuffer;
 use super::{check_bias, check_no_alias, run_product, Blocking, CacheSizes, MatMut, MatRef, ONE};
@@ -20,6 +20,8 @@ pub struct PackedB {
     k: usize,
     n: usize,
     isa: Isa,
+    /// The blocks the panels were packed in, which a product over them must walk.
+    blocks: Blocks,
 }
 
 impl std::fmt::Debug for PackedB {
@@ -44,10 +46,19 @@ impl PackedB {
                 len,
             });
         }
-        let kernel = Microkernel::for_isa(opts.isa);
-        let blk = Blocking::derive(&kernel, &CacheSizes::detect());
-        let (k, n, nr) = (b.rows, b.cols, kernel.nr);
-        let (_, blocks) = b_blocks(&blk, (k, n), (kernel.mr, nr));
+        let (k, n) = (b.rows, b.cols);
+        let (nr, blocks) = product_blocks(opts.isa, (k, n));
+        let mut buffer = PackBuffer::default();
+        if k == 0 || n == 0 {
+            // Nothing to pack; a product over it only scales C (or adds the bias).
+            return Ok(PackedB {
+                buffer,
+                k,
+                n,
+                isa: opts.isa,
+                blocks,
+            });
+        }
         let problem = Problem::new(
             (0, n, k),
             1.0,
@@ -57,7 +68,6 @@ impl PackedB {
             (std::ptr::null_mut(), 0, 0),
             std::ptr::null(),
         );
-        let mut buffer = PackBuffer::default();
         // SAFETY: `b` lies inside its slice (checked above); the blocks walk its `k x n`
         // elements only, and each block is packed to its own stretch of the buffer, which
         // holds the sum of their lengths.
@@ -75,6 +85,7 @@ impl PackedB {
             k,
             n,
             isa: opts.isa,
+            blocks,
         })
     }
 
@@ -94,6 +105,18 @@ impl PackedB {
     }
 }
 
+/// The NR of the kernel of `isa`, and the blocks of B a product of depth `k` and width `n`
+/// walks on it (the blocking of this CPU's caches). Empty products get steps of 0, and never
+/// walk them.
+fn product_blocks(isa: Isa, (k, n): (usize, usize)) -> (usize, Blocks) {
+    let kernel = Microkernel::for_isa(isa);
+    let blk = Blocking::derive(&kernel, &CacheSizes::detect());
+    if k == 0 || n == 0 {
+        return (kernel.nr, Blocks::EMPTY);
+    }
+    (kernel.nr, b_blocks(&blk, (k, n), (kernel.mr, kernel.nr)).1)
+}
+
 /// `C = alpha * A * B + bias + beta * C` for `A: m x k` (any strides), `B` packed beforehand
 /// (`k x n`), `C: m x n` (any strides) and `bias` `n` values (added to every row) or none;
 /// with `beta == 0` C is written without being read. The same numbers as [`super::sgemm_bias`]
@@ -101,7 +124,8 @@ impl PackedB {
 ///
 /// Errors name the shapes when they disagree, when a slice is too short, when C's strides
 /// make two elements alias, when `bias` does not hold one value per column, and when `b` was
-/// packed for another kernel than the one of `opts.isa`.
+/// packed for another kernel than the one of `opts.isa` (or in other blocks than this
+/// product walks, which only another process's cache sizes could give).
 pub fn sgemm_prepacked(
     alpha: f32,
     a: MatRef<'_>,
@@ -128,6 +152,15 @@ pub fn sgemm_prepacked(
             detail: format!(
                 "B was packed for the {} kernels, these options run the {} ones",
                 b.isa, opts.isa
+            ),
+        });
+    }
+    if product_blocks(opts.isa, (b.k, b.n)).1 != b.blocks {
+        return Err(Error::Value {
+            op: OP,
+            detail: format!(
+                "B was packed in blocks of {:?}, this product walks others",
+                b.blocks
             ),
         });
     }
