@@ -127,13 +127,13 @@ fn bf16_buffers_are_sized_in_two_byte_values() {
     assert!(matches!(err, Error::Dtype { .. }), "{err:?}");
     assert_eq!(
         err.to_string(),
-        "gpu_layer_norm: dtype mismatch: x holds bf16 values, the op reads f32 from it (rows x cols = 3 x 8)"
+        "gpu_layer_norm: dtype mismatch: x holds bf16 values, the op takes f32 there (rows x cols = 3 x 8)"
     );
     let f32_rows = d.upload_f32(&[0.0; 24]).unwrap();
     let err = ln::layer_norm_bf16(d, f32_rows, v, v, y, r[0], r[1], rows, cols, EPS).unwrap_err();
     assert!(
         err.to_string()
-            .contains("x holds f32 values, the op reads bf16"),
+            .contains("x holds f32 values, the op takes bf16"),
         "{err}"
     );
     let err = ln::layer_norm_residual_bf16(d, m, m, short, v, v, y, r[0], r[1], rows, cols, EPS);

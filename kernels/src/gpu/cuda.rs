@@ -149,7 +149,7 @@ impl GpuDevice for CudaDevice {
 
     fn upload_f32(&mut self, data: &[f32]) -> Result<GpuBuffer> {
         if data.is_empty() {
-            return self.alloc_zeros(0);
+            return Ok(self.alloc_zeros(0)?.holding(Dtype::F32));
         }
         let s = self.stream.clone_htod(data).map_err(err)?;
         Ok(self.keep(s, data.len() * 4).holding(Dtype::F32))

@@ -7,6 +7,9 @@
 //!
 //! Each op family has a module with its PTX and one typed launcher per kernel, which checks
 //! shapes and picks the launch configuration; the launchers only see the [`GpuDevice`] trait.
+//! Besides the errors each launcher lists, every one refuses a buffer of another device
+//! ([`Error::Device`]) and one labelled with the other element type ([`Dtype`],
+//! [`Error::Dtype`]), naming the op, the buffer and the call's sizes.
 
 pub mod attention;
 #[cfg(feature = "cuda")]
@@ -30,8 +33,9 @@ pub struct PtxModule {
     pub ptx: &'static str,
 }
 
-/// What a buffer holds, as the call that made it says: launchers refuse a buffer of the
-/// other kind where they read values.
+/// What a buffer holds, as the call that made it says (uploads are typed, `alloc_zeros` is
+/// not; a kernel's writes and [`GpuDevice::copy`] do not change it): a launcher refuses a
+/// buffer labelled with the other type for any of its rows, read or written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dtype {
     /// f32 values ([`GpuDevice::upload_f32`]).
@@ -233,7 +237,7 @@ fn check_len(
         return Err(Error::Dtype {
             op,
             detail: format!(
-                "{name} holds {} values, the op reads {} from it",
+                "{name} holds {} values, the op takes {} there",
                 buf.dtype.name(),
                 dtype.name()
             ),
@@ -336,7 +340,7 @@ fn check_copy(src: GpuBuffer, dst: GpuBuffer) -> Result<()> {
 }
 
 /// `(rows, cols)` as the kernels' `int`s: [`Error::Shape`] when `rows * cols` overflows,
-/// [`Error::Unsupported`] when either exceeds `i32::MAX`.
+/// [`Error::Unsupported`] when `rows` exceeds `i32::MAX` or `cols` [`MAX_KERNEL_COLS`].
 fn kernel_dims(op: &'static str, rows: usize, cols: usize) -> Result<(i32, i32)> {
     if rows.checked_mul(cols).is_none() {
         return Err(Error::Shape {
@@ -345,16 +349,20 @@ fn kernel_dims(op: &'static str, rows: usize, cols: usize) -> Result<(i32, i32)>
         });
     }
     match (i32::try_from(rows), i32::try_from(cols)) {
-        (Ok(r), Ok(c)) => Ok((r, c)),
+        (Ok(r), Ok(c)) if cols <= MAX_KERNEL_COLS => Ok((r, c)),
         _ => Err(Error::Unsupported {
             op,
             detail: format!(
-                "rows x cols = {rows} x {cols}: each must be at most {}",
+                "rows x cols = {rows} x {cols}: rows must be at most {}, cols at most {MAX_KERNEL_COLS}",
                 i32::MAX
             ),
         }),
     }
 }
+
+/// The widest row a row kernel takes: its threads walk a row in `int` steps of up to 1024
+/// past the last column, which must not overflow.
+const MAX_KERNEL_COLS: usize = i32::MAX as usize - 1024;
 
 /// Rows of a block of the warp-per-row kernels, one warp each (`WARP_ROWS` in `common.cuh`).
 const WARP_ROWS: usize = 4;

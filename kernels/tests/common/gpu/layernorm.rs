@@ -30,12 +30,13 @@ pub fn shapes() -> Vec<(usize, usize)> {
 
 /// Every backward variant: `ROWS x COLS`, 1100 rows (blocks of three rows and a last one of
 /// two; the others have a row per block), the widest rows kept in registers, 4-wide and scalar
-/// (odd), and rows past them (the `_wide` kernels).
+/// (odd), and rows past them (the `_wide` kernels, one row per block and two).
 pub fn backward_shapes() -> Vec<(usize, usize)> {
     let mut all = grid();
     all.extend([(1100, 3)]);
     all.extend(WIDEST);
     all.extend(WIDER);
+    all.push(WIDER_ROWS);
     all
 }
 
@@ -43,6 +44,9 @@ pub fn backward_shapes() -> Vec<(usize, usize)> {
 const WIDEST: [(usize, usize); 2] = [(2, MAX_BACKWARD_COLS), (2, MAX_BACKWARD_COLS_W1 - 1)];
 /// Rows past [`WIDEST`], for the `_wide` kernels: 4-wide, and scalar (odd).
 const WIDER: [(usize, usize); 2] = [(2, MAX_BACKWARD_COLS + 4), (3, MAX_BACKWARD_COLS_W1 + 1)];
+/// A `_wide` backward of 514 rows: blocks of two rows, whose partial sums add up across
+/// rows (the scalar kernel; the 4-wide one is the same template).
+const WIDER_ROWS: (usize, usize) = (514, MAX_BACKWARD_COLS_W1 + 1);
 
 /// `ROWS x COLS`.
 fn grid() -> Vec<(usize, usize)> {
