@@ -79,6 +79,11 @@ fn bad_shapes_are_errors_naming_the_op() {
     let err = pw::softmax(d, m, m, rows, cols, 1.0, None).unwrap_err();
     assert!(matches!(err, Error::Overlap { .. }), "{err:?}");
     assert!(err.to_string().starts_with("gpu_softmax:"), "{err}");
+    // A row so wide that a thread's int index would overflow past its end.
+    let wide = i32::MAX as usize - 1000;
+    let err = pw::softmax(d, m, y, 1, wide, 1.0, None).unwrap_err();
+    assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
+    assert!(err.to_string().contains("cols at most"), "{err}");
     // An output over the bias would race with the blocks still reading it.
     let err = pw::bias_add(d, m, m, m, 1, rows * cols).unwrap_err();
     assert!(matches!(err, Error::Overlap { .. }), "{err:?}");
