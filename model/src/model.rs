@@ -108,8 +108,16 @@ impl Model {
     /// Mutable parameters, for an optimizer. Drops the packing of [`Model::prepack`], which
     /// would no longer hold the weights' values.
     pub fn params_mut(&mut self) -> &mut Params {
-        self.packed = Arc::new([]);
+        self.drop_packing();
         &mut self.params
+    }
+
+    /// Forgets the packing of [`Model::prepack`], if any (without allocating when there is
+    /// none: an optimizer step calls this through [`Model::params_mut`]).
+    fn drop_packing(&mut self) {
+        if !self.packed.is_empty() {
+            self.packed = Arc::new([]);
+        }
     }
 
     /// Packs the encoder's linear weights once for the GEMM kernel of `opts.isa`, so that a
@@ -150,7 +158,7 @@ impl Model {
     /// Gives every parameter its own writable host buffer (memory-mapped weights are copied
     /// once), as training needs. Drops the packing of [`Model::prepack`].
     pub fn make_trainable(&mut self) -> Result<()> {
-        self.packed = Arc::new([]);
+        self.drop_packing();
         for p in self.params.iter_mut() {
             if p.tensor.host_mut().is_none() {
                 let values = p.tensor.to_vec(&smelt_engine::Arena::new())?;
