@@ -191,7 +191,7 @@ mod tests {
         // The forward does go through the packing: one of 2 W gives the output of 2 W.
         let doubled: Vec<f32> = wd.iter().map(|v| 2.0 * v).collect();
         let packed2 = PackedB::new(MatRef::row_major(&doubled, 70, 40).t(), &opts).unwrap();
-        let w2 = Tensor::from_vec(&[70, 40], doubled.clone()).unwrap();
+        let w2 = Tensor::from_vec(&[70, 40], doubled).unwrap();
         assert!(linear_step(Some(&packed2), &w)[0] == linear_step(None, &w2)[0]);
         // A packing of other sizes (a 70 x 40 B) is not used: the product packs the weight.
         let other = PackedB::new(MatRef::row_major(&wd, 70, 40), &opts).unwrap();
