@@ -212,12 +212,9 @@ unsafe fn by_rows(kernel: &Microkernel, blk: &Blocking, p: &Problem, plan: &Plan
     let (p, direct) = (*p, plan.direct);
     with_buffer(&PACK_B, plan.bpack_len, plan.buffers.1, |bpack| {
         let bpack = Shared(bpack);
-        let mut prepacked = p.packed_b;
-        plan.blocks.each(&p, |block_b| {
-            let b_source = if !prepacked.is_null() {
-                let source = BSource::packed(prepacked, 0, block_b.kc, nr);
-                prepacked = prepacked.add(block_b.packed_len(nr));
-                source
+        plan.blocks.each(&p, nr, |block_b, packed_at| {
+            let b_source = if !p.packed_b.is_null() {
+                BSource::packed(p.packed_b.add(packed_at), 0, block_b.kc, nr)
             } else if direct.b {
                 BSource::direct(block_b.b, nr)
             } else if plan.lazy_b {
@@ -261,18 +258,13 @@ unsafe fn by_panels(
         let (p, plan) = shared.get();
         let blocks = plan.blocks;
         with_buffer(&PACK_B, plan.bpack_len, plan.buffers.1, |bpack| {
-            let mut prepacked = p.packed_b;
-            blocks.each(&p, |block_b| {
-                let block_packed = prepacked;
-                if !prepacked.is_null() {
-                    prepacked = prepacked.add(block_b.packed_len(nr));
-                }
+            blocks.each(&p, nr, |block_b, packed_at| {
                 let panels = share(block_b.panels(nr), threads, t);
                 if panels.0 >= panels.1 {
                     return;
                 }
-                let b_source = if !block_packed.is_null() {
-                    BSource::packed(block_packed, 0, block_b.kc, nr)
+                let b_source = if !p.packed_b.is_null() {
+                    BSource::packed(p.packed_b.add(packed_at), 0, block_b.kc, nr)
                 } else if direct.b {
                     BSource::direct(block_b.b, nr)
                 } else if plan.lazy_b {
@@ -302,11 +294,14 @@ impl Blocks {
         kc_step: 0,
     };
 
-    /// Calls `f` on every block of B, column blocks outside, depth blocks inside.
-    pub(crate) unsafe fn each(&self, p: &Problem, mut f: impl FnMut(BlockB)) {
+    /// Calls `f` on every block of B, column blocks outside, depth blocks inside, with where
+    /// the block starts in B packed whole in this order (the floats of the blocks before it,
+    /// in panels of `nr`: see [`BlockB::packed_len`]).
+    pub(crate) unsafe fn each(&self, p: &Problem, nr: usize, mut f: impl FnMut(BlockB, usize)) {
+        let mut packed_at = 0;
         for jc in (0..p.n).step_by(self.nc_step) {
             for pc in (0..p.k).step_by(self.kc_step) {
-                f(BlockB {
+                let block = BlockB {
                     b: Strided {
                         ptr: p.b.at(pc, jc),
                         ..p.b
@@ -321,7 +316,9 @@ impl Blocks {
                     } else {
                         std::ptr::null()
                     },
-                });
+                };
+                f(block, packed_at);
+                packed_at += block.packed_len(nr);
             }
         }
     }

@@ -234,6 +234,20 @@ pub fn sgemm_bias(
     checked(OP, &ONE, alpha, a, b, Some(bias), beta, c, opts)
 }
 
+/// [`Error::OutOfBounds`] for the first `(operand, needed, len)` whose slice of `len`
+/// elements is shorter than the `needed` its shape and strides span.
+fn check_in_bounds(op: &'static str, operands: &[(&'static str, usize, usize)]) -> Result<()> {
+    match operands.iter().find(|&&(_, needed, len)| needed > len) {
+        Some(&(operand, needed, len)) => Err(Error::OutOfBounds {
+            op,
+            operand,
+            needed,
+            len,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// An error naming the sizes unless `bias` holds one value per column of `c`.
 fn check_bias(op: &'static str, bias: &[f32], c: &MatMut<'_>) -> Result<()> {
     if bias.len() != c.cols {
@@ -299,20 +313,14 @@ fn checked(
             (batch.count - 1).saturating_mul(stride).saturating_add(one)
         }
     };
-    for (operand, needed, len) in [
-        ("A", spans(a.required_len(), batch.a), a.data.len()),
-        ("B", spans(b.required_len(), batch.b), b.data.len()),
-        ("C", spans(c.required_len(), batch.c), c.data.len()),
-    ] {
-        if needed > len {
-            return Err(Error::OutOfBounds {
-                op,
-                operand,
-                needed,
-                len,
-            });
-        }
-    }
+    check_in_bounds(
+        op,
+        &[
+            ("A", spans(a.required_len(), batch.a), a.data.len()),
+            ("B", spans(b.required_len(), batch.b), b.data.len()),
+            ("C", spans(c.required_len(), batch.c), c.data.len()),
+        ],
+    )?;
     check_no_alias(op, &c, batch)?;
     let problem = Problem::new(
         (a.rows, b.cols, a.cols),

@@ -5,7 +5,10 @@
 use super::loops::{b_blocks, Blocks, Problem};
 use super::microkernel::Microkernel;
 use super::pack::PackBuffer;
-use super::{check_bias, check_no_alias, run_product, Blocking, CacheSizes, MatMut, MatRef, ONE};
+use super::{
+    check_bias, check_in_bounds, check_no_alias, run_product, Blocking, CacheSizes, MatMut, MatRef,
+    ONE,
+};
 use crate::cpu::isa::Isa;
 use crate::cpu::options::CpuOptions;
 use crate::{Error, Result};
@@ -37,15 +40,7 @@ impl PackedB {
     pub fn new(b: MatRef<'_>, opts: &CpuOptions) -> Result<PackedB> {
         const OP: &str = "PackedB::new";
         opts.validate(OP)?;
-        let (needed, len) = (b.required_len(), b.data.len());
-        if needed > len {
-            return Err(Error::OutOfBounds {
-                op: OP,
-                operand: "B",
-                needed,
-                len,
-            });
-        }
+        check_in_bounds(OP, &[("B", b.required_len(), b.data.len())])?;
         let (k, n) = (b.rows, b.cols);
         let (nr, blocks) = product_blocks(opts.isa, (k, n));
         let mut buffer = PackBuffer::default();
@@ -73,11 +68,10 @@ impl PackedB {
         // holds the sum of their lengths.
         unsafe {
             let mut total = 0;
-            blocks.each(&problem, |block| total += block.packed_len(nr));
-            let mut dst = buffer.reserve(total, total);
-            blocks.each(&problem, |block| {
-                block.pack((0, block.panels(nr)), nr, dst);
-                dst = dst.add(block.packed_len(nr));
+            blocks.each(&problem, nr, |block, at| total = at + block.packed_len(nr));
+            let dst = buffer.reserve(total, total);
+            blocks.each(&problem, nr, |block, at| {
+                block.pack((0, block.panels(nr)), nr, dst.add(at));
             });
         }
         Ok(PackedB {
@@ -167,19 +161,13 @@ pub fn sgemm_prepacked(
     if let Some(bias) = bias {
         check_bias(OP, bias, &c)?;
     }
-    for (operand, needed, len) in [
-        ("A", a.required_len(), a.data.len()),
-        ("C", c.required_len(), c.data.len()),
-    ] {
-        if needed > len {
-            return Err(Error::OutOfBounds {
-                op: OP,
-                operand,
-                needed,
-                len,
-            });
-        }
-    }
+    check_in_bounds(
+        OP,
+        &[
+            ("A", a.required_len(), a.data.len()),
+            ("C", c.required_len(), c.data.len()),
+        ],
+    )?;
     check_no_alias(OP, &c, &ONE)?;
     let problem = Problem {
         packed_b: b.buffer.as_ptr(),
