@@ -22,10 +22,16 @@
 //! `x = 88.37`.
 //!
 //! `exp2_nonpositive`: `2^y` for `y <= 0`, for callers that fold `log2(e)` into an FMA they do
-//! anyway (softmax): the magic-constant add rounds `y` to `n`, `f = y - n` is exact, so there
-//! is no two-part reduction, and `2^f` is a degree-6 minimax polynomial on `|f| <= 1/2`
-//! (2e-9 before rounding). Max relative error over `[-126, 0]` (unit test below, asserting
-//! 1.2e-7): 7.9e-8 with FMA, 1.0e-7 without. `y <= -126.5` and -inf give `+0`, NaN gives NaN.
+//! anyway (softmax). A magic-constant add rounds `y` to `k / 2^B`, `B = SimdF32::EXP2_BITS`
+//! (the widest table one permute reads: 5 with AVX-512, 3 with AVX2, 0 portable), `f = y -
+//! k / 2^B` is exact, `2^(k / 2^B)` comes from a table of `2^B` entries with the integer part
+//! added to its exponent (`SimdF32::exp2_scale`), and `2^f` from a minimax polynomial on
+//! `|f| <= 2^-(B+1)`: degree 2 for `B = 5`, 3 for `B = 3`, 6 for `B = 0`, so the wider the
+//! table, the fewer FMAs (softmax's forward, bench/NOTES.md session 13). Max relative error over
+//! `[-126, 0]` (unit test below): 1.6e-7 with AVX-512 (the table's rounding and the degree-2
+//! polynomial's 5e-8), 1.1e-7 with AVX2, 9.9e-8 portable with FMA, 1.0e-7 without. Results
+//! below `2^-126` are subnormal, with their reduced precision; `y <= -127` and -inf give `+0`, NaN
+//! gives NaN.
 //!
 //! `erf`: two branches on `a = |x|`, both evaluated, the right one selected per lane:
 //! `a < 0.875`: `x * P(x^2)`, an odd degree-11 polynomial with constant term `2 / sqrt(pi)`
@@ -141,7 +147,8 @@ pub(crate) unsafe fn exp_nonpositive<V: SimdF32>(x: V) -> V {
     V::mul_add(V::mul(r, s), q, s)
 }
 
-/// `2^y ~ 1 + sum EXP2_POLY[k] y^(k+1)` on `|y| <= 1/2` (minimax relative error 2e-9).
+/// `2^f ~ 1 + sum EXP2_POLY[k] f^(k+1)` on `|f| <= 1/2` (minimax relative error 2e-9), for
+/// vectors without a table (`EXP2_BITS = 0`).
 const EXP2_POLY: [f32; 6] = [
     LN_2,
     0.24022648,
@@ -150,23 +157,33 @@ const EXP2_POLY: [f32; 6] = [
     0.0013398875,
     0.000_153_533_6,
 ];
-/// `exp2_nonpositive` clamps its input here: `-127` rounds to `n = -127`, whose `2^n` built
-/// by `pow2_biased` is exactly `+0`.
+/// The same on `|f| <= 1/16`, degree 3 (2.5e-8), beside an 8-entry table (`EXP2_BITS = 3`).
+const EXP2_POLY_8: [f32; 3] = [0.69314724, 0.24025762, 0.055496216];
+/// The same on `|f| <= 1/64`, degree 2 (5.3e-8), beside a 32-entry table (`EXP2_BITS = 5`).
+const EXP2_POLY_32: [f32; 2] = [0.6931573, 0.24022676];
+/// `exp2_nonpositive` clamps its input here: `k = -127 * 2^B`, whose `2^(k / 2^B)` built by
+/// `exp2_scale` is exactly `+0`.
 const EXP2_LO: f32 = -127.0;
 
-/// `2^y` lane-wise for `y <= 0`: `n = round(y)` by the magic-constant add, `f = y - n`
-/// exactly (`|f| <= 1/2`), `2^n` in the exponent bits and `2^f` by a degree-6 polynomial,
-/// multiplied in as `s + (s f) P(f)`. Fewer operations than `exp_nonpositive` (no two-part
-/// reduction), for callers that can fold `log2(e)` into an FMA they already do (softmax).
-/// `y <= -126.5` and -inf give `+0`, NaN gives NaN; right up to `y = 127.49`.
+/// `2^y` lane-wise for `y <= 0`: `y = k / 2^B + f` by the magic-constant add (`B =
+/// V::EXP2_BITS`), `2^(k / 2^B)` from `exp2_scale`'s table and exponent, `2^f` by a short
+/// polynomial, multiplied in as `s + (s f) P(f)`. Fewer operations than `exp_nonpositive` (no
+/// two-part reduction), for callers that can fold `log2(e)` into an FMA they already do
+/// (softmax). `y <= -127` and -inf give `+0`, NaN gives NaN; right up to `y = 2^-B / 2`.
 #[inline(always)]
 pub(crate) unsafe fn exp2_nonpositive<V: SimdF32>(y: V) -> V {
     // NaN passes the clamp (second operand) and propagates through `f`.
     let y = V::max(V::splat(EXP2_LO), y);
-    let biased = V::add(y, V::splat(EXP_MAGIC));
-    let s = V::pow2_biased(biased);
-    let f = V::sub(y, V::sub(biased, V::splat(EXP_MAGIC)));
-    V::mul_add(V::mul(f, s), horner(f, &EXP2_POLY), s)
+    let magic = V::splat(1.5 * (1u32 << (23 - V::EXP2_BITS)) as f32);
+    let b = V::add(y, magic);
+    let s = V::exp2_scale(b);
+    let f = V::sub(y, V::sub(b, magic));
+    let p = match V::EXP2_BITS {
+        5 => horner(f, &EXP2_POLY_32),
+        3 => horner(f, &EXP2_POLY_8),
+        _ => horner(f, &EXP2_POLY),
+    };
+    V::mul_add(V::mul(f, p), s, s)
 }
 
 /// `erf(x)` lane-wise; see the module doc for the method and accuracy.
@@ -358,9 +375,15 @@ mod tests {
     }
 
     /// Checks `F` on every supported ISA: the largest relative error against `reference` over
-    /// 2^22 evenly spaced points of `[lo, 0]` is at most 1.2e-7, and the `edges` give `want`
-    /// (NaN where `want` is NaN).
-    fn check<F: Lanewise>(lo: f64, reference: fn(f64) -> f64, edges: &[f32], want: &[f32]) {
+    /// 2^22 evenly spaced points of `[lo, 0]` is at most `bound(isa)`, and the `edges` give
+    /// `want` (NaN where `want` is NaN).
+    fn check<F: Lanewise>(
+        lo: f64,
+        reference: fn(f64) -> f64,
+        bound: fn(Isa) -> f64,
+        edges: &[f32],
+        want: &[f32],
+    ) {
         let n = 1 << 22;
         let x: Vec<f32> = (0..n)
             .map(|i| (lo * i as f64 / (n - 1) as f64) as f32)
@@ -373,7 +396,7 @@ mod tests {
                 .map(|(&xi, &yi)| (yi as f64 / reference(xi as f64) - 1.0).abs())
                 .fold(0.0, f64::max);
             assert!(
-                worst <= 1.2e-7,
+                worst <= bound(isa),
                 "{}, {isa}: max relative error {worst:e}",
                 F::NAME
             );
@@ -387,15 +410,17 @@ mod tests {
 
     #[test]
     fn exp2_nonpositive_relative_error_and_edges() {
-        let edges = [f32::NEG_INFINITY, -1e30, -126.5, -0.0, 0.0, -1.0, f32::NAN];
+        let edges = [f32::NEG_INFINITY, -1e30, -127.0, -0.0, 0.0, -1.0, f32::NAN];
         let want = [0.0, 0.0, 0.0, 1.0, 1.0, 0.5, f32::NAN];
-        check::<Exp2Nonpositive>(-126.0, f64::exp2, &edges, &want);
+        // The AVX-512 table's entries are rounded and its polynomial has degree 2.
+        let bound = |isa| if isa == Isa::Avx512 { 1.7e-7 } else { 1.2e-7 };
+        check::<Exp2Nonpositive>(-126.0, f64::exp2, bound, &edges, &want);
     }
 
     #[test]
     fn exp_nonpositive_relative_error_and_edges() {
         let edges = [f32::NEG_INFINITY, -1e30, -88.0, -0.0, 0.0, f32::NAN];
         let want = [0.0, 0.0, 0.0, 1.0, 1.0, f32::NAN];
-        check::<ExpNonpositive>(-87.0, exp_reference, &edges, &want);
+        check::<ExpNonpositive>(-87.0, exp_reference, |_| 1.2e-7, &edges, &want);
     }
 }

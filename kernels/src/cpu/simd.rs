@@ -45,6 +45,15 @@ pub(crate) trait SimdF32: Copy {
     /// `n = -127` gives `+0` and `n = 128` gives `+inf`. The magic-number alternative to
     /// `round` + `pow2i`: one FMA `x * log2e + m0` rounds and biases at once.
     unsafe fn pow2_biased(m: Self) -> Self;
+    /// Index bits of the table behind [`exp2_scale`](SimdF32::exp2_scale): the widest table one
+    /// permute instruction selects from (32 entries with AVX-512, 8 with AVX2, none portable).
+    const EXP2_BITS: u32;
+    /// `2^(k / 2^B)`, `B = EXP2_BITS`, for the integer `k` in `[-126 * 2^B, 0]` held in
+    /// `b = k / 2^B + 1.5 * 2^(23 - B)` (whose low mantissa bits are `k`, two's complement):
+    /// `2^(j / 2^B)`, `j = k mod 2^B`, rounded, from a table, with `floor(k / 2^B)` added to its
+    /// exponent bits. `k = -127 * 2^B` gives `+0`; `k` between the two gives a value below
+    /// `2^-126`, not accurate.
+    unsafe fn exp2_scale(b: Self) -> Self;
     /// `|a|`.
     unsafe fn abs(a: Self) -> Self;
     /// `mag` with the sign bit of `sign`.
@@ -53,6 +62,8 @@ pub(crate) trait SimdF32: Copy {
     unsafe fn reduce_sum(a: Self) -> f32;
     /// Maximum of all lanes.
     unsafe fn reduce_max(a: Self) -> f32;
+    /// The sum of all lanes, in every lane (the reduction stays in the vector registers).
+    unsafe fn sum_all(a: Self) -> Self;
     /// Lane-wise `if a < b { x } else { y }` (false where `a` or `b` is NaN).
     unsafe fn select_lt(a: Self, b: Self, x: Self, y: Self) -> Self;
 
@@ -72,9 +83,38 @@ pub(crate) trait SimdF32: Copy {
     }
 }
 
+/// `2^(j / 32)` for `j` in `0..32`, rounded to f32, as bits (test below).
+const EXP2_POWERS: [u32; 32] = [
+    0x3f800000, 0x3f82cd87, 0x3f85aac3, 0x3f88980f, 0x3f8b95c2, 0x3f8ea43a, 0x3f91c3d3, 0x3f94f4f0,
+    0x3f9837f0, 0x3f9b8d3a, 0x3f9ef532, 0x3fa27043, 0x3fa5fed7, 0x3fa9a15b, 0x3fad583f, 0x3fb123f6,
+    0x3fb504f3, 0x3fb8fbaf, 0x3fbd08a4, 0x3fc12c4d, 0x3fc5672a, 0x3fc9b9be, 0x3fce248c, 0x3fd2a81e,
+    0x3fd744fd, 0x3fdbfbb8, 0x3fe0ccdf, 0x3fe5b907, 0x3feac0c7, 0x3fefe4ba, 0x3ff5257d, 0x3ffa83b3,
+];
+
+/// The table of `exp2_scale` with `N` entries (`N` a power of two up to 32): the bits of
+/// `2^(j / N)` less `j << (23 - log2 N)`, so that adding the bits of `b` shifted left by
+/// `23 - log2 N`, which are `k << (23 - log2 N) = (n << 23) + (j << (23 - log2 N))` for
+/// `k = N n + j`, leaves `2^(j / N)` with `n` added to its exponent.
+const fn exp2_table<const N: usize>() -> [u32; N] {
+    let shift = 23 - N.trailing_zeros();
+    let mut table = [0; N];
+    let mut j = 0;
+    while j < N {
+        table[j] = EXP2_POWERS[j * (32 / N)].wrapping_sub((j as u32) << shift);
+        j += 1;
+    }
+    table
+}
+
+#[cfg(target_arch = "x86_64")]
+const EXP2_TABLE_32: [u32; 32] = exp2_table();
+#[cfg(target_arch = "x86_64")]
+const EXP2_TABLE_8: [u32; 8] = exp2_table();
+const EXP2_TABLE_1: [u32; 1] = exp2_table();
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::SimdF32;
+    use super::{SimdF32, EXP2_TABLE_32, EXP2_TABLE_8};
     use std::arch::x86_64::*;
 
     /// The mask of the first `n < 16` lanes.
@@ -176,6 +216,19 @@ mod x86 {
                 _mm512_castps_si512(m.0),
             )))
         }
+        const EXP2_BITS: u32 = 5;
+        #[inline(always)]
+        unsafe fn exp2_scale(b: Self) -> Self {
+            let table = &EXP2_TABLE_32;
+            let lo = _mm512_loadu_si512(table.as_ptr().cast());
+            let hi = _mm512_loadu_si512(table.as_ptr().add(16).cast());
+            let bits = _mm512_castps_si512(b.0);
+            let entry = _mm512_permutex2var_epi32(lo, bits, hi);
+            V512(_mm512_castsi512_ps(_mm512_add_epi32(
+                entry,
+                _mm512_slli_epi32::<18>(bits),
+            )))
+        }
         #[inline(always)]
         unsafe fn abs(a: Self) -> Self {
             let mask = _mm512_set1_epi32(0x7fff_ffff);
@@ -198,6 +251,14 @@ mod x86 {
         #[inline(always)]
         unsafe fn reduce_max(a: Self) -> f32 {
             _mm512_reduce_max_ps(a.0)
+        }
+        #[inline(always)]
+        unsafe fn sum_all(a: Self) -> Self {
+            // Swap halves, then quarters, then pairs, then neighbours, adding each time.
+            let v = _mm512_add_ps(a.0, _mm512_shuffle_f32x4::<0x4E>(a.0, a.0));
+            let v = _mm512_add_ps(v, _mm512_shuffle_f32x4::<0xB1>(v, v));
+            let v = _mm512_add_ps(v, _mm512_permute_ps::<0x4E>(v));
+            V512(_mm512_add_ps(v, _mm512_permute_ps::<0xB1>(v)))
         }
         #[inline(always)]
         unsafe fn select_lt(a: Self, b: Self, x: Self, y: Self) -> Self {
@@ -296,6 +357,17 @@ mod x86 {
                 _mm256_castps_si256(m.0),
             )))
         }
+        const EXP2_BITS: u32 = 3;
+        #[inline(always)]
+        unsafe fn exp2_scale(b: Self) -> Self {
+            let table = _mm256_loadu_si256(EXP2_TABLE_8.as_ptr().cast());
+            let bits = _mm256_castps_si256(b.0);
+            let entry = _mm256_permutevar8x32_epi32(table, bits);
+            V256(_mm256_castsi256_ps(_mm256_add_epi32(
+                entry,
+                _mm256_slli_epi32::<20>(bits),
+            )))
+        }
         #[inline(always)]
         unsafe fn abs(a: Self) -> Self {
             V256(_mm256_andnot_ps(_mm256_set1_ps(-0.0), a.0))
@@ -319,6 +391,12 @@ mod x86 {
             let quad = _mm_max_ps(_mm256_castps256_ps128(a.0), _mm256_extractf128_ps::<1>(a.0));
             let pair = _mm_max_ps(quad, _mm_movehl_ps(quad, quad));
             _mm_cvtss_f32(_mm_max_ss(pair, _mm_movehdup_ps(pair)))
+        }
+        #[inline(always)]
+        unsafe fn sum_all(a: Self) -> Self {
+            let v = _mm256_add_ps(a.0, _mm256_permute2f128_ps::<0x01>(a.0, a.0));
+            let v = _mm256_add_ps(v, _mm256_permute_ps::<0x4E>(v));
+            V256(_mm256_add_ps(v, _mm256_permute_ps::<0xB1>(v)))
         }
         #[inline(always)]
         unsafe fn select_lt(a: Self, b: Self, x: Self, y: Self) -> Self {
@@ -403,6 +481,13 @@ impl SimdF32 for Wide {
         let bits: wide::i32x8 = bytemuck::cast(m.0);
         Wide(bytemuck::cast(bits << 23))
     }
+    const EXP2_BITS: u32 = 0;
+    #[inline(always)]
+    unsafe fn exp2_scale(b: Self) -> Self {
+        let bits: wide::i32x8 = bytemuck::cast(b.0);
+        let one = wide::i32x8::splat(EXP2_TABLE_1[0] as i32);
+        Wide(bytemuck::cast((bits << 23) + one))
+    }
     #[inline(always)]
     unsafe fn abs(a: Self) -> Self {
         Wide(a.0.abs())
@@ -420,8 +505,46 @@ impl SimdF32 for Wide {
         a.0.to_array().into_iter().fold(f32::NEG_INFINITY, f32::max)
     }
     #[inline(always)]
+    unsafe fn sum_all(a: Self) -> Self {
+        Self::splat(Self::reduce_sum(a))
+    }
+    #[inline(always)]
     unsafe fn select_lt(a: Self, b: Self, x: Self, y: Self) -> Self {
         use wide::CmpLt;
         Wide(a.0.cmp_lt(b.0).blend(x.0, y.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp2_powers_are_the_rounded_powers_of_two() {
+        for (j, &bits) in EXP2_POWERS.iter().enumerate() {
+            let want = (j as f64 / 32.0).exp2() as f32;
+            assert_eq!(f32::from_bits(bits), want, "2^({j}/32)");
+        }
+    }
+
+    #[test]
+    fn exp2_tables_give_the_power_of_every_index() {
+        fn check<const N: usize>(table: [u32; N]) {
+            let bits = N.trailing_zeros();
+            let magic = 1.5 * (1u32 << (23 - bits)) as f32;
+            let scale = |k: i32| {
+                let b = (k as f32 / N as f32 + magic).to_bits();
+                f32::from_bits(table[b as usize % N].wrapping_add(b << (23 - bits)))
+            };
+            for k in -126 * N as i32..=0 {
+                let power = EXP2_POWERS[k.rem_euclid(N as i32) as usize * (32 / N)];
+                let want = f32::from_bits(power) as f64 * (k.div_euclid(N as i32) as f64).exp2();
+                assert_eq!(scale(k), want as f32, "N = {N}, k = {k}");
+            }
+            assert_eq!(scale(-127 * N as i32).to_bits(), 0, "N = {N}, k = -127 N");
+        }
+        check(exp2_table::<32>());
+        check(exp2_table::<8>());
+        check(exp2_table::<1>());
     }
 }

@@ -6,14 +6,15 @@
 //! 1. the maximum of the logits `z = scale * x (+ mask)`: without a mask, `scale * max(x)`
 //!    (or `min` for a negative scale), one op per vector; with a mask, `z` is written to `y`
 //!    so the next pass reads one stream instead of two;
-//! 2. `e = 2^(z log2(e) - max log2(e))` written to `y` and summed: the conversion to base 2
-//!    rides on the FMA that subtracts the maximum, so the exp needs no range reduction by
-//!    `ln 2` ([`exp2_nonpositive`], 3-9% faster than `e^(z - max)` by `exp_nonpositive`);
-//! 3. `y *= 1 / sum`, run after pass 2 of the next row, so that the latency of a row's last
+//! 2. `e = 2^(z log2(e) - max log2(e))` written to `y` and summed (in every lane: the sum
+//!    never leaves the vector registers): the conversion to base 2 rides on the FMA that
+//!    subtracts the maximum, so the exp needs no range reduction by `ln 2`
+//!    ([`exp2_nonpositive`], whose table makes its polynomial short);
+//! 3. `y *= 1 / sum`, run before pass 2 of the next row, so that the latency of a row's last
 //!    exps, its sum and the division overlaps work instead of stalling the core. (Keeping a
 //!    short row's exps in registers to make passes 2 and 3 one, a store per vector instead of
-//!    store, load, store, measured the same on Zen 5 and 10-20% slower on Zen 4, where that
-//!    row's sum and division then stall the next row: bench/NOTES.md.)
+//!    store, load, store, measured within 3-6% of this on Zen 5 and 10-20% slower on Zen 4,
+//!    where that row's sum and division then stall the next row: bench/NOTES.md.)
 //!
 //! Pass 2's exponent, `(z - max) log2(e)`, is one FMA from the input where the ISA has a
 //! true FMA and the row's logits are moderate ([`Exponent`]): `(scale log2(e)) x -
@@ -106,48 +107,67 @@ impl Kernels {
 /// Independent accumulators per pass, so the adds and maxes of consecutive vectors overlap.
 const UNROLL: usize = 4;
 
-/// The forward pattern over rows `start..end`.
+/// Rows of this length (attention's scores at 128 tokens) run through a copy of the forward
+/// with the length known at compile time, so that its loops unroll completely (5-7% faster on
+/// [12288, 128] on Zen 5: bench/NOTES.md, session 13).
+const UNROLLED_COLS: usize = 128;
+
+/// The forward over rows `start..end`, through its unrolled copy where `cols` is
+/// [`UNROLLED_COLS`].
+#[inline(always)]
+unsafe fn forward<V: SimdF32>(job: &Forward, start: usize, end: usize) {
+    if job.cols == UNROLLED_COLS {
+        forward_rows::<V, UNROLLED_COLS>(job, start, end)
+    } else {
+        forward_rows::<V, 0>(job, start, end)
+    }
+}
+
+/// The forward pattern over rows `start..end` of `COLS` columns (0: `job.cols`).
 ///
-/// Software-pipelined: pass 1 of row `r + 1` runs before pass 2 of row `r`, and pass 3 of
-/// row `r - 1` after it, so each pass's horizontal reduction has a whole pass of another row
-/// to overlap with. With `job.prefetch`, the input of row `r + AHEAD` is requested from
+/// Software-pipelined: pass 1 of row `r + 1` and pass 3 of row `r - 1` run before pass 2 of
+/// row `r`, so each pass's horizontal reduction has a whole pass of another row to overlap
+/// with. With `job.prefetch`, the input of row `r + AHEAD` is requested from
 /// memory while row `r` computes (not its output: see [`prefetch_input`]).
 #[inline(always)]
-unsafe fn forward_rows<V: SimdF32>(job: &Forward, start: usize, end: usize) {
+unsafe fn forward_rows<V: SimdF32, const COLS: usize>(job: &Forward, start: usize, end: usize) {
     if start >= end {
         return;
     }
-    let cols = job.cols;
-    // The row whose pass 3 is still to run, and its `1 / sum`.
-    let mut pending: Option<(*mut f32, V)> = None;
-    let mut next = logits_max::<V>(job, start);
+    let cols = if COLS > 0 { COLS } else { job.cols };
+    // The row whose pass 3 is still to run (null: none), and its `1 / sum` in every lane.
+    let mut pending: *mut f32 = std::ptr::null_mut();
+    let mut factor = V::zero();
+    let mut next = logits_max::<V>(job, start, cols);
     for r in start..end {
         let y = job.y.add(r * cols);
         if job.prefetch && r + AHEAD < end {
             prefetch_input(job.x.add((r + AHEAD) * cols), cols);
         }
         let (max, src, scale) = next;
-        let e = Exponent::for_row::<V>(scale, max);
         if r + 1 < end {
-            next = logits_max::<V>(job, r + 1);
+            next = logits_max::<V>(job, r + 1, cols);
+        }
+        if !pending.is_null() {
+            scale_row::<V>(pending, cols, factor);
         }
         if max == f32::NEG_INFINITY {
             // Every logit is -inf: there is no distribution, the row is all zeros.
             std::ptr::write_bytes(y, 0, cols);
+            pending = std::ptr::null_mut();
             continue;
         }
+        let e = Exponent::for_row::<V>(scale, max);
         let sum = if e.fused {
             exp_sum::<V, true>(src, y, cols, e)
         } else {
             exp_sum::<V, false>(src, y, cols, e)
         };
-        if let Some((row, factor)) = pending {
-            scale_row::<V>(row, cols, factor);
-        }
-        pending = Some((y, V::div(V::splat(1.0), V::splat(sum))));
+        pending = y;
+        factor = V::div(V::splat(1.0), sum);
     }
-    if let Some((row, factor)) = pending {
-        scale_row::<V>(row, cols, factor);
+    if !pending.is_null() {
+        scale_row::<V>(pending, cols, factor);
     }
 }
 
@@ -167,14 +187,14 @@ fn prefetch_input(x: *const f32, cols: usize) {
 /// Pass 1 of row `r`: its maximum logit, where pass 2 reads the logits from, and the scale
 /// pass 2 applies to them (with a mask the logits are written to the row's `y`, scaled).
 #[inline(always)]
-unsafe fn logits_max<V: SimdF32>(job: &Forward, r: usize) -> (f32, *const f32, f32) {
-    let x = job.x.add(r * job.cols);
+unsafe fn logits_max<V: SimdF32>(job: &Forward, r: usize, cols: usize) -> (f32, *const f32, f32) {
+    let x = job.x.add(r * cols);
     if job.mask.is_null() {
-        (scaled_max::<V>(x, job.cols, job.scale), x, job.scale)
+        (scaled_max::<V>(x, cols, job.scale), x, job.scale)
     } else {
-        let y = job.y.add(r * job.cols);
-        let mask = job.mask.add(r / job.repeat * job.cols);
-        let max = masked_logits::<V>(x, mask, y, job.cols, job.scale);
+        let y = job.y.add(r * cols);
+        let mask = job.mask.add(r / job.repeat * cols);
+        let max = masked_logits::<V>(x, mask, y, cols, job.scale);
         (max, y.cast_const(), 1.0)
     }
 }
@@ -328,25 +348,31 @@ unsafe fn exp<V: SimdF32, const FUSED: bool>(a: V, b: V, x: V) -> V {
     }
 }
 
-/// Writes `e[j] = exp(src[j])` (see [`exp`]) to `dst` and returns `sum_j e[j]`.
-///
-/// One vector per step and one accumulator: the exp chain is long, so the out-of-order core
-/// overlaps consecutive vectors by itself (the add's latency hides behind the exp), and
-/// unrolling would spill the 16 ymm registers that the polynomial's constants mostly fill.
+/// Writes `e[j] = exp(src[j])` (see [`exp`]) to `dst` and returns `sum_j e[j]` in every lane.
+/// Two accumulators, so that consecutive adds need not wait for each other.
 #[inline(always)]
 unsafe fn exp_sum<V: SimdF32, const FUSED: bool>(
     src: *const f32,
     dst: *mut f32,
     cols: usize,
     e: Exponent,
-) -> f32 {
+) -> V {
     let (a, b) = (V::splat(e.a), V::splat(e.b));
-    let mut acc = V::zero();
+    let mut acc = [V::zero(); 2];
     let mut j = 0;
+    while j + 2 * V::LANES <= cols {
+        for (u, s) in acc.iter_mut().enumerate() {
+            let k = j + u * V::LANES;
+            let e = exp::<V, FUSED>(a, b, V::load(src.add(k)));
+            V::store(dst.add(k), e);
+            *s = V::add(*s, e);
+        }
+        j += 2 * V::LANES;
+    }
     while j + V::LANES <= cols {
         let e = exp::<V, FUSED>(a, b, V::load(src.add(j)));
         V::store(dst.add(j), e);
-        acc = V::add(acc, e);
+        acc[0] = V::add(acc[0], e);
         j += V::LANES;
     }
     if j < cols {
@@ -355,9 +381,9 @@ unsafe fn exp_sum<V: SimdF32, const FUSED: bool>(
         let e = exp::<V, FUSED>(a, b, x);
         V::store_partial(dst.add(j), n, e);
         // Read back the stored lanes only: the others hold exp of the fill value.
-        acc = V::add(acc, V::load_partial(dst.add(j), n, 0.0));
+        acc[1] = V::add(acc[1], V::load_partial(dst.add(j), n, 0.0));
     }
-    V::reduce_sum(acc)
+    V::sum_all(V::add(acc[0], acc[1]))
 }
 
 /// `y[j] *= f` over one row (`f` has the factor in every lane).
@@ -439,12 +465,12 @@ unsafe fn dot<V: SimdF32>(a: *const f32, b: *const f32, cols: usize) -> f32 {
 #[cfg(target_arch = "x86_64")]
 /// The entry points per ISA; each is a [`ForwardFn`] or [`BackwardFn`], with its contract.
 mod x86 {
-    use super::{backward_rows, forward_rows, Backward, Forward};
+    use super::{backward_rows, forward, Backward, Forward};
     use crate::cpu::simd::{V256, V512};
 
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn forward_avx512(job: &Forward, start: usize, end: usize) {
-        forward_rows::<V512>(job, start, end)
+        forward::<V512>(job, start, end)
     }
 
     #[target_feature(enable = "avx512f")]
@@ -454,7 +480,7 @@ mod x86 {
 
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn forward_avx2(job: &Forward, start: usize, end: usize) {
-        forward_rows::<V256>(job, start, end)
+        forward::<V256>(job, start, end)
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -465,7 +491,7 @@ mod x86 {
 
 /// The portable [`ForwardFn`].
 unsafe fn forward_portable(job: &Forward, start: usize, end: usize) {
-    forward_rows::<crate::cpu::simd::Wide>(job, start, end)
+    forward::<crate::cpu::simd::Wide>(job, start, end)
 }
 
 /// The portable [`BackwardFn`].
