@@ -169,7 +169,7 @@ const EXP2_LO: f32 = -127.0;
 /// V::EXP2_BITS`), `2^(k / 2^B)` from `exp2_scale`'s table and exponent, `2^f` by a short
 /// polynomial, multiplied in as `s + (s f) P(f)`. Fewer operations than `exp_nonpositive` (no
 /// two-part reduction), for callers that can fold `log2(e)` into an FMA they already do
-/// (softmax). `y <= -127` and -inf give `+0`, NaN gives NaN; right up to `y = 2^-B / 2`.
+/// (softmax). `y <= -127` and -inf give `+0`, NaN gives NaN; right up to `y = 127`.
 #[inline(always)]
 pub(crate) unsafe fn exp2_nonpositive<V: SimdF32>(y: V) -> V {
     // NaN passes the clamp (second operand) and propagates through `f`.

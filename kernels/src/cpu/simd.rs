@@ -48,7 +48,7 @@ pub(crate) trait SimdF32: Copy {
     /// Index bits of the table behind [`exp2_scale`](SimdF32::exp2_scale): the widest table one
     /// permute instruction selects from (32 entries with AVX-512, 8 with AVX2, none portable).
     const EXP2_BITS: u32;
-    /// `2^(k / 2^B)`, `B = EXP2_BITS`, for the integer `k` in `[-126 * 2^B, 0]` held in
+    /// `2^(k / 2^B)`, `B = EXP2_BITS`, for the integer `k` in `[-126 * 2^B, 127 * 2^B]` held in
     /// `b = k / 2^B + 1.5 * 2^(23 - B)` (whose low mantissa bits are `k`, two's complement):
     /// `2^(j / 2^B)`, `j = k mod 2^B`, rounded, from a table, with `floor(k / 2^B)` added to its
     /// exponent bits. `k = -127 * 2^B` gives `+0`; `k` between the two gives a value below
@@ -536,7 +536,7 @@ mod tests {
                 let b = (k as f32 / N as f32 + magic).to_bits();
                 f32::from_bits(table[b as usize % N].wrapping_add(b << (23 - bits)))
             };
-            for k in -126 * N as i32..=0 {
+            for k in -126 * N as i32..=127 * N as i32 {
                 let power = EXP2_POWERS[k.rem_euclid(N as i32) as usize * (32 / N)];
                 let want = f32::from_bits(power) as f64 * (k.div_euclid(N as i32) as f64).exp2();
                 assert_eq!(scale(k), want as f32, "N = {N}, k = {k}");
