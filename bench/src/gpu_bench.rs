@@ -162,7 +162,7 @@ pub fn attention(args: &Args) -> Result<Vec<Row>, String> {
             upload(dev, 3)?,
             upload(dev, 4)?,
         );
-        let zeros = |dev: &mut dyn GpuDevice, len: usize| dev.alloc_zeros(len * 4).map_err(e);
+        let zeros = |dev: &mut dyn GpuDevice, len: usize| dev.alloc_f32(len).map_err(e);
         let mask = zeros(dev, batch * seq)?;
         let (out, lse) = (zeros(dev, n)?, zeros(dev, attention::lse_len(&shape))?);
         let (dq, dk, dv) = (zeros(dev, n)?, zeros(dev, n)?, zeros(dev, n)?);
@@ -336,7 +336,7 @@ pub fn layernorm(args: &Args) -> Result<Vec<Row>, String> {
         let gamma = dev.upload_f32(&pattern(cols, 3)).map_err(e)?;
         let beta = dev.upload_f32(&pattern(cols, 4)).map_err(e)?;
         let zeros = |dev: &mut dyn GpuDevice, len: usize| -> Result<GpuBuffer, String> {
-            dev.alloc_zeros(len * 4).map_err(e)
+            dev.alloc_f32(len).map_err(e)
         };
         let (mean, rstd) = (zeros(dev, rows_n)?, zeros(dev, rows_n)?);
         let (dgamma, dbeta) = (zeros(dev, cols)?, zeros(dev, cols)?);

@@ -157,3 +157,34 @@ fn bf16_buffers_are_sized_in_two_byte_values() {
     // The right sizes pass, and the call runs.
     ln::layer_norm_residual_bf16(d, m, m, sum, v, v, y, r[0], r[1], rows, cols, EPS).unwrap();
 }
+
+#[test]
+fn typed_outputs_keep_a_chain_of_launches_checked() {
+    let mut dev = SimDevice::new();
+    let (rows, cols) = (2, 8);
+    let d = &mut dev;
+    let x = d.upload_u16(&[0x3f80; 16]).unwrap();
+    let v = d.alloc_f32(cols).unwrap();
+    let r = [0; 2].map(|_| d.alloc_f32(rows).unwrap());
+    let y = d.alloc_bf16(rows * cols).unwrap();
+    assert_eq!(y.bytes(), 2 * rows * cols);
+    ln::layer_norm_bf16(d, x, v, v, y, r[0], r[1], rows, cols, EPS).unwrap();
+    // The bf16 output, read where the op takes f32, is refused.
+    let out = d.alloc_f32(rows * cols).unwrap();
+    let err = ln::layer_norm(d, y, v, v, out, r[0], r[1], rows, cols, EPS).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("x holds bf16 values, the op takes f32"),
+        "{err}"
+    );
+    // A typed f32 output is refused where bf16 is written.
+    let err = ln::layer_norm_bf16(d, x, v, v, out, r[0], r[1], rows, cols, EPS).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("y holds f32 values, the op takes bf16"),
+        "{err}"
+    );
+    let err = d.alloc_f32(usize::MAX).unwrap_err();
+    assert!(matches!(err, Error::Shape { .. }), "{err:?}");
+    assert!(err.to_string().contains("overflow"), "{err}");
+}

@@ -33,20 +33,30 @@ pub struct PtxModule {
     pub ptx: &'static str,
 }
 
-/// What a buffer holds, as the call that made it says (uploads are typed, `alloc_zeros` is
-/// not; a kernel's writes and [`GpuDevice::copy`] do not change it): a launcher refuses a
-/// buffer labelled with the other type for any of its rows, read or written.
+/// What a buffer holds, as the call that made it says (uploads, `alloc_f32` and `alloc_bf16`
+/// are typed, `alloc_zeros` is not; a kernel's writes and [`GpuDevice::copy`] do not change
+/// it): a launcher refuses a buffer labelled with the other type for any of its rows, read or
+/// written. Outputs allocated typed keep a chain of launches checked: a bf16 kernel's output
+/// cannot then be read as f32.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dtype {
     /// f32 values ([`GpuDevice::upload_f32`]).
     F32,
     /// 16-bit values, which the kernels read as bf16 ([`GpuDevice::upload_u16`]).
     Bf16,
-    /// Zeroed memory not typed yet ([`GpuDevice::alloc_zeros`]), which every launcher takes.
+    /// Zeroed memory not typed ([`GpuDevice::alloc_zeros`]), which every launcher takes.
     Untyped,
 }
 
 impl Dtype {
+    /// Bytes per value (an untyped buffer is counted in 32-bit words).
+    fn size(self) -> usize {
+        match self {
+            Dtype::Bf16 => 2,
+            Dtype::F32 | Dtype::Untyped => 4,
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Dtype::F32 => "f32",
@@ -174,6 +184,19 @@ pub trait GpuDevice {
     fn owns(&self, buf: GpuBuffer) -> bool;
     /// A zeroed buffer of `bytes` bytes, [`Dtype::Untyped`].
     fn alloc_zeros(&mut self, bytes: usize) -> Result<GpuBuffer>;
+    /// A zeroed buffer of `len` f32 values, [`Dtype::F32`]: as an output, launchers that read
+    /// bf16 refuse it afterwards.
+    fn alloc_f32(&mut self, len: usize) -> Result<GpuBuffer> {
+        Ok(self
+            .alloc_zeros(typed_bytes(len, Dtype::F32)?)?
+            .holding(Dtype::F32))
+    }
+    /// A zeroed buffer of `len` bf16 values, [`Dtype::Bf16`] (`2 * len` bytes).
+    fn alloc_bf16(&mut self, len: usize) -> Result<GpuBuffer> {
+        Ok(self
+            .alloc_zeros(typed_bytes(len, Dtype::Bf16)?)?
+            .holding(Dtype::Bf16))
+    }
     /// A buffer holding `data`, [`Dtype::F32`].
     fn upload_f32(&mut self, data: &[f32]) -> Result<GpuBuffer>;
     /// The contents of a buffer as f32 values (`bytes.div_ceil(4)` of them), after all
@@ -224,6 +247,14 @@ pub trait GpuDevice {
     fn synchronize(&mut self) -> Result<()>;
 }
 
+/// The bytes of `len` values of `dtype`, or an error when they overflow `usize`.
+fn typed_bytes(len: usize, dtype: Dtype) -> Result<usize> {
+    len.checked_mul(dtype.size()).ok_or_else(|| Error::Shape {
+        op: "gpu_alloc",
+        detail: format!("{len} {} values overflow usize bytes", dtype.name()),
+    })
+}
+
 /// Fails unless `buf` holds at least `elems` values of `dtype`: [`Error::Dtype`] when it holds
 /// the other kind, [`Error::Shape`] when it is too short.
 fn check_len(
@@ -243,11 +274,7 @@ fn check_len(
             ),
         });
     }
-    let size = match dtype {
-        Dtype::Bf16 => 2,
-        Dtype::F32 | Dtype::Untyped => 4,
-    };
-    let held = buf.bytes / size;
+    let held = buf.bytes / dtype.size();
     if held < elems {
         return Err(Error::Shape {
             op,
