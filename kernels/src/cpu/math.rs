@@ -29,8 +29,9 @@
 //! `|f| <= 2^-(B+1)`: degree 2 for `B = 5`, 3 for `B = 3`, 6 for `B = 0`, so the wider the
 //! table, the fewer FMAs (softmax's forward, bench/NOTES.md session 13). Max relative error over
 //! `[-126, 0]` (unit test below): 1.6e-7 with AVX-512 (the table's rounding and the degree-2
-//! polynomial's 5e-8), 1.1e-7 with AVX2, 9.9e-8 portable with FMA, 1.0e-7 without. Results
-//! below `2^-126` are subnormal, with their reduced precision; `y <= -127` and -inf give `+0`, NaN
+//! polynomial's 5e-8), 1.1e-7 with AVX2, 9.9e-8 portable with FMA, 1.0e-7 without. Between
+//! -127 and -126 the result is only known to be below `2^-126` (the table's entry lands in a
+//! zero exponent field); `y <= -127` and -inf give `+0`, NaN
 //! gives NaN.
 //!
 //! `erf`: two branches on `a = |x|`, both evaluated, the right one selected per lane:
@@ -167,7 +168,7 @@ const EXP2_LO: f32 = -127.0;
 
 /// `2^y` lane-wise for `y <= 0`: `y = k / 2^B + f` by the magic-constant add (`B =
 /// V::EXP2_BITS`), `2^(k / 2^B)` from `exp2_scale`'s table and exponent, `2^f` by a short
-/// polynomial, multiplied in as `s + (s f) P(f)`. Fewer operations than `exp_nonpositive` (no
+/// polynomial, multiplied in as `s + (f P(f)) s` (`f s` would go subnormal near `y = -126`). Fewer operations than `exp_nonpositive` (no
 /// two-part reduction), for callers that can fold `log2(e)` into an FMA they already do
 /// (softmax). `y <= -127` and -inf give `+0`, NaN gives NaN; right up to `y = 127`.
 #[inline(always)]
@@ -181,7 +182,8 @@ pub(crate) unsafe fn exp2_nonpositive<V: SimdF32>(y: V) -> V {
     let p = match V::EXP2_BITS {
         5 => horner(f, &EXP2_POLY_32),
         3 => horner(f, &EXP2_POLY_8),
-        _ => horner(f, &EXP2_POLY),
+        0 => horner(f, &EXP2_POLY),
+        bits => unreachable!("no exp2 polynomial fitted for a table of 2^{bits} entries"),
     };
     V::mul_add(V::mul(f, p), s, s)
 }
@@ -410,8 +412,18 @@ mod tests {
 
     #[test]
     fn exp2_nonpositive_relative_error_and_edges() {
-        let edges = [f32::NEG_INFINITY, -1e30, -127.0, -0.0, 0.0, -1.0, f32::NAN];
-        let want = [0.0, 0.0, 0.0, 1.0, 1.0, 0.5, f32::NAN];
+        let edges = [
+            f32::NEG_INFINITY,
+            -1e30,
+            -127.0,
+            -0.0,
+            0.0,
+            -1.0,
+            1.0,
+            127.0,
+            f32::NAN,
+        ];
+        let want = [0.0, 0.0, 0.0, 1.0, 1.0, 0.5, 2.0, 2f32.powi(127), f32::NAN];
         // The AVX-512 table's entries are rounded and its polynomial has degree 2.
         let bound = |isa| if isa == Isa::Avx512 { 1.7e-7 } else { 1.2e-7 };
         check::<Exp2Nonpositive>(-126.0, f64::exp2, bound, &edges, &want);

@@ -46,9 +46,10 @@ pub(crate) trait SimdF32: Copy {
     /// `round` + `pow2i`: one FMA `x * log2e + m0` rounds and biases at once.
     unsafe fn pow2_biased(m: Self) -> Self;
     /// Index bits of the table behind [`exp2_scale`](SimdF32::exp2_scale): the widest table one
-    /// permute instruction selects from (32 entries with AVX-512, 8 with AVX2, none portable).
+    /// permute instruction selects from (32 entries with AVX-512, 8 with AVX2; 1, the constant 2^0,
+    /// portable).
     const EXP2_BITS: u32;
-    /// `2^(k / 2^B)`, `B = EXP2_BITS`, for the integer `k` in `[-126 * 2^B, 127 * 2^B]` held in
+    /// `2^(k / 2^B)`, `B = EXP2_BITS`, for the integer `k` in `[-126 * 2^B, 128 * 2^B)` held in
     /// `b = k / 2^B + 1.5 * 2^(23 - B)` (whose low mantissa bits are `k`, two's complement):
     /// `2^(j / 2^B)`, `j = k mod 2^B`, rounded, from a table, with `floor(k / 2^B)` added to its
     /// exponent bits. `k = -127 * 2^B` gives `+0`; `k` between the two gives a value below
@@ -96,6 +97,10 @@ const EXP2_POWERS: [u32; 32] = [
 /// `23 - log2 N`, which are `k << (23 - log2 N) = (n << 23) + (j << (23 - log2 N))` for
 /// `k = N n + j`, leaves `2^(j / N)` with `n` added to its exponent.
 const fn exp2_table<const N: usize>() -> [u32; N] {
+    assert!(
+        N.is_power_of_two() && N <= 32,
+        "exp2 tables have 1 to 32 entries"
+    );
     let shift = 23 - N.trailing_zeros();
     let mut table = [0; N];
     let mut j = 0;
@@ -519,6 +524,7 @@ impl SimdF32 for Wide {
 mod tests {
     use super::*;
 
+    /// The table's constants are `2^(j / 32)` rounded to f32.
     #[test]
     fn exp2_powers_are_the_rounded_powers_of_two() {
         for (j, &bits) in EXP2_POWERS.iter().enumerate() {
@@ -527,6 +533,9 @@ mod tests {
         }
     }
 
+    /// Each table with the bit arithmetic of `exp2_scale` (in scalar code; the vector code is
+    /// tested through `exp2_nonpositive` in `math.rs`) gives `2^(k / N)` for every `k` it
+    /// covers, and `+0` for `k = -127 N`.
     #[test]
     fn exp2_tables_give_the_power_of_every_index() {
         fn check<const N: usize>(table: [u32; N]) {
@@ -536,7 +545,7 @@ mod tests {
                 let b = (k as f32 / N as f32 + magic).to_bits();
                 f32::from_bits(table[b as usize % N].wrapping_add(b << (23 - bits)))
             };
-            for k in -126 * N as i32..=127 * N as i32 {
+            for k in -126 * N as i32..128 * N as i32 {
                 let power = EXP2_POWERS[k.rem_euclid(N as i32) as usize * (32 / N)];
                 let want = f32::from_bits(power) as f64 * (k.div_euclid(N as i32) as f64).exp2();
                 assert_eq!(scale(k), want as f32, "N = {N}, k = {k}");

@@ -13,8 +13,9 @@
 //! 3. `y *= 1 / sum`, run before pass 2 of the next row, so that the latency of a row's last
 //!    exps, its sum and the division overlaps work instead of stalling the core. (Keeping a
 //!    short row's exps in registers to make passes 2 and 3 one, a store per vector instead of
-//!    store, load, store, measured within 3-6% of this on Zen 5 and 10-20% slower on Zen 4,
-//!    where that row's sum and division then stall the next row: bench/NOTES.md.)
+//!    store, load, store, measured 3-12% faster in a hand-written kernel for rows of 128 on
+//!    Zen 5, but 10-20% slower on Zen 4, where that row's sum and division then stall the
+//!    next row: bench/NOTES.md.)
 //!
 //! Pass 2's exponent, `(z - max) log2(e)`, is one FMA from the input where the ISA has a
 //! true FMA and the row's logits are moderate ([`Exponent`]): `(scale log2(e)) x -
@@ -135,9 +136,8 @@ unsafe fn forward_rows<V: SimdF32, const COLS: usize>(job: &Forward, start: usiz
         return;
     }
     let cols = if COLS > 0 { COLS } else { job.cols };
-    // The row whose pass 3 is still to run (null: none), and its `1 / sum` in every lane.
-    let mut pending: *mut f32 = std::ptr::null_mut();
-    let mut factor = V::zero();
+    // The row whose pass 3 is still to run, and its `1 / sum` in every lane.
+    let mut pending: Option<(*mut f32, V)> = None;
     let mut next = logits_max::<V>(job, start, cols);
     for r in start..end {
         let y = job.y.add(r * cols);
@@ -148,13 +148,12 @@ unsafe fn forward_rows<V: SimdF32, const COLS: usize>(job: &Forward, start: usiz
         if r + 1 < end {
             next = logits_max::<V>(job, r + 1, cols);
         }
-        if !pending.is_null() {
-            scale_row::<V>(pending, cols, factor);
+        if let Some((row, factor)) = pending.take() {
+            scale_row::<V>(row, cols, factor);
         }
         if max == f32::NEG_INFINITY {
             // Every logit is -inf: there is no distribution, the row is all zeros.
             std::ptr::write_bytes(y, 0, cols);
-            pending = std::ptr::null_mut();
             continue;
         }
         let e = Exponent::for_row::<V>(scale, max);
@@ -163,11 +162,10 @@ unsafe fn forward_rows<V: SimdF32, const COLS: usize>(job: &Forward, start: usiz
         } else {
             exp_sum::<V, false>(src, y, cols, e)
         };
-        pending = y;
-        factor = V::div(V::splat(1.0), sum);
+        pending = Some((y, V::div(V::splat(1.0), sum)));
     }
-    if !pending.is_null() {
-        scale_row::<V>(pending, cols, factor);
+    if let Some((row, factor)) = pending {
+        scale_row::<V>(row, cols, factor);
     }
 }
 
