@@ -1,5 +1,6 @@
 //! A small command-line parser: `--flag`, `--key value` (repeatable), and positional words.
 
+use smelt_kernels::cpu::Isa;
 use std::collections::HashMap;
 
 /// Parsed command line after the subcommand words.
@@ -73,6 +74,27 @@ impl Args {
         self.count("threads", available(), MAX_THREADS)
     }
 
+    /// `--isa NAME`, the instruction set of our kernels (default: the fastest this CPU has); a
+    /// name that is none, or one this CPU cannot run, is an error listing those it can.
+    pub fn isa(&self) -> Result<Isa, String> {
+        let Some(name) = self.all("isa").last() else {
+            return Ok(Isa::detect());
+        };
+        let can = Isa::supported()
+            .map(Isa::name)
+            .collect::<Vec<_>>()
+            .join(", ");
+        match Isa::from_name(name) {
+            Some(isa) if isa.is_supported() => Ok(isa),
+            Some(isa) => Err(format!(
+                "--isa {isa}: this CPU cannot run those kernels (it can: {can})"
+            )),
+            None => Err(format!(
+                "--isa {name:?}: not an instruction set (this CPU can run: {can})"
+            )),
+        }
+    }
+
     /// Rejects options outside `known` (so a typo is an error, not silently ignored).
     pub fn only(&self, known: &[&str]) -> Result<(), String> {
         let given = self.values.keys().chain(self.flags.iter());
@@ -137,6 +159,25 @@ mod tests {
                 err.contains("expected 3 positive sizes like MxKxN"),
                 "{err}"
             );
+        }
+    }
+
+    #[test]
+    fn isa_names_an_instruction_set_this_cpu_runs() {
+        let raw = |words: &[&str]| words.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+        let isa = |words: &[&str]| Args::parse(&raw(words), &[]).unwrap().isa();
+        assert_eq!(isa(&[]), Ok(Isa::detect()));
+        assert_eq!(isa(&["--isa", "portable"]), Ok(Isa::Portable));
+        let err = isa(&["--isa", "sse9"]).unwrap_err();
+        assert!(err.contains("not an instruction set"), "{err}");
+        assert!(err.contains("portable"), "{err}");
+        for candidate in Isa::ALL {
+            let got = isa(&["--isa", candidate.name()]);
+            if candidate.is_supported() {
+                assert_eq!(got, Ok(candidate));
+            } else {
+                assert!(got.unwrap_err().contains("cannot run"));
+            }
         }
     }
 

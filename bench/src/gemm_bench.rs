@@ -9,7 +9,7 @@ use crate::timing::interleaved;
 use rayon::prelude::*;
 use smelt_kernels::cpu::gemm::{sgemm_batched, BatchStrides, MatMut, MatRef};
 use smelt_kernels::cpu::threads::install;
-use smelt_kernels::cpu::CpuOptions;
+use smelt_kernels::cpu::{CpuOptions, Isa};
 use std::time::Duration;
 
 /// One GEMM case: `batch` products of `m x k` by `k x n`.
@@ -88,11 +88,12 @@ fn cases(args: &Args) -> Result<Vec<Case>, String> {
 /// higher of each kept: [`Peaks::max`]) and the cases' rows.
 pub fn run(args: &Args, threads: usize) -> Result<(Peaks, Vec<Row>), String> {
     let cases = cases(args)?;
+    let isa = args.isa()?;
     let budget = Duration::from_millis(args.get("budget-ms", 1500)?);
     let before = Peaks::measure(threads);
     let mut figures = Vec::new();
     for case in &cases {
-        let timed = measure(case, threads, budget);
+        let timed = measure(case, threads, isa, budget);
         let torch = if args.flag("torch") {
             peers::sgemm_torch(case, threads, budget)?
         } else {
@@ -104,7 +105,7 @@ pub fn run(args: &Args, threads: usize) -> Result<(Peaks, Vec<Row>), String> {
     let rows = cases
         .iter()
         .zip(&figures)
-        .flat_map(|(case, (timed, torch))| case_rows(case, &peaks, timed, torch))
+        .flat_map(|(case, (timed, torch))| case_rows(case, isa, &peaks, timed, torch))
         .collect();
     Ok((peaks, rows))
 }
@@ -126,7 +127,7 @@ struct Timed {
 /// calls and slow whatever runs next (on this 2-core machine that cost our 2-thread calls
 /// 0.3-0.8 ms each, and made our thread scaling look like 1.63-1.81 instead of 1.91-1.97).
 /// Calls from inside the pool are also how the model runs them (no hand-over per call).
-fn measure(case: &Case, threads: usize, budget: Duration) -> Vec<Timed> {
+fn measure(case: &Case, threads: usize, isa: Isa, budget: Duration) -> Vec<Timed> {
     let Case {
         m,
         k,
@@ -141,7 +142,8 @@ fn measure(case: &Case, threads: usize, budget: Duration) -> Vec<Timed> {
     let mut c_mm = vec![0.0f32; batch * m * n];
     let mut c_one = vec![0.0f32; batch * m * n];
     let (rsb, csb) = if transb { (1, k) } else { (n, 1) };
-    let opts = CpuOptions::threads(threads);
+    let opts = CpuOptions::threads(threads).isa(isa);
+    let one_thread = CpuOptions::threads(1).isa(isa);
     let per_batch = |i: usize, c: &mut [f32], parallel: gemm::Parallelism| {
         // SAFETY: every pointer addresses batch i of a buffer sized for `batch` matrices.
         unsafe {
@@ -211,7 +213,7 @@ fn measure(case: &Case, threads: usize, budget: Duration) -> Vec<Timed> {
             })
         };
         let mut matrixmultiply = || each_batch(threads, &mut c_mm, m * n, one);
-        let mut ours_one_thread = || run_smelt(case, &a, &b, &mut c_one, &CpuOptions::threads(1));
+        let mut ours_one_thread = || run_smelt(case, &a, &b, &mut c_one, &one_thread);
         let mut ours_large = || {
             if let Some((a, b, c)) = large_operands.as_mut() {
                 run_smelt(&large, a, b, c, &opts);
@@ -292,10 +294,16 @@ fn filled(len: usize, scale: f32) -> Vec<f32> {
         .collect()
 }
 
-/// The table rows of one case: every implementation's figure and, in `smelt_x`, our rate
-/// over its rate (for `smelt-1t` that is our thread scaling, for `smelt-large` the batched
-/// rate as a fraction of the large-GEMM rate).
-fn case_rows(case: &Case, peaks: &Peaks, timed: &[Timed], torch: &[PeerFigure]) -> Vec<Row> {
+/// The table rows of one case: every implementation's figure, our kernels' `isa` on our rows,
+/// and, in `smelt_x`, our rate over its rate (for `smelt-1t` that is our thread scaling, for
+/// `smelt-large` the batched rate as a fraction of the large-GEMM rate).
+fn case_rows(
+    case: &Case,
+    isa: Isa,
+    peaks: &Peaks,
+    timed: &[Timed],
+    torch: &[PeerFigure],
+) -> Vec<Row> {
     let gflops = |c: &Case, secs: f64| 2.0 * (c.batch * c.m * c.n * c.k) as f64 / secs / 1e9;
     let ours = gflops(case, timed[0].secs);
     let mut figures: Vec<(String, Case, usize, f64, f64)> = timed
@@ -319,6 +327,11 @@ fn case_rows(case: &Case, peaks: &Peaks, timed: &[Timed], torch: &[PeerFigure]) 
             } else {
                 "sgemm"
             };
+            let kernels = if name.starts_with("smelt") {
+                isa.name()
+            } else {
+                "-"
+            };
             Row(vec![
                 ("impl", Value::Text(name)),
                 ("op", Value::Text(op.into())),
@@ -328,6 +341,7 @@ fn case_rows(case: &Case, peaks: &Peaks, timed: &[Timed], torch: &[PeerFigure]) 
                 ("n", Value::Int(c.n)),
                 ("transb", Value::Text(c.transb.to_string())),
                 ("threads", Value::Int(threads)),
+                ("isa", Value::Text(kernels.into())),
                 ("median_ms", Value::Num(ms)),
                 ("gflops", Value::Num(rate)),
                 ("of_peak", Value::Num(rate / peaks.at(threads))),

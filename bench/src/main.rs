@@ -10,8 +10,8 @@
 //!                     --output OUT.safetensors
 //! smelt bench bert    [--config NAME] [--batch B] [--seq T] [--phase forward|train|both] [--dropout P] [--runs R] [--rounds K] [--threads N] [--prepack] [--torch] [--onnx] [--profile] [--json]
 //! smelt bench embed   --model DIR [--count N] [--batch N] [--runs R] [--threads N] [--prepack] [--torch] [--json]
-//! smelt bench gemm    [--shape MxKxN ...] [--batch B] [--transb] [--threads N] [--torch] [--json]
-//! smelt bench softmax [--shape ROWSxCOLS ...] [--threads N] [--json]
+//! smelt bench gemm    [--shape MxKxN ...] [--batch B] [--transb] [--threads N] [--isa I] [--torch] [--json]
+//! smelt bench softmax [--shape ROWSxCOLS ...] [--threads N] [--isa I] [--json]
 //! ```
 
 mod args;
@@ -46,8 +46,8 @@ const USAGE: &str = "usage:
                       [--phase forward|train|both] [--dropout P] [--runs R] [--rounds K] [--threads N]
                       [--prepack] [--torch] [--onnx] [--profile] [--json]
   smelt bench embed   --model DIR [--count N] [--batch N] [--runs R] [--threads N] [--prepack] [--torch] [--json]
-  smelt bench gemm    [--shape MxKxN ...] [--batch B] [--transb] [--threads N] [--torch] [--json]
-  smelt bench softmax [--shape ROWSxCOLS ...] [--threads N] [--json]
+  smelt bench gemm    [--shape MxKxN ...] [--batch B] [--transb] [--threads N] [--isa I] [--torch] [--json]
+  smelt bench softmax [--shape ROWSxCOLS ...] [--threads N] [--isa I] [--json]
   smelt bench attention [--device cuda|ptx-sim] [--batch 32 (1 on ptx-sim)] [--heads 12] [--seq 128,512 (128)] [--head-dim 64]
                       [--launches K] [--torch] [--json]
   smelt bench layernorm [--device cuda|ptx-sim] [--rows 65536 (4096 on ptx-sim)] [--hidden 768,1024] [--dtype f32|bf16]
@@ -55,6 +55,8 @@ const USAGE: &str = "usage:
                  (GPU kernels: --device cuda needs a build with --features cuda and a GPU)
 options:
   --threads N    threads for every implementation (default: all cores)
+  --isa I        bench gemm|softmax: our kernels for avx512, avx2 or portable (default: the fastest
+                 this CPU runs), to compare microkernels on one machine; the rows name it
   --json         one JSON object per line instead of a table
   --torch        also run the PyTorch peer script (bench/peers/*_torch.py) on the same cases
   --onnx         bench bert: also run bench/peers/bert_onnx.py (ONNX Runtime, forward)
@@ -158,6 +160,7 @@ fn bench(raw: &[String]) -> Result<(), String> {
                 "batch",
                 "transb",
                 "threads",
+                "isa",
                 "torch",
                 "json",
                 "budget-ms",
@@ -198,7 +201,7 @@ fn bench(raw: &[String]) -> Result<(), String> {
             gpu_bench::layernorm(&args)?
         }
         "softmax" => {
-            args.only(&["shape", "threads", "json", "budget-ms"])?;
+            args.only(&["shape", "threads", "isa", "json", "budget-ms"])?;
             softmax_bench::run(&args, threads)?
         }
         "embed" => {
@@ -241,6 +244,7 @@ fn peak_row(total: f64, threads: usize, scaling: f64) -> Row {
         ("n", Value::Int(0)),
         ("transb", Value::Text("-".into())),
         ("threads", Value::Int(threads)),
+        ("isa", Value::Text("-".into())),
         ("median_ms", Value::Num(f64::NAN)),
         ("gflops", Value::Num(total)),
         ("of_peak", Value::Num(1.0)),

@@ -25,7 +25,8 @@ pub fn run(args: &Args, threads: usize) -> Result<Vec<Row>, String> {
             .collect::<Result<_, _>>()?
     };
     let budget = Duration::from_millis(args.get("budget-ms", 1000)?);
-    let opts = CpuOptions::threads(threads);
+    let isa = args.isa()?;
+    let opts = CpuOptions::threads(threads).isa(isa);
     let mut rows = Vec::new();
     for (r, c) in shapes {
         let x: Vec<f32> = (0..r * c)
@@ -61,7 +62,7 @@ pub fn run(args: &Args, threads: usize) -> Result<Vec<Row>, String> {
         }
         let bytes = 2.0 * (r * c * 4) as f64;
         let copy_gbps = bytes / t[1] / 1e9;
-        for (name, secs) in [("smelt", t[0]), ("copy", t[1])] {
+        for (name, secs, kernels) in [("smelt", t[0], isa.name()), ("copy", t[1], "-")] {
             let gbps = bytes / secs / 1e9;
             rows.push(Row(vec![
                 ("impl", Value::Text(name.into())),
@@ -69,6 +70,7 @@ pub fn run(args: &Args, threads: usize) -> Result<Vec<Row>, String> {
                 ("rows", Value::Int(r)),
                 ("cols", Value::Int(c)),
                 ("threads", Value::Int(threads)),
+                ("isa", Value::Text(kernels.into())),
                 ("median_ms", Value::Num(secs * 1e3)),
                 ("gbps", Value::Num(gbps)),
                 ("of_copy", Value::Num(gbps / copy_gbps)),

@@ -405,3 +405,32 @@ fn bench_gemm_times_our_references_beside_the_peers() {
     let out = smelt_ok(&["bench", "gemm", "--help"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("smelt-large"));
 }
+
+/// `--isa` picks our kernels' instruction set for the kernel benchmarks and says so in each
+/// row; a name that is none, or an option of another command, is refused.
+#[test]
+fn kernel_benches_run_the_instruction_set_asked_for() {
+    let out = smelt_ok(&[
+        "bench",
+        "softmax",
+        "--isa",
+        "portable",
+        "--shape",
+        "64x33",
+        "--threads",
+        "1",
+        "--budget-ms",
+        "20",
+        "--json",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("\"impl\":\"smelt\"") && stdout.contains("\"isa\":\"portable\""),
+        "{stdout}"
+    );
+    assert_refused(
+        &["bench", "gemm", "--isa", "sse9"],
+        "--isa \"sse9\": not an instruction set (this CPU can run: ",
+    );
+    assert_refused(&["bench", "bert", "--isa", "avx2"], "unknown option --isa");
+}

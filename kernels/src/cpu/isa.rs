@@ -50,6 +50,11 @@ impl Isa {
         Isa::ALL.into_iter().filter(|isa| isa.is_supported())
     }
 
+    /// The variant that [`Isa::name`] calls `name`, if any.
+    pub fn from_name(name: &str) -> Option<Isa> {
+        Isa::ALL.into_iter().find(|isa| isa.name() == name)
+    }
+
     /// A short lowercase name: `avx512`, `avx2`, `portable`.
     pub fn name(self) -> &'static str {
         match self {
