@@ -116,9 +116,16 @@ pub fn tokenize(args: &Args) -> Result<(), String> {
     let dir = model_dir(args)?;
     let texts = texts(args)?;
     let tokenizer = Tokenizer::from_dir(Path::new(&dir)).map_err(|e| e.to_string())?;
+    // As `embed` feeds the tokenizer: lowercased first where sentence_bert_config.json says.
+    let lowercase = SentenceEncoder::lowercases(Path::new(&dir)).map_err(|e| e.to_string())?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for text in &texts {
-        let ids: Vec<String> = tokenizer.encode(text).iter().map(u32::to_string).collect();
+        let ids = if lowercase {
+            tokenizer.encode(&text.to_lowercase())
+        } else {
+            tokenizer.encode(text)
+        };
+        let ids: Vec<String> = ids.iter().map(u32::to_string).collect();
         writeln!(
             out,
             "{{\"text\":{},\"ids\":[{}]}}",

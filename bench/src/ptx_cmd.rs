@@ -40,7 +40,8 @@ const DEFAULT_MAX_INSTRUCTIONS: u64 = 1_000_000_000;
 /// The forms an `--args` item may take, for error messages.
 const ARG_FORMS: &str = "buf:NAME, zeros:NAME:BYTES, u32:V, i32:V, u64:V, i64:V, f32:V or f64:V";
 
-/// The largest `zeros:` buffer, in bytes (a bigger one is a typo, not a simulation).
+/// The most bytes of `zeros:` buffers, one or all together (more is a typo, not a
+/// simulation: each is allocated, and copied again for the output).
 const MAX_ZEROS_BYTES: usize = 1 << 32;
 
 /// How many tensor names the message for a missing `buf:` tensor lists.
@@ -164,7 +165,8 @@ fn parse_dim3(option: &str, s: &str) -> Result<Dim3, String> {
     Ok(dim)
 }
 
-/// Parses the value of `--args`; buffer names must be distinct. An empty list is no arguments.
+/// Parses the value of `--args`; buffer names must be distinct, and the `zeros:` buffers hold
+/// at most [`MAX_ZEROS_BYTES`] together. An empty list is no arguments.
 fn parse_arg_list(list: &str) -> Result<Vec<ArgSpec>, String> {
     if list.trim().is_empty() {
         return Ok(Vec::new());
@@ -186,6 +188,18 @@ fn parse_arg_list(list: &str) -> Result<Vec<ArgSpec>, String> {
             }
             names.push(name);
         }
+    }
+    let zeros: usize = specs
+        .iter()
+        .map(|spec| match spec {
+            ArgSpec::Zeros(_, bytes) => *bytes,
+            _ => 0,
+        })
+        .sum();
+    if zeros > MAX_ZEROS_BYTES {
+        return Err(format!(
+            "--args: the zeros buffers hold {zeros} bytes together, more than {MAX_ZEROS_BYTES}"
+        ));
     }
     Ok(specs)
 }
@@ -354,6 +368,10 @@ mod tests {
             ("zeros:x:99999999999", "a zeros buffer may have"),
             ("u32:1,", "expected KIND:VALUE"),
             ("buf:x,zeros:x:4", "'x' is used twice"),
+            (
+                "zeros:a:4294967296,zeros:b:4294967296",
+                "hold 8589934592 bytes together",
+            ),
         ];
         for (list, want) in cases {
             let err = parse_arg_list(list).unwrap_err();

@@ -27,6 +27,7 @@ pub fn run(args: &Args) -> Result<(), String> {
     let config = Config::load(&dir.join("config.json")).map_err(e)?;
     let model = Model::load_with_head(dir, &config, HeadKind::None).map_err(e)?;
     let inputs = SafeTensors::open(Path::new(&input)).map_err(e)?;
+    refuse_unsupported_inputs(&inputs)?;
     let batch = read_batch(&inputs, &config)?;
     let probe = if grad {
         let probe = inputs.tensor_f32("probe").map_err(e)?;
@@ -39,6 +40,9 @@ pub fn run(args: &Args) -> Result<(), String> {
         }
         Some(probe)
     } else {
+        if inputs.info("probe").is_some() {
+            eprintln!("smelt run: {input}: 'probe' is read only with --grad; ignored");
+        }
         None
     };
 
@@ -81,6 +85,28 @@ pub fn run(args: &Args) -> Result<(), String> {
     write_tensors(Path::new(&output), &tensors, &[]).map_err(e)?;
     println!("wrote {} tensors to {output}", tensors.len());
     Ok(())
+}
+
+/// Inputs of HF's forward that this command does not take: with any of them in the file the
+/// outputs would silently differ from HF's, so each is an error. (Other tensors, such as a
+/// reference file's expected outputs, are not read.)
+const UNSUPPORTED_INPUTS: [&str; 4] = [
+    "position_ids",
+    "head_mask",
+    "inputs_embeds",
+    "encoder_hidden_states",
+];
+
+/// An error naming the file and the first tensor of [`UNSUPPORTED_INPUTS`] it holds.
+fn refuse_unsupported_inputs(inputs: &SafeTensors) -> Result<(), String> {
+    match UNSUPPORTED_INPUTS.iter().find(|n| inputs.info(n).is_some()) {
+        Some(name) => Err(format!(
+            "{}: tensor '{name}' is an input smelt run does not take (it reads input_ids, \
+             attention_mask, token_type_ids and, with --grad, probe)",
+            inputs.file()
+        )),
+        None => Ok(()),
+    }
 }
 
 /// `input_ids` `[B, T]` (I64 or I32), optional `attention_mask` and `token_type_ids` of the

@@ -311,6 +311,25 @@ fn run_checks_the_ids_before_converting_them() {
         assert!(stderr.contains(input.to_str().unwrap()), "{stderr}");
         std::fs::remove_file(&input).ok();
     }
+    // An input of HF's forward that this command does not take would silently change the
+    // outputs: refused, naming it.
+    let input = dir.join(format!("smelt-ids-pos-{}.safetensors", std::process::id()));
+    write_raw_tensor(&input, "position_ids", "I64", &[1, 1], &[0; 8]);
+    let (model, path) = (bert.to_str().unwrap(), input.to_str().unwrap());
+    let args = [
+        "run",
+        "--model",
+        model,
+        "--input",
+        path,
+        "--output",
+        output.to_str().unwrap(),
+    ];
+    assert_refused(
+        &args,
+        "tensor 'position_ids' is an input smelt run does not take",
+    );
+    std::fs::remove_file(&input).ok();
     assert!(!output.exists());
 }
 
@@ -433,4 +452,41 @@ fn kernel_benches_run_the_instruction_set_asked_for() {
         "--isa \"sse9\": not an instruction set (this CPU can run: ",
     );
     assert_refused(&["bench", "bert", "--isa", "avx2"], "unknown option --isa");
+}
+
+/// `tokenize` feeds the tokenizer what `embed` does: texts lowercased first where
+/// `sentence_bert_config.json` sets `do_lower_case`, whatever the tokenizer's own setting.
+#[test]
+fn tokenize_lowercases_where_sentence_bert_config_says() {
+    let fixture = fixture("tokenizer");
+    let dir = std::env::temp_dir().join(format!("smelt-tokenize-lower-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(fixture.join("vocab.txt"), dir.join("vocab.txt")).unwrap();
+    std::fs::write(
+        dir.join("tokenizer_config.json"),
+        r#"{"do_lower_case": false}"#,
+    )
+    .unwrap();
+    let ids = |dir: &std::path::Path| {
+        let out = smelt_ok(&["tokenize", "--model", dir.to_str().unwrap(), "Hello"]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // Cased, "Hello" is not in the uncased vocabulary.
+    assert_eq!(ids(&dir), "{\"text\":\"Hello\",\"ids\":[101,100,102]}\n");
+    std::fs::write(
+        dir.join("sentence_bert_config.json"),
+        r#"{"do_lower_case": true}"#,
+    )
+    .unwrap();
+    assert_eq!(ids(&dir), "{\"text\":\"Hello\",\"ids\":[101,7592,102]}\n");
+    std::fs::write(
+        dir.join("sentence_bert_config.json"),
+        r#"{"do_lower_case": 1}"#,
+    )
+    .unwrap();
+    assert_refused(
+        &["tokenize", "--model", dir.to_str().unwrap(), "Hello"],
+        "\"do_lower_case\" must be true, false or null",
+    );
+    std::fs::remove_dir_all(&dir).ok();
 }

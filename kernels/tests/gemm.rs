@@ -708,3 +708,33 @@ fn detection_picks_the_fastest_supported_kernel() {
         assert_eq!(best, Isa::Avx512);
     }
 }
+
+/// An empty product (k = 0) passes the checks with empty operands whatever their batch
+/// strides, so the offsets of batch i may overflow: they wrap (never read) instead of
+/// failing a debug build's overflow check, and C is `beta * C`.
+#[test]
+fn empty_batched_products_take_any_batch_stride() {
+    let strides = BatchStrides {
+        count: 3,
+        a: usize::MAX / 2 + 1,
+        b: usize::MAX / 2 + 1,
+        c: 4,
+    };
+    let mut c = [1.0f32; 12];
+    for isa in Isa::supported() {
+        let opts = CpuOptions::threads(1).isa(isa);
+        c.fill(1.0);
+        let (a, b) = (MatRef::row_major(&[], 2, 0), MatRef::row_major(&[], 0, 2));
+        sgemm_batched(
+            &strides,
+            1.0,
+            a,
+            b,
+            0.5,
+            MatMut::row_major(&mut c, 2, 2),
+            &opts,
+        )
+        .unwrap();
+        assert_eq!(c, [0.5; 12], "{isa}");
+    }
+}

@@ -68,12 +68,13 @@ impl SentenceEncoder {
         let config = Config::load(&dir.join("config.json"))?;
         let model = Model::load_with_head(dir, &config, HeadKind::None)?;
         let tokenizer = Tokenizer::from_dir(dir)?;
-        if tokenizer.vocab_size() > config.vocab_size {
+        if tokenizer.id_end() > config.vocab_size {
             return Err(Error::Format {
                 file: dir.join("vocab.txt").display().to_string(),
                 detail: format!(
-                    "{} tokens, more than the {} rows of the embedding table (vocab_size in {})",
-                    tokenizer.vocab_size(),
+                    "token ids up to {} (its lines), past the {} rows of the embedding table \
+                     (vocab_size in {})",
+                    tokenizer.id_end() - 1,
                     config.vocab_size,
                     dir.join("config.json").display()
                 ),
@@ -97,6 +98,15 @@ impl SentenceEncoder {
     /// change), for a second copy of those weights in memory (42 MB for all-MiniLM-L6-v2).
     pub fn prepack(&mut self, opts: &CpuOptions) -> Result<()> {
         self.model.prepack(opts)
+    }
+
+    /// Whether `dir/sentence_bert_config.json` has texts lowercased before the tokenizer
+    /// sees them (`do_lower_case`; false without the file), as [`SentenceEncoder::load`]
+    /// reads it: for tools that tokenize the way [`SentenceEncoder::embed`] does without
+    /// loading the model. A malformed file is the same error as in `load`.
+    pub fn lowercases(dir: &Path) -> Result<bool> {
+        // The length limits play no part in `do_lower_case`.
+        read_settings(dir, usize::MAX, usize::MAX).map(|s| s.lowercase)
     }
 
     /// The tokenizer.

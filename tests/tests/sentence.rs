@@ -192,14 +192,19 @@ fn a_vocabulary_past_the_embedding_table_is_an_error() {
     let Some(dir) = model_dir_or_skip() else {
         return;
     };
-    let mut vocab = std::fs::read_to_string(dir.join("vocab.txt")).unwrap();
-    vocab.push_str("[EXTRA]\n");
-    let copy = variant(&dir, "vocab-long", &[("vocab.txt", vocab)]);
-    let err = SentenceEncoder::load(&copy).err().unwrap().to_string();
-    assert!(
-        err.contains("vocab.txt") && err.contains("30523 tokens") && err.contains("30522"),
-        "{err}"
-    );
+    let vocab = std::fs::read_to_string(dir.join("vocab.txt")).unwrap();
+    // A new token, and an old one listed again (its id becomes the new last line's while the
+    // count of distinct tokens stays the table's size).
+    for (name, extra) in [("vocab-long", "[EXTRA]\n"), ("vocab-repeat", "the\n")] {
+        let copy = variant(&dir, name, &[("vocab.txt", format!("{vocab}{extra}"))]);
+        let err = SentenceEncoder::load(&copy).err().unwrap().to_string();
+        assert!(
+            err.contains("vocab.txt")
+                && err.contains("token ids up to 30522")
+                && err.contains("past the 30522 rows"),
+            "{name}: {err}"
+        );
+    }
 }
 
 #[test]

@@ -196,6 +196,11 @@ impl Tokenizer {
         self.vocab.len()
     }
 
+    /// One past the largest id it can produce: the rows an embedding table needs.
+    pub fn id_end(&self) -> usize {
+        self.vocab.id_end()
+    }
+
     /// The special token written at the start of `text`, if any (the longest), with its
     /// length in bytes (never 0: an empty token would stall [`Tokenizer::pieces`]) and id.
     fn special_at(&self, text: &str) -> Option<(usize, u32)> {

@@ -11,6 +11,8 @@ pub const MAX_CHARS_PER_WORD: usize = 100;
 pub struct Vocab {
     ids: HashMap<String, u32>,
     longest: usize,
+    /// Lines read: one past the largest id.
+    lines: usize,
 }
 
 impl Vocab {
@@ -18,13 +20,18 @@ impl Vocab {
     /// listed twice keeps its last line, as HF's loaders do).
     pub fn parse(text: &str) -> Vocab {
         let mut ids = HashMap::new();
-        let mut longest = 0;
+        let (mut longest, mut lines) = (0, 0);
         for (id, token) in text.lines().enumerate() {
             let token = token.trim_end();
             longest = longest.max(token.len());
             ids.insert(token.to_string(), id as u32);
+            lines = id + 1;
         }
-        Vocab { ids, longest }
+        Vocab {
+            ids,
+            longest,
+            lines,
+        }
     }
 
     /// The id of `token`.
@@ -35,6 +42,12 @@ impl Vocab {
     /// Number of tokens.
     pub fn len(&self) -> usize {
         self.ids.len()
+    }
+
+    /// One past the largest id (the file's line count; more than [`Vocab::len`] when a token
+    /// is listed twice): the rows an embedding table needs.
+    pub fn id_end(&self) -> usize {
+        self.lines
     }
 
     /// Whether the vocabulary is empty.

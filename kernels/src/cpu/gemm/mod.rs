@@ -389,19 +389,19 @@ unsafe fn run_batched(
     batch: &BatchStrides,
     threads: usize,
 ) {
-    // Wrapping: an empty operand (k = 0, say) passes the checks with an empty slice and
-    // nonzero batch strides; its pointers are never read.
+    // Wrapping, the offsets too: an empty operand (k = 0, say) passes the checks with an
+    // empty slice and any batch stride; its pointers are never read.
     let at = |p: Problem, i: usize| Problem {
         a: Strided {
-            ptr: p.a.ptr.wrapping_add(i * batch.a),
+            ptr: p.a.ptr.wrapping_add(i.wrapping_mul(batch.a)),
             ..p.a
         },
         b: Strided {
-            ptr: p.b.ptr.wrapping_add(i * batch.b),
+            ptr: p.b.ptr.wrapping_add(i.wrapping_mul(batch.b)),
             ..p.b
         },
         c: StridedMut {
-            ptr: p.c.ptr.wrapping_add(i * batch.c),
+            ptr: p.c.ptr.wrapping_add(i.wrapping_mul(batch.c)),
             ..p.c
         },
         ..p

@@ -250,7 +250,10 @@ mod transpose {
                             // operand's end the hint just goes unused), into L2 a whole
                             // panel ahead of its pack: 32 rows of short runs are more
                             // streams than the hardware prefetcher follows.
-                            let next = (MR + gi * 8 + i) * src.rs + p * src.cs;
+                            // Wrapping: a one-row operand may have any row stride.
+                            let next = (MR + gi * 8 + i)
+                                .wrapping_mul(src.rs)
+                                .wrapping_add(p * src.cs);
                             prefetch(src.ptr.wrapping_add(next), Hint::L2);
                         }
                         *row = _mm256_loadu_ps(at);

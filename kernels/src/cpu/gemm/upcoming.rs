@@ -74,7 +74,13 @@ impl Upcoming {
         (m, n, k): (usize, usize, usize),
         limit: usize,
     ) -> Upcoming {
-        if m * k + k * n + m * n > limit {
+        // Checked: a zero-stride operand may claim any size.
+        let floats = m
+            .checked_mul(k)
+            .zip(k.checked_mul(n))
+            .zip(m.checked_mul(n))
+            .and_then(|((a, b), c)| a.checked_add(b)?.checked_add(c));
+        if floats.is_none_or(|f| f > limit) {
             return Upcoming::NONE;
         }
         Upcoming {
