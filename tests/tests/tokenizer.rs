@@ -169,3 +169,56 @@ fn special_tokens_in_text_stay_whole_even_by_the_thousand() {
         [101, 1037, 103, 1038, 1031, 7308, 1033, 102]
     );
 }
+
+/// Tokens that `tokenizer_config.json` adds (`additional_special_tokens`, and
+/// `added_tokens_decoder` as newer transformers save it, the standard five included) stay whole
+/// where the text writes them, as HF keeps them; one that is not a line of `vocab.txt` at the
+/// id it claims is an error naming it, never silently split.
+#[test]
+fn added_tokens_stay_whole_or_are_refused() {
+    let dir = std::env::temp_dir().join(format!("smelt-tokenizer-added-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("vocab.txt"),
+        "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nhello\n[\n]\ne\n##1\n[E1]\n",
+    )
+    .unwrap();
+    let config = dir.join("tokenizer_config.json");
+    let encode = |text: &str| Tokenizer::from_dir(&dir).unwrap().encode(text);
+    std::fs::write(&config, r#"{"do_lower_case": true}"#).unwrap();
+    assert_eq!(
+        encode("hello [E1]"),
+        [2, 5, 6, 8, 9, 7, 3],
+        "split without the config"
+    );
+    std::fs::write(
+        &config,
+        r#"{"additional_special_tokens": ["[E1]"], "added_tokens_decoder": {"0": {"content": "[PAD]", "special": true}, "4": {"content": "[MASK]", "special": true}}}"#,
+    )
+    .unwrap();
+    assert_eq!(encode("hello [E1]"), [2, 5, 10, 3]);
+    std::fs::write(
+        &config,
+        r#"{"added_tokens_decoder": {"10": {"content": "[E1]", "special": true}}}"#,
+    )
+    .unwrap();
+    assert_eq!(encode("hello [E1]"), [2, 5, 10, 3]);
+    let err = |json: &str| {
+        std::fs::write(&config, json).unwrap();
+        Tokenizer::from_dir(&dir).err().unwrap().to_string()
+    };
+    let e = err(r#"{"additional_special_tokens": ["[E2]"]}"#);
+    assert!(e.contains("added token '[E2]' is not a line of"), "{e}");
+    let e = err(r#"{"added_tokens_decoder": {"11": {"content": "[E1]"}}}"#);
+    assert!(
+        e.contains("added token '[E1]' with id 11 is not a line of"),
+        "{e}"
+    );
+    let e = err(r#"{"added_tokens_decoder": {"x": {"content": "[E1]"}}}"#);
+    assert!(e.contains("key \"x\" is not a token id"), "{e}");
+    let e = err(r#"{"additional_special_tokens": "[E1]"}"#);
+    assert!(e.contains("must be a list of tokens"), "{e}");
+    let e = err(r#"{"additional_special_tokens": [""]}"#);
+    assert!(e.contains("is the empty string"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -2,7 +2,9 @@
 //!
 //! `vocab.txt` gives the pieces; `tokenizer_config.json` (when present) gives lower-casing,
 //! accent stripping, CJK splitting, the length limit and the special tokens. Special tokens
-//! written in the text (`[MASK]`, ...) stay single tokens, as in HF. A text becomes
+//! written in the text (`[MASK]`, ...) stay single tokens, as in HF; so do the tokens of
+//! `additional_special_tokens` and `added_tokens_decoder`, which must be lines of `vocab.txt`
+//! (at the id they claim): tokens added past the vocabulary are refused, not split. A text becomes
 //! `[CLS] pieces [SEP]`, a pair `[CLS] a [SEP] b [SEP]` with token types 0 then 1.
 
 mod normalize;
@@ -65,6 +67,72 @@ pub struct Tokenizer {
     max_len: usize,
 }
 
+/// The text of a token in `tokenizer_config.json`: a string, or HF's `AddedToken` object with
+/// the string as its `content`; never empty (it would match everywhere and consume nothing).
+fn token_text(value: &Json, key: &str, path: &Path) -> Result<String> {
+    let text = match value {
+        Json::String(s) => s.clone(),
+        other => match other.get("content") {
+            Some(Json::String(s)) => s.clone(),
+            _ => {
+                return Err(format_error(
+                    path,
+                    format!(
+                        "\"{key}\" must be a string or an object with a string \"content\", got {other}"
+                    ),
+                ))
+            }
+        },
+    };
+    if text.is_empty() {
+        return Err(format_error(
+            path,
+            format!("\"{key}\" is the empty string; a special token needs characters"),
+        ));
+    }
+    Ok(text)
+}
+
+/// The tokens `config` adds: each of `additional_special_tokens`, and each entry of
+/// `added_tokens_decoder` (`{"id": AddedToken}`) with the id it claims.
+fn added_tokens(config: &Json, path: &Path) -> Result<Vec<(String, Option<u32>)>> {
+    let mut tokens = Vec::new();
+    const LIST: &str = "additional_special_tokens";
+    match config.get(LIST) {
+        None | Some(Json::Null) => {}
+        Some(Json::Array(items)) => {
+            for item in items {
+                tokens.push((token_text(item, LIST, path)?, None));
+            }
+        }
+        Some(other) => {
+            return Err(format_error(
+                path,
+                format!("\"{LIST}\" must be a list of tokens, got {other}"),
+            ))
+        }
+    }
+    const TABLE: &str = "added_tokens_decoder";
+    match config.get(TABLE) {
+        None | Some(Json::Null) => {}
+        Some(Json::Object(entries)) => {
+            for (id, value) in entries {
+                let id = id.parse::<u32>().map_err(|_| {
+                    format_error(path, format!("\"{TABLE}\" key {id:?} is not a token id"))
+                })?;
+                tokens.push((token_text(value, TABLE, path)?, Some(id)));
+            }
+        }
+        Some(other) => {
+            return Err(format_error(
+                path,
+                format!("\"{TABLE}\" must map token ids to tokens, got {other}"),
+            ))
+        }
+    }
+    Ok(tokens)
+}
+
 /// The file's name for error messages.
 fn format_error(file: &Path, detail: String) -> Error {
     Error::Format {
@@ -113,29 +181,11 @@ impl Tokenizer {
             strip_accents: flag("strip_accents", lowercase)?,
             split_cjk: flag("tokenize_chinese_chars", true)?,
         };
-        // An empty special token would match everywhere in the text and consume nothing.
         let token = |key: &str, default: &str| -> Result<String> {
-            // A string, or HF's `AddedToken` object with the string as its `content`.
-            let name = match config.get(key) {
-                None | Some(Json::Null) => default.to_string(),
-                Some(Json::String(s)) => s.clone(),
-                Some(value) => match value.get("content") {
-                    Some(Json::String(s)) => s.clone(),
-                    _ => {
-                        return Err(format_error(
-                            config_path,
-                            format!("\"{key}\" must be a string or an object with a string \"content\", got {value}"),
-                        ))
-                    }
-                },
-            };
-            if name.is_empty() {
-                return Err(format_error(
-                    config_path,
-                    format!("\"{key}\" is the empty string; a special token needs characters"),
-                ));
+            match config.get(key) {
+                None | Some(Json::Null) => Ok(default.to_string()),
+                Some(value) => token_text(value, key, config_path),
             }
-            Ok(name)
         };
         let mut verbatim = Vec::new();
         let mut id_of = |key: &str, default: &str| -> Result<u32> {
@@ -155,6 +205,25 @@ impl Tokenizer {
         let mask = token("mask_token", "[MASK]")?;
         if let Some(id) = vocab.id(&mask) {
             verbatim.push((mask, id));
+        }
+        for (name, claimed) in added_tokens(config, config_path)? {
+            let id = vocab
+                .id(&name)
+                .filter(|&id| claimed.is_none_or(|c| c == id));
+            let Some(id) = id else {
+                let at = claimed.map_or(String::new(), |c| format!(" with id {c}"));
+                return Err(format_error(
+                    config_path,
+                    format!(
+                        "added token '{name}'{at} is not a line of {} (tokens added past the \
+                         vocabulary are not supported)",
+                        vocab_path.display()
+                    ),
+                ));
+            };
+            if !verbatim.iter().any(|(s, _)| *s == name) {
+                verbatim.push((name, id));
+            }
         }
         // HF writes a huge number (1e30) for "no limit": the model's position table decides.
         const NO_LIMIT: f64 = 1e18;
