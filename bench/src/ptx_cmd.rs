@@ -260,7 +260,13 @@ fn device_args(
         Some(path) if needs_file => {
             Some(SafeTensors::open(Path::new(path)).map_err(|e| e.to_string())?)
         }
-        _ => None,
+        // A forgotten `buf:` (or a wrong file) would otherwise go unnoticed.
+        Some(path) => {
+            return Err(format!(
+                "--buffers {path}: no --args item reads it (buf:NAME passes tensor NAME)"
+            ))
+        }
+        None => None,
     };
     let mut args = Vec::with_capacity(specs.len());
     let mut outputs = Vec::new();

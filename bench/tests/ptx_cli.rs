@@ -224,6 +224,10 @@ fn bad_command_lines_are_a_message_and_a_failure() {
             "no tensor named 'y' (the file has: x)",
         ),
         (
+            with(good(), &["--buffers", &bufs]),
+            "no --args item reads it",
+        ),
+        (
             base("out_of_bounds", "1", "zeros:x:400"),
             "takes 2 arguments, 1 were given",
         ),
