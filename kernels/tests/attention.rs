@@ -297,8 +297,17 @@ fn empty_sequences_heads_and_head_widths_are_fine() {
 #[test]
 fn shapes_whose_sizes_overflow_are_errors() {
     // 2^32 x 2^32 tokens: every length wraps to 0 in usize arithmetic, which empty slices
-    // would match.
-    let shape = attention_shape(1 << 32, 1 << 32, 1, 1);
+    // would match; and no tokens at all, where only a row's heads x head_dim overflows.
+    for shape in [
+        attention_shape(1 << 32, 1 << 32, 1, 1),
+        attention_shape(1, 0, 1 << 32, 1 << 32),
+    ] {
+        overflowing_shape_is_an_error(shape);
+    }
+}
+
+/// Both directions refuse `shape`, with empty slices, naming the overflow.
+fn overflowing_shape_is_an_error(shape: AttentionShape) {
     let mut out: [f32; 0] = [];
     let mut probs: [f32; 0] = [];
     let err = attention_forward(

@@ -144,9 +144,10 @@ impl AttentionShape {
         sgemm_batched(&strides, 1.0, lhs, rhs, 0.0, out, opts)
     }
 
-    /// Errors when a length of a call (the `[B, T, H*d]` tensors, the `[B, T]` mask, the saved
-    /// `[B, H, T, T]` probabilities, the backward's scratch for `threads` tasks) does not fit
-    /// in `usize`; every other length divides one of these, so none wraps around after it.
+    /// Errors when a length of a call (the `[B, T, H*d]` tensors, a row's `H*d`, the `[B, T]`
+    /// mask, the saved `[B, H, T, T]` probabilities, the backward's scratch for `threads`
+    /// tasks) does not fit in `usize`; every other length divides one of these, so none wraps
+    /// around after it (`H*d` is checked alone because `T = 0` makes the others 0).
     pub fn check_sizes(&self, op: &'static str, threads: usize) -> Result<()> {
         let product = |factors: &[usize]| {
             factors
@@ -156,6 +157,7 @@ impl AttentionShape {
         let (b, t, h, d) = (self.batch, self.seq, self.heads, self.head_dim);
         let lengths = [
             product(&[b, t, h, d]),
+            product(&[h, d]),
             product(&[b, t]),
             product(&[b, h, t, t]),
             product(&[2, self.outer_tasks(threads), h, t, t]),

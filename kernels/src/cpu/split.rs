@@ -49,7 +49,7 @@ pub(crate) fn for_each_range(
         .unwrap_or(units);
     for_each_task(threads, units.div_ceil(chunk), |t| {
         let start = t * chunk;
-        task(start..(start + chunk).min(units));
+        task(start..start.saturating_add(chunk).min(units));
     });
 }
 
