@@ -141,6 +141,11 @@ impl ArenaSlot {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+
+    /// Whether `other` is the same allocation (of the same arena).
+    pub(crate) fn same_allocation(&self, other: &ArenaSlot) -> bool {
+        (self.ptr, self.len, self.arena) == (other.ptr, other.len, other.arena)
+    }
 }
 
 /// A bump allocator for the tensors of one step; see the module documentation.

@@ -828,7 +828,9 @@ fn mutate(rng: &mut Rng, bytes: &mut Vec<u8>) -> String {
     let header_end = bytes
         .get(..8)
         .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
-        .map_or(0, |n| (8 + n).min(bytes.len() as u64) as usize);
+        .map_or(0, |n| {
+            8u64.saturating_add(n).min(bytes.len() as u64) as usize
+        });
     let len = bytes.len().max(1);
     match rng.below(9) {
         0 => {
