@@ -47,10 +47,9 @@ impl Graph<'_> {
             }
         }
         let dims = *qt.shape();
+        // A strided mask (a narrowed view, say) is gathered first, as the other ops do.
         let mask = match mask {
-            Some(m) if m.dims() == [shape.batch, shape.seq] => {
-                Some(m.contiguous_data(OP, self.arena)?)
-            }
+            Some(m) if m.dims() == [shape.batch, shape.seq] => Some(m.contiguous(self.arena)?),
             Some(m) => {
                 return Err(Error::Shape {
                     op: OP,
@@ -63,6 +62,10 @@ impl Graph<'_> {
                     ),
                 })
             }
+            None => None,
+        };
+        let mask = match &mask {
+            Some(m) => Some(m.contiguous_data(OP, self.arena)?),
             None => None,
         };
         let drop_mask = self.next_dropout(OP, dropout)?;
@@ -181,4 +184,39 @@ pub(super) fn backward(
     g.accumulate(q, dq)?;
     g.accumulate(k, dk)?;
     g.accumulate(v, dv)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::random_tensor;
+    use crate::{Arena, CpuOptions, Graph, Tape, Tensor};
+
+    /// A mask that is a strided view (a narrowed padded mask) gives what its contiguous copy
+    /// gives (it was refused as not contiguous).
+    #[test]
+    fn a_strided_mask_is_gathered() {
+        let (batch, seq, heads, dim) = (2, 5, 2, 4);
+        let arena = Arena::new();
+        let mut tape = Tape::new();
+        let mut g = Graph::new(&mut tape, &arena, CpuOptions::threads(1), false);
+        let dims = [batch, seq, heads * dim];
+        let [q, k, v] = [1, 2, 3].map(|seed| g.leaf(random_tensor(&dims, seed), false));
+        let wide: Vec<f32> = (0..batch * 8)
+            .map(|i| if i % 8 == 3 { f32::MIN } else { 0.0 })
+            .collect();
+        let strided = Tensor::from_vec(&[batch, 8], wide)
+            .unwrap()
+            .narrow(1, 0, seq)
+            .unwrap();
+        assert!(!strided.is_contiguous());
+        let dense = Tensor::from_vec(&[batch, seq], strided.to_vec(&arena).unwrap()).unwrap();
+        let from_view = g
+            .attention(q, k, v, Some(&strided), heads, 0.5, 0.0)
+            .unwrap();
+        let from_copy = g.attention(q, k, v, Some(&dense), heads, 0.5, 0.0).unwrap();
+        assert_eq!(
+            g.value(from_view).to_vec(&arena).unwrap(),
+            g.value(from_copy).to_vec(&arena).unwrap()
+        );
+    }
 }

@@ -33,8 +33,19 @@ impl Graph<'_> {
                 detail: format!("padding_idx {pad} is outside the table {}", tt.shape()),
             });
         }
+        if dims.len() >= crate::MAX_RANK {
+            return Err(Error::Shape {
+                op: OP,
+                detail: format!(
+                    "the index shape {dims:?} has rank {}: with the table's dim the output would \
+                     pass the largest rank, {}",
+                    dims.len(),
+                    crate::MAX_RANK
+                ),
+            });
+        }
         let count = dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
-        if count != Some(ids.len()) || dims.len() >= crate::MAX_RANK {
+        if count != Some(ids.len()) {
             return Err(Error::Shape {
                 op: OP,
                 detail: format!("{} ids do not fill the index shape {dims:?}", ids.len()),
@@ -91,4 +102,34 @@ pub(super) fn backward(
         Ok(())
     })?;
     g.accumulate(table, dtable)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::random_tensor;
+    use crate::{Arena, CpuOptions, Graph, Tape, MAX_RANK};
+
+    /// An index shape that leaves no room for the table's dim in the output says so (it
+    /// said the ids did not fill the shape, which they did).
+    #[test]
+    fn an_index_shape_of_too_high_a_rank_names_the_rank() {
+        let arena = Arena::new();
+        let mut tape = Tape::new();
+        let mut g = Graph::new(&mut tape, &arena, CpuOptions::threads(1), false);
+        let table = g.leaf(random_tensor(&[4, 3], 1), false);
+        let dims = vec![1; MAX_RANK];
+        let err = g
+            .embedding(table, &[2], &dims, None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&format!("has rank {MAX_RANK}")), "{err}");
+        let err = g
+            .embedding(table, &[2, 3], &[3], None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("2 ids do not fill the index shape [3]"),
+            "{err}"
+        );
+    }
 }
