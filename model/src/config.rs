@@ -248,6 +248,13 @@ impl Config {
         if self.family == Family::Bert && self.type_vocab_size == 0 {
             return Err("\"type_vocab_size\" is 0; BERT needs at least 1 token type".into());
         }
+        // DistilBERT has no token-type table: types given to it would be dropped silently.
+        if self.family == Family::DistilBert && self.type_vocab_size != 0 {
+            return Err(format!(
+                "a DistilBERT has no token types, but the type vocab size is {}",
+                self.type_vocab_size
+            ));
+        }
         if !self.hidden.is_multiple_of(self.heads) {
             return Err(format!(
                 "{} heads do not divide the hidden size {}",
@@ -432,16 +439,27 @@ impl Keys<'_> {
         }
     }
 
-    /// `is_decoder` must be false, null or absent: a decoder masks attention causally.
+    /// `is_decoder` and `add_cross_attention` must be false, null or absent: a decoder masks
+    /// attention causally, and cross-attention layers attend to an encoder's states (HF refuses
+    /// them outside a decoder); smelt runs BERT as an encoder without either.
     fn encoder_only(&self) -> Result<()> {
-        const KEY: &str = "is_decoder";
-        match self.root.get(KEY) {
-            None | Some(Json::Null) | Some(Json::Bool(false)) => Ok(()),
-            Some(Json::Bool(true)) => Err(self.error(format!(
-                "\"{KEY}\": true is not supported (smelt runs BERT as an encoder, without a causal mask)"
-            ))),
-            Some(v) => Err(self.error(format!("\"{KEY}\" must be true or false, got {v}"))),
+        for (key, what) in [
+            ("is_decoder", "without a causal mask"),
+            ("add_cross_attention", "without cross-attention layers"),
+        ] {
+            match self.root.get(key) {
+                None | Some(Json::Null) | Some(Json::Bool(false)) => {}
+                Some(Json::Bool(true)) => {
+                    return Err(self.error(format!(
+                        "\"{key}\": true is not supported (smelt runs BERT as an encoder, {what})"
+                    )))
+                }
+                Some(v) => {
+                    return Err(self.error(format!("\"{key}\" must be true or false, got {v}")))
+                }
+            }
         }
+        Ok(())
     }
 
     /// As HF: the number of distinct integer ids in `id2label` when it is given (HF keeps
@@ -567,6 +585,13 @@ mod tests {
         );
         assert!(err(&with(r#""is_decoder": 1"#)).contains("\"is_decoder\" must be true or false"));
         assert!(Config::parse("c", &with(r#""is_decoder": false"#)).is_ok());
+        assert_eq!(
+            err(&with(r#""add_cross_attention": true"#)),
+            "config.json: \"add_cross_attention\": true is not supported (smelt runs BERT as an encoder, without cross-attention layers)"
+        );
+        assert!(err(&with(r#""add_cross_attention": 1"#))
+            .contains("\"add_cross_attention\" must be true or false"));
+        assert!(Config::parse("c", &with(r#""add_cross_attention": false"#)).is_ok());
         for act in ["1", "null", "[\"gelu\"]", "{}"] {
             let e = err(&BERT.replace("\"gelu\"", act));
             assert!(

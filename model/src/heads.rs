@@ -20,12 +20,16 @@ pub enum HeadKind {
 }
 
 impl HeadKind {
-    /// The head HF's `architectures` entry names (`None` for anything else).
-    pub fn from_architecture(architecture: Option<&str>) -> HeadKind {
+    /// The head HF's `architectures` entry names: `*ForMaskedLM`, `*ForSequenceClassification`,
+    /// or the bare encoder (`BertModel`, `DistilBertModel`, or no entry). `None` for any other
+    /// architecture (token classification, question answering, pre-training, ...), whose head
+    /// this crate does not build.
+    pub fn from_architecture(architecture: Option<&str>) -> Option<HeadKind> {
         match architecture {
-            Some(a) if a.ends_with("ForMaskedLM") => HeadKind::MaskedLm,
-            Some(a) if a.ends_with("ForSequenceClassification") => HeadKind::Classification,
-            _ => HeadKind::None,
+            None | Some("BertModel" | "DistilBertModel") => Some(HeadKind::None),
+            Some(a) if a.ends_with("ForMaskedLM") => Some(HeadKind::MaskedLm),
+            Some(a) if a.ends_with("ForSequenceClassification") => Some(HeadKind::Classification),
+            Some(_) => None,
         }
     }
 }

@@ -39,20 +39,38 @@ impl Model {
     /// Loads `dir/config.json` and `dir/model.safetensors` (memory-mapped; F32 weights are
     /// used in place). The head follows the config's `architectures` entry; a BERT gets its
     /// pooler when the checkpoint has one, never with the masked-LM head (as HF's
-    /// `BertForMaskedLM`), and always for classification.
+    /// `BertForMaskedLM`), and always for classification. An architecture whose head is not
+    /// built here ([`HeadKind::from_architecture`]) is an error naming it, not a silent bare
+    /// encoder; [`Model::load_with_head`] with [`HeadKind::None`] loads its encoder alone.
     pub fn load(dir: &Path) -> Result<Model> {
-        let config = Config::load(&dir.join("config.json"))?;
-        let head = HeadKind::from_architecture(config.architecture.as_deref());
+        let path = dir.join("config.json");
+        let config = Config::load(&path)?;
+        let architecture = config.architecture.as_deref();
+        let Some(head) = HeadKind::from_architecture(architecture) else {
+            return Err(Error::Format {
+                file: path.display().to_string(),
+                detail: format!(
+                    "architecture {:?} has a head this crate does not build (it builds the bare \
+                     encoder, *ForMaskedLM and *ForSequenceClassification); \
+                     Model::load_with_head with HeadKind::None loads its encoder alone",
+                    architecture.unwrap_or_default()
+                ),
+            });
+        };
         Model::load_with_head(dir, &config, head)
     }
 
-    /// Loads the weights in `dir/model.safetensors` for `config` with the head `head`.
+    /// Loads the weights in `dir/model.safetensors` for `config` with the head `head`. A
+    /// checkpoint holding layers past the config's count, or a tensor both with and without
+    /// the `bert.` / `distilbert.` prefix, is an error naming the tensor.
     pub fn load_with_head(dir: &Path, config: &Config, head: HeadKind) -> Result<Model> {
-        let prefix = match config.family {
-            Family::Bert => "bert.",
-            Family::DistilBert => "distilbert.",
+        let (prefix, layer_root) = match config.family {
+            Family::Bert => ("bert.", "encoder.layer"),
+            Family::DistilBert => ("distilbert.", "transformer.layer"),
         };
         let checkpoint = Checkpoint::open(&dir.join("model.safetensors"), prefix)?;
+        checkpoint.check_unambiguous()?;
+        checkpoint.check_layer_count(layer_root, config.layers)?;
         let pooler = checkpoint.contains("pooler.dense.weight");
         Model::build(config, head, pooler, &checkpoint)
     }

@@ -83,6 +83,50 @@ impl Checkpoint {
         })
     }
 
+    /// Errors when the file holds a tensor of a layer past the config's `layers`
+    /// (`{root}.{layers}.*`, with or without the prefix; `root` is `encoder.layer` or
+    /// `transformer.layer`): a config of fewer layers than its checkpoint would silently drop
+    /// the others.
+    pub(crate) fn check_layer_count(&self, root: &str, layers: usize) -> Result<()> {
+        let past = format!("{root}.{layers}.");
+        let past_the_count = |name: &&str| {
+            let bare = name.strip_prefix(self.prefix).unwrap_or(name);
+            bare.starts_with(&past)
+        };
+        match self.file.names().find(past_the_count) {
+            Some(name) => Err(Error::Format {
+                file: self.file.file().to_string(),
+                detail: format!(
+                    "tensor '{name}' belongs to layer {layers}, but the config has {layers} \
+                     layers (num_hidden_layers / n_layers)"
+                ),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Errors when a tensor is in the file both with and without the prefix: two values for
+    /// one parameter, and no telling which one HF would load.
+    pub(crate) fn check_unambiguous(&self) -> Result<()> {
+        let twice = self.file.names().find_map(|name| {
+            let bare = name.strip_prefix(self.prefix)?;
+            self.file
+                .info(bare)
+                .is_some()
+                .then(|| (bare.to_owned(), name.to_owned()))
+        });
+        match twice {
+            Some((bare, prefixed)) => Err(Error::Format {
+                file: self.file.file().to_string(),
+                detail: format!(
+                    "tensor '{bare}' is also stored as '{prefixed}': which one is the parameter \
+                     is ambiguous"
+                ),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// The name `name` has in the file, if any.
     fn find(&self, name: &str) -> Option<String> {
         if self.file.info(name).is_some() {

@@ -135,7 +135,8 @@ fn f32_to_f16(x: f32) -> u16 {
 }
 
 /// A config built in code is checked as one read from a file: a model of 0 heads, or of a
-/// vocabulary past 32-bit ids, is an error naming the size, not a panic in the forward.
+/// vocabulary past 32-bit ids, is an error naming the size, not a panic in the forward; a
+/// DistilBERT given token types (which it has no table for) is an error, not types dropped.
 #[test]
 fn configs_made_in_code_are_checked() {
     let tiny = Config::preset("tiny").unwrap();
@@ -147,7 +148,15 @@ fn configs_made_in_code_are_checked() {
         vocab_size: (1 << 32) + 1,
         ..tiny.clone()
     };
-    for (config, says) in [(no_heads, "the heads is 0"), (huge, "past 2^32 ids")] {
+    let distil_types = Config {
+        type_vocab_size: 2,
+        ..Config::preset("distilbert-base").unwrap()
+    };
+    for (config, says) in [
+        (no_heads, "the heads is 0"),
+        (huge, "past 2^32 ids"),
+        (distil_types, "a DistilBERT has no token types"),
+    ] {
         let err = Model::random(&config, HeadKind::None, 1)
             .err()
             .unwrap()
@@ -205,5 +214,79 @@ fn unknown_model_types_and_bad_json_are_errors() {
     assert!(load_error(&dir).contains("malformed JSON"));
     std::fs::remove_file(dir.join("config.json")).unwrap();
     assert!(load_error(&dir).contains("config.json"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A config naming a head this crate does not build is an error naming the architecture
+/// (it loaded as a bare encoder, its head's weights and labels ignored);
+/// `Model::load_with_head` with `HeadKind::None` still loads the encoder.
+#[test]
+fn architectures_without_a_head_here_are_errors() {
+    let dir = std::env::temp_dir().join(format!("smelt-model-errors-arch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bert = fixture("bert");
+    std::fs::copy(
+        bert.join("model.safetensors"),
+        dir.join("model.safetensors"),
+    )
+    .unwrap();
+    let config = std::fs::read_to_string(bert.join("config.json")).unwrap();
+    assert!(config.contains("\"BertModel\""));
+    let qa = config.replace("\"BertModel\"", "\"BertForQuestionAnswering\"");
+    std::fs::write(dir.join("config.json"), qa).unwrap();
+    let err = load_error(&dir);
+    assert!(
+        err.contains(
+            "architecture \"BertForQuestionAnswering\" has a head this crate does not build"
+        ),
+        "{err}"
+    );
+    let parsed = Config::load(&dir.join("config.json")).unwrap();
+    Model::load_with_head(&dir, &parsed, HeadKind::None).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A config of fewer layers than its checkpoint, or a tensor stored both with and without the
+/// `bert.` prefix, is an error naming the tensor (the extra layers were dropped, and the
+/// unprefixed copy used, without a word).
+#[test]
+fn extra_layers_and_doubled_tensors_are_errors() {
+    let dir =
+        std::env::temp_dir().join(format!("smelt-model-errors-layers-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bert = fixture("bert");
+    std::fs::copy(
+        bert.join("model.safetensors"),
+        dir.join("model.safetensors"),
+    )
+    .unwrap();
+    let config = std::fs::read_to_string(bert.join("config.json")).unwrap();
+    assert!(config.contains("\"num_hidden_layers\": 2"));
+    let one_layer = config.replace("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 1");
+    std::fs::write(dir.join("config.json"), one_layer).unwrap();
+    let err = load_error(&dir);
+    assert!(
+        err.contains("belongs to layer 1, but the config has 1 layers"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+
+    let keep_shape = |_: &str, dims: &[usize]| dims.to_vec();
+    let mut tensors = bert_tensors(|_, v| Some((Dtype::F32, f32_bytes(&v))), keep_shape);
+    let (name, dtype, shape, bytes) = tensors[0].clone();
+    let bare = name.strip_prefix("bert.").unwrap_or(&name).to_string();
+    let prefixed = format!("bert.{bare}");
+    let other = if name == bare {
+        prefixed.clone()
+    } else {
+        bare.clone()
+    };
+    tensors.push((other, dtype, shape, bytes));
+    let dir = model_dir("doubled", &tensors);
+    let err = load_error(&dir);
+    assert!(
+        err.contains(&format!("tensor '{bare}' is also stored as '{prefixed}'")),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
