@@ -442,8 +442,16 @@ impl<'a> Graph<'a> {
         })?;
         self.tape.grads[var.0] = Some(sum);
         self.tape.owned[var.0] = true;
+        // The same buffer twice (`layer_norm_residual(x, x)` hands `x` its `ds` twice) is
+        // let go of once: pooled twice, it would be handed to two tensors at once.
+        let same = match (old.storage(), grad.storage()) {
+            (Storage::Arena(a), Storage::Arena(b)) => a.same_allocation(b),
+            _ => false,
+        };
         self.drop_shared(old);
-        self.drop_shared(grad);
+        if !same {
+            self.drop_shared(grad);
+        }
         Ok(())
     }
 
@@ -595,6 +603,34 @@ mod tests {
             used <= (2 * BLOCKS + 8) * buffer,
             "{used} bytes for {BLOCKS} blocks"
         );
+    }
+
+    /// `layer_norm_residual(x, x)` gives `x` one shared buffer twice; summed into a new one,
+    /// that buffer goes back to the pool once (pooled twice, two later tensors would share
+    /// it).
+    #[test]
+    fn a_buffer_shared_with_itself_is_pooled_once() {
+        const N: usize = 64;
+        let arena = Arena::new();
+        let mut tape = Tape::new();
+        let mut g = Graph::new(&mut tape, &arena, CpuOptions::threads(1), true);
+        // A leaf, so that no op after this backward takes a buffer from the pool.
+        let x = g.leaf(crate::testing::random_tensor(&[2, N / 2], 1), true);
+        let gamma = g.leaf(Tensor::from_vec(&[N / 2], vec![1.0; N / 2]).unwrap(), true);
+        let beta = g.leaf(Tensor::from_vec(&[N / 2], vec![0.0; N / 2]).unwrap(), true);
+        let h = g.layer_norm_residual(x, x, gamma, beta, 1e-5).unwrap();
+        let loss = g.sum_squares(h).unwrap();
+        g.backward(loss).unwrap();
+        let pool = g.tape.pool.borrow();
+        for (i, a) in pool.iter().enumerate() {
+            for b in &pool[i + 1..] {
+                let same = match (a.storage(), b.storage()) {
+                    (Storage::Arena(a), Storage::Arena(b)) => a.same_allocation(b),
+                    _ => false,
+                };
+                assert!(!same, "one buffer pooled twice");
+            }
+        }
     }
 
     #[test]
