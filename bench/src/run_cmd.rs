@@ -31,7 +31,7 @@ pub fn run(args: &Args) -> Result<(), String> {
     let batch = read_batch(&inputs, &config)?;
     let probe = if grad {
         let probe = inputs.tensor_f32("probe").map_err(e)?;
-        let want = [batch.batch, batch.seq, config.hidden];
+        let want = [batch.batch(), batch.seq(), config.hidden];
         if probe.dims() != want {
             return Err(format!(
                 "{input}: tensor 'probe' has shape {:?}, the last hidden state is {want:?}",

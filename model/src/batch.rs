@@ -5,28 +5,29 @@ use crate::config::Config;
 use smelt_engine::{Error, Result, Tensor};
 
 /// One model input, checked: ids below the vocabulary size, types below the type vocabulary,
-/// `T` within the position table.
+/// `T` within the position table. Only [`Batch::new`] makes one (the fields are read through
+/// methods), so a model never runs on an unchecked batch.
 #[derive(Clone, Debug)]
 pub struct Batch {
     /// Sequences `B`.
-    pub batch: usize,
+    pub(crate) batch: usize,
     /// Tokens per sequence `T`.
-    pub seq: usize,
+    pub(crate) seq: usize,
     /// Token ids, `[B, T]` row-major.
-    pub input_ids: Vec<u32>,
+    pub(crate) input_ids: Vec<u32>,
     /// Token types, `[B, T]` (zeros when none were given).
-    pub token_type_ids: Vec<u32>,
+    pub(crate) token_type_ids: Vec<u32>,
     /// Positions `0..T` for every sequence, `[B, T]`.
-    pub position_ids: Vec<u32>,
+    pub(crate) position_ids: Vec<u32>,
     /// 1 for tokens, 0 for padding, `[B, T]` (for pooling).
-    pub mask: Tensor,
+    pub(crate) mask: Tensor,
     /// HF's additive key mask `(1 - mask) * f32::MIN`, `[B, T]`; `None` when nothing is padded.
     /// A sequence whose mask is all 0 attends uniformly over its keys, as in HF's eager
     /// attention (`attn_implementation="eager"`, which the reference fixtures use); HF's
     /// default SDPA path gives such a sequence other values (its other sequences agree).
-    pub additive_mask: Option<Tensor>,
+    pub(crate) additive_mask: Option<Tensor>,
     /// Per-token targets for a masked-LM loss (`-100` ignored), `[B, T]`, when given.
-    pub labels: Vec<i64>,
+    pub(crate) labels: Vec<i64>,
 }
 
 const OP: &str = "Batch::new";
@@ -158,6 +159,41 @@ impl Batch {
         }
         self.labels = labels.to_vec();
         Ok(self)
+    }
+
+    /// Sequences `B`.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// Tokens per sequence `T`.
+    pub fn seq(&self) -> usize {
+        self.seq
+    }
+
+    /// Token ids, `[B, T]` row-major.
+    pub fn input_ids(&self) -> &[u32] {
+        &self.input_ids
+    }
+
+    /// Token types, `[B, T]` (zeros when none were given).
+    pub fn token_type_ids(&self) -> &[u32] {
+        &self.token_type_ids
+    }
+
+    /// 1 for tokens, 0 for padding, `[B, T]` (for pooling).
+    pub fn mask(&self) -> &Tensor {
+        &self.mask
+    }
+
+    /// HF's additive key mask, `[B, T]`; `None` when nothing is padded.
+    pub fn additive_mask(&self) -> Option<&Tensor> {
+        self.additive_mask.as_ref()
+    }
+
+    /// The targets given by [`Batch::with_labels`] (empty without).
+    pub fn labels(&self) -> &[i64] {
+        &self.labels
     }
 }
 

@@ -43,7 +43,7 @@ fn embeds_with_a_distilbert() {
     let (arena, mut tape) = (Arena::new(), Tape::new());
     let mut g = Graph::new(&mut tape, &arena, CpuOptions::threads(1), false);
     let hidden = model.forward(&mut g, &batch).unwrap().hidden;
-    let pooled = g.mean_pool(hidden, &batch.mask).unwrap();
+    let pooled = g.mean_pool(hidden, batch.mask()).unwrap();
     let expected = g.value(pooled).to_vec(&arena).unwrap();
     for (got, want) in embeddings.get(0).unwrap().iter().zip(&expected) {
         assert!((got - want).abs() <= 1e-5, "{got} vs {want}");
