@@ -231,10 +231,15 @@ impl Tensor {
     /// This tensor when already contiguous (a cheap clone), else a dense row-major copy of
     /// it in `arena`.
     pub fn contiguous(&self, arena: &Arena) -> Result<Tensor> {
+        self.contiguous_for("contiguous", arena)
+    }
+
+    /// [`Tensor::contiguous`] with errors naming `op`.
+    pub(crate) fn contiguous_for(&self, op: &'static str, arena: &Arena) -> Result<Tensor> {
         if self.is_contiguous() {
             return Ok(self.clone());
         }
-        let src = self.storage_for("contiguous", arena)?;
+        let src = self.storage_for(op, arena)?;
         let mut out = arena.alloc_shape(*self.shape())?;
         for (dst, index) in out.as_mut_slice().iter_mut().zip(self.layout.offsets()) {
             *dst = src[index];

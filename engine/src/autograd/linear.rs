@@ -85,7 +85,7 @@ impl Graph<'_> {
         dims[..rank].copy_from_slice(xt.dims());
         dims[rank - 1] = out_f;
         let xd = self.dense(OP, x)?;
-        let wd = wt.data(self.arena)?.get(wt.offset()..).unwrap_or(&[]);
+        let wd = wt.view_data(OP, self.arena)?;
         let bd = match b {
             Some(b) => Some(self.dense(OP, b)?),
             None => None,
@@ -129,7 +129,7 @@ pub(super) fn backward(
     let dy = dout.contiguous_data(OP, arena)?;
     let dy_mat = MatRef::row_major(dy, rows, out_f);
     if g.needs_grad(x) {
-        let wd = wt.data(arena)?.get(wt.offset()..).unwrap_or(&[]);
+        let wd = wt.view_data(OP, arena)?;
         let dx = g.alloc_with(OP, xt.dims(), |dx| {
             let c = MatMut::row_major(dx, rows, in_f);
             Ok(sgemm(1.0, dy_mat, weight(&wt, wd), 0.0, c, &opts)?)
@@ -157,6 +157,25 @@ mod tests {
     use crate::testing::random_tensor;
     use crate::{Arena, CpuOptions, Graph, Tape, Tensor};
     use smelt_kernels::cpu::gemm::{MatRef, PackedB};
+
+    /// A weight whose arena scope was closed is an error naming `linear` (it named
+    /// `Tensor::data`).
+    #[test]
+    fn a_released_weight_is_an_error_naming_linear() {
+        let mut arena = Arena::new();
+        let mut mark = arena.mark().unwrap();
+        let w = arena.alloc(&[4, 3]).unwrap().into_tensor();
+        arena.reset_to(&mut mark).unwrap();
+        let mut tape = Tape::new();
+        let mut g = Graph::new(&mut tape, &arena, CpuOptions::threads(1), false);
+        let x = g.leaf(random_tensor(&[2, 3], 1), false);
+        let w = g.leaf(w, false);
+        let err = g.linear(x, w, None).unwrap_err();
+        assert!(
+            matches!(err, crate::Error::Released { op: "linear", .. }),
+            "{err:?}"
+        );
+    }
 
     /// The output and every gradient of `sum((x W^T + b) * probe)`, the weight multiplied
     /// through `packed` when it is given (the backward reads `w` either way).

@@ -284,7 +284,11 @@ impl<'a> Graph<'a> {
     /// The contiguous values of `var` (a copy into the arena first when it is a strided view),
     /// valid while the graph is borrowed: the tape keeps a handle on the storage meanwhile.
     pub(crate) fn dense(&self, op: &'static str, var: Var) -> Result<&[f32]> {
-        dense_of(op, self.value(var).contiguous(self.arena)?, self.arena)
+        dense_of(
+            op,
+            self.value(var).contiguous_for(op, self.arena)?,
+            self.arena,
+        )
     }
 
     /// Runs every recorded op's backward in reverse, starting from `d loss / d loss = 1`.
