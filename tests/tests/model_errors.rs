@@ -217,12 +217,10 @@ fn unknown_model_types_and_bad_json_are_errors() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// A config naming a head this crate does not build is an error naming the architecture
-/// (it loaded as a bare encoder, its head's weights and labels ignored);
-/// `Model::load_with_head` with `HeadKind::None` still loads the encoder.
-#[test]
-fn architectures_without_a_head_here_are_errors() {
-    let dir = std::env::temp_dir().join(format!("smelt-model-errors-arch-{}", std::process::id()));
+/// A scratch copy of the `bert` fixture whose config has `from` (which it must hold) replaced
+/// by `to`.
+fn bert_with_config(tag: &str, from: &str, to: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("smelt-model-errors-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let bert = fixture("bert");
     std::fs::copy(
@@ -231,9 +229,17 @@ fn architectures_without_a_head_here_are_errors() {
     )
     .unwrap();
     let config = std::fs::read_to_string(bert.join("config.json")).unwrap();
-    assert!(config.contains("\"BertModel\""));
-    let qa = config.replace("\"BertModel\"", "\"BertForQuestionAnswering\"");
-    std::fs::write(dir.join("config.json"), qa).unwrap();
+    assert!(config.contains(from), "the fixture's config has no {from}");
+    std::fs::write(dir.join("config.json"), config.replace(from, to)).unwrap();
+    dir
+}
+
+/// A config naming a head this crate does not build is an error naming the architecture
+/// (it loaded as a bare encoder, its head's weights and labels ignored);
+/// `Model::load_with_head` with `HeadKind::None` still loads the encoder.
+#[test]
+fn architectures_without_a_head_here_are_errors() {
+    let dir = bert_with_config("arch", "\"BertModel\"", "\"BertForQuestionAnswering\"");
     let err = load_error(&dir);
     assert!(
         err.contains(
@@ -251,19 +257,11 @@ fn architectures_without_a_head_here_are_errors() {
 /// unprefixed copy used, without a word).
 #[test]
 fn extra_layers_and_doubled_tensors_are_errors() {
-    let dir =
-        std::env::temp_dir().join(format!("smelt-model-errors-layers-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let bert = fixture("bert");
-    std::fs::copy(
-        bert.join("model.safetensors"),
-        dir.join("model.safetensors"),
-    )
-    .unwrap();
-    let config = std::fs::read_to_string(bert.join("config.json")).unwrap();
-    assert!(config.contains("\"num_hidden_layers\": 2"));
-    let one_layer = config.replace("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 1");
-    std::fs::write(dir.join("config.json"), one_layer).unwrap();
+    let dir = bert_with_config(
+        "layers",
+        "\"num_hidden_layers\": 2",
+        "\"num_hidden_layers\": 1",
+    );
     let err = load_error(&dir);
     assert!(
         err.contains("belongs to layer 1, but the config has 1 layers"),
