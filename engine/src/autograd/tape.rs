@@ -448,10 +448,7 @@ impl<'a> Graph<'a> {
         self.tape.owned[var.0] = true;
         // The same buffer twice (`layer_norm_residual(x, x)` hands `x` its `ds` twice) is
         // let go of once: pooled twice, it would be handed to two tensors at once.
-        let same = match (old.storage(), grad.storage()) {
-            (Storage::Arena(a), Storage::Arena(b)) => a.same_allocation(b),
-            _ => false,
-        };
+        let same = same_buffer(&old, &grad);
         self.drop_shared(old);
         if !same {
             self.drop_shared(grad);
@@ -464,14 +461,7 @@ impl<'a> Graph<'a> {
     /// tape holds it any more, so each layer's shared buffers return to the pool when the
     /// last input that read them is done.
     fn drop_shared(&self, t: Tensor) {
-        let Storage::Arena(slot) = t.storage() else {
-            return;
-        };
-        let held = self.tape.grads.iter().flatten().any(|g| match g.storage() {
-            Storage::Arena(other) => other.same_allocation(slot),
-            _ => false,
-        });
-        if !held {
+        if !self.tape.grads.iter().flatten().any(|g| same_buffer(g, &t)) {
             self.recycle(t);
         }
     }
@@ -531,6 +521,14 @@ impl<'a> Graph<'a> {
         if matches!(t.storage(), Storage::Arena(_)) {
             self.tape.pool.borrow_mut().push(t);
         }
+    }
+}
+
+/// Whether `a` and `b` are backed by the same arena allocation (only arena buffers are pooled).
+fn same_buffer(a: &Tensor, b: &Tensor) -> bool {
+    match (a.storage(), b.storage()) {
+        (Storage::Arena(a), Storage::Arena(b)) => a.same_allocation(b),
+        _ => false,
     }
 }
 
@@ -628,11 +626,7 @@ mod tests {
         let pool = g.tape.pool.borrow();
         for (i, a) in pool.iter().enumerate() {
             for b in &pool[i + 1..] {
-                let same = match (a.storage(), b.storage()) {
-                    (Storage::Arena(a), Storage::Arena(b)) => a.same_allocation(b),
-                    _ => false,
-                };
-                assert!(!same, "one buffer pooled twice");
+                assert!(!same_buffer(a, b), "one buffer pooled twice");
             }
         }
     }

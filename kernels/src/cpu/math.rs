@@ -31,8 +31,7 @@
 //! `[-126, 0]` (unit test below): 1.6e-7 with AVX-512 (the table's rounding and the degree-2
 //! polynomial's 5e-8), 1.1e-7 with AVX2, 9.9e-8 portable with FMA, 1.0e-7 without. Between
 //! -127 and -126 the result is only known to be below `2^-126` (the table's entry lands in a
-//! zero exponent field); `y <= -127` and -inf give `+0`, NaN
-//! gives NaN.
+//! zero exponent field); `y <= -127` and -inf give `+0`, NaN gives NaN.
 //!
 //! `erf`: two branches on `a = |x|`, both evaluated, the right one selected per lane:
 //! `a < 0.875`: `x * P(x^2)`, an odd degree-11 polynomial with constant term `2 / sqrt(pi)`
@@ -168,9 +167,9 @@ const EXP2_LO: f32 = -127.0;
 
 /// `2^y` lane-wise for `y <= 0`: `y = k / 2^B + f` by the magic-constant add (`B =
 /// V::EXP2_BITS`), `2^(k / 2^B)` from `exp2_scale`'s table and exponent, `2^f` by a short
-/// polynomial, multiplied in as `s + (f P(f)) s` (`f s` would go subnormal near `y = -126`). Fewer operations than `exp_nonpositive` (no
-/// two-part reduction), for callers that can fold `log2(e)` into an FMA they already do
-/// (softmax). `y <= -127` and -inf give `+0`, NaN gives NaN; right up to `y = 127`.
+/// polynomial, multiplied in as `s + (f P(f)) s` (`f s` would go subnormal near
+/// `y = -126`). Fewer operations than `exp_nonpositive` (no two-part reduction), for callers
+/// that can fold `log2(e)` into an FMA they already do (softmax). `y <= -127` and -inf give `+0`, NaN gives NaN; right up to `y = 127`.
 #[inline(always)]
 pub(crate) unsafe fn exp2_nonpositive<V: SimdF32>(y: V) -> V {
     // NaN passes the clamp (second operand) and propagates through `f`.
