@@ -205,29 +205,51 @@ struct Plan {
     upcoming: Upcoming,
 }
 
+impl Plan {
+    /// Where the panels of `block` (at `packed_at` in B packed whole) come from when nothing
+    /// packs them ahead of loop 2: packed beforehand ([`PackedB`](super::PackedB)), read in
+    /// place, or packed one at a time into `buffer`; `None` when the caller must pack them
+    /// into `buffer` first.
+    unsafe fn unpacked_source(
+        &self,
+        p: &Problem,
+        block: BlockB,
+        packed_at: usize,
+        buffer: *mut f32,
+        nr: usize,
+    ) -> Option<BSource> {
+        if !p.packed_b.is_null() {
+            Some(BSource::packed(p.packed_b.add(packed_at), 0, block.kc, nr))
+        } else if self.direct.b {
+            Some(BSource::direct(block.b, nr))
+        } else if self.lazy_b {
+            Some(BSource::lazy(block, buffer, nr))
+        } else {
+            None
+        }
+    }
+}
+
 /// Threads split C's rows: B's blocks are packed by all threads together, then every thread
 /// multiplies its rows of A by the whole block (two parallel phases per block).
 unsafe fn by_rows(kernel: &Microkernel, blk: &Blocking, p: &Problem, plan: &Plan, threads: usize) {
     let (mr, nr) = (kernel.mr, kernel.nr);
-    let (p, direct) = (*p, plan.direct);
+    let p = *p;
     with_buffer(&PACK_B, plan.bpack_len, plan.buffers.1, |bpack| {
         let bpack = Shared(bpack);
         plan.blocks.each(&p, nr, |block_b, packed_at| {
-            let b_source = if !p.packed_b.is_null() {
-                BSource::packed(p.packed_b.add(packed_at), 0, block_b.kc, nr)
-            } else if direct.b {
-                BSource::direct(block_b.b, nr)
-            } else if plan.lazy_b {
-                BSource::lazy(block_b, bpack.get(), nr)
-            } else {
-                let shared_b = Shared(block_b);
-                for_each_task(threads, threads, |t| {
-                    let block_b = shared_b.get();
-                    let panels = share(block_b.panels(nr), threads, t);
-                    let dst = bpack.get().add(panels.0 * nr * block_b.kc);
-                    block_b.pack(panels, nr, dst);
-                });
-                BSource::packed(bpack.get(), 0, block_b.kc, nr)
+            let b_source = match plan.unpacked_source(&p, block_b, packed_at, bpack.get(), nr) {
+                Some(source) => source,
+                None => {
+                    let shared_b = Shared(block_b);
+                    for_each_task(threads, threads, |t| {
+                        let block_b = shared_b.get();
+                        let panels = share(block_b.panels(nr), threads, t);
+                        let dst = bpack.get().add(panels.0 * nr * block_b.kc);
+                        block_b.pack(panels, nr, dst);
+                    });
+                    BSource::packed(bpack.get(), 0, block_b.kc, nr)
+                }
             };
             let shared = Shared((p, block_b, b_source, *plan));
             for_each_task(threads, threads, |t| {
@@ -252,7 +274,6 @@ unsafe fn by_panels(
     threads: usize,
 ) {
     let nr = kernel.nr;
-    let direct = plan.direct;
     let shared = Shared((*p, *plan));
     for_each_task(threads, threads, |t| {
         let (p, plan) = shared.get();
@@ -263,15 +284,12 @@ unsafe fn by_panels(
                 if panels.0 >= panels.1 {
                     return;
                 }
-                let b_source = if !p.packed_b.is_null() {
-                    BSource::packed(p.packed_b.add(packed_at), 0, block_b.kc, nr)
-                } else if direct.b {
-                    BSource::direct(block_b.b, nr)
-                } else if plan.lazy_b {
-                    BSource::lazy(block_b, bpack, nr)
-                } else {
-                    block_b.pack(panels, nr, bpack);
-                    BSource::packed(bpack, panels.0, block_b.kc, nr)
+                let b_source = match plan.unpacked_source(&p, block_b, packed_at, bpack, nr) {
+                    Some(source) => source,
+                    None => {
+                        block_b.pack(panels, nr, bpack);
+                        BSource::packed(bpack, panels.0, block_b.kc, nr)
+                    }
                 };
                 let range = block_b.range((0, p.m), panels);
                 block(kernel, blk, &p, &range, b_source, &plan);
