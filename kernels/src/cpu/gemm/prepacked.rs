@@ -44,35 +44,29 @@ impl PackedB {
         let (k, n) = (b.rows, b.cols);
         let (nr, blocks) = product_blocks(opts.isa, (k, n));
         let mut buffer = PackBuffer::default();
-        if k == 0 || n == 0 {
-            // Nothing to pack; a product over it only scales C (or adds the bias).
-            return Ok(PackedB {
-                buffer,
-                k,
-                n,
-                isa: opts.isa,
-                blocks,
-            });
-        }
-        let problem = Problem::new(
-            (0, n, k),
-            1.0,
-            (std::ptr::null(), 0, 0),
-            (b.data.as_ptr(), b.row_stride, b.col_stride),
-            0.0,
-            (std::ptr::null_mut(), 0, 0),
-            std::ptr::null(),
-        );
-        // SAFETY: `b` lies inside its slice (checked above); the blocks walk its `k x n`
-        // elements only, and each block is packed to its own stretch of the buffer, which
-        // holds the sum of their lengths.
-        unsafe {
-            let mut total = 0;
-            blocks.each(&problem, nr, |block, at| total = at + block.packed_len(nr));
-            let dst = buffer.reserve(total, total);
-            blocks.each(&problem, nr, |block, at| {
-                block.pack((0, block.panels(nr)), nr, dst.add(at));
-            });
+        // With k = 0 or n = 0 there is nothing to pack (the blocks of an empty product are
+        // never walked); a product over it only scales C (or adds the bias).
+        if k > 0 && n > 0 {
+            let problem = Problem::new(
+                (0, n, k),
+                1.0,
+                (std::ptr::null(), 0, 0),
+                (b.data.as_ptr(), b.row_stride, b.col_stride),
+                0.0,
+                (std::ptr::null_mut(), 0, 0),
+                std::ptr::null(),
+            );
+            // SAFETY: `b` lies inside its slice (checked above); the blocks walk its `k x n`
+            // elements only, and each block is packed to its own stretch of the buffer, which
+            // holds the sum of their lengths.
+            unsafe {
+                let mut total = 0;
+                blocks.each(&problem, nr, |block, at| total = at + block.packed_len(nr));
+                let dst = buffer.reserve(total, total);
+                blocks.each(&problem, nr, |block, at| {
+                    block.pack((0, block.panels(nr)), nr, dst.add(at));
+                });
+            }
         }
         Ok(PackedB {
             buffer,
