@@ -4,32 +4,25 @@
 //! [`CpuOptions::threads`] threads; every element is computed on its own, so the thread count
 //! never changes a result.
 //!
-//! GELU is the exact one of Hugging Face's `gelu` (`0.5 x (1 + erf(x / sqrt 2))`) on the SIMD
-//! `erf` of [`math`](crate::cpu::math): its absolute error (about 1e-7) becomes a relative one
-//! in `1 + erf` for very negative `x`, as with PyTorch's own f32 `erf`, so `gelu(x)` for
-//! `x < -4` is accurate to about `1e-7 |x|` absolute rather than relative. The backward's
-//! Gaussian density uses the SIMD `exp`. [`gelu_reference`] and [`gelu_backward_reference`]
+//! GELU is the exact one of Hugging Face's `gelu` (`0.5 x (1 + erf(x / sqrt 2))`), computed
+//! as `x Phi(x)` with the SIMD normal CDF of [`math`](crate::cpu::math) (one rational
+//! function, no exponential). `Phi`'s absolute error (below 1e-7) becomes a relative one in
+//! the lower tail, as with PyTorch's own f32 `1 + erf`, so `gelu(x)` for very negative `x` is
+//! accurate to about `1e-7 |x|` absolute rather than relative. The backward's Gaussian
+//! density uses the SIMD `exp`. [`gelu_reference`] and [`gelu_backward_reference`]
 //! are the f64 versions they are tested against.
 
 use crate::cpu::check;
 use crate::cpu::elementwise::{zip_map, Lanewise2};
-use crate::cpu::math::{erf, erf_reference, exp_nonpositive};
+use crate::cpu::math::{exp_nonpositive, normal_cdf, normal_cdf_reference};
 use crate::cpu::options::CpuOptions;
 use crate::cpu::simd::SimdF32;
 use crate::cpu::split::{for_each_range, LINE};
 use crate::cpu::threads::Shared;
 use crate::Result;
-use std::f32::consts::FRAC_1_SQRT_2;
 
 /// `1 / sqrt(2 pi)`, the Gaussian density at 0.
 const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
-
-/// `Phi(x) = 0.5 (1 + erf(x / sqrt 2))`, the Gaussian CDF.
-#[inline(always)]
-unsafe fn cdf<V: SimdF32>(x: V) -> V {
-    let half = V::splat(0.5);
-    V::mul_add(half, erf(V::mul(x, V::splat(FRAC_1_SQRT_2))), half)
-}
 
 #[derive(Clone, Copy)]
 struct Gelu;
@@ -37,7 +30,7 @@ struct Gelu;
 impl Lanewise2 for Gelu {
     #[inline(always)]
     unsafe fn apply<V: SimdF32>(self, x: V, _: V) -> V {
-        V::mul(x, cdf(x))
+        V::mul(x, normal_cdf(x))
     }
 }
 
@@ -50,7 +43,7 @@ impl Lanewise2 for GeluBackward {
     unsafe fn apply<V: SimdF32>(self, x: V, dy: V) -> V {
         let minus_half_x2 = V::mul(V::mul(x, x), V::splat(-0.5));
         let pdf = V::mul(exp_nonpositive(minus_half_x2), V::splat(FRAC_1_SQRT_2PI));
-        V::mul(dy, V::mul_add(x, pdf, cdf(x)))
+        V::mul(dy, V::mul_add(x, pdf, normal_cdf(x)))
     }
 }
 
@@ -88,14 +81,14 @@ pub fn gelu_backward(x: &[f32], dy: &[f32], dx: &mut [f32], opts: &CpuOptions) -
     Ok(())
 }
 
-/// [`gelu`] in f64 (with [`erf_reference`]), rounded once to f32.
+/// [`gelu`] in f64 (with [`normal_cdf_reference`]), rounded once to f32.
 ///
 /// Errors when the lengths differ.
 pub fn gelu_reference(x: &[f32], y: &mut [f32]) -> Result<()> {
     check::same_len("gelu_reference", &[("x", x.len()), ("y", y.len())])?;
     for (out, &v) in y.iter_mut().zip(x) {
         let v = v as f64;
-        *out = (0.5 * v * (1.0 + erf_reference(v * std::f64::consts::FRAC_1_SQRT_2))) as f32;
+        *out = (v * normal_cdf_reference(v)) as f32;
     }
     Ok(())
 }
@@ -111,7 +104,7 @@ pub fn gelu_backward_reference(x: &[f32], dy: &[f32], dx: &mut [f32]) -> Result<
     let frac_1_sqrt_2pi = 1.0 / (2.0 * std::f64::consts::PI).sqrt();
     for ((out, &v), &g) in dx.iter_mut().zip(x).zip(dy) {
         let v = v as f64;
-        let cdf = 0.5 * (1.0 + erf_reference(v * std::f64::consts::FRAC_1_SQRT_2));
+        let cdf = normal_cdf_reference(v);
         let pdf = (-0.5 * v * v).exp() * frac_1_sqrt_2pi;
         *out = (g as f64 * (cdf + v * pdf)) as f32;
     }
