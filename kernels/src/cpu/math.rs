@@ -45,15 +45,15 @@
 //!
 //! `normal_cdf`: `Phi(x) = (1 + erf(x / sqrt 2)) / 2`, the standard normal CDF (exact GELU is
 //! `x Phi(x)`), in one branch and no exponential: the lower tail `Phi(-a)`, `a = |x|`, as a
-//! rational function `N(a) / D(a)` of degrees 5 and 9 (minimax absolute error 9e-9 on
-//! `[0, 5.5]`, fitted for this crate; `N(0) / D(0)` is exactly 1/2), then `Phi(x) = Phi(-a)`
-//! for `x < 0` and `1 - Phi(-a)` otherwise. Past `a = 5.5` the tail (below 1.9e-8) is 0, so
-//! `Phi` is exactly 0 or 1 there. About 20 vector operations and one division against erf's
-//! ~45 (two branches, one of them an exponential): GELU 2.4x faster (bench/NOTES.md, session
-//! 14). Max absolute error against f64 over 2^23 evenly spaced points of `[-8, 8]` (test
-//! `normal_cdf_absolute_error_over_minus_8_to_8`, which asserts 1e-7): 8.2e-8 with FMA (avx512,
-//! avx2), 9.3e-8 portable without; absolute, not relative, in the lower tail. `Phi(+inf) = 1`,
-//! `Phi(-inf) = 0`, NaN gives NaN.
+//! rational function `N(a) / D(a)` of degrees 5 and 9 (minimax absolute error 8e-9 on
+//! `[0, 5.5]`, fitted by `kernels/fit_normal_cdf.py`; `N(0) / D(0)` is exactly 1/2), then
+//! `Phi(x) = Phi(-a)` for `x < 0` and `1 - Phi(-a)` otherwise. Past `a = 5.5` the tail (below
+//! 1.9e-8) is 0, so `Phi` is exactly 0 or 1 there. About 20 vector operations and one division
+//! against erf's ~45 (two branches, one of them an exponential): GELU 2.4x faster
+//! (bench/NOTES.md, session 14). Max absolute error against f64 over 2^23 evenly spaced points
+//! of `[-8, 8]` (test `normal_cdf_absolute_error_over_minus_8_to_8`, which asserts 1.2e-7):
+//! 8.8e-8 with FMA (avx512, avx2), 9.8e-8 portable without; absolute, not relative, in the
+//! lower tail. `Phi(+inf) = 1`, `Phi(-inf) = 0`, NaN gives NaN.
 //!
 //! The generic functions are `#[inline(always)]`, for use inside other kernels'
 //! `#[target_feature]` entry points; [`exp_slice`], [`erf_slice`] and [`normal_cdf_slice`]
@@ -218,26 +218,27 @@ pub(crate) unsafe fn erf<V: SimdF32>(x: V) -> V {
 /// Past this `|x|` the lower tail `Phi(-|x|)` (below 1.9e-8) is taken as 0.
 const CDF_CLAMP: f32 = 5.5;
 /// `Phi(-a) ~ sum CDF_NUM[k] a^k / sum CDF_DEN[k] a^k` on `[0, CDF_CLAMP]` (minimax absolute
-/// error, 9e-9 before rounding the coefficients to f32).
+/// error, 8e-9 before rounding the coefficients to f32), as `kernels/fit_normal_cdf.py` prints
+/// them.
 const CDF_NUM: [f32; 6] = [
     0.5,
-    -0.46934924,
-    0.17765297,
-    -0.033874974,
-    0.0032521521,
-    -0.00012568475,
+    -0.46880636,
+    0.177227,
+    -0.033749036,
+    0.0032355464,
+    -0.00012486173,
 ];
 const CDF_DEN: [f32; 10] = [
     1.0,
-    -0.14081354,
-    0.24294199,
-    -0.0067930906,
-    0.019402413,
-    0.0038160868,
-    -0.0001900332,
-    0.0008934013,
-    -0.00018423937,
-    5.314464e-05,
+    -0.1397276,
+    0.24295369,
+    -0.006516165,
+    0.019400079,
+    0.003892219,
+    -0.0002264576,
+    0.00091770035,
+    -0.00019049206,
+    5.4280383e-05,
 ];
 
 /// `Phi(x)`, the standard normal CDF, lane-wise; see the module doc for the method and
