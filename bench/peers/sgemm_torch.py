@@ -9,6 +9,7 @@ thread pools must not overlap); the median is reported. `smelt bench gemm --torc
 import argparse
 import json
 import os
+import statistics
 import sys
 import time
 
@@ -64,8 +65,7 @@ def main():
             times[name] = ts
         flops = 2.0 * b_ * m * n * k
         for name, ts in times.items():
-            ts.sort()
-            med = ts[len(ts) // 2]
+            med = statistics.median(ts)
             print(json.dumps({
                 "impl": name, "op": "sgemm" if b_ == 1 else "sgemm_batched", "batch": b_,
                 "m": m, "k": k, "n": n, "transb": args.transb, "threads": args.threads,

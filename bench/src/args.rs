@@ -8,16 +8,26 @@ use std::collections::HashMap;
 pub struct Args {
     values: HashMap<String, Vec<String>>,
     flags: Vec<String>,
+    /// Options given without a value (at the end of the line, or followed by another
+    /// option), reported by [`Args::only`] after any unknown option.
+    missing_value: Vec<String>,
     /// Words that are not options, in order.
     pub positional: Vec<String>,
+    /// Whether `--help` or `-h` was given (anywhere an option can be).
+    pub help: bool,
 }
 
 impl Args {
-    /// Parses `raw`; `flag_names` lists the options that take no value.
-    pub fn parse(raw: &[String], flag_names: &[&str]) -> Result<Args, String> {
+    /// Parses `raw`; `flag_names` lists the options that take no value. Every other
+    /// `--name` takes the next word as its value, unless that word is an option itself.
+    pub fn parse(raw: &[String], flag_names: &[&str]) -> Args {
         let mut args = Args::default();
-        let mut iter = raw.iter();
+        let mut iter = raw.iter().peekable();
         while let Some(word) = iter.next() {
+            if word == "--help" || word == "-h" {
+                args.help = true;
+                continue;
+            }
             let Some(name) = word.strip_prefix("--") else {
                 args.positional.push(word.clone());
                 continue;
@@ -26,15 +36,16 @@ impl Args {
                 args.flags.push(name.to_string());
                 continue;
             }
-            let value = iter
-                .next()
-                .ok_or_else(|| format!("option --{name} needs a value"))?;
-            args.values
-                .entry(name.to_string())
-                .or_default()
-                .push(value.clone());
+            match iter.next_if(|next| !next.starts_with("--")) {
+                Some(value) => args
+                    .values
+                    .entry(name.to_string())
+                    .or_default()
+                    .push(value.clone()),
+                None => args.missing_value.push(name.to_string()),
+            }
         }
-        Ok(args)
+        args
     }
 
     /// Whether `--name` was given.
@@ -95,11 +106,19 @@ impl Args {
         }
     }
 
-    /// Rejects options outside `known` (so a typo is an error, not silently ignored).
+    /// Rejects options outside `known` (so a typo is an error, not silently ignored), then
+    /// a known option given without its value.
     pub fn only(&self, known: &[&str]) -> Result<(), String> {
-        let given = self.values.keys().chain(self.flags.iter());
-        match given.into_iter().find(|k| !known.contains(&k.as_str())) {
-            Some(k) => Err(format!("unknown option --{k}")),
+        let given = self
+            .values
+            .keys()
+            .chain(&self.flags)
+            .chain(&self.missing_value);
+        if let Some(k) = given.into_iter().find(|k| !known.contains(&k.as_str())) {
+            return Err(format!("unknown option --{k}"));
+        }
+        match self.missing_value.first() {
+            Some(k) => Err(format!("option --{k} needs a value")),
             None => Ok(()),
         }
     }
@@ -165,7 +184,7 @@ mod tests {
     #[test]
     fn isa_names_an_instruction_set_this_cpu_runs() {
         let raw = |words: &[&str]| words.iter().map(|w| w.to_string()).collect::<Vec<_>>();
-        let isa = |words: &[&str]| Args::parse(&raw(words), &[]).unwrap().isa();
+        let isa = |words: &[&str]| Args::parse(&raw(words), &[]).isa();
         assert_eq!(isa(&[]), Ok(Isa::detect()));
         assert_eq!(isa(&["--isa", "portable"]), Ok(Isa::Portable));
         let err = isa(&["--isa", "sse9"]).unwrap_err();
@@ -182,9 +201,32 @@ mod tests {
     }
 
     #[test]
+    fn unknown_options_are_named_before_missing_values_and_help_is_found_anywhere() {
+        let raw = |words: &[&str]| words.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+        let only = |words: &[&str]| Args::parse(&raw(words), &["json"]).only(&["steps", "json"]);
+        assert_eq!(only(&["--steps", "3", "--json"]), Ok(()));
+        assert_eq!(only(&["--jsn"]), Err("unknown option --jsn".into()));
+        assert_eq!(
+            only(&["--jsn", "--steps", "3"]),
+            Err("unknown option --jsn".into())
+        );
+        assert_eq!(
+            only(&["--steps"]),
+            Err("option --steps needs a value".into())
+        );
+        assert_eq!(
+            only(&["--steps", "--json"]),
+            Err("option --steps needs a value".into())
+        );
+        let args = Args::parse(&raw(&["--steps", "3", "--help"]), &[]);
+        assert!(args.help && args.positional.is_empty());
+        assert_eq!(args.get("steps", 0), Ok(3));
+    }
+
+    #[test]
     fn counts_and_buffer_sizes_have_bounds() {
         let raw = |words: &[&str]| words.iter().map(|w| w.to_string()).collect::<Vec<_>>();
-        let args = Args::parse(&raw(&["--runs", "0", "--steps", "7"]), &[]).unwrap();
+        let args = Args::parse(&raw(&["--runs", "0", "--steps", "7"]), &[]);
         assert!(args
             .count("runs", 3, 10)
             .unwrap_err()

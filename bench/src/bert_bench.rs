@@ -31,7 +31,7 @@ use crate::report::{Row, Value};
 use crate::timing::median;
 use smelt_engine::autograd::Profile;
 use smelt_engine::{Arena, CpuOptions, Graph, Tape};
-use smelt_model::{Batch, Config, Dropout, HeadKind, Model, Objective};
+use smelt_model::{Batch, Config, Dropout, Model, Objective};
 use std::time::Instant;
 
 /// What one implementation measured in one round of one phase.
@@ -87,8 +87,16 @@ pub fn run(args: &Args, threads: usize) -> Result<(Vec<Row>, Vec<Row>), String> 
             "--phase {phase:?}: expected forward, train or both"
         ));
     }
+    if args.flag("onnx") && phase == "train" {
+        return Err(
+            "--onnx measures the forward only (ONNX Runtime has no training step): use \
+             --phase forward or both"
+                .into(),
+        );
+    }
     step_tokens(&config, batch, seq)?;
-    let mut model = Model::random(&config, HeadKind::None, 0x5eed).map_err(|e| e.to_string())?;
+    // No pooler: the peers run HF's BertModel without one (add_pooling_layer=False).
+    let mut model = Model::random_encoder(&config, 0x5eed).map_err(|e| e.to_string())?;
     let input = random_batch(&config, batch, seq)?;
     let opts = CpuOptions::threads(threads);
     let prepack = args.flag("prepack");
@@ -244,7 +252,7 @@ impl Peer<'_> {
 
 /// Starts the peers the command line asks for (`--torch`, `--onnx`) in `--serve` mode, each
 /// with the phases it will be asked for: ONNX Runtime has no training step, so it serves the
-/// forward only (and is not started for `--phase train`).
+/// forward only (and `--onnx` with `--phase train` is an error).
 fn start_peers<'p>(
     args: &Args,
     name: &str,
@@ -258,7 +266,7 @@ fn start_peers<'p>(
     ];
     let mut peers = Vec::new();
     for (flag, script, peer_phase) in wanted {
-        if !args.flag(flag) || (peer_phase == "forward" && phase == "train") {
+        if !args.flag(flag) {
             continue;
         }
         let mut peer_args = vec![

@@ -30,7 +30,8 @@ const DEFAULT_SHAPES: [(usize, usize, usize); 4] = [
     (1024, 768, 3072),
     (1024, 3072, 768),
 ];
-/// The large GEMM a batched case's rate is compared with (BERT-base's FFN up-projection).
+/// The large GEMM a batched case's rate is compared with (BERT-base's FFN up-projection),
+/// with B transposed or not as the case.
 const LARGE_REFERENCE: Case = Case {
     m: 1024,
     k: 768,
@@ -93,7 +94,7 @@ pub fn run(args: &Args, threads: usize) -> Result<(Peaks, Vec<Row>), String> {
     let before = Peaks::measure(threads);
     let mut figures = Vec::new();
     for case in &cases {
-        let timed = measure(case, threads, isa, budget);
+        let timed = measure(case, threads, isa, budget)?;
         let torch = if args.flag("torch") {
             peers::sgemm_torch(case, threads, budget)?
         } else {
@@ -122,12 +123,14 @@ struct Timed {
 /// with our own references: `smelt-1t` (the case on one thread, when `threads > 1`) and
 /// `smelt-large` (the large GEMM [`LARGE_REFERENCE`], for a batched case).
 ///
-/// Everything runs inside our kernels' thread pool ([`install`]), the peers' threads
+/// Everything runs inside our kernels' thread pool ([`install`]), the `gemm` crate's threads
 /// included: with a second pool, its idle workers spin on the same cores after each of its
 /// calls and slow whatever runs next (on this 2-core machine that cost our 2-thread calls
 /// 0.3-0.8 ms each, and made our thread scaling look like 1.63-1.81 instead of 1.91-1.97).
 /// Calls from inside the pool are also how the model runs them (no hand-over per call).
-fn measure(case: &Case, threads: usize, isa: Isa, budget: Duration) -> Vec<Timed> {
+/// `matrixmultiply` cannot run on a pool of ours: it runs on its own threads, as many as
+/// [`matrixmultiply_threads`] says (its row says so), its products one after the other.
+fn measure(case: &Case, threads: usize, isa: Isa, budget: Duration) -> Result<Vec<Timed>, String> {
     let Case {
         m,
         k,
@@ -197,7 +200,10 @@ fn measure(case: &Case, threads: usize, isa: Isa, budget: Duration) -> Vec<Timed
             )
         }
     };
-    let large = LARGE_REFERENCE;
+    let large = Case {
+        transb,
+        ..LARGE_REFERENCE
+    };
     let mut large_operands = (batch > 1).then(|| {
         (
             filled(large.m * large.k, 0.25),
@@ -205,24 +211,39 @@ fn measure(case: &Case, threads: usize, isa: Isa, budget: Duration) -> Vec<Timed
             vec![0.0f32; large.m * large.n],
         )
     });
-    install(threads, || {
-        let mut ours = || run_smelt(case, &a, &b, &mut c, &opts);
+    // The first error of our kernels, reported after the loop (the peers return none).
+    let failure = std::sync::Mutex::new(None);
+    let record = |result: Result<(), String>| {
+        if let Err(e) = result {
+            if let Ok(mut first) = failure.lock() {
+                first.get_or_insert(e);
+            }
+        }
+    };
+    let timed = install(threads, || {
+        let mut ours = || record(run_smelt(case, &a, &b, &mut c, &opts));
         let mut gemm_crate = || {
             each_batch(threads, &mut c_peer, m * n, |i, c| {
                 per_batch(i, c, parallel)
             })
         };
-        let mut matrixmultiply = || each_batch(threads, &mut c_mm, m * n, one);
-        let mut ours_one_thread = || run_smelt(case, &a, &b, &mut c_one, &one_thread);
+        // Products in order, each on the crate's own threads (see `matrixmultiply_threads`).
+        let mut matrixmultiply = || each_batch(1, &mut c_mm, m * n, one);
+        let mut ours_one_thread = || record(run_smelt(case, &a, &b, &mut c_one, &one_thread));
         let mut ours_large = || {
             if let Some((a, b, c)) = large_operands.as_mut() {
-                run_smelt(&large, a, b, c, &opts);
+                record(run_smelt(&large, a, b, c, &opts));
             }
         };
         let mut entries: Vec<(&str, Case, usize, &mut dyn FnMut())> = vec![
             ("smelt", *case, threads, &mut ours),
             ("gemm-crate", *case, threads, &mut gemm_crate),
-            ("matrixmultiply", *case, threads, &mut matrixmultiply),
+            (
+                "matrixmultiply",
+                *case,
+                matrixmultiply_threads(threads),
+                &mut matrixmultiply,
+            ),
         ];
         // Our own references, in the same loop so that noise hits them alike: the same case
         // on one thread (thread scaling), and for a batch our large-GEMM rate.
@@ -247,11 +268,33 @@ fn measure(case: &Case, threads: usize, isa: Isa, budget: Duration) -> Vec<Timed
                 secs,
             })
             .collect()
-    })
+    });
+    match failure.into_inner() {
+        Ok(Some(e)) => Err(e),
+        _ => Ok(timed),
+    }
+}
+
+/// The threads `matrixmultiply` runs a product on when asked for `threads`: its `threading`
+/// feature has its own pool (not ours, not rayon) of at most 4 threads, in a tree of 1, 2 or
+/// 4 (`MAX_THREADS` and the levels of `src/threading.rs` in matrixmultiply 0.3), sized from
+/// `MATMUL_NUM_THREADS`, which `smelt bench` sets to `--threads`.
+fn matrixmultiply_threads(threads: usize) -> usize {
+    match threads {
+        0 | 1 => 1,
+        2 | 3 => 2,
+        _ => 4,
+    }
 }
 
 /// Our strided-batched SGEMM on `case` (B read transposed with `case.transb`).
-fn run_smelt(case: &Case, a: &[f32], b: &[f32], c: &mut [f32], opts: &CpuOptions) {
+fn run_smelt(
+    case: &Case,
+    a: &[f32],
+    b: &[f32],
+    c: &mut [f32],
+    opts: &CpuOptions,
+) -> Result<(), String> {
     let Case { m, k, n, batch, .. } = *case;
     let (rsb, csb) = if case.transb { (1, k) } else { (n, 1) };
     let strides = BatchStrides {
@@ -269,9 +312,7 @@ fn run_smelt(case: &Case, a: &[f32], b: &[f32], c: &mut [f32], opts: &CpuOptions
         MatMut::row_major(c, m, n),
         opts,
     );
-    if let Err(e) = result {
-        panic!("smelt sgemm failed on a case it must support: {e}");
-    }
+    result.map_err(|e| format!("smelt sgemm on {case:?}: {e}"))
 }
 
 /// Runs `f(i, c_i)` on each batch's output `c_i` (`len` floats of `out`): in order on the
@@ -313,11 +354,20 @@ fn case_rows(
             (t.name.clone(), t.case, t.threads, t.secs * 1e3, rate)
         })
         .collect();
-    let threads = timed[0].threads;
+    let run_threads = timed[0].threads;
+    // A peak measured on as many threads as the row ran: 1, or the run's count (a peer on
+    // another count has none).
+    let peak = |threads: usize| {
+        if threads == 1 || threads == run_threads {
+            peaks.at(threads)
+        } else {
+            f64::NAN
+        }
+    };
     figures.extend(
         torch
             .iter()
-            .map(|p| (p.name.clone(), *case, threads, p.median_ms, p.value)),
+            .map(|p| (p.name.clone(), *case, run_threads, p.median_ms, p.value)),
     );
     figures
         .into_iter()
@@ -344,7 +394,7 @@ fn case_rows(
                 ("isa", Value::Text(kernels.into())),
                 ("median_ms", Value::Num(ms)),
                 ("gflops", Value::Num(rate)),
-                ("of_peak", Value::Num(rate / peaks.at(threads))),
+                ("of_peak", Value::Num(rate / peak(threads))),
                 ("smelt_x", Value::Num(ours / rate)),
             ])
         })

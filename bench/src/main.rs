@@ -46,12 +46,13 @@ const USAGE: &str = "usage:
                       [--phase forward|train|both] [--dropout P] [--runs R] [--rounds K] [--threads N]
                       [--prepack] [--torch] [--onnx] [--profile] [--json]
   smelt bench embed   --model DIR [--count N] [--batch N] [--runs R] [--threads N] [--prepack] [--torch] [--json]
-  smelt bench gemm    [--shape MxKxN ...] [--batch B] [--transb] [--threads N] [--isa I] [--torch] [--json]
-  smelt bench softmax [--shape ROWSxCOLS ...] [--threads N] [--isa I] [--json]
+  smelt bench gemm    [--shape MxKxN ...] [--batch B] [--transb] [--threads N] [--isa I] [--budget-ms T]
+                      [--torch] [--json]
+  smelt bench softmax [--shape ROWSxCOLS ...] [--threads N] [--isa I] [--budget-ms T] [--json]
   smelt bench attention [--device cuda|ptx-sim] [--batch 32 (1 on ptx-sim)] [--heads 12] [--seq 128,512 (128)] [--head-dim 64]
-                      [--launches K] [--torch] [--json]
+                      [--launches K] [--budget-ms T] [--torch] [--json]
   smelt bench layernorm [--device cuda|ptx-sim] [--rows 65536 (4096 on ptx-sim)] [--hidden 768,1024] [--dtype f32|bf16]
-                      [--launches K] [--torch] [--json]
+                      [--launches K] [--budget-ms T] [--torch] [--json]
                  (GPU kernels: --device cuda needs a build with --features cuda and a GPU)
 options:
   --threads N    threads for every implementation (default: all cores)
@@ -73,9 +74,11 @@ options:
                  and R timed runs (--runs, default 5) in turn, the order rotating each round; the
                  peers stay up between rounds. median_ms is the median of the round medians,
                  smelt_x the median over rounds of the peer's time over ours in that round
-  --budget-ms T  time spent per case (default 1500 for gemm, 1000 for softmax); within it
-                 the implementations take turns, each timed on the second of two calls in a
-                 row, all on our thread pool (peers included). bench gemm also times, in the
+  --budget-ms T  time spent per case (default 1500 for gemm, 1000 for softmax, 2000 for
+                 attention and layernorm); within it the implementations take turns, each timed
+                 on the second of two calls in a row, on our thread pool (the gemm crate's
+                 threads included; matrixmultiply runs on its own, at most 4, and its rows say
+                 how many). bench gemm also times, in the
                  same loop, our own references: smelt-1t (the case on 1 thread; its smelt_x
                  is our thread scaling) and, for --batch > 1, smelt-large (1024x768x3072; its
                  smelt_x is the batched rate over that rate); with --threads > 1 it measures
@@ -102,70 +105,132 @@ fn main() -> ExitCode {
 }
 
 fn run(raw: &[String]) -> Result<(), String> {
-    // `--help` in the command's own words (`smelt bench gemm --help`), not among the texts
-    // that `embed` and `tokenize` take later on the line.
-    if raw.iter().take(3).any(|a| a == "--help" || a == "-h") {
+    let first = raw.first().map(String::as_str);
+    if matches!(first, Some("help" | "--help" | "-h")) {
         println!("{USAGE}");
         return Ok(());
     }
-    match raw.first().map(String::as_str) {
-        Some("bench") => bench(&raw[1..]),
-        Some("demo") => {
-            let args = Args::parse(&raw[1..], &[])?;
-            match args.positional.first() {
-                Some(extra) => Err(format!("unexpected argument {extra:?}\n{USAGE}")),
-                None => demo::run(&args),
-            }
+    // The command's words, the rest of the line, and the command's options without a value.
+    let (command, rest, flags): (&[String], &[String], &[&str]) = match first {
+        Some("bench" | "ptx") if raw.len() < 2 => {
+            return Err(format!("{} what?\n{USAGE}", raw[0]));
         }
-        Some("embed") => embed_cmd::embed(&Args::parse(&raw[1..], &["no-truncate", "stdin"])?),
-        Some("tokenize") => embed_cmd::tokenize(&Args::parse(&raw[1..], &["stdin"])?),
-        Some("run") => {
-            let args = Args::parse(&raw[1..], &["grad"])?;
-            match args.positional.first() {
-                Some(extra) => Err(format!("unexpected argument {extra:?}\n{USAGE}")),
-                None => run_cmd::run(&args),
-            }
+        Some("bench") => (
+            &raw[..2],
+            &raw[2..],
+            &["json", "transb", "torch", "onnx", "profile", "prepack"],
+        ),
+        Some("ptx") => (&raw[..2], &raw[2..], &[]),
+        Some("embed") => (&raw[..1], &raw[1..], &["no-truncate", "stdin"]),
+        Some("tokenize") => (&raw[..1], &raw[1..], &["stdin"]),
+        Some("run") => (&raw[..1], &raw[1..], &["grad"]),
+        Some(_) => (&raw[..1], &raw[1..], &[]),
+        None => return Err(USAGE.to_string()),
+    };
+    let args = Args::parse(rest, flags);
+    // `--help` anywhere an option can be (`smelt bench gemm --shape 64x64x64 --help`).
+    if args.help || command.iter().any(|w| w == "--help" || w == "-h") {
+        println!("{USAGE}");
+        return Ok(());
+    }
+    let no_positional = || match args.positional.first() {
+        Some(extra) => Err(format!("unexpected argument {extra:?}\n{USAGE}")),
+        None => Ok(()),
+    };
+    match command[0].as_str() {
+        "bench" => {
+            no_positional()?;
+            bench(&command[1], &args)
         }
-        Some("ptx") => match raw.get(1).map(String::as_str) {
-            Some("run") => ptx_cmd::run(&Args::parse(&raw[2..], &[])?),
-            Some(other) => Err(format!("unknown ptx command {other:?}\n{USAGE}")),
-            None => Err(format!("ptx what?\n{USAGE}")),
+        "demo" => {
+            no_positional()?;
+            demo::run(&args)
+        }
+        "embed" => embed_cmd::embed(&args),
+        "tokenize" => embed_cmd::tokenize(&args),
+        "run" => {
+            no_positional()?;
+            run_cmd::run(&args)
+        }
+        "ptx" => match command[1].as_str() {
+            "run" => ptx_cmd::run(&args),
+            other => Err(format!("unknown ptx command {other:?}\n{USAGE}")),
         },
-        Some("help" | "--help" | "-h") => {
-            println!("{USAGE}");
-            Ok(())
-        }
-        Some(other) => Err(format!("unknown command {other:?}\n{USAGE}")),
-        None => Err(USAGE.to_string()),
+        other => Err(format!("unknown command {other:?}\n{USAGE}")),
     }
 }
 
-fn bench(raw: &[String]) -> Result<(), String> {
-    let what = raw.first().ok_or_else(|| format!("bench what?\n{USAGE}"))?;
-    let args = Args::parse(
-        &raw[1..],
-        &["json", "transb", "torch", "onnx", "profile", "prepack"],
-    )?;
-    if let Some(extra) = args.positional.first() {
-        return Err(format!("unexpected argument {extra:?}\n{USAGE}"));
-    }
+/// The options each benchmark takes (its flags included), as its usage line lists them.
+const BENCH_OPTIONS: [(&str, &[&str]); 6] = [
+    (
+        "bert",
+        &[
+            "config", "batch", "seq", "phase", "dropout", "runs", "rounds", "threads", "torch",
+            "onnx", "json", "profile", "prepack",
+        ],
+    ),
+    (
+        "embed",
+        &[
+            "model", "count", "batch", "runs", "threads", "prepack", "torch", "json",
+        ],
+    ),
+    (
+        "gemm",
+        &[
+            "shape",
+            "batch",
+            "transb",
+            "threads",
+            "isa",
+            "budget-ms",
+            "torch",
+            "json",
+        ],
+    ),
+    ("softmax", &["shape", "threads", "isa", "budget-ms", "json"]),
+    (
+        "attention",
+        &[
+            "device",
+            "batch",
+            "heads",
+            "seq",
+            "head-dim",
+            "launches",
+            "budget-ms",
+            "torch",
+            "json",
+        ],
+    ),
+    (
+        "layernorm",
+        &[
+            "device",
+            "rows",
+            "hidden",
+            "dtype",
+            "launches",
+            "budget-ms",
+            "torch",
+            "json",
+        ],
+    ),
+];
+
+fn bench(what: &str, args: &Args) -> Result<(), String> {
+    let (_, options) = BENCH_OPTIONS
+        .iter()
+        .find(|(name, _)| *name == what)
+        .ok_or_else(|| format!("unknown benchmark {what:?}\n{USAGE}"))?;
+    args.only(options)?;
     let threads = args.threads()?;
     // matrixmultiply reads its thread count from the environment on first use.
     std::env::set_var("MATMUL_NUM_THREADS", threads.to_string());
     let json = args.flag("json");
-    let rows = match what.as_str() {
+    let rows = match what {
         "gemm" => {
-            args.only(&[
-                "shape",
-                "batch",
-                "transb",
-                "threads",
-                "isa",
-                "torch",
-                "json",
-                "budget-ms",
-            ])?;
-            let (peaks, cases) = gemm_bench::run(&args, threads)?;
+            let (peaks, cases) = gemm_bench::run(args, threads)?;
             let mut rows = vec![peak_row(peaks.all, threads, f64::NAN)];
             if threads > 1 {
                 rows.push(peak_row(peaks.one, 1, peaks.all / peaks.one));
@@ -173,49 +238,12 @@ fn bench(raw: &[String]) -> Result<(), String> {
             rows.extend(cases);
             rows
         }
-        "attention" => {
-            args.only(&[
-                "device",
-                "batch",
-                "heads",
-                "seq",
-                "head-dim",
-                "launches",
-                "torch",
-                "json",
-                "budget-ms",
-            ])?;
-            gpu_bench::attention(&args)?
-        }
-        "layernorm" => {
-            args.only(&[
-                "device",
-                "rows",
-                "hidden",
-                "dtype",
-                "launches",
-                "torch",
-                "json",
-                "budget-ms",
-            ])?;
-            gpu_bench::layernorm(&args)?
-        }
-        "softmax" => {
-            args.only(&["shape", "threads", "isa", "json", "budget-ms"])?;
-            softmax_bench::run(&args, threads)?
-        }
-        "embed" => {
-            args.only(&[
-                "model", "count", "batch", "runs", "threads", "prepack", "torch", "json",
-            ])?;
-            embed_bench::run(&args, threads)?
-        }
-        "bert" => {
-            args.only(&[
-                "config", "batch", "seq", "phase", "dropout", "runs", "rounds", "threads", "torch",
-                "onnx", "json", "profile", "prepack",
-            ])?;
-            let (rows, profile) = bert_bench::run(&args, threads)?;
+        "attention" => gpu_bench::attention(args)?,
+        "layernorm" => gpu_bench::layernorm(args)?,
+        "softmax" => softmax_bench::run(args, threads)?,
+        "embed" => embed_bench::run(args, threads)?,
+        _ => {
+            let (rows, profile) = bert_bench::run(args, threads)?;
             report::print(&rows, json);
             if !profile.is_empty() {
                 if !json {
@@ -225,7 +253,6 @@ fn bench(raw: &[String]) -> Result<(), String> {
             }
             return Ok(());
         }
-        other => return Err(format!("unknown benchmark {other:?}\n{USAGE}")),
     };
     report::print(&rows, json);
     Ok(())
@@ -244,10 +271,38 @@ fn peak_row(total: f64, threads: usize, scaling: f64) -> Row {
         ("n", Value::Int(0)),
         ("transb", Value::Text("-".into())),
         ("threads", Value::Int(threads)),
-        ("isa", Value::Text("-".into())),
+        ("isa", Value::Text(peak::peak_isa().name().into())),
         ("median_ms", Value::Num(f64::NAN)),
         ("gflops", Value::Num(total)),
         ("of_peak", Value::Num(1.0)),
         ("smelt_x", Value::Num(scaling)),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_benchmark_option_is_in_its_usage_lines() {
+        for (name, options) in BENCH_OPTIONS {
+            let head = format!("  smelt bench {name} ");
+            let start = USAGE
+                .find(&head)
+                .unwrap_or_else(|| panic!("no usage line for bench {name}"));
+            // Its lines run to the next command's (or to the options list).
+            let rest = &USAGE[start + head.len()..];
+            let end = ["\n  smelt ", "\noptions:"]
+                .iter()
+                .filter_map(|next| rest.find(next))
+                .min()
+                .unwrap_or(rest.len());
+            for option in options {
+                assert!(
+                    rest[..end].contains(&format!("--{option}")),
+                    "bench {name}: --{option} missing from its usage"
+                );
+            }
+        }
+    }
 }

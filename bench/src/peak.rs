@@ -1,6 +1,7 @@
 //! This machine's single-precision FMA peak, measured with a tight loop of independent FMAs in
 //! the widest vectors the CPU has (the ceiling every compute-bound figure is compared with).
 
+use smelt_kernels::cpu::Isa;
 use std::time::Instant;
 
 /// Peak GFLOP/s of `threads` cores together: the fastest of several runs of an FMA loop on
@@ -63,32 +64,40 @@ impl Peaks {
     }
 }
 
-/// Runs `iters` rounds of 12 independent vector FMAs; returns the flops done.
+/// The instruction set the FMA loop runs: the widest vectors this CPU has, whatever `--isa`
+/// a benchmark's kernels run (their `of_peak` is a fraction of the machine's peak).
+pub fn peak_isa() -> Isa {
+    Isa::detect()
+}
+
+/// Runs `iters` rounds of 12 independent vector FMAs of [`peak_isa`]; returns the flops done.
 fn fma_loop(iters: usize) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: AVX-512F was detected just above.
+    match peak_isa() {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => {
+            // SAFETY: `Isa::detect` found AVX-512F.
             let sink = unsafe { x86::fma512(iters) };
             std::hint::black_box(sink);
-            return (iters * 12 * 32) as f64;
+            (iters * 12 * 32) as f64
         }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: AVX2 and FMA were detected just above.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2Fma => {
+            // SAFETY: `Isa::detect` found AVX2 and FMA.
             let sink = unsafe { x86::fma256(iters) };
             std::hint::black_box(sink);
-            return (iters * 12 * 16) as f64;
+            (iters * 12 * 16) as f64
+        }
+        _ => {
+            let mut acc = [0.0f32; 12];
+            for _ in 0..iters {
+                for a in acc.iter_mut() {
+                    *a = a.mul_add(0.999_999, 1e-7);
+                }
+            }
+            std::hint::black_box(acc);
+            (iters * 12 * 2) as f64
         }
     }
-    let mut acc = [0.0f32; 12];
-    for _ in 0..iters {
-        for a in acc.iter_mut() {
-            *a = a.mul_add(0.999_999, 1e-7);
-        }
-    }
-    std::hint::black_box(acc);
-    (iters * 12 * 2) as f64
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -412,7 +412,7 @@ mod tests {
             ]
             .map(String::from)
             .to_vec();
-            run(&Args::parse(&raw, &[]).unwrap()).unwrap_err()
+            run(&Args::parse(&raw, &[])).unwrap_err()
         };
         let err = run_with("1000");
         assert!(err.contains("instruction limit of 1000 "), "{err}");

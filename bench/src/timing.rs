@@ -30,15 +30,28 @@ pub fn interleaved(impls: &mut [&mut dyn FnMut()], min_reps: usize, budget: Dura
     times.into_iter().map(median).collect()
 }
 
-/// Median of a non-empty list.
+/// Median of a non-empty list: the middle value, or the mean of the two middle values of an
+/// even count (as Python's `statistics.median`, which the peer scripts use).
 pub fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
+    let mid = xs.len() / 2;
+    if xs.len().is_multiple_of(2) {
+        (xs[mid - 1] + xs[mid]) / 2.0
+    } else {
+        xs[mid]
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn median_of_an_even_count_is_the_mean_of_the_middle_two() {
+        assert_eq!(median(vec![10.0, 1.0, 3.0, 2.0]), 2.5);
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![7.0]), 7.0);
+    }
 
     #[test]
     fn only_the_second_call_of_each_pair_is_timed() {

@@ -490,3 +490,90 @@ fn tokenize_lowercases_where_sentence_bert_config_says() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Options are checked before values: an unknown option is named as such even without a
+/// value after it, `--help` is found anywhere an option can be, and a peer that cannot
+/// measure the phase asked for is refused rather than left out.
+#[test]
+fn options_unknown_or_misplaced_are_named() {
+    assert_refused(&["demo", "--json"], "unknown option --json");
+    assert_refused(&["demo", "--json", "--steps", "3"], "unknown option --json");
+    assert_refused(&["demo", "--steps"], "option --steps needs a value");
+    let out = smelt_ok(&["bench", "gemm", "--shape", "64x64x64", "--help"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("usage:"));
+    assert_refused(
+        &[
+            "bench", "bert", "--config", "tiny", "--phase", "train", "--onnx",
+        ],
+        "--onnx measures the forward only",
+    );
+}
+
+/// The rows say what ran: the large-GEMM reference with B as transposed as the case's,
+/// `matrixmultiply` on the threads its own pool has (at most 4), the peak's instruction set;
+/// and `bench bert` times the bare encoder its peers run (no pooler: one linear layer fewer
+/// and no tanh).
+#[test]
+fn bench_rows_describe_what_ran() {
+    let out = smelt_ok(&[
+        "bench",
+        "gemm",
+        "--shape",
+        "40x24x8",
+        "--batch",
+        "2",
+        "--transb",
+        "--threads",
+        "8",
+        "--budget-ms",
+        "1",
+        "--json",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let row = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.contains(&format!("\"impl\":\"{name}\"")))
+            .unwrap_or_else(|| panic!("no {name} row in {stdout}"))
+            .to_string()
+    };
+    assert!(
+        row("smelt-large").contains("\"transb\":\"true\""),
+        "{stdout}"
+    );
+    let mm = row("matrixmultiply");
+    assert!(
+        mm.contains("\"threads\":4") && mm.contains("\"of_peak\":null"),
+        "{mm}"
+    );
+    assert!(!row("fma-peak").contains("\"isa\":\"-\""), "{stdout}");
+
+    let out = smelt_ok(&[
+        "bench",
+        "bert",
+        "--config",
+        "tiny",
+        "--batch",
+        "1",
+        "--seq",
+        "8",
+        "--phase",
+        "forward",
+        "--runs",
+        "1",
+        "--rounds",
+        "1",
+        "--threads",
+        "1",
+        "--profile",
+        "--json",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let linear = stdout
+        .lines()
+        .find(|l| l.contains("\"op\":\"linear\""))
+        .unwrap_or_else(|| panic!("no linear row in {stdout}"));
+    // tiny: 2 layers of 6 linear layers each.
+    assert!(linear.contains("\"calls\":12"), "{linear}");
+    assert!(!stdout.contains("\"op\":\"tanh\""), "{stdout}");
+}

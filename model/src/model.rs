@@ -80,6 +80,13 @@ impl Model {
         Model::build(config, head, true, &RandomInit::new(seed))
     }
 
+    /// The bare encoder of `config` (no pooler, no head) with seeded random weights: what
+    /// HF's `BertModel(config, add_pooling_layer=False)` and `DistilBertModel` compute, so
+    /// the benchmarks measure the same work as their PyTorch and ONNX Runtime peers.
+    pub fn random_encoder(config: &Config, seed: u64) -> Result<Model> {
+        Model::build(config, HeadKind::None, false, &RandomInit::new(seed))
+    }
+
     fn build(
         config: &Config,
         head: HeadKind,
