@@ -32,6 +32,8 @@ import json
 import statistics
 import time
 
+from peer_common import positive_int
+
 import torch
 import torch.nn.functional as F
 
@@ -138,13 +140,13 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("op", choices=["attention", "layernorm"])
     p.add_argument("--device", default="cuda")
-    p.add_argument("--runs", type=int, default=20)
-    p.add_argument("--launches", type=int, default=10, help="calls in a row per timing")
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--heads", type=int, default=12)
+    p.add_argument("--runs", type=positive_int, default=20)
+    p.add_argument("--launches", type=positive_int, default=10, help="calls in a row per timing")
+    p.add_argument("--batch", type=positive_int, default=32)
+    p.add_argument("--heads", type=positive_int, default=12)
     p.add_argument("--seq", default="128,512")
-    p.add_argument("--head-dim", type=int, default=64)
-    p.add_argument("--rows", type=int, default=65536)
+    p.add_argument("--head-dim", type=positive_int, default=64)
+    p.add_argument("--rows", type=positive_int, default=65536)
     p.add_argument("--hidden", default="768,1024")
     p.add_argument("--dtype", choices=["f32", "bf16"], default="f32", help="layernorm: storage of x, y, dy")
     args = p.parse_args()

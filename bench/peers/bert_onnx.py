@@ -44,7 +44,7 @@ import subprocess
 import sys
 import tempfile
 
-from peer_common import peak_rss_mb, serve
+from peer_common import non_negative_int, peak_rss_mb, positive_int, serve
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FUSED_OPS = ("Attention", "MultiHeadAttention", "EmbedLayerNormalization", "SkipLayerNormalization",
@@ -57,12 +57,12 @@ def parse_args():
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, choices=sorted(CONFIGS))
-    p.add_argument("--batch", type=int, required=True)
-    p.add_argument("--seq", type=int, required=True)
-    p.add_argument("--threads", type=int, required=True)
+    p.add_argument("--batch", type=positive_int, required=True)
+    p.add_argument("--seq", type=positive_int, required=True)
+    p.add_argument("--threads", type=positive_int, required=True)
     p.add_argument("--phase", choices=("forward", "train", "both"), default="forward")
-    p.add_argument("--runs", type=int, default=10, help="timed runs (default 10)")
-    p.add_argument("--warmup", type=int, default=2, help="warm-up runs (default 2)")
+    p.add_argument("--runs", type=positive_int, default=10, help="timed runs (default 10)")
+    p.add_argument("--warmup", type=non_negative_int, default=2, help="warm-up runs (default 2)")
     p.add_argument("--exporter", choices=("torchscript", "dynamo"), default="torchscript")
     p.add_argument("--fusion", choices=("transformers", "session"), default="transformers")
     p.add_argument("--serve", action="store_true", help="time one round per phase name read on stdin")

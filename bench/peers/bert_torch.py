@@ -38,7 +38,7 @@ import statistics
 import sys
 import time
 
-from peer_common import peak_rss_mb, serve
+from peer_common import non_negative_int, peak_rss_mb, positive_int, serve
 from torch_profile import profile_steps
 
 CONFIGS = {
@@ -54,12 +54,12 @@ SEED = 0
 def parse_args(description=__doc__, phases=("forward", "train", "both"), default_phase="both"):
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, choices=sorted(CONFIGS))
-    p.add_argument("--batch", type=int, required=True)
-    p.add_argument("--seq", type=int, required=True)
-    p.add_argument("--threads", type=int, required=True)
+    p.add_argument("--batch", type=positive_int, required=True)
+    p.add_argument("--seq", type=positive_int, required=True)
+    p.add_argument("--threads", type=positive_int, required=True)
     p.add_argument("--phase", choices=phases, default=default_phase)
-    p.add_argument("--runs", type=int, default=None, help="timed runs (default 10 forward, 5 train)")
-    p.add_argument("--warmup", type=int, default=None, help="warm-up runs (default 2 forward, 1 train)")
+    p.add_argument("--runs", type=positive_int, default=None, help="timed runs (default 10 forward, 5 train)")
+    p.add_argument("--warmup", type=non_negative_int, default=None, help="warm-up runs (default 2 forward, 1 train)")
     p.add_argument("--attn", choices=("sdpa", "eager"), default="sdpa",
                    help="HF attention implementation (default sdpa, HF's own default)")
     p.add_argument("--serve", action="store_true", help="time one round per phase name read on stdin")
@@ -172,7 +172,7 @@ def main():
     def plan(phase):
         """(function, warm-ups, timed runs) of a phase: the command line's, else its defaults."""
         fn, default_warmup, default_runs = phases[phase]
-        return fn, default_warmup if args.warmup is None else args.warmup, args.runs or default_runs
+        return fn, default_warmup if args.warmup is None else args.warmup, default_runs if args.runs is None else args.runs
 
     def run_round(phase):
         ms = time_it(*plan(phase))

@@ -17,8 +17,10 @@ import os
 import statistics
 import time
 
+from peer_common import positive_int
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ["TOKENIZERS_PARALLELISM"] = "false"  # the rows say how many threads ran
 
 
 def median_ms(fn, runs):
@@ -35,9 +37,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True)
     parser.add_argument("--texts", required=True)
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--batch", type=positive_int, default=32)
+    parser.add_argument("--threads", type=positive_int, default=2)
+    parser.add_argument("--runs", type=positive_int, default=3)
     args = parser.parse_args()
 
     import torch

@@ -1,4 +1,5 @@
 """Helpers shared by the peer scripts in bench/peers/."""
+import argparse
 import json
 import resource
 import sys
@@ -39,3 +40,25 @@ def serve(run_round, phases, run_profile=None):
             return 2
         (run_profile if profiling else run_round)(phase)
     return 0
+
+
+def positive_int(text):
+    """argparse type: an integer >= 1 (a count of runs, threads or rows, a size)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def non_negative_int(text):
+    """argparse type: an integer >= 0 (a count of warm-up runs)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must not be negative")
+    return value

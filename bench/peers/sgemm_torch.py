@@ -13,12 +13,14 @@ import statistics
 import sys
 import time
 
+from peer_common import positive_int
+
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shape", action="append", default=[], help="MxKxN (repeatable)")
-    p.add_argument("--batch", type=int, default=1, help="independent GEMMs per call (bmm)")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--batch", type=positive_int, default=1, help="independent GEMMs per call (bmm)")
+    p.add_argument("--threads", type=positive_int, default=1)
     p.add_argument("--transb", action="store_true", help="B stored N x K and read transposed")
     p.add_argument("--budget", type=float, default=1.5, help="seconds per case")
     args = p.parse_args()

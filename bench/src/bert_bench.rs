@@ -95,6 +95,7 @@ pub fn run(args: &Args, threads: usize) -> Result<(Vec<Row>, Vec<Row>), String> 
         );
     }
     step_tokens(&config, batch, seq)?;
+    check_memory(&config, batch, seq, phase != "forward")?;
     // No pooler: the peers run HF's BertModel without one (add_pooling_layer=False).
     let mut model = Model::random_encoder(&config, 0x5eed).map_err(|e| e.to_string())?;
     let input = random_batch(&config, batch, seq)?;
@@ -458,6 +459,48 @@ pub fn step_tokens(config: &Config, batch: usize, seq: usize) -> Result<usize, S
     Ok(tokens)
 }
 
+/// A lower bound on the bytes a step of `config` on `batch` x `seq` tokens allocates: in
+/// training, what every layer saves for the backward (at least the FFN's two `[tokens,
+/// intermediate]` activations and four `[tokens, hidden]` ones, and the attention
+/// probabilities, `[batch, heads, seq, seq]`); in inference, the largest of those that one
+/// layer holds at once. Measured steps use 3-4x more (DistilBERT 8 x 128 training: bound 189
+/// MB, arena 702 MB), so a run refused by it could not have fit.
+fn step_bytes_at_least(config: &Config, batch: usize, seq: usize, train: bool) -> f64 {
+    let f32_bytes = 4.0;
+    let tokens = (batch * seq) as f64;
+    let per_layer = tokens * (2 * config.intermediate + 4 * config.hidden) as f64
+        + (batch * config.heads) as f64 * (seq * seq) as f64;
+    let layers = if train { config.layers as f64 } else { 1.0 };
+    f32_bytes * per_layer * layers
+}
+
+/// Refuses a step that needs more memory than this machine has available (`MemAvailable`
+/// of /proc/meminfo; no check where that is missing), naming the sizes and both figures: such
+/// a run would otherwise be killed by the kernel midway, with no message.
+pub fn check_memory(config: &Config, batch: usize, seq: usize, train: bool) -> Result<(), String> {
+    let Some(available) = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("MemAvailable:"))?;
+            line.split_whitespace().nth(1)?.parse::<f64>().ok()
+        })
+        .map(|kb| kb * 1024.0)
+    else {
+        return Ok(());
+    };
+    let needed = step_bytes_at_least(config, batch, seq, train);
+    if needed > available {
+        let what = if train { "training step" } else { "forward" };
+        return Err(format!(
+            "--batch {batch} x --seq {seq}: a {what} needs at least {:.1} GB, this machine has \
+             {:.1} GB available",
+            needed / 1e9,
+            available / 1e9
+        ));
+    }
+    Ok(())
+}
+
 /// `batch` unpadded sequences of `seq` random token ids.
 fn random_batch(config: &Config, batch: usize, seq: usize) -> Result<Batch, String> {
     let ids = random_ids(step_tokens(config, batch, seq)?, config.vocab_size, 0xbe7c);
@@ -503,6 +546,22 @@ mod tests {
             Some((_, Value::Text(x))) => x.clone(),
             _ => panic!("no {key} in the row"),
         }
+    }
+
+    #[test]
+    fn the_memory_bound_stays_below_a_measured_step() {
+        let Some(distil) = Config::preset("distilbert-base") else {
+            panic!("no distilbert-base preset");
+        };
+        // The demo's training step: 702 MB of arena measured (bench/NOTES.md, session 13).
+        let bound = step_bytes_at_least(&distil, 8, 128, true);
+        assert!(bound > 150e6 && bound < 702e6, "{bound}");
+        assert!(step_bytes_at_least(&distil, 8, 128, false) < bound / 5.0);
+        // 2^20 tokens of BERT-base training: hundreds of GB.
+        let Some(base) = Config::preset("bert-base") else {
+            panic!("no bert-base preset");
+        };
+        assert!(step_bytes_at_least(&base, 2048, 512, true) > 300e9);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! checks that the loss went down. No download: the weights are generated.
 
 use crate::args::{Args, MAX_RUNS};
-use crate::bert_bench::{random_ids, step_tokens, MAX_TOKENS};
+use crate::bert_bench::{check_memory, random_ids, step_tokens, MAX_TOKENS};
 use crate::peak::fma_peak_gflops;
 use crate::timing::median;
 use smelt_engine::autograd::Profile;
@@ -31,7 +31,8 @@ pub fn run(args: &Args) -> Result<(), String> {
     }
     let config =
         Config::preset("distilbert-base").ok_or("the distilbert-base preset is missing")?;
-    let tokens = step_tokens(&config, batch, seq)?;
+    step_tokens(&config, batch, seq)?;
+    check_memory(&config, batch, seq, true)?;
     let opts = CpuOptions::threads(threads);
     println!(
         "smelt demo: DistilBERT-base classifier ({} layers, hidden {}, {} heads), batch {batch} x seq {seq}, {threads} threads, kernels: {}",
@@ -42,7 +43,12 @@ pub fn run(args: &Args) -> Result<(), String> {
     let mut model =
         Model::random(&config, HeadKind::Classification, 0x5eed).map_err(|e| e.to_string())?;
     println!("{:.1} M parameters", model.params().numel() as f64 / 1e6);
-    let batch_in = demo_batch(&config, batch, seq)?;
+    let (batch_in, tokens) = demo_batch(&config, batch, seq)?;
+    println!(
+        "{tokens} tokens per step: {} positions, {} of them padding (computed, not counted as tokens)",
+        batch * seq,
+        batch * seq - tokens
+    );
     let hp = AdamW {
         lr: 1e-4,
         ..AdamW::default()
@@ -143,8 +149,9 @@ fn breakdown(profile: &Profile, total_secs: f64) -> String {
 }
 
 /// `batch` sequences of `seq` random tokens; sequence `b` pads its last `(b % 4) * seq / 8`
-/// positions; labels alternate between the two classes.
-fn demo_batch(config: &Config, batch: usize, seq: usize) -> Result<Batch, String> {
+/// positions; labels alternate between the two classes. Also returns the count of tokens
+/// that are not padding.
+fn demo_batch(config: &Config, batch: usize, seq: usize) -> Result<(Batch, usize), String> {
     let ids = random_ids(batch * seq, config.vocab_size, 0x5eed);
     let mask: Vec<i64> = (0..batch * seq)
         .map(|i| {
@@ -153,7 +160,9 @@ fn demo_batch(config: &Config, batch: usize, seq: usize) -> Result<Batch, String
         })
         .collect();
     let labels: Vec<i64> = (0..batch as i64).map(|b| b % 2).collect();
+    let tokens = mask.iter().filter(|&&m| m == 1).count();
     Batch::new(config, batch, seq, &ids, Some(&mask), None)
         .and_then(|b| b.with_labels(&labels))
+        .map(|b| (b, tokens))
         .map_err(|e| e.to_string())
 }

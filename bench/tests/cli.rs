@@ -577,3 +577,27 @@ fn bench_rows_describe_what_ran() {
     assert!(linear.contains("\"calls\":12"), "{linear}");
     assert!(!stdout.contains("\"op\":\"tanh\""), "{stdout}");
 }
+
+/// A step that cannot fit in this machine's memory is refused before anything is allocated
+/// (it would be killed midway, with no message): 2^20 tokens of DistilBERT training need
+/// hundreds of GB.
+#[test]
+fn a_step_larger_than_memory_is_refused() {
+    let available_gb = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("MemAvailable:"))?;
+            line.split_whitespace().nth(1)?.parse::<f64>().ok()
+        })
+        .map(|kb| kb / 1e6);
+    // Only where /proc says how much there is, and less than the bound of such a step.
+    if available_gb.is_some_and(|gb| gb < 300.0) {
+        assert_refused(&["demo", "--batch", "2048", "--seq", "512"], "GB available");
+        assert_refused(
+            &[
+                "bench", "bert", "--batch", "2048", "--seq", "512", "--phase", "train",
+            ],
+            "a training step needs at least",
+        );
+    }
+}
