@@ -49,7 +49,9 @@ impl Graph<'_> {
         let dims = *qt.shape();
         // A strided mask (a narrowed view, say) is gathered first, as the other ops do.
         let mask = match mask {
-            Some(m) if m.dims() == [shape.batch, shape.seq] => Some(m.contiguous(self.arena)?),
+            Some(m) if m.dims() == [shape.batch, shape.seq] => {
+                Some(m.contiguous_for(OP, self.arena)?)
+            }
             Some(m) => {
                 return Err(Error::Shape {
                     op: OP,

@@ -142,7 +142,7 @@ pub(super) fn backward(
     dout: &Tensor,
 ) -> Result<()> {
     let (rows, cols) = sizes(OP, g.value(x), g.value(gamma), g.value(beta))?;
-    let xt = g.value(x).contiguous(g.arena)?;
+    let xt = g.value(x).contiguous_for(OP, g.arena)?;
     let dx = normalisation_backward(g, OP, &xt, [rows, cols], [gamma, beta], [mean, rstd], dout)?;
     g.accumulate(x, dx)
 }

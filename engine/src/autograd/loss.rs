@@ -93,7 +93,7 @@ impl Graph<'_> {
                 ),
             });
         }
-        let probe = probe.contiguous(self.arena)?;
+        let probe = probe.contiguous_for(OP, self.arena)?;
         let (xd, pd) = (self.dense(OP, x)?, probe.contiguous_data(OP, self.arena)?);
         let value = self.alloc_with(OP, &[], |s| {
             s[0] = mul_sum(xd, pd)? as f32;

@@ -38,7 +38,7 @@ impl Graph<'_> {
                 ),
             });
         }
-        let mask = mask.contiguous(self.arena)?;
+        let mask = mask.contiguous_for(OP, self.arena)?;
         let (xd, md) = (self.dense(OP, x)?, mask.contiguous_data(OP, self.arena)?);
         let value = self.alloc_with(OP, &[b, d], |out| {
             Ok(kernel::mean_pool(xd, md, out, b, t, d)?)

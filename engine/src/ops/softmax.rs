@@ -31,11 +31,11 @@ pub fn softmax(
 ) -> Result<Tensor> {
     const OP: &str = "softmax";
     let (rows, cols) = rows_cols(OP, x.shape())?;
-    let x = x.contiguous(arena)?;
+    let x = x.contiguous_for(OP, arena)?;
     let mask = match mask {
         Some((m, repeat)) => {
             check_mask(x.shape(), m.shape(), rows, cols, repeat)?;
-            Some((m.contiguous(arena)?, repeat))
+            Some((m.contiguous_for(OP, arena)?, repeat))
         }
         None => None,
     };
@@ -107,8 +107,8 @@ pub fn softmax_backward(
         });
     }
     let (rows, cols) = rows_cols(OP, y.shape())?;
-    let y = y.contiguous(arena)?;
-    let dy = dy.contiguous(arena)?;
+    let y = y.contiguous_for(OP, arena)?;
+    let dy = dy.contiguous_for(OP, arena)?;
     let mut dx = arena.alloc_shape(*y.shape())?;
     kernel::softmax_backward(
         y.contiguous_data(OP, arena)?,
@@ -127,6 +127,34 @@ mod tests {
     use super::*;
     use crate::testing::random_tensor;
     use approx::assert_abs_diff_eq;
+
+    /// A strided view of a tensor whose arena scope was closed is an error naming the op
+    /// (it named `contiguous`, the gather the op calls).
+    #[test]
+    fn a_released_strided_input_is_an_error_naming_softmax() {
+        let mut arena = Arena::new();
+        let mut mark = arena.mark().unwrap();
+        let x = arena.alloc(&[3, 4]).unwrap().into_tensor();
+        arena.reset_to(&mut mark).unwrap();
+        let view = x.transpose(0, 1).unwrap();
+        let opts = CpuOptions::threads(1);
+        let err = softmax(&arena, &view, 1.0, None, &opts).unwrap_err();
+        assert!(
+            matches!(err, Error::Released { op: "softmax", .. }),
+            "{err:?}"
+        );
+        let err = softmax_backward(&arena, &view, &view, 1.0, &opts).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Released {
+                    op: "softmax_backward",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
 
     /// Row-wise softmax in f64 of `scale * x + mask[r / repeat]`.
     fn naive(x: &[f32], cols: usize, scale: f32, mask: Option<(&[f32], usize)>) -> Vec<f32> {
