@@ -232,6 +232,11 @@ pub fn float_op(op: FloatOp, ty: Ty, m: FloatMods, a: u64, b: u64) -> u64 {
         FloatOp::Min => min_max(x as f64, y as f64, false) as f32,
         FloatOp::Max => min_max(x as f64, y as f64, true) as f32,
         FloatOp::Copysign => y.copysign(x),
+        // x * (1/y), where 1/y is flushed to zero for 2^126 < |y| < 2^128 (CUDA's __fdividef:
+        // 0, or NaN for an infinite x).
+        FloatOp::Div if m.approx && y.is_finite() && y.abs() > 2f32.powi(126) => {
+            x * 0f32.copysign(y)
+        }
         FloatOp::Div if m.approx => (x as f64 / y as f64) as f32,
         _ if m.rnd == Rnd::Rn => match op {
             FloatOp::Add => x + y,
@@ -591,8 +596,19 @@ fn store_float(x: f64, lo: f64, dty: Ty, m: FloatMods) -> u64 {
     }
 }
 
-/// `cvt.dty.sty`.
+/// `cvt.dty.sty`. A signed integer result is sign-extended into a wider destination register
+/// (PTX: operand size exceeding the instruction type), as `ld` does.
 pub fn cvt(dty: Ty, sty: Ty, m: FloatMods, a: u64) -> u64 {
+    let r = convert(dty, sty, m, a);
+    if dty.is_signed() {
+        sext(r, dty.bits()) as u64
+    } else {
+        r
+    }
+}
+
+/// `cvt.dty.sty` with the result in the low bits of `dty`, zeros above.
+fn convert(dty: Ty, sty: Ty, m: FloatMods, a: u64) -> u64 {
     match (dty.is_float(), sty.is_float()) {
         (false, false) => {
             let v = int_value(a, sty);

@@ -18,8 +18,8 @@ pub struct Program {
     pub insts: Vec<Inst>,
     /// Number of registers.
     pub nregs: u32,
-    /// Register names, for warnings.
-    pub reg_names: Vec<String>,
+    /// Register declarations in register order, for the names in warnings.
+    pub reg_names: Vec<RegNames>,
     /// Kernel parameters: name, type, offset in the parameter buffer, size in bytes.
     pub params: Vec<KernelParam>,
     /// Size of the kernel parameter buffer.
@@ -38,6 +38,16 @@ pub struct Program {
 }
 
 impl Program {
+    /// The name of register `r` as declared (`%r5` of `.reg .b32 %r<8>`).
+    pub fn reg_name(&self, r: u32) -> String {
+        let i = self.reg_names.partition_point(|d| d.first <= r);
+        match i.checked_sub(1).map(|i| &self.reg_names[i]) {
+            Some(d) if d.count.is_some() => format!("{}{}", d.name, r - d.first),
+            Some(d) => d.name.clone(),
+            None => format!("register {r}"),
+        }
+    }
+
     /// Bytes of shared memory a block has when launched with `dynamic` bytes of dynamic shared
     /// memory (without any, the static variables alone).
     pub fn shared_bytes(&self, dynamic: u32) -> u64 {
@@ -46,6 +56,48 @@ impl Program {
         } else {
             self.dynamic_shared_offset + dynamic as u64
         }
+    }
+}
+
+/// One register declaration: `name` alone (`count` None), or `name0` to `name{count-1}`
+/// from `name<count>`, numbered from `first`. A name stands for its registers rather than
+/// one string each, so a `.reg .b32 %r<65536>` stays small.
+#[derive(Clone, Debug)]
+pub struct RegNames {
+    /// The name, or the prefix of the numbered names.
+    pub name: String,
+    /// Number of the first register.
+    pub first: u32,
+    /// How many numbered registers `name<count>` declares.
+    pub count: Option<u32>,
+}
+
+/// The names one `{ }` block of a function declares: variables and single registers by
+/// name, numbered registers by prefix.
+#[derive(Debug, Default)]
+struct Scope {
+    names: HashMap<String, Binding>,
+    /// `prefix<count>` declarations: prefix -> (first register, count).
+    numbered: HashMap<String, (u32, u32)>,
+}
+
+impl Scope {
+    /// What `name` means in this scope: a name declared as such, or a numbered register
+    /// (`%r12` of `%r<16>`, or of `%r1<4>`; digits after the prefix without a leading zero).
+    fn get(&self, name: &str) -> Option<Binding> {
+        if let Some(&b) = self.names.get(name) {
+            return Some(b);
+        }
+        let digits = name.len() - name.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+        (1..=digits).find_map(|n| {
+            let (prefix, index) = name.split_at(name.len() - n);
+            if index.len() > 1 && index.starts_with('0') {
+                return None;
+            }
+            let i: u32 = index.parse().ok()?;
+            let &(first, count) = self.numbered.get(prefix)?;
+            (i < count).then_some(Binding::Reg(first + i))
+        })
     }
 }
 
@@ -262,63 +314,70 @@ pub fn build_program(ast: &ModuleAst, data: &ModuleData, name: &str) -> Result<P
     Ok(b.prog)
 }
 
-/// The entry first, then every function it calls (directly or not), each once.
+/// The entry first, then every function it calls (directly or not), each once: one
+/// depth-first walk of the call graph, which finds recursion as a call to a function still on
+/// the path.
 fn reachable(ast: &ModuleAst, funcs: &HashMap<&str, usize>, entry: usize) -> Result<Vec<usize>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Visit {
+        New,
+        OnPath,
+        Done,
+    }
+    let mut visit = vec![Visit::New; ast.functions.len()];
+    visit[entry] = Visit::OnPath;
     let mut order = vec![entry];
-    let mut i = 0;
-    while i < order.len() {
-        for (inst, callee) in calls(&ast.functions[order[i]]) {
-            let Some(&ci) = funcs.get(callee) else {
-                return Err(unsupported(format!(
-                    "call to unknown function {callee} (indirect calls are not supported)"
-                ))
-                .at_line(inst.line));
-            };
-            if ast.functions[ci].body.is_none() {
-                let what = match callee {
-                    "vprintf" => "printf (a call to vprintf)".to_string(),
-                    "__assertfail" => "a failed assert (a call to __assertfail)".to_string(),
-                    "malloc" | "free" => format!("device-side {callee}"),
-                    _ => format!("a call to {callee}"),
-                };
-                return Err(unsupported(format!(
-                    "{what} is not supported: {callee} is an external function with no body in this module"
-                ))
-                .at_line(inst.line));
-            }
-            if ci == order[i] || calls_back(ast, funcs, ci, order[i]) {
+    let mut path = vec![(entry, calls(&ast.functions[entry]))];
+    while let Some((f, callees)) = path.last_mut() {
+        let Some((inst, callee)) = callees.next() else {
+            visit[*f] = Visit::Done;
+            path.pop();
+            continue;
+        };
+        let ci = callable(ast, funcs, callee).map_err(|e| e.at_line(inst.line))?;
+        match visit[ci] {
+            Visit::OnPath => {
                 return Err(
                     unsupported(format!("recursive call to {callee} is not supported"))
                         .at_line(inst.line),
-                );
+                )
             }
-            if !order.contains(&ci) {
+            Visit::Done => {}
+            Visit::New => {
+                visit[ci] = Visit::OnPath;
                 order.push(ci);
+                path.push((ci, calls(&ast.functions[ci])));
             }
         }
-        i += 1;
     }
     Ok(order)
 }
 
-/// Whether `from` (transitively) calls `to`.
-fn calls_back(ast: &ModuleAst, funcs: &HashMap<&str, usize>, from: usize, to: usize) -> bool {
-    let mut stack = vec![from];
-    let mut seen = vec![false; ast.functions.len()];
-    while let Some(f) = stack.pop() {
-        if std::mem::replace(&mut seen[f], true) {
-            continue;
-        }
-        for (_, callee) in calls(&ast.functions[f]) {
-            if let Some(&c) = funcs.get(callee) {
-                if c == to {
-                    return true;
-                }
-                stack.push(c);
-            }
-        }
+/// The index of `callee`, a `.func` with a body in the module; an error naming it otherwise.
+fn callable(ast: &ModuleAst, funcs: &HashMap<&str, usize>, callee: &str) -> Result<usize> {
+    let Some(&ci) = funcs.get(callee) else {
+        return Err(unsupported(format!(
+            "call to unknown function {callee} (indirect calls are not supported)"
+        )));
+    };
+    let f = &ast.functions[ci];
+    if f.is_entry {
+        return Err(bad(format!(
+            "call to {callee}, which is an .entry (a kernel): only a .func may be called"
+        )));
     }
-    false
+    if f.body.is_none() {
+        let what = match callee {
+            "vprintf" => "printf (a call to vprintf)".to_string(),
+            "__assertfail" => "a failed assert (a call to __assertfail)".to_string(),
+            "malloc" | "free" => format!("device-side {callee}"),
+            _ => format!("a call to {callee}"),
+        };
+        return Err(unsupported(format!(
+            "{what} is not supported: {callee} is an external function with no body in this module"
+        )));
+    }
+    Ok(ci)
 }
 
 /// The `call` instructions of `f` and the name each calls (its first plain name operand, as in
@@ -435,12 +494,7 @@ impl Builder {
 
     /// Declares register `name` (`count` None) or `name0` to `name{count-1}` in `scope`,
     /// within `MAX_REGISTERS` in all.
-    fn declare_regs(
-        &mut self,
-        scope: &mut HashMap<String, Binding>,
-        name: &str,
-        count: Option<u32>,
-    ) -> Result<()> {
+    fn declare_regs(&mut self, scope: &mut Scope, name: &str, count: Option<u32>) -> Result<()> {
         let total = self.prog.nregs as u64 + count.unwrap_or(1) as u64;
         if total > MAX_REGISTERS as u64 {
             let shown = count.map_or(name.to_string(), |c| format!("{name}<{c}>"));
@@ -448,15 +502,23 @@ impl Builder {
                 "registers {shown} make {total} in all, more than the {MAX_REGISTERS} a kernel may declare"
             )));
         }
-        let names = match count {
-            None => vec![name.to_string()],
-            Some(c) => (0..c).map(|i| format!("{name}{i}")).collect(),
-        };
-        for full in names {
-            scope.insert(full.clone(), Binding::Reg(self.prog.nregs));
-            self.prog.reg_names.push(full);
-            self.prog.nregs += 1;
+        let first = self.prog.nregs;
+        match count {
+            None => {
+                scope.names.insert(name.to_string(), Binding::Reg(first));
+            }
+            Some(c) => {
+                scope.numbered.insert(name.to_string(), (first, c));
+            }
         }
+        if count != Some(0) {
+            self.prog.reg_names.push(RegNames {
+                name: name.to_string(),
+                first,
+                count,
+            });
+        }
+        self.prog.nregs = total as u32;
         Ok(())
     }
 
@@ -485,17 +547,19 @@ impl Builder {
         let layout = &self.layouts[&fi];
         let start = layout.start;
         let mut shared_offsets = layout.shared.clone().into_iter();
-        let mut scopes: Vec<HashMap<String, Binding>> = vec![HashMap::new()];
+        let mut scopes = vec![Scope::default()];
         if f.is_entry {
             for p in &self.prog.params {
-                scopes[0].insert(
+                scopes[0].names.insert(
                     p.name.clone(),
                     Binding::Addr(MemSpace::KernelParam, p.offset as u64),
                 );
             }
         } else {
             for slot in layout.params.iter().chain(&layout.returns) {
-                scopes[0].insert(slot.name.clone(), Binding::Param(slot.off, slot.size));
+                scopes[0]
+                    .names
+                    .insert(slot.name.clone(), Binding::Param(slot.off, slot.size));
             }
         }
         let body = f.body.as_deref().unwrap_or_default();
@@ -516,7 +580,7 @@ impl Builder {
         }
         for s in body {
             match s {
-                Statement::Open => scopes.push(HashMap::new()),
+                Statement::Open => scopes.push(Scope::default()),
                 Statement::Close => {
                     scopes.pop();
                 }
@@ -538,6 +602,7 @@ impl Builder {
                     scopes
                         .last_mut()
                         .expect("a function has a scope")
+                        .names
                         .insert(v.name.clone(), binding);
                 }
                 Statement::Inst(inst) => {
@@ -580,7 +645,7 @@ impl Builder {
 }
 
 struct Ctx<'a> {
-    scopes: &'a [HashMap<String, Binding>],
+    scopes: &'a [Scope],
     globals: &'a HashMap<String, Binding>,
     labels: &'a HashMap<String, u32>,
     /// `.branchtargets` lists of the function, by their label.
@@ -603,8 +668,7 @@ impl Ctx<'_> {
             .iter()
             .rev()
             .find_map(|s| s.get(name))
-            .or_else(|| self.globals.get(name))
-            .copied()
+            .or_else(|| self.globals.get(name).copied())
     }
 
     fn reg(&self, name: &str, uses: &mut Vec<u32>) -> Result<u32> {
@@ -638,6 +702,11 @@ impl Ctx<'_> {
                 }
             }
             Operand::Int(v) => Src::Imm(imm_int(*v, ty)),
+            Operand::F32(_) | Operand::F64(_) if ty.halves().is_some() => {
+                return Err(bad(format!(
+                    "float literal {o:?} as an operand of type {ty:?} (write the 16-bit pattern as an integer, e.g. 0x3C00)"
+                )))
+            }
             Operand::F32(b) => Src::Imm(match ty {
                 Ty::F64 => (f32::from_bits(*b) as f64).to_bits(),
                 _ => *b as u64,
@@ -906,7 +975,7 @@ fn decode(ctx: &Ctx, inst: &Instruction, uses: &mut Vec<u32>) -> Result<Op> {
             };
             match (d, a) {
                 (Operand::Vector(ds), _) => {
-                    let bits = ty.bits() / ds.len() as u32;
+                    let bits = part_bits(ty, ds.len())?;
                     let ds = ds.iter().map(|x| ctx.dst(x, uses)).collect::<Result<_>>()?;
                     Op::Unpack {
                         ds,
@@ -915,7 +984,7 @@ fn decode(ctx: &Ctx, inst: &Instruction, uses: &mut Vec<u32>) -> Result<Op> {
                     }
                 }
                 (_, Operand::Vector(parts)) => {
-                    let bits = ty.bits() / parts.len() as u32;
+                    let bits = part_bits(ty, parts.len())?;
                     let part_ty = Ty::B(bits as u8);
                     let parts = parts
                         .iter()
@@ -1837,6 +1906,18 @@ fn decode(ctx: &Ctx, inst: &Instruction, uses: &mut Vec<u32>) -> Result<Op> {
         | "applypriority" | "createpolicy" => Op::Nop,
         _ => return Err(unknown()),
     })
+}
+
+/// The width of each of the `n` parts a `mov` packs into or unpacks from a `ty` value: 2 or 4
+/// parts of at least 8 bits that together make up the type.
+fn part_bits(ty: Ty, n: usize) -> Result<u32> {
+    let bits = ty.bits();
+    match n {
+        2 | 4 if bits.is_multiple_of(n as u32) && bits / n as u32 >= 8 => Ok(bits / n as u32),
+        _ => Err(bad(format!(
+            "mov cannot split a {bits}-bit value into {n} parts (2 or 4 parts of 8, 16 or 32 bits)"
+        ))),
+    }
 }
 
 /// `.wide` doubles a 16- or 32-bit operand type, as PTX allows; a 64-bit product would not fit.

@@ -82,8 +82,8 @@ struct Warp {
 struct Barrier {
     arrived: u32,
     expected: u32,
-    /// Line of the first waiter (threads of one barrier must wait at the same instruction).
-    line: u32,
+    /// Instruction of the first waiter (threads of one barrier must wait at the same one).
+    pc: u32,
     /// Arrived threads whose `bar.red` predicate is true.
     true_count: u32,
 }
@@ -282,7 +282,7 @@ impl Block<'_, '_> {
         let msg = format!(
             "barrier divergence: {} threads wait at barrier {id} (PTX line {}) expecting {}, {} of the {} threads exited without reaching it",
             waiting.len(),
-            bar.line,
+            self.ctx.prog.insts[bar.pc as usize].line,
             bar.expected,
             exited,
             self.nthreads
@@ -416,7 +416,7 @@ impl Block<'_, '_> {
             let [x, y, z] = b.tid(w, lanes.trailing_zeros() as usize);
             format!(
                 "kernel {}, PTX line {line}: thread ({x},{y},{z}) reads register {} before any write to it",
-                b.ctx.prog.name, b.ctx.prog.reg_names[reg as usize]
+                b.ctx.prog.name, b.ctx.prog.reg_name(reg)
             )
         });
     }
@@ -1042,8 +1042,8 @@ impl Block<'_, '_> {
             }
             Op::BrxIdx { index, targets } => {
                 for l in Lanes(active) {
-                    let i = self.get(w, *index, l) as u32;
-                    let Some(&target) = targets.get(i as usize) else {
+                    let i = self.get(w, *index, l);
+                    let Some(&target) = usize::try_from(i).ok().and_then(|i| targets.get(i)) else {
                         let e = SimError::new(
                             ErrorKind::Trap,
                             format!("brx.idx index {i} is outside its {} targets", targets.len()),
@@ -1123,18 +1123,7 @@ impl Block<'_, '_> {
             _ => unreachable!("a barrier instruction"),
         };
         let l0 = active.trailing_zeros() as usize;
-        let id = self.get(w, id, l0);
-        let expected = count.map_or(self.nthreads as u64, |c| self.get(w, c, l0));
-        if id as usize >= NUM_BARRIERS || expected == 0 || expected > self.nthreads as u64 {
-            let e = SimError::new(
-                ErrorKind::Launch,
-                format!(
-                    "barrier {id} with thread count {expected} (block has {} threads)",
-                    self.nthreads
-                ),
-            );
-            return Err(self.locate(e, w, l0, inst.line));
-        }
+        let (id, expected) = self.barrier_operands(w, inst, id, count, active)?;
         let id = id as u8;
         let trues = red.map_or(0, |(pred, negate)| {
             Lanes(active)
@@ -1142,21 +1131,28 @@ impl Block<'_, '_> {
                 .count() as u32
         });
         let bar = &mut self.bars[id as usize];
-        if bar.arrived == 0 {
-            bar.expected = expected as u32;
-            bar.line = inst.line;
-        } else if wait && count.is_none() && bar.line != inst.line {
-            let msg = format!(
-                "barrier divergence: threads wait at barrier {id} on PTX lines {} and {}",
-                bar.line, inst.line
-            );
-            return Err(self.locate(
-                SimError::new(ErrorKind::BarrierDivergence, msg),
-                w,
-                l0,
-                inst.line,
-            ));
+        let msg = if bar.arrived == 0 {
+            bar.expected = expected;
+            bar.pc = pc;
+            None
+        } else if bar.expected != expected {
+            Some(format!(
+                "barrier divergence: threads arrive at barrier {id} expecting {} threads (PTX line {}) and {expected} threads",
+                bar.expected, self.ctx.prog.insts[bar.pc as usize].line
+            ))
+        } else if wait && count.is_none() && bar.pc != pc {
+            Some(format!(
+                "barrier divergence: threads wait at barrier {id} at different instructions (PTX lines {} and {})",
+                self.ctx.prog.insts[bar.pc as usize].line, inst.line
+            ))
+        } else {
+            None
+        };
+        if let Some(msg) = msg {
+            let e = SimError::new(ErrorKind::BarrierDivergence, msg);
+            return Err(self.locate(e, w, l0, inst.line));
         }
+        let bar = &mut self.bars[id as usize];
         bar.arrived += active.count_ones();
         bar.true_count += trues;
         let complete = bar.arrived >= bar.expected;
@@ -1171,6 +1167,46 @@ impl Block<'_, '_> {
             self.release(id);
         }
         Ok(())
+    }
+
+    /// The barrier id and thread count the `active` lanes of warp `w` give a barrier
+    /// instruction (all threads of the block without `count`). An error unless every lane gives
+    /// the same, the id is below 16 and the count is a positive multiple of the warp size
+    /// within the block.
+    fn barrier_operands(
+        &self,
+        w: usize,
+        inst: &Inst,
+        id: Src,
+        count: Option<Src>,
+        active: u32,
+    ) -> Result<(u64, u32)> {
+        let read = |l| {
+            let n = count.map_or(self.nthreads as u64, |c| mask(self.get(w, c, l), 32));
+            (mask(self.get(w, id, l), 32), n)
+        };
+        let l0 = active.trailing_zeros() as usize;
+        let (bid, n) = read(l0);
+        if let Some(l) = Lanes(active).find(|&l| read(l) != (bid, n)) {
+            let (other_id, other_n) = read(l);
+            let msg = format!(
+                "barrier divergence: lanes of a warp disagree on the barrier: lane {l0} names barrier {bid} for {n} threads, lane {l} barrier {other_id} for {other_n}"
+            );
+            let e = SimError::new(ErrorKind::BarrierDivergence, msg);
+            return Err(self.locate(e, w, l, inst.line));
+        }
+        let bad_count = count.is_some() && !n.is_multiple_of(32);
+        if bid as usize >= NUM_BARRIERS || n == 0 || n > self.nthreads as u64 || bad_count {
+            let e = SimError::new(
+                ErrorKind::Launch,
+                format!(
+                    "barrier {bid} with thread count {n} (block has {} threads; a count must be a multiple of the warp size, 32)",
+                    self.nthreads
+                ),
+            );
+            return Err(self.locate(e, w, l0, inst.line));
+        }
+        Ok((bid, n as u32))
     }
 
     /// Completes barrier `id`: the threads waiting at it go on (those at a `bar.red` with the

@@ -68,6 +68,10 @@ pub fn parse_module(text: &str) -> Result<ModuleAst> {
     Ok(m)
 }
 
+/// How deeply braces may nest in an operand or an initializer (PTX needs one level for
+/// vectors and one per array dimension).
+const MAX_NESTING: usize = 8;
+
 struct Parser<'a> {
     toks: &'a [Token],
     pos: usize,
@@ -255,7 +259,7 @@ impl<'a> Parser<'a> {
         let mut init = Vec::new();
         if self.eat('=') {
             let mut values = Vec::new();
-            self.initializer(&mut values)?;
+            self.initializer(&mut values, 0)?;
             for v in values {
                 init.extend(init_bytes(v, ty, line)?);
             }
@@ -285,10 +289,13 @@ impl<'a> Parser<'a> {
         })
     }
 
-    fn initializer(&mut self, out: &mut Vec<Operand>) -> Result<()> {
+    /// One initializer value or a braced list of them, nested at most `MAX_NESTING` deep
+    /// (`depth` lists enclose this one).
+    fn initializer(&mut self, out: &mut Vec<Operand>, depth: usize) -> Result<()> {
         if self.eat('{') {
+            self.check_nesting(depth, "initializer")?;
             loop {
-                self.initializer(out)?;
+                self.initializer(out, depth + 1)?;
                 if !self.eat(',') {
                     break;
                 }
@@ -613,7 +620,23 @@ impl<'a> Parser<'a> {
         })
     }
 
+    /// Fails when a brace at `depth` (the braces already open around it) nests too deeply.
+    fn check_nesting(&self, depth: usize, what: &str) -> Result<()> {
+        if depth < MAX_NESTING {
+            return Ok(());
+        }
+        Err(SimError::parse(
+            self.line(),
+            format!("braces in an {what} nested too deeply (more than {MAX_NESTING})"),
+        ))
+    }
+
     fn operand(&mut self) -> Result<Operand> {
+        self.nested_operand(0)
+    }
+
+    /// An operand inside `depth` vector braces.
+    fn nested_operand(&mut self, depth: usize) -> Result<Operand> {
         let line = self.line();
         match self.next()? {
             Tok::Punct('[') => {
@@ -651,9 +674,10 @@ impl<'a> Parser<'a> {
                 Ok(Operand::Addr(base, offset))
             }
             Tok::Punct('{') => {
+                self.check_nesting(depth, "operand")?;
                 let mut items = Vec::new();
                 loop {
-                    items.push(self.operand()?);
+                    items.push(self.nested_operand(depth + 1)?);
                     if self.eat('}') {
                         break;
                     }
@@ -675,12 +699,20 @@ impl<'a> Parser<'a> {
                 Ok(Operand::List(items))
             }
             Tok::Punct('!') => Ok(Operand::Not(self.word()?)),
-            Tok::Punct('-') => match self.operand()? {
-                Operand::Int(v) => Ok(Operand::Int(v.wrapping_neg())),
-                Operand::F32(b) => Ok(Operand::F32(b ^ 0x8000_0000)),
-                Operand::F64(b) => Ok(Operand::F64(b ^ (1 << 63))),
-                other => Err(SimError::parse(line, format!("cannot negate {other:?}"))),
-            },
+            Tok::Punct('-') => {
+                // `- - x` negates twice: count the signs rather than recurse once per sign.
+                let mut odd = true;
+                while self.eat('-') {
+                    odd = !odd;
+                }
+                match (self.nested_operand(depth)?, odd) {
+                    (Operand::Int(v), true) => Ok(Operand::Int(v.wrapping_neg())),
+                    (Operand::F32(b), true) => Ok(Operand::F32(b ^ 0x8000_0000)),
+                    (Operand::F64(b), true) => Ok(Operand::F64(b ^ (1 << 63))),
+                    (v @ (Operand::Int(_) | Operand::F32(_) | Operand::F64(_)), false) => Ok(v),
+                    (other, _) => Err(SimError::parse(line, format!("cannot negate {other:?}"))),
+                }
+            }
             Tok::Word(w) => {
                 let w = w.clone();
                 if let Some(lit) = literal(&w) {

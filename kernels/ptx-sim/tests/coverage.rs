@@ -1087,6 +1087,8 @@ fn float_intrinsics_match_ptx_semantics_and_cuda_error_bounds() {
         -0.0,
         1e-40,
         7.5,
+        1.0,
+        -2.0,
     ];
     let mut y: Vec<f32> = vec![
         1.0,
@@ -1103,6 +1105,8 @@ fn float_intrinsics_match_ptx_semantics_and_cuda_error_bounds() {
         0.0,
         3.0,
         1e-39,
+        3e38,
+        -1e38,
     ];
     let mut rng = Rng::new(7);
     for k in 0..300 {
@@ -1225,9 +1229,17 @@ fn float_intrinsics_match_ptx_semantics_and_cuda_error_bounds() {
                 ulp32(bd.abs().ln_1p()),
             ),
         ];
-        // __fdividef's 2 ulp hold for 2^-126 <= |b| <= 2^126.
+        // __fdividef's 2 ulp hold for 2^-126 <= |b| <= 2^126; above, it gives 0 (NaN for an
+        // infinite a).
         if (2f64.powi(-126)..=2f64.powi(126)).contains(&bd.abs()) {
             approx.push(("__fdividef (2 ulp)", g[0], ad / bd, 2.0 * ulp32(ad / bd)));
+        } else if b.is_finite() && bd.abs() > 2f64.powi(126) {
+            let want = a * 0f32.copysign(b);
+            assert!(
+                same_f32(g[0], want),
+                "__fdividef ({ctx}): got {:e}, want {want:e}",
+                g[0]
+            );
         }
         let lb = bd.abs().ln();
         approx.push(if (0.5..=2.0).contains(&bd.abs()) {

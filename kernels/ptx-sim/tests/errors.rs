@@ -89,7 +89,8 @@ fn unknown_kernel_lists_the_ones_there_are() {
         .expect_err("no such kernel");
     assert_eq!(e.kind(), ErrorKind::Launch);
     assert!(
-        e.to_string().contains("nope") && e.to_string().contains("k"),
+        e.message()
+            .contains("no kernel named \"nope\" in the module (it has: k)"),
         "{e}"
     );
 }
@@ -241,6 +242,59 @@ fn recursion_is_reported_as_unsupported() {
 }
 
 #[test]
+fn calling_an_entry_is_an_error_naming_it() {
+    // Only a .func may be called; jumping into a kernel would exit at its `ret`.
+    let text = format!(
+        "{HEADER}.visible .entry helper()\n{{\nret;\n}}\n.visible .entry k(.param .u64 p)\n{{\ncall helper;\nret;\n}}\n"
+    );
+    let m = Module::parse(&text).expect("parses");
+    let e = m.check().expect_err("a call to an entry");
+    assert_eq!(e.kind(), ErrorKind::Parse, "{e}");
+    assert!(
+        e.message().contains("call to helper, which is an .entry"),
+        "{e}"
+    );
+    assert_eq!(e.location().line, Some(10), "{e}");
+    let mut sim = Sim::new();
+    let out = sim.zeros(4);
+    let e = sim
+        .launch(&m, "k", one_block(1), &[Arg::Ptr(out)])
+        .expect_err("a call to an entry");
+    assert!(e.to_string().contains("helper"), "{e}");
+}
+
+#[test]
+fn recursion_through_other_functions_is_found_and_a_diamond_is_not() {
+    // f -> g -> h -> f, and a diamond (k -> a, b -> c) that is not recursive.
+    let func = |name: &str, calls: &[&str]| {
+        let body: String = calls.iter().map(|c| format!("call {c};\n")).collect();
+        format!(".func {name}()\n{{\n{body}ret;\n}}\n")
+    };
+    let text = |entry_calls: &[&str]| {
+        let funcs = [
+            func("c", &[]),
+            func("a", &["c"]),
+            func("b", &["c"]),
+            func("h", &["f"]),
+            func("g", &["h"]),
+            func("f", &["g"]),
+        ];
+        let entry = func("k", entry_calls).replace(".func", ".visible .entry");
+        format!("{HEADER}{}{entry}", funcs.concat())
+    };
+    let e = Module::parse(&text(&["a", "b", "f"]))
+        .expect("parses")
+        .check()
+        .expect_err("recursion");
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    assert!(e.message().contains("recursive call to f"), "{e}");
+    Module::parse(&text(&["a", "b"]))
+        .expect("parses")
+        .check()
+        .expect("a diamond is not recursion");
+}
+
+#[test]
 fn brx_idx_jumps_through_its_table_and_traps_out_of_range() {
     let body = "ld.param.u64 %rd1, [p];\ncvta.to.global.u64 %rd2, %rd1;\nmov.u32 %r1, %tid.x;\n\
         mul.wide.u32 %rd3, %r1, 4;\nadd.s64 %rd4, %rd2, %rd3;\nld.global.u32 %r2, [%rd4];\n\
@@ -347,4 +401,51 @@ fn header_asm_forms_parse_and_unsupported_forms_say_so() {
         assert!(e.message().contains(what), "{inst}: {e}");
         assert_eq!(e.location().line, Some(10), "{inst}: {e}");
     }
+}
+
+#[test]
+fn barrier_operands_must_be_uniform_and_counts_whole_warps() {
+    let cases = [
+        // Lanes of one warp name different barriers.
+        (
+            "mov.u32 %r1, %tid.x;\nand.b32 %r2, %r1, 1;\nbar.sync %r2;",
+            64,
+            ErrorKind::BarrierDivergence,
+            "lane 0 names barrier 0 for 64 threads, lane 1 barrier 1 for 64",
+        ),
+        // A count that is not a multiple of the warp size.
+        (
+            "bar.sync 0, 48;",
+            64,
+            ErrorKind::Launch,
+            "thread count 48",
+        ),
+        // Warp 0 expects 64 threads at barrier 1, warp 1 expects 96; warps 2 and 3 skip it.
+        (
+            "mov.u32 %r1, %tid.x;\nsetp.ge.u32 %p1, %r1, 64;\n@%p1 bra DONE;\n\
+             setp.lt.u32 %p2, %r1, 32;\n@%p2 bra A;\nbar.sync 1, 96;\nbra DONE;\nA:\nbar.sync 1, 64;\nDONE:\nret;",
+            128,
+            ErrorKind::BarrierDivergence,
+            "expecting 64 threads (PTX line 18) and 96 threads",
+        ),
+        // Two `bar.sync` instructions on one line are still two barriers.
+        (
+            "mov.u32 %r1, %tid.x;\nsetp.lt.u32 %p1, %r1, 32;\n@%p1 bra A;\n\
+             bar.sync 0; bra DONE; A: bar.sync 0;\nDONE:\nret;",
+            64,
+            ErrorKind::BarrierDivergence,
+            "at different instructions (PTX lines 13 and 13)",
+        ),
+    ];
+    for (body, threads, kind, want) in cases {
+        let e = launch_err(&kernel("", body), one_block(threads), &[]);
+        assert_eq!(e.kind(), kind, "{body}: {e}");
+        assert!(e.message().contains(want), "{body}: {e}");
+    }
+    // Uniform operands and whole warps are fine.
+    let body = "mov.u32 %r1, %tid.x;\nsetp.ge.u32 %p1, %r1, 64;\n@%p1 bra DONE;\nbar.sync 1, 64;\nDONE:\nret;";
+    let m = Module::parse(&kernel("", body)).expect("parses");
+    Sim::new()
+        .launch(&m, "k", one_block(128), &[])
+        .expect("two warps meet at barrier 1");
 }

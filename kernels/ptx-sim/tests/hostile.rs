@@ -226,3 +226,86 @@ fn running_off_the_end_of_a_body_returns_from_it() {
     let report = Sim::new().launch(&m, "k", one, &[]).expect("returns");
     assert_eq!(report.instructions, 96);
 }
+
+#[test]
+fn long_runs_of_minus_signs_are_folded_not_recursed() {
+    // One recursion per sign overflowed the stack; each pair of signs cancels.
+    let text = |signs: usize| {
+        format!(
+            "{HEADER}.visible .entry k(.param .u64 p) {{ .reg .b32 %r1; .reg .b64 %rd<3>;\n\
+             ld.param.u64 %rd1, [p]; cvta.to.global.u64 %rd2, %rd1;\n\
+             mov.u32 %r1, {}5; st.global.u32 [%rd2], %r1; ret; }}",
+            "-".repeat(signs)
+        )
+    };
+    for (signs, want) in [(1_000_000, 5), (999_999, -5)] {
+        let m = Module::parse(&text(signs)).expect("parses");
+        let mut sim = Sim::new();
+        let out = sim.zeros(4);
+        let one = Launch {
+            grid: Dim3::x(1),
+            block: Dim3::x(1),
+            shared_bytes: 0,
+        };
+        sim.launch(&m, "k", one, &[smelt_ptx_sim::Arg::Ptr(out)])
+            .expect("runs");
+        assert_eq!(sim.read_i32(out), vec![want], "{signs} signs");
+    }
+    let e = parse_err(&format!(
+        "{HEADER}.visible .entry k() {{ .reg .b32 %r1; mov.u32 %r1, --%r1; ret; }}"
+    ));
+    assert!(e.message().contains("cannot negate"), "{e}");
+}
+
+#[test]
+fn deeply_nested_braces_are_a_parse_error() {
+    let braces = "{".repeat(100_000);
+    for (text, what) in [
+        (
+            format!(
+                "{HEADER}.visible .entry k() {{ .reg .b32 %r1; mov.u32 %r1, {braces}1; ret; }}"
+            ),
+            "operand",
+        ),
+        (
+            format!("{HEADER}.global .b32 g[1] = {braces}1;"),
+            "initializer",
+        ),
+    ] {
+        let e = parse_err(&text);
+        assert_eq!(e.kind(), ErrorKind::Parse, "{e}");
+        assert!(
+            e.message()
+                .contains(&format!("braces in an {what} nested too deeply")),
+            "{e}"
+        );
+        assert_eq!(e.location().line, Some(4), "{e}");
+    }
+    // Nesting within the limit still parses (and an array initializer is flattened).
+    Module::parse(&format!(
+        "{HEADER}.global .b32 g[2] = {{{{{{1}}, {{2}}}}}};"
+    ))
+    .expect("three levels parse");
+}
+
+#[test]
+fn many_kernels_with_many_registers_parse_quickly() {
+    // 300 kernels of 65536 registers each, in about 20 KB of text: register names are not
+    // spelled out one by one (that took gigabytes).
+    let text: String = (0..300)
+        .map(|i| {
+            format!(
+                ".visible .entry k{i}() {{ .reg .b32 %r<65536>; mov.u32 %r65535, %r7; ret; }}\n"
+            )
+        })
+        .collect();
+    let start = Instant::now();
+    let m = Module::parse(&format!("{HEADER}{text}")).expect("parses");
+    m.check().expect("decodes");
+    assert_eq!(m.kernels().len(), 300);
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+}

@@ -307,3 +307,91 @@ fn float_atomic_min_max_inc_dec_are_unsupported() {
         assert_eq!(e.kind(), ErrorKind::Unsupported, "{inst}: {e}");
     }
 }
+
+/// A `cvt` to a signed integer type narrower than its destination register sign-extends the
+/// result into the register, as `ld` does (PTX ISA 6.4.2, operand size exceeding the
+/// instruction-type size); an unsigned type zero-extends.
+#[test]
+fn cvt_to_a_narrower_signed_type_sign_extends_into_the_register() {
+    let body = "mov.u32 %r1, 255;\ncvt.s8.s32 %r2, %r1;\n\
+        cvt.rzi.s8.f32 %r3, 0fC0400000;\ncvt.u8.s32 %r4, %r1;\n\
+        mov.u32 %r5, 0x8000;\ncvt.s16.u32 %r6, %r5;\n\
+        st.global.v4.u32 [%rd1], {%r2, %r3, %r4, %r6};\n\
+        mov.u64 %rd2, 0xffffffff;\ncvt.s32.s64 %rd3, %rd2;\nst.global.u64 [%rd1+16], %rd3;";
+    let out = run(&kernel("", body), 0, &[0; 24]);
+    assert_eq!(
+        u32s(&out[..16]),
+        vec![0xffff_ffff, 0xffff_fffd, 0xff, 0xffff_8000]
+    );
+    assert_eq!(&out[16..], &[0xff; 8]);
+}
+
+/// `div.approx.f32` is `a * (1/b)` with `1/b` flushed to zero for 2^126 < |b| < 2^128: the
+/// quotient is 0, or NaN for an infinite `a` (CUDA's `__fdividef`).
+#[test]
+fn div_approx_f32_gives_zero_for_divisors_above_2_to_the_126() {
+    let body = "div.approx.f32 %f1, 0f3F800000, 0f7E800000;\n\
+        div.approx.f32 %f2, 0f3F800000, 0f7E800001;\n\
+        div.approx.f32 %f3, 0f40000000, 0fFF7FFFFF;\n\
+        div.approx.f32 %f4, 0f7F800000, 0f7F000000;\n\
+        st.global.v4.f32 [%rd1], {%f1, %f2, %f3, %f4};";
+    let got = run_u32(&kernel("", body), 0, 4);
+    assert_eq!(got[..3], [0x0080_0000, 0, 0x8000_0000], "{got:x?}");
+    assert!(f32::from_bits(got[3]).is_nan(), "{got:x?}");
+}
+
+/// `brx.idx` takes a 32-bit index: a wider value is out of range, not truncated.
+#[test]
+fn brx_idx_index_beyond_32_bits_is_out_of_range() {
+    let body = "mov.u64 %rd2, 0x100000001;\nTABLE: .branchtargets L0, L1;\nbrx.idx %rd2, TABLE;\n\
+        L0:\nbra DONE;\nL1:\nbra DONE;\nDONE:";
+    let e = launch_err(&kernel("", body));
+    assert_eq!(e.kind(), ErrorKind::Trap, "{e}");
+    assert!(e.message().contains("brx.idx index 4294967297"), "{e}");
+}
+
+/// `mov` packs or unpacks 2 or 4 parts that make up its type exactly; a float literal has no
+/// meaning as an f16 or bf16 operand.
+#[test]
+fn malformed_mov_parts_and_half_float_literals_are_errors() {
+    for (inst, want) in [
+        ("mov.b32 {%r1, %r2, %r3}, %r4;", "into 3 parts"),
+        ("mov.b32 %r1, {%r2, %r3, %r4};", "into 3 parts"),
+        ("mov.b16 %rs1, {%r2, %r3, %r4, %r5};", "into 4 parts"),
+        ("add.f16 %rs1, %rs2, 0f3F800000;", "float literal"),
+        ("add.f16x2 %r1, %r2, 0f3F800000;", "float literal"),
+        (
+            "mov.b16 %rs1, 0x3C00;\nfma.rn.bf16 %rs1, %rs1, %rs1, 1.5;",
+            "float literal",
+        ),
+    ] {
+        let text = kernel("", &format!(".reg .b16 %rs<4>;\n{inst}"));
+        let e = launch_err(&text);
+        assert_eq!(e.kind(), ErrorKind::Parse, "{inst}: {e}");
+        assert!(e.message().contains(want), "{inst}: {e}");
+    }
+    let body = ".reg .b16 %rs<4>;\nmov.b32 %r1, 0x3C004000;\nmov.b32 {%rs1, %rs2}, %r1;\n\
+        mov.b64 %rd2, {%r1, %r1};\nmov.b32 %r2, 0f3F800000;\nst.global.v2.u32 [%rd1], {%r2, %r1};";
+    assert_eq!(
+        run_u32(&kernel("", body), 0, 2),
+        vec![0x3f80_0000, 0x3c00_4000]
+    );
+}
+
+/// `%q1<3>` declares `%q10` to `%q12`; `%r<16>` declares `%r0` to `%r15` and not `%r07`.
+#[test]
+fn numbered_register_names_resolve_by_prefix_and_number() {
+    let body =
+        ".reg .b32 %q1<3>;\nmov.u32 %q12, 7;\nmov.u32 %r15, %q12;\nst.global.u32 [%rd1], %r15;";
+    assert_eq!(run_u32(&kernel("", body), 0, 1), vec![7]);
+    for name in ["%r07", "%r16", "%q13", "%q1"] {
+        let body = format!(".reg .b32 %q1<3>;\nmov.u32 {name}, 7;");
+        let e = launch_err(&kernel("", &body));
+        assert_eq!(e.kind(), ErrorKind::Parse, "{name}: {e}");
+        assert!(
+            e.message()
+                .contains(&format!("{name} is not a declared register")),
+            "{name}: {e}"
+        );
+    }
+}
