@@ -42,23 +42,18 @@ def serve(run_round, phases, run_profile=None):
     return 0
 
 
-def positive_int(text):
-    """argparse type: an integer >= 1 (a count of runs, threads or rows, a size)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
+def int_at_least(minimum):
+    """An argparse type: an integer >= minimum."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer")
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} must be at least {minimum}")
+        return value
+    return parse
 
 
-def non_negative_int(text):
-    """argparse type: an integer >= 0 (a count of warm-up runs)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must not be negative")
-    return value
+positive_int = int_at_least(1)  # a count of runs, threads or rows, a size
+non_negative_int = int_at_least(0)  # a count of warm-up runs

@@ -49,42 +49,46 @@ fn exp_relative_error_over_the_normal_range() {
     }
 }
 
-#[test]
-fn erf_absolute_error_over_minus_6_to_6() {
-    let x = sweep(-6.0, 6.0, 1 << 23);
+/// The SIMD function `slice` over `n` evenly spaced points of `[lo, hi]` on every ISA this
+/// CPU runs: its max absolute error against `reference` is at most `bound`.
+fn assert_max_abs_error(
+    name: &str,
+    slice: fn(&[f32], &mut [f32], &CpuOptions) -> smelt_kernels::Result<()>,
+    reference: fn(f64) -> f64,
+    (lo, hi): (f64, f64),
+    bound: f64,
+) {
+    let x = sweep(lo, hi, 1 << 23);
     let mut y = vec![0.0; x.len()];
     for isa in Isa::supported() {
-        erf_slice(&x, &mut y, &CpuOptions::threads(2).isa(isa)).unwrap();
+        slice(&x, &mut y, &CpuOptions::threads(2).isa(isa)).unwrap();
         let (worst, at) = x
             .iter()
             .zip(&y)
-            .map(|(&xi, &yi)| ((yi as f64 - erf_reference(xi as f64)).abs(), xi))
+            .map(|(&xi, &yi)| ((yi as f64 - reference(xi as f64)).abs(), xi))
             .fold((0.0, 0.0), |a, b| if b.0 > a.0 { b } else { a });
-        eprintln!("erf {isa}: max absolute error {worst:.3e} at x = {at}");
+        eprintln!("{name} {isa}: max absolute error {worst:.3e} at x = {at}");
         assert!(
-            worst <= ERF_MAX_ABS,
-            "erf {isa}: absolute error {worst:e} at x = {at}"
+            worst <= bound,
+            "{name} {isa}: absolute error {worst:e} at x = {at}"
         );
     }
 }
 
 #[test]
+fn erf_absolute_error_over_minus_6_to_6() {
+    assert_max_abs_error("erf", erf_slice, erf_reference, (-6.0, 6.0), ERF_MAX_ABS);
+}
+
+#[test]
 fn normal_cdf_absolute_error_over_minus_8_to_8() {
-    let x = sweep(-8.0, 8.0, 1 << 23);
-    let mut y = vec![0.0; x.len()];
-    for isa in Isa::supported() {
-        normal_cdf_slice(&x, &mut y, &CpuOptions::threads(2).isa(isa)).unwrap();
-        let (worst, at) = x
-            .iter()
-            .zip(&y)
-            .map(|(&xi, &yi)| ((yi as f64 - normal_cdf_reference(xi as f64)).abs(), xi))
-            .fold((0.0, 0.0), |a, b| if b.0 > a.0 { b } else { a });
-        eprintln!("normal_cdf {isa}: max absolute error {worst:.3e} at x = {at}");
-        assert!(
-            worst <= CDF_MAX_ABS,
-            "normal_cdf {isa}: absolute error {worst:e} at x = {at}"
-        );
-    }
+    assert_max_abs_error(
+        "normal_cdf",
+        normal_cdf_slice,
+        normal_cdf_reference,
+        (-8.0, 8.0),
+        CDF_MAX_ABS,
+    );
 }
 
 #[test]
