@@ -35,6 +35,11 @@ fn fully_masked_rows_behave_as_on_the_cpu() {
 }
 
 #[test]
+fn leading_masked_keys_rescale_an_empty_running_sum() {
+    on_sim(cases::leading_keys_masked);
+}
+
+#[test]
 fn bad_arguments_are_errors() {
     let mut dev = SimDevice::new();
     let shape = AttentionShape {
@@ -83,4 +88,18 @@ fn bad_arguments_are_errors() {
     };
     let err = attention_forward(&mut dev, x, k, v, None, 1.0, &huge, out, lse).unwrap_err();
     assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
+
+    // bf16 values where the kernels read f32, and another device's buffer.
+    let bf16 = dev.alloc_bf16(2 * n).unwrap();
+    let err = attention_forward(&mut dev, bf16, k, v, None, 1.0, &shape, out, lse).unwrap_err();
+    assert!(matches!(err, Error::Dtype { .. }), "{err:?}");
+    assert!(err.to_string().contains("q holds bf16 values"), "{err}");
+    let foreign = SimDevice::new().alloc_f32(n).unwrap();
+    let err = attention_forward(&mut dev, x, k, foreign, None, 1.0, &shape, out, lse).unwrap_err();
+    assert!(matches!(err, Error::Device { .. }), "{err:?}");
+    assert!(err.to_string().contains("v ("), "{err}");
+    let result = attention_backward(
+        &mut dev, x, k, v, None, 1.0, &shape, out, lse, bf16, out, out, out,
+    );
+    assert!(matches!(result, Err(Error::Dtype { .. })), "{result:?}");
 }

@@ -8,7 +8,7 @@
 #![cfg(feature = "cuda")]
 
 use smelt_kernels::cpu::attention::AttentionShape;
-use smelt_kernels::gpu::CudaDevice;
+use smelt_kernels::gpu::{CudaDevice, SimDevice};
 
 mod common;
 use common::gpu::attention::{D128_LONG, HEAD_DIMS_32_128, SEQ_LENGTHS_D64};
@@ -113,6 +113,18 @@ fn attention_matches_the_references() {
 #[test]
 fn attention_fully_masked_rows_behave_as_on_the_cpu() {
     attention::fully_masked_rows(&mut gpu());
+}
+
+#[test]
+fn attention_leading_masked_keys_rescale_an_empty_running_sum() {
+    attention::leading_keys_masked(&mut gpu());
+}
+
+#[test]
+fn layer_norm_gives_the_same_bits_as_ptx_sim() {
+    for kind in Rows::ALL {
+        layernorm::same_bits_on_two_devices(&mut gpu(), &mut SimDevice::new(), kind);
+    }
 }
 
 #[test]

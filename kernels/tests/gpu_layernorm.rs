@@ -93,6 +93,20 @@ fn bad_shapes_are_errors_naming_the_op() {
     let err = ln::layer_norm_backward(d, m, m, v, r[0], r[1], y, v, v, scratch, rows, cols);
     assert_shape_error(err, "gpu_layer_norm_backward", &["scratch holds 1"]);
 
+    for eps in [f32::NAN, -1.0] {
+        let err = ln::layer_norm(d, m, v, v, y, r[0], r[1], rows, cols, eps).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Value {
+                    op: "gpu_layer_norm",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+
     let err = ln::layer_norm(d, m, v, v, m, r[0], r[1], rows, cols, EPS).unwrap_err();
     assert!(matches!(err, Error::Overlap { .. }), "{err:?}");
     assert!(

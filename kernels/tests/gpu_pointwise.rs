@@ -96,6 +96,11 @@ fn bad_shapes_are_errors_naming_the_op() {
 }
 
 #[test]
+fn gelu_strides_over_values_past_its_grid() {
+    on_sim(cases::gelu_grid_stride);
+}
+
+#[test]
 fn buffers_of_another_device_are_refused() {
     // Both simulated devices hand out the same first address: a buffer of `one` must not
     // reach `two`'s buffer (on CUDA, the same index with a size `two` never allocated).

@@ -462,6 +462,32 @@ fn residual_shapes_are_errors_naming_them() {
     call(&x, Some(&mut sum), &mut y).unwrap();
 }
 
+/// A NaN, infinite or negative `eps` is refused (every `rstd` would be NaN); 0 is allowed,
+/// as in PyTorch.
+#[test]
+fn eps_must_be_finite_and_not_negative() {
+    let opts = CpuOptions::default();
+    let (x, g, b) = (random(12, 3), vec![1.0f32; 4], vec![0.0f32; 4]);
+    let mut y = vec![0.0f32; 12];
+    for eps in [f32::NAN, -1e-5, f32::INFINITY] {
+        let err = layer_norm(&x, &g, &b, &mut y, None, 3, 4, eps, &opts).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                smelt_kernels::Error::Value {
+                    op: "layer_norm",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("eps"), "{err}");
+        let err = layer_norm_residual(&x, &x, None, &g, &b, &mut y, None, 3, 4, eps, &opts);
+        assert!(err.is_err(), "eps = {eps}");
+    }
+    layer_norm(&x, &g, &b, &mut y, None, 3, 4, 0.0, &opts).unwrap();
+}
+
 #[test]
 fn unsupported_isa_and_zero_threads_are_errors() {
     let (x, g, b) = ([0.0f32; 4], [1.0f32; 2], [0.0f32; 2]);

@@ -1,8 +1,21 @@
-//! Argument checks shared by the slice kernels. Every failure is an [`Error::Shape`] naming
-//! the op, the operand and the sizes; a passing check allocates nothing.
+//! Argument checks shared by the slice kernels (and the GPU launchers). A size failure is an
+//! [`Error::Shape`] naming the op, the operand and the sizes, a bad scalar an
+//! [`Error::Value`]; a passing check allocates nothing.
 
 use crate::{Error, Result};
 use std::fmt;
+
+/// Layer norm's `eps` must be finite and not negative: a NaN or negative one makes every
+/// `rstd = 1 / sqrt(var + eps)` NaN (or infinite) instead of failing.
+pub(crate) fn eps(op: &'static str, eps: f32) -> Result<()> {
+    if eps.is_finite() && eps >= 0.0 {
+        return Ok(());
+    }
+    Err(Error::Value {
+        op,
+        detail: format!("eps = {eps}: expected a finite value >= 0"),
+    })
+}
 
 /// `a * b`, or an error naming the product (`what`, e.g. `rows x cols`) when it overflows.
 pub(crate) fn product(

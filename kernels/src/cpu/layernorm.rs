@@ -138,6 +138,7 @@ fn forward(
     opts: &CpuOptions,
 ) -> Result<()> {
     opts.validate(op)?;
+    check::eps(op, eps)?;
     let saved_lens = saved.as_ref().map(|(m, r)| [m.len(), r.len()]);
     check_forward(
         op,

@@ -3,7 +3,7 @@
 pub mod activation;
 pub mod adamw;
 pub mod attention;
-mod check;
+pub(crate) mod check;
 pub mod dropout;
 pub mod elementwise;
 pub mod embedding;

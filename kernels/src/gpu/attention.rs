@@ -131,8 +131,9 @@ pub fn attention_forward(
 
 /// Gradients of [`attention_forward`]: `dq`, `dk`, `dv` (`[B, T, H*d]`, overwritten) from the
 /// inputs, the forward's `out` and `lse`, and the output gradient `dout`, as
-/// [`crate::cpu::attention::attention_backward`]. The mask gets no gradient; masked keys get
-/// none either.
+/// [`crate::cpu::attention::attention_backward`]. The mask gets no gradient; keys masked
+/// with `-inf` get none either (with `f32::MIN`, a fully masked row averages every key, and
+/// they get its share, as on the CPU).
 ///
 /// Plane 2 of `lse` is overwritten (scratch, see [`lse_len`]); planes 0 and 1 are kept. Errors
 /// as [`attention_forward`], with `lse` counted as an output.

@@ -16,7 +16,8 @@ use cudarc::driver::{
 use cudarc::nvrtc::Ptx;
 
 use super::{
-    check_copy, DeviceId, Dtype, GpuBuffer, GpuDevice, KernelArg, LaunchConfig, PtxModule,
+    alloc_words, check_copy, DeviceId, Dtype, GpuBuffer, GpuDevice, KernelArg, LaunchConfig,
+    PtxModule,
 };
 use crate::{Error, Result};
 
@@ -44,6 +45,23 @@ fn err(what: impl std::fmt::Display) -> Error {
 /// The driver API version the shipped PTX needs: ISA 8.8 (NVRTC 12.9) loads on drivers for
 /// CUDA 12.9 and later (R575 and later).
 const MIN_DRIVER_VERSION: i32 = 12090;
+
+/// The oldest GPU architecture the shipped PTX runs on (`.target sm_80`: Ampere).
+const MIN_COMPUTE_CAPABILITY: (i32, i32) = (8, 0);
+
+/// An error naming both architectures when a GPU of compute capability `(major, minor)` is
+/// older than the PTX's target: it would otherwise fail at the first launch, in the driver's
+/// JIT, under that op's name.
+fn check_capability((major, minor): (i32, i32)) -> Result<()> {
+    if (major, minor) >= MIN_COMPUTE_CAPABILITY {
+        return Ok(());
+    }
+    let (want_major, want_minor) = MIN_COMPUTE_CAPABILITY;
+    Err(err(format!(
+        "the GPU is sm_{major}{minor}; smelt's PTX targets sm_{want_major}{want_minor} (Ampere) \
+         and newer"
+    )))
+}
 
 /// An error naming both versions when a driver reporting `version` (`1000 * major + 10 *
 /// minor`, as `cuDriverGetVersion` gives it) is too old to load the shipped PTX, which it
@@ -81,6 +99,13 @@ impl CudaDevice {
             return Err(err(format!("cuDriverGetVersion failed: {status:?}")));
         }
         check_driver(version)?;
+        let capability = ctx
+            .compute_capability()
+            .map_err(|e| err(format!("GPU {ordinal}: compute capability: {e}")))?;
+        check_capability(capability)?;
+        // SAFETY: this device uses one stream for every allocation, copy and launch, so the
+        // events cudarc records to order other streams are never needed.
+        unsafe { ctx.disable_event_tracking() };
         let stream = ctx.default_stream();
         Ok(CudaDevice {
             id: DeviceId::fresh(),
@@ -142,7 +167,9 @@ impl GpuDevice for CudaDevice {
     }
 
     fn alloc_zeros(&mut self, bytes: usize) -> Result<GpuBuffer> {
-        let words = bytes.div_ceil(4).max(1);
+        // The driver counts bytes in a `usize` too: past `isize::MAX` its count would wrap.
+        // At least one word: the driver refuses empty allocations.
+        let words = alloc_words("cuda", bytes, isize::MAX as usize)?.max(1);
         let s = self.stream.alloc_zeros::<f32>(words).map_err(err)?;
         Ok(self.keep(s, bytes))
     }
@@ -254,5 +281,13 @@ mod tests {
             old.contains("supports CUDA 12.4") && old.contains("CUDA 12.9 or newer"),
             "{old}"
         );
+    }
+
+    #[test]
+    fn a_gpu_older_than_sm_80_is_refused_naming_both() {
+        assert!(check_capability((8, 0)).is_ok());
+        assert!(check_capability((9, 0)).is_ok());
+        let old = check_capability((7, 5)).unwrap_err().to_string();
+        assert!(old.contains("sm_75") && old.contains("sm_80"), "{old}");
     }
 }

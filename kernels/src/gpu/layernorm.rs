@@ -311,6 +311,7 @@ fn forward(
     eps: f32,
 ) -> Result<()> {
     let (r, c) = check_rows_cols(op, rows, cols)?;
+    crate::cpu::check::eps(op, eps)?;
     let mut matrices = vec![("x", b.x), ("y", b.y)];
     let mut outputs = vec![("y", b.y), ("mean", b.mean), ("rstd", b.rstd)];
     let mut inputs = vec![("x", b.x), ("gamma", b.gamma), ("beta", b.beta)];

@@ -247,6 +247,22 @@ pub trait GpuDevice {
     fn synchronize(&mut self) -> Result<()>;
 }
 
+/// The 32-bit words a device allocates for a buffer of `bytes` bytes (whole words), or an
+/// error naming the size when it is past `max_bytes`, the most the device can
+/// hold in one buffer (a size near `usize::MAX` would otherwise wrap around in the device's
+/// own byte count and hand out a buffer shorter than its recorded size).
+fn alloc_words(device: &'static str, bytes: usize, max_bytes: usize) -> Result<usize> {
+    if bytes > max_bytes {
+        return Err(Error::Shape {
+            op: "gpu_alloc",
+            detail: format!(
+                "{bytes} bytes: more than {device} can hold in one buffer ({max_bytes} bytes)"
+            ),
+        });
+    }
+    Ok(bytes.div_ceil(4))
+}
+
 /// The bytes of `len` values of `dtype`, or an error when they overflow `usize`.
 fn typed_bytes(len: usize, dtype: Dtype) -> Result<usize> {
     len.checked_mul(dtype.size()).ok_or_else(|| Error::Shape {

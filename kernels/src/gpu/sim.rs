@@ -6,9 +6,14 @@ use std::collections::HashMap;
 use smelt_ptx_sim::{Arg, Buffer, Dim3, Launch, Module, Sim};
 
 use super::{
-    check_copy, DeviceId, Dtype, GpuBuffer, GpuDevice, KernelArg, LaunchConfig, PtxModule,
+    alloc_words, check_copy, DeviceId, Dtype, GpuBuffer, GpuDevice, KernelArg, LaunchConfig,
+    PtxModule,
 };
 use crate::{Error, Result};
+
+/// The largest buffer ptx-sim hands out: its memory is host memory, allocated at once (a
+/// larger request would abort the process instead of failing).
+const MAX_BUFFER_BYTES: usize = 1 << 32;
 
 /// A simulated GPU: global memory, parsed modules, and the warnings of every launch.
 pub struct SimDevice {
@@ -87,7 +92,8 @@ impl GpuDevice for SimDevice {
 
     fn alloc_zeros(&mut self, bytes: usize) -> Result<GpuBuffer> {
         // Whole 32-bit words, as on CUDA (and as `upload_u16` makes them).
-        let b = self.sim.zeros(4 * bytes.div_ceil(4));
+        let words = alloc_words("ptx-sim", bytes, MAX_BUFFER_BYTES)?;
+        let b = self.sim.zeros(4 * words);
         Ok(self.register(b, bytes))
     }
 
@@ -180,6 +186,36 @@ mod tests {
             dev.copy(buf, zeros).expect("copy");
             assert_eq!(dev.download_u16(zeros).expect("download"), data);
         }
+    }
+
+    /// A size whose word count would overflow, or past what the simulator holds, is an error
+    /// naming it (`alloc_bf16(usize::MAX / 2)` passed the typed size check and overflowed in
+    /// the word count).
+    #[test]
+    fn sizes_past_the_limit_are_errors_naming_them() {
+        let mut dev = SimDevice::new();
+        for result in [
+            dev.alloc_bf16(usize::MAX / 2),
+            dev.alloc_zeros(usize::MAX),
+            dev.alloc_zeros(MAX_BUFFER_BYTES + 1),
+        ] {
+            let err = result.unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    Error::Shape {
+                        op: "gpu_alloc",
+                        ..
+                    }
+                ),
+                "{err:?}"
+            );
+            assert!(
+                err.to_string().contains("more than ptx-sim can hold"),
+                "{err}"
+            );
+        }
+        assert_eq!(dev.alloc_zeros(6).unwrap().bytes(), 6);
     }
 
     #[test]

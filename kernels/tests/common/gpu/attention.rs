@@ -300,3 +300,20 @@ pub fn fully_masked_rows(dev: &mut dyn GpuDevice) {
         );
     }
 }
+
+/// Batch element 1 masks its *first* 70 keys (every key of the first two key tiles and part of
+/// the third): a row's running max starts at -inf (or `f32::MIN`) and turns finite only in a
+/// later tile, the online softmax's rescale of an empty sum. Against the f64 references and
+/// the CPU kernels, T = 130 at head dim 64.
+pub fn leading_keys_masked(dev: &mut dyn GpuDevice) {
+    for fill in [f32::MIN, f32::NEG_INFINITY] {
+        let mut case = Case::small((130, 64, Some(fill)));
+        let t = case.shape.seq;
+        if let Some(m) = case.mask.as_mut() {
+            m[t..].fill(0.0);
+            m[t..t + 70].fill(fill);
+        }
+        case.label += &format!(", batch element 1 keys 0..70 {fill:e}");
+        case.check_references(dev);
+    }
+}

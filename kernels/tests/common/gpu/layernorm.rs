@@ -439,3 +439,28 @@ pub fn every_kernel_runs(dev: &mut dyn GpuDevice) {
     }
     assert_eq!(dev.launched, entries(ln::MODULE));
 }
+
+/// The forward and the backward give the same bits on `dev` as on `other` (the launchers'
+/// claim that the statistics and column sums do not depend on the device: every step is a
+/// correctly rounded operation in a fixed order, no `.approx` instruction), on every shape of
+/// [`shapes`], stored as `kind`.
+pub fn same_bits_on_two_devices(dev: &mut dyn GpuDevice, other: &mut dyn GpuDevice, kind: Rows) {
+    let bits = |v: &[Vec<f32>; 3]| v.iter().flatten().map(|f| f.to_bits()).collect::<Vec<_>>();
+    for (seed, (rows, cols)) in shapes().into_iter().enumerate() {
+        let [x, gamma, beta] = inputs(rows, cols, 10 * seed as u64 + 5, 0.5);
+        let x = kind.round(&x);
+        let what = format!(
+            "{rows} x {cols} ({kind:?}) on {} and {}",
+            dev.name(),
+            other.name()
+        );
+        let fwd = gpu_forward(dev, kind, &x, &gamma, &beta, rows, cols);
+        let fwd_other = gpu_forward(other, kind, &x, &gamma, &beta, rows, cols);
+        assert_eq!(bits(&fwd), bits(&fwd_other), "forward of {what}");
+        let [_, mean, rstd] = &fwd;
+        let dy = kind.round(&random(rows * cols, 10 * seed as u64 + 9));
+        let bwd = gpu_backward(dev, kind, &dy, &x, &gamma, mean, rstd, rows, cols);
+        let bwd_other = gpu_backward(other, kind, &dy, &x, &gamma, mean, rstd, rows, cols);
+        assert_eq!(bits(&bwd), bits(&bwd_other), "backward of {what}");
+    }
+}

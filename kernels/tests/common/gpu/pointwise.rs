@@ -9,7 +9,7 @@ use smelt_kernels::cpu::activation::{gelu as cpu_gelu, gelu_backward as cpu_gelu
 use smelt_kernels::cpu::softmax::{self as cpu_softmax, softmax_backward as cpu_softmax_backward};
 use smelt_kernels::cpu::CpuOptions;
 use smelt_kernels::gpu::pointwise::{self as pw, Mask};
-use smelt_kernels::gpu::GpuDevice;
+use smelt_kernels::gpu::{GpuDevice, KernelArg, LaunchConfig};
 
 const ROWS: [usize; 3] = [1, 3, 17];
 /// Warp-per-row column counts: float4 (48, 384, 768, 1000) and scalar (1, 5).
@@ -133,10 +133,20 @@ pub fn gelu(dev: &mut dyn GpuDevice, lens: &[usize]) {
         let what = format!("gelu_backward of {n}");
         worst[1] = worst[1].max(max_err(&what, &got_dx, &dx, 1.0));
 
-        // In place: y over x.
+        // In place: y over x; the backward's dx over x, then over dy.
         let inplace = upload(dev, &x);
         pw::gelu(dev, inplace, inplace, n).unwrap();
         assert_eq!(download(dev, inplace), got_y, "gelu of {n} in place");
+        let over_x = upload(dev, &x);
+        pw::gelu_backward(dev, over_x, bdy, over_x, n).unwrap();
+        assert_eq!(download(dev, over_x), got_dx, "gelu_backward of {n} over x");
+        let over_dy = upload(dev, &dy);
+        pw::gelu_backward(dev, bx, over_dy, over_dy, n).unwrap();
+        assert_eq!(
+            download(dev, over_dy),
+            got_dx,
+            "gelu_backward of {n} over dy"
+        );
     }
     println!(
         "{}: gelu max error (forward, backward): {worst:?}",
@@ -164,9 +174,11 @@ pub fn bias(dev: &mut dyn GpuDevice, shapes: &[(usize, usize)]) {
         let out = nans(dev, rows * cols);
         pw::bias_residual_add(dev, bx, bb, br, out, rows, cols).unwrap();
         assert_eq!(download(dev, out), plus_res, "{rows} x {cols}");
-        // In place, over the residual.
+        // In place, over the residual, and over x.
         pw::bias_residual_add(dev, bx, bb, br, br, rows, cols).unwrap();
         assert_eq!(download(dev, br), plus_res, "{rows} x {cols}");
+        pw::bias_add(dev, bx, bb, bx, rows, cols).unwrap();
+        assert_eq!(download(dev, bx), plus_bias, "{rows} x {cols} over x");
     }
 }
 
@@ -192,4 +204,32 @@ pub fn every_kernel_runs(dev: &mut dyn GpuDevice) {
         pw::bias_residual_add(dev, x, bias, x, y, 1, cols).unwrap();
     }
     assert_eq!(dev.launched, entries(pw::MODULE));
+}
+
+/// GELU's grid-stride loop: the launchers cap the grid at 65535 blocks, so only inputs past
+/// 67 M values take a second turn of the loop; launched here with one block of 256 threads
+/// on 4099 values (four turns of 1024 and a tail of 3), it must give the launcher's values.
+pub fn gelu_grid_stride(dev: &mut dyn GpuDevice) {
+    let n = 4099;
+    let x: Vec<f32> = random(n, 77).iter().map(|v| 6.0 * v).collect();
+    let bx = upload(dev, &x);
+    let (want, got) = (nans(dev, n), nans(dev, n));
+    pw::gelu(dev, bx, want, n).unwrap();
+    let cfg = LaunchConfig {
+        grid: [1, 1, 1],
+        block: [256, 1, 1],
+        shared_bytes: 0,
+    };
+    let args = [
+        KernelArg::Buf(bx),
+        KernelArg::Buf(got),
+        KernelArg::I32(n as i32),
+    ];
+    // SAFETY: gelu_fwd(x, y, n) with both buffers holding n values.
+    unsafe { dev.launch(pw::MODULE, "gelu_fwd", cfg, &args) }.unwrap();
+    assert_eq!(
+        download(dev, got),
+        download(dev, want),
+        "gelu of {n}, one block"
+    );
 }
