@@ -3,7 +3,7 @@
 //! destination width.
 
 use crate::decode::mask;
-use crate::float::{self, adjust_f64, bits32, bits64, ftz32, round_exact, two_sum, F32};
+use crate::float::{self, bits32, bits64, ftz32, round_exact, two_sum, F32};
 use crate::inst::*;
 
 /// `v` sign-extended from `bits`.
@@ -216,14 +216,10 @@ pub fn float_op(op: FloatOp, ty: Ty, m: FloatMods, a: u64, b: u64) -> u64 {
             FloatOp::Min => min_max(x, y, false),
             FloatOp::Max => min_max(x, y, true),
             FloatOp::Copysign => y.copysign(x),
-            FloatOp::Add => adjust_f64(x + y, two_sum(x, y).1, m.rnd),
-            FloatOp::Sub => adjust_f64(x - y, two_sum(x, -y).1, m.rnd),
-            FloatOp::Mul => adjust_f64(x * y, x.mul_add(y, -(x * y)), m.rnd),
-            FloatOp::Div => {
-                let q = x / y;
-                let r = (-q).mul_add(y, x);
-                adjust_f64(q, if q.is_finite() { r / y } else { 0.0 }, m.rnd)
-            }
+            FloatOp::Add => float::add_f64(x, y, m.rnd),
+            FloatOp::Sub => float::add_f64(x, -y, m.rnd),
+            FloatOp::Mul => float::mul_f64(x, y, m.rnd),
+            FloatOp::Div => float::div_f64(x, y, m.rnd),
         };
         return f64_out(r, m);
     }
@@ -296,30 +292,8 @@ pub fn float_unary(op: FloatUnary, ty: Ty, m: FloatMods, a: u64) -> u64 {
         let r = match op {
             FloatUnary::Neg => return a ^ (1 << 63),
             FloatUnary::Abs => return a & !(1 << 63),
-            FloatUnary::Sqrt => {
-                let s = x.sqrt();
-                adjust_f64(
-                    s,
-                    if s.is_finite() {
-                        (-s).mul_add(s, x)
-                    } else {
-                        0.0
-                    },
-                    m.rnd,
-                )
-            }
-            FloatUnary::Rcp => {
-                let q = 1.0 / x;
-                adjust_f64(
-                    q,
-                    if q.is_finite() {
-                        (-q).mul_add(x, 1.0) / x
-                    } else {
-                        0.0
-                    },
-                    m.rnd,
-                )
-            }
+            FloatUnary::Sqrt => float::sqrt_f64(x, m.rnd),
+            FloatUnary::Rcp => float::div_f64(1.0, x, m.rnd),
             other => unary_f64(other, x),
         };
         return f64_out(r, m);
@@ -442,13 +416,7 @@ pub fn fma(ty: Ty, m: FloatMods, a: u64, b: u64, c: u64) -> u64 {
     }
     if ty == Ty::F64 {
         let (x, y, z) = (f64::from_bits(a), f64::from_bits(b), f64::from_bits(c));
-        let r = x.mul_add(y, z);
-        let lo = if m.rnd == Rnd::Rn {
-            0.0
-        } else {
-            float::fma_error(x, y, z, r)
-        };
-        return f64_out(adjust_f64(r, lo, m.rnd), m);
+        return f64_out(float::fma_f64(x, y, z, m.rnd), m);
     }
     let (x, y, z) = (f32_in(a, m), f32_in(b, m), f32_in(c, m));
     let r = if m.rnd == Rnd::Rn {
@@ -592,7 +560,7 @@ fn store_float(x: f64, lo: f64, dty: Ty, m: FloatMods) -> u64 {
             }
             f32_out(r, m)
         }
-        _ => f64_out(adjust_f64(x, lo, m.rnd), m),
+        _ => f64_out(float::round_f64(x, lo, 0, m.rnd), m),
     }
 }
 

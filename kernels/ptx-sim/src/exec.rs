@@ -1210,7 +1210,8 @@ impl Block<'_, '_> {
     }
 
     /// Completes barrier `id`: the threads waiting at it go on (those at a `bar.red` with the
-    /// reduction), and a new barrier interval begins for the race checks.
+    /// reduction), and a new barrier interval begins for the race checks, for the whole block
+    /// even when the barrier had a thread count or `bar.arrive` arrivals (see the crate's doc).
     fn release(&mut self, id: u8) {
         let bar = std::mem::take(&mut self.bars[id as usize]);
         for w in 0..self.warps.len() {

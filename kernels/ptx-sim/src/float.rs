@@ -62,13 +62,17 @@ pub fn round_to(x: f64, fmt: Format, rnd: Rnd) -> f64 {
     if r.abs() <= fmt.max {
         return r;
     }
-    let inf = f64::INFINITY.copysign(x);
-    let max = fmt.max.copysign(x);
+    overflow(x, fmt.max, rnd)
+}
+
+/// The result of rounding `x`, beyond the largest finite value `max` of its format, in mode
+/// `rnd`: infinity, or `max` where the mode rounds toward zero.
+fn overflow(x: f64, max: f64, rnd: Rnd) -> f64 {
     match plain(rnd) {
-        Rnd::Rz => max,
+        Rnd::Rz => max.copysign(x),
         Rnd::Rm if x > 0.0 => max,
-        Rnd::Rp if x < 0.0 => max,
-        _ => inf,
+        Rnd::Rp if x < 0.0 => -max,
+        _ => f64::INFINITY.copysign(x),
     }
 }
 
@@ -95,14 +99,41 @@ pub fn round_exact(hi: f64, lo: f64, fmt: Format, rnd: Rnd) -> f64 {
     }
 }
 
-/// Rounds the exact value `hi + lo` of an f64 operation (hi already rounded to nearest) in
-/// mode `rnd`.
-pub fn adjust_f64(hi: f64, lo: f64, rnd: Rnd) -> f64 {
-    if lo == 0.0 || !hi.is_finite() {
+/// Rounds the exact value `(hi + lo) * 2^scale` to f64 in mode `rnd`: `hi` is rounded to
+/// nearest and normal unless `lo` is zero, `lo` has the sign of the rest (zero when `hi` is
+/// exact) and a magnitude of at most half an ulp of `hi`.
+pub fn round_f64(hi: f64, lo: f64, scale: i32, rnd: Rnd) -> f64 {
+    if hi == 0.0 || !hi.is_finite() {
         return hi;
     }
+    let top = exponent(hi) + scale;
+    if top > 1023 {
+        return overflow(hi, f64::MAX, rnd);
+    }
+    if top >= -1022 {
+        let r = ldexp(step(hi, lo, rnd), scale);
+        return if r.is_finite() {
+            r
+        } else {
+            overflow(hi, f64::MAX, rnd)
+        };
+    }
+    // A subnormal result: round to its grid, which is coarser than hi's. Below half the
+    // smallest subnormal only the sign matters, so the scale is kept within exp2i's range.
+    let scale = scale.max(-1076 - exponent(hi));
+    let grid = Format {
+        precision: 53,
+        emin: -1022 - scale,
+        max: f64::MAX,
+    };
+    ldexp(round_exact(hi, lo, grid, rnd), scale)
+}
+
+/// `hi` moved one step on the f64 grid where the exact `hi + lo` lies beyond it in the
+/// direction of mode `rnd`.
+fn step(hi: f64, lo: f64, rnd: Rnd) -> f64 {
     match plain(rnd) {
-        Rnd::Rz if (lo < 0.0) != (hi < 0.0) => {
+        Rnd::Rz if lo != 0.0 && (lo < 0.0) != (hi < 0.0) => {
             if hi > 0.0 {
                 hi.next_down()
             } else {
@@ -115,6 +146,85 @@ pub fn adjust_f64(hi: f64, lo: f64, rnd: Rnd) -> f64 {
     }
 }
 
+/// `x * 2^e` rounded once: its callers keep `x * 2^(e / 2)` a normal number.
+fn ldexp(x: f64, e: i32) -> f64 {
+    x * exp2i(e / 2) * exp2i(e - e / 2)
+}
+
+/// A finite non-zero `x` as `m * 2^e` with `1 <= |m| < 2`.
+fn split(x: f64) -> (f64, i32) {
+    let e = exponent(x);
+    (ldexp(x, -e), e)
+}
+
+/// `x + y` (`y` negated for a subtraction) rounded in mode `rnd`.
+pub fn add_f64(x: f64, y: f64, rnd: Rnd) -> f64 {
+    let s = x + y;
+    if rnd == Rnd::Rn || !x.is_finite() || !y.is_finite() {
+        return s;
+    }
+    // Halving is exact here: a sum can only overflow when both addends are large.
+    let scale = i32::from(!s.is_finite());
+    let (hi, lo) = two_sum(ldexp(x, -scale), ldexp(y, -scale));
+    round_f64(hi, lo, scale, rnd)
+}
+
+/// `x * y` rounded in mode `rnd`.
+pub fn mul_f64(x: f64, y: f64, rnd: Rnd) -> f64 {
+    let p = x * y;
+    if rnd == Rnd::Rn || x == 0.0 || y == 0.0 || !x.is_finite() || !y.is_finite() {
+        return p;
+    }
+    let ((a, ea), (b, eb)) = (split(x), split(y));
+    let hi = a * b;
+    round_f64(hi, a.mul_add(b, -hi), ea + eb, rnd)
+}
+
+/// `x / y` rounded in mode `rnd`.
+pub fn div_f64(x: f64, y: f64, rnd: Rnd) -> f64 {
+    let q = x / y;
+    if rnd == Rnd::Rn || x == 0.0 || y == 0.0 || !x.is_finite() || !y.is_finite() {
+        return q;
+    }
+    let ((a, ea), (b, eb)) = (split(x), split(y));
+    let hi = a / b;
+    round_f64(hi, (-hi).mul_add(b, a) / b, ea - eb, rnd)
+}
+
+/// The square root of `x` rounded in mode `rnd`.
+pub fn sqrt_f64(x: f64, rnd: Rnd) -> f64 {
+    let s = x.sqrt();
+    if rnd == Rnd::Rn || x <= 0.0 || !s.is_finite() {
+        return s;
+    }
+    // x = a * 2^(2k) with 1 <= a < 4, so sqrt(x) = sqrt(a) * 2^k.
+    let k = exponent(x).div_euclid(2);
+    let a = ldexp(x, -2 * k);
+    let hi = a.sqrt();
+    round_f64(hi, (-hi).mul_add(hi, a), k, rnd)
+}
+
+/// `x * y + z` with one rounding in mode `rnd`.
+pub fn fma_f64(x: f64, y: f64, z: f64, rnd: Rnd) -> f64 {
+    let r = x.mul_add(y, z);
+    let finite = x.is_finite() && y.is_finite() && z.is_finite();
+    if rnd == Rnd::Rn || !finite || x == 0.0 || y == 0.0 {
+        return r;
+    }
+    if z == 0.0 {
+        return mul_f64(x, y, rnd);
+    }
+    // Scaled by 2^-e, the larger of the product and z lies in [1, 4); the smaller one, when far
+    // below, is raised to about 2^-900, still far below half an ulp of the larger, so that
+    // nothing underflows and the rounding is the same.
+    let ((a, ea), (b, eb), (c, ec)) = (split(x), split(y), split(z));
+    let e = ec.max(ea + eb);
+    let a = ldexp(a, (ea + eb - e).max(-900));
+    let c = ldexp(c, (ec - e).max(-900));
+    let hi = a.mul_add(b, c);
+    round_f64(hi, fma_error(a, b, c, hi), e, rnd)
+}
+
 /// `a + b = s + e` exactly (Knuth's TwoSum).
 pub fn two_sum(a: f64, b: f64) -> (f64, f64) {
     let s = a + b;
@@ -124,7 +234,7 @@ pub fn two_sum(a: f64, b: f64) -> (f64, f64) {
 }
 
 /// A value with the sign of `a * b + c - r` (zero when that is zero), for `r = fma(a, b, c)`
-/// rounded to nearest: what `adjust_f64` needs to round the fma in another mode.
+/// rounded to nearest: what `round_f64` needs to round the fma in another mode.
 pub fn fma_error(a: f64, b: f64, c: f64, r: f64) -> f64 {
     let p = a * b;
     if !p.is_finite() || !r.is_finite() {

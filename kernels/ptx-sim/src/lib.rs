@@ -9,6 +9,13 @@
 //! beyond the kernel's `.maxntid`/`.reqntid`, and (as a warning) registers read before they
 //! are written.
 //!
+//! The race check takes every completed block barrier to order all accesses of all threads
+//! before it with all accesses after it. That is exact for barriers every thread of the block
+//! waits at (`__syncthreads()`, `bar.sync 0`), but races are missed around the others: accesses
+//! by threads that do not take part in a barrier with a thread count (`bar.sync 1, 64`), and
+//! accesses a thread makes after its `bar.arrive` (it waits for no one), are taken to be
+//! ordered with the accesses of the threads that waited there.
+//!
 //! ```
 //! use smelt_ptx_sim::{Arg, Dim3, Launch, Module, Sim};
 //! let ptx = r#"

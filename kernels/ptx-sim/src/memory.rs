@@ -193,30 +193,80 @@ impl SyncLog {
     }
 }
 
+/// Threads that accessed one byte of shared memory in one barrier interval without being
+/// ordered among themselves: its reads, or its atomic writes.
+#[derive(Clone, Copy, Debug, Default)]
+struct Group {
+    /// Interval of the accesses; 0 never.
+    epoch: u64,
+    /// Thread of the accesses, or `MANY` when several threads made them.
+    thread: u32,
+    /// Warp of the threads, or `MANY` when threads of several warps.
+    warp: u32,
+    /// Lanes of `warp` that accessed at its sync count `sync` (the latest round).
+    lanes: u32,
+    sync: u32,
+    /// Lanes that accessed in earlier rounds, all taken to have done so at sync count
+    /// `old_sync` (the latest of those rounds: a sync after it orders every one of them).
+    old_lanes: u32,
+    old_sync: u32,
+}
+
+impl Group {
+    /// Adds an access by `who` (lane bit `me`).
+    #[inline(always)]
+    fn add(&mut self, who: Accessor, me: u32) {
+        if self.epoch != who.epoch {
+            *self = Group {
+                epoch: who.epoch,
+                thread: who.thread,
+                warp: who.warp,
+                lanes: me,
+                sync: who.sync,
+                old_lanes: 0,
+                old_sync: 0,
+            };
+            return;
+        }
+        if self.thread != who.thread {
+            self.thread = MANY;
+        }
+        if self.warp != who.warp {
+            self.warp = MANY;
+        } else if self.sync == who.sync {
+            self.lanes |= me;
+        } else {
+            self.old_lanes |= self.lanes;
+            self.old_sync = self.sync;
+            (self.lanes, self.sync) = (me, who.sync);
+        }
+    }
+
+    /// The conflict of an access by `who` (lane bit `me`) with these accesses, unless each is
+    /// the accessor's own or ordered before it by a `bar.warp.sync` of `log`.
+    #[inline(always)]
+    fn conflict(&self, who: Accessor, me: u32, log: &SyncLog, wrote: bool) -> Option<Conflict> {
+        let before = |lanes: u32, sync: u32| lanes & !me == 0 || log.synced(sync, lanes | me);
+        let ordered = self.epoch != who.epoch
+            || self.warp == who.warp
+                && before(self.lanes, self.sync)
+                && before(self.old_lanes, self.old_sync);
+        (!ordered).then(|| Conflict {
+            other: (self.thread != MANY).then_some(self.thread),
+            other_wrote: wrote,
+        })
+    }
+}
+
 /// Who last touched one byte of shared memory, within which barrier interval.
 #[derive(Clone, Copy, Debug, Default)]
 struct ShadowByte {
-    /// Interval (barrier epoch) of the last write; 0 never.
-    write_epoch: u64,
-    /// Thread of the last write.
-    writer: u32,
-    /// The writer warp's sync count (`SyncLog::now`) at the write.
-    write_sync: u32,
-    /// The last write was atomic.
+    /// The last plain write, or the atomic writes since it.
+    writes: Group,
+    /// The reads.
+    reads: Group,
+    /// `writes` are atomic.
     write_atomic: bool,
-    /// Interval of the last read.
-    read_epoch: u64,
-    /// Thread of the last read, or `MANY` when several threads read in the interval.
-    reader: u32,
-    /// Warp of the readers, or `MANY` when readers of several warps.
-    reader_warp: u32,
-    /// Lanes of `reader_warp` that read at its sync count `read_sync` (the latest round).
-    read_lanes: u32,
-    read_sync: u32,
-    /// Lanes that read in earlier rounds, all taken to have read at sync count `old_sync`
-    /// (the latest of those rounds: a sync after it orders every one of them).
-    old_lanes: u32,
-    old_sync: u32,
 }
 
 const MANY: u32 = u32::MAX;
@@ -237,7 +287,7 @@ pub struct Accessor {
 /// A race found by the shadow: the other thread and whether it wrote.
 #[derive(Clone, Copy, Debug)]
 pub struct Conflict {
-    /// Linear thread index of the earlier access (`None` when several threads read).
+    /// Linear thread index of the earlier access (`None` when several threads made it).
     pub other: Option<u32>,
     /// The earlier access was a write.
     pub other_wrote: bool,
@@ -260,7 +310,8 @@ impl Shadow {
 
     /// Records an access of `len` bytes at `off`; returns the conflict if another thread touched
     /// these bytes in the same interval without synchronising with this one. Lanes of one warp
-    /// are ordered by a `bar.warp.sync` of `log` (the accessor's warp) naming both.
+    /// are ordered by a `bar.warp.sync` of `log` (the accessor's warp) naming both. Atomics do
+    /// not conflict with each other, but each conflicts with an unordered plain access.
     pub fn access(
         &mut self,
         off: usize,
@@ -272,58 +323,24 @@ impl Shadow {
     ) -> Option<Conflict> {
         let me = 1u32 << (who.thread % 32);
         for s in &mut self.bytes[off..off + len] {
-            if s.write_epoch == who.epoch
-                && !(atomic && s.write_atomic)
-                && s.writer != who.thread
-                && !(s.writer / 32 == who.warp
-                    && log.synced(s.write_sync, me | 1 << (s.writer % 32)))
-            {
-                return Some(Conflict {
-                    other: Some(s.writer),
-                    other_wrote: true,
-                });
+            let both_atomic = atomic && s.write_atomic;
+            let writes = (!both_atomic).then(|| s.writes.conflict(who, me, log, true));
+            if let Some(c) = writes.flatten() {
+                return Some(c);
             }
-            if write && s.read_epoch == who.epoch {
-                let before =
-                    |lanes: u32, sync: u32| lanes & !me == 0 || log.synced(sync, lanes | me);
-                let ordered = s.reader_warp == who.warp
-                    && before(s.read_lanes, s.read_sync)
-                    && before(s.old_lanes, s.old_sync);
-                if !ordered {
-                    let other = (s.reader != MANY).then_some(s.reader);
-                    return Some(Conflict {
-                        other,
-                        other_wrote: false,
-                    });
-                }
+            let reads = write.then(|| s.reads.conflict(who, me, log, false));
+            if let Some(c) = reads.flatten() {
+                return Some(c);
             }
-            if write {
-                s.write_epoch = who.epoch;
-                s.writer = who.thread;
-                s.write_sync = who.sync;
-                s.write_atomic = atomic;
-            } else {
-                if s.read_epoch != who.epoch {
-                    s.reader = who.thread;
-                    s.reader_warp = who.warp;
-                    (s.read_lanes, s.read_sync) = (me, who.sync);
-                    (s.old_lanes, s.old_sync) = (0, 0);
-                } else {
-                    if s.reader != who.thread {
-                        s.reader = MANY;
-                    }
-                    if s.reader_warp != who.warp {
-                        s.reader_warp = MANY;
-                    } else if s.read_sync == who.sync {
-                        s.read_lanes |= me;
-                    } else {
-                        s.old_lanes |= s.read_lanes;
-                        s.old_sync = s.read_sync;
-                        (s.read_lanes, s.read_sync) = (me, who.sync);
-                    }
-                }
-                s.read_epoch = who.epoch;
+            if !write {
+                s.reads.add(who, me);
+                continue;
             }
+            if !both_atomic {
+                s.writes.epoch = 0;
+            }
+            s.writes.add(who, me);
+            s.write_atomic = atomic;
         }
         None
     }
@@ -352,6 +369,29 @@ mod tests {
         log.push(0b0111).expect("room");
         assert_eq!(log.masks.len(), 1);
         assert!(log.synced(before + 2, 0b0001));
+    }
+
+    #[test]
+    fn a_plain_access_must_follow_every_atomic_writer() {
+        let mut shadow = Shadow::new(4);
+        let mut log = SyncLog::default();
+        let who = |thread: u32, log: &SyncLog| Accessor {
+            thread,
+            warp: thread / 32,
+            sync: log.now(),
+            epoch: 1,
+        };
+        for t in [0, 1] {
+            assert!(shadow
+                .access(0, 4, who(t, &log), true, true, &log)
+                .is_none());
+        }
+        let c = shadow.access(0, 4, who(1, &log), false, false, &log);
+        assert!(c.is_some_and(|c| c.other.is_none() && c.other_wrote));
+        log.push(0b11).expect("room");
+        assert!(shadow
+            .access(0, 4, who(1, &log), false, false, &log)
+            .is_none());
     }
 
     #[test]

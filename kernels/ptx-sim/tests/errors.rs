@@ -449,3 +449,27 @@ fn barrier_operands_must_be_uniform_and_counts_whole_warps() {
         .launch(&m, "k", one_block(128), &[])
         .expect("two warps meet at barrier 1");
 }
+
+/// Atomics of different threads on the same bytes are not ordered with each other, so a plain
+/// access after them in the same barrier interval races with every other thread's atomic, even
+/// when this thread made the last one.
+#[test]
+fn a_plain_read_after_two_threads_atomics_is_a_race() {
+    // Threads 0 and 32 add atomically, then thread 32 reads.
+    let body = |sync: &str| {
+        let k = format!(
+            ".shared .align 4 .b32 s;\nmov.u32 %r1, %tid.x;\nand.b32 %r2, %r1, 31;\n\
+             setp.eq.u32 %p1, %r2, 0;\nsetp.eq.u32 %p2, %r1, 32;\n\
+             @%p1 atom.shared.add.u32 %r3, [s], 1;\n{sync}\n@%p2 ld.shared.u32 %r4, [s];\nret;"
+        );
+        Module::parse(&kernel("", &k)).unwrap_or_else(|e| panic!("does not parse: {e}"))
+    };
+    let e = Sim::new()
+        .launch(&body(""), "k", one_block(64), &[])
+        .expect_err("a race");
+    assert_eq!(e.kind(), ErrorKind::Race, "{e}");
+    assert!(e.message().contains("a write by other threads"), "{e}");
+    Sim::new()
+        .launch(&body("bar.sync 0;"), "k", one_block(64), &[])
+        .expect("a barrier orders the atomics before the read");
+}

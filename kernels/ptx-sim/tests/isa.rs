@@ -395,3 +395,86 @@ fn numbered_register_names_resolve_by_prefix_and_number() {
         );
     }
 }
+
+/// Runs `inst %fd4, %fd1[, %fd2[, %fd3]]` for each case, its operands given as f64 bits, and
+/// returns the results' bits.
+#[track_caller]
+fn run_f64_insts(cases: &[(&str, &[u64])]) -> Vec<u64> {
+    let body: String = cases
+        .iter()
+        .enumerate()
+        .map(|(i, (inst, ops))| {
+            let movs: String = ops
+                .iter()
+                .enumerate()
+                .map(|(j, v)| format!("mov.b64 %fd{}, 0d{v:016X};\n", j + 1))
+                .collect();
+            let regs: Vec<String> = (1..=ops.len()).map(|j| format!("%fd{j}")).collect();
+            format!(
+                "{movs}{inst} %fd4, {};\nst.global.f64 [%rd1+{}], %fd4;\n",
+                regs.join(", "),
+                8 * i
+            )
+        })
+        .collect();
+    run_u64(&kernel("", &body), cases.len())
+}
+
+/// `.rz`, `.rm` and `.rp` f64 results that overflow give the largest finite value or infinity
+/// as IEEE 754 says for the mode, and tiny results round to the subnormal grid in the mode
+/// (PTX ISA 9.7.4: rounding modifiers), also where the rounding error is below the smallest
+/// subnormal.
+#[test]
+fn f64_directed_rounding_at_overflow_and_underflow() {
+    let max = f64::MAX.to_bits();
+    let inf = f64::INFINITY.to_bits();
+    let sign = 1u64 << 63;
+    let (tiny, three_quarters, one) = (1u64, 0.75f64.to_bits(), 1f64.to_bits());
+    let two_m600 = 2f64.powi(-600).to_bits();
+    let three_tiny = 3u64;
+    // sqrt(3 * 2^-1074) = sqrt(3) * 2^-537, the root of 3 rounded down and up.
+    let s = 3f64.sqrt();
+    let (s_down, s_up) = if s.mul_add(-s, 3.0) > 0.0 {
+        (s, s.next_up())
+    } else {
+        (s.next_down(), s)
+    };
+    let scale = |x: f64| (x * 2f64.powi(-537)).to_bits();
+    let cases: [(&str, &[u64], u64); 22] = [
+        ("add.rn.f64", &[max, max], inf),
+        ("add.rz.f64", &[max, max], max),
+        ("add.rm.f64", &[max, max], max),
+        ("add.rp.f64", &[max, max], inf),
+        ("add.rm.f64", &[sign | max, sign | max], sign | inf),
+        ("sub.rp.f64", &[sign | max, max], sign | max),
+        ("mul.rm.f64", &[max, max], max),
+        ("mul.rp.f64", &[sign | max, max], sign | max),
+        ("mul.rz.f64", &[sign | max, max], sign | max),
+        ("mul.rz.f64", &[tiny, three_quarters], 0),
+        ("mul.rm.f64", &[sign | tiny, three_quarters], sign | tiny),
+        ("mul.rp.f64", &[tiny, three_quarters], tiny),
+        ("div.rz.f64", &[tiny, 1.5f64.to_bits()], 0),
+        ("div.rp.f64", &[tiny, 1.5f64.to_bits()], tiny),
+        ("rcp.rz.f64", &[tiny], max),
+        ("rcp.rp.f64", &[tiny], inf),
+        ("sqrt.rm.f64", &[three_tiny], scale(s_down)),
+        ("sqrt.rp.f64", &[three_tiny], scale(s_up)),
+        ("fma.rz.f64", &[tiny, three_quarters, 0], 0),
+        (
+            "fma.rp.f64",
+            &[two_m600, two_m600, one],
+            1f64.next_up().to_bits(),
+        ),
+        (
+            "fma.rm.f64",
+            &[sign | two_m600, two_m600, one],
+            1f64.next_down().to_bits(),
+        ),
+        ("fma.rz.f64", &[max, max, sign | max], max),
+    ];
+    let insts: Vec<(&str, &[u64])> = cases.iter().map(|&(i, ops, _)| (i, ops)).collect();
+    let got = run_f64_insts(&insts);
+    for ((inst, ops, want), got) in cases.iter().zip(got) {
+        assert_eq!(got, *want, "{inst} {ops:x?}: got {got:#x}, want {want:#x}");
+    }
+}
