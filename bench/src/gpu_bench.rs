@@ -115,6 +115,14 @@ fn peer_device(dev: &Device) -> &'static str {
     }
 }
 
+/// Frees a case's buffers before the next case allocates its own (a GPU keeps every
+/// allocation until it is freed).
+fn free_all(dev: &mut dyn GpuDevice, buffers: &[GpuBuffer]) -> Result<(), String> {
+    buffers
+        .iter()
+        .try_for_each(|&b| dev.free(b).map_err(|e| e.to_string()))
+}
+
 /// FLOPs of one attention forward and one backward, as FlashAttention counts them: the forward
 /// is two `T x T x d` matrix products per batch element and head (`Q K^T`, `P V`), 2 FLOPs per
 /// multiply-add, so `4 B H T^2 d`; the backward is 2.5 times that (five products: `Q K^T`
@@ -203,6 +211,10 @@ pub fn attention(args: &Args) -> Result<Vec<Row>, String> {
             time_all(&mut [&mut forward, &mut backward], budget)?,
             launches,
         );
+        free_all(
+            dev.into_inner(),
+            &[q, k, v, dout, mask, out, lse, dq, dk, dv],
+        )?;
         let (forward_flops, backward_flops) = attention_flops(&shape);
         let torch = if args.flag("torch") {
             torch_attention(peer, &shape, launches)?
@@ -384,6 +396,10 @@ pub fn layernorm(args: &Args) -> Result<Vec<Row>, String> {
             time_all(&mut [&mut copy, &mut forward, &mut backward], budget)?,
             launches,
         );
+        let buffers = [
+            x, dy, y, dx, copy_dst, gamma, beta, mean, rstd, dgamma, dbeta, scratch,
+        ];
+        free_all(dev.into_inner(), &buffers)?;
         // Copy and forward read and write one matrix, the backward reads two and writes one;
         // the f32 parameters, statistics and partial sums (a row or a column each) are left out.
         let bytes = [

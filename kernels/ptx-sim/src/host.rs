@@ -271,6 +271,19 @@ impl Sim {
         }
     }
 
+    /// Frees a buffer: its memory goes back to the host, and a launch that still reaches its
+    /// addresses (never reused) reads out of bounds. An error when the buffer is not a live
+    /// one of this simulator (freed already, or another simulator's).
+    pub fn free(&mut self, buf: Buffer) -> Result<()> {
+        if buf.sim != self.id || !self.global.remove(buf.addr) {
+            return Err(SimError::launch(format!(
+                "cannot free the {}-byte buffer at {:#x}: not a live buffer of this simulator",
+                buf.len, buf.addr
+            )));
+        }
+        Ok(())
+    }
+
     /// The bytes of a buffer. Panics if the buffer was not made by this simulator.
     pub fn read_bytes(&self, buf: Buffer) -> Vec<u8> {
         match self

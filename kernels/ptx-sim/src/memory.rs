@@ -52,6 +52,18 @@ impl GlobalMem {
         self.allocs.insert(at, Alloc { base, data });
     }
 
+    /// Removes the allocation starting at `base`; whether there was one. Its addresses are
+    /// never handed out again, so a later access through them is out of bounds.
+    pub fn remove(&mut self, base: u64) -> bool {
+        match self.find(base, 0) {
+            Some((i, 0)) => {
+                self.allocs.remove(i);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Whether an allocation starts at `base`.
     pub fn contains(&self, base: u64) -> bool {
         self.find(base, 0)

@@ -126,6 +126,36 @@ fn wrong_argument_count_or_type_is_a_launch_error() {
         .expect("right arguments run");
 }
 
+/// A freed buffer is gone: passing it to a launch is an error, a kernel that still writes
+/// through its address (given as a plain integer) writes out of bounds, and freeing it again,
+/// or another simulator's buffer, is an error.
+#[test]
+fn a_freed_buffer_cannot_be_reached_or_freed_again() {
+    let text = kernel(
+        ".param .u64 p",
+        "ld.param.u64 %rd1, [p];\nst.global.u32 [%rd1], 7;\nret;",
+    );
+    let m = Module::parse(&text).expect("parses");
+    let mut sim = Sim::new();
+    let (kept, freed) = (sim.zeros(16), sim.zeros(16));
+    sim.free(freed).expect("a live buffer");
+    let e = sim
+        .launch(&m, "k", one_block(1), &[Arg::Ptr(freed)])
+        .expect_err("a freed buffer");
+    assert!(e.to_string().contains("not in this simulator"), "{e}");
+    let e = sim
+        .launch(&m, "k", one_block(1), &[Arg::U64(freed.addr())])
+        .expect_err("a store to freed memory");
+    assert_eq!(e.kind(), ErrorKind::OutOfBounds, "{e}");
+    let e = sim.free(freed).expect_err("freed twice");
+    assert!(e.to_string().contains("not a live buffer"), "{e}");
+    let foreign = Sim::new().zeros(4);
+    assert!(sim.free(foreign).is_err());
+    sim.launch(&m, "k", one_block(1), &[Arg::Ptr(kept)])
+        .expect("the other buffer is still there");
+    assert_eq!(sim.read_u32(kept)[0], 7);
+}
+
 #[test]
 fn launch_sizes_are_checked_against_cuda_limits() {
     let text = kernel("", "ret;");

@@ -29,7 +29,8 @@ pub struct CudaDevice {
     modules: HashMap<&'static str, Arc<CudaModule>>,
     functions: HashMap<(&'static str, String), CudaFunction>,
     /// Every allocation, indexed by its handle, as 32-bit words (`bytes.div_ceil(4)`, at least
-    /// one: the driver refuses empty allocations). `None` only while `copy` holds the target.
+    /// one: the driver refuses empty allocations). `None` once freed, or while `copy` holds the
+    /// target.
     buffers: Vec<Option<CudaSlice<f32>>>,
     /// `SMELT_CUDA_SYNC=1`: wait for every kernel right after its launch.
     sync_each_launch: bool,
@@ -172,6 +173,13 @@ impl GpuDevice for CudaDevice {
         let words = alloc_words("cuda", bytes, isize::MAX as usize)?.max(1);
         let s = self.stream.alloc_zeros::<f32>(words).map_err(err)?;
         Ok(self.keep(s, bytes))
+    }
+
+    fn free(&mut self, buf: GpuBuffer) -> Result<()> {
+        self.slice(buf)?;
+        // Dropping the slice frees it on the stream, after the launches queued before.
+        self.buffers[buf.handle() as usize] = None;
+        Ok(())
     }
 
     fn upload_f32(&mut self, data: &[f32]) -> Result<GpuBuffer> {

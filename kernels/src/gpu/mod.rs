@@ -197,6 +197,9 @@ pub trait GpuDevice {
             .alloc_zeros(typed_bytes(len, Dtype::Bf16)?)?
             .holding(Dtype::Bf16))
     }
+    /// Frees `buf`: its memory goes back to the device, and any later use of the handle is an
+    /// error (handles are not reused). An error when `buf` is not a live buffer of this device.
+    fn free(&mut self, buf: GpuBuffer) -> Result<()>;
     /// A buffer holding `data`, [`Dtype::F32`].
     fn upload_f32(&mut self, data: &[f32]) -> Result<GpuBuffer>;
     /// The contents of a buffer as f32 values (`bytes.div_ceil(4)` of them), after all

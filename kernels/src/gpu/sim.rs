@@ -97,6 +97,15 @@ impl GpuDevice for SimDevice {
         Ok(self.register(b, bytes))
     }
 
+    fn free(&mut self, buf: GpuBuffer) -> Result<()> {
+        let b = self.buffer(buf)?;
+        self.buffers.remove(&b.addr());
+        self.sim.free(b).map_err(|e| Error::Device {
+            op: "ptx-sim",
+            detail: e.to_string(),
+        })
+    }
+
     fn upload_f32(&mut self, data: &[f32]) -> Result<GpuBuffer> {
         let b = self.sim.upload_f32(data);
         Ok(self.register(b, b.len()).holding(Dtype::F32))
@@ -216,6 +225,28 @@ mod tests {
             );
         }
         assert_eq!(dev.alloc_zeros(6).unwrap().bytes(), 6);
+    }
+
+    /// A freed buffer's handle is refused afterwards (`Sim::free` takes its memory back),
+    /// and the other buffers keep their contents.
+    #[test]
+    fn a_freed_buffer_is_gone() {
+        let mut dev = SimDevice::new();
+        let (kept, freed) = (
+            dev.upload_f32(&[1.0; 4]).unwrap(),
+            dev.alloc_f32(1 << 20).unwrap(),
+        );
+        dev.free(freed).expect("a live buffer");
+        for err in [
+            dev.download_f32(freed).unwrap_err(),
+            dev.free(freed).unwrap_err(),
+        ] {
+            assert!(
+                err.to_string().contains("does not belong to this device"),
+                "{err}"
+            );
+        }
+        assert_eq!(dev.download_f32(kept).unwrap(), vec![1.0; 4]);
     }
 
     #[test]

@@ -100,6 +100,9 @@ impl GpuDevice for Recorder<'_> {
     fn alloc_zeros(&mut self, bytes: usize) -> Result<GpuBuffer> {
         self.dev.alloc_zeros(bytes)
     }
+    fn free(&mut self, buf: GpuBuffer) -> Result<()> {
+        self.dev.free(buf)
+    }
     fn upload_f32(&mut self, data: &[f32]) -> Result<GpuBuffer> {
         self.dev.upload_f32(data)
     }
