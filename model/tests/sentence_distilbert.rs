@@ -33,20 +33,31 @@ fn embeds_with_a_distilbert() {
     assert_eq!(embeddings.values.len(), 2 * 32);
     assert!(embeddings.values.iter().all(|v| v.is_finite()));
 
-    // The same as the encoder's last hidden state mean-pooled over the first text's tokens.
-    let ids = encoder.tokenizer().encode(texts[0]);
-    assert_eq!(ids, [2, 5, 6, 7, 8, 5, 9, 10, 11, 3]);
+    // Each row the same as the encoder's last hidden state mean-pooled over that text's
+    // tokens alone (a batch of one, no padding): row 1 ("cat") is padded to row 0's length
+    // in the batch, and its padding must not reach its mean.
+    assert_eq!(
+        encoder.tokenizer().encode(texts[0]),
+        [2, 5, 6, 7, 8, 5, 9, 10, 11, 3]
+    );
     let config = Config::load(&dir.join("config.json")).unwrap();
     let model = Model::load_with_head(&dir, &config, HeadKind::None).unwrap();
-    let ids: Vec<i64> = ids.iter().map(|&id| id as i64).collect();
-    let batch = Batch::new(&config, 1, ids.len(), &ids, None, None).unwrap();
-    let (arena, mut tape) = (Arena::new(), Tape::new());
-    let mut g = Graph::new(&mut tape, &arena, CpuOptions::threads(1), false);
-    let hidden = model.forward(&mut g, &batch).unwrap().hidden;
-    let pooled = g.mean_pool(hidden, batch.mask()).unwrap();
-    let expected = g.value(pooled).to_vec(&arena).unwrap();
-    for (got, want) in embeddings.get(0).unwrap().iter().zip(&expected) {
-        assert!((got - want).abs() <= 1e-5, "{got} vs {want}");
+    for (row, text) in texts.iter().enumerate() {
+        let ids: Vec<i64> = encoder
+            .tokenizer()
+            .encode(text)
+            .iter()
+            .map(|&id| id as i64)
+            .collect();
+        let batch = Batch::new(&config, 1, ids.len(), &ids, None, None).unwrap();
+        let (arena, mut tape) = (Arena::new(), Tape::new());
+        let mut g = Graph::new(&mut tape, &arena, CpuOptions::threads(1), false);
+        let hidden = model.forward(&mut g, &batch).unwrap().hidden;
+        let pooled = g.mean_pool(hidden, batch.mask()).unwrap();
+        let expected = g.value(pooled).to_vec(&arena).unwrap();
+        for (got, want) in embeddings.get(row).unwrap().iter().zip(&expected) {
+            assert!((got - want).abs() <= 1e-5, "text {row}: {got} vs {want}");
+        }
     }
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -45,6 +45,20 @@ fn a_parameter_skipped_by_a_step_starts_its_own_count() {
     // the heads), the other gets a fresh one (0 everywhere).
     let (mut kept, mut trainer) = after_a_step_without_the_heads(&config, &batch);
     let (mut fresh, _) = after_a_step_without_the_heads(&config, &batch);
+    // A step that gives the heads no gradient leaves them untouched (no weight decay, no
+    // moment of an absent gradient): the same bits as a model that never stepped.
+    let untouched = Model::random(&config, HeadKind::Classification, SEED).unwrap();
+    let scratch = Arena::new();
+    for (p, u) in kept.params().iter().zip(untouched.params().iter()) {
+        if p.name.contains("classifier") || p.name.contains("pooler") {
+            assert_eq!(
+                p.tensor.data(&scratch).unwrap(),
+                u.tensor.data(&scratch).unwrap(),
+                "{} changed in a step that gave it no gradient",
+                p.name
+            );
+        }
+    }
     let mut new_trainer = Trainer::new(&mut fresh, hp(), CpuOptions::threads(1)).unwrap();
     let mut arena = Arena::new();
     trainer

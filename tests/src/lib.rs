@@ -17,3 +17,11 @@ pub fn rel_l2(got: &[f32], want: &[f32]) -> f64 {
         (diff / norm).sqrt()
     }
 }
+
+/// The largest of `errors`, or NaN when any is NaN (`f32::max` would drop a NaN, so a result
+/// that is NaN somewhere would pass a bound on the largest error).
+pub fn worst(errors: impl IntoIterator<Item = f32>) -> f32 {
+    errors
+        .into_iter()
+        .fold(0.0, |a, e| if e.is_nan() || e > a { e } else { a })
+}

@@ -11,7 +11,7 @@ use smelt_engine::formats::safetensors::SafeTensors;
 use smelt_engine::{Arena, CpuOptions, Graph, Tape, Tensor};
 use smelt_kernels::cpu::adamw::AdamW;
 use smelt_model::{Batch, Model, Objective, Trainer};
-use smelt_tests::rel_l2;
+use smelt_tests::{rel_l2, worst};
 use std::path::PathBuf;
 
 const OUTPUT_TOL: f64 = 1e-5;
@@ -157,7 +157,9 @@ fn outputs_and_gradients(case: &str, threads: usize) {
             None => vec![0.0; param.tensor.numel()],
         };
         if has_zero_grad(&param.name) {
-            if norm(&got) > ZERO_GRAD_NORM || norm(&want) > ZERO_GRAD_NORM {
+            // A NaN norm must fail too: it compares false with the bound.
+            let small = |v: &[f32]| norm(v) <= ZERO_GRAD_NORM;
+            if !small(&got) || !small(&want) {
                 failures.push(format!(
                     "grad.{}: norms {:e} (ours) and {:e} (torch) of an exactly zero gradient",
                     param.name,
@@ -168,7 +170,7 @@ fn outputs_and_gradients(case: &str, threads: usize) {
             continue;
         }
         let err = rel_l2(&got, &want);
-        if err > GRAD_TOL {
+        if err.is_nan() || err > GRAD_TOL {
             failures.push(format!("grad.{}: relative L2 error {err:e}", param.name));
         }
     }
@@ -190,7 +192,8 @@ fn outputs_and_gradients(case: &str, threads: usize) {
     );
 }
 
-/// Inference (recording off) gives the same hidden state and records nothing.
+/// Inference (recording off) gives the same outputs as HF, and records nothing: a backward
+/// from its loss reaches no parameter.
 fn inference_matches(case: &str) {
     let model = Model::load(&fixture(case)).unwrap();
     let reference = Reference::open(case);
@@ -199,16 +202,37 @@ fn inference_matches(case: &str) {
     let mut tape = Tape::new();
     let mut g = Graph::new(&mut tape, &arena, CpuOptions::threads(2), false);
     let f = model.forward(&mut g, &batch).unwrap();
-    if reference.has("last_hidden_state") {
-        check(
-            case,
-            "inference last_hidden_state",
-            &values(g.value(f.hidden), &arena),
-            &reference.f32("last_hidden_state"),
-            OUTPUT_TOL,
+    let mut compared = 0;
+    for (name, var) in [
+        ("last_hidden_state", Some(f.hidden)),
+        ("pooler_output", f.pooled),
+        ("logits", f.logits),
+    ] {
+        if let (Some(var), true) = (var, reference.has(name)) {
+            let what = format!("inference {name}");
+            check(
+                case,
+                &what,
+                &values(g.value(var), &arena),
+                &reference.f32(name),
+                OUTPUT_TOL,
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared >= 1, "{case}: no inference output compared");
+    let loss = reference
+        .objective()
+        .loss(&model, &mut g, &f, &batch)
+        .unwrap();
+    g.backward(loss).unwrap();
+    for (i, param) in model.params().iter().enumerate() {
+        assert!(
+            g.grad(f.params.get(i).unwrap()).is_none(),
+            "{case}: inference recorded what gives {} a gradient",
+            param.name
         );
     }
-    assert!(g.grad(f.hidden).is_none());
 }
 
 /// Five AdamW steps: the loss before each equals PyTorch's, and so do the final weights.
@@ -241,6 +265,7 @@ fn adamw_matches(case: &str) {
         })
         .collect();
     let want = reference.f32("adamw.losses");
+    assert_eq!(want.len(), losses.len(), "{case}: steps in the fixture");
     for (step, (&l, &w)) in losses.iter().zip(&want).enumerate() {
         let err = ((l as f64 - w as f64) / w as f64).abs();
         assert!(
@@ -262,11 +287,7 @@ fn adamw_matches(case: &str) {
             // Adam divides rounding noise by its own magnitude: each step moves these by up
             // to lr in a direction neither side controls.
             let bound = 2.0 * hp.lr * losses.len() as f32;
-            let worst = got
-                .iter()
-                .zip(&want)
-                .map(|(g, w)| (g - w).abs())
-                .fold(0.0, f32::max);
+            let worst = worst(got.iter().zip(&want).map(|(g, w)| (g - w).abs()));
             assert!(
                 worst <= bound,
                 "{case}: {what}: differs by {worst} > {bound}"
@@ -305,6 +326,7 @@ fn masked_lm_heads_match_hf() {
 fn classification_heads_match_hf() {
     for case in ["bert_cls", "distilbert_cls"] {
         outputs_and_gradients(case, 2);
+        inference_matches(case);
     }
 }
 

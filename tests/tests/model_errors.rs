@@ -5,6 +5,7 @@
 use smelt_engine::formats::safetensors::{write, Dtype, SafeTensors};
 use smelt_engine::Arena;
 use smelt_model::{Batch, Config, HeadKind, Model};
+use smelt_tests::worst;
 use std::path::{Path, PathBuf};
 
 fn fixture(case: &str) -> PathBuf {
@@ -110,11 +111,11 @@ fn half_precision_checkpoints_are_converted_on_load() {
                 ours.tensor.to_vec(&arena).unwrap(),
                 full.tensor.to_vec(&arena).unwrap(),
             );
-            let worst = a
-                .iter()
-                .zip(&b)
-                .map(|(x, y)| (x - y).abs() / y.abs().max(0.1))
-                .fold(0.0, f32::max);
+            let worst = worst(
+                a.iter()
+                    .zip(&b)
+                    .map(|(x, y)| (x - y).abs() / y.abs().max(0.1)),
+            );
             let bound = if dtype == Dtype::F16 { 1e-3 } else { 8e-3 };
             assert!(worst < bound, "{tag} {}: {worst}", ours.name);
         }

@@ -9,6 +9,7 @@ use smelt_engine::formats::json::{self, Json};
 use smelt_engine::CpuOptions;
 use smelt_model::text::Truncation;
 use smelt_model::{Pooling, SentenceEncoder};
+use smelt_tests::worst;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -30,9 +31,19 @@ fn model_dir() -> Result<PathBuf, String> {
     Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
 
-/// The model folder, or `None` after printing why the test does not run.
+/// The model folder, or `None` after printing why the test does not run; with
+/// `SMELT_REQUIRE_MINILM=1` (as CI sets it) a missing model fails the test instead.
 fn model_dir_or_skip() -> Option<PathBuf> {
-    model_dir().map_err(|why| println!("skipped: {why}")).ok()
+    match model_dir() {
+        Ok(dir) => Some(dir),
+        Err(why) if std::env::var("SMELT_REQUIRE_MINILM").is_ok_and(|v| v == "1") => {
+            panic!("SMELT_REQUIRE_MINILM=1 but no MiniLM model: {why}")
+        }
+        Err(why) => {
+            println!("skipped: {why}");
+            None
+        }
+    }
 }
 
 /// The texts and sentence-transformers' embeddings saved by the fixture script.
@@ -254,11 +265,7 @@ fn cls_and_max_pooling_follow_the_hidden_states() {
                 })
                 .collect();
             let ours = got.get(b).unwrap();
-            let worst = ours
-                .iter()
-                .zip(&want)
-                .map(|(x, y)| (x - y).abs())
-                .fold(0.0, f32::max);
+            let worst = worst(ours.iter().zip(&want).map(|(x, y)| (x - y).abs()));
             assert!(worst < 1e-4, "{mode} pooling, text {b}: differs by {worst}");
         }
     }
