@@ -304,6 +304,13 @@ fn shapes_whose_sizes_overflow_are_errors() {
     ] {
         overflowing_shape_is_an_error(shape);
     }
+    // The buffer lengths a caller sizes its buffers by saturate instead of wrapping (or
+    // panicking with overflow checks).
+    let huge = attention_shape(1 << 32, 1 << 32, 1, 1);
+    assert_eq!(huge.qkv_len(), usize::MAX);
+    assert_eq!(huge.saved_probs_len(), usize::MAX);
+    assert_eq!(huge.forward_scratch_len(2), usize::MAX);
+    assert_eq!(huge.backward_scratch_len(2), usize::MAX);
 }
 
 /// Both directions refuse `shape`, with empty slices, naming the overflow.

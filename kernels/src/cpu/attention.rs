@@ -52,20 +52,28 @@ pub struct AttentionShape {
     pub head_dim: usize,
 }
 
+/// The product of `sizes`, or `usize::MAX` when it overflows: no buffer holds that many
+/// values, so a buffer sized by it fails the length checks (as the kernels' own size check
+/// refuses the shape) instead of an overflow wrapping it to a short length.
+fn product(sizes: &[usize]) -> usize {
+    sizes.iter().fold(1, |p, &s| p.saturating_mul(s))
+}
+
+/// The buffer lengths below saturate at `usize::MAX` for a shape too large to hold.
 impl AttentionShape {
     /// Values in one `[B, T, H*d]` tensor.
     pub fn qkv_len(&self) -> usize {
-        self.batch * self.seq * self.heads * self.head_dim
+        product(&[self.batch, self.seq, self.heads, self.head_dim])
     }
 
     /// Values of the scores of one batch element, `[H, T, T]`.
     fn scores_len(&self) -> usize {
-        self.heads * self.seq * self.seq
+        product(&[self.heads, self.seq, self.seq])
     }
 
     /// Values of the probabilities saved for the backward, `[B, H, T, T]`.
     pub fn saved_probs_len(&self) -> usize {
-        self.batch * self.scores_len()
+        product(&[self.batch, self.scores_len()])
     }
 
     /// Concurrent tasks over batch elements for `threads` threads (1 when threads go inside).
@@ -80,13 +88,13 @@ impl AttentionShape {
     /// Length of the scratch buffer [`attention_forward`] needs when probabilities are not
     /// saved: `[H, T, T]` per concurrent task.
     pub fn forward_scratch_len(&self, threads: usize) -> usize {
-        self.outer_tasks(threads) * self.scores_len()
+        product(&[self.outer_tasks(threads), self.scores_len()])
     }
 
     /// Length of the scratch buffer [`attention_backward`] needs: `dP` and `dS`, `[H, T, T]`
     /// each, per concurrent task.
     pub fn backward_scratch_len(&self, threads: usize) -> usize {
-        2 * self.outer_tasks(threads) * self.scores_len()
+        product(&[2, self.outer_tasks(threads), self.scores_len()])
     }
 
     fn row_len(&self) -> usize {

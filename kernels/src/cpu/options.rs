@@ -37,7 +37,8 @@ impl CpuOptions {
     }
 
     /// Checks that the instruction set runs on this CPU and that `1 <= threads <=`
-    /// [`MAX_THREADS`].
+    /// [`MAX_THREADS`], and starts the pool of `threads` workers if this is its first use: an
+    /// error when the system refuses its threads (a process limit), not a panic later.
     pub fn validate(&self, op: &'static str) -> Result<()> {
         if !self.isa.is_supported() {
             return Err(Error::Unsupported {
@@ -60,7 +61,7 @@ impl CpuOptions {
                 ),
             });
         }
-        Ok(())
+        super::threads::ready(self.threads).map_err(|detail| Error::Unsupported { op, detail })
     }
 }
 

@@ -32,9 +32,10 @@ pub(crate) trait SimdF32: Copy {
     unsafe fn div(a: Self, b: Self) -> Self;
     /// Square root, correctly rounded.
     unsafe fn sqrt(a: Self) -> Self;
-    /// Lane-wise maximum.
+    /// Lane-wise maximum; `b` where either is NaN (x86's `maxps` rule, which the math
+    /// kernels' clamps rely on to pass a NaN input through).
     unsafe fn max(a: Self, b: Self) -> Self;
-    /// Lane-wise minimum.
+    /// Lane-wise minimum; `b` where either is NaN.
     unsafe fn min(a: Self, b: Self) -> Self;
     /// Rounds to the nearest integer (ties to even), staying in f32.
     unsafe fn round(a: Self) -> Self;
@@ -466,11 +467,15 @@ impl SimdF32 for Wide {
     }
     #[inline(always)]
     unsafe fn max(a: Self, b: Self) -> Self {
-        Wide(a.0.fast_max(b.0))
+        // `fast_max` follows the target's instruction: x86 and NEON give `b` for a NaN, wasm's
+        // `pmax` and the scalar fallback give `a`; choose `b` explicitly.
+        let nan = a.0.is_nan() | b.0.is_nan();
+        Wide(nan.blend(b.0, a.0.fast_max(b.0)))
     }
     #[inline(always)]
     unsafe fn min(a: Self, b: Self) -> Self {
-        Wide(a.0.fast_min(b.0))
+        let nan = a.0.is_nan() | b.0.is_nan();
+        Wide(nan.blend(b.0, a.0.fast_min(b.0)))
     }
     #[inline(always)]
     unsafe fn round(a: Self) -> Self {
@@ -523,6 +528,24 @@ impl SimdF32 for Wide {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The portable vector's max and min give the second operand where either is NaN, as
+    /// x86's do, on every target (`wide`'s own instruction would not, off x86 and NEON).
+    #[test]
+    fn max_and_min_give_the_second_operand_for_a_nan() {
+        let first = |v: Wide| v.0.to_array()[0];
+        // SAFETY: the portable vector runs everywhere.
+        unsafe {
+            let (nan, one, minus_two) =
+                (Wide::splat(f32::NAN), Wide::splat(1.0), Wide::splat(-2.0));
+            assert_eq!(first(Wide::max(nan, one)), 1.0);
+            assert!(first(Wide::max(one, nan)).is_nan());
+            assert_eq!(first(Wide::min(nan, one)), 1.0);
+            assert!(first(Wide::min(one, nan)).is_nan());
+            assert_eq!(first(Wide::max(minus_two, one)), 1.0);
+            assert_eq!(first(Wide::min(minus_two, one)), -2.0);
+        }
+    }
 
     /// The table's constants are `2^(j / 32)` rounded to f32.
     #[test]

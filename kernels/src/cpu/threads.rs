@@ -21,30 +21,51 @@ pub const MAX_THREADS: usize = 1024;
 
 /// The pool with exactly `threads` workers, created on first request.
 ///
-/// Panics when `threads` is above [`MAX_THREADS`]: callers validate their options first.
+/// Panics when `threads` is above [`MAX_THREADS`] or its pool cannot start: callers validate
+/// their options first ([`CpuOptions::validate`] starts the pool through [`ready`]).
+///
+/// [`CpuOptions::validate`]: super::CpuOptions::validate
 fn pool(threads: usize) -> &'static ThreadPool {
-    assert!(
-        threads <= MAX_THREADS,
-        "smelt: a pool of {threads} threads is more than MAX_THREADS = {MAX_THREADS} (CpuOptions::validate refuses it)"
-    );
+    try_pool(threads).unwrap_or_else(|e| panic!("smelt: {e}"))
+}
+
+/// Whether the pool of `threads` workers runs, starting it if it is the first request: an
+/// error naming the count when the system refuses its threads (a process limit, say), which
+/// [`CpuOptions::validate`] returns instead of a kernel panicking later.
+///
+/// [`CpuOptions::validate`]: super::CpuOptions::validate
+pub(crate) fn ready(threads: usize) -> Result<(), String> {
+    if threads <= 1 {
+        return Ok(());
+    }
+    try_pool(threads).map(|_| ())
+}
+
+/// [`pool`], or why it cannot start.
+fn try_pool(threads: usize) -> Result<&'static ThreadPool, String> {
+    if threads > MAX_THREADS {
+        return Err(format!(
+            "a pool of {threads} threads is more than MAX_THREADS = {MAX_THREADS} (CpuOptions::validate refuses it)"
+        ));
+    }
     static POOLS: Mutex<Vec<(usize, &'static ThreadPool)>> = Mutex::new(Vec::new());
     let mut pools = POOLS
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some((_, p)) = pools.iter().find(|(n, _)| *n == threads) {
-        return p;
+        return Ok(p);
     }
     let built = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(move |i| format!("smelt-{threads}t-{i}"))
         .build()
-        .unwrap_or_else(|e| panic!("smelt: cannot start a pool of {threads} threads: {e}"));
+        .map_err(|e| format!("cannot start a pool of {threads} threads: {e}"))?;
     // Size every worker's GEMM pack buffers now: which worker runs which task is up to rayon,
     // and a worker's first GEMM must not allocate in the middle of a steady-state step.
     built.broadcast(|_| crate::cpu::gemm::reserve_pack_buffers());
     let leaked: &'static ThreadPool = Box::leak(Box::new(built));
     pools.push((threads, leaked));
-    leaked
+    Ok(leaked)
 }
 
 /// Runs `task(i)` for every `i` in `0..tasks`, spread over `threads` threads.
