@@ -27,3 +27,12 @@ pub(crate) fn at(t: &Tensor, arena: &Arena, index: &[usize]) -> f32 {
     let offset: usize = index.iter().zip(t.strides()).map(|(i, s)| i * s).sum();
     t.data(arena).unwrap()[t.offset() + offset]
 }
+
+/// A tensor of shape `dims` allocated in `arena` inside a scope that is then closed: any read
+/// of it is an `Error::Released` naming the reader.
+pub(crate) fn released_tensor(arena: &mut Arena, dims: &[usize]) -> Tensor {
+    let mut mark = arena.mark().unwrap();
+    let t = arena.alloc(dims).unwrap().into_tensor();
+    arena.reset_to(&mut mark).unwrap();
+    t
+}

@@ -154,7 +154,7 @@ pub(super) fn backward(
 
 #[cfg(test)]
 mod tests {
-    use crate::testing::random_tensor;
+    use crate::testing::{random_tensor, released_tensor};
     use crate::{Arena, CpuOptions, Graph, Tape, Tensor};
     use smelt_kernels::cpu::gemm::{MatRef, PackedB};
 
@@ -163,9 +163,7 @@ mod tests {
     #[test]
     fn a_released_weight_is_an_error_naming_linear() {
         let mut arena = Arena::new();
-        let mut mark = arena.mark().unwrap();
-        let w = arena.alloc(&[4, 3]).unwrap().into_tensor();
-        arena.reset_to(&mut mark).unwrap();
+        let w = released_tensor(&mut arena, &[4, 3]);
         let mut tape = Tape::new();
         let mut g = Graph::new(&mut tape, &arena, CpuOptions::threads(1), false);
         let x = g.leaf(random_tensor(&[2, 3], 1), false);

@@ -125,7 +125,7 @@ pub fn softmax_backward(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::random_tensor;
+    use crate::testing::{random_tensor, released_tensor};
     use approx::assert_abs_diff_eq;
 
     /// A strided view of a tensor whose arena scope was closed is an error naming the op
@@ -133,10 +133,9 @@ mod tests {
     #[test]
     fn a_released_strided_input_is_an_error_naming_softmax() {
         let mut arena = Arena::new();
-        let mut mark = arena.mark().unwrap();
-        let x = arena.alloc(&[3, 4]).unwrap().into_tensor();
-        arena.reset_to(&mut mark).unwrap();
-        let view = x.transpose(0, 1).unwrap();
+        let view = released_tensor(&mut arena, &[3, 4])
+            .transpose(0, 1)
+            .unwrap();
         let opts = CpuOptions::threads(1);
         let err = softmax(&arena, &view, 1.0, None, &opts).unwrap_err();
         assert!(
