@@ -59,3 +59,11 @@ pub fn assert_unsupported<T: Debug>(result: Result<T>) {
     let err = result.unwrap_err();
     assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
 }
+
+/// The largest of `errors`, or NaN when any is NaN (`f32::max` would drop a NaN, so an output
+/// left NaN somewhere would pass a bound on the largest error).
+pub fn worst(errors: impl IntoIterator<Item = f32>) -> f32 {
+    errors
+        .into_iter()
+        .fold(0.0, |a, e| if e.is_nan() || e > a { e } else { a })
+}

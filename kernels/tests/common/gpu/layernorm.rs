@@ -4,7 +4,7 @@
 //! 4-wide and scalar accesses, backward blocks of one and several rows).
 
 use super::{download, entries, max_err, nans, upload, Recorder, TOL};
-use crate::common::random;
+use crate::common::{random, worst};
 use smelt_kernels::cpu::layernorm::{layer_norm, layer_norm_backward, layer_norm_reference};
 use smelt_kernels::cpu::CpuOptions;
 use smelt_kernels::gpu::layernorm::{
@@ -235,10 +235,7 @@ pub fn large_offset(dev: &mut dyn GpuDevice) {
         let (mut mean, mut rstd) = (vec![0.0; rows], vec![0.0; rows]);
         let saved = Some((&mut mean[..], &mut rstd[..]));
         layer_norm_reference(&x, &gamma, &beta, &mut want, saved, rows, cols, EPS).unwrap();
-        let dist = |got: &[f32]| {
-            let d = got.iter().zip(&want).map(|(g, w)| (g - w).abs());
-            d.fold(0.0f32, f32::max)
-        };
+        let dist = |got: &[f32]| worst(got.iter().zip(&want).map(|(g, w)| (g - w).abs()));
         let cpu = dist(&cpu_forward(&x, &gamma, &beta, rows, cols)[0]);
         let gpu = dist(&gpu_forward(dev, Rows::F32, &x, &gamma, &beta, rows, cols)[0]);
         let max_gamma = gamma.iter().fold(0.0f32, |a, g| a.max(g.abs()));
