@@ -170,7 +170,8 @@ pub(super) fn residual_backward(
         [mean, rstd],
         dout,
     )?;
-    g.accumulate_shared(x, ds.clone())?;
+    // `ds` is fresh, held by no gradient: `x` must not pool it before `residual` reads it.
+    g.accumulate_then_share(x, ds.clone())?;
     g.accumulate_shared(residual, ds)
 }
 
@@ -267,6 +268,61 @@ mod tests {
                 let composed = run(false, residual, same, recording);
                 assert_eq!(fused.len(), if recording { 5 } else { 1 });
                 assert_eq!(fused, composed, "same {same} recording {recording}");
+            }
+        }
+    }
+
+    /// The gradients of `(x, r0, w, gamma, beta)` under `loss = sum(z * probe)` for
+    /// `z = layer_norm(x + r0 W^T) + gelu(x)` (with `same`, `layer_norm(x + x)`), fused or
+    /// composed: `x` is used again after the norm, so its gradient exists when the norm's
+    /// backward hands it `ds`, and the linear's backward then allocates a buffer of `ds`'s size.
+    fn reused_input(fused: bool, same: bool) -> Vec<Vec<f32>> {
+        let arena = Arena::new();
+        let mut tape = Tape::new();
+        let mut g = Graph::new(&mut tape, &arena, CpuOptions::threads(2), true);
+        let x = g.leaf(random_tensor(&[6, 17], 1), true);
+        let r0 = g.leaf(random_tensor(&[6, 17], 2), true);
+        let w = g.leaf(random_tensor(&[17, 17], 3), true);
+        let gamma = g.leaf(random_tensor(&[17], 4), true);
+        let beta = g.leaf(random_tensor(&[17], 5), true);
+        let r = if same {
+            x
+        } else {
+            g.linear(r0, w, None).unwrap()
+        };
+        let h = if fused {
+            g.layer_norm_residual(x, r, gamma, beta, 1e-12).unwrap()
+        } else {
+            let sum = g.add(x, r).unwrap();
+            g.layer_norm(sum, gamma, beta, 1e-12).unwrap()
+        };
+        let y = g.gelu(x).unwrap();
+        let z = g.add(h, y).unwrap();
+        let loss = g.mul_sum(z, &random_tensor(&[6, 17], 6)).unwrap();
+        g.backward(loss).unwrap();
+        let mut grads = vec![g.grad(x).unwrap().to_vec(&arena).unwrap()];
+        if !same {
+            grads.push(g.grad(r0).unwrap().to_vec(&arena).unwrap());
+            grads.push(g.grad(w).unwrap().to_vec(&arena).unwrap());
+        }
+        for v in [gamma, beta] {
+            grads.push(g.grad(v).unwrap().to_vec(&arena).unwrap());
+        }
+        grads
+    }
+
+    #[test]
+    fn residual_sum_of_an_input_used_again_keeps_every_gradient() {
+        for same in [false, true] {
+            let fused = reused_input(true, same);
+            let composed = reused_input(false, same);
+            for (i, (a, b)) in fused.iter().zip(&composed).enumerate() {
+                let worst = a
+                    .iter()
+                    .zip(b)
+                    .map(|(p, q)| (p - q).abs() / (1.0 + q.abs()))
+                    .fold(0.0f32, |m, e| if e.is_nan() || e > m { e } else { m });
+                assert!(worst <= 1e-5, "same {same}, gradient {i}: {worst}");
             }
         }
     }

@@ -384,13 +384,21 @@ impl<'a> Graph<'a> {
     /// Adds `grad`, a buffer the caller owns alone (fresh from [`Graph::alloc_with`]), to the
     /// gradient of `var` (kept only when `var` needs one).
     pub(crate) fn accumulate(&mut self, var: Var, grad: Tensor) -> Result<()> {
-        self.add_grad(var, grad, true)
+        self.add_grad(var, grad, Handover::Owned)
     }
 
     /// Adds `grad`, a buffer that stays shared with another gradient, to the gradient of
     /// `var`.
     pub(crate) fn accumulate_shared(&mut self, var: Var, grad: Tensor) -> Result<()> {
-        self.add_grad(var, grad, false)
+        self.add_grad(var, grad, Handover::Shared)
+    }
+
+    /// Adds `grad`, a buffer no gradient holds yet that the caller hands next to another
+    /// input with [`Graph::accumulate_shared`], to the gradient of `var`: never pooled here,
+    /// even when `var` adds it into a gradient of its own, since the other input is still to
+    /// read it (`layer_norm_residual`'s `ds` for `x`, then for `residual`).
+    pub(crate) fn accumulate_then_share(&mut self, var: Var, grad: Tensor) -> Result<()> {
+        self.add_grad(var, grad, Handover::Kept)
     }
 
     /// Marks the gradient of `var` as shared: it will not be pooled when released.
@@ -398,11 +406,14 @@ impl<'a> Graph<'a> {
         self.tape.owned[var.0] = false;
     }
 
-    fn add_grad(&mut self, var: Var, grad: Tensor, owned: bool) -> Result<()> {
+    fn add_grad(&mut self, var: Var, grad: Tensor, handover: Handover) -> Result<()> {
         const OP: &str = "backward";
+        let owned = handover == Handover::Owned;
         if !self.needs_grad(var) {
-            if owned {
-                self.recycle(grad);
+            match handover {
+                Handover::Owned => self.recycle(grad),
+                Handover::Shared => self.drop_shared(grad),
+                Handover::Kept => {}
             }
             return Ok(());
         }
@@ -427,13 +438,14 @@ impl<'a> Graph<'a> {
                 let a = unsafe { self.buffer_mut(OP, &acc)? };
                 elementwise::add_assign(a, b, &opts)?;
             }
-            let other_owned = if self.tape.owned[var.0] { owned } else { false };
+            // `other` is the old gradient (shared) or the incoming buffer.
+            let other_is_incoming = self.tape.owned[var.0];
             self.tape.grads[var.0] = Some(acc);
             self.tape.owned[var.0] = true;
-            if other_owned {
-                self.recycle(other);
-            } else {
-                self.drop_shared(other);
+            match (other_is_incoming, handover) {
+                (true, Handover::Owned) => self.recycle(other),
+                (true, Handover::Kept) => {}
+                _ => self.drop_shared(other),
             }
             return Ok(());
         }
@@ -450,7 +462,7 @@ impl<'a> Graph<'a> {
         // let go of once: pooled twice, it would be handed to two tensors at once.
         let same = same_buffer(&old, &grad);
         self.drop_shared(old);
-        if !same {
+        if !same && handover == Handover::Shared {
             self.drop_shared(grad);
         }
         Ok(())
@@ -522,6 +534,17 @@ impl<'a> Graph<'a> {
             self.tape.pool.borrow_mut().push(t);
         }
     }
+}
+
+/// How a gradient buffer is handed to [`Graph::add_grad`], which decides when it may be pooled.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Handover {
+    /// The caller's alone: pooled as soon as it is added into another buffer.
+    Owned,
+    /// Held by another gradient too: pooled once no gradient on the tape holds it.
+    Shared,
+    /// Held by nothing yet, and handed to another input next: never pooled by this hand-over.
+    Kept,
 }
 
 /// Whether `a` and `b` are backed by the same arena allocation (only arena buffers are pooled).
