@@ -19,11 +19,16 @@ pub struct Args {
 
 impl Args {
     /// Parses `raw`; `flag_names` lists the options that take no value. Every other
-    /// `--name` takes the next word as its value, unless that word is an option itself.
+    /// `--name` takes the next word as its value, unless that word is an option itself. The
+    /// word `--` ends the options: every word after it is positional (a text `--help`, say).
     pub fn parse(raw: &[String], flag_names: &[&str]) -> Args {
         let mut args = Args::default();
         let mut iter = raw.iter().peekable();
         while let Some(word) = iter.next() {
+            if word == "--" {
+                args.positional.extend(iter.cloned());
+                break;
+            }
             if word == "--help" || word == "-h" {
                 args.help = true;
                 continue;
@@ -179,6 +184,19 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn words_after_a_double_dash_are_positional() {
+        let raw: Vec<String> = ["--model", "m", "a", "--", "--help", "-h", "--threads", "2"]
+            .iter()
+            .map(|w| w.to_string())
+            .collect();
+        let args = Args::parse(&raw, &[]);
+        assert!(!args.help);
+        assert_eq!(args.positional, ["a", "--help", "-h", "--threads", "2"]);
+        assert_eq!(args.all("model"), ["m"]);
+        assert!(args.only(&["model"]).is_ok());
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! object per text, in order.
 //!
 //! ```text
-//! smelt embed    --model DIR [--batch N] [--threads N] [--no-truncate] [--stdin] [TEXT ...]
-//! smelt tokenize --model DIR [--stdin] [TEXT ...]
+//! smelt embed    --model DIR [--batch N] [--threads N] [--no-truncate] [--stdin] [--] [TEXT ...]
+//! smelt tokenize --model DIR [--stdin] [--] [TEXT ...]
 //! ```
 //!
 //! With `--stdin`, texts are read one per line after those on the command line. `embed`

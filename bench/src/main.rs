@@ -2,8 +2,8 @@
 //!
 //! ```text
 //! smelt demo          [--steps N] [--threads N] [--batch B] [--seq T]
-//! smelt embed         --model DIR [--batch N] [--threads N] [--no-truncate] [--stdin] [TEXT ...]
-//! smelt tokenize      --model DIR [--stdin] [TEXT ...]
+//! smelt embed         --model DIR [--batch N] [--threads N] [--no-truncate] [--stdin] [--] [TEXT ...]
+//! smelt tokenize      --model DIR [--stdin] [--] [TEXT ...]
 //! smelt run           --model DIR --input IN.safetensors --output OUT.safetensors [--grad] [--threads N]
 //! smelt ptx run       FILE.ptx --kernel NAME --grid X[,Y,Z] --block X[,Y,Z] [--shared BYTES]
 //!                     [--buffers IN.safetensors] [--args ARGS] [--max-instructions N]
@@ -36,8 +36,8 @@ use std::process::ExitCode;
 
 const USAGE: &str = "usage:
   smelt demo          [--steps N] [--threads N] [--batch B] [--seq T]
-  smelt embed         --model DIR [--batch N] [--threads N] [--no-truncate] [--stdin] [TEXT ...]
-  smelt tokenize      --model DIR [--stdin] [TEXT ...]
+  smelt embed         --model DIR [--batch N] [--threads N] [--no-truncate] [--stdin] [--] [TEXT ...]
+  smelt tokenize      --model DIR [--stdin] [--] [TEXT ...]
   smelt run           --model DIR --input IN.safetensors --output OUT.safetensors [--grad] [--threads N]
   smelt ptx run       FILE.ptx --kernel NAME --grid X[,Y,Z] --block X[,Y,Z] [--shared BYTES]
                       [--buffers IN.safetensors] [--args ARGS] [--max-instructions N]

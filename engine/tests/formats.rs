@@ -3,7 +3,7 @@
 
 use smelt_engine::formats::json::{self, Json, MAX_DEPTH};
 use smelt_engine::formats::safetensors::{
-    write, write_tensors, Dtype, SafeTensors, TensorData, MAX_HEADER_BYTES,
+    write, write_tensors, Dtype, SafeTensors, TensorData, MAX_HEADER_ARRAY, MAX_HEADER_BYTES,
 };
 use smelt_engine::{Arena, Error, Storage};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -1073,4 +1073,21 @@ fn safetensors_headers_go_through_the_json_parser_strictly() {
     let padded = r#"{"x":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}   "#;
     let file = SafeTensors::from_bytes("t", raw_file(padded, &[1])).unwrap();
     assert_eq!(file.tensor_i64("x").unwrap(), (vec![1], vec![1]));
+}
+
+/// A header array longer than any shape (50 million zeros cost gigabytes as parsed values) is
+/// refused while parsing; a generic JSON file has no such limit.
+#[test]
+fn safetensors_header_arrays_are_short() {
+    let zeros = vec!["0"; MAX_HEADER_ARRAY + 1].join(",");
+    let header = format!(r#"{{"x":{{"dtype":"U8","shape":[{zeros}],"data_offsets":[0,0]}}}}"#);
+    let message = format_message(SafeTensors::from_bytes("t", raw_file(&header, &[])));
+    assert!(
+        message.contains(&format!("an array of more than {MAX_HEADER_ARRAY} items")),
+        "{message}"
+    );
+    let at_limit = vec!["0"; MAX_HEADER_ARRAY].join(",");
+    let header = format!(r#"{{"x":{{"dtype":"U8","shape":[{at_limit}],"data_offsets":[0,0]}}}}"#);
+    assert!(SafeTensors::from_bytes("t", raw_file(&header, &[])).is_ok());
+    assert!(json::parse(&format!("[{zeros}]")).is_ok());
 }

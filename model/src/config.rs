@@ -161,7 +161,7 @@ impl Config {
                     type_vocab_size: keys.size("type_vocab_size")?,
                     layer_norm_eps: keys.number_or("layer_norm_eps", 1e-12)? as f32,
                     num_labels: keys.num_labels()?,
-                    architecture: keys.architecture(),
+                    architecture: keys.architecture()?,
                     pad_token_id: keys.pad_token_id()?,
                     tie_word_embeddings: keys.flag_or("tie_word_embeddings", true)?,
                     problem_type: keys.problem_type()?,
@@ -193,7 +193,7 @@ impl Config {
                     type_vocab_size: 0,
                     layer_norm_eps: 1e-12,
                     num_labels: keys.num_labels()?,
-                    architecture: keys.architecture(),
+                    architecture: keys.architecture()?,
                     pad_token_id: keys.pad_token_id()?,
                     tie_word_embeddings: keys.flag_or("tie_word_embeddings", true)?,
                     problem_type: keys.problem_type()?,
@@ -500,9 +500,24 @@ impl Keys<'_> {
         }
     }
 
-    fn architecture(&self) -> Option<String> {
-        let first = self.root.get("architectures")?.as_array()?.first()?;
-        first.as_str().map(str::to_string)
+    /// The first of `architectures` (absent, null or an empty list: none); a value that is
+    /// not a list of strings is an error, not a silent bare encoder.
+    fn architecture(&self) -> Result<Option<String>> {
+        let names = match self.root.get("architectures") {
+            None | Some(Json::Null) => return Ok(None),
+            Some(v) => v
+                .as_array()
+                .filter(|names| names.iter().all(|n| n.as_str().is_some())),
+        };
+        match names {
+            Some(names) => Ok(names.first().and_then(Json::as_str).map(str::to_string)),
+            None => Err(self.error(format!(
+                "\"architectures\" must be a list of class names, got {}",
+                self.root
+                    .get("architectures")
+                    .map_or(String::new(), |v| v.to_string())
+            ))),
+        }
     }
 }
 
@@ -543,6 +558,23 @@ mod tests {
     #[test]
     fn bad_configs_are_clear_errors() {
         let err = |text: &str| Config::parse("cfg.json", text).unwrap_err().to_string();
+        // An `architectures` that is not a list of names would have given a bare encoder.
+        for bad in [
+            r#""BertForSequenceClassification""#,
+            "[42]",
+            r#"["BertModel",1]"#,
+        ] {
+            let text = BERT.replace(r#"["BertForMaskedLM"]"#, bad);
+            assert!(
+                err(&text).contains(&format!(
+                    "\"architectures\" must be a list of class names, got {bad}"
+                )),
+                "{}",
+                err(&text)
+            );
+        }
+        let none = BERT.replace(r#"["BertForMaskedLM"]"#, "[]");
+        assert_eq!(Config::parse("cfg.json", &none).unwrap().architecture, None);
         assert!(
             err("{").starts_with("cfg.json: malformed JSON"),
             "{}",

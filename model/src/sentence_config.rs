@@ -130,7 +130,9 @@ fn module<'a>(file: &Path, i: usize, entry: &'a Json) -> Result<(Module, &'a str
 }
 
 /// The pooling a sentence-transformers pooling config selects: exactly one of the modes smelt
-/// implements may be true, and no other.
+/// implements may be true, and no other. A missing `pooling_mode_mean_tokens` is true, as
+/// sentence-transformers' `Pooling` defaults it (a config naming only the CLS mode asks for
+/// CLS and mean concatenated there, which is refused, not answered with CLS alone).
 fn pooling_mode(file: &Path, config: &Json) -> Result<Pooling> {
     let members = config.as_object().ok_or_else(|| {
         format_error(
@@ -159,6 +161,9 @@ fn pooling_mode(file: &Path, config: &Json) -> Result<Pooling> {
         if on {
             chosen.push(supported_mode(file, key)?);
         }
+    }
+    if config.get(MODES[0].0).is_none() {
+        chosen.insert(0, MODES[0]);
     }
     match chosen.as_slice() {
         [(_, one)] => Ok(*one),

@@ -190,8 +190,16 @@ fn pooling_config_comes_from_the_pooling_module_path() {
     let cls = r#"{"pooling_mode_cls_token": true, "pooling_mode_mean_tokens": false}"#;
     std::fs::write(dir.join("pool/config.json"), cls).unwrap();
     let encoder = SentenceEncoder::load(&dir);
-    std::fs::remove_dir_all(&dir).ok();
     assert_eq!(encoder.unwrap().pooling(), Pooling::Cls);
+    // No mode named at all is sentence-transformers' default, mean pooling.
+    std::fs::write(
+        dir.join("pool/config.json"),
+        r#"{"word_embedding_dimension": 32}"#,
+    )
+    .unwrap();
+    let encoder = SentenceEncoder::load(&dir);
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(encoder.unwrap().pooling(), Pooling::Mean);
 }
 
 /// Pooling modes smelt does not implement, or several at once (which sentence-transformers
@@ -222,6 +230,14 @@ fn unsupported_and_combined_pooling_modes_are_refused() {
     let (err, _) = load_error("mean-sqrt", &modules, Some(with_sqrt));
     assert!(
         err.contains("\"pooling_mode_mean_sqrt_len_tokens\" is true"),
+        "{err}"
+    );
+    // sentence-transformers' Pooling defaults the mean mode to true: a config naming only the
+    // CLS mode asks for CLS and mean concatenated.
+    let cls_only = r#"{"word_embedding_dimension": 32, "pooling_mode_cls_token": true}"#;
+    let (err, _) = load_error("cls-only", &modules, Some(cls_only));
+    assert!(
+        err.ends_with(": \"pooling_mode_mean_tokens\" and \"pooling_mode_cls_token\" are true together; sentence-transformers concatenates the poolings, which smelt does not implement"),
         "{err}"
     );
     let number = r#"{"pooling_mode_mean_tokens": 1}"#;

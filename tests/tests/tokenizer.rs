@@ -158,6 +158,38 @@ fn bad_files_and_input_are_clear_errors() {
         Tokenizer::from_dir(&dir).unwrap().encode("hello"),
         [2, 5, 3]
     );
+    // Another tokenizer's class (a Japanese BERT's MeCab word splitting) is refused, not run
+    // as BERT's.
+    std::fs::write(&config, r#"{"tokenizer_class": "BertJapaneseTokenizer"}"#).unwrap();
+    assert!(
+        err(&dir).contains(
+            r#""tokenizer_class" is "BertJapaneseTokenizer"; smelt tokenizes only as BertTokenizer"#
+        ),
+        "{}",
+        err(&dir)
+    );
+    std::fs::write(&config, r#"{"tokenizer_class": "BertTokenizerFast"}"#).unwrap();
+    assert!(Tokenizer::from_dir(&dir).is_ok());
+    // A mask token the config names must be in the vocabulary (the default may be missing).
+    std::fs::write(&config, r#"{"mask_token": "<mask>"}"#).unwrap();
+    assert!(err(&dir).contains("the vocabulary has no mask_token '<mask>'"));
+    std::fs::write(&config, "{}").unwrap();
+    // added_tokens.json: a token past the vocabulary is refused; one of its lines is matched
+    // whole.
+    let added = dir.join("added_tokens.json");
+    std::fs::write(&added, r#"{"[NEW]": 6}"#).unwrap();
+    assert!(
+        err(&dir).contains("added_tokens.json: added token '[NEW]' with id 6 is not a line of"),
+        "{}",
+        err(&dir)
+    );
+    std::fs::write(&added, r#"{"hello": 5.5}"#).unwrap();
+    assert!(err(&dir).contains("token 'hello' has id 5.5, not a token id"));
+    std::fs::write(&added, r#"{"hello": 5}"#).unwrap();
+    assert_eq!(
+        Tokenizer::from_dir(&dir).unwrap().encode("xhellox"),
+        [2, 1, 5, 1, 3]
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 

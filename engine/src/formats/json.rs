@@ -58,7 +58,18 @@ impl std::error::Error for JsonError {}
 
 /// Parses `text` as exactly one JSON value (surrounding whitespace allowed).
 pub fn parse(text: &str) -> Result<Json, JsonError> {
-    let mut parser = Parser { text, rest: text };
+    parse_with_array_limit(text, usize::MAX)
+}
+
+/// [`parse`], refusing any array of more than `max_items` items: a reader whose arrays are
+/// short by nature (a safetensors header's shapes and offsets) keeps a hostile file from
+/// costing many times its size in memory (`[0,0,0,...]` is 2 bytes of text per value).
+pub fn parse_with_array_limit(text: &str, max_items: usize) -> Result<Json, JsonError> {
+    let mut parser = Parser {
+        text,
+        rest: text,
+        max_items,
+    };
     let value = parser.value(0)?;
     parser.skip_whitespace();
     if parser.rest.is_empty() {
@@ -213,6 +224,8 @@ fn write_string(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
 struct Parser<'a> {
     text: &'a str,
     rest: &'a str,
+    /// The most items an array may hold.
+    max_items: usize,
 }
 
 impl<'a> Parser<'a> {
@@ -313,6 +326,10 @@ impl<'a> Parser<'a> {
             return Ok(Json::Array(items));
         }
         loop {
+            if items.len() == self.max_items {
+                let limit = self.max_items;
+                return Err(self.error(format!("an array of more than {limit} items")));
+            }
             items.push(self.value(depth)?);
             if self.eat(']') {
                 return Ok(Json::Array(items));

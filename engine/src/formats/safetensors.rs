@@ -24,6 +24,11 @@ use std::sync::Arc;
 /// The largest header [`SafeTensors`] accepts, in bytes (the limit of the Python library).
 pub const MAX_HEADER_BYTES: usize = 100_000_000;
 
+/// The most items an array of a header may hold: its arrays are shapes and `data_offsets`,
+/// far shorter, and a longer one (a shape of 50 million zeros) would cost many times the
+/// header's bytes in memory before any check.
+pub const MAX_HEADER_ARRAY: usize = 1024;
+
 /// How many names the message for a missing tensor lists.
 const NAMES_SHOWN: usize = 4;
 
@@ -434,7 +439,8 @@ fn parse_header(bytes: &[u8]) -> std::result::Result<(usize, Header), String> {
             e.valid_up_to()
         )
     })?;
-    let json = json::parse(text).map_err(|e| format!("header is not valid JSON: {e}"))?;
+    let json = json::parse_with_array_limit(text, MAX_HEADER_ARRAY)
+        .map_err(|e| format!("header is not valid JSON: {e}"))?;
     Ok((data_start, header_entries(&json, data.len())?))
 }
 

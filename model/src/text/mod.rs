@@ -3,8 +3,10 @@
 //! `vocab.txt` gives the pieces; `tokenizer_config.json` (when present) gives lower-casing,
 //! accent stripping, CJK splitting, the length limit and the special tokens. Special tokens
 //! written in the text (`[MASK]`, ...) stay single tokens, as in HF; so do the tokens of
-//! `additional_special_tokens` and `added_tokens_decoder`, which must be lines of `vocab.txt`
-//! (at the id they claim): tokens added past the vocabulary are refused, not split. A text becomes
+//! `additional_special_tokens` and `added_tokens_decoder`, and of `added_tokens.json`, which
+//! must be lines of `vocab.txt` (at the id they claim): tokens added past the vocabulary are
+//! refused, not split. A `tokenizer_class` other than BERT's or DistilBERT's (a Japanese BERT's
+//! MeCab tokenizer, say) is refused, not tokenized as BERT's. A text becomes
 //! `[CLS] pieces [SEP]`, a pair `[CLS] a [SEP] b [SEP]` with token types 0 then 1.
 
 mod normalize;
@@ -133,6 +135,14 @@ fn added_tokens(config: &Json, path: &Path) -> Result<Vec<(String, Option<u32>)>
     Ok(tokens)
 }
 
+/// The first bytes of the verbatim tokens (where a match can start).
+fn first_bytes(verbatim: &[(String, u32)]) -> Vec<u8> {
+    verbatim
+        .iter()
+        .filter_map(|(s, _)| s.bytes().next())
+        .collect()
+}
+
 /// The file's name for error messages.
 fn format_error(file: &Path, detail: String) -> Error {
     Error::Format {
@@ -142,11 +152,13 @@ fn format_error(file: &Path, detail: String) -> Error {
 }
 
 impl Tokenizer {
-    /// Loads `dir/vocab.txt` and, when present, `dir/tokenizer_config.json`.
+    /// Loads `dir/vocab.txt` and, when present, `dir/tokenizer_config.json` and
+    /// `dir/added_tokens.json`.
     ///
     /// Errors name the file: a missing or unreadable vocabulary, one without the `[UNK]`,
-    /// `[CLS]`, `[SEP]` or `[PAD]` token the config names, an empty special token, malformed
-    /// JSON.
+    /// `[CLS]`, `[SEP]`, `[PAD]` or (when the config names one) mask token the config names,
+    /// an empty special token, an added token that is not a line of the vocabulary at its id,
+    /// a `tokenizer_class` other than BERT's or DistilBERT's, malformed JSON.
     pub fn from_dir(dir: &Path) -> Result<Tokenizer> {
         let vocab_path = dir.join("vocab.txt");
         let text = std::fs::read_to_string(&vocab_path).map_err(|e| Error::Io {
@@ -156,7 +168,50 @@ impl Tokenizer {
         let vocab = Vocab::parse(&text);
         let config_path = dir.join("tokenizer_config.json");
         let config = read_optional(&config_path)?.unwrap_or(Json::Object(Vec::new()));
-        Tokenizer::new(vocab, &config, &vocab_path, &config_path)
+        let mut tokenizer = Tokenizer::new(vocab, &config, &vocab_path, &config_path)?;
+        let added_path = dir.join("added_tokens.json");
+        if let Some(added) = read_optional(&added_path)? {
+            tokenizer.add_from_json(&added, &added_path, &vocab_path)?;
+        }
+        Ok(tokenizer)
+    }
+
+    /// Matches the tokens of an `added_tokens.json` object (`{"token": id}`) whole, as HF
+    /// does; each must be a line of the vocabulary at its id (`added` and `vocab` name the
+    /// files in errors).
+    fn add_from_json(&mut self, added: &Json, file: &Path, vocab: &Path) -> Result<()> {
+        let entries = added.as_object().ok_or_else(|| {
+            format_error(
+                file,
+                format!(
+                    "expected a JSON object mapping tokens to ids, got {}",
+                    added.type_name()
+                ),
+            )
+        })?;
+        for (name, id) in entries {
+            let claimed = id.as_usize().and_then(|id| u32::try_from(id).ok());
+            let Some(claimed) = claimed else {
+                return Err(format_error(
+                    file,
+                    format!("token '{name}' has id {id}, not a token id"),
+                ));
+            };
+            if name.is_empty() || self.vocab.id(name) != Some(claimed) {
+                return Err(format_error(
+                    file,
+                    format!(
+                        "added token '{name}' with id {claimed} is not a line of {} (tokens added past the vocabulary are not supported)",
+                        vocab.display()
+                    ),
+                ));
+            }
+            if !self.verbatim.iter().any(|(s, _)| s == name) {
+                self.verbatim.push((name.clone(), claimed));
+            }
+        }
+        self.first_bytes = first_bytes(&self.verbatim);
+        Ok(())
     }
 
     /// A tokenizer over `vocab` configured by a `tokenizer_config.json` object; the paths
@@ -175,6 +230,25 @@ impl Tokenizer {
                 format!("\"{key}\" must be true, false or null, got {other}"),
             )),
         };
+        const CLASSES: [&str; 4] = [
+            "BertTokenizer",
+            "BertTokenizerFast",
+            "DistilBertTokenizer",
+            "DistilBertTokenizerFast",
+        ];
+        match config.get("tokenizer_class") {
+            None | Some(Json::Null) => {}
+            Some(Json::String(class)) if CLASSES.contains(&class.as_str()) => {}
+            Some(other) => {
+                return Err(format_error(
+                    config_path,
+                    format!(
+                        "\"tokenizer_class\" is {other}; smelt tokenizes only as {}",
+                        CLASSES.join(", ")
+                    ),
+                ))
+            }
+        }
         let lowercase = flag("do_lower_case", true)?;
         let how = Normalization {
             lowercase,
@@ -202,9 +276,18 @@ impl Tokenizer {
             sep: id_of("sep_token", "[SEP]")?,
             pad: id_of("pad_token", "[PAD]")?,
         };
+        // The default mask token may be missing from a vocabulary; one the config names may not.
+        let named_mask = !matches!(config.get("mask_token"), None | Some(Json::Null));
         let mask = token("mask_token", "[MASK]")?;
-        if let Some(id) = vocab.id(&mask) {
-            verbatim.push((mask, id));
+        match vocab.id(&mask) {
+            Some(id) => verbatim.push((mask, id)),
+            None if named_mask => {
+                return Err(format_error(
+                    vocab_path,
+                    format!("the vocabulary has no mask_token '{mask}'"),
+                ))
+            }
+            None => {}
         }
         for (name, claimed) in added_tokens(config, config_path)? {
             let id = vocab
@@ -240,10 +323,7 @@ impl Tokenizer {
                 }
             },
         };
-        let first_bytes = verbatim
-            .iter()
-            .filter_map(|(s, _)| s.bytes().next())
-            .collect();
+        let first_bytes = first_bytes(&verbatim);
         Ok(Tokenizer {
             vocab,
             how,
