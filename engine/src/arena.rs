@@ -15,7 +15,7 @@
 //! (depth + 1) with a fresh epoch. The arena keeps the epoch of each open depth in a fixed
 //! stack of [`MAX_DEPTH`] entries. [`Arena::reset`] gives depth 0 a fresh epoch and closes every
 //! mark; [`Arena::reset_to`] gives the mark's depth a fresh epoch and closes the marks inside
-//! it. Epochs come from a per-arena counter and are never reused, so a handle is live exactly
+//! it; [`Arena::close`] does the same and closes the mark itself. Epochs come from a per-arena counter and are never reused, so a handle is live exactly
 //! when its arena id matches, its depth is open and that depth still has the handle's epoch.
 //! Reading a dead handle is an [`Error::Released`], never a dangling read.
 //!
@@ -377,7 +377,9 @@ impl Arena {
     }
 
     /// Opens a nested scope: what is allocated from now on can be freed by
-    /// [`Arena::reset_to`] with the returned mark, keeping earlier tensors valid.
+    /// [`Arena::reset_to`] with the returned mark, keeping earlier tensors valid. A scope
+    /// stays open until [`Arena::close`], [`Arena::reset`] or a reset to an enclosing mark:
+    /// a loop opens its mark once and resets to it, or closes each mark it opens.
     ///
     /// Errors when [`MAX_DEPTH`]` - 1` marks are already open.
     pub fn mark(&self) -> Result<Mark> {
@@ -415,6 +417,17 @@ impl Arena {
         let epoch = self.fresh_epoch();
         self.epochs[mark.depth].set(epoch);
         mark.epoch = epoch;
+        Ok(())
+    }
+
+    /// Frees everything allocated after `mark`, as [`Arena::reset_to`] does, and closes the
+    /// mark: the enclosing scope is the innermost open one again, so marks opened and closed
+    /// in a loop never reach [`MAX_DEPTH`].
+    ///
+    /// Errors with [`Error::StaleMark`] as [`Arena::reset_to`] does.
+    pub fn close(&mut self, mut mark: Mark) -> Result<()> {
+        self.reset_to(&mut mark)?;
+        self.depth.set(mark.depth - 1);
         Ok(())
     }
 
@@ -580,6 +593,32 @@ mod tests {
         arena.reset();
         assert!(before.data(&arena).is_err());
         assert!(matches!(arena.reset_to(&mut mark), Err(Error::StaleMark)));
+    }
+
+    #[test]
+    fn closed_marks_free_their_scope_and_can_be_opened_again_forever() {
+        let mut arena = Arena::new();
+        let kept = arena.alloc(&[1]).unwrap().into_tensor();
+        for _ in 0..3 * MAX_DEPTH {
+            let mark = arena.mark().unwrap();
+            let inside = arena.alloc(&[4]).unwrap().into_tensor();
+            let nested = arena.mark().unwrap();
+            arena.close(nested).unwrap();
+            assert!(
+                inside.data(&arena).is_ok(),
+                "closing an inner mark keeps its scope"
+            );
+            arena.close(mark).unwrap();
+            assert!(inside.data(&arena).is_err());
+            assert!(kept.data(&arena).is_ok());
+        }
+        assert_eq!(arena.bytes_used(), 64);
+        // A mark closed by a reset to an enclosing one cannot be closed again.
+        let mut outer = arena.mark().unwrap();
+        let inner = arena.mark().unwrap();
+        arena.reset_to(&mut outer).unwrap();
+        assert_eq!(arena.close(inner), Err(Error::StaleMark));
+        arena.close(outer).unwrap();
     }
 
     #[test]
