@@ -1,0 +1,197 @@
+//! Random graphs of the differentiable ops, with inputs reused at random (fan-out, an input
+//! used again after the op that consumed it, a residual sum of a tensor with itself): every
+//! leaf's gradient must agree with a central finite difference of the loss along a random
+//! direction (dropout draws the same masks in every run of a graph). Reuse is where gradient buffers are shared and pooled, so a buffer pooled while
+//! still handed out (as `layer_norm_residual`'s once was) shows up here as a wrong gradient.
+
+use smelt_engine::{Arena, CpuOptions, Graph, Tape, Tensor, Var};
+
+/// Activations are `[B, T, H]`, with `HEADS` heads in attention.
+const DIMS: [usize; 3] = [2, 4, 8];
+const HEADS: usize = 2;
+/// Activation leaves, then the parameters: two weights `[H, H]`, a bias, two (gamma, beta).
+const INPUTS: usize = 3;
+const PARAMS: usize = 7;
+const OPS_PER_GRAPH: usize = 10;
+const GRAPHS: usize = 500;
+
+/// A deterministic generator (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    /// Uniform in [-1, 1).
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+
+    fn values(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| self.unit()).collect()
+    }
+}
+
+/// One op of a graph, by the indices of the activations it reads (earlier outputs or inputs).
+#[derive(Clone, Copy, Debug)]
+enum Op {
+    Add(usize, usize),
+    Gelu(usize),
+    Tanh(usize),
+    /// With weight 0 or 1 (shared between ops), and the bias.
+    Linear(usize, usize),
+    LayerNorm(usize),
+    LayerNormResidual(usize, usize),
+    /// Dropout of probability 0.3 (the same draws in every run of a program).
+    Dropout(usize),
+    /// With dropout of 0.2 on the probabilities.
+    Attention(usize, usize, usize),
+}
+
+fn random_program(rng: &mut Rng) -> Vec<Op> {
+    (0..OPS_PER_GRAPH)
+        .map(|i| {
+            let live = INPUTS + i;
+            let kind = rng.below(8);
+            let [x, y, z] = [0; 3].map(|_| rng.below(live));
+            match kind {
+                0 => Op::Add(x, y),
+                1 => Op::Gelu(x),
+                2 => Op::Tanh(x),
+                3 => Op::Linear(x, y % 2),
+                4 => Op::LayerNorm(x),
+                5 => Op::LayerNormResidual(x, y),
+                6 => Op::Dropout(x),
+                _ => Op::Attention(x, y, z),
+            }
+        })
+        .collect()
+}
+
+/// The leaves' shapes: the activation inputs, then the parameters.
+fn leaf_dims(i: usize) -> Vec<usize> {
+    match i {
+        i if i < INPUTS => DIMS.to_vec(),
+        3 | 4 => vec![DIMS[2], DIMS[2]],
+        _ => vec![DIMS[2]],
+    }
+}
+
+/// Builds the graph of `program` over `leaves` and returns the loss: the sum of the last
+/// activation plus one picked at random (`tail`) times `probe`. With `recording`, runs the
+/// backward and returns every leaf's gradient too.
+fn run(
+    program: &[Op],
+    tail: usize,
+    leaves: &[Vec<f32>],
+    probe: &Tensor,
+    recording: bool,
+) -> (f32, Vec<Vec<f32>>) {
+    let arena = Arena::new();
+    let mut tape = Tape::new();
+    let mut g = Graph::new(&mut tape, &arena, CpuOptions::threads(1), recording);
+    g.enable_dropout(7);
+    let vars: Vec<Var> = leaves
+        .iter()
+        .enumerate()
+        .map(|(i, values)| {
+            g.leaf(
+                Tensor::from_vec(&leaf_dims(i), values.clone()).unwrap(),
+                true,
+            )
+        })
+        .collect();
+    let (w, bias, norms) = (
+        &vars[3..5],
+        vars[5],
+        [(vars[6], vars[7]), (vars[8], vars[9])],
+    );
+    let mut mask = vec![0.0f32; DIMS[0] * DIMS[1]];
+    mask[DIMS[0] * DIMS[1] - 1] = f32::MIN;
+    let mask = Tensor::from_vec(&DIMS[..2], mask).unwrap();
+    let scale = 1.0 / ((DIMS[2] / HEADS) as f32).sqrt();
+    let mut acts: Vec<Var> = vars[..INPUTS].to_vec();
+    for op in program {
+        let a = |i: usize| acts[i];
+        let out = match *op {
+            Op::Add(x, y) => g.add(a(x), a(y)),
+            Op::Gelu(x) => g.gelu(a(x)),
+            Op::Tanh(x) => g.tanh(a(x)),
+            Op::Linear(x, which) => g.linear(a(x), w[which], Some(bias)),
+            Op::LayerNorm(x) => g.layer_norm(a(x), norms[0].0, norms[0].1, 1e-5),
+            Op::LayerNormResidual(x, r) => {
+                g.layer_norm_residual(a(x), a(r), norms[1].0, norms[1].1, 1e-5)
+            }
+            Op::Dropout(x) => g.dropout(a(x), 0.3),
+            Op::Attention(q, k, v) => g.attention(a(q), a(k), a(v), Some(&mask), HEADS, scale, 0.2),
+        };
+        acts.push(out.unwrap_or_else(|e| panic!("{op:?}: {e}")));
+    }
+    let last = *acts.last().unwrap();
+    let sum = g.add(last, acts[tail]).unwrap();
+    let loss = g.mul_sum(sum, probe).unwrap();
+    let value = g.value(loss).to_vec(&arena).unwrap()[0];
+    if !recording {
+        return (value, Vec::new());
+    }
+    g.backward(loss).unwrap();
+    let grads = vars
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| match g.grad(v) {
+            Some(grad) => grad.to_vec(&arena).unwrap(),
+            // A leaf the loss does not reach.
+            None => vec![0.0; leaves[i].len()],
+        })
+        .collect();
+    (value, grads)
+}
+
+#[test]
+fn random_graphs_give_the_finite_difference_gradients() {
+    const H: f32 = 1e-2;
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut worst = (0.0f32, String::new());
+    for graph in 0..GRAPHS {
+        let program = random_program(&mut rng);
+        let tail = rng.below(INPUTS + OPS_PER_GRAPH);
+        let leaves: Vec<Vec<f32>> = (0..INPUTS + PARAMS)
+            .map(|i| rng.values(leaf_dims(i).iter().product()))
+            .collect();
+        let probe = Tensor::from_vec(&DIMS, rng.values(DIMS.iter().product())).unwrap();
+        let (_, grads) = run(&program, tail, &leaves, &probe, true);
+        for (leaf, grad) in grads.iter().enumerate() {
+            let direction = rng.values(grad.len());
+            let moved = |sign: f32| {
+                let mut moved = leaves.clone();
+                for (x, d) in moved[leaf].iter_mut().zip(&direction) {
+                    *x += sign * H * d;
+                }
+                run(&program, tail, &moved, &probe, false).0
+            };
+            let finite = (moved(1.0) - moved(-1.0)) / (2.0 * H);
+            let along: f32 = grad.iter().zip(&direction).map(|(g, d)| g * d).sum();
+            let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            // Against the largest the directional derivative could be (Cauchy-Schwarz).
+            let bound = norm(grad) * norm(&direction);
+            // The floor keeps the loss's rounding (about 1e-5 / H) from counting when both are ~0.
+            let error = (finite - along).abs() / (bound + 5e-2);
+            if error.is_nan() || error > worst.0 {
+                let what = format!(
+                    "graph {graph} {program:?} (+ activation {tail}), leaf {leaf}: \
+                     finite difference {finite}, gradient {along}, bound {bound}"
+                );
+                worst = (error, what);
+            }
+        }
+    }
+    assert!(worst.0 <= 2e-2, "error {}: {}", worst.0, worst.1);
+}
