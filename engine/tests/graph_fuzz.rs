@@ -9,9 +9,17 @@ use smelt_engine::{Arena, CpuOptions, Graph, Tape, Tensor, Var};
 /// Activations are `[B, T, H]`, with `HEADS` heads in attention.
 const DIMS: [usize; 3] = [2, 4, 8];
 const HEADS: usize = 2;
-/// Activation leaves, then the parameters: two weights `[H, H]`, a bias, two (gamma, beta).
+/// Activation leaves, then the parameters: two weights `[H, H]`, a bias, two (gamma, beta)
+/// and an embedding table `[VOCAB, H]`.
 const INPUTS: usize = 3;
-const PARAMS: usize = 7;
+const PARAMS: usize = 8;
+const VOCAB: usize = 5;
+/// The embedding table's leaf index.
+const TABLE: usize = INPUTS + PARAMS - 1;
+/// The activations a program starts from: the leaves and the embedding of [`IDS`].
+const STARTS: usize = INPUTS + 1;
+/// Token ids for the embedding, repeated ids and the padding id 0 among them.
+const IDS: [u32; 8] = [3, 1, 3, 0, 4, 4, 2, 3];
 const OPS_PER_GRAPH: usize = 10;
 const GRAPHS: usize = 500;
 
@@ -59,7 +67,7 @@ enum Op {
 fn random_program(rng: &mut Rng) -> Vec<Op> {
     (0..OPS_PER_GRAPH)
         .map(|i| {
-            let live = INPUTS + i;
+            let live = STARTS + i;
             let kind = rng.below(8);
             let [x, y, z] = [0; 3].map(|_| rng.below(live));
             match kind {
@@ -81,16 +89,39 @@ fn leaf_dims(i: usize) -> Vec<usize> {
     match i {
         i if i < INPUTS => DIMS.to_vec(),
         3 | 4 => vec![DIMS[2], DIMS[2]],
+        TABLE => vec![VOCAB, DIMS[2]],
         _ => vec![DIMS[2]],
     }
 }
 
-/// Builds the graph of `program` over `leaves` and returns the loss: the sum of the last
-/// activation plus one picked at random (`tail`) times `probe`. With `recording`, runs the
-/// backward and returns every leaf's gradient too.
+/// How a graph ends: `sum` is the last activation plus one picked at random.
+#[derive(Clone, Copy, Debug)]
+enum Head {
+    /// `sum(sum * probe)`.
+    Probe,
+    /// `sum(sum^2)`.
+    Squares,
+    /// `sum(mean_pool(sum) * p)` (`p` the probe's first values), batch 1's last token masked.
+    MeanPool,
+    /// Cross-entropy of every token's row as logits, one target ignored.
+    Tokens,
+    /// Cross-entropy of token 1's rows (`select_token`) as logits.
+    Selected,
+}
+
+const HEADS_ALL: [Head; 5] = [
+    Head::Probe,
+    Head::Squares,
+    Head::MeanPool,
+    Head::Tokens,
+    Head::Selected,
+];
+
+/// Builds the graph of `program` over `leaves` and returns the loss: `head` of the last
+/// activation plus activation `tail`. With `recording`, runs the backward and returns every
+/// leaf's gradient too.
 fn run(
-    program: &[Op],
-    tail: usize,
+    (program, tail, head): (&[Op], usize, Head),
     leaves: &[Vec<f32>],
     probe: &Tensor,
     recording: bool,
@@ -119,6 +150,7 @@ fn run(
     let mask = Tensor::from_vec(&DIMS[..2], mask).unwrap();
     let scale = 1.0 / ((DIMS[2] / HEADS) as f32).sqrt();
     let mut acts: Vec<Var> = vars[..INPUTS].to_vec();
+    acts.push(g.embedding(vars[TABLE], &IDS, &DIMS[..2], Some(0)).unwrap());
     for op in program {
         let a = |i: usize| acts[i];
         let out = match *op {
@@ -137,7 +169,23 @@ fn run(
     }
     let last = *acts.last().unwrap();
     let sum = g.add(last, acts[tail]).unwrap();
-    let loss = g.mul_sum(sum, probe).unwrap();
+    let loss = match head {
+        Head::Probe => g.mul_sum(sum, probe),
+        Head::Squares => g.sum_squares(sum),
+        Head::MeanPool => {
+            let tokens = Tensor::from_vec(&DIMS[..2], vec![1., 1., 1., 1., 1., 1., 1., 0.]);
+            let pooled = g.mean_pool(sum, &tokens.unwrap()).unwrap();
+            let values = probe.to_vec(&arena).unwrap()[..DIMS[0] * DIMS[2]].to_vec();
+            let first = Tensor::from_vec(&[DIMS[0], DIMS[2]], values);
+            g.mul_sum(pooled, &first.unwrap())
+        }
+        Head::Tokens => g.cross_entropy(sum, &[1, 7, 0, -100, 3, 5, 2, 6], -100),
+        Head::Selected => {
+            let rows = g.select_token(sum, 1).unwrap();
+            g.cross_entropy(rows, &[4, 2], -100)
+        }
+    }
+    .unwrap();
     let value = g.value(loss).to_vec(&arena).unwrap()[0];
     if !recording {
         return (value, Vec::new());
@@ -162,20 +210,27 @@ fn random_graphs_give_the_finite_difference_gradients() {
     let mut worst = (0.0f32, String::new());
     for graph in 0..GRAPHS {
         let program = random_program(&mut rng);
-        let tail = rng.below(INPUTS + OPS_PER_GRAPH);
+        let tail = rng.below(STARTS + OPS_PER_GRAPH);
+        let head = HEADS_ALL[graph % HEADS_ALL.len()];
+        let graph_of = (program.as_slice(), tail, head);
         let leaves: Vec<Vec<f32>> = (0..INPUTS + PARAMS)
             .map(|i| rng.values(leaf_dims(i).iter().product()))
             .collect();
         let probe = Tensor::from_vec(&DIMS, rng.values(DIMS.iter().product())).unwrap();
-        let (_, grads) = run(&program, tail, &leaves, &probe, true);
+        let (_, grads) = run(graph_of, &leaves, &probe, true);
         for (leaf, grad) in grads.iter().enumerate() {
-            let direction = rng.values(grad.len());
+            let mut direction = rng.values(grad.len());
+            if leaf == TABLE {
+                // The padding row takes no gradient (torch's padding_idx), though the forward
+                // reads it: not a direction the gradient speaks for.
+                direction[..DIMS[2]].fill(0.0);
+            }
             let moved = |sign: f32| {
                 let mut moved = leaves.clone();
                 for (x, d) in moved[leaf].iter_mut().zip(&direction) {
                     *x += sign * H * d;
                 }
-                run(&program, tail, &moved, &probe, false).0
+                run(graph_of, &moved, &probe, false).0
             };
             let finite = (moved(1.0) - moved(-1.0)) / (2.0 * H);
             let along: f32 = grad.iter().zip(&direction).map(|(g, d)| g * d).sum();
@@ -186,7 +241,7 @@ fn random_graphs_give_the_finite_difference_gradients() {
             let error = (finite - along).abs() / (bound + 5e-2);
             if error.is_nan() || error > worst.0 {
                 let what = format!(
-                    "graph {graph} {program:?} (+ activation {tail}), leaf {leaf}: \
+                    "graph {graph} {program:?} (+ activation {tail}, {head:?}), leaf {leaf}: \
                      finite difference {finite}, gradient {along}, bound {bound}"
                 );
                 worst = (error, what);
