@@ -45,6 +45,9 @@ FIXED = [
     "I'm can't won't they're", "U.S.A. e.g. i.e. etc.", "snake_case camelCase kebab-case PascalCase",
     "#hashtag @mention $TICKER", "   leading and trailing   ", "...!!!???", "ｆｕｌｌｗｉｄｔｈ ＡＢＣ １２３",
     "ℌ𝔢𝔩𝔩𝔬 𝕎𝕠𝕣𝕝𝕕", "Ⅻ Ⅳ ⅸ", "ß ẞ ſ", "İ ı I i", "Ǆ ǅ ǆ", "\u0130stanbul", "Cyrillic Ёё Йй",
+    # Characters whose category in HF's Unicode data (8.0) differs from later Unicode: a mark,
+    # a format character and punctuation added after 8.0, and three whose category changed.
+    "a\u1ac1b", "a\u08e2b", "a\u2e52b", "a\u166db", "a\u1734b", "a\U000111c9b",
 ]
 
 PAIRS = [("How are you?", "I am fine, thanks."), ("Café", "crème"), ("", "second only"),
@@ -66,7 +69,7 @@ def main():
     assert tok.is_fast
     rng = random.Random(1234)
     texts = list(FIXED)
-    while len(texts) < 320:
+    while len(texts) < len(FIXED) + 247:
         n = rng.randint(1, 12)
         texts.append(rng.choice([" ", "", "  ", "\n"]).join(rng.choice(WORDS) for _ in range(n)))
     with open(os.path.join(out, "cases.jsonl"), "w", encoding="utf-8") as f:
