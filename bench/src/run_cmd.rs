@@ -109,8 +109,9 @@ fn refuse_unsupported_inputs(inputs: &SafeTensors) -> Result<(), String> {
     }
 }
 
-/// `input_ids` `[B, T]` (I64 or I32), optional `attention_mask` and `token_type_ids` of the
-/// same shape, checked against the model.
+/// `input_ids` `[B, T]` (I64 or I32), optional `attention_mask` (integers, booleans, or
+/// floats of 0 and 1, as HF takes them) and `token_type_ids` of the same shape, checked
+/// against the model.
 fn read_batch(inputs: &SafeTensors, config: &Config) -> Result<Batch, String> {
     let e = |e: smelt_engine::Error| e.to_string();
     let (batch, seq) = check_ids(inputs, config)?;
@@ -126,6 +127,12 @@ fn read_batch(inputs: &SafeTensors, config: &Config) -> Result<Batch, String> {
                 info.shape
             ));
         }
+        if matches!(
+            info.dtype,
+            Dtype::F16 | Dtype::Bf16 | Dtype::F32 | Dtype::F64
+        ) {
+            return float_flags(inputs, name, seq).map(Some);
+        }
         inputs.tensor_i64(name).map(|(_, v)| Some(v)).map_err(e)
     };
     let mask = optional("attention_mask")?;
@@ -137,6 +144,29 @@ fn read_batch(inputs: &SafeTensors, config: &Config) -> Result<Batch, String> {
     // file's values: name it.
     Batch::new(config, batch, seq, &ids, mask.as_deref(), types.as_deref())
         .map_err(|err| format!("{}: {err}", inputs.file()))
+}
+
+/// Float tensor `name` (`[B, T]`, rows of `seq`) as the integers 0 and 1 it holds; any other
+/// value is an error naming its position.
+fn float_flags(inputs: &SafeTensors, name: &str, seq: usize) -> Result<Vec<i64>, String> {
+    let values = inputs
+        .tensor_f32(name)
+        .and_then(|t| t.to_vec(&Arena::new()))
+        .map_err(|e| e.to_string())?;
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| match v {
+            0.0 => Ok(0),
+            1.0 => Ok(1),
+            _ => Err(format!(
+                "{}: {name}[{}][{}] = {v}; a float mask must hold 0 and 1",
+                inputs.file(),
+                i / seq.max(1),
+                i % seq.max(1)
+            )),
+        })
+        .collect()
 }
 
 /// `input_ids`' `[batch, seq]`, read from the header before its values are converted: an

@@ -1,7 +1,7 @@
 //! The `smelt` binary end to end: `smelt run` on a HF fixture directory writes the outputs
 //! and gradients HuggingFace computed, and bad input is a message and a non-zero exit.
 
-use smelt_engine::formats::safetensors::SafeTensors;
+use smelt_engine::formats::safetensors::{write_tensors, SafeTensors, TensorData};
 use smelt_engine::Arena;
 use smelt_tests::rel_l2;
 use std::path::PathBuf;
@@ -81,6 +81,71 @@ fn run_writes_hf_outputs_and_gradients() {
     }
     assert_eq!(ours.info("loss").unwrap().shape, Vec::<usize>::new());
     std::fs::remove_file(&output).ok();
+}
+
+/// An attention mask of floats (0.0 and 1.0, as HF takes them) gives the outputs of the same
+/// mask in integers; a float mask of other values is refused, naming the position.
+#[test]
+fn run_takes_a_float_attention_mask_of_zeros_and_ones() {
+    let dir = fixture("bert");
+    let reference = SafeTensors::open(&dir.join("reference.safetensors")).unwrap();
+    let (dims, ids) = reference.tensor_i64("input_ids").unwrap();
+    let (_, mask) = reference.tensor_i64("attention_mask").unwrap();
+    assert!(mask.contains(&0), "the fixture pads a row");
+    let (_, types) = reference.tensor_i64("token_type_ids").unwrap();
+    let tmp = std::env::temp_dir();
+    let pid = std::process::id();
+    let outputs = |float_mask: &[f32]| {
+        let input = tmp.join(format!("smelt-mask-in-{pid}.safetensors"));
+        let output = tmp.join(format!("smelt-mask-out-{pid}.safetensors"));
+        let with = |mask: TensorData<'_>| {
+            write_tensors(
+                &input,
+                &[
+                    ("input_ids", &dims, TensorData::I64(&ids)),
+                    ("attention_mask", &dims, mask),
+                    ("token_type_ids", &dims, TensorData::I64(&types)),
+                ],
+                &[],
+            )
+            .unwrap();
+            let args = [
+                "run",
+                "--model",
+                dir.to_str().unwrap(),
+                "--input",
+                input.to_str().unwrap(),
+                "--output",
+                output.to_str().unwrap(),
+            ];
+            let out = smelt(&args);
+            let result = if out.status.success() {
+                let file = SafeTensors::open(&output).unwrap();
+                let hidden = file.tensor_f32("last_hidden_state").unwrap();
+                Ok(hidden.to_vec(&Arena::new()).unwrap())
+            } else {
+                Err(String::from_utf8_lossy(&out.stderr).to_string())
+            };
+            std::fs::remove_file(&output).ok();
+            result
+        };
+        let results = (
+            with(TensorData::I64(&mask)),
+            with(TensorData::F32(float_mask)),
+        );
+        std::fs::remove_file(&input).ok();
+        results
+    };
+    let as_floats: Vec<f32> = mask.iter().map(|&m| m as f32).collect();
+    let (ints, floats) = outputs(&as_floats);
+    assert_eq!(ints.unwrap(), floats.unwrap());
+    let mut half = as_floats.clone();
+    half[1] = 0.5;
+    let err = outputs(&half).1.unwrap_err();
+    assert!(
+        err.contains("attention_mask[0][1] = 0.5; a float mask must hold 0 and 1"),
+        "{err}"
+    );
 }
 
 #[test]
