@@ -35,7 +35,9 @@ fn pool(threads: usize) -> &'static ThreadPool {
 ///
 /// [`CpuOptions::validate`]: super::CpuOptions::validate
 pub(crate) fn ready(threads: usize) -> Result<(), String> {
-    if threads <= 1 {
+    // Inside `install` of that count the pool runs; inside a task, calls run in order on
+    // this thread: neither needs the registry's lock (a model's step makes hundreds of calls).
+    if threads <= 1 || team::leads(threads) || team::in_task() {
         return Ok(());
     }
     try_pool(threads).map(|_| ())
