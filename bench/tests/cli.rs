@@ -4,7 +4,7 @@
 use smelt_engine::formats::safetensors::{write_tensors, SafeTensors, TensorData};
 use smelt_engine::Arena;
 use smelt_tests::rel_l2;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn fixture(case: &str) -> PathBuf {
@@ -109,15 +109,7 @@ fn run_takes_a_float_attention_mask_of_zeros_and_ones() {
                 &[],
             )
             .unwrap();
-            let args = [
-                "run",
-                "--model",
-                dir.to_str().unwrap(),
-                "--input",
-                input.to_str().unwrap(),
-                "--output",
-                output.to_str().unwrap(),
-            ];
+            let args = run_args(&dir, &input, &output);
             let out = smelt(&args);
             let result = if out.status.success() {
                 let file = SafeTensors::open(&output).unwrap();
@@ -309,6 +301,20 @@ fn huge_counts_and_shapes_are_refused() {
     }
 }
 
+/// `smelt run`'s arguments for a model folder, an input file and an output file.
+fn run_args<'a>(model: &'a Path, input: &'a Path, output: &'a Path) -> [&'a str; 7] {
+    let text = |path: &'a Path| path.to_str().unwrap();
+    [
+        "run",
+        "--model",
+        text(model),
+        "--input",
+        text(input),
+        "--output",
+        text(output),
+    ]
+}
+
 /// A safetensors file holding one tensor `name` of `dtype` and `shape` with `data`.
 fn write_raw_tensor(path: &std::path::Path, name: &str, dtype: &str, shape: &[usize], data: &[u8]) {
     let header = format!(
@@ -363,15 +369,7 @@ fn run_checks_the_ids_before_converting_them() {
     for (i, (dtype, shape, data, message)) in cases.into_iter().enumerate() {
         let input = dir.join(format!("smelt-ids-{}-{i}.safetensors", std::process::id()));
         write_raw_tensor(&input, "input_ids", dtype, shape, &data);
-        let args = [
-            "run",
-            "--model",
-            bert.to_str().unwrap(),
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            output.to_str().unwrap(),
-        ];
+        let args = run_args(&bert, &input, &output);
         let stderr = assert_refused(&args, message);
         assert!(stderr.contains(input.to_str().unwrap()), "{stderr}");
         std::fs::remove_file(&input).ok();
@@ -380,16 +378,7 @@ fn run_checks_the_ids_before_converting_them() {
     // outputs: refused, naming it.
     let input = dir.join(format!("smelt-ids-pos-{}.safetensors", std::process::id()));
     write_raw_tensor(&input, "position_ids", "I64", &[1, 1], &[0; 8]);
-    let (model, path) = (bert.to_str().unwrap(), input.to_str().unwrap());
-    let args = [
-        "run",
-        "--model",
-        model,
-        "--input",
-        path,
-        "--output",
-        output.to_str().unwrap(),
-    ];
+    let args = run_args(&bert, &input, &output);
     assert_refused(
         &args,
         "tensor 'position_ids' is an input smelt run does not take",

@@ -9,6 +9,9 @@ use smelt_engine::{Arena, Error, Storage};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 
+mod common;
+use common::Rng;
+
 // ---------------------------------------------------------------------------------------------
 // JSON
 
@@ -763,27 +766,6 @@ fn the_writer_checks_its_input() {
 
 // ---------------------------------------------------------------------------------------------
 // Fuzzing
-
-/// xorshift64*: a small seeded generator, enough to drive mutations.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Uniform-ish in `0..n` (`n > 0`).
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
 
 /// A small valid file holding every kind of tensor the readers convert.
 fn fuzz_seed_file() -> Vec<u8> {

@@ -6,6 +6,9 @@
 
 use smelt_engine::{Arena, CpuOptions, Graph, Tape, Tensor, Var};
 
+mod common;
+use common::Rng;
+
 /// Activations are `[B, T, H]`, with `HEADS` heads in attention.
 const DIMS: [usize; 3] = [2, 4, 8];
 const HEADS: usize = 2;
@@ -22,31 +25,6 @@ const STARTS: usize = INPUTS + 1;
 const IDS: [u32; 8] = [3, 1, 3, 0, 4, 4, 2, 3];
 const OPS_PER_GRAPH: usize = 10;
 const GRAPHS: usize = 500;
-
-/// A deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    /// Uniform in [-1, 1).
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-
-    fn values(&mut self, n: usize) -> Vec<f32> {
-        (0..n).map(|_| self.unit()).collect()
-    }
-}
 
 /// One op of a graph, by the indices of the activations it reads (earlier outputs or inputs).
 #[derive(Clone, Copy, Debug)]
