@@ -266,6 +266,21 @@ pub fn matches_references(dev: &mut dyn GpuDevice, cases: &[Small]) {
     }
 }
 
+/// `shape` (any batch and heads) with the key mask `mask` (`[B, T]`, or none; `what` names it
+/// in messages) against the f64 references and the CPU kernels, as [`matches_references`]
+/// checks its batch 2 x heads 2 cases.
+pub fn masked_matches_references(
+    dev: &mut dyn GpuDevice,
+    shape: AttentionShape,
+    mask: Option<Vec<f32>>,
+    what: &str,
+) {
+    let mut case = Case::new(shape, None);
+    case.mask = mask;
+    case.label += what;
+    case.check_references(dev);
+}
+
 /// `shape` with a padding mask (batch element `b` pads `b * T / (2 B)` keys, the last one
 /// nearly half) against the CPU kernels on every available thread, forward and backward.
 pub fn matches_cpu(dev: &mut dyn GpuDevice, shape: AttentionShape) {

@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 pub const TOL: f32 = 1e-5;
 
 /// `.approx` error of the second run of [`on_sim`]: `ex2.approx`'s documented worst case.
-const APPROX_ULPS: u32 = 2;
+pub const APPROX_ULPS: u32 = 2;
 
 /// Runs `f` on a fresh [`SimDevice`], then again on one whose `.approx` instructions are
 /// [`APPROX_ULPS`] off (so the tolerances hold at a GPU's documented error, not only for
