@@ -78,7 +78,8 @@ pub fn run(args: &Args, threads: usize) -> Result<(Vec<Row>, Vec<Row>), String> 
         ..preset
     };
     let batch = args.count("batch", 8, MAX_TOKENS)?;
-    let seq = args.count("seq", 128, MAX_TOKENS)?;
+    // 128 tokens, or as many as the preset's position table holds (`tiny`: 64).
+    let seq = args.count("seq", 128.min(config.max_positions), MAX_TOKENS)?;
     let runs = args.count("runs", 5, MAX_RUNS)?;
     let rounds = args.count("rounds", 3, MAX_RUNS)?;
     let phase = args.get("phase", "both".to_string())?;

@@ -42,7 +42,7 @@ const USAGE: &str = "usage:
   smelt ptx run       FILE.ptx --kernel NAME --grid X[,Y,Z] --block X[,Y,Z] [--shared BYTES]
                       [--buffers IN.safetensors] [--args ARGS] [--max-instructions N]
                       --output OUT.safetensors
-  smelt bench bert    [--config bert-base|distilbert-base|minilm|tiny] [--batch B] [--seq T]
+  smelt bench bert    [--config bert-base|distilbert-base|minilm|tiny] [--batch B] [--seq T (128; tiny: 64)]
                       [--phase forward|train|both] [--dropout P] [--runs R] [--rounds K] [--threads N]
                       [--prepack] [--torch] [--onnx] [--profile] [--json]
   smelt bench embed   --model DIR [--count N] [--batch N] [--runs R] [--threads N] [--prepack] [--torch] [--json]
