@@ -13,7 +13,7 @@ use smelt_kernels::gpu::{CudaDevice, SimDevice};
 mod common;
 use common::gpu::attention::{D128_LONG, HEAD_DIMS_32_128, SEQ_LENGTHS_D64};
 use common::gpu::layernorm::Rows;
-use common::gpu::{attention, layernorm, pointwise};
+use common::gpu::{attention, fuzz, layernorm, pointwise};
 
 /// Layer norm `(rows, hidden)`: 64 sequences of 128 tokens at BERT-base and BERT-large widths.
 const LAYER_NORM: [(usize, usize); 2] = [(8192, 768), (8192, 1024)];
@@ -139,4 +139,17 @@ fn attention_matches_cpu_on_bert_shapes() {
         };
         attention::matches_cpu(dev, shape);
     }
+}
+
+/// The random shapes of `gpu_fuzz` (the same draws), on the GPU.
+#[test]
+fn random_shapes_match_as_on_ptx_sim() {
+    let dev = &mut gpu();
+    fuzz::layer_norm_forward(dev);
+    fuzz::layer_norm_backward(dev);
+    fuzz::attention(dev, 3, 28, &[32, 64]);
+    fuzz::attention(dev, 7, 8, &[128]);
+    fuzz::softmax(dev);
+    fuzz::gelu(dev);
+    fuzz::bias(dev);
 }

@@ -1,9 +1,10 @@
 //! Helpers of the GPU kernel tests, and the comparison cases of each op family
-//! ([`attention`], [`layernorm`], [`pointwise`]). The cases take any [`GpuDevice`], run the
+//! ([`attention`], [`layernorm`], [`pointwise`]; [`fuzz`] draws random shapes for them). The cases take any [`GpuDevice`], run the
 //! launchers and compare them with the CPU kernels: the `gpu_*` test files run them on ptx-sim
 //! ([`on_sim`]), `gpu_cuda` (feature `cuda`) on a real GPU, with large shapes too.
 
 pub mod attention;
+pub mod fuzz;
 pub mod layernorm;
 pub mod pointwise;
 
