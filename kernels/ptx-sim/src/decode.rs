@@ -1543,6 +1543,7 @@ fn decode(ctx: &Ctx, inst: &Instruction, uses: &mut Vec<u32>) -> Result<Op> {
                     .collect::<Result<_>>()?;
                 Op::Ld {
                     space,
+                    nc: m.has("nc"),
                     ty,
                     ds,
                     addr,
@@ -1902,8 +1903,9 @@ fn decode(ctx: &Ctx, inst: &Instruction, uses: &mut Vec<u32>) -> Result<Op> {
         }
         "exit" => Op::Exit,
         "trap" => Op::Trap,
-        "membar" | "fence" | "prefetch" | "prefetchu" | "nanosleep" | "pmevent" | "discard"
-        | "applypriority" | "createpolicy" => Op::Nop,
+        "membar" | "fence" => Op::Fence,
+        "prefetch" | "prefetchu" | "nanosleep" | "pmevent" | "discard" | "applypriority"
+        | "createpolicy" => Op::Nop,
         _ => return Err(unknown()),
     })
 }

@@ -9,8 +9,8 @@ use crate::decode::{mask, Program};
 use crate::error::{ErrorKind, Result, SimError};
 use crate::inst::*;
 use crate::memory::{
-    check_range, load_le, store_le, Accessor, GlobalMem, Shadow, SyncLog, CONST_WINDOW,
-    LOCAL_WINDOW, SHARED_WINDOW, WINDOW_SIZE,
+    check_range, load_le, store_le, Accessor, GlobalConflict, GlobalMem, Shadow, SyncLog,
+    CONST_WINDOW, LOCAL_WINDOW, SHARED_WINDOW, WINDOW_SIZE,
 };
 
 /// Everything fixed for one launch.
@@ -109,9 +109,15 @@ pub fn run(ctx: &LaunchCtx, global: &mut GlobalMem) -> Result<Outcome> {
     let nthreads = ctx.block.iter().product::<u32>();
     let nwarps = nthreads.div_ceil(32) as usize;
     let shared_size = p.shared_bytes(ctx.dynamic_shared) as usize;
+    // Blocks run one after another here but at once on a GPU: a plain access to global memory
+    // another block wrote in this launch is an error, unless the kernel orders its blocks
+    // itself (a fence, with atomics).
+    global.begin_launch();
+    let order_blocks = !p.insts.iter().any(|i| matches!(i.op, Op::Fence));
     let mut b = Block {
         ctx,
         global,
+        order_blocks,
         ctaid: [0; 3],
         nthreads,
         nregs: p.nregs as usize,
@@ -147,6 +153,8 @@ pub fn run(ctx: &LaunchCtx, global: &mut GlobalMem) -> Result<Outcome> {
 struct Block<'a, 'g> {
     ctx: &'a LaunchCtx<'a>,
     global: &'g mut GlobalMem,
+    /// Whether global accesses are checked against other blocks' stores of the launch.
+    order_blocks: bool,
     ctaid: [u32; 3],
     nthreads: u32,
     nregs: usize,
@@ -237,6 +245,36 @@ impl Block<'_, '_> {
         let t = (w * 32 + lane) as u32;
         let [bx, by, _] = self.ctx.block;
         [t % bx, (t / bx) % by, t / (bx * by)]
+    }
+
+    /// This block's index in the grid, x fastest (wrapping past `u32`).
+    fn linear_block(&self) -> u32 {
+        let [x, y, z] = self.ctaid;
+        let [gx, gy, _] = self.ctx.grid;
+        x.wrapping_add(gx.wrapping_mul(y.wrapping_add(gy.wrapping_mul(z))))
+    }
+
+    /// The grid coordinates of block `linear`.
+    fn block_at(&self, linear: u32) -> [u32; 3] {
+        let [gx, gy, _] = self.ctx.grid;
+        [linear % gx, linear / gx % gy, linear / (gx * gy)]
+    }
+
+    /// The error for a global access of `len` bytes at `addr` that `conflict` found.
+    fn global_race(&self, conflict: GlobalConflict, write: bool, addr: u64, len: u32) -> SimError {
+        let what = if write { "store" } else { "load" };
+        let msg = match conflict {
+            GlobalConflict::OtherBlock(other) => {
+                let [x, y, z] = self.block_at(other);
+                format!(
+                    "global-memory race: this {what} of {len} bytes and a store by block ({x},{y},{z}) of the same launch; blocks run at the same time on a GPU (order them with two launches, or a fence and atomics)"
+                )
+            }
+            GlobalConflict::NonCoherent => format!(
+                "ld.global.nc of {len} bytes the launch wrote: a non-coherent load may see stale data for memory the kernel writes (use a plain ld)"
+            ),
+        };
+        SimError::new(ErrorKind::Race, msg).at_address(addr)
     }
 
     fn locate(&self, e: SimError, w: usize, lane: usize, line: u32) -> SimError {
@@ -499,12 +537,15 @@ impl Block<'_, '_> {
         (MemSpace::Global, addr)
     }
 
-    /// Reads `len` bytes (a power of two up to 16) for thread `lane` of warp `w`.
+    /// Reads `len` bytes (a power of two up to 16) for thread `lane` of warp `w`; `nc` for a
+    /// non-coherent global load (`ld.global.nc`).
+    #[allow(clippy::too_many_arguments)]
     fn load(
         &mut self,
         w: usize,
         lane: usize,
         space: MemSpace,
+        nc: bool,
         addr: u64,
         len: u32,
         out: &mut [u8; 16],
@@ -513,7 +554,14 @@ impl Block<'_, '_> {
         check_align(addr, len)?;
         let n = len as usize;
         match space {
-            MemSpace::Global => copy_small(&mut out[..n], self.global.bytes(a, len as u64)?),
+            MemSpace::Global => {
+                let by = self.order_blocks.then(|| (self.linear_block(), nc));
+                let (bytes, conflict) = self.global.load(a, len as u64, by)?;
+                copy_small(&mut out[..n], bytes);
+                if let Some(c) = conflict {
+                    return Err(self.global_race(c, false, addr, len));
+                }
+            }
             MemSpace::Shared => {
                 let off = check_range(a, len as u64, self.shared.len(), "shared")?;
                 self.shared_access(w, lane, off, n, false, false)?;
@@ -549,7 +597,12 @@ impl Block<'_, '_> {
         check_align(addr, len)?;
         let n = bytes.len();
         match space {
-            MemSpace::Global => copy_small(self.global.bytes_mut(a, len as u64)?, bytes),
+            MemSpace::Global => {
+                let by = self.order_blocks.then(|| self.linear_block());
+                if let Some(c) = self.global.store(a, bytes, by)? {
+                    return Err(self.global_race(c, true, addr, len));
+                }
+            }
             MemSpace::Shared => {
                 let off = check_range(a, len as u64, self.shared.len(), "shared")?;
                 self.shared_access(w, lane, off, n, true, false)?;
@@ -915,6 +968,7 @@ impl Block<'_, '_> {
             }
             Op::Ld {
                 space,
+                nc,
                 ty,
                 ds,
                 addr,
@@ -924,7 +978,7 @@ impl Block<'_, '_> {
                 let mut buf = [0u8; 16];
                 for l in Lanes(active) {
                     let a = self.address(w, l, addr);
-                    self.load(w, l, *space, a, len, &mut buf)
+                    self.load(w, l, *space, *nc, a, len, &mut buf)
                         .map_err(|e| self.locate(e, w, l, inst.line))?;
                     for (i, &d) in ds.iter().enumerate() {
                         let raw = load_le(&buf[i * elem as usize..(i + 1) * elem as usize]);
@@ -979,7 +1033,7 @@ impl Block<'_, '_> {
                     self.set(w, *d, l, active as u64);
                 }
             }
-            Op::Nop => {}
+            Op::Nop | Op::Fence => {}
             _ => unreachable!("control instructions go through `control`"),
         }
         Ok(())

@@ -585,9 +585,10 @@ pub enum Op {
         b: Src,
         c: Src,
     },
-    /// `ld`: `ds.len()` elements of `ty`.
+    /// `ld`: `ds.len()` elements of `ty`; `nc` for `ld.global.nc` (read-only data).
     Ld {
         space: MemSpace,
+        nc: bool,
         ty: Ty,
         ds: Vec<Dst>,
         addr: Addr,
@@ -682,9 +683,12 @@ pub enum Op {
     Exit,
     /// `trap`.
     Trap,
-    /// `membar`, `fence`, prefetch and other instructions with no effect on a sequential
-    /// simulator.
+    /// Prefetch and other instructions with no effect on a sequential simulator.
     Nop,
+    /// `membar` or `fence`: no effect here, but a kernel with one may order its blocks
+    /// through global memory itself (with atomics), so its plain global accesses are not
+    /// checked against other blocks'.
+    Fence,
 }
 
 /// One decoded instruction.

@@ -26,6 +26,38 @@ pub const MODULE_WINDOWS: u64 = (SHARED_WINDOW - MODULE_GLOBALS) / MODULE_WINDOW
 struct Alloc {
     base: u64,
     data: Vec<u8>,
+    /// The writers of each [`PAGE`] bytes, once a plain store wrote into them (empty until
+    /// the first store).
+    pages: Vec<Option<WriterPage>>,
+}
+
+impl Alloc {
+    /// The index of the writer page holding `addr` (an address of this allocation).
+    fn page_of(&self, addr: u64) -> usize {
+        (addr / PAGE as u64 - self.base / PAGE as u64) as usize
+    }
+}
+
+/// Bytes whose writers are tracked together, at addresses that are multiples of it: an
+/// aligned access (at most 16 bytes) never straddles two.
+const PAGE: usize = 1024;
+
+/// Per byte of a page, the block (linear index + 1) whose plain store last wrote it in
+/// launch `launch`, or 0; entries of an earlier launch count as 0.
+#[derive(Clone, Debug)]
+struct WriterPage {
+    launch: u64,
+    writers: Box<[u32]>,
+}
+
+/// A global access that blocks of one launch make without ordering: on a GPU the blocks run
+/// at the same time, so its outcome depends on their timing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GlobalConflict {
+    /// The bytes were written by another block (its linear index) of this launch.
+    OtherBlock(u32),
+    /// A non-coherent (`.nc`) load of bytes written in this launch, by this block too.
+    NonCoherent,
 }
 
 /// All global memory of a simulator: host buffers and module variables, each bounds-checked
@@ -34,6 +66,10 @@ struct Alloc {
 pub struct GlobalMem {
     allocs: Vec<Alloc>,
     next: u64,
+    /// The launch running (or last run), for the writer pages.
+    launch: u64,
+    /// The allocation [`GlobalMem::find`] found last.
+    last: std::cell::Cell<usize>,
 }
 
 impl GlobalMem {
@@ -49,7 +85,14 @@ impl GlobalMem {
     /// Adds an allocation at a fixed address (module variables).
     pub fn insert(&mut self, base: u64, data: Vec<u8>) {
         let at = self.allocs.partition_point(|a| a.base < base);
-        self.allocs.insert(at, Alloc { base, data });
+        self.allocs.insert(
+            at,
+            Alloc {
+                base,
+                data,
+                pages: Vec::new(),
+            },
+        );
     }
 
     /// Removes the allocation starting at `base`; whether there was one. Its addresses are
@@ -70,13 +113,25 @@ impl GlobalMem {
             .is_some_and(|(i, off)| off == 0 && self.allocs[i].base == base)
     }
 
+    /// The allocation holding all of `[addr, addr + len)` and the offset of `addr` in it.
     fn find(&self, addr: u64, len: u64) -> Option<(usize, usize)> {
+        // Most accesses go to the allocation of the access before (allocations never
+        // overlap, so one that holds the bytes is the answer whatever its index now is).
+        let last = self.last.get();
+        if let Some(a) = self.allocs.get(last) {
+            if let Some(off) = addr.checked_sub(a.base) {
+                if off + len <= a.data.len() as u64 {
+                    return Some((last, off as usize));
+                }
+            }
+        }
         let i = self
             .allocs
             .partition_point(|a| a.base <= addr)
             .checked_sub(1)?;
         let a = &self.allocs[i];
         let off = addr - a.base;
+        self.last.set(i);
         (off + len <= a.data.len() as u64).then_some((i, off as usize))
     }
 
@@ -99,20 +154,91 @@ impl GlobalMem {
         SimError::new(ErrorKind::OutOfBounds, what).at_address(addr)
     }
 
-    /// The bytes `[addr, addr + len)`.
-    pub fn bytes(&self, addr: u64, len: u64) -> Result<&[u8]> {
-        let (i, off) = self
-            .find(addr, len)
-            .ok_or_else(|| self.out_of_bounds(addr, len))?;
-        Ok(&self.allocs[i].data[off..off + len as usize])
-    }
-
     /// The bytes `[addr, addr + len)` for writing.
     pub fn bytes_mut(&mut self, addr: u64, len: u64) -> Result<&mut [u8]> {
         let (i, off) = self
             .find(addr, len)
             .ok_or_else(|| self.out_of_bounds(addr, len))?;
         Ok(&mut self.allocs[i].data[off..off + len as usize])
+    }
+
+    /// A new launch starts: no byte has a writer yet.
+    pub fn begin_launch(&mut self) {
+        self.launch += 1;
+    }
+
+    /// The bytes `[addr, addr + len)` (aligned to their length) for a load, with, when
+    /// `by` gives the loading block (its linear index) and whether the load is non-coherent,
+    /// the conflict it has with this launch's stores.
+    pub fn load(
+        &self,
+        addr: u64,
+        len: u64,
+        by: Option<(u32, bool)>,
+    ) -> Result<(&[u8], Option<GlobalConflict>)> {
+        let (i, off) = self
+            .find(addr, len)
+            .ok_or_else(|| self.out_of_bounds(addr, len))?;
+        let a = &self.allocs[i];
+        let bytes = &a.data[off..off + len as usize];
+        let Some((block, nc)) = by else {
+            return Ok((bytes, None));
+        };
+        let page = match a.pages.get(a.page_of(addr)) {
+            Some(Some(page)) if page.launch == self.launch => page,
+            _ => return Ok((bytes, None)),
+        };
+        let me = block.wrapping_add(1);
+        let at = addr as usize % PAGE;
+        let conflict = page.writers[at..at + len as usize]
+            .iter()
+            .find_map(|&w| match w {
+                0 => None,
+                _ if nc => Some(GlobalConflict::NonCoherent),
+                w if w != me => Some(GlobalConflict::OtherBlock(w - 1)),
+                _ => None,
+            });
+        Ok((bytes, conflict))
+    }
+
+    /// Stores `bytes` at `addr` (aligned to their length), recording, when `by` gives the
+    /// storing block (its linear index), that it wrote them in this launch; the other block
+    /// that already wrote one of them in this launch, if any (the store is made either way).
+    pub fn store(
+        &mut self,
+        addr: u64,
+        bytes: &[u8],
+        by: Option<u32>,
+    ) -> Result<Option<GlobalConflict>> {
+        let len = bytes.len();
+        let (i, off) = self
+            .find(addr, len as u64)
+            .ok_or_else(|| self.out_of_bounds(addr, len as u64))?;
+        let launch = self.launch;
+        let a = &mut self.allocs[i];
+        a.data[off..off + len].copy_from_slice(bytes);
+        let Some(block) = by else {
+            return Ok(None);
+        };
+        if a.pages.is_empty() {
+            let end = a.base + a.data.len() as u64;
+            a.pages = vec![None; a.page_of(end.max(a.base + 1) - 1) + 1];
+        }
+        let index = a.page_of(addr);
+        let page = a.pages[index].get_or_insert_with(|| WriterPage {
+            launch,
+            writers: vec![0; PAGE].into_boxed_slice(),
+        });
+        if page.launch != launch {
+            page.launch = launch;
+            page.writers.fill(0);
+        }
+        let me = block.wrapping_add(1);
+        let at = addr as usize % PAGE;
+        let span = &mut page.writers[at..at + len];
+        let other = span.iter().find(|&&w| w != 0 && w != me).copied();
+        span.fill(me);
+        Ok(other.map(|w| GlobalConflict::OtherBlock(w - 1)))
     }
 
     /// The whole allocation starting at `base`.
