@@ -1525,6 +1525,10 @@ fn decode(ctx: &Ctx, inst: &Instruction, uses: &mut Vec<u32>) -> Result<Op> {
                     vals.len()
                 )));
             }
+            // Memory-model qualifiers: blocks may synchronise through such accesses.
+            let strong = ["acquire", "release", "relaxed", "volatile", "mmio"]
+                .iter()
+                .any(|q| m.has(q));
             if head == "st" {
                 let srcs = vals
                     .iter()
@@ -1532,6 +1536,7 @@ fn decode(ctx: &Ctx, inst: &Instruction, uses: &mut Vec<u32>) -> Result<Op> {
                     .collect::<Result<_>>()?;
                 Op::St {
                     space,
+                    strong,
                     ty,
                     srcs,
                     addr,
@@ -1544,6 +1549,7 @@ fn decode(ctx: &Ctx, inst: &Instruction, uses: &mut Vec<u32>) -> Result<Op> {
                 Op::Ld {
                     space,
                     nc: m.has("nc"),
+                    strong,
                     ty,
                     ds,
                     addr,

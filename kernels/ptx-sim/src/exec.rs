@@ -110,10 +110,15 @@ pub fn run(ctx: &LaunchCtx, global: &mut GlobalMem) -> Result<Outcome> {
     let nwarps = nthreads.div_ceil(32) as usize;
     let shared_size = p.shared_bytes(ctx.dynamic_shared) as usize;
     // Blocks run one after another here but at once on a GPU: a plain access to global memory
-    // another block wrote in this launch is an error, unless the kernel orders its blocks
-    // itself (a fence, with atomics).
+    // another block wrote in this launch is an error, unless the kernel may order its blocks
+    // itself (a fence, an atomic, an acquire or release access).
     global.begin_launch();
-    let order_blocks = !p.insts.iter().any(|i| matches!(i.op, Op::Fence));
+    let order_blocks = !p.insts.iter().any(|i| {
+        matches!(
+            i.op,
+            Op::Fence | Op::Atom { .. } | Op::Ld { strong: true, .. } | Op::St { strong: true, .. }
+        )
+    });
     let mut b = Block {
         ctx,
         global,
@@ -256,8 +261,9 @@ impl Block<'_, '_> {
 
     /// The grid coordinates of block `linear`.
     fn block_at(&self, linear: u32) -> [u32; 3] {
-        let [gx, gy, _] = self.ctx.grid;
-        [linear % gx, linear / gx % gy, linear / (gx * gy)]
+        let [gx, gy, _] = self.ctx.grid.map(u64::from);
+        let linear = u64::from(linear);
+        [linear % gx, linear / gx % gy, linear / (gx * gy)].map(|c| c as u32)
     }
 
     /// The error for a global access of `len` bytes at `addr` that `conflict` found.
@@ -972,6 +978,7 @@ impl Block<'_, '_> {
                 ty,
                 ds,
                 addr,
+                ..
             } => {
                 let elem = ty.bytes();
                 let len = elem * ds.len() as u32;
@@ -996,6 +1003,7 @@ impl Block<'_, '_> {
                 ty,
                 srcs,
                 addr,
+                ..
             } => {
                 let elem = ty.bytes() as usize;
                 let len = elem * srcs.len();

@@ -585,17 +585,20 @@ pub enum Op {
         b: Src,
         c: Src,
     },
-    /// `ld`: `ds.len()` elements of `ty`; `nc` for `ld.global.nc` (read-only data).
+    /// `ld`: `ds.len()` elements of `ty`; `nc` for `ld.global.nc` (read-only data), `strong`
+    /// for a memory-model qualifier (`.acquire`, `.relaxed`, `.volatile`, ...).
     Ld {
         space: MemSpace,
         nc: bool,
+        strong: bool,
         ty: Ty,
         ds: Vec<Dst>,
         addr: Addr,
     },
-    /// `st`.
+    /// `st`; `strong` for a memory-model qualifier (`.release`, `.relaxed`, `.volatile`, ...).
     St {
         space: MemSpace,
+        strong: bool,
         ty: Ty,
         srcs: Vec<Src>,
         addr: Addr,
@@ -686,8 +689,8 @@ pub enum Op {
     /// Prefetch and other instructions with no effect on a sequential simulator.
     Nop,
     /// `membar` or `fence`: no effect here, but a kernel with one may order its blocks
-    /// through global memory itself (with atomics), so its plain global accesses are not
-    /// checked against other blocks'.
+    /// through global memory itself, so its global accesses are not checked against other
+    /// blocks' (nor are those of a kernel with atomics or strong loads and stores).
     Fence,
 }
 

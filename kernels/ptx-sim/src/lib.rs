@@ -5,8 +5,9 @@
 //! usually needs compute-sanitizer: global accesses outside every allocation, shared and local
 //! accesses outside their size, misaligned accesses, shared-memory races between barriers
 //! (lanes of a warp are ordered only by a `bar.warp.sync` naming both), global bytes one block
-//! of a launch stores and another loads or stores (blocks run at once on a GPU; not in a
-//! kernel with a fence), `ld.global.nc` of bytes the launch wrote, barrier divergence,
+//! of a launch stores and another loads or overwrites with other values (blocks run at once
+//! on a GPU), `ld.global.nc` of bytes the launch stored (those two only in kernels with no
+//! fence, atomic or strong access, which may order their blocks), barrier divergence,
 //! warp-synchronous instructions whose lanes never meet or disagree on the member mask, launches
 //! beyond the kernel's `.maxntid`/`.reqntid`, and (as a warning) registers read before they
 //! are written.

@@ -203,7 +203,8 @@ impl GlobalMem {
 
     /// Stores `bytes` at `addr` (aligned to their length), recording, when `by` gives the
     /// storing block (its linear index), that it wrote them in this launch; the other block
-    /// that already wrote one of them in this launch, if any (the store is made either way).
+    /// that already wrote one of them in this launch, if any and if it left other values
+    /// there (the store is made either way).
     pub fn store(
         &mut self,
         addr: u64,
@@ -216,6 +217,8 @@ impl GlobalMem {
             .ok_or_else(|| self.out_of_bounds(addr, len as u64))?;
         let launch = self.launch;
         let a = &mut self.allocs[i];
+        // Blocks storing the same bytes leave the same memory in any order (an error flag).
+        let same = a.data[off..off + len] == *bytes;
         a.data[off..off + len].copy_from_slice(bytes);
         let Some(block) = by else {
             return Ok(None);
@@ -238,7 +241,9 @@ impl GlobalMem {
         let span = &mut page.writers[at..at + len];
         let other = span.iter().find(|&&w| w != 0 && w != me).copied();
         span.fill(me);
-        Ok(other.map(|w| GlobalConflict::OtherBlock(w - 1)))
+        Ok(other
+            .filter(|_| !same)
+            .map(|w| GlobalConflict::OtherBlock(w - 1)))
     }
 
     /// The whole allocation starting at `base`.

@@ -505,15 +505,16 @@ fn a_plain_read_after_two_threads_atomics_is_a_race() {
 }
 
 /// Blocks run one after another here but at the same time on a GPU: a plain global load of
-/// bytes another block stored in the same launch, or a store over them, is a race; a block
-/// reading its own stores, a second launch reading the first's, and a kernel that orders its
-/// blocks itself (a fence) are not. A non-coherent load (`ld.global.nc`) of bytes the launch
-/// wrote is an error even in the block that wrote them.
+/// bytes another block stored in the same launch, or a store of other values over them, is
+/// a race; a block reading its own stores, a second launch reading the first's, a store of
+/// the same values, and a kernel that may order its blocks itself (a fence, a volatile
+/// access) are not. A non-coherent load (`ld.global.nc`) of bytes the launch wrote is an
+/// error even in the block that wrote them.
 #[test]
 fn global_memory_shared_between_blocks_of_a_launch_is_a_race() {
-    // Block b stores its index at p[b] (4 bytes), then `op` runs on p[other], `other` given
-    // by `pick` from the block index.
-    let run = |pick: &str, op: &str, fence: &str, blocks: u32| {
+    // Block b stores its x index at p[b] (4 bytes), then `op` runs on p[other],
+    // `other` given by `pick` from the block index.
+    let run_on = |grid: Dim3, pick: &str, op: &str, fence: &str| {
         let body = format!(
             "ld.param.u64 %rd1, [p];\ncvta.to.global.u64 %rd1, %rd1;\nmov.u32 %r1, %ctaid.x;\n\
              mul.wide.u32 %rd2, %r1, 4;\nadd.s64 %rd3, %rd1, %rd2;\nst.global.u32 [%rd3], %r1;\n\
@@ -523,17 +524,19 @@ fn global_memory_shared_between_blocks_of_a_launch_is_a_race() {
         let mut sim = Sim::new();
         let buf = sim.zeros(64);
         let launch = Launch {
-            grid: Dim3::x(blocks),
+            grid,
             block: Dim3::x(1),
             shared_bytes: 0,
         };
         let first = sim.launch(&m, "k", launch, &[Arg::Ptr(buf)]);
         first.and_then(|_| sim.launch(&m, "k", launch, &[Arg::Ptr(buf)]))
     };
+    let run =
+        |pick: &str, op: &str, fence: &str, blocks: u32| run_on(Dim3::x(blocks), pick, op, fence);
     let previous = "mov.u32 %r2, 0;";
     let own = "mov.u32 %r2, %r1;";
     let load = "ld.global.u32 %r3, [%rd5];";
-    let store = "st.global.u32 [%rd5], %r3;";
+    let store = "st.global.u32 [%rd5], %r1;";
     for (op, what) in [(load, "load of 4 bytes"), (store, "store of 4 bytes")] {
         let e = run(previous, op, "", 2).expect_err("block 1 meets block 0's store");
         assert_eq!(e.kind(), ErrorKind::Race, "{e}");
@@ -548,6 +551,14 @@ fn global_memory_shared_between_blocks_of_a_launch_is_a_race() {
         run(previous, op, "", 1).expect("one block, and the second launch reads the first's");
         run(previous, op, "membar.gl;", 2).expect("a kernel with a fence orders its blocks");
     }
+    let volatile = "ld.volatile.global.u32 %r3, [%rd5];";
+    run(previous, volatile, "", 2).expect("blocks may synchronise through volatile accesses");
+    let zero = "mov.u32 %r6, 0;\nst.global.u32 [%rd5], %r6;";
+    run(previous, zero, "", 2).expect("block 0 stored 0 there too");
+    // Block (1,0,0) of a grid whose x times y passes u32 is named right, not a panic.
+    let wide = Dim3::new(131_072, 32_768, 1);
+    let e = run_on(wide, previous, load, "").expect_err("block 1 meets block 0's store");
+    assert!(e.to_string().contains("block (1,0,0)"), "{e}");
     let e = run(own, "ld.global.nc.u32 %r3, [%rd5];", "", 1).expect_err("stale");
     assert_eq!(e.kind(), ErrorKind::Race, "{e}");
     assert!(
