@@ -135,6 +135,36 @@ fn added_tokens(config: &Json, path: &Path) -> Result<Vec<(String, Option<u32>)>
     Ok(tokens)
 }
 
+/// Adds `tokens` (each with the id it claims, if any), read from `file`, to `verbatim` (once
+/// each); each must be a non-empty line of `vocab` (read from `vocab_path`), at its claimed id.
+fn add_verbatim(
+    vocab: &Vocab,
+    tokens: Vec<(String, Option<u32>)>,
+    (file, vocab_path): (&Path, &Path),
+    verbatim: &mut Vec<(String, u32)>,
+) -> Result<()> {
+    for (name, claimed) in tokens {
+        let id = vocab
+            .id(&name)
+            .filter(|&id| !name.is_empty() && claimed.is_none_or(|c| c == id));
+        let Some(id) = id else {
+            let at = claimed.map_or(String::new(), |c| format!(" with id {c}"));
+            return Err(format_error(
+                file,
+                format!(
+                    "added token '{name}'{at} is not a line of {} (tokens added past the \
+                     vocabulary are not supported)",
+                    vocab_path.display()
+                ),
+            ));
+        };
+        if !verbatim.iter().any(|(s, _)| *s == name) {
+            verbatim.push((name, id));
+        }
+    }
+    Ok(())
+}
+
 /// The first bytes of the verbatim tokens (where a match can start).
 fn first_bytes(verbatim: &[(String, u32)]) -> Vec<u8> {
     verbatim
@@ -189,6 +219,7 @@ impl Tokenizer {
                 ),
             )
         })?;
+        let mut tokens = Vec::with_capacity(entries.len());
         for (name, id) in entries {
             let claimed = id.as_usize().and_then(|id| u32::try_from(id).ok());
             let Some(claimed) = claimed else {
@@ -197,19 +228,9 @@ impl Tokenizer {
                     format!("token '{name}' has id {id}, not a token id"),
                 ));
             };
-            if name.is_empty() || self.vocab.id(name) != Some(claimed) {
-                return Err(format_error(
-                    file,
-                    format!(
-                        "added token '{name}' with id {claimed} is not a line of {} (tokens added past the vocabulary are not supported)",
-                        vocab.display()
-                    ),
-                ));
-            }
-            if !self.verbatim.iter().any(|(s, _)| s == name) {
-                self.verbatim.push((name.clone(), claimed));
-            }
+            tokens.push((name.clone(), Some(claimed)));
         }
+        add_verbatim(&self.vocab, tokens, (file, vocab), &mut self.verbatim)?;
         self.first_bytes = first_bytes(&self.verbatim);
         Ok(())
     }
@@ -289,25 +310,8 @@ impl Tokenizer {
             }
             None => {}
         }
-        for (name, claimed) in added_tokens(config, config_path)? {
-            let id = vocab
-                .id(&name)
-                .filter(|&id| claimed.is_none_or(|c| c == id));
-            let Some(id) = id else {
-                let at = claimed.map_or(String::new(), |c| format!(" with id {c}"));
-                return Err(format_error(
-                    config_path,
-                    format!(
-                        "added token '{name}'{at} is not a line of {} (tokens added past the \
-                         vocabulary are not supported)",
-                        vocab_path.display()
-                    ),
-                ));
-            };
-            if !verbatim.iter().any(|(s, _)| *s == name) {
-                verbatim.push((name, id));
-            }
-        }
+        let added = added_tokens(config, config_path)?;
+        add_verbatim(&vocab, added, (config_path, vocab_path), &mut verbatim)?;
         // HF writes a huge number (1e30) for "no limit": the model's position table decides.
         const NO_LIMIT: f64 = 1e18;
         let max_len = match config.get("model_max_length") {
