@@ -24,20 +24,14 @@
 use smelt_kernels::gpu::{GpuDevice, SimDevice};
 
 mod common;
-use common::gpu::{fuzz, APPROX_ULPS};
+use common::gpu::{fuzz, on_one_sim, APPROX_ULPS};
 
 /// Runs `f` on a [`SimDevice`] whose `.approx` instructions are [`APPROX_ULPS`] off and
 /// asserts that no launch gave a simulator warning: the second, harsher run of
 /// `common::gpu::on_sim` only, whose first (correctly rounded) run would double the time
 /// without covering another shape.
 fn on_approx_sim(f: impl FnOnce(&mut dyn GpuDevice)) {
-    let mut dev = SimDevice::with_approx_error(APPROX_ULPS);
-    f(&mut dev);
-    assert!(dev.warnings().is_empty(), "{:?}", dev.warnings());
-    println!(
-        "ptx-sim: {:.1} M thread-instructions",
-        dev.instructions() as f64 / 1e6
-    );
+    on_one_sim(SimDevice::with_approx_error(APPROX_ULPS), f);
 }
 
 #[test]

@@ -23,17 +23,21 @@ pub const APPROX_ULPS: u32 = 2;
 /// correctly rounded results); asserts that no launch gave a simulator warning and prints how
 /// many thread-instructions ran. Returns the first run's result.
 pub fn on_sim<R>(f: impl Fn(&mut dyn GpuDevice) -> R) -> R {
-    let mut result = None;
-    for mut dev in [SimDevice::new(), SimDevice::with_approx_error(APPROX_ULPS)] {
-        let r = f(&mut dev);
-        assert!(dev.warnings().is_empty(), "{:?}", dev.warnings());
-        println!(
-            "ptx-sim: {:.1} M thread-instructions",
-            dev.instructions() as f64 / 1e6
-        );
-        result.get_or_insert(r);
-    }
-    result.expect("two runs")
+    let result = on_one_sim(SimDevice::new(), &f);
+    on_one_sim(SimDevice::with_approx_error(APPROX_ULPS), &f);
+    result
+}
+
+/// Runs `f` on `dev`, asserts that no launch gave a simulator warning and prints how many
+/// thread-instructions ran: one run of [`on_sim`].
+pub fn on_one_sim<R>(mut dev: SimDevice, f: impl FnOnce(&mut dyn GpuDevice) -> R) -> R {
+    let result = f(&mut dev);
+    assert!(dev.warnings().is_empty(), "{:?}", dev.warnings());
+    println!(
+        "ptx-sim: {:.1} M thread-instructions",
+        dev.instructions() as f64 / 1e6
+    );
+    result
 }
 
 /// `|got - want| / max(|want|, floor)` at its largest, asserting it stays within [`TOL`].
