@@ -224,8 +224,9 @@ impl GlobalMem {
             return Ok(None);
         };
         if a.pages.is_empty() {
-            let end = a.base + a.data.len() as u64;
-            a.pages = vec![None; a.page_of(end.max(a.base + 1) - 1) + 1];
+            // The allocation holds the stored bytes, so it is not empty.
+            let last = a.base + a.data.len() as u64 - 1;
+            a.pages = vec![None; a.page_of(last) + 1];
         }
         let index = a.page_of(addr);
         let page = a.pages[index].get_or_insert_with(|| WriterPage {
