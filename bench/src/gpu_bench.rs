@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use smelt_engine::Device;
 use smelt_kernels::cpu::attention::AttentionShape;
+use smelt_kernels::gpu::attention::Products;
 use smelt_kernels::gpu::{attention, layernorm, GpuBuffer, GpuDevice};
 
 use crate::args::{elements, Args, MAX_ELEMENTS};
@@ -176,14 +177,23 @@ pub fn attention(args: &Args) -> Result<Vec<Row>, String> {
         let (dq, dk, dv) = (zeros(dev, n)?, zeros(dev, n)?, zeros(dev, n)?);
         let scale = (head_dim as f32).powf(-0.5);
         let dev = RefCell::new(&mut *dev);
-        let mut forward = || {
-            let mut d = dev.borrow_mut();
-            for _ in 0..launches {
-                attention::attention_forward(*d, q, k, v, Some(mask), scale, &shape, out, lse)
-                    .map_err(e)?;
+        let forward = |products| {
+            let dev = &dev;
+            move || {
+                let mut d = dev.borrow_mut();
+                for _ in 0..launches {
+                    let (m, s) = (Some(mask), &shape);
+                    attention::attention_forward(*d, products, q, k, v, m, scale, s, out, lse)
+                        .map_err(e)?;
+                }
+                d.synchronize().map_err(e)
             }
-            d.synchronize().map_err(e)
         };
+        // The FMA forward, and the tensor-core one at the head dims it is built for.
+        let mut forwards = vec![(Products::Fma, forward(Products::Fma))];
+        if matches!(head_dim, 32 | 64) {
+            forwards.push((Products::Tf32x3, forward(Products::Tf32x3)));
+        }
         let mut backward = || {
             let mut d = dev.borrow_mut();
             for _ in 0..launches {
@@ -206,11 +216,16 @@ pub fn attention(args: &Args) -> Result<Vec<Row>, String> {
             }
             d.synchronize().map_err(e)
         };
-        forward()?;
-        let t = per_launch(
-            time_all(&mut [&mut forward, &mut backward], budget)?,
-            launches,
-        );
+        forwards[0].1()?;
+        let mut timed: Vec<&mut dyn FnMut() -> Result<(), String>> = forwards
+            .iter_mut()
+            .map(|(_, f)| f as &mut dyn FnMut() -> Result<(), String>)
+            .collect();
+        timed.push(&mut backward);
+        let t = per_launch(time_all(&mut timed, budget)?, launches);
+        drop(timed);
+        let kernels: Vec<Products> = forwards.iter().map(|(p, _)| *p).collect();
+        drop(forwards);
         free_all(
             dev.into_inner(),
             &[q, k, v, dout, mask, out, lse, dq, dk, dv],
@@ -221,46 +236,62 @@ pub fn attention(args: &Args) -> Result<Vec<Row>, String> {
         } else {
             Vec::new()
         };
-        let phases = [
-            ("forward", t[0], forward_flops),
-            ("backward", t[1], backward_flops),
-        ];
-        for (phase, secs, fl) in phases {
+        // Ours: each forward, then the backward (its kernels use FP32 FMAs).
+        let mut phases: Vec<(&str, Products, f64, f64)> = kernels
+            .iter()
+            .zip(&t)
+            .map(|(&p, &secs)| ("forward", p, secs, forward_flops))
+            .collect();
+        phases.push(("backward", Products::Fma, t[kernels.len()], backward_flops));
+        for (phase, products, secs, fl) in phases {
             let ours = fl / secs / 1e12;
             let theirs = torch.iter().find(|(p, _, _)| p == phase);
-            rows.push(attention_row(
-                "smelt",
-                &dev_name,
+            let run = Run {
+                who: "smelt",
+                kernel: kernel_name(products),
+                dev: &dev_name,
                 phase,
-                &shape,
-                secs * 1e3,
-                ours,
-                theirs.map(|t| ours / t.2),
-            ));
-            if let Some((_, ms, tf)) = theirs {
-                rows.push(attention_row(
-                    "pytorch", peer, phase, &shape, *ms, *tf, None,
-                ));
-            }
+            };
+            let ratio = theirs.map(|t| ours / t.2);
+            rows.push(attention_row(run, &shape, secs * 1e3, ours, ratio));
+        }
+        for (phase, ms, tf) in &torch {
+            let run = Run {
+                who: "pytorch",
+                // On CUDA the peer pins SDPA's memory-efficient kernel (3xTF32 tensor cores).
+                kernel: if peer == "cuda" { "efficient" } else { "sdpa" },
+                dev: peer,
+                phase,
+            };
+            rows.push(attention_row(run, &shape, *ms, *tf, None));
         }
     }
     Ok(rows)
 }
 
-fn attention_row(
-    who: &str,
-    dev: &str,
-    phase: &str,
-    s: &AttentionShape,
-    ms: f64,
-    tflops: f64,
-    ratio: Option<f64>,
-) -> Row {
+/// Who ran which kernel where, for one attention row.
+struct Run<'a> {
+    who: &'a str,
+    kernel: &'a str,
+    dev: &'a str,
+    phase: &'a str,
+}
+
+/// The `kernel` field of our rows: how the tile products are made.
+fn kernel_name(products: Products) -> &'static str {
+    match products {
+        Products::Fma => "fma",
+        Products::Tf32x3 => "tf32x3",
+    }
+}
+
+fn attention_row(run: Run, s: &AttentionShape, ms: f64, tflops: f64, ratio: Option<f64>) -> Row {
     Row(vec![
-        ("impl", Value::Text(who.into())),
+        ("impl", Value::Text(run.who.into())),
         ("op", Value::Text("attention".into())),
-        ("device", Value::Text(dev.into())),
-        ("phase", Value::Text(phase.into())),
+        ("kernel", Value::Text(run.kernel.into())),
+        ("device", Value::Text(run.dev.into())),
+        ("phase", Value::Text(run.phase.into())),
         ("batch", Value::Int(s.batch)),
         ("heads", Value::Int(s.heads)),
         ("seq", Value::Int(s.seq)),

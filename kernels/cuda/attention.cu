@@ -39,8 +39,7 @@
 // reduce the row with shuffles. Shared tiles are row-major with rows padded by 4 floats, so
 // float4 reads of 8 different rows by a quarter warp fall in distinct banks.
 
-#define NEG_INF (-__int_as_float(0x7f800000))
-#define POS_INF (__int_as_float(0x7f800000))
+#include "attention_common.cuh"
 
 // (An enum and a macro rather than constexpr variables: NVRTC's -default-device would emit
 // those as .global data.)
@@ -49,11 +48,6 @@ enum {
     TY = 16,       // threads along the rows of a tile
     NT = TX * TY,  // threads per block
 };
-#define LOG2E 1.4426950408889634f
-
-// exp(x) as exp2(x * log2 e): one MUFU op; exp(-inf) = 0 and exp(0) = 1 exactly.
-__device__ __forceinline__ float exp_(float x) { return exp2f(x * LOG2E); }
-
 // Component e (0..3, known at compile time after unrolling) of v.
 __device__ __forceinline__ float comp(const float4& v, int e) {
     return e == 0 ? v.x : e == 1 ? v.y : e == 2 ? v.z : v.w;
@@ -152,13 +146,6 @@ __device__ __forceinline__ void store_rows(float* __restrict__ dst, const float 
     }
 }
 
-// The additive mask of key j (0 without a mask), or -inf past the end of the sequence.
-__device__ __forceinline__ float key_bias(const float* __restrict__ mask, int has_mask, int b,
-                                          int j, int T) {
-    if (j >= T) return NEG_INF;
-    return has_mask ? mask[(size_t)b * T + j] : 0.f;
-}
-
 // Forward of one query tile [q0, q0 + BQ) of head blockIdx.y of batch element blockIdx.z.
 template <int D, int BQ, int BK>
 __device__ __forceinline__ void forward(const float* __restrict__ q, const float* __restrict__ k,
@@ -199,8 +186,7 @@ __device__ __forceinline__ void forward(const float* __restrict__ q, const float
             float mx = NEG_INF;
 #pragma unroll
             for (int j = 0; j < RJ; ++j) {
-                // A key past the end is -inf whatever its (zero) dot product.
-                s[a][j] = bias[j] == NEG_INF ? NEG_INF : fmaf(scale, s[a][j], bias[j]);
+                s[a][j] = logit(s[a][j], bias[j], scale);
                 mx = fmaxf(mx, s[a][j]);
             }
 #pragma unroll
@@ -236,9 +222,7 @@ __device__ __forceinline__ void forward(const float* __restrict__ q, const float
         inv[a] = l[a] > 0.f ? 1.f / l[a] : 0.f;
         const int row = q0 + ty + a * TY;
         if (tx == 0 && row < T) {
-            const size_t i = ((size_t)b * H + h) * T + row;
-            stats[i] = l[a] > 0.f ? m[a] : POS_INF;
-            stats[plane + i] = l[a] > 0.f ? logf(l[a]) : 0.f;
+            store_stats(stats, ((size_t)b * H + h) * T + row, plane, m[a], l[a]);
         }
     }
     store_rows<D, RI>(out + base, o, inv, q0, T, ld, ty, tx);

@@ -5,7 +5,7 @@
 //! stay small: the interpreter runs some 100 M thread-instructions per second.
 
 use smelt_kernels::cpu::attention::AttentionShape;
-use smelt_kernels::gpu::attention::{attention_backward, attention_forward, lse_len};
+use smelt_kernels::gpu::attention::{attention_backward, attention_forward, lse_len, Products};
 use smelt_kernels::gpu::{GpuDevice, SimDevice};
 use smelt_kernels::Error;
 
@@ -52,7 +52,19 @@ fn bad_arguments_are_errors() {
     let x = dev.alloc_zeros(4 * n).unwrap();
     let (k, v, out) = (x, x, dev.alloc_zeros(4 * n).unwrap());
     let lse = dev.alloc_zeros(4 * lse_len(&shape)).unwrap();
-    let err = attention_forward(&mut dev, x, k, v, None, 1.0, &shape, out, lse).unwrap_err();
+    let err = attention_forward(
+        &mut dev,
+        Products::Fma,
+        x,
+        k,
+        v,
+        None,
+        1.0,
+        &shape,
+        out,
+        lse,
+    )
+    .unwrap_err();
     assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
     let msg = err.to_string();
     assert!(msg.starts_with("gpu_attention_forward:"), "{msg}");
@@ -61,22 +73,74 @@ fn bad_arguments_are_errors() {
         "{msg}"
     );
 
+    // The tensor-core forward is built for head dims 32 and 64 only.
+    let d128 = AttentionShape {
+        head_dim: 128,
+        ..shape
+    };
+    let [big, out128] = [0; 2].map(|_| dev.alloc_zeros(4 * d128.qkv_len()).unwrap());
+    let lse128 = dev.alloc_zeros(4 * lse_len(&d128)).unwrap();
+    let (k, v) = (big, big);
+    let err = attention_forward(
+        &mut dev,
+        Products::Tf32x3,
+        big,
+        k,
+        v,
+        None,
+        1.0,
+        &d128,
+        out128,
+        lse128,
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("head_dim 128") && msg.contains("3xTF32"),
+        "{msg}"
+    );
+
+    let (k, v) = (x, x);
     let shape = AttentionShape {
         head_dim: 32,
         ..shape
     };
     let n = shape.qkv_len();
     let short = dev.alloc_zeros(4 * (n - 1)).unwrap();
-    let result = attention_forward(&mut dev, x, short, v, None, 1.0, &shape, out, lse);
+    let result = attention_forward(
+        &mut dev,
+        Products::Fma,
+        x,
+        short,
+        v,
+        None,
+        1.0,
+        &shape,
+        out,
+        lse,
+    );
     assert_shape_error(result, "gpu_attention_forward", &["k holds", "seq 17"]);
     let mask = dev.alloc_zeros(4 * 17).unwrap();
-    let result = attention_forward(&mut dev, x, k, v, Some(mask), 1.0, &shape, out, lse);
+    let result = attention_forward(
+        &mut dev,
+        Products::Fma,
+        x,
+        k,
+        v,
+        Some(mask),
+        1.0,
+        &shape,
+        out,
+        lse,
+    );
     assert_shape_error(result, "gpu_attention_forward", &["mask", "34"]);
     let result = attention_backward(
         &mut dev, x, k, v, None, 1.0, &shape, out, lse, out, short, out, out,
     );
     assert_shape_error(result, "gpu_attention_backward", &["dq holds"]);
-    let err = attention_forward(&mut dev, x, k, v, None, 1.0, &shape, x, lse).unwrap_err();
+    let err =
+        attention_forward(&mut dev, Products::Fma, x, k, v, None, 1.0, &shape, x, lse).unwrap_err();
     assert!(matches!(err, Error::Overlap { .. }), "{err:?}");
 
     // 3 x batch x heads x seq overflows usize: an error, not an overflow.
@@ -86,16 +150,41 @@ fn bad_arguments_are_errors() {
         heads: 65535,
         head_dim: 32,
     };
-    let err = attention_forward(&mut dev, x, k, v, None, 1.0, &huge, out, lse).unwrap_err();
+    let err = attention_forward(&mut dev, Products::Fma, x, k, v, None, 1.0, &huge, out, lse)
+        .unwrap_err();
     assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
 
     // bf16 values where the kernels read f32, and another device's buffer.
     let bf16 = dev.alloc_bf16(2 * n).unwrap();
-    let err = attention_forward(&mut dev, bf16, k, v, None, 1.0, &shape, out, lse).unwrap_err();
+    let err = attention_forward(
+        &mut dev,
+        Products::Fma,
+        bf16,
+        k,
+        v,
+        None,
+        1.0,
+        &shape,
+        out,
+        lse,
+    )
+    .unwrap_err();
     assert!(matches!(err, Error::Dtype { .. }), "{err:?}");
     assert!(err.to_string().contains("q holds bf16 values"), "{err}");
     let foreign = SimDevice::new().alloc_f32(n).unwrap();
-    let err = attention_forward(&mut dev, x, k, foreign, None, 1.0, &shape, out, lse).unwrap_err();
+    let err = attention_forward(
+        &mut dev,
+        Products::Fma,
+        x,
+        k,
+        foreign,
+        None,
+        1.0,
+        &shape,
+        out,
+        lse,
+    )
+    .unwrap_err();
     assert!(matches!(err, Error::Device { .. }), "{err:?}");
     assert!(err.to_string().contains("v ("), "{err}");
     let result = attention_backward(

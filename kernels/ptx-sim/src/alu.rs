@@ -615,11 +615,75 @@ fn convert(dty: Ty, sty: Ty, m: FloatMods, a: u64) -> u64 {
     }
 }
 
+/// `cvt.{rna,rn,rz}{.satfinite}{.relu}.tf32.f32`: the f32 `a` rounded to TF32 in mode `m.rnd`
+/// (`.rna`: to nearest, ties away from zero), as f32 bits with the low 13 bits zero. A finite
+/// value beyond the largest TF32 (`0x7f7fe000`) rounds to infinity as the mode says; subnormals
+/// keep the 10 bits TF32 has below the exponent (no flush). Then `.relu` turns a negative result
+/// into +0 and `.satfinite` an infinite one into the largest finite TF32 of its sign, as in the
+/// other conversions. A NaN gives `CANONICAL_NAN_TF32`: the PTX ISA says only that a NaN stays
+/// a NaN (canonical with `.relu`); the GPU's `.rna` clears the low 13 bits of the NaN instead,
+/// which keeps its sign and upper payload (and makes a NaN whose payload is all in those bits
+/// an infinity), a difference no kernel should rely on.
+pub fn cvt_tf32(m: FloatMods, a: u64) -> u64 {
+    let x = f32::from_bits(a as u32);
+    if x.is_nan() {
+        return float::CANONICAL_NAN_TF32 as u64;
+    }
+    let mut r = float::round_to(x as f64, float::TF32, m.rnd);
+    if m.relu && r < 0.0 {
+        r = 0.0;
+    }
+    if m.satfinite && r.is_infinite() {
+        r = float::TF32.max.copysign(r);
+    }
+    (r as f32).to_bits() as u64
+}
+
 /// `cvt.rn.{f16x2,bf16x2}.f32 d, a, b`: a in the upper half, b in the lower.
 pub fn cvt_pack(dty: Ty, m: FloatMods, a: u64, b: u64) -> u64 {
     let half = if dty == Ty::F16x2 { Ty::F16 } else { Ty::Bf16 };
     let one = |v: u64| cvt(half, Ty::F32, m, v);
     (one(a) << 16) | one(b)
+}
+
+/// Fragments of the 32 lanes of a warp for one `mma`: per lane, the bits of its registers.
+pub type Fragments<const N: usize> = [[u64; N]; 32];
+
+/// `mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32` for a whole warp: the D fragments of
+/// every lane from the A, B and C fragments of every lane (layout in [`Mma`]).
+///
+/// Each A and B element is used with its low 13 bits cleared (a TF32 operand: the hardware
+/// ignores those bits, so an f32 that was not converted with `cvt.*.tf32.f32` is truncated).
+/// The 8 products of a D element are exact in f64; they and C are summed in f64 (exact unless
+/// their magnitudes lie very far apart) and the sum rounded once to f32, to nearest even. A
+/// tensor core does not promise this: the PTX ISA leaves the order and precision of its
+/// internal accumulation unspecified, so results may differ from a GPU's in the last bits and
+/// tests of kernels built on `mma` must compare within a tolerance.
+pub fn mma_tf32(a: &Fragments<4>, b: &Fragments<2>, c: &Fragments<4>) -> Fragments<4> {
+    let tf32 = |v: u64| f32::from_bits(v as u32 & 0xffff_e000) as f64;
+    let (mut am, mut bm, mut cm) = ([[0.0f64; 8]; 16], [[0.0f64; 8]; 8], [[0.0f64; 8]; 16]);
+    for lane in 0..32 {
+        let (g, t) = (lane / 4, lane % 4);
+        for (i, &v) in a[lane].iter().enumerate() {
+            am[g + 8 * (i & 1)][t + 4 * (i >> 1)] = tf32(v);
+        }
+        for (i, &v) in b[lane].iter().enumerate() {
+            bm[t + 4 * i][g] = tf32(v);
+        }
+        for (i, &v) in c[lane].iter().enumerate() {
+            cm[g + 8 * (i >> 1)][2 * t + (i & 1)] = f32::from_bits(v as u32) as f64;
+        }
+    }
+    let mut d = [[0u64; 4]; 32];
+    for (lane, out) in d.iter_mut().enumerate() {
+        let (g, t) = (lane / 4, lane % 4);
+        for (i, slot) in out.iter_mut().enumerate() {
+            let (row, col) = (g + 8 * (i >> 1), 2 * t + (i & 1));
+            let dot: f64 = (0..8).map(|k| am[row][k] * bm[k][col]).sum();
+            *slot = bits32((dot + cm[row][col]) as f32);
+        }
+    }
+    d
 }
 
 /// `bfe`: `len` bits of `a` from `pos`, sign-extended for signed types.

@@ -962,7 +962,11 @@ fn decode(ctx: &Ctx, inst: &Instruction, uses: &mut Vec<u32>) -> Result<Op> {
     let m = Mods(&inst.opcode[1..]);
     let o = &inst.operands;
     let unknown = || unsupported(format!("instruction {name} is not supported"));
-    if let Some(t) = m.0.iter().find(|w| UNSUPPORTED_TYPES.contains(&w.as_str())) {
+    // `.tf32` is a type only `cvt` (to it) and `mma` (of it) have; they check its forms.
+    let tf32_ok = matches!(head, "cvt" | "mma");
+    let unsupported_type =
+        |w: &&String| UNSUPPORTED_TYPES.contains(&w.as_str()) && !(tf32_ok && *w == "tf32");
+    if let Some(t) = m.0.iter().find(unsupported_type) {
         return Err(unsupported(format!(
             "instruction {name}: type .{t} is not supported"
         )));
@@ -1391,6 +1395,7 @@ fn decode(ctx: &Ctx, inst: &Instruction, uses: &mut Vec<u32>) -> Result<Op> {
                 c: ctx.src(c, cty, uses)?,
             }
         }
+        "cvt" if m.has("tf32") => decode_cvt_tf32(ctx, inst, &name, uses)?,
         "cvt" => {
             let tys = m.types();
             let [dty, sty] = tys[..] else {
@@ -1851,6 +1856,7 @@ fn decode(ctx: &Ctx, inst: &Instruction, uses: &mut Vec<u32>) -> Result<Op> {
                 c: ctx.src(c, t, uses)?,
             }
         }
+        "mma" => decode_mma(ctx, inst, &name, uses)?,
         "activemask" => {
             let [d] = operands(inst, 1)? else {
                 unreachable!()
@@ -1913,6 +1919,102 @@ fn decode(ctx: &Ctx, inst: &Instruction, uses: &mut Vec<u32>) -> Result<Op> {
         "prefetch" | "prefetchu" | "nanosleep" | "pmevent" | "discard" | "applypriority"
         | "createpolicy" => Op::Nop,
         _ => return Err(unknown()),
+    })
+}
+
+/// `cvt.rna{.satfinite}.tf32.f32 d, a` and `cvt.{rn,rz}{.satfinite}{.relu}.tf32.f32 d, a`
+/// (PTX ISA, `cvt`; the modifiers in any order): the one conversion to TF32 there is, from f32.
+fn decode_cvt_tf32(ctx: &Ctx, inst: &Instruction, name: &str, uses: &mut Vec<u32>) -> Result<Op> {
+    let words = &inst.opcode[1..];
+    let form = || {
+        unsupported(format!(
+            "instruction {name} is not supported: the conversions to .tf32 are cvt.rna{{.satfinite}}.tf32.f32 and cvt.{{rn,rz}}{{.satfinite}}{{.relu}}.tf32.f32"
+        ))
+    };
+    let [mods @ .., dty, sty] = words else {
+        return Err(form());
+    };
+    if dty != "tf32" || sty != "f32" {
+        return Err(form());
+    }
+    let mut m = FloatMods::NEAREST;
+    let mut rnd = None;
+    for w in mods {
+        match w.as_str() {
+            "rna" if rnd.is_none() => rnd = Some(Rnd::Rna),
+            "rn" if rnd.is_none() => rnd = Some(Rnd::Rn),
+            "rz" if rnd.is_none() => rnd = Some(Rnd::Rz),
+            "satfinite" if !m.satfinite => m.satfinite = true,
+            "relu" if !m.relu => m.relu = true,
+            _ => return Err(form()),
+        }
+    }
+    m.rnd = rnd.ok_or_else(form)?;
+    if m.rnd == Rnd::Rna && m.relu {
+        return Err(form());
+    }
+    let [d, a] = operands(inst, 2)? else {
+        unreachable!()
+    };
+    Ok(Op::CvtTf32 {
+        m,
+        d: ctx.dst(d, uses)?,
+        a: ctx.src(a, Ty::F32, uses)?,
+    })
+}
+
+/// `mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {d0..d3}, {a0..a3}, {b0, b1}, {c0..c3}`,
+/// the one `mma` form the interpreter runs; every other shape, type, layout or modifier (and
+/// `mma.sp`) is reported as unsupported.
+fn decode_mma(ctx: &Ctx, inst: &Instruction, name: &str, uses: &mut Vec<u32>) -> Result<Op> {
+    const FORM: [&str; 9] = [
+        "sync", "aligned", "m16n8k8", "row", "col", "f32", "tf32", "tf32", "f32",
+    ];
+    if inst.opcode[1..] != FORM {
+        return Err(unsupported(format!(
+            "instruction {name} is not supported: the one mma form the interpreter runs is mma.{}",
+            FORM.join(".")
+        )));
+    }
+    let [d, a, b, c] = operands(inst, 4)? else {
+        unreachable!()
+    };
+    let t = Ty::B(32);
+    let mut mma = Mma {
+        d: [SINK; 4],
+        a: [Src::Imm(0); 4],
+        b: [Src::Imm(0); 2],
+        c: [Src::Imm(0); 4],
+    };
+    for (slot, x) in mma.d.iter_mut().zip(mma_vector::<4>(d, "d", name)?) {
+        *slot = ctx.dst(x, uses)?;
+    }
+    for (slot, x) in mma.a.iter_mut().zip(mma_vector::<4>(a, "a", name)?) {
+        *slot = ctx.src(x, t, uses)?;
+    }
+    for (slot, x) in mma.b.iter_mut().zip(mma_vector::<2>(b, "b", name)?) {
+        *slot = ctx.src(x, t, uses)?;
+    }
+    for (slot, x) in mma.c.iter_mut().zip(mma_vector::<4>(c, "c", name)?) {
+        *slot = ctx.src(x, t, uses)?;
+    }
+    Ok(Op::Mma(Box::new(mma)))
+}
+
+/// The `N` elements of the vector operand `what` (`{x, y, ...}`) of instruction `name`.
+fn mma_vector<'o, const N: usize>(
+    o: &'o Operand,
+    what: &str,
+    name: &str,
+) -> Result<&'o [Operand; N]> {
+    match o {
+        Operand::Vector(v) => v.as_slice().try_into().ok(),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        bad(format!(
+            "{name}: operand {what} must be a vector of {N} registers {{...}}, found {o:?}"
+        ))
     })
 }
 

@@ -22,7 +22,8 @@ pub enum ErrorKind {
     BarrierDivergence,
     /// Warp-level misuse: a `.sync` warp instruction (`shfl`, `vote`, `match`, `redux`,
     /// `bar.warp.sync`) whose member mask leaves out the lane executing it, names lanes that
-    /// exited or never arrive, or names a lane that executes it with another mask.
+    /// exited or never arrive, or names a lane that executes it with another mask; an `.aligned`
+    /// one (`mma`) that not all 32 lanes of a warp execute together.
     Warp,
     /// The kernel executed `trap`, or a call recursed.
     Trap,

@@ -356,8 +356,10 @@ impl Block<'_, '_> {
                 )
             })
             .collect::<Vec<_>>();
+        let op = &self.ctx.prog.insts[wp.pc[lane] as usize].op;
         let mut msg = format!(
-            "a .sync warp instruction with member mask {member:#010x} waits for lanes that never reach it (lanes {gone:#010x} exited)"
+            "{} waits for lanes that never reach it (lanes {gone:#010x} exited)",
+            warp_inst(op, member)
         );
         if !elsewhere.is_empty() {
             msg += &format!(
@@ -888,6 +890,12 @@ impl Block<'_, '_> {
                     self.set(w, d, l, v);
                 }
             }
+            &Op::CvtTf32 { m, d, a } => {
+                for l in Lanes(active) {
+                    let v = alu::cvt_tf32(m, self.get(w, a, l));
+                    self.set(w, d, l, v);
+                }
+            }
             &Op::CvtPack { dty, m, d, a, b } => {
                 for l in Lanes(active) {
                     let v = alu::cvt_pack(dty, m, self.get(w, a, l), self.get(w, b, l));
@@ -1155,7 +1163,8 @@ impl Block<'_, '_> {
             | Op::Shfl { .. }
             | Op::Vote { .. }
             | Op::Match { .. }
-            | Op::Redux { .. } => self.warp_sync(w, pc, inst, active)?,
+            | Op::Redux { .. }
+            | Op::Mma(_) => self.warp_sync(w, pc, inst, active)?,
             _ => unreachable!("not a control instruction"),
         }
         Ok(())
@@ -1328,6 +1337,16 @@ impl Block<'_, '_> {
         }
         let here = active | waiting;
         let exists = self.threads_of(w);
+        if inst.op.is_aligned() && active != 0 && exists != FULL_WARP {
+            let msg = format!(
+                "{}, but this warp has {} threads (the block's {} threads are not a multiple of 32)",
+                warp_inst(&inst.op, FULL_WARP),
+                exists.count_ones(),
+                self.nthreads
+            );
+            let e = SimError::new(ErrorKind::Warp, msg);
+            return Err(self.locate(e, w, active.trailing_zeros() as usize, inst.line));
+        }
         let mut pending = active;
         while pending != 0 {
             let l0 = pending.trailing_zeros() as usize;
@@ -1338,11 +1357,12 @@ impl Block<'_, '_> {
             pending &= !arrived;
             let needed = member & exists;
             let err = if let Some(other) = Lanes(here & member & !arrived).next() {
-                Some(format!("lane {l0} names lane {other} in member mask {member:#010x}, but lane {other} executes the instruction with member mask {:#010x}", masks[other]))
+                Some(format!("{}: lane {l0} names lane {other} in member mask {member:#010x}, but lane {other} executes the instruction with member mask {:#010x}", inst.op.warp_name(), masks[other]))
             } else if needed & exited & !arrived != 0 {
-                let gone = (needed & exited & !arrived).trailing_zeros();
                 Some(format!(
-                    "member mask {member:#010x} names lane {gone}, which exited"
+                    "{}: lanes {:#010x} exited without executing it",
+                    warp_inst(&inst.op, member),
+                    needed & exited & !arrived
                 ))
             } else {
                 None
@@ -1377,7 +1397,10 @@ impl Block<'_, '_> {
         if mine & (1 << l) == 0 {
             let e = SimError::new(
                 ErrorKind::Warp,
-                format!("lane {l} executes a .sync warp instruction with member mask {mine:#010x}, which does not name it"),
+                format!(
+                    "lane {l} executes {} with member mask {mine:#010x}, which does not name it",
+                    inst.op.warp_name()
+                ),
             );
             return Err(self.locate(e, w, l, inst.line));
         }
@@ -1456,9 +1479,26 @@ impl Block<'_, '_> {
                     self.set(w, d, l, v);
                 }
             }
+            Op::Mma(ref m) => self.mma(w, m),
             _ => unreachable!("a warp-synchronous instruction"),
         }
         Ok(())
+    }
+
+    /// `mma` for all 32 lanes of warp `w`: every lane's fragments are read before any result is
+    /// written, since `d` may name registers of `a`, `b` or `c` (`d = c` accumulates).
+    fn mma(&mut self, w: usize, m: &Mma) {
+        let (mut a, mut b, mut c) = ([[0; 4]; 32], [[0; 2]; 32], [[0; 4]; 32]);
+        for l in 0..32 {
+            a[l] = m.a.map(|s| self.get(w, s, l));
+            b[l] = m.b.map(|s| self.get(w, s, l));
+            c[l] = m.c.map(|s| self.get(w, s, l));
+        }
+        for (l, out) in alu::mma_tf32(&a, &b, &c).iter().enumerate() {
+            for (&d, &v) in m.d.iter().zip(out) {
+                self.set(w, d, l, v);
+            }
+        }
     }
 
     /// `shfl.sync` for the lanes that met at it: each reads `a` from the lane its mode, `b`
@@ -1543,6 +1583,19 @@ fn check_align(addr: u64, len: u32) -> Result<()> {
         .at_address(addr));
     }
     Ok(())
+}
+
+/// A warp-synchronous instruction and the lanes it needs, for errors: its member mask, or for
+/// an `.aligned` one (`mma`) that the whole warp must execute it.
+fn warp_inst(op: &Op, member: u32) -> String {
+    if op.is_aligned() {
+        format!(
+            "{} (.aligned: all 32 lanes of the warp must execute it together)",
+            op.warp_name()
+        )
+    } else {
+        format!("{} with member mask {member:#010x}", op.warp_name())
+    }
 }
 
 fn unsupported_at(inst: &Inst, what: &str) -> SimError {

@@ -38,10 +38,20 @@ pub const BF16: Format = Format {
     max: 3.389_531_389_251_535_5e38,
 };
 
+/// TensorFloat-32: f32's sign and exponent with 10 explicit significand bits.
+pub const TF32: Format = Format {
+    precision: 11,
+    emin: -126,
+    max: 3.401_162_134_214_653_5e38,
+};
+
 /// The NaN the GPU produces for f32 results.
 pub const CANONICAL_NAN_F32: u32 = 0x7fff_ffff;
 /// The NaN the GPU produces for f64 results.
 pub const CANONICAL_NAN_F64: u64 = 0x7fff_ffff_ffff_ffff;
+/// The NaN a conversion to TF32 gives here: f32's canonical NaN with the 13 bits TF32 lacks
+/// cleared.
+pub const CANONICAL_NAN_TF32: u32 = 0x7fff_e000;
 
 /// Rounds `x` to a value representable in `fmt` with rounding `rnd` (round-to-integer modes
 /// act like their plain counterparts). Overflow gives infinity or the largest finite value as
@@ -57,6 +67,7 @@ pub fn round_to(x: f64, fmt: Format, rnd: Rnd) -> f64 {
         Rnd::Rz => q.trunc(),
         Rnd::Rm => q.floor(),
         Rnd::Rp => q.ceil(),
+        Rnd::Rna => q.round(),
         _ => q.round_ties_even(),
     } * quantum;
     if r.abs() <= fmt.max {

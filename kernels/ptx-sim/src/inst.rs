@@ -107,6 +107,8 @@ pub enum Rnd {
     Rp,
     /// Round to integer: nearest even, zero, minus or plus infinity (`rni`...).
     Int(IntRnd),
+    /// To nearest, ties away from zero (`.rna`: only `cvt.rna.tf32.f32` has it).
+    Rna,
 }
 
 /// Round-to-integer modes of `cvt` (`.rni .rzi .rmi .rpi`).
@@ -530,6 +532,10 @@ pub enum Op {
         d: Dst,
         a: Src,
     },
+    /// `cvt.{rna,rn,rz}{.satfinite}{.relu}.tf32.f32 d, a`: the f32 `a` rounded to TF32 (8
+    /// exponent bits, 10 explicit significand bits) in mode `m.rnd`, stored as f32 bits whose
+    /// low 13 bits are zero; `m.satfinite` and `m.relu` as in the other conversions.
+    CvtTf32 { m: FloatMods, d: Dst, a: Src },
     /// `cvt.rn.f16x2.f32 d, a, b` and the bf16x2 form: a to the upper half, b to the lower.
     CvtPack {
         dty: Ty,
@@ -667,6 +673,9 @@ pub enum Op {
         pred: Src,
         negate: bool,
     },
+    /// `mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32`: the warp computes D = A * B + C,
+    /// each lane holding a fragment of every matrix (see [`Mma`]).
+    Mma(Box<Mma>),
     /// `activemask`.
     Activemask { d: Dst },
     /// `bra`: jump to an instruction index.
@@ -694,6 +703,27 @@ pub enum Op {
     Fence,
 }
 
+/// The operands of `mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {d}, {a}, {b}, {c}`
+/// as one lane gives them: its fragments of D (16x8, f32), A (16x8 row-major, TF32 in .b32
+/// registers), B (8x8 column-major, TF32) and C (16x8, f32). With `g = laneid >> 2` and
+/// `t = laneid % 4` (PTX ISA, "Matrix Fragments for mma.m16n8k8", .tf32):
+/// `a = {A[g][t], A[g+8][t], A[g][t+4], A[g+8][t+4]}`, `b = {B[t][g], B[t+4][g]}`,
+/// `c = {C[g][2t], C[g][2t+1], C[g+8][2t], C[g+8][2t+1]}` and `d` as `c`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Mma {
+    /// Destination fragment of D.
+    pub d: [Dst; 4],
+    /// Fragment of A.
+    pub a: [Src; 4],
+    /// Fragment of B.
+    pub b: [Src; 2],
+    /// Fragment of C.
+    pub c: [Src; 4],
+}
+
+/// The member mask naming every lane of a warp.
+pub const FULL_WARP: u32 = u32::MAX;
+
 /// One decoded instruction.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Inst {
@@ -709,7 +739,8 @@ pub struct Inst {
 }
 
 impl Op {
-    /// The member mask of a warp-synchronous instruction.
+    /// The member mask of a warp-synchronous instruction; an `.aligned` one (`mma`) has no
+    /// mask operand and names the whole warp.
     pub fn member_mask(&self) -> Option<Src> {
         match self {
             Op::WarpSync { mask }
@@ -717,7 +748,27 @@ impl Op {
             | Op::Vote { mask, .. }
             | Op::Match { mask, .. }
             | Op::Redux { mask, .. } => Some(*mask),
+            Op::Mma(_) => Some(Src::Imm(FULL_WARP as u64)),
             _ => None,
+        }
+    }
+
+    /// Whether this warp-synchronous instruction is `.aligned`: all 32 lanes of the warp must
+    /// execute it together, so a warp of fewer threads cannot.
+    pub fn is_aligned(&self) -> bool {
+        matches!(self, Op::Mma(_))
+    }
+
+    /// How errors name a warp-synchronous instruction.
+    pub fn warp_name(&self) -> &'static str {
+        match self {
+            Op::WarpSync { .. } => "bar.warp.sync",
+            Op::Shfl { .. } => "shfl.sync",
+            Op::Vote { .. } => "vote.sync",
+            Op::Match { .. } => "match.sync",
+            Op::Redux { .. } => "redux.sync",
+            Op::Mma(_) => "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32",
+            _ => "a warp-synchronous instruction",
         }
     }
 }
@@ -740,6 +791,7 @@ impl Inst {
                 | Op::Vote { .. }
                 | Op::Match { .. }
                 | Op::Redux { .. }
+                | Op::Mma(_)
         )
     }
 }

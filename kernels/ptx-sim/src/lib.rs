@@ -8,7 +8,8 @@
 //! of a launch stores and another loads or overwrites with other values (blocks run at once
 //! on a GPU), `ld.global.nc` of bytes the launch stored (those two only in kernels with no
 //! fence, atomic or strong access, which may order their blocks), barrier divergence,
-//! warp-synchronous instructions whose lanes never meet or disagree on the member mask, launches
+//! warp-synchronous instructions whose lanes never meet or disagree on the member mask (and a
+//! TF32 `mma`, which runs with all 32 lanes of its warp or not at all), launches
 //! beyond the kernel's `.maxntid`/`.reqntid`, and (as a warning) registers read before they
 //! are written.
 //!
@@ -18,6 +19,15 @@
 //! by threads that do not take part in a barrier with a thread count (`bar.sync 1, 64`), and
 //! accesses a thread makes after its `bar.arrive` (it waits for no one), are taken to be
 //! ordered with the accesses of the threads that waited there.
+//!
+//! Of the tensor-core instructions it runs one, the TF32
+//! `mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32`, with the conversions to TF32
+//! (`cvt.rna{.satfinite}.tf32.f32`, `cvt.{rn,rz}{.satfinite}{.relu}.tf32.f32`); other `mma`
+//! forms, `wmma` and `ldmatrix` are Unsupported errors. The mma ignores the low 13 bits of its
+//! A and B operands, sums each element's 8 products (exact) and C in f64 and rounds that once
+//! to f32. A GPU's tensor cores do not promise this: the order and precision of their
+//! accumulation is unspecified, so their results may differ in the last bits, and tests of
+//! kernels built on `mma` must compare within a tolerance.
 //!
 //! ```
 //! use smelt_ptx_sim::{Arg, Dim3, Launch, Module, Sim};

@@ -19,6 +19,11 @@
 //! | 64 | 64 x 32 | 32 x 32 | 32 x 32 | 44032, 44416, 39424 |
 //! | 128 | 32 x 16 | 8 x 32 | 32 x 8 | 36352, 45408, 43776 |
 //!
+//! The forward comes in two builds ([`Products`]): FP32 FMAs as above, and at head dims 32
+//! and 64 a tensor-core one (`kernels/cuda/attention_mma.cu`: `mma.sync` on TF32 operands,
+//! each product made of three to keep FP32 accuracy; query tiles of 64 rows, key tiles of 64
+//! rows at d 32 and 32 at d 64). Both save the same statistics, so either feeds the backward.
+//!
 //! A row whose keys are all masked behaves as on the CPU: with a finite mask such as
 //! `f32::MIN` every logit rounds to the same value and the row averages `v` uniformly; with
 //! `-inf` its output (and its gradients) are zero.
@@ -35,10 +40,30 @@ pub const MODULE: PtxModule = PtxModule {
     ptx: include_str!("../../ptx/attention.ptx"),
 };
 
+/// The tensor-core forward, compiled from `kernels/cuda/attention_mma.cu`.
+pub const MMA_MODULE: PtxModule = PtxModule {
+    name: "attention_mma",
+    ptx: include_str!("../../ptx/attention_mma.ptx"),
+};
+
+/// How [`attention_forward`] computes its two tile products, `Q K^T` and `P V`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Products {
+    /// FP32 FMAs (`attention.cu`), at head dims 32, 64 and 128.
+    Fma,
+    /// Tensor cores (`mma.sync` m16n8k8 on TF32, `attention_mma.cu`), at head dims 32 and
+    /// 64: each operand split into two TF32 values and each product made of three tensor-core
+    /// products (3xTF32), which keeps FP32 accuracy (about 2^-22 of each product). Query
+    /// tiles of 64 rows, key tiles of 64 (d 32) or 32 (d 64) rows.
+    Tf32x3,
+}
+
 /// Threads of every block (`NT` in the source).
 const THREADS: u32 = 128;
 /// Rows of the `Dvec` kernel's block: one warp each.
 const DVEC_ROWS: usize = THREADS as usize / 32;
+/// Query rows per block of the tensor-core forward (`BQ` in `attention_mma.cu`).
+const MMA_ROWS: usize = 64;
 /// The most blocks along grid y (heads) and z (batch).
 const MAX_GRID_YZ: usize = 65535;
 
@@ -87,15 +112,17 @@ pub fn lse_len(shape: &AttentionShape) -> usize {
 
 /// `out = softmax(scale * Q K^T + mask) V` per batch element and head, as
 /// [`crate::cpu::attention::attention_forward`], plus the row statistics `lse` the backward
-/// needs.
+/// needs, with its tile products made as `products` says.
 ///
 /// `q`, `k`, `v` and `out` hold `[B, T, H*d]` values, `mask` (additive per key) `[B, T]`,
 /// `lse` [`lse_len`] values. Errors: [`Error::Unsupported`] when `head_dim` is not 32, 64 or
-/// 128 or the shape exceeds the grid and `i32` limits, [`Error::Shape`] when a buffer is too
-/// short, [`Error::Overlap`] when an output is also another argument.
+/// 128 (32 or 64 for [`Products::Tf32x3`]) or the shape exceeds the grid and `i32` limits,
+/// [`Error::Shape`] when a buffer is too short, [`Error::Overlap`] when an output is also
+/// another argument.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_forward(
     dev: &mut dyn GpuDevice,
+    products: Products,
     q: GpuBuffer,
     k: GpuBuffer,
     v: GpuBuffer,
@@ -116,17 +143,25 @@ pub fn attention_forward(
     }
     let mut args = common_args(q, k, v, mask, scale, seq);
     args.extend([KernelArg::Buf(out), KernelArg::Buf(lse)]);
-    let cfg = tile_grid(shape, tiles.forward_rows);
+    let d = shape.head_dim;
+    let (module, kernel, rows) = match products {
+        Products::Fma => (MODULE, format!("attention_forward_d{d}"), tiles.forward_rows),
+        Products::Tf32x3 if d == 32 || d == 64 => {
+            (MMA_MODULE, format!("attention_forward_mma_d{d}"), MMA_ROWS)
+        }
+        Products::Tf32x3 => {
+            return Err(Error::Unsupported {
+                op: OP,
+                detail: format!(
+                    "head_dim {d} ({}): the tensor-core (3xTF32) forward is built for head_dim 32 and 64; use the FMA one",
+                    describe(shape)
+                ),
+            })
+        }
+    };
     // SAFETY: `check_call` checked every buffer against the shape, and the arguments are the
-    // kernel's parameters in order.
-    unsafe {
-        dev.launch(
-            MODULE,
-            &format!("attention_forward_d{}", shape.head_dim),
-            cfg,
-            &args,
-        )
-    }
+    // kernel's parameters in order (the same for both modules' forward kernels).
+    unsafe { dev.launch(module, &kernel, tile_grid(shape, rows), &args) }
 }
 
 /// Gradients of [`attention_forward`]: `dq`, `dk`, `dv` (`[B, T, H*d]`, overwritten) from the

@@ -9,7 +9,7 @@ use smelt_kernels::cpu::attention::{
     attention_forward as cpu_forward, attention_reference, AttentionShape, Probs,
 };
 use smelt_kernels::cpu::CpuOptions;
-use smelt_kernels::gpu::attention::{attention_backward, attention_forward, lse_len};
+use smelt_kernels::gpu::attention::{attention_backward, attention_forward, lse_len, Products};
 use smelt_kernels::gpu::GpuDevice;
 
 /// One case of batch 2 x heads 2: `(T, d, padding)`, where `padding` is the value that masks
@@ -133,16 +133,26 @@ impl Case {
         Case::new(shape, padding.map(|fill| (3, fill)))
     }
 
-    /// `out`, `lse`, `dq`, `dk`, `dv` from the GPU kernels (outputs start as NaN, so anything
-    /// left unwritten fails the comparisons).
-    fn gpu(&self, dev: &mut dyn GpuDevice) -> [Vec<f32>; 5] {
+    /// The forward kernels built for this head dim: the FMA one, and the tensor-core one at
+    /// head dims 32 and 64.
+    fn forwards(&self) -> &'static [Products] {
+        match self.shape.head_dim {
+            32 | 64 => &[Products::Fma, Products::Tf32x3],
+            _ => &[Products::Fma],
+        }
+    }
+
+    /// `out`, `lse`, `dq`, `dk`, `dv` from the GPU kernels, the forward's tile products made
+    /// as `products` says (outputs start as NaN, so anything left unwritten fails the
+    /// comparisons).
+    fn gpu(&self, dev: &mut dyn GpuDevice, products: Products) -> [Vec<f32>; 5] {
         let n = self.shape.qkv_len();
         let [q, k, v, dout] = [&self.q, &self.k, &self.v, &self.dout].map(|x| upload(dev, x));
         let mask = self.mask.as_ref().map(|m| upload(dev, m));
         let [out, dq, dk, dv] = [0; 4].map(|_| nans(dev, n));
         let lse = nans(dev, lse_len(&self.shape));
         let (shape, scale) = (&self.shape, self.scale);
-        attention_forward(dev, q, k, v, mask, scale, shape, out, lse).unwrap();
+        attention_forward(dev, products, q, k, v, mask, scale, shape, out, lse).unwrap();
         let (out_f, lse_f) = (download(dev, out), download(dev, lse));
         attention_backward(dev, q, k, v, mask, scale, shape, out, lse, dout, dq, dk, dv).unwrap();
         [
@@ -214,17 +224,26 @@ impl Case {
         lse
     }
 
-    /// Runs the GPU kernels and compares them with the f64 references (output, logsumexp as
-    /// plane 0 + plane 1 of `lse`, and the three gradients) and with the CPU kernels.
+    /// Runs the GPU kernels, with each forward built for the head dim, and compares them
+    /// with the f64 references (output, logsumexp as plane 0 + plane 1 of `lse`, and the
+    /// three gradients) and with the CPU kernels.
     fn check_references(&self, dev: &mut dyn GpuDevice) {
-        let [out, lse, dq, dk, dv] = self.gpu(dev);
+        for &products in self.forwards() {
+            self.check_references_with(dev, products);
+        }
+    }
+
+    /// [`Case::check_references`] with one forward.
+    fn check_references_with(&self, dev: &mut dyn GpuDevice, products: Products) {
+        let [out, lse, dq, dk, dv] = self.gpu(dev, products);
         let cpu = self.cpu(&CpuOptions::threads(1));
-        let name = format!("{}: {} against the CPU kernels", dev.name(), self.label);
+        let label = format!("{} ({products:?} forward)", self.label);
+        let name = format!("{}: {label} against the CPU kernels", dev.name());
         let gpu = [&out, &dq, &dk, &dv];
         for (what, (got, want)) in ["out", "dq", "dk", "dv"].iter().zip(gpu.iter().zip(&cpu)) {
             assert_close(&format!("{name} {what}"), got, want);
         }
-        let name = format!("{}: {}", dev.name(), self.label);
+        let name = format!("{}: {label}", dev.name());
         let mask = self.mask.as_deref();
         let (q, k, v, s) = (&self.q, &self.k, &self.v, &self.shape);
         let (want, _) = attention_reference(q, k, v, mask, self.scale, None, s);
@@ -245,12 +264,17 @@ impl Case {
         assert_close(&format!("{name} dv"), &dv, &wdv);
     }
 
-    /// Runs the GPU and the CPU kernels and compares output and gradients; returns the GPU's
-    /// `[out, dq, dk, dv]`.
-    fn check_cpu(&self, dev: &mut dyn GpuDevice, opts: &CpuOptions) -> [Vec<f32>; 4] {
-        let [out, _, dq, dk, dv] = self.gpu(dev);
+    /// Runs the GPU (with the forward `products`) and the CPU kernels and compares output and
+    /// gradients; returns the GPU's `[out, dq, dk, dv]`.
+    fn check_cpu(
+        &self,
+        dev: &mut dyn GpuDevice,
+        products: Products,
+        opts: &CpuOptions,
+    ) -> [Vec<f32>; 4] {
+        let [out, _, dq, dk, dv] = self.gpu(dev, products);
         let got = [out, dq, dk, dv];
-        let name = format!("{}: {}", dev.name(), self.label);
+        let name = format!("{}: {} ({products:?} forward)", dev.name(), self.label);
         let want = self.cpu(opts);
         for (what, (got, want)) in ["out", "dq", "dk", "dv"].iter().zip(got.iter().zip(&want)) {
             assert_close(&format!("{name} {what}"), got, want);
@@ -282,32 +306,39 @@ pub fn masked_matches_references(
 }
 
 /// `shape` with a padding mask (batch element `b` pads `b * T / (2 B)` keys, the last one
-/// nearly half) against the CPU kernels on every available thread, forward and backward.
+/// nearly half) against the CPU kernels on every available thread, forward (each one built
+/// for the head dim) and backward.
 pub fn matches_cpu(dev: &mut dyn GpuDevice, shape: AttentionShape) {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let pad = shape.seq / (2 * shape.batch);
-    Case::new(shape, Some((pad, f32::MIN))).check_cpu(dev, &CpuOptions::threads(threads));
+    let case = Case::new(shape, Some((pad, f32::MIN)));
+    for &products in case.forwards() {
+        case.check_cpu(dev, products, &CpuOptions::threads(threads));
+    }
 }
 
 /// Batch element 1 has every key masked: with `f32::MIN` the CPU averages `v` uniformly (every
 /// logit rounds to `f32::MIN`), with `-inf` it gives zero rows; the GPU must do the same,
-/// forward and backward, and the same bits on a second run.
+/// forward (each one) and backward, and the same bits on a second run.
 pub fn fully_masked_rows(dev: &mut dyn GpuDevice) {
-    for fill in [f32::MIN, f32::NEG_INFINITY] {
+    for (fill, products) in [f32::MIN, f32::NEG_INFINITY]
+        .into_iter()
+        .flat_map(|fill| [Products::Fma, Products::Tf32x3].map(|p| (fill, p)))
+    {
         let mut case = Case::small((17, 32, MIN));
         let t = case.shape.seq;
         if let Some(m) = case.mask.as_mut() {
             m[t..].fill(fill);
         }
         case.label += &format!(", batch element 1 all {fill:e}");
-        let [out, dq, dk, dv] = case.check_cpu(dev, &CpuOptions::threads(1));
-        let name = &case.label;
+        let [out, dq, dk, dv] = case.check_cpu(dev, products, &CpuOptions::threads(1));
+        let name = format!("{} ({products:?} forward)", case.label);
         if fill == f32::NEG_INFINITY {
             let half = case.shape.qkv_len() / 2;
             assert!(out[half..].iter().all(|&x| x == 0.0), "{name}: out");
             assert!(dq[half..].iter().all(|&x| x == 0.0), "{name}: dq");
         }
-        let [out2, _, dq2, dk2, dv2] = case.gpu(dev);
+        let [out2, _, dq2, dk2, dv2] = case.gpu(dev, products);
         assert_eq!(
             [out, dq, dk, dv],
             [out2, dq2, dk2, dv2],

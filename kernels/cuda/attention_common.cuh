@@ -1,0 +1,33 @@
+// Pieces shared by the attention kernels (attention.cu with FP32 FMAs, attention_mma.cu on
+// tensor cores): infinities, the exponential, the additive bias of a key, and the row
+// statistics the forward saves. Conventions are those described at the top of attention.cu.
+#pragma once
+
+#define NEG_INF (-__int_as_float(0x7f800000))
+#define POS_INF (__int_as_float(0x7f800000))
+#define LOG2E 1.4426950408889634f
+
+// exp(x) as exp2(x * log2 e): one MUFU op; exp(-inf) = 0 and exp(0) = 1 exactly.
+__device__ __forceinline__ float exp_(float x) { return exp2f(x * LOG2E); }
+
+// The additive mask of key j (0 without a mask), or -inf past the end of the sequence.
+__device__ __forceinline__ float key_bias(const float* __restrict__ mask, int has_mask, int b,
+                                          int j, int T) {
+    if (j >= T) return NEG_INF;
+    return has_mask ? mask[(size_t)b * T + j] : 0.f;
+}
+
+// The logit of a raw dot product: fma(scale, dot, bias) as on the CPU, and -inf for a key
+// past the end whatever its (zero) dot product.
+__device__ __forceinline__ float logit(float dot, float bias, float scale) {
+    return bias == NEG_INF ? NEG_INF : fmaf(scale, dot, bias);
+}
+
+// Row i's statistics from its running max m and its full sum l: plane 0 (m, or +inf for a row
+// whose logits are all -inf) and plane 1 (ln l, or 0 for such a row), planes `plane` floats
+// apart.
+__device__ __forceinline__ void store_stats(float* __restrict__ stats, size_t i, int plane,
+                                            float m, float l) {
+    stats[i] = l > 0.f ? m : POS_INF;
+    stats[plane + i] = l > 0.f ? logf(l) : 0.f;
+}
