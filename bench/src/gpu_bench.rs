@@ -177,55 +177,45 @@ pub fn attention(args: &Args) -> Result<Vec<Row>, String> {
         let (dq, dk, dv) = (zeros(dev, n)?, zeros(dev, n)?, zeros(dev, n)?);
         let scale = (head_dim as f32).powf(-0.5);
         let dev = RefCell::new(&mut *dev);
-        let forward = |products| {
+        // One closure per phase and build of the kernels: `launches` calls, then a sync.
+        let call = |phase: &'static str, products: Products| {
             let dev = &dev;
             move || {
                 let mut d = dev.borrow_mut();
+                let (m, s, p) = (Some(mask), &shape, products);
                 for _ in 0..launches {
-                    let (m, s) = (Some(mask), &shape);
-                    attention::attention_forward(*d, products, q, k, v, m, scale, s, out, lse)
-                        .map_err(e)?;
+                    match phase {
+                        "forward" => {
+                            attention::attention_forward(*d, p, q, k, v, m, scale, s, out, lse)
+                        }
+                        _ => attention::attention_backward(
+                            *d, p, q, k, v, m, scale, s, out, lse, dout, dq, dk, dv,
+                        ),
+                    }
+                    .map_err(e)?;
                 }
                 d.synchronize().map_err(e)
             }
         };
-        // The FMA forward, and the tensor-core one at the head dims it is built for.
-        let mut forwards = vec![(Products::Fma, forward(Products::Fma))];
-        if matches!(head_dim, 32 | 64) {
-            forwards.push((Products::Tf32x3, forward(Products::Tf32x3)));
-        }
-        let mut backward = || {
-            let mut d = dev.borrow_mut();
-            for _ in 0..launches {
-                attention::attention_backward(
-                    *d,
-                    q,
-                    k,
-                    v,
-                    Some(mask),
-                    scale,
-                    &shape,
-                    out,
-                    lse,
-                    dout,
-                    dq,
-                    dk,
-                    dv,
-                )
-                .map_err(e)?;
-            }
-            d.synchronize().map_err(e)
+        // The FMA kernels, and the tensor-core ones at the head dims they are built for.
+        let builds: &[Products] = if matches!(head_dim, 32 | 64) {
+            &[Products::Fma, Products::Tf32x3]
+        } else {
+            &[Products::Fma]
         };
-        forwards[0].1()?;
-        let mut timed: Vec<&mut dyn FnMut() -> Result<(), String>> = forwards
-            .iter_mut()
-            .map(|(_, f)| f as &mut dyn FnMut() -> Result<(), String>)
+        let runs: Vec<(&str, Products)> = builds
+            .iter()
+            .flat_map(|&p| [("forward", p), ("backward", p)])
             .collect();
-        timed.push(&mut backward);
+        let mut calls: Vec<_> = runs.iter().map(|&(phase, p)| call(phase, p)).collect();
+        calls[0]()?;
+        let mut timed: Vec<&mut dyn FnMut() -> Result<(), String>> = calls
+            .iter_mut()
+            .map(|f| f as &mut dyn FnMut() -> Result<(), String>)
+            .collect();
         let t = per_launch(time_all(&mut timed, budget)?, launches);
         drop(timed);
-        let kernels: Vec<Products> = forwards.iter().map(|(p, _)| *p).collect();
-        drop(forwards);
+        drop(calls);
         free_all(
             dev.into_inner(),
             &[q, k, v, dout, mask, out, lse, dq, dk, dv],
@@ -236,14 +226,11 @@ pub fn attention(args: &Args) -> Result<Vec<Row>, String> {
         } else {
             Vec::new()
         };
-        // Ours: each forward, then the backward (its kernels use FP32 FMAs).
-        let mut phases: Vec<(&str, Products, f64, f64)> = kernels
-            .iter()
-            .zip(&t)
-            .map(|(&p, &secs)| ("forward", p, secs, forward_flops))
-            .collect();
-        phases.push(("backward", Products::Fma, t[kernels.len()], backward_flops));
-        for (phase, products, secs, fl) in phases {
+        for (&(phase, products), &secs) in runs.iter().zip(&t) {
+            let fl = match phase {
+                "forward" => forward_flops,
+                _ => backward_flops,
+            };
             let ours = fl / secs / 1e12;
             let theirs = torch.iter().find(|(p, _, _)| p == phase);
             let run = Run {

@@ -228,14 +228,6 @@ __device__ __forceinline__ void forward(const float* __restrict__ q, const float
     store_rows<D, RI>(out + base, o, inv, q0, T, ld, ty, tx);
 }
 
-// p_ij recomputed from the raw dot product, the key's bias and the row's (m, ln l); 0 outside
-// the sequence.
-__device__ __forceinline__ float prob(float dot, float bias, float scale, float m, float lnl,
-                                      bool valid) {
-    if (!valid || bias == NEG_INF) return 0.f;
-    return exp_((fmaf(scale, dot, bias) - m) - lnl);
-}
-
 // dK and dV of one key tile [k0, k0 + BK) of head blockIdx.y of batch element blockIdx.z.
 // Threads own key rows (ty + a*TY) and query columns (tx + b*TX) of the transposed tiles.
 template <int D, int BQ, int BK>

@@ -1,6 +1,7 @@
 // Pieces shared by the attention kernels (attention.cu with FP32 FMAs, attention_mma.cu on
-// tensor cores): infinities, the exponential, the additive bias of a key, and the row
-// statistics the forward saves. Conventions are those described at the top of attention.cu.
+// tensor cores): infinities, the exponential, the additive bias of a key, the row statistics
+// the forward saves and the probabilities the backward recomputes from them. Conventions are
+// those described at the top of attention.cu.
 #pragma once
 
 #define NEG_INF (-__int_as_float(0x7f800000))
@@ -21,6 +22,14 @@ __device__ __forceinline__ float key_bias(const float* __restrict__ mask, int ha
 // past the end whatever its (zero) dot product.
 __device__ __forceinline__ float logit(float dot, float bias, float scale) {
     return bias == NEG_INF ? NEG_INF : fmaf(scale, dot, bias);
+}
+
+// p_ij recomputed from the raw dot product, the key's bias and the row's (m, ln l); 0 outside
+// the sequence.
+__device__ __forceinline__ float prob(float dot, float bias, float scale, float m, float lnl,
+                                      bool valid) {
+    if (!valid || bias == NEG_INF) return 0.f;
+    return exp_((fmaf(scale, dot, bias) - m) - lnl);
 }
 
 // Row i's statistics from its running max m and its full sum l: plane 0 (m, or +inf for a row

@@ -1,31 +1,38 @@
-// Fused attention forward on tensor cores: the forward of attention.cu (same layout, mask,
-// online softmax, statistics and results to within rounding), with its two tile products,
-// Q K^T and P V, done by `mma.sync.m16n8k8` on TF32 operands in the 3xTF32 split that keeps
-// FP32 accuracy: each operand x is big + small with big = tf32(x) and small = tf32(x - big),
-// and a*b is computed as a_small*b_big + a_big*b_small + a_big*b_big (the dropped
-// a_small*b_small is below 2^-22 of the product), accumulated in f32. A plain TF32 product
-// (10-bit mantissas) would miss the 1e-4 accuracy the CPU kernels are held to.
+// Fused attention on tensor cores: the forward and the backward of attention.cu (same layout,
+// mask, online softmax, statistics, FlashAttention-2 recomputation, and results to within
+// rounding), with every tile product done by `mma.sync.m16n8k8` on TF32 operands in the
+// 3xTF32 split that keeps FP32 accuracy: each operand x is big + small with big = tf32(x) and
+// small = tf32(x - big), and a*b is computed as a_small*b_big + a_big*b_small + a_big*b_big
+// (the dropped a_small*b_small is below 2^-22 of the product), accumulated in f32. A plain
+// TF32 product (10-bit mantissas) would miss the 1e-4 accuracy the CPU kernels are held to.
 //
-// Kernels attention_forward_mma_dD, D = 32 or 64: grid (ceil(T/BQ), H, B), NT = 128 threads.
-// Each of the 4 warps owns 16 query rows of the BQ = 64-row tile; their Q fragments, already
-// split, stay in registers. Key and value tiles of BK rows are loaded once per block into
-// shared memory, split into big and small halves as they are stored, rows padded by 4 words
-// so that the fragment reads below hit 32 distinct banks.
+// Kernels, D = 32 or 64, NT = 128 threads (4 warps) per block, each warp owning 16 rows of
+// the block's 64-row tile and keeping its fragments of those rows in registers:
+//   attention_forward_mma_dD        grid (ceil(T/64), H, B): query rows; streams K, V tiles
+//   attention_backward_dq_mma_dD    grid (ceil(T/64), H, B): query rows; streams K, V tiles
+//   attention_backward_dkdv_mma_dD  grid (ceil(T/64), H, B): key rows; streams Q, dO tiles
+// (the backward's Dvec comes from attention.cu's attention_backward_dvec, run first). The
+// streamed tiles are loaded once per block into shared memory, split into big and small
+// planes as they are stored, rows padded by 4 words so that the fragment reads below hit 32
+// distinct banks (banks 4g + t for a row-indexed read, 8t + g for a key-indexed one).
 //
-// Fragments (PTX ISA, mma.m16n8k8 with .tf32): lane = 4 g + t. A (16 x 8, row-major): a0 = A[g][t],
-// a1 = A[g+8][t], a2 = A[g][t+4], a3 = A[g+8][t+4]. B (8 x 8): b0 = B[t][g], b1 = B[t+4][g].
-// C (16 x 8): c0, c1 = C[g][2t], C[g][2t+1]; c2, c3 = C[g+8][2t], C[g+8][2t+1].
-//   - S = Q K^T: A is 8 columns of Q, B[k][n] = K[key n][k], so b0, b1 = K[n0+g][k0+t], +4.
-//   - O += P V: the thread holds P in the C layout (keys 2t, 2t+1 of each 8), not the A layout
-//     (keys t, t+4). A sum over keys does not care about their order, so column t of the A
-//     fragment stands for key 2t and column t+4 for key 2t+1: a = (c0, c2, c1, c3) with no
-//     shuffle, and B's rows follow: b0 = V[k0+2t][n0+g], b1 = V[k0+2t+1][n0+g].
+// Fragments (PTX ISA, mma.m16n8k8 with .tf32): lane = 4 g + t. A (16 x 8, row-major): a0 =
+// A[g][t], a1 = A[g+8][t], a2 = A[g][t+4], a3 = A[g+8][t+4]. B (8 x 8): b0 = B[t][g], b1 =
+// B[t+4][g]. C (16 x 8): c0, c1 = C[g][2t], C[g][2t+1]; c2, c3 = C[g+8][2t], C[g+8][2t+1].
+// Two products cover every tile product here:
+//   - rows x tile^T (S = Q K^T and its kin): A is 8 columns of the warp's rows, B[k][n] =
+//     tile[n][k], so b0, b1 = tile[n0+g][k0+t], tile[n0+g][k0+t+4].
+//   - probabilities x tile (O += P V and its kin): the thread holds P in the C layout
+//     (columns 2t, 2t+1 of each 8), not the A layout (columns t, t+4). The sum over P's
+//     columns does not care about their order, so A's column t stands for 2t and t+4 for
+//     2t+1: a = (c0, c2, c1, c3) with no shuffle, and B's rows follow: b0 = tile[k0+2t][n0+g],
+//     b1 = tile[k0+2t+1][n0+g].
 #include "attention_common.cuh"
 
 enum {
     WARPS = 4,
     NT = 32 * WARPS,  // threads per block
-    BQ = 16 * WARPS,  // query rows per block: one m16 tile per warp
+    BR = 16 * WARPS,  // rows per block: one m16 tile per warp
 };
 
 // A value as the sum of two TF32 values (each in a 32-bit word, low 13 bits zero).
@@ -45,6 +52,17 @@ __device__ __forceinline__ Split split(float x) {
     return {big, to_tf32(x - __uint_as_float(big))};
 }
 
+// The four values of an A fragment, split.
+__device__ __forceinline__ void split4(const float (&x)[4], unsigned (&big)[4],
+                                       unsigned (&small)[4]) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+        const Split s = split(x[e]);
+        big[e] = s.big;
+        small[e] = s.small;
+    }
+}
+
 // d += a b for one 16 x 8 x 8 TF32 tile.
 __device__ __forceinline__ void mma(float (&d)[4], const unsigned (&a)[4], unsigned b0,
                                     unsigned b1) {
@@ -54,7 +72,7 @@ __device__ __forceinline__ void mma(float (&d)[4], const unsigned (&a)[4], unsig
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-// d += a b in 3xTF32: a (big, small) fragments, b0 and b1 as Split words.
+// d += a b in 3xTF32: a as (big, small) fragments, b0 and b1 as Split words.
 __device__ __forceinline__ void mma3(float (&d)[4], const unsigned (&ab)[4],
                                      const unsigned (&as)[4], Split b0, Split b1) {
     mma(d, as, b0.big, b1.big);
@@ -88,7 +106,100 @@ __device__ __forceinline__ Split at(const unsigned* big, const unsigned* small, 
     return {big[r * (D + 4) + c], small[r * (D + 4) + c]};
 }
 
-// Forward of one query tile [q0, q0 + BQ) of head blockIdx.y of batch element blockIdx.z.
+// The A fragments of rows r0 and r0 + 8 (D columns, fragment kk holding columns 8kk ..
+// 8kk+8) of one head, not split; rows >= T are zeros. src as in load_split.
+template <int D>
+__device__ __forceinline__ void load_rows(float (&f)[D / 8][4], const float* __restrict__ src,
+                                          int r0, int T, int ld, int t) {
+#pragma unroll
+    for (int kk = 0; kk < D / 8; ++kk)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+            const int row = r0 + 8 * (e % 2), col = 8 * kk + t + 4 * (e / 2);
+            f[kk][e] = row < T ? src[(size_t)row * ld + col] : 0.f;
+        }
+}
+
+// Writes the C-layout accumulator of rows r0 and r0 + 8 (those below T) of a [rows, D] result,
+// row r + 8i multiplied by f[i], to dst (head h of row 0 of the batch element).
+template <int D>
+__device__ __forceinline__ void store_rows(float* __restrict__ dst, const float (&acc)[D / 8][4],
+                                           const float (&f)[2], int r0, int T, int ld, int t) {
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+        const int row = r0 + 8 * i;
+        if (row >= T) continue;
+#pragma unroll
+        for (int n = 0; n < D / 8; ++n)
+            *reinterpret_cast<float2*>(dst + (size_t)row * ld + 8 * n + 2 * t) =
+                make_float2(acc[n][2 * i] * f[i], acc[n][2 * i + 1] * f[i]);
+    }
+}
+
+// Makes the compiler treat the fragments f as changed here, so that splits of them are
+// recomputed in every iteration of a loop instead of hoisted out of it and kept: the split
+// halves of a whole row would take as many registers again as the row.
+template <int KS>
+__device__ __forceinline__ void opaque(float (&f)[KS][4]) {
+#pragma unroll
+    for (int kk = 0; kk < KS; ++kk)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) asm volatile("" : "+f"(f[kk][e]));
+}
+
+// acc = A tile^T for the warp's 16 rows: A given as raw fragments a (D columns), the tile as
+// NN * 8 rows of the shared planes big and small; acc in the C layout, NN tiles of 8 columns.
+template <int D, int NN>
+__device__ __forceinline__ void rows_times_tile_t(float (&acc)[NN][4], const float (&a)[D / 8][4],
+                                                  const unsigned* big, const unsigned* small,
+                                                  int g, int t) {
+#pragma unroll
+    for (int n = 0; n < NN; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[n][e] = 0.f;
+    // k-steps outside: consecutive mmas update different accumulators.
+#pragma unroll
+    for (int kk = 0; kk < D / 8; ++kk) {
+        unsigned ab[4], as[4];
+        split4(a[kk], ab, as);
+#pragma unroll
+        for (int n = 0; n < NN; ++n)
+            mma3(acc[n], ab, as, at<D>(big, small, 8 * n + g, 8 * kk + t),
+                 at<D>(big, small, 8 * n + g, 8 * kk + t + 4));
+    }
+}
+
+// acc += P tile for the warp's 16 rows: P in the C layout (NK tiles of 8 columns), the tile as
+// NK * 8 rows of D columns in the shared planes big and small (rows read in the order of the
+// fragment trick described at the top).
+template <int D, int NK>
+__device__ __forceinline__ void probs_times_tile(float (&acc)[D / 8][4], const float (&p)[NK][4],
+                                                 const unsigned* big, const unsigned* small,
+                                                 int g, int t) {
+#pragma unroll
+    for (int kk = 0; kk < NK; ++kk) {
+        const float pa[4] = {p[kk][0], p[kk][2], p[kk][1], p[kk][3]};
+        unsigned pb[4], ps[4];
+        split4(pa, pb, ps);
+#pragma unroll
+        for (int n = 0; n < D / 8; ++n)
+            mma3(acc[n], pb, ps, at<D>(big, small, 8 * kk + 2 * t, 8 * n + g),
+                 at<D>(big, small, 8 * kk + 2 * t + 1, 8 * n + g));
+    }
+}
+
+// The position in a block of this thread: lane parts g and t, and the first of its two rows
+// (r0 and r0 + 8) among the rows of the sequence.
+struct Place {
+    int g, t, r0;
+};
+
+__device__ __forceinline__ Place place() {
+    const int lane = threadIdx.x % 32;
+    return {lane / 4, lane % 4, (int)blockIdx.x * BR + (int)threadIdx.x / 32 * 16 + lane / 4};
+}
+
+// Forward of one query tile of BR rows of head blockIdx.y of batch element blockIdx.z.
 template <int D, int BK>
 __device__ __forceinline__ void forward_mma(const float* __restrict__ q,
                                             const float* __restrict__ k,
@@ -96,29 +207,17 @@ __device__ __forceinline__ void forward_mma(const float* __restrict__ q,
                                             const float* __restrict__ mask, int has_mask,
                                             float scale, int T, float* __restrict__ out,
                                             float* __restrict__ stats) {
-    constexpr int KS = D / 8;   // k-steps of Q K^T, n-tiles of O
-    constexpr int NS = BK / 8;  // n-tiles of S, k-steps of P V
+    constexpr int KS = D / 8, NS = BK / 8;
     __shared__ __align__(16) unsigned sKb[BK * (D + 4)], sKs[BK * (D + 4)];
     __shared__ __align__(16) unsigned sVb[BK * (D + 4)], sVs[BK * (D + 4)];
-    const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-    const int H = gridDim.y, b = blockIdx.z, h = blockIdx.y;
-    const int ld = H * D;
+    const auto [g, t, r0] = place();
+    const int H = gridDim.y, b = blockIdx.z, h = blockIdx.y, ld = H * D;
     const size_t base = (size_t)b * T * ld + (size_t)h * D;
-    // This thread's query rows: r0 (C rows g) and r0 + 8 (C rows g + 8).
-    const int r0 = blockIdx.x * BQ + threadIdx.x / 32 * 16 + g;
 
-    unsigned qb[KS][4], qs[KS][4];
-#pragma unroll
-    for (int kk = 0; kk < KS; ++kk)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-            const int row = r0 + 8 * (e % 2), col = 8 * kk + t + 4 * (e / 2);
-            const Split x = split(row < T ? q[base + (size_t)row * ld + col] : 0.f);
-            qb[kk][e] = x.big;
-            qs[kk][e] = x.small;
-        }
-    // Per row pair (index 0: row r0, 1: row r0 + 8): running max, this thread's part of the
-    // running sum, and the output accumulator in the C layout.
+    float qf[KS][4];
+    load_rows<D>(qf, q + base, r0, T, ld, t);
+    // Per row (index 0: row r0, 1: row r0 + 8): running max, this thread's part of the running
+    // sum, and the output accumulator in the C layout.
     float m[2] = {NEG_INF, NEG_INF}, l[2] = {0.f, 0.f}, o[KS][4];
 #pragma unroll
     for (int n = 0; n < KS; ++n)
@@ -130,17 +229,8 @@ __device__ __forceinline__ void forward_mma(const float* __restrict__ q,
         load_split<D, BK>(sVb, sVs, v + base, k0, T, ld);
         __syncthreads();  // tiles loaded
         float s[NS][4];
-#pragma unroll
-        for (int n = 0; n < NS; ++n)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) s[n][e] = 0.f;
-        // k-steps outside: consecutive mmas update different accumulators.
-#pragma unroll
-        for (int kk = 0; kk < KS; ++kk)
-#pragma unroll
-            for (int n = 0; n < NS; ++n)
-                mma3(s[n], qb[kk], qs[kk], at<D>(sKb, sKs, 8 * n + g, 8 * kk + t),
-                     at<D>(sKb, sKs, 8 * n + g, 8 * kk + t + 4));
+        opaque(qf);
+        rows_times_tile_t<D, NS>(s, qf, sKb, sKs, g, t);
         float mx[2] = {NEG_INF, NEG_INF};
 #pragma unroll
         for (int n = 0; n < NS; ++n)
@@ -175,50 +265,168 @@ __device__ __forceinline__ void forward_mma(const float* __restrict__ q,
         for (int n = 0; n < KS; ++n)
 #pragma unroll
             for (int e = 0; e < 4; ++e) o[n][e] *= alpha[e / 2];
-#pragma unroll
-        for (int kk = 0; kk < NS; ++kk) {
-            // P's keys 8kk + 2t and 8kk + 2t + 1 as A columns t and t + 4 (see the top).
-            const float pa[4] = {s[kk][0], s[kk][2], s[kk][1], s[kk][3]};
-            unsigned pb[4], ps[4];
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                const Split x = split(pa[e]);
-                pb[e] = x.big;
-                ps[e] = x.small;
-            }
-#pragma unroll
-            for (int n = 0; n < KS; ++n)
-                mma3(o[n], pb, ps, at<D>(sVb, sVs, 8 * kk + 2 * t, 8 * n + g),
-                     at<D>(sVb, sVs, 8 * kk + 2 * t + 1, 8 * n + g));
-        }
+        probs_times_tile<D, NS>(o, s, sVb, sVs, g, t);
         __syncthreads();  // tiles read before the next ones overwrite them
     }
     const int plane = gridDim.z * H * T;
+    float inv[2];
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
 #pragma unroll
         for (int off = 1; off < 4; off <<= 1)
             l[r] += __shfl_xor_sync(0xffffffffu, l[r], off);
         const int row = r0 + 8 * r;
-        if (row >= T) continue;
-        if (t == 0) store_stats(stats, ((size_t)b * H + h) * T + row, plane, m[r], l[r]);
-        const float inv = l[r] > 0.f ? 1.f / l[r] : 0.f;
-#pragma unroll
-        for (int n = 0; n < KS; ++n)
-            *reinterpret_cast<float2*>(out + base + (size_t)row * ld + 8 * n + 2 * t) =
-                make_float2(o[n][2 * r] * inv, o[n][2 * r + 1] * inv);
+        if (t == 0 && row < T) store_stats(stats, ((size_t)b * H + h) * T + row, plane, m[r], l[r]);
+        inv[r] = l[r] > 0.f ? 1.f / l[r] : 0.f;
     }
+    store_rows<D>(out + base, o, inv, r0, T, ld, t);
 }
 
-// One extern "C" kernel per head dimension D with its key tile BK (shared memory: 4 tiles of
-// BK x (D+4) words, 36864 bytes at D 32, 34816 at D 64).
-#define ATTENTION_MMA_KERNEL(D, BK)                                                                \
+// dQ of one query tile of BR rows of head blockIdx.y of batch element blockIdx.z:
+// dQ_i = sum_j dS_ij k_j over key tiles of BK rows.
+template <int D, int BK>
+__device__ __forceinline__ void backward_dq_mma(
+    const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
+    const float* __restrict__ mask, int has_mask, float scale, int T,
+    const float* __restrict__ dout, const float* __restrict__ stats, float* __restrict__ dq) {
+    constexpr int KS = D / 8, NS = BK / 8;
+    __shared__ __align__(16) unsigned sKb[BK * (D + 4)], sKs[BK * (D + 4)];
+    __shared__ __align__(16) unsigned sVb[BK * (D + 4)], sVs[BK * (D + 4)];
+    const auto [g, t, r0] = place();
+    const int H = gridDim.y, b = blockIdx.z, h = blockIdx.y, ld = H * D;
+    const int plane = gridDim.z * H * T;
+    const size_t base = (size_t)b * T * ld + (size_t)h * D;
+    const size_t srow = ((size_t)b * H + h) * T;
+
+    float qf[KS][4], of[KS][4], acc[KS][4];
+    load_rows<D>(qf, q + base, r0, T, ld, t);
+    load_rows<D>(of, dout + base, r0, T, ld, t);
+    float m[2], lnl[2], dvec[2];
+    bool valid[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        const int row = r0 + 8 * r;
+        valid[r] = row < T;
+        m[r] = valid[r] ? stats[srow + row] : 0.f;
+        lnl[r] = valid[r] ? stats[plane + srow + row] : 0.f;
+        dvec[r] = valid[r] ? stats[2 * plane + srow + row] : 0.f;
+    }
+#pragma unroll
+    for (int n = 0; n < KS; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[n][e] = 0.f;
+
+    for (int k0 = 0; k0 < T; k0 += BK) {
+        load_split<D, BK>(sKb, sKs, k + base, k0, T, ld);
+        load_split<D, BK>(sVb, sVs, v + base, k0, T, ld);
+        __syncthreads();  // tiles loaded
+        float s[NS][4], dp[NS][4];
+        opaque(qf);
+        opaque(of);
+        rows_times_tile_t<D, NS>(s, qf, sKb, sKs, g, t);
+        rows_times_tile_t<D, NS>(dp, of, sVb, sVs, g, t);
+#pragma unroll
+        for (int n = 0; n < NS; ++n)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                const int r = e / 2;
+                const float bias = key_bias(mask, has_mask, b, k0 + 8 * n + 2 * t + e % 2, T);
+                const float p = prob(s[n][e], bias, scale, m[r], lnl[r], valid[r]);
+                s[n][e] = scale * p * (dp[n][e] - dvec[r]);  // dS
+            }
+        probs_times_tile<D, NS>(acc, s, sKb, sKs, g, t);
+        __syncthreads();  // tiles read before the next ones overwrite them
+    }
+    const float one[2] = {1.f, 1.f};
+    store_rows<D>(dq + base, acc, one, r0, T, ld, t);
+}
+
+// dK and dV of one key tile of BR rows of head blockIdx.y of batch element blockIdx.z, over
+// query tiles of BQ rows: with the transposed scores S^T = K Q^T and dP^T = V dO^T,
+// dV_j = sum_i p_ij dO_i and dK_j = sum_i dS_ij q_i.
+template <int D, int BQ>
+__device__ __forceinline__ void backward_dkdv_mma(
+    const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
+    const float* __restrict__ mask, int has_mask, float scale, int T,
+    const float* __restrict__ dout, const float* __restrict__ stats, float* __restrict__ dk,
+    float* __restrict__ dv) {
+    constexpr int KS = D / 8, NQ = BQ / 8;
+    __shared__ __align__(16) unsigned sQb[BQ * (D + 4)], sQs[BQ * (D + 4)];
+    __shared__ __align__(16) unsigned sOb[BQ * (D + 4)], sOs[BQ * (D + 4)];
+    __shared__ float sM[BQ], sL[BQ], sDv[BQ];
+    const auto [g, t, r0] = place();
+    const int H = gridDim.y, b = blockIdx.z, h = blockIdx.y, ld = H * D;
+    const int plane = gridDim.z * H * T;
+    const size_t base = (size_t)b * T * ld + (size_t)h * D;
+    const size_t srow = ((size_t)b * H + h) * T;
+
+    float kf[KS][4], vf[KS][4], gk[KS][4], gv[KS][4];
+    load_rows<D>(kf, k + base, r0, T, ld, t);
+    load_rows<D>(vf, v + base, r0, T, ld, t);
+    float bias[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) bias[r] = key_bias(mask, has_mask, b, r0 + 8 * r, T);
+#pragma unroll
+    for (int n = 0; n < KS; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) gk[n][e] = gv[n][e] = 0.f;
+
+    for (int q0 = 0; q0 < T; q0 += BQ) {
+        load_split<D, BQ>(sQb, sQs, q + base, q0, T, ld);
+        load_split<D, BQ>(sOb, sOs, dout + base, q0, T, ld);
+        for (int i = threadIdx.x; i < BQ; i += NT) {
+            const bool in = q0 + i < T;
+            sM[i] = in ? stats[srow + q0 + i] : 0.f;
+            sL[i] = in ? stats[plane + srow + q0 + i] : 0.f;
+            sDv[i] = in ? stats[2 * plane + srow + q0 + i] : 0.f;
+        }
+        __syncthreads();  // tiles and row statistics loaded
+        float p[NQ][4], ds[NQ][4];
+        opaque(kf);
+        opaque(vf);
+        rows_times_tile_t<D, NQ>(p, kf, sQb, sQs, g, t);
+        rows_times_tile_t<D, NQ>(ds, vf, sOb, sOs, g, t);
+#pragma unroll
+        for (int n = 0; n < NQ; ++n)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                const int i = 8 * n + 2 * t + e % 2;
+                p[n][e] = prob(p[n][e], bias[e / 2], scale, sM[i], sL[i], q0 + i < T);
+                ds[n][e] = scale * p[n][e] * (ds[n][e] - sDv[i]);
+            }
+        probs_times_tile<D, NQ>(gv, p, sOb, sOs, g, t);
+        probs_times_tile<D, NQ>(gk, ds, sQb, sQs, g, t);
+        __syncthreads();  // tiles read before the next ones overwrite them
+    }
+    const float one[2] = {1.f, 1.f};
+    store_rows<D>(dk + base, gk, one, r0, T, ld, t);
+    store_rows<D>(dv + base, gv, one, r0, T, ld, t);
+}
+
+// The kernels of one head dimension D with the rows of its streamed tiles: forward (BK),
+// dQ (BK), dK/dV (BQ). Shared memory: four planes of rows x (D+4) words each.
+#define ATTENTION_MMA_KERNELS(D, FK, QK, KQ)                                                       \
     extern "C" __global__ void __launch_bounds__(NT, 1) attention_forward_mma_d##D(                \
         const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,     \
         const float* __restrict__ mask, int has_mask, float scale, int T,                          \
         float* __restrict__ out, float* __restrict__ stats) {                                      \
-        forward_mma<D, BK>(q, k, v, mask, has_mask, scale, T, out, stats);                         \
+        forward_mma<D, FK>(q, k, v, mask, has_mask, scale, T, out, stats);                         \
+    }                                                                                              \
+    extern "C" __global__ void __launch_bounds__(NT, 1) attention_backward_dq_mma_d##D(            \
+        const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,     \
+        const float* __restrict__ mask, int has_mask, float scale, int T,                          \
+        const float* __restrict__ dout, const float* __restrict__ stats,                           \
+        float* __restrict__ dq) {                                                                  \
+        backward_dq_mma<D, QK>(q, k, v, mask, has_mask, scale, T, dout, stats, dq);                \
+    }                                                                                              \
+    extern "C" __global__ void __launch_bounds__(NT, 1) attention_backward_dkdv_mma_d##D(          \
+        const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,     \
+        const float* __restrict__ mask, int has_mask, float scale, int T,                          \
+        const float* __restrict__ dout, const float* __restrict__ stats,                           \
+        float* __restrict__ dk, float* __restrict__ dv) {                                          \
+        backward_dkdv_mma<D, KQ>(q, k, v, mask, has_mask, scale, T, dout, stats, dk, dv);          \
     }
 
-ATTENTION_MMA_KERNEL(32, 64)
-ATTENTION_MMA_KERNEL(64, 32)
+//                    D  fwd BK  dq BK  dkdv BQ
+ATTENTION_MMA_KERNELS(32, 64, 64, 64)
+ATTENTION_MMA_KERNELS(64, 32, 32, 16)

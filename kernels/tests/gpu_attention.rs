@@ -136,7 +136,20 @@ fn bad_arguments_are_errors() {
     );
     assert_shape_error(result, "gpu_attention_forward", &["mask", "34"]);
     let result = attention_backward(
-        &mut dev, x, k, v, None, 1.0, &shape, out, lse, out, short, out, out,
+        &mut dev,
+        Products::Fma,
+        x,
+        k,
+        v,
+        None,
+        1.0,
+        &shape,
+        out,
+        lse,
+        out,
+        short,
+        out,
+        out,
     );
     assert_shape_error(result, "gpu_attention_backward", &["dq holds"]);
     let err =
@@ -188,7 +201,20 @@ fn bad_arguments_are_errors() {
     assert!(matches!(err, Error::Device { .. }), "{err:?}");
     assert!(err.to_string().contains("v ("), "{err}");
     let result = attention_backward(
-        &mut dev, x, k, v, None, 1.0, &shape, out, lse, bf16, out, out, out,
+        &mut dev,
+        Products::Fma,
+        x,
+        k,
+        v,
+        None,
+        1.0,
+        &shape,
+        out,
+        lse,
+        bf16,
+        out,
+        out,
+        out,
     );
     assert!(matches!(result, Err(Error::Dtype { .. })), "{result:?}");
 }

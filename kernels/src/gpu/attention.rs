@@ -46,16 +46,60 @@ pub const MMA_MODULE: PtxModule = PtxModule {
     ptx: include_str!("../../ptx/attention_mma.ptx"),
 };
 
-/// How [`attention_forward`] computes its two tile products, `Q K^T` and `P V`.
+/// How [`attention_forward`] and [`attention_backward`] compute their tile products
+/// (`Q K^T`, `P V`; in the backward also `dO V^T`, `P^T dO`, `dS K`, `dS^T Q`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Products {
     /// FP32 FMAs (`attention.cu`), at head dims 32, 64 and 128.
     Fma,
     /// Tensor cores (`mma.sync` m16n8k8 on TF32, `attention_mma.cu`), at head dims 32 and
     /// 64: each operand split into two TF32 values and each product made of three tensor-core
-    /// products (3xTF32), which keeps FP32 accuracy (about 2^-22 of each product). Query
-    /// tiles of 64 rows, key tiles of 64 (d 32) or 32 (d 64) rows.
+    /// products (3xTF32), which keeps FP32 accuracy (about 2^-22 of each product). Blocks of
+    /// 64 rows; streamed tiles of 64 rows at d 32, and at d 64 of 32 rows (16 for the dK/dV
+    /// kernel's query tiles).
     Tf32x3,
+}
+
+impl Products {
+    /// The module and the name prefix of the kernels for `shape`, and the rows of each block
+    /// (forward, dK/dV, dQ), or [`Error::Unsupported`] for a head dim this build lacks.
+    fn kernels(self, op: &'static str, shape: &AttentionShape) -> Result<Kernels> {
+        let d = shape.head_dim;
+        match self {
+            Products::Fma => {
+                let tiles = Tiles::of(op, shape)?;
+                Ok(Kernels {
+                    module: MODULE,
+                    suffix: format!("d{d}"),
+                    tiles,
+                })
+            }
+            Products::Tf32x3 if d == 32 || d == 64 => Ok(Kernels {
+                module: MMA_MODULE,
+                suffix: format!("mma_d{d}"),
+                tiles: Tiles {
+                    forward_rows: MMA_ROWS,
+                    dkdv_rows: MMA_ROWS,
+                    dq_rows: MMA_ROWS,
+                },
+            }),
+            Products::Tf32x3 => Err(Error::Unsupported {
+                op,
+                detail: format!(
+                    "head_dim {d} ({}): the tensor-core (3xTF32) kernels are built for head_dim 32 and 64; use the FMA ones",
+                    describe(shape)
+                ),
+            }),
+        }
+    }
+}
+
+/// Where the kernels of one [`Products`] choice and head dim are: `attention_forward_{suffix}`,
+/// `attention_backward_dkdv_{suffix}` and `attention_backward_dq_{suffix}` in `module`.
+struct Kernels {
+    module: PtxModule,
+    suffix: String,
+    tiles: Tiles,
 }
 
 /// Threads of every block (`NT` in the source).
@@ -134,7 +178,8 @@ pub fn attention_forward(
 ) -> Result<()> {
     const OP: &str = "gpu_attention_forward";
     let tensors = [("q", q), ("k", k), ("v", v), ("out", out)];
-    let (tiles, seq) = check_call(&*dev, OP, shape, &tensors, lse, mask)?;
+    let kernels = products.kernels(OP, shape)?;
+    let seq = check_call(&*dev, OP, shape, &tensors, lse, mask)?;
     let mut inputs = vec![("q", q), ("k", k), ("v", v)];
     inputs.extend(mask.map(|m| ("mask", m)));
     distinct_outputs(OP, &[("out", out), ("lse", lse)], &inputs)?;
@@ -143,25 +188,15 @@ pub fn attention_forward(
     }
     let mut args = common_args(q, k, v, mask, scale, seq);
     args.extend([KernelArg::Buf(out), KernelArg::Buf(lse)]);
-    let d = shape.head_dim;
-    let (module, kernel, rows) = match products {
-        Products::Fma => (MODULE, format!("attention_forward_d{d}"), tiles.forward_rows),
-        Products::Tf32x3 if d == 32 || d == 64 => {
-            (MMA_MODULE, format!("attention_forward_mma_d{d}"), MMA_ROWS)
-        }
-        Products::Tf32x3 => {
-            return Err(Error::Unsupported {
-                op: OP,
-                detail: format!(
-                    "head_dim {d} ({}): the tensor-core (3xTF32) forward is built for head_dim 32 and 64; use the FMA one",
-                    describe(shape)
-                ),
-            })
-        }
-    };
+    let Kernels {
+        module,
+        suffix,
+        tiles,
+    } = kernels;
+    let cfg = tile_grid(shape, tiles.forward_rows);
     // SAFETY: `check_call` checked every buffer against the shape, and the arguments are the
     // kernel's parameters in order (the same for both modules' forward kernels).
-    unsafe { dev.launch(module, &kernel, tile_grid(shape, rows), &args) }
+    unsafe { dev.launch(module, &format!("attention_forward_{suffix}"), cfg, &args) }
 }
 
 /// Gradients of [`attention_forward`]: `dq`, `dk`, `dv` (`[B, T, H*d]`, overwritten) from the
@@ -175,6 +210,7 @@ pub fn attention_forward(
 #[allow(clippy::too_many_arguments)]
 pub fn attention_backward(
     dev: &mut dyn GpuDevice,
+    products: Products,
     q: GpuBuffer,
     k: GpuBuffer,
     v: GpuBuffer,
@@ -199,7 +235,12 @@ pub fn attention_backward(
         ("dk", dk),
         ("dv", dv),
     ];
-    let (tiles, seq) = check_call(&*dev, OP, shape, &tensors, lse, mask)?;
+    let Kernels {
+        module,
+        suffix,
+        tiles,
+    } = products.kernels(OP, shape)?;
+    let seq = check_call(&*dev, OP, shape, &tensors, lse, mask)?;
     let mut inputs = vec![("q", q), ("k", k), ("v", v), ("out", out), ("dout", dout)];
     inputs.extend(mask.map(|m| ("mask", m)));
     let outputs = [("dq", dq), ("dk", dk), ("dv", dv), ("lse", lse)];
@@ -228,22 +269,28 @@ pub fn attention_backward(
     // buffer against the shape, and each argument list is its kernel's parameters in order.
     unsafe { dev.launch(MODULE, "attention_backward_dvec", cfg, &dvec_args)? };
 
-    let d = shape.head_dim;
     let mut args = common_args(q, k, v, mask, scale, seq);
     args.extend([KernelArg::Buf(dout), KernelArg::Buf(lse)]);
     let mut dkdv_args = args.clone();
     dkdv_args.extend([KernelArg::Buf(dk), KernelArg::Buf(dv)]);
     let cfg = tile_grid(shape, tiles.dkdv_rows);
-    let dkdv = format!("attention_backward_dkdv_d{d}");
-    unsafe { dev.launch(MODULE, &dkdv, cfg, &dkdv_args)? };
+    let dkdv = format!("attention_backward_dkdv_{suffix}");
+    unsafe { dev.launch(module, &dkdv, cfg, &dkdv_args)? };
     args.push(KernelArg::Buf(dq));
     let cfg = tile_grid(shape, tiles.dq_rows);
-    unsafe { dev.launch(MODULE, &format!("attention_backward_dq_d{d}"), cfg, &args) }
+    unsafe {
+        dev.launch(
+            module,
+            &format!("attention_backward_dq_{suffix}"),
+            cfg,
+            &args,
+        )
+    }
 }
 
-/// The checks both launchers make: the kernels take `shape` ([`Tiles::of`], [`check_shape`]),
-/// `dev` made every buffer, each of `tensors` holds `[B, T, H*d]` f32 values, `lse` [`lse_len`] and `mask` `[B, T]`.
-/// Returns the tiles and the sequence length as the kernels' `int`.
+/// The checks both launchers make: the kernels take `shape` ([`check_shape`]), `dev` made
+/// every buffer, each of `tensors` holds `[B, T, H*d]` f32 values, `lse` [`lse_len`] and
+/// `mask` `[B, T]`. Returns the sequence length as the kernels' `int`.
 fn check_call(
     dev: &dyn GpuDevice,
     op: &'static str,
@@ -251,8 +298,7 @@ fn check_call(
     tensors: &[(&str, GpuBuffer)],
     lse: GpuBuffer,
     mask: Option<GpuBuffer>,
-) -> Result<(Tiles, i32)> {
-    let tiles = Tiles::of(op, shape)?;
+) -> Result<i32> {
     let seq = check_shape(op, shape)?;
     for &(name, buf) in tensors {
         check(dev, op, shape, name, buf, shape.qkv_len())?;
@@ -261,7 +307,7 @@ fn check_call(
     if let Some(m) = mask {
         check(dev, op, shape, "mask", m, shape.batch * shape.seq)?;
     }
-    Ok((tiles, seq))
+    Ok(seq)
 }
 
 /// The arguments every tile kernel starts with: `q, k, v, mask, has_mask, scale, T` (without a

@@ -133,17 +133,17 @@ impl Case {
         Case::new(shape, padding.map(|fill| (3, fill)))
     }
 
-    /// The forward kernels built for this head dim: the FMA one, and the tensor-core one at
-    /// head dims 32 and 64.
-    fn forwards(&self) -> &'static [Products] {
+    /// The kernels built for this head dim: the FMA ones, and the tensor-core ones at head
+    /// dims 32 and 64.
+    fn builds(&self) -> &'static [Products] {
         match self.shape.head_dim {
             32 | 64 => &[Products::Fma, Products::Tf32x3],
             _ => &[Products::Fma],
         }
     }
 
-    /// `out`, `lse`, `dq`, `dk`, `dv` from the GPU kernels, the forward's tile products made
-    /// as `products` says (outputs start as NaN, so anything left unwritten fails the
+    /// `out`, `lse`, `dq`, `dk`, `dv` from the GPU kernels, their tile products made as
+    /// `products` says (outputs start as NaN, so anything left unwritten fails the
     /// comparisons).
     fn gpu(&self, dev: &mut dyn GpuDevice, products: Products) -> [Vec<f32>; 5] {
         let n = self.shape.qkv_len();
@@ -154,7 +154,11 @@ impl Case {
         let (shape, scale) = (&self.shape, self.scale);
         attention_forward(dev, products, q, k, v, mask, scale, shape, out, lse).unwrap();
         let (out_f, lse_f) = (download(dev, out), download(dev, lse));
-        attention_backward(dev, q, k, v, mask, scale, shape, out, lse, dout, dq, dk, dv).unwrap();
+        let (o, p) = (out, products);
+        attention_backward(
+            dev, p, q, k, v, mask, scale, shape, o, lse, dout, dq, dk, dv,
+        )
+        .unwrap();
         [
             out_f,
             lse_f,
@@ -224,20 +228,20 @@ impl Case {
         lse
     }
 
-    /// Runs the GPU kernels, with each forward built for the head dim, and compares them
+    /// Runs the GPU kernels, each build for the head dim, and compares them
     /// with the f64 references (output, logsumexp as plane 0 + plane 1 of `lse`, and the
     /// three gradients) and with the CPU kernels.
     fn check_references(&self, dev: &mut dyn GpuDevice) {
-        for &products in self.forwards() {
+        for &products in self.builds() {
             self.check_references_with(dev, products);
         }
     }
 
-    /// [`Case::check_references`] with one forward.
+    /// [`Case::check_references`] with one build of the kernels.
     fn check_references_with(&self, dev: &mut dyn GpuDevice, products: Products) {
         let [out, lse, dq, dk, dv] = self.gpu(dev, products);
         let cpu = self.cpu(&CpuOptions::threads(1));
-        let label = format!("{} ({products:?} forward)", self.label);
+        let label = format!("{} ({products:?})", self.label);
         let name = format!("{}: {label} against the CPU kernels", dev.name());
         let gpu = [&out, &dq, &dk, &dv];
         for (what, (got, want)) in ["out", "dq", "dk", "dv"].iter().zip(gpu.iter().zip(&cpu)) {
@@ -264,7 +268,7 @@ impl Case {
         assert_close(&format!("{name} dv"), &dv, &wdv);
     }
 
-    /// Runs the GPU (with the forward `products`) and the CPU kernels and compares output and
+    /// Runs the GPU (the `products` build) and the CPU kernels and compares output and
     /// gradients; returns the GPU's `[out, dq, dk, dv]`.
     fn check_cpu(
         &self,
@@ -274,7 +278,7 @@ impl Case {
     ) -> [Vec<f32>; 4] {
         let [out, _, dq, dk, dv] = self.gpu(dev, products);
         let got = [out, dq, dk, dv];
-        let name = format!("{}: {} ({products:?} forward)", dev.name(), self.label);
+        let name = format!("{}: {} ({products:?})", dev.name(), self.label);
         let want = self.cpu(opts);
         for (what, (got, want)) in ["out", "dq", "dk", "dv"].iter().zip(got.iter().zip(&want)) {
             assert_close(&format!("{name} {what}"), got, want);
@@ -306,20 +310,20 @@ pub fn masked_matches_references(
 }
 
 /// `shape` with a padding mask (batch element `b` pads `b * T / (2 B)` keys, the last one
-/// nearly half) against the CPU kernels on every available thread, forward (each one built
-/// for the head dim) and backward.
+/// nearly half) against the CPU kernels on every available thread, forward and backward, each
+/// build of the kernels for the head dim.
 pub fn matches_cpu(dev: &mut dyn GpuDevice, shape: AttentionShape) {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let pad = shape.seq / (2 * shape.batch);
     let case = Case::new(shape, Some((pad, f32::MIN)));
-    for &products in case.forwards() {
+    for &products in case.builds() {
         case.check_cpu(dev, products, &CpuOptions::threads(threads));
     }
 }
 
 /// Batch element 1 has every key masked: with `f32::MIN` the CPU averages `v` uniformly (every
 /// logit rounds to `f32::MIN`), with `-inf` it gives zero rows; the GPU must do the same,
-/// forward (each one) and backward, and the same bits on a second run.
+/// forward and backward (each build), and the same bits on a second run.
 pub fn fully_masked_rows(dev: &mut dyn GpuDevice) {
     for (fill, products) in [f32::MIN, f32::NEG_INFINITY]
         .into_iter()
@@ -332,7 +336,7 @@ pub fn fully_masked_rows(dev: &mut dyn GpuDevice) {
         }
         case.label += &format!(", batch element 1 all {fill:e}");
         let [out, dq, dk, dv] = case.check_cpu(dev, products, &CpuOptions::threads(1));
-        let name = format!("{} ({products:?} forward)", case.label);
+        let name = format!("{} ({products:?})", case.label);
         if fill == f32::NEG_INFINITY {
             let half = case.shape.qkv_len() / 2;
             assert!(out[half..].iter().all(|&x| x == 0.0), "{name}: out");
