@@ -197,11 +197,10 @@ pub fn attention(args: &Args) -> Result<Vec<Row>, String> {
                 d.synchronize().map_err(e)
             }
         };
-        // The FMA kernels, and the tensor-core ones at the head dims they are built for.
-        let builds: &[Products] = if matches!(head_dim, 32 | 64) {
-            &[Products::Fma, Products::Tf32x3]
-        } else {
-            &[Products::Fma]
+        // Every build of the kernels made for this head dim (none: the launch names the error).
+        let builds = match Products::builds(head_dim) {
+            [] => &[Products::Fma],
+            some => some,
         };
         let runs: Vec<(&str, Products)> = builds
             .iter()

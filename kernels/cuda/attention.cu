@@ -192,11 +192,8 @@ __device__ __forceinline__ void forward(const float* __restrict__ q, const float
 #pragma unroll
             for (int off = TX / 2; off > 0; off >>= 1)
                 mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
-            const float mnew = fmaxf(m[a], mx);
-            // Rows with every logit -inf so far keep p = 0 instead of exp(-inf + inf) = NaN.
-            const float muse = mnew == NEG_INF ? 0.f : mnew;
-            const float alpha = exp_(m[a] - muse);
-            m[a] = mnew;
+            float muse;
+            const float alpha = online_max(m[a], mx, muse);
             float rs = 0.f;
 #pragma unroll
             for (int j = 0; j < RJ; ++j) {
@@ -243,7 +240,7 @@ __device__ __forceinline__ void backward_dkdv(
     __shared__ __align__(16) float sdO[BQ * (D + 4)];
     __shared__ __align__(16) float sP[BK * (BQ + 4)];
     __shared__ __align__(16) float sdS[BK * (BQ + 4)];
-    __shared__ float sM[BQ], sL[BQ], sDv[BQ];
+    __shared__ RowStats sSt[BQ];
     const int tx = threadIdx.x % TX, ty = threadIdx.x / TX;
     const int H = gridDim.y, b = blockIdx.z, h = blockIdx.y, k0 = blockIdx.x * BK;
     const int ld = H * D, plane = gridDim.z * H * T;
@@ -262,12 +259,7 @@ __device__ __forceinline__ void backward_dkdv(
     for (int q0 = 0; q0 < T; q0 += BQ) {
         load_rows<D, BQ>(sQ, q + base, q0, T, ld);
         load_rows<D, BQ>(sdO, dout + base, q0, T, ld);
-        for (int r = threadIdx.x; r < BQ; r += NT) {
-            const bool in = q0 + r < T;
-            sM[r] = in ? stats[srow + q0 + r] : 0.f;
-            sL[r] = in ? stats[plane + srow + q0 + r] : 0.f;
-            sDv[r] = in ? stats[2 * plane + srow + q0 + r] : 0.f;
-        }
+        stage_stats<BQ>(sSt, stats, srow, plane, q0, T);
         __syncthreads();  // Q, dO and row statistics loaded (and, the first time, K and V)
         float s[RI][RJ], dp[RI][RJ];
         dot_tile<D, RI, RJ>(s, sK, sQ, ty, tx);
@@ -277,9 +269,10 @@ __device__ __forceinline__ void backward_dkdv(
 #pragma unroll
             for (int j = 0; j < RJ; ++j) {
                 const int i = tx + j * TX;
-                const float p = prob(s[a][j], bias[a], scale, sM[i], sL[i], q0 + i < T);
+                const RowStats st = sSt[i];
+                const float p = prob(s[a][j], bias[a], scale, st.m, st.lnl, q0 + i < T);
                 sP[(ty + a * TY) * (BQ + 4) + i] = p;
-                sdS[(ty + a * TY) * (BQ + 4) + i] = scale * p * (dp[a][j] - sDv[i]);
+                sdS[(ty + a * TY) * (BQ + 4) + i] = dscore(scale, p, dp[a][j], st.dvec);
             }
         __syncthreads();  // P^T and dS^T complete
         outer_tile<D, BQ, RI>(gv, sP, sdO, ty, tx);
@@ -313,14 +306,11 @@ __device__ __forceinline__ void backward_dq(
 
     load_rows<D, BQ>(sQ, q + base, q0, T, ld);
     load_rows<D, BQ>(sdO, dout + base, q0, T, ld);
-    float m[RI], lnl[RI], dvec[RI], g[RI][D / TX];
+    RowStats st[RI];
+    float g[RI][D / TX];
 #pragma unroll
     for (int a = 0; a < RI; ++a) {
-        const int row = q0 + ty + a * TY;
-        const bool in = row < T;
-        m[a] = in ? stats[srow + row] : 0.f;
-        lnl[a] = in ? stats[plane + srow + row] : 0.f;
-        dvec[a] = in ? stats[2 * plane + srow + row] : 0.f;
+        st[a] = row_stats(stats, srow, plane, q0 + ty + a * TY, T);
 #pragma unroll
         for (int c = 0; c < D / TX; ++c) g[a][c] = 0.f;
     }
@@ -338,8 +328,9 @@ __device__ __forceinline__ void backward_dq(
 #pragma unroll
             for (int j = 0; j < RJ; ++j) {
                 const bool valid = q0 + ty + a * TY < T;
-                const float p = prob(s[a][j], bias[j], scale, m[a], lnl[a], valid);
-                sdS[(ty + a * TY) * (BK + 4) + tx + j * TX] = scale * p * (dp[a][j] - dvec[a]);
+                const float p = prob(s[a][j], bias[j], scale, st[a].m, st[a].lnl, valid);
+                const float ds = dscore(scale, p, dp[a][j], st[a].dvec);
+                sdS[(ty + a * TY) * (BK + 4) + tx + j * TX] = ds;
             }
         __syncthreads();  // dS complete
         outer_tile<D, BK, RI>(g, sdS, sK, ty, tx);

@@ -32,6 +32,44 @@ __device__ __forceinline__ float prob(float dot, float bias, float scale, float 
     return exp_((fmaf(scale, dot, bias) - m) - lnl);
 }
 
+// One step of a row's online softmax: its running max m becomes max(m, mx), mx the max of the
+// row's new logits. Returns the factor alpha that rescales the row's old sum and output, and
+// sets muse, the max the new exponentials subtract: 0 while every logit so far is -inf, so
+// that they give exp(-inf) = 0 instead of exp(-inf + inf) = NaN.
+__device__ __forceinline__ float online_max(float& m, float mx, float& muse) {
+    const float mnew = fmaxf(m, mx);
+    muse = mnew == NEG_INF ? 0.f : mnew;
+    const float alpha = exp_(m - muse);
+    m = mnew;
+    return alpha;
+}
+
+// The softmax backward's dS_ij = scale * p_ij * (dP_ij - Dvec_i).
+__device__ __forceinline__ float dscore(float scale, float p, float dp, float dvec) {
+    return scale * p * (dp - dvec);
+}
+
+// What the backward reads of a query row: the forward's max m and ln l, and Dvec.
+struct RowStats {
+    float m, lnl, dvec;
+};
+
+// Row `row` of the statistics of one (batch element, head), whose rows start at srow in each
+// of the planes `plane` floats apart; zeros past the sequence's T rows.
+__device__ __forceinline__ RowStats row_stats(const float* __restrict__ stats, size_t srow,
+                                              int plane, int row, int T) {
+    if (row >= T) return {0.f, 0.f, 0.f};
+    return {stats[srow + row], stats[plane + srow + row], stats[2 * (size_t)plane + srow + row]};
+}
+
+// Rows q0 .. q0+R of the statistics (row_stats) into the shared array s, by the whole block.
+template <int R>
+__device__ __forceinline__ void stage_stats(RowStats* s, const float* __restrict__ stats,
+                                            size_t srow, int plane, int q0, int T) {
+    for (int i = threadIdx.x; i < R; i += blockDim.x)
+        s[i] = row_stats(stats, srow, plane, q0 + i, T);
+}
+
 // Row i's statistics from its running max m and its full sum l: plane 0 (m, or +inf for a row
 // whose logits are all -inf) and plane 1 (ln l, or 0 for such a row), planes `plane` floats
 // apart.

@@ -66,7 +66,8 @@ __device__ __forceinline__ void split4(const float (&x)[4], unsigned (&big)[4],
 // d += a b for one 16 x 8 x 8 TF32 tile.
 __device__ __forceinline__ void mma(float (&d)[4], const unsigned (&a)[4], unsigned b0,
                                     unsigned b1) {
-    asm("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+    asm volatile(
+        "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
         "{%8, %9}, {%0, %1, %2, %3};"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
@@ -188,6 +189,18 @@ __device__ __forceinline__ void probs_times_tile(float (&acc)[D / 8][4], const f
     }
 }
 
+// The biases (key_bias) of the keys of this thread's C-layout columns: bias[n][i] for key
+// k0 + 8n + 2t + i of a tile of 8 NN keys.
+template <int NN>
+__device__ __forceinline__ void key_biases(float (&bias)[NN][2], const float* __restrict__ mask,
+                                           int has_mask, int b, int k0, int T, int t) {
+#pragma unroll
+    for (int n = 0; n < NN; ++n)
+#pragma unroll
+        for (int i = 0; i < 2; ++i)
+            bias[n][i] = key_bias(mask, has_mask, b, k0 + 8 * n + 2 * t + i, T);
+}
+
 // The position in a block of this thread: lane parts g and t, and the first of its two rows
 // (r0 and r0 + 8) among the rows of the sequence.
 struct Place {
@@ -231,13 +244,13 @@ __device__ __forceinline__ void forward_mma(const float* __restrict__ q,
         float s[NS][4];
         opaque(qf);
         rows_times_tile_t<D, NS>(s, qf, sKb, sKs, g, t);
-        float mx[2] = {NEG_INF, NEG_INF};
+        float bias[NS][2], mx[2] = {NEG_INF, NEG_INF};
+        key_biases<NS>(bias, mask, has_mask, b, k0, T, t);
 #pragma unroll
         for (int n = 0; n < NS; ++n)
 #pragma unroll
             for (int e = 0; e < 4; ++e) {
-                const float bias = key_bias(mask, has_mask, b, k0 + 8 * n + 2 * t + e % 2, T);
-                s[n][e] = logit(s[n][e], bias, scale);
+                s[n][e] = logit(s[n][e], bias[n][e % 2], scale);
                 mx[e / 2] = fmaxf(mx[e / 2], s[n][e]);
             }
         float muse[2], alpha[2], rs[2] = {0.f, 0.f};
@@ -246,11 +259,7 @@ __device__ __forceinline__ void forward_mma(const float* __restrict__ q,
 #pragma unroll
             for (int off = 1; off < 4; off <<= 1)
                 mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], off));
-            const float mnew = fmaxf(m[r], mx[r]);
-            // Rows with every logit -inf so far keep p = 0 instead of exp(-inf + inf) = NaN.
-            muse[r] = mnew == NEG_INF ? 0.f : mnew;
-            alpha[r] = exp_(m[r] - muse[r]);
-            m[r] = mnew;
+            alpha[r] = online_max(m[r], mx[r], muse[r]);
         }
 #pragma unroll
         for (int n = 0; n < NS; ++n)
@@ -301,16 +310,8 @@ __device__ __forceinline__ void backward_dq_mma(
     float qf[KS][4], of[KS][4], acc[KS][4];
     load_rows<D>(qf, q + base, r0, T, ld, t);
     load_rows<D>(of, dout + base, r0, T, ld, t);
-    float m[2], lnl[2], dvec[2];
-    bool valid[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-        const int row = r0 + 8 * r;
-        valid[r] = row < T;
-        m[r] = valid[r] ? stats[srow + row] : 0.f;
-        lnl[r] = valid[r] ? stats[plane + srow + row] : 0.f;
-        dvec[r] = valid[r] ? stats[2 * plane + srow + row] : 0.f;
-    }
+    const RowStats st[2] = {row_stats(stats, srow, plane, r0, T),
+                            row_stats(stats, srow, plane, r0 + 8, T)};
 #pragma unroll
     for (int n = 0; n < KS; ++n)
 #pragma unroll
@@ -325,14 +326,16 @@ __device__ __forceinline__ void backward_dq_mma(
         opaque(of);
         rows_times_tile_t<D, NS>(s, qf, sKb, sKs, g, t);
         rows_times_tile_t<D, NS>(dp, of, sVb, sVs, g, t);
+        float bias[NS][2];
+        key_biases<NS>(bias, mask, has_mask, b, k0, T, t);
 #pragma unroll
         for (int n = 0; n < NS; ++n)
 #pragma unroll
             for (int e = 0; e < 4; ++e) {
-                const int r = e / 2;
-                const float bias = key_bias(mask, has_mask, b, k0 + 8 * n + 2 * t + e % 2, T);
-                const float p = prob(s[n][e], bias, scale, m[r], lnl[r], valid[r]);
-                s[n][e] = scale * p * (dp[n][e] - dvec[r]);  // dS
+                const RowStats& r = st[e / 2];
+                const bool valid = r0 + 8 * (e / 2) < T;
+                const float p = prob(s[n][e], bias[n][e % 2], scale, r.m, r.lnl, valid);
+                s[n][e] = dscore(scale, p, dp[n][e], r.dvec);
             }
         probs_times_tile<D, NS>(acc, s, sKb, sKs, g, t);
         __syncthreads();  // tiles read before the next ones overwrite them
@@ -353,7 +356,7 @@ __device__ __forceinline__ void backward_dkdv_mma(
     constexpr int KS = D / 8, NQ = BQ / 8;
     __shared__ __align__(16) unsigned sQb[BQ * (D + 4)], sQs[BQ * (D + 4)];
     __shared__ __align__(16) unsigned sOb[BQ * (D + 4)], sOs[BQ * (D + 4)];
-    __shared__ float sM[BQ], sL[BQ], sDv[BQ];
+    __shared__ RowStats sSt[BQ];
     const auto [g, t, r0] = place();
     const int H = gridDim.y, b = blockIdx.z, h = blockIdx.y, ld = H * D;
     const int plane = gridDim.z * H * T;
@@ -374,12 +377,7 @@ __device__ __forceinline__ void backward_dkdv_mma(
     for (int q0 = 0; q0 < T; q0 += BQ) {
         load_split<D, BQ>(sQb, sQs, q + base, q0, T, ld);
         load_split<D, BQ>(sOb, sOs, dout + base, q0, T, ld);
-        for (int i = threadIdx.x; i < BQ; i += NT) {
-            const bool in = q0 + i < T;
-            sM[i] = in ? stats[srow + q0 + i] : 0.f;
-            sL[i] = in ? stats[plane + srow + q0 + i] : 0.f;
-            sDv[i] = in ? stats[2 * plane + srow + q0 + i] : 0.f;
-        }
+        stage_stats<BQ>(sSt, stats, srow, plane, q0, T);
         __syncthreads();  // tiles and row statistics loaded
         float p[NQ][4], ds[NQ][4];
         opaque(kf);
@@ -391,8 +389,9 @@ __device__ __forceinline__ void backward_dkdv_mma(
 #pragma unroll
             for (int e = 0; e < 4; ++e) {
                 const int i = 8 * n + 2 * t + e % 2;
-                p[n][e] = prob(p[n][e], bias[e / 2], scale, sM[i], sL[i], q0 + i < T);
-                ds[n][e] = scale * p[n][e] * (ds[n][e] - sDv[i]);
+                const RowStats st = sSt[i];
+                p[n][e] = prob(p[n][e], bias[e / 2], scale, st.m, st.lnl, q0 + i < T);
+                ds[n][e] = dscore(scale, p[n][e], ds[n][e], st.dvec);
             }
         probs_times_tile<D, NQ>(gv, p, sOb, sOs, g, t);
         probs_times_tile<D, NQ>(gk, ds, sQb, sQs, g, t);

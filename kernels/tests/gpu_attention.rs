@@ -30,6 +30,11 @@ fn long_sequences_at_head_dim_128() {
 }
 
 #[test]
+fn every_kernel_of_both_builds_runs() {
+    on_sim(cases::every_kernel_runs);
+}
+
+#[test]
 fn fully_masked_rows_behave_as_on_the_cpu() {
     on_sim(cases::fully_masked_rows);
 }

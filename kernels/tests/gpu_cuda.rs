@@ -111,6 +111,11 @@ fn attention_matches_the_references() {
 }
 
 #[test]
+fn every_attention_kernel_of_both_builds_runs() {
+    attention::every_kernel_runs(&mut gpu());
+}
+
+#[test]
 fn attention_fully_masked_rows_behave_as_on_the_cpu() {
     attention::fully_masked_rows(&mut gpu());
 }

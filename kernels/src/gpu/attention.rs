@@ -19,10 +19,12 @@
 //! | 64 | 64 x 32 | 32 x 32 | 32 x 32 | 44032, 44416, 39424 |
 //! | 128 | 32 x 16 | 8 x 32 | 32 x 8 | 36352, 45408, 43776 |
 //!
-//! The forward comes in two builds ([`Products`]): FP32 FMAs as above, and at head dims 32
-//! and 64 a tensor-core one (`kernels/cuda/attention_mma.cu`: `mma.sync` on TF32 operands,
-//! each product made of three to keep FP32 accuracy; query tiles of 64 rows, key tiles of 64
-//! rows at d 32 and 32 at d 64). Both save the same statistics, so either feeds the backward.
+//! Forward and backward come in two builds ([`Products`]): FP32 FMAs as above, and at head
+//! dims 32 and 64 a tensor-core one (`kernels/cuda/attention_mma.cu`: `mma.sync` on TF32
+//! operands, each product made of three to keep FP32 accuracy; blocks of 64 rows, streamed
+//! tiles of 64 rows at d 32 and 32 at d 64, 16 for the dK/dV kernel's query tiles; the
+//! `Dvec` kernel is `attention.cu`'s). Both save the same statistics, so the backward of
+//! either build can follow the forward of the other.
 //!
 //! A row whose keys are all masked behaves as on the CPU: with a finite mask such as
 //! `f32::MIN` every logit rounds to the same value and the row averages `v` uniformly; with
@@ -40,7 +42,7 @@ pub const MODULE: PtxModule = PtxModule {
     ptx: include_str!("../../ptx/attention.ptx"),
 };
 
-/// The tensor-core forward, compiled from `kernels/cuda/attention_mma.cu`.
+/// The tensor-core kernels, compiled from `kernels/cuda/attention_mma.cu`.
 pub const MMA_MODULE: PtxModule = PtxModule {
     name: "attention_mma",
     ptx: include_str!("../../ptx/attention_mma.ptx"),
@@ -54,27 +56,49 @@ pub enum Products {
     Fma,
     /// Tensor cores (`mma.sync` m16n8k8 on TF32, `attention_mma.cu`), at head dims 32 and
     /// 64: each operand split into two TF32 values and each product made of three tensor-core
-    /// products (3xTF32), which keeps FP32 accuracy (about 2^-22 of each product). Blocks of
-    /// 64 rows; streamed tiles of 64 rows at d 32, and at d 64 of 32 rows (16 for the dK/dV
-    /// kernel's query tiles).
+    /// products (3xTF32), which keeps FP32 accuracy (about 2^-22 of each product).
     Tf32x3,
 }
 
 impl Products {
-    /// The module and the name prefix of the kernels for `shape`, and the rows of each block
-    /// (forward, dK/dV, dQ), or [`Error::Unsupported`] for a head dim this build lacks.
+    /// The builds of the kernels made for head dim `head_dim`: both at 32 and 64, the FMA one
+    /// at 128, none at any other.
+    pub fn builds(head_dim: usize) -> &'static [Products] {
+        match head_dim {
+            32 | 64 => &[Products::Fma, Products::Tf32x3],
+            128 => &[Products::Fma],
+            _ => &[],
+        }
+    }
+
+    /// Where this build's kernels for `shape` are, or [`Error::Unsupported`] for a head dim
+    /// it is not made for.
     fn kernels(self, op: &'static str, shape: &AttentionShape) -> Result<Kernels> {
         let d = shape.head_dim;
-        match self {
-            Products::Fma => {
-                let tiles = Tiles::of(op, shape)?;
-                Ok(Kernels {
-                    module: MODULE,
-                    suffix: format!("d{d}"),
-                    tiles,
-                })
-            }
-            Products::Tf32x3 if d == 32 || d == 64 => Ok(Kernels {
+        if !Products::builds(d).contains(&self) {
+            let (what, dims) = match self {
+                Products::Fma => ("the FMA", "32, 64 and 128"),
+                Products::Tf32x3 => ("the tensor-core (3xTF32)", "32 and 64"),
+            };
+            let others = match Products::builds(d) {
+                [] => String::new(),
+                _ => "; use the FMA ones".to_string(),
+            };
+            return Err(Error::Unsupported {
+                op,
+                detail: format!(
+                    "head_dim {d} ({}): {what} kernels are built for head_dim {dims}{others}",
+                    describe(shape)
+                ),
+            });
+        }
+        Ok(match self {
+            Products::Fma => Kernels {
+                module: MODULE,
+                suffix: format!("d{d}"),
+                tiles: Tiles::fma(d),
+            },
+            Products::Tf32x3 => Kernels {
                 module: MMA_MODULE,
                 suffix: format!("mma_d{d}"),
                 tiles: Tiles {
@@ -82,20 +106,14 @@ impl Products {
                     dkdv_rows: MMA_ROWS,
                     dq_rows: MMA_ROWS,
                 },
-            }),
-            Products::Tf32x3 => Err(Error::Unsupported {
-                op,
-                detail: format!(
-                    "head_dim {d} ({}): the tensor-core (3xTF32) kernels are built for head_dim 32 and 64; use the FMA ones",
-                    describe(shape)
-                ),
-            }),
-        }
+            },
+        })
     }
 }
 
-/// Where the kernels of one [`Products`] choice and head dim are: `attention_forward_{suffix}`,
-/// `attention_backward_dkdv_{suffix}` and `attention_backward_dq_{suffix}` in `module`.
+/// Where the kernels of one [`Products`] build and head dim are: `attention_forward_{suffix}`,
+/// `attention_backward_dkdv_{suffix}` and `attention_backward_dq_{suffix}` in `module`, with
+/// the rows of their blocks.
 struct Kernels {
     module: PtxModule,
     suffix: String,
@@ -106,13 +124,14 @@ struct Kernels {
 const THREADS: u32 = 128;
 /// Rows of the `Dvec` kernel's block: one warp each.
 const DVEC_ROWS: usize = THREADS as usize / 32;
-/// Query rows per block of the tensor-core forward (`BQ` in `attention_mma.cu`).
+/// Rows per block of every tensor-core kernel (`BR` in `attention_mma.cu`).
 const MMA_ROWS: usize = 64;
 /// The most blocks along grid y (heads) and z (batch).
 const MAX_GRID_YZ: usize = 65535;
 
-/// Rows per block of the kernels for one head dimension (the `ATTENTION_KERNELS` table of the
-/// source): the forward's query tile, the dK/dV kernel's key tile, the dQ kernel's query tile.
+/// Rows per block of the kernels for one head dimension (for the FMA build, the
+/// `ATTENTION_KERNELS` table of its source): the forward's query tile, the dK/dV kernel's key
+/// tile, the dQ kernel's query tile.
 struct Tiles {
     forward_rows: usize,
     dkdv_rows: usize,
@@ -120,28 +139,18 @@ struct Tiles {
 }
 
 impl Tiles {
-    /// The tiles for `shape.head_dim`, or [`Error::Unsupported`] for a head dimension the
-    /// kernels are not built for.
-    fn of(op: &'static str, shape: &AttentionShape) -> Result<Tiles> {
-        let (forward_rows, dkdv_rows, dq_rows) = match shape.head_dim {
+    /// The FMA kernels' tiles for head dim `d` (32, 64 or 128: [`Products::builds`]).
+    fn fma(d: usize) -> Tiles {
+        let (forward_rows, dkdv_rows, dq_rows) = match d {
             32 => (64, 64, 64),
             64 => (64, 32, 32),
-            128 => (32, 32, 32),
-            d => {
-                return Err(Error::Unsupported {
-                    op,
-                    detail: format!(
-                        "head_dim {d} ({}): the kernels are built for head_dim 32, 64 and 128",
-                        describe(shape)
-                    ),
-                })
-            }
+            _ => (32, 32, 32),
         };
-        Ok(Tiles {
+        Tiles {
             forward_rows,
             dkdv_rows,
             dq_rows,
-        })
+        }
     }
 }
 

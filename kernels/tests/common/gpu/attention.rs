@@ -2,14 +2,16 @@
 //! output, logsumexp statistics, gradients) and against the CPU kernels (any shape), with
 //! padding masks and fully masked rows, on any device.
 
-use super::{download, nans, upload};
+use super::{download, entries, nans, upload, Recorder};
 use crate::common::random;
 use smelt_kernels::cpu::attention::{
     attention_backward as cpu_backward, attention_backward_reference,
     attention_forward as cpu_forward, attention_reference, AttentionShape, Probs,
 };
 use smelt_kernels::cpu::CpuOptions;
-use smelt_kernels::gpu::attention::{attention_backward, attention_forward, lse_len, Products};
+use smelt_kernels::gpu::attention::{
+    self as attn, attention_backward, attention_forward, lse_len, Products,
+};
 use smelt_kernels::gpu::GpuDevice;
 
 /// One case of batch 2 x heads 2: `(T, d, padding)`, where `padding` is the value that masks
@@ -133,15 +135,6 @@ impl Case {
         Case::new(shape, padding.map(|fill| (3, fill)))
     }
 
-    /// The kernels built for this head dim: the FMA ones, and the tensor-core ones at head
-    /// dims 32 and 64.
-    fn builds(&self) -> &'static [Products] {
-        match self.shape.head_dim {
-            32 | 64 => &[Products::Fma, Products::Tf32x3],
-            _ => &[Products::Fma],
-        }
-    }
-
     /// `out`, `lse`, `dq`, `dk`, `dv` from the GPU kernels, their tile products made as
     /// `products` says (outputs start as NaN, so anything left unwritten fails the
     /// comparisons).
@@ -232,7 +225,7 @@ impl Case {
     /// with the f64 references (output, logsumexp as plane 0 + plane 1 of `lse`, and the
     /// three gradients) and with the CPU kernels.
     fn check_references(&self, dev: &mut dyn GpuDevice) {
-        for &products in self.builds() {
+        for &products in Products::builds(self.shape.head_dim) {
             self.check_references_with(dev, products);
         }
     }
@@ -316,20 +309,37 @@ pub fn matches_cpu(dev: &mut dyn GpuDevice, shape: AttentionShape) {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let pad = shape.seq / (2 * shape.batch);
     let case = Case::new(shape, Some((pad, f32::MIN)));
-    for &products in case.builds() {
+    for &products in Products::builds(case.shape.head_dim) {
         case.check_cpu(dev, products, &CpuOptions::threads(threads));
     }
+}
+
+/// Every kernel of both modules runs in the cases at T 17 (each head dim, each of its builds):
+/// a build that launched the other's kernels would still give right answers, so the
+/// launches themselves are checked.
+pub fn every_kernel_runs(dev: &mut dyn GpuDevice) {
+    let mut dev = Recorder::new(dev);
+    for d in [32, 64, 128] {
+        Case::small((17, d, MIN)).check_references(&mut dev);
+    }
+    let mut all = entries(attn::MODULE);
+    all.extend(entries(attn::MMA_MODULE));
+    assert_eq!(dev.launched, all);
 }
 
 /// Batch element 1 has every key masked: with `f32::MIN` the CPU averages `v` uniformly (every
 /// logit rounds to `f32::MIN`), with `-inf` it gives zero rows; the GPU must do the same,
 /// forward and backward (each build), and the same bits on a second run.
 pub fn fully_masked_rows(dev: &mut dyn GpuDevice) {
-    for (fill, products) in [f32::MIN, f32::NEG_INFINITY]
-        .into_iter()
-        .flat_map(|fill| [Products::Fma, Products::Tf32x3].map(|p| (fill, p)))
-    {
-        let mut case = Case::small((17, 32, MIN));
+    let fills = [f32::MIN, f32::NEG_INFINITY];
+    let cases = fills.into_iter().flat_map(|fill| {
+        [32, 64].into_iter().flat_map(move |d| {
+            let builds = Products::builds(d).iter();
+            builds.map(move |&p| (fill, d, p))
+        })
+    });
+    for (fill, head_dim, products) in cases {
+        let mut case = Case::small((17, head_dim, MIN));
         let t = case.shape.seq;
         if let Some(m) = case.mask.as_mut() {
             m[t..].fill(fill);
