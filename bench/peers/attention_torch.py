@@ -4,10 +4,10 @@ of `smelt bench attention|layernorm --json`.
 
     python3 bench/peers/attention_torch.py attention --batch 32 --heads 12 --seq 128,512 --head-dim 64
     python3 bench/peers/attention_torch.py layernorm --rows 65536 --hidden 768,1024
-        [--device cuda|cpu] [--runs R] [--launches K]
+        [--device cuda|cpu] [--dtype f32|bf16] [--runs R] [--launches K]
 
-attention: torch.nn.functional.scaled_dot_product_attention on [B, H, T, d] float32 tensors
-with an additive key-padding mask of zeros (so the kernel takes its masked path, as ours
+attention: torch.nn.functional.scaled_dot_product_attention on [B, H, T, d] float32 (or, with
+--dtype bf16, bfloat16) tensors with an additive key-padding mask of zeros (so the kernel takes its masked path, as ours
 does), forward and backward; FLOPs as FlashAttention counts them: forward
 4*B*H*T*T*d, backward 2.5x that. layernorm: torch.nn.functional.layer_norm over the last dim,
 forward, and backward from a given dy, with x, y and dy stored as f32 or (--dtype
@@ -23,7 +23,7 @@ What is timed is the kernels, as on our side: each timing covers --launches call
 backward is `torch.autograd.grad` on a graph built once outside the timing and kept
 (`retain_graph`), so only the backward kernels run. On CUDA, attention is pinned to the
 memory-efficient fused kernel (`sdpa_kernel(EFFICIENT_ATTENTION)`, the one that takes f32 and
-an additive mask): a fallback to the unfused math path is an error, not a slow figure. Each
+an additive mask; 3xTF32 on tensor cores for f32 on sm_80+): a fallback to the unfused math path is an error, not a slow figure. Each
 case warms up, then times R such batches (--runs, default 20); the median is reported.
 """
 import argparse
@@ -77,10 +77,12 @@ def attention(args):
     for seq in ints(args.seq):
         b, h, d = args.batch, args.heads, args.head_dim
         gen = torch.Generator(device=args.device).manual_seed(0)
-        q, k, v = (torch.randn(b, h, seq, d, device=args.device, generator=gen, requires_grad=True) for _ in range(3))
-        mask = torch.zeros(b, 1, 1, seq, device=args.device)
+        dt = {"f32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
+        q, k, v = (torch.randn(b, h, seq, d, device=args.device, generator=gen).to(dt).requires_grad_()
+                   for _ in range(3))
+        mask = torch.zeros(b, 1, 1, seq, device=args.device, dtype=dt)
         scale = d ** -0.5
-        dout = torch.randn(b, h, seq, d, device=args.device, generator=gen)
+        dout = torch.randn(b, h, seq, d, device=args.device, generator=gen).to(dt)
 
         def fwd():
             with torch.no_grad():
@@ -148,7 +150,7 @@ def main():
     p.add_argument("--head-dim", type=positive_int, default=64)
     p.add_argument("--rows", type=positive_int, default=65536)
     p.add_argument("--hidden", default="768,1024")
-    p.add_argument("--dtype", choices=["f32", "bf16"], default="f32", help="layernorm: storage of x, y, dy")
+    p.add_argument("--dtype", choices=["f32", "bf16"], default="f32", help="storage: layernorm's x, y, dy; attention's q, k, v, mask, dout")
     args = p.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("attention_torch.py: no CUDA device visible to PyTorch (use --device cpu for a smoke run)")

@@ -54,6 +54,53 @@ fn pattern(n: usize, seed: usize) -> Vec<f32> {
         .collect()
 }
 
+/// Whether `--dtype` (f32, the default, or bf16) asks for bf16 storage.
+fn bf16_flag(args: &Args) -> Result<bool, String> {
+    match args.get("dtype", "f32".to_string())?.as_str() {
+        "f32" => Ok(false),
+        "bf16" => Ok(true),
+        other => Err(format!("--dtype {other:?}: want f32 or bf16")),
+    }
+}
+
+/// A buffer of `n` [`pattern`] values, stored as bf16 (truncated: the pattern only has to be
+/// the same on both sides) or f32.
+fn upload_pattern(
+    dev: &mut dyn GpuDevice,
+    n: usize,
+    seed: usize,
+    bf16: bool,
+) -> Result<GpuBuffer, String> {
+    let values = pattern(n, seed);
+    let buf = if bf16 {
+        let bits: Vec<u16> = values.iter().map(|v| (v.to_bits() >> 16) as u16).collect();
+        dev.upload_u16(&bits)
+    } else {
+        dev.upload_f32(&values)
+    };
+    buf.map_err(|e| e.to_string())
+}
+
+/// A build of our attention kernels that `bench attention` times.
+#[derive(Clone, Copy)]
+enum Build {
+    /// f32 storage, the products as given.
+    F32(Products),
+    /// bf16 storage (tensor cores).
+    Bf16,
+}
+
+impl Build {
+    /// The `kernel` field of its rows.
+    fn name(self) -> &'static str {
+        match self {
+            Build::F32(Products::Fma) => "fma",
+            Build::F32(Products::Tf32x3) => "tf32x3",
+            Build::Bf16 => "bf16",
+        }
+    }
+}
+
 /// Whether the benchmark runs in the interpreter: a smoke test, whose defaults are sizes it
 /// finishes in seconds.
 fn in_interpreter(dev: &Device) -> bool {
@@ -154,6 +201,7 @@ pub fn attention(args: &Args) -> Result<Vec<Row>, String> {
         args.count("head-dim", 64, MAX_ELEMENTS)?,
     );
     let budget = Duration::from_millis(args.get("budget-ms", 2000)?);
+    let bf16 = bf16_flag(args)?;
     let mut rows = Vec::new();
     for seq in list(args, "seq", default_seq)? {
         let shape = AttentionShape {
@@ -164,32 +212,40 @@ pub fn attention(args: &Args) -> Result<Vec<Row>, String> {
         };
         let n = elements("q", &[batch, seq, heads, head_dim])?;
         let e = |e: smelt_kernels::Error| e.to_string();
-        let upload = |dev: &mut dyn GpuDevice, seed| dev.upload_f32(&pattern(n, seed)).map_err(e);
         let (q, k, v, dout) = (
-            upload(dev, 1)?,
-            upload(dev, 2)?,
-            upload(dev, 3)?,
-            upload(dev, 4)?,
+            upload_pattern(dev, n, 1, bf16)?,
+            upload_pattern(dev, n, 2, bf16)?,
+            upload_pattern(dev, n, 3, bf16)?,
+            upload_pattern(dev, n, 4, bf16)?,
         );
         let zeros = |dev: &mut dyn GpuDevice, len: usize| dev.alloc_f32(len).map_err(e);
-        let mask = zeros(dev, batch * seq)?;
-        let (out, lse) = (zeros(dev, n)?, zeros(dev, attention::lse_len(&shape))?);
-        let (dq, dk, dv) = (zeros(dev, n)?, zeros(dev, n)?, zeros(dev, n)?);
+        let stored = |dev: &mut dyn GpuDevice| upload_pattern(dev, n, 5, bf16);
+        let (mask, lse) = (
+            zeros(dev, batch * seq)?,
+            zeros(dev, attention::lse_len(&shape))?,
+        );
+        let (out, dq, dk, dv) = (stored(dev)?, stored(dev)?, stored(dev)?, stored(dev)?);
         let scale = (head_dim as f32).powf(-0.5);
         let dev = RefCell::new(&mut *dev);
         // One closure per phase and build of the kernels: `launches` calls, then a sync.
-        let call = |phase: &'static str, products: Products| {
+        let call = |phase: &'static str, build: Build| {
             let dev = &dev;
             move || {
                 let mut d = dev.borrow_mut();
-                let (m, s, p) = (Some(mask), &shape, products);
+                let (m, s) = (Some(mask), &shape);
                 for _ in 0..launches {
-                    match phase {
-                        "forward" => {
+                    match (phase, build) {
+                        ("forward", Build::F32(p)) => {
                             attention::attention_forward(*d, p, q, k, v, m, scale, s, out, lse)
                         }
-                        _ => attention::attention_backward(
+                        (_, Build::F32(p)) => attention::attention_backward(
                             *d, p, q, k, v, m, scale, s, out, lse, dout, dq, dk, dv,
+                        ),
+                        ("forward", Build::Bf16) => {
+                            attention::attention_forward_bf16(*d, q, k, v, m, scale, s, out, lse)
+                        }
+                        (_, Build::Bf16) => attention::attention_backward_bf16(
+                            *d, q, k, v, m, scale, s, out, lse, dout, dq, dk, dv,
                         ),
                     }
                     .map_err(e)?;
@@ -197,14 +253,16 @@ pub fn attention(args: &Args) -> Result<Vec<Row>, String> {
                 d.synchronize().map_err(e)
             }
         };
-        // Every build of the kernels made for this head dim (none: the launch names the error).
-        let builds = match Products::builds(head_dim) {
-            [] => &[Products::Fma],
-            some => some,
+        // bf16 storage, or every f32 build of the kernels made for this head dim (none: the
+        // launch names the error).
+        let builds: Vec<Build> = match (bf16, Products::builds(head_dim)) {
+            (true, _) => vec![Build::Bf16],
+            (false, []) => vec![Build::F32(Products::Fma)],
+            (false, some) => some.iter().map(|&p| Build::F32(p)).collect(),
         };
-        let runs: Vec<(&str, Products)> = builds
+        let runs: Vec<(&str, Build)> = builds
             .iter()
-            .flat_map(|&p| [("forward", p), ("backward", p)])
+            .flat_map(|&b| [("forward", b), ("backward", b)])
             .collect();
         let mut calls: Vec<_> = runs.iter().map(|&(phase, p)| call(phase, p)).collect();
         calls[0]()?;
@@ -221,11 +279,11 @@ pub fn attention(args: &Args) -> Result<Vec<Row>, String> {
         )?;
         let (forward_flops, backward_flops) = attention_flops(&shape);
         let torch = if args.flag("torch") {
-            torch_attention(peer, &shape, launches)?
+            torch_attention(peer, &shape, bf16, launches)?
         } else {
             Vec::new()
         };
-        for (&(phase, products), &secs) in runs.iter().zip(&t) {
+        for (&(phase, build), &secs) in runs.iter().zip(&t) {
             let fl = match phase {
                 "forward" => forward_flops,
                 _ => backward_flops,
@@ -234,7 +292,7 @@ pub fn attention(args: &Args) -> Result<Vec<Row>, String> {
             let theirs = torch.iter().find(|(p, _, _)| p == phase);
             let run = Run {
                 who: "smelt",
-                kernel: kernel_name(products),
+                kernel: build.name(),
                 dev: &dev_name,
                 phase,
             };
@@ -263,14 +321,6 @@ struct Run<'a> {
     phase: &'a str,
 }
 
-/// The `kernel` field of our rows: how the tile products are made.
-fn kernel_name(products: Products) -> &'static str {
-    match products {
-        Products::Fma => "fma",
-        Products::Tf32x3 => "tf32x3",
-    }
-}
-
 fn attention_row(run: Run, s: &AttentionShape, ms: f64, tflops: f64, ratio: Option<f64>) -> Row {
     Row(vec![
         ("impl", Value::Text(run.who.into())),
@@ -292,6 +342,7 @@ fn attention_row(run: Run, s: &AttentionShape, ms: f64, tflops: f64, ratio: Opti
 fn torch_attention(
     peer: &str,
     s: &AttentionShape,
+    bf16: bool,
     launches: usize,
 ) -> Result<Vec<(String, f64, f64)>, String> {
     let shape = [
@@ -299,6 +350,7 @@ fn torch_attention(
         format!("--heads={}", s.heads),
         format!("--seq={}", s.seq),
         format!("--head-dim={}", s.head_dim),
+        format!("--dtype={}", if bf16 { "bf16" } else { "f32" }),
         format!("--launches={launches}"),
     ];
     torch_peer(peer, "attention", &shape, "tflops")
@@ -339,27 +391,15 @@ pub fn layernorm(args: &Args) -> Result<Vec<Row>, String> {
     let dev = device.gpu().ok_or("no GPU device")?;
     let rows_n = args.count("rows", default_rows, MAX_ELEMENTS)?;
     let budget = Duration::from_millis(args.get("budget-ms", 2000)?);
-    let dtype = args.get("dtype", "f32".to_string())?;
-    let bf16 = match dtype.as_str() {
-        "f32" => false,
-        "bf16" => true,
-        other => return Err(format!("--dtype {other:?}: want f32 or bf16")),
-    };
+    let bf16 = bf16_flag(args)?;
+    let dtype = if bf16 { "bf16" } else { "f32" };
     // Bytes of one row element: x, y, dy, dx are bf16 or f32; the statistics stay f32.
     let elem = if bf16 { 2.0 } else { 4.0 };
     let mut rows = Vec::new();
     for cols in list(args, "hidden", "768,1024")? {
         let n = elements("x", &[rows_n, cols])?;
         let e = |e: smelt_kernels::Error| e.to_string();
-        let matrix = |dev: &mut dyn GpuDevice, seed| -> Result<GpuBuffer, String> {
-            let values = pattern(n, seed);
-            if bf16 {
-                let bits: Vec<u16> = values.iter().map(|v| (v.to_bits() >> 16) as u16).collect();
-                dev.upload_u16(&bits).map_err(e)
-            } else {
-                dev.upload_f32(&values).map_err(e)
-            }
-        };
+        let matrix = |dev: &mut dyn GpuDevice, seed| upload_pattern(dev, n, seed, bf16);
         let (x, dy) = (matrix(dev, 1)?, matrix(dev, 2)?);
         let (y, dx, copy_dst) = (matrix(dev, 5)?, matrix(dev, 6)?, matrix(dev, 7)?);
         let gamma = dev.upload_f32(&pattern(cols, 3)).map_err(e)?;
@@ -426,7 +466,7 @@ pub fn layernorm(args: &Args) -> Result<Vec<Row>, String> {
         ];
         let copy_gbps = bytes[0] / t[0] / 1e9;
         let torch = if args.flag("torch") {
-            torch_layernorm(peer, rows_n, cols, &dtype, launches)?
+            torch_layernorm(peer, rows_n, cols, dtype, launches)?
         } else {
             Vec::new()
         };

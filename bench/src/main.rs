@@ -50,7 +50,7 @@ const USAGE: &str = "usage:
                       [--torch] [--json]
   smelt bench softmax [--shape ROWSxCOLS ...] [--threads N] [--isa I] [--budget-ms T] [--json]
   smelt bench attention [--device cuda|ptx-sim] [--batch 32 (1 on ptx-sim)] [--heads 12] [--seq 128,512 (128)] [--head-dim 64]
-                      [--launches K] [--budget-ms T] [--torch] [--json]
+                      [--dtype f32|bf16] [--launches K] [--budget-ms T] [--torch] [--json]
   smelt bench layernorm [--device cuda|ptx-sim] [--rows 65536 (4096 on ptx-sim)] [--hidden 768,1024] [--dtype f32|bf16]
                       [--launches K] [--budget-ms T] [--torch] [--json]
                  (GPU kernels: --device cuda needs a build with --features cuda and a GPU)
@@ -197,6 +197,7 @@ const BENCH_OPTIONS: [(&str, &[&str]); 6] = [
             "heads",
             "seq",
             "head-dim",
+            "dtype",
             "launches",
             "budget-ms",
             "torch",

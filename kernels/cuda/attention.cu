@@ -342,22 +342,11 @@ __device__ __forceinline__ void backward_dq(
     store_rows<D, RI>(dq + base, g, one, q0, T, ld, ty, tx);
 }
 
-// Dvec of every (b, i, h) row: stats[2][b][h][i] = dout_row . out_row. One warp per row of
-// `rows` = B*T*H rows of D values (memory order), blocks of NT threads (4 rows each).
+// Dvec of every row (dvec_rows in attention_common.cuh), blocks of NT threads.
 extern "C" __global__ void __launch_bounds__(NT)
     attention_backward_dvec(const float* __restrict__ out, const float* __restrict__ dout,
                             float* __restrict__ stats, int T, int H, int D, int rows) {
-    const int r = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (r >= rows) return;  // the whole warp leaves together: no barrier, no shuffle missed
-    const size_t off = (size_t)r * D;
-    float acc = 0.f;
-    for (int c = lane; c < D; c += 32) acc = fmaf(dout[off + c], out[off + c], acc);
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-    if (lane == 0) {
-        const int h = r % H, i = (r / H) % T, b = r / (H * T);
-        stats[2 * (size_t)rows + ((size_t)b * H + h) * T + i] = acc;
-    }
+    dvec_rows(out, dout, stats, T, H, D, rows);
 }
 
 // One extern "C" kernel per head dimension D with its tiles: forward (BQ, BK), dK/dV (BQ, BK),

@@ -4,6 +4,8 @@
 // those described at the top of attention.cu.
 #pragma once
 
+#include "common.cuh"
+
 #define NEG_INF (-__int_as_float(0x7f800000))
 #define POS_INF (__int_as_float(0x7f800000))
 #define LOG2E 1.4426950408889634f
@@ -77,4 +79,24 @@ __device__ __forceinline__ void store_stats(float* __restrict__ stats, size_t i,
                                             float m, float l) {
     stats[i] = l > 0.f ? m : POS_INF;
     stats[plane + i] = l > 0.f ? logf(l) : 0.f;
+}
+
+// Dvec of every (b, i, h) row: stats[2][b][h][i] = dout_row . out_row, the rows stored as S
+// (float or bf16). One warp per row of `rows` = B*T*H rows of D values (memory order).
+template <typename S>
+__device__ __forceinline__ void dvec_rows(const S* __restrict__ out, const S* __restrict__ dout,
+                                          float* __restrict__ stats, int T, int H, int D,
+                                          int rows) {
+    const int r = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (r >= rows) return;  // the whole warp leaves together: no barrier, no shuffle missed
+    const size_t off = (size_t)r * D;
+    float acc = 0.f;
+    for (int c = lane; c < D; c += 32)
+        acc = fmaf(load<1>(dout + off + c).v[0], load<1>(out + off + c).v[0], acc);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(FULL, acc, o);
+    if (lane == 0) {
+        const int h = r % H, i = (r / H) % T, b = r / (H * T);
+        stats[2 * (size_t)rows + ((size_t)b * H + h) * T + i] = acc;
+    }
 }

@@ -11,10 +11,14 @@
 //   attention_forward_mma_dD        grid (ceil(T/64), H, B): query rows; streams K, V tiles
 //   attention_backward_dq_mma_dD    grid (ceil(T/64), H, B): query rows; streams K, V tiles
 //   attention_backward_dkdv_mma_dD  grid (ceil(T/64), H, B): key rows; streams Q, dO tiles
-// (the backward's Dvec comes from attention.cu's attention_backward_dvec, run first). The
-// streamed tiles are loaded once per block into shared memory, split into big and small
-// planes as they are stored, rows padded by 4 words so that the fragment reads below hit 32
-// distinct banks (banks 4g + t for a row-indexed read, 8t + g for a key-indexed one).
+// (the backward's Dvec comes from attention.cu's attention_backward_dvec, run first), and the
+// same with q, k, v, out, dout and the gradients stored as bf16 (attention_*_mma_bf16_dD, and
+// attention_backward_dvec_bf16). A bf16 value is exactly a TF32 value, so its split has no
+// small half: a product of two stored tensors is one mma, a product of the f32 probabilities
+// (or dS) with a stored tile two. The streamed tiles are loaded once per block into shared
+// memory, split into big and small planes as they are stored (bf16: the big plane alone),
+// rows padded by 4 words so that the fragment reads below hit 32 distinct banks (banks 4g + t
+// for a row-indexed read, 8t + g for a key-indexed one).
 //
 // Fragments (PTX ISA, mma.m16n8k8 with .tf32): lane = 4 g + t. A (16 x 8, row-major): a0 =
 // A[g][t], a1 = A[g+8][t], a2 = A[g][t+4], a3 = A[g+8][t+4]. B (8 x 8): b0 = B[t][g], b1 =
@@ -73,58 +77,94 @@ __device__ __forceinline__ void mma(float (&d)[4], const unsigned (&a)[4], unsig
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-// d += a b in 3xTF32: a as (big, small) fragments, b0 and b1 as Split words.
-__device__ __forceinline__ void mma3(float (&d)[4], const unsigned (&ab)[4],
-                                     const unsigned (&as)[4], Split b0, Split b1) {
-    mma(d, as, b0.big, b1.big);
-    mma(d, ab, b0.small, b1.small);
+// Whether values stored as S are TF32 values already: a bf16 (8 significant bits) is, so its
+// split has no small half, and a product of two such values is one mma instead of three.
+template <typename S>
+__device__ constexpr bool exact() {
+    return false;
+}
+template <>
+__device__ constexpr bool exact<bf16>() {
+    return true;
+}
+
+// d += a b with a as (big, small) fragments and b0, b1 as Split words, in as many TF32
+// products as the halves that are not zero: AX (BX) says that a's (b's) small halves are.
+template <bool AX, bool BX>
+__device__ __forceinline__ void mma_split(float (&d)[4], const unsigned (&ab)[4],
+                                          const unsigned (&as)[4], Split b0, Split b1) {
+    if constexpr (!AX) mma(d, as, b0.big, b1.big);
+    if constexpr (!BX) mma(d, ab, b0.small, b1.small);
     mma(d, ab, b0.big, b1.big);
 }
 
+// Words of a tile's small plane: R rows of D+4, or none worth the name when its values are
+// exact (S = bf16; 4 keeps the array's alignment).
+template <typename S, int D, int R>
+__device__ constexpr int small_words() {
+    return exact<S>() ? 4 : R * (D + 4);
+}
+
 // Copies rows row0 .. row0+R of one head into the shared tiles big and small ([R][D+4] words
-// each), split; rows >= T become zeros. src points at head h of row 0 of the batch element;
-// rows lie ld floats apart.
-template <int D, int R>
+// each), split (exact values go to big alone); rows >= T become zeros. src points at head h
+// of row 0 of the batch element; rows lie ld values apart.
+template <int D, int R, typename S>
 __device__ __forceinline__ void load_split(unsigned* big, unsigned* small,
-                                           const float* __restrict__ src, int row0, int T,
-                                           int ld) {
+                                           const S* __restrict__ src, int row0, int T, int ld) {
     constexpr int C4 = D / 4;
     for (int c = threadIdx.x; c < R * C4; c += NT) {
         const int r = c / C4, c4 = c % C4, row = row0 + r;
-        float4 x = make_float4(0.f, 0.f, 0.f, 0.f);
-        if (row < T) x = *reinterpret_cast<const float4*>(src + (size_t)row * ld + 4 * c4);
-        const Split sx = split(x.x), sy = split(x.y), sz = split(x.z), sw = split(x.w);
+        Vec<4> x = {{0.f, 0.f, 0.f, 0.f}};
+        if (row < T) x = load<4>(src + (size_t)row * ld + 4 * c4);
         const int at = r * (D + 4) + 4 * c4;
-        *reinterpret_cast<uint4*>(big + at) = make_uint4(sx.big, sy.big, sz.big, sw.big);
-        *reinterpret_cast<uint4*>(small + at) =
-            make_uint4(sx.small, sy.small, sz.small, sw.small);
+        if constexpr (exact<S>()) {
+            *reinterpret_cast<uint4*>(big + at) =
+                make_uint4(__float_as_uint(x.v[0]), __float_as_uint(x.v[1]),
+                           __float_as_uint(x.v[2]), __float_as_uint(x.v[3]));
+        } else {
+            const Split sx = split(x.v[0]), sy = split(x.v[1]), sz = split(x.v[2]),
+                        sw = split(x.v[3]);
+            *reinterpret_cast<uint4*>(big + at) = make_uint4(sx.big, sy.big, sz.big, sw.big);
+            *reinterpret_cast<uint4*>(small + at) =
+                make_uint4(sx.small, sy.small, sz.small, sw.small);
+        }
     }
 }
 
-// The Split word at row r, column c of a pair of shared tiles with rows of D+4 words.
-template <int D>
+// The Split word at row r, column c of a pair of shared tiles with rows of D+4 words (X: the
+// values are exact, and the small plane is not read).
+template <int D, bool X>
 __device__ __forceinline__ Split at(const unsigned* big, const unsigned* small, int r, int c) {
+    if constexpr (X) return {big[r * (D + 4) + c], 0u};
     return {big[r * (D + 4) + c], small[r * (D + 4) + c]};
 }
 
 // The A fragments of rows r0 and r0 + 8 (D columns, fragment kk holding columns 8kk ..
 // 8kk+8) of one head, not split; rows >= T are zeros. src as in load_split.
-template <int D>
-__device__ __forceinline__ void load_rows(float (&f)[D / 8][4], const float* __restrict__ src,
+template <int D, typename S>
+__device__ __forceinline__ void load_rows(float (&f)[D / 8][4], const S* __restrict__ src,
                                           int r0, int T, int ld, int t) {
 #pragma unroll
     for (int kk = 0; kk < D / 8; ++kk)
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
             const int row = r0 + 8 * (e % 2), col = 8 * kk + t + 4 * (e / 2);
-            f[kk][e] = row < T ? src[(size_t)row * ld + col] : 0.f;
+            f[kk][e] = row < T ? load<1>(src + (size_t)row * ld + col).v[0] : 0.f;
         }
+}
+
+// Stores two adjacent values (8 bytes of f32, or 4 of bf16 rounded to nearest even).
+__device__ __forceinline__ void store2(float* p, float a, float b) {
+    *reinterpret_cast<float2*>(p) = make_float2(a, b);
+}
+__device__ __forceinline__ void store2(bf16* p, float a, float b) {
+    *reinterpret_cast<unsigned*>(p) = bf16x2(a, b);
 }
 
 // Writes the C-layout accumulator of rows r0 and r0 + 8 (those below T) of a [rows, D] result,
 // row r + 8i multiplied by f[i], to dst (head h of row 0 of the batch element).
-template <int D>
-__device__ __forceinline__ void store_rows(float* __restrict__ dst, const float (&acc)[D / 8][4],
+template <int D, typename S>
+__device__ __forceinline__ void store_rows(S* __restrict__ dst, const float (&acc)[D / 8][4],
                                            const float (&f)[2], int r0, int T, int ld, int t) {
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
@@ -132,8 +172,8 @@ __device__ __forceinline__ void store_rows(float* __restrict__ dst, const float 
         if (row >= T) continue;
 #pragma unroll
         for (int n = 0; n < D / 8; ++n)
-            *reinterpret_cast<float2*>(dst + (size_t)row * ld + 8 * n + 2 * t) =
-                make_float2(acc[n][2 * i] * f[i], acc[n][2 * i + 1] * f[i]);
+            store2(dst + (size_t)row * ld + 8 * n + 2 * t, acc[n][2 * i] * f[i],
+                   acc[n][2 * i + 1] * f[i]);
     }
 }
 
@@ -150,7 +190,8 @@ __device__ __forceinline__ void opaque(float (&f)[KS][4]) {
 
 // acc = A tile^T for the warp's 16 rows: A given as raw fragments a (D columns), the tile as
 // NN * 8 rows of the shared planes big and small; acc in the C layout, NN tiles of 8 columns.
-template <int D, int NN>
+// X: both are exact (one mma per product).
+template <int D, int NN, bool X>
 __device__ __forceinline__ void rows_times_tile_t(float (&acc)[NN][4], const float (&a)[D / 8][4],
                                                   const unsigned* big, const unsigned* small,
                                                   int g, int t) {
@@ -162,18 +203,23 @@ __device__ __forceinline__ void rows_times_tile_t(float (&acc)[NN][4], const flo
 #pragma unroll
     for (int kk = 0; kk < D / 8; ++kk) {
         unsigned ab[4], as[4];
-        split4(a[kk], ab, as);
+        if constexpr (X) {
+#pragma unroll
+            for (int e = 0; e < 4; ++e) ab[e] = __float_as_uint(a[kk][e]);
+        } else {
+            split4(a[kk], ab, as);
+        }
 #pragma unroll
         for (int n = 0; n < NN; ++n)
-            mma3(acc[n], ab, as, at<D>(big, small, 8 * n + g, 8 * kk + t),
-                 at<D>(big, small, 8 * n + g, 8 * kk + t + 4));
+            mma_split<X, X>(acc[n], ab, as, at<D, X>(big, small, 8 * n + g, 8 * kk + t),
+                            at<D, X>(big, small, 8 * n + g, 8 * kk + t + 4));
     }
 }
 
 // acc += P tile for the warp's 16 rows: P in the C layout (NK tiles of 8 columns), the tile as
 // NK * 8 rows of D columns in the shared planes big and small (rows read in the order of the
-// fragment trick described at the top).
-template <int D, int NK>
+// fragment trick described at the top; X: the tile's values are exact).
+template <int D, int NK, bool X>
 __device__ __forceinline__ void probs_times_tile(float (&acc)[D / 8][4], const float (&p)[NK][4],
                                                  const unsigned* big, const unsigned* small,
                                                  int g, int t) {
@@ -184,8 +230,8 @@ __device__ __forceinline__ void probs_times_tile(float (&acc)[D / 8][4], const f
         split4(pa, pb, ps);
 #pragma unroll
         for (int n = 0; n < D / 8; ++n)
-            mma3(acc[n], pb, ps, at<D>(big, small, 8 * kk + 2 * t, 8 * n + g),
-                 at<D>(big, small, 8 * kk + 2 * t + 1, 8 * n + g));
+            mma_split<false, X>(acc[n], pb, ps, at<D, X>(big, small, 8 * kk + 2 * t, 8 * n + g),
+                                at<D, X>(big, small, 8 * kk + 2 * t + 1, 8 * n + g));
     }
 }
 
@@ -212,17 +258,18 @@ __device__ __forceinline__ Place place() {
     return {lane / 4, lane % 4, (int)blockIdx.x * BR + (int)threadIdx.x / 32 * 16 + lane / 4};
 }
 
-// Forward of one query tile of BR rows of head blockIdx.y of batch element blockIdx.z.
-template <int D, int BK>
-__device__ __forceinline__ void forward_mma(const float* __restrict__ q,
-                                            const float* __restrict__ k,
-                                            const float* __restrict__ v,
+// Forward of one query tile of BR rows of head blockIdx.y of batch element blockIdx.z, with q,
+// k, v and out stored as S.
+template <int D, int BK, typename S>
+__device__ __forceinline__ void forward_mma(const S* __restrict__ q, const S* __restrict__ k,
+                                            const S* __restrict__ v,
                                             const float* __restrict__ mask, int has_mask,
-                                            float scale, int T, float* __restrict__ out,
+                                            float scale, int T, S* __restrict__ out,
                                             float* __restrict__ stats) {
-    constexpr int KS = D / 8, NS = BK / 8;
-    __shared__ __align__(16) unsigned sKb[BK * (D + 4)], sKs[BK * (D + 4)];
-    __shared__ __align__(16) unsigned sVb[BK * (D + 4)], sVs[BK * (D + 4)];
+    constexpr int KS = D / 8, NS = BK / 8, SMALL = small_words<S, D, BK>();
+    constexpr bool X = exact<S>();
+    __shared__ __align__(16) unsigned sKb[BK * (D + 4)], sKs[SMALL];
+    __shared__ __align__(16) unsigned sVb[BK * (D + 4)], sVs[SMALL];
     const auto [g, t, r0] = place();
     const int H = gridDim.y, b = blockIdx.z, h = blockIdx.y, ld = H * D;
     const size_t base = (size_t)b * T * ld + (size_t)h * D;
@@ -243,7 +290,7 @@ __device__ __forceinline__ void forward_mma(const float* __restrict__ q,
         __syncthreads();  // tiles loaded
         float s[NS][4];
         opaque(qf);
-        rows_times_tile_t<D, NS>(s, qf, sKb, sKs, g, t);
+        rows_times_tile_t<D, NS, X>(s, qf, sKb, sKs, g, t);
         float bias[NS][2], mx[2] = {NEG_INF, NEG_INF};
         key_biases<NS>(bias, mask, has_mask, b, k0, T, t);
 #pragma unroll
@@ -274,7 +321,7 @@ __device__ __forceinline__ void forward_mma(const float* __restrict__ q,
         for (int n = 0; n < KS; ++n)
 #pragma unroll
             for (int e = 0; e < 4; ++e) o[n][e] *= alpha[e / 2];
-        probs_times_tile<D, NS>(o, s, sVb, sVs, g, t);
+        probs_times_tile<D, NS, X>(o, s, sVb, sVs, g, t);
         __syncthreads();  // tiles read before the next ones overwrite them
     }
     const int plane = gridDim.z * H * T;
@@ -293,14 +340,15 @@ __device__ __forceinline__ void forward_mma(const float* __restrict__ q,
 
 // dQ of one query tile of BR rows of head blockIdx.y of batch element blockIdx.z:
 // dQ_i = sum_j dS_ij k_j over key tiles of BK rows.
-template <int D, int BK>
+template <int D, int BK, typename S>
 __device__ __forceinline__ void backward_dq_mma(
-    const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
-    const float* __restrict__ mask, int has_mask, float scale, int T,
-    const float* __restrict__ dout, const float* __restrict__ stats, float* __restrict__ dq) {
-    constexpr int KS = D / 8, NS = BK / 8;
-    __shared__ __align__(16) unsigned sKb[BK * (D + 4)], sKs[BK * (D + 4)];
-    __shared__ __align__(16) unsigned sVb[BK * (D + 4)], sVs[BK * (D + 4)];
+    const S* __restrict__ q, const S* __restrict__ k, const S* __restrict__ v,
+    const float* __restrict__ mask, int has_mask, float scale, int T, const S* __restrict__ dout,
+    const float* __restrict__ stats, S* __restrict__ dq) {
+    constexpr int KS = D / 8, NS = BK / 8, SMALL = small_words<S, D, BK>();
+    constexpr bool X = exact<S>();
+    __shared__ __align__(16) unsigned sKb[BK * (D + 4)], sKs[SMALL];
+    __shared__ __align__(16) unsigned sVb[BK * (D + 4)], sVs[SMALL];
     const auto [g, t, r0] = place();
     const int H = gridDim.y, b = blockIdx.z, h = blockIdx.y, ld = H * D;
     const int plane = gridDim.z * H * T;
@@ -324,8 +372,8 @@ __device__ __forceinline__ void backward_dq_mma(
         float s[NS][4], dp[NS][4];
         opaque(qf);
         opaque(of);
-        rows_times_tile_t<D, NS>(s, qf, sKb, sKs, g, t);
-        rows_times_tile_t<D, NS>(dp, of, sVb, sVs, g, t);
+        rows_times_tile_t<D, NS, X>(s, qf, sKb, sKs, g, t);
+        rows_times_tile_t<D, NS, X>(dp, of, sVb, sVs, g, t);
         float bias[NS][2];
         key_biases<NS>(bias, mask, has_mask, b, k0, T, t);
 #pragma unroll
@@ -337,7 +385,7 @@ __device__ __forceinline__ void backward_dq_mma(
                 const float p = prob(s[n][e], bias[n][e % 2], scale, r.m, r.lnl, valid);
                 s[n][e] = dscore(scale, p, dp[n][e], r.dvec);
             }
-        probs_times_tile<D, NS>(acc, s, sKb, sKs, g, t);
+        probs_times_tile<D, NS, X>(acc, s, sKb, sKs, g, t);
         __syncthreads();  // tiles read before the next ones overwrite them
     }
     const float one[2] = {1.f, 1.f};
@@ -347,15 +395,15 @@ __device__ __forceinline__ void backward_dq_mma(
 // dK and dV of one key tile of BR rows of head blockIdx.y of batch element blockIdx.z, over
 // query tiles of BQ rows: with the transposed scores S^T = K Q^T and dP^T = V dO^T,
 // dV_j = sum_i p_ij dO_i and dK_j = sum_i dS_ij q_i.
-template <int D, int BQ>
+template <int D, int BQ, typename S>
 __device__ __forceinline__ void backward_dkdv_mma(
-    const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
-    const float* __restrict__ mask, int has_mask, float scale, int T,
-    const float* __restrict__ dout, const float* __restrict__ stats, float* __restrict__ dk,
-    float* __restrict__ dv) {
-    constexpr int KS = D / 8, NQ = BQ / 8;
-    __shared__ __align__(16) unsigned sQb[BQ * (D + 4)], sQs[BQ * (D + 4)];
-    __shared__ __align__(16) unsigned sOb[BQ * (D + 4)], sOs[BQ * (D + 4)];
+    const S* __restrict__ q, const S* __restrict__ k, const S* __restrict__ v,
+    const float* __restrict__ mask, int has_mask, float scale, int T, const S* __restrict__ dout,
+    const float* __restrict__ stats, S* __restrict__ dk, S* __restrict__ dv) {
+    constexpr int KS = D / 8, NQ = BQ / 8, SMALL = small_words<S, D, BQ>();
+    constexpr bool X = exact<S>();
+    __shared__ __align__(16) unsigned sQb[BQ * (D + 4)], sQs[SMALL];
+    __shared__ __align__(16) unsigned sOb[BQ * (D + 4)], sOs[SMALL];
     __shared__ RowStats sSt[BQ];
     const auto [g, t, r0] = place();
     const int H = gridDim.y, b = blockIdx.z, h = blockIdx.y, ld = H * D;
@@ -382,8 +430,8 @@ __device__ __forceinline__ void backward_dkdv_mma(
         float p[NQ][4], ds[NQ][4];
         opaque(kf);
         opaque(vf);
-        rows_times_tile_t<D, NQ>(p, kf, sQb, sQs, g, t);
-        rows_times_tile_t<D, NQ>(ds, vf, sOb, sOs, g, t);
+        rows_times_tile_t<D, NQ, X>(p, kf, sQb, sQs, g, t);
+        rows_times_tile_t<D, NQ, X>(ds, vf, sOb, sOs, g, t);
 #pragma unroll
         for (int n = 0; n < NQ; ++n)
 #pragma unroll
@@ -393,8 +441,8 @@ __device__ __forceinline__ void backward_dkdv_mma(
                 p[n][e] = prob(p[n][e], bias[e / 2], scale, st.m, st.lnl, q0 + i < T);
                 ds[n][e] = dscore(scale, p[n][e], ds[n][e], st.dvec);
             }
-        probs_times_tile<D, NQ>(gv, p, sOb, sOs, g, t);
-        probs_times_tile<D, NQ>(gk, ds, sQb, sQs, g, t);
+        probs_times_tile<D, NQ, X>(gv, p, sOb, sOs, g, t);
+        probs_times_tile<D, NQ, X>(gk, ds, sQb, sQs, g, t);
         __syncthreads();  // tiles read before the next ones overwrite them
     }
     const float one[2] = {1.f, 1.f};
@@ -402,30 +450,40 @@ __device__ __forceinline__ void backward_dkdv_mma(
     store_rows<D>(dv + base, gv, one, r0, T, ld, t);
 }
 
-// The kernels of one head dimension D with the rows of its streamed tiles: forward (BK),
-// dQ (BK), dK/dV (BQ). Shared memory: four planes of rows x (D+4) words each.
-#define ATTENTION_MMA_KERNELS(D, FK, QK, KQ)                                                       \
-    extern "C" __global__ void __launch_bounds__(NT, 1) attention_forward_mma_d##D(                \
-        const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,     \
-        const float* __restrict__ mask, int has_mask, float scale, int T,                          \
-        float* __restrict__ out, float* __restrict__ stats) {                                      \
+// The kernels of one head dimension D and storage S, named NAME_dD (NAME: mma or mma_bf16), with
+// the rows of their streamed tiles: forward (BK), dQ (BK), dK/dV (BQ). Shared memory: a big
+// and (for f32) a small plane of rows x (D+4) words for each of two tiles.
+#define ATTENTION_MMA_KERNELS(NAME, S, D, FK, QK, KQ)                                              \
+    extern "C" __global__ void __launch_bounds__(NT, 1) attention_forward_##NAME##_d##D(           \
+        const S* __restrict__ q, const S* __restrict__ k, const S* __restrict__ v,                 \
+        const float* __restrict__ mask, int has_mask, float scale, int T, S* __restrict__ out,     \
+        float* __restrict__ stats) {                                                               \
         forward_mma<D, FK>(q, k, v, mask, has_mask, scale, T, out, stats);                         \
     }                                                                                              \
-    extern "C" __global__ void __launch_bounds__(NT, 1) attention_backward_dq_mma_d##D(            \
-        const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,     \
+    extern "C" __global__ void __launch_bounds__(NT, 1) attention_backward_dq_##NAME##_d##D(       \
+        const S* __restrict__ q, const S* __restrict__ k, const S* __restrict__ v,                 \
         const float* __restrict__ mask, int has_mask, float scale, int T,                          \
-        const float* __restrict__ dout, const float* __restrict__ stats,                           \
-        float* __restrict__ dq) {                                                                  \
+        const S* __restrict__ dout, const float* __restrict__ stats, S* __restrict__ dq) {         \
         backward_dq_mma<D, QK>(q, k, v, mask, has_mask, scale, T, dout, stats, dq);                \
     }                                                                                              \
-    extern "C" __global__ void __launch_bounds__(NT, 1) attention_backward_dkdv_mma_d##D(          \
-        const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,     \
+    extern "C" __global__ void __launch_bounds__(NT, 1) attention_backward_dkdv_##NAME##_d##D(     \
+        const S* __restrict__ q, const S* __restrict__ k, const S* __restrict__ v,                 \
         const float* __restrict__ mask, int has_mask, float scale, int T,                          \
-        const float* __restrict__ dout, const float* __restrict__ stats,                           \
-        float* __restrict__ dk, float* __restrict__ dv) {                                          \
+        const S* __restrict__ dout, const float* __restrict__ stats, S* __restrict__ dk,           \
+        S* __restrict__ dv) {                                                                      \
         backward_dkdv_mma<D, KQ>(q, k, v, mask, has_mask, scale, T, dout, stats, dk, dv);          \
     }
 
-//                    D  fwd BK  dq BK  dkdv BQ
-ATTENTION_MMA_KERNELS(32, 64, 64, 64)
-ATTENTION_MMA_KERNELS(64, 32, 32, 16)
+//                    name      S      D  fwd BK  dq BK  dkdv BQ
+ATTENTION_MMA_KERNELS(mma,      float, 32, 64,    64,    64)
+ATTENTION_MMA_KERNELS(mma,      float, 64, 32,    32,    16)
+ATTENTION_MMA_KERNELS(mma_bf16, bf16,  32, 64,    64,    64)
+ATTENTION_MMA_KERNELS(mma_bf16, bf16,  64, 32,    32,    16)
+
+// Dvec of every row of out and dout stored as bf16 (dvec_rows in attention_common.cuh), for
+// the bf16 backward; attention.cu has the f32 one.
+extern "C" __global__ void __launch_bounds__(NT)
+    attention_backward_dvec_bf16(const bf16* __restrict__ out, const bf16* __restrict__ dout,
+                                 float* __restrict__ stats, int T, int H, int D, int rows) {
+    dvec_rows(out, dout, stats, T, H, D, rows);
+}

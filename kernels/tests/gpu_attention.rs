@@ -5,13 +5,16 @@
 //! stay small: the interpreter runs some 100 M thread-instructions per second.
 
 use smelt_kernels::cpu::attention::AttentionShape;
-use smelt_kernels::gpu::attention::{attention_backward, attention_forward, lse_len, Products};
+use smelt_kernels::gpu::attention::{
+    attention_backward, attention_backward_bf16, attention_forward, attention_forward_bf16,
+    lse_len, Products,
+};
 use smelt_kernels::gpu::{GpuDevice, SimDevice};
 use smelt_kernels::Error;
 
 mod common;
 use common::assert_shape_error;
-use common::gpu::attention::{self as cases, D128_LONG, HEAD_DIMS_32_128, SEQ_LENGTHS_D64};
+use common::gpu::attention::{self as cases, BF16, D128_LONG, HEAD_DIMS_32_128, SEQ_LENGTHS_D64};
 use common::gpu::on_sim;
 
 #[test]
@@ -27,6 +30,11 @@ fn every_sequence_length_at_head_dim_32_and_short_ones_at_128() {
 #[test]
 fn long_sequences_at_head_dim_128() {
     on_sim(|dev| cases::matches_references(dev, &D128_LONG));
+}
+
+#[test]
+fn bf16_kernels_match_the_cpu_on_rounded_inputs() {
+    on_sim(|dev| cases::bf16_matches_cpu(dev, &BF16));
 }
 
 #[test]
@@ -105,6 +113,34 @@ fn bad_arguments_are_errors() {
         msg.contains("head_dim 128") && msg.contains("3xTF32"),
         "{msg}"
     );
+
+    // bf16 storage: head dims 32 and 64 only, and bf16 buffers where it reads bf16.
+    let err =
+        attention_forward_bf16(&mut dev, big, k, v, None, 1.0, &d128, out128, lse128).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
+    assert!(
+        msg.starts_with("gpu_attention_forward_bf16:") && msg.contains("head_dim 128"),
+        "{msg}"
+    );
+    let d64 = AttentionShape {
+        head_dim: 64,
+        ..shape
+    };
+    let f32s = dev.alloc_f32(d64.qkv_len()).unwrap();
+    let halves = [0; 3].map(|_| dev.alloc_bf16(d64.qkv_len()).unwrap());
+    let lse64 = dev.alloc_f32(lse_len(&d64)).unwrap();
+    let [q16, k16, out16] = halves;
+    let err = attention_forward_bf16(&mut dev, q16, k16, f32s, None, 1.0, &d64, out16, lse64)
+        .unwrap_err();
+    assert!(matches!(err, Error::Dtype { .. }), "{err:?}");
+    assert!(err.to_string().contains("v holds f32 values"), "{err}");
+    let err = attention_backward_bf16(
+        &mut dev, q16, k16, q16, None, 1.0, &d64, out16, lse64, q16, f32s, k16, q16,
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::Dtype { .. }), "{err:?}");
+    assert!(err.to_string().contains("dq holds f32 values"), "{err}");
 
     let (k, v) = (x, x);
     let shape = AttentionShape {

@@ -11,7 +11,7 @@ use smelt_kernels::cpu::attention::AttentionShape;
 use smelt_kernels::gpu::{CudaDevice, SimDevice};
 
 mod common;
-use common::gpu::attention::{D128_LONG, HEAD_DIMS_32_128, SEQ_LENGTHS_D64};
+use common::gpu::attention::{BF16, D128_LONG, HEAD_DIMS_32_128, SEQ_LENGTHS_D64};
 use common::gpu::layernorm::Rows;
 use common::gpu::{attention, fuzz, layernorm, pointwise};
 
@@ -108,6 +108,11 @@ fn attention_matches_the_references() {
     for cases in [&SEQ_LENGTHS_D64[..], &HEAD_DIMS_32_128, &D128_LONG] {
         attention::matches_references(dev, cases);
     }
+}
+
+#[test]
+fn attention_bf16_matches_the_cpu_on_rounded_inputs() {
+    attention::bf16_matches_cpu(&mut gpu(), &BF16);
 }
 
 #[test]

@@ -24,14 +24,17 @@
 //! operands, each product made of three to keep FP32 accuracy; blocks of 64 rows, streamed
 //! tiles of 64 rows at d 32 and 32 at d 64, 16 for the dK/dV kernel's query tiles; the
 //! `Dvec` kernel is `attention.cu`'s). Both save the same statistics, so the backward of
-//! either build can follow the forward of the other.
+//! either build can follow the forward of the other. The same tensor-core kernels also come
+//! with bf16 storage ([`attention_forward_bf16`], [`attention_backward_bf16`]), whose
+//! products need fewer tensor-core passes (a bf16 value is a TF32 value).
 //!
 //! A row whose keys are all masked behaves as on the CPU: with a finite mask such as
 //! `f32::MIN` every logit rounds to the same value and the row averages `v` uniformly; with
 //! `-inf` its output (and its gradients) are zero.
 
 use super::{
-    check_lens, distinct_outputs, GpuBuffer, GpuDevice, KernelArg, LaunchConfig, PtxModule,
+    check_lens_of, distinct_outputs, Dtype, GpuBuffer, GpuDevice, KernelArg, LaunchConfig,
+    PtxModule,
 };
 use crate::cpu::attention::AttentionShape;
 use crate::{Error, Result};
@@ -42,7 +45,8 @@ pub const MODULE: PtxModule = PtxModule {
     ptx: include_str!("../../ptx/attention.ptx"),
 };
 
-/// The tensor-core kernels, compiled from `kernels/cuda/attention_mma.cu`.
+/// The tensor-core kernels (f32 and bf16 storage), compiled from
+/// `kernels/cuda/attention_mma.cu`.
 pub const MMA_MODULE: PtxModule = PtxModule {
     name: "attention_mma",
     ptx: include_str!("../../ptx/attention_mma.ptx"),
@@ -92,21 +96,16 @@ impl Products {
                 ),
             });
         }
-        Ok(match self {
-            Products::Fma => Kernels {
-                module: MODULE,
-                suffix: format!("d{d}"),
-                tiles: Tiles::fma(d),
-            },
-            Products::Tf32x3 => Kernels {
-                module: MMA_MODULE,
-                suffix: format!("mma_d{d}"),
-                tiles: Tiles {
-                    forward_rows: MMA_ROWS,
-                    dkdv_rows: MMA_ROWS,
-                    dq_rows: MMA_ROWS,
-                },
-            },
+        let (module, suffix, tiles) = match self {
+            Products::Fma => (MODULE, format!("d{d}"), Tiles::fma(d)),
+            Products::Tf32x3 => (MMA_MODULE, format!("mma_d{d}"), Tiles::mma()),
+        };
+        Ok(Kernels {
+            module,
+            suffix,
+            tiles,
+            dtype: Dtype::F32,
+            dvec: (MODULE, "attention_backward_dvec"),
         })
     }
 }
@@ -118,6 +117,34 @@ struct Kernels {
     module: PtxModule,
     suffix: String,
     tiles: Tiles,
+    /// What `q`, `k`, `v`, `out`, `dout` and the gradients hold.
+    dtype: Dtype,
+    /// The backward's `Dvec` kernel for that storage.
+    dvec: (PtxModule, &'static str),
+}
+
+impl Kernels {
+    /// The bf16-storage build at `shape`'s head dim (tensor cores, 32 or 64), or
+    /// [`Error::Unsupported`].
+    fn bf16(op: &'static str, shape: &AttentionShape) -> Result<Kernels> {
+        let d = shape.head_dim;
+        if !matches!(d, 32 | 64) {
+            return Err(Error::Unsupported {
+                op,
+                detail: format!(
+                    "head_dim {d} ({}): the bf16 kernels are built for head_dim 32 and 64",
+                    describe(shape)
+                ),
+            });
+        }
+        Ok(Kernels {
+            module: MMA_MODULE,
+            suffix: format!("mma_bf16_d{d}"),
+            tiles: Tiles::mma(),
+            dtype: Dtype::Bf16,
+            dvec: (MMA_MODULE, "attention_backward_dvec_bf16"),
+        })
+    }
 }
 
 /// Threads of every block (`NT` in the source).
@@ -139,6 +166,15 @@ struct Tiles {
 }
 
 impl Tiles {
+    /// The tensor-core kernels' tiles: [`MMA_ROWS`] rows per block in all three.
+    fn mma() -> Tiles {
+        Tiles {
+            forward_rows: MMA_ROWS,
+            dkdv_rows: MMA_ROWS,
+            dq_rows: MMA_ROWS,
+        }
+    }
+
     /// The FMA kernels' tiles for head dim `d` (32, 64 or 128: [`Products::builds`]).
     fn fma(d: usize) -> Tiles {
         let (forward_rows, dkdv_rows, dq_rows) = match d {
@@ -186,26 +222,60 @@ pub fn attention_forward(
     lse: GpuBuffer,
 ) -> Result<()> {
     const OP: &str = "gpu_attention_forward";
-    let tensors = [("q", q), ("k", k), ("v", v), ("out", out)];
     let kernels = products.kernels(OP, shape)?;
-    let seq = check_call(&*dev, OP, shape, &tensors, lse, mask)?;
+    forward(dev, OP, kernels, [q, k, v], mask, scale, shape, out, lse)
+}
+
+/// [`attention_forward`] with `q`, `k`, `v` and `out` stored as bf16 (`[B, T, H*d]` bf16
+/// values; `mask` and `lse` stay f32), on tensor cores at head dims 32 and 64. A bf16 value is
+/// a TF32 value, so `Q K^T` takes one TF32 product per tile where f32 storage takes three,
+/// and `P V` two; everything else is f32 and `out` is rounded to nearest even. Errors as
+/// [`attention_forward`], and [`Error::Dtype`] for a buffer of f32 where bf16 is read.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_forward_bf16(
+    dev: &mut dyn GpuDevice,
+    q: GpuBuffer,
+    k: GpuBuffer,
+    v: GpuBuffer,
+    mask: Option<GpuBuffer>,
+    scale: f32,
+    shape: &AttentionShape,
+    out: GpuBuffer,
+    lse: GpuBuffer,
+) -> Result<()> {
+    const OP: &str = "gpu_attention_forward_bf16";
+    let kernels = Kernels::bf16(OP, shape)?;
+    forward(dev, OP, kernels, [q, k, v], mask, scale, shape, out, lse)
+}
+
+/// The forward of either storage: checks, then one launch of `kernels`' forward.
+#[allow(clippy::too_many_arguments)]
+fn forward(
+    dev: &mut dyn GpuDevice,
+    op: &'static str,
+    kernels: Kernels,
+    [q, k, v]: [GpuBuffer; 3],
+    mask: Option<GpuBuffer>,
+    scale: f32,
+    shape: &AttentionShape,
+    out: GpuBuffer,
+    lse: GpuBuffer,
+) -> Result<()> {
+    let tensors = [("q", q), ("k", k), ("v", v), ("out", out)];
+    let seq = check_call(&*dev, op, shape, kernels.dtype, &tensors, lse, mask)?;
     let mut inputs = vec![("q", q), ("k", k), ("v", v)];
     inputs.extend(mask.map(|m| ("mask", m)));
-    distinct_outputs(OP, &[("out", out), ("lse", lse)], &inputs)?;
+    distinct_outputs(op, &[("out", out), ("lse", lse)], &inputs)?;
     if shape.qkv_len() == 0 {
         return Ok(());
     }
     let mut args = common_args(q, k, v, mask, scale, seq);
     args.extend([KernelArg::Buf(out), KernelArg::Buf(lse)]);
-    let Kernels {
-        module,
-        suffix,
-        tiles,
-    } = kernels;
-    let cfg = tile_grid(shape, tiles.forward_rows);
-    // SAFETY: `check_call` checked every buffer against the shape, and the arguments are the
-    // kernel's parameters in order (the same for both modules' forward kernels).
-    unsafe { dev.launch(module, &format!("attention_forward_{suffix}"), cfg, &args) }
+    let cfg = tile_grid(shape, kernels.tiles.forward_rows);
+    let name = format!("attention_forward_{}", kernels.suffix);
+    // SAFETY: `check_call` checked every buffer against the shape and the storage, and the
+    // arguments are the kernel's parameters in order (the same for every forward kernel).
+    unsafe { dev.launch(kernels.module, &name, cfg, &args) }
 }
 
 /// Gradients of [`attention_forward`]: `dq`, `dk`, `dv` (`[B, T, H*d]`, overwritten) from the
@@ -234,6 +304,72 @@ pub fn attention_backward(
     dv: GpuBuffer,
 ) -> Result<()> {
     const OP: &str = "gpu_attention_backward";
+    let kernels = products.kernels(OP, shape)?;
+    let grads = [dq, dk, dv];
+    backward(
+        dev,
+        OP,
+        kernels,
+        [q, k, v],
+        mask,
+        scale,
+        shape,
+        [out, lse, dout],
+        grads,
+    )
+}
+
+/// [`attention_backward`] with `q`, `k`, `v`, `out`, `dout`, `dq`, `dk` and `dv` stored as
+/// bf16 (those of [`attention_forward_bf16`]; `mask` and `lse` f32), on tensor cores at head
+/// dims 32 and 64. Products with bf16 operands (`Q K^T`, `dO V^T`, their transposes) take one
+/// TF32 product per tile, those of f32 probabilities with bf16 tiles two; the gradients are
+/// accumulated in f32 and rounded to nearest even once. Errors as
+/// [`attention_forward_bf16`].
+#[allow(clippy::too_many_arguments)]
+pub fn attention_backward_bf16(
+    dev: &mut dyn GpuDevice,
+    q: GpuBuffer,
+    k: GpuBuffer,
+    v: GpuBuffer,
+    mask: Option<GpuBuffer>,
+    scale: f32,
+    shape: &AttentionShape,
+    out: GpuBuffer,
+    lse: GpuBuffer,
+    dout: GpuBuffer,
+    dq: GpuBuffer,
+    dk: GpuBuffer,
+    dv: GpuBuffer,
+) -> Result<()> {
+    const OP: &str = "gpu_attention_backward_bf16";
+    let kernels = Kernels::bf16(OP, shape)?;
+    let grads = [dq, dk, dv];
+    backward(
+        dev,
+        OP,
+        kernels,
+        [q, k, v],
+        mask,
+        scale,
+        shape,
+        [out, lse, dout],
+        grads,
+    )
+}
+
+/// The backward of either storage: checks, then the `Dvec`, dK/dV and dQ launches.
+#[allow(clippy::too_many_arguments)]
+fn backward(
+    dev: &mut dyn GpuDevice,
+    op: &'static str,
+    kernels: Kernels,
+    [q, k, v]: [GpuBuffer; 3],
+    mask: Option<GpuBuffer>,
+    scale: f32,
+    shape: &AttentionShape,
+    [out, lse, dout]: [GpuBuffer; 3],
+    [dq, dk, dv]: [GpuBuffer; 3],
+) -> Result<()> {
     let tensors = [
         ("q", q),
         ("k", k),
@@ -244,16 +380,11 @@ pub fn attention_backward(
         ("dk", dk),
         ("dv", dv),
     ];
-    let Kernels {
-        module,
-        suffix,
-        tiles,
-    } = products.kernels(OP, shape)?;
-    let seq = check_call(&*dev, OP, shape, &tensors, lse, mask)?;
+    let seq = check_call(&*dev, op, shape, kernels.dtype, &tensors, lse, mask)?;
     let mut inputs = vec![("q", q), ("k", k), ("v", v), ("out", out), ("dout", dout)];
     inputs.extend(mask.map(|m| ("mask", m)));
     let outputs = [("dq", dq), ("dk", dk), ("dv", dv), ("lse", lse)];
-    distinct_outputs(OP, &outputs, &inputs)?;
+    distinct_outputs(op, &outputs, &inputs)?;
     if shape.qkv_len() == 0 {
         return Ok(());
     }
@@ -274,47 +405,52 @@ pub fn attention_backward(
         KernelArg::I32(shape.head_dim as i32),
         KernelArg::I32(rows as i32),
     ];
-    // SAFETY (this launch and the two below): `check_call` and the `dout` check covered every
-    // buffer against the shape, and each argument list is its kernel's parameters in order.
-    unsafe { dev.launch(MODULE, "attention_backward_dvec", cfg, &dvec_args)? };
+    let (dvec_module, dvec) = kernels.dvec;
+    // SAFETY (this launch and the two below): `check_call` covered every buffer against the
+    // shape and the storage, and each argument list is its kernel's parameters in order.
+    unsafe { dev.launch(dvec_module, dvec, cfg, &dvec_args)? };
 
     let mut args = common_args(q, k, v, mask, scale, seq);
     args.extend([KernelArg::Buf(dout), KernelArg::Buf(lse)]);
     let mut dkdv_args = args.clone();
     dkdv_args.extend([KernelArg::Buf(dk), KernelArg::Buf(dv)]);
-    let cfg = tile_grid(shape, tiles.dkdv_rows);
+    let (module, suffix) = (kernels.module, &kernels.suffix);
+    let cfg = tile_grid(shape, kernels.tiles.dkdv_rows);
     let dkdv = format!("attention_backward_dkdv_{suffix}");
     unsafe { dev.launch(module, &dkdv, cfg, &dkdv_args)? };
     args.push(KernelArg::Buf(dq));
-    let cfg = tile_grid(shape, tiles.dq_rows);
-    unsafe {
-        dev.launch(
-            module,
-            &format!("attention_backward_dq_{suffix}"),
-            cfg,
-            &args,
-        )
-    }
+    let cfg = tile_grid(shape, kernels.tiles.dq_rows);
+    let dq_kernel = format!("attention_backward_dq_{suffix}");
+    unsafe { dev.launch(module, &dq_kernel, cfg, &args) }
 }
 
-/// The checks both launchers make: the kernels take `shape` ([`check_shape`]), `dev` made
-/// every buffer, each of `tensors` holds `[B, T, H*d]` f32 values, `lse` [`lse_len`] and
-/// `mask` `[B, T]`. Returns the sequence length as the kernels' `int`.
+/// The checks every launcher makes: the kernels take `shape` ([`check_shape`]), `dev` made
+/// every buffer, each of `tensors` holds `[B, T, H*d]` values of `dtype`, `lse` [`lse_len`]
+/// f32 values and `mask` `[B, T]`. Returns the sequence length as the kernels' `int`.
 fn check_call(
     dev: &dyn GpuDevice,
     op: &'static str,
     shape: &AttentionShape,
+    dtype: Dtype,
     tensors: &[(&str, GpuBuffer)],
     lse: GpuBuffer,
     mask: Option<GpuBuffer>,
 ) -> Result<i32> {
     let seq = check_shape(op, shape)?;
     for &(name, buf) in tensors {
-        check(dev, op, shape, name, buf, shape.qkv_len())?;
+        check(dev, op, shape, dtype, name, buf, shape.qkv_len())?;
     }
-    check(dev, op, shape, "lse", lse, lse_len(shape))?;
+    check(dev, op, shape, Dtype::F32, "lse", lse, lse_len(shape))?;
     if let Some(m) = mask {
-        check(dev, op, shape, "mask", m, shape.batch * shape.seq)?;
+        check(
+            dev,
+            op,
+            shape,
+            Dtype::F32,
+            "mask",
+            m,
+            shape.batch * shape.seq,
+        )?;
     }
     Ok(seq)
 }
@@ -385,14 +521,16 @@ fn check_shape(op: &'static str, shape: &AttentionShape) -> Result<i32> {
     }
 }
 
-/// [`check_lens`] of one buffer, with the shape in the message.
+/// [`check_lens_of`] of one buffer holding `elems` values of `dtype`, with the shape in the
+/// message.
 fn check(
     dev: &dyn GpuDevice,
     op: &'static str,
     shape: &AttentionShape,
+    dtype: Dtype,
     name: &str,
     buf: GpuBuffer,
     elems: usize,
 ) -> Result<()> {
-    check_lens(dev, op, &|| describe(shape), &[(name, buf, elems)])
+    check_lens_of(dev, op, &|| describe(shape), dtype, &[(name, buf, elems)])
 }

@@ -2,7 +2,7 @@
 //! output, logsumexp statistics, gradients) and against the CPU kernels (any shape), with
 //! padding masks and fully masked rows, on any device.
 
-use super::{download, entries, nans, upload, Recorder};
+use super::{download, download_bf16, entries, nans, round_bf16, upload, upload_bf16, Recorder};
 use crate::common::random;
 use smelt_kernels::cpu::attention::{
     attention_backward as cpu_backward, attention_backward_reference,
@@ -12,7 +12,7 @@ use smelt_kernels::cpu::CpuOptions;
 use smelt_kernels::gpu::attention::{
     self as attn, attention_backward, attention_forward, lse_len, Products,
 };
-use smelt_kernels::gpu::GpuDevice;
+use smelt_kernels::gpu::{GpuBuffer, GpuDevice};
 
 /// One case of batch 2 x heads 2: `(T, d, padding)`, where `padding` is the value that masks
 /// padded keys (`f32::MIN`, as HF's masks, or `-inf`), or `None` for no mask.
@@ -39,6 +39,14 @@ pub const HEAD_DIMS_32_128: [Small; 6] = [
 ];
 /// The long sequences at head dim 128 (the slowest to interpret).
 pub const D128_LONG: [Small; 2] = [(128, 128, NEG_INF), (130, 128, MIN)];
+/// The bf16 kernels' cases: every tail at head dims 32 and 64, with both masks.
+pub const BF16: [Small; 5] = [
+    (1, 64, None),
+    (17, 32, MIN),
+    (17, 64, NEG_INF),
+    (130, 64, MIN),
+    (130, 32, NEG_INF),
+];
 
 /// Relative L2 error `||got - want|| / ||want||` and the largest absolute difference.
 fn errors(got: &[f32], want: &[f32]) -> (f64, f64) {
@@ -62,11 +70,42 @@ fn errors(got: &[f32], want: &[f32]) -> (f64, f64) {
 /// (with one key, `dq = dk = 0` exactly) is held to 1e-6 absolute instead: its rounding
 /// residue has no scale to be relative to.
 fn assert_close(what: &str, got: &[f32], want: &[f32]) {
+    assert_within(what, got, want, 1e-4);
+}
+
+/// [`assert_close`] with the relative L2 limit `tol`.
+fn assert_within(what: &str, got: &[f32], want: &[f32], tol: f64) {
     let (rel, max) = errors(got, want);
     println!("{what}: rel L2 {rel:.2e}, max abs {max:.2e}");
     let vanishes = want.iter().all(|&w| w == 0.0);
-    let ok = if vanishes { max < 1e-6 } else { rel < 1e-4 };
+    let ok = if vanishes { max < 1e-6 } else { rel < tol };
     assert!(ok, "{what}: rel L2 {rel:e}, max abs {max:e}");
+}
+
+/// How a case runs on the GPU: f32 storage with one build of the products, or bf16 storage
+/// (tensor cores).
+#[derive(Clone, Copy, Debug)]
+enum Build {
+    F32(Products),
+    Bf16,
+}
+
+impl Build {
+    /// A buffer holding `values` in this storage.
+    fn upload(self, dev: &mut dyn GpuDevice, values: &[f32]) -> GpuBuffer {
+        match self {
+            Build::F32(_) => upload(dev, values),
+            Build::Bf16 => upload_bf16(dev, values),
+        }
+    }
+
+    /// The values of a buffer in this storage.
+    fn download(self, dev: &mut dyn GpuDevice, buf: GpuBuffer) -> Vec<f32> {
+        match self {
+            Build::F32(_) => download(dev, buf),
+            Build::Bf16 => download_bf16(dev, buf),
+        }
+    }
 }
 
 /// Key mask `[B, T]`: batch element `b` has its last `pad * b` keys set to `fill` (key 0 is
@@ -139,25 +178,39 @@ impl Case {
     /// `products` says (outputs start as NaN, so anything left unwritten fails the
     /// comparisons).
     fn gpu(&self, dev: &mut dyn GpuDevice, products: Products) -> [Vec<f32>; 5] {
+        self.gpu_as(dev, Build::F32(products))
+    }
+
+    /// [`Case::gpu`] in either storage (bf16 rounds the inputs as it uploads them).
+    fn gpu_as(&self, dev: &mut dyn GpuDevice, build: Build) -> [Vec<f32>; 5] {
         let n = self.shape.qkv_len();
-        let [q, k, v, dout] = [&self.q, &self.k, &self.v, &self.dout].map(|x| upload(dev, x));
+        let inputs = [&self.q, &self.k, &self.v, &self.dout];
+        let [q, k, v, dout] = inputs.map(|x| build.upload(dev, x));
         let mask = self.mask.as_ref().map(|m| upload(dev, m));
-        let [out, dq, dk, dv] = [0; 4].map(|_| nans(dev, n));
+        let [out, dq, dk, dv] = [0; 4].map(|_| build.upload(dev, &vec![f32::NAN; n]));
         let lse = nans(dev, lse_len(&self.shape));
-        let (shape, scale) = (&self.shape, self.scale);
-        attention_forward(dev, products, q, k, v, mask, scale, shape, out, lse).unwrap();
-        let (out_f, lse_f) = (download(dev, out), download(dev, lse));
-        let (o, p) = (out, products);
-        attention_backward(
-            dev, p, q, k, v, mask, scale, shape, o, lse, dout, dq, dk, dv,
-        )
+        let (s, scale) = (&self.shape, self.scale);
+        match build {
+            Build::F32(p) => {
+                attention_forward(dev, p, q, k, v, mask, scale, s, out, lse).unwrap();
+                attention_backward(dev, p, q, k, v, mask, scale, s, out, lse, dout, dq, dk, dv)
+            }
+            Build::Bf16 => {
+                attn::attention_forward_bf16(dev, q, k, v, mask, scale, s, out, lse).unwrap();
+                attn::attention_backward_bf16(
+                    dev, q, k, v, mask, scale, s, out, lse, dout, dq, dk, dv,
+                )
+            }
+        }
         .unwrap();
+        // The statistics before the backward overwrote plane 2 (scratch) are not needed: the
+        // checks read planes 0 and 1 only.
         [
-            out_f,
-            lse_f,
-            download(dev, dq),
-            download(dev, dk),
-            download(dev, dv),
+            build.download(dev, out),
+            download(dev, lse),
+            build.download(dev, dq),
+            build.download(dev, dk),
+            build.download(dev, dv),
         ]
     }
 
@@ -221,6 +274,20 @@ impl Case {
         lse
     }
 
+    /// Asserts that planes 0 and 1 of the GPU's statistics `lse` add up to each row's
+    /// logsumexp within 1e-5 (relative, or absolute below 1).
+    fn check_logsumexp(&self, name: &str, lse: &[f32]) {
+        let rows = lse_len(&self.shape) / 3;
+        for (r, want) in self.logsumexp().into_iter().enumerate() {
+            let got = lse[r] as f64 + lse[rows + r] as f64;
+            let tol = 1e-5 * want.abs().max(1.0);
+            assert!(
+                (got - want).abs() <= tol,
+                "{name} lse row {r}: {got} vs {want}"
+            );
+        }
+    }
+
     /// Runs the GPU kernels, each build for the head dim, and compares them
     /// with the f64 references (output, logsumexp as plane 0 + plane 1 of `lse`, and the
     /// three gradients) and with the CPU kernels.
@@ -245,15 +312,7 @@ impl Case {
         let (q, k, v, s) = (&self.q, &self.k, &self.v, &self.shape);
         let (want, _) = attention_reference(q, k, v, mask, self.scale, None, s);
         assert_close(&format!("{name} out"), &out, &want);
-        let rows = lse_len(s) / 3;
-        for (r, want) in self.logsumexp().into_iter().enumerate() {
-            let got = lse[r] as f64 + lse[rows + r] as f64;
-            let tol = 1e-5 * want.abs().max(1.0);
-            assert!(
-                (got - want).abs() <= tol,
-                "{name} lse row {r}: {got} vs {want}"
-            );
-        }
+        self.check_logsumexp(&name, &lse);
         let (wdq, wdk, wdv) =
             attention_backward_reference(q, k, v, mask, &self.dout, self.scale, None, s);
         assert_close(&format!("{name} dq"), &dq, &wdq);
@@ -314,17 +373,40 @@ pub fn matches_cpu(dev: &mut dyn GpuDevice, shape: AttentionShape) {
     }
 }
 
-/// Every kernel of both modules runs in the cases at T 17 (each head dim, each of its builds):
-/// a build that launched the other's kernels would still give right answers, so the
-/// launches themselves are checked.
+/// Every kernel of both modules runs in the cases at T 17 (each head dim, each of its builds,
+/// and bf16 at 32 and 64): a build that launched another's kernels would still give right
+/// answers, so the launches themselves are checked.
 pub fn every_kernel_runs(dev: &mut dyn GpuDevice) {
     let mut dev = Recorder::new(dev);
     for d in [32, 64, 128] {
         Case::small((17, d, MIN)).check_references(&mut dev);
     }
+    bf16_matches_cpu(&mut dev, &[(17, 32, MIN), (17, 64, MIN)]);
     let mut all = entries(attn::MODULE);
     all.extend(entries(attn::MMA_MODULE));
     assert_eq!(dev.launched, all);
+}
+
+/// The bf16 kernels on `cases` (head dims 32 and 64) against the CPU kernels run on the same
+/// inputs rounded to bf16, and their statistics against the f64 logsumexp. `out` is an f32
+/// result rounded once to bf16, so its relative L2 error is at most 2^-9 (held to 2.5e-3);
+/// the gradients are too, and also see a `Dvec` made from that rounded output (held to 4e-3;
+/// 1.6-1.8e-3 measured).
+pub fn bf16_matches_cpu(dev: &mut dyn GpuDevice, cases: &[Small]) {
+    for &case in cases {
+        let mut case = Case::small(case);
+        for x in [&mut case.q, &mut case.k, &mut case.v, &mut case.dout] {
+            x.iter_mut().for_each(|v| *v = round_bf16(*v));
+        }
+        let [out, lse, dq, dk, dv] = case.gpu_as(dev, Build::Bf16);
+        let name = format!("{}: {} (bf16)", dev.name(), case.label);
+        let [wout, wdq, wdk, wdv] = case.cpu(&CpuOptions::threads(1));
+        assert_within(&format!("{name} out"), &out, &wout, 2.5e-3);
+        case.check_logsumexp(&name, &lse);
+        for (what, got, want) in [("dq", dq, wdq), ("dk", dk, wdk), ("dv", dv, wdv)] {
+            assert_within(&format!("{name} {what}"), &got, &want, 4e-3);
+        }
+    }
 }
 
 /// Batch element 1 has every key masked: with `f32::MIN` the CPU averages `v` uniformly (every

@@ -3,7 +3,9 @@
 //! shapes that cover every kernel variant (register rows of 384/768/1024, warp and block rows,
 //! 4-wide and scalar accesses, backward blocks of one and several rows).
 
-use super::{download, entries, max_err, nans, upload, Recorder, TOL};
+use super::{
+    download, download_bf16, entries, max_err, nans, round_bf16, upload, upload_bf16, Recorder, TOL,
+};
 use crate::common::{random, worst};
 use smelt_kernels::cpu::layernorm::{layer_norm, layer_norm_backward, layer_norm_reference};
 use smelt_kernels::cpu::CpuOptions;
@@ -81,10 +83,7 @@ impl Rows {
     fn upload(self, dev: &mut dyn GpuDevice, values: &[f32]) -> GpuBuffer {
         match self {
             Rows::F32 => upload(dev, values),
-            Rows::Bf16 => {
-                let bits: Vec<u16> = values.iter().map(|&v| bf16_bits(v)).collect();
-                dev.upload_u16(&bits).unwrap()
-            }
+            Rows::Bf16 => upload_bf16(dev, values),
         }
     }
 
@@ -92,10 +91,7 @@ impl Rows {
     fn download(self, dev: &mut dyn GpuDevice, buf: GpuBuffer) -> Vec<f32> {
         match self {
             Rows::F32 => download(dev, buf),
-            Rows::Bf16 => {
-                let bits = dev.download_u16(buf).unwrap();
-                bits.into_iter().map(bf16_value).collect()
-            }
+            Rows::Bf16 => download_bf16(dev, buf),
         }
     }
 
@@ -125,25 +121,6 @@ impl Rows {
         }
         worst
     }
-}
-
-/// The bf16 bits of `v`, rounded to nearest even (NaN stays a quiet NaN).
-fn bf16_bits(v: f32) -> u16 {
-    let bits = v.to_bits();
-    if v.is_nan() {
-        return (bits >> 16) as u16 | 0x40;
-    }
-    ((bits + 0x7fff + ((bits >> 16) & 1)) >> 16) as u16
-}
-
-/// `v` rounded to bf16, nearest even, as f32.
-fn round_bf16(v: f32) -> f32 {
-    bf16_value(bf16_bits(v))
-}
-
-/// The f32 value of bf16 bits (exact).
-fn bf16_value(bits: u16) -> f32 {
-    f32::from_bits((bits as u32) << 16)
 }
 
 /// `x` (3 * random + offset), `gamma` (1 + random) and `beta` (random) of one shape.

@@ -62,6 +62,37 @@ pub fn download(dev: &mut dyn GpuDevice, buf: GpuBuffer) -> Vec<f32> {
     dev.download_f32(buf).unwrap()
 }
 
+/// A device buffer holding `values` rounded to bf16.
+pub fn upload_bf16(dev: &mut dyn GpuDevice, values: &[f32]) -> GpuBuffer {
+    let bits: Vec<u16> = values.iter().map(|&v| bf16_bits(v)).collect();
+    dev.upload_u16(&bits).unwrap()
+}
+
+/// The bf16 values of a device buffer as f32, once every launch finished.
+pub fn download_bf16(dev: &mut dyn GpuDevice, buf: GpuBuffer) -> Vec<f32> {
+    let bits = dev.download_u16(buf).unwrap();
+    bits.into_iter().map(bf16_value).collect()
+}
+
+/// The bf16 bits of `v`, rounded to nearest even (NaN stays a quiet NaN).
+fn bf16_bits(v: f32) -> u16 {
+    let bits = v.to_bits();
+    if v.is_nan() {
+        return (bits >> 16) as u16 | 0x40;
+    }
+    ((bits + 0x7fff + ((bits >> 16) & 1)) >> 16) as u16
+}
+
+/// `v` rounded to bf16, nearest even, as f32.
+pub fn round_bf16(v: f32) -> f32 {
+    bf16_value(bf16_bits(v))
+}
+
+/// The f32 value of bf16 bits (exact).
+fn bf16_value(bits: u16) -> f32 {
+    f32::from_bits((bits as u32) << 16)
+}
+
 /// A device buffer of `n` NaNs, so values a kernel fails to write show.
 pub fn nans(dev: &mut dyn GpuDevice, n: usize) -> GpuBuffer {
     upload(dev, &vec![f32::NAN; n])
