@@ -177,6 +177,15 @@ __device__ __forceinline__ void store_rows(S* __restrict__ dst, const float (&ac
     }
 }
 
+// Sets the N fragments of an accumulator to zero.
+template <int N>
+__device__ __forceinline__ void zero(float (&acc)[N][4]) {
+#pragma unroll
+    for (int n = 0; n < N; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[n][e] = 0.f;
+}
+
 // Makes the compiler treat the fragments f as changed here, so that splits of them are
 // recomputed in every iteration of a loop instead of hoisted out of it and kept: the split
 // halves of a whole row would take as many registers again as the row.
@@ -195,10 +204,7 @@ template <int D, int NN, bool X>
 __device__ __forceinline__ void rows_times_tile_t(float (&acc)[NN][4], const float (&a)[D / 8][4],
                                                   const unsigned* big, const unsigned* small,
                                                   int g, int t) {
-#pragma unroll
-    for (int n = 0; n < NN; ++n)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) acc[n][e] = 0.f;
+    zero(acc);
     // k-steps outside: consecutive mmas update different accumulators.
 #pragma unroll
     for (int kk = 0; kk < D / 8; ++kk) {
@@ -279,10 +285,7 @@ __device__ __forceinline__ void forward_mma(const S* __restrict__ q, const S* __
     // Per row (index 0: row r0, 1: row r0 + 8): running max, this thread's part of the running
     // sum, and the output accumulator in the C layout.
     float m[2] = {NEG_INF, NEG_INF}, l[2] = {0.f, 0.f}, o[KS][4];
-#pragma unroll
-    for (int n = 0; n < KS; ++n)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) o[n][e] = 0.f;
+    zero(o);
 
     for (int k0 = 0; k0 < T; k0 += BK) {
         load_split<D, BK>(sKb, sKs, k + base, k0, T, ld);
@@ -360,10 +363,7 @@ __device__ __forceinline__ void backward_dq_mma(
     load_rows<D>(of, dout + base, r0, T, ld, t);
     const RowStats st[2] = {row_stats(stats, srow, plane, r0, T),
                             row_stats(stats, srow, plane, r0 + 8, T)};
-#pragma unroll
-    for (int n = 0; n < KS; ++n)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) acc[n][e] = 0.f;
+    zero(acc);
 
     for (int k0 = 0; k0 < T; k0 += BK) {
         load_split<D, BK>(sKb, sKs, k + base, k0, T, ld);
@@ -417,10 +417,8 @@ __device__ __forceinline__ void backward_dkdv_mma(
     float bias[2];
 #pragma unroll
     for (int r = 0; r < 2; ++r) bias[r] = key_bias(mask, has_mask, b, r0 + 8 * r, T);
-#pragma unroll
-    for (int n = 0; n < KS; ++n)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) gk[n][e] = gv[n][e] = 0.f;
+    zero(gk);
+    zero(gv);
 
     for (int q0 = 0; q0 < T; q0 += BQ) {
         load_split<D, BQ>(sQb, sQs, q + base, q0, T, ld);
