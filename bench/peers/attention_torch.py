@@ -7,8 +7,8 @@ of `smelt bench attention|layernorm --json`.
         [--device cuda|cpu] [--dtype f32|bf16] [--runs R] [--launches K]
 
 attention: torch.nn.functional.scaled_dot_product_attention on [B, H, T, d] float32 (or, with
---dtype bf16, bfloat16) tensors with an additive key-padding mask of zeros (so the kernel takes its masked path, as ours
-does), forward and backward; FLOPs as FlashAttention counts them: forward
+--dtype bf16, bfloat16) tensors with an additive key-padding mask of zeros (so the kernel
+takes its masked path, as ours does), forward and backward; FLOPs as FlashAttention counts them: forward
 4*B*H*T*T*d, backward 2.5x that. layernorm: torch.nn.functional.layer_norm over the last dim,
 forward, and backward from a given dy, with x, y and dy stored as f32 or (--dtype
 bf16) bfloat16 (the weight and bias too, where ours keeps them f32: a row of bytes, not
@@ -23,8 +23,9 @@ What is timed is the kernels, as on our side: each timing covers --launches call
 backward is `torch.autograd.grad` on a graph built once outside the timing and kept
 (`retain_graph`), so only the backward kernels run. On CUDA, attention is pinned to the
 memory-efficient fused kernel (`sdpa_kernel(EFFICIENT_ATTENTION)`, the one that takes f32 and
-an additive mask; 3xTF32 on tensor cores for f32 on sm_80+): a fallback to the unfused math path is an error, not a slow figure. Each
-case warms up, then times R such batches (--runs, default 20); the median is reported.
+an additive mask; 3xTF32 on tensor cores for f32 on sm_80+): a fallback to the unfused math
+path is an error, not a slow figure. Each case warms up, then times R such batches (--runs,
+default 20); the median is reported.
 """
 import argparse
 import contextlib

@@ -98,8 +98,8 @@ __device__ __forceinline__ void mma_split(float (&d)[4], const unsigned (&ab)[4]
     mma(d, ab, b0.big, b1.big);
 }
 
-// Words of a tile's small plane: R rows of D+4, or none worth the name when its values are
-// exact (S = bf16; 4 keeps the array's alignment).
+// Words of a tile's small plane: R rows of D+4, or, when the values are exact (S = bf16), a
+// token 4 that is never read or written (C++ has no empty arrays; the compiler drops it).
 template <typename S, int D, int R>
 __device__ constexpr int small_words() {
     return exact<S>() ? 4 : R * (D + 4);
@@ -135,8 +135,11 @@ __device__ __forceinline__ void load_split(unsigned* big, unsigned* small,
 // values are exact, and the small plane is not read).
 template <int D, bool X>
 __device__ __forceinline__ Split at(const unsigned* big, const unsigned* small, int r, int c) {
-    if constexpr (X) return {big[r * (D + 4) + c], 0u};
-    return {big[r * (D + 4) + c], small[r * (D + 4) + c]};
+    if constexpr (X) {
+        return {big[r * (D + 4) + c], 0u};
+    } else {
+        return {big[r * (D + 4) + c], small[r * (D + 4) + c]};
+    }
 }
 
 // The A fragments of rows r0 and r0 + 8 (D columns, fragment kk holding columns 8kk ..

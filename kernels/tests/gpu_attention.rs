@@ -141,6 +141,25 @@ fn bad_arguments_are_errors() {
     .unwrap_err();
     assert!(matches!(err, Error::Dtype { .. }), "{err:?}");
     assert!(err.to_string().contains("dq holds f32 values"), "{err}");
+    // The mask and the statistics stay f32 with bf16 storage.
+    let mask16 = dev.alloc_bf16(d64.batch * d64.seq).unwrap();
+    let err = attention_forward_bf16(
+        &mut dev,
+        q16,
+        k16,
+        q16,
+        Some(mask16),
+        1.0,
+        &d64,
+        out16,
+        lse64,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("mask holds bf16 values"), "{err}");
+    let lse16 = dev.alloc_bf16(lse_len(&d64)).unwrap();
+    let err =
+        attention_forward_bf16(&mut dev, q16, k16, q16, None, 1.0, &d64, out16, lse16).unwrap_err();
+    assert!(err.to_string().contains("lse holds bf16 values"), "{err}");
 
     let (k, v) = (x, x);
     let shape = AttentionShape {

@@ -4,7 +4,7 @@
 //! 4-wide and scalar accesses, backward blocks of one and several rows).
 
 use super::{
-    download, download_bf16, entries, max_err, nans, round_bf16, upload, upload_bf16, Recorder, TOL,
+    download, download_as, entries, max_err, nans, round_bf16, upload, upload_as, Recorder, TOL,
 };
 use crate::common::{random, worst};
 use smelt_kernels::cpu::layernorm::{layer_norm, layer_norm_backward, layer_norm_reference};
@@ -81,18 +81,12 @@ impl Rows {
 
     /// A device buffer holding `values` (rounded to this storage).
     fn upload(self, dev: &mut dyn GpuDevice, values: &[f32]) -> GpuBuffer {
-        match self {
-            Rows::F32 => upload(dev, values),
-            Rows::Bf16 => upload_bf16(dev, values),
-        }
+        upload_as(dev, values, self == Rows::Bf16)
     }
 
     /// The values of a device buffer, once every launch finished.
     fn download(self, dev: &mut dyn GpuDevice, buf: GpuBuffer) -> Vec<f32> {
-        match self {
-            Rows::F32 => download(dev, buf),
-            Rows::Bf16 => download_bf16(dev, buf),
-        }
+        download_as(dev, buf, self == Rows::Bf16)
     }
 
     /// A device buffer of `n` NaNs in this storage.

@@ -62,6 +62,24 @@ pub fn download(dev: &mut dyn GpuDevice, buf: GpuBuffer) -> Vec<f32> {
     dev.download_f32(buf).unwrap()
 }
 
+/// A device buffer holding `values`, as bf16 (rounded) when `bf16`, else as f32.
+pub fn upload_as(dev: &mut dyn GpuDevice, values: &[f32], bf16: bool) -> GpuBuffer {
+    if bf16 {
+        upload_bf16(dev, values)
+    } else {
+        upload(dev, values)
+    }
+}
+
+/// The values of a device buffer of bf16 (when `bf16`) or f32 values.
+pub fn download_as(dev: &mut dyn GpuDevice, buf: GpuBuffer, bf16: bool) -> Vec<f32> {
+    if bf16 {
+        download_bf16(dev, buf)
+    } else {
+        download(dev, buf)
+    }
+}
+
 /// A device buffer holding `values` rounded to bf16.
 pub fn upload_bf16(dev: &mut dyn GpuDevice, values: &[f32]) -> GpuBuffer {
     let bits: Vec<u16> = values.iter().map(|&v| bf16_bits(v)).collect();
