@@ -12,7 +12,7 @@ use smelt_kernels::cpu::CpuOptions;
 use smelt_kernels::gpu::attention::{
     self as attn, attention_backward, attention_forward, lse_len, Products,
 };
-use smelt_kernels::gpu::{GpuBuffer, GpuDevice};
+use smelt_kernels::gpu::GpuDevice;
 
 /// One case of batch 2 x heads 2: `(T, d, padding)`, where `padding` is the value that masks
 /// padded keys (`f32::MIN`, as HF's masks, or `-inf`), or `None` for no mask.
