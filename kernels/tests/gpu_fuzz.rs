@@ -11,14 +11,16 @@
 //!   of several rows with a shorter last one);
 //! - attention forward and backward against the f64 references and the CPU: batch 1..=2,
 //!   heads 1..=3, T in 1..=200, head dims 32, 64 and 128, with no mask or random key masks
-//!   (padding after the kept keys, before them, or scattered; `f32::MIN` or `-inf`);
+//!   (padding after the kept keys, before them, or scattered; `f32::MIN` or `-inf`), every
+//!   build (FMA, tensor cores; at 32 and 64 also bf16 storage, against the f32 tensor-core
+//!   kernels' rounded results);
 //! - softmax (with and without a mask) and its backward on random rows by cols in 1..=700;
 //! - GELU and its backward on random lengths; the bias (+ residual) adds on random shapes.
 //!
 //! The seed is fixed so that a run is reproducible: a failure names its shape, and the shapes
 //! each test drew are printed (`--nocapture`). Each test runs its cases once, on the device
 //! whose `.approx` instructions are off by a GPU's documented worst case ([`on_approx_sim`]),
-//! and the case counts keep the file near 13 s in release on two cores: the interpreter runs
+//! and the case counts keep the file near 30 s in release on two cores: the interpreter runs
 //! some 100 M thread-instructions per second.
 
 use smelt_kernels::gpu::{GpuDevice, SimDevice};

@@ -265,6 +265,33 @@ impl Case {
         lse
     }
 
+    /// The checks of [`bf16_matches_cpu`] on this case, its inputs rounded to bf16 first.
+    fn check_bf16(mut self, dev: &mut dyn GpuDevice) {
+        let case = &mut self;
+        for x in [&mut case.q, &mut case.k, &mut case.v, &mut case.dout] {
+            x.iter_mut().for_each(|v| *v = round_bf16(*v));
+        }
+        let [out, lse, dq, dk, dv] = case.gpu_as(dev, Build::Bf16);
+        let got = [out, dq, dk, dv];
+        let name = format!("{}: {} (bf16)", dev.name(), case.label);
+        let names = ["out", "dq", "dk", "dv"];
+        for ((what, got), want) in names.iter().zip(&got).zip(case.f32_then_rounded(dev)) {
+            assert_same_bf16(
+                &format!("{name} {what} against the f32 kernels"),
+                got,
+                &want,
+            );
+        }
+        for ((what, got), want) in names
+            .iter()
+            .zip(&got)
+            .zip(case.cpu(&CpuOptions::threads(1)))
+        {
+            assert_within(&format!("{name} {what}"), got, &want, 2.5e-3);
+        }
+        case.check_logsumexp(&name, &lse);
+    }
+
     /// `out`, `dq`, `dk`, `dv` of the f32 tensor-core kernels as the bf16 build should give
     /// them: its `out` rounded to bf16 feeds the backward (as the bf16 build's stored `out`
     /// does), and each result is rounded to bf16.
@@ -359,7 +386,8 @@ pub fn matches_references(dev: &mut dyn GpuDevice, cases: &[Small]) {
 
 /// `shape` (any batch and heads) with the key mask `mask` (`[B, T]`, or none; `what` names it
 /// in messages) against the f64 references and the CPU kernels, as [`matches_references`]
-/// checks its batch 2 x heads 2 cases.
+/// checks its batch 2 x heads 2 cases, and at head dims 32 and 64 in bf16 storage as
+/// [`bf16_matches_cpu`] checks its cases.
 pub fn masked_matches_references(
     dev: &mut dyn GpuDevice,
     shape: AttentionShape,
@@ -370,6 +398,9 @@ pub fn masked_matches_references(
     case.mask = mask;
     case.label += what;
     case.check_references(dev);
+    if matches!(shape.head_dim, 32 | 64) {
+        case.check_bf16(dev);
+    }
 }
 
 /// `shape` with a padding mask (batch element `b` pads `b * T / (2 B)` keys, the last one
@@ -410,29 +441,7 @@ pub fn every_kernel_runs(dev: &mut dyn GpuDevice) {
 ///   2.5e-3; the statistics against the f64 logsumexp.
 pub fn bf16_matches_cpu(dev: &mut dyn GpuDevice, cases: &[Small]) {
     for &case in cases {
-        let mut case = Case::small(case);
-        for x in [&mut case.q, &mut case.k, &mut case.v, &mut case.dout] {
-            x.iter_mut().for_each(|v| *v = round_bf16(*v));
-        }
-        let [out, lse, dq, dk, dv] = case.gpu_as(dev, Build::Bf16);
-        let got = [out, dq, dk, dv];
-        let name = format!("{}: {} (bf16)", dev.name(), case.label);
-        let names = ["out", "dq", "dk", "dv"];
-        for ((what, got), want) in names.iter().zip(&got).zip(case.f32_then_rounded(dev)) {
-            assert_same_bf16(
-                &format!("{name} {what} against the f32 kernels"),
-                got,
-                &want,
-            );
-        }
-        for ((what, got), want) in names
-            .iter()
-            .zip(&got)
-            .zip(case.cpu(&CpuOptions::threads(1)))
-        {
-            assert_within(&format!("{name} {what}"), got, &want, 2.5e-3);
-        }
-        case.check_logsumexp(&name, &lse);
+        Case::small(case).check_bf16(dev);
     }
 }
 
