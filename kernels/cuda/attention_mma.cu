@@ -51,6 +51,7 @@ __device__ __forceinline__ unsigned to_tf32(float x) {
     return r;
 }
 
+// x as big + small: big = x rounded to TF32, small = what is left (exact in f32) rounded too.
 __device__ __forceinline__ Split split(float x) {
     const unsigned big = to_tf32(x);
     return {big, to_tf32(x - __uint_as_float(big))};
