@@ -86,7 +86,7 @@ fn bad_arguments_are_errors() {
         "{msg}"
     );
 
-    // The tensor-core forward is built for head dims 32 and 64 only.
+    // The tensor-core kernels are built for head dims 32 and 64 only.
     let d128 = AttentionShape {
         head_dim: 128,
         ..shape
