@@ -76,8 +76,12 @@ pub struct Instruction {
 /// A statement in a function body.
 #[derive(Clone, Debug)]
 pub enum Statement {
-    /// `.reg .f32 %f<16>;` (count Some(16): %f0..%f15) or `.reg .b64 %SP;`.
-    Reg { names: Vec<(String, Option<u32>)> },
+    /// `.reg .f32 %f<16>;` (count Some(16): %f0..%f15) or `.reg .b64 %SP;`; `pred` for
+    /// `.reg .pred`.
+    Reg {
+        names: Vec<(String, Option<u32>)>,
+        pred: bool,
+    },
     /// A `.local`, `.shared` or `.param` variable inside the body.
     Var(VarDecl),
     /// `name:`.

@@ -70,6 +70,8 @@ pub struct RegNames {
     pub first: u32,
     /// How many numbered registers `name<count>` declares.
     pub count: Option<u32>,
+    /// Declared `.pred`.
+    pub pred: bool,
 }
 
 /// The names one `{ }` block of a function declares: variables and single registers by
@@ -494,7 +496,13 @@ impl Builder {
 
     /// Declares register `name` (`count` None) or `name0` to `name{count-1}` in `scope`,
     /// within `MAX_REGISTERS` in all.
-    fn declare_regs(&mut self, scope: &mut Scope, name: &str, count: Option<u32>) -> Result<()> {
+    fn declare_regs(
+        &mut self,
+        scope: &mut Scope,
+        name: &str,
+        count: Option<u32>,
+        pred: bool,
+    ) -> Result<()> {
         let total = self.prog.nregs as u64 + count.unwrap_or(1) as u64;
         if total > MAX_REGISTERS as u64 {
             let shown = count.map_or(name.to_string(), |c| format!("{name}<{c}>"));
@@ -516,6 +524,7 @@ impl Builder {
                 name: name.to_string(),
                 first,
                 count,
+                pred,
             });
         }
         self.prog.nregs = total as u32;
@@ -585,10 +594,10 @@ impl Builder {
                     scopes.pop();
                 }
                 Statement::Label(_) | Statement::BranchTargets { .. } => {}
-                Statement::Reg { names } => {
+                Statement::Reg { names, pred } => {
                     let scope = scopes.last_mut().expect("a function has a scope");
                     for (name, count) in names {
-                        self.declare_regs(scope, name, *count)?;
+                        self.declare_regs(scope, name, *count, *pred)?;
                     }
                 }
                 Statement::Var(v) => {
@@ -612,6 +621,7 @@ impl Builder {
                         labels: &labels,
                         tables: &tables,
                         layouts: &self.layouts,
+                        reg_names: &self.prog.reg_names,
                         is_entry: f.is_entry,
                     };
                     let mut uses = Vec::new();
@@ -651,6 +661,8 @@ struct Ctx<'a> {
     /// `.branchtargets` lists of the function, by their label.
     tables: &'a HashMap<String, Vec<String>>,
     layouts: &'a HashMap<usize, FuncLayout>,
+    /// The registers declared so far, for their types.
+    reg_names: &'a [RegNames],
     is_entry: bool,
 }
 
@@ -663,6 +675,13 @@ fn bad(msg: impl Into<String>) -> SimError {
 }
 
 impl Ctx<'_> {
+    /// Whether register `r` was declared `.pred`.
+    fn is_pred(&self, r: u32) -> bool {
+        self.reg_names
+            .iter()
+            .any(|n| n.pred && (n.first..n.first + n.count.unwrap_or(1)).contains(&r))
+    }
+
     fn lookup(&self, name: &str) -> Option<Binding> {
         self.scopes
             .iter()
@@ -1915,10 +1934,109 @@ fn decode(ctx: &Ctx, inst: &Instruction, uses: &mut Vec<u32>) -> Result<Op> {
         }
         "exit" => Op::Exit,
         "trap" => Op::Trap,
+        "cp" => decode_cp_async(ctx, inst, &name, uses)?,
         "membar" | "fence" => Op::Fence,
         "prefetch" | "prefetchu" | "nanosleep" | "pmevent" | "discard" | "applypriority"
         | "createpolicy" => Op::Nop,
         _ => return Err(unknown()),
+    })
+}
+
+/// The Ampere asynchronous copy (PTX ISA, "cp.async", "cp.async.commit_group",
+/// "cp.async.wait_group / cp.async.wait_all"):
+/// `cp.async.{ca,cg}.shared{::cta}.global{.L2::cache_hint}{.L2::64B/128B/256B} [dst], [src],
+/// cp-size{, src-size | ignore-src}{, cache-policy}` (cp-size 4, 8 or 16; 16 for `.cg`; the
+/// cache qualifiers and policy change nothing here), `cp.async.commit_group`,
+/// `cp.async.wait_group N` and `cp.async.wait_all`. The bulk, tensor and mbarrier forms are
+/// unsupported.
+fn decode_cp_async(ctx: &Ctx, inst: &Instruction, name: &str, uses: &mut Vec<u32>) -> Result<Op> {
+    let words: Vec<&str> = inst.opcode[1..].iter().map(String::as_str).collect();
+    let form = || {
+        unsupported(format!(
+            "instruction {name} is not supported: of cp.async only cp.async.{{ca,cg}}.shared{{::cta}}.global{{.L2::cache_hint}}{{.L2::64B,.L2::128B,.L2::256B}}, cp.async.commit_group, cp.async.wait_group and cp.async.wait_all run"
+        ))
+    };
+    let (cg, quals) = match words[..] {
+        ["async", "commit_group"] => {
+            operands(inst, 0)?;
+            return Ok(Op::CpAsyncCommit);
+        }
+        ["async", "wait_all"] => {
+            operands(inst, 0)?;
+            return Ok(Op::CpAsyncWait { n: 0, commit: true });
+        }
+        ["async", "wait_group"] => {
+            let [n] = operands(inst, 1)? else {
+                unreachable!()
+            };
+            let Operand::Int(n) = n else {
+                return Err(bad(format!("{name}: N must be an integer constant")));
+            };
+            let n =
+                u32::try_from(*n).map_err(|_| bad(format!("{name}: N = {n} is out of range")))?;
+            return Ok(Op::CpAsyncWait { n, commit: false });
+        }
+        ["async", level @ ("ca" | "cg"), "shared" | "shared::cta", "global", ref quals @ ..] => {
+            (level == "cg", quals)
+        }
+        _ => return Err(form()),
+    };
+    let (mut hint, mut prefetch) = (false, false);
+    for q in quals {
+        match *q {
+            "L2::cache_hint" if !hint => hint = true,
+            "L2::64B" | "L2::128B" | "L2::256B" if !prefetch => prefetch = true,
+            _ => return Err(form()),
+        }
+    }
+    let (o, policy) = match (&inst.operands[..], hint) {
+        ([rest @ .., policy], true) => (rest, Some(policy)),
+        (all, _) => (all, None),
+    };
+    let [dst, src, size, extra @ ..] = o else {
+        return Err(bad(format!(
+            "{name} takes [dst], [src], cp-size{{, src-size or ignore-src}}{}",
+            if hint { ", cache-policy" } else { "" }
+        )));
+    };
+    let size = match *size {
+        Operand::Int(16) => 16,
+        Operand::Int(n @ (4 | 8)) if !cg => n as u32,
+        _ => {
+            return Err(bad(format!(
+                "{name}: cp-size must be the constant {}",
+                if cg { "16" } else { "4, 8 or 16" }
+            )))
+        }
+    };
+    let (dst, dst_space) = ctx.addr(dst, uses)?;
+    let (src, src_space) = ctx.addr(src, uses)?;
+    if dst_space.is_some_and(|s| s != MemSpace::Shared)
+        || src_space.is_some_and(|s| s != MemSpace::Global)
+    {
+        return Err(bad(format!(
+            "{name}: dst must be a shared and src a global address"
+        )));
+    }
+    if let Some(p) = policy {
+        // The cache policy is a hint with no effect here, but its register is read.
+        ctx.src(p, Ty::B(64), uses)?;
+    }
+    let full = Src::Imm(size as u64);
+    let (src_size, ignore) = match extra {
+        [] => (full, None),
+        [x] => match ctx.src(x, Ty::U(32), uses)? {
+            Src::Reg(r) if ctx.is_pred(r) => (full, Some(Src::Reg(r))),
+            s => (s, None),
+        },
+        _ => return Err(bad(format!("{name}: too many operands"))),
+    };
+    Ok(Op::CpAsync {
+        dst,
+        src,
+        size,
+        src_size,
+        ignore,
     })
 }
 

@@ -12,11 +12,15 @@ pub enum ErrorKind {
     Unsupported,
     /// A bad launch: unknown kernel, wrong arguments, zero or oversized grid/block.
     Launch,
-    /// A load or store outside every allocation (global) or outside the declared size (shared, local).
+    /// A load or store outside every allocation (global) or outside the declared size (shared,
+    /// local); a `cp.async` whose src-size is larger than its cp-size.
     OutOfBounds,
     /// An address not aligned to the size of the access.
     Misaligned,
-    /// Two threads of a block touched the same shared bytes between barriers, one of them writing.
+    /// Two threads of a block touched the same shared bytes between barriers, one of them
+    /// writing (a `cp.async` writes its destination from its issue to its completion); a thread
+    /// touched the destination of its own `cp.async` before completing it; blocks of a launch
+    /// touched the same global bytes, one of them storing.
     Race,
     /// Threads wait at a barrier that others never reach, or reach after exiting.
     BarrierDivergence,

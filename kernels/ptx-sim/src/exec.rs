@@ -2,7 +2,7 @@
 //! barrier or exits, the lanes of a warp in SIMT fashion (the lanes at the lowest program
 //! counter step together, so divergent paths reconverge where they meet).
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 
 use crate::alu;
 use crate::decode::{mask, Program};
@@ -76,6 +76,59 @@ struct Warp {
     stack: Vec<Vec<u32>>,
     /// The `bar.warp.sync` instructions completed, for ordering shared-memory accesses.
     log: SyncLog,
+    /// Lanes with `cp.async` copies issued and not completed (their shared accesses are
+    /// checked against the copies' destinations; the others pay one test).
+    copying: u32,
+}
+
+/// Most `cp.async` copies and committed groups one thread may have pending (a pipeline keeps
+/// a few stages of a few copies each; this bounds the memory a hostile kernel can take).
+const MAX_ASYNC_PENDING: usize = 1024;
+
+/// A `cp.async` issued by a thread and not completed: it reads global memory and writes
+/// shared memory only when completed.
+#[derive(Clone, Copy, Debug)]
+struct AsyncCopy {
+    /// Shared offset of the destination.
+    dst: u32,
+    /// Global address of the source.
+    src: u64,
+    /// cp-size: bytes written at `dst`.
+    size: u8,
+    /// Bytes read from `src`; the rest of `size` are zeros.
+    src_size: u8,
+    /// Barrier interval it was issued in.
+    epoch: u64,
+    /// PTX line of the `cp.async`.
+    line: u32,
+}
+
+/// One thread's `cp.async` copies not completed, oldest first, and its committed groups.
+#[derive(Clone, Debug, Default)]
+struct AsyncQueue {
+    copies: VecDeque<AsyncCopy>,
+    /// Copies in each committed group, oldest first (a group may be empty).
+    groups: VecDeque<u32>,
+    /// The copies in `groups` (the first ones of `copies`; the rest are not committed).
+    committed: usize,
+}
+
+impl AsyncQueue {
+    /// Puts the copies not yet committed in a new group.
+    fn commit(&mut self) {
+        let fresh = self.copies.len() - self.committed;
+        self.groups.push_back(fresh as u32);
+        self.committed = self.copies.len();
+    }
+
+    fn is_empty(&self) -> bool {
+        self.copies.is_empty() && self.groups.is_empty()
+    }
+
+    /// Whether another copy or group would pass `MAX_ASYNC_PENDING`.
+    fn is_full(&self) -> bool {
+        self.copies.len() + self.groups.len() >= MAX_ASYNC_PENDING
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -132,6 +185,7 @@ pub fn run(ctx: &LaunchCtx, global: &mut GlobalMem) -> Result<Outcome> {
         shared: vec![SHARED_POISON; shared_size],
         shadow: Shadow::new(shared_size),
         warps: Vec::with_capacity(nwarps),
+        asyncs: vec![AsyncQueue::default(); nthreads as usize],
         bars: [Barrier::default(); NUM_BARRIERS],
         epoch: 0,
         budget: ctx.limit,
@@ -172,6 +226,9 @@ struct Block<'a, 'g> {
     shared: Vec<u8>,
     shadow: Shadow,
     warps: Vec<Warp>,
+    /// Per thread (linear index): its `cp.async` copies not completed. Every thread completes
+    /// them when it exits, so all are empty when a block ends.
+    asyncs: Vec<AsyncQueue>,
     bars: [Barrier; NUM_BARRIERS],
     /// Current barrier interval, unique over the launch (it cannot wrap).
     epoch: u64,
@@ -232,6 +289,7 @@ impl Block<'_, '_> {
                 state,
                 stack: vec![Vec::new(); 32],
                 log: SyncLog::default(),
+                copying: 0,
             });
         }
     }
@@ -572,6 +630,7 @@ impl Block<'_, '_> {
             }
             MemSpace::Shared => {
                 let off = check_range(a, len as u64, self.shared.len(), "shared")?;
+                self.check_copying(w, lane, off, n, false)?;
                 self.shared_access(w, lane, off, n, false, false)?;
                 copy_small(&mut out[..n], &self.shared[off..off + n]);
             }
@@ -613,6 +672,7 @@ impl Block<'_, '_> {
             }
             MemSpace::Shared => {
                 let off = check_range(a, len as u64, self.shared.len(), "shared")?;
+                self.check_copying(w, lane, off, n, true)?;
                 self.shared_access(w, lane, off, n, true, false)?;
                 copy_small(&mut self.shared[off..off + n], bytes);
             }
@@ -670,6 +730,194 @@ impl Block<'_, '_> {
             if c.other_wrote { "write" } else { "read" },
         );
         Err(SimError::new(ErrorKind::Race, msg).at_address(off as u64))
+    }
+
+    /// Fails when thread `lane` of warp `w` reads (`write` false) or writes shared bytes
+    /// `[off, off + len)` that one of its own `cp.async` copies, not completed, will write.
+    /// Lanes with no such copies pay one test.
+    #[inline(always)]
+    fn check_copying(
+        &self,
+        w: usize,
+        lane: usize,
+        off: usize,
+        len: usize,
+        write: bool,
+    ) -> Result<()> {
+        if self.warps[w].copying & (1 << lane) == 0 {
+            return Ok(());
+        }
+        self.own_copy_conflict(w, lane, off, len, write)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn own_copy_conflict(
+        &self,
+        w: usize,
+        lane: usize,
+        off: usize,
+        len: usize,
+        write: bool,
+    ) -> Result<()> {
+        let Some(c) = self.asyncs[w * 32 + lane]
+            .copies
+            .iter()
+            .find(|c| overlaps(c.dst as usize, c.size as usize, off, len))
+        else {
+            return Ok(());
+        };
+        let msg = format!(
+            "this {} of {len} bytes at shared offset {off:#x} touches the destination of this thread's cp.async of PTX line {} ({} bytes at shared offset {:#x}), which has not completed: wait for it with cp.async.wait_group or cp.async.wait_all first",
+            if write { "write" } else { "read" },
+            c.line,
+            c.size,
+            c.dst
+        );
+        Err(SimError::new(ErrorKind::Race, msg).at_address(off as u64))
+    }
+
+    /// Issues `cp.async` (PTX line `line`) for thread `lane` of warp `w`: `size` bytes to shared
+    /// address `dst`, the first `src_size` from global address `src` and the rest zeros. Both
+    /// addresses are checked now; the copy is made when the thread completes its group. Its
+    /// destination counts as written by the thread from now on for the race check, so that a
+    /// thread still reading the bytes in this barrier interval is a race.
+    #[allow(clippy::too_many_arguments)]
+    fn cp_async(
+        &mut self,
+        w: usize,
+        lane: usize,
+        line: u32,
+        dst: u64,
+        src: u64,
+        size: u32,
+        src_size: u64,
+    ) -> Result<()> {
+        if src_size > size as u64 {
+            return Err(SimError::new(
+                ErrorKind::OutOfBounds,
+                format!("cp.async with src-size {src_size}, larger than its cp-size {size} (undefined in the PTX ISA)"),
+            )
+            .at_address(src));
+        }
+        for (what, addr) in [("destination", dst), ("source", src)] {
+            if !addr.is_multiple_of(size as u64) {
+                return Err(SimError::new(
+                    ErrorKind::Misaligned,
+                    format!("cp.async of {size} bytes with its {what} at an address that is not a multiple of {size}"),
+                )
+                .at_address(addr));
+            }
+        }
+        let named = |e: SimError| reword(e, |m| format!("cp.async: {m}"));
+        let off = check_range(dst, size as u64, self.shared.len(), "shared").map_err(named)?;
+        if src_size > 0 {
+            self.global.load(src, src_size, None).map_err(named)?;
+        }
+        let (t, len) = (w * 32 + lane, size as usize);
+        if let Some(c) = self.asyncs[t]
+            .copies
+            .iter()
+            .find(|c| overlaps(c.dst as usize, c.size as usize, off, len))
+        {
+            let msg = format!(
+                "this cp.async writes shared bytes at offset {off:#x} that this thread's cp.async of PTX line {} also writes, and neither has completed: the PTX ISA leaves the order of their writes undefined (wait for the first before issuing the second)",
+                c.line
+            );
+            return Err(SimError::new(ErrorKind::Race, msg).at_address(off as u64));
+        }
+        if self.asyncs[t].is_full() {
+            return Err(too_many_async());
+        }
+        self.shared_access(w, lane, off, len, true, false)
+            .map_err(named)?;
+        self.asyncs[t].copies.push_back(AsyncCopy {
+            dst: off as u32,
+            src,
+            size: size as u8,
+            src_size: src_size as u8,
+            epoch: self.epoch,
+            line,
+        });
+        self.warps[w].copying |= 1 << lane;
+        Ok(())
+    }
+
+    /// Completes the committed groups of thread `lane` of warp `w` but the `keep` newest,
+    /// oldest first: their copies read global memory and write shared memory now.
+    fn complete_groups(&mut self, w: usize, lane: usize, keep: usize) -> Result<()> {
+        let t = w * 32 + lane;
+        while self.asyncs[t].groups.len() > keep {
+            let q = &mut self.asyncs[t];
+            let n = q.groups.pop_front().unwrap_or(0) as usize;
+            q.committed -= n;
+            for _ in 0..n {
+                if let Some(c) = self.asyncs[t].copies.pop_front() {
+                    self.complete(w, lane, c)?;
+                }
+            }
+        }
+        if self.asyncs[t].copies.is_empty() {
+            self.warps[w].copying &= !(1 << lane);
+        }
+        Ok(())
+    }
+
+    /// Carries out copy `c` of thread `lane` of warp `w`: a global load (checked against other
+    /// blocks' stores) and a shared write by the thread at this moment (checked for races, and
+    /// against accesses by other threads in the barrier intervals since it was issued: the
+    /// copy may land at any time until this completion).
+    fn complete(&mut self, w: usize, lane: usize, c: AsyncCopy) -> Result<()> {
+        let note = |e: SimError| {
+            reword(e, |m| {
+                format!("{m} (completing the cp.async of PTX line {})", c.line)
+            })
+        };
+        let mut buf = [0u8; 16];
+        let n = c.src_size as usize;
+        if n > 0 {
+            let by = self.order_blocks.then(|| (self.linear_block(), false));
+            let (bytes, conflict) = self.global.load(c.src, n as u64, by).map_err(note)?;
+            buf[..n].copy_from_slice(bytes);
+            if let Some(k) = conflict {
+                return Err(note(self.global_race(k, false, c.src, n as u32)));
+            }
+        }
+        let (off, len) = (c.dst as usize, c.size as usize);
+        let thread = (w * 32 + lane) as u32;
+        if let Some(k) = self
+            .shadow
+            .touched_between(off, len, c.epoch, self.epoch, thread)
+        {
+            let other = match k.other {
+                Some(t) => {
+                    let [x, y, z] = self.tid(t as usize / 32, t as usize % 32);
+                    format!("thread ({x},{y},{z})")
+                }
+                None => "other threads".to_string(),
+            };
+            let msg = format!(
+                "shared-memory race: the cp.async of PTX line {}, completed here, writes {len} bytes at shared offset {off:#x} that {other} {} after it was issued and before this wait (the copy may land at any time until the issuing thread waits for it; other threads must access its destination only after that wait and a barrier)",
+                c.line,
+                if k.other_wrote { "wrote" } else { "read" }
+            );
+            return Err(SimError::new(ErrorKind::Race, msg).at_address(off as u64));
+        }
+        self.shared_access(w, lane, off, len, true, false)
+            .map_err(note)?;
+        self.shared[off..off + len].copy_from_slice(&buf[..len]);
+        Ok(())
+    }
+
+    /// Thread `lane` of warp `w` exits (at PTX line `line`), completing its `cp.async` copies.
+    fn exit_lane(&mut self, w: usize, lane: usize, line: u32) -> Result<()> {
+        if !self.asyncs[w * 32 + lane].is_empty() {
+            self.asyncs[w * 32 + lane].commit();
+            self.complete_groups(w, lane, 0)
+                .map_err(|e| self.locate(e, w, lane, line))?;
+        }
+        self.warps[w].state[lane] = Lane::Exit;
+        Ok(())
     }
 
     /// Executes a non-control instruction for the `active` lanes.
@@ -1049,6 +1297,43 @@ impl Block<'_, '_> {
                     self.set(w, *d, l, active as u64);
                 }
             }
+            &Op::CpAsync {
+                ref dst,
+                ref src,
+                size,
+                src_size,
+                ignore,
+            } => {
+                for l in Lanes(active) {
+                    let (d, s) = (self.address(w, l, dst), self.address(w, l, src));
+                    let n = match ignore {
+                        Some(p) if self.get(w, p, l) & 1 != 0 => 0,
+                        _ => mask(self.get(w, src_size, l), 32),
+                    };
+                    self.cp_async(w, l, inst.line, d, s, size, n)
+                        .map_err(|e| self.locate(e, w, l, inst.line))?;
+                }
+            }
+            Op::CpAsyncCommit => {
+                for l in Lanes(active) {
+                    let q = &mut self.asyncs[w * 32 + l];
+                    if q.is_full() {
+                        let e = too_many_async();
+                        return Err(self.locate(e, w, l, inst.line));
+                    }
+                    q.commit();
+                }
+            }
+            &Op::CpAsyncWait { n, commit } => {
+                for l in Lanes(active) {
+                    let q = &mut self.asyncs[w * 32 + l];
+                    if commit {
+                        q.commit();
+                    }
+                    self.complete_groups(w, l, n as usize)
+                        .map_err(|e| self.locate(e, w, l, inst.line))?;
+                }
+            }
             Op::Nop | Op::Fence => {}
             _ => unreachable!("control instructions go through `control`"),
         }
@@ -1075,6 +1360,7 @@ impl Block<'_, '_> {
             MemSpace::Global => self.global.bytes_mut(a, len as u64)?,
             MemSpace::Shared => {
                 let off = check_range(a, len as u64, self.shared.len(), "shared")?;
+                self.check_copying(w, l, off, len as usize, true)?;
                 self.shared_access(w, l, off, len as usize, true, true)?;
                 &mut self.shared[off..off + len as usize]
             }
@@ -1134,7 +1420,7 @@ impl Block<'_, '_> {
             Op::Ret => {
                 for l in Lanes(active) {
                     let Some(call_pc) = self.warps[w].stack[l].pop() else {
-                        self.warps[w].state[l] = Lane::Exit;
+                        self.exit_lane(w, l, inst.line)?;
                         continue;
                     };
                     if let Op::Call { outs, .. } = &self.ctx.prog.insts[call_pc as usize].op {
@@ -1145,7 +1431,7 @@ impl Block<'_, '_> {
             }
             Op::Exit => {
                 for l in Lanes(active) {
-                    self.warps[w].state[l] = Lane::Exit;
+                    self.exit_lane(w, l, inst.line)?;
                 }
             }
             Op::Trap => {
@@ -1564,6 +1850,28 @@ fn copy_small(dst: &mut [u8], src: &[u8]) {
         16 => dst[..16].copy_from_slice(&src[..16]),
         _ => dst.copy_from_slice(src),
     }
+}
+
+/// Whether the byte ranges `[a, a + a_len)` and `[b, b + b_len)` overlap.
+fn overlaps(a: usize, a_len: usize, b: usize, b_len: usize) -> bool {
+    a < b + b_len && b < a + a_len
+}
+
+/// `e` (with its kind and address) with the message `f` makes of its message.
+fn reword(e: SimError, f: impl FnOnce(&str) -> String) -> SimError {
+    let new = SimError::new(e.kind(), f(e.message()));
+    match e.location().address {
+        Some(a) => new.at_address(a),
+        None => new,
+    }
+}
+
+/// The error for a thread with `MAX_ASYNC_PENDING` copies and groups pending.
+fn too_many_async() -> SimError {
+    SimError::new(
+        ErrorKind::Unsupported,
+        format!("a thread has {MAX_ASYNC_PENDING} cp.async copies and groups pending, more than the simulator keeps (a loop that never waits?)"),
+    )
 }
 
 fn bool_op(op: BoolOp, a: bool, b: bool) -> bool {

@@ -619,6 +619,24 @@ pub enum Op {
         b: Src,
         c: Src,
     },
+    /// `cp.async.{ca,cg}.shared{::cta}.global [dst], [src], size{, src_size}`: an asynchronous
+    /// copy of `size` bytes (4, 8 or 16) from global `src` to shared `dst`, of which the first
+    /// `src_size` come from `src` and the rest are zeros. It is issued here and carried out when
+    /// the issuing thread completes the group holding it (`cp.async.wait_group`,
+    /// `cp.async.wait_all`, or its exit). `ignore` is the ignore-src predicate: when true, all
+    /// `size` bytes are zeros.
+    CpAsync {
+        dst: Addr,
+        src: Addr,
+        size: u32,
+        src_size: Src,
+        ignore: Option<Src>,
+    },
+    /// `cp.async.commit_group`: the thread's copies not yet in a group become its newest group.
+    CpAsyncCommit,
+    /// `cp.async.wait_group n`: completes every group of the thread but the `n` newest;
+    /// `cp.async.wait_all` (`commit` set) commits first and completes all.
+    CpAsyncWait { n: u32, commit: bool },
     /// `bar.sync`/`barrier.sync` (wait) or `bar.arrive` (no wait) on barrier `id`, for `count`
     /// threads (all of the block when None).
     Bar {

@@ -20,6 +20,23 @@
 //! accesses a thread makes after its `bar.arrive` (it waits for no one), are taken to be
 //! ordered with the accesses of the threads that waited there.
 //!
+//! The Ampere asynchronous copy runs (`cp.async.{ca,cg}.shared{::cta}.global` with cp-size 4, 8
+//! or 16, an optional src-size, whose missing bytes are zeros, or ignore-src predicate, the
+//! `.L2` cache qualifiers and cache policy having no effect; `cp.async.commit_group`,
+//! `cp.async.wait_group N`, `cp.async.wait_all`), with the latest visibility the PTX ISA
+//! allows, so that a kernel missing a wait or a barrier fails: a copy reads global memory and
+//! writes shared memory only when its thread completes the group holding it (a `wait_group N`
+//! completes the committed groups but the N newest, never copies not yet committed;
+//! `wait_all` completes all, and so does the thread's exit), and a barrier completes nothing.
+//! Its addresses are checked when it is issued (alignment to cp-size, bounds; src-size above
+//! cp-size is an OutOfBounds error). The thread reading or writing the destination of one of
+//! its own copies before completing it is a Race error, and so are another thread's
+//! accesses to the destination between the copy's issue and its completion that no barrier
+//! after the completion orders (the race check takes the copy as written by its thread both
+//! when issued and when completed, and looks at the intervals between); the completion's
+//! global read is a load for the checks across blocks. The bulk, tensor and mbarrier forms of
+//! `cp.async` are Unsupported.
+//!
 //! Of the tensor-core instructions it runs one, the TF32
 //! `mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32`, with the conversions to TF32
 //! (`cvt.rna{.satfinite}.tf32.f32`, `cvt.{rn,rz}{.satfinite}{.relu}.tf32.f32`); other `mma`

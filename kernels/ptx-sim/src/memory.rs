@@ -488,6 +488,29 @@ impl Shadow {
         }
         None
     }
+
+    /// An access to bytes `[off, off + len)` by a thread other than `thread` in a barrier
+    /// interval after `from` and before `now` (the last reads and the last write of each byte
+    /// are kept, so an access that later ones replaced is not seen). A `cp.async` issued in
+    /// interval `from` and completed in `now` may write its bytes in any of them.
+    pub fn touched_between(
+        &self,
+        off: usize,
+        len: usize,
+        from: u64,
+        now: u64,
+        thread: u32,
+    ) -> Option<Conflict> {
+        self.bytes[off..off + len].iter().find_map(|s| {
+            [(&s.writes, true), (&s.reads, false)]
+                .into_iter()
+                .find(|(g, _)| g.epoch > from && g.epoch < now && g.thread != thread)
+                .map(|(g, wrote)| Conflict {
+                    other: (g.thread != MANY).then_some(g.thread),
+                    other_wrote: wrote,
+                })
+        })
+    }
 }
 
 #[cfg(test)]

@@ -564,7 +564,8 @@ impl<'a> Parser<'a> {
         while matches!(word.as_str(), ".v2" | ".v4") {
             word = self.word()?;
         }
-        word.strip_prefix('.')
+        let ty = word
+            .strip_prefix('.')
             .and_then(Ty::parse)
             .ok_or_else(|| SimError::parse(line, format!("unknown register type {word:?}")))?;
         let mut names = Vec::new();
@@ -586,7 +587,10 @@ impl<'a> Parser<'a> {
             }
         }
         self.expect(';')?;
-        Ok(Statement::Reg { names })
+        Ok(Statement::Reg {
+            names,
+            pred: ty == Ty::Pred,
+        })
     }
 
     fn instruction(&mut self, line: u32) -> Result<Instruction> {

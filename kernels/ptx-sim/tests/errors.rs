@@ -61,14 +61,14 @@ fn undeclared_register_and_unknown_label_are_errors() {
 fn unsupported_instruction_names_itself_and_its_line() {
     let text = kernel(
         "",
-        "mov.u64 %rd1, 0;\ncp.async.ca.shared.global [%rd1], [%rd1], 16;\nret;",
+        "mov.u64 %rd1, 0;\ncp.async.mbarrier.arrive.b64 [%rd1];\nret;",
     );
     let m = Module::parse(&text).expect("parses; the kernel fails when launched");
-    let e = m.check().expect_err("cp.async is not supported");
+    let e = m.check().expect_err("cp.async.mbarrier is not supported");
     assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
     let msg = e.to_string();
     assert!(
-        msg.contains("cp.async.ca.shared.global")
+        msg.contains("cp.async.mbarrier.arrive.b64")
             && msg.contains("line 11")
             && msg.contains("kernel k"),
         "{msg}"
