@@ -310,6 +310,18 @@ impl Block<'_, '_> {
         [t % bx, (t / bx) % by, t / (bx * by)]
     }
 
+    /// How a race error names the other side: the thread with this block-linear index, as
+    /// `thread (x,y,z)`, or "other threads" when the shadow does not know which.
+    fn thread_name(&self, other: Option<u32>) -> String {
+        match other {
+            Some(t) => {
+                let [x, y, z] = self.tid(t as usize / 32, t as usize % 32);
+                format!("thread ({x},{y},{z})")
+            }
+            None => "other threads".to_string(),
+        }
+    }
+
     /// This block's index in the grid, x fastest (wrapping past `u32`).
     fn linear_block(&self) -> u32 {
         let [x, y, z] = self.ctaid;
@@ -717,13 +729,7 @@ impl Block<'_, '_> {
         let Some(c) = self.shadow.access(off, len, who, write, atomic, log) else {
             return Ok(());
         };
-        let other = match c.other {
-            Some(t) => {
-                let [x, y, z] = self.tid(t as usize / 32, t as usize % 32);
-                format!("thread ({x},{y},{z})")
-            }
-            None => "other threads".to_string(),
-        };
+        let other = self.thread_name(c.other);
         let msg = format!(
             "shared-memory race: this {} of {len} bytes at shared offset {off:#x} and a {} by {other} with no barrier between",
             if write { "write" } else { "read" },
@@ -889,13 +895,7 @@ impl Block<'_, '_> {
             .shadow
             .touched_between(off, len, c.epoch, self.epoch, thread)
         {
-            let other = match k.other {
-                Some(t) => {
-                    let [x, y, z] = self.tid(t as usize / 32, t as usize % 32);
-                    format!("thread ({x},{y},{z})")
-                }
-                None => "other threads".to_string(),
-            };
+            let other = self.thread_name(k.other);
             let msg = format!(
                 "shared-memory race: the cp.async of PTX line {}, completed here, writes {len} bytes at shared offset {off:#x} that {other} {} after it was issued and before this wait (the copy may land at any time until the issuing thread waits for it; other threads must access its destination only after that wait and a barrier)",
                 c.line,
