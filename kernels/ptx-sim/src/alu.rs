@@ -358,6 +358,18 @@ fn half_in(bits: u64, elem: Ty, ftz: bool) -> f64 {
     }
 }
 
+/// A rounded result `x` after `.relu` (a negative one becomes +0) and `.satfinite` (an infinite
+/// one becomes `max`, the format's largest finite value, of its sign).
+fn relu_satfinite(x: f64, m: FloatMods, max: f64) -> f64 {
+    if m.relu && x < 0.0 {
+        0.0
+    } else if m.satfinite && x.is_infinite() {
+        max.copysign(x)
+    } else {
+        x
+    }
+}
+
 /// The exact result `hi + lo` rounded to the f16 or bf16 `elem`, then `.ftz`, `.relu` and
 /// `.sat` applied; NaN is the canonical 0x7fff.
 fn half_out(hi: f64, lo: f64, elem: Ty, m: FloatMods) -> u64 {
@@ -366,13 +378,7 @@ fn half_out(hi: f64, lo: f64, elem: Ty, m: FloatMods) -> u64 {
     if m.ftz && x != 0.0 && x.abs() < 2f64.powi(fmt.emin) {
         x = 0.0f64.copysign(x);
     }
-    if m.relu && x < 0.0 {
-        x = 0.0;
-    }
-    if m.satfinite && x.is_infinite() {
-        x = fmt.max.copysign(x);
-    }
-    x = saturate(x, m.sat);
+    x = saturate(relu_satfinite(x, m, fmt.max), m.sat);
     if elem == Ty::F16 {
         float::to_f16(x, Rnd::Rn) as u64
     } else {
@@ -551,14 +557,8 @@ fn store_float(x: f64, lo: f64, dty: Ty, m: FloatMods) -> u64 {
     match dty {
         Ty::F16 | Ty::Bf16 => half_out(x, lo, dty, m),
         Ty::F32 => {
-            let mut r = round_exact(x, lo, F32, m.rnd) as f32;
-            if m.relu && r < 0.0 {
-                r = 0.0;
-            }
-            if m.satfinite && r.is_infinite() {
-                r = f32::MAX.copysign(r);
-            }
-            f32_out(r, m)
+            let r = round_exact(x, lo, F32, m.rnd);
+            f32_out(relu_satfinite(r, m, f32::MAX as f64) as f32, m)
         }
         _ => f64_out(float::round_f64(x, lo, 0, m.rnd), m),
     }
@@ -629,14 +629,8 @@ pub fn cvt_tf32(m: FloatMods, a: u64) -> u64 {
     if x.is_nan() {
         return float::CANONICAL_NAN_TF32 as u64;
     }
-    let mut r = float::round_to(x as f64, float::TF32, m.rnd);
-    if m.relu && r < 0.0 {
-        r = 0.0;
-    }
-    if m.satfinite && r.is_infinite() {
-        r = float::TF32.max.copysign(r);
-    }
-    (r as f32).to_bits() as u64
+    let r = float::round_to(x as f64, float::TF32, m.rnd);
+    (relu_satfinite(r, m, float::TF32.max) as f32).to_bits() as u64
 }
 
 /// `cvt.rn.{f16x2,bf16x2}.f32 d, a, b`: a in the upper half, b in the lower.
