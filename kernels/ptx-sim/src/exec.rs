@@ -125,6 +125,13 @@ impl AsyncQueue {
         self.copies.is_empty() && self.groups.is_empty()
     }
 
+    /// The oldest pending copy whose destination overlaps shared bytes `[off, off + len)`.
+    fn writing(&self, off: usize, len: usize) -> Option<&AsyncCopy> {
+        self.copies
+            .iter()
+            .find(|c| overlaps(c.dst as usize, c.size as usize, off, len))
+    }
+
     /// Whether another copy or group would pass `MAX_ASYNC_PENDING`.
     fn is_full(&self) -> bool {
         self.copies.len() + self.groups.len() >= MAX_ASYNC_PENDING
@@ -766,11 +773,7 @@ impl Block<'_, '_> {
         len: usize,
         write: bool,
     ) -> Result<()> {
-        let Some(c) = self.asyncs[w * 32 + lane]
-            .copies
-            .iter()
-            .find(|c| overlaps(c.dst as usize, c.size as usize, off, len))
-        else {
+        let Some(c) = self.asyncs[w * 32 + lane].writing(off, len) else {
             return Ok(());
         };
         let msg = format!(
@@ -821,11 +824,7 @@ impl Block<'_, '_> {
             self.global.load(src, src_size, None).map_err(named)?;
         }
         let (t, len) = (w * 32 + lane, size as usize);
-        if let Some(c) = self.asyncs[t]
-            .copies
-            .iter()
-            .find(|c| overlaps(c.dst as usize, c.size as usize, off, len))
-        {
+        if let Some(c) = self.asyncs[t].writing(off, len) {
             let msg = format!(
                 "this cp.async writes shared bytes at offset {off:#x} that this thread's cp.async of PTX line {} also writes, and neither has completed: the PTX ISA leaves the order of their writes undefined (wait for the first before issuing the second)",
                 c.line
