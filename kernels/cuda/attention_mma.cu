@@ -6,8 +6,10 @@
 // (the dropped a_small*b_small is below 2^-22 of the product), accumulated in f32. A plain
 // TF32 product (10-bit mantissas) would miss the 1e-4 accuracy the CPU kernels are held to.
 //
-// Kernels, D = 32 or 64, NT = 128 threads (4 warps) per block, each warp owning 16 rows of
-// the block's 64-row tile and keeping its fragments of those rows in registers:
+// Kernels, D = 32, 64 or 128, NT = 128 threads (4 warps) per block, each warp owning 16 rows
+// of the block's 64-row tile and keeping its fragments of those rows in registers (at D 128,
+// the row operands used once per streamed tile, dO in the dQ kernel and K, V in the dK/dV
+// kernel, are read from L1 at each use instead: Rows below):
 //   attention_forward_mma_dD        grid (ceil(T/64), H, B): query rows; streams K, V tiles
 //   attention_backward_dq_mma_dD    grid (ceil(T/64), H, B): query rows; streams K, V tiles
 //   attention_backward_dkdv_mma_dD  grid (ceil(T/64), H, B): key rows; streams Q, dO tiles
@@ -201,23 +203,64 @@ __device__ __forceinline__ void opaque(float (&f)[KS][4]) {
         for (int e = 0; e < 4; ++e) asm volatile("" : "+f"(f[kk][e]));
 }
 
-// acc = A tile^T for the warp's 16 rows: A given as raw fragments a (D columns), the tile as
+// The warp's rows r0 and r0 + 8 of one head as A fragments (D columns, fragment kk holding
+// columns 8kk .. 8kk+8; rows >= T are zeros). HOLD: kept in registers, loaded once. Otherwise
+// each use reads its fragment from global memory (L1 after the first tile): at head dim 128
+// the fragments of two row operands would not fit beside the accumulators.
+template <int D, bool HOLD, typename S>
+struct Rows;
+
+template <int D, typename S>
+struct Rows<D, true, S> {
+    static constexpr int UNROLL = D / 8;
+    float f[D / 8][4];
+    __device__ __forceinline__ Rows(const S* __restrict__ src, int r0, int T, int ld, int t) {
+        load_rows<D>(f, src, r0, T, ld, t);
+    }
+    // Called once per streamed tile: the splits of f are made anew in each (see opaque).
+    __device__ __forceinline__ void touch() { opaque(f); }
+    __device__ __forceinline__ void fragment(int kk, float (&a)[4]) const {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) a[e] = f[kk][e];
+    }
+};
+
+template <int D, typename S>
+struct Rows<D, false, S> {
+    static constexpr int UNROLL = 2;
+    const S* __restrict__ src;
+    int r0, T, ld, t;
+    __device__ __forceinline__ Rows(const S* __restrict__ src, int r0, int T, int ld, int t)
+        : src(src), r0(r0), T(T), ld(ld), t(t) {}
+    __device__ __forceinline__ void touch() {}
+    __device__ __forceinline__ void fragment(int kk, float (&a)[4]) const {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+            const int row = r0 + 8 * (e % 2), col = 8 * kk + t + 4 * (e / 2);
+            a[e] = row < T ? load<1>(src + (size_t)row * ld + col).v[0] : 0.f;
+        }
+    }
+};
+
+// acc = A tile^T for the warp's 16 rows: A given as Rows (D columns, not split), the tile as
 // NN * 8 rows of the shared planes big and small; acc in the C layout, NN tiles of 8 columns.
 // X: both are exact (one mma per product).
-template <int D, int NN, bool X>
-__device__ __forceinline__ void rows_times_tile_t(float (&acc)[NN][4], const float (&a)[D / 8][4],
+template <int D, int NN, bool X, typename A>
+__device__ __forceinline__ void rows_times_tile_t(float (&acc)[NN][4], const A& a,
                                                   const unsigned* big, const unsigned* small,
                                                   int g, int t) {
     zero(acc);
     // k-steps outside: consecutive mmas update different accumulators.
-#pragma unroll
+#pragma unroll A::UNROLL
     for (int kk = 0; kk < D / 8; ++kk) {
+        float f[4];
+        a.fragment(kk, f);
         unsigned ab[4], as[4];
         if constexpr (X) {
 #pragma unroll
-            for (int e = 0; e < 4; ++e) ab[e] = __float_as_uint(a[kk][e]);
+            for (int e = 0; e < 4; ++e) ab[e] = __float_as_uint(f[e]);
         } else {
-            split4(a[kk], ab, as);
+            split4(f, ab, as);
         }
 #pragma unroll
         for (int n = 0; n < NN; ++n)
@@ -284,8 +327,7 @@ __device__ __forceinline__ void forward_mma(const S* __restrict__ q, const S* __
     const int H = gridDim.y, b = blockIdx.z, h = blockIdx.y, ld = H * D;
     const size_t base = (size_t)b * T * ld + (size_t)h * D;
 
-    float qf[KS][4];
-    load_rows<D>(qf, q + base, r0, T, ld, t);
+    Rows<D, true, S> qf(q + base, r0, T, ld, t);
     // Per row (index 0: row r0, 1: row r0 + 8): running max, this thread's part of the running
     // sum, and the output accumulator in the C layout.
     float m[2] = {NEG_INF, NEG_INF}, l[2] = {0.f, 0.f}, o[KS][4];
@@ -296,7 +338,7 @@ __device__ __forceinline__ void forward_mma(const S* __restrict__ q, const S* __
         load_split<D, BK>(sVb, sVs, v + base, k0, T, ld);
         __syncthreads();  // tiles loaded
         float s[NS][4];
-        opaque(qf);
+        qf.touch();
         rows_times_tile_t<D, NS, X>(s, qf, sKb, sKs, g, t);
         float bias[NS][2], mx[2] = {NEG_INF, NEG_INF};
         key_biases<NS>(bias, mask, has_mask, b, k0, T, t);
@@ -362,9 +404,9 @@ __device__ __forceinline__ void backward_dq_mma(
     const size_t base = (size_t)b * T * ld + (size_t)h * D;
     const size_t srow = ((size_t)b * H + h) * T;
 
-    float qf[KS][4], of[KS][4], acc[KS][4];
-    load_rows<D>(qf, q + base, r0, T, ld, t);
-    load_rows<D>(of, dout + base, r0, T, ld, t);
+    Rows<D, true, S> qf(q + base, r0, T, ld, t);
+    Rows<D, D <= 64, S> of(dout + base, r0, T, ld, t);
+    float acc[KS][4];
     const RowStats st[2] = {row_stats(stats, srow, plane, r0, T),
                             row_stats(stats, srow, plane, r0 + 8, T)};
     zero(acc);
@@ -374,8 +416,8 @@ __device__ __forceinline__ void backward_dq_mma(
         load_split<D, BK>(sVb, sVs, v + base, k0, T, ld);
         __syncthreads();  // tiles loaded
         float s[NS][4], dp[NS][4];
-        opaque(qf);
-        opaque(of);
+        qf.touch();
+        of.touch();
         rows_times_tile_t<D, NS, X>(s, qf, sKb, sKs, g, t);
         rows_times_tile_t<D, NS, X>(dp, of, sVb, sVs, g, t);
         float bias[NS][2];
@@ -415,9 +457,8 @@ __device__ __forceinline__ void backward_dkdv_mma(
     const size_t base = (size_t)b * T * ld + (size_t)h * D;
     const size_t srow = ((size_t)b * H + h) * T;
 
-    float kf[KS][4], vf[KS][4], gk[KS][4], gv[KS][4];
-    load_rows<D>(kf, k + base, r0, T, ld, t);
-    load_rows<D>(vf, v + base, r0, T, ld, t);
+    Rows<D, D <= 64, S> kf(k + base, r0, T, ld, t), vf(v + base, r0, T, ld, t);
+    float gk[KS][4], gv[KS][4];
     float bias[2];
 #pragma unroll
     for (int r = 0; r < 2; ++r) bias[r] = key_bias(mask, has_mask, b, r0 + 8 * r, T);
@@ -430,8 +471,8 @@ __device__ __forceinline__ void backward_dkdv_mma(
         stage_stats<BQ>(sSt, stats, srow, plane, q0, T);
         __syncthreads();  // tiles and row statistics loaded
         float p[NQ][4], ds[NQ][4];
-        opaque(kf);
-        opaque(vf);
+        kf.touch();
+        vf.touch();
         rows_times_tile_t<D, NQ, X>(p, kf, sQb, sQs, g, t);
         rows_times_tile_t<D, NQ, X>(ds, vf, sOb, sOs, g, t);
 #pragma unroll
@@ -476,11 +517,13 @@ __device__ __forceinline__ void backward_dkdv_mma(
         backward_dkdv_mma<D, KQ>(q, k, v, mask, has_mask, scale, T, dout, stats, dk, dv);          \
     }
 
-//                    name      S      D  fwd BK  dq BK  dkdv BQ
-ATTENTION_MMA_KERNELS(mma,      float, 32, 64,    64,    64)
-ATTENTION_MMA_KERNELS(mma,      float, 64, 32,    32,    16)
-ATTENTION_MMA_KERNELS(mma_bf16, bf16,  32, 64,    64,    64)
-ATTENTION_MMA_KERNELS(mma_bf16, bf16,  64, 32,    32,    16)
+//                    name      S      D    fwd BK  dq BK  dkdv BQ
+ATTENTION_MMA_KERNELS(mma,      float, 32,  64,     64,    64)
+ATTENTION_MMA_KERNELS(mma,      float, 64,  32,     32,    16)
+ATTENTION_MMA_KERNELS(mma,      float, 128, 16,     16,    16)
+ATTENTION_MMA_KERNELS(mma_bf16, bf16,  32,  64,     64,    64)
+ATTENTION_MMA_KERNELS(mma_bf16, bf16,  64,  32,     32,    16)
+ATTENTION_MMA_KERNELS(mma_bf16, bf16,  128, 16,     16,    16)
 
 // Dvec of every row of out and dout stored as bf16 (dvec_rows in attention_common.cuh), for
 // the bf16 backward; attention.cu has the f32 one.

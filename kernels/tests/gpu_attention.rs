@@ -86,43 +86,38 @@ fn bad_arguments_are_errors() {
         "{msg}"
     );
 
-    // The tensor-core kernels are built for head dims 32 and 64 only.
-    let d128 = AttentionShape {
-        head_dim: 128,
-        ..shape
-    };
-    let [big, out128] = [0; 2].map(|_| dev.alloc_zeros(4 * d128.qkv_len()).unwrap());
-    let lse128 = dev.alloc_zeros(4 * lse_len(&d128)).unwrap();
-    let (k, v) = (big, big);
+    // The tensor-core builds, f32 and bf16, have the same head dims.
     let err = attention_forward(
         &mut dev,
         Products::Tf32x3,
-        big,
+        x,
         k,
         v,
         None,
         1.0,
-        &d128,
-        out128,
-        lse128,
+        &shape,
+        out,
+        lse,
     )
     .unwrap_err();
     assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
     let msg = err.to_string();
     assert!(
-        msg.contains("head_dim 128") && msg.contains("3xTF32"),
+        msg.contains("head_dim 48") && msg.contains("3xTF32"),
         "{msg}"
     );
-
-    // bf16 storage: head dims 32 and 64 only, and bf16 buffers where it reads bf16.
+    let halves48 = [0; 2].map(|_| dev.alloc_bf16(shape.qkv_len()).unwrap());
+    let [x16, out16] = halves48;
     let err =
-        attention_forward_bf16(&mut dev, big, k, v, None, 1.0, &d128, out128, lse128).unwrap_err();
+        attention_forward_bf16(&mut dev, x16, x16, x16, None, 1.0, &shape, out16, lse).unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
     assert!(
-        msg.starts_with("gpu_attention_forward_bf16:") && msg.contains("head_dim 128"),
+        msg.starts_with("gpu_attention_forward_bf16:") && msg.contains("head_dim 48"),
         "{msg}"
     );
+
+    // bf16 storage reads bf16 buffers where it reads bf16.
     let d64 = AttentionShape {
         head_dim: 64,
         ..shape

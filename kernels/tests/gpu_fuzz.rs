@@ -12,8 +12,8 @@
 //! - attention forward and backward against the f64 references and the CPU: batch 1..=2,
 //!   heads 1..=3, T in 1..=200, head dims 32, 64 and 128, with no mask or random key masks
 //!   (padding after the kept keys, before them, or scattered; `f32::MIN` or `-inf`), every
-//!   build (FMA, tensor cores; at 32 and 64 also bf16 storage, against the f32 tensor-core
-//!   kernels' rounded results);
+//!   build (FMA, tensor cores, and bf16 storage against the f32 tensor-core kernels' rounded
+//!   results);
 //! - softmax (with and without a mask) and its backward on random rows by cols in 1..=700;
 //! - GELU and its backward on random lengths; the bias (+ residual) adds on random shapes.
 //!

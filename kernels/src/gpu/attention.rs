@@ -19,11 +19,11 @@
 //! | 64 | 64 x 32 | 32 x 32 | 32 x 32 | 44032, 44416, 39424 |
 //! | 128 | 32 x 16 | 8 x 32 | 32 x 8 | 36352, 45408, 43776 |
 //!
-//! Forward and backward come in two builds ([`Products`]): FP32 FMAs as above, and at head
-//! dims 32 and 64 a tensor-core one (`kernels/cuda/attention_mma.cu`: `mma.sync` on TF32
-//! operands, each product made of three to keep FP32 accuracy; blocks of 64 rows, streamed
-//! tiles of 64 rows at d 32 and 32 at d 64, 16 for the dK/dV kernel's query tiles; the
-//! `Dvec` kernel is `attention.cu`'s). Both save the same statistics, so the backward of
+//! Forward and backward come in two builds ([`Products`]): FP32 FMAs as above, and a
+//! tensor-core one (`kernels/cuda/attention_mma.cu`: `mma.sync` on TF32 operands, each
+//! product made of three to keep FP32 accuracy; blocks of 64 rows, streamed tiles of 64 rows
+//! at d 32, 32 at d 64 and 16 at d 128, 16 for the dK/dV kernel's query tiles; the `Dvec`
+//! kernel is `attention.cu`'s). Both save the same statistics, so the backward of
 //! either build can follow the forward of the other. The same tensor-core kernels also come
 //! with bf16 storage ([`attention_forward_bf16`], [`attention_backward_bf16`]), whose
 //! products need fewer tensor-core passes (a bf16 value is a TF32 value).
@@ -56,22 +56,22 @@ pub const MMA_MODULE: PtxModule = PtxModule {
 /// (`Q K^T`, `P V`; in the backward also `dO V^T`, `P^T dO`, `dS K`, `dS^T Q`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Products {
-    /// FP32 FMAs (`attention.cu`), at head dims 32, 64 and 128.
+    /// FP32 FMAs (`attention.cu`).
     Fma,
-    /// Tensor cores (`mma.sync` m16n8k8 on TF32, `attention_mma.cu`), at head dims 32 and
-    /// 64: each operand split into two TF32 values and each product made of three tensor-core
-    /// products (3xTF32), which keeps FP32 accuracy (about 2^-22 of each product).
+    /// Tensor cores (`mma.sync` m16n8k8 on TF32, `attention_mma.cu`): each operand split
+    /// into two TF32 values and each product made of three tensor-core products (3xTF32),
+    /// which keeps FP32 accuracy (about 2^-22 of each product).
     Tf32x3,
 }
 
 impl Products {
-    /// The builds of the kernels made for head dim `head_dim`: both at 32 and 64, the FMA one
-    /// at 128, none at any other.
+    /// The builds of the kernels made for head dim `head_dim`: both at [`HEAD_DIMS`], none
+    /// at any other.
     pub fn builds(head_dim: usize) -> &'static [Products] {
-        match head_dim {
-            32 | 64 => &[Products::Fma, Products::Tf32x3],
-            128 => &[Products::Fma],
-            _ => &[],
+        if HEAD_DIMS.contains(&head_dim) {
+            &[Products::Fma, Products::Tf32x3]
+        } else {
+            &[]
         }
     }
 
@@ -79,23 +79,11 @@ impl Products {
     /// it is not made for.
     fn kernels(self, op: &'static str, shape: &AttentionShape) -> Result<Kernels> {
         let d = shape.head_dim;
-        if !Products::builds(d).contains(&self) {
-            let (what, dims) = match self {
-                Products::Fma => ("the FMA", "32, 64 and 128"),
-                Products::Tf32x3 => ("the tensor-core (3xTF32)", "32 and 64"),
-            };
-            let others = match Products::builds(d) {
-                [] => String::new(),
-                _ => "; use the FMA ones".to_string(),
-            };
-            return Err(Error::Unsupported {
-                op,
-                detail: format!(
-                    "head_dim {d} ({}): {what} kernels are built for head_dim {dims}{others}",
-                    describe(shape)
-                ),
-            });
-        }
+        let what = match self {
+            Products::Fma => "the FMA",
+            Products::Tf32x3 => "the tensor-core (3xTF32)",
+        };
+        supported(op, shape, what)?;
         let (module, suffix, tiles) = match self {
             Products::Fma => (MODULE, format!("d{d}"), Tiles::fma(d)),
             Products::Tf32x3 => (MMA_MODULE, format!("mma_d{d}"), Tiles::mma()),
@@ -124,19 +112,11 @@ struct Kernels {
 }
 
 impl Kernels {
-    /// The bf16-storage build at `shape`'s head dim (tensor cores, 32 or 64), or
+    /// The bf16-storage build (tensor cores) at `shape`'s head dim, or
     /// [`Error::Unsupported`].
     fn bf16(op: &'static str, shape: &AttentionShape) -> Result<Kernels> {
+        supported(op, shape, "the bf16")?;
         let d = shape.head_dim;
-        if !matches!(d, 32 | 64) {
-            return Err(Error::Unsupported {
-                op,
-                detail: format!(
-                    "head_dim {d} ({}): the bf16 kernels are built for head_dim 32 and 64",
-                    describe(shape)
-                ),
-            });
-        }
         Ok(Kernels {
             module: MMA_MODULE,
             suffix: format!("mma_bf16_d{d}"),
@@ -145,6 +125,25 @@ impl Kernels {
             dvec: (MMA_MODULE, "attention_backward_dvec_bf16"),
         })
     }
+}
+
+/// The head dims every build of the kernels is made for.
+pub const HEAD_DIMS: [usize; 3] = [32, 64, 128];
+
+/// `Ok` when `shape`'s head dim is one of [`HEAD_DIMS`], else [`Error::Unsupported`] naming
+/// `op`, the shape and `what` kernels were asked for.
+fn supported(op: &'static str, shape: &AttentionShape, what: &str) -> Result<()> {
+    let d = shape.head_dim;
+    if HEAD_DIMS.contains(&d) {
+        return Ok(());
+    }
+    Err(Error::Unsupported {
+        op,
+        detail: format!(
+            "head_dim {d} ({}): {what} kernels are built for head_dim 32, 64 and 128",
+            describe(shape)
+        ),
+    })
 }
 
 /// Threads of every block (`NT` in the source).
@@ -205,7 +204,7 @@ pub fn lse_len(shape: &AttentionShape) -> usize {
 ///
 /// `q`, `k`, `v` and `out` hold `[B, T, H*d]` values, `mask` (additive per key) `[B, T]`,
 /// `lse` [`lse_len`] values. Errors: [`Error::Unsupported`] when `head_dim` is not 32, 64 or
-/// 128 (32 or 64 for [`Products::Tf32x3`]) or the shape exceeds the grid and `i32` limits,
+/// 128 or the shape exceeds the grid and `i32` limits,
 /// [`Error::Shape`] when a buffer is too short, [`Error::Overlap`] when an output is also
 /// another argument.
 #[allow(clippy::too_many_arguments)]
@@ -227,7 +226,7 @@ pub fn attention_forward(
 }
 
 /// [`attention_forward`] with `q`, `k`, `v` and `out` stored as bf16 (`[B, T, H*d]` bf16
-/// values; `mask` and `lse` stay f32), on tensor cores at head dims 32 and 64. A bf16 value is
+/// values; `mask` and `lse` stay f32), on tensor cores at head dims 32, 64 and 128. A bf16 value is
 /// a TF32 value, so `Q K^T` takes one TF32 product per tile where f32 storage takes three,
 /// and `P V` two; everything else is f32 and `out` is rounded to nearest even. Errors as
 /// [`attention_forward`], and [`Error::Dtype`] for a buffer of f32 where bf16 is read.
@@ -321,7 +320,7 @@ pub fn attention_backward(
 
 /// [`attention_backward`] with `q`, `k`, `v`, `out`, `dout`, `dq`, `dk` and `dv` stored as
 /// bf16 (those of [`attention_forward_bf16`]; `mask` and `lse` f32), on tensor cores at head
-/// dims 32 and 64. Products with bf16 operands (`Q K^T`, `dO V^T`, their transposes) take one
+/// dims 32, 64 and 128. Products with bf16 operands (`Q K^T`, `dO V^T`, their transposes) take one
 /// TF32 product per tile, those of f32 probabilities with bf16 tiles two; the gradients are
 /// accumulated in f32 and rounded to nearest even once. Errors as
 /// [`attention_forward_bf16`].

@@ -10,7 +10,7 @@ use smelt_kernels::cpu::attention::{
 };
 use smelt_kernels::cpu::CpuOptions;
 use smelt_kernels::gpu::attention::{
-    self as attn, attention_backward, attention_forward, lse_len, Products,
+    self as attn, attention_backward, attention_forward, lse_len, Products, HEAD_DIMS,
 };
 use smelt_kernels::gpu::GpuDevice;
 
@@ -39,14 +39,16 @@ pub const HEAD_DIMS_32_128: [Small; 6] = [
 ];
 /// The long sequences at head dim 128 (the slowest to interpret).
 pub const D128_LONG: [Small; 2] = [(128, 128, NEG_INF), (130, 128, MIN)];
-/// The bf16 kernels' cases: every tail at head dims 32 and 64, with both masks and none.
-pub const BF16: [Small; 6] = [
+/// The bf16 kernels' cases: every tail at each head dim, with both masks and none.
+pub const BF16: [Small; 8] = [
     (1, 64, None),
     (17, 32, MIN),
     (17, 64, NEG_INF),
     (33, 64, None),
     (130, 64, MIN),
     (130, 32, NEG_INF),
+    (17, 128, MIN),
+    (130, 128, None),
 ];
 
 /// Relative L2 error `||got - want|| / ||want||` and the largest absolute difference.
@@ -386,7 +388,7 @@ pub fn matches_references(dev: &mut dyn GpuDevice, cases: &[Small]) {
 
 /// `shape` (any batch and heads) with the key mask `mask` (`[B, T]`, or none; `what` names it
 /// in messages) against the f64 references and the CPU kernels, as [`matches_references`]
-/// checks its batch 2 x heads 2 cases, and at head dims 32 and 64 in bf16 storage as
+/// checks its batch 2 x heads 2 cases, and in bf16 storage as
 /// [`bf16_matches_cpu`] checks its cases.
 pub fn masked_matches_references(
     dev: &mut dyn GpuDevice,
@@ -398,9 +400,7 @@ pub fn masked_matches_references(
     case.mask = mask;
     case.label += what;
     case.check_references(dev);
-    if matches!(shape.head_dim, 32 | 64) {
-        case.check_bf16(dev);
-    }
+    case.check_bf16(dev);
 }
 
 /// `shape` with a padding mask (batch element `b` pads `b * T / (2 B)` keys, the last one
@@ -415,21 +415,21 @@ pub fn matches_cpu(dev: &mut dyn GpuDevice, shape: AttentionShape) {
     }
 }
 
-/// Every kernel of both modules runs in the cases at T 17 (each head dim, each of its builds,
-/// and bf16 at 32 and 64): a build that launched another's kernels would still give right
+/// Every kernel of both modules runs in the cases at T 17 (each head dim, each f32 build, and
+/// bf16): a build that launched another's kernels would still give right
 /// answers, so the launches themselves are checked.
 pub fn every_kernel_runs(dev: &mut dyn GpuDevice) {
     let mut dev = Recorder::new(dev);
-    for d in [32, 64, 128] {
+    for d in HEAD_DIMS {
         Case::small((17, d, MIN)).check_references(&mut dev);
+        Case::small((17, d, MIN)).check_bf16(&mut dev);
     }
-    bf16_matches_cpu(&mut dev, &[(17, 32, MIN), (17, 64, MIN)]);
     let mut all = entries(attn::MODULE);
     all.extend(entries(attn::MMA_MODULE));
     assert_eq!(dev.launched, all);
 }
 
-/// The bf16 kernels on `cases` (head dims 32 and 64), on inputs rounded to bf16:
+/// The bf16 kernels on `cases`, on inputs rounded to bf16:
 /// - against the f32 tensor-core kernels on the same inputs, with their `out` rounded to bf16
 ///   before it feeds their backward, and every result rounded to bf16: the same values but
 ///   for rounding-order effects (none in ptx-sim; at most 1 bf16 ulp on 0.5% of the values
@@ -472,7 +472,7 @@ fn assert_same_bf16(what: &str, got: &[f32], want: &[f32]) {
 pub fn fully_masked_rows(dev: &mut dyn GpuDevice) {
     let fills = [f32::MIN, f32::NEG_INFINITY];
     let cases = fills.into_iter().flat_map(|fill| {
-        [32, 64].into_iter().flat_map(move |d| {
+        [32, 64, 128].into_iter().flat_map(move |d| {
             let builds = Products::builds(d).iter();
             builds.map(move |&p| (fill, d, p))
         })
