@@ -9,7 +9,8 @@
 #                                  $OUT, else .gpu/out): tests.log (and, when the tests
 #                                  fail, tests-sync.log: again with SMELT_CUDA_SYNC=1, so
 #                                  a kernel fault names its kernel), attention.jsonl,
-#                                  attention-bf16.jsonl, layernorm.jsonl,
+#                                  attention-bf16.jsonl, attention-d128.jsonl,
+#                                  attention-d128-bf16.jsonl, layernorm.jsonl,
 #                                  layernorm-bf16.jsonl
 #
 # `run` goes on after a failure so that one call gives every figure; its exit status is the
@@ -73,6 +74,8 @@ run)
     fi
     step attention.jsonl .gpu/smelt bench attention --device cuda --torch --json
     step attention-bf16.jsonl .gpu/smelt bench attention --device cuda --torch --dtype bf16 --json
+    step attention-d128.jsonl .gpu/smelt bench attention --device cuda --torch --seq 512 --head-dim 128 --heads 8 --json
+    step attention-d128-bf16.jsonl .gpu/smelt bench attention --device cuda --torch --seq 512 --head-dim 128 --heads 8 --dtype bf16 --json
     step layernorm.jsonl .gpu/smelt bench layernorm --device cuda --torch --json
     step layernorm-bf16.jsonl .gpu/smelt bench layernorm --device cuda --torch --dtype bf16 --json
     exit $status
