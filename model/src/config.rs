@@ -177,11 +177,10 @@ impl Config {
             }
             Family::DistilBert => {
                 keys.activation("activation")?;
-                if keys.flag_or("sinusoidal_pos_embds", false)? {
-                    return Err(format(
-                        "sinusoidal_pos_embds: true is not supported: smelt reads learned position embeddings from the checkpoint".into(),
-                    ));
-                }
+                // `sinusoidal_pos_embds` only says how HF initialised the position table: it
+                // saves the table in the checkpoint and (transformers 5) trains it like a
+                // learned one, so either way it is read from the checkpoint.
+                keys.flag_or("sinusoidal_pos_embds", false)?;
                 Config {
                     family,
                     vocab_size: keys.size("vocab_size")?,
@@ -594,8 +593,8 @@ mod tests {
                 .contains("4 heads do not divide")
         );
         assert!(err(&BERT.replace("32", "-32")).contains("non-negative integer"));
-        let sinusoidal = r#"{"model_type": "distilbert", "sinusoidal_pos_embds": true}"#;
-        assert!(err(sinusoidal).contains("sinusoidal_pos_embds"));
+        let sinusoidal = r#"{"model_type": "distilbert", "sinusoidal_pos_embds": 1}"#;
+        assert!(err(sinusoidal).contains("\"sinusoidal_pos_embds\""));
     }
 
     /// Settings that change the math are refused, naming the file and key, not ignored.

@@ -14,7 +14,8 @@ For each case it writes tests/fixtures/<case>/ holding
                                    tensor name in model.safetensors (zeros where torch's grad is None);
                                    the MLM cases also hold an AdamW run (`adamw.*`).
 
-Cases: bert (BertModel + pooler), distilbert (DistilBertModel), bert_mlm / distilbert_mlm
+Cases: bert (BertModel + pooler), distilbert (DistilBertModel), distilbert_sinusoidal (the same
+with sinusoidal_pos_embds, HF's sinusoidal position table kept), bert_mlm / distilbert_mlm
 (*ForMaskedLM, tied decoder, + 5 AdamW steps), bert_cls / distilbert_cls
 (*ForSequenceClassification, 3 labels), bert_cls_dropout / distilbert_cls_dropout (the same
 heads in training mode with dropout 0.1 / 0.2 / 0.3 on hidden states / attention probabilities /
@@ -169,6 +170,13 @@ DROPOUT = SmeltDropout()
 CASES = {
     "bert": (lambda c: BertModel(c, add_pooling_layer=True), bert_config, "base"),
     "distilbert": (DistilBertModel, distilbert_config, "base"),
+    # Sinusoidal positions: HF (5.x) fills the position table with sinusoids at init, saves it
+    # and trains it like a learned one; reinit_ keeps the sinusoids here.
+    "distilbert_sinusoidal": (
+        DistilBertModel,
+        lambda: distilbert_config(sinusoidal_pos_embds=True),
+        "base",
+    ),
     "bert_mlm": (BertForMaskedLM, bert_config, "mlm"),
     "distilbert_mlm": (DistilBertForMaskedLM, distilbert_config, "mlm"),
     "bert_cls": (
@@ -210,13 +218,17 @@ def reinit_(model, gen):
     """Every parameter gets a fresh draw so that no gradient is trivially 0 or 1 and errors show:
     LayerNorm gamma ~ N(1, LN_STD), everything else (weights, biases, embeddings, LayerNorm beta,
     the padding row of the word embeddings included) ~ N(0, INIT_STD). Tied parameters are one
-    Parameter object, seen once by named_parameters(), so ties survive."""
+    Parameter object, seen once by named_parameters(), so ties survive. A DistilBERT with
+    sinusoidal_pos_embds keeps HF's sinusoidal position table."""
     ln_weights = set()
     for mod in model.modules():
         if isinstance(mod, torch.nn.LayerNorm):
             ln_weights.add(id(mod.weight))
+    sinusoidal = getattr(model.config, "sinusoidal_pos_embds", False)
     with torch.no_grad():
-        for _, p in model.named_parameters():
+        for name, p in model.named_parameters():
+            if sinusoidal and name.endswith("position_embeddings.weight"):
+                continue
             noise = torch.randn(p.shape, generator=gen, dtype=torch.float32)
             if id(p) in ln_weights:
                 p.copy_(1.0 + LN_STD * noise)

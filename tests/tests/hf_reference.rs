@@ -314,6 +314,14 @@ fn distilbert_matches_hf() {
     inference_matches("distilbert");
 }
 
+/// A DistilBERT whose config says `sinusoidal_pos_embds: true`: its checkpoint holds HF's
+/// sinusoidal position table, which HF (transformers 5) trains like a learned one.
+#[test]
+fn distilbert_with_sinusoidal_positions_matches_hf() {
+    outputs_and_gradients("distilbert_sinusoidal", 2);
+    inference_matches("distilbert_sinusoidal");
+}
+
 #[test]
 fn masked_lm_heads_match_hf() {
     for case in ["bert_mlm", "distilbert_mlm"] {
