@@ -8,8 +8,8 @@
 //
 // Kernels, D = 32, 64 or 128, NT = 128 threads (4 warps) per block, each warp owning 16 rows
 // of the block's 64-row tile and keeping its fragments of those rows in registers (at D 128,
-// the row operands used once per streamed tile, dO in the dQ kernel and K, V in the dK/dV
-// kernel, are read from L1 at each use instead: Rows below):
+// where two held row operands would not fit beside the accumulators, dO in the dQ kernel and
+// K, V in the dK/dV kernel are read from L1 at each use instead; Q stays held: Rows below):
 //   attention_forward_mma_dD        grid (ceil(T/64), H, B): query rows; streams K, V tiles
 //   attention_backward_dq_mma_dD    grid (ceil(T/64), H, B): query rows; streams K, V tiles
 //   attention_backward_dkdv_mma_dD  grid (ceil(T/64), H, B): key rows; streams Q, dO tiles

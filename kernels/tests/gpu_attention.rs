@@ -65,57 +65,26 @@ fn bad_arguments_are_errors() {
     let x = dev.alloc_zeros(4 * n).unwrap();
     let (k, v, out) = (x, x, dev.alloc_zeros(4 * n).unwrap());
     let lse = dev.alloc_zeros(4 * lse_len(&shape)).unwrap();
-    let err = attention_forward(
-        &mut dev,
-        Products::Fma,
-        x,
-        k,
-        v,
-        None,
-        1.0,
-        &shape,
-        out,
-        lse,
-    )
-    .unwrap_err();
-    assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
-    let msg = err.to_string();
-    assert!(msg.starts_with("gpu_attention_forward:"), "{msg}");
-    assert!(
-        msg.contains("head_dim 48") && msg.contains("seq 17"),
-        "{msg}"
-    );
-
-    // The tensor-core builds, f32 and bf16, have the same head dims.
-    let err = attention_forward(
-        &mut dev,
-        Products::Tf32x3,
-        x,
-        k,
-        v,
-        None,
-        1.0,
-        &shape,
-        out,
-        lse,
-    )
-    .unwrap_err();
-    assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
-    let msg = err.to_string();
-    assert!(
-        msg.contains("head_dim 48") && msg.contains("3xTF32"),
-        "{msg}"
-    );
-    let halves48 = [0; 2].map(|_| dev.alloc_bf16(shape.qkv_len()).unwrap());
-    let [x16, out16] = halves48;
+    // Head dim 48: no build, f32 or bf16, forward or backward, is made for it.
+    let (dout, dq, dk, dv) = (x, out, out, out);
+    for (p, what) in [(Products::Fma, "FMA"), (Products::Tf32x3, "3xTF32")] {
+        let err = attention_forward(&mut dev, p, x, k, v, None, 1.0, &shape, out, lse).unwrap_err();
+        assert_unsupported(err, "gpu_attention_forward", what);
+        let err = attention_backward(
+            &mut dev, p, x, k, v, None, 1.0, &shape, out, lse, dout, dq, dk, dv,
+        )
+        .unwrap_err();
+        assert_unsupported(err, "gpu_attention_backward", what);
+    }
+    let [x16, out16] = [0; 2].map(|_| dev.alloc_bf16(shape.qkv_len()).unwrap());
     let err =
         attention_forward_bf16(&mut dev, x16, x16, x16, None, 1.0, &shape, out16, lse).unwrap_err();
-    let msg = err.to_string();
-    assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
-    assert!(
-        msg.starts_with("gpu_attention_forward_bf16:") && msg.contains("head_dim 48"),
-        "{msg}"
-    );
+    assert_unsupported(err, "gpu_attention_forward_bf16", "bf16");
+    let err = attention_backward_bf16(
+        &mut dev, x16, x16, x16, None, 1.0, &shape, out16, lse, x16, out16, out16, out16,
+    )
+    .unwrap_err();
+    assert_unsupported(err, "gpu_attention_backward_bf16", "bf16");
 
     // bf16 storage reads bf16 buffers where it reads bf16.
     let d64 = AttentionShape {
@@ -272,4 +241,15 @@ fn bad_arguments_are_errors() {
         out,
     );
     assert!(matches!(result, Err(Error::Dtype { .. })), "{result:?}");
+}
+
+/// Asserts that `err` is `op`'s Unsupported error for head dim 48 at seq 17, naming `what`
+/// kernels.
+fn assert_unsupported(err: Error, op: &str, what: &str) {
+    assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.starts_with(&format!("{op}:")), "{msg}");
+    for part in ["head_dim 48", "seq 17", what, "32, 64, 128"] {
+        assert!(msg.contains(part), "{msg}: no {part:?}");
+    }
 }

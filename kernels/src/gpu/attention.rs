@@ -22,8 +22,8 @@
 //! Forward and backward come in two builds ([`Products`]): FP32 FMAs as above, and a
 //! tensor-core one (`kernels/cuda/attention_mma.cu`: `mma.sync` on TF32 operands, each
 //! product made of three to keep FP32 accuracy; blocks of 64 rows, streamed tiles of 64 rows
-//! at d 32, 32 at d 64 and 16 at d 128, 16 for the dK/dV kernel's query tiles; the `Dvec`
-//! kernel is `attention.cu`'s). Both save the same statistics, so the backward of
+//! at d 32, 32 at d 64 and 16 at d 128, the dK/dV kernel's query tiles 64 at d 32 and 16 at
+//! d 64 and 128; the `Dvec` kernel is `attention.cu`'s). Both save the same statistics, so the backward of
 //! either build can follow the forward of the other. The same tensor-core kernels also come
 //! with bf16 storage ([`attention_forward_bf16`], [`attention_backward_bf16`]), whose
 //! products need fewer tensor-core passes (a bf16 value is a TF32 value).
@@ -137,11 +137,13 @@ fn supported(op: &'static str, shape: &AttentionShape, what: &str) -> Result<()>
     if HEAD_DIMS.contains(&d) {
         return Ok(());
     }
+    let dims: Vec<String> = HEAD_DIMS.iter().map(|d| d.to_string()).collect();
     Err(Error::Unsupported {
         op,
         detail: format!(
-            "head_dim {d} ({}): {what} kernels are built for head_dim 32, 64 and 128",
-            describe(shape)
+            "head_dim {d} ({}): {what} kernels are built for head_dim {}",
+            describe(shape),
+            dims.join(", ")
         ),
     })
 }
