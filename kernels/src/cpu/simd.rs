@@ -10,8 +10,6 @@
 pub(crate) trait SimdF32: Copy {
     /// Number of f32 lanes.
     const LANES: usize;
-    /// Whether `mul_add` rounds once (a true FMA).
-    const FUSED: bool;
     /// All lanes zero.
     unsafe fn zero() -> Self;
     /// All lanes `x`.
@@ -144,7 +142,6 @@ mod x86 {
 
     impl SimdF32 for V512 {
         const LANES: usize = 16;
-        const FUSED: bool = true;
         #[inline(always)]
         unsafe fn zero() -> Self {
             V512(_mm512_setzero_ps())
@@ -279,7 +276,6 @@ mod x86 {
 
     impl SimdF32 for V256 {
         const LANES: usize = 8;
-        const FUSED: bool = true;
         #[inline(always)]
         unsafe fn zero() -> Self {
             V256(_mm256_setzero_ps())
@@ -421,8 +417,6 @@ pub(crate) struct Wide(pub wide::f32x8);
 
 impl SimdF32 for Wide {
     const LANES: usize = 8;
-    // `wide` fuses only when the build enables FMA; the portable kernels run on baseline x86_64.
-    const FUSED: bool = cfg!(target_feature = "fma");
     #[inline(always)]
     unsafe fn zero() -> Self {
         Wide(wide::f32x8::ZERO)

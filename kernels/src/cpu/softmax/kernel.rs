@@ -6,10 +6,10 @@
 //! 1. the maximum of the logits `z = scale * x (+ mask)`: without a mask, `scale * max(x)`
 //!    (or `min` for a negative scale), one op per vector; with a mask, `z` is written to `y`
 //!    so the next pass reads one stream instead of two;
-//! 2. `e = 2^(z log2(e) - max log2(e))` written to `y` and summed (in every lane: the sum
-//!    never leaves the vector registers): the conversion to base 2 rides on the FMA that
-//!    subtracts the maximum, so the exp needs no range reduction by `ln 2`
-//!    ([`exp2_nonpositive`], whose table makes its polynomial short);
+//! 2. `e = 2^((x - top) scale log2(e))` written to `y` and summed (in every lane: the sum
+//!    never leaves the vector registers), `top` being the input of the row's maximum logit:
+//!    the conversion to base 2 rides on the multiply by the scale, so the exp needs no range
+//!    reduction by `ln 2` ([`exp2_nonpositive`], whose table makes its polynomial short);
 //! 3. `y *= 1 / sum`, run before pass 2 of the next row, so that the latency of a row's last
 //!    exps, its sum and the division overlaps work instead of stalling the core. (Keeping a
 //!    short row's exps in registers to make passes 2 and 3 one, a store per vector instead of
@@ -17,15 +17,17 @@
 //!    Zen 5, but 10-20% slower on Zen 4, where that row's sum and division then stall the
 //!    next row: bench/NOTES.md.)
 //!
-//! Pass 2's exponent, `(z - max) log2(e)`, is one FMA from the input where the ISA has a
-//! true FMA and the row's logits are moderate ([`Exponent`]): `(scale log2(e)) x -
-//! max log2(e)`. The rounded constants only shift the whole row (by a fraction of one in the
-//! exponent), which cancels in the normalisation, and each exponent is rounded once, the same
-//! relative error (`|z - max| 2^-24`) as rounding `z - max`. Otherwise (no FMA, or logits
-//! beyond 2^19 in size, where the shift could underflow the whole row, or HF's `f32::MIN`
-//! masks) it is computed exactly as written, with the product rounded first so that the
-//! maximum gives exactly 0. Column tails go through `load_partial`/`store_partial`; the tail
-//! of the max pass is filled with the row's first entry, which cannot change a maximum.
+//! Pass 2's exponent ([`Exponent`]) subtracts before it multiplies, so the maximum's is
+//! exactly 0 and its `e` exactly 1: a row whose other entries vanish next to it (logits apart
+//! by more than ~17, as large weights make them) gives exactly 1 and 0, as PyTorch's
+//! `exp(z - max)` does, and a backward through it exactly 0. (One FMA, `scale log2(e) x -
+//! max log2(e)`, saves an operation per vector, 3-8% of a [12288, 128] softmax, but leaves
+//! the maximum's exponent at the rounding error of `max log2(e)`: such a row then gave
+//! 0.99999994, and its gradients noise of ~2^-24 of the scores; bench/NOTES.md, session 17.)
+//! Each exponent has a relative error of ~2^-23 (the difference, then the product), as
+//! `scale x - max` rounded after `scale x` has. Column tails go through
+//! `load_partial`/`store_partial`; the tail of the max pass is filled with the row's first
+//! entry, which cannot change a maximum.
 //!
 //! Backward, per row: `dot = sum_j dy[j] y[j]`, then `dx = (scale * y) * (dy - dot)`.
 
@@ -144,20 +146,20 @@ unsafe fn forward_rows<V: SimdF32, const COLS: usize>(job: &Forward, start: usiz
         if job.prefetch && r + AHEAD < end {
             prefetch_input(job.x.add((r + AHEAD) * cols), cols);
         }
-        let (max, src, scale) = next;
+        let (top, src, scale) = next;
         if r + 1 < end {
             next = logits_max::<V>(job, r + 1, cols);
         }
         if let Some((row, factor)) = pending.take() {
             scale_row::<V>(row, cols, factor);
         }
-        if max == f32::NEG_INFINITY {
+        if scale * top == f32::NEG_INFINITY {
             // Every logit is -inf: there is no distribution, the row is all zeros.
             std::ptr::write_bytes(y, 0, cols);
             continue;
         }
-        let e = Exponent::for_row::<V>(scale, max);
-        let sum = if e.fused {
+        let e = Exponent::for_row(scale, top);
+        let sum = if e.base2 {
             exp_sum::<V, true>(src, y, cols, e)
         } else {
             exp_sum::<V, false>(src, y, cols, e)
@@ -182,13 +184,14 @@ fn prefetch_input(x: *const f32, cols: usize) {
     Lines::contiguous(x, cols).request_all(Hint::L1);
 }
 
-/// Pass 1 of row `r`: its maximum logit, where pass 2 reads the logits from, and the scale
-/// pass 2 applies to them (with a mask the logits are written to the row's `y`, scaled).
+/// Pass 1 of row `r`: where pass 2 reads its inputs from, the scale pass 2 applies to them
+/// (with a mask the logits are written to the row's `y`, scaled: a scale of 1), and `top`, the
+/// input whose logit is the row's maximum (`scale * top`).
 #[inline(always)]
 unsafe fn logits_max<V: SimdF32>(job: &Forward, r: usize, cols: usize) -> (f32, *const f32, f32) {
     let x = job.x.add(r * cols);
     if job.mask.is_null() {
-        (scaled_max::<V>(x, cols, job.scale), x, job.scale)
+        (top_input::<V>(x, cols, job.scale), x, job.scale)
     } else {
         let y = job.y.add(r * cols);
         let mask = job.mask.add(r / job.repeat * cols);
@@ -197,14 +200,15 @@ unsafe fn logits_max<V: SimdF32>(job: &Forward, r: usize, cols: usize) -> (f32, 
     }
 }
 
-/// `max_j scale * x[j]` over one row, as `scale * max_j x[j]` (or `min` for a negative scale):
-/// rounding is monotonic, so this is exactly the maximum of the rounded products.
+/// The input `x[j]` whose logit `scale * x[j]` is the row's maximum: `max_j x[j]`, or `min`
+/// for a negative scale (rounding is monotonic, so `scale * top` is exactly the maximum of
+/// the rounded products).
 #[inline(always)]
-unsafe fn scaled_max<V: SimdF32>(x: *const f32, cols: usize, scale: f32) -> f32 {
+unsafe fn top_input<V: SimdF32>(x: *const f32, cols: usize, scale: f32) -> f32 {
     if scale >= 0.0 {
-        scale * extreme::<V, true>(x, cols)
+        extreme::<V, true>(x, cols)
     } else {
-        scale * extreme::<V, false>(x, cols)
+        extreme::<V, false>(x, cols)
     }
 }
 
@@ -300,75 +304,72 @@ unsafe fn masked_logits<V: SimdF32>(
     V::reduce_max(V::max(V::max(acc[0], acc[1]), V::max(acc[2], acc[3])))
 }
 
-/// Pass 2's exponent of a row, in one of two forms: fused, the base-2 exponent
-/// `(scale x - max) log2(e)` as one FMA; exact, `scale x - max` as written.
+/// Pass 2's exponent of a row: `(x - top) a` for each input `x`, `top` the input of the
+/// row's maximum logit, in base 2 (`a = scale log2(e)`), or in base e (`a = scale`) where
+/// `scale log2(e)` overflows. The difference comes first: the maximum's exponent is exactly 0.
 #[derive(Clone, Copy)]
 struct Exponent {
-    /// Fused: `scale log2(e)`; exact: `scale`.
+    top: f32,
     a: f32,
-    /// Fused: `-max log2(e)`; exact: `max`.
-    b: f32,
-    /// Whether the exponent is the one FMA `a x + b` (base 2), or `a x - b` (base e).
-    fused: bool,
+    base2: bool,
 }
 
-/// `|max log2(e)|` (2^20) below which the fused exponent is used: its roundings (of `b`, of
-/// `a`, and of `max` itself) then shift the row by at most ~0.2 in the exponent.
-const FUSED_LIMIT: f32 = 1048576.0;
-
 impl Exponent {
-    /// The fused form where `V` has a true FMA and the row's maximum logit `max` is moderate,
-    /// the exact form otherwise.
-    fn for_row<V: SimdF32>(scale: f32, max: f32) -> Exponent {
-        let (a, b) = (scale * LOG2_E, -(max * LOG2_E));
-        if V::FUSED && a.is_finite() && b.abs() < FUSED_LIMIT {
-            Exponent { a, b, fused: true }
+    /// The exponent of a row whose maximum logit is `scale * top`.
+    fn for_row(scale: f32, top: f32) -> Exponent {
+        let a = scale * LOG2_E;
+        if a.is_finite() {
+            Exponent {
+                top,
+                a,
+                base2: true,
+            }
         } else {
             Exponent {
+                top,
                 a: scale,
-                b: max,
-                fused: false,
+                base2: false,
             }
         }
     }
 }
 
-/// `e^(scale x - max)` of one vector `x` of inputs, from its exponent in the form `FUSED`
-/// (see [`Exponent`]; `a` and `b` hold the row's constants in every lane): fused, `2^(a x +
-/// b)`; exact, `e^(a x - b)` with the product rounded first, by `exp_nonpositive` (no
-/// further rounding by a conversion to base 2).
+/// `e^(scale (x - top))` of one vector `x` of inputs (see [`Exponent`]; `a` and `top` hold
+/// the row's constants in every lane): `2^((x - top) a)` in base 2 (`BASE2`), else
+/// `e^((x - top) a)`.
 #[inline(always)]
-unsafe fn exp<V: SimdF32, const FUSED: bool>(a: V, b: V, x: V) -> V {
-    if FUSED {
-        exp2_nonpositive(V::mul_add(a, x, b))
+unsafe fn exp<V: SimdF32, const BASE2: bool>(a: V, top: V, x: V) -> V {
+    let y = V::mul(V::sub(x, top), a);
+    if BASE2 {
+        exp2_nonpositive(y)
     } else {
-        exp_nonpositive(V::sub(V::mul(a, x), b))
+        exp_nonpositive(y)
     }
 }
 
 /// Writes `e[j] = exp(src[j])` (see [`exp`]) to `dst` and returns `sum_j e[j]` in every lane.
 /// Two accumulators, so that consecutive adds need not wait for each other.
 #[inline(always)]
-unsafe fn exp_sum<V: SimdF32, const FUSED: bool>(
+unsafe fn exp_sum<V: SimdF32, const BASE2: bool>(
     src: *const f32,
     dst: *mut f32,
     cols: usize,
     e: Exponent,
 ) -> V {
-    let (a, b) = (V::splat(e.a), V::splat(e.b));
+    let (a, b) = (V::splat(e.a), V::splat(e.top));
     let mut acc = [V::zero(); 2];
     let mut j = 0;
     while j + 2 * V::LANES <= cols {
         for (u, s) in acc.iter_mut().enumerate() {
             let k = j + u * V::LANES;
-            let e = exp::<V, FUSED>(a, b, V::load(src.add(k)));
+            let e = exp::<V, BASE2>(a, b, V::load(src.add(k)));
             V::store(dst.add(k), e);
             *s = V::add(*s, e);
         }
         j += 2 * V::LANES;
     }
     while j + V::LANES <= cols {
-        let e = exp::<V, FUSED>(a, b, V::load(src.add(j)));
+        let e = exp::<V, BASE2>(a, b, V::load(src.add(j)));
         V::store(dst.add(j), e);
         acc[0] = V::add(acc[0], e);
         j += V::LANES;
@@ -376,7 +377,7 @@ unsafe fn exp_sum<V: SimdF32, const FUSED: bool>(
     if j < cols {
         let n = cols - j;
         let x = V::load_partial(src.add(j), n, 0.0);
-        let e = exp::<V, FUSED>(a, b, x);
+        let e = exp::<V, BASE2>(a, b, x);
         V::store_partial(dst.add(j), n, e);
         // Read back the stored lanes only: the others hold exp of the fill value.
         acc[1] = V::add(acc[1], V::load_partial(dst.add(j), n, 0.0));
