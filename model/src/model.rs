@@ -68,7 +68,16 @@ impl Model {
             Family::Bert => ("bert.", "encoder.layer"),
             Family::DistilBert => ("distilbert.", "transformer.layer"),
         };
-        let checkpoint = Checkpoint::open(&dir.join("model.safetensors"), prefix)?;
+        let path = dir.join("model.safetensors");
+        if !path.exists() {
+            if let Some(other) = unread_layout(dir) {
+                return Err(Error::Io {
+                    file: path.display().to_string(),
+                    detail: format!("not found; {other}"),
+                });
+            }
+        }
+        let checkpoint = Checkpoint::open(&path, prefix)?;
         checkpoint.check_unambiguous()?;
         checkpoint.check_layer_count(layer_root, config.layers)?;
         let pooler = checkpoint.contains("pooler.dense.weight");
@@ -237,4 +246,22 @@ impl Model {
     pub fn forward_flops(&self, batch: usize, seq: usize) -> f64 {
         self.encoder.forward_flops(batch * seq, seq)
     }
+}
+
+/// What `dir` holds instead of a `model.safetensors`, when it is a weight layout HF reads and
+/// smelt does not: shards listed by an index, or a PyTorch pickle.
+fn unread_layout(dir: &Path) -> Option<String> {
+    if dir.join("model.safetensors.index.json").exists() {
+        return Some(
+            "the directory holds a sharded checkpoint (model.safetensors.index.json), which smelt \
+             does not read: save it as one file (save_pretrained with a max_shard_size above \
+             the model's size)"
+                .into(),
+        );
+    }
+    dir.join("pytorch_model.bin").exists().then(|| {
+        "the directory holds pytorch_model.bin (a PyTorch pickle), which smelt does not read: \
+         save the model with save_pretrained(dir, safe_serialization=True)"
+            .into()
+    })
 }

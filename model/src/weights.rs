@@ -105,36 +105,65 @@ impl Checkpoint {
         }
     }
 
-    /// Errors when a tensor is in the file both with and without the prefix: two values for
-    /// one parameter, and no telling which one HF would load.
+    /// Errors when two tensors of the file are spellings of one parameter (with and without
+    /// the prefix, or a layer norm's `weight`/`bias` beside its legacy `gamma`/`beta`): two
+    /// values for one parameter, and no telling which one HF would load.
     pub(crate) fn check_unambiguous(&self) -> Result<()> {
-        let twice = self.file.names().find_map(|name| {
-            let bare = name.strip_prefix(self.prefix)?;
-            self.file
-                .info(bare)
-                .is_some()
-                .then(|| (bare.to_owned(), name.to_owned()))
-        });
-        match twice {
-            Some((bare, prefixed)) => Err(Error::Format {
-                file: self.file.file().to_string(),
-                detail: format!(
-                    "tensor '{bare}' is also stored as '{prefixed}': which one is the parameter \
-                     is ambiguous"
-                ),
-            }),
-            None => Ok(()),
+        let mut seen: Vec<(String, &str)> = Vec::new();
+        for name in self.file.names() {
+            let bare = name.strip_prefix(self.prefix).unwrap_or(name);
+            let canonical = modern_spelling(bare).unwrap_or_else(|| bare.to_string());
+            if let Some((_, first)) = seen.iter().find(|(c, _)| *c == canonical) {
+                return Err(Error::Format {
+                    file: self.file.file().to_string(),
+                    detail: format!(
+                        "tensors '{first}' and '{name}' are both the parameter '{canonical}': \
+                         which one it is is ambiguous"
+                    ),
+                });
+            }
+            seen.push((canonical, name));
         }
+        Ok(())
     }
 
-    /// The name `name` has in the file, if any.
+    /// The name `name` has in the file, if any: as given, with the prefix, or (for a layer
+    /// norm) in its legacy spelling, with or without the prefix.
     fn find(&self, name: &str) -> Option<String> {
-        if self.file.info(name).is_some() {
-            return Some(name.to_string());
-        }
-        let prefixed = format!("{}{name}", self.prefix);
-        self.file.info(&prefixed).is_some().then_some(prefixed)
+        self.spellings(name)
+            .into_iter()
+            .find(|n| self.file.info(n).is_some())
     }
+
+    /// Every name the parameter `name` may have in the file, `name` first.
+    fn spellings(&self, name: &str) -> Vec<String> {
+        [Some(name.to_string()), legacy_spelling(name)]
+            .into_iter()
+            .flatten()
+            .flat_map(|n| [format!("{}{n}", self.prefix), n].into_iter().rev())
+            .collect()
+    }
+}
+
+/// Old checkpoints (the original `bert-base-*` among them) name a layer norm's parameters
+/// `LayerNorm.gamma` and `LayerNorm.beta`; HF renames them to `weight` and `bias` on load.
+const LEGACY_NORM: [(&str, &str); 2] = [
+    ("LayerNorm.weight", "LayerNorm.gamma"),
+    ("LayerNorm.bias", "LayerNorm.beta"),
+];
+
+/// `name` in its legacy spelling, if it has one.
+fn legacy_spelling(name: &str) -> Option<String> {
+    LEGACY_NORM
+        .iter()
+        .find_map(|(modern, old)| name.strip_suffix(modern).map(|head| format!("{head}{old}")))
+}
+
+/// A legacy `name` in the spelling HF renames it to, if it is one.
+fn modern_spelling(name: &str) -> Option<String> {
+    LEGACY_NORM
+        .iter()
+        .find_map(|(modern, old)| name.strip_suffix(old).map(|head| format!("{head}{modern}")))
 }
 
 impl WeightSource for Checkpoint {
@@ -143,8 +172,8 @@ impl WeightSource for Checkpoint {
             return Err(Error::Format {
                 file: self.file.file().to_string(),
                 detail: format!(
-                    "missing tensor '{name}' (also looked for '{}{name}'), expected shape {dims:?}",
-                    self.prefix
+                    "missing tensor '{name}' (also looked for '{}'), expected shape {dims:?}",
+                    self.spellings(name)[1..].join("', '")
                 ),
             });
         };

@@ -218,6 +218,27 @@ fn unknown_model_types_and_bad_json_are_errors() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// A directory holding the weights in a layout HF reads and smelt does not (shards listed by
+/// an index, a PyTorch pickle) says so, instead of only that model.safetensors is missing.
+#[test]
+fn sharded_and_pickled_checkpoints_are_named() {
+    let dir =
+        std::env::temp_dir().join(format!("smelt-model-errors-layout-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(fixture("bert").join("config.json"), dir.join("config.json")).unwrap();
+    assert!(load_error(&dir).contains("model.safetensors"));
+    std::fs::write(dir.join("pytorch_model.bin"), b"not read").unwrap();
+    let err = load_error(&dir);
+    assert!(
+        err.contains("pytorch_model.bin") && err.contains("safe_serialization"),
+        "{err}"
+    );
+    std::fs::write(dir.join("model.safetensors.index.json"), b"{}").unwrap();
+    let err = load_error(&dir);
+    assert!(err.contains("sharded checkpoint"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// A scratch copy of the `bert` fixture whose config has `from` (which it must hold) replaced
 /// by `to`.
 fn bert_with_config(tag: &str, from: &str, to: &str) -> PathBuf {
@@ -283,8 +304,73 @@ fn extra_layers_and_doubled_tensors_are_errors() {
     tensors.push((other, dtype, shape, bytes));
     let dir = model_dir("doubled", &tensors);
     let err = load_error(&dir);
+    for part in [&bare, &prefixed] {
+        assert!(err.contains(&format!("'{part}'")), "{err}");
+    }
+    assert!(err.contains("are both the parameter"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+
+    // A layer norm's weight stored both as `weight` and in the legacy spelling `gamma`.
+    let mut tensors = bert_tensors(|_, v| Some((Dtype::F32, f32_bytes(&v))), keep_shape);
+    let norm = tensors
+        .iter()
+        .find(|t| t.0.ends_with("LayerNorm.weight"))
+        .unwrap()
+        .clone();
+    let gamma = norm.0.replace("LayerNorm.weight", "LayerNorm.gamma");
+    tensors.push((gamma.clone(), norm.1, norm.2.clone(), norm.3.clone()));
+    let dir = model_dir("gamma-doubled", &tensors);
+    let err = load_error(&dir);
     assert!(
-        err.contains(&format!("tensor '{bare}' is also stored as '{prefixed}'")),
+        err.contains(&format!("'{}'", norm.0)) && err.contains(&format!("'{gamma}'")),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Old checkpoints (the original `bert-base-*` among them) name layer norm parameters
+/// `LayerNorm.gamma` and `LayerNorm.beta`, which HF renames to `weight` and `bias` on load:
+/// such a checkpoint gives the fixture's outputs, its gradients keep the file's names, and a
+/// missing one is named in both spellings.
+#[test]
+fn legacy_layer_norm_names_load_as_hf_renames_them() {
+    let keep_shape = |_: &str, dims: &[usize]| dims.to_vec();
+    let legacy = |name: &str| {
+        name.replace("LayerNorm.weight", "LayerNorm.gamma")
+            .replace("LayerNorm.bias", "LayerNorm.beta")
+    };
+    let tensors: Vec<_> = bert_tensors(|_, v| Some((Dtype::F32, f32_bytes(&v))), keep_shape)
+        .into_iter()
+        .map(|(name, dtype, shape, bytes)| (legacy(&name), dtype, shape, bytes))
+        .collect();
+    assert!(tensors.iter().any(|t| t.0.ends_with("LayerNorm.gamma")));
+    let dir = model_dir("legacy", &tensors);
+    let model = Model::load(&dir).unwrap();
+    let original = Model::load(&fixture("bert")).unwrap();
+    let names = |m: &Model| -> Vec<String> { m.params().iter().map(|p| p.name.clone()).collect() };
+    let renamed: Vec<String> = names(&original).iter().map(|n| legacy(n)).collect();
+    assert_eq!(names(&model), renamed);
+    let config = Config::load(&fixture("bert").join("config.json")).unwrap();
+    let batch = Batch::new(&config, 2, 5, &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], None, None).unwrap();
+    let [a, b] = [&model, &original].map(|m| {
+        let (arena, mut tape) = (Arena::new(), smelt_engine::Tape::new());
+        let opts = smelt_engine::CpuOptions::default();
+        let mut g = smelt_engine::Graph::new(&mut tape, &arena, opts, false);
+        let f = m.forward(&mut g, &batch).unwrap();
+        g.value(f.hidden).to_vec(&arena).unwrap()
+    });
+    assert_eq!(a, b);
+    std::fs::remove_dir_all(&dir).ok();
+
+    let without: Vec<_> = tensors
+        .into_iter()
+        .filter(|t| !t.0.ends_with("embeddings.LayerNorm.beta"))
+        .collect();
+    let dir = model_dir("legacy-missing", &without);
+    let err = load_error(&dir);
+    assert!(
+        err.contains("missing tensor 'embeddings.LayerNorm.bias'")
+            && err.contains("'embeddings.LayerNorm.beta'"),
         "{err}"
     );
     std::fs::remove_dir_all(&dir).ok();
