@@ -80,7 +80,26 @@ impl Model {
         let checkpoint = Checkpoint::open(&path, prefix)?;
         checkpoint.check_unambiguous()?;
         checkpoint.check_layer_count(layer_root, config.layers)?;
-        let pooler = checkpoint.contains("pooler.dense.weight");
+        let pooler = match (
+            checkpoint.contains("pooler.dense.weight"),
+            checkpoint.contains("pooler.dense.bias"),
+        ) {
+            (weight, bias) if weight == bias => weight,
+            (weight, _) => {
+                let (has, lacks) = if weight {
+                    ("weight", "bias")
+                } else {
+                    ("bias", "weight")
+                };
+                return Err(Error::Format {
+                    file: path.display().to_string(),
+                    detail: format!(
+                        "the pooler is half there: 'pooler.dense.{has}' without \
+                         'pooler.dense.{lacks}'"
+                    ),
+                });
+            }
+        };
         Model::build(config, head, pooler, &checkpoint)
     }
 

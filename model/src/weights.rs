@@ -84,20 +84,25 @@ impl Checkpoint {
     }
 
     /// Errors when the file holds a tensor of a layer past the config's `layers`
-    /// (`{root}.{layers}.*`, with or without the prefix; `root` is `encoder.layer` or
-    /// `transformer.layer`): a config of fewer layers than its checkpoint would silently drop
-    /// the others.
+    /// (`{root}.{i}.*` with `i >= layers`, with or without the prefix; `root` is
+    /// `encoder.layer` or `transformer.layer`): a config of fewer layers than its checkpoint
+    /// would silently drop the others.
     pub(crate) fn check_layer_count(&self, root: &str, layers: usize) -> Result<()> {
-        let past = format!("{root}.{layers}.");
-        let past_the_count = |name: &&str| {
+        let layer_of = |name: &str| -> Option<usize> {
             let bare = name.strip_prefix(self.prefix).unwrap_or(name);
-            bare.starts_with(&past)
+            let rest = bare.strip_prefix(root)?.strip_prefix('.')?;
+            let (index, _) = rest.split_once('.')?;
+            index.parse().ok()
         };
-        match self.file.names().find(past_the_count) {
-            Some(name) => Err(Error::Format {
+        let past = self
+            .file
+            .names()
+            .find_map(|name| layer_of(name).filter(|&i| i >= layers).map(|i| (name, i)));
+        match past {
+            Some((name, i)) => Err(Error::Format {
                 file: self.file.file().to_string(),
                 detail: format!(
-                    "tensor '{name}' belongs to layer {layers}, but the config has {layers} \
+                    "tensor '{name}' belongs to layer {i}, but the config has {layers} \
                      layers (num_hidden_layers / n_layers)"
                 ),
             }),

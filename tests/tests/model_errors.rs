@@ -203,6 +203,9 @@ fn bad_inputs_are_clear_errors() {
     let f = model.forward(&mut g, &batch).unwrap();
     let loss = model.loss(&mut g, &f, &batch).unwrap_err().to_string();
     assert!(loss.contains("120") && loss.contains("99"), "{loss}");
+    // The kernel's message, named once (the op wrapped it in its own name before).
+    let op = loss.split(':').next().unwrap_or_default();
+    assert_eq!(loss.matches(&format!("{op}:")).count(), 1, "{loss}");
 }
 
 #[test]
@@ -274,9 +277,9 @@ fn architectures_without_a_head_here_are_errors() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// A config of fewer layers than its checkpoint, or a tensor stored both with and without the
-/// `bert.` prefix, is an error naming the tensor (the extra layers were dropped, and the
-/// unprefixed copy used, without a word).
+/// A config of fewer layers than its checkpoint, a tensor stored both with and without the
+/// `bert.` prefix, or half a pooler, is an error naming the tensor (the extra layers were
+/// dropped, the unprefixed copy used, the pooler left out, without a word).
 #[test]
 fn extra_layers_and_doubled_tensors_are_errors() {
     let dir = bert_with_config(
@@ -291,7 +294,37 @@ fn extra_layers_and_doubled_tensors_are_errors() {
     );
     std::fs::remove_dir_all(&dir).ok();
 
+    // Any layer index past the count, not only the next one.
     let keep_shape = |_: &str, dims: &[usize]| dims.to_vec();
+    let mut tensors = bert_tensors(|_, v| Some((Dtype::F32, f32_bytes(&v))), keep_shape);
+    let bias = tensors
+        .iter()
+        .find(|t| t.0.ends_with("encoder.layer.1.output.dense.bias"))
+        .unwrap()
+        .clone();
+    let far = bias.0.replace("layer.1.", "layer.5.");
+    tensors.push((far.clone(), bias.1, bias.2, bias.3));
+    let dir = model_dir("far-layer", &tensors);
+    let err = load_error(&dir);
+    assert!(
+        err.contains(&format!("'{far}' belongs to layer 5, but the config has 2")),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+
+    // Half a pooler: its weight without its bias.
+    let tensors: Vec<_> = bert_tensors(|_, v| Some((Dtype::F32, f32_bytes(&v))), keep_shape)
+        .into_iter()
+        .filter(|t| !t.0.ends_with("pooler.dense.bias"))
+        .collect();
+    let dir = model_dir("half-pooler", &tensors);
+    let err = load_error(&dir);
+    assert!(
+        err.contains("'pooler.dense.weight' without 'pooler.dense.bias'"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+
     let mut tensors = bert_tensors(|_, v| Some((Dtype::F32, f32_bytes(&v))), keep_shape);
     let (name, dtype, shape, bytes) = tensors[0].clone();
     let bare = name.strip_prefix("bert.").unwrap_or(&name).to_string();

@@ -57,10 +57,7 @@ impl Graph<'_> {
         let td = self.dense(OP, table)?;
         let opts = self.opts;
         let value = self.alloc_with(OP, &out_dims[..=dims.len()], |out| {
-            embedding(td, vocab, dim, ids, out, &opts).map_err(|e| Error::Input {
-                op: OP,
-                detail: e.to_string(),
-            })
+            embedding(td, vocab, dim, ids, out, &opts).map_err(Error::from)
         })?;
         let record = self.records(&[table]);
         let out = self.push_value(OP, value, record);

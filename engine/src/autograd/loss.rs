@@ -55,12 +55,7 @@ impl Graph<'_> {
         let ld = self.dense(OP, logits)?;
         let opts = self.opts;
         let value = self.alloc_with(OP, &[], |loss| {
-            let ce = kernel::cross_entropy(ld, targets, rows, cols, ignore_index, &opts).map_err(
-                |e| Error::Input {
-                    op: OP,
-                    detail: e.to_string(),
-                },
-            )?;
+            let ce = kernel::cross_entropy(ld, targets, rows, cols, ignore_index, &opts)?;
             loss[0] = ce.loss;
             Ok(())
         })?;

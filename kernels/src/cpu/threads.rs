@@ -64,7 +64,12 @@ fn try_pool(threads: usize) -> Result<&'static ThreadPool, String> {
         .map_err(|e| format!("cannot start a pool of {threads} threads: {e}"))?;
     // Size every worker's GEMM pack buffers now: which worker runs which task is up to rayon,
     // and a worker's first GEMM must not allocate in the middle of a steady-state step.
-    built.broadcast(|_| crate::cpu::gemm::reserve_pack_buffers());
+    let reserved = built.broadcast(|_| crate::cpu::gemm::reserve_pack_buffers());
+    if let Some(e) = reserved.into_iter().find_map(Result::err) {
+        return Err(format!(
+            "cannot start a pool of {threads} threads: each needs its GEMM pack buffers, and {e}"
+        ));
+    }
     let leaked: &'static ThreadPool = Box::leak(Box::new(built));
     pools.push((threads, leaked));
     Ok(leaked)

@@ -198,6 +198,15 @@ impl Tokenizer {
         let vocab = Vocab::parse(&text);
         let config_path = dir.join("tokenizer_config.json");
         let config = read_optional(&config_path)?.unwrap_or(Json::Object(Vec::new()));
+        if config.as_object().is_none() {
+            return Err(format_error(
+                &config_path,
+                format!(
+                    "expected a JSON object of settings, got {}",
+                    config.type_name()
+                ),
+            ));
+        }
         let mut tokenizer = Tokenizer::new(vocab, &config, &vocab_path, &config_path)?;
         let added_path = dir.join("added_tokens.json");
         if let Some(added) = read_optional(&added_path)? {
@@ -515,6 +524,21 @@ mod tests {
         let object = dir_with("object", vocab, r#"{"mask_token": {"content": ""}}"#);
         assert!(Tokenizer::from_dir(&object).is_err());
         std::fs::remove_dir_all(&object).ok();
+    }
+
+    /// A config that is not an object (an array, say) is an error, not the defaults.
+    #[test]
+    fn a_config_that_is_not_an_object_is_an_error() {
+        let vocab = "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nfoo\n";
+        for config in ["[]", "3", "\"lower\""] {
+            let dir = dir_with("not-object", vocab, config);
+            let err = Tokenizer::from_dir(&dir).err().unwrap().to_string();
+            std::fs::remove_dir_all(&dir).ok();
+            assert!(
+                err.contains("tokenizer_config.json") && err.contains("expected a JSON object"),
+                "{config}: {err}"
+            );
+        }
     }
 
     /// Settings of the wrong type are errors naming the key, not silently the default.

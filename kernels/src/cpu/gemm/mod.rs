@@ -175,15 +175,16 @@ pub fn blocking(isa: Isa) -> Blocking {
 }
 
 /// Sizes the calling thread's pack buffers for the largest blocks any supported kernel uses,
-/// so GEMMs on this thread never grow them later (run on every worker of the thread pools).
-pub(crate) fn reserve_pack_buffers() {
+/// so GEMMs on this thread never grow them later (run on every worker of the thread pools);
+/// an error naming the size when the system refuses it.
+pub(crate) fn reserve_pack_buffers() -> std::result::Result<(), String> {
     let (mut a, mut b) = (0, 0);
     for isa in Isa::supported() {
         let blk = blocking(isa);
         a = a.max(blk.mc * blk.kc);
         b = b.max(blk.kc * blk.nc);
     }
-    pack::reserve_on_this_thread(a, b);
+    pack::reserve_on_this_thread(a, b)
 }
 
 /// The element strides of one batch of a strided-batched GEMM.

@@ -326,6 +326,18 @@ impl PackBuffer {
         self.lines.as_ptr().cast()
     }
 
+    /// Grows the buffer to at least `len` floats, or says why the system refused.
+    fn try_grow(&mut self, len: usize) -> Result<(), String> {
+        let lines = len.div_ceil(16);
+        if self.lines.len() < lines {
+            self.lines
+                .try_reserve_exact(lines - self.lines.len())
+                .map_err(|e| format!("cannot allocate a pack buffer of {len} floats: {e}"))?;
+            self.lines.resize(lines, CacheLine([0.0; 16]));
+        }
+        Ok(())
+    }
+
     /// A pointer to at least `len` writable floats. When the buffer must grow, it grows to
     /// `max(len, most)` at once, so that later calls of any size up to `most` never grow it
     /// again (whichever worker thread they land on).
@@ -363,8 +375,29 @@ pub(crate) fn with_buffer<R>(
 }
 
 /// Sizes this thread's A and B pack buffers for at least `a` and `b` floats now, so that no
-/// later GEMM on this thread grows them.
-pub(crate) fn reserve_on_this_thread(a: usize, b: usize) {
-    with_buffer(&PACK_A, a, a, |_| ());
-    with_buffer(&PACK_B, b, b, |_| ());
+/// later GEMM on this thread grows them; an error naming the size when the system refuses it.
+pub(crate) fn reserve_on_this_thread(a: usize, b: usize) -> Result<(), String> {
+    for (key, len) in [(&PACK_A, a), (&PACK_B, b)] {
+        let mut buf = key.take();
+        let grown = buf.try_grow(len);
+        key.set(buf);
+        grown?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A size the system cannot give is an error naming it, not an abort; the buffer stays
+    /// usable.
+    #[test]
+    fn a_buffer_too_large_to_allocate_is_an_error() {
+        let mut buf = PackBuffer::default();
+        let err = buf.try_grow(usize::MAX / 2).unwrap_err();
+        assert!(err.contains(&format!("{} floats", usize::MAX / 2)), "{err}");
+        buf.try_grow(100).unwrap();
+        assert!(buf.lines.len() * 16 >= 100);
+    }
 }
