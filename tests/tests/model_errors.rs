@@ -8,6 +8,9 @@ use smelt_model::{Batch, Config, HeadKind, Model};
 use smelt_tests::worst;
 use std::path::{Path, PathBuf};
 
+/// A tensor as written to a scratch checkpoint: name, dtype, shape, bytes.
+type Stored = (String, Dtype, Vec<usize>, Vec<u8>);
+
 fn fixture(case: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures")
@@ -15,7 +18,7 @@ fn fixture(case: &str) -> PathBuf {
 }
 
 /// A scratch model directory holding the `bert` fixture's config and the given tensors.
-fn model_dir(tag: &str, tensors: &[(String, Dtype, Vec<usize>, Vec<u8>)]) -> PathBuf {
+fn model_dir(tag: &str, tensors: &[Stored]) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("smelt-model-errors-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::copy(fixture("bert").join("config.json"), dir.join("config.json")).unwrap();
@@ -31,7 +34,7 @@ fn model_dir(tag: &str, tensors: &[(String, Dtype, Vec<usize>, Vec<u8>)]) -> Pat
 fn bert_tensors(
     edit: impl Fn(&str, Vec<f32>) -> Option<(Dtype, Vec<u8>)>,
     shape_of: impl Fn(&str, &[usize]) -> Vec<usize>,
-) -> Vec<(String, Dtype, Vec<usize>, Vec<u8>)> {
+) -> Vec<Stored> {
     let file = SafeTensors::open(&fixture("bert").join("model.safetensors")).unwrap();
     let arena = Arena::new();
     file.names()
@@ -42,6 +45,28 @@ fn bert_tensors(
             edit(name, values).map(|(dtype, bytes)| (name.to_string(), dtype, shape, bytes))
         })
         .collect()
+}
+
+/// Every tensor of the `bert` fixture as F32, unchanged.
+fn bert_f32() -> Vec<Stored> {
+    bert_tensors(
+        |_, v| Some((Dtype::F32, f32_bytes(&v))),
+        |_, dims| dims.to_vec(),
+    )
+}
+
+/// [`bert_f32`] plus a copy of the tensor whose name ends in `suffix`, named `rename(name)`;
+/// with the original's name and the copy's.
+fn with_copy(suffix: &str, rename: impl Fn(&str) -> String) -> (Vec<Stored>, String, String) {
+    let mut tensors = bert_f32();
+    let (name, dtype, shape, bytes) = tensors
+        .iter()
+        .find(|t| t.0.ends_with(suffix))
+        .unwrap()
+        .clone();
+    let copy = rename(&name);
+    tensors.push((copy.clone(), dtype, shape, bytes));
+    (tensors, name, copy)
 }
 
 fn f32_bytes(values: &[f32]) -> Vec<u8> {
@@ -295,15 +320,9 @@ fn extra_layers_and_doubled_tensors_are_errors() {
     std::fs::remove_dir_all(&dir).ok();
 
     // Any layer index past the count, not only the next one.
-    let keep_shape = |_: &str, dims: &[usize]| dims.to_vec();
-    let mut tensors = bert_tensors(|_, v| Some((Dtype::F32, f32_bytes(&v))), keep_shape);
-    let bias = tensors
-        .iter()
-        .find(|t| t.0.ends_with("encoder.layer.1.output.dense.bias"))
-        .unwrap()
-        .clone();
-    let far = bias.0.replace("layer.1.", "layer.5.");
-    tensors.push((far.clone(), bias.1, bias.2, bias.3));
+    let (tensors, _, far) = with_copy("encoder.layer.1.output.dense.bias", |name| {
+        name.replace("layer.1.", "layer.5.")
+    });
     let dir = model_dir("far-layer", &tensors);
     let err = load_error(&dir);
     assert!(
@@ -313,7 +332,7 @@ fn extra_layers_and_doubled_tensors_are_errors() {
     std::fs::remove_dir_all(&dir).ok();
 
     // Half a pooler: its weight without its bias.
-    let tensors: Vec<_> = bert_tensors(|_, v| Some((Dtype::F32, f32_bytes(&v))), keep_shape)
+    let tensors: Vec<_> = bert_f32()
         .into_iter()
         .filter(|t| !t.0.ends_with("pooler.dense.bias"))
         .collect();
@@ -325,40 +344,26 @@ fn extra_layers_and_doubled_tensors_are_errors() {
     );
     std::fs::remove_dir_all(&dir).ok();
 
-    let mut tensors = bert_tensors(|_, v| Some((Dtype::F32, f32_bytes(&v))), keep_shape);
-    let (name, dtype, shape, bytes) = tensors[0].clone();
-    let bare = name.strip_prefix("bert.").unwrap_or(&name).to_string();
-    let prefixed = format!("bert.{bare}");
-    let other = if name == bare {
-        prefixed.clone()
-    } else {
-        bare.clone()
+    // One parameter twice: with and without the prefix, or as `weight` and legacy `gamma`.
+    let first = bert_f32()[0].0.clone();
+    let toggle = |name: &str| match name.strip_prefix("bert.") {
+        Some(bare) => bare.to_string(),
+        None => format!("bert.{name}"),
     };
-    tensors.push((other, dtype, shape, bytes));
-    let dir = model_dir("doubled", &tensors);
-    let err = load_error(&dir);
-    for part in [&bare, &prefixed] {
-        assert!(err.contains(&format!("'{part}'")), "{err}");
+    let gamma = |name: &str| name.replace("LayerNorm.weight", "LayerNorm.gamma");
+    let doubled = [
+        with_copy(&first, toggle),
+        with_copy("LayerNorm.weight", gamma),
+    ];
+    for (tensors, name, copy) in doubled {
+        let dir = model_dir("doubled", &tensors);
+        let err = load_error(&dir);
+        for part in [&name, &copy] {
+            assert!(err.contains(&format!("'{part}'")), "{err}");
+        }
+        assert!(err.contains("are both the parameter"), "{err}");
+        std::fs::remove_dir_all(&dir).ok();
     }
-    assert!(err.contains("are both the parameter"), "{err}");
-    std::fs::remove_dir_all(&dir).ok();
-
-    // A layer norm's weight stored both as `weight` and in the legacy spelling `gamma`.
-    let mut tensors = bert_tensors(|_, v| Some((Dtype::F32, f32_bytes(&v))), keep_shape);
-    let norm = tensors
-        .iter()
-        .find(|t| t.0.ends_with("LayerNorm.weight"))
-        .unwrap()
-        .clone();
-    let gamma = norm.0.replace("LayerNorm.weight", "LayerNorm.gamma");
-    tensors.push((gamma.clone(), norm.1, norm.2.clone(), norm.3.clone()));
-    let dir = model_dir("gamma-doubled", &tensors);
-    let err = load_error(&dir);
-    assert!(
-        err.contains(&format!("'{}'", norm.0)) && err.contains(&format!("'{gamma}'")),
-        "{err}"
-    );
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// Old checkpoints (the original `bert-base-*` among them) name layer norm parameters
@@ -367,12 +372,11 @@ fn extra_layers_and_doubled_tensors_are_errors() {
 /// missing one is named in both spellings.
 #[test]
 fn legacy_layer_norm_names_load_as_hf_renames_them() {
-    let keep_shape = |_: &str, dims: &[usize]| dims.to_vec();
     let legacy = |name: &str| {
         name.replace("LayerNorm.weight", "LayerNorm.gamma")
             .replace("LayerNorm.bias", "LayerNorm.beta")
     };
-    let tensors: Vec<_> = bert_tensors(|_, v| Some((Dtype::F32, f32_bytes(&v))), keep_shape)
+    let tensors: Vec<_> = bert_f32()
         .into_iter()
         .map(|(name, dtype, shape, bytes)| (legacy(&name), dtype, shape, bytes))
         .collect();
