@@ -911,14 +911,34 @@ impl Mods<'_> {
         MemSpace::Generic
     }
 
-    fn vector(&self) -> usize {
-        if self.has("v4") {
-            4
-        } else if self.has("v2") {
-            2
-        } else {
-            1
+    /// The vector width of instruction `name` of element type `ty`: 1, or 2 or 4 for `.v2`
+    /// and `.v4`. Any other `.vN` is an error: `.v8` (a 256-bit access of 32-bit elements, PTX
+    /// ISA 8.8 on sm_100 and later) is unsupported, the rest are not PTX.
+    fn vector(&self, name: &str, ty: Ty) -> Result<usize> {
+        let mut n = 1;
+        for w in self.0 {
+            let Some(digits) = w.strip_prefix('v') else {
+                continue;
+            };
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            n = match digits {
+                "2" => 2,
+                "4" => 4,
+                "8" if ty.bytes() == 4 => {
+                    return Err(unsupported(format!(
+                        "instruction {name}: vector width .v8 (a 256-bit access, PTX ISA 8.8 on sm_100 and later) is not supported; the supported widths are .v2 and .v4"
+                    )))
+                }
+                _ => {
+                    return Err(bad(format!(
+                        "instruction {name}: .{w} is not a valid vector width here; PTX has .v2 and .v4 (and .v8 for 32-bit types only, PTX ISA 8.8 on sm_100 and later)"
+                    )))
+                }
+            };
         }
+        Ok(n)
     }
 
     fn cmp(&self) -> Option<Cmp> {
@@ -1511,7 +1531,7 @@ fn decode(ctx: &Ctx, inst: &Instruction, uses: &mut Vec<u32>) -> Result<Op> {
             let [x, y] = operands(inst, 2)? else {
                 unreachable!()
             };
-            let n = m.vector();
+            let n = m.vector(&name, ty)?;
             let bytes = ty.bytes() as usize * n;
             if bytes > 16 {
                 return Err(unsupported(format!(
@@ -1604,7 +1624,7 @@ fn decode(ctx: &Ctx, inst: &Instruction, uses: &mut Vec<u32>) -> Result<Op> {
                 AtomOp::Min | AtomOp::Max | AtomOp::Inc | AtomOp::Dec => false,
                 _ => matches!(ty, Ty::F32 | Ty::F64),
             };
-            if m.vector() > 1 || (ty.is_float() && !float_ok) {
+            if m.vector(&name, ty)? > 1 || (ty.is_float() && !float_ok) {
                 return Err(unknown());
             }
             let (d, rest) = if head == "atom" {

@@ -1551,18 +1551,21 @@ impl Block<'_, '_> {
             let e = SimError::new(ErrorKind::BarrierDivergence, msg);
             return Err(self.locate(e, w, l, inst.line));
         }
-        let bad_count = count.is_some() && !n.is_multiple_of(32);
-        if bid as usize >= NUM_BARRIERS || n == 0 || n > self.nthreads as u64 || bad_count {
-            let e = SimError::new(
-                ErrorKind::Launch,
-                format!(
-                    "barrier {bid} with thread count {n} (block has {} threads; a count must be a multiple of the warp size, 32)",
-                    self.nthreads
-                ),
-            );
-            return Err(self.locate(e, w, l0, inst.line));
-        }
-        Ok((bid, n as u32))
+        let msg = if bid as usize >= NUM_BARRIERS {
+            format!(
+                "barrier id {bid} is out of range: a block has {NUM_BARRIERS} barriers, ids 0 to {}",
+                NUM_BARRIERS - 1
+            )
+        } else if n == 0 || n > self.nthreads as u64 || (count.is_some() && !n.is_multiple_of(32)) {
+            format!(
+                "barrier {bid} with thread count {n} (block has {} threads; a count must be a multiple of the warp size, 32)",
+                self.nthreads
+            )
+        } else {
+            return Ok((bid, n as u32));
+        };
+        let e = SimError::new(ErrorKind::Launch, msg);
+        Err(self.locate(e, w, l0, inst.line))
     }
 
     /// Completes barrier `id`: the threads waiting at it go on (those at a `bar.red` with the

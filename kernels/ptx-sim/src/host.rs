@@ -69,6 +69,9 @@ impl Module {
     fn program(&self, name: &str) -> Result<&Program> {
         match self.kernels.iter().find(|(n, _)| n == name) {
             Some((_, p)) => p.as_ref().map_err(Clone::clone),
+            None if self.kernels.is_empty() => Err(SimError::launch(format!(
+                "no kernel named {name:?}: the module has no kernels (no .entry)"
+            ))),
             None => Err(SimError::launch(format!(
                 "no kernel named {name:?} in the module (it has: {})",
                 self.kernels().join(", ")

@@ -1,5 +1,8 @@
 //! Turns PTX tokens into a `ModuleAst`: directives, declarations, functions and their
-//! statements, with names left unresolved.
+//! statements, with names left unresolved. A name defined twice where PTX allows it once (a
+//! function, a label in a function, a register in a scope) is an error.
+
+use std::collections::HashMap;
 
 use crate::ast::{Function, Instruction, ModuleAst, Operand, Param, Space, Statement, VarDecl};
 use crate::error::{Result, SimError};
@@ -18,6 +21,8 @@ pub fn parse_module(text: &str) -> Result<ModuleAst> {
         address_size: 64,
         ..ModuleAst::default()
     };
+    // Line of the definition (with a body) of each function; declarations may repeat.
+    let mut defined: HashMap<String, u32> = HashMap::new();
     while !p.at_end() {
         let line = p.line();
         let word = p.word()?;
@@ -50,8 +55,21 @@ pub fn parse_module(text: &str) -> Result<ModuleAst> {
             ".global" => m.vars.push(p.var_decl(Space::Global, false, line)?),
             ".const" => m.vars.push(p.var_decl(Space::Const, false, line)?),
             ".shared" => m.vars.push(p.var_decl(Space::Shared, false, line)?),
-            ".entry" => m.functions.push(p.function(true)?),
-            ".func" => m.functions.push(p.function(false)?),
+            ".entry" | ".func" => {
+                let f = p.function(word == ".entry")?;
+                if f.body.is_some() {
+                    if let Some(first) = defined.insert(f.name.clone(), line) {
+                        return Err(SimError::parse(
+                            line,
+                            format!(
+                                "duplicate definition of {word} {} (first defined on line {first})",
+                                f.name
+                            ),
+                        ));
+                    }
+                }
+                m.functions.push(f);
+            }
             ".file" | ".loc" => p.skip_line(line),
             ".section" => {
                 p.word()?;
@@ -467,15 +485,20 @@ impl<'a> Parser<'a> {
         self.expect('{')?;
         let mut out = Vec::new();
         let mut depth = 1;
+        // Line of each label of the function, and of each register name of each open scope.
+        let mut labels: HashMap<String, u32> = HashMap::new();
+        let mut regs: Vec<HashMap<(String, bool), u32>> = vec![HashMap::new()];
         while depth > 0 {
             let line = self.line();
             match self.next()? {
                 Tok::Punct('{') => {
                     depth += 1;
+                    regs.push(HashMap::new());
                     out.push(Statement::Open);
                 }
                 Tok::Punct('}') => {
                     depth -= 1;
+                    regs.pop();
                     out.push(if depth > 0 {
                         Statement::Close
                     } else {
@@ -497,6 +520,12 @@ impl<'a> Parser<'a> {
                 Tok::Word(w) => {
                     let w = w.clone();
                     if self.eat(':') {
+                        if let Some(first) = labels.insert(w.clone(), line) {
+                            return Err(SimError::parse(
+                                line,
+                                format!("duplicate label {w} (first defined on line {first})"),
+                            ));
+                        }
                         match self.peek_word().as_deref() {
                             Some(".branchtargets") => {
                                 self.word()?;
@@ -519,7 +548,10 @@ impl<'a> Parser<'a> {
                     }
                     let w = self.split_directive(w);
                     match w.as_str() {
-                        ".reg" => out.push(self.reg_decl(line)?),
+                        ".reg" => {
+                            let scope = regs.last_mut().expect("a scope is open in a body");
+                            out.push(self.reg_decl(line, scope)?);
+                        }
                         ".local" => {
                             out.push(Statement::Var(self.var_decl(Space::Local, false, line)?))
                         }
@@ -558,8 +590,14 @@ impl<'a> Parser<'a> {
         Ok(out)
     }
 
-    /// `.reg .ty %a<N>, %b;` after `.reg`.
-    fn reg_decl(&mut self, line: u32) -> Result<Statement> {
+    /// `.reg .ty %a<N>, %b;` after `.reg`. `scope` holds the register names the enclosing
+    /// scope already declares, with their lines: the new names join them, and one already
+    /// there is an error.
+    fn reg_decl(
+        &mut self,
+        line: u32,
+        scope: &mut HashMap<(String, bool), u32>,
+    ) -> Result<Statement> {
         let mut word = self.word()?;
         while matches!(word.as_str(), ".v2" | ".v4") {
             word = self.word()?;
@@ -587,6 +625,7 @@ impl<'a> Parser<'a> {
             }
         }
         self.expect(';')?;
+        declare_once(scope, &names, line)?;
         Ok(Statement::Reg {
             names,
             pred: ty == Ty::Pred,
@@ -736,6 +775,27 @@ impl<'a> Parser<'a> {
             )),
         }
     }
+}
+
+/// Records the register names of a `.reg` at `line` in `scope` (name and whether it is the
+/// prefix of numbered registers `name<N>`), failing on one the scope already declares.
+fn declare_once(
+    scope: &mut HashMap<(String, bool), u32>,
+    names: &[(String, Option<u32>)],
+    line: u32,
+) -> Result<()> {
+    for (name, count) in names {
+        if let Some(first) = scope.insert((name.clone(), count.is_some()), line) {
+            let shown = count.map_or(name.clone(), |c| format!("{name}<{c}>"));
+            return Err(SimError::parse(
+                line,
+                format!(
+                    "duplicate declaration of register {shown} in one scope (first declared on line {first})"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn show(t: &Tok) -> String {

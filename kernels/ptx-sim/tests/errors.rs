@@ -567,3 +567,117 @@ fn global_memory_shared_between_blocks_of_a_launch_is_a_race() {
         "{e}"
     );
 }
+
+/// ptxas rejects a name defined twice: two kernels of one name, a label twice in a function,
+/// a register twice in one scope. Each is a parse error naming it and both lines.
+#[test]
+fn duplicate_definitions_are_parse_errors() {
+    let two_kernels =
+        format!("{HEADER}.visible .entry k()\n{{\nret;\n}}\n.visible .entry k()\n{{\ntrap;\n}}\n");
+    let label = kernel("", "L:\nL:\nret;");
+    let reg = kernel("", ".reg .b32 %x;\nmov.u32 %r1, 1;\n.reg .b32 %x;\nret;");
+    let numbered = kernel("", ".reg .b32 %q<2>, %q<4>;\nret;");
+    for (text, line, want) in [
+        (
+            &two_kernels,
+            8,
+            "duplicate definition of .entry k (first defined on line 4)",
+        ),
+        (&label, 11, "duplicate label L (first defined on line 10)"),
+        (
+            &reg,
+            12,
+            "duplicate declaration of register %x in one scope (first declared on line 10)",
+        ),
+        (
+            &numbered,
+            10,
+            "duplicate declaration of register %q<4> in one scope (first declared on line 10)",
+        ),
+    ] {
+        let e = parse_err(text);
+        assert_eq!(e.kind(), ErrorKind::Parse, "{e}");
+        assert_eq!(e.location().line, Some(line), "{e}");
+        assert!(e.message().contains(want), "{e}");
+    }
+    // A nested scope may declare a name again, a function may be declared before its
+    // definition, and `%r` and `%r<4>` are different names.
+    let ok = format!(
+        "{HEADER}.func f();\n.func f()\n{{\nret;\n}}\n.visible .entry k()\n{{\n\
+         .reg .b32 %r<4>;\n.reg .b32 %r;\n{{\n.reg .b32 %r<4>;\nmov.u32 %r1, 1;\n}}\ncall f, ();\nret;\n}}\n"
+    );
+    let m = Module::parse(&ok).unwrap_or_else(|e| panic!("does not parse: {e}"));
+    Sim::new().launch(&m, "k", one_block(1), &[]).expect("runs");
+}
+
+/// A barrier id of 16 or more is reported as such, not as a bad thread count.
+#[test]
+fn barrier_id_out_of_range_is_named() {
+    for (body, id) in [("bar.sync 99;", 99), ("bar.sync 16, 32;", 16)] {
+        let e = launch_err(&kernel("", &format!("{body}\nret;")), one_block(32), &[]);
+        assert_eq!(e.kind(), ErrorKind::Launch, "{body}: {e}");
+        assert!(
+            e.message().contains(&format!(
+                "barrier id {id} is out of range: a block has 16 barriers, ids 0 to 15"
+            )),
+            "{body}: {e}"
+        );
+        assert!(!e.message().contains("thread count"), "{body}: {e}");
+    }
+}
+
+/// A vector width other than `.v2` and `.v4` is named as the problem, not the number of
+/// values: `.v8` of 32-bit elements is PTX the simulator does not run, the rest is not PTX.
+#[test]
+fn bad_vector_width_is_named() {
+    let cases = [
+        (
+            "ld.global.v8.u32 {%r1, %r2, %r3, %r4, %r5, %r6, %r7, %r8}, [%rd1];",
+            ErrorKind::Unsupported,
+            "vector width .v8 (a 256-bit access, PTX ISA 8.8 on sm_100 and later) is not supported; the supported widths are .v2 and .v4",
+        ),
+        (
+            "st.global.v8.f32 [%rd1], {%f1, %f1, %f1, %f1, %f1, %f1, %f1, %f1};",
+            ErrorKind::Unsupported,
+            "vector width .v8",
+        ),
+        (
+            "ld.global.v8.u16 %r1, [%rd1];",
+            ErrorKind::Parse,
+            ".v8 is not a valid vector width here; PTX has .v2 and .v4",
+        ),
+        (
+            "ld.global.v3.u32 {%r1, %r2, %r3}, [%rd1];",
+            ErrorKind::Parse,
+            ".v3 is not a valid vector width here",
+        ),
+    ];
+    for (inst, kind, want) in cases {
+        let e = Module::parse(&kernel("", &format!("mov.u64 %rd1, 0;\n{inst}\nret;")))
+            .expect("parses; the kernel fails when decoded")
+            .check()
+            .expect_err(inst);
+        assert_eq!(e.kind(), kind, "{inst}: {e}");
+        assert!(e.message().contains(want), "{inst}: {e}");
+        assert!(!e.message().contains("values"), "{inst}: {e}");
+        assert_eq!(e.location().line, Some(11), "{inst}: {e}");
+    }
+}
+
+/// Launching from a module with no kernel says the module has none.
+#[test]
+fn module_without_kernels_says_so() {
+    let only_func = format!("{HEADER}.func f()\n{{\nret;\n}}\n");
+    for text in ["", HEADER, only_func.as_str()] {
+        let m = Module::parse(text).unwrap_or_else(|e| panic!("does not parse: {e}"));
+        let e = Sim::new()
+            .launch(&m, "k", one_block(1), &[])
+            .expect_err("no kernel");
+        assert_eq!(e.kind(), ErrorKind::Launch, "{e}");
+        assert_eq!(
+            e.message(),
+            "no kernel named \"k\": the module has no kernels (no .entry)",
+            "{text:?}"
+        );
+    }
+}
