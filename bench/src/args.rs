@@ -76,18 +76,39 @@ impl Args {
     /// `--name N` as a count in `1..=max` (`default` when absent): zero, or a count large
     /// enough to exhaust memory before the work starts, is an error naming the option.
     pub fn count(&self, name: &str, default: usize, max: usize) -> Result<usize, String> {
+        self.count_from(name, default, 1, max)
+    }
+
+    /// `--name N` as a count in `min..=max` (`default` when absent); anything else is an error
+    /// naming the option and the range.
+    pub fn count_from(
+        &self,
+        name: &str,
+        default: usize,
+        min: usize,
+        max: usize,
+    ) -> Result<usize, String> {
         let n: usize = self.get(name, default)?;
-        if !(1..=max).contains(&n) {
-            return Err(format!("--{name} must be between 1 and {max}, got {n}"));
+        if !(min..=max).contains(&n) {
+            return Err(format!("--{name} must be between {min} and {max}, got {n}"));
         }
         Ok(n)
     }
 
-    /// `--threads N`, every core by default; refused outside `1..=MAX_THREADS` (a huge count
-    /// would otherwise reach the thread pool and abort the process).
+    /// `--threads N`, every core by default; refused outside `1..=`[`max_threads`] of this
+    /// machine's cores, with a message naming the option and the core count.
     pub fn threads(&self) -> Result<usize, String> {
-        use smelt_kernels::cpu::threads::{available, MAX_THREADS};
-        self.count("threads", available(), MAX_THREADS)
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let max = max_threads(cores);
+        let n: usize = self.get("threads", cores.min(max))?;
+        if !(1..=max).contains(&n) {
+            return Err(format!(
+                "--threads must be between 1 and {max}, got {n}: this machine has {cores} \
+                 cores (the limit is {THREADS_PER_CORE} threads per core, at least \
+                 {MIN_THREAD_LIMIT})"
+            ));
+        }
+        Ok(n)
     }
 
     /// `--isa NAME`, the instruction set of our kernels (default: the fastest this CPU has); a
@@ -143,6 +164,26 @@ pub fn parse_dims<const N: usize>(s: &str, example: &str) -> Result<[usize; N], 
         return Err(bad());
     }
     Ok(dims)
+}
+
+/// Most threads a command may run per core of the machine. Every worker of the pool holds
+/// its own GEMM pack buffers (about 8 MB) and spins while a step runs, so far more threads
+/// than cores only cost memory and time: `--threads 1000` on 2 cores took 23 s and 8.7 GB
+/// for a run of the tiny fixture that takes 0.1 s. A few per core still let a run measure
+/// oversubscription.
+const THREADS_PER_CORE: usize = 4;
+
+/// The thread limit of the smallest machines, so a run on 8 threads (a test of the thread
+/// team, of `matrixmultiply`'s at most 4) works everywhere.
+const MIN_THREAD_LIMIT: usize = 8;
+
+/// The most `--threads` on a machine of `cores` cores: [`THREADS_PER_CORE`] per core (at
+/// least [`MIN_THREAD_LIMIT`]), never more than the thread pool's own maximum.
+fn max_threads(cores: usize) -> usize {
+    use smelt_kernels::cpu::threads::MAX_THREADS;
+    cores
+        .saturating_mul(THREADS_PER_CORE)
+        .clamp(MIN_THREAD_LIMIT, MAX_THREADS)
 }
 
 /// Most timed runs, rounds or steps a command may ask for.
@@ -242,6 +283,29 @@ mod tests {
     }
 
     #[test]
+    fn thread_counts_are_bounded_by_the_cores() {
+        assert_eq!(max_threads(1), MIN_THREAD_LIMIT);
+        assert_eq!(max_threads(2), 8);
+        assert_eq!(max_threads(16), 64);
+        assert_eq!(
+            max_threads(usize::MAX),
+            smelt_kernels::cpu::threads::MAX_THREADS
+        );
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let raw = |n: usize| vec!["--threads".to_string(), n.to_string()];
+        let threads = |n: usize| Args::parse(&raw(n), &[]).threads();
+        assert_eq!(threads(1), Ok(1));
+        assert_eq!(threads(cores), Ok(cores));
+        assert_eq!(Args::default().threads(), Ok(cores.min(max_threads(cores))));
+        let err = threads(max_threads(cores) + 1).unwrap_err();
+        assert!(
+            err.starts_with("--threads must be between 1 and ")
+                && err.contains(&format!("this machine has {cores} cores")),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn counts_and_buffer_sizes_have_bounds() {
         let raw = |words: &[&str]| words.iter().map(|w| w.to_string()).collect::<Vec<_>>();
         let args = Args::parse(&raw(&["--runs", "0", "--steps", "7"]), &[]);
@@ -251,6 +315,10 @@ mod tests {
             .contains("--runs must be between 1 and 10, got 0"));
         assert_eq!(args.count("steps", 5, 10), Ok(7));
         assert_eq!(args.count("rounds", 3, 10), Ok(3));
+        assert_eq!(
+            args.count_from("steps", 5, 8, 10).unwrap_err(),
+            "--steps must be between 8 and 10, got 7"
+        );
         assert_eq!(elements("A", &[2, 3, 4]), Ok(24));
         for dims in [[1usize << 32, 1 << 32, 1], [1 << 16, 1 << 16, 2]] {
             let err = elements("A", &dims).unwrap_err();

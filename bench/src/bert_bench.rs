@@ -26,13 +26,14 @@
 
 use crate::args::{Args, MAX_RUNS};
 use crate::bert_profile::{OpTimes, ProfileCase};
-use crate::peers::{field, number, PeerServer};
+use crate::memory::{self, param_count, step_tokens, Work, MAX_TOKENS};
+use crate::peers::{wait_for, PeerServer};
 use crate::report::{Row, Value};
 use crate::timing::median;
 use smelt_engine::autograd::Profile;
 use smelt_engine::{Arena, CpuOptions, Graph, Tape};
 use smelt_model::{Batch, Config, Dropout, Model, Objective};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What one implementation measured in one round of one phase.
 struct Figure {
@@ -95,13 +96,25 @@ pub fn run(args: &Args, threads: usize) -> Result<(Vec<Row>, Vec<Row>), String> 
                 .into(),
         );
     }
-    step_tokens(&config, batch, seq)?;
-    check_memory(&config, batch, seq, phase != "forward")?;
+    let sizes = format!("--batch {batch} x --seq {seq}");
+    step_tokens(&config, batch, seq, &sizes)?;
+    let work = if phase == "forward" {
+        Work::Forward
+    } else {
+        Work::Backward
+    };
+    // With --prepack, a second copy of the linear weights.
+    let prepack = args.flag("prepack");
+    let packed = if prepack {
+        4.0 * param_count(&config) as f64
+    } else {
+        0.0
+    };
+    memory::check(&config, (batch, seq), work, packed, &sizes)?;
     // No pooler: the peers run HF's BertModel without one (add_pooling_layer=False).
     let mut model = Model::random_encoder(&config, 0x5eed).map_err(|e| e.to_string())?;
     let input = random_batch(&config, batch, seq)?;
     let opts = CpuOptions::threads(threads);
-    let prepack = args.flag("prepack");
     if prepack {
         model.prepack(&opts).map_err(|e| e.to_string())?;
     }
@@ -114,6 +127,9 @@ pub fn run(args: &Args, threads: usize) -> Result<(Vec<Row>, Vec<Row>), String> 
     let mut peers = start_peers(args, &name, (batch, seq, threads, runs), &phase, dropout)?;
 
     let mut figures = Vec::new();
+    // Our latest round of each phase: a peer's reply to the same work is awaited for
+    // `wait_for` of it.
+    let mut ours_took: Vec<(&str, Duration)> = Vec::new();
     for round in 0..rounds {
         for &p in &phases {
             let mut turns = vec![Turn::Ours];
@@ -126,24 +142,34 @@ pub fn run(args: &Args, threads: usize) -> Result<(Vec<Row>, Vec<Row>), String> 
             turns.rotate_left(first);
             for turn in turns {
                 figures.push(match turn {
-                    Turn::Ours => Figure {
-                        name: "smelt".into(),
-                        phase: p.into(),
-                        round,
-                        median_ms: time_phase(&model, &input, opts, p == "train", runs, false)?
-                            .median_ms,
-                        peak_rss_mb: peak_rss_mb(),
-                        start_rss_mb: start_rss,
-                    },
-                    Turn::Peer(i) => {
-                        let line = peers[i].server.round(p)?;
+                    Turn::Ours => {
+                        let began = Instant::now();
+                        let timing = time_phase(&model, &input, opts, p == "train", runs, false)?;
+                        ours_took.retain(|(phase, _)| *phase != p);
+                        ours_took.push((p, began.elapsed()));
                         Figure {
-                            name: field(&line, "impl")?,
-                            phase: field(&line, "phase")?,
+                            name: "smelt".into(),
+                            phase: p.into(),
                             round,
-                            median_ms: number(&line, "median_ms")?,
-                            peak_rss_mb: number(&line, "peak_rss_mb").unwrap_or(f64::NAN),
-                            start_rss_mb: number(&line, "start_rss_mb").unwrap_or(f64::NAN),
+                            median_ms: timing.median_ms,
+                            peak_rss_mb: peak_rss_mb(),
+                            start_rss_mb: start_rss,
+                        }
+                    }
+                    Turn::Peer(i) => {
+                        // Ours runs first in the first round, so it has a time.
+                        let took = ours_took
+                            .iter()
+                            .find(|(phase, _)| *phase == p)
+                            .map_or(Duration::ZERO, |(_, took)| *took);
+                        let line = peers[i].server.round(p, wait_for(took))?;
+                        Figure {
+                            name: line.field("impl")?,
+                            phase: line.field("phase")?,
+                            round,
+                            median_ms: line.number("median_ms")?,
+                            peak_rss_mb: line.number("peak_rss_mb").unwrap_or(f64::NAN),
+                            start_rss_mb: line.number("start_rss_mb").unwrap_or(f64::NAN),
                         }
                     }
                 });
@@ -206,7 +232,9 @@ fn profile_phase(
     peer: Option<&mut Peer<'_>>,
     case: &ProfileCase<'_>,
 ) -> Result<Vec<Row>, String> {
+    let began = Instant::now();
     let timing = time_phase(model, input, opts, train.is_some(), runs, true)?;
+    let took = began.elapsed();
     let profile = timing.profile.unwrap_or_default();
     let ours = OpTimes::ours(&profile, runs, timing.total_ms);
     let theirs = match peer {
@@ -221,7 +249,7 @@ fn profile_phase(
         }
         Some(peer) => match peer
             .server
-            .profile(case.phase)
+            .profile(case.phase, wait_for(took))
             .and_then(|lines| OpTimes::from_lines(&lines))
         {
             Ok(times) => Some(times),
@@ -444,67 +472,9 @@ pub fn random_ids(count: usize, vocab: usize, seed: u64) -> Vec<i64> {
         .collect()
 }
 
-/// Most tokens (`batch x seq`) a benchmark or demo step may take: about a million, whose
-/// activations already need tens of GB for BERT-base.
-pub const MAX_TOKENS: usize = 1 << 20;
-
-/// `batch * seq`, checked before any input is generated: the shape as [`Batch::new`] checks
-/// it (`seq` within the model's `max_position_embeddings`) and at most [`MAX_TOKENS`].
-pub fn step_tokens(config: &Config, batch: usize, seq: usize) -> Result<usize, String> {
-    let tokens = Batch::check_shape(config, batch, seq).map_err(|e| e.to_string())?;
-    if tokens > MAX_TOKENS {
-        return Err(format!(
-            "--batch {batch} x --seq {seq} tokens is too many (at most {MAX_TOKENS})"
-        ));
-    }
-    Ok(tokens)
-}
-
-/// A lower bound on the bytes a step of `config` on `batch` x `seq` tokens allocates: in
-/// training, what every layer saves for the backward (at least the FFN's two `[tokens,
-/// intermediate]` activations and four `[tokens, hidden]` ones, and the attention
-/// probabilities, `[batch, heads, seq, seq]`); in inference, the largest of those that one
-/// layer holds at once. Measured steps use 3-4x more (DistilBERT 8 x 128 training: bound 189
-/// MB, arena 702 MB), so a run refused by it could not have fit.
-fn step_bytes_at_least(config: &Config, batch: usize, seq: usize, train: bool) -> f64 {
-    let f32_bytes = 4.0;
-    let tokens = (batch * seq) as f64;
-    let per_layer = tokens * (2 * config.intermediate + 4 * config.hidden) as f64
-        + (batch * config.heads) as f64 * (seq * seq) as f64;
-    let layers = if train { config.layers as f64 } else { 1.0 };
-    f32_bytes * per_layer * layers
-}
-
-/// Refuses a step that needs more memory than this machine has available (`MemAvailable`
-/// of /proc/meminfo; no check where that is missing), naming the sizes and both figures: such
-/// a run would otherwise be killed by the kernel midway, with no message.
-pub fn check_memory(config: &Config, batch: usize, seq: usize, train: bool) -> Result<(), String> {
-    let Some(available) = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            let line = s.lines().find(|l| l.starts_with("MemAvailable:"))?;
-            line.split_whitespace().nth(1)?.parse::<f64>().ok()
-        })
-        .map(|kb| kb * 1024.0)
-    else {
-        return Ok(());
-    };
-    let needed = step_bytes_at_least(config, batch, seq, train);
-    if needed > available {
-        let what = if train { "training step" } else { "forward" };
-        return Err(format!(
-            "--batch {batch} x --seq {seq}: a {what} needs at least {:.1} GB, this machine has \
-             {:.1} GB available",
-            needed / 1e9,
-            available / 1e9
-        ));
-    }
-    Ok(())
-}
-
 /// `batch` unpadded sequences of `seq` random token ids.
 fn random_batch(config: &Config, batch: usize, seq: usize) -> Result<Batch, String> {
-    let ids = random_ids(step_tokens(config, batch, seq)?, config.vocab_size, 0xbe7c);
+    let ids = random_ids(batch * seq, config.vocab_size, 0xbe7c);
     Batch::new(config, batch, seq, &ids, None, None).map_err(|e| e.to_string())
 }
 
@@ -547,22 +517,6 @@ mod tests {
             Some((_, Value::Text(x))) => x.clone(),
             _ => panic!("no {key} in the row"),
         }
-    }
-
-    #[test]
-    fn the_memory_bound_stays_below_a_measured_step() {
-        let Some(distil) = Config::preset("distilbert-base") else {
-            panic!("no distilbert-base preset");
-        };
-        // The demo's training step: 702 MB of arena measured (bench/NOTES.md, session 13).
-        let bound = step_bytes_at_least(&distil, 8, 128, true);
-        assert!(bound > 150e6 && bound < 702e6, "{bound}");
-        assert!(step_bytes_at_least(&distil, 8, 128, false) < bound / 5.0);
-        // 2^20 tokens of BERT-base training: hundreds of GB.
-        let Some(base) = Config::preset("bert-base") else {
-            panic!("no bert-base preset");
-        };
-        assert!(step_bytes_at_least(&base, 2048, 512, true) > 300e9);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! `pytorch_calls`, `pytorch_ms` and `smelt_x` (its time over ours; none for the rest
 //! outside ops, whose two sides hold different things) follow.
 
-use crate::peers::{field, number};
+use crate::peers::PeerLine;
 use crate::report::{Row, Value};
 use smelt_engine::autograd::Profile;
 
@@ -67,15 +67,15 @@ impl OpTimes {
 
     /// A peer's, from the JSON lines it printed for one profile request (the last one with
     /// `"op": "(step)"`).
-    pub fn from_lines(lines: &[String]) -> Result<OpTimes, String> {
+    pub fn from_lines(lines: &[PeerLine]) -> Result<OpTimes, String> {
         let mut ops = Vec::new();
         let mut step_ms = None;
         for line in lines {
-            let (op, ms) = (field(line, "op")?, number(line, "ms")?);
+            let (op, ms) = (line.field("op")?, line.number("ms")?);
             if op == "(step)" {
                 step_ms = Some(ms);
             } else {
-                let (direction, calls) = (field(line, "direction")?, number(line, "calls")?);
+                let (direction, calls) = (line.field("direction")?, line.number("calls")?);
                 ops.push(OpMs {
                     op,
                     direction,
@@ -241,13 +241,13 @@ mod tests {
             ],
             25.0,
         );
-        let lines: Vec<String> = [
+        let lines: Vec<PeerLine> = [
             r#"{"impl": "pytorch", "op": "linear", "direction": "backward", "calls": 12.0, "ms": 24.0}"#,
             r#"{"impl": "pytorch", "op": "linear", "direction": "forward", "calls": 12.0, "ms": 10.0}"#,
             r#"{"impl": "pytorch", "op": "dropout", "direction": "forward", "calls": 5.0, "ms": 0.5}"#,
             r#"{"impl": "pytorch", "op": "(step)", "direction": "-", "calls": null, "ms": 40.0}"#,
         ]
-        .map(String::from)
+        .map(crate::peers::test_line)
         .to_vec();
         let peer = OpTimes::from_lines(&lines).unwrap();
         let rows = rows(&case, &ours, Some(&peer));
@@ -282,7 +282,9 @@ mod tests {
 
     #[test]
     fn a_peer_profile_without_its_step_line_is_an_error() {
-        let lines = vec![r#"{"op": "linear", "direction": "forward", "calls": 1, "ms": 2}"#.into()];
+        let lines = vec![crate::peers::test_line(
+            r#"{"op": "linear", "direction": "forward", "calls": 1, "ms": 2}"#,
+        )];
         assert!(OpTimes::from_lines(&lines).is_err());
     }
 }

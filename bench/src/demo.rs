@@ -7,48 +7,45 @@
 //! checks that the loss went down. No download: the weights are generated.
 
 use crate::args::{Args, MAX_RUNS};
-use crate::bert_bench::{check_memory, random_ids, step_tokens, MAX_TOKENS};
+use crate::bert_bench::random_ids;
+use crate::memory::{self, step_tokens, Work, MAX_TOKENS};
+use crate::output::{out, outln};
 use crate::peak::fma_peak_gflops;
 use crate::timing::median;
 use smelt_engine::autograd::Profile;
 use smelt_engine::{Arena, CpuOptions};
 use smelt_kernels::cpu::adamw::AdamW;
 use smelt_model::{Batch, Config, HeadKind, Model, Objective, Trainer};
-use std::io::Write;
 use std::time::Instant;
 
 /// Runs the demo and prints its progress and figures.
 pub fn run(args: &Args) -> Result<(), String> {
     args.only(&["steps", "threads", "batch", "seq"])?;
-    let steps = args.count("steps", 5, MAX_RUNS)?;
+    // At least 2: the check compares the first and last loss.
+    let steps = args.count_from("steps", 5, 2, MAX_RUNS)?;
     let threads = args.threads()?;
     let batch = args.count("batch", 8, MAX_TOKENS)?;
     let seq = args.count("seq", 128, MAX_TOKENS)?;
-    if steps < 2 {
-        return Err(
-            "--steps must be at least 2 (the check compares the first and last loss)".into(),
-        );
-    }
     let config =
         Config::preset("distilbert-base").ok_or("the distilbert-base preset is missing")?;
-    step_tokens(&config, batch, seq)?;
-    check_memory(&config, batch, seq, true)?;
+    let sizes = format!("--batch {batch} x --seq {seq}");
+    step_tokens(&config, batch, seq, &sizes)?;
+    memory::check(&config, (batch, seq), Work::Train, 0.0, &sizes)?;
     let opts = CpuOptions::threads(threads);
-    println!(
+    outln!(
         "smelt demo: DistilBERT-base classifier ({} layers, hidden {}, {} heads), batch {batch} x seq {seq}, {threads} threads, kernels: {}",
         config.layers, config.hidden, config.heads, opts.isa
-    );
-    print!("building seeded random weights... ");
-    std::io::stdout().flush().ok();
+    )?;
+    out!("building seeded random weights... ")?;
     let mut model =
         Model::random(&config, HeadKind::Classification, 0x5eed).map_err(|e| e.to_string())?;
-    println!("{:.1} M parameters", model.params().numel() as f64 / 1e6);
+    outln!("{:.1} M parameters", model.params().numel() as f64 / 1e6)?;
     let (batch_in, tokens) = demo_batch(&config, batch, seq)?;
-    println!(
+    outln!(
         "{tokens} tokens per step: {} positions, {} of them padding (computed, not counted as tokens)",
         batch * seq,
         batch * seq - tokens
-    );
+    )?;
     let hp = AdamW {
         lr: 1e-4,
         ..AdamW::default()
@@ -67,13 +64,13 @@ pub fn run(args: &Args) -> Result<(), String> {
         })
         .map_err(|e| e.to_string())?;
         let secs = began.elapsed().as_secs_f64();
-        println!(
+        outln!(
             "step {step}/{steps}: loss {loss:.5}  {:.0} ms  {:.0} tokens/s  {:.1} GFLOP/s  arena {:.0} MB",
             secs * 1e3,
             tokens as f64 / secs,
             step_flops / secs / 1e9,
             arena.capacity() as f64 / 1e6
-        );
+        )?;
         losses.push(loss);
         times.push(secs);
         if step == 1 {
@@ -84,18 +81,18 @@ pub fn run(args: &Args) -> Result<(), String> {
     let steady = median(times[1..].to_vec());
     let gflops = step_flops / steady / 1e9;
     let peak = fma_peak_gflops(threads);
-    println!(
+    outln!(
         "median training step (after the first): {:.1} ms, {:.0} tokens/s, {gflops:.1} GFLOP/s = {:.0}% of the measured FMA peak ({peak:.0} GFLOP/s on {threads} threads)",
         steady * 1e3,
         tokens as f64 / steady,
         100.0 * gflops / peak
-    );
+    )?;
     if let Some(profile) = trainer.profile() {
         let profiled: f64 = times[1..].iter().sum();
-        println!(
+        outln!(
             "where the steps after the first went: {}",
             breakdown(profile, profiled)
-        );
+        )?;
     }
     let growth = if arena.capacity() == after_first {
         "it grew only in the first step".to_string()
@@ -105,15 +102,14 @@ pub fn run(args: &Args) -> Result<(), String> {
             after_first as f64 / 1e6
         )
     };
-    println!(
+    outln!(
         "arena: {:.1} MB high water in {} block(s); {growth}",
         arena.high_water() as f64 / 1e6,
         arena.block_count()
-    );
+    )?;
     let (first, last) = (losses[0], losses[steps - 1]);
     if last < first {
-        println!("check: the loss went down, {first:.5} -> {last:.5}");
-        Ok(())
+        outln!("check: the loss went down, {first:.5} -> {last:.5}")
     } else {
         Err(format!(
             "check failed: the loss did not go down ({first:.5} -> {last:.5})"

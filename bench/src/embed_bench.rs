@@ -5,7 +5,8 @@
 //! ([`SentenceEncoder::prepack`]).
 
 use crate::args::{Args, MAX_RUNS};
-use crate::peers::{field, json_lines, number};
+use crate::embed_cmd::{check_batch, MAX_BATCH};
+use crate::peers::{json_lines, wait_for};
 use crate::report::{Row, Value};
 use crate::timing::median;
 use smelt_engine::CpuOptions;
@@ -25,16 +26,18 @@ pub fn run(args: &Args, threads: usize) -> Result<Vec<Row>, String> {
         .cloned()
         .ok_or("bench embed: --model DIR is required")?;
     let count = args.count("count", 1000, MAX_TEXTS)?;
-    let batch = args.count("batch", 32, usize::MAX)?;
+    let batch = args.count("batch", 32, MAX_BATCH)?;
     let runs = args.count("runs", 3, MAX_RUNS)?;
     let mut encoder = SentenceEncoder::load(Path::new(&dir)).map_err(|e| e.to_string())?;
     let texts = mixed_texts(Path::new(&dir), count)?;
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    check_batch(Path::new(&dir), &encoder, &refs, batch)?;
     let opts = CpuOptions::threads(threads);
     if args.flag("prepack") {
         encoder.prepack(&opts).map_err(|e| e.to_string())?;
     }
 
+    let began = Instant::now();
     let tokenizer = encoder.tokenizer();
     let tokens: usize = refs.iter().map(|t| tokenizer.encode(t).len()).sum();
     let tokenize_ms = time(runs, || {
@@ -82,20 +85,22 @@ pub fn run(args: &Args, threads: usize) -> Result<Vec<Row>, String> {
             "--runs".to_string(),
             runs.to_string(),
         ];
-        let lines = json_lines("--torch", "embed_torch.py", &peer_args);
+        // The peer does the same work: tokenize and embed the texts, `runs` times each.
+        let wait = wait_for(began.elapsed());
+        let lines = json_lines("--torch", "embed_torch.py", &peer_args, wait);
         std::fs::remove_file(&file).ok();
         for line in lines? {
-            let op = field(&line, "op")?;
+            let op = line.field("op")?;
             let rate = if op == "tokenize" {
                 "tokens_per_s"
             } else {
                 "texts_per_s"
             };
             figures.push(Figure {
-                name: field(&line, "impl")?,
-                threads: number(&line, "threads")? as usize,
-                median_ms: number(&line, "median_ms")?,
-                per_s: number(&line, rate)?,
+                name: line.field("impl")?,
+                threads: line.number("threads")? as usize,
+                median_ms: line.number("median_ms")?,
+                per_s: line.number(rate)?,
                 op,
             });
         }

@@ -11,10 +11,12 @@
 //! `--no-truncate`); `tokenize` prints every id of each text, untruncated.
 
 use crate::args::Args;
+use crate::memory::{self, step_tokens, Work};
+use crate::output::stdout_error;
 use smelt_engine::formats::json::Json;
 use smelt_engine::CpuOptions;
 use smelt_model::text::{Tokenizer, Truncation};
-use smelt_model::{Embeddings, SentenceEncoder};
+use smelt_model::{Config, Embeddings, SentenceEncoder};
 use std::io::{BufRead, Write};
 use std::path::Path;
 
@@ -58,19 +60,17 @@ fn model_dir(args: &Args) -> Result<String, String> {
 pub fn embed(args: &Args) -> Result<(), String> {
     args.only(&["model", "batch", "threads", "no-truncate", "stdin"])?;
     let dir = model_dir(args)?;
-    let batch: usize = args.get("batch", 32)?;
+    let batch = args.count("batch", 32, MAX_BATCH)?;
     let threads = args.threads()?;
-    if batch == 0 {
-        return Err("--batch must be at least 1".into());
-    }
     let texts = texts(args)?;
     let encoder = SentenceEncoder::load(Path::new(&dir)).map_err(|e| e.to_string())?;
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    check_batch(Path::new(&dir), &encoder, &refs, batch)?;
     let truncation = if args.flag("no-truncate") {
         Truncation::Error
     } else {
         Truncation::Truncate
     };
-    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let embeddings = encoder
         .embed(&refs, batch, truncation, CpuOptions::threads(threads))
         .map_err(|e| e.to_string())?;
@@ -91,9 +91,45 @@ pub fn embed(args: &Args) -> Result<(), String> {
             Json::String(text.clone()),
             numbers.join(",")
         )
-        .map_err(|e| format!("cannot write stdout: {e}"))?;
+        .map_err(stdout_error)?;
     }
-    out.flush().map_err(|e| format!("cannot write stdout: {e}"))
+    out.flush().map_err(stdout_error)
+}
+
+/// Most texts `--batch` may put in one forward pass (each batch is also held to
+/// [`memory::MAX_TOKENS`] tokens and to the memory available by [`check_batch`]).
+pub const MAX_BATCH: usize = 1 << 16;
+
+/// Refuses an embedding of `texts` in batches of `batch` whose largest batch (the first: the
+/// longest texts, each cut to the model's length) would be more tokens than one step takes or
+/// need more memory than this machine has available, naming `--batch` and the sizes.
+pub fn check_batch(
+    dir: &Path,
+    encoder: &SentenceEncoder,
+    texts: &[&str],
+    batch: usize,
+) -> Result<(), String> {
+    let e = |e: smelt_engine::Error| e.to_string();
+    let config = Config::load(&dir.join("config.json")).map_err(e)?;
+    // Counted as `embed` tokenizes them.
+    let lowercase = SentenceEncoder::lowercases(dir).map_err(e)?;
+    let tokenizer = encoder.tokenizer();
+    let longest = texts
+        .iter()
+        .map(|&t| {
+            if lowercase {
+                tokenizer.encode(&t.to_lowercase()).len()
+            } else {
+                tokenizer.encode(t).len()
+            }
+        })
+        .max()
+        .unwrap_or(0)
+        .clamp(1, encoder.max_len());
+    let rows = batch.min(texts.len()).max(1);
+    let what = format!("--batch {batch}: {rows} texts of up to {longest} tokens");
+    step_tokens(&config, rows, longest, &what)?;
+    memory::check(&config, (rows, longest), Work::Forward, 0.0, &what)
 }
 
 /// An error naming the first text whose embedding holds a NaN or an infinity, which JSON
@@ -132,9 +168,9 @@ pub fn tokenize(args: &Args) -> Result<(), String> {
             Json::String(text.clone()),
             ids.join(",")
         )
-        .map_err(|e| format!("cannot write stdout: {e}"))?;
+        .map_err(stdout_error)?;
     }
-    out.flush().map_err(|e| format!("cannot write stdout: {e}"))
+    out.flush().map_err(stdout_error)
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use smelt_kernels::gpu::attention::Products;
 use smelt_kernels::gpu::{attention, layernorm, GpuBuffer, GpuDevice};
 
 use crate::args::{elements, Args, MAX_ELEMENTS};
-use crate::peers::{json_lines, number};
+use crate::peers::{json_lines, wait_for};
 use crate::report::{Row, Value};
 use crate::timing::interleaved;
 
@@ -285,7 +285,7 @@ pub fn attention(args: &Args) -> Result<Vec<Row>, String> {
         )?;
         let (forward_flops, backward_flops) = attention_flops(&shape);
         let torch = if args.flag("torch") {
-            torch_attention(peer, &shape, bf16, launches)?
+            torch_attention(peer, &shape, bf16, launches, budget)?
         } else {
             Vec::new()
         };
@@ -344,12 +344,14 @@ fn attention_row(run: Run, s: &AttentionShape, ms: f64, tflops: f64, ratio: Opti
     ])
 }
 
-/// PyTorch's (phase, median ms, TFLOP/s) for one attention shape, on device `peer`.
+/// PyTorch's (phase, median ms, TFLOP/s) for one attention shape, on device `peer`; our
+/// timing of it took `budget`.
 fn torch_attention(
     peer: &str,
     s: &AttentionShape,
     bf16: bool,
     launches: usize,
+    budget: Duration,
 ) -> Result<Vec<(String, f64, f64)>, String> {
     let shape = [
         format!("--batch={}", s.batch),
@@ -359,28 +361,24 @@ fn torch_attention(
         format!("--dtype={}", if bf16 { "bf16" } else { "f32" }),
         format!("--launches={launches}"),
     ];
-    torch_peer(peer, "attention", &shape, "tflops")
+    torch_peer(peer, "attention", &shape, "tflops", budget)
 }
 
 /// Runs `bench/peers/attention_torch.py OP` on device `peer` and returns its
-/// (phase, median ms, `figure`) lines.
+/// (phase, median ms, `figure`) lines; it may take [`wait_for`] our `budget`.
 fn torch_peer(
     peer: &str,
     op: &str,
     shape: &[String],
     figure: &str,
+    budget: Duration,
 ) -> Result<Vec<(String, f64, f64)>, String> {
+    let wait = wait_for(budget);
     let mut peer_args = vec![op.to_string(), format!("--device={peer}")];
     peer_args.extend_from_slice(shape);
-    json_lines("--torch", "attention_torch.py", &peer_args)?
+    json_lines("--torch", "attention_torch.py", &peer_args, wait)?
         .iter()
-        .map(|l| {
-            Ok((
-                crate::peers::field(l, "phase")?,
-                number(l, "median_ms")?,
-                number(l, figure)?,
-            ))
-        })
+        .map(|l| Ok((l.field("phase")?, l.number("median_ms")?, l.number(figure)?)))
         .collect()
 }
 
@@ -472,7 +470,7 @@ pub fn layernorm(args: &Args) -> Result<Vec<Row>, String> {
         ];
         let copy_gbps = bytes[0] / t[0] / 1e9;
         let torch = if args.flag("torch") {
-            torch_layernorm(peer, rows_n, cols, dtype, launches)?
+            torch_layernorm(peer, rows_n, cols, dtype, launches, budget)?
         } else {
             Vec::new()
         };
@@ -540,13 +538,14 @@ fn layernorm_row(
 }
 
 /// PyTorch's (phase, median ms, GB/s) for one layer-norm shape and storage type (phases copy,
-/// forward, backward), on device `peer`.
+/// forward, backward), on device `peer`; our timing of it took `budget`.
 fn torch_layernorm(
     peer: &str,
     rows: usize,
     cols: usize,
     dtype: &str,
     launches: usize,
+    budget: Duration,
 ) -> Result<Vec<(String, f64, f64)>, String> {
     let shape = [
         format!("--rows={rows}"),
@@ -554,5 +553,5 @@ fn torch_layernorm(
         format!("--dtype={dtype}"),
         format!("--launches={launches}"),
     ];
-    torch_peer(peer, "layernorm", &shape, "gbps")
+    torch_peer(peer, "layernorm", &shape, "gbps", budget)
 }

@@ -14,6 +14,10 @@
 //! smelt bench softmax [--shape ROWSxCOLS ...] [--threads N] [--isa I] [--json]
 //! ```
 
+// Every line on stdout goes through `output::out!`/`outln!`, which report a closed or full
+// stdout as an error: `println!` panics there.
+#![deny(clippy::print_stdout)]
+
 mod args;
 mod bert_bench;
 mod bert_profile;
@@ -22,6 +26,8 @@ mod embed_bench;
 mod embed_cmd;
 mod gemm_bench;
 mod gpu_bench;
+mod memory;
+mod output;
 mod peak;
 mod peers;
 mod ptx_cmd;
@@ -31,6 +37,7 @@ mod softmax_bench;
 mod timing;
 
 use args::Args;
+use output::outln;
 use report::{Row, Value};
 use std::process::ExitCode;
 
@@ -55,7 +62,7 @@ const USAGE: &str = "usage:
                       [--launches K] [--budget-ms T] [--torch] [--json]
                  (GPU kernels: --device cuda needs a build with --features cuda and a GPU)
 options:
-  --threads N    threads for every implementation (default: all cores)
+  --threads N    threads for every implementation (default: all cores; at most 4 per core, 8 on smaller machines)
   --isa I        bench gemm|softmax: our kernels for avx512, avx2 or portable (default: the fastest
                  this CPU runs), to compare microkernels on one machine; the rows name it
   --json         one JSON object per line instead of a table
@@ -107,8 +114,7 @@ fn main() -> ExitCode {
 fn run(raw: &[String]) -> Result<(), String> {
     let first = raw.first().map(String::as_str);
     if matches!(first, Some("help" | "--help" | "-h")) {
-        println!("{USAGE}");
-        return Ok(());
+        return outln!("{USAGE}");
     }
     // The command's words, the rest of the line, and the command's options without a value.
     let (command, rest, flags): (&[String], &[String], &[&str]) = match first {
@@ -130,8 +136,7 @@ fn run(raw: &[String]) -> Result<(), String> {
     let args = Args::parse(rest, flags);
     // `--help` anywhere an option can be (`smelt bench gemm --shape 64x64x64 --help`).
     if args.help || command.iter().any(|w| w == "--help" || w == "-h") {
-        println!("{USAGE}");
-        return Ok(());
+        return outln!("{USAGE}");
     }
     let no_positional = || match args.positional.first() {
         Some(extra) => Err(format!("unexpected argument {extra:?}\n{USAGE}")),
@@ -245,18 +250,17 @@ fn bench(what: &str, args: &Args) -> Result<(), String> {
         "embed" => embed_bench::run(args, threads)?,
         _ => {
             let (rows, profile) = bert_bench::run(args, threads)?;
-            report::print(&rows, json);
+            report::print(&rows, json)?;
             if !profile.is_empty() {
                 if !json {
-                    println!();
+                    outln!()?;
                 }
-                report::print(&profile, json);
+                report::print(&profile, json)?;
             }
             return Ok(());
         }
     };
-    report::print(&rows, json);
-    Ok(())
+    report::print(&rows, json)
 }
 
 /// The FMA peak measured on `threads` cores at once (`total` GFLOP/s), as a row; `scaling`

@@ -17,7 +17,8 @@
 //! (kind, kernel, block, thread, PTX line, address); nothing is written then.
 
 use crate::args::Args;
-use smelt_engine::formats::safetensors::{write, Dtype, RawTensor, SafeTensors};
+use crate::output::{outln, PendingFile};
+use smelt_engine::formats::safetensors::{write, Dtype, RawTensor, SafeTensors, TensorInfo};
 use smelt_ptx_sim::{Arg, Buffer, Dim3, ErrorKind, Launch, Module, Sim, SimError};
 use std::path::Path;
 use std::time::Instant;
@@ -40,9 +41,10 @@ const DEFAULT_MAX_INSTRUCTIONS: u64 = 1_000_000_000;
 /// The forms an `--args` item may take, for error messages.
 const ARG_FORMS: &str = "buf:NAME, zeros:NAME:BYTES, u32:V, i32:V, u64:V, i64:V, f32:V or f64:V";
 
-/// The most bytes of `zeros:` buffers, one or all together (more is a typo, not a
-/// simulation: each is allocated, and copied again for the output).
-const MAX_ZEROS_BYTES: usize = 1 << 32;
+/// The most bytes of the launch's buffers, `zeros:` or `buf:`, one or all together (more is a
+/// typo or the wrong file, not a simulation: each is allocated, and copied again for the
+/// output).
+const MAX_BUFFER_BYTES: usize = 1 << 32;
 
 /// How many tensor names the message for a missing `buf:` tensor lists.
 const NAMES_SHOWN: usize = 8;
@@ -86,6 +88,7 @@ pub fn run(args: &Args) -> Result<(), String> {
     };
     let kernel = need("kernel")?;
     let output = need("output")?;
+    let pending = PendingFile::create("--output", &output)?;
     let grid = parse_dim3("grid", &need("grid")?)?;
     let block = parse_dim3("block", &need("block")?)?;
     let shared_bytes: u32 = args.get("shared", 0)?;
@@ -119,9 +122,10 @@ pub fn run(args: &Args) -> Result<(), String> {
         .zip(&bytes)
         .map(|(o, b)| (o.name.as_str(), o.dtype, o.shape.as_slice(), b.as_slice()))
         .collect();
-    write(Path::new(&output), &tensors, &[]).map_err(|e| e.to_string())?;
+    write(pending.temp(), &tensors, &[]).map_err(|e| pending.error(e))?;
+    pending.commit()?;
     let rate = report.instructions as f64 / seconds.max(1e-9) / 1e6;
-    println!(
+    outln!(
         "ran {kernel}: grid ({},{},{}), block ({},{},{}), {} thread-instructions in {:.3} ms ({rate:.1} M thread-instr/s); wrote {output}",
         grid.x,
         grid.y,
@@ -131,8 +135,7 @@ pub fn run(args: &Args) -> Result<(), String> {
         block.z,
         report.instructions,
         seconds * 1e3,
-    );
-    Ok(())
+    )
 }
 
 /// How to raise the limit, for a launch stopped at `--max-instructions`.
@@ -166,7 +169,7 @@ fn parse_dim3(option: &str, s: &str) -> Result<Dim3, String> {
 }
 
 /// Parses the value of `--args`; buffer names must be distinct, and the `zeros:` buffers hold
-/// at most [`MAX_ZEROS_BYTES`] together. An empty list is no arguments.
+/// at most [`MAX_BUFFER_BYTES`] together. An empty list is no arguments.
 fn parse_arg_list(list: &str) -> Result<Vec<ArgSpec>, String> {
     if list.trim().is_empty() {
         return Ok(Vec::new());
@@ -196,9 +199,9 @@ fn parse_arg_list(list: &str) -> Result<Vec<ArgSpec>, String> {
             _ => 0,
         })
         .sum();
-    if zeros > MAX_ZEROS_BYTES {
+    if zeros > MAX_BUFFER_BYTES {
         return Err(format!(
-            "--args: the zeros buffers hold {zeros} bytes together, more than {MAX_ZEROS_BYTES}"
+            "--args: the zeros buffers hold {zeros} bytes together, more than {MAX_BUFFER_BYTES}"
         ));
     }
     Ok(specs)
@@ -231,9 +234,9 @@ fn parse_arg(item: &str) -> Result<ArgSpec, String> {
                 .trim()
                 .parse()
                 .map_err(|_| format!("{bytes:?} is not a byte count"))?;
-            if bytes > MAX_ZEROS_BYTES {
+            if bytes > MAX_BUFFER_BYTES {
                 return Err(format!(
-                    "{bytes} bytes is more than the {MAX_ZEROS_BYTES} a zeros buffer may have"
+                    "{bytes} bytes is more than the {MAX_BUFFER_BYTES} a zeros buffer may have"
                 ));
             }
             Ok(ArgSpec::Zeros(name(buffer)?, bytes))
@@ -268,45 +271,96 @@ fn device_args(
         }
         None => None,
     };
+    // Every tensor is found and sized before any buffer is made.
+    let tensors = specs
+        .iter()
+        .filter_map(|spec| match spec {
+            ArgSpec::Tensor(name) => Some(name),
+            _ => None,
+        })
+        .map(|name| {
+            let inputs = inputs.as_ref().ok_or_else(|| {
+                format!("--args buf:{name}: no --buffers file to read tensor '{name}' from")
+            })?;
+            let (info, bytes) = tensor_bytes(inputs, name)?;
+            Ok((name.as_str(), info, bytes))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let file = inputs.as_ref().map_or("", |f| f.file());
+    let sizes: Vec<(&str, usize)> = tensors.iter().map(|(n, _, b)| (*n, b.len())).collect();
+    check_tensor_bytes(specs, &sizes, file)?;
+    let mut tensors = tensors.into_iter();
     let mut args = Vec::with_capacity(specs.len());
     let mut outputs = Vec::new();
     for spec in specs {
-        match spec {
-            ArgSpec::Scalar(arg) => args.push(*arg),
-            ArgSpec::Zeros(name, bytes) => {
-                let buffer = sim.zeros(*bytes);
-                args.push(Arg::Ptr(buffer));
-                outputs.push(Output {
-                    name: name.clone(),
-                    dtype: Dtype::U8,
-                    shape: vec![*bytes],
-                    buffer,
-                });
+        let (name, dtype, shape, buffer) = match spec {
+            ArgSpec::Scalar(arg) => {
+                args.push(*arg);
+                continue;
             }
+            ArgSpec::Zeros(name, bytes) => (name, Dtype::U8, vec![*bytes], sim.zeros(*bytes)),
             ArgSpec::Tensor(name) => {
-                let inputs = inputs.as_ref().ok_or_else(|| {
-                    format!("--args buf:{name}: no --buffers file to read tensor '{name}' from")
-                })?;
-                let (info, bytes) = tensor_bytes(inputs, name)?;
-                let buffer = sim.upload_bytes(bytes);
-                args.push(Arg::Ptr(buffer));
-                outputs.push(Output {
-                    name: name.clone(),
-                    dtype: info.dtype,
-                    shape: info.shape.clone(),
-                    buffer,
-                });
+                let Some((_, info, bytes)) = tensors.next() else {
+                    return Err(format!("--args buf:{name}: tensor '{name}' was not read"));
+                };
+                (
+                    name,
+                    info.dtype,
+                    info.shape.clone(),
+                    sim.upload_bytes(bytes),
+                )
             }
-        }
+        };
+        args.push(Arg::Ptr(buffer));
+        outputs.push(Output {
+            name: name.clone(),
+            dtype,
+            shape,
+            buffer,
+        });
     }
     Ok((args, outputs))
+}
+
+/// Refuses `buf:` tensors (`tensors` of `file`: name and bytes) of more than
+/// [`MAX_BUFFER_BYTES`], or that bring all the buffers of `specs` past it together, naming the
+/// tensor and its file (a tensor of GBs is the wrong file or name, and would be copied twice).
+fn check_tensor_bytes(
+    specs: &[ArgSpec],
+    tensors: &[(&str, usize)],
+    file: &str,
+) -> Result<(), String> {
+    // The zeros buffers' bytes, held to the cap together by `parse_arg_list`.
+    let mut total: usize = specs
+        .iter()
+        .map(|spec| match spec {
+            ArgSpec::Zeros(_, bytes) => *bytes,
+            _ => 0,
+        })
+        .sum();
+    for &(name, bytes) in tensors {
+        if bytes > MAX_BUFFER_BYTES {
+            return Err(format!(
+                "--args buf:{name}: tensor '{name}' of {file} holds {bytes} bytes, more than \
+                 the {MAX_BUFFER_BYTES} a buffer may have"
+            ));
+        }
+        total = total.saturating_add(bytes);
+        if total > MAX_BUFFER_BYTES {
+            return Err(format!(
+                "--args buf:{name}: with tensor '{name}' of {file} the buffers hold {total} \
+                 bytes together, more than {MAX_BUFFER_BYTES}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Tensor `name` of `file`: its dtype and shape, and its raw little-endian bytes.
 fn tensor_bytes<'f>(
     file: &'f SafeTensors,
     name: &str,
-) -> Result<(&'f smelt_engine::formats::safetensors::TensorInfo, &'f [u8]), String> {
+) -> Result<(&'f TensorInfo, &'f [u8]), String> {
     let Some(info) = file.info(name) else {
         let names: Vec<&str> = file.names().take(NAMES_SHOWN).collect();
         let more = if file.names().len() > NAMES_SHOWN {

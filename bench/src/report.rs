@@ -1,5 +1,7 @@
 //! Output of the benchmarks: an aligned table for people, or one JSON object per line.
 
+use crate::output::outln;
+
 /// One field of a result row.
 pub enum Value {
     Text(String),
@@ -56,13 +58,15 @@ fn significant(x: f64) -> String {
     rounded.to_string()
 }
 
-/// Prints rows as JSON lines, or as a table whose header is the first row's keys.
-pub fn print(rows: &[Row], json: bool) {
+/// Prints rows as JSON lines, or as a table whose header is the first row's keys; a closed
+/// or full stdout is an error.
+pub fn print(rows: &[Row], json: bool) -> Result<(), String> {
     if json {
-        rows.iter().for_each(|r| println!("{}", r.json()));
-        return;
+        return rows.iter().try_for_each(|r| outln!("{}", r.json()));
     }
-    let Some(first) = rows.first() else { return };
+    let Some(first) = rows.first() else {
+        return Ok(());
+    };
     let header: Vec<String> = first.0.iter().map(|(k, _)| k.to_string()).collect();
     let body: Vec<Vec<String>> = rows.iter().map(Row::cells).collect();
     let widths: Vec<usize> = (0..header.len())
@@ -83,8 +87,8 @@ pub fn print(rows: &[Row], json: bool) {
             .collect::<Vec<_>>()
             .join("  ")
     };
-    println!("{}", line(&header));
-    body.iter().for_each(|r| println!("{}", line(r)));
+    outln!("{}", line(&header))?;
+    body.iter().try_for_each(|r| outln!("{}", line(r)))
 }
 
 #[cfg(test)]

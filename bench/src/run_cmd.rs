@@ -5,12 +5,16 @@
 //! checkpoint name.
 
 use crate::args::Args;
+use crate::memory::{self, param_count, step_tokens, Work};
+use crate::output::{outln, PendingFile};
 use smelt_engine::formats::safetensors::{write_tensors, Dtype, SafeTensors, TensorData};
 use smelt_engine::{Arena, CpuOptions, Graph, Tape, Tensor};
 use smelt_model::{Batch, Config, HeadKind, Model, Objective};
 use std::path::Path;
 
-/// Runs the command.
+/// Runs the command. The output goes to a temporary file beside OUT (made first, so a missing
+/// or read-only directory is an error before any work) and is renamed to OUT once written
+/// whole; the input's shape is checked against the memory available before the model loads.
 pub fn run(args: &Args) -> Result<(), String> {
     args.only(&["model", "input", "output", "grad", "threads"])?;
     let need = |name: &str| {
@@ -22,13 +26,16 @@ pub fn run(args: &Args) -> Result<(), String> {
     let (dir, input, output) = (need("model")?, need("input")?, need("output")?);
     let threads = args.threads()?;
     let grad = args.flag("grad");
+    let pending = PendingFile::create("--output", &output)?;
     let e = |e: smelt_engine::Error| e.to_string();
     let dir = Path::new(&dir);
     let config = Config::load(&dir.join("config.json")).map_err(e)?;
-    let model = Model::load_with_head(dir, &config, HeadKind::None).map_err(e)?;
     let inputs = SafeTensors::open(Path::new(&input)).map_err(e)?;
     refuse_unsupported_inputs(&inputs)?;
-    let batch = read_batch(&inputs, &config)?;
+    let shape = check_ids(&inputs, &config)?;
+    check_memory(&inputs, &config, shape, grad)?;
+    let model = Model::load_with_head(dir, &config, HeadKind::None).map_err(e)?;
+    let batch = read_batch(&inputs, &config, shape)?;
     let probe = if grad {
         let probe = inputs.tensor_f32("probe").map_err(e)?;
         let want = [batch.batch(), batch.seq(), config.hidden];
@@ -82,9 +89,30 @@ pub fn run(args: &Args) -> Result<(), String> {
         .iter()
         .map(|(name, dims, values)| (name.as_str(), dims.as_slice(), TensorData::F32(values)))
         .collect();
-    write_tensors(Path::new(&output), &tensors, &[]).map_err(e)?;
-    println!("wrote {} tensors to {output}", tensors.len());
-    Ok(())
+    write_tensors(pending.temp(), &tensors, &[]).map_err(|err| pending.error(err))?;
+    pending.commit()?;
+    outln!("wrote {} tensors to {output}", tensors.len())
+}
+
+/// Refuses inputs of `[batch, seq]` tokens (`input_ids`' shape) whose forward (and with
+/// `grad` backward) would not fit in the memory this machine has available, or that are more
+/// tokens than one step takes ([`memory::MAX_TOKENS`]), naming the file, the tensor and its
+/// shape.
+fn check_memory(
+    inputs: &SafeTensors,
+    config: &Config,
+    (batch, seq): (usize, usize),
+    grad: bool,
+) -> Result<(), String> {
+    let what = format!("{}: input_ids of shape [{batch}, {seq}]", inputs.file());
+    step_tokens(config, batch, seq, &what)?;
+    let (work, outputs) = if grad {
+        // The gradients copied out for the file.
+        (Work::Backward, 4.0 * param_count(config) as f64)
+    } else {
+        (Work::Forward, 0.0)
+    };
+    memory::check(config, (batch, seq), work, outputs, &what)
 }
 
 /// Inputs of HF's forward that this command does not take: with any of them in the file the
@@ -109,12 +137,15 @@ fn refuse_unsupported_inputs(inputs: &SafeTensors) -> Result<(), String> {
     }
 }
 
-/// `input_ids` `[B, T]` (I64 or I32), optional `attention_mask` (integers, booleans, or
-/// floats of 0 and 1, as HF takes them) and `token_type_ids` of the same shape, checked
-/// against the model.
-fn read_batch(inputs: &SafeTensors, config: &Config) -> Result<Batch, String> {
+/// `input_ids` `[B, T]` (I64 or I32, of the shape [`check_ids`] read), optional
+/// `attention_mask` (integers, booleans, or floats of 0 and 1, as HF takes them) and
+/// `token_type_ids` of the same shape, checked against the model.
+fn read_batch(
+    inputs: &SafeTensors,
+    config: &Config,
+    (batch, seq): (usize, usize),
+) -> Result<Batch, String> {
     let e = |e: smelt_engine::Error| e.to_string();
-    let (batch, seq) = check_ids(inputs, config)?;
     let (dims, ids) = inputs.tensor_i64("input_ids").map_err(e)?;
     let optional = |name: &str| -> Result<Option<Vec<i64>>, String> {
         let Some(info) = inputs.info(name) else {

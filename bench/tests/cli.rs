@@ -185,7 +185,9 @@ fn bad_input_is_a_message_and_a_failure() {
 }
 
 /// `--threads` past the maximum (or 0) is a message and a failure before any thread pool
-/// is built; `usize::MAX` used to abort with a capacity overflow in the thread team.
+/// is built; `usize::MAX` used to abort with a capacity overflow in the thread team, and
+/// 1000 threads on 2 cores took 23 s and 8.7 GB for a run of the tiny fixture. The limit is
+/// 4 threads per core (at least 8), and the message names the core count.
 #[test]
 fn thread_counts_past_the_maximum_are_refused() {
     let bert = fixture("bert");
@@ -193,7 +195,9 @@ fn thread_counts_past_the_maximum_are_refused() {
     let output =
         std::env::temp_dir().join(format!("smelt-threads-{}.safetensors", std::process::id()));
     let tokenizer = fixture("tokenizer");
-    for threads in ["18446744073709551615", "1025", "0"] {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let past = (4 * cores).clamp(8, 1024) + 1;
+    for threads in ["18446744073709551615", "1025", "0", &past.to_string()] {
         let commands: [&[&str]; 4] = [
             &[
                 "run",
@@ -217,12 +221,32 @@ fn thread_counts_past_the_maximum_are_refused() {
             &["demo", "--threads", threads],
             &["bench", "softmax", "--threads", threads],
         ];
-        let message = format!("--threads must be between 1 and 1024, got {threads}");
+        let message = format!(
+            "--threads must be between 1 and {}, got {threads}",
+            past - 1
+        );
         for args in commands {
-            assert_refused(args, &message);
+            let stderr = assert_refused(args, &message);
+            assert!(
+                stderr.contains(&format!("this machine has {cores} cores")),
+                "{stderr}"
+            );
         }
     }
     assert!(!output.exists());
+    // One thread and one per core run.
+    for threads in ["1".to_string(), cores.to_string()] {
+        smelt_ok(&[
+            "bench",
+            "softmax",
+            "--shape",
+            "64x33",
+            "--budget-ms",
+            "10",
+            "--threads",
+            &threads,
+        ]);
+    }
 }
 
 /// Counts and sizes far past what a run can hold are a message and a failure before any
@@ -233,8 +257,8 @@ fn huge_counts_and_shapes_are_refused() {
     let max = "18446744073709551615";
     let sentence = fixture("sentence");
     let sentence = sentence.to_str().unwrap();
-    let cases: [(&[&str], &str); 14] = [
-        (&["demo", "--steps", max], "--steps must be between 1 and"),
+    let cases: [(&[&str], &str); 16] = [
+        (&["demo", "--steps", max], "--steps must be between 2 and"),
         (&["demo", "--batch", max], "--batch must be between 1 and"),
         (&["demo", "--batch", "100000"], "tokens is too many"),
         (
@@ -252,6 +276,14 @@ fn huge_counts_and_shapes_are_refused() {
         (
             &["bench", "embed", "--model", sentence, "--runs", max],
             "--runs must be between 1 and",
+        ),
+        (
+            &["bench", "embed", "--model", sentence, "--batch", max],
+            "--batch must be between 1 and 65536, got",
+        ),
+        (
+            &["embed", "--model", sentence, "--batch", max, "hi"],
+            "--batch must be between 1 and 65536, got",
         ),
         (
             &["bench", "softmax", "--shape", "4294967296x4294967296"],
@@ -638,21 +670,294 @@ fn bench_rows_describe_what_ran() {
 /// hundreds of GB.
 #[test]
 fn a_step_larger_than_memory_is_refused() {
-    let available_gb = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            let line = s.lines().find(|l| l.starts_with("MemAvailable:"))?;
-            line.split_whitespace().nth(1)?.parse::<f64>().ok()
-        })
-        .map(|kb| kb / 1e6);
     // Only where /proc says how much there is, and less than the bound of such a step.
-    if available_gb.is_some_and(|gb| gb < 300.0) {
+    if available_gb().is_some_and(|gb| gb < 300.0) {
         assert_refused(&["demo", "--batch", "2048", "--seq", "512"], "GB available");
         assert_refused(
             &[
                 "bench", "bert", "--batch", "2048", "--seq", "512", "--phase", "train",
             ],
-            "a training step needs at least",
+            "a forward and backward needs about",
+        );
+    }
+}
+
+/// The memory this machine has available (`MemAvailable`), in GB, where /proc says.
+fn available_gb() -> Option<f64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1e6)
+}
+
+/// A new empty directory for one test.
+fn temp_dir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("smelt-cli-{}-{test}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The names of the files in `dir`, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Every command that prints: a closed stdout (a pipe whose reader is gone, as `| head -1`
+/// leaves it) or a full one (`> /dev/full`) is a message naming stdout and exit status 1; it
+/// was a panic, exit status 101, in every command but `tokenize` and `embed`.
+#[test]
+fn a_closed_or_full_stdout_is_an_error_not_a_panic() {
+    let dir = temp_dir("stdout");
+    let bert = fixture("bert");
+    let input = bert.join("reference.safetensors");
+    let output = dir.join("out.safetensors");
+    let ptx = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../kernels/ptx-sim/tests/kernels/transpose.ptx");
+    let tokenizer = fixture("tokenizer");
+    let commands: [&[&str]; 7] = [
+        &["help"],
+        &["bench", "gemm", "--help"],
+        &["demo", "--steps", "3", "--batch", "1", "--seq", "8"],
+        &[
+            "run",
+            "--model",
+            bert.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+        ],
+        &[
+            "bench",
+            "softmax",
+            "--shape",
+            "64x33",
+            "--budget-ms",
+            "5",
+            "--threads",
+            "1",
+        ],
+        &[
+            "ptx",
+            "run",
+            ptx.to_str().unwrap(),
+            "--kernel",
+            "transpose",
+            "--grid",
+            "2,2",
+            "--block",
+            "32,8",
+            "--args",
+            "zeros:in:6660,zeros:out:6660,i32:37,i32:45",
+            "--output",
+            output.to_str().unwrap(),
+        ],
+        &["tokenize", "--model", tokenizer.to_str().unwrap(), "Hello"],
+    ];
+    for args in commands {
+        let (reader, closed) = std::io::pipe().unwrap();
+        drop(reader);
+        let mut sinks: Vec<(&str, std::process::Stdio)> = vec![("closed pipe", closed.into())];
+        if let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") {
+            sinks.push(("/dev/full", full.into()));
+        }
+        for (sink, stdout) in sinks {
+            let out = Command::new(env!("CARGO_BIN_EXE_smelt"))
+                .args(args)
+                .stdout(stdout)
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{args:?} > {sink}: {stderr}");
+            assert!(
+                stderr.contains("cannot write stdout") && !stderr.contains("panicked"),
+                "{args:?} > {sink}: {stderr}"
+            );
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A safetensors file whose only tensor is `input_ids` of `shape`, I64 zeros, written sparse
+/// (only its header takes room on disk).
+fn write_sparse_ids(path: &Path, shape: [usize; 2]) {
+    let bytes = shape[0] * shape[1] * 8;
+    let header = format!(
+        "{{\"input_ids\":{{\"dtype\":\"I64\",\"shape\":{shape:?},\"data_offsets\":[0,{bytes}]}}}}"
+    );
+    let mut head = (header.len() as u64).to_le_bytes().to_vec();
+    head.extend_from_slice(header.as_bytes());
+    std::fs::write(path, &head).unwrap();
+    let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    file.set_len((head.len() + bytes) as u64).unwrap();
+}
+
+/// `smelt run` checks the input's shape against the memory available before it loads the
+/// model (it ran on until the kernel killed it, or aborted on a failed allocation: ids
+/// `[100000, 40]` on the tiny fixture reached 4.3 GB): more tokens than one step takes, or
+/// a step that needs more memory than there is, are refused naming the file and the shape.
+#[test]
+fn run_refuses_inputs_too_large_for_memory() {
+    let dir = temp_dir("run-memory");
+    // BERT-large's sizes and no weights: the check comes before they are read.
+    let large = dir.join("large");
+    std::fs::create_dir_all(&large).unwrap();
+    let config = std::fs::read_to_string(fixture("bert").join("config.json")).unwrap();
+    let config = config
+        .replace("\"hidden_size\": 32", "\"hidden_size\": 1024")
+        .replace("\"intermediate_size\": 37", "\"intermediate_size\": 4096")
+        .replace("\"num_attention_heads\": 4", "\"num_attention_heads\": 16")
+        .replace("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 24")
+        .replace(
+            "\"max_position_embeddings\": 40",
+            "\"max_position_embeddings\": 512",
+        );
+    assert!(config.contains("\"num_hidden_layers\": 24"), "{config}");
+    std::fs::write(large.join("config.json"), config).unwrap();
+    let output = dir.join("out.safetensors");
+    let mut cases = vec![
+        (
+            fixture("bert"),
+            [100_000, 40],
+            false,
+            "4000000 tokens is too many",
+        ),
+        (
+            large.clone(),
+            [4096, 512],
+            false,
+            "2097152 tokens is too many",
+        ),
+    ];
+    // 2^20 tokens of BERT-large's forward and backward: terabytes.
+    if available_gb().is_some_and(|gb| gb < 1000.0) {
+        cases.push((large.clone(), [2048, 512], true, "GB available"));
+    }
+    for (model, shape, grad, message) in cases {
+        let input = dir.join(format!("ids-{}x{}.safetensors", shape[0], shape[1]));
+        write_sparse_ids(&input, shape);
+        let mut args = run_args(&model, &input, &output).to_vec();
+        if grad {
+            args.push("--grad");
+        }
+        let stderr = assert_refused(&args, message);
+        let named = format!(
+            "{}: input_ids of shape [{}, {}]",
+            input.display(),
+            shape[0],
+            shape[1]
+        );
+        assert!(stderr.contains(&named), "{stderr}");
+    }
+    assert!(!output.exists());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `smelt embed --batch N` is bounded, and its largest batch (the longest texts, cut to the
+/// model's length) is held to the tokens of one step and the memory available: a batch of
+/// 40000 texts of 40 tokens was embedded in one pass of 1.6 M tokens.
+#[test]
+fn embed_batches_are_bounded() {
+    // The tiny `bert` fixture with a vocabulary of its 99 rows.
+    let dir = temp_dir("embed-batch");
+    for file in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixture("bert").join(file), dir.join(file)).unwrap();
+    }
+    let mut vocab: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        .map(String::from)
+        .to_vec();
+    vocab.extend((0..26).map(|c| char::from(b'a' + c).to_string()));
+    std::fs::write(dir.join("vocab.txt"), vocab.join("\n") + "\n").unwrap();
+    let model = dir.to_str().unwrap();
+    let out = smelt_ok(&["embed", "--model", model, "--batch", "100", "a b", "c"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+    assert_refused(
+        &["embed", "--model", model, "--batch", "0", "a"],
+        "--batch must be between 1 and 65536, got 0",
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_smelt"))
+        .args(["embed", "--model", model, "--stdin", "--batch", "65536"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let line = "a b c d e f g h i j k l m n o p q r s t u v w x y z a b c d e f g h i j k l m n\n";
+    let texts = line.repeat(40_000);
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        // The refusal may come before every line is read.
+        let _ = stdin.write_all(texts.as_bytes());
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr
+            .contains("--batch 65536: 40000 texts of up to 40 tokens: 1600000 tokens is too many"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `smelt run --output` is written to a temporary file beside it and renamed into place: a
+/// missing directory is an error before any work (before the model is read; it was found
+/// after the whole computation), a write that fails leaves the old file as it was (it was
+/// left truncated), and success leaves no temporary file behind.
+#[test]
+fn run_output_is_written_whole_or_not_at_all() {
+    let dir = temp_dir("run-output");
+    let bert = fixture("bert");
+    let input = bert.join("reference.safetensors");
+    let missing = dir.join("no-such-dir").join("out.safetensors");
+    let nowhere = Path::new("/nonexistent-model");
+    let stderr = assert_refused(&run_args(nowhere, &input, &missing), "does not exist");
+    assert!(
+        stderr.contains(missing.to_str().unwrap()) && !stderr.contains("config.json"),
+        "{stderr}"
+    );
+    let output = dir.join("out.safetensors");
+    let mut args = run_args(&bert, &input, &output).to_vec();
+    args.push("--grad");
+    smelt_ok(&args);
+    assert_eq!(listing(&dir), ["out.safetensors"]);
+    // A file-size limit of 16 blocks (8 or 16 KB; the gradients take about 80 KB) makes the
+    // write fail midway, with SIGXFSZ ignored so that it is an error, not a kill.
+    std::fs::write(&output, b"the previous output").unwrap();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("trap '' XFSZ; ulimit -f 16; exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_smelt"))
+        .args(&args[..])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(output.to_str().unwrap()) && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(&output).unwrap(), b"the previous output");
+    assert_eq!(listing(&dir), ["out.safetensors"]);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `demo --steps` is refused below 2 with one message, whatever the count (1 said "at least 2"
+/// and 0 "between 1 and 100000").
+#[test]
+fn demo_steps_below_two_have_one_message() {
+    for steps in ["0", "1"] {
+        assert_refused(
+            &["demo", "--steps", steps],
+            &format!("--steps must be between 2 and 100000, got {steps}"),
         );
     }
 }

@@ -270,3 +270,69 @@ fn bad_command_lines_are_a_message_and_a_failure() {
     assert!(!output.exists(), "no failed case writes the output");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `buf:` tensors are held to the 4 GiB of `zeros:` buffers, one or all together, with an
+/// error naming the tensor: a sparse 8 GiB tensor was copied into the simulator and aborted
+/// on the failed allocation.
+#[test]
+fn buffers_from_tensors_have_the_size_cap_of_zeros_buffers() {
+    let dir = temp_dir("buf-cap");
+    let buffers = dir.join("big.safetensors");
+    // Sparse: only the header takes room on disk.
+    let (gib, big) = (1usize << 30, 8usize << 30);
+    let header = format!(
+        "{{\"big\":{{\"dtype\":\"U8\",\"shape\":[{big}],\"data_offsets\":[0,{big}]}},\
+         \"a\":{{\"dtype\":\"U8\",\"shape\":[{}],\"data_offsets\":[{big},{}]}},\
+         \"b\":{{\"dtype\":\"U8\",\"shape\":[{}],\"data_offsets\":[{},{}]}}}}",
+        3 * gib,
+        big + 3 * gib,
+        3 * gib,
+        big + 3 * gib,
+        big + 6 * gib
+    );
+    let mut head = (header.len() as u64).to_le_bytes().to_vec();
+    head.extend_from_slice(header.as_bytes());
+    std::fs::write(&buffers, &head).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&buffers)
+        .unwrap();
+    file.set_len((head.len() + big + 6 * gib) as u64).unwrap();
+    let output = dir.join("out.safetensors");
+    let cases = [
+        (
+            "buf:big,i32:1",
+            "--args buf:big: tensor 'big' of ",
+            "holds 8589934592 bytes, more than the 4294967296 a buffer may have",
+        ),
+        (
+            "buf:a,buf:b",
+            "--args buf:b: with tensor 'b' of ",
+            "the buffers hold 6442450944 bytes together, more than 4294967296",
+        ),
+    ];
+    for (args, head, tail) in cases {
+        let out = smelt(&[
+            "ptx",
+            "run",
+            &corpus("out_of_bounds.ptx"),
+            "--kernel",
+            "out_of_bounds",
+            "--grid",
+            "1",
+            "--block",
+            "32",
+            "--buffers",
+            path(&buffers),
+            "--args",
+            args,
+            "--output",
+            path(&output),
+        ]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{args}: {err}");
+        assert!(err.contains(head) && err.contains(tail), "{args}: {err}");
+    }
+    assert!(!output.exists());
+    std::fs::remove_dir_all(&dir).ok();
+}
