@@ -724,15 +724,7 @@ fn a_closed_or_full_stdout_is_an_error_not_a_panic() {
         &["help"],
         &["bench", "gemm", "--help"],
         &["demo", "--steps", "3", "--batch", "1", "--seq", "8"],
-        &[
-            "run",
-            "--model",
-            bert.to_str().unwrap(),
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            output.to_str().unwrap(),
-        ],
+        &run_args(&bert, &input, &output),
         &[
             "bench",
             "softmax",
