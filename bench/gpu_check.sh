@@ -11,11 +11,16 @@
 #                                  a kernel fault names its kernel), attention.jsonl,
 #                                  attention-bf16.jsonl, attention-d128.jsonl,
 #                                  attention-d128-bf16.jsonl, layernorm.jsonl,
-#                                  layernorm-bf16.jsonl
+#                                  layernorm-bf16.jsonl, with steps.log (each step and its
+#                                  status) and gpu.csv (nvidia-smi's name, driver, memory)
 #
 # `run` goes on after a failure so that one call gives every figure; its exit status is the
 # first failure's.
 set -uo pipefail
+# A relative DIR is the caller's, not the repository root's.
+if [ "${1:-}" = run ] && [ -n "${2:-}" ]; then
+    mkdir -p "$2" && set -- run "$(cd "$2" && pwd)" || exit 1
+fi
 cd "$(dirname "$0")/.." || exit 1
 
 case "${1:-}" in

@@ -167,7 +167,18 @@ pub fn rows(case: &ProfileCase<'_>, ours: &OpTimes, peer: Option<&OpTimes>) -> V
     let mut out: Vec<Row> = ours
         .ops
         .iter()
-        .map(|o| row(&o.op, &o.direction, Cell::of(Some(o)), theirs(o), true))
+        .map(|o| {
+            // A ratio only where both ran the op as often: our one `add` (the embeddings')
+            // is not PyTorch's six (its residual adds, which our layer norm fuses).
+            let (mine, theirs) = (Cell::of(Some(o)), theirs(o));
+            row(
+                &o.op,
+                &o.direction,
+                mine,
+                theirs,
+                mine.calls == theirs.calls,
+            )
+        })
         .collect();
     if let Some(peer) = peer {
         for o in &peer.ops {
@@ -220,6 +231,8 @@ mod tests {
             Some(Value::Text(t)) => t.clone(),
             Some(Value::Num(x)) => format!("{x:.2}"),
             Some(Value::Int(i)) => i.to_string(),
+            Some(Value::Bool(b)) => b.to_string(),
+            Some(Value::Null) => "null".into(),
             None => "absent".into(),
         }
     }
@@ -237,6 +250,7 @@ mod tests {
             &[
                 ("linear", "forward", 12.0, 8.0),
                 ("tanh", "forward", 1.0, 0.5),
+                ("add", "forward", 1.0, 0.25),
                 ("linear", "backward", 12.0, 16.0),
             ],
             25.0,
@@ -245,6 +259,7 @@ mod tests {
             r#"{"impl": "pytorch", "op": "linear", "direction": "backward", "calls": 12.0, "ms": 24.0}"#,
             r#"{"impl": "pytorch", "op": "linear", "direction": "forward", "calls": 12.0, "ms": 10.0}"#,
             r#"{"impl": "pytorch", "op": "dropout", "direction": "forward", "calls": 5.0, "ms": 0.5}"#,
+            r#"{"impl": "pytorch", "op": "add", "direction": "forward", "calls": 6.0, "ms": 1.0}"#,
             r#"{"impl": "pytorch", "op": "(step)", "direction": "-", "calls": null, "ms": 40.0}"#,
         ]
         .map(crate::peers::test_line)
@@ -269,9 +284,11 @@ mod tests {
         let expected = [
             ["linear", "forward", "8.00", "12", "10.00", "1.25"],
             ["tanh", "forward", "0.50", "NaN", "NaN", "NaN"],
+            // Called a different number of times: no ratio.
+            ["add", "forward", "0.25", "6", "1.00", "NaN"],
             ["linear", "backward", "16.00", "12", "24.00", "1.50"],
             ["dropout", "forward", "NaN", "5", "0.50", "NaN"],
-            ["(outside ops)", "-", "0.50", "NaN", "5.50", "NaN"],
+            ["(outside ops)", "-", "0.25", "NaN", "4.50", "NaN"],
             ["(step)", "-", "25.00", "NaN", "40.00", "1.60"],
         ];
         assert_eq!(table, expected.map(|r| r.map(String::from).to_vec()));

@@ -389,7 +389,7 @@ fn case_rows(
                 ("m", Value::Int(c.m)),
                 ("k", Value::Int(c.k)),
                 ("n", Value::Int(c.n)),
-                ("transb", Value::Text(c.transb.to_string())),
+                ("transb", Value::Bool(c.transb)),
                 ("threads", Value::Int(threads)),
                 ("isa", Value::Text(kernels.into())),
                 ("median_ms", Value::Num(ms)),

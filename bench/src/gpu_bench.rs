@@ -186,6 +186,8 @@ fn attention_flops(s: &AttentionShape) -> (f64, f64) {
 pub fn attention(args: &Args) -> Result<Vec<Row>, String> {
     let mut device = device(args)?;
     let (dev_name, peer) = (device.name(), peer_device(&device));
+    // Our interpreted kernels beside PyTorch on the CPU: both rows, no ratio between them.
+    let comparable = !in_interpreter(&device);
     let launches = launches(args, &device)?;
     // BERT-like batches on a GPU; one sequence in the interpreter, a smoke test (the GPU
     // defaults would take it hours).
@@ -202,6 +204,7 @@ pub fn attention(args: &Args) -> Result<Vec<Row>, String> {
     );
     let budget = Duration::from_millis(args.get("budget-ms", 2000)?);
     let bf16 = bf16_flag(args)?;
+    let dtype = if bf16 { "bf16" } else { "f32" };
     let mut rows = Vec::new();
     for seq in list(args, "seq", default_seq)? {
         let shape = AttentionShape {
@@ -299,10 +302,11 @@ pub fn attention(args: &Args) -> Result<Vec<Row>, String> {
             let run = Run {
                 who: "smelt",
                 kernel: build.name(),
+                dtype,
                 dev: &dev_name,
                 phase,
             };
-            let ratio = theirs.map(|t| ours / t.2);
+            let ratio = theirs.filter(|_| comparable).map(|t| ours / t.2);
             rows.push(attention_row(run, &shape, secs * 1e3, ours, ratio));
         }
         for (phase, ms, tf) in &torch {
@@ -310,6 +314,7 @@ pub fn attention(args: &Args) -> Result<Vec<Row>, String> {
                 who: "pytorch",
                 // On CUDA the peer pins SDPA's memory-efficient kernel (3xTF32 tensor cores).
                 kernel: if peer == "cuda" { "efficient" } else { "sdpa" },
+                dtype,
                 dev: peer,
                 phase,
             };
@@ -319,10 +324,11 @@ pub fn attention(args: &Args) -> Result<Vec<Row>, String> {
     Ok(rows)
 }
 
-/// Who ran which kernel where, for one attention row.
+/// Who ran which kernel where, on which storage type, for one attention row.
 struct Run<'a> {
     who: &'a str,
     kernel: &'a str,
+    dtype: &'a str,
     dev: &'a str,
     phase: &'a str,
 }
@@ -332,6 +338,7 @@ fn attention_row(run: Run, s: &AttentionShape, ms: f64, tflops: f64, ratio: Opti
         ("impl", Value::Text(run.who.into())),
         ("op", Value::Text("attention".into())),
         ("kernel", Value::Text(run.kernel.into())),
+        ("dtype", Value::Text(run.dtype.into())),
         ("device", Value::Text(run.dev.into())),
         ("phase", Value::Text(run.phase.into())),
         ("batch", Value::Int(s.batch)),
@@ -386,6 +393,8 @@ fn torch_peer(
 pub fn layernorm(args: &Args) -> Result<Vec<Row>, String> {
     let mut device = device(args)?;
     let (dev_name, peer) = (device.name(), peer_device(&device));
+    // Our interpreted kernels beside PyTorch on the CPU: both rows, no ratio between them.
+    let comparable = !in_interpreter(&device);
     let launches = launches(args, &device)?;
     // Large enough that x and y together (2 x 96 MB in bf16 at hidden 768) are several
     // times the 50-60 MB L2 of an H100 or H200: the second of two calls in a row must
@@ -479,6 +488,11 @@ pub fn layernorm(args: &Args) -> Result<Vec<Row>, String> {
             .iter()
             .find(|(p, _, _)| p == "copy")
             .map_or(f64::NAN, |t| t.2);
+        let case = LayerNormCase {
+            rows: rows_n,
+            cols,
+            dtype,
+        };
         for (i, phase) in ["copy", "forward", "backward"].into_iter().enumerate() {
             let gbps = bytes[i] / t[i] / 1e9;
             let theirs = torch.iter().find(|(p, _, _)| p == phase);
@@ -486,20 +500,18 @@ pub fn layernorm(args: &Args) -> Result<Vec<Row>, String> {
                 "smelt",
                 &dev_name,
                 phase,
-                rows_n,
-                cols,
+                &case,
                 t[i] * 1e3,
                 gbps,
                 gbps / copy_gbps,
-                theirs.map(|t| gbps / t.2),
+                theirs.filter(|_| comparable).map(|t| gbps / t.2),
             ));
             if let Some((_, ms, g)) = theirs {
                 rows.push(layernorm_row(
                     "pytorch",
                     peer,
                     phase,
-                    rows_n,
-                    cols,
+                    &case,
                     *ms,
                     *g,
                     g / torch_copy_gbps,
@@ -511,13 +523,19 @@ pub fn layernorm(args: &Args) -> Result<Vec<Row>, String> {
     Ok(rows)
 }
 
+/// The rows, columns and storage type of one layer-norm case.
+struct LayerNormCase<'a> {
+    rows: usize,
+    cols: usize,
+    dtype: &'a str,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn layernorm_row(
     who: &str,
     dev: &str,
     phase: &str,
-    rows: usize,
-    cols: usize,
+    case: &LayerNormCase,
     ms: f64,
     gbps: f64,
     of_copy: f64,
@@ -526,10 +544,11 @@ fn layernorm_row(
     Row(vec![
         ("impl", Value::Text(who.into())),
         ("op", Value::Text("layernorm".into())),
+        ("dtype", Value::Text(case.dtype.into())),
         ("device", Value::Text(dev.into())),
         ("phase", Value::Text(phase.into())),
-        ("rows", Value::Int(rows)),
-        ("cols", Value::Int(cols)),
+        ("rows", Value::Int(case.rows)),
+        ("cols", Value::Int(case.cols)),
         ("median_ms", Value::Num(ms)),
         ("gbps", Value::Num(gbps)),
         ("of_copy", Value::Num(of_copy)),

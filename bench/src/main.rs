@@ -274,7 +274,7 @@ fn peak_row(total: f64, threads: usize, scaling: f64) -> Row {
         ("m", Value::Int(0)),
         ("k", Value::Int(0)),
         ("n", Value::Int(0)),
-        ("transb", Value::Text("-".into())),
+        ("transb", Value::Null),
         ("threads", Value::Int(threads)),
         ("isa", Value::Text(peak::peak_isa().name().into())),
         ("median_ms", Value::Num(f64::NAN)),

@@ -7,6 +7,9 @@ pub enum Value {
     Text(String),
     Int(usize),
     Num(f64),
+    Bool(bool),
+    /// No value for this row (JSON `null`, `-` in the table).
+    Null,
 }
 
 /// One measured row: ordered (key, value) pairs.
@@ -25,7 +28,8 @@ impl Row {
                     }
                     Value::Int(i) => i.to_string(),
                     Value::Num(x) if x.is_finite() => significant(*x),
-                    Value::Num(_) => "null".to_string(),
+                    Value::Num(_) | Value::Null => "null".to_string(),
+                    Value::Bool(b) => b.to_string(),
                 };
                 format!("\"{k}\":{v}")
             })
@@ -39,7 +43,9 @@ impl Row {
             .map(|(_, v)| match v {
                 Value::Text(s) => s.clone(),
                 Value::Int(i) => i.to_string(),
+                Value::Bool(b) => b.to_string(),
                 // JSON's null: no figure for this row.
+                Value::Null => "-".to_string(),
                 Value::Num(x) if !x.is_finite() => "-".to_string(),
                 Value::Num(x) if x.abs() >= 100.0 => format!("{x:.1}"),
                 // Small figures (a GPU launch in ms, the simulator's TFLOP/s) keep their

@@ -624,10 +624,7 @@ fn bench_rows_describe_what_ran() {
             .unwrap_or_else(|| panic!("no {name} row in {stdout}"))
             .to_string()
     };
-    assert!(
-        row("smelt-large").contains("\"transb\":\"true\""),
-        "{stdout}"
-    );
+    assert!(row("smelt-large").contains("\"transb\":true"), "{stdout}");
     let mm = row("matrixmultiply");
     assert!(
         mm.contains("\"threads\":4") && mm.contains("\"of_peak\":null"),
@@ -951,5 +948,37 @@ fn demo_steps_below_two_have_one_message() {
             &["demo", "--steps", steps],
             &format!("--steps must be between 2 and 100000, got {steps}"),
         );
+    }
+}
+
+/// The GPU benchmarks' rows name their storage type, so that f32 and bf16 runs tell apart
+/// (run on the interpreter, a smoke test of the row format).
+#[test]
+fn gpu_benchmark_rows_name_their_storage_type() {
+    let cases: [&[&str]; 2] = [
+        &["bench", "layernorm", "--rows", "16", "--hidden", "48"],
+        &["bench", "attention", "--heads", "1", "--seq", "9"],
+    ];
+    for case in cases {
+        for dtype in ["f32", "bf16"] {
+            let mut args = case.to_vec();
+            args.extend([
+                "--device",
+                "ptx-sim",
+                "--dtype",
+                dtype,
+                "--budget-ms",
+                "1",
+                "--json",
+            ]);
+            let out = smelt_ok(&args);
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let want = format!("\"dtype\":\"{dtype}\"");
+            assert!(stdout.lines().count() >= 2, "{args:?}: {stdout}");
+            assert!(
+                stdout.lines().all(|l| l.contains(&want)),
+                "{args:?}: {stdout}"
+            );
+        }
     }
 }

@@ -15,6 +15,7 @@ The texts: accents, emoji, CJK, Arabic, Hindi, Cyrillic, Greek, Korean, mixed sc
 words, numbers, URLs, e-mails, code, whitespace and control oddities, special tokens written in
 the text, the empty string, and seeded random mixtures of all of these.
 """
+import argparse
 import json
 import os
 import random
@@ -93,4 +94,8 @@ def main():
 
 
 if __name__ == "__main__":
+    # No options: --help shows this file's doc instead of regenerating the files.
+    argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    ).parse_args()
     main()

@@ -20,6 +20,7 @@ characters that HF keeps; a differential fuzz of smelt against HF found them).
                from it, mapped to that form (NFD without Mn marks), Hangul syllables excepted
                (decomposed by the algorithm in the tokenizer).
 """
+import argparse
 import os
 
 import tokenizers
@@ -131,4 +132,8 @@ def main():
 
 
 if __name__ == "__main__":
+    # No options: --help shows this file's doc instead of regenerating the files.
+    argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    ).parse_args()
     main()
