@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import time
 
 from peer_common import positive_int
@@ -43,8 +44,12 @@ def main():
     args = parser.parse_args()
 
     import torch
-    from sentence_transformers import SentenceTransformer
     from transformers import AutoTokenizer
+
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError as e:
+        sys.exit(f"embed_torch.py needs sentence-transformers (pip install sentence-transformers): {e}")
 
     torch.set_num_threads(args.threads)
     with open(args.texts, encoding="utf-8") as f:
