@@ -1,5 +1,6 @@
-//! Criterion benchmark of our SGEMM at BERT-base shapes, 1 thread, plain and with B
-//! transposed, beside the `gemm` crate (the figures in README come from `smelt bench gemm`,
+//! Criterion benchmark of our SGEMM at BERT-base shapes and with one row of A (a single
+//! token: the row-times-matrix path), 1 thread, plain and with B transposed, beside the
+//! `gemm` crate (the figures in README come from `smelt bench gemm`,
 //! which also measures the FMA peak and more peers; this is the statistics-heavy view); and
 //! nn.Linear's forward both ways: `sgemm_bias` (the bias added in the write-back) against the
 //! bias copied into C first and a product with beta = 1.
@@ -11,7 +12,14 @@ use smelt_kernels::cpu::CpuOptions;
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("sgemm");
     group.sample_size(20);
-    for (m, k, n) in [(1024, 768, 768), (1024, 768, 3072), (1024, 3072, 768)] {
+    let shapes = [
+        (1024, 768, 768),
+        (1024, 768, 3072),
+        (1024, 3072, 768),
+        (1, 768, 768),
+        (1, 3072, 768),
+    ];
+    for (m, k, n) in shapes {
         let a = vec![0.5f32; m * k];
         let b = vec![0.25f32; k * n];
         let mut out = vec![0.0f32; m * n];

@@ -14,9 +14,11 @@
 //! all of A fits one row block (M <= MC, e.g. a linear layer over 128 tokens) and the threads
 //! do not split its rows, loop 4 packs nothing: loop 2 packs each micro-panel just before its
 //! tiles, into a one-panel buffer in L2. B read in place, or packed beforehand
-//! ([`PackedB`](super::PackedB)), is not packed at all.
+//! ([`PackedB`](super::PackedB)), is not packed at all. One row of A (or one column of C)
+//! whose operands run contiguously along k skips the loops: [`gemv`](super::gemv).
 
 use super::blocking::{even_chunk, share, Blocking};
+use super::gemv;
 use super::microkernel::{Microkernel, Panels, TileOut};
 use super::pack::{pack_panels, with_buffer, Strided, PACK_A, PACK_B};
 use super::upcoming::Upcoming;
@@ -83,6 +85,23 @@ impl Problem {
             packed_b: std::ptr::null(),
         }
     }
+
+    /// The same product as `C^T = B^T A^T` (the caller sees to the bias, which belongs to
+    /// C's columns, and to B packed beforehand, whose panels are B's).
+    pub(crate) fn transposed(&self) -> Problem {
+        Problem {
+            m: self.n,
+            n: self.m,
+            a: self.b.t(),
+            b: self.a.t(),
+            c: StridedMut {
+                ptr: self.c.ptr,
+                rs: self.c.cs,
+                cs: self.c.rs,
+            },
+            ..*self
+        }
+    }
 }
 
 /// Loops 5 and 4's blocks of B for a product of depth `k` and width `n` on a kernel of
@@ -115,22 +134,15 @@ pub(crate) unsafe fn run(kernel: &Microkernel, blk: &Blocking, p: Problem, threa
         scale(&p);
         return;
     }
+    if let Some(row) = gemv::problem(&p) {
+        gemv::run(kernel.gemv, row, threads);
+        return;
+    }
     // The microkernel writes rows of C with vector stores; a column-major C is handled as
     // C^T = B^T * A^T, which is row-major (not with a bias, which belongs to C's columns).
     // Not with B packed beforehand, whose panels are B's, not A's.
     let p = if p.c.cs != 1 && p.c.rs == 1 && p.bias.is_null() && p.packed_b.is_null() {
-        Problem {
-            m: p.n,
-            n: p.m,
-            a: p.b.t(),
-            b: p.a.t(),
-            c: StridedMut {
-                ptr: p.c.ptr,
-                rs: p.c.cs,
-                cs: p.c.rs,
-            },
-            ..p
-        }
+        p.transposed()
     } else {
         p
     };

@@ -11,6 +11,7 @@
 //! | avx2     | 16 ymm    |  6 x 16  | 12 + 2 + 1           | 2, 4 x 16  |
 //! | portable | 16 xmm    |  4 x 8   | 8 (x2 halves) + 2 + 2| none       |
 
+use super::gemv::{self, GemvFn};
 use crate::cpu::isa::Isa;
 use crate::cpu::prefetch::{Hint, Lines, LINE};
 use crate::cpu::simd::SimdF32;
@@ -110,6 +111,8 @@ pub(crate) struct Microkernel {
     /// them a ragged panel's tiles cost as much as full ones: at M = 128 (an attention head:
     /// 10 panels of 12 rows and one of 8) 4 of the 132 rows computed were padding.
     pub short: &'static [(usize, KernelFn)],
+    /// The kernel for one row of A times a B read in place along k ([`super::gemv`]).
+    pub gemv: GemvFn,
 }
 
 impl Microkernel {
@@ -126,6 +129,7 @@ impl Microkernel {
                     (4, x86::avx512_x32::<4, false>),
                     (8, x86::avx512_x32::<8, false>),
                 ],
+                gemv: gemv::for_isa(isa),
             },
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2Fma => Microkernel {
@@ -137,6 +141,7 @@ impl Microkernel {
                     (2, x86::avx2_x16::<2, false>),
                     (4, x86::avx2_x16::<4, false>),
                 ],
+                gemv: gemv::for_isa(isa),
             },
             _ => Microkernel {
                 mr: 4,
@@ -144,6 +149,7 @@ impl Microkernel {
                 packed: portable_4x8::<true>,
                 direct: portable_4x8::<false>,
                 short: &[],
+                gemv: gemv::for_isa(isa),
             },
         }
     }

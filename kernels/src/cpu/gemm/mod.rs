@@ -14,6 +14,7 @@
 pub mod cache;
 
 mod blocking;
+mod gemv;
 mod loops;
 mod microkernel;
 mod pack;
