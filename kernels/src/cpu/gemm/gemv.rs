@@ -23,7 +23,7 @@ pub(crate) type GemvFn = unsafe fn(p: &Problem, lo: usize, hi: usize);
 /// so is A's row; else, for one column of C and no bias (a bias belongs to C's columns),
 /// `C^T = B^T A^T` when that has those properties.
 pub(crate) fn problem(p: &Problem) -> Option<Problem> {
-    let fits = |q: &Problem| q.m == 1 && q.packed_b.is_null() && (dots(q) || q.b.cs == 1);
+    let fits = |q: &Problem| q.m == 1 && q.packed_b.is_null() && (dot_form(q) || q.b.cs == 1);
     if fits(p) {
         return Some(*p);
     }
@@ -65,7 +65,7 @@ pub(crate) fn for_isa(isa: Isa) -> GemvFn {
 }
 
 /// Whether `p` takes the dot-product form: A's row and B's k steps contiguous.
-fn dots(p: &Problem) -> bool {
+fn dot_form(p: &Problem) -> bool {
     p.a.cs == 1 && p.b.rs == 1
 }
 
@@ -73,7 +73,7 @@ fn dots(p: &Problem) -> bool {
 /// the form `p` takes.
 #[inline(always)]
 unsafe fn columns<V: SimdF32>(p: &Problem, lo: usize, hi: usize) {
-    if dots(p) {
+    if dot_form(p) {
         dot_columns::<V>(p, lo, hi)
     } else {
         row_columns::<V>(p, lo, hi)
@@ -103,37 +103,23 @@ unsafe fn row_columns<V: SimdF32>(p: &Problem, lo: usize, hi: usize) {
         let acc = sums.as_mut_ptr();
         sums[..cols].fill(0.0);
         let full = cols - cols % V::LANES;
+        let b = |t: usize| p.b.ptr.add(t * p.b.rs + j);
         let mut t = 0;
         while t + STEPS <= p.k {
-            let av: [V; STEPS] = std::array::from_fn(|u| a(t + u));
-            let rows: [*const f32; STEPS] =
-                std::array::from_fn(|u| p.b.ptr.add((t + u) * p.b.rs + j));
-            let mut v = 0;
-            while v < full {
-                let mut s = V::load(acc.add(v));
-                for (x, r) in av.iter().zip(rows) {
-                    s = V::mul_add(*x, V::load(r.add(v)), s);
-                }
-                V::store(acc.add(v), s);
-                v += V::LANES;
-            }
+            let (x, rows) = (
+                std::array::from_fn(|u| a(t + u)),
+                std::array::from_fn(|u| b(t + u)),
+            );
+            add_rows::<V, STEPS>(acc, x, rows, full);
             t += STEPS;
         }
         for t in t..p.k {
-            let (x, r) = (a(t), p.b.ptr.add(t * p.b.rs + j));
-            let mut v = 0;
-            while v < full {
-                V::store(
-                    acc.add(v),
-                    V::mul_add(x, V::load(r.add(v)), V::load(acc.add(v))),
-                );
-                v += V::LANES;
-            }
+            add_rows::<V, 1>(acc, [a(t)], [b(t)], full);
         }
         // The last columns short of a vector, one at a time.
         for (u, slot) in sums.iter_mut().enumerate().take(cols).skip(full) {
             *slot = (0..p.k)
-                .map(|t| *p.a.ptr.add(t * p.a.cs) * *p.b.ptr.add(t * p.b.rs + j + u))
+                .map(|t| *p.a.ptr.add(t * p.a.cs) * *b(t).add(u))
                 .sum();
         }
         for (u, &sum) in sums[..cols].iter().enumerate() {
@@ -143,54 +129,70 @@ unsafe fn row_columns<V: SimdF32>(p: &Problem, lo: usize, hi: usize) {
     }
 }
 
-/// [`columns`] with A's row and B's k steps contiguous: four dot products at a time, each
-/// over `k` in vectors with a zero-filled tail.
+/// `acc[v] += sum_u x[u] * rows[u][v]` for `v < full` (a multiple of the lanes): one load and
+/// store of `acc` per vector for `R` multiply-adds.
+#[inline(always)]
+unsafe fn add_rows<V: SimdF32, const R: usize>(
+    acc: *mut f32,
+    x: [V; R],
+    rows: [*const f32; R],
+    full: usize,
+) {
+    let mut v = 0;
+    while v < full {
+        let mut s = V::load(acc.add(v));
+        for (x, r) in x.iter().zip(rows) {
+            s = V::mul_add(*x, V::load(r.add(v)), s);
+        }
+        V::store(acc.add(v), s);
+        v += V::LANES;
+    }
+}
+
+/// [`columns`] with A's row and B's k steps contiguous: four dot products at a time, then
+/// one at a time.
 #[inline(always)]
 unsafe fn dot_columns<V: SimdF32>(p: &Problem, lo: usize, hi: usize) {
-    let (a, k) = (p.a.ptr, p.k);
     let row = |j: usize| p.b.ptr.add(j * p.b.cs);
     let mut j = lo;
     while j + 4 <= hi {
-        let rows = [row(j), row(j + 1), row(j + 2), row(j + 3)];
-        let mut acc = [V::zero(); 4];
-        let mut t = 0;
-        while t + V::LANES <= k {
-            let av = V::load(a.add(t));
-            for (s, r) in acc.iter_mut().zip(rows) {
-                *s = V::mul_add(av, V::load(r.add(t)), *s);
-            }
-            t += V::LANES;
-        }
-        if t < k {
-            let n = k - t;
-            let av = V::load_partial(a.add(t), n, 0.0);
-            for (s, r) in acc.iter_mut().zip(rows) {
-                *s = V::mul_add(av, V::load_partial(r.add(t), n, 0.0), *s);
-            }
-        }
-        for (u, s) in acc.into_iter().enumerate() {
-            write(p, j + u, V::reduce_sum(s));
+        let sums = dots::<V, 4>(p.a.ptr, std::array::from_fn(|u| row(j + u)), p.k);
+        for (u, sum) in sums.into_iter().enumerate() {
+            write(p, j + u, sum);
         }
         j += 4;
     }
     for j in j..hi {
-        let r = row(j);
-        let mut s = V::zero();
-        let mut t = 0;
-        while t + V::LANES <= k {
-            s = V::mul_add(V::load(a.add(t)), V::load(r.add(t)), s);
-            t += V::LANES;
-        }
-        if t < k {
-            let n = k - t;
-            let (av, bv) = (
-                V::load_partial(a.add(t), n, 0.0),
-                V::load_partial(r.add(t), n, 0.0),
-            );
-            s = V::mul_add(av, bv, s);
-        }
-        write(p, j, V::reduce_sum(s));
+        let [sum] = dots::<V, 1>(p.a.ptr, [row(j)], p.k);
+        write(p, j, sum);
     }
+}
+
+/// The dot products of `a` with each of `R` rows, over `k` values in vectors with a
+/// zero-filled tail.
+#[inline(always)]
+unsafe fn dots<V: SimdF32, const R: usize>(
+    a: *const f32,
+    rows: [*const f32; R],
+    k: usize,
+) -> [f32; R] {
+    let mut acc = [V::zero(); R];
+    let mut t = 0;
+    while t + V::LANES <= k {
+        let av = V::load(a.add(t));
+        for (s, r) in acc.iter_mut().zip(rows) {
+            *s = V::mul_add(av, V::load(r.add(t)), *s);
+        }
+        t += V::LANES;
+    }
+    if t < k {
+        let n = k - t;
+        let av = V::load_partial(a.add(t), n, 0.0);
+        for (s, r) in acc.iter_mut().zip(rows) {
+            *s = V::mul_add(av, V::load_partial(r.add(t), n, 0.0), *s);
+        }
+    }
+    acc.map(|s| V::reduce_sum(s))
 }
 
 /// `C(0, j) = alpha * dot + bias[j] + beta * C(0, j)`, C not read when `beta == 0`.
