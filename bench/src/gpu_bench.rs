@@ -63,6 +63,15 @@ fn bf16_flag(args: &Args) -> Result<bool, String> {
     }
 }
 
+/// The name `--dtype` gives the storage `bf16_flag` read.
+fn dtype_name(bf16: bool) -> &'static str {
+    if bf16 {
+        "bf16"
+    } else {
+        "f32"
+    }
+}
+
 /// A buffer of `n` [`pattern`] values, stored as bf16 (truncated: benchmark inputs only need
 /// to be finite and varied) or f32.
 fn upload_pattern(
@@ -204,7 +213,7 @@ pub fn attention(args: &Args) -> Result<Vec<Row>, String> {
     );
     let budget = Duration::from_millis(args.get("budget-ms", 2000)?);
     let bf16 = bf16_flag(args)?;
-    let dtype = if bf16 { "bf16" } else { "f32" };
+    let dtype = dtype_name(bf16);
     let mut rows = Vec::new();
     for seq in list(args, "seq", default_seq)? {
         let shape = AttentionShape {
@@ -288,7 +297,7 @@ pub fn attention(args: &Args) -> Result<Vec<Row>, String> {
         )?;
         let (forward_flops, backward_flops) = attention_flops(&shape);
         let torch = if args.flag("torch") {
-            torch_attention(peer, &shape, bf16, launches, budget)?
+            torch_attention(peer, &shape, dtype, launches, budget)?
         } else {
             Vec::new()
         };
@@ -356,7 +365,7 @@ fn attention_row(run: Run, s: &AttentionShape, ms: f64, tflops: f64, ratio: Opti
 fn torch_attention(
     peer: &str,
     s: &AttentionShape,
-    bf16: bool,
+    dtype: &str,
     launches: usize,
     budget: Duration,
 ) -> Result<Vec<(String, f64, f64)>, String> {
@@ -365,7 +374,7 @@ fn torch_attention(
         format!("--heads={}", s.heads),
         format!("--seq={}", s.seq),
         format!("--head-dim={}", s.head_dim),
-        format!("--dtype={}", if bf16 { "bf16" } else { "f32" }),
+        format!("--dtype={dtype}"),
         format!("--launches={launches}"),
     ];
     torch_peer(peer, "attention", &shape, "tflops", budget)
@@ -405,7 +414,7 @@ pub fn layernorm(args: &Args) -> Result<Vec<Row>, String> {
     let rows_n = args.count("rows", default_rows, MAX_ELEMENTS)?;
     let budget = Duration::from_millis(args.get("budget-ms", 2000)?);
     let bf16 = bf16_flag(args)?;
-    let dtype = if bf16 { "bf16" } else { "f32" };
+    let dtype = dtype_name(bf16);
     // Bytes of one row element: x, y, dy, dx are bf16 or f32; the statistics stay f32.
     let elem = if bf16 { 2.0 } else { 4.0 };
     let mut rows = Vec::new();

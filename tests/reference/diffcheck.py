@@ -215,6 +215,15 @@ def rel(a, ref, denom=None):
     return float(n / d)
 
 
+def denominator(name, ref, probe):
+    """What the relative error of output `name` is measured against: its norm (None), except
+    the key bias's gradient (see key_bias_denom) and the loss, a sum with cancellation,
+    measured against sum |last_hidden_state * probe|."""
+    if name == "loss":
+        return float(np.abs(ref["last_hidden_state"] * probe.double().numpy()).sum())
+    return key_bias_denom(name, ref)
+
+
 def key_bias_denom(name, ref):
     """The key bias's gradient is 0 in exact arithmetic (softmax is shift-invariant per row), so
     its relative error is noise over noise: measure it against the key weight's gradient norm."""
@@ -292,10 +301,8 @@ def run_case(c, keep=False):
                 rec["status"] = "fail"
                 rec["msgs"].append(f"{tag} {n} shape {o[n].shape} vs {ref32[n].shape}")
                 continue
-            den64 = key_bias_denom(n, ref64)
-            den32 = key_bias_denom(n, ref32)
-            if n == "loss":  # a sum with cancellation: measure against sum |lhs * probe|
-                den64 = den32 = float(np.abs(ref64["last_hidden_state"] * probe.double().numpy()).sum())
+            den64 = denominator(n, ref64, probe)
+            den32 = den64 if n == "loss" else denominator(n, ref32, probe)
             errs[tag + n] = (rel(o[n], ref32[n], den32), rel(o[n], ref64[n], den64), rel(ref32[n], ref64[n], den64))
         extra = set(o) - set(names)
         if extra:
@@ -330,9 +337,7 @@ def run_case(c, keep=False):
         sens = f64_sensitivity(model, ids, mask, tt, probe, ref64)
         for o in over:
             tag, n = o["tensor"].split(":", 1)
-            den = key_bias_denom(n, ref64)
-            if n == "loss":
-                den = float(np.abs(ref64["last_hidden_state"] * probe.double().numpy()).sum())
+            den = denominator(n, ref64, probe)
             o["f64_sensitivity"] = max(rel(r[n], ref64[n], den) for r in sens)
             o["suspect"] = o["vs64"] > 3 * o["hf32_vs64"] and o["vs64"] > 30 * o["f64_sensitivity"]
     rec["over_tol"] = over
